@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# testserver.sh — disposable Debian bookworm "VPS" test servers: systemd as PID 1, sshd, nginx,
+# python3-venv, sqlite3; each in its own network namespace on a private bridge with no route out,
+# booted by systemd-nspawn from a cached debootstrap image.
+#
+#   testserver.sh base                 build the cached image (once; ~60-90 s)
+#   testserver.sh up NAME OCTET        boot root@10.213.0.OCTET (~2 s), print its address
+#   testserver.sh down NAME            clean halt, unmount, remove netns/veth/state
+#   testserver.sh down-all             every server this script started (used by test teardown)
+#   testserver.sh sh NAME [CMD...]     run CMD inside without ssh (nsenter)
+#   testserver.sh ssh-config NAME      print host, key and known_hosts paths (KEY=VALUE lines)
+#   testserver.sh wheelhouse REQ...    download wheels for requirements files into the wheelhouse
+#
+# Servers reach only the bridge (10.213.0.0/24): apt goes through an allow-listed proxy on the
+# bridge address (only to the mirror this machine's apt uses); pip installs from a read-only
+# wheelhouse (/opt/wheelhouse inside) filled by `wheelhouse` from this machine's own pip config.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+CACHE=${FDEPLOY_CACHE:-/var/cache/fdeploy}
+W=$CACHE/servers
+BR=fd-br0 NET=10.213.0
+KEY=$W/id_ed25519 KH=$W/known_hosts
+MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)}
+PKGS=systemd,systemd-sysv,dbus,openssh-server,iproute2,python3,python3-venv,nginx,sqlite3,sudo,curl,ca-certificates,procps
+IMAGE_REV=1   # bump when base() changes, so cached images are rebuilt
+IMAGE_ID=$(printf '%s|%s' "$PKGS" "$IMAGE_REV" | sha256sum | cut -c1-12)
+IMAGE=$W/base-$IMAGE_ID.tar.zst
+SSH=(ssh -i "$KEY" -o UserKnownHostsFile="$KH" -o StrictHostKeyChecking=yes -o BatchMode=yes
+     -o ConnectTimeout=2 -o LogLevel=ERROR)
+mkdir -p "$W"
+
+need() {   # the host packages this harness uses (Debian names)
+  local missing=()
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+  command -v zstd >/dev/null || missing+=(zstd)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v ssh >/dev/null || missing+=(openssh-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+base() {
+  need
+  [ -f "$IMAGE" ] && { echo "image $IMAGE (cached)"; return; }
+  local R=$W/rootfs.tmp
+  rm -rf "$R"
+  debootstrap --variant=minbase --include="$PKGS" bookworm "$R" "$MIRROR" >"$W/debootstrap.log" 2>&1 ||
+    { tail -20 "$W/debootstrap.log"; exit 1; }
+  chroot "$R" apt-get clean
+  rm -f "$R"/etc/ssh/ssh_host_* "$R"/var/lib/dbus/machine-id; : >"$R/etc/machine-id" # per-host identity
+  printf '# no DNS in the test net; apt goes through the host proxy\n' >"$R/etc/resolv.conf"
+  echo "Acquire::http::Proxy \"http://$NET.1:3142\";" >"$R/etc/apt/apt.conf.d/01proxy"
+  # pip: no index reachable; install from the wheelhouse bind-mounted at boot
+  printf '[global]\nno-index = true\nfind-links = /opt/wheelhouse\n' >"$R/etc/pip.conf"
+  rm -f "$R"/etc/systemd/system/timers.target.wants/apt-daily*.timer # no surprise apt runs in tests
+  rm -f "$R"/etc/nginx/sites-enabled/default   # a bare server: nothing on port 80 until we deploy
+  tar -C "$R" -cf - . | zstd -q -T0 -3 -f -o "$IMAGE.tmp" && mv "$IMAGE.tmp" "$IMAGE"
+  rm -rf "$R"
+  echo "image $IMAGE built"
+}
+
+ensure_net() { # bridge (host = .1) + allow-listed apt proxy; no ip_forward, no NAT
+  ip link show $BR >/dev/null 2>&1 || {
+    ip link add $BR type bridge; ip addr add $NET.1/24 dev $BR; ip link set $BR up; }
+  if ! { [ -f "$W/aptproxy.pid" ] && kill -0 "$(cat "$W/aptproxy.pid")" 2>/dev/null; }; then
+    setsid python3 "$HERE/aptproxy.py" $NET.1 3142 "${MIRROR#*://}" >"$W/aptproxy.log" 2>&1 </dev/null &
+    echo $! >"$W/aptproxy.pid"
+  fi
+  [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -f "$KEY" -C fdeploy-tests
+  mkdir -p "$W/wheelhouse"
+}
+
+up() {
+  local N=$1 OCTET=$2; local IP=$NET.$OCTET D=$W/hosts/$1; local R=$D/root
+  [[ $N =~ ^[a-z][a-z0-9-]{0,10}$ ]] || { echo "bad server name '$N' (a-z0-9-, max 11)" >&2; exit 2; }
+  need; [ -f "$IMAGE" ] || base >/dev/null
+  [ -d "$D" ] && down "$N"                       # a leftover from a killed run: start clean
+  ensure_net; mkdir -p "$D"
+  if [ ! -d "$W/base-$IMAGE_ID" ]; then
+    rm -rf "$W/base.tmp"; mkdir -p "$W/base.tmp"
+    zstd -dc "$IMAGE" | tar -C "$W/base.tmp" -xf -; mv "$W/base.tmp" "$W/base-$IMAGE_ID"
+  fi
+  mkdir -p "$D/upper" "$D/work" "$R"
+  mount -t overlay "fd-$N" -o lowerdir="$W/base-$IMAGE_ID",upperdir="$D/upper",workdir="$D/work" "$R"
+  echo "$N" >"$R/etc/hostname"; printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$N" >"$R/etc/hosts"
+  install -d -m700 "$R/root/.ssh"; install -m600 "$KEY.pub" "$R/root/.ssh/authorized_keys"
+  ssh-keygen -q -t ed25519 -N '' -f "$R/etc/ssh/ssh_host_ed25519_key" -C "root@$N"
+  touch "$KH"; sed -i "/^$IP /d" "$KH"
+  echo "$IP $(cut -d' ' -f1,2 "$R/etc/ssh/ssh_host_ed25519_key.pub")" >>"$KH"
+  # Fixed MAC per address: a re-created server must not hide behind a stale ARP entry (~25 s stall).
+  local MAC; MAC=$(printf '02:42:0a:d5:00:%02x' "$OCTET"); ip neigh flush to "$IP" dev $BR 2>/dev/null || true
+  ip netns add "fd-$N"
+  ip link add "fd-$N" type veth peer name eth0 address "$MAC" netns "fd-$N"
+  ip link set "fd-$N" master $BR up
+  ip -n "fd-$N" addr add "$IP/24" dev eth0; ip -n "fd-$N" link set eth0 up; ip -n "fd-$N" link set lo up
+  echo "$IP" >"$D/ip"
+  # --register=no --keep-unit: this machine's PID 1 is not systemd (no machined, no system bus).
+  # The loop: `systemctl reboot` inside makes nspawn exit 133, so boot again, like a real VPS.
+  setsid bash -c 'while :; do "$@" & echo $! > "'"$D"'/nspawn.pid"; wait $!; [ $? = 133 ] || break; done' _ \
+    systemd-nspawn -q -D "$R" -b -M "fd-$N" --register=no --keep-unit --console=passive \
+    --network-namespace-path="/run/netns/fd-$N" --bind-ro="$W/wheelhouse:/opt/wheelhouse" \
+    >"$D/console.log" 2>&1 </dev/null &
+  echo $! >"$D/loop.pid"
+  local st="" i
+  sleep 0.2
+  for i in $(seq 1 300); do # ready = sshd answers AND systemd finished booting
+    st=$("${SSH[@]}" root@"$IP" 'systemctl is-system-running --wait || true' 2>/dev/null) && [ -n "$st" ] && break
+    kill -0 "$(cat "$D/nspawn.pid")" 2>/dev/null || { cat "$D/console.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  [ -n "$st" ] || { echo "server $N did not come up" >&2; exit 1; }
+  echo "$IP"
+}
+
+leader() { pgrep -P "$(cat "$W/hosts/$1/nspawn.pid")" | head -1; }
+sh_in() { local N=$1; shift; nsenter -t "$(leader "$N")" -a "${@:-/bin/bash}"; }
+
+down() {
+  local N=$1; local D=$W/hosts/$N P L i
+  P=$(cat "$D/nspawn.pid" 2>/dev/null || true); L=$(cat "$D/loop.pid" 2>/dev/null || true)
+  [ -n "$L" ] && kill -TERM "$L" 2>/dev/null || true # stop the reboot loop first
+  if [ -n "$P" ] && kill -0 "$P" 2>/dev/null; then     # SIGTERM: nspawn asks systemd inside to halt
+    kill -TERM "$P"
+    for i in $(seq 1 100); do kill -0 "$P" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$P" 2>/dev/null && kill -KILL "$P" || true
+  fi
+  mountpoint -q "$D/root" 2>/dev/null && { umount "$D/root" 2>/dev/null || umount -l "$D/root"; }
+  ip netns del "fd-$N" 2>/dev/null || true; ip link del "fd-$N" 2>/dev/null || true
+  rm -rf "$D" "/run/systemd/nspawn/propagate/fd-$N" # host /run is not tmpfs: nspawn can't clean it
+}
+
+down_all() {
+  local d
+  for d in "$W"/hosts/*/; do [ -d "$d" ] && down "$(basename "$d")"; done
+  [ -f "$W/aptproxy.pid" ] && kill "$(cat "$W/aptproxy.pid")" 2>/dev/null || true
+  rm -f "$W/aptproxy.pid"
+  ip link del $BR 2>/dev/null || true
+}
+
+ssh_config() {
+  echo "HOST=$(cat "$W/hosts/$1/ip")"; echo "KEY=$KEY"; echo "KNOWN_HOSTS=$KH"
+}
+
+wheelhouse() { # wheels for the servers' Python (bookworm: CPython 3.11, x86_64)
+  ensure_net
+  local req
+  for req in "$@"; do
+    pip download -q --disable-pip-version-check -r "$req" -d "$W/wheelhouse" \
+      --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
+      --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any
+  done
+}
+
+case ${1:-} in
+  base) base ;; up) up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;;
+  sh) shift; sh_in "$@" ;; ssh-config) ssh_config "$2" ;; wheelhouse) shift; wheelhouse "$@" ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
+esac
