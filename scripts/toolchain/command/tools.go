@@ -1,6 +1,0 @@
-//go:build tools
-
-// Package tools pins the binary this module builds, so `go mod tidy` keeps its dependencies.
-package tools
-
-import _ "github.com/pulumi/pulumi-command/provider/cmd/pulumi-resource-command"
