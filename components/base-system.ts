@@ -1,0 +1,44 @@
+// Base system: OS packages, the unprivileged app user and the directory layout (scripts/base.sh).
+import * as pulumi from "@pulumi/pulumi";
+import { Connection } from "./connection";
+import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+
+/** What every app server needs; curl serves the on-server health checks. */
+export const BASE_PACKAGES = ["python3", "python3-venv", "nginx", "sqlite3", "curl"];
+
+export interface BaseSystemArgs {
+  connection: Connection;
+  bundle: ScriptBundle;
+  appName: string;
+  /** Where releases/, shared/ and current live, e.g. /srv/flaskapp. */
+  appRoot: string;
+  appUser: string;
+  /** Keep shared/ (database, backups, .env) when the stack is destroyed. */
+  keepDataOnDestroy: boolean;
+}
+
+export class BaseSystem extends pulumi.ComponentResource {
+  public readonly appRoot: string;
+  public readonly appUser: string;
+  public readonly ready: pulumi.Resource;
+
+  constructor(name: string, args: BaseSystemArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("flaskdeploy:index:BaseSystem", name, {}, opts);
+    this.appRoot = args.appRoot;
+    this.appUser = args.appUser;
+    this.ready = remoteStep(`${name}-setup`, {
+      connection: args.connection,
+      bundle: args.bundle,
+      script: "base.sh",
+      deleteWith: args.appName,
+      params: scriptParams({
+        APP: args.appName,
+        APP_ROOT: args.appRoot,
+        APP_USER: args.appUser,
+        KEEP_DATA: args.keepDataOnDestroy,
+        PACKAGES: BASE_PACKAGES.join(" "),
+      }),
+    }, this);
+    this.registerOutputs({ appRoot: this.appRoot });
+  }
+}

@@ -1,0 +1,223 @@
+// The one typed, validated configuration schema of a stack. Everything the program reads from
+// `pulumi config` (and the machine-local .env fallback for the server) passes through here, and a
+// bad value stops `pulumi preview` with a message naming the key and the expected form, before any
+// resource exists. README "Configuration" documents every key.
+import * as fs from "fs";
+import * as path from "path";
+import { z } from "zod";
+
+/** Config namespace: the project name in Pulumi.yaml. */
+export const NAMESPACE = "flask-deploy";
+
+const hostName = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const ipv4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+const hostKeyLine = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/;
+const envName = /^[A-Z_][A-Z0-9_]*$/;
+const relPath = (what: string) =>
+  z.string().refine((p) => p.length > 0 && !path.isAbsolute(p) && !p.split(/[\\/]/).includes(".."), {
+    message: `${what}: expected a relative path inside the project, without '..'`,
+  });
+
+const serverSchema = z
+  .strictObject({
+    host: z.string().refine((h) => hostName.test(h) || ipv4.test(h), {
+      message: "expected a host name or IPv4 address, e.g. 203.0.113.10 or app.example.com",
+    }),
+    port: z.coerce.number().int().min(1).max(65535).default(22),
+    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a Unix user name, e.g. root or deploy").default("root"),
+    privateKeyPath: z.string().optional(),
+    hostKey: z.string().regex(hostKeyLine, "expected the server's public host key, e.g. 'ssh-ed25519 AAAA…' (ssh-keyscan -t ed25519 HOST)"),
+  });
+
+const strategies = ["restart", "rolling", "blue-green"] as const;
+
+export const configSchema = z.strictObject({
+  server: serverSchema,
+  appName: z.string().regex(/^[a-z][a-z0-9-]{1,30}$/, "expected 2-31 chars of a-z, 0-9, '-', starting with a letter").default("flaskapp"),
+  appDir: relPath("appDir").default("app"),
+  appModule: z.string().regex(/^[A-Za-z_][\w.]*:[A-Za-z_]\w*$/, "expected module:callable, e.g. wsgi:app").default("wsgi:app"),
+  migrationsDir: relPath("migrationsDir").default("migrations"),
+  serverName: z
+    .string()
+    .refine((s) => s === "_" || s.split(" ").every((n) => /^(\*\.)?[A-Za-z0-9.-]+$/.test(n) && hostName.test(n.replace(/^\*\./, ""))), {
+      message: "expected '_' or space-separated host names, e.g. 'example.com www.example.com'",
+    })
+    .default("_"),
+  workers: z.coerce.number().int().min(1).max(64).default(2),
+  strategy: z.enum(strategies, { message: `expected one of: ${strategies.join(", ")}` }).default("restart"),
+  healthPath: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, "expected a URL path, e.g. /health").default("/health"),
+  healthTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(30),
+  keepReleases: z.coerce.number().int().min(2).max(50).default(5),
+  keepBackups: z.coerce.number().int().min(1).max(100).default(10),
+  clientMaxBodySize: z.string().regex(/^\d{1,4}[km]?$/, "expected an nginx size, e.g. 10m").default("10m"),
+  proxyTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  keepDataOnDestroy: z
+    .union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" })
+    .default(true),
+  env: z
+    .record(z.string().regex(envName, "expected an environment variable name like APP_GREETING"), z.string())
+    .default({}),
+  secrets: z
+    .record(z.string().regex(envName, "expected an environment variable name like SECRET_KEY"), z.string())
+    .default({}),
+});
+
+export type DeployConfig = z.infer<typeof configSchema>;
+export type ServerConfig = DeployConfig["server"];
+export type Strategy = (typeof strategies)[number];
+
+/** Keys whose values must be set with `pulumi config set --secret`. */
+const SECRET_KEYS = ["secrets"];
+/** Environment names the deploy sets itself; user env/secrets must not override them. */
+const RESERVED_ENV = ["DATABASE_PATH", "RELEASE_ID"];
+
+export class ConfigError extends Error {
+  constructor(problems: string[]) {
+    super(`invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Raw stack config as the SDK hands it to the program: `ns:key` -> string, and which are secret. */
+export interface RawConfig {
+  values: Record<string, string>;
+  secretKeys: string[];
+}
+
+/** Machine-local server settings from a git-ignored .env (see README), used when the stack has no `server`. */
+export function serverFromDotenv(env: Record<string, string | undefined>): Record<string, string> | undefined {
+  if (!env.FDEPLOY_SERVER_HOST) return undefined;
+  const s: Record<string, string> = { host: env.FDEPLOY_SERVER_HOST };
+  if (env.FDEPLOY_SERVER_PORT) s.port = env.FDEPLOY_SERVER_PORT;
+  if (env.FDEPLOY_SERVER_USER) s.user = env.FDEPLOY_SERVER_USER;
+  if (env.FDEPLOY_SERVER_KEY_PATH) s.privateKeyPath = env.FDEPLOY_SERVER_KEY_PATH;
+  if (env.FDEPLOY_SERVER_HOST_KEY) s.hostKey = env.FDEPLOY_SERVER_HOST_KEY;
+  return s;
+}
+
+function parseValue(v: string): unknown {
+  const t = v.trim();
+  if (t.startsWith("{") || t.startsWith("[")) {
+    try {
+      return JSON.parse(t);
+    } catch {
+      return v;
+    }
+  }
+  return v;
+}
+
+/**
+ * Validates raw config. `projectDir` is where relative paths resolve; `dotenv` supplies the server
+ * when the stack config has none. Throws ConfigError listing every problem.
+ */
+export function parseConfig(raw: RawConfig, projectDir: string, dotenv: Record<string, string | undefined> = {}): DeployConfig {
+  const input: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [fullKey, value] of Object.entries(raw.values)) {
+    const [ns, key] = splitKey(fullKey);
+    if (ns !== NAMESPACE) continue; // other packages' config (e.g. pulumi:tags)
+    input[key] = parseValue(value);
+  }
+  for (const key of SECRET_KEYS) {
+    if (input[key] !== undefined && !raw.secretKeys.includes(`${NAMESPACE}:${key}`)) {
+      problems.push(`${NAMESPACE}:${key}: must be set as a secret: pulumi config set --secret --path '${key}.NAME' VALUE`);
+    }
+  }
+  if (input.server === undefined) input.server = serverFromDotenv(dotenv);
+  if (input.server === undefined) {
+    problems.push(`${NAMESPACE}:server: missing; set server.host, server.hostKey (and server.privateKeyPath) with pulumi config set --path, or FDEPLOY_SERVER_* in .env`);
+  }
+
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      if (issue.code === "unrecognized_keys") {
+        for (const k of issue.keys) {
+          const where = [...issue.path, k].join(".");
+          problems.push(`${NAMESPACE}:${where}: unknown setting (a typo?); known: ${knownKeys(issue.path).join(", ")}`);
+        }
+      } else if (!(issue.path[0] === "server" && input.server === undefined)) {
+        // a bad record key (env/secrets names) carries the key's own message inside
+        const nested = (issue as { issues?: { message: string }[] }).issues?.[0]?.message;
+        problems.push(`${NAMESPACE}:${issue.path.join(".")}: ${nested ?? issue.message}`);
+      }
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  const cfg = result.data!;
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg));
+  if (problems.length) throw new ConfigError(problems);
+  return cfg;
+}
+
+function splitKey(fullKey: string): [string, string] {
+  const i = fullKey.indexOf(":");
+  const ns = fullKey.slice(0, i);
+  let key = fullKey.slice(i + 1);
+  if (key.startsWith("config:")) key = key.slice("config:".length);
+  return [ns, key];
+}
+
+function knownKeys(at: PropertyKey[]): string[] {
+  const shape = at[0] === "server" ? serverSchema.shape : configSchema.shape;
+  return Object.keys(shape);
+}
+
+/** The app directory must hold what Gunicorn and pip need. */
+function checkFiles(cfg: DeployConfig, projectDir: string): string[] {
+  const problems: string[] = [];
+  const appDir = path.resolve(projectDir, cfg.appDir);
+  if (!fs.existsSync(appDir) || !fs.statSync(appDir).isDirectory()) {
+    return [`${NAMESPACE}:appDir: '${cfg.appDir}' is not a directory (expected the Flask app's folder, relative to the project)`];
+  }
+  if (!fs.existsSync(path.join(appDir, "requirements.txt"))) {
+    problems.push(`${NAMESPACE}:appDir: '${cfg.appDir}' has no requirements.txt (expected one listing gunicorn and the app's packages)`);
+  }
+  const moduleFile = cfg.appModule.split(":")[0].replace(/\./g, "/");
+  if (!fs.existsSync(path.join(appDir, `${moduleFile}.py`)) && !fs.existsSync(path.join(appDir, moduleFile, "__init__.py"))) {
+    problems.push(`${NAMESPACE}:appModule: '${cfg.appModule}' not found: expected ${cfg.appDir}/${moduleFile}.py`);
+  }
+  const migrations = path.resolve(projectDir, cfg.migrationsDir);
+  if (!fs.existsSync(migrations) || !fs.statSync(migrations).isDirectory()) {
+    problems.push(`${NAMESPACE}:migrationsDir: '${cfg.migrationsDir}' is not a directory (an empty folder is fine)`);
+  }
+  if (cfg.server.privateKeyPath && !fs.existsSync(expandHome(cfg.server.privateKeyPath))) {
+    problems.push(`${NAMESPACE}:server.privateKeyPath: '${cfg.server.privateKeyPath}' does not exist (expected an SSH private key file)`);
+  }
+  return problems;
+}
+
+function checkEnvNames(cfg: DeployConfig): string[] {
+  const problems: string[] = [];
+  for (const k of [...Object.keys(cfg.env), ...Object.keys(cfg.secrets)]) {
+    if (RESERVED_ENV.includes(k)) problems.push(`${NAMESPACE}:env.${k}: is set by the deploy itself; choose another name`);
+  }
+  for (const k of Object.keys(cfg.env)) {
+    if (k in cfg.secrets) problems.push(`${NAMESPACE}:env.${k}: also set in secrets; keep it in one place`);
+  }
+  return problems;
+}
+
+export function expandHome(p: string): string {
+  return p.startsWith("~/") ? path.join(process.env.HOME ?? "", p.slice(2)) : p;
+}
+
+/**
+ * The running stack's validated config: `pulumi config` of this stack, with the server falling back
+ * to FDEPLOY_SERVER_* from the project's git-ignored .env (machine-local settings).
+ */
+export function loadStackConfig(projectDir: string): DeployConfig {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const pulumi = require("@pulumi/pulumi");
+  // isConfigSecret is exported by the SDK's runtime but not typed as public API
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { isConfigSecret } = require("@pulumi/pulumi/runtime/config");
+  const values: Record<string, string> = pulumi.runtime.allConfig();
+  const secretKeys = Object.keys(values).filter((k) => isConfigSecret(k));
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const dotenv = require("dotenv");
+  const local: Record<string, string> = {};
+  dotenv.config({ path: path.join(projectDir, ".env"), processEnv: local, quiet: true });
+  return parseConfig({ values, secretKeys }, projectDir, { ...local, ...process.env });
+}

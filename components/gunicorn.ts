@@ -1,0 +1,44 @@
+// Gunicorn service: the systemd template unit fdeploy-<app>@.service (scripts/service.sh). Runs as
+// the app user, restarts on failure, logs to the journal, listens on a unix socket per slot.
+// Writing the unit does not restart anything; the Activation does (the one switch point).
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { Connection } from "./connection";
+import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+
+export interface GunicornServiceArgs {
+  connection: Connection;
+  bundle: ScriptBundle;
+  appName: string;
+  workers: number;
+  /** WSGI target, e.g. wsgi:app. */
+  appModule: string;
+  /** Seconds a request may take (gunicorn --timeout). */
+  timeoutSeconds: number;
+  after: pulumi.Resource[];
+}
+
+export class GunicornService extends pulumi.ComponentResource {
+  /** Changes whenever the unit file changes (used to restart the app). */
+  public readonly revision: pulumi.Output<string>;
+  public readonly unit: command.remote.Command;
+
+  constructor(name: string, args: GunicornServiceArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("flaskdeploy:index:GunicornService", name, {}, opts);
+    this.unit = remoteStep(`${name}-unit`, {
+      connection: args.connection,
+      bundle: args.bundle,
+      script: "service.sh",
+      deleteWith: args.appName,
+      params: scriptParams({
+        APP: args.appName,
+        WORKERS: args.workers,
+        APP_MODULE: args.appModule,
+        TIMEOUT: args.timeoutSeconds,
+      }),
+      after: args.after,
+    }, this);
+    this.revision = this.unit.stdout;
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,75 @@
+// Migration runner: uploads the SQL migrations (content-addressed, like releases) and runs
+// scripts/migrate.py on the server after the release is installed and before the switch. It runs
+// only when the set of migrations changes; the preview lists them (the step's triggers), and the
+// schema version reached is an output. The folder is validated locally first by the same
+// migrate.py (`check`), so a bad file name stops `pulumi preview` before anything changes.
+import { execFileSync } from "child_process";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { fileSet } from "./archive";
+import { Connection } from "./connection";
+import { remoteStep, SCRIPTS_DIR, ScriptBundle, scriptParams } from "./remote-script";
+
+export interface Migration {
+  version: number;
+  name: string;
+  checksum: string;
+}
+
+/** The migrations in DIR, validated by migrate.py check; throws with its message when invalid. */
+export function checkMigrations(dir: string): Migration[] {
+  try {
+    const out = execFileSync("python3", [path.join(SCRIPTS_DIR, "migrate.py"), "--dir", dir, "check"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return JSON.parse(out).migrations as Migration[];
+  } catch (e: any) {
+    const msg = (e.stderr || e.message || String(e)).trim();
+    throw new Error(`migrationsDir '${dir}': ${msg}`);
+  }
+}
+
+export interface MigrationRunnerArgs {
+  connection: Connection;
+  bundle: ScriptBundle;
+  appName: string;
+  migrationsDir: string;
+  keepBackups: number;
+  after: pulumi.Resource[];
+}
+
+export class MigrationRunner extends pulumi.ComponentResource {
+  public readonly migrations: Migration[];
+  /** The schema version the database has after this deploy. */
+  public readonly schemaVersion: pulumi.Output<number>;
+  public readonly step: command.remote.Command;
+
+  constructor(name: string, args: MigrationRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("flaskdeploy:index:MigrationRunner", name, {}, opts);
+    this.migrations = checkMigrations(args.migrationsDir);
+    const files = fileSet(args.migrationsDir);
+    const folder = `migrations-${files.hash}`;
+    const upload = new command.remote.CopyToRemote(`${name}-upload`, {
+      connection: args.connection,
+      source: files.archive,
+      remotePath: `.fdeploy/${args.appName}/${folder}`,
+      triggers: [files.hash],
+    }, { parent: this, dependsOn: args.after });
+    this.step = remoteStep(`${name}-apply`, {
+      connection: args.connection,
+      bundle: args.bundle,
+      script: "migrate.sh",
+      params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups }),
+      // one readable entry per migration: a new or changed one shows up in `pulumi preview`
+      triggers: this.migrations.map((m) => `${String(m.version).padStart(4, "0")}_${m.name} ${m.checksum.slice(0, 12)}`),
+      after: [upload, ...args.after],
+    }, this);
+    this.schemaVersion = this.step.stdout.apply((out) => {
+      const m = /schema_version=(\d+)\s*$/.exec(out ?? "");
+      return m ? Number(m[1]) : 0;
+    });
+    this.registerOutputs({ schemaVersion: this.schemaVersion });
+  }
+}

@@ -1,0 +1,78 @@
+// Remote steps run the shell scripts in components/scripts/ on the server. The scripts folder is
+// uploaded once per content hash (ScriptBundle); each step is a @pulumi/command remote.Command whose
+// command line names only the script and a verb, and whose parameters travel as JSON on stdin:
+// values are data, never spliced into shell text. Secret parameters keep the whole stdin secret.
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { Connection } from "./connection";
+import { fileSet } from "./archive";
+
+export const SCRIPTS_DIR = path.join(__dirname, "scripts");
+
+export interface ScriptBundleArgs {
+  connection: Connection;
+  appName: string;
+  /** Prefix every command with `sudo -n` (an SSH user other than root). */
+  sudo: boolean;
+}
+
+/** The remote scripts, uploaded to ~/.fdeploy/<app>/scripts-<hash>/ of the SSH user. */
+export class ScriptBundle extends pulumi.ComponentResource {
+  public readonly remoteDir: string;
+  public readonly upload: command.remote.CopyToRemote;
+  private readonly sudo: boolean;
+
+  constructor(name: string, args: ScriptBundleArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("flaskdeploy:index:ScriptBundle", name, {}, opts);
+    const scripts = fileSet(SCRIPTS_DIR);
+    this.remoteDir = `.fdeploy/${args.appName}/scripts-${scripts.hash}`;
+    this.sudo = args.sudo;
+    this.upload = new command.remote.CopyToRemote(`${name}-upload`, {
+      connection: args.connection,
+      source: scripts.archive,
+      remotePath: this.remoteDir,
+      triggers: [scripts.hash],
+    }, { parent: this });
+    this.registerOutputs({ remoteDir: this.remoteDir });
+  }
+
+  /** The command line that runs SCRIPT with VERB (and fixed, validated words such as the app name). */
+  commandLine(script: string, verb: string, ...words: string[]): string {
+    for (const w of [script, verb, ...words]) {
+      if (!/^[a-z0-9][a-z0-9._-]*$/.test(w)) throw new Error(`unsafe word in a remote command line: ${w}`);
+    }
+    const run = `bash ${this.remoteDir}/${script} ${[verb, ...words].join(" ")}`;
+    return this.sudo ? `sudo -n ${run}` : run;
+  }
+}
+
+/** Parameters for a remote script: one JSON object (stdin). Secret inputs make the result secret. */
+export function scriptParams(values: Record<string, pulumi.Input<string | number | boolean>>): pulumi.Output<string> {
+  return pulumi.all(values).apply((v) => JSON.stringify(v, Object.keys(v).sort(), 1));
+}
+
+export interface RemoteStepArgs {
+  connection: Connection;
+  bundle: ScriptBundle;
+  script: string;
+  params: pulumi.Input<string>;
+  /** Run `<script> delete <appName>` when the resource is deleted. */
+  deleteWith?: string;
+  /** A change here replaces the step (shown as a replacement in preview) instead of updating it. */
+  triggers?: pulumi.Input<any[]>;
+  /** Steps that must finish first (the script upload is always one). */
+  after?: pulumi.Resource[];
+}
+
+/** One remote.Command that runs a bundled script; its parent is the component that owns it. */
+export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Resource): command.remote.Command {
+  return new command.remote.Command(name, {
+    connection: args.connection,
+    create: args.bundle.commandLine(args.script, "create"),
+    delete: args.deleteWith ? args.bundle.commandLine(args.script, "delete", args.deleteWith) : undefined,
+    stdin: args.params,
+    triggers: args.triggers,
+    addPreviousOutputInEnv: false,
+  }, { parent, dependsOn: [...(args.after ?? []), args.bundle.upload] });
+}

@@ -1,0 +1,102 @@
+# lib.sh — sourced by every remote script. Runs as root on the server (via sudo when the SSH user
+# is not root).
+#
+# Parameters arrive as one JSON object on stdin (never spliced into shell text): load_params turns
+# {"APP": "x"} into the shell variable P_APP, quoted by Python's shlex. Server-side settings that
+# delete steps need (they get no stdin) are kept in /etc/fdeploy/<app>.conf by base.sh.
+set -euo pipefail
+umask 022
+export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
+
+# This bundle lives in ~/.fdeploy/<app>/scripts-<hash>/ of the SSH user; uploads sit beside it.
+FDEPLOY_HOME=$(cd "$(dirname "$0")/.." && pwd)
+
+log() { printf '%s\n' "$*" >&2; }
+fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+load_params() {
+  local decoded
+  decoded=$(python3 -c '
+import json, re, shlex, sys
+data = json.load(sys.stdin)
+for k, v in data.items():
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", k):
+        sys.exit("bad parameter name: %r" % k)
+    if isinstance(v, bool):
+        v = "true" if v else "false"
+    print("P_%s=%s" % (k, shlex.quote(str(v))))
+') || fail "could not read the parameters on stdin (expected one JSON object)"
+  eval "$decoded"
+  check_app_name "${P_APP:-}"
+}
+
+check_app_name() {
+  [[ $1 =~ ^[a-z][a-z0-9-]{1,30}$ ]] || fail "bad app name '$1'"
+}
+
+# The app's server-side settings written by base.sh: APP_ROOT, APP_USER, KEEP_DATA.
+settings_file() { echo "/etc/fdeploy/$1.conf"; }
+load_settings() {
+  local f; f=$(settings_file "$1")
+  [ -f "$f" ] || return 1
+  # shellcheck disable=SC1090
+  . "$f"
+}
+
+# write_if_changed DEST MODE: stdin -> DEST atomically (temp file + rename); exit status 0 when the
+# content changed, 1 when it was already identical.
+write_if_changed() {
+  local dest=$1 mode=$2 tmp
+  tmp=$(mktemp "$dest.XXXXXX")
+  cat >"$tmp"; chmod "$mode" "$tmp"
+  if [ -f "$dest" ] && cmp -s "$tmp" "$dest"; then rm -f "$tmp"; return 1; fi
+  mv -f "$tmp" "$dest"
+}
+
+# atomic_symlink TARGET LINK: point LINK at TARGET in one rename, so readers never see it missing.
+atomic_symlink() {
+  ln -sfn "$1" "$2.tmp.$$" && mv -Tf "$2.tmp.$$" "$2"
+}
+
+# One deploy at a time per app on this server, across stacks and machines. A lock left by a killed
+# deploy is released by the kernel with its process (flock), so it never needs manual clearing.
+with_deploy_lock() {
+  local lock="/run/lock/fdeploy-$P_APP.lock" waited=0
+  exec 9>"$lock"
+  while ! flock -n 9; do
+    if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
+      fail "another deploy of '$P_APP' is running on this server (lock $lock held by: $(lock_holder "$lock")); waited ${waited}s"
+    fi
+    [ $waited = 0 ] && log "waiting for another deploy of '$P_APP' on this server to finish…"
+    sleep 2; waited=$((waited + 2))
+  done
+  echo "$$ $(date -u +%FT%TZ) ${SUDO_USER:-${USER:-root}}" >"$lock.owner"
+}
+lock_holder() { cat "$1.owner" 2>/dev/null || echo unknown; }
+
+service_unit() { echo "fdeploy-$1@.service"; }
+socket_path() { echo "/run/fdeploy-$1/$2.sock"; }
+
+# http_probe URL [curl options…]: prints "CODE BODY-EXCERPT"; exit 0 when CODE is 2xx.
+http_probe() {
+  local url=$1; shift
+  local body code
+  body=$(mktemp)
+  code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$@" "$url" 2>"$body.err") || code=${code:-000}
+  printf '%s %s' "$code" "$(head -c 300 "$body" | tr '\n' ' ')$(head -c 200 "$body.err" | tr '\n' ' ')"
+  rm -f "$body" "$body.err"
+  [[ $code =~ ^2 ]]
+}
+
+# wait_healthy SECONDS URL [curl options…]: probe until 2xx or the deadline; last result on stdout.
+wait_healthy() {
+  local timeout=$1 url=$2; shift 2
+  local deadline=$((SECONDS + timeout)) result
+  while :; do
+    result=$(http_probe "$url" "$@") && { echo "$result"; return 0; }
+    [ $SECONDS -ge $deadline ] && { echo "$result"; return 1; }
+    sleep 0.5
+  done
+}
+
+journal_tail() { journalctl -u "$1" -n "${2:-30}" --no-pager -o cat 2>/dev/null || true; }

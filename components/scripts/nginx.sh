@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# nginx.sh create|delete — the app's nginx site. The new config is tested with `nginx -t` before
+# nginx reloads; if the test fails the previous config is put back and stays in force.
+# create params: APP, SITE (the rendered server block; see components/nginx-site.ts)
+. "$(dirname "$0")/lib.sh"
+
+create() {
+  load_params
+  load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+  with_deploy_lock
+  local site=/etc/nginx/sites-available/fdeploy-$P_APP.conf enabled=/etc/nginx/sites-enabled/fdeploy-$P_APP.conf
+  local up=/etc/nginx/fdeploy/$P_APP.upstream.conf backup
+  install -d -m 0755 /etc/nginx/fdeploy
+  # first deploy: an upstream to the default slot until activate.sh writes the live one
+  [ -f "$up" ] || printf 'upstream fdeploy_%s {\n    server unix:%s;\n}\n' "${P_APP//-/_}" "$(socket_path "$P_APP" main)" >"$up"
+  backup=$(mktemp); [ -f "$site" ] && cp -p "$site" "$backup" || rm -f "$backup"
+  if ! printf '%s\n' "$P_SITE" | write_if_changed "$site" 0644 && [ -L "$enabled" ]; then
+    echo "nginx site unchanged"; rm -f "$backup"; return
+  fi
+  ln -sfn "$site" "$enabled"
+  if ! out=$(nginx -t 2>&1); then
+    if [ -f "$backup" ]; then mv -f "$backup" "$site"; else rm -f "$site" "$enabled"; fi
+    printf '%s\n' "$out" >&2
+    fail "nginx rejected the new site config (nginx -t); the previous config stays in force"
+  fi
+  rm -f "$backup"
+  if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl enable --now --quiet nginx; fi
+  echo "nginx site revision: $(sha256sum "$site" | cut -c1-16)"
+}
+
+delete() {
+  local app=$1
+  check_app_name "$app"
+  rm -f "/etc/nginx/sites-enabled/fdeploy-$app.conf" "/etc/nginx/sites-available/fdeploy-$app.conf" \
+    "/etc/nginx/fdeploy/$app.upstream.conf"
+  nginx -t -q 2>/dev/null && systemctl reload nginx 2>/dev/null || true
+  echo "nginx site of $app removed"
+}
+
+case ${1:-} in create) create ;; delete) delete "${2:-}" ;; *) fail "usage: nginx.sh create|delete APP" ;; esac

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# service.sh create|delete — the systemd template unit fdeploy-<app>@.service that runs Gunicorn
+# for one slot (%i). Each slot's code is APP_ROOT/slots/<slot> (a symlink to a release, set by
+# activate.sh); the app listens on the unix socket /run/fdeploy-<app>/<slot>.sock, which nginx
+# proxies to. create only writes the unit (activate.sh restarts); it prints the unit's revision so
+# that a changed unit re-runs the activation.
+# create params: APP, WORKERS, APP_MODULE, TIMEOUT
+. "$(dirname "$0")/lib.sh"
+
+create() {
+  load_params
+  [[ $P_WORKERS =~ ^[0-9]{1,2}$ ]] || fail "bad worker count '$P_WORKERS'"
+  [[ $P_TIMEOUT =~ ^[0-9]{1,4}$ ]] || fail "bad timeout '$P_TIMEOUT'"
+  [[ $P_APP_MODULE =~ ^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$ ]] || fail "bad app module '$P_APP_MODULE'"
+  load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+  with_deploy_lock
+  local unit=/etc/systemd/system/$(service_unit "$P_APP") slots=$APP_ROOT/slots
+  install -d -m 0755 "$slots"
+  cat <<UNIT | write_if_changed "$unit" 0644 && systemctl daemon-reload || true
+# Managed by flask-deploy (components/scripts/service.sh). Do not edit: the next deploy rewrites it.
+[Unit]
+Description=Flask app $P_APP, slot %i (Gunicorn)
+After=network.target
+
+[Service]
+Type=simple
+User=$APP_USER
+Group=$APP_USER
+WorkingDirectory=$slots/%i
+EnvironmentFile=$APP_ROOT/shared/.env
+EnvironmentFile=$slots/%i.env
+ExecStart=$slots/%i/.venv/bin/gunicorn --workers $P_WORKERS --bind unix:/run/fdeploy-$P_APP/%i.sock --timeout $P_TIMEOUT --graceful-timeout 30 --access-logfile - --error-logfile - --no-control-socket $P_APP_MODULE
+ExecReload=/bin/kill -HUP \$MAINPID
+Restart=on-failure
+RestartSec=2
+KillMode=mixed
+TimeoutStopSec=40
+RuntimeDirectory=fdeploy-$P_APP
+RuntimeDirectoryPreserve=yes
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=full
+ProtectHome=yes
+ReadWritePaths=$APP_ROOT/shared
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  echo "unit revision: $(sha256sum "$unit" | cut -c1-16)"
+}
+
+delete() {
+  local app=$1 unit
+  check_app_name "$app"
+  unit=$(service_unit "$app")
+  for u in $(systemctl list-units --all --plain --no-legend "fdeploy-$app@*" 2>/dev/null | awk '{print $1}'); do
+    systemctl disable --now --quiet "$u" || true
+  done
+  rm -f "/etc/systemd/system/$unit"; rm -rf "/etc/systemd/system/multi-user.target.wants/fdeploy-$app@"*
+  systemctl daemon-reload
+  echo "service $unit removed"
+}
+
+case ${1:-} in create) create ;; delete) delete "${2:-}" ;; *) fail "usage: service.sh create|delete APP" ;; esac

@@ -1,0 +1,72 @@
+// The deployment story of one stack (dev, prod, …): read and validate the stack's config, then
+// reconcile its server. Each step is one component in components/; every later `pulumi up` runs
+// only the steps whose inputs changed.
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { loadStackConfig } from "./components/config";
+import { connectionFor } from "./components/connection";
+import { ScriptBundle } from "./components/remote-script";
+import { BaseSystem } from "./components/base-system";
+import { Release } from "./components/release";
+import { AppEnvironment } from "./components/environment";
+import { MigrationRunner } from "./components/migrations";
+import { GunicornService } from "./components/gunicorn";
+import { Activation } from "./components/activation";
+import { NginxSite } from "./components/nginx";
+import { HealthCheck } from "./components/health-check";
+
+// 1. Config: validated before any resource exists.
+const cfg = loadStackConfig(__dirname);
+const app = cfg.appName;
+const appRoot = `/srv/${app}`;
+const connection = connectionFor(cfg.server);
+const common = { connection, appName: app };
+
+// 2. The scripts every step runs, then the base system (packages, user, directories).
+const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root" });
+const base = new BaseSystem("base", {
+  ...common, bundle, appRoot, appUser: app, keepDataOnDestroy: cfg.keepDataOnDestroy,
+});
+
+// 3. The release (code + venv), its environment and the database schema.
+const release = new Release("release", { ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), after: [base.ready] });
+const environment = new AppEnvironment("env", {
+  ...common, bundle, after: [base.ready],
+  plain: { ...cfg.env, DATABASE_PATH: `${appRoot}/shared/db/app.sqlite3` },
+  secrets: pulumi.secret(cfg.secrets),
+});
+const migrations = new MigrationRunner("migrations", {
+  ...common, bundle, migrationsDir: path.resolve(__dirname, cfg.migrationsDir), keepBackups: cfg.keepBackups,
+  after: [release.installed, environment],
+});
+
+// 4. The service, then the switch to the new release (health-checked), nginx, and a last check
+//    through nginx.
+const service = new GunicornService("gunicorn", {
+  ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
+  after: [base.ready],
+});
+const activation = new Activation("activation", {
+  ...common, bundle, releaseId: release.releaseId, strategy: cfg.strategy, healthPath: cfg.healthPath,
+  healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases,
+  serviceRevision: service.revision, envRevision: environment.revision,
+  after: [release.installed, migrations.step, service.unit, environment],
+});
+const nginx = new NginxSite("nginx", {
+  ...common, bundle, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
+  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, after: [activation.step],
+});
+new HealthCheck("health", {
+  ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
+  watch: [release.releaseId, nginx.step.stdout, activation.step.stdout],
+  after: [nginx.step, activation.step],
+});
+
+// Stack outputs
+const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
+export const url = `http://${urlHost}/`;
+export const releaseId = release.releaseId;
+export const server = `${cfg.server.user}@${cfg.server.host}:${cfg.server.port}`;
+export const appPath = appRoot;
+export const schemaVersion = migrations.schemaVersion;
+export const strategy = cfg.strategy;

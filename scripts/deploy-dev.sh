@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# deploy-dev.sh — the README's first command: set everything up, boot a local disposable Debian
+# server (when the dev stack has no server of its own), deploy the dev stack to it with a real
+# `pulumi up`, and print the app's URL.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+bash scripts/setup.sh
+. scripts/env.sh
+
+pulumi stack select dev 2>/dev/null || pulumi stack init dev
+if ! pulumi config get --path server.host >/dev/null 2>&1; then
+  echo
+  echo "== local disposable server (the dev stack has no server configured)"
+  bash tests/servers/testserver.sh wheelhouse "$ROOT/app/requirements.txt"
+  ip=$(bash tests/servers/testserver.sh up dev 10 | tail -n1)
+  eval "$(bash tests/servers/testserver.sh ssh-config dev)"
+  # machine-local settings: git-ignored .env, read by the program with dotenv
+  umask 077
+  cat >.env <<ENV
+FDEPLOY_SERVER_HOST=$ip
+FDEPLOY_SERVER_USER=root
+FDEPLOY_SERVER_KEY_PATH=$KEY
+FDEPLOY_SERVER_HOST_KEY=$(awk -v ip="$ip" '$1 == ip {print $2" "$3}' "$KNOWN_HOSTS")
+ENV
+  echo "server up at root@$ip (stop it with: bash tests/servers/testserver.sh down dev)"
+fi
+if ! pulumi config get --path secrets.SECRET_KEY >/dev/null 2>&1; then
+  # a fresh random secret, passed on stdin (never a command line)
+  head -c 32 /dev/urandom | base64 | tr -d '\n' | pulumi config set --secret --path secrets.SECRET_KEY
+fi
+echo
+echo "== pulumi up --stack dev"
+pulumi up --yes --stack dev --skip-preview
+echo
+echo "The app is live at: $(pulumi stack output url --stack dev)"

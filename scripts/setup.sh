@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# setup.sh — everything this project needs on a fresh Debian machine of this kind, idempotent
+# (a second run takes seconds): Debian packages, npm dependencies, the Pulumi toolchain and the
+# cached image for local test servers. Used by deploy-dev.sh, test.sh and .ci/run.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+step() { printf '\n== %s\n' "$*"; }
+
+step "Debian packages"
+need=()
+for p in debootstrap systemd-container zstd iproute2 openssh-client python3 curl; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "ok"
+
+step "npm dependencies"
+# --ignore-scripts: @pulumi/command's install hook would try to download its plugin; the
+# toolchain step below provides it.
+if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.fdeploy-lock; then
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.fdeploy-lock
+fi
+echo "ok"
+
+step "Pulumi toolchain"
+bash scripts/install-pulumi.sh
+
+step "test server image"
+bash tests/servers/testserver.sh base

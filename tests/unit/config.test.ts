@@ -1,0 +1,86 @@
+// The config schema: valid input gets defaults; every kind of bad input is refused with a message
+// that names the key and the expected form.
+import * as assert from "assert";
+import { ConfigError, parseConfig } from "../../components/config";
+import { HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
+
+function errorOf(over: Record<string, unknown>, secret?: string[], dotenv: Record<string, string> = {}): string {
+  try {
+    parseConfig(rawConfig(over, secret), PROJECT_DIR, dotenv);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
+    return (e as Error).message;
+  }
+  assert.fail("expected the config to be refused");
+}
+
+describe("config schema", () => {
+  it("accepts a valid config and fills in defaults", () => {
+    const cfg = parseConfig(rawConfig(), PROJECT_DIR);
+    assert.strictEqual(cfg.server.port, 22);
+    assert.strictEqual(cfg.workers, 3);
+    assert.strictEqual(cfg.strategy, "restart");
+    assert.strictEqual(cfg.appDir, "app");
+    assert.strictEqual(cfg.appModule, "wsgi:app");
+    assert.strictEqual(cfg.keepDataOnDestroy, true);
+    assert.deepStrictEqual(cfg.secrets, { SECRET_KEY: "s3cr3t-value" });
+  });
+
+  it("reads the server from .env settings when the stack has none", () => {
+    const key = tempKeyFile();
+    const cfg = parseConfig(rawConfig({ server: undefined }), PROJECT_DIR, {
+      FDEPLOY_SERVER_HOST: "10.213.0.11", FDEPLOY_SERVER_KEY_PATH: key, FDEPLOY_SERVER_HOST_KEY: HOST_KEY, FDEPLOY_SERVER_PORT: "2222",
+    });
+    assert.strictEqual(cfg.server.host, "10.213.0.11");
+    assert.strictEqual(cfg.server.port, 2222);
+  });
+
+  it("parses keepDataOnDestroy 'false' as false", () => {
+    assert.strictEqual(parseConfig(rawConfig({ keepDataOnDestroy: "false" }), PROJECT_DIR).keepDataOnDestroy, false);
+  });
+
+  const bad: Array<[string, Record<string, unknown>, RegExp, string[]?]> = [
+    ["missing server", { server: undefined }, /flask-deploy:server: missing/],
+    ["missing host", { server: { hostKey: HOST_KEY } }, /server\.host: .*expected/i],
+    ["bad port", { server: { host: "10.0.0.1", port: "99999", hostKey: HOST_KEY } }, /server\.port/],
+    ["port not a number", { server: { host: "10.0.0.1", port: "ssh", hostKey: HOST_KEY } }, /server\.port/],
+    ["host with a space", { server: { host: "a b", hostKey: HOST_KEY } }, /server\.host: expected a host name/],
+    ["missing host key", { server: { host: "10.0.0.1" } }, /server\.hostKey/],
+    ["malformed host key", { server: { host: "10.0.0.1", hostKey: "AAAA" } }, /server\.hostKey: expected the server's public host key/],
+    ["unknown server key", { server: { host: "10.0.0.1", hostKey: HOST_KEY, pasword: "x" } }, /server\.pasword: unknown setting/],
+    ["server_name with spaces only", { serverName: "   " }, /serverName: expected '_' or space-separated host names/],
+    ["server_name with a semicolon", { serverName: "example.com; return 301" }, /serverName: expected/],
+    ["server_name with braces", { serverName: "example.com}" }, /serverName: expected/],
+    ["server_name with a newline", { serverName: "example.com\nlisten 81" }, /serverName: expected/],
+    ["negative workers", { workers: "-1" }, /workers/],
+    ["huge workers", { workers: "100000" }, /workers/],
+    ["fractional workers", { workers: "2.5" }, /workers/],
+    ["unknown strategy", { strategy: "canary" }, /strategy: expected one of: restart, rolling, blue-green/],
+    ["appDir with ..", { appDir: "../elsewhere" }, /appDir: expected a relative path inside the project, without '\.\.'/],
+    ["absolute appDir", { appDir: "/etc" }, /appDir: expected a relative path/],
+    ["appDir without requirements.txt", { appDir: "components" }, /appDir: 'components' has no requirements\.txt/],
+    ["appDir that does not exist", { appDir: "nope" }, /appDir: 'nope' is not a directory/],
+    ["app module missing", { appModule: "missing:app" }, /appModule: 'missing:app' not found/],
+    ["malformed app module", { appModule: "wsgi" }, /appModule: expected module:callable/],
+    ["secrets given as plain config", {}, /secrets: must be set as a secret/, []],
+    ["typo in a key", { wrokers: "2" }, /flask-deploy:wrokers: unknown setting \(a typo\?\)/],
+    ["bad env name", { env: { "bad-name": "x" } }, /env\.bad-name: expected an environment variable name/],
+    ["reserved env name", { env: { DATABASE_PATH: "/tmp/x" } }, /env\.DATABASE_PATH: is set by the deploy itself/],
+    ["bad app name", { appName: "My App" }, /appName: expected 2-31 chars/],
+    ["bad health path", { healthPath: "health" }, /healthPath: expected a URL path/],
+    ["bad body size", { clientMaxBodySize: "lots" }, /clientMaxBodySize: expected an nginx size/],
+    ["bad boolean", { keepDataOnDestroy: "maybe" }, /keepDataOnDestroy: expected true or false/],
+    ["missing key file", { server: { host: "10.0.0.1", hostKey: HOST_KEY, privateKeyPath: "/nonexistent/key" } }, /server\.privateKeyPath: '\/nonexistent\/key' does not exist/],
+  ];
+  for (const [what, over, re, secret] of bad) {
+    it(`refuses ${what}`, () => {
+      assert.match(errorOf(over, secret), re);
+    });
+  }
+
+  it("lists every problem at once", () => {
+    const msg = errorOf({ workers: "0", strategy: "x" });
+    assert.match(msg, /workers/);
+    assert.match(msg, /strategy/);
+  });
+});

@@ -1,0 +1,33 @@
+// Shared fixtures for unit tests: a valid raw stack config and a temp key file.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { NAMESPACE, RawConfig } from "../../components/config";
+
+export const PROJECT_DIR = path.resolve(__dirname, "../..");
+export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm7rN1hz9s2Jq0hX5vY4Yx0P3zq8m2lK9sQh7tV1yUe";
+
+export function tempKeyFile(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-"));
+  const p = path.join(dir, "id_ed25519");
+  fs.writeFileSync(p, "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n", { mode: 0o600 });
+  return p;
+}
+
+/** A valid config; `over` replaces (or with undefined, removes) keys, given without the namespace. */
+export function rawConfig(over: Record<string, unknown> = {}, secret: string[] = ["secrets"]): RawConfig {
+  const base: Record<string, unknown> = {
+    server: { host: "10.213.0.10", user: "root", privateKeyPath: tempKeyFile(), hostKey: HOST_KEY },
+    serverName: "example.com www.example.com",
+    workers: "3",
+    env: { APP_GREETING: "hi" },
+    secrets: { SECRET_KEY: "s3cr3t-value" },
+  };
+  const merged = { ...base, ...over };
+  const values: Record<string, string> = {};
+  for (const [k, v] of Object.entries(merged)) {
+    if (v === undefined) continue;
+    values[`${NAMESPACE}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
+  }
+  return { values, secretKeys: secret.map((k) => `${NAMESPACE}:${k}`) };
+}
