@@ -1,0 +1,118 @@
+// The resource graph of index.ts under Pulumi mocks: which steps exist, what each depends on, what
+// triggers what, and that secrets and config values travel only as (secret) data.
+import * as assert from "assert";
+import * as pulumi from "@pulumi/pulumi";
+import { rawConfig } from "./helpers";
+
+interface Registered {
+  type: string;
+  name: string;
+  inputs: any;
+  deps: string[];
+}
+
+// how the SDK marks a secret value on the wire
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
+
+const registered = new Map<string, Registered>();
+let outputs: Record<string, any> = {};
+
+function byName(name: string): Registered {
+  const r = registered.get(name);
+  assert.ok(r, `no resource named ${name}; have: ${[...registered.keys()].join(", ")}`);
+  return r!;
+}
+
+/** The names of all custom resources `name` depends on (directly). */
+function depsOf(name: string): string[] {
+  return byName(name).deps.map((urn) => urn.split("::").pop()!);
+}
+
+describe("resource graph (index.ts under mocks)", function () {
+  this.timeout(60000);
+
+  before(async () => {
+    const raw = rawConfig();
+    pulumi.runtime.setAllConfig(raw.values, raw.secretKeys);
+    await pulumi.runtime.setMocks({
+      newResource: (args) => ({ id: `${args.name}-id`, state: { ...args.inputs, stdout: `${args.name} ok\nschema_version=2`, stderr: "" } }),
+      call: (args) => args.inputs,
+    }, "flask-deploy", "unit", false);
+    // capture each registration's dependencies, which the mock callbacks don't see
+    const monitor: any = (pulumi.runtime as any).getMonitor();
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: any, cb: any) => {
+      const deps: string[] = req.getDependenciesList();
+      // inputs as sent to the engine: secrets are still wrapped in their signature object here
+      const inputs = req.getObject()?.toJavaScript();
+      registered.set(req.getName(), { type: req.getType(), name: req.getName(), inputs, deps });
+      return register(req, cb);
+    };
+    const program = require("../../index");
+    const settle = (o: any) => new Promise((resolve) => pulumi.output(o).apply(resolve));
+    for (const k of Object.keys(program)) outputs[k] = await settle(program[k]);
+    // wait for every input to settle
+    await new Promise((r) => setTimeout(r, 500));
+  });
+
+  it("creates one step per server concern", () => {
+    const commands = [...registered.values()].filter((r) => r.type.startsWith("command:")).map((r) => r.name).sort();
+    assert.deepStrictEqual(commands, [
+      "activation-switch", "base-setup", "env-file", "gunicorn-unit", "health-probe", "migrations-apply",
+      "migrations-upload", "nginx-site", "release-install", "release-upload", "scripts-upload",
+    ]);
+  });
+
+  it("orders the deploy: base, release, migrations, then the switch, nginx and the check", () => {
+    assert.ok(depsOf("base-setup").includes("scripts-upload"));
+    assert.ok(depsOf("release-upload").includes("base-setup"));
+    assert.ok(depsOf("release-install").includes("release-upload"));
+    assert.ok(depsOf("migrations-apply").includes("release-install"), "migrations run after the release is installed");
+    assert.ok(depsOf("migrations-apply").includes("env-file"));
+    for (const d of ["release-install", "migrations-apply", "gunicorn-unit", "env-file"]) {
+      assert.ok(depsOf("activation-switch").includes(d), `the switch waits for ${d}`);
+    }
+    assert.ok(depsOf("nginx-site").includes("activation-switch"));
+    assert.ok(depsOf("health-probe").includes("nginx-site"));
+  });
+
+  it("sends the .env content only as a secret on stdin", () => {
+    const stdin = byName("env-file").inputs.stdin;
+    assert.strictEqual(stdin[SECRET_SIG], SECRET_VALUE, "stdin of env-file must be a secret");
+    assert.match(stdin.value, /SECRET_KEY=/);
+  });
+
+  it("keeps config values out of every command line", () => {
+    for (const r of registered.values()) {
+      if (!r.type.startsWith("command:remote:Command")) continue;
+      for (const field of ["create", "delete", "update"]) {
+        const line: string | undefined = r.inputs[field];
+        if (line === undefined) continue;
+        assert.match(line, /^bash \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/[a-z]+\.sh (create|delete flaskapp)$/, `${r.name}.${field}: ${line}`);
+        assert.ok(!line.includes("example.com") && !line.includes("s3cr3t"), `${r.name}.${field} holds a config value`);
+      }
+    }
+  });
+
+  it("lists each migration in the migration step's triggers, so preview shows new ones", () => {
+    const triggers: string[] = byName("migrations-apply").inputs.triggers;
+    assert.deepStrictEqual(triggers.map((t) => t.split(" ")[0]), ["0001_create_notes", "0002_add_notes_created_at"]);
+  });
+
+  it("replaces the release when its content hash changes", () => {
+    assert.deepStrictEqual(byName("release-install").inputs.triggers, [outputs.releaseId]);
+    assert.match(byName("release-upload").inputs.remotePath, new RegExp(`uploads/${outputs.releaseId}$`));
+  });
+
+  it("names the release after the content hash of the app", () => {
+    assert.match(outputs.releaseId, /^[0-9a-f]{12}$/);
+  });
+
+  it("reports URL, server, app path and schema version", () => {
+    assert.strictEqual(outputs.url, "http://example.com/");
+    assert.strictEqual(outputs.server, "root@10.213.0.10:22");
+    assert.strictEqual(outputs.appPath, "/srv/flaskapp");
+    assert.strictEqual(outputs.schemaVersion, 2);
+  });
+});
