@@ -126,7 +126,24 @@ func readPackageJSON(path string) (*packageJSON, error) {
 	return &p, nil
 }
 
-func resourcePlugins(dir string) ([]*pulumirpc.PackageDependency, error) {
+// nearestPackageDir is dir or the closest parent with a package.json (a program may live in a
+// sub-folder of its npm project).
+func nearestPackageDir(dir string) (string, bool) {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "package.json")); err == nil {
+			return d, true
+		}
+		if filepath.Dir(d) == d {
+			return "", false
+		}
+	}
+}
+
+func resourcePlugins(programDir string) ([]*pulumirpc.PackageDependency, error) {
+	dir, ok := nearestPackageDir(programDir)
+	if !ok {
+		return nil, nil
+	}
 	root, err := readPackageJSON(filepath.Join(dir, "package.json"))
 	if err != nil {
 		return nil, fmt.Errorf("reading the program's package.json: %w", err)

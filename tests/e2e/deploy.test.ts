@@ -1,0 +1,143 @@
+// Issue "Deploy the Flask app": the real program (index.ts) with a real `pulumi up` against a bare
+// test server, through every change a user makes: first deploy, no-op, code change, config
+// change, secret, failing health check, destroy.
+import * as assert from "assert";
+import * as crypto from "crypto";
+import { spawn } from "child_process";
+import { startServer, TestServer } from "../servers";
+import { copyApp, get } from "./app-copy";
+import { TestStack } from "./pulumi";
+
+/** The resource names (last URN part) that an `up --diff` output reports as changed. */
+function changed(output: string): string[] {
+  const names = new Set<string>();
+  for (const m of output.matchAll(/^\s*([+~-]|\+-|-\+)\s+command:remote:(?:Command|CopyToRemote)\s+(\S+)\s+(created|updated|replaced|deleted|creating replacement|created replacement)/gm)) {
+    names.add(m[2]);
+  }
+  return [...names].sort();
+}
+
+describe("deploy: the Flask app on a bare server (restart strategy)", function () {
+  this.timeout(900000);
+  const SECRET = `s3cr3t-${crypto.randomBytes(8).toString("hex")}`;
+  let server: TestServer;
+  let stack: TestStack;
+  let app: ReturnType<typeof copyApp>;
+  let base: string;
+
+  before(() => {
+    server = startServer("deploy", 41);
+    base = `http://${server.host}`;
+    app = copyApp("deploy");
+    stack = new TestStack("deploy");
+    stack.setConfig("server.host", server.host);
+    stack.setConfig("server.privateKeyPath", server.keyPath);
+    stack.setConfig("server.hostKey", server.hostKey);
+    stack.setConfig("appDir", app.rel);
+    stack.setConfig("workers", "2");
+    stack.setConfig("env.APP_GREETING", "Hello from e2e");
+    stack.setConfig("secrets.SECRET_KEY", SECRET, { secret: true });
+  });
+  after(() => stack?.remove());
+
+  it("first up turns the bare server into one serving the app through nginx on port 80", async () => {
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    const health = await get(`${base}/health`);
+    assert.strictEqual(health.status, 200, health.text);
+    assert.strictEqual(health.json().schema_version, 2);
+    assert.strictEqual(health.json().release, stack.outputs().releaseId);
+    const page = await get(`${base}/`);
+    assert.match(page.text, /Hello from e2e/);
+    const css = await get(`${base}/static/style.css`);
+    assert.strictEqual(css.status, 200, "nginx serves static files");
+    const created = await get(`${base}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: "kept across deploys" }) });
+    assert.strictEqual(created.status, 201, created.text);
+    assert.strictEqual(stack.outputs().url, `http://${server.host}/`);
+  });
+
+  it("a second up with nothing changed runs no remote command", () => {
+    const before = server.ssh("wc -l < /srv/flaskapp/history.log");
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.deepStrictEqual(changed(r.output), []);
+    assert.doesNotMatch(r.output, /(created|updated|replaced)/);
+    assert.strictEqual(server.ssh("wc -l < /srv/flaskapp/history.log"), before, "no activation ran");
+  });
+
+  it("a code change: preview shows the release replaced; up runs only release-dependent steps", async () => {
+    const oldRelease = stack.outputs().releaseId;
+    app.edit("notes/templates/index.html", (s) => s.replace("</body>", "<p>version two</p></body>"));
+    const p = stack.preview();
+    assert.strictEqual(p.status, 0, p.output);
+    assert.match(p.output, /\+-\s+command:remote:Command\s+release-install\s+replace/);
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.deepStrictEqual(changed(r.output), ["activation-switch", "health-probe", "release-install", "release-upload"]);
+    assert.notStrictEqual(stack.outputs().releaseId, oldRelease);
+    assert.match((await get(`${base}/`)).text, /version two/);
+    const notes = (await get(`${base}/api/notes`)).json();
+    assert.ok(JSON.stringify(notes).includes("kept across deploys"), "data persists across deploys");
+  });
+
+  it("a config change (workers) rewrites the unit and restarts, without a new release", () => {
+    const r = stack.run(["config", "set", "workers", "3"]);
+    assert.strictEqual(r.status, 0, r.output);
+    const up = stack.up();
+    assert.strictEqual(up.status, 0, up.output);
+    assert.deepStrictEqual(changed(up.output), ["activation-switch", "gunicorn-unit", "health-probe"]);
+    const workers = server.ssh("ps -o args= --ppid $(systemctl show -p MainPID --value fdeploy-flaskapp@main) | grep -c gunicorn").trim();
+    assert.strictEqual(workers, "3");
+  });
+
+  it("a secret reaches the app through .env (0600) and nowhere else", async () => {
+    const fp = (await get(`${base}/api/secret-fingerprint`)).json().sha256;
+    assert.strictEqual(fp, crypto.createHash("sha256").update(SECRET).digest("hex"));
+    assert.strictEqual(server.ssh("stat -c '%a %U' /srv/flaskapp/shared/.env").trim(), "600 flaskapp");
+    // rotate it while watching the server's process list during the deploy
+    const NEW = `rotated-${crypto.randomBytes(8).toString("hex")}`;
+    stack.setConfig("secrets.SECRET_KEY", NEW, { secret: true });
+    const watcher = spawn("ssh", ["-i", server.keyPath, "-o", `UserKnownHostsFile=${server.knownHostsPath}`, "-o", "BatchMode=yes",
+      `root@${server.host}`, "for i in $(seq 1 600); do ps -eo args; sleep 0.05; done"], { stdio: ["ignore", "pipe", "ignore"] });
+    let psLog = "";
+    watcher.stdout.on("data", (d) => (psLog += d));
+    const up = stack.up();
+    watcher.kill();
+    assert.strictEqual(up.status, 0, up.output);
+    assert.ok(psLog.length > 1000, "the process list was sampled");
+    assert.ok(!psLog.includes(NEW), "the secret appeared in a process argument list");
+    assert.ok(!up.output.includes(NEW), "the secret appeared in pulumi output");
+    assert.ok(!stack.stateText().includes(NEW), "the secret appeared in the state in plaintext");
+    assert.ok(!server.ssh("journalctl --no-pager -o cat").includes(NEW), "the secret appeared in the journal");
+    const fp2 = (await get(`${base}/api/secret-fingerprint`)).json().sha256;
+    assert.strictEqual(fp2, crypto.createHash("sha256").update(NEW).digest("hex"));
+  });
+
+  it("an app that fails its health check fails the update with a useful error; the old release keeps serving", async () => {
+    const live = stack.outputs().releaseId;
+    app.edit("notes/__init__.py", (s) => s.replace('@app.get("/health")\n    def health():', '@app.get("/health")\n    def health():\n        return jsonify(status="broken on purpose"), 500\n    def _unused():'));
+    const r = stack.up();
+    assert.notStrictEqual(r.status, 0, "the update must fail");
+    assert.match(r.output, /health check of slot main \(\/health\) failed within \d+s: HTTP 500/);
+    assert.match(r.output, /broken on purpose/);
+    assert.match(r.output, /last lines of the journal/);
+    const health = await get(`${base}/health`);
+    assert.strictEqual(health.status, 200);
+    assert.strictEqual(health.json().release, live, "the previous release is serving again");
+    // put the good code back: the next up converges
+    app.edit("notes/__init__.py", (s) => s.replace('\n        return jsonify(status="broken on purpose"), 500\n    def _unused():', ""));
+    const fixed = stack.up();
+    assert.strictEqual(fixed.status, 0, fixed.output);
+  });
+
+  it("destroy removes the service, the site and the releases, and keeps the database", async () => {
+    const r = stack.destroy();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(server.trySsh("systemctl cat fdeploy-flaskapp@main").status !== 0, true, "unit removed");
+    assert.strictEqual(server.trySsh("test -e /etc/nginx/sites-enabled/fdeploy-flaskapp.conf").status, 1, "site removed");
+    assert.strictEqual(server.trySsh("test -e /srv/flaskapp/releases").status, 1, "releases removed");
+    assert.strictEqual(server.trySsh("test -s /srv/flaskapp/shared/db/app.sqlite3").status, 0, "database kept");
+    const serving = await get(`${base}/health`).then((h) => h.status === 200, () => false);
+    assert.strictEqual(serving, false, "the app no longer answers");
+  });
+});

@@ -1,0 +1,74 @@
+// Disposable Debian test servers for TypeScript tests: a thin layer over testserver.sh. Every
+// server a test process starts is stopped by stopAll(), which the e2e root hooks call after the
+// suite, and on SIGINT/SIGTERM, so nothing is left running even when a test fails.
+import { execFileSync, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+
+const SCRIPT = path.join(__dirname, "testserver.sh");
+const started = new Set<string>();
+
+function run(args: string[], input?: string): string {
+  return execFileSync("bash", [SCRIPT, ...args], { encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] }).trim();
+}
+
+export interface TestServer {
+  name: string;
+  host: string;
+  keyPath: string;
+  knownHostsPath: string;
+  /** The server's ed25519 host key ("ssh-ed25519 AAAA…"), as pinned in known_hosts. */
+  hostKey: string;
+  /** Run a shell command on the server over SSH (strict host key checking); throws on non-zero. */
+  ssh(command: string, input?: string): string;
+  /** Like ssh() but returns the exit status and output instead of throwing. */
+  trySsh(command: string): { status: number; stdout: string; stderr: string };
+}
+
+export function startServer(name: string, octet: number): TestServer {
+  started.add(name);
+  const lines = run(["up", name, String(octet)]).split("\n");
+  const host = lines[lines.length - 1];
+  const cfg = Object.fromEntries(run(["ssh-config", name]).split("\n").map((l) => l.split(/=(.*)/s).slice(0, 2)));
+  const hostKey = fs.readFileSync(cfg.KNOWN_HOSTS, "utf8").split("\n")
+    .map((l) => l.split(" ")).find((f) => f[0] === host)!.slice(1, 3).join(" ");
+  const sshArgs = ["-i", cfg.KEY, "-o", `UserKnownHostsFile=${cfg.KNOWN_HOSTS}`, "-o", "StrictHostKeyChecking=yes",
+    "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", `root@${host}`];
+  const trySsh = (command: string, input?: string) => {
+    const r = spawnSync("ssh", [...sshArgs, command], { encoding: "utf8", input });
+    return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+  };
+  return {
+    name, host, keyPath: cfg.KEY, knownHostsPath: cfg.KNOWN_HOSTS, hostKey,
+    trySsh,
+    ssh(command: string, input?: string) {
+      const r = trySsh(command, input);
+      if (r.status !== 0) throw new Error(`ssh ${host} '${command}' exited ${r.status}: ${r.stderr}${r.stdout}`);
+      return r.stdout;
+    },
+  };
+}
+
+export function stopServer(name: string): void {
+  run(["down", name]);
+  started.delete(name);
+}
+
+/** Stop every server this process started (and the bridge and apt proxy). */
+export function stopAll(): void {
+  if (started.size === 0) return;
+  spawnSync("bash", [SCRIPT, "down-all"], { stdio: "inherit" });
+  started.clear();
+}
+
+/** Download wheels for requirements files into the servers' read-only wheelhouse. */
+export function addWheels(...requirements: string[]): void {
+  run(["wheelhouse", ...requirements]);
+}
+
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    stopAll();
+    process.exit(130);
+  });
+}
