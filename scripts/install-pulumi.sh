@@ -17,6 +17,8 @@
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 BIN=$FDEPLOY_CACHE/bin
+# Plugins are built outside PATH: a pulumi-resource-* on PATH would override version pinning.
+PLUGIN_BUILD=$FDEPLOY_CACHE/plugin-build
 TC=$FDEPLOY_ROOT/scripts/toolchain
 CLI_VERSION=v3.259.0
 COMMAND_VERSION=1.2.1
@@ -27,10 +29,12 @@ if [ "${FDEPLOY_OFFLINE_TOOLCHAIN:-}" != 1 ] && command -v pulumi >/dev/null 2>&
   exit 0
 fi
 command -v go >/dev/null || { echo "Go is needed to build the Pulumi toolchain (apt-get install golang-go, or go.dev)" >&2; exit 1; }
-mkdir -p "$BIN"
+mkdir -p "$BIN" "$PLUGIN_BUILD"
+rm -f "$BIN/pulumi-resource-command"   # from older versions of this script
 
-# build NAME PACKAGE LDFLAGS: rebuild only if the stamp (versions + source hash) changed
+# build DIR NAME PACKAGE LDFLAGS: rebuild only if the stamp (versions + source hash) changed
 build() {
+  local BIN=$1; shift
   local name=$1 pkg=$2 ldflags=$3 stamp
   stamp=$(cat "$TC/go.mod" "$TC/go.sum" <(echo "$ldflags") $(find "$TC/${pkg#./}" -name '*.go' 2>/dev/null | sort) 2>/dev/null | sha256sum | cut -c1-16)
   if [ -x "$BIN/$name" ] && [ "$(cat "$BIN/.$name.stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -41,14 +45,14 @@ build() {
       -o "$BIN/$name.tmp" "$pkg")
   mv "$BIN/$name.tmp" "$BIN/$name"; echo "$stamp" >"$BIN/.$name.stamp"
 }
-build pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
+build "$BIN" pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
   "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$CLI_VERSION"
-build pulumi-language-nodejs ./nodejs-host "-X main.version=${CLI_VERSION#v}"
-build pulumi-resource-command ./command-provider "-X main.version=$COMMAND_VERSION"
+build "$BIN" pulumi-language-nodejs ./nodejs-host "-X main.version=${CLI_VERSION#v}"
+build "$PLUGIN_BUILD" pulumi-resource-command ./command-provider "-X main.version=$COMMAND_VERSION"
 
 # The plugin goes into PULUMI_HOME's plugin cache, pinned to the version @pulumi/command asks for.
-if ! cmp -s "$BIN/pulumi-resource-command" "$PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command"; then
+if ! cmp -s "$PLUGIN_BUILD/pulumi-resource-command" "$PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command"; then
   rm -rf "$PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION"*
-  pulumi plugin install resource command "$COMMAND_VERSION" --file "$BIN/pulumi-resource-command" >/dev/null
+  pulumi plugin install resource command "$COMMAND_VERSION" --file "$PLUGIN_BUILD/pulumi-resource-command" >/dev/null
 fi
 echo "pulumi $(pulumi version) ready in $BIN (PULUMI_HOME=$PULUMI_HOME)"

@@ -26,6 +26,6 @@ npx mocha 'tests/unit/**/*.test.ts' || status=1
 if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
   section "E2E tests (real pulumi up against test servers)"
   bash tests/servers/testserver.sh wheelhouse app/requirements.txt
-  npx mocha --require tests/e2e/hooks.ts --timeout 900000 'tests/e2e/**/*.test.ts' || status=1
+  npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 'tests/e2e/**/*.test.ts' || status=1
 fi
 exit $status

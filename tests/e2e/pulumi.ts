@@ -33,11 +33,13 @@ export class TestStack {
       // machine-local .env settings of the developer must not leak into tests
       FDEPLOY_SERVER_HOST: "",
     };
-    this.mustRun(["stack", "init", name]);
+    const init = spawnSync("pulumi", ["stack", "init", name, "--non-interactive"], { cwd: projectDir, env: this.env, encoding: "utf8" });
+    if (init.status !== 0) throw new Error(`pulumi stack init ${name} failed: ${init.stderr}`);
   }
 
   run(args: string[], input?: string): RunResult {
-    const r = spawnSync("pulumi", [...args, "--stack", this.name, "--config-file", this.configFile, "--non-interactive"], {
+    const withConfig = ["config", "up", "preview", "destroy", "refresh"].includes(args[0]) ? ["--config-file", this.configFile] : [];
+    const r = spawnSync("pulumi", [...args, "--stack", this.name, ...withConfig, "--non-interactive"], {
       cwd: this.projectDir, env: this.env, encoding: "utf8", input, maxBuffer: 64 * 1024 * 1024,
     });
     const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
@@ -56,7 +58,7 @@ export class TestStack {
   }
 
   up(): RunResult {
-    return this.run(["up", "--yes", "--skip-preview", "--diff"]);
+    return this.run(["up", "--yes", "--skip-preview"]);
   }
 
   preview(): RunResult {
