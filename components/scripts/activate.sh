@@ -95,4 +95,4 @@ esac
 atomic_symlink "$release" "$APP_ROOT/current"
 record live
 prune
-echo "live release: $P_RELEASE_ID ($P_STRATEGY)"
+echo "live release: $P_RELEASE_ID ($P_STRATEGY), activated $(date -u +%FT%TZ)"

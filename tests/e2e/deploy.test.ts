@@ -35,6 +35,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     stack.setConfig("server.hostKey", server.hostKey);
     stack.setConfig("appDir", app.rel);
     stack.setConfig("workers", "2");
+    stack.setConfig("healthTimeoutSeconds", "10");
     stack.setConfig("env.APP_GREETING", "Hello from e2e");
     stack.setConfig("secrets.SECRET_KEY", SECRET, { secret: true });
   });
@@ -70,7 +71,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     app.edit("notes/templates/index.html", (s) => s.replace("</body>", "<p>version two</p></body>"));
     const p = stack.preview();
     assert.strictEqual(p.status, 0, p.output);
-    assert.match(p.output, /\+-\s+command:remote:Command\s+release-install\s+replace/);
+    assert.match(p.output, /\+-\s+command:remote:Command\s+release-install\s+replace\s+\[diff: [^\]]*triggers/);
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
     assert.deepStrictEqual(changed(r.output), ["activation-switch", "health-probe", "release-install", "release-upload"]);
@@ -101,7 +102,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
       `root@${server.host}`, "for i in $(seq 1 600); do ps -eo args; sleep 0.05; done"], { stdio: ["ignore", "pipe", "ignore"] });
     let psLog = "";
     watcher.stdout.on("data", (d) => (psLog += d));
-    const up = stack.up();
+    const up = await stack.runAsync(["up", "--yes", "--skip-preview"]);
     watcher.kill();
     assert.strictEqual(up.status, 0, up.output);
     assert.ok(psLog.length > 1000, "the process list was sampled");

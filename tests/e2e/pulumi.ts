@@ -1,6 +1,6 @@
 // Runs the real Pulumi CLI for e2e tests, each stack isolated: its own file state backend, its own
 // passphrase and its own stack config file, so tests never touch a user's stacks.
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
@@ -37,9 +37,24 @@ export class TestStack {
     if (init.status !== 0) throw new Error(`pulumi stack init ${name} failed: ${init.stderr}`);
   }
 
-  run(args: string[], input?: string): RunResult {
+  private argv(args: string[]): string[] {
     const withConfig = ["config", "up", "preview", "destroy", "refresh"].includes(args[0]) ? ["--config-file", this.configFile] : [];
-    const r = spawnSync("pulumi", [...args, "--stack", this.name, ...withConfig, "--non-interactive"], {
+    return [...args, "--stack", this.name, ...withConfig, "--non-interactive"];
+  }
+
+  /** Like run(), without blocking the event loop (for watching the server while Pulumi runs). */
+  runAsync(args: string[]): Promise<RunResult> {
+    return new Promise((resolve) => {
+      const child = spawn("pulumi", this.argv(args), { cwd: this.projectDir, env: this.env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "", stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("close", (code) => resolve({ status: code ?? -1, stdout, stderr, output: stdout + stderr }));
+    });
+  }
+
+  run(args: string[], input?: string): RunResult {
+    const r = spawnSync("pulumi", this.argv(args), {
       cwd: this.projectDir, env: this.env, encoding: "utf8", input, maxBuffer: 64 * 1024 * 1024,
     });
     const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
@@ -62,7 +77,7 @@ export class TestStack {
   }
 
   preview(): RunResult {
-    return this.run(["preview", "--diff"]);
+    return this.run(["preview"]);
   }
 
   outputs(): Record<string, any> {

@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""SQLite migration runner (standard library only; runs on the server).
+
+usage: migrate.py [--db PATH] --dir DIR [--backup-dir DIR] [--keep N] check|status|up|down --to N
+
+Exit codes: 0 ok (also "nothing to do"), 1 a migration or the database failed
+(the failing migration was rolled back), 2 bad usage or invalid migrations
+directory, 3 refused (applied migration changed or missing, or the database is
+newer than this release), 75 another runner holds the lock.
+
+stdout: `check` prints one JSON line. `status`, `up` and `down` end a successful
+run (exit 0) with the line `schema_version=N`; `status` prints one JSON line
+before it. Every other message goes to stderr.
+"""
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+EXIT_FAILED, EXIT_INVALID, EXIT_REFUSED, EXIT_LOCKED = 1, 2, 3, 75
+NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
+EXPECTED = "expected NNNN_name.up.sql + NNNN_name.down.sql (4 digits from 0001, no gaps; name: a-z 0-9 _)"
+TABLE_SQL = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL, duration_ms INTEGER NOT NULL)"""
+# Transaction control inside a file would break the one-transaction guarantee.
+TXN_RE = re.compile(r"^(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
+
+
+class Exit(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- migrations dir
+
+class Migration:
+    def __init__(self, version, name, up_path, down_path):
+        self.version, self.name = version, name
+        self.up_path, self.down_path = up_path, down_path
+        # Read once: the checksum is of exactly the bytes that get executed.
+        self.up_bytes = up_path.read_bytes()
+        self.checksum = hashlib.sha256(self.up_bytes).hexdigest()
+
+    def info(self):
+        return {"version": self.version, "name": self.name, "checksum": self.checksum}
+
+
+def load_migrations(directory):
+    """Validate the directory and return migrations sorted by version (exit 2 if invalid)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise Exit(EXIT_INVALID, f"migrations directory {d} does not exist")
+    errors, found = [], {}  # found: version -> {name: {"up": path, "down": path}}
+    for entry in sorted(d.iterdir()):
+        if not entry.name.endswith(".sql"):
+            continue  # README, .gitkeep, ... are allowed
+        m = NAME_RE.match(entry.name)
+        if not m or not entry.is_file():
+            errors.append(f"{entry.name}: bad migration file name; {EXPECTED}")
+            continue
+        found.setdefault(int(m[1]), {}).setdefault(m[2], {})[m[3]] = entry
+    migrations = []
+    for version in sorted(found):
+        names = found[version]
+        if len(names) > 1:
+            files = ", ".join(p.name for n in sorted(names) for p in names[n].values())
+            errors.append(f"duplicate migration number {version:04d}: {files}; {EXPECTED}")
+            continue
+        (name, files), = names.items()
+        for have, missing in (("up", "down"), ("down", "up")):
+            if have in files and missing not in files:
+                errors.append(f"{files[have].name}: missing {version:04d}_{name}.{missing}.sql; {EXPECTED}")
+        if len(files) == 2:
+            migrations.append((version, name, files))
+    # Numbers must be exactly 1..N; name the first file after each gap.
+    expected = 1
+    for version in sorted(found):
+        if version != expected:
+            first = sorted(p.name for n in found[version].values() for p in n.values())[0]
+            errors.append(f"{first}: expected migration number {expected:04d} here "
+                          f"(numbers start at 0001 with no gaps); {EXPECTED}")
+        expected = version + 1
+    if errors:
+        raise Exit(EXIT_INVALID, "invalid migrations in {}:\n  {}".format(d, "\n  ".join(errors)))
+    return [Migration(v, n, f["up"], f["down"]) for v, n, f in migrations]
+
+
+def split_statements(sql):
+    """Split a script into single statements.
+
+    Cut at each ';' where sqlite3.complete_statement says a statement ends, so
+    ';' inside strings, comments and CREATE TRIGGER bodies is handled, and so
+    are several statements on one line. A trailing statement without ';' is
+    kept (SQLite reports it if it is really incomplete).
+    """
+    statements, start = [], 0
+    for i, ch in enumerate(sql):
+        if ch == ";" and sqlite3.complete_statement(sql[start:i + 1]):
+            statements.append(sql[start:i + 1])
+            start = i + 1
+    statements.append(sql[start:])
+    return [s for s in statements if _strip_comments(s)]
+
+
+def _strip_comments(stmt):
+    """Statement text without leading whitespace and comments ('' if nothing else)."""
+    return re.sub(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", "", stmt, flags=re.S).strip()
+
+
+# ---------------------------------------------------------------- database
+
+def connect(db):
+    try:
+        conn = sqlite3.connect(db, isolation_level=None, timeout=5)  # we issue BEGIN/COMMIT
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA journal_mode=WAL")  # the live app keeps reading meanwhile
+    except sqlite3.Error as e:
+        raise Exit(EXIT_FAILED, f"cannot open database {db}: {e}")
+    return conn
+
+
+def read_applied(conn):
+    """{version: row dict} of applied migrations ({} if the table does not exist)."""
+    if conn is None or not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'").fetchone():
+        return {}
+    cur = conn.execute("SELECT version, name, checksum, applied_at, duration_ms "
+                       "FROM schema_migrations ORDER BY version")
+    cols = [c[0] for c in cur.description]
+    return {row[0]: dict(zip(cols, row)) for row in cur}
+
+
+def find_problems(migrations, applied):
+    """Reasons to refuse to touch this database (drift between files and DB)."""
+    by_version = {m.version: m for m in migrations}
+    newest = migrations[-1].version if migrations else 0
+    problems = []
+    for version, row in sorted(applied.items()):
+        m = by_version.get(version)
+        if m is None and version > newest:
+            problems.append(
+                f"the database has migration {version:04d}_{row['name']} applied, newer than this "
+                f"release's newest migration ({newest:04d}): the database is newer than this release; "
+                "deploy a release that contains it, or restore a backup")
+        elif m is None:
+            problems.append(f"applied migration {version:04d}_{row['name']} has no files in the "
+                            "migrations directory; restore them (migrations are never deleted)")
+        elif m.checksum != row["checksum"]:
+            problems.append(f"{m.up_path.name} was changed after it was applied "
+                            f"(checksum {row['checksum'][:12]}… now {m.checksum[:12]}…); "
+                            "add a new migration instead")
+    return problems
+
+
+def current_version(applied):
+    return max(applied, default=0)
+
+
+def acquire_lock(db):
+    # The lock file is never deleted: removing it while another runner waits
+    # on it would let two runners hold "the" lock at once.
+    path = f"{db}.migrate.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise Exit(EXIT_FAILED, f"cannot open lock file {path} (does the database's directory exist?): {e}")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise Exit(EXIT_LOCKED, f"another migration runner is running on {db} (lock {path} is held)")
+    return fd  # held until the process exits
+
+
+def has_data(db):
+    # A WAL database can hold its only commits in the -wal file.
+    return any(os.path.exists(p) and os.path.getsize(p) > 0 for p in (db, f"{db}-wal"))
+
+
+def backup(conn, db, backup_dir, keep, version):
+    """Online backup via the SQLite backup API, then keep only the newest `keep`."""
+    stem = Path(db).stem
+    bdir = Path(backup_dir)
+    bdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for stale in bdir.glob(f".{stem}-*.partial"):  # left by a crash; we hold the lock
+        stale.unlink()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    final = bdir / f"{stem}-{stamp}-v{version}.sqlite3"
+    tmp = bdir / f".{final.name}.partial"  # renamed only when complete
+    try:
+        dst = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            os.chmod(tmp, 0o600)
+            conn.backup(dst)  # one step: a consistent snapshot while the app runs
+            dst.execute("PRAGMA journal_mode=DELETE")  # self-contained single file
+        finally:
+            dst.close()
+        os.replace(tmp, final)
+    except (sqlite3.Error, OSError) as e:
+        raise Exit(EXIT_FAILED, f"backup of {db} to {final} failed, nothing was changed: {e}")
+    log(f"backup: {final}")
+    pattern = re.compile(re.escape(stem) + r"-\d{8}T\d{12}Z-v\d+\.sqlite3$")
+    backups = sorted(p for p in bdir.iterdir() if pattern.match(p.name))  # name order = time order
+    for old in backups[:-keep]:
+        old.unlink()
+        log(f"backup: removed old {old.name}")
+
+
+def run_in_transaction(conn, path, sql_bytes, finish):
+    """Execute one migration file and `finish(conn)` in a single transaction."""
+    try:
+        sql = sql_bytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Exit(EXIT_FAILED, f"{path}: not UTF-8: {e}")
+    statements = split_statements(sql)
+    for stmt in statements:
+        if TXN_RE.match(_strip_comments(stmt)):
+            raise Exit(EXIT_FAILED, f"{path}: contains transaction control ({_strip_comments(stmt)[:40]!r}); "
+                                    "the runner wraps each migration in its own transaction")
+    # Not executescript(): it COMMITs any open transaction before running.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in statements:
+            conn.execute(stmt)
+        bad = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if bad:
+            raise sqlite3.IntegrityError(f"foreign key violations after migration: {bad[:5]}")
+        finish(conn)
+        conn.execute("COMMIT")
+    except sqlite3.Error as e:
+        if conn.in_transaction:  # some errors already rolled back
+            conn.execute("ROLLBACK")
+        raise Exit(EXIT_FAILED, f"{path} failed and was rolled back: {e}")
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_check(args):
+    migrations = load_migrations(args.dir)
+    print(json.dumps({"migrations": [m.info() for m in migrations]}))
+    return 0
+
+
+def cmd_status(args):
+    migrations = load_migrations(args.dir)
+    conn = connect(args.db) if os.path.exists(args.db) else None  # never create it here
+    applied = read_applied(conn)
+    problems = find_problems(migrations, applied)
+    out = {
+        "current": current_version(applied),
+        "applied": [applied[v] for v in sorted(applied)],
+        "pending": [m.info() for m in migrations if m.version not in applied],
+    }
+    if problems:
+        out["problems"] = problems
+    print(json.dumps(out))
+    if problems:
+        raise Exit(EXIT_REFUSED, "\n".join(problems))
+    print(f"schema_version={out['current']}")
+    return 0
+
+
+def cmd_up(args):
+    migrations = load_migrations(args.dir)
+    os.umask(0o077)  # the DB, its -wal/-shm, the lock and backups: owner only
+    _lock = acquire_lock(args.db)
+    existed = has_data(args.db)
+    conn = connect(args.db)
+    applied = read_applied(conn)
+    problems = find_problems(migrations, applied)
+    if problems:
+        raise Exit(EXIT_REFUSED, "refusing to migrate {}:\n  {}".format(args.db, "\n  ".join(problems)))
+    version = current_version(applied)
+    pending = [m for m in migrations if m.version not in applied]
+    if pending and existed:
+        backup(conn, args.db, args.backup_dir, args.keep, version)
+    conn.execute(TABLE_SQL)
+    if not pending:
+        log(f"{args.db}: up to date")
+    for m in pending:
+        log(f"applying {m.up_path.name} ...")
+        start = time.monotonic()
+
+        def record(c, m=m, start=start):
+            c.execute("INSERT INTO schema_migrations VALUES (?, ?, ?, ?, ?)", (
+                m.version, m.name, m.checksum,
+                datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                round((time.monotonic() - start) * 1000)))
+
+        try:
+            run_in_transaction(conn, m.up_path, m.up_bytes, record)
+        except Exit as e:
+            raise Exit(e.code, f"{e}\ndatabase left at schema version {version}; "
+                               "later migrations were not attempted")
+        version = m.version
+        log(f"applied {m.up_path.name}")
+    print(f"schema_version={version}")
+    return 0
+
+
+def cmd_down(args):
+    migrations = load_migrations(args.dir)
+    if args.to < 0:
+        raise Exit(EXIT_INVALID, "--to must be >= 0")
+    os.umask(0o077)
+    _lock = acquire_lock(args.db)
+    if not os.path.exists(args.db):
+        log(f"{args.db} does not exist: nothing to revert")
+        print("schema_version=0")
+        return 0
+    existed = has_data(args.db)
+    conn = connect(args.db)
+    applied = read_applied(conn)
+    problems = find_problems(migrations, applied)
+    if problems:
+        raise Exit(EXIT_REFUSED, "refusing to revert {}:\n  {}".format(args.db, "\n  ".join(problems)))
+    version = current_version(applied)
+    revert = [m for m in reversed(migrations) if m.version in applied and m.version > args.to]
+    if not revert:
+        log(f"{args.db}: already at or below version {args.to}")
+    elif existed:
+        backup(conn, args.db, args.backup_dir, args.keep, version)
+    for m in revert:
+        log(f"reverting {m.down_path.name} ...")
+        try:
+            run_in_transaction(conn, m.down_path, m.down_path.read_bytes(),
+                               lambda c, v=m.version: c.execute(
+                                   "DELETE FROM schema_migrations WHERE version = ?", (v,)))
+        except Exit as e:
+            raise Exit(e.code, f"{e}\ndatabase left at schema version {version}")
+        version = max((v for v in applied if v < m.version), default=0)
+        log(f"reverted {m.down_path.name}")
+    print(f"schema_version={version}")
+    return 0
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="Apply SQLite migrations safely.")
+    p.add_argument("--db", help="SQLite database file (not needed for check)")
+    p.add_argument("--dir", required=True, help="migrations directory")
+    p.add_argument("--backup-dir", help="where backups go (default: <db dir>/backups)")
+    p.add_argument("--keep", type=int, default=10, help="backups to keep (default 10)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="validate the migrations directory")
+    sub.add_parser("status", help="show applied and pending migrations")
+    sub.add_parser("up", help="apply all pending migrations")
+    down = sub.add_parser("down", help="revert migrations above --to")
+    down.add_argument("--to", type=int, required=True, help="target version")
+    args = p.parse_args(argv)
+    if args.command != "check" and not args.db:
+        p.error(f"--db is required for {args.command}")
+    if args.keep < 1:
+        p.error("--keep must be at least 1")
+    if args.db and not args.backup_dir:
+        args.backup_dir = str(Path(args.db).resolve().parent / "backups")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    commands = {"check": cmd_check, "status": cmd_status, "up": cmd_up, "down": cmd_down}
+    try:
+        return commands[args.command](args)
+    except Exit as e:
+        log(f"migrate: {e}")
+        return e.code
+    except (OSError, sqlite3.Error) as e:  # unreadable file, corrupt DB, disk full...
+        log(f"migrate: {args.command} failed: {e}")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
