@@ -54,11 +54,11 @@ export function stopServer(name: string): void {
   started.delete(name);
 }
 
-/** Stop every server this process started (and the bridge and apt proxy). */
+/** Stop every server this process started; the bridge and apt proxy go when no server is left. */
 export function stopAll(): void {
-  if (started.size === 0) return;
-  spawnSync("bash", [SCRIPT, "down-all"], { stdio: "inherit" });
+  for (const name of started) spawnSync("bash", [SCRIPT, "down", name], { stdio: "inherit" });
   started.clear();
+  spawnSync("bash", [SCRIPT, "gc"], { stdio: "inherit" });
 }
 
 /** Download wheels for requirements files into the servers' read-only wheelhouse. */

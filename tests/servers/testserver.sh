@@ -6,7 +6,8 @@
 #   testserver.sh base                 build the cached image (once; ~60-90 s)
 #   testserver.sh up NAME OCTET        boot root@10.213.0.OCTET (~2 s), print its address
 #   testserver.sh down NAME            clean halt, unmount, remove netns/veth/state
-#   testserver.sh down-all             every server this script started (used by test teardown)
+#   testserver.sh down-all             every server, the bridge and the apt proxy
+#   testserver.sh gc                   remove the bridge and apt proxy if no server is left
 #   testserver.sh sh NAME [CMD...]     run CMD inside without ssh (nsenter)
 #   testserver.sh ssh-config NAME      print host, key and known_hosts paths (KEY=VALUE lines)
 #   testserver.sh wheelhouse REQ...    download wheels for requirements files into the wheelhouse
@@ -134,6 +135,11 @@ down() {
 down_all() {
   local d
   for d in "$W"/hosts/*/; do [ -d "$d" ] && down "$(basename "$d")"; done
+  gc
+}
+
+gc() { # the bridge and the apt proxy go when no server is left
+  compgen -G "$W/hosts/*/" >/dev/null && return 0
   [ -f "$W/aptproxy.pid" ] && kill "$(cat "$W/aptproxy.pid")" 2>/dev/null || true
   rm -f "$W/aptproxy.pid"
   ip link del $BR 2>/dev/null || true
@@ -154,7 +160,7 @@ wheelhouse() { # wheels for the servers' Python (bookworm: CPython 3.11, x86_64)
 }
 
 case ${1:-} in
-  base) base ;; up) up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;;
+  base) base ;; up) up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;; gc) gc ;;
   sh) shift; sh_in "$@" ;; ssh-config) ssh_config "$2" ;; wheelhouse) shift; wheelhouse "$@" ;;
   *) sed -n '2,12p' "$0"; exit 2 ;;
 esac
