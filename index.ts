@@ -9,14 +9,16 @@ import { ScriptBundle } from "./components/remote-script";
 import { BaseSystem } from "./components/base-system";
 import { Release } from "./components/release";
 import { AppEnvironment } from "./components/environment";
-import { MigrationRunner } from "./components/migrations";
+import { checkMigrations, MigrationRunner } from "./components/migrations";
 import { GunicornService } from "./components/gunicorn";
 import { Activation } from "./components/activation";
 import { NginxSite } from "./components/nginx";
 import { HealthCheck } from "./components/health-check";
 
-// 1. Config: validated before any resource exists.
+// 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
+const migrationsDir = path.resolve(__dirname, cfg.migrationsDir);
+const migrationFiles = checkMigrations(migrationsDir);
 const app = cfg.appName;
 const appRoot = `/srv/${app}`;
 const connection = connectionFor(cfg.server);
@@ -36,7 +38,7 @@ const environment = new AppEnvironment("env", {
   secrets: pulumi.secret(cfg.secrets),
 });
 const migrations = new MigrationRunner("migrations", {
-  ...common, bundle, migrationsDir: path.resolve(__dirname, cfg.migrationsDir), keepBackups: cfg.keepBackups,
+  ...common, bundle, migrationsDir, migrations: migrationFiles, keepBackups: cfg.keepBackups,
   after: [release.installed, environment],
 });
 

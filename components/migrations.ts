@@ -27,7 +27,7 @@ export function checkMigrations(dir: string): Migration[] {
     return JSON.parse(out).migrations as Migration[];
   } catch (e: any) {
     const msg = (e.stderr || e.message || String(e)).trim();
-    throw new Error(`migrationsDir '${dir}': ${msg}`);
+    throw new Error(`flask-deploy:migrationsDir: ${msg}`);
   }
 }
 
@@ -36,6 +36,8 @@ export interface MigrationRunnerArgs {
   bundle: ScriptBundle;
   appName: string;
   migrationsDir: string;
+  /** The folder's migrations, as checkMigrations() returned them. */
+  migrations: Migration[];
   keepBackups: number;
   after: pulumi.Resource[];
 }
@@ -48,7 +50,7 @@ export class MigrationRunner extends pulumi.ComponentResource {
 
   constructor(name: string, args: MigrationRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:MigrationRunner", name, {}, opts);
-    this.migrations = checkMigrations(args.migrationsDir);
+    this.migrations = args.migrations;
     const files = fileSet(args.migrationsDir);
     const folder = `migrations-${files.hash}`;
     const upload = new command.remote.CopyToRemote(`${name}-upload`, {

@@ -1,0 +1,99 @@
+// Issue "Migrations": every deploy runs pending migrations after the release is installed and
+// before the switch, with a backup first; a failing migration stops the deploy with the old
+// release serving and the data as it was.
+import * as assert from "assert";
+import * as fs from "fs";
+import * as path from "path";
+import { startServer, TestServer } from "../servers";
+import { copyApp, copyMigrations, get } from "./app-copy";
+import { TestStack } from "./pulumi";
+
+describe("migrations: applied by deploys, failures stop before the switch", function () {
+  this.timeout(900000);
+  let server: TestServer;
+  let stack: TestStack;
+  let app: ReturnType<typeof copyApp>;
+  let migrations: ReturnType<typeof copyMigrations>;
+  let base: string;
+  const addMigration = (name: string, up: string, down: string) => {
+    fs.writeFileSync(path.join(migrations.dir, `${name}.up.sql`), up);
+    fs.writeFileSync(path.join(migrations.dir, `${name}.down.sql`), down);
+  };
+  const backups = () => server.ssh("ls /srv/flaskapp/shared/backups | wc -l").trim();
+
+  before(() => {
+    server = startServer("migr", 51);
+    base = `http://${server.host}`;
+    app = copyApp("migr");
+    migrations = copyMigrations("migr");
+    stack = new TestStack("migr");
+    stack.setConfig("server.host", server.host);
+    stack.setConfig("server.privateKeyPath", server.keyPath);
+    stack.setConfig("server.hostKey", server.hostKey);
+    stack.setConfig("appDir", app.rel);
+    stack.setConfig("migrationsDir", migrations.rel);
+    stack.setConfig("healthTimeoutSeconds", "10");
+    stack.setConfig("secrets.SECRET_KEY", "migration-test-secret", { secret: true });
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+  });
+  after(() => stack?.remove());
+
+  it("a fresh database gets every migration; no backup of an empty database", async () => {
+    assert.strictEqual(stack.outputs().schemaVersion, 2);
+    assert.strictEqual((await get(`${base}/health`)).json().schema_version, 2);
+    assert.strictEqual(backups(), "0");
+  });
+
+  it("a deploy that adds a migration: preview lists it, up applies it after a backup, the app uses the new column", async () => {
+    await get(`${base}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: "before 0003" }) });
+    addMigration("0003_add_notes_pinned", "ALTER TABLE notes ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;\nUPDATE notes SET pinned = 1;\n",
+      "ALTER TABLE notes DROP COLUMN pinned;\n");
+    app.edit("wsgi.py", (s) => s + `
+from notes import get_db
+
+
+@app.get("/api/pinned")
+def pinned():
+    return {"pinned": [r[0] for r in get_db().execute("SELECT body FROM notes WHERE pinned = 1")]}
+`);
+    const p = stack.run(["preview", "--diff"]);
+    assert.strictEqual(p.status, 0, p.output);
+    assert.match(p.output, /0003_add_notes_pinned/);
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(stack.outputs().schemaVersion, 3);
+    assert.strictEqual(backups(), "1", "one online backup taken before migrating");
+    assert.deepStrictEqual((await get(`${base}/api/pinned`)).json().pinned, ["before 0003"]);
+    const rows = server.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'SELECT version, name FROM schema_migrations ORDER BY version'");
+    assert.match(rows, /3\|add_notes_pinned/);
+  });
+
+  it("a failing migration fails the deploy; the previous release keeps serving with its data", async () => {
+    const live = stack.outputs().releaseId;
+    const notesBefore = (await get(`${base}/api/notes`)).text;
+    addMigration("0004_broken", "ALTER TABLE notes ADD COLUMN extra TEXT;\nINSERT INTO no_such_table VALUES (1);\n", "SELECT 1;\n");
+    app.edit("wsgi.py", (s) => s + "\n# release that needs 0004\n");
+    const r = stack.up();
+    assert.notStrictEqual(r.status, 0, "the deploy must fail");
+    assert.match(r.output, /0004_broken/);
+    assert.match(r.output, /no such table: no_such_table/);
+    assert.doesNotMatch(r.output, /activation-switch\s+(updated|created)/, "no switch after a failed migration");
+    const health = (await get(`${base}/health`)).json();
+    assert.strictEqual(health.release, live, "the old release still serves");
+    assert.strictEqual(health.schema_version, 3, "the failed migration was rolled back");
+    assert.strictEqual((await get(`${base}/api/notes`)).text, notesBefore, "data intact");
+    const cols = server.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'PRAGMA table_info(notes)'");
+    assert.doesNotMatch(cols, /extra/, "the first statement of the failed migration was rolled back too");
+  });
+
+  it("after fixing the migration, the next up converges", async () => {
+    addMigration("0004_broken", "ALTER TABLE notes ADD COLUMN extra TEXT;\n", "ALTER TABLE notes DROP COLUMN extra;\n");
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(stack.outputs().schemaVersion, 4);
+    const again = stack.up();
+    assert.match(again.output, /unchanged/);
+    assert.doesNotMatch(again.output, /(created|updated|replaced)/, "no migration command without a migration change");
+  });
+});

@@ -1,0 +1,38 @@
+// The local migration check that stops `pulumi preview` before anything changes: it runs the
+// same migrate.py the server runs (`check`), so both sides agree on what a valid folder is.
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { checkMigrations } from "../../components/migrations";
+
+function folder(files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-migrations-"));
+  for (const [name, sql] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), sql);
+  return dir;
+}
+
+describe("migration folder check", () => {
+  it("lists the repo's migrations in order with checksums", () => {
+    const list = checkMigrations(path.resolve(__dirname, "../../migrations"));
+    assert.deepStrictEqual(list.map((m) => m.version), [1, 2]);
+    assert.match(list[0].checksum, /^[0-9a-f]{64}$/);
+  });
+
+  const bad: Array<[string, Record<string, string>, RegExp]> = [
+    ["a gap", { "0001_a.up.sql": "", "0001_a.down.sql": "", "0003_c.up.sql": "", "0003_c.down.sql": "" }, /0003_c/],
+    ["a duplicate number", { "0001_a.up.sql": "", "0001_a.down.sql": "", "0001_b.up.sql": "", "0001_b.down.sql": "" }, /0001_b|0001_a/],
+    ["a missing down file", { "0001_a.up.sql": "" }, /0001_a/],
+    ["a bad name", { "1_create.up.sql": "", "1_create.down.sql": "" }, /1_create/],
+  ];
+  for (const [what, files, re] of bad) {
+    it(`refuses ${what}, naming the file and the key`, () => {
+      assert.throws(() => checkMigrations(folder(files)), (e: Error) => {
+        assert.match(e.message, /^flask-deploy:migrationsDir: /);
+        assert.match(e.message, re);
+        assert.match(e.message, /NNNN_name\.up\.sql/);
+        return true;
+      });
+    });
+  }
+});
