@@ -22,8 +22,27 @@ export interface ActivationArgs {
   after: pulumi.Resource[];
 }
 
+export interface HistoryEntry {
+  time: string;
+  releaseId: string;
+  status: "live" | "failed";
+  schemaVersion: string;
+}
+
+/** The history lines activate.sh prints ("<time> <id> <status> strategy=… schema=N"). */
+export function parseHistory(stdout: string): HistoryEntry[] {
+  const out: HistoryEntry[] = [];
+  for (const line of stdout.split("\n")) {
+    const m = /^(\S+Z) ([0-9a-f]{12}) (live|failed) strategy=\S+ schema=(\S+)$/.exec(line.trim());
+    if (m) out.push({ time: m[1], releaseId: m[2], status: m[3] as "live" | "failed", schemaVersion: m[4] });
+  }
+  return out;
+}
+
 export class Activation extends pulumi.ComponentResource {
   public readonly step: command.remote.Command;
+  /** The server's release history after this activation (newest last). */
+  public readonly history: pulumi.Output<HistoryEntry[]>;
 
   constructor(name: string, args: ActivationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:Activation", name, {}, opts);
@@ -43,6 +62,7 @@ export class Activation extends pulumi.ComponentResource {
       }),
       after: args.after,
     }, this);
-    this.registerOutputs({});
+    this.history = this.step.stdout.apply((s) => parseHistory(s ?? ""));
+    this.registerOutputs({ history: this.history });
   }
 }

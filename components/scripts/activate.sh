@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # activate.sh create — the switch point of every deploy: make RELEASE_ID the live release with the
-# stack's strategy, health-check it, and keep the previous one serving if the check fails.
-#   restart:  point slot "main" at the release, restart its service (brief downtime), check it.
-#             On failure: point "main" back at the previous release and restart it again.
-# Then: APP_ROOT/current -> the release, nginx's upstream -> the live slot's socket, a line in
-# APP_ROOT/history.log, and old releases pruned (the live and previous ones are always kept).
+# stack's strategy (restart | rolling | blue-green, see each function below), health-check it on
+# its own socket, and keep the previous release serving if the check fails.
+# Slots are instances of the units fdeploy-<app>@<slot> (service.sh); slots/<slot> -> a release,
+# slots/live names the slot nginx proxies to. After a successful switch: APP_ROOT/current -> the
+# release, a line in APP_ROOT/history.log, and old releases pruned (slot targets always kept).
 # params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES
 #         (other params, e.g. revisions of the unit and .env, only make Pulumi re-run this)
 . "$(dirname "$0")/lib.sh"
@@ -70,29 +70,91 @@ prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot
   done
 }
 
+live_slot() { # the slot nginx proxies to now ("" before the first activation)
+  cat "$slots/live" 2>/dev/null || { [ -L "$slots/main" ] && echo main; } || true
+}
+
+start_slot() { # start_slot SLOT: (re)start the slot's service on its socket, enabled at boot
+  systemctl enable --quiet "fdeploy-$P_APP@$1.socket" "fdeploy-$P_APP@$1.service"
+  systemctl restart "fdeploy-$P_APP@$1.service"
+}
+
+stop_slot() {
+  systemctl disable --now --quiet "fdeploy-$P_APP@$1.service" "fdeploy-$P_APP@$1.socket" 2>/dev/null || true
+}
+
+go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
+  set_upstream "$1"
+  echo "$1" | write_if_changed "$slots/live" 0644 || true
+}
+
+# restart: the live slot restarts on the new code. Connections wait in the socket's backlog while
+# Gunicorn restarts; broken code is caught by the health check and the previous release restored.
 activate_restart() {
-  local previous=""
-  [ -L "$slots/main" ] && previous=$(readlink -f "$slots/main")
-  point_slot main "$release"
-  systemctl enable --quiet "fdeploy-$P_APP@main"
-  systemctl restart "fdeploy-$P_APP@main"
-  if ! check_slot main; then
+  local slot previous=""
+  slot=$(live_slot); slot=${slot:-main}
+  [ -L "$slots/$slot" ] && previous=$(readlink -f "$slots/$slot")
+  point_slot "$slot" "$release"
+  start_slot "$slot"
+  if ! check_slot "$slot"; then
     record failed
     if [ -n "$previous" ] && [ "$previous" != "$release" ]; then
       log "switching back to the previous release $(basename "$previous")"
-      point_slot main "$previous"; systemctl restart "fdeploy-$P_APP@main"
-      check_slot main || log "the previous release does not answer either"
+      point_slot "$slot" "$previous"; start_slot "$slot"
+      check_slot "$slot" || log "the previous release does not answer either"
     fi
     fail "release $P_RELEASE_ID failed its health check; it is not live"
   fi
-  set_upstream main
+  go_live "$slot"
 }
+
+# rolling: first prove the new release boots and answers on a throw-away canary slot (the live
+# one is untouched if it doesn't), then restart the live slot on it as in restart: systemd keeps
+# the socket, so no connection is refused, and the new code and venv are really loaded (a fresh
+# process, unlike Gunicorn's HUP).
+activate_rolling() {
+  point_slot canary "$release"
+  start_slot canary
+  if ! check_slot canary; then
+    stop_slot canary; record failed
+    fail "release $P_RELEASE_ID failed its health check on the canary slot; the live release is untouched"
+  fi
+  stop_slot canary
+  activate_restart
+}
+
+# blue-green: start the release on the idle slot, check it there, switch nginx to it (nginx -t,
+# graceful reload), then drain and stop the old slot. A failed check stops the idle slot and
+# leaves the live one untouched.
+activate_blue_green() {
+  local live idle
+  live=$(live_slot)
+  if [ "$live" = blue ]; then idle=green; else idle=blue; fi
+  point_slot "$idle" "$release"
+  start_slot "$idle"
+  if ! check_slot "$idle"; then
+    stop_slot "$idle"; record failed
+    fail "release $P_RELEASE_ID failed its health check on slot $idle; slot ${live:-none} keeps serving"
+  fi
+  go_live "$idle"
+  if [ -n "$live" ] && [ "$live" != "$idle" ]; then
+    sleep "${FDEPLOY_DRAIN_SECONDS:-2}"   # old nginx workers finish their requests to the old slot
+    stop_slot "$live"                     # SIGTERM: Gunicorn finishes in-flight requests first
+  fi
+}
+
+# the settings of this activation, for rollback.sh (which reuses this script)
+printf '%s' "$P_RAW" | write_if_changed "$slots/activation.json" 0600 || true
 
 case $P_STRATEGY in
   restart) activate_restart ;;
+  rolling) activate_rolling ;;
+  blue-green) activate_blue_green ;;
   *) fail "unknown strategy '$P_STRATEGY' (expected restart, rolling or blue-green)" ;;
 esac
 atomic_symlink "$release" "$APP_ROOT/current"
 record live
 prune
 echo "live release: $P_RELEASE_ID ($P_STRATEGY), activated $(date -u +%FT%TZ)"
+echo "history (newest last):"
+tail -n 10 "$APP_ROOT/history.log"

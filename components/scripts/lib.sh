@@ -16,7 +16,8 @@ fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 load_params() {
   local decoded
-  decoded=$(python3 -c '
+  P_RAW=$(cat)   # kept verbatim for scripts that pass their parameters on (activate.sh)
+  decoded=$(printf '%s' "$P_RAW" | python3 -c '
 import json, re, shlex, sys
 data = json.load(sys.stdin)
 for k, v in data.items():

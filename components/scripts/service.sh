@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# service.sh create|delete — the systemd template unit fdeploy-<app>@.service that runs Gunicorn
-# for one slot (%i). Each slot's code is APP_ROOT/slots/<slot> (a symlink to a release, set by
-# activate.sh); the app listens on the unix socket /run/fdeploy-<app>/<slot>.sock, which nginx
-# proxies to. create only writes the unit (activate.sh restarts); it prints the unit's revision so
-# that a changed unit re-runs the activation.
+# service.sh create|delete — the systemd template units that run Gunicorn for one slot (%i):
+#   fdeploy-<app>@.socket   systemd owns the listening socket /run/fdeploy-<app>/<slot>.sock (nginx
+#                           proxies to it). Because the socket outlives the service, a restart
+#                           refuses no connection: they wait in the backlog for the new Gunicorn.
+#   fdeploy-<app>@.service  Gunicorn for the slot's code, APP_ROOT/slots/<slot> (a symlink to a
+#                           release, set by activate.sh), inheriting the socket (LISTEN_FDS).
+# create only writes the units (activate.sh restarts); it prints their revision so that a changed
+# unit re-runs the activation.
 # create params: APP, WORKERS, APP_MODULE, TIMEOUT
 . "$(dirname "$0")/lib.sh"
 
@@ -14,13 +17,31 @@ create() {
   [[ $P_APP_MODULE =~ ^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$ ]] || fail "bad app module '$P_APP_MODULE'"
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
   with_deploy_lock
-  local unit=/etc/systemd/system/$(service_unit "$P_APP") slots=$APP_ROOT/slots
+  local unit=/etc/systemd/system/$(service_unit "$P_APP") slots=$APP_ROOT/slots changed=0
+  local socket=/etc/systemd/system/fdeploy-$P_APP@.socket
   install -d -m 0755 "$slots"
-  cat <<UNIT | write_if_changed "$unit" 0644 && systemctl daemon-reload || true
+  cat <<UNIT | write_if_changed "$socket" 0644 && changed=1
+# Managed by flask-deploy (components/scripts/service.sh). Do not edit: the next deploy rewrites it.
+[Unit]
+Description=Socket of Flask app $P_APP, slot %i
+
+[Socket]
+ListenStream=/run/fdeploy-$P_APP/%i.sock
+SocketUser=$APP_USER
+SocketGroup=www-data
+SocketMode=0660
+DirectoryMode=0755
+Backlog=4096
+
+[Install]
+WantedBy=sockets.target
+UNIT
+  cat <<UNIT | write_if_changed "$unit" 0644 && changed=1
 # Managed by flask-deploy (components/scripts/service.sh). Do not edit: the next deploy rewrites it.
 [Unit]
 Description=Flask app $P_APP, slot %i (Gunicorn)
-After=network.target
+Requires=fdeploy-$P_APP@%i.socket
+After=network.target fdeploy-$P_APP@%i.socket
 
 [Service]
 Type=simple
@@ -29,14 +50,12 @@ Group=$APP_USER
 WorkingDirectory=$slots/%i
 EnvironmentFile=$APP_ROOT/shared/.env
 EnvironmentFile=$slots/%i.env
-ExecStart=$slots/%i/.venv/bin/gunicorn --workers $P_WORKERS --bind unix:/run/fdeploy-$P_APP/%i.sock --timeout $P_TIMEOUT --graceful-timeout 30 --access-logfile - --error-logfile - --no-control-socket $P_APP_MODULE
+ExecStart=$slots/%i/.venv/bin/gunicorn --workers $P_WORKERS --timeout $P_TIMEOUT --graceful-timeout 30 --access-logfile - --error-logfile - --no-control-socket $P_APP_MODULE
 ExecReload=/bin/kill -HUP \$MAINPID
 Restart=on-failure
 RestartSec=2
 KillMode=mixed
 TimeoutStopSec=40
-RuntimeDirectory=fdeploy-$P_APP
-RuntimeDirectoryPreserve=yes
 NoNewPrivileges=yes
 PrivateTmp=yes
 ProtectSystem=full
@@ -46,7 +65,8 @@ ReadWritePaths=$APP_ROOT/shared
 [Install]
 WantedBy=multi-user.target
 UNIT
-  echo "unit revision: $(sha256sum "$unit" | cut -c1-16)"
+  [ $changed = 1 ] && systemctl daemon-reload
+  echo "unit revision: $(cat "$socket" "$unit" | sha256sum | cut -c1-16)"
 }
 
 delete() {
@@ -56,7 +76,8 @@ delete() {
   for u in $(systemctl list-units --all --plain --no-legend "fdeploy-$app@*" 2>/dev/null | awk '{print $1}'); do
     systemctl disable --now --quiet "$u" || true
   done
-  rm -f "/etc/systemd/system/$unit"; rm -rf "/etc/systemd/system/multi-user.target.wants/fdeploy-$app@"*
+  rm -f "/etc/systemd/system/$unit" "/etc/systemd/system/fdeploy-$app@.socket"
+  rm -rf "/etc/systemd/system/multi-user.target.wants/fdeploy-$app@"* "/etc/systemd/system/sockets.target.wants/fdeploy-$app@"*
   systemctl daemon-reload
   echo "service $unit removed"
 }

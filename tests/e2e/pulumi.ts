@@ -89,6 +89,14 @@ export class TestStack {
     return this.mustRun(["stack", "export"]).stdout;
   }
 
+  /** `npm run rollback` for this stack. */
+  rollback(to?: string): RunResult {
+    const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts/rollback.ts"), "--stack", this.name,
+      "--config-file", this.configFile, ...(to ? ["--to", to] : [])], { cwd: this.projectDir, env: this.env, encoding: "utf8" });
+    const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
+    return { status: r.status ?? -1, stdout, stderr, output: stdout + stderr };
+  }
+
   destroy(): RunResult {
     return this.run(["destroy", "--yes", "--skip-preview"]);
   }

@@ -27,6 +27,13 @@ func runLocal(ctx context.Context, interpreter []string, dir string, req execReq
 	if len(interpreter) == 0 {
 		interpreter = defaultInterpreter
 	}
+	if dir != "" {
+		if fi, err := os.Stat(dir); err != nil {
+			return "", "", fmt.Errorf("%s command: dir: %w", req.What, err)
+		} else if !fi.IsDir() {
+			return "", "", fmt.Errorf("%s command: dir: %s is not a directory", req.What, dir)
+		}
+	}
 	args := append(append([]string{}, interpreter[1:]...), req.Command)
 	cmd := exec.CommandContext(ctx, interpreter[0], args...)
 	cmd.Dir = dir
@@ -52,6 +59,10 @@ func runLocal(ctx context.Context, interpreter []string, dir string, req execReq
 
 	err := cmd.Run()
 	c.Flush()
+	if errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success() && ctx.Err() == nil {
+		// The command succeeded but left a background process holding its output open; don't hang on it.
+		err = nil
+	}
 	if err != nil {
 		var execErr *exec.Error
 		var pathErr *fs.PathError

@@ -17,13 +17,11 @@ import (
 // logSink receives progress/output lines for one resource operation.
 type logSink interface {
 	Status(msg string) // ephemeral info line shown next to the resource
-	Warn(msg string)
 }
 
 type nopSink struct{}
 
 func (nopSink) Status(string) {}
-func (nopSink) Warn(string)   {}
 
 // ---- logging mode ----
 
@@ -135,22 +133,51 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// asyncSink decouples the command's output streams from the engine round trips: lines are queued (in order,
+// none dropped) and sent by one goroutine.
+type asyncSink struct {
+	ch   chan string
+	done chan struct{}
+}
+
+func newAsyncSink(sink logSink) *asyncSink {
+	a := &asyncSink{ch: make(chan string, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for m := range a.ch {
+			sink.Status(m)
+		}
+	}()
+	return a
+}
+
+func (a *asyncSink) Status(m string) { a.ch <- m }
+
+// Close sends the queued lines and stops the goroutine.
+func (a *asyncSink) Close() {
+	close(a.ch)
+	<-a.done
+}
+
 // capture collects stdout and stderr of one command and streams them to the sink, honouring the logging mode.
 type capture struct {
 	stdout, stderr       syncBuffer
 	stdoutLog, stderrLog *lineWriter
+	async                *asyncSink
 }
 
 func newCapture(mode loggingMode, sink logSink, red *redactor) *capture {
 	c := &capture{}
-	if sink == nil {
-		sink = nopSink{}
+	if sink == nil || !(mode.stdout() || mode.stderr()) {
+		return c
 	}
+	c.async = newAsyncSink(sink)
+	emit := func(l string) { c.async.Status(red.apply(l)) }
 	if mode.stdout() {
-		c.stdoutLog = &lineWriter{emit: func(l string) { sink.Status(red.apply(l)) }}
+		c.stdoutLog = &lineWriter{emit: emit}
 	}
 	if mode.stderr() {
-		c.stderrLog = &lineWriter{emit: func(l string) { sink.Status(red.apply(l)) }}
+		c.stderrLog = &lineWriter{emit: emit}
 	}
 	return c
 }
@@ -171,12 +198,17 @@ func (m multiW) Write(p []byte) (int, error) {
 func (c *capture) StdoutWriter() multiW { return multiW{&c.stdout, c.stdoutLog} }
 func (c *capture) StderrWriter() multiW { return multiW{&c.stderr, c.stderrLog} }
 
+// Flush emits partial last lines and waits until everything was sent; call it once, when the command is done.
 func (c *capture) Flush() {
 	if c.stdoutLog != nil {
 		c.stdoutLog.Flush()
 	}
 	if c.stderrLog != nil {
 		c.stderrLog.Flush()
+	}
+	if c.async != nil {
+		c.async.Close()
+		c.async = nil
 	}
 }
 

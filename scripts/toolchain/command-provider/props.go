@@ -120,14 +120,37 @@ func collectSecretStrings(v resource.PropertyValue, underSecret bool, acc *[]str
 	}
 }
 
+// secretStrings returns the strings to redact from logs and errors for the given inputs/state maps: values
+// marked secret, except below `connection` (the SDK marks the whole connection secret, which would redact host
+// and user names everywhere); for connections, the credentials are always redacted, secret-marked or not.
 func secretStrings(maps ...resource.PropertyMap) []string {
 	var acc []string
 	for _, m := range maps {
-		for _, v := range m {
+		for k, v := range m {
+			if k == "connection" {
+				collectConnSecrets(v, &acc)
+				continue
+			}
 			collectSecretStrings(v, false, &acc)
 		}
 	}
 	return acc
+}
+
+func collectConnSecrets(v resource.PropertyValue, acc *[]string) {
+	v = unsecret(v)
+	if !v.IsObject() {
+		return
+	}
+	m := v.ObjectValue()
+	for _, k := range []resource.PropertyKey{"password", "privateKey", "privateKeyPassword"} {
+		if e, ok := m[k]; ok {
+			collectSecretStrings(e, true, acc)
+		}
+	}
+	if p, ok := m["proxy"]; ok {
+		collectConnSecrets(p, acc)
+	}
 }
 
 // ---- typed getters on already-validated, secret-stripped maps ----
@@ -381,7 +404,7 @@ func validateObject(prefix string, spec map[string]fieldSpec, obj resource.Prope
 		v, ok := obj[resource.PropertyKey(name)]
 		if !ok || unsecret(v).IsNull() {
 			if fs.required {
-				*fails = append(*fails, checkFailure{path, fmt.Sprintf("missing required property '%s'", path)})
+				*fails = append(*fails, checkFailure{path, "missing required property"})
 			}
 			continue
 		}
@@ -419,7 +442,7 @@ func validateValue(path string, fs fieldSpec, v resource.PropertyValue, fails *[
 	v = unsecret(v)
 	bad := func(want string) {
 		*fails = append(*fails, checkFailure{path,
-			fmt.Sprintf("property '%s' must be %s, got %s", path, want, typeName(v))})
+			fmt.Sprintf("must be %s, got %s", want, typeName(v))})
 	}
 	switch fs.kind {
 	case kString:
@@ -427,7 +450,7 @@ func validateValue(path string, fs fieldSpec, v resource.PropertyValue, fails *[
 			bad("a string")
 		} else if path == "connection.host" || path == "connection.proxy.host" {
 			if strings.TrimSpace(v.StringValue()) == "" {
-				*fails = append(*fails, checkFailure{path, fmt.Sprintf("property '%s' must not be empty", path)})
+				*fails = append(*fails, checkFailure{path, "must not be empty"})
 			}
 		}
 	case kBool:
@@ -446,11 +469,11 @@ func validateValue(path string, fs fieldSpec, v resource.PropertyValue, fails *[
 		}
 		switch {
 		case strings.HasSuffix(path, ".port") && (n < 1 || n > 65535):
-			*fails = append(*fails, checkFailure{path, fmt.Sprintf("property '%s' must be between 1 and 65535, got %v", path, n)})
+			*fails = append(*fails, checkFailure{path, fmt.Sprintf("must be between 1 and 65535, got %v", n)})
 		case strings.HasSuffix(path, ".dialErrorLimit") && n < -1:
-			*fails = append(*fails, checkFailure{path, fmt.Sprintf("property '%s' must be -1 (unlimited) or >= 0, got %v", path, n)})
+			*fails = append(*fails, checkFailure{path, fmt.Sprintf("must be -1 (unlimited) or >= 0, got %v", n)})
 		case strings.HasSuffix(path, ".perDialTimeout") && n < 0:
-			*fails = append(*fails, checkFailure{path, fmt.Sprintf("property '%s' must be >= 0, got %v", path, n)})
+			*fails = append(*fails, checkFailure{path, fmt.Sprintf("must be >= 0, got %v", n)})
 		}
 	case kLogging:
 		if !v.IsString() {
@@ -461,8 +484,7 @@ func validateValue(path string, fs fieldSpec, v resource.PropertyValue, fails *[
 		case "stdout", "stderr", "stdoutAndStderr", "none":
 		default:
 			*fails = append(*fails, checkFailure{path, fmt.Sprintf(
-				"property '%s' must be one of \"stdout\", \"stderr\", \"stdoutAndStderr\", \"none\", got %q",
-				path, v.StringValue())})
+				"must be one of \"stdout\", \"stderr\", \"stdoutAndStderr\", \"none\", got %q", v.StringValue())})
 		}
 	case kStringMap:
 		if !v.IsObject() {

@@ -8,9 +8,9 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/asset"
 )
 
-func str(s string) resource.PropertyValue { return resource.NewStringProperty(s) }
-func num(n float64) resource.PropertyValue { return resource.NewNumberProperty(n) }
-func obj(m resource.PropertyMap) resource.PropertyValue { return resource.NewObjectProperty(m) }
+func str(s string) resource.PropertyValue                    { return resource.NewStringProperty(s) }
+func num(n float64) resource.PropertyValue                   { return resource.NewNumberProperty(n) }
+func obj(m resource.PropertyMap) resource.PropertyValue      { return resource.NewObjectProperty(m) }
 func secret(v resource.PropertyValue) resource.PropertyValue { return resource.MakeSecret(v) }
 func unknown() resource.PropertyValue {
 	return resource.MakeComputed(resource.NewStringProperty(""))
@@ -36,10 +36,10 @@ func TestValidateRemoteCommand(t *testing.T) {
 			"create":     str("echo hi"),
 			"logging":    str("none"),
 		}, "", ""},
-		{"missing connection", resource.PropertyMap{"create": str("x")}, "connection", "missing required property 'connection'"},
+		{"missing connection", resource.PropertyMap{"create": str("x")}, "connection", "missing required property"},
 		{"missing host", resource.PropertyMap{
 			"connection": secret(obj(resource.PropertyMap{"user": str("root")})),
-		}, "connection.host", "missing required property 'connection.host'"},
+		}, "connection.host", "missing required property"},
 		{"empty host", resource.PropertyMap{
 			"connection": obj(resource.PropertyMap{"host": str("  ")}),
 		}, "connection.host", "must not be empty"},
@@ -54,11 +54,11 @@ func TestValidateRemoteCommand(t *testing.T) {
 		}, "connection.perDialTimeout", "must be an integer"},
 		{"proxy missing host", resource.PropertyMap{
 			"connection": obj(resource.PropertyMap{"host": str("h"), "proxy": obj(resource.PropertyMap{})}),
-		}, "connection.proxy.host", "missing required property 'connection.proxy.host'"},
+		}, "connection.proxy.host", "missing required property"},
 		{"bad create", resource.PropertyMap{
 			"connection": obj(resource.PropertyMap{"host": str("h")}),
 			"create":     num(1),
-		}, "create", "property 'create' must be a string, got number"},
+		}, "create", "must be a string, got number"},
 		{"bad logging", resource.PropertyMap{
 			"connection": obj(resource.PropertyMap{"host": str("h")}),
 			"logging":    str("all"),
@@ -201,6 +201,33 @@ func TestWireRoundTripKeepsSecrets(t *testing.T) {
 	conn, err := connFromInputs(back)
 	if err != nil || conn.Host != "h" || conn.Password != "pw" || conn.Port != 22 || conn.User != "root" {
 		t.Fatalf("connFromInputs = %+v, %v", conn, err)
+	}
+}
+
+func TestSecretStringsConnection(t *testing.T) {
+	got := secretStrings(resource.PropertyMap{
+		"connection": secret(obj(resource.PropertyMap{
+			"host":       str("10.1.2.3"),
+			"user":       str("deployer"),
+			"privateKey": str("KEYMATERIAL"), // credentials are redacted even when not marked secret
+			"proxy":      obj(resource.PropertyMap{"host": str("bastion"), "password": str("proxypw")}),
+		})),
+		"create": str("echo plain"),
+		"environment": obj(resource.PropertyMap{
+			"A": secret(str("envsecret")),
+			"B": str("envplain"),
+		}),
+	})
+	joined := "," + strings.Join(got, ",") + ","
+	for _, want := range []string{",KEYMATERIAL,", ",proxypw,", ",envsecret,"} {
+		if !strings.Contains(joined, want) {
+			t.Fatalf("%v lacks %s", got, want)
+		}
+	}
+	for _, not := range []string{"10.1.2.3", "deployer", "bastion", "envplain", "echo plain"} {
+		if strings.Contains(joined, not) {
+			t.Fatalf("%v must not contain %s", got, not)
+		}
 	}
 }
 

@@ -57,22 +57,16 @@ type hostSink struct {
 	urn resource.URN
 }
 
-func (s hostSink) send(sev diag.Severity, msg string, ephemeral bool) {
+// Status sends an ephemeral info message (shown next to the resource while it is being worked on).
+func (s hostSink) Status(msg string) {
 	host := s.p.getHost()
 	if host == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
 	defer cancel()
-	if ephemeral {
-		_ = host.LogStatus(ctx, sev, s.urn, msg)
-	} else {
-		_ = host.Log(ctx, sev, s.urn, msg)
-	}
+	_ = host.LogStatus(ctx, diag.Info, s.urn, msg)
 }
-
-func (s hostSink) Status(msg string) { s.send(diag.Info, msg, true) }
-func (s hostSink) Warn(msg string)   { s.send(diag.Warning, msg, false) }
 
 func (p *commandProvider) sink(ctx context.Context, urn string) logSink {
 	return hostSink{p: p, ctx: ctx, urn: resource.URN(urn)}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -23,7 +25,9 @@ func mustArchive(t *testing.T, p string) resource.PropertyValue {
 	return resource.NewArchiveProperty(a)
 }
 
-func resourceArchive(a *archive.Archive) resource.PropertyValue { return resource.NewArchiveProperty(a) }
+func resourceArchive(a *archive.Archive) resource.PropertyValue {
+	return resource.NewArchiveProperty(a)
+}
 
 func wire(t *testing.T, m resource.PropertyMap) *structpb.Struct {
 	t.Helper()
@@ -48,8 +52,11 @@ type recordingSink struct {
 }
 
 func (r *recordingSink) Status(m string) { r.mu.Lock(); r.lines = append(r.lines, m); r.mu.Unlock() }
-func (r *recordingSink) Warn(m string)   { r.Status("WARN " + m) }
-func (r *recordingSink) all() string     { r.mu.Lock(); defer r.mu.Unlock(); return strings.Join(r.lines, "\n") }
+func (r *recordingSink) all() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n")
+}
 
 func TestProviderBasics(t *testing.T) {
 	p := newProvider(nil)
@@ -262,6 +269,17 @@ func TestLocalLoggingAndInterpreter(t *testing.T) {
 	}
 }
 
+func TestLocalStartErrors(t *testing.T) {
+	_, _, err := runLocal(context.Background(), nil, "/nonexistent-dir", execRequest{What: "create", Command: "true"})
+	if err == nil || !strings.Contains(err.Error(), "create command: dir: stat /nonexistent-dir") {
+		t.Fatalf("got %v", err)
+	}
+	_, _, err = runLocal(context.Background(), []string{"no-such-interpreter", "-c"}, "", execRequest{What: "update", Command: "true"})
+	if err == nil || !strings.Contains(err.Error(), "update command: cannot start no-such-interpreter") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestLocalRunInvoke(t *testing.T) {
 	p := newProvider(nil)
 	resp, err := p.Invoke(context.Background(), &pulumirpc.InvokeRequest{
@@ -290,3 +308,22 @@ func TestCancelStopsLocalCommand(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+func TestLocalBackgroundProcessDoesNotHang(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes WaitDelay (10 s)")
+	}
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	t.Cleanup(func() { // stop the background process started below
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	stdout, _, err := runLocal(context.Background(), nil, "", execRequest{What: "create",
+		Command: "sleep 60 & echo $! > " + shellQuote(pidFile) + "; echo started"})
+	if err != nil || stdout != "started" {
+		t.Fatalf("%q %v", stdout, err)
+	}
+}

@@ -75,7 +75,7 @@ const schemaJSON = `{
         "archive": {"$ref": "pulumi.json#/Archive"},
         "archivePaths": {"type": "array", "items": {"type": "string"}},
         "assetPaths": {"type": "array", "items": {"type": "string"}},
-        "assets": {"type": "object", "additionalProperties": {"$ref": "pulumi.json#/AssetOrArchive"}},
+        "assets": {"type": "object", "additionalProperties": {"$ref": "pulumi.json#/Asset"}},
         "create": {"type": "string"},
         "delete": {"type": "string"},
         "dir": {"type": "string"},
@@ -138,14 +138,14 @@ const schemaJSON = `{
       "properties": {
         "connection": {"$ref": "#/types/command:remote:Connection", "secret": true},
         "remotePath": {"type": "string"},
-        "source": {"$ref": "pulumi.json#/AssetOrArchive"},
+        "source": {"$ref": "pulumi.json#/Asset"},
         "triggers": {"type": "array", "items": {"$ref": "pulumi.json#/Any"}, "replaceOnChanges": true}
       },
       "required": ["connection", "remotePath", "source"],
       "inputProperties": {
         "connection": {"$ref": "#/types/command:remote:Connection", "secret": true},
         "remotePath": {"type": "string"},
-        "source": {"$ref": "pulumi.json#/AssetOrArchive"},
+        "source": {"$ref": "pulumi.json#/Asset"},
         "triggers": {"type": "array", "items": {"$ref": "pulumi.json#/Any"}, "replaceOnChanges": true}
       },
       "requiredInputs": ["connection", "remotePath", "source"]
@@ -193,7 +193,7 @@ const schemaJSON = `{
           "archive": {"$ref": "pulumi.json#/Archive"},
           "archivePaths": {"type": "array", "items": {"type": "string"}},
           "assetPaths": {"type": "array", "items": {"type": "string"}},
-          "assets": {"type": "object", "additionalProperties": {"$ref": "pulumi.json#/AssetOrArchive"}},
+          "assets": {"type": "object", "additionalProperties": {"$ref": "pulumi.json#/Asset"}},
           "command": {"type": "string"},
           "dir": {"type": "string"},
           "environment": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -1,0 +1,125 @@
+// Issue "Zero-downtime": restart, rolling and blue-green each deploy a code + dependency change that
+// the server really runs afterwards; rolling and blue-green drop no request under load; a broken
+// release under blue-green leaves the old one serving; rollback restores release and schema, and
+// the next plain `pulumi up` rolls forward again.
+import * as assert from "assert";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { addWheels, startServer, TestServer } from "../servers";
+import { copyApp, copyMigrations, get } from "./app-copy";
+import { startLoad } from "./load";
+import { TestStack } from "./pulumi";
+
+const EXTRA_DEP = "six==1.17.0";
+
+describe("strategies: restart, rolling, blue-green, rollback", function () {
+  this.timeout(900000);
+  let server: TestServer;
+  let stack: TestStack;
+  let app: ReturnType<typeof copyApp>;
+  let migrations: ReturnType<typeof copyMigrations>;
+  let base: string;
+  const releases: Record<string, string> = {};
+
+  /** Marks the app's code with `marker` and, once, adds a dependency the code uses. */
+  function changeCode(marker: string): void {
+    app.edit("wsgi.py", (s) => s.replace(/\n# marker[\s\S]*$/, "") + `
+# marker
+import importlib.metadata as _md
+
+
+@app.get("/api/marker")
+def marker():
+    return {"marker": ${JSON.stringify(marker)}, "six": _md.version("six")}
+`);
+    app.edit("requirements.txt", (s) => (s.includes("six==") ? s : s.trimEnd() + `\n${EXTRA_DEP}\n`));
+  }
+
+  before(() => {
+    const req = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-req-")), "requirements.txt");
+    fs.writeFileSync(req, `${EXTRA_DEP}\n`);
+    addWheels(req);
+    server = startServer("strat", 61);
+    base = `http://${server.host}`;
+    app = copyApp("strat");
+    migrations = copyMigrations("strat");
+    stack = new TestStack("strat");
+    stack.setConfig("server.host", server.host);
+    stack.setConfig("server.privateKeyPath", server.keyPath);
+    stack.setConfig("server.hostKey", server.hostKey);
+    stack.setConfig("appDir", app.rel);
+    stack.setConfig("migrationsDir", migrations.rel);
+    stack.setConfig("healthTimeoutSeconds", "15");
+    stack.setConfig("secrets.SECRET_KEY", "strategies-secret", { secret: true });
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+  });
+  after(() => stack?.remove());
+
+  for (const strategy of ["restart", "rolling", "blue-green"]) {
+    it(`${strategy}: a code + dependency change is really running afterwards`, async () => {
+      stack.setConfig("strategy", strategy);
+      changeCode(`deployed with ${strategy}`);
+      const load = startLoad(`${base}/health`, { concurrency: 4, maxSeconds: 240 });
+      const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
+      const result = await load.stop();
+      assert.strictEqual(r.status, 0, r.output);
+      const m = (await get(`${base}/api/marker`)).json();
+      assert.deepStrictEqual(m, { marker: `deployed with ${strategy}`, six: "1.17.0" });
+      releases[strategy] = stack.outputs().releaseId;
+      assert.strictEqual((await get(`${base}/health`)).json().release, releases[strategy]);
+      assert.ok(result.requests > 20, `load ran (${result.requests} requests)`);
+      if (strategy !== "restart") {
+        assert.strictEqual(result.failures, 0, `${strategy} dropped requests: ${result.errors.join(", ")}`);
+      }
+      // one Gunicorn master serves: the old slot was stopped
+      const masters = server.ssh("systemctl list-units --state=active --plain --no-legend 'fdeploy-flaskapp@*.service' | wc -l").trim();
+      assert.strictEqual(masters, "1");
+    });
+  }
+
+  it("blue-green: a broken release fails its check on the idle slot; the live one keeps serving", async () => {
+    const live = (await get(`${base}/health`)).json().release;
+    const liveSlot = server.ssh("cat /srv/flaskapp/slots/live").trim();
+    app.edit("wsgi.py", (s) => s + "\nraise RuntimeError('broken on purpose')\n");
+    const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
+    const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
+    const result = await load.stop();
+    assert.notStrictEqual(r.status, 0);
+    assert.match(r.output, /failed its health check on slot (blue|green); slot (blue|green) keeps serving/);
+    assert.match(r.output, /broken on purpose/, "the journal tail shows the app's error");
+    assert.strictEqual(result.failures, 0, `requests failed: ${result.errors.join(", ")}`);
+    assert.strictEqual((await get(`${base}/health`)).json().release, live);
+    assert.strictEqual(server.ssh("cat /srv/flaskapp/slots/live").trim(), liveSlot);
+    app.edit("wsgi.py", (s) => s.replace("\nraise RuntimeError('broken on purpose')\n", ""));
+    assert.strictEqual(server.ssh("tail -n1 /srv/flaskapp/history.log").split(" ")[2], "failed");
+  });
+
+  it("blue-green with a migration, then rollback restores the previous release and its schema", async () => {
+    fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.up.sql"), "ALTER TABLE notes ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;\n");
+    fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.down.sql"), "ALTER TABLE notes DROP COLUMN pinned;\n");
+    changeCode("with schema 3");
+    const up = stack.up();
+    assert.strictEqual(up.status, 0, up.output);
+    const newest = stack.outputs().releaseId;
+    assert.strictEqual((await get(`${base}/health`)).json().schema_version, 3);
+    const history = stack.outputs().releaseHistory;
+    assert.strictEqual(history[history.length - 1].releaseId, newest);
+
+    const rb = stack.rollback();
+    assert.strictEqual(rb.status, 0, rb.output);
+    const h = (await get(`${base}/health`)).json();
+    assert.strictEqual(h.release, releases["blue-green"], "the previous healthy release is live again");
+    assert.strictEqual(h.schema_version, 2, "the schema is back at that release's version");
+    assert.strictEqual((await get(`${base}/api/marker`)).json().marker, "deployed with blue-green");
+    assert.ok(Number(server.ssh("ls /srv/flaskapp/shared/backups | wc -l")) >= 2, "a backup was taken before the down migration");
+
+    // declarative: the next plain up deploys the program's code again
+    const forward = stack.up();
+    assert.strictEqual(forward.status, 0, forward.output);
+    const f = (await get(`${base}/health`)).json();
+    assert.strictEqual(f.release, newest);
+    assert.strictEqual(f.schema_version, 3);
+  });
+});
