@@ -1,6 +1,6 @@
 // The nginx server block for an app, as a pure function of validated settings (unit-tested in
-// tests/unit/nginx-site.test.ts). The upstream it proxies to is a file activate.sh owns, so the
-// switch between slots never rewrites this file.
+// tests/unit/nginx-site.test.ts). It proxies to /run/fdeploy-<app>/live.sock, a symlink that
+// activate.sh points at the live slot's socket, so switching slots never touches nginx.
 export interface SiteSettings {
   appName: string;
   appRoot: string;
@@ -17,7 +17,9 @@ export function upstreamName(appName: string): string {
 export function renderSite(s: SiteSettings): string {
   const any = s.serverName === "_";
   return `# Managed by flask-deploy (components/nginx-site.ts). Do not edit: the next deploy rewrites it.
-include /etc/nginx/fdeploy/${s.appName}.upstream.conf;
+upstream ${upstreamName(s.appName)} {
+    server unix:/run/fdeploy-${s.appName}/live.sock;
+}
 
 server {
     listen 80${any ? " default_server" : ""};

@@ -47,14 +47,16 @@ record() { # record STATUS: one line per activation, newest last
     >>"$APP_ROOT/history.log"
 }
 
-# set_upstream SLOT: nginx proxies to the slot's socket (the site includes this file)
-set_upstream() {
-  local up=/etc/nginx/fdeploy/$P_APP.upstream.conf
-  printf '# Managed by flask-deploy (activate.sh): the live slot is %s\nupstream fdeploy_%s {\n    server unix:%s;\n}\n' \
-    "$1" "${P_APP//-/_}" "$(socket_path "$P_APP" "$1")" | write_if_changed "$up" 0644 || return 0
-  if [ -e "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf" ]; then
-    nginx -t -q && systemctl reload nginx
-  fi
+# point_nginx SLOT: nginx proxies to /run/fdeploy-<app>/live.sock, a symlink to the live slot's
+# socket. Switching is one atomic rename: no nginx reload, so no client connection is closed.
+# A tmpfiles.d entry re-creates the link at boot (/run is a tmpfs).
+point_nginx() {
+  local dir=/run/fdeploy-$P_APP
+  printf '# Managed by flask-deploy (activate.sh): the live slot of %s\nd %s 0755 root root -\nL+ %s - - - - %s\n' \
+    "$P_APP" "$dir" "$(live_socket_path "$P_APP")" "$(socket_path "$P_APP" "$1")" |
+    write_if_changed "/etc/tmpfiles.d/fdeploy-$P_APP.conf" 0644 || true
+  install -d -m 0755 "$dir"
+  atomic_symlink "$(socket_path "$P_APP" "$1")" "$(live_socket_path "$P_APP")"
 }
 
 prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot points at
@@ -84,7 +86,7 @@ stop_slot() {
 }
 
 go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
-  set_upstream "$1"
+  point_nginx "$1"
   echo "$1" | write_if_changed "$slots/live" 0644 || true
 }
 
@@ -123,8 +125,8 @@ activate_rolling() {
   activate_restart
 }
 
-# blue-green: start the release on the idle slot, check it there, switch nginx to it (nginx -t,
-# graceful reload), then drain and stop the old slot. A failed check stops the idle slot and
+# blue-green: start the release on the idle slot, check it there, switch nginx to it (an atomic
+# symlink swap, see point_nginx), then drain and stop the old slot. A failed check stops the idle slot and
 # leaves the live one untouched.
 activate_blue_green() {
   local live idle
@@ -138,7 +140,7 @@ activate_blue_green() {
   fi
   go_live "$idle"
   if [ -n "$live" ] && [ "$live" != "$idle" ]; then
-    sleep "${FDEPLOY_DRAIN_SECONDS:-2}"   # old nginx workers finish their requests to the old slot
+    sleep "${FDEPLOY_DRAIN_SECONDS:-1}"   # requests already connected to the old slot get going
     stop_slot "$live"                     # SIGTERM: Gunicorn finishes in-flight requests first
   fi
 }

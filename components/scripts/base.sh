@@ -23,7 +23,7 @@ create() {
   fi
   id -u "$P_APP_USER" >/dev/null 2>&1 ||
     useradd --system --home-dir "$P_APP_ROOT" --no-create-home --shell /usr/sbin/nologin "$P_APP_USER"
-  install -d -m 0755 -o root -g root "$P_APP_ROOT" "$P_APP_ROOT/releases" /etc/fdeploy /etc/nginx/fdeploy
+  install -d -m 0755 -o root -g root "$P_APP_ROOT" "$P_APP_ROOT/releases" /etc/fdeploy
   install -d -m 0750 -o "$P_APP_USER" -g "$P_APP_USER" "$P_APP_ROOT/shared"
   install -d -m 0700 -o "$P_APP_USER" -g "$P_APP_USER" "$P_APP_ROOT/shared/db" "$P_APP_ROOT/shared/backups"
   printf 'APP_ROOT=%q\nAPP_USER=%q\nKEEP_DATA=%q\n' "$P_APP_ROOT" "$P_APP_USER" "$P_KEEP_DATA" |

@@ -77,6 +77,7 @@ lock_holder() { cat "$1.owner" 2>/dev/null || echo unknown; }
 
 service_unit() { echo "fdeploy-$1@.service"; }
 socket_path() { echo "/run/fdeploy-$1/$2.sock"; }
+live_socket_path() { echo "/run/fdeploy-$1/live.sock"; }   # -> the live slot's socket (activate.sh)
 
 # http_probe URL [curl options…]: prints "CODE BODY-EXCERPT"; exit 0 when CODE is 2xx.
 http_probe() {

@@ -9,10 +9,7 @@ create() {
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
   with_deploy_lock
   local site=/etc/nginx/sites-available/fdeploy-$P_APP.conf enabled=/etc/nginx/sites-enabled/fdeploy-$P_APP.conf
-  local up=/etc/nginx/fdeploy/$P_APP.upstream.conf backup
-  install -d -m 0755 /etc/nginx/fdeploy
-  # first deploy: an upstream to the default slot until activate.sh writes the live one
-  [ -f "$up" ] || printf 'upstream fdeploy_%s {\n    server unix:%s;\n}\n' "${P_APP//-/_}" "$(socket_path "$P_APP" main)" >"$up"
+  local backup
   backup=$(mktemp); [ -f "$site" ] && cp -p "$site" "$backup" || rm -f "$backup"
   if ! printf '%s\n' "$P_SITE" | write_if_changed "$site" 0644 && [ -L "$enabled" ]; then
     echo "nginx site unchanged"; rm -f "$backup"; return
@@ -31,8 +28,7 @@ create() {
 delete() {
   local app=$1
   check_app_name "$app"
-  rm -f "/etc/nginx/sites-enabled/fdeploy-$app.conf" "/etc/nginx/sites-available/fdeploy-$app.conf" \
-    "/etc/nginx/fdeploy/$app.upstream.conf"
+  rm -f "/etc/nginx/sites-enabled/fdeploy-$app.conf" "/etc/nginx/sites-available/fdeploy-$app.conf"
   nginx -t -q 2>/dev/null && systemctl reload nginx 2>/dev/null || true
   echo "nginx site of $app removed"
 }

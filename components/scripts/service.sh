@@ -78,6 +78,7 @@ delete() {
   done
   rm -f "/etc/systemd/system/$unit" "/etc/systemd/system/fdeploy-$app@.socket"
   rm -rf "/etc/systemd/system/multi-user.target.wants/fdeploy-$app@"* "/etc/systemd/system/sockets.target.wants/fdeploy-$app@"*
+  rm -rf "/etc/tmpfiles.d/fdeploy-$app.conf" "/run/fdeploy-$app"
   systemctl daemon-reload
   echo "service $unit removed"
 }

@@ -88,7 +88,7 @@ def marker():
     const result = await load.stop();
     assert.notStrictEqual(r.status, 0);
     assert.match(r.output, /failed its health check on slot (blue|green); slot (blue|green) keeps serving/);
-    assert.match(r.output, /broken on purpose/, "the journal tail shows the app's error");
+    assert.match(r.output, /broken on purpose/, `the journal tail shows the app error:\n${r.output.slice(-3000)}`);
     assert.strictEqual(result.failures, 0, `requests failed: ${result.errors.join(", ")}`);
     assert.strictEqual((await get(`${base}/health`)).json().release, live);
     assert.strictEqual(server.ssh("cat /srv/flaskapp/slots/live").trim(), liveSlot);

@@ -226,8 +226,8 @@ func cleanOutput(s string) string {
 // ---- errors ----
 
 const (
-	tailLines = 20
-	tailBytes = 4096
+	tailLines = 60
+	tailBytes = 8192
 )
 
 // tail returns the last lines of s (bounded in lines and bytes).

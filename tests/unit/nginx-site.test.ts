@@ -1,0 +1,26 @@
+// The rendered nginx site: proxies to the live-slot socket, serves static files from the live
+// release, and carries the configured limits.
+import * as assert from "assert";
+import { renderSite } from "../../components/nginx-site";
+
+describe("nginx site", () => {
+  const site = renderSite({ appName: "my-app", appRoot: "/srv/my-app", serverName: "example.com www.example.com", clientMaxBodySize: "20m", proxyTimeoutSeconds: 45 });
+
+  it("proxies to the live slot's socket through a named upstream", () => {
+    assert.match(site, /upstream fdeploy_my_app \{\s+server unix:\/run\/fdeploy-my-app\/live\.sock;/);
+    assert.match(site, /proxy_pass http:\/\/fdeploy_my_app;/);
+  });
+  it("serves static files from the live release", () => {
+    assert.match(site, /location \/static\/ \{\s+alias \/srv\/my-app\/current\/static\/;/);
+  });
+  it("uses the server names, body size and timeouts", () => {
+    assert.match(site, /server_name example\.com www\.example\.com;/);
+    assert.match(site, /client_max_body_size 20m;/);
+    assert.match(site, /proxy_read_timeout 45s;/);
+    assert.doesNotMatch(site, /default_server/);
+  });
+  it("is the default server when server_name is _", () => {
+    const any = renderSite({ appName: "a1", appRoot: "/srv/a1", serverName: "_", clientMaxBodySize: "1m", proxyTimeoutSeconds: 5 });
+    assert.match(any, /listen 80 default_server;/);
+  });
+});
