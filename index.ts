@@ -73,6 +73,3 @@ export const appPath = appRoot;
 export const schemaVersion = migrations.schemaVersion;
 export const strategy = cfg.strategy;
 export const releaseHistory = activation.history;
-// used by `npm run rollback`
-export const appName = app;
-export const scriptsDir = bundle.remoteDir;

@@ -36,11 +36,6 @@ function main(): number {
     return 2;
   }
   const projectDir = path.resolve(__dirname, "..");
-  const outputs = JSON.parse(pulumi(["stack", "output", "--json"], stack));
-  if (!outputs.scriptsDir || !outputs.appName) {
-    console.error(`stack ${stack} has not been deployed with this version yet (no scriptsDir output): run pulumi up first`);
-    return 1;
-  }
   // the server's connection settings, validated like the program does
   const rawValues: Record<string, string> = {};
   const json = JSON.parse(pulumi(["config", "--json", "--show-secrets"], stack));
@@ -58,9 +53,10 @@ function main(): number {
   const sshArgs = ["-p", String(s.port), "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes",
     "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
     ...(s.privateKeyPath ? ["-i", expandHome(s.privateKeyPath)] : []), `${s.user}@${s.host}`];
-  const run = `${s.user === "root" ? "" : "sudo -n "}bash ${outputs.scriptsDir}/rollback.sh create`;
+  // the newest script bundle the deploys uploaded (stack outputs are not kept after a failed up)
+  const run = `${s.user === "root" ? "" : "sudo -n "}bash "$(ls -td .fdeploy/${cfg.appName}/scripts-*/ | head -n1)rollback.sh" create`;
   console.log(`rolling back stack ${stack} on ${s.user}@${s.host}${to ? ` to ${to}` : " to the previous healthy release"}…`);
-  const r = spawnSync("ssh", [...sshArgs, run], { input: JSON.stringify({ APP: outputs.appName, TO: to }), stdio: ["pipe", "inherit", "inherit"] });
+  const r = spawnSync("ssh", [...sshArgs, run], { input: JSON.stringify({ APP: cfg.appName, TO: to }), stdio: ["pipe", "inherit", "inherit"] });
   fs.rmSync(tmp, { recursive: true, force: true });
   if (r.status !== 0) {
     console.error(`rollback failed (exit ${r.status}); the server's live release is whatever the lines above say`);

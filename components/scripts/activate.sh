@@ -36,6 +36,7 @@ check_slot() {
   log "health check of slot $1 ($P_HEALTH_PATH) failed within ${P_HEALTH_TIMEOUT}s: HTTP ${result%% *}; body: ${result#* }"
   log "--- last lines of the journal of fdeploy-$P_APP@$1 ---"
   journal_tail "fdeploy-$P_APP@$1" 30 >&2
+  app_error "fdeploy-$P_APP@$1" >&2
   return 1
 }
 

@@ -14,4 +14,5 @@ fi
 log "health check through nginx failed: HTTP ${result%% *}; body: ${result#* }"
 log "--- last lines of the app's journal ---"
 journalctl -u "fdeploy-$P_APP@*" -n 30 --no-pager -o cat >&2 2>/dev/null || true
+app_error "fdeploy-$P_APP@*" >&2
 fail "GET $P_HEALTH_PATH through nginx did not answer 2xx within ${P_HEALTH_TIMEOUT}s"

@@ -101,4 +101,13 @@ wait_healthy() {
   done
 }
 
+# app_error UNIT: the app's own exception from the journal (not Gunicorn's "failed to boot")
+app_error() {
+  local line
+  line=$(journalctl -u "$1" -n 300 --no-pager -o cat 2>/dev/null |
+    grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)' | grep -v HaltServer | tail -n 1 || true)
+  [ -n "$line" ] && echo "app error: $line"
+  return 0
+}
+
 journal_tail() { journalctl -u "$1" -n "${2:-30}" --no-pager -o cat 2>/dev/null || true; }
