@@ -30,13 +30,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     base = `http://${server.host}`;
     app = copyApp("deploy");
     stack = new TestStack("deploy");
-    stack.setConfig("server.host", server.host);
-    stack.setConfig("server.privateKeyPath", server.keyPath);
-    stack.setConfig("server.hostKey", server.hostKey);
-    stack.setConfig("appDir", app.rel);
-    stack.setConfig("workers", "2");
-    stack.setConfig("healthTimeoutSeconds", "10");
-    stack.setConfig("env.APP_GREETING", "Hello from e2e");
+    stack.target(server, { appDir: app.rel, workers: "2", healthTimeoutSeconds: "10", "env.APP_GREETING": "Hello from e2e" });
     stack.setConfig("secrets.SECRET_KEY", SECRET, { secret: true });
   });
   after(() => stack?.remove());

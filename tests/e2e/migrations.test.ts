@@ -27,12 +27,7 @@ describe("migrations: applied by deploys, failures stop before the switch", func
     app = copyApp("migr");
     migrations = copyMigrations("migr");
     stack = new TestStack("migr");
-    stack.setConfig("server.host", server.host);
-    stack.setConfig("server.privateKeyPath", server.keyPath);
-    stack.setConfig("server.hostKey", server.hostKey);
-    stack.setConfig("appDir", app.rel);
-    stack.setConfig("migrationsDir", migrations.rel);
-    stack.setConfig("healthTimeoutSeconds", "10");
+    stack.target(server, { appDir: app.rel, migrationsDir: migrations.rel, healthTimeoutSeconds: "10" });
     stack.setConfig("secrets.SECRET_KEY", "migration-test-secret", { secret: true });
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);

@@ -67,6 +67,14 @@ export class TestStack {
     return r;
   }
 
+  /** Aim the stack at a test server (host, key, pinned host key) and set further plain keys. */
+  target(server: { host: string; keyPath: string; hostKey: string }, settings: Record<string, string> = {}): void {
+    const all: Record<string, string> = {
+      "server.host": server.host, "server.privateKeyPath": server.keyPath, "server.hostKey": server.hostKey, ...settings,
+    };
+    for (const [k, v] of Object.entries(all)) this.setConfig(k, v);
+  }
+
   setConfig(key: string, value: string, opts: { secret?: boolean } = {}): void {
     // values go on stdin, so a secret never appears in a command line
     this.mustRun(["config", "set", "--path", key, ...(opts.secret ? ["--secret"] : [])], value);

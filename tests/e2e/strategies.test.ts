@@ -45,12 +45,7 @@ def marker():
     app = copyApp("strat");
     migrations = copyMigrations("strat");
     stack = new TestStack("strat");
-    stack.setConfig("server.host", server.host);
-    stack.setConfig("server.privateKeyPath", server.keyPath);
-    stack.setConfig("server.hostKey", server.hostKey);
-    stack.setConfig("appDir", app.rel);
-    stack.setConfig("migrationsDir", migrations.rel);
-    stack.setConfig("healthTimeoutSeconds", "15");
+    stack.target(server, { appDir: app.rel, migrationsDir: migrations.rel, healthTimeoutSeconds: "15" });
     stack.setConfig("secrets.SECRET_KEY", "strategies-secret", { secret: true });
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
