@@ -5,7 +5,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-step() { printf '\n== %s\n' "$*"; }
+t0=$SECONDS
+step() { printf '\n== %s (setup at %ss)\n' "$*" $((SECONDS - t0)); }
 
 step "Debian packages"
 need=()
@@ -32,3 +33,4 @@ bash scripts/install-pulumi.sh
 
 step "test server image"
 bash tests/servers/testserver.sh base
+echo "setup done in $((SECONDS - t0))s"

@@ -11,7 +11,8 @@ cd "$ROOT"
 bash scripts/setup.sh
 . scripts/env.sh
 status=0
-section() { printf '\n==== %s\n' "$*"; }
+t0=$SECONDS
+section() { printf '\n==== %s (tests at %ss)\n' "$*" $((SECONDS - t0)); }
 
 section "Python tests (migration runner, sample app)"
 bash tests/python/run.sh || status=1
@@ -28,4 +29,5 @@ if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
   bash tests/servers/testserver.sh wheelhouse app/requirements.txt
   npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 'tests/e2e/**/*.test.ts' || status=1
 fi
+echo "tests done in $((SECONDS - t0))s"
 exit $status
