@@ -13,6 +13,8 @@ const hostName = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.
 const ipv4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const hostKeyLine = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/;
 const envName = /^[A-Z_][A-Z0-9_]*$/;
+// one line each in .env (systemd EnvironmentFile): no newlines or NULs
+const envValue = z.string().refine((v) => !/[\r\n\0]/.test(v), { message: "expected a single-line value (no newlines)" });
 const relPath = (what: string) =>
   z.string().refine((p) => p.length > 0 && !path.isAbsolute(p) && !p.split(/[\\/]/).includes(".."), {
     message: `${what}: expected a relative path inside the project, without '..'`,
@@ -55,10 +57,10 @@ export const configSchema = z.strictObject({
     .union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" })
     .default(true),
   env: z
-    .record(z.string().regex(envName, "expected an environment variable name like APP_GREETING"), z.string())
+    .record(z.string().regex(envName, "expected an environment variable name like APP_GREETING"), envValue)
     .default({}),
   secrets: z
-    .record(z.string().regex(envName, "expected an environment variable name like SECRET_KEY"), z.string())
+    .record(z.string().regex(envName, "expected an environment variable name like SECRET_KEY"), envValue)
     .default({}),
 });
 

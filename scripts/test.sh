@@ -21,13 +21,26 @@ section "Remote scripts: bash -n"
 for f in components/scripts/*.sh tests/servers/*.sh scripts/*.sh; do bash -n "$f" || { echo "syntax error in $f"; status=1; }; done
 echo "ok"
 
+section "Go: the offline toolchain's own code (command provider, language host)"
+(cd scripts/toolchain && go vet ./command-provider ./nodejs-host && go test ./command-provider/...) || status=1
+
 section "Unit tests (mocha, Pulumi mocks)"
 npx mocha 'tests/unit/**/*.test.ts' || status=1
 
 if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
   section "E2E tests (real pulumi up against test servers)"
   bash tests/servers/testserver.sh wheelhouse app/requirements.txt
+  before=$(bash tests/servers/testserver.sh list | sort)
   npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 'tests/e2e/**/*.test.ts' || status=1
+  section "Nothing left behind by the e2e tests"
+  after=$(bash tests/servers/testserver.sh list | sort)
+  if [ "$after" != "$before" ]; then
+    echo "test servers left running: $(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')"; status=1
+  elif [ -z "$after" ] && { ip link show fd-br0 >/dev/null 2>&1 || ip netns list | grep -q '^fd-'; }; then
+    echo "a bridge or network namespace of the test servers was left behind"; status=1
+  else
+    echo "ok: no test server, bridge, namespace or mount left"
+  fi
 fi
 echo "tests done in $((SECONDS - t0))s"
 exit $status

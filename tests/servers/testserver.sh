@@ -7,6 +7,7 @@
 #   testserver.sh up NAME OCTET        boot root@10.213.0.OCTET (~2 s), print its address
 #   testserver.sh down NAME            clean halt, unmount, remove netns/veth/state
 #   testserver.sh down-all             every server, the bridge and the apt proxy
+#   testserver.sh list                 the servers that are up (one name a line)
 #   testserver.sh gc                   remove the bridge and apt proxy if no server is left
 #   testserver.sh sh NAME [CMD...]     run CMD inside without ssh (nsenter)
 #   testserver.sh ssh-config NAME      print host, key and known_hosts paths (KEY=VALUE lines)
@@ -160,7 +161,7 @@ wheelhouse() { # wheels for the servers' Python (bookworm: CPython 3.11, x86_64)
 }
 
 case ${1:-} in
-  base) base ;; up) up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;; gc) gc ;;
+  base) base ;; up) up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;; gc) gc ;; list) for d in "$W"/hosts/*/; do [ -d "$d" ] && basename "$d"; done; true ;;
   sh) shift; sh_in "$@" ;; ssh-config) ssh_config "$2" ;; wheelhouse) shift; wheelhouse "$@" ;;
   *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

@@ -65,6 +65,8 @@ describe("config schema", () => {
     ["secrets given as plain config", {}, /secrets: must be set as a secret/, []],
     ["typo in a key", { wrokers: "2" }, /flask-deploy:wrokers: unknown setting \(a typo\?\)/],
     ["bad env name", { env: { "bad-name": "x" } }, /env\.bad-name: expected an environment variable name/],
+    ["an env value with a newline", { env: { APP_GREETING: "a\nb" } }, /env\.APP_GREETING: expected a single-line value/],
+    ["a secret with a newline", { secrets: { SECRET_KEY: "a\nb" } }, /secrets\.SECRET_KEY: expected a single-line value/],
     ["reserved env name", { env: { DATABASE_PATH: "/tmp/x" } }, /env\.DATABASE_PATH: is set by the deploy itself/],
     ["bad app name", { appName: "My App" }, /appName: expected 2-31 chars/],
     ["bad health path", { healthPath: "health" }, /healthPath: expected a URL path/],

@@ -1,0 +1,28 @@
+// The .env renderer: values reach systemd's EnvironmentFile and python-dotenv exactly, whatever
+// characters they hold; newlines are refused with the key named.
+import * as assert from "assert";
+import { envLine, renderEnvFile } from "../../components/environment";
+import { parseHistory } from "../../components/activation";
+
+describe(".env rendering", () => {
+  it("quotes and escapes values", () => {
+    assert.strictEqual(envLine("A", `it's "x" \\ $(y) \`z\``), `A="it's \\"x\\" \\\\ $(y) \`z\`"`);
+  });
+  it("sorts keys and ends with a newline", () => {
+    assert.strictEqual(renderEnvFile({ B: "2", A: "1" }), 'A="1"\nB="2"\n');
+  });
+  it("refuses newlines, naming the key", () => {
+    assert.throws(() => envLine("SECRET_KEY", "a\nb"), /SECRET_KEY: values may not contain newlines/);
+  });
+});
+
+describe("release history", () => {
+  it("parses the lines activate.sh prints and ignores the rest", () => {
+    const out = "live release: abc\nhistory (newest last):\n2026-11-24T01:00:00Z 0123456789ab live strategy=restart schema=2\n" +
+      "2026-11-24T01:05:00Z ba9876543210 failed strategy=blue-green schema=3\n";
+    assert.deepStrictEqual(parseHistory(out), [
+      { time: "2026-11-24T01:00:00Z", releaseId: "0123456789ab", status: "live", schemaVersion: "2" },
+      { time: "2026-11-24T01:05:00Z", releaseId: "ba9876543210", status: "failed", schemaVersion: "3" },
+    ]);
+  });
+});
