@@ -111,9 +111,12 @@ function parseValue(v: string): unknown {
 
 /**
  * Validates raw config. `projectDir` is where relative paths resolve; `dotenv` supplies the server
- * when the stack config has none. Throws ConfigError listing every problem.
+ * when the stack config has none; `stack` picks defaults (prod* stacks: blue-green). Throws
+ * ConfigError listing every problem.
  */
-export function parseConfig(raw: RawConfig, projectDir: string, dotenv: Record<string, string | undefined> = {}): DeployConfig {
+export function parseConfig(
+  raw: RawConfig, projectDir: string, dotenv: Record<string, string | undefined> = {}, stack = "",
+): DeployConfig {
   const input: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const [fullKey, value] of Object.entries(raw.values)) {
@@ -148,6 +151,8 @@ export function parseConfig(raw: RawConfig, projectDir: string, dotenv: Record<s
   }
   if (problems.length) throw new ConfigError(problems);
   const cfg = result.data!;
+  // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
+  if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
   problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
@@ -221,5 +226,5 @@ export function loadStackConfig(projectDir: string): DeployConfig {
   const dotenv = require("dotenv");
   const local: Record<string, string> = {};
   dotenv.config({ path: path.join(projectDir, ".env"), processEnv: local, quiet: true });
-  return parseConfig({ values, secretKeys }, projectDir, { ...local, ...process.env });
+  return parseConfig({ values, secretKeys }, projectDir, { ...local, ...process.env }, pulumi.getStack());
 }

@@ -35,6 +35,12 @@ describe("config schema", () => {
     assert.strictEqual(cfg.server.port, 2222);
   });
 
+  it("defaults to blue-green on prod stacks and restart elsewhere; an explicit strategy wins", () => {
+    assert.strictEqual(parseConfig(rawConfig(), PROJECT_DIR, {}, "prod").strategy, "blue-green");
+    assert.strictEqual(parseConfig(rawConfig(), PROJECT_DIR, {}, "dev").strategy, "restart");
+    assert.strictEqual(parseConfig(rawConfig({ strategy: "rolling" }), PROJECT_DIR, {}, "prod").strategy, "rolling");
+  });
+
   it("parses keepDataOnDestroy 'false' as false", () => {
     assert.strictEqual(parseConfig(rawConfig({ keepDataOnDestroy: "false" }), PROJECT_DIR).keepDataOnDestroy, false);
   });
