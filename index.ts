@@ -49,7 +49,7 @@ const service = new GunicornService("gunicorn", {
   after: [base.ready],
 });
 const activation = new Activation("activation", {
-  ...common, bundle, releaseId: release.releaseId, strategy: cfg.strategy, healthPath: cfg.healthPath,
+  ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, healthPath: cfg.healthPath,
   healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases,
   serviceRevision: service.revision, envRevision: environment.revision,
   after: [release.installed, migrations.step, service.unit, environment],

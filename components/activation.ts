@@ -12,6 +12,8 @@ export interface ActivationArgs {
   bundle: ScriptBundle;
   appName: string;
   releaseId: string;
+  /** Gunicorn's module:callable: the release must load it before a live slot restarts. */
+  appModule: string;
   strategy: Strategy;
   healthPath: string;
   healthTimeoutSeconds: number;
@@ -53,6 +55,7 @@ export class Activation extends pulumi.ComponentResource {
       params: scriptParams({
         APP: args.appName,
         RELEASE_ID: args.releaseId,
+        APP_MODULE: args.appModule,
         STRATEGY: args.strategy,
         HEALTH_PATH: args.healthPath,
         HEALTH_TIMEOUT: args.healthTimeoutSeconds,

@@ -5,6 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
+import { RunError } from "@pulumi/pulumi/errors";
 
 /** Config namespace: the project name in Pulumi.yaml. */
 export const NAMESPACE = "flask-deploy";
@@ -73,7 +74,8 @@ const SECRET_KEYS = ["secrets"];
 /** Environment names the deploy sets itself; user env/secrets must not override them. */
 const RESERVED_ENV = ["DATABASE_PATH", "RELEASE_ID"];
 
-export class ConfigError extends Error {
+/** A RunError: Pulumi prints just the message (which names the key and the expected form), no stack trace. */
+export class ConfigError extends RunError {
   constructor(problems: string[]) {
     super(`invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     this.name = "ConfigError";
@@ -84,6 +86,8 @@ export class ConfigError extends Error {
 export interface RawConfig {
   values: Record<string, string>;
   secretKeys: string[];
+  /** Names under `secrets` that the stack's config file holds in plaintext (see plaintextSecretNames). */
+  plaintextSecrets?: string[];
 }
 
 /** Machine-local server settings from a git-ignored .env (see README), used when the stack has no `server`. */
@@ -128,6 +132,10 @@ export function parseConfig(
     if (input[key] !== undefined && !raw.secretKeys.includes(`${NAMESPACE}:${key}`)) {
       problems.push(`${NAMESPACE}:${key}: must be set as a secret: pulumi config set --secret --path '${key}.NAME' VALUE`);
     }
+  }
+  for (const name of raw.plaintextSecrets ?? []) {
+    problems.push(`${NAMESPACE}:secrets.${name}: stored in plaintext in the stack's config file; must be set as a secret: ` +
+      `pulumi config set --secret --path 'secrets.${name}' VALUE`);
   }
   if (input.server === undefined) input.server = serverFromDotenv(dotenv);
   if (input.server === undefined) {
@@ -211,6 +219,28 @@ export function expandHome(p: string): string {
 }
 
 /**
+ * `pulumi config set --path secrets.X VALUE` without --secret, next to an encrypted sibling, makes
+ * Pulumi mark the whole `secrets` object secret: the program cannot tell that X sits in plaintext in
+ * the stack's config file. The file can: the names under `secrets` in FILE that are not
+ * `secure:` values. (Only the stack's config file in the project is checked; a file given with
+ * --config-file is not visible to the program.)
+ */
+export function plaintextSecretNames(file: string): string[] {
+  if (!fs.existsSync(file)) return [];
+  let doc: any;
+  try {
+    // js-yaml ships with @pulumi/pulumi (its own dependency)
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    doc = require("js-yaml").load(fs.readFileSync(file, "utf8"));
+  } catch {
+    return []; // unreadable: Pulumi itself reports a broken config file
+  }
+  const secrets = doc?.config?.[`${NAMESPACE}:secrets`];
+  if (!secrets || typeof secrets !== "object" || Array.isArray(secrets) || typeof secrets.secure === "string") return [];
+  return Object.keys(secrets).filter((k) => !(secrets[k] && typeof secrets[k] === "object" && typeof secrets[k].secure === "string"));
+}
+
+/**
  * The running stack's validated config: `pulumi config` of this stack, with the server falling back
  * to FDEPLOY_SERVER_* from the project's git-ignored .env (machine-local settings).
  */
@@ -226,5 +256,6 @@ export function loadStackConfig(projectDir: string): DeployConfig {
   const dotenv = require("dotenv");
   const local: Record<string, string> = {};
   dotenv.config({ path: path.join(projectDir, ".env"), processEnv: local, quiet: true });
-  return parseConfig({ values, secretKeys }, projectDir, { ...local, ...process.env }, pulumi.getStack());
+  const plaintextSecrets = plaintextSecretNames(path.join(projectDir, `Pulumi.${pulumi.getStack()}.yaml`));
+  return parseConfig({ values, secretKeys, plaintextSecrets }, projectDir, { ...local, ...process.env }, pulumi.getStack());
 }

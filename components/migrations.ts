@@ -27,7 +27,8 @@ export function checkMigrations(dir: string): Migration[] {
     return JSON.parse(out).migrations as Migration[];
   } catch (e: any) {
     const msg = (e.stderr || e.message || String(e)).trim();
-    throw new Error(`flask-deploy:migrationsDir: ${msg}`);
+    // a RunError: Pulumi prints the message without a stack trace
+    throw new pulumi.RunError(`flask-deploy:migrationsDir: ${msg}`);
   }
 }
 

@@ -5,7 +5,7 @@
 # Slots are instances of the units fdeploy-<app>@<slot> (service.sh); slots/<slot> -> a release,
 # slots/live names the slot nginx proxies to. After a successful switch: APP_ROOT/current -> the
 # release, a line in APP_ROOT/history.log, and old releases pruned (slot targets always kept).
-# params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES
+# params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE
 #         (other params, e.g. revisions of the unit and .env, only make Pulumi re-run this)
 . "$(dirname "$0")/lib.sh"
 load_params
@@ -91,12 +91,38 @@ go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
   echo "$1" | write_if_changed "$slots/live" 0644 || true
 }
 
+# preflight: load the release's app as its slot would (app user, .env, working directory,
+# RELEASE_ID) in a throw-away unit, `gunicorn --check-config`: an import error or a failing app
+# factory is caught before a live slot is touched. Older activation settings (rollback.sh) may lack
+# APP_MODULE: then there is no preflight.
+preflight() {
+  [ -n "${P_APP_MODULE:-}" ] || return 0
+  [[ $P_APP_MODULE =~ ^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$ ]] || fail "bad app module '$P_APP_MODULE'"
+  local out error
+  if out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-preflight-$$" \
+      -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
+      -p EnvironmentFile="$APP_ROOT/shared/.env" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
+      -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes \
+      -p RuntimeMaxSec="$P_HEALTH_TIMEOUT" \
+      "$release/.venv/bin/gunicorn" --check-config "$P_APP_MODULE" </dev/null 2>&1); then
+    log "preflight: release $P_RELEASE_ID loads $P_APP_MODULE"
+    return 0
+  fi
+  printf '%s\n' "$out" | tail -n 25 >&2
+  error=$(printf '%s\n' "$out" | grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)' | tail -n 1 || true)
+  record failed
+  fail "release $P_RELEASE_ID does not load ($P_APP_MODULE${error:+: $error}); it is not live, the live release is untouched"
+}
+
 # restart: the live slot restarts on the new code. Connections wait in the socket's backlog while
-# Gunicorn restarts; broken code is caught by the health check and the previous release restored.
+# Gunicorn restarts; code that does not load is caught by the preflight before the live slot
+# restarts, a failing health check after the restart restores the previous release.
 activate_restart() {
   local slot previous=""
   slot=$(live_slot); slot=${slot:-main}
   [ -L "$slots/$slot" ] && previous=$(readlink -f "$slots/$slot")
+  # something is live: prove the new code (or the new .env) loads before restarting it
+  if [ -n "$previous" ] && [ "${CANARY_PASSED:-}" != 1 ]; then preflight; fi
   point_slot "$slot" "$release"
   start_slot "$slot"
   if ! check_slot "$slot"; then
@@ -123,7 +149,7 @@ activate_rolling() {
     fail "release $P_RELEASE_ID failed its health check on the canary slot; the live release is untouched"
   fi
   stop_slot canary
-  activate_restart
+  CANARY_PASSED=1 activate_restart
 }
 
 # blue-green: start the release on the idle slot, check it there, switch nginx to it (an atomic

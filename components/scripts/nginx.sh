@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # nginx.sh create|delete — the app's nginx site. The new config is tested with `nginx -t` before
-# nginx reloads; if the test fails the previous config is put back and stays in force.
+# nginx reloads; if the test fails the previous config is put back and stays in force, and the error
+# says whether the new site or another file of nginx's configuration is at fault.
 # create params: APP, SITE (the rendered server block; see components/nginx-site.ts)
 . "$(dirname "$0")/lib.sh"
 
@@ -18,7 +19,11 @@ create() {
   if ! out=$(nginx -t 2>&1); then
     if [ -f "$backup" ]; then mv -f "$backup" "$site"; else rm -f "$site" "$enabled"; fi
     printf '%s\n' "$out" >&2
-    fail "nginx rejected the new site config (nginx -t); the previous config stays in force"
+    # with the previous site back: was it this site, or is nginx's configuration broken elsewhere?
+    if nginx -t >/dev/null 2>&1; then
+      fail "nginx rejected the new site config (nginx -t); the previous config stays in force"
+    fi
+    fail "nginx's configuration is invalid apart from this site (nginx -t above names the file); the site was not changed and nginx keeps running its current config"
   fi
   rm -f "$backup"
   if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl enable --now --quiet nginx; fi

@@ -15,19 +15,51 @@ marker=$dest/.fdeploy-release.json
 if [ -f "$marker" ]; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
 [ -d "$src" ] || fail "upload $src is missing"
 with_deploy_lock
+# another deploy of this app (another stack, or an interrupted run whose install finished) may have
+# installed it while this one waited for the lock: never remove a release that may already be live
+if [ -f "$marker" ]; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
+
+# whatever stops the install before the marker (pip, a full disk, an error below) removes the
+# half-installed release, so it takes no space and is redone from scratch next time
+failed=""
+cleanup() {
+  local status=$? avail
+  [ -f "$marker" ] && return
+  rm -rf "$dest"
+  if [ "$status" != 0 ] && [ -z "$failed" ]; then
+    avail=$(df -Pk "$APP_ROOT/releases" 2>/dev/null | awk 'NR == 2 {print $4}')
+    if [ -n "$avail" ] && [ "$avail" -lt 204800 ]; then
+      log "error: installing release $P_RELEASE_ID failed: the release volume is nearly full ($((avail / 1024)) MiB free in $APP_ROOT/releases); free space there and deploy again. The half-installed release was removed, the live release is unchanged"
+    else
+      log "error: installing release $P_RELEASE_ID failed (see above); the half-installed release was removed, the live release is unchanged"
+    fi
+  fi
+}
+trap cleanup EXIT
+die() { failed=1; fail "$@"; }
+
 rm -rf "$dest"
 cp -a "$src" "$dest"
 rm -rf "$dest/.venv"
+# the files must be exactly the release (its id is their hash, components/archive.ts): an upload cut
+# short or overwritten meanwhile (e.g. by another stack uploading the same release) is not installed
+got=$(cd "$dest" && python3 -c '
+import hashlib, os
+h = hashlib.sha256()
+for f in sorted(os.path.relpath(os.path.join(d, n), ".") for d, _, ns in os.walk(".") for n in ns):
+    with open(f, "rb") as fh:
+        h.update(f.encode() + b"\0" + fh.read() + b"\0")
+print(h.hexdigest()[:12])')
+[ "$got" = "$P_RELEASE_ID" ] || die "the upload of release $P_RELEASE_ID is incomplete or changed (its files hash to $got); run pulumi up again"
 chown -R root:root "$dest"; chmod -R u+rwX,go+rX,go-w "$dest"
 log "creating venv and installing requirements for $P_RELEASE_ID"
 started=$SECONDS
 python3 -m venv "$dest/.venv"
 if ! out=$("$dest/.venv/bin/pip" install --disable-pip-version-check -q -r "$dest/requirements.txt" 2>&1); then
   printf '%s\n' "$out" | tail -n 20 >&2
-  rm -rf "$dest"
-  fail "pip install -r requirements.txt failed for release $P_RELEASE_ID; the live release is unchanged"
+  die "pip install -r requirements.txt failed for release $P_RELEASE_ID; the live release is unchanged"
 fi
-[ -x "$dest/.venv/bin/gunicorn" ] || { rm -rf "$dest"; fail "gunicorn is not installed by requirements.txt (add gunicorn to it)"; }
+[ -x "$dest/.venv/bin/gunicorn" ] || die "gunicorn is not installed by requirements.txt (add gunicorn to it)"
 printf '{"id": "%s", "installed_at": "%s", "install_seconds": %d}\n' \
   "$P_RELEASE_ID" "$(date -u +%FT%TZ)" $((SECONDS - started)) >"$marker.tmp"
 mv "$marker.tmp" "$marker"

@@ -1,0 +1,522 @@
+// bench/bench.ts — the downtime benchmark's driver (run by bench/run.sh, which prepares the
+// toolchain, the Python venv, the wheelhouse and a snapshot of the project, and tears the servers
+// down whatever happens). See bench/README.md for what is measured and how.
+//
+//   node -r ts-node/register/transpile-only bench/bench.ts --project DIR --work DIR --out raw.json
+//     [--deploys 10] [--rollbacks 3] [--rate 50] [--connections 4] [--only restart,rolling,blue-green,ansible]
+//
+// For each Pulumi strategy (restart, rolling, blue-green) and for the Ansible playbook: a fresh
+// test server, one initial deploy (not measured), then K deploys under load, each with a code
+// change (every 3rd also a dependency change, every 3rd from the 2nd a new migration). For the
+// Pulumi strategies also `npm run rollback` (timed) followed by a roll-forward `pulumi up`, at
+// least --rollbacks times.
+import { spawn, spawnSync } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { DEP_STEPS } from "./deps";
+
+// ------------------------------------------------------------------------------------ arguments
+function arg(name: string, def?: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
+  if (def === undefined) throw new Error(`--${name} is required`);
+  return def;
+}
+const PROJECT = path.resolve(arg("project"));
+const WORK = path.resolve(arg("work"));
+const OUT = path.resolve(arg("out"));
+const K = Number(arg("deploys", "10"));
+const ROLLBACKS = Number(arg("rollbacks", "3"));
+const RATE = Number(arg("rate", "50"));
+const CONNECTIONS = Number(arg("connections", "4"));
+const LOAD_PATHS = "/,/health";
+const REQUEST_TIMEOUT_S = 10;
+const ONLY = arg("only", "restart,rolling,blue-green,ansible").split(",");
+const VENV = process.env.BENCH_VENV ?? "/var/cache/fdeploy/bench-venv";
+const BENCH = __dirname;
+const ROOT = path.resolve(BENCH, "..");   // node_modules (ts-node) for the load generator
+const TESTSERVER = path.join(PROJECT, "tests/servers/testserver.sh");
+const STEP_TIMEOUT_S = 900;                 // any single deploy/rollback is killed after this
+if (!Number.isInteger(K) || K < 1 || K > 100) throw new Error("--deploys: expected 1..100");
+
+const DEP_NAMES = [...new Set(DEP_STEPS.map((s) => s.split("==")[0]))];
+
+const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: number }[] = [
+  { id: "restart", kind: "pulumi", server: "bench-rst", octet: 70 },
+  { id: "rolling", kind: "pulumi", server: "bench-roll", octet: 71 },
+  { id: "blue-green", kind: "pulumi", server: "bench-bg", octet: 72 },
+  { id: "ansible", kind: "ansible", server: "bench-ans", octet: 73 },
+];
+
+const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+fs.mkdirSync(path.join(WORK, "logs"), { recursive: true });
+fs.mkdirSync(path.join(WORK, "load"), { recursive: true });
+
+// --------------------------------------------------------------------------- child processes
+const children = new Set<import("child_process").ChildProcess>();
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    for (const c of children) c.kill("SIGTERM");
+    process.exit(130);
+  });
+}
+
+interface Run { status: number; output: string; seconds: number }
+
+/** Runs a command without blocking the event loop; output goes to a log file and is returned. */
+function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; logName?: string } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? PROJECT, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+    children.add(child);
+    let output = "";
+    child.stdout!.on("data", (d) => (output += d));
+    child.stderr!.on("data", (d) => (output += d));
+    child.stdin!.end(opts.input ?? "");
+    const killer = setTimeout(() => { output += `\n[bench] killed after ${STEP_TIMEOUT_S}s\n`; child.kill("SIGTERM"); }, STEP_TIMEOUT_S * 1000);
+    child.on("close", (code) => {
+      clearTimeout(killer);
+      children.delete(child);
+      const seconds = (performance.now() - t0) / 1000;
+      if (opts.logName) fs.writeFileSync(path.join(WORK, "logs", `${opts.logName}.log`), `$ ${cmd} ${args.join(" ")}\n${output}\n[exit ${code} after ${seconds.toFixed(2)}s]\n`);
+      resolve({ status: code ?? -1, output, seconds });
+    });
+  });
+}
+
+function must(r: Run, what: string): Run {
+  if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}):\n${r.output.slice(-4000)}`);
+  return r;
+}
+
+// ------------------------------------------------------------------------------ test servers
+interface Server { name: string; host: string; key: string; knownHosts: string; hostKey: string; ssh(cmd: string): string }
+
+function startServer(name: string, octet: number): Server {
+  const up = spawnSync("bash", [TESTSERVER, "up", name, String(octet)], { encoding: "utf8" });
+  if (up.status !== 0) throw new Error(`testserver.sh up ${name} failed: ${up.stderr}${up.stdout}`);
+  const host = up.stdout.trim().split("\n").pop()!;
+  if (host !== `10.213.0.${octet}`) throw new Error(`unexpected server address '${host}'`);
+  const cfg = Object.fromEntries(spawnSync("bash", [TESTSERVER, "ssh-config", name], { encoding: "utf8" })
+    .stdout.trim().split("\n").map((l) => l.split(/=(.*)/s).slice(0, 2)));
+  const hostKey = fs.readFileSync(cfg.KNOWN_HOSTS, "utf8").split("\n").map((l) => l.split(" "))
+    .find((f) => f[0] === host)!.slice(1, 3).join(" ");
+  const ssh = (command: string) => {
+    const r = spawnSync("ssh", ["-i", cfg.KEY, "-o", `UserKnownHostsFile=${cfg.KNOWN_HOSTS}`, "-o", "StrictHostKeyChecking=yes",
+      "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", `root@${host}`, command], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`ssh ${host} '${command}': exit ${r.status}: ${r.stderr}`);
+    return r.stdout;
+  };
+  return { name, host, key: cfg.KEY, knownHosts: cfg.KNOWN_HOSTS, hostKey, ssh };
+}
+
+function stopServer(name: string): void {
+  spawnSync("bash", [TESTSERVER, "down", name], { stdio: "inherit" });
+}
+
+// ----------------------------------------------------------------------- the changes deployed
+/** A working copy of the sample app and its migrations, changed before every deploy. */
+class WorkingCopy {
+  readonly appDir: string;
+  readonly migrationsDir: string;
+  readonly deps = new Map<string, string>();   // bench dependency -> pinned version
+  readonly schemaAfter: number[] = [];           // deploy number -> schema version it runs with
+  private migrations = 0;
+  private baseSchema: number;
+
+  constructor(readonly root: string) {
+    fs.rmSync(root, { recursive: true, force: true });
+    this.appDir = path.join(root, "app");
+    this.migrationsDir = path.join(root, "migrations");
+    fs.cpSync(path.join(PROJECT, "app"), this.appDir, { recursive: true, filter: (s) => !s.includes("__pycache__") });
+    fs.cpSync(path.join(PROJECT, "migrations"), this.migrationsDir, { recursive: true });
+    this.baseSchema = fs.readdirSync(this.migrationsDir).filter((f) => f.endsWith(".up.sql")).length;
+  }
+
+  /** Deploy n's change: always code (the marker), every 3rd a dependency, every 3rd from the 2nd a migration. */
+  apply(n: number): { code: true; dependency?: string; migration?: string } {
+    const change: { code: true; dependency?: string; migration?: string } = { code: true };
+    if (n > 0 && n % 3 === 0) {
+      const spec = DEP_STEPS[(n / 3 - 1) % DEP_STEPS.length];
+      const [name, version] = spec.split("==");
+      const req = path.join(this.appDir, "requirements.txt");
+      const lines = fs.readFileSync(req, "utf8").trimEnd().split("\n").filter((l) => !l.toLowerCase().startsWith(`${name}==`));
+      fs.writeFileSync(req, [...lines, spec].join("\n") + "\n");
+      change.dependency = `${this.deps.has(name) ? "bump" : "add"} ${spec}`;
+      this.deps.set(name, version);
+    }
+    if (n > 0 && n % 3 === 2) {
+      this.migrations++;
+      const version = this.baseSchema + this.migrations;
+      const file = `${String(version).padStart(4, "0")}_bench_column_${this.migrations}`;
+      fs.writeFileSync(path.join(this.migrationsDir, `${file}.up.sql`), `ALTER TABLE notes ADD COLUMN bench_${this.migrations} TEXT;\n`);
+      fs.writeFileSync(path.join(this.migrationsDir, `${file}.down.sql`), `ALTER TABLE notes DROP COLUMN bench_${this.migrations};\n`);
+      change.migration = `${file}.up.sql`;
+    }
+    this.schemaAfter[n] = this.baseSchema + this.migrations;
+    const wsgi = path.join(this.appDir, "wsgi.py");
+    const MARK = "\n# --- bench marker";
+    const s = fs.readFileSync(wsgi, "utf8");
+    fs.writeFileSync(wsgi, (s.includes(MARK) ? s.slice(0, s.indexOf(MARK)) : s.trimEnd() + "\n") + `${MARK} (bench/bench.ts rewrites everything below this line) ---
+import importlib.metadata as _bench_md
+
+
+@app.get("/api/bench")
+def bench_marker():
+    deps = {}
+    for name in ${JSON.stringify(DEP_NAMES).replace("[", "(").replace("]", ",)")}:
+        try:
+            deps[name] = _bench_md.version(name)
+        except _bench_md.PackageNotFoundError:
+            deps[name] = None
+    return {"deploy": ${n}, "deps": deps}
+`);
+    return change;
+  }
+
+  expected(n: number): { deploy: number; deps: Record<string, string | null> } {
+    return { deploy: n, deps: Object.fromEntries(DEP_NAMES.map((d) => [d, this.deps.get(d) ?? null])) };
+  }
+}
+
+/** What /api/bench and /health say now (one request each, to the test server). */
+async function probe(host: string): Promise<{ marker: any; health: any }> {
+  const get = async (p: string) => {
+    const r = await fetch(`http://${host}${p}`, { signal: AbortSignal.timeout(10000) });
+    return r.ok ? r.json() : { httpStatus: r.status };
+  };
+  return { marker: await get("/api/bench"), health: await get("/health") };
+}
+
+// ------------------------------------------------------------------------------ load windows
+interface LoadData {
+  startedAt: string; durationMs: number; newConnections: number; stopReason: string;
+  marks: { name: string; t: number }[]; rows: [number, number, number | string, number][];
+}
+
+/** Runs fn under load: the load starts a second before it and stops a second after it. */
+async function underLoad<T>(host: string, label: string, fn: () => Promise<T>): Promise<{ value: T; load: LoadData }> {
+  const out = path.join(WORK, "load", `${label}.json`);
+  fs.rmSync(out, { force: true });
+  const child = spawn("node", ["-r", "ts-node/register/transpile-only", path.join(BENCH, "load.ts"),
+    "--base", `http://${host}`, "--paths", LOAD_PATHS, "--rate", String(RATE), "--connections", String(CONNECTIONS),
+    "--timeout", String(REQUEST_TIMEOUT_S), "--warmup", "1", "--max-seconds", String(STEP_TIMEOUT_S + 60), "--out", out],
+  { cwd: ROOT, stdio: ["pipe", "pipe", "inherit"] });
+  children.add(child);
+  const exited = new Promise<number>((r) => child.on("close", (code) => { children.delete(child); r(code ?? -1); }));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("the load generator did not start")), 30000);
+      let buf = "";
+      child.stdout!.on("data", (d) => { buf += d; if (buf.includes("ready")) { clearTimeout(t); resolve(); } });
+      child.on("close", () => reject(new Error("the load generator exited early")));
+    });
+    child.stdin!.write("mark start\n");
+    const value = await fn();
+    child.stdin!.write("mark end\n");
+    await sleep(1000);
+    child.stdin!.write("stop\n");
+    if ((await exited) !== 0) throw new Error(`the load generator failed (${label})`);
+    return { value, load: JSON.parse(fs.readFileSync(out, "utf8")) };
+  } finally {
+    if (child.exitCode === null) child.kill("SIGTERM");
+  }
+}
+
+interface Summary {
+  requests: number; failed: number; failures: Record<string, number>;
+  p50Ms: number; p99Ms: number; maxMs: number; newConnections: number; windowSeconds: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (!sorted.length) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+function summarize(loads: LoadData[]): Summary {
+  const lat: number[] = [];
+  const failures: Record<string, number> = {};
+  let failed = 0, newConnections = 0, windowMs = 0;
+  for (const l of loads) {
+    newConnections += l.newConnections;
+    windowMs += l.durationMs;
+    for (const [, ms, outcome] of l.rows) {
+      lat.push(ms);
+      const ok = typeof outcome === "number" && outcome >= 200 && outcome < 300;
+      if (!ok) { failed++; failures[String(outcome)] = (failures[String(outcome)] ?? 0) + 1; }
+    }
+  }
+  lat.sort((a, b) => a - b);
+  return {
+    requests: lat.length, failed, failures, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99),
+    maxMs: lat.length ? lat[lat.length - 1] : 0, newConnections, windowSeconds: Math.round(windowMs / 100) / 10,
+  };
+}
+
+/** The per-run record kept in raw.json: timings, summary, failures with their times, every request. */
+function record(load: LoadData) {
+  const mark = (n: string) => load.marks.find((m) => m.name === n)?.t ?? null;
+  return {
+    loadStartedAt: load.startedAt, deployStartMs: mark("start"), deployEndMs: mark("end"),
+    summary: summarize([load]),
+    failedRequests: load.rows.filter(([, , o]) => !(typeof o === "number" && o >= 200 && o < 300))
+      .map(([t, ms, outcome, p]) => ({ t, ms, outcome, path: LOAD_PATHS.split(",")[p] })),
+    // every request: [ms since the load started (when it was due), latency ms, status or error]
+    requests: load.rows.map(([t, ms, o]) => [t, ms, o]),
+  };
+}
+
+// ------------------------------------------------------------------------------ Pulumi stacks
+class Stack {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly env: NodeJS.ProcessEnv;
+
+  constructor(readonly name: string) {
+    this.dir = path.join(WORK, "stacks", name);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    fs.mkdirSync(path.join(this.dir, "state"), { recursive: true });
+    this.configFile = path.join(this.dir, `Pulumi.${name}.yaml`);
+    this.env = {
+      ...process.env,
+      PULUMI_BACKEND_URL: `file://${path.join(this.dir, "state")}`,
+      PULUMI_CONFIG_PASSPHRASE: crypto.randomBytes(16).toString("hex"),
+      PULUMI_CONFIG_PASSPHRASE_FILE: "",
+      PULUMI_SKIP_UPDATE_CHECK: "true",
+      FDEPLOY_SERVER_HOST: "",   // the developer's machine-local .env must not apply
+    };
+  }
+
+  pulumi(args: string[], opts: { input?: string; logName?: string } = {}): Promise<Run> {
+    const withConfig = ["config", "up", "preview", "destroy", "refresh"].includes(args[0]) ? ["--config-file", this.configFile] : [];
+    const stack = args[0] === "stack" && args[1] === "init" ? [] : ["--stack", this.name];
+    return run("pulumi", [...args, ...stack, ...withConfig, "--non-interactive"],
+      { env: this.env, logName: `${this.name}-${args.slice(0, 2).join("-")}`, ...opts });
+  }
+
+  async init(): Promise<void> {
+    must(await this.pulumi(["stack", "init", this.name]), "pulumi stack init");
+  }
+
+  async set(key: string, value: string, secret = false): Promise<void> {
+    must(await this.pulumi(["config", "set", "--path", key, ...(secret ? ["--secret"] : [])], { input: value }), `config set ${key}`);
+  }
+
+  up(logName: string): Promise<Run> {
+    return this.pulumi(["up", "--yes", "--skip-preview"], { logName });
+  }
+
+  /** The project's one-command rollback, exactly as tests/e2e/pulumi.ts runs it. */
+  rollback(logName: string): Promise<Run> {
+    return run("npx", ["ts-node", path.join(PROJECT, "scripts/rollback.ts"), "--stack", this.name, "--config-file", this.configFile],
+      { env: this.env, logName });
+  }
+}
+
+// -------------------------------------------------------------------------------- one target
+interface StepRecord {
+  n: number; kind: "deploy" | "rollback" | "forward"; change?: object; seconds: number; status: number;
+  verified: boolean; observed?: object; expected?: object; log: string; load: ReturnType<typeof record>;
+  /** the machine's 1-minute load average and other users' test servers right after the step */
+  loadAvg1?: number; otherServers?: string[];
+}
+
+interface TargetResult {
+  id: string; kind: string; server: string; host: string; initialSeconds?: number;
+  steps: StepRecord[]; error?: string; serverInfo?: Record<string, string>;
+}
+
+/** Deep equality of JSON values, whatever the order of object keys (Flask sorts them). */
+function checkSame(a: any, b: any): boolean {
+  const canon = (v: any): any => (v && typeof v === "object" && !Array.isArray(v)
+    ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon(v[k])])) : Array.isArray(v) ? v.map(canon) : v);
+  return JSON.stringify(canon(a)) === JSON.stringify(canon(b));
+}
+
+async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
+  log(`== ${t.id}: booting test server ${t.server} (10.213.0.${t.octet})`);
+  const server = startServer(t.server, t.octet);
+  const result: TargetResult = { id: t.id, kind: t.kind, server: t.server, host: server.host, steps: [] };
+  const push = result.steps.push.bind(result.steps);
+  result.steps.push = (...items: StepRecord[]) => push(...items.map((i) => ({ ...i, loadAvg1: os.loadavg()[0], otherServers: otherServers() })));
+  const wc = new WorkingCopy(path.join(PROJECT, ".bench", t.id));
+  let stack: Stack | undefined;
+  try {
+    // the deploy step of this target, and its one-off setup
+    let deploy: (logName: string) => Promise<Run>;
+    if (t.kind === "pulumi") {
+      stack = new Stack(`bench-${t.id}`);
+      await stack.init();
+      await stack.set("server.host", server.host);
+      await stack.set("server.privateKeyPath", server.key);
+      await stack.set("server.hostKey", server.hostKey);
+      await stack.set("appDir", path.relative(PROJECT, wc.appDir));
+      await stack.set("migrationsDir", path.relative(PROJECT, wc.migrationsDir));
+      await stack.set("strategy", t.id);
+      await stack.set("secrets.SECRET_KEY", crypto.randomBytes(24).toString("hex"), true);
+      const s = stack;
+      deploy = (logName) => s.up(logName);
+    } else {
+      deploy = ansibleDeployer(server, wc);
+    }
+    const prefix = (n: string) => `${t.id}-${n}`;
+
+    const verify = async (n: number, schema: number) => {
+      const observed = await probe(server.host);
+      const expected = { marker: wc.expected(n), schema };
+      return { verified: checkSame(observed.marker, expected.marker) && observed.health?.schema_version === schema, observed, expected };
+    };
+    // the expected state after each step, so that rollbacks can be checked against it
+    const markerAfter: ReturnType<WorkingCopy["expected"]>[] = [];
+
+    wc.apply(0);
+    log(`${t.id}: initial deploy (not measured)`);
+    const initial = must(await deploy(prefix("initial")), `${t.id}: initial deploy`);
+    result.initialSeconds = initial.seconds;
+    const v0 = await verify(0, wc.schemaAfter[0]);
+    if (!v0.verified) throw new Error(`${t.id}: the initial deploy is not serving the expected code: ${JSON.stringify(v0.observed)}`);
+    markerAfter[0] = wc.expected(0);
+    result.serverInfo = {
+      nginx: server.ssh("nginx -v 2>&1").trim(),
+      python: server.ssh("python3 --version").trim(),
+      gunicorn: (/gunicorn==([\d.]+)/i.exec(fs.readFileSync(path.join(wc.appDir, "requirements.txt"), "utf8")) ?? [])[1] ?? "?",
+    };
+
+    const rollbackPoints = new Set<number>();
+    for (let n = 2; n <= K && rollbackPoints.size < ROLLBACKS; n += 3) rollbackPoints.add(n);   // after the migration deploys
+    let rollbacksDone = 0;
+
+    const rollbackCycle = async (n: number, k: number) => {
+      // rollback (timed): the previous deploy's release and schema are live again
+      const rb = await underLoad(server.host, prefix(`rollback-${k}`), () => stack!.rollback(prefix(`rollback-${k}`)));
+      const prev = markerAfter[n - 1];
+      const rv = await probe(server.host);
+      const rbOk = rb.value.status === 0 && checkSame(rv.marker, prev) && rv.health?.schema_version === wc.schemaAfter[n - 1];
+      result.steps.push({ n: k, kind: "rollback", seconds: rb.value.seconds, status: rb.value.status, verified: rbOk,
+        observed: rv, expected: { marker: prev, schema: wc.schemaAfter[n - 1] }, log: `${prefix(`rollback-${k}`)}.log`, load: record(rb.load) });
+      log(`${t.id}: rollback ${k} (to deploy ${n - 1}) ${rb.value.status === 0 ? "ok" : "FAILED"} in ${rb.value.seconds.toFixed(1)}s, ` +
+        `verified=${rbOk}, failed requests=${result.steps.at(-1)!.load.summary.failed}`);
+      if (rb.value.status !== 0) throw new Error(`${t.id}: rollback ${k} failed:\n${rb.value.output.slice(-3000)}`);
+      // roll forward (a plain up; timed, but not as a rollback)
+      const fw = await underLoad(server.host, prefix(`forward-${k}`), () => deploy(prefix(`forward-${k}`)));
+      const fv = await verify(n, wc.schemaAfter[n]);
+      result.steps.push({ n: k, kind: "forward", seconds: fw.value.seconds, status: fw.value.status, verified: fv.verified,
+        observed: fv.observed, expected: fv.expected, log: `${prefix(`forward-${k}`)}.log`, load: record(fw.load) });
+      log(`${t.id}: roll-forward ${k} ${fw.value.status === 0 ? "ok" : "FAILED"} in ${fw.value.seconds.toFixed(1)}s, ` +
+        `verified=${fv.verified}, failed requests=${result.steps.at(-1)!.load.summary.failed}`);
+      if (fw.value.status !== 0) throw new Error(`${t.id}: roll-forward ${k} failed:\n${fw.value.output.slice(-3000)}`);
+    };
+
+    for (let n = 1; n <= K; n++) {
+      const change = wc.apply(n);
+      const r = await underLoad(server.host, prefix(`deploy-${n}`), () => deploy(prefix(`deploy-${n}`)));
+      const v = r.value.status === 0 ? await verify(n, wc.schemaAfter[n]) : { verified: false, observed: undefined, expected: undefined };
+      result.steps.push({ n, kind: "deploy", change, seconds: r.value.seconds, status: r.value.status, verified: v.verified,
+        observed: v.observed, expected: v.expected, log: `${prefix(`deploy-${n}`)}.log`, load: record(r.load) });
+      const s = result.steps.at(-1)!.load.summary;
+      log(`${t.id}: deploy ${n}/${K} [${Object.entries(change).map(([k, x]) => (x === true ? k : `${k}: ${x}`)).join("; ")}] ` +
+        `${r.value.status === 0 ? "ok" : "FAILED"} in ${r.value.seconds.toFixed(1)}s, verified=${v.verified}, ` +
+        `requests=${s.requests} failed=${s.failed} p99=${s.p99Ms}ms max=${s.maxMs}ms`);
+      if (r.value.status !== 0) throw new Error(`${t.id}: deploy ${n} failed:\n${r.value.output.slice(-3000)}`);
+      markerAfter[n] = wc.expected(n);
+      if (t.kind === "pulumi" && rollbackPoints.has(n)) await rollbackCycle(n, ++rollbacksDone);
+    }
+    // quick runs (few deploys): the remaining rollbacks after the last deploy
+    while (t.kind === "pulumi" && rollbacksDone < ROLLBACKS) await rollbackCycle(K, ++rollbacksDone);
+  } catch (e) {
+    result.error = String((e as Error).message ?? e);
+    log(`${t.id}: ERROR ${result.error.split("\n").slice(0, 12).join("\n")}\n(see ${path.join(WORK, "logs")})`);
+  } finally {
+    if (stack) fs.rmSync(stack.dir, { recursive: true, force: true });   // state holds encrypted secrets only
+    log(`${t.id}: stopping ${t.server}`);
+    stopServer(t.server);
+  }
+  return result;
+}
+
+// -------------------------------------------------------------------------------------- Ansible
+/** The conventional alternative: bench/ansible/deploy.yml with ansible-core from the bench venv. */
+function ansibleDeployer(server: Server, wc: WorkingCopy): (logName: string) => Promise<Run> {
+  const dir = path.join(WORK, "ansible");
+  fs.mkdirSync(dir, { recursive: true });
+  const inventory = path.join(dir, "inventory.ini");
+  fs.writeFileSync(inventory, `[app]\n${server.name} ansible_host=${server.host} ansible_user=root ` +
+    `ansible_ssh_private_key_file=${server.key} ` +
+    `ansible_ssh_common_args='-o UserKnownHostsFile=${server.knownHosts} -o StrictHostKeyChecking=yes'\n`);
+  const vars = path.join(dir, "vars.json");
+  fs.writeFileSync(vars, JSON.stringify({
+    app_src: wc.appDir, migrations_src: wc.migrationsDir, migrate_py: path.join(PROJECT, "components/scripts/migrate.py"),
+    secret_key: crypto.randomBytes(24).toString("hex"),
+  }), { mode: 0o600 });
+  const env = {
+    ...process.env,
+    ANSIBLE_CONFIG: path.join(BENCH, "ansible", "ansible.cfg"),
+    ANSIBLE_HOME: path.join(dir, "home"),
+    ANSIBLE_LOCAL_TEMP: path.join(dir, "tmp"),
+    ANSIBLE_FORCE_COLOR: "0",
+  };
+  return (logName) => run(path.join(VENV, "bin", "ansible-playbook"),
+    ["-i", inventory, "-e", `@${vars}`, path.join(BENCH, "ansible", "deploy.yml")], { cwd: BENCH, env, logName });
+}
+
+// ----------------------------------------------------------------------------------------- main
+function machine() {
+  const cpuinfo = fs.readFileSync("/proc/cpuinfo", "utf8");
+  const meminfo = fs.readFileSync("/proc/meminfo", "utf8");
+  const memKb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0);
+  const version = (cmd: string, args: string[]) => (spawnSync(cmd, args, { encoding: "utf8" }).stdout ?? "").trim().split("\n")[0];
+  return {
+    nproc: os.cpus().length,
+    memoryGiB: Math.round((memKb / 1024 / 1024) * 10) / 10,
+    cpuModel: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? "?",
+    kernel: os.release(),
+    node: process.version,
+    pulumi: version("pulumi", ["version"]),
+    ansibleCore: version(path.join(VENV, "bin", "python"), ["-c", "import ansible.release as r; print(r.__version__)"]),
+  };
+}
+
+/** Test servers of other users of this machine (e2e tests, a dev server): they share the CPUs. */
+function otherServers(): string[] {
+  const dir = path.join(process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy", "servers", "hosts");
+  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => !n.startsWith("bench-")) : [];
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const targets = TARGETS.filter((t) => ONLY.includes(t.id));
+  const raw: any = {
+    date: started.toISOString(),
+    machine: machine(),
+    loadAvgAtStart: os.loadavg(),
+    otherServersAtStart: otherServers(),
+    source: JSON.parse(fs.readFileSync(path.join(WORK, "source.json"), "utf8")),
+    parameters: {
+      deploysPerTarget: K, rollbacksPerStrategy: ROLLBACKS, rateRps: RATE, connections: CONNECTIONS, keepAlive: true,
+      paths: LOAD_PATHS.split(","), requestTimeoutSeconds: REQUEST_TIMEOUT_S, loadWindow: "deploy ±1 s",
+      changes: "every deploy: code (a new /api/bench marker); every 3rd (3, 6, 9, …): dependency add/bump " +
+        `(${DEP_STEPS.join(", ")}); every 3rd from the 2nd (2, 5, 8, …): a new migration (ALTER TABLE notes ADD COLUMN)`,
+      rollbacks: "after the deploys with a migration (2, 5, 8), each followed by a roll-forward `pulumi up`",
+      workers: 2,
+    },
+    targets: [] as TargetResult[],
+  };
+  for (const t of targets) {
+    raw.targets.push(await benchTarget(t));
+    fs.writeFileSync(OUT, JSON.stringify(raw));   // partial results survive a later failure
+  }
+  raw.loadAvgAtEnd = os.loadavg();
+  raw.otherServersAtEnd = otherServers();
+  raw.totalMinutes = Math.round((Date.now() - started.getTime()) / 6000) / 10;
+  fs.writeFileSync(OUT, JSON.stringify(raw));
+  log(`raw results: ${OUT}`);
+  if (raw.targets.some((t: TargetResult) => t.error)) process.exitCode = 1;
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench/run.sh [--deploys N] [--rollbacks N] [--only LIST] [--worktree] — the downtime benchmark
+# (see bench/README.md). Sets up what is missing (idempotent), boots its own test servers
+# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, one at a time), deploys under load, writes
+# bench/results/{raw.json,results.md,chart.png}, and tears every bench server down at the end,
+# also on failure or Ctrl-C.
+#   --deploys N    deploys per strategy/tool (default 10)
+#   --rollbacks N  timed rollbacks per Pulumi strategy (default 3)
+#   --only LIST    a subset of restart,rolling,blue-green,ansible (while developing)
+#   --worktree     benchmark the working tree as it is (default: the committed HEAD)
+set -euo pipefail
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$BENCH")
+deploys=10 rollbacks=3 only=restart,rolling,blue-green,ansible source=head
+while [ $# -gt 0 ]; do
+  case $1 in
+    --deploys) deploys=$2; shift 2 ;;
+    --rollbacks) rollbacks=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --worktree) source=worktree; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ $deploys =~ ^[0-9]+$ && $deploys -ge 1 && $deploys -le 100 ]] || { echo "--deploys: expected 1..100" >&2; exit 2; }
+[[ $rollbacks =~ ^[0-9]+$ && $rollbacks -le 20 ]] || { echo "--rollbacks: expected 0..20" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, systemd-nspawn)" >&2; exit 2; }
+
+WORK=$BENCH/work                         # git-ignored scratch space, rebuilt by every run
+RESULTS=$BENCH/results
+VENV=${BENCH_VENV:-/var/cache/fdeploy/bench-venv}
+SERVERS=(bench-rst bench-roll bench-bg bench-ans)
+step() { printf '\n== %s\n' "$*"; }
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  [ -n "${driver_pid:-}" ] && kill -TERM "$driver_pid" 2>/dev/null && wait "$driver_pid" 2>/dev/null || true
+  step "teardown"
+  local ts=$WORK/project/tests/servers/testserver.sh
+  [ -f "$ts" ] || ts=$ROOT/tests/servers/testserver.sh
+  for s in "${SERVERS[@]}"; do
+    [ -d "${FDEPLOY_CACHE:-/var/cache/fdeploy}/servers/hosts/$s" ] && bash "$ts" down "$s" || true
+  done
+  bash "$ts" gc || true                  # the bridge goes only if no other server is left
+  rm -rf "$WORK/stacks" "$WORK/ansible/vars.json"
+  echo "bench servers stopped"
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$WORK"; mkdir -p "$WORK/project" "$RESULTS"
+step "project setup (scripts/setup.sh: packages, npm, Pulumi toolchain, server image)"
+bash "$ROOT/scripts/setup.sh" >"$WORK/setup.log" 2>&1 || { cat "$WORK/setup.log"; exit 1; }
+echo "ok"
+. "$ROOT/scripts/env.sh"
+
+step "benchmark venv ($VENV: ansible-core, matplotlib from PyPI)"
+stamp="$(sha256sum "$BENCH/requirements.txt" | cut -c1-16) $(python3 --version 2>&1)"
+if [ "$(cat "$VENV/.bench-stamp" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$BENCH/requirements.txt"
+  echo "$stamp" >"$VENV/.bench-stamp"
+fi
+echo "ok ($("$VENV/bin/python" -c 'import ansible.release as r, matplotlib as m; print("ansible-core", r.__version__, "| matplotlib", m.__version__)'))"
+
+step "snapshot of the project ($source) in bench/work/project"
+if [ $source = head ]; then
+  git -C "$ROOT" archive HEAD | tar -x -C "$WORK/project"
+else
+  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard -- . ':!bench' | xargs -0 cp --parents -t "$WORK/project" 2>/dev/null) || true
+fi
+ln -s "$ROOT/node_modules" "$WORK/project/node_modules"
+dirty=$(git -C "$ROOT" status --porcelain -- . ':!bench' | wc -l)
+printf '{"mode": "%s", "commit": "%s", "uncommittedFilesOutsideBench": %s}\n' \
+  "$source" "$(git -C "$ROOT" rev-parse HEAD)" "$dirty" >"$WORK/source.json"
+cat "$WORK/source.json"
+
+step "wheelhouse (the app's requirements and the benchmark's dependency changes)"
+mkdir -p "$WORK/deps"   # one file per step: the steps pin different versions of one package
+node -r "$ROOT/node_modules/ts-node/register/transpile-only" -e \
+  'require(process.argv[1]).DEP_STEPS.forEach((d, i) => require("fs").writeFileSync(`${process.argv[2]}/${i}.txt`, d + "\n"))' \
+  "$BENCH/deps.ts" "$WORK/deps"
+bash "$WORK/project/tests/servers/testserver.sh" wheelhouse "$WORK/project/app/requirements.txt" "$WORK"/deps/*.txt
+echo "ok"
+
+step "benchmark: $deploys deploys per target ($only), $rollbacks rollbacks per Pulumi strategy"
+cd "$ROOT"
+node -r ts-node/register/transpile-only "$BENCH/bench.ts" --project "$WORK/project" --work "$WORK" \
+  --out "$RESULTS/raw.json" --deploys "$deploys" --rollbacks "$rollbacks" --only "$only" &
+driver_pid=$!
+set +e; wait $driver_pid; bench_status=$?; set -e
+driver_pid=
+
+step "report"
+"$VENV/bin/python" "$BENCH/report.py" "$RESULTS/raw.json" "$RESULTS"
+exit $bench_status
