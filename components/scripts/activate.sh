@@ -138,18 +138,32 @@ activate_restart() {
 }
 
 # rolling: first prove the new release boots and answers on a throw-away canary slot (the live
-# one is untouched if it doesn't), then restart the live slot on it as in restart: systemd keeps
-# the socket, so no connection is refused, and the new code and venv are really loaded (a fresh
-# process, unlike Gunicorn's HUP).
+# one is untouched if it doesn't). The canary then carries the traffic while the live slot
+# restarts on the new release as in restart — a fresh process, so the new code and venv are
+# really loaded, unlike Gunicorn's HUP — and the traffic returns to the live slot once it passes
+# its check. No request waits for a restarting Gunicorn.
 activate_rolling() {
+  local slot
+  slot=$(live_slot); slot=${slot:-main}
   point_slot canary "$release"
   start_slot canary
   if ! check_slot canary; then
     stop_slot canary; record failed
     fail "release $P_RELEASE_ID failed its health check on the canary slot; the live release is untouched"
   fi
+  if systemctl is-active --quiet "fdeploy-$P_APP@$slot.service"; then
+    point_nginx canary
+    sleep "${FDEPLOY_DRAIN_SECONDS:-1}"   # requests already connected to the live slot get going
+  fi
+  local rc=0
+  # a subshell so a failure can still send traffic back; not in an `if`, which would disable set -e
+  set +e; (set -e; CANARY_PASSED=1 activate_restart); rc=$?; set -e
+  if [ $rc != 0 ]; then
+    point_nginx "$slot"; stop_slot canary   # activate_restart put the previous release back on $slot
+    exit $rc
+  fi
+  sleep "${FDEPLOY_DRAIN_SECONDS:-1}"     # requests on the canary finish before it stops
   stop_slot canary
-  CANARY_PASSED=1 activate_restart
 }
 
 # blue-green: start the release on the idle slot, check it there, switch nginx to it (an atomic
