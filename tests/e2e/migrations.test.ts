@@ -4,8 +4,9 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { startServer, TestServer } from "../servers";
+import { TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
+import { deployFresh } from "./fixture";
 import { TestStack } from "./pulumi";
 
 describe("migrations: applied by deploys, failures stop before the switch", function () {
@@ -22,15 +23,7 @@ describe("migrations: applied by deploys, failures stop before the switch", func
   const backups = () => server.ssh("ls /srv/flaskapp/shared/backups | wc -l").trim();
 
   before(() => {
-    server = startServer("migr", 51);
-    base = `http://${server.host}`;
-    app = copyApp("migr");
-    migrations = copyMigrations("migr");
-    stack = new TestStack("migr");
-    stack.target(server, { appDir: app.rel, migrationsDir: migrations.rel, healthTimeoutSeconds: "10" });
-    stack.setConfig("secrets.SECRET_KEY", "migration-test-secret", { secret: true });
-    const r = stack.up();
-    assert.strictEqual(r.status, 0, r.output);
+    ({ server, stack, app, migrations, base } = deployFresh("migr", 51, { healthTimeoutSeconds: "10" }));
   });
   after(() => stack?.remove());
 

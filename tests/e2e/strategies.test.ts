@@ -6,8 +6,9 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { addWheels, startServer, TestServer } from "../servers";
+import { addWheels, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
+import { deployFresh } from "./fixture";
 import { startLoad } from "./load";
 import { TestStack } from "./pulumi";
 
@@ -40,15 +41,7 @@ def marker():
     const req = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-req-")), "requirements.txt");
     fs.writeFileSync(req, `${EXTRA_DEP}\n`);
     addWheels(req);
-    server = startServer("strat", 61);
-    base = `http://${server.host}`;
-    app = copyApp("strat");
-    migrations = copyMigrations("strat");
-    stack = new TestStack("strat");
-    stack.target(server, { appDir: app.rel, migrationsDir: migrations.rel, healthTimeoutSeconds: "15" });
-    stack.setConfig("secrets.SECRET_KEY", "strategies-secret", { secret: true });
-    const r = stack.up();
-    assert.strictEqual(r.status, 0, r.output);
+    ({ server, stack, app, migrations, base } = deployFresh("strat", 61, { healthTimeoutSeconds: "15" }));
   });
   after(() => stack?.remove());
 
