@@ -11,11 +11,12 @@ cd "$ROOT"
 bash scripts/setup.sh
 . scripts/env.sh
 status=0
+LOG=$(mktemp); trap 'rm -f "$LOG"' EXIT   # runner output, for the closing count
 t0=$SECONDS
 section() { printf '\n==== %s (tests at %ss)\n' "$*" $((SECONDS - t0)); }
 
 section "Python tests (migration runner, sample app)"
-bash tests/python/run.sh || status=1
+bash tests/python/run.sh 2>&1 | tee -a "$LOG" || status=1
 
 section "Remote scripts: bash -n"
 for f in components/scripts/*.sh tests/servers/*.sh scripts/*.sh; do bash -n "$f" || { echo "syntax error in $f"; status=1; }; done
@@ -25,13 +26,13 @@ section "Go: the offline toolchain's own code (command provider, language host)"
 (cd scripts/toolchain && go vet ./command-provider ./nodejs-host && go test ./command-provider/...) || status=1
 
 section "Unit tests (mocha, Pulumi mocks)"
-npx mocha 'tests/unit/**/*.test.ts' || status=1
+npx mocha 'tests/unit/**/*.test.ts' 2>&1 | tee -a "$LOG" || status=1
 
 if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
   section "E2E tests (real pulumi up against test servers)"
   bash tests/servers/testserver.sh wheelhouse app/requirements.txt
   before=$(bash tests/servers/testserver.sh list | sort)
-  npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 'tests/e2e/**/*.test.ts' || status=1
+  npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 'tests/e2e/**/*.test.ts' 2>&1 | tee -a "$LOG" || status=1
   section "Nothing left behind by the e2e tests"
   after=$(bash tests/servers/testserver.sh list | sort)
   if [ "$after" != "$before" ]; then
@@ -43,4 +44,10 @@ if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
   fi
 fi
 echo "tests done in $((SECONDS - t0))s"
+# one closing line over pytest's and mocha's summaries
+sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '
+  / passing \(/ { p += $1 } / failing$/ { f += $1 }
+  /^[0-9]+ passed|, [0-9]+ passed| [0-9]+ failed/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  END { printf "tests: %d passed, %d failed\n", p, f }'
+
 exit $status
