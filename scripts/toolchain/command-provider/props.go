@@ -305,18 +305,43 @@ var proxyFields = func() map[string]fieldSpec {
 	return m
 }()
 
-var resourceFields = map[string]map[string]fieldSpec{
-	tokRemoteCommand: {
-		"connection":             {kConnection, true},
-		"create":                 {kString, false},
-		"update":                 {kString, false},
-		"delete":                 {kString, false},
+// fieldsOf merges field tables; later tables win.
+func fieldsOf(tables ...map[string]fieldSpec) map[string]fieldSpec {
+	out := map[string]fieldSpec{}
+	for _, t := range tables {
+		for k, v := range t {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+var (
+	// what every command runs with, remote or local
+	execFields = map[string]fieldSpec{
 		"environment":            {kStringMap, false},
 		"stdin":                  {kString, false},
-		"triggers":               {kAnyArray, false},
 		"addPreviousOutputInEnv": {kBool, false},
 		"logging":                {kLogging, false},
-	},
+	}
+	// the lifecycle commands of a Command resource
+	lifecycleFields = map[string]fieldSpec{
+		"create":   {kString, false},
+		"update":   {kString, false},
+		"delete":   {kString, false},
+		"triggers": {kAnyArray, false},
+	}
+	// only a local process has these
+	localFields = map[string]fieldSpec{
+		"dir":          {kString, false},
+		"interpreter":  {kStringArray, false},
+		"assetPaths":   {kStringArray, false},
+		"archivePaths": {kStringArray, false},
+	}
+)
+
+var resourceFields = map[string]map[string]fieldSpec{
+	tokRemoteCommand: fieldsOf(execFields, lifecycleFields, map[string]fieldSpec{"connection": {kConnection, true}}),
 	tokCopyToRemote: {
 		"connection": {kConnection, true},
 		"source":     {kAssetOrArchive, true},
@@ -329,31 +354,8 @@ var resourceFields = map[string]map[string]fieldSpec{
 		"remotePath": {kString, true},
 		"triggers":   {kAnyArray, false},
 	},
-	tokLocalCommand: {
-		"create":                 {kString, false},
-		"update":                 {kString, false},
-		"delete":                 {kString, false},
-		"environment":            {kStringMap, false},
-		"stdin":                  {kString, false},
-		"triggers":               {kAnyArray, false},
-		"dir":                    {kString, false},
-		"interpreter":            {kStringArray, false},
-		"addPreviousOutputInEnv": {kBool, false},
-		"logging":                {kLogging, false},
-		"assetPaths":             {kStringArray, false},
-		"archivePaths":           {kStringArray, false},
-	},
-	tokLocalRun: {
-		"command":                {kString, true},
-		"environment":            {kStringMap, false},
-		"stdin":                  {kString, false},
-		"dir":                    {kString, false},
-		"interpreter":            {kStringArray, false},
-		"addPreviousOutputInEnv": {kBool, false},
-		"logging":                {kLogging, false},
-		"assetPaths":             {kStringArray, false},
-		"archivePaths":           {kStringArray, false},
-	},
+	tokLocalCommand: fieldsOf(execFields, lifecycleFields, localFields),
+	tokLocalRun:     fieldsOf(execFields, localFields, map[string]fieldSpec{"command": {kString, true}}),
 }
 
 type checkFailure struct{ Property, Reason string }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 const (
@@ -219,21 +220,7 @@ func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateReque
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := p.opContext(ctx, req.GetTimeout())
-	defer cancel()
-	sink := p.sink(ctx, req.GetUrn())
-
-	var outs resource.PropertyMap
-	switch typ {
-	case tokRemoteCommand, tokLocalCommand:
-		outs, err = runCommandOp(ctx, typ, opCreate, inputs, nil, req.GetPreview(), sink)
-	default:
-		outs, err = runCopyOp(ctx, typ, inputs, req.GetPreview(), sink)
-	}
-	if err != nil {
-		return nil, err
-	}
-	props, err := marshalProps(outs)
+	props, err := p.apply(ctx, req.GetUrn(), req.GetTimeout(), typ, opCreate, inputs, nil, req.GetPreview())
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +231,27 @@ func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateReque
 		}
 	}
 	return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
+}
+
+// apply runs a create or update of any resource type and returns its marshalled outputs.
+func (p *commandProvider) apply(ctx context.Context, urn string, timeout float64, typ string, op opKind,
+	news, olds resource.PropertyMap, preview bool,
+) (*structpb.Struct, error) {
+	ctx, cancel := p.opContext(ctx, timeout)
+	defer cancel()
+	sink := p.sink(ctx, urn)
+	var outs resource.PropertyMap
+	var err error
+	switch typ {
+	case tokRemoteCommand, tokLocalCommand:
+		outs, err = runCommandOp(ctx, typ, op, news, olds, preview, sink)
+	default:
+		outs, err = runCopyOp(ctx, typ, news, preview, sink)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return marshalProps(outs)
 }
 
 func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
@@ -259,21 +267,7 @@ func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateReque
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := p.opContext(ctx, req.GetTimeout())
-	defer cancel()
-	sink := p.sink(ctx, req.GetUrn())
-
-	var outs resource.PropertyMap
-	switch typ {
-	case tokRemoteCommand, tokLocalCommand:
-		outs, err = runCommandOp(ctx, typ, opUpdate, news, olds, req.GetPreview(), sink)
-	default:
-		outs, err = runCopyOp(ctx, typ, news, req.GetPreview(), sink)
-	}
-	if err != nil {
-		return nil, err
-	}
-	props, err := marshalProps(outs)
+	props, err := p.apply(ctx, req.GetUrn(), req.GetTimeout(), typ, opUpdate, news, olds, req.GetPreview())
 	if err != nil {
 		return nil, err
 	}
