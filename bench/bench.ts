@@ -15,6 +15,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { isolatedEnv, stackArgv } from "../tests/e2e/pulumi";
 import { DEP_STEPS } from "./deps";
 
 // ------------------------------------------------------------------------------------ arguments
@@ -280,20 +281,11 @@ class Stack {
     fs.rmSync(this.dir, { recursive: true, force: true });
     fs.mkdirSync(path.join(this.dir, "state"), { recursive: true });
     this.configFile = path.join(this.dir, `Pulumi.${name}.yaml`);
-    this.env = {
-      ...process.env,
-      PULUMI_BACKEND_URL: `file://${path.join(this.dir, "state")}`,
-      PULUMI_CONFIG_PASSPHRASE: crypto.randomBytes(16).toString("hex"),
-      PULUMI_CONFIG_PASSPHRASE_FILE: "",
-      PULUMI_SKIP_UPDATE_CHECK: "true",
-      FDEPLOY_SERVER_HOST: "",   // the developer's machine-local .env must not apply
-    };
+    this.env = isolatedEnv(path.join(this.dir, "state"));
   }
 
   pulumi(args: string[], opts: { input?: string; logName?: string } = {}): Promise<Run> {
-    const withConfig = ["config", "up", "preview", "destroy", "refresh"].includes(args[0]) ? ["--config-file", this.configFile] : [];
-    const stack = args[0] === "stack" && args[1] === "init" ? [] : ["--stack", this.name];
-    return run("pulumi", [...args, ...stack, ...withConfig, "--non-interactive"],
+    return run("pulumi", stackArgv(this.name, this.configFile, args),
       { env: this.env, logName: `${this.name}-${args.slice(0, 2).join("-")}`, ...opts });
   }
 

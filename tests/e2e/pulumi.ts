@@ -15,6 +15,28 @@ export interface RunResult {
   output: string;
 }
 
+/**
+ * The environment of a stack that must not touch anyone else's: its own file state backend in
+ * STATEDIR, a random passphrase, and none of the developer's machine-local .env server settings.
+ */
+export function isolatedEnv(stateDir: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    PULUMI_BACKEND_URL: `file://${stateDir}`,
+    PULUMI_CONFIG_PASSPHRASE: crypto.randomBytes(16).toString("hex"),
+    PULUMI_CONFIG_PASSPHRASE_FILE: "",
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    FDEPLOY_SERVER_HOST: "",
+  };
+}
+
+/** `pulumi ARGS` for stack NAME whose config lives in CONFIGFILE (not Pulumi.<stack>.yaml). */
+export function stackArgv(name: string, configFile: string, args: string[]): string[] {
+  const withConfig = ["config", "up", "preview", "destroy", "refresh"].includes(args[0]) ? ["--config-file", configFile] : [];
+  const stack = args[0] === "stack" && args[1] === "init" ? [] : ["--stack", name];
+  return [...args, ...stack, ...withConfig, "--non-interactive"];
+}
+
 export class TestStack {
   readonly dir: string;
   readonly configFile: string;
@@ -24,22 +46,13 @@ export class TestStack {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `fdeploy-e2e-${name}-`));
     fs.mkdirSync(path.join(this.dir, "state"));
     this.configFile = path.join(this.dir, `Pulumi.${name}.yaml`);
-    this.env = {
-      ...process.env,
-      PULUMI_BACKEND_URL: `file://${path.join(this.dir, "state")}`,
-      PULUMI_CONFIG_PASSPHRASE: crypto.randomBytes(16).toString("hex"),
-      PULUMI_CONFIG_PASSPHRASE_FILE: "",
-      PULUMI_SKIP_UPDATE_CHECK: "true",
-      // machine-local .env settings of the developer must not leak into tests
-      FDEPLOY_SERVER_HOST: "",
-    };
-    const init = spawnSync("pulumi", ["stack", "init", name, "--non-interactive"], { cwd: projectDir, env: this.env, encoding: "utf8" });
+    this.env = isolatedEnv(path.join(this.dir, "state"));
+    const init = spawnSync("pulumi", stackArgv(name, this.configFile, ["stack", "init", name]), { cwd: projectDir, env: this.env, encoding: "utf8" });
     if (init.status !== 0) throw new Error(`pulumi stack init ${name} failed: ${init.stderr}`);
   }
 
   private argv(args: string[]): string[] {
-    const withConfig = ["config", "up", "preview", "destroy", "refresh"].includes(args[0]) ? ["--config-file", this.configFile] : [];
-    return [...args, "--stack", this.name, ...withConfig, "--non-interactive"];
+    return stackArgv(this.name, this.configFile, args);
   }
 
   /** Like run(), without blocking the event loop (for watching the server while Pulumi runs). */

@@ -6,19 +6,15 @@ import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { TestServer } from "../../servers";
-import { copyApp, copyMigrations, get } from "../app-copy";
-import { PROJECT_DIR, RunResult, TestStack } from "../pulumi";
+import { get } from "../app-copy";
+import { Deployment } from "../fixture";
+import { PROJECT_DIR, RunResult } from "../pulumi";
 
 const TESTSERVER = path.join(PROJECT_DIR, "tests/servers/testserver.sh");
 export const APP_ROOT = "/srv/flaskapp";
 
 /** What every case works with; filled in by the suite's before() hook. */
-export interface Ctx {
-  server: TestServer;
-  stack: TestStack;
-  app: ReturnType<typeof copyApp>;
-  migrations: ReturnType<typeof copyMigrations>;
-  base: string;
+export interface Ctx extends Deployment {
   /** Plain settings the stack is deployed with (restored after cases that change them). */
   settings: Record<string, string>;
 }
