@@ -13,6 +13,9 @@ export const NAMESPACE = "flask-deploy";
 const hostName = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const ipv4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const hostKeyLine = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/;
+// The command plugin pins the host key with a callback that offers only that key's type; for
+// ssh-rsa that is SHA-1 signing, which OpenSSH >= 8.8 refuses: such a stack could never connect.
+const rsaHostKey = /^ssh-rsa /;
 const envName = /^[A-Z_][A-Z0-9_]*$/;
 // one line each in .env (systemd EnvironmentFile): no newlines or NULs
 const envValue = z.string().refine((v) => !/[\r\n\0]/.test(v), { message: "expected a single-line value (no newlines)" });
@@ -29,7 +32,12 @@ const serverSchema = z
     port: z.coerce.number().int().min(1).max(65535).default(22),
     user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a Unix user name, e.g. root or deploy").default("root"),
     privateKeyPath: z.string().optional(),
-    hostKey: z.string().regex(hostKeyLine, "expected the server's public host key, e.g. 'ssh-ed25519 AAAA…' (ssh-keyscan -t ed25519 HOST)"),
+    hostKey: z
+      .string()
+      .regex(hostKeyLine, "expected the server's public host key, e.g. 'ssh-ed25519 AAAA…' (ssh-keyscan -t ed25519 HOST)")
+      .refine((k) => !rsaHostKey.test(k), {
+        message: "an ssh-rsa host key cannot be pinned (the SSH client would have to sign with SHA-1, which OpenSSH >= 8.8 refuses); use the server's ed25519 or ecdsa key: ssh-keyscan -t ed25519 HOST",
+      }),
   });
 
 const strategies = ["restart", "rolling", "blue-green"] as const;

@@ -7,7 +7,7 @@ import { execFileSync } from "child_process";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { fileSet } from "./archive";
+import { folderUpload, stageFolder } from "./upload";
 import { Connection } from "./connection";
 import { remoteStep, SCRIPTS_DIR, ScriptBundle, scriptParams } from "./remote-script";
 
@@ -52,13 +52,10 @@ export class MigrationRunner extends pulumi.ComponentResource {
   constructor(name: string, args: MigrationRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:MigrationRunner", name, {}, opts);
     this.migrations = args.migrations;
-    const files = fileSet(args.migrationsDir);
+    const files = stageFolder(args.migrationsDir, "migrations");
     const folder = `migrations-${files.hash}`;
-    const upload = new command.remote.CopyToRemote(`${name}-upload`, {
-      connection: args.connection,
-      source: files.archive,
-      remotePath: `.fdeploy/${args.appName}/${folder}`,
-      triggers: [files.hash],
+    const upload = folderUpload(`${name}-upload`, {
+      connection: args.connection, staged: files, remotePath: `.fdeploy/${args.appName}/${folder}`,
     }, { parent: this, dependsOn: args.after });
     this.step = remoteStep(`${name}-apply`, {
       connection: args.connection,

@@ -1,9 +1,9 @@
-// Release: the app's files uploaded as a content-addressed archive and installed into
+// Release: the app's files uploaded as a content-addressed folder and installed into
 // releases/<id> with a venv of its own (scripts/release.sh). The id is a hash of the files, so
 // unchanged code uploads and installs nothing; changed code shows as a replacement in preview.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { fileSet } from "./archive";
+import { folderUpload, stageFolder } from "./upload";
 import { Connection } from "./connection";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
@@ -22,13 +22,10 @@ export class Release extends pulumi.ComponentResource {
 
   constructor(name: string, args: ReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:Release", name, {}, opts);
-    const files = fileSet(args.appDir);
+    const files = stageFolder(args.appDir, "release");
     this.releaseId = files.hash;
-    const upload = new command.remote.CopyToRemote(`${name}-upload`, {
-      connection: args.connection,
-      source: files.archive,
-      remotePath: `.fdeploy/${args.appName}/uploads/${files.hash}`,
-      triggers: [files.hash],
+    const upload = folderUpload(`${name}-upload`, {
+      connection: args.connection, staged: files, remotePath: `.fdeploy/${args.appName}/uploads/${files.hash}`,
     }, { parent: this, dependsOn: args.after });
     this.installed = remoteStep(`${name}-install`, {
       connection: args.connection,

@@ -6,7 +6,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
-import { fileSet } from "./archive";
+import { folderUpload, stageFolder } from "./upload";
 
 export const SCRIPTS_DIR = path.join(__dirname, "scripts");
 
@@ -25,15 +25,10 @@ export class ScriptBundle extends pulumi.ComponentResource {
 
   constructor(name: string, args: ScriptBundleArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:ScriptBundle", name, {}, opts);
-    const scripts = fileSet(SCRIPTS_DIR);
+    const scripts = stageFolder(SCRIPTS_DIR, "scripts");
     this.remoteDir = `.fdeploy/${args.appName}/scripts-${scripts.hash}`;
     this.sudo = args.sudo;
-    this.upload = new command.remote.CopyToRemote(`${name}-upload`, {
-      connection: args.connection,
-      source: scripts.archive,
-      remotePath: this.remoteDir,
-      triggers: [scripts.hash],
-    }, { parent: this });
+    this.upload = folderUpload(`${name}-upload`, { connection: args.connection, staged: scripts, remotePath: this.remoteDir }, { parent: this });
     this.registerOutputs({ remoteDir: this.remoteDir });
   }
 

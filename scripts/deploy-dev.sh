@@ -7,6 +7,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup.sh
 . scripts/env.sh
+if [ "$FDEPLOY_PULUMI" = official ] && ! pulumi whoami >/dev/null 2>&1; then
+  echo "the Pulumi CLI on your PATH has no backend: run 'pulumi login' (e.g. pulumi login --local) first" >&2
+  exit 1
+fi
 
 pulumi stack select dev 2>/dev/null || pulumi stack init dev
 if ! pulumi config get --path server.host >/dev/null 2>&1; then

@@ -29,7 +29,7 @@ fi
 echo "ok"
 
 step "Pulumi toolchain"
-bash scripts/install-pulumi.sh
+bash toolchain/install.sh
 
 step "test server image"
 bash tests/servers/testserver.sh base

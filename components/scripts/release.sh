@@ -41,7 +41,7 @@ die() { failed=1; fail "$@"; }
 rm -rf "$dest"
 cp -a "$src" "$dest"
 rm -rf "$dest/.venv"
-# the files must be exactly the release (its id is their hash, components/archive.ts): an upload cut
+# the files must be exactly the release (its id is their hash, components/upload.ts): an upload cut
 # short or overwritten meanwhile (e.g. by another stack uploading the same release) is not installed
 got=$(cd "$dest" && python3 -c '
 import hashlib, os

@@ -6,16 +6,7 @@ import * as crypto from "crypto";
 import { spawn } from "child_process";
 import { startServer, TestServer } from "../servers";
 import { copyApp, get } from "./app-copy";
-import { TestStack } from "./pulumi";
-
-/** The resource names (last URN part) that an `up --diff` output reports as changed. */
-function changed(output: string): string[] {
-  const names = new Set<string>();
-  for (const m of output.matchAll(/^\s*([+~-]|\+-|-\+)\s+command:remote:(?:Command|CopyToRemote)\s+(\S+)\s+(created|updated|replaced|deleted|creating replacement|created replacement)/gm)) {
-    names.add(m[2]);
-  }
-  return [...names].sort();
-}
+import { changed, TestStack } from "./pulumi";
 
 describe("deploy: the Flask app on a bare server (restart strategy)", function () {
   this.timeout(900000);

@@ -37,16 +37,27 @@ export function stackArgv(name: string, configFile: string, args: string[]): str
   return [...args, ...stack, ...withConfig, "--non-interactive"];
 }
 
+/** The resource names (last URN part) that an `up` output reports as changed. */
+export function changed(output: string): string[] {
+  const names = new Set<string>();
+  for (const m of output.matchAll(/^\s*([+~-]|\+-|-\+)\s+command:remote:(?:Command|CopyToRemote)\s+(\S+)\s+(created|updated|replaced|deleted|creating replacement|created replacement)/gm)) {
+    names.add(m[2]);
+  }
+  return [...names].sort();
+}
+
 export class TestStack {
   readonly dir: string;
   readonly configFile: string;
   readonly env: NodeJS.ProcessEnv;
 
-  constructor(readonly name: string, readonly projectDir: string = PROJECT_DIR) {
+  /** PROJECTDIR may change later (e.g. the previous main's tree, then this one: the upgrade e2e). */
+  /** ENV: the environment every command of this stack runs with (default: isolatedEnv()). */
+  constructor(readonly name: string, public projectDir: string = PROJECT_DIR, env?: NodeJS.ProcessEnv) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `fdeploy-e2e-${name}-`));
     fs.mkdirSync(path.join(this.dir, "state"));
     this.configFile = path.join(this.dir, `Pulumi.${name}.yaml`);
-    this.env = isolatedEnv(path.join(this.dir, "state"));
+    this.env = env ?? isolatedEnv(path.join(this.dir, "state"));
     const init = spawnSync("pulumi", stackArgv(name, this.configFile, ["stack", "init", name]), { cwd: projectDir, env: this.env, encoding: "utf8" });
     if (init.status !== 0) throw new Error(`pulumi stack init ${name} failed: ${init.stderr}`);
   }

@@ -53,6 +53,7 @@ describe("config schema", () => {
     ["host with a space", { server: { host: "a b", hostKey: HOST_KEY } }, /server\.host: expected a host name/],
     ["missing host key", { server: { host: "10.0.0.1" } }, /server\.hostKey/],
     ["malformed host key", { server: { host: "10.0.0.1", hostKey: "AAAA" } }, /server\.hostKey: expected the server's public host key/],
+    ["ssh-rsa host key (official plugin offers only SHA-1 for it)", { server: { host: "10.0.0.1", hostKey: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7" } }, /server\.hostKey: an ssh-rsa host key cannot be pinned.*ssh-keyscan -t ed25519/],
     ["unknown server key", { server: { host: "10.0.0.1", hostKey: HOST_KEY, pasword: "x" } }, /server\.pasword: unknown setting/],
     ["server_name with spaces only", { serverName: "   " }, /serverName: expected '_' or space-separated host names/],
     ["server_name with a semicolon", { serverName: "example.com; return 301" }, /serverName: expected/],

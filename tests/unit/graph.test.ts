@@ -2,7 +2,10 @@
 // triggers what, and that secrets and config values travel only as (secret) data.
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
+import * as path from "path";
 import { rawConfig } from "./helpers";
+import { hashFiles } from "../../components/upload";
+import { DIAL_ERROR_LIMIT } from "../../components/connection";
 
 interface Registered {
   type: string;
@@ -103,6 +106,32 @@ describe("resource graph (index.ts under mocks)", function () {
   it("replaces the release when its content hash changes", () => {
     assert.deepStrictEqual(byName("release-install").inputs.triggers, [outputs.releaseId]);
     assert.match(byName("release-upload").inputs.remotePath, new RegExp(`uploads/${outputs.releaseId}$`));
+  });
+
+  // pulumi-resource-command 1.2.1 (remote/copyController.go) refuses any source but a FileAsset,
+  // a StringAsset or a path-based FileArchive: an AssetArchive fails every preview.
+  it("uploads only path-based FileArchives of staged, content-addressed folders", () => {
+    const uploads = [...registered.values()].filter((r) => r.type === "command:remote:CopyToRemote");
+    assert.strictEqual(uploads.length, 3);
+    for (const u of uploads) {
+      const src = u.inputs.source;
+      assert.strictEqual(src[SECRET_SIG], "0def7320c3a5731c473e5ecbe6d01bc7", `${u.name}: source must be an archive`);
+      assert.ok(typeof src.path === "string" && src.assets === undefined, `${u.name}: source must be a path archive, got ${JSON.stringify(src)}`);
+      assert.ok(src.path.endsWith("/"), `${u.name}: a trailing slash copies the folder's contents into remotePath`);
+      const hash: string = u.inputs.triggers[0];
+      assert.ok(path.basename(src.path).endsWith(`-${hash}`), `${u.name}: staged folder named by its hash`);
+      assert.strictEqual(hashFiles(src.path), hash, `${u.name}: the staged files are exactly the hashed ones`);
+      assert.strictEqual(u.inputs.triggers[1], "root@10.213.0.10:22", `${u.name}: a new target host must re-copy`);
+    }
+  });
+
+  it("keeps the ssh-agent socket path out of the inputs (and so out of state)", () => {
+    for (const r of registered.values()) {
+      if (!r.type.startsWith("command:remote:")) continue;
+      const conn = r.inputs.connection?.value ?? r.inputs.connection;
+      assert.strictEqual(conn.agentSocketPath, undefined, `${r.name} stores an agent socket path`);
+      assert.strictEqual(conn.dialErrorLimit, DIAL_ERROR_LIMIT);
+    }
   });
 
   it("names the release after the content hash of the app", () => {

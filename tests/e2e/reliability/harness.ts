@@ -8,7 +8,8 @@ import * as path from "path";
 import { TestServer } from "../../servers";
 import { get } from "../app-copy";
 import { Deployment } from "../fixture";
-import { PROJECT_DIR, RunResult } from "../pulumi";
+import { changed, PROJECT_DIR, RunResult } from "../pulumi";
+export { changed };
 
 const TESTSERVER = path.join(PROJECT_DIR, "tests/servers/testserver.sh");
 export const APP_ROOT = "/srv/flaskapp";
@@ -105,14 +106,6 @@ function fmtSeconds(s: number): string {
 
 // ---------------------------------------------------------------- pulumi helpers
 
-/** The resource names (last URN part) that an `up` output reports as changed. */
-export function changed(output: string): string[] {
-  const names = new Set<string>();
-  for (const m of output.matchAll(/^\s*([+~-]|\+-|-\+)\s+command:remote:(?:Command|CopyToRemote)\s+(\S+)\s+(created|updated|replaced|deleted|creating replacement|created replacement)/gm)) {
-    names.add(m[2]);
-  }
-  return [...names].sort();
-}
 
 let convergedUps = 0;
 const idempotencyLog: string[] = [];

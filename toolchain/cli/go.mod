@@ -1,6 +1,6 @@
 // Wrapper module: builds the Pulumi CLI from Go modules (the official installer is unreachable
 // here). pkg/v3 has replace directives of its own, so `go install pkg@version` refuses; this
-// module repeats the one non-local replace. See scripts/install-pulumi.sh.
+// module repeats the one non-local replace. See toolchain/install.sh.
 module pulumitoolchain
 
 go 1.25.11

@@ -1,0 +1,115 @@
+// Uploads of folders (the remote scripts, a release, the migrations), made the way the official
+// command plugin accepts them: CopyToRemote takes only a FileAsset, a StringAsset or a FileArchive
+// that is a path on disk (remote/copyController.go), so each folder is first staged as real files in
+// a content-addressed folder, and that path is the upload's source.
+//
+// - Content-addressed: a folder's hash (its relative paths and contents) names the staged copy and
+//   the remote folder, so unchanged files upload nothing and changed files upload a new folder.
+// - Staged per stack under .fdeploy-staging/<stack>/ (git-ignored); a staged copy is written under a
+//   temporary name and renamed, so parallel runs never see half a folder; entries no run has used
+//   for STALE_MS are removed.
+// - The target host is in the upload's triggers: the plugin re-copies only when the source or the
+//   remote path changes, so a stack aimed at a new server (a rebuilt VPS) must replace the upload.
+// - The plugin never sets file modes (new files are 0666 & ~umask): scripts run as `bash x.sh` and
+//   nothing secret is ever uploaded this way.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { Connection } from "./connection";
+
+/** Never shipped: virtualenvs, caches, VCS folders, local databases and local .env files. */
+const IGNORED = [/^\.venv$/, /^venv$/, /^__pycache__$/, /^\.git$/, /^\.pytest_cache$/, /^node_modules$/, /\.pyc$/, /^\.env$/, /\.sqlite3?$/, /^\.DS_Store$/];
+
+/** Where staged copies live: beside Pulumi.yaml, git-ignored. */
+export const STAGING_ROOT = path.resolve(__dirname, "..", ".fdeploy-staging");
+/** A staged entry unused for this long is removed by the next run of the same stack. */
+const STALE_MS = 60 * 60 * 1000;
+
+export function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string) => {
+    for (const entry of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      if (IGNORED.some((re) => re.test(entry.name))) continue;
+      const r = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) walk(r);
+      else if (entry.isFile()) out.push(r);
+    }
+  };
+  walk("");
+  return out.sort();
+}
+
+/** sha256 over the relative paths and contents, first 12 hex chars (release.sh checks the same). */
+export function hashFiles(dir: string, files: string[] = listFiles(dir)): string {
+  const h = crypto.createHash("sha256");
+  for (const f of files) {
+    h.update(f).update("\0").update(fs.readFileSync(path.join(dir, f))).update("\0");
+  }
+  return h.digest("hex").slice(0, 12);
+}
+
+export interface StagedFolder {
+  hash: string;
+  files: string[];
+  /** The staged copy, with a trailing slash: the plugin then copies its contents into remotePath. */
+  source: string;
+}
+
+/** Copy DIR's shipped files to STAGING_ROOT/<stack>/<kind>-<hash>/ (once) and mark it as used. */
+export function stageFolder(dir: string, kind: string, stack: string = pulumi.getStack(), root: string = STAGING_ROOT): StagedFolder {
+  const files = listFiles(dir);
+  const hash = hashFiles(dir, files);
+  const stackDir = path.join(root, stack);
+  const staged = path.join(stackDir, `${kind}-${hash}`);
+  if (!fs.existsSync(staged)) {
+    const tmp = `${staged}.tmp-${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
+    for (const f of files) {
+      fs.mkdirSync(path.dirname(path.join(tmp, f)), { recursive: true });
+      fs.copyFileSync(path.join(dir, f), path.join(tmp, f));
+    }
+    fs.mkdirSync(tmp, { recursive: true }); // an empty folder too
+    try {
+      fs.renameSync(tmp, staged);
+    } catch (e: any) {
+      fs.rmSync(tmp, { recursive: true, force: true }); // another run staged the same content first
+      if (!fs.existsSync(staged)) throw e;
+    }
+  }
+  const now = new Date();
+  fs.utimesSync(staged, now, now);
+  pruneStaging(stackDir, now.getTime());
+  return { hash, files, source: `${staged}/` };
+}
+
+/** Remove entries (and abandoned temporary copies) that no run has used for STALE_MS. */
+function pruneStaging(stackDir: string, now: number): void {
+  for (const name of fs.readdirSync(stackDir)) {
+    const p = path.join(stackDir, name);
+    try {
+      if (now - fs.statSync(p).mtimeMs > STALE_MS) fs.rmSync(p, { recursive: true, force: true });
+    } catch {
+      // removed meanwhile by a parallel run
+    }
+  }
+}
+
+export interface FolderUploadArgs {
+  connection: Connection;
+  staged: StagedFolder;
+  /** The remote folder the staged files land in (relative: under the SSH user's home). */
+  remotePath: string;
+}
+
+/** CopyToRemote of a staged folder; a new hash or a new target host replaces (re-copies) it. */
+export function folderUpload(name: string, args: FolderUploadArgs, opts: pulumi.CustomResourceOptions): command.remote.CopyToRemote {
+  const c = args.connection;
+  const host = pulumi.interpolate`${c.user ?? "root"}@${c.host}:${c.port ?? 22}`; // never the (secret) key
+  return new command.remote.CopyToRemote(name, {
+    connection: args.connection,
+    source: new pulumi.asset.FileArchive(args.staged.source),
+    remotePath: args.remotePath,
+    triggers: [args.staged.hash, host],
+  }, opts);
+}

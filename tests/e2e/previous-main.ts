@@ -1,0 +1,53 @@
+// The previous main, as its users ran it, for the upgrade e2e: its tree (git archive of the commit,
+// so this checkout is left as it is) and the command-plugin stand-in it shipped and was tested on,
+// built once from that commit into the cache. Nothing here is used to deploy anything but that
+// old state; this tree itself runs only on the official plugin.
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { PROJECT_DIR } from "./pulumi";
+
+/** The last main that deployed with AssetArchive uploads and the stand-in plugin. */
+export const PREVIOUS_MAIN = "6ffbd1e4207ac27080004bd0facdc0856893c7b9";
+const COMMAND_VERSION = "1.2.1";
+
+export interface PreviousMainTree {
+  dir: string;
+  /** A PULUMI_HOME whose command plugin 1.2.1 is the one that main was run with. */
+  pulumiHome: string;
+  cleanup(): void;
+}
+
+export function previousMainTree(): PreviousMainTree {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-previous-main-"));
+  const pulumiHome = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-previous-home-"));
+  try {
+    execFileSync("bash", ["-c", 'git -C "$1" archive "$2" | tar -x -C "$3"', "_", PROJECT_DIR, PREVIOUS_MAIN, dir], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (e: any) {
+    throw new Error(`the upgrade e2e needs commit ${PREVIOUS_MAIN} (the previous main) in this clone's history: ${e.stderr ?? e}`);
+  }
+  // the same dependency versions as this tree
+  fs.symlinkSync(path.join(PROJECT_DIR, "node_modules"), path.join(dir, "node_modules"));
+  const plugin = buildStandIn(dir);
+  execFileSync("pulumi", ["plugin", "install", "resource", "command", COMMAND_VERSION, "--file", plugin],
+    { env: { ...process.env, PULUMI_HOME: pulumiHome }, stdio: ["ignore", "ignore", "pipe"] });
+  return {
+    dir, pulumiHome,
+    cleanup() {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(pulumiHome, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Build (once per commit, into the cache) the stand-in plugin from the previous main's sources. */
+function buildStandIn(tree: string): string {
+  const out = path.join(process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy", "previous-main", PREVIOUS_MAIN.slice(0, 12), "pulumi-resource-command");
+  if (fs.existsSync(out)) return out;
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  execFileSync("go", ["build", "-trimpath", "-ldflags", `-s -w -X main.version=${COMMAND_VERSION}`, "-o", `${out}.tmp`, "./command-provider"],
+    { cwd: path.join(tree, "scripts", "toolchain"), env: { ...process.env, CGO_ENABLED: "0" }, stdio: ["ignore", "inherit", "inherit"] });
+  fs.renameSync(`${out}.tmp`, out);
+  return out;
+}

@@ -1,0 +1,81 @@
+// Deploying from a CI runner: a copy of the project with production dependencies only
+// (`npm ci --omit=dev`), as a non-root SSH user with passwordless sudo (`server.user: deploy`),
+// on the official plugin: deploy, no-op, destroy.
+import * as assert from "assert";
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { startServer, TestServer } from "../servers";
+import { get } from "./app-copy";
+import { changed, PROJECT_DIR, TestStack } from "./pulumi";
+
+/** The project's files (as git sees them, committed or not) in a new folder, with `npm ci --omit=dev`. */
+function prodOnlyCopy(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-prod-only-"));
+  const files = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: PROJECT_DIR, encoding: "utf8" })
+    .split("\0").filter((f) => f && fs.existsSync(path.join(PROJECT_DIR, f)));
+  for (const f of files) {
+    fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+    fs.copyFileSync(path.join(PROJECT_DIR, f), path.join(dir, f));
+  }
+  // --ignore-scripts: @pulumi/command's install hook would download its plugin (installed here already)
+  execFileSync("npm", ["ci", "--omit=dev", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"],
+    { cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
+  return dir;
+}
+
+describe("sudo user: deploy as `deploy` with sudo, from production dependencies only", function () {
+  this.timeout(900000);
+  let server: TestServer;
+  let stack: TestStack;
+  let copy: string;
+
+  before(() => {
+    server = startServer("sudo", 81);
+    server.ssh([
+      "id deploy >/dev/null 2>&1 || useradd -m -s /bin/bash deploy",
+      "install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
+      "install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys",
+      "echo 'deploy ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy",
+    ].join(" && "));
+    copy = prodOnlyCopy();
+    stack = new TestStack("sudo", copy);
+    stack.target(server, { "server.user": "deploy", healthTimeoutSeconds: "15" });
+    stack.setConfig("secrets.SECRET_KEY", "sudo-secret", { secret: true });
+  });
+  after(() => {
+    stack?.remove();
+    if (copy) fs.rmSync(copy, { recursive: true, force: true });
+  });
+
+  it("the copy has no devDependencies, yet has what the deploy needs", () => {
+    assert.ok(!fs.existsSync(path.join(copy, "node_modules", "mocha")), "mocha is a devDependency");
+    for (const dep of ["typescript", "ts-node", "@pulumi/pulumi", "@pulumi/command"]) {
+      assert.ok(fs.existsSync(path.join(copy, "node_modules", dep)), `${dep} must be a dependency`);
+    }
+  });
+
+  it("deploys through sudo: the app serves, uploads sit in the deploy user's home", async () => {
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    const health = await get(`http://${server.host}/health`);
+    assert.strictEqual(health.status, 200, health.text);
+    assert.strictEqual(health.json().release, stack.outputs().releaseId);
+    assert.match(server.ssh("ls /home/deploy/.fdeploy/flaskapp"), /scripts-[0-9a-f]{12}/);
+    assert.strictEqual(stack.outputs().server, `deploy@${server.host}:22`);
+  });
+
+  it("a second up changes nothing", () => {
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.deepStrictEqual(changed(r.output), []);
+  });
+
+  it("destroy removes the app through sudo and keeps the data", () => {
+    const r = stack.destroy();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(server.trySsh("test -e /etc/systemd/system/fdeploy-flaskapp@.service").status, 1);
+    assert.strictEqual(server.trySsh("test -f /srv/flaskapp/shared/db/app.sqlite3").status, 0);
+  });
+});
