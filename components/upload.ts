@@ -8,8 +8,9 @@
 // - Staged per stack under .fdeploy-staging/<stack>/ (git-ignored); a staged copy is written under a
 //   temporary name and renamed, so parallel runs never see half a folder; entries no run has used
 //   for STALE_MS are removed.
-// - The target host is in the upload's triggers: the plugin re-copies only when the source or the
-//   remote path changes, so a stack aimed at a new server (a rebuilt VPS) must replace the upload.
+// - The target host and its host key are in the upload's triggers: the plugin re-copies only when
+//   the source or the remote path changes, so a stack aimed at a new server (a rebuilt VPS, also at
+//   the same address) must replace the upload.
 // - The plugin never sets file modes (new files are 0666 & ~umask): scripts run as `bash x.sh` and
 //   nothing secret is ever uploaded this way.
 import * as crypto from "crypto";
@@ -105,7 +106,9 @@ export interface FolderUploadArgs {
 /** CopyToRemote of a staged folder; a new hash or a new target host replaces (re-copies) it. */
 export function folderUpload(name: string, args: FolderUploadArgs, opts: pulumi.CustomResourceOptions): command.remote.CopyToRemote {
   const c = args.connection;
-  const host = pulumi.interpolate`${c.user ?? "root"}@${c.host}:${c.port ?? 22}`; // never the (secret) key
+  // the host and its pinned host key (a rebuilt server at the same address has a new one); never
+  // the (secret) private key
+  const host = pulumi.interpolate`${c.user ?? "root"}@${c.host}:${c.port ?? 22} ${c.hostKey ?? ""}`;
   return new command.remote.CopyToRemote(name, {
     connection: args.connection,
     source: new pulumi.asset.FileArchive(args.staged.source),

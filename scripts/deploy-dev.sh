@@ -13,7 +13,13 @@ if [ "$FDEPLOY_PULUMI" = official ] && ! pulumi whoami >/dev/null 2>&1; then
 fi
 
 pulumi stack select dev 2>/dev/null || pulumi stack init dev
-if ! pulumi config get --path server.host >/dev/null 2>&1; then
+if pulumi config get --path server.host >/dev/null 2>&1; then
+  :  # the dev stack has a server of its own
+elif bash tests/servers/testserver.sh list | grep -qx dev && [ -f .env ] &&
+     grep -qx "FDEPLOY_SERVER_$(bash tests/servers/testserver.sh ssh-config dev | grep '^HOST=')" .env; then
+  # the server of the last run is still up: its data and host key stay
+  echo "reusing the local disposable server (stop it with: bash tests/servers/testserver.sh down dev)"
+else
   echo
   echo "== local disposable server (the dev stack has no server configured)"
   bash tests/servers/testserver.sh wheelhouse "$ROOT/app/requirements.txt"

@@ -3,7 +3,7 @@
 import * as assert from "assert";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
-import { rawConfig } from "./helpers";
+import { HOST_KEY, rawConfig } from "./helpers";
 import { hashFiles } from "../../components/upload";
 import { DIAL_ERROR_LIMIT } from "../../components/connection";
 
@@ -121,7 +121,7 @@ describe("resource graph (index.ts under mocks)", function () {
       const hash: string = u.inputs.triggers[0];
       assert.ok(path.basename(src.path).endsWith(`-${hash}`), `${u.name}: staged folder named by its hash`);
       assert.strictEqual(hashFiles(src.path), hash, `${u.name}: the staged files are exactly the hashed ones`);
-      assert.strictEqual(u.inputs.triggers[1], "root@10.213.0.10:22", `${u.name}: a new target host must re-copy`);
+      assert.strictEqual(u.inputs.triggers[1], `root@10.213.0.10:22 ${HOST_KEY}`, `${u.name}: a new target host (or host key) must re-copy`);
     }
   });
 
