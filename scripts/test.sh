@@ -13,13 +13,19 @@ bash scripts/setup.sh
 status=0
 LOG=$(mktemp); trap 'rm -f "$LOG"' EXIT   # runner output, for the closing count
 t0=$SECONDS
-section() { printf '\n==== %s (tests at %ss)\n' "$*" $((SECONDS - t0)); }
+TIMES=()   # "section seconds", printed at the end
+last=""; last_t=0
+section() {
+  [ -n "$last" ] && TIMES+=("$(printf '%-40s %5ss' "$last" $((SECONDS - last_t)))")
+  last=$*; last_t=$SECONDS
+  printf '\n==== %s (tests at %ss)\n' "$*" $((SECONDS - t0))
+}
 
 section "Python tests (migration runner, sample app)"
 bash tests/python/run.sh 2>&1 | tee -a "$LOG" || status=1
 
 section "Remote scripts: bash -n"
-for f in components/scripts/*.sh tests/servers/*.sh scripts/*.sh toolchain/*.sh; do bash -n "$f" || { echo "syntax error in $f"; status=1; }; done
+for f in components/scripts/*.sh tests/*.sh tests/servers/*.sh scripts/*.sh toolchain/*.sh; do bash -n "$f" || { echo "syntax error in $f"; status=1; }; done
 echo "ok"
 
 section "Unit tests (mocha, Pulumi mocks)"
@@ -29,7 +35,7 @@ if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
   section "E2E tests (real pulumi up against test servers)"
   bash tests/servers/testserver.sh wheelhouse app/requirements.txt
   before=$(bash tests/servers/testserver.sh list | sort)
-  npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 'tests/e2e/**/*.test.ts' 2>&1 | tee -a "$LOG" || status=1
+  bash tests/run-e2e.sh 2>&1 | tee -a "$LOG" || status=1
   section "Nothing left behind by the e2e tests"
   after=$(bash tests/servers/testserver.sh list | sort)
   if [ "$after" != "$before" ]; then
@@ -40,7 +46,9 @@ if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
     echo "ok: no test server, bridge, namespace or mount left"
   fi
 fi
-echo "tests done in $((SECONDS - t0))s"
+section "done"
+echo "tests done in $((SECONDS - t0))s; time per part:"
+printf '  %s\n' "${TIMES[@]}"
 # one closing line over pytest's and mocha's summaries
 sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '
   / passing \(/ { p += $1 } / failing$/ { f += $1 }

@@ -79,6 +79,9 @@ up() {
   [[ $N =~ ^[a-z][a-z0-9-]{0,10}$ ]] || { echo "bad server name '$N' (a-z0-9-, max 11)" >&2; exit 2; }
   need; [ -f "$IMAGE" ] || base >/dev/null
   [ -d "$D" ] && down "$N"                       # a leftover from a killed run: start clean
+  # suites run concurrently: the bridge, proxy and base extraction are shared, and gc must not
+  # remove the bridge between ensure_net and this server's veth joining it
+  mkdir -p "$W"; exec 8>"$W/.net.lock"; flock 8
   ensure_net; mkdir -p "$D"
   if [ ! -d "$W/base-$IMAGE_ID" ]; then
     rm -rf "$W/base.tmp"; mkdir -p "$W/base.tmp"
@@ -96,6 +99,7 @@ up() {
   ip netns add "fd-$N"
   ip link add "fd-$N" type veth peer name eth0 address "$MAC" netns "fd-$N"
   ip link set "fd-$N" master $BR up
+  flock -u 8
   ip -n "fd-$N" addr add "$IP/24" dev eth0; ip -n "fd-$N" link set eth0 up; ip -n "fd-$N" link set lo up
   echo "$IP" >"$D/ip"
   # --register=no --keep-unit: this machine's PID 1 is not systemd (no machined, no system bus).
@@ -140,6 +144,7 @@ down_all() {
 }
 
 gc() { # the bridge and the apt proxy go when no server is left
+  mkdir -p "$W"; exec 8>"$W/.net.lock"; flock 8
   compgen -G "$W/hosts/*/" >/dev/null && return 0
   [ -f "$W/aptproxy.pid" ] && kill "$(cat "$W/aptproxy.pid")" 2>/dev/null || true
   rm -f "$W/aptproxy.pid"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# run-e2e.sh — every tests/e2e/*.test.ts file as its own mocha process, FDEPLOY_E2E_JOBS (3) at a
+# time: the suites wait on their own test servers, not on the CPU. The longest suites start
+# first. Each suite's output is printed whole when it ends, then one line per suite with its time.
+# Exit status: non-zero if any suite failed.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+JOBS=${FDEPLOY_E2E_JOBS:-3}
+OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
+# longest first (measured), then the rest in name order
+order=(reliability strategies upgrade deploy official-cli migrations sudo-user smoke)
+files=()
+for n in "${order[@]}"; do [ -f "tests/e2e/$n.test.ts" ] && files+=("tests/e2e/$n.test.ts"); done
+for f in tests/e2e/*.test.ts; do [[ " ${files[*]} " == *" $f "* ]] || files+=("$f"); done
+
+run_suite() {
+  local f=$1 name t0=$SECONDS rc=0
+  name=$(basename "$f" .test.ts)
+  npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 "$f" >"$OUT/$name.log" 2>&1 || rc=$?
+  echo "$rc $((SECONDS - t0))" >"$OUT/$name.status"
+  printf '\n---- e2e suite %s (exit %s, %ss)\n' "$name" "$rc" "$((SECONDS - t0))"
+  cat "$OUT/$name.log"
+}
+
+running=0
+for f in "${files[@]}"; do
+  if [ "$running" -ge "$JOBS" ]; then wait -n || true; running=$((running - 1)); fi
+  run_suite "$f" &
+  running=$((running + 1))
+done
+wait || true
+
+status=0
+printf '\n==== e2e suite times (%s at a time)\n' "$JOBS"
+for f in "${files[@]}"; do
+  name=$(basename "$f" .test.ts)
+  read -r rc secs <"$OUT/$name.status" || { rc=1; secs=?; }
+  printf '  %-14s %5ss  %s\n' "$name" "$secs" "$([ "$rc" = 0 ] && echo ok || echo FAILED)"
+  [ "$rc" = 0 ] || status=1
+done
+exit $status
