@@ -46,7 +46,7 @@ const migrations = new MigrationRunner("migrations", {
 //    through nginx.
 const service = new GunicornService("gunicorn", {
   ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
-  after: [base.ready],
+  after: [base.ready, environment], // the unit reads the environment file
 });
 const activation = new Activation("activation", {
   ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, healthPath: cfg.healthPath,

@@ -40,11 +40,26 @@ const serverSchema = z
       }),
   });
 
+/** Accounts of Debian/Ubuntu and common services: appName names the app's Unix user, never one of these. */
+export const RESERVED_ACCOUNTS = [
+  "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+  "backup", "list", "irc", "gnats", "nobody", "nogroup", "messagebus", "sshd", "syslog", "polkitd", "tss", "uuidd",
+  "dnsmasq", "landscape", "pollinate", "usbmux", "lxd", "ubuntu", "debian", "admin", "sudo", "adm", "staff",
+  "nginx", "postgres", "mysql", "redis", "memcache", "postfix", "ntp", "chrony", "_chrony", "tcpdump", "avahi",
+  "deploy", "git", "docker", "ftp", "operator", "shutdown", "halt",
+];
+
 const strategies = ["restart", "rolling", "blue-green"] as const;
 
 export const configSchema = z.strictObject({
   server: serverSchema,
-  appName: z.string().regex(/^[a-z][a-z0-9-]{1,30}$/, "expected 2-31 chars of a-z, 0-9, '-', starting with a letter").default("flaskapp"),
+  appName: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{1,30}$/, "expected 2-31 chars of a-z, 0-9, '-', starting with a letter")
+    .refine((n) => !RESERVED_ACCOUNTS.includes(n) && !/^(systemd-|fdbuild-)/.test(n), {
+      message: "names an account the system or another service uses (it becomes the app's Unix user); choose another name, e.g. flaskapp",
+    })
+    .default("flaskapp"),
   appDir: relPath("appDir").default("app"),
   appModule: z.string().regex(/^[A-Za-z_][\w.]*:[A-Za-z_]\w*$/, "expected module:callable, e.g. wsgi:app").default("wsgi:app"),
   migrationsDir: relPath("migrationsDir").default("migrations"),

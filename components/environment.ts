@@ -1,4 +1,4 @@
-// The app's environment: APP_ROOT/shared/.env (0600, owned by the app user), rendered from plain
+// The app's environment: /etc/fdeploy/<app>/env (root, 0600; systemd's EnvironmentFile), rendered from plain
 // config (`env`) and secrets (`secrets`, set with `pulumi config set --secret`). The file's content
 // travels on stdin as a secret: never on a command line, never in logs, encrypted in state.
 import * as pulumi from "@pulumi/pulumi";

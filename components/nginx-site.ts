@@ -25,9 +25,15 @@ server {
     listen 80${any ? " default_server" : ""};
     server_name ${s.serverName};
 
+    server_tokens off;
     client_max_body_size ${s.clientMaxBodySize};
     access_log /var/log/nginx/fdeploy-${s.appName}.access.log;
     error_log /var/log/nginx/fdeploy-${s.appName}.error.log;
+
+    # no dotfiles (.git, .env.example, …) from the release or the app; ACME's .well-known stays
+    location ~ /\\.(?!well-known/) {
+        return 404;
+    }
 
     # static files straight from the live release, without a trip through Gunicorn
     location /static/ {

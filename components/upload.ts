@@ -20,8 +20,11 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
 
-/** Never shipped: virtualenvs, caches, VCS folders, local databases and local .env files. */
-const IGNORED = [/^\.venv$/, /^venv$/, /^__pycache__$/, /^\.git$/, /^\.pytest_cache$/, /^node_modules$/, /\.pyc$/, /^\.env$/, /\.sqlite3?$/, /^\.DS_Store$/];
+/**
+ * Never shipped: virtualenvs, caches, local databases, and every dotfile or dot-folder (.git, .env,
+ * .env.local, editor state, …) except Flask's .flaskenv and a static .well-known/.
+ */
+const IGNORED = [/^venv$/, /^__pycache__$/, /^node_modules$/, /\.pyc$/, /\.sqlite3?$/, /^\.(?!flaskenv$|well-known$)/];
 
 /** Where staged copies live: beside Pulumi.yaml, git-ignored. */
 export const STAGING_ROOT = path.resolve(__dirname, "..", ".fdeploy-staging");

@@ -24,7 +24,7 @@ class ConfigError(RuntimeError):
 def _required(env, name, hint):
     value = env.get(name, "")
     if not value:
-        raise ConfigError(f"{name} is not set: {hint} (systemd loads it from the app's .env)")
+        raise ConfigError(f"{name} is not set: {hint} (systemd passes it from the stack's env/secrets config)")
     return value
 
 

@@ -42,9 +42,11 @@ check_slot() {
 
 record() { # record STATUS: one line per activation, newest last
   local schema
-  schema=$(runuser -u "$APP_USER" -- sqlite3 -readonly "$APP_ROOT/shared/db/app.sqlite3" \
-    'SELECT coalesce(max(version), 0) FROM schema_migrations' 2>/dev/null || true)
-  printf '%s %s %s strategy=%s schema=%s\n' "$(date -u +%FT%TZ)" "$P_RELEASE_ID" "$1" "$P_STRATEGY" "${schema:-?}" \
+  # The schema version comes from the root-owned migration set that migrate.sh applied, never from
+  # the app's database: the app controls that, and a forged version (or a "2\n<forged line>" view)
+  # would steer the next rollback's `migrate.py down`.
+  schema=$(schema_of_migrations "$APP_ROOT/migrations/current")
+  printf '%s %s %s strategy=%s schema=%s\n' "$(date -u +%FT%TZ)" "$P_RELEASE_ID" "$1" "$P_STRATEGY" "$schema" \
     >>"$APP_ROOT/history.log"
 }
 
@@ -73,6 +75,18 @@ prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot
   done
 }
 
+prune_uploads() { # older script bundles and migration sets in the SSH user's home, unused for an hour
+  local d keep_scripts keep_migrations
+  keep_scripts=$(basename "$(cd "$(dirname "$0")" && pwd)")
+  keep_migrations=migrations-$(basename "$(readlink -f "$APP_ROOT/migrations/current" 2>/dev/null)")
+  for d in "$FDEPLOY_HOME"/scripts-* "$FDEPLOY_HOME"/migrations-*; do
+    [ -d "$d" ] || continue
+    case $(basename "$d") in "$keep_scripts" | "$keep_migrations") continue ;; esac
+    [ -n "$(find "$d" -maxdepth 0 -mmin +60)" ] && rm -rf "$d" && log "pruned upload $(basename "$d")"
+  done
+  return 0
+}
+
 live_slot() { # the slot nginx proxies to now ("" before the first activation)
   cat "$slots/live" 2>/dev/null || { [ -L "$slots/main" ] && echo main; } || true
 }
@@ -98,12 +112,12 @@ go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
 preflight() {
   [ -n "${P_APP_MODULE:-}" ] || return 0
   [[ $P_APP_MODULE =~ ^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$ ]] || fail "bad app module '$P_APP_MODULE'"
-  local out error
+  local out error props=() line
+  while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")   # the slots' sandbox
   if out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-preflight-$$" \
       -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
-      -p EnvironmentFile="$APP_ROOT/shared/.env" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
-      -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes \
-      -p RuntimeMaxSec="$P_HEALTH_TIMEOUT" \
+      -p EnvironmentFile="$(env_file "$P_APP")" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
+      "${props[@]}" -p RuntimeMaxSec="$P_HEALTH_TIMEOUT" \
       "$release/.venv/bin/gunicorn" --check-config "$P_APP_MODULE" </dev/null 2>&1); then
     log "preflight: release $P_RELEASE_ID loads $P_APP_MODULE"
     return 0
@@ -198,6 +212,7 @@ esac
 atomic_symlink "$release" "$APP_ROOT/current"
 record live
 prune
+prune_uploads
 echo "live release: $P_RELEASE_ID ($P_STRATEGY), activated $(date -u +%FT%TZ)"
 echo "history (newest last):"
 tail -n 10 "$APP_ROOT/history.log"

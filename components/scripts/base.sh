@@ -1,12 +1,35 @@
 #!/usr/bin/env bash
-# base.sh create|delete — the base system for one app: OS packages, an unprivileged app user and
-# the directory layout:
-#   APP_ROOT/releases/<id>/   one folder per release (code + .venv), owned by root, read-only to the app
-#   APP_ROOT/shared/          the app's writable data: db/, backups/, .env (0600)
+# base.sh create|delete — the base system for one app: OS packages, an unprivileged app user, an
+# unprivileged build user (pip runs as it, release.sh) and the directory layout:
+#   APP_ROOT/releases/<id>/   one folder per release: code owned by root, .venv by the build user;
+#                             read-only to the app
+#   APP_ROOT/shared/          the app's writable data: db/, backups/
 #   APP_ROOT/current          symlink to the live release
+#   /etc/fdeploy/<app>/env    the app's environment (root, 0600; envfile.sh)
 # create params: APP, APP_ROOT, APP_USER, KEEP_DATA, PACKAGES (space-separated)
 # delete: removes the app's settings and, unless KEEP_DATA is true, shared/ with the database.
 . "$(dirname "$0")/lib.sh"
+
+# The accounts base.sh creates carry a mark (their comment field). An existing account is adopted
+# only with that mark, or when this app's root-owned settings file (written by an earlier version
+# of this script) already names it; never root, a system account or another app's user.
+app_mark() { echo "flask-deploy app $1"; }
+build_mark() { echo "flask-deploy build $1"; }
+ensure_account() { # ensure_account NAME MARK HOME
+  local name=$1 mark=$2 home=$3 entry legacy=""
+  if ! entry=$(getent passwd "$name"); then
+    useradd --system --home-dir "$home" --no-create-home --shell /usr/sbin/nologin --comment "$mark" "$name"
+    return
+  fi
+  [ "$(cut -d: -f3 <<<"$entry")" != 0 ] || fail "account '$name' is root; refusing to run an app as it"
+  [ "$(cut -d: -f5 <<<"$entry")" = "$mark" ] && return
+  if [ "$mark" = "$(app_mark "$P_APP")" ] && load_settings "$P_APP" && [ "${APP_USER:-}" = "$name" ] &&
+     [ "$(cut -d: -f6 <<<"$entry")" = "$home" ]; then
+    legacy=1   # created by an earlier version of base.sh, which did not mark accounts
+  fi
+  [ -n "$legacy" ] || fail "account '$name' exists and was not created by flask-deploy for '$P_APP'; choose another appName (it names the app user)"
+  usermod --comment "$mark" "$name"
+}
 
 create() {
   load_params
@@ -21,11 +44,18 @@ create() {
     log "installing ${missing[*]}"
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  id -u "$P_APP_USER" >/dev/null 2>&1 ||
-    useradd --system --home-dir "$P_APP_ROOT" --no-create-home --shell /usr/sbin/nologin "$P_APP_USER"
+  ensure_account "$P_APP_USER" "$(app_mark "$P_APP")" "$P_APP_ROOT"
+  ensure_account "$(build_user "$P_APP")" "$(build_mark "$P_APP")" /nonexistent
   install -d -m 0755 -o root -g root "$P_APP_ROOT" "$P_APP_ROOT/releases" /etc/fdeploy
+  root_dir "$(env_dir "$P_APP")" 0700
+  # shared/ sits in the root-owned APP_ROOT, so it cannot be a planted symlink; what is inside it
+  # is the app's, so its subfolders are made by the app user itself (root follows no path there)
+  [ -L "$P_APP_ROOT/shared" ] && fail "$P_APP_ROOT/shared is a symlink; refusing to use it"
   install -d -m 0750 -o "$P_APP_USER" -g "$P_APP_USER" "$P_APP_ROOT/shared"
-  install -d -m 0700 -o "$P_APP_USER" -g "$P_APP_USER" "$P_APP_ROOT/shared/db" "$P_APP_ROOT/shared/backups"
+  runuser -u "$P_APP_USER" -- install -d -m 0700 "$P_APP_ROOT/shared/db" "$P_APP_ROOT/shared/backups" ||
+    fail "could not create shared/db and shared/backups as $P_APP_USER"
+  # uploads in the SSH user's home: readable by that user only
+  chmod 0700 "$(dirname "$FDEPLOY_HOME")" "$FDEPLOY_HOME"
   printf 'APP_ROOT=%q\nAPP_USER=%q\nKEEP_DATA=%q\n' "$P_APP_ROOT" "$P_APP_USER" "$P_KEEP_DATA" |
     write_if_changed "$(settings_file "$P_APP")" 0644 || true
   echo "base ready: $P_APP_ROOT (user $P_APP_USER)"
@@ -35,11 +65,12 @@ delete() {
   local app=$1
   check_app_name "$app"
   load_settings "$app" || { echo "nothing to remove for $app"; return; }
-  rm -rf "$APP_ROOT/releases" "$APP_ROOT/current" "$APP_ROOT/migrations" "$APP_ROOT/slots" "$HOME/.fdeploy/$app/uploads"
+  rm -rf "$APP_ROOT/releases" "$APP_ROOT/current" "$APP_ROOT/migrations" "$APP_ROOT/slots" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
+  userdel "$(build_user "$app")" 2>/dev/null || true
   if [ "$KEEP_DATA" = true ]; then
     echo "kept $APP_ROOT/shared (database, backups, .env): keepDataOnDestroy is true"
   else
-    rm -rf "$APP_ROOT"
+    rm -rf "$APP_ROOT" "$(env_dir "$app")"
     userdel "$APP_USER" 2>/dev/null || true
     echo "removed $APP_ROOT including the database"
   fi

@@ -61,8 +61,12 @@ atomic_symlink() {
 
 # One deploy at a time per app on this server, across stacks and machines. A lock left by a killed
 # deploy is released by the kernel with its process (flock), so it never needs manual clearing.
+# The lock lives in /run/fdeploy (root, 0700), where no app user can open, hold or pre-create it
+# (/run/lock is world-writable: an app could hold the lock or plant symlinks there).
+LOCK_DIR=/run/fdeploy
 with_deploy_lock() {
-  local lock="/run/lock/fdeploy-$P_APP.lock" waited=0
+  local lock="$LOCK_DIR/$P_APP.lock" waited=0
+  root_dir "$LOCK_DIR" 0700
   exec 9>"$lock"
   while ! flock -n 9; do
     if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
@@ -74,6 +78,72 @@ with_deploy_lock() {
   echo "$$ $(date -u +%FT%TZ) ${SUDO_USER:-${USER:-root}}" >"$lock.owner"
 }
 lock_holder() { cat "$1.owner" 2>/dev/null || echo unknown; }
+
+# root_dir DIR MODE: DIR exists as a real directory owned by root with MODE; refuses a symlink or a
+# directory someone else owns (never chown/chmod through a path another user could have planted).
+root_dir() {
+  if [ ! -e "$1" ] && [ ! -L "$1" ]; then mkdir -m "$2" "$1"; fi
+  [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -c %u "$1")" = 0 ] || fail "$1 is not a root-owned directory; refusing to use it"
+  chmod "$2" "$1"
+}
+
+# The app's environment file: root-owned, 0600, read by systemd (EnvironmentFile=) as root, which
+# hands the values to the app as environment variables. Never inside the app-writable shared/.
+env_dir() { echo "/etc/fdeploy/$1"; }
+env_file() { echo "/etc/fdeploy/$1/env"; }
+
+# The unprivileged account that builds the app's venvs (pip runs the packages' build code): one per
+# app, named by a hash of the app name so that it always fits in 32 characters.
+build_user() { echo "fdbuild-$(printf '%s' "$1" | sha256sum | cut -c1-10)"; }
+
+# hardening APP_ROOT: the sandbox of every process of the app (its slots and the preflight), as
+# unit-file lines: no privileges, no capabilities, a read-only system with only APP_ROOT/shared
+# writable, no other users' homes, private /tmp and /dev, no kernel knobs, only the system calls
+# and address families a web app uses. `systemd-analyze security` rates it (reliability suite).
+hardening() {
+  cat <<UNIT
+UMask=0077
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+ProtectSystem=strict
+ReadWritePaths=$1/shared
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateIPC=yes
+PrivateUsers=yes
+DevicePolicy=closed
+ProtectHostname=yes
+ProtectClock=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectProc=invisible
+ProcSubset=pid
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+KeyringMode=private
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+UNIT
+}
+
+# schema_of_migrations DIR: the highest version NNNN of DIR's NNNN_name.up.sql files (0 if none),
+# i.e. the schema a database has after `migrate.py up` with DIR
+schema_of_migrations() {
+  local v
+  v=$(find -L "$1" -maxdepth 1 -name '[0-9][0-9][0-9][0-9]_*.up.sql' -printf '%f\n' 2>/dev/null | cut -c1-4 | sort -n | tail -n 1)
+  echo $((10#${v:-0}))
+}
 
 service_unit() { echo "fdeploy-$1@.service"; }
 socket_path() { echo "/run/fdeploy-$1/$2.sock"; }

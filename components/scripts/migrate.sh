@@ -18,6 +18,8 @@ if [ ! -d "$dir" ]; then
   chown -R root:root "$dir.tmp"; chmod -R u+rwX,go+rX,go-w "$dir.tmp"; mv "$dir.tmp" "$dir"
 fi
 install -m 0755 "$(dirname "$0")/migrate.py" "$APP_ROOT/migrations/migrate.py"
-atomic_symlink "$dir" "$APP_ROOT/migrations/current"   # the newest set: rollback.sh runs its down files
 runuser -u "$APP_USER" -- python3 "$APP_ROOT/migrations/migrate.py" --db "$APP_ROOT/shared/db/app.sqlite3" \
   --dir "$dir" --backup-dir "$APP_ROOT/shared/backups" --keep "$P_KEEP_BACKUPS" up
+# the set the database is now at (root-owned: activate.sh records its version, rollback.sh runs its
+# down files); moved only after success, so a failed migration leaves the previous set current
+atomic_symlink "$dir" "$APP_ROOT/migrations/current"

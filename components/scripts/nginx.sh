@@ -15,6 +15,12 @@ create() {
   if ! printf '%s\n' "$P_SITE" | write_if_changed "$site" 0644 && [ -L "$enabled" ]; then
     echo "nginx site unchanged"; rm -f "$backup"; return
   fi
+  # the site's logs (client addresses, paths): readable by root and adm only, before nginx opens them
+  local f
+  for f in /var/log/nginx/fdeploy-$P_APP.access.log /var/log/nginx/fdeploy-$P_APP.error.log; do
+    [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
+    [ -L "$f" ] || chmod 0640 "$f"
+  done
   ln -sfn "$site" "$enabled"
   if ! out=$(nginx -t 2>&1); then
     if [ -f "$backup" ]; then mv -f "$backup" "$site"; else rm -f "$site" "$enabled"; fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # release.sh create — install an uploaded release: copy ~/.fdeploy/<app>/uploads/<id> to
-# APP_ROOT/releases/<id>, create its own venv there and `pip install -r requirements.txt`.
+# APP_ROOT/releases/<id> (root-owned), and have the app's build user create its own venv there and
+# `pip install -r requirements.txt`.
 # A release is content-addressed (its id is a hash of its files), so an installed one is never
 # reinstalled; a half-installed one (crash, pip failure) has no marker and is redone from scratch.
 # The live release is not touched: switching happens in activate.sh.
@@ -52,10 +53,21 @@ for f in sorted(os.path.relpath(os.path.join(d, n), ".") for d, _, ns in os.walk
 print(h.hexdigest()[:12])')
 [ "$got" = "$P_RELEASE_ID" ] || die "the upload of release $P_RELEASE_ID is incomplete or changed (its files hash to $got); run pulumi up again"
 chown -R root:root "$dest"; chmod -R u+rwX,go+rX,go-w "$dest"
-log "creating venv and installing requirements for $P_RELEASE_ID"
+# The venv is built by the app's unprivileged build user (base.sh), never by root: pip runs every
+# package's build code. It runs in a sandboxed transient unit that can write only .venv, and every
+# process it starts ends with it. The code stays root-owned; root never touches what it wrote
+# except to delete it.
+builder=$(build_user "$P_APP")
+id -u "$builder" >/dev/null 2>&1 || die "the build user $builder is missing; deploy the base system again (base.sh create)"
+install -d -m 0755 -o "$builder" -g "$builder" "$dest/.venv"
+log "creating venv and installing requirements for $P_RELEASE_ID (as $builder)"
 started=$SECONDS
-python3 -m venv "$dest/.venv"
-if ! out=$("$dest/.venv/bin/pip" install --disable-pip-version-check -q -r "$dest/requirements.txt" 2>&1); then
+if ! out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-build-$$" \
+    -p User="$builder" -p Group="$builder" -p WorkingDirectory="$dest" -p UMask=0022 \
+    -p ProtectSystem=strict -p ReadWritePaths="$dest/.venv" -p ProtectHome=yes -p PrivateTmp=yes \
+    -p PrivateDevices=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p RuntimeMaxSec=1800 \
+    -p Environment=HOME=/tmp -p Environment=PIP_NO_CACHE_DIR=1 -p Environment=PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    /bin/sh -c 'python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt' </dev/null 2>&1); then
   printf '%s\n' "$out" | tail -n 20 >&2
   die "pip install -r requirements.txt failed for release $P_RELEASE_ID; the live release is unchanged"
 fi

@@ -48,7 +48,7 @@ Type=simple
 User=$APP_USER
 Group=$APP_USER
 WorkingDirectory=$slots/%i
-EnvironmentFile=$APP_ROOT/shared/.env
+EnvironmentFile=$(env_file "$P_APP")
 EnvironmentFile=$slots/%i.env
 ExecStart=$slots/%i/.venv/bin/gunicorn --workers $P_WORKERS --timeout $P_TIMEOUT --graceful-timeout 30 --access-logfile - --error-logfile - --no-control-socket $P_APP_MODULE
 ExecReload=/bin/kill -HUP \$MAINPID
@@ -56,16 +56,16 @@ Restart=on-failure
 RestartSec=2
 KillMode=mixed
 TimeoutStopSec=40
-NoNewPrivileges=yes
-PrivateTmp=yes
-ProtectSystem=full
-ProtectHome=yes
-ReadWritePaths=$APP_ROOT/shared
+$(hardening "$APP_ROOT")
 
 [Install]
 WantedBy=multi-user.target
 UNIT
   [ $changed = 1 ] && systemctl daemon-reload
+  # the environment file used to live in the app-writable shared/ (the app could swap it for a
+  # symlink that systemd, reading as root, followed): the unit no longer reads it, so remove it
+  # (unlink never follows a symlink)
+  rm -f "$APP_ROOT/shared/.env"
   echo "unit revision: $(cat "$socket" "$unit" | sha256sum | cut -c1-16)"
 }
 

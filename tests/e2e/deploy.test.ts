@@ -76,10 +76,10 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual(workers, "3");
   });
 
-  it("a secret reaches the app through .env (0600) and nowhere else", async () => {
+  it("a secret reaches the app through its root-only env file and nowhere else", async () => {
     const fp = (await get(`${base}/api/secret-fingerprint`)).json().sha256;
     assert.strictEqual(fp, crypto.createHash("sha256").update(SECRET).digest("hex"));
-    assert.strictEqual(server.ssh("stat -c '%a %U' /srv/flaskapp/shared/.env").trim(), "600 flaskapp");
+    assert.strictEqual(server.ssh("stat -c '%a %U' /etc/fdeploy/flaskapp/env /etc/fdeploy/flaskapp").trim(), "600 root\n700 root");
     // rotate it while watching the server's process list during the deploy
     const NEW = `rotated-${crypto.randomBytes(8).toString("hex")}`;
     stack.setConfig("secrets.SECRET_KEY", NEW, { secret: true });

@@ -1,8 +1,10 @@
 // Upgrade in place: a server and stack deployed by the previous main (its program, with the
-// command-plugin stand-in it was tested on, which accepted AssetArchive uploads) move to this
-// tree's program on the official plugin with one `pulumi up`: 0 failed requests under load, the
-// data kept, and the up after it changes nothing.
+// command-plugin stand-in it was tested on, which accepted AssetArchive uploads, and its layout
+// with the environment in shared/.env) move to this tree's program on the official plugin and the
+// least-privilege layout with one `pulumi up`: 0 failed requests under load, the data kept, and
+// the up after it changes nothing.
 import * as assert from "assert";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { startServer, TestServer } from "../servers";
@@ -59,6 +61,13 @@ describe("upgrade: a stack deployed by the previous main moves to the official p
     assert.strictEqual(stack.outputs().releaseId, releaseBefore);
     const notes = (await get(`${base()}/api/notes`)).text;
     assert.match(notes, /written before the upgrade/, "data kept");
+    // the least-privilege layout: the environment moved out of the app-writable shared/ into a
+    // root-only file the app still gets its secret from; the adopted app user is marked
+    assert.strictEqual(server.ssh("stat -c '%a %U' /etc/fdeploy/flaskapp/env /etc/fdeploy/flaskapp").trim(), "600 root\n700 root");
+    assert.strictEqual(server.trySsh("test -e /srv/flaskapp/shared/.env").status, 1, "the old .env is left in shared/");
+    const fp = (await get(`${base()}/api/secret-fingerprint`)).json().sha256;
+    assert.strictEqual(fp, crypto.createHash("sha256").update("upgrade-secret").digest("hex"), "the app lost its secret");
+    assert.match(server.ssh("getent passwd flaskapp"), /:flask-deploy app flaskapp:/);
     // the uploads moved to staged FileArchives: their state no longer holds inline assets
     const state = JSON.parse(stack.stateText());
     for (const res of state.deployment.resources.filter((x: any) => x.type === "command:remote:CopyToRemote")) {

@@ -22,7 +22,7 @@ export interface TestServer {
   /** Run a shell command on the server over SSH (strict host key checking); throws on non-zero. */
   ssh(command: string, input?: string): string;
   /** Like ssh() but returns the exit status and output instead of throwing. */
-  trySsh(command: string): { status: number; stdout: string; stderr: string };
+  trySsh(command: string, input?: string): { status: number; stdout: string; stderr: string };
 }
 
 export function startServer(name: string, octet: number): TestServer {

@@ -19,6 +19,14 @@ describe("nginx site", () => {
     assert.match(site, /proxy_read_timeout 45s;/);
     assert.doesNotMatch(site, /default_server/);
   });
+  it("hides nginx's version and refuses dotfiles (but not .well-known)", () => {
+    assert.match(site, /server_tokens off;/);
+    const re = /location ~ (\S+) \{\s+return 404;/.exec(site);
+    assert.ok(re, "a dotfile location");
+    const nginxRegex = new RegExp(re![1]);
+    for (const p of ["/static/.secret", "/.git/config", "/.env"]) assert.ok(nginxRegex.test(p), p);
+    for (const p of ["/.well-known/acme-challenge/x", "/static/style.css"]) assert.ok(!nginxRegex.test(p), p);
+  });
   it("is the default server when server_name is _", () => {
     const any = renderSite({ appName: "a1", appRoot: "/srv/a1", serverName: "_", clientMaxBodySize: "1m", proxyTimeoutSeconds: 5 });
     assert.match(any, /listen 80 default_server;/);

@@ -11,7 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import { get } from "../app-copy";
 import {
-  APP_ROOT, Ctx, diffLines, filesContaining, inside, keepLog, line, notes, rcase, snapshot, tail, upConverges, upperDir, watchProcessList,
+  APP_ROOT, Ctx, diffLines, ENV_FILE, filesContaining, inside, keepLog, line, notes, rcase, snapshot, tail, upConverges, upperDir, watchProcessList,
 } from "./harness";
 
 /** Plain env values (config `env.NAME`): shell, quoting, systemd and JSON metacharacters, unicode. */
@@ -120,14 +120,14 @@ export function secretCases(ctx: Ctx): void {
   const journalCount = (needle: string) =>
     Number(ctx.server.ssh("p=$(cat); journalctl -b --no-pager -o json | grep -c -F -f <(printf '%s\\n' \"$p\") || true", needle).trim());
 
-  /** Places on the server (besides shared/.env) and here that hold `secret`. */
+  /** Places on the server (besides the app's env file) and here that hold `secret`. */
   function leaks(secret: string): string[] {
     const found: string[] = [];
     const upper = upperDir(ctx.server);
     const files = filesContaining(upper, secret).map((f) => f.slice(upper.length));
     // the search works: it finds the one place the secret belongs
-    assert.ok(files.includes(`${APP_ROOT}/shared/.env`), `the secret is not in shared/.env (searched ${upper})`);
-    found.push(...files.filter((p) => p !== `${APP_ROOT}/shared/.env`).map((p) => `server file ${p}`));
+    assert.ok(files.includes(ENV_FILE), `the secret is not in ${ENV_FILE} (searched ${upper})`);
+    found.push(...files.filter((p) => p !== ENV_FILE).map((p) => `server file ${p}`));
     // tmpfs mounts inside the server (not in the overlay), searched with the needle on stdin
     const tmpfs = ctx.server.ssh("grep -rlaF -f - /run /tmp /var/tmp /dev/shm 2>/dev/null || true", secret).split("\n").filter(Boolean);
     found.push(...tmpfs.map((f) => `server tmpfs ${f}`));
@@ -148,7 +148,7 @@ export function secretCases(ctx: Ctx): void {
   }
 
   rcase(CATEGORY, "rotate SECRET_KEY: search output, state, config file, ps during the deploy, journal, every server file",
-    "the app gets the new value; plaintext nowhere but shared/.env; .env 0600 app user, shared/ 0750, db/ and backups/ 0700",
+    "the app gets the new value; plaintext nowhere but /etc/fdeploy/<app>/env (root 0600 in a root 0700 folder); shared/ 0750, db/ and backups/ 0700",
     async (o) => {
       const SECRET = `rotated-${crypto.randomBytes(12).toString("hex")}`;
       ctx.stack.setConfig("secrets.SECRET_KEY", SECRET, { secret: true });
@@ -173,15 +173,17 @@ export function secretCases(ctx: Ctx): void {
       if (r.output.includes(keyLine) || preview.output.includes(keyLine)) found.push("SSH private key in pulumi output");
       if (ctx.stack.stateText().includes(keyLine)) found.push("SSH private key in the state");
       assert.deepStrictEqual(found, [], "the secret leaked");
-      o.note(`app fingerprint matches; plaintext absent from preview/up output, state, config file, ${psLog.split("\n").length} ps lines, journal, server files (only shared/.env); SSH private key absent from output and state`);
-      const modes = ctx.server.ssh(`stat -c '%n %a %U:%G' ${APP_ROOT}/shared/.env ${APP_ROOT}/shared ${APP_ROOT}/shared/db ${APP_ROOT}/shared/backups ${APP_ROOT}/shared/db/app.sqlite3`);
+      o.note(`app fingerprint matches; plaintext absent from preview/up output, state, config file, ${psLog.split("\n").length} ps lines, journal, server files (only ${ENV_FILE}); SSH private key absent from output and state`);
+      const modes = ctx.server.ssh(`stat -c '%n %a %U:%G' ${ENV_FILE} /etc/fdeploy/flaskapp ${APP_ROOT}/shared ${APP_ROOT}/shared/db ${APP_ROOT}/shared/backups ${APP_ROOT}/shared/db/app.sqlite3`);
       const m = Object.fromEntries(modes.trim().split("\n").map((l) => { const [p, ...rest] = l.split(" "); return [p, rest.join(" ")]; }));
-      assert.strictEqual(m[`${APP_ROOT}/shared/.env`], "600 flaskapp:flaskapp");
+      assert.strictEqual(m[ENV_FILE], "600 root:root");
+      assert.strictEqual(m["/etc/fdeploy/flaskapp"], "700 root:root");
       assert.strictEqual(m[`${APP_ROOT}/shared`], "750 flaskapp:flaskapp");
       assert.strictEqual(m[`${APP_ROOT}/shared/db`], "700 flaskapp:flaskapp");
       assert.strictEqual(m[`${APP_ROOT}/shared/backups`], "700 flaskapp:flaskapp");
       assert.match(m[`${APP_ROOT}/shared/db/app.sqlite3`], /^6[04]0 flaskapp:flaskapp$/);
       o.note(modes.trim().split("\n").map((l) => l.replace(`${APP_ROOT}/`, "")).join(", "));
+      assert.strictEqual(ctx.server.trySsh(`test -e ${APP_ROOT}/shared/.env`).status, 1, "no environment file in shared/");
     });
 
   rcase(CATEGORY, "rotate again with `pulumi up --debug --logtostderr -v=9`",

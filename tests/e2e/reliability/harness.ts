@@ -13,6 +13,8 @@ export { changed };
 
 const TESTSERVER = path.join(PROJECT_DIR, "tests/servers/testserver.sh");
 export const APP_ROOT = "/srv/flaskapp";
+/** The app's environment file (root, 0600): the one place on the server that holds its secrets. */
+export const ENV_FILE = "/etc/fdeploy/flaskapp/env";
 
 /** What every case works with; filled in by the suite's before() hook. */
 export interface Ctx extends Deployment {
