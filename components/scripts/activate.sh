@@ -213,6 +213,10 @@ atomic_symlink "$release" "$APP_ROOT/current"
 record live
 prune
 prune_uploads
+# the environment file used to live in the app-writable shared/ (the app could swap it for a
+# symlink that systemd, reading as root, followed); the units now read /etc/fdeploy/<app>/env, so
+# whatever is left there goes (unlink never follows a symlink)
+rm -f "$APP_ROOT/shared/.env"
 echo "live release: $P_RELEASE_ID ($P_STRATEGY), activated $(date -u +%FT%TZ)"
 echo "history (newest last):"
 tail -n 10 "$APP_ROOT/history.log"

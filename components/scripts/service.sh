@@ -62,10 +62,6 @@ $(hardening "$APP_ROOT")
 WantedBy=multi-user.target
 UNIT
   [ $changed = 1 ] && systemctl daemon-reload
-  # the environment file used to live in the app-writable shared/ (the app could swap it for a
-  # symlink that systemd, reading as root, followed): the unit no longer reads it, so remove it
-  # (unlink never follows a symlink)
-  rm -f "$APP_ROOT/shared/.env"
   echo "unit revision: $(cat "$socket" "$unit" | sha256sum | cut -c1-16)"
 }
 

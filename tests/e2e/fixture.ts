@@ -25,3 +25,11 @@ export function deployFresh(name: string, octet: number, settings: Record<string
   assert.strictEqual(r.status, 0, r.output);
   return { server, stack, app, migrations, base: `http://${server.host}` };
 }
+
+/** `systemd-analyze security UNIT` on the server: the overall exposure (0 safest … 10) and its rating. */
+export function unitExposure(server: TestServer, unit: string): { exposure: number; rating: string } {
+  const out = server.ssh(`systemd-analyze security --no-pager ${unit} | tail -n 1`);
+  const m = /Overall exposure level for \S+: (\d+\.\d+) (\S+)/.exec(out);
+  assert.ok(m, `unexpected systemd-analyze output: ${out}`);
+  return { exposure: Number(m![1]), rating: m![2] };
+}

@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { startServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
+import { unitExposure } from "./fixture";
 import { startLoad } from "./load";
 import { PROJECT_DIR, TestStack } from "./pulumi";
 
@@ -27,7 +28,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   /** Run a shell script (on stdin) as the app user: the attacker. */
   const asApp = (app: string, script: string) => server.trySsh(`runuser -u ${app} -- /bin/sh -s`, script);
   /** owner, mode and content hash of root-owned bait files the attacks aim at */
-  const bait = () => server.ssh("stat -c '%n %U:%G %a' /root/bait-dir /root/bait-file /etc/shadow; sha256sum /root/bait-file /etc/shadow");
+  const bait = () => server.ssh("stat -c '%n %U:%G %a' /var/lib/fdeploy-bait /root/bait-file /etc/shadow; sha256sum /root/bait-file /etc/shadow");
   /** A normal deploy that re-runs the base system (keepDataOnDestroy flips: base.sh's input), env and unit. */
   async function redeploy(stack: TestStack, base: string): Promise<{ status: number; output: string; failed: number }> {
     toggle = !toggle;
@@ -40,7 +41,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
 
   before(() => {
     server = startServer("lpriv", 101);
-    server.ssh("install -d -m 700 /root/bait-dir && printf 'root only\\n' >/root/bait-file && chmod 600 /root/bait-file");
+    server.ssh("install -d -m 755 /var/lib/fdeploy-bait && printf 'root only\\n' >/root/bait-file && chmod 600 /root/bait-file");
     for (const [name, app, secret, serverName] of [["lpa", A, SECRET_A, "_"], ["lpb", B, SECRET_B, "b.example.test"]] as const) {
       const code = copyApp(name);
       const migrations = copyMigrations(name);
@@ -65,7 +66,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
 
   it("1. shared/backups swapped for a symlink to a root-owned folder: root never follows it", async () => {
     const before = bait();
-    assert.strictEqual(asApp(A, `rm -rf /srv/${A}/shared/backups && ln -s /root/bait-dir /srv/${A}/shared/backups`).status, 0);
+    assert.strictEqual(asApp(A, `rm -rf /srv/${A}/shared/backups && ln -s /var/lib/fdeploy-bait /srv/${A}/shared/backups`).status, 0);
     const r = await redeploy(a, base());
     assert.strictEqual(bait(), before, "a root-owned file changed");
     assert.strictEqual(r.failed, 0, "the live site stopped serving");
@@ -73,7 +74,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     asApp(A, `rm -f /srv/${A}/shared/backups`);
     const fixed = await redeploy(a, base());
     assert.strictEqual(fixed.status, 0, fixed.output);
-    rows.push(`| shared/backups -> /root (symlink), then a deploy | root-owned files unchanged; deploy ${r.status === 0 ? "succeeded" : "refused it by name"}; 0 failed requests |`);
+    rows.push(`| shared/backups -> /var/lib/fdeploy-bait (root 0755, symlink), then a deploy | root-owned files unchanged; deploy ${r.status === 0 ? "succeeded" : "refused it by name"}; 0 failed requests |`);
   });
 
   it("2+3. the environment is root-only: the app cannot read it, redirect its write, or swap in another app's", async () => {
@@ -190,12 +191,9 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   });
 
   it("10. systemd-analyze security: the app unit's exposure is at most 2.5", () => {
-    const out = server.ssh(`systemd-analyze security --no-pager fdeploy-${A}@main.service | tail -n 1`);
-    const m = /Overall exposure level for \S+: (\d+\.\d+)/.exec(out);
-    assert.ok(m, out);
-    const exposure = Number(m![1]);
-    console.log(`      systemd-analyze security fdeploy-${A}@main.service: ${exposure}`);
-    assert.ok(exposure <= 2.5, `exposure ${exposure} > 2.5: ${out}`);
+    const { exposure, rating } = unitExposure(server, `fdeploy-${A}@main.service`);
+    console.log(`      systemd-analyze security fdeploy-${A}@main.service: ${exposure} ${rating}`);
+    assert.ok(exposure <= 2.5, `exposure ${exposure} > 2.5`);
     rows.push(`| systemd-analyze security fdeploy-${A}@main.service | exposure ${exposure} (goal <= 2.5) |`);
   });
 });

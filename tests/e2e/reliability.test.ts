@@ -15,7 +15,7 @@ import { addNote, Ctx, health, upConverges, writeTable } from "./reliability/har
 import { badConfigCases } from "./reliability/config-cases";
 import { injectionCases, secretCases } from "./reliability/data-cases";
 import { faultCases } from "./reliability/fault-cases";
-import { concurrencyCases, trustCases, idempotencySummary } from "./reliability/concurrency-cases";
+import { concurrencyCases, trustCases, sandboxCases, idempotencySummary } from "./reliability/concurrency-cases";
 
 const SERVER_NAME = "rel-main";
 const SERVER_OCTET = 80;
@@ -72,5 +72,6 @@ describe("reliability and security (real pulumi up against a test server)", func
   describe("4. faults", () => faultCases(ctx));
   describe("5. concurrency", () => concurrencyCases(ctx));
   describe("6. SSH trust", () => trustCases(ctx));
-  describe("7. idempotency", () => idempotencySummary(ctx));
+  describe("7. sandbox", () => sandboxCases(ctx));
+  describe("8. idempotency", () => idempotencySummary(ctx));
 });

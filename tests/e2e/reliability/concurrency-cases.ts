@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { get } from "../app-copy";
+import { unitExposure } from "../fixture";
 import { RunResult, TestStack } from "../pulumi";
 import {
   Ctx, diffLines, health, idempotencyStats, inside, keepLog, line, poll, rcase, setMarker, snapshot, tail, upConverges, waitFor, waitForProcess,
@@ -157,6 +158,16 @@ export function trustCases(ctx: Ctx): void {
       assert.strictEqual(r.status, 0, tail(r.output));
       assert.doesNotMatch(r.output, /\b(created|updated|replaced|deleted)\b/, tail(r.output));
       o.note("with the right key: up exit 0, 0 changes");
+    });
+}
+
+export function sandboxCases(ctx: Ctx): void {
+  rcase("sandbox", "systemd-analyze security of the app unit (fdeploy-flaskapp@main.service)",
+    "exposure at most 2.5 (the unit's sandbox: components/scripts/lib.sh hardening)",
+    (o) => {
+      const { exposure, rating } = unitExposure(ctx.server, "fdeploy-flaskapp@main.service");
+      assert.ok(exposure <= 2.5, `exposure ${exposure} ${rating}`);
+      o.note(`exposure ${exposure} ${rating}`);
     });
 }
 
