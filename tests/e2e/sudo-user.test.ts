@@ -72,10 +72,12 @@ describe("sudo user: deploy as `deploy` with sudo, from production dependencies 
     assert.deepStrictEqual(changed(r.output), []);
   });
 
-  it("destroy removes the app through sudo and keeps the data", () => {
+  it("destroy removes the app and its uploads through sudo, and keeps the data", () => {
     const r = stack.destroy();
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(server.trySsh("test -e /etc/systemd/system/fdeploy-flaskapp@.service").status, 1);
     assert.strictEqual(server.trySsh("test -f /srv/flaskapp/shared/db/app.sqlite3").status, 0);
+    // the uploads in the SSH user's home go too (under sudo, $HOME would have been root's)
+    assert.strictEqual(server.ssh("ls /home/deploy/.fdeploy/flaskapp | grep -c -E '^(uploads|migrations-)' || true").trim(), "0");
   });
 });
