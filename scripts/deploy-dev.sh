@@ -6,6 +6,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash scripts/setup.sh
+# The dev stack's secrets are encrypted in the committed Pulumi.dev.yaml with a documented,
+# dev-only passphrase (README "The dev stack"), so this command never rewrites a tracked file. A
+# passphrase of your own (PULUMI_CONFIG_PASSPHRASE or _FILE) wins.
+if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+  export PULUMI_CONFIG_PASSPHRASE=flask-deploy-dev-only
+fi
 . scripts/env.sh
 if [ "$FDEPLOY_PULUMI" = official ] && ! pulumi whoami >/dev/null 2>&1; then
   echo "the Pulumi CLI on your PATH has no backend: run 'pulumi login' (e.g. pulumi login --local) first" >&2
@@ -23,7 +29,8 @@ else
   echo
   echo "== local disposable server (the dev stack has no server configured)"
   bash tests/servers/testserver.sh wheelhouse "$ROOT/app/requirements.txt"
-  ip=$(bash tests/servers/testserver.sh up dev 10 | tail -n1)
+  # its disk is kept: a server stopped by a machine restart comes back with its data and host key
+  ip=$(FDEPLOY_KEEP_DISK=1 bash tests/servers/testserver.sh up dev 10 | tail -n1)
   eval "$(bash tests/servers/testserver.sh ssh-config dev)"
   # machine-local settings: git-ignored .env, read by the program with dotenv
   umask 077
@@ -33,9 +40,10 @@ FDEPLOY_SERVER_USER=root
 FDEPLOY_SERVER_KEY_PATH=$KEY
 FDEPLOY_SERVER_HOST_KEY=$(awk -v ip="$ip" '$1 == ip {print $2" "$3}' "$KNOWN_HOSTS")
 ENV
-  echo "server up at root@$ip (stop it with: bash tests/servers/testserver.sh down dev)"
+  echo "server up at root@$ip (stop it with: bash tests/servers/testserver.sh down dev; its disk stays until rm-disk dev)"
 fi
 if ! pulumi config get --path secrets.SECRET_KEY >/dev/null 2>&1; then
+  # (a dev stack configured without one; the committed Pulumi.dev.yaml has one)
   # a fresh random secret, passed on stdin (never a command line)
   head -c 32 /dev/urandom | base64 | tr -d '\n' | pulumi config set --secret --path secrets.SECRET_KEY
 fi

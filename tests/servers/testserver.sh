@@ -4,8 +4,10 @@
 # booted by systemd-nspawn from a cached debootstrap image.
 #
 #   testserver.sh base                 build the cached image (once; ~60-90 s)
-#   testserver.sh up NAME OCTET        boot root@10.213.0.OCTET (~2 s), print its address
-#   testserver.sh down NAME            clean halt, unmount, remove netns/veth/state
+#   testserver.sh up NAME OCTET        boot root@10.213.0.OCTET (~2 s), print its address; with
+#                                      FDEPLOY_KEEP_DISK=1 its disk survives down and restarts
+#   testserver.sh down NAME            clean halt, unmount, remove netns/veth/state (a kept disk stays)
+#   testserver.sh rm-disk NAME         remove the disk FDEPLOY_KEEP_DISK=1 kept for NAME
 #   testserver.sh down-all             every server, the bridge and the apt proxy
 #   testserver.sh list                 the servers that are up (one name a line)
 #   testserver.sh gc                   remove the bridge and apt proxy if no server is left
@@ -87,11 +89,16 @@ up() {
     rm -rf "$W/base.tmp"; mkdir -p "$W/base.tmp"
     zstd -dc "$IMAGE" | tar -C "$W/base.tmp" -xf -; mv "$W/base.tmp" "$W/base-$IMAGE_ID"
   fi
-  mkdir -p "$D/upper" "$D/work" "$R"
-  mount -t overlay "fd-$N" -o lowerdir="$W/base-$IMAGE_ID",upperdir="$D/upper",workdir="$D/work" "$R"
+  # the server's disk: its own folder, or with FDEPLOY_KEEP_DISK=1 one that outlives `down` and a
+  # machine restart (the dev server: its data and host key come back with it)
+  local disk=$D
+  [ "${FDEPLOY_KEEP_DISK:-}" = 1 ] && disk=$W/disks/$N
+  mkdir -p "$disk/upper" "$disk/work" "$R"
+  mount -t overlay "fd-$N" -o lowerdir="$W/base-$IMAGE_ID",upperdir="$disk/upper",workdir="$disk/work" "$R"
   echo "$N" >"$R/etc/hostname"; printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$N" >"$R/etc/hosts"
   install -d -m700 "$R/root/.ssh"; install -m600 "$KEY.pub" "$R/root/.ssh/authorized_keys"
-  ssh-keygen -q -t ed25519 -N '' -f "$R/etc/ssh/ssh_host_ed25519_key" -C "root@$N"
+  [ -s "$R/etc/ssh/ssh_host_ed25519_key" ] && [ "$disk" != "$D" ] ||
+    { rm -f "$R"/etc/ssh/ssh_host_ed25519_key*; ssh-keygen -q -t ed25519 -N '' -f "$R/etc/ssh/ssh_host_ed25519_key" -C "root@$N"; }
   touch "$KH"; sed -i "/^$IP /d" "$KH"
   echo "$IP $(cut -d' ' -f1,2 "$R/etc/ssh/ssh_host_ed25519_key.pub")" >>"$KH"
   # Fixed MAC per address: a re-created server must not hide behind a stale ARP entry (~25 s stall).
@@ -137,6 +144,15 @@ down() {
   rm -rf "$D" "/run/systemd/nspawn/propagate/fd-$N" # host /run is not tmpfs: nspawn can't clean it
 }
 
+list() { # the servers whose folder exists; "(stopped)" after a server that is not running (machine restart)
+  local d
+  for d in "$W"/hosts/*/; do
+    [ -d "$d" ] || continue
+    if kill -0 "$(cat "$d/nspawn.pid" 2>/dev/null || echo 0)" 2>/dev/null; then basename "$d"; else echo "$(basename "$d") (stopped)"; fi
+  done
+  return 0
+}
+
 down_all() {
   local d
   for d in "$W"/hosts/*/; do [ -d "$d" ] && down "$(basename "$d")"; done
@@ -166,7 +182,7 @@ wheelhouse() { # wheels for the servers' Python (bookworm: CPython 3.11, x86_64)
 }
 
 case ${1:-} in
-  base) base ;; up) up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;; gc) gc ;; list) for d in "$W"/hosts/*/; do [ -d "$d" ] && basename "$d"; done; true ;;
+  base) base ;; up) up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;; gc) gc ;; list) list ;; rm-disk) rm -rf "${W:?}/disks/${2:?}" ;;
   sh) shift; sh_in "$@" ;; ssh-config) ssh_config "$2" ;; wheelhouse) shift; wheelhouse "$@" ;;
   *) sed -n '2,12p' "$0"; exit 2 ;;
 esac
