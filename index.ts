@@ -27,7 +27,7 @@ const common = { connection, appName: app };
 // 2. The scripts every step runs, then the base system (packages, user, directories).
 const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root" });
 const base = new BaseSystem("base", {
-  ...common, bundle, appRoot, appUser: app, keepDataOnDestroy: cfg.keepDataOnDestroy,
+  ...common, bundle, appRoot, appUser: app,
 });
 
 // 3. The release (code + venv), its environment and the database schema.

@@ -1,4 +1,5 @@
-// Base system: OS packages, the unprivileged app user and the directory layout (scripts/base.sh).
+// Base system: OS packages, the unprivileged app and build users and the directory layout
+// (scripts/base.sh). Destroying it removes the app's code, never its data (`npm run purge` does).
 import * as pulumi from "@pulumi/pulumi";
 import { Connection } from "./connection";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
@@ -13,8 +14,6 @@ export interface BaseSystemArgs {
   /** Where releases/, shared/ and current live, e.g. /srv/flaskapp. */
   appRoot: string;
   appUser: string;
-  /** Keep shared/ (database, backups, .env) when the stack is destroyed. */
-  keepDataOnDestroy: boolean;
 }
 
 export class BaseSystem extends pulumi.ComponentResource {
@@ -35,7 +34,6 @@ export class BaseSystem extends pulumi.ComponentResource {
         APP: args.appName,
         APP_ROOT: args.appRoot,
         APP_USER: args.appUser,
-        KEEP_DATA: args.keepDataOnDestroy,
         PACKAGES: BASE_PACKAGES.join(" "),
       }),
     }, this);

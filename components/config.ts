@@ -77,9 +77,14 @@ export const configSchema = z.strictObject({
   keepBackups: z.coerce.number().int().min(1).max(100).default(10),
   clientMaxBodySize: z.string().regex(/^\d{1,4}[km]?$/, "expected an nginx size, e.g. 10m").default("10m"),
   proxyTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  // Destroy always keeps the data: a value read from the last up's inputs could delete a database
+  // the user meant to keep. Still accepted as `true` (it was the default); `false` is refused.
   keepDataOnDestroy: z
     .union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" })
-    .default(true),
+    .refine((v) => v, {
+      message: "false is no longer supported: pulumi destroy always keeps the database, backups and environment file; delete them on purpose afterwards with `npm run purge -- --stack <stack> --confirm <appName>` (and remove this key)",
+    })
+    .optional(),
   env: z
     .record(z.string().regex(envName, "expected an environment variable name like APP_GREETING"), envValue)
     .default({}),

@@ -26,17 +26,44 @@ point_slot() {
   atomic_symlink "$2" "$slots/$1"
 }
 
-# check_slot SLOT: the app answers its health path on the slot's own socket
+# check_slot SLOT: the app answers its health path on the slot's own socket. A process that exits
+# (or whose unit fails, or that systemd is restarting) fails the check at once, with the journal
+# lines that say why; only a process that runs but does not answer gets the whole timeout.
 check_slot() {
-  local result
-  if result=$(wait_healthy "$P_HEALTH_TIMEOUT" "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")"); then
-    log "health check of $1 passed: ${result%% *}"
-    return 0
+  local unit="fdeploy-$P_APP@$1.service" result why="" pid started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
+  pid=$(unit_prop "$unit" MainPID)
+  while :; do
+    if result=$(http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")"); then
+      log "health check of $1 passed: ${result%% *}"
+      return 0
+    fi
+    why=$(slot_died "$unit" "$pid") && break
+    [ $SECONDS -ge $deadline ] && break
+    sleep 0.5
+  done
+  if [ -n "$why" ]; then
+    log "slot $1: $why after $((SECONDS - started))s; not waiting out the ${P_HEALTH_TIMEOUT}s health timeout"
+  else
+    log "health check of slot $1 ($P_HEALTH_PATH) failed within ${P_HEALTH_TIMEOUT}s: HTTP ${result%% *}; body: ${result#* }"
   fi
-  log "health check of slot $1 ($P_HEALTH_PATH) failed within ${P_HEALTH_TIMEOUT}s: HTTP ${result%% *}; body: ${result#* }"
-  log "--- last lines of the journal of fdeploy-$P_APP@$1 ---"
-  journal_tail "fdeploy-$P_APP@$1" 30 >&2
-  app_error "fdeploy-$P_APP@$1" >&2
+  log "--- last lines of the journal of $unit ---"
+  journal_tail "$unit" 30 >&2
+  app_error "$unit" >&2
+  return 1
+}
+
+unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
+
+# slot_died UNIT PID: prints why and succeeds when the slot's process PID is gone: the unit failed,
+# stopped, is waiting to be restarted, or runs another process than the one started
+slot_died() {
+  local active sub main
+  active=$(unit_prop "$1" ActiveState); sub=$(unit_prop "$1" SubState); main=$(unit_prop "$1" MainPID)
+  case $active/$sub in
+    failed/* | inactive/*) echo "its process exited and the unit is $active"; return 0 ;;
+    */auto-restart) echo "its process exited (systemd is restarting it)"; return 0 ;;
+  esac
+  if [ "$main" != "$2" ]; then echo "its process $2 exited (now: ${main/#0/none})"; return 0; fi
   return 1
 }
 
@@ -131,10 +158,25 @@ preflight() {
 # restart: the live slot restarts on the new code. Connections wait in the socket's backlog while
 # Gunicorn restarts; code that does not load is caught by the preflight before the live slot
 # restarts, a failing health check after the restart restores the previous release.
+# last_healthy: the newest release the history marks live (other than this one) that is still
+# installed; a release that failed is never a fallback
+last_healthy() {
+  local id
+  awk '$3 == "live" {print $2}' "$APP_ROOT/history.log" 2>/dev/null | tac | while read -r id; do
+    [ "$id" != "$P_RELEASE_ID" ] && [ -f "$APP_ROOT/releases/$id/.fdeploy-release.json" ] && { echo "$APP_ROOT/releases/$id"; break; }
+  done
+  return 0
+}
+
 activate_restart() {
   local slot previous=""
   slot=$(live_slot); slot=${slot:-main}
-  [ -L "$slots/$slot" ] && previous=$(readlink -f "$slots/$slot")
+  if [ -L "$slots/$slot" ]; then
+    previous=$(readlink -f "$slots/$slot")
+    # a new release falls back to the last healthy one (not to whatever the slot ran last)
+    [ "$previous" = "$release" ] || previous=$(last_healthy)
+    [ -n "$previous" ] || previous=$(readlink -f "$slots/$slot")
+  fi
   # something is live: prove the new code (or the new .env) loads before restarting it
   if [ -n "$previous" ] && [ "${CANARY_PASSED:-}" != 1 ]; then preflight; fi
   point_slot "$slot" "$release"

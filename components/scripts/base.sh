@@ -6,8 +6,8 @@
 #   APP_ROOT/shared/          the app's writable data: db/, backups/
 #   APP_ROOT/current          symlink to the live release
 #   /etc/fdeploy/<app>/env    the app's environment (root, 0600; envfile.sh)
-# create params: APP, APP_ROOT, APP_USER, KEEP_DATA, PACKAGES (space-separated)
-# delete: removes the app's settings and, unless KEEP_DATA is true, shared/ with the database.
+# create params: APP, APP_ROOT, APP_USER, PACKAGES (space-separated)
+# delete: removes the app's code and uploads, never its data; purge (params: APP) deletes the data.
 . "$(dirname "$0")/lib.sh"
 
 # The accounts base.sh creates carry a mark (their comment field). An existing account is adopted
@@ -56,25 +56,35 @@ create() {
     fail "could not create shared/db and shared/backups as $P_APP_USER"
   # uploads in the SSH user's home: readable by that user only
   chmod 0700 "$(dirname "$FDEPLOY_HOME")" "$FDEPLOY_HOME"
-  printf 'APP_ROOT=%q\nAPP_USER=%q\nKEEP_DATA=%q\n' "$P_APP_ROOT" "$P_APP_USER" "$P_KEEP_DATA" |
+  printf 'APP_ROOT=%q\nAPP_USER=%q\n' "$P_APP_ROOT" "$P_APP_USER" |
     write_if_changed "$(settings_file "$P_APP")" 0644 || true
   echo "base ready: $P_APP_ROOT (user $P_APP_USER)"
 }
 
+# delete (pulumi destroy): the app's code, units' leftovers and uploads go; its data never does —
+# shared/ (database, backups), the environment file and the app user stay, whatever any setting
+# says (a value changed after the last deploy must not delete a database). purge deletes them.
 delete() {
   local app=$1
   check_app_name "$app"
   load_settings "$app" || { echo "nothing to remove for $app"; return; }
   rm -rf "$APP_ROOT/releases" "$APP_ROOT/current" "$APP_ROOT/migrations" "$APP_ROOT/slots" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
   userdel "$(build_user "$app")" 2>/dev/null || true
-  if [ "$KEEP_DATA" = true ]; then
-    echo "kept $APP_ROOT/shared (database, backups, .env): keepDataOnDestroy is true"
-  else
-    rm -rf "$APP_ROOT" "$(env_dir "$app")"
-    userdel "$APP_USER" 2>/dev/null || true
-    echo "removed $APP_ROOT including the database"
-  fi
-  rm -f "$(settings_file "$app")"
+  echo "kept the data of $app: $APP_ROOT/shared (database, backups) and $(env_file "$app"); delete them with: npm run purge -- --stack <stack> --confirm $app"
 }
 
-case ${1:-} in create) create ;; delete) delete "${2:-}" ;; *) fail "usage: base.sh create|delete APP" ;; esac
+# purge (npm run purge, after pulumi destroy): delete what destroy keeps — the database, backups,
+# environment file, the app user and the uploads. Refused while the app is still deployed.
+purge() {
+  load_params
+  load_settings "$P_APP" || { echo "nothing to purge for $P_APP"; return; }
+  [ -e "/etc/systemd/system/$(service_unit "$P_APP")" ] &&
+    fail "app '$P_APP' is still deployed on this server; run pulumi destroy first"
+  rm -rf "$APP_ROOT" "$(env_dir "$P_APP")" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
+  userdel "$APP_USER" 2>/dev/null || true
+  userdel "$(build_user "$P_APP")" 2>/dev/null || true
+  rm -f "$(settings_file "$P_APP")"
+  echo "purged $P_APP: $APP_ROOT (database, backups), $(env_file "$P_APP") and the user $APP_USER are gone"
+}
+
+case ${1:-} in create) create ;; delete) delete "${2:-}" ;; purge) purge ;; *) fail "usage: base.sh create|delete APP|purge" ;; esac

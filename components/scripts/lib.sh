@@ -35,7 +35,7 @@ check_app_name() {
   [[ $1 =~ ^[a-z][a-z0-9-]{1,30}$ ]] || fail "bad app name '$1'"
 }
 
-# The app's server-side settings written by base.sh: APP_ROOT, APP_USER, KEEP_DATA.
+# The app's server-side settings written by base.sh: APP_ROOT, APP_USER (an older KEEP_DATA is ignored).
 settings_file() { echo "/etc/fdeploy/$1.conf"; }
 load_settings() {
   local f; f=$(settings_file "$1")

@@ -116,14 +116,40 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual(fixed.status, 0, fixed.output);
   });
 
-  it("destroy removes the service, the site and the releases, and keeps the database", async () => {
+  it("keepDataOnDestroy=false is refused at preview, naming the key and purge", () => {
+    stack.setConfig("keepDataOnDestroy", "false");
+    const r = stack.preview();
+    stack.mustRun(["config", "rm", "keepDataOnDestroy"]);
+    assert.notStrictEqual(r.status, 0);
+    assert.match(r.output, /flask-deploy:keepDataOnDestroy: false is no longer supported: pulumi destroy always keeps the database/);
+  });
+
+  it("destroy removes the service, the site and the releases, and keeps the data whatever the last up said", async () => {
+    // the stale-setting trap: a server written by the previous version with KEEP_DATA=false
+    server.ssh("sed -i 's/^KEEP_DATA=.*/KEEP_DATA=false/; $a KEEP_DATA=false' /etc/fdeploy/flaskapp.conf");
     const r = stack.destroy();
     assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /kept the data of flaskapp: \/srv\/flaskapp\/shared .* npm run purge/);
     assert.strictEqual(server.trySsh("systemctl cat fdeploy-flaskapp@main").status !== 0, true, "unit removed");
     assert.strictEqual(server.trySsh("test -e /etc/nginx/sites-enabled/fdeploy-flaskapp.conf").status, 1, "site removed");
     assert.strictEqual(server.trySsh("test -e /srv/flaskapp/releases").status, 1, "releases removed");
     assert.strictEqual(server.trySsh("test -s /srv/flaskapp/shared/db/app.sqlite3").status, 0, "database kept");
+    assert.strictEqual(server.trySsh("test -s /etc/fdeploy/flaskapp/env").status, 0, "environment kept");
     const serving = await get(`${base}/health`).then((h) => h.status === 200, () => false);
     assert.strictEqual(serving, false, "the app no longer answers");
+  });
+
+  it("purge deletes the kept data only when confirmed with the app name", () => {
+    const wrong = stack.purge("not-the-app");
+    assert.strictEqual(wrong.status, 2, wrong.output);
+    assert.match(wrong.output, /--confirm: repeat the app name \(flaskapp\)/);
+    assert.strictEqual(server.trySsh("test -s /srv/flaskapp/shared/db/app.sqlite3").status, 0, "database kept");
+    const r = stack.purge("flaskapp");
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /purged flaskapp/);
+    for (const p of ["/srv/flaskapp", "/etc/fdeploy/flaskapp", "/etc/fdeploy/flaskapp.conf"]) {
+      assert.strictEqual(server.trySsh(`test -e ${p}`).status, 1, `${p} is left`);
+    }
+    assert.strictEqual(server.trySsh("id flaskapp").status, 1, "the app user is left");
   });
 });

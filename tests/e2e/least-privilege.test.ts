@@ -13,6 +13,7 @@ import { copyApp, copyMigrations, get } from "./app-copy";
 import { unitExposure } from "./fixture";
 import { startLoad } from "./load";
 import { PROJECT_DIR, TestStack } from "./pulumi";
+import { BASE_PACKAGES } from "../../components/base-system";
 
 const A = "appa", B = "appb";
 const SECRET_A = "secret-of-app-a-7f3c", SECRET_B = "secret-of-app-b-91d2";
@@ -23,20 +24,22 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   let server: TestServer;
   let a: TestStack;
   let b: TestStack;
-  let toggle = false;
 
   /** Run a shell script (on stdin) as the app user: the attacker. */
   const asApp = (app: string, script: string) => server.trySsh(`runuser -u ${app} -- /bin/sh -s`, script);
   /** owner, mode and content hash of root-owned bait files the attacks aim at */
   const bait = () => server.ssh("stat -c '%n %U:%G %a' /var/lib/fdeploy-bait /root/bait-file /etc/shadow; sha256sum /root/bait-file /etc/shadow");
-  /** A normal deploy that re-runs the base system (keepDataOnDestroy flips: base.sh's input), env and unit. */
-  async function redeploy(stack: TestStack, base: string): Promise<{ status: number; output: string; failed: number }> {
-    toggle = !toggle;
-    stack.setConfig("keepDataOnDestroy", String(toggle)); // a new input of base.sh: it runs again
+  /**
+   * A deploy that re-runs the base system: base.sh create exactly as the base step runs it (as
+   * root, parameters on stdin), then a normal up under load.
+   */
+  async function redeploy(stack: TestStack, app: string, base: string): Promise<{ status: number; output: string; failed: number }> {
+    const params = JSON.stringify({ APP: app, APP_ROOT: `/srv/${app}`, APP_USER: app, PACKAGES: BASE_PACKAGES.join(" ") });
+    const baseRun = server.trySsh(`bash "$(ls -td /root/.fdeploy/${app}/scripts-*/ | head -n1)base.sh" create`, params);
     const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
-    const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
+    const r = baseRun.status === 0 ? await stack.runAsync(["up", "--yes", "--skip-preview"]) : { status: 0, output: "" };
     const l = await load.stop();
-    return { status: r.status, output: r.output, failed: l.failures };
+    return { status: baseRun.status || r.status, output: baseRun.stdout + baseRun.stderr + r.output, failed: l.failures };
   }
 
   before(() => {
@@ -67,12 +70,12 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   it("1. shared/backups swapped for a symlink to a root-owned folder: root never follows it", async () => {
     const before = bait();
     assert.strictEqual(asApp(A, `rm -rf /srv/${A}/shared/backups && ln -s /var/lib/fdeploy-bait /srv/${A}/shared/backups`).status, 0);
-    const r = await redeploy(a, base());
+    const r = await redeploy(a, A, base());
     assert.strictEqual(bait(), before, "a root-owned file changed");
     assert.strictEqual(r.failed, 0, "the live site stopped serving");
     if (r.status !== 0) assert.match(r.output, /could not create shared\/db and shared\/backups as appa/);
     asApp(A, `rm -f /srv/${A}/shared/backups`);
-    const fixed = await redeploy(a, base());
+    const fixed = await redeploy(a, A, base());
     assert.strictEqual(fixed.status, 0, fixed.output);
     rows.push(`| shared/backups -> /var/lib/fdeploy-bait (root 0755, symlink), then a deploy | root-owned files unchanged; deploy ${r.status === 0 ? "succeeded" : "refused it by name"}; 0 failed requests |`);
   });
@@ -84,7 +87,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     assert.notStrictEqual(asApp(A, `cat /etc/fdeploy/${A}/env`).status, 0, "the app reads its env file");
     assert.notStrictEqual(asApp(A, `cat /etc/fdeploy/${B}/env`).status, 0, "the app reads another app's env file");
     a.setConfig("secrets.SECRET_KEY", `${SECRET_A}-2`, { secret: true });
-    const r = await redeploy(a, base());
+    const r = await redeploy(a, A, base());
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(bait(), before);
     assert.strictEqual(server.trySsh(`test -L /srv/${A}/shared/.env`).status, 1, "the planted .env symlink is gone");
@@ -111,9 +114,11 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     assert.notStrictEqual(asApp(A, "touch /run/fdeploy/x").status, 0, "the app writes into the lock folder");
     // the old lock path: an app holding it (forever) does not delay a deploy
     server.ssh(`setsid runuser -u ${A} -- sh -c 'exec 9>/run/lock/fdeploy-${A}.lock; flock 9; sleep 600' </dev/null >/dev/null 2>&1 &`);
+    a.setConfig("env.APP_GREETING", "deployed while the app holds the old lock"); // steps that take the lock
     const t0 = Date.now();
-    const r = await redeploy(a, base());
+    const r = await redeploy(a, A, base());
     assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /env revision/, "the deploy ran the environment step");
     assert.ok(Date.now() - t0 < 100000, "the deploy waited for a lock the app held");
     server.ssh(`pkill -u ${A} -f 'sleep 600' || true`);
     rows.push(`| open/hold the deploy lock, plant files in its folder | permission denied; a deploy while the app holds the old lock path took ${((Date.now() - t0) / 1000).toFixed(0)} s |`);
@@ -136,7 +141,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     assert.strictEqual(sql("ALTER TABLE schema_migrations RENAME TO sm_saved; CREATE VIEW schema_migrations AS SELECT 0 AS version").status, 0);
     try {
       a.setConfig("workers", "3");
-      const r = await redeploy(a, base());
+      const r = await redeploy(a, A, base());
       assert.strictEqual(r.status, 0, r.output);
       const history = server.ssh(`cat /srv/${A}/history.log`);
       assert.match(history.trim().split("\n").pop()!, / schema=2$/, "the schema version is the migration set's, not the database's");
@@ -184,7 +189,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     assert.strictEqual(server.ssh("stat -c '%a' /root/.fdeploy /root/.fdeploy/appa").trim(), "700\n700");
     server.ssh("mkdir -p /root/.fdeploy/appa/scripts-000000000000 && touch -d '2 hours ago' /root/.fdeploy/appa/scripts-000000000000");
     a.setConfig("workers", "2");
-    const r = await redeploy(a, base());
+    const r = await redeploy(a, A, base());
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(server.trySsh("test -e /root/.fdeploy/appa/scripts-000000000000").status, 1, "an old upload was kept");
     rows.push("| ~/.fdeploy modes; a 2-hour-old upload | 0700; pruned by the next activation |");

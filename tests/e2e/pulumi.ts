@@ -123,8 +123,18 @@ export class TestStack {
 
   /** `npm run rollback` for this stack. */
   rollback(to?: string): RunResult {
-    const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts/rollback.ts"), "--stack", this.name,
-      "--config-file", this.configFile, ...(to ? ["--to", to] : [])], { cwd: this.projectDir, env: this.env, encoding: "utf8" });
+    return this.command("rollback.ts", to ? ["--to", to] : []);
+  }
+
+  /** `npm run purge` for this stack. */
+  purge(confirm: string): RunResult {
+    return this.command("purge.ts", ["--confirm", confirm]);
+  }
+
+  /** One of the project's commands in scripts/ (rollback, purge) for this stack. */
+  private command(script: string, args: string[]): RunResult {
+    const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts", script), "--stack", this.name,
+      "--config-file", this.configFile, ...args], { cwd: this.projectDir, env: this.env, encoding: "utf8" });
     const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
     return { status: r.status ?? -1, stdout, stderr, output: stdout + stderr };
   }

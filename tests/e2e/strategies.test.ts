@@ -67,24 +67,44 @@ def marker():
     });
   }
 
-  it("blue-green: a broken release fails its check on the idle slot; the live one keeps serving", async () => {
-    const live = (await get(`${base}/health`)).json().release;
-    const liveSlot = server.ssh("cat /srv/flaskapp/slots/live").trim();
-    app.edit("wsgi.py", (s) => s + "\nraise RuntimeError('broken on purpose')\n");
-    const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
-    const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
-    const result = await load.stop();
-    assert.notStrictEqual(r.status, 0);
-    assert.match(r.output, /failed its health check on slot (blue|green); slot (blue|green) keeps serving/);
-    assert.match(r.output, /broken on purpose/, `the journal tail shows the app error:\n${r.output.slice(-3000)}`);
-    assert.strictEqual(result.failures, 0, `requests failed: ${result.errors.join(", ")}`);
-    assert.strictEqual((await get(`${base}/health`)).json().release, live);
-    assert.strictEqual(server.ssh("cat /srv/flaskapp/slots/live").trim(), liveSlot);
-    app.edit("wsgi.py", (s) => s.replace("\nraise RuntimeError('broken on purpose')\n", ""));
-    assert.strictEqual(server.ssh("tail -n1 /srv/flaskapp/history.log").split(" ")[2], "failed");
-  });
+  // A release whose process exits fails fast: well under the health timeout (60 s here), with the
+  // app's own error; the live release keeps serving. (restart catches it in its preflight.)
+  const brokenExpect: Record<string, RegExp> = {
+    "blue-green": /failed its health check on slot (blue|green); slot (blue|green) keeps serving/,
+    rolling: /failed its health check on the canary slot; the live release is untouched/,
+    restart: /does not load \(wsgi:app: RuntimeError: broken on purpose\)/,
+  };
+  for (const strategy of ["blue-green", "rolling", "restart"]) {
+    it(`${strategy}: a release whose process exits fails fast; the live one keeps serving`, async () => {
+      stack.setConfig("strategy", strategy);
+      stack.setConfig("healthTimeoutSeconds", "60");
+      const live = (await get(`${base}/health`)).json().release;
+      const liveSlot = server.ssh("cat /srv/flaskapp/slots/live").trim();
+      app.edit("wsgi.py", (s) => s + "\nraise RuntimeError('broken on purpose')\n");
+      try {
+        const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
+        const t0 = Date.now();
+        const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
+        const seconds = (Date.now() - t0) / 1000;
+        const result = await load.stop();
+        assert.notStrictEqual(r.status, 0);
+        assert.match(r.output, brokenExpect[strategy]);
+        assert.match(r.output, /broken on purpose/, `the journal tail shows the app error:\n${r.output.slice(-3000)}`);
+        if (strategy !== "restart") assert.match(r.output, /its process .*exited.*not waiting out the 60s health timeout/);
+        assert.ok(seconds < 30, `the failing up took ${seconds.toFixed(1)} s, not well under the 60 s health timeout`);
+        assert.strictEqual(result.failures, 0, `requests failed: ${result.errors.join(", ")}`);
+        assert.strictEqual((await get(`${base}/health`)).json().release, live);
+        assert.strictEqual(server.ssh("cat /srv/flaskapp/slots/live").trim(), liveSlot);
+        assert.strictEqual(server.ssh("tail -n1 /srv/flaskapp/history.log").split(" ")[2], "failed");
+      } finally {
+        app.edit("wsgi.py", (s) => s.replace("\nraise RuntimeError('broken on purpose')\n", ""));
+        stack.setConfig("healthTimeoutSeconds", "15");
+      }
+    });
+  }
 
   it("blue-green with a migration, then rollback restores the previous release and its schema", async () => {
+    stack.setConfig("strategy", "blue-green");
     fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.up.sql"), "ALTER TABLE notes ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;\n");
     fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.down.sql"), "ALTER TABLE notes DROP COLUMN pinned;\n");
     changeCode("with schema 3");

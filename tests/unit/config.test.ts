@@ -22,7 +22,6 @@ describe("config schema", () => {
     assert.strictEqual(cfg.strategy, "restart");
     assert.strictEqual(cfg.appDir, "app");
     assert.strictEqual(cfg.appModule, "wsgi:app");
-    assert.strictEqual(cfg.keepDataOnDestroy, true);
     assert.deepStrictEqual(cfg.secrets, { SECRET_KEY: "s3cr3t-value" });
   });
 
@@ -41,8 +40,8 @@ describe("config schema", () => {
     assert.strictEqual(parseConfig(rawConfig({ strategy: "rolling" }), PROJECT_DIR, {}, "prod").strategy, "rolling");
   });
 
-  it("parses keepDataOnDestroy 'false' as false", () => {
-    assert.strictEqual(parseConfig(rawConfig({ keepDataOnDestroy: "false" }), PROJECT_DIR).keepDataOnDestroy, false);
+  it("accepts keepDataOnDestroy 'true' (destroy keeps the data anyway)", () => {
+    assert.doesNotThrow(() => parseConfig(rawConfig({ keepDataOnDestroy: "true" }), PROJECT_DIR));
   });
 
   const bad: Array<[string, Record<string, unknown>, RegExp, string[]?]> = [
@@ -82,6 +81,7 @@ describe("config schema", () => {
     ["bad health path", { healthPath: "health" }, /healthPath: expected a URL path/],
     ["bad body size", { clientMaxBodySize: "lots" }, /clientMaxBodySize: expected an nginx size/],
     ["bad boolean", { keepDataOnDestroy: "maybe" }, /keepDataOnDestroy: expected true or false/],
+    ["keepDataOnDestroy false (destroy never deletes data)", { keepDataOnDestroy: "false" }, /keepDataOnDestroy: false is no longer supported: pulumi destroy always keeps the database.*npm run purge/],
     ["missing key file", { server: { host: "10.0.0.1", hostKey: HOST_KEY, privateKeyPath: "/nonexistent/key" } }, /server\.privateKeyPath: '\/nonexistent\/key' does not exist/],
   ];
   for (const [what, over, re, secret] of bad) {

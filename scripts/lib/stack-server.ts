@@ -1,0 +1,57 @@
+// The server of a stack, for the project's commands that act on it outside `pulumi up` (rollback,
+// purge): its validated config (read with `pulumi config`, like the program) and one way to run a
+// bundled script there over SSH — the pinned host key only, parameters as JSON on stdin.
+import { execFileSync, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { DeployConfig, expandHome, parseConfig } from "../../components/config";
+
+export const PROJECT_DIR = path.resolve(__dirname, "../..");
+
+/** The value after --NAME on the command line. */
+export function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** `pulumi ARGS --stack STACK` (with --config-file for a stack whose config lives elsewhere: tests). */
+export function pulumi(args: string[], stack: string): string {
+  const configFile = arg("config-file");
+  const extra = configFile && args[0] === "config" ? ["--config-file", configFile] : [];
+  return execFileSync("pulumi", [...args, "--stack", stack, ...extra, "--non-interactive"], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+}
+
+/** The stack's config, validated like the program does. */
+export function stackConfig(stack: string): DeployConfig {
+  const rawValues: Record<string, string> = {};
+  const json = JSON.parse(pulumi(["config", "--json", "--show-secrets"], stack));
+  for (const [k, v] of Object.entries<any>(json)) rawValues[k] = typeof v.value === "string" ? v.value : JSON.stringify(v.objectValue ?? v.value);
+  const secretKeys = Object.entries<any>(json).filter(([, v]) => v.secret).map(([k]) => k);
+  const dotenv: Record<string, string> = {};
+  require("dotenv").config({ path: path.join(PROJECT_DIR, ".env"), processEnv: dotenv, quiet: true });
+  return parseConfig({ values: rawValues, secretKeys }, PROJECT_DIR, { ...dotenv, ...process.env });
+}
+
+/**
+ * Run SCRIPT VERB of the newest script bundle the deploys uploaded (stack outputs are not kept
+ * after a failed up) on the stack's server, as root (sudo -n for another SSH user), with PARAMS on
+ * stdin. Output goes to this terminal; returns the exit status.
+ */
+export function runOnServer(cfg: DeployConfig, script: string, verb: string, params: Record<string, string>): number {
+  const s = cfg.server;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-ssh-"));
+  try {
+    const knownHosts = path.join(tmp, "known_hosts");
+    fs.writeFileSync(knownHosts, `${s.port === 22 ? s.host : `[${s.host}]:${s.port}`} ${s.hostKey.split(" ").slice(0, 2).join(" ")}\n`);
+    const sshArgs = ["-p", String(s.port), "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes",
+      "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+      ...(s.privateKeyPath ? ["-i", expandHome(s.privateKeyPath)] : []), `${s.user}@${s.host}`];
+    // only fixed words here: the app name is validated by the config schema
+    const run = `${s.user === "root" ? "" : "sudo -n "}bash "$(ls -td .fdeploy/${cfg.appName}/scripts-*/ | head -n1)${script}" ${verb}`;
+    const r = spawnSync("ssh", [...sshArgs, run], { input: JSON.stringify(params), stdio: ["pipe", "inherit", "inherit"] });
+    return r.status ?? 1;
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
