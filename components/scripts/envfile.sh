@@ -12,6 +12,8 @@ with_deploy_lock
 root_dir /etc/fdeploy 0755
 root_dir "$(env_dir "$P_APP")" 0700
 umask 077
+# the desired copy is what activate.sh puts in force (and takes back if the release fails with it)
+printf '%s' "$P_ENV" | write_if_changed "$(env_dir "$P_APP")/env.desired" 0600 || true
 if printf '%s' "$P_ENV" | write_if_changed "$(env_file "$P_APP")" 0600; then
   echo "env revision: $(date -u +%s%N)"   # changes whenever the file does: activation restarts then
 else

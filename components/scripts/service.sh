@@ -61,6 +61,9 @@ $(hardening "$APP_ROOT")
 [Install]
 WantedBy=multi-user.target
 UNIT
+  # what activate.sh puts in force (and takes back if the release fails with it)
+  root_dir "$(env_dir "$P_APP")" 0700
+  install -m 0600 "$unit" "$(env_dir "$P_APP")/service.desired"
   [ $changed = 1 ] && systemctl daemon-reload
   echo "unit revision: $(cat "$socket" "$unit" | sha256sum | cut -c1-16)"
 }

@@ -103,6 +103,31 @@ def marker():
     });
   }
 
+  it("blue-green: a failing settings-only change (appModule) keeps the old settings serving; retrying fails again; setting it back converges", async () => {
+    stack.setConfig("strategy", "blue-green");
+    const live = (await get(`${base}/health`)).json().release;
+    const unit = "/etc/systemd/system/fdeploy-flaskapp@.service";
+    // imports fine (the preflight passes), answers 500: Gunicorn calls the factory as the WSGI app
+    stack.setConfig("appModule", "notes:create_app");
+    for (const attempt of ["first", "retry"]) {
+      const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
+      const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
+      const result = await load.stop();
+      assert.notStrictEqual(r.status, 0, `${attempt}: a failing module went live:\n${r.output}`);
+      assert.match(r.output, /failed its health check on slot (blue|green)/);
+      assert.strictEqual(result.failures, 0, `${attempt}: requests failed: ${result.errors.join(", ")}`);
+      assert.strictEqual((await get(`${base}/health`)).json().release, live);
+      assert.match(server.ssh(`cat ${unit}`), / wsgi:app\n/, `${attempt}: the unit in force is not the live one`);
+    }
+    stack.mustRun(["config", "rm", "appModule"]);
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual((await get(`${base}/health`)).status, 200);
+    assert.match(server.ssh(`cat ${unit}`), / wsgi:app\n/);
+    const again = stack.up();
+    assert.doesNotMatch(again.output, /(created|updated|replaced)/, "the up after it changed something");
+  });
+
   it("blue-green with a migration, then rollback restores the previous release and its schema", async () => {
     stack.setConfig("strategy", "blue-green");
     fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.up.sql"), "ALTER TABLE notes ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;\n");
