@@ -5,6 +5,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { loadStackConfig } from "./components/config";
 import { connectionFor } from "./components/connection";
+import { AppIdentity } from "./components/app-identity";
 import { ScriptBundle } from "./components/remote-script";
 import { BaseSystem } from "./components/base-system";
 import { Release } from "./components/release";
@@ -24,8 +25,10 @@ const appRoot = `/srv/${app}`;
 const connection = connectionFor(cfg.server);
 const common = { connection, appName: app };
 
-// 2. The scripts every step runs, then the base system (packages, user, directories).
-const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root" });
+// 2. The app's identity on its server (an in-place rename is refused at preview), the scripts every
+//    step runs, then the base system (packages, user, directories).
+const identity = new AppIdentity("identity", { appName: app, host: cfg.server.host });
+const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root", after: [identity] });
 const base = new BaseSystem("base", {
   ...common, bundle, appRoot, appUser: app,
 });

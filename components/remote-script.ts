@@ -15,6 +15,8 @@ export interface ScriptBundleArgs {
   appName: string;
   /** Prefix every command with `sudo -n` (an SSH user other than root). */
   sudo: boolean;
+  /** What must exist first (every remote step waits for the upload). */
+  after?: pulumi.Resource[];
 }
 
 /** The remote scripts, uploaded to ~/.fdeploy/<app>/scripts-<hash>/ of the SSH user. */
@@ -28,7 +30,7 @@ export class ScriptBundle extends pulumi.ComponentResource {
     const scripts = stageFolder(SCRIPTS_DIR, "scripts");
     this.remoteDir = `.fdeploy/${args.appName}/scripts-${scripts.hash}`;
     this.sudo = args.sudo;
-    this.upload = folderUpload(`${name}-upload`, { connection: args.connection, staged: scripts, remotePath: this.remoteDir }, { parent: this });
+    this.upload = folderUpload(`${name}-upload`, { connection: args.connection, staged: scripts, remotePath: this.remoteDir }, { parent: this, dependsOn: args.after });
     this.registerOutputs({ remoteDir: this.remoteDir });
   }
 

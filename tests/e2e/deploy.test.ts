@@ -116,6 +116,22 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual(fixed.status, 0, fixed.output);
   });
 
+  it("renaming appName in place is refused at preview and up, before anything on the server changes", () => {
+    stack.setConfig("appName", "renamed");
+    try {
+      for (const r of [stack.preview(), stack.up()]) {
+        assert.notStrictEqual(r.status, 0, r.output);
+        assert.match(r.output, /flask-deploy:appName: renaming the app from 'flaskapp' to 'renamed' on 10\.213\.0\.\d+ is not done by an up/);
+      }
+      assert.strictEqual(server.trySsh("test -e /srv/renamed || id renamed || test -e /root/.fdeploy/renamed").status, 1, "the renamed app reached the server");
+    } finally {
+      stack.mustRun(["config", "rm", "appName"]);
+    }
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.doesNotMatch(r.output, /(created|updated|replaced)/);
+  });
+
   it("keepDataOnDestroy=false is refused at preview, naming the key and purge", () => {
     stack.setConfig("keepDataOnDestroy", "false");
     const r = stack.preview();
