@@ -1,21 +1,42 @@
 // A small, bounded HTTP load for e2e tests: requests to one test server URL, a few at a time,
 // until stopped or the time limit passes. Counts failures (non-2xx and socket errors).
+//
+// Like a browser (RFC 9110 §9.2.2), a GET whose kept-alive connection was closed before any byte of
+// a response came back is retried once on a new connection: nginx closes idle keep-alive
+// connections when it reloads its configuration. The retry must succeed, and retries are counted.
 export interface LoadResult {
   requests: number;
   failures: number;
   errors: string[];
   maxLatencyMs: number;
+  /** GETs retried after their idle connection was closed (each retry succeeded or is a failure). */
+  retriedClosedConnections: number;
+}
+
+/** A connection closed with no response at all (not a status, not a timeout). */
+function closedBeforeResponse(e: unknown): boolean {
+  const code = (e as any)?.cause?.code;
+  return code === "UND_ERR_SOCKET" || code === "ECONNRESET";
 }
 
 export function startLoad(url: string, opts: { concurrency?: number; maxSeconds?: number } = {}) {
   const deadline = Date.now() + (opts.maxSeconds ?? 120) * 1000;
-  const result: LoadResult = { requests: 0, failures: 0, errors: [], maxLatencyMs: 0 };
+  const result: LoadResult = { requests: 0, failures: 0, errors: [], maxLatencyMs: 0, retriedClosedConnections: 0 };
+  const get = async (retry: boolean): Promise<Response> => {
+    try {
+      return await fetch(url, { signal: AbortSignal.timeout(10000) });
+    } catch (e) {
+      if (!retry || !closedBeforeResponse(e)) throw e;
+      result.retriedClosedConnections++;
+      return fetch(url, { signal: AbortSignal.timeout(10000) });
+    }
+  };
   let stopped = false;
   const worker = async () => {
     while (!stopped && Date.now() < deadline) {
       const t0 = Date.now();
       try {
-        const r = await fetch(url, { signal: AbortSignal.timeout(10000) });
+        const r = await get(true);
         await r.text();
         if (r.status < 200 || r.status >= 300) {
           result.failures++;
