@@ -28,7 +28,7 @@ cleanup() {
   [ -f "$marker" ] && return
   rm -rf "$dest"
   if [ "$status" != 0 ] && [ -z "$failed" ]; then
-    avail=$(df -Pk "$APP_ROOT/releases" 2>/dev/null | awk 'NR == 2 {print $4}')
+    avail=$(volume_free_kb)
     if [ -n "$avail" ] && [ "$avail" -lt 204800 ]; then
       log "error: installing release $P_RELEASE_ID failed: the release volume is nearly full ($((avail / 1024)) MiB free in $APP_ROOT/releases); free space there and deploy again. The half-installed release was removed, the live release is unchanged"
     else
@@ -36,6 +36,7 @@ cleanup() {
     fi
   fi
 }
+volume_free_kb() { df -Pk "$APP_ROOT/releases" 2>/dev/null | awk 'NR == 2 {print $4}'; }
 trap cleanup EXIT
 die() { failed=1; fail "$@"; }
 
@@ -67,10 +68,15 @@ if ! out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-bu
     -p ProtectSystem=strict -p ReadWritePaths="$dest/.venv" -p ProtectHome=yes -p PrivateTmp=yes \
     -p PrivateDevices=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p RuntimeMaxSec=1800 \
     -p Environment=HOME=/tmp -p Environment=PIP_NO_CACHE_DIR=1 -p Environment=PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    /bin/sh -c 'python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt' </dev/null 2>&1); then
+    /bin/sh -c 'python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt && touch .venv/.fdeploy-built' </dev/null 2>&1); then
   printf '%s\n' "$out" | tail -n 20 >&2
+  avail=$(volume_free_kb)
+  [ -n "$avail" ] && [ "$avail" -lt 204800 ] && exit 1   # the cleanup names the full volume
   die "pip install -r requirements.txt failed for release $P_RELEASE_ID; the live release is unchanged"
 fi
+# a build unit stopped from outside (a shutdown) can end "successfully" without finishing
+[ -f "$dest/.venv/.fdeploy-built" ] ||
+  die "the venv build of release $P_RELEASE_ID was interrupted before it finished (is the server shutting down?); run pulumi up again"
 [ -x "$dest/.venv/bin/gunicorn" ] || die "gunicorn is not installed by requirements.txt (add gunicorn to it)"
 printf '{"id": "%s", "installed_at": "%s", "install_seconds": %d}\n' \
   "$P_RELEASE_ID" "$(date -u +%FT%TZ)" $((SECONDS - started)) >"$marker.tmp"
