@@ -15,6 +15,7 @@ import { GunicornService } from "./components/gunicorn";
 import { Activation } from "./components/activation";
 import { NginxSite } from "./components/nginx";
 import { HealthCheck } from "./components/health-check";
+import { ServerState } from "./components/server-state";
 
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
@@ -61,11 +62,19 @@ const nginx = new NginxSite("nginx", {
   ...common, bundle, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
   proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, after: [activation.step],
 });
-new HealthCheck("health", {
+const health = new HealthCheck("health", {
   ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
   watch: [release.releaseId, nginx.step.stdout, activation.step.stdout],
   after: [nginx.step, activation.step],
 });
+
+// 5. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
+//    `up --refresh` (drift: a stopped app, a hand-edited site or environment, another live release).
+const { host, port, user, hostKey, privateKeyPath } = cfg.server;
+const serverState = new ServerState("server-state", {
+  server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
+  appName: app, scriptsDir: bundle.remoteDir, release: release.releaseId,
+}, { dependsOn: [health.step] });
 
 // Stack outputs
 const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
@@ -76,3 +85,6 @@ export const appPath = appRoot;
 export const schemaVersion = migrations.schemaVersion;
 export const strategy = cfg.strategy;
 export const releaseHistory = activation.history;
+/** The release the server runs, and whether it runs (after a refresh: as the server says). */
+export const liveRelease = serverState.release;
+export const running = serverState.running;

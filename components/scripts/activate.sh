@@ -243,28 +243,6 @@ activate_blue_green() {
   fi
 }
 
-# The settings a slot runs with — the unit (module, workers, timeouts) and the environment file —
-# as three copies in the root-only /etc/fdeploy/<app>/: <name>.desired (what the last deploy wrote:
-# service.sh, envfile.sh), the file in force, and <name>.live (what last went live). An activation
-# puts the desired ones in force; one that fails puts the live ones back, so the previous release
-# runs with its own settings, and the next attempt with the same settings fails the same way.
-setting_path() { case $1 in service) echo "/etc/systemd/system/$(service_unit "$P_APP")" ;; env) env_file "$P_APP" ;; esac; }
-settings_from() { # settings_from desired|live: put those copies in force
-  local name src dest changed=0
-  for name in service env; do
-    src=$(env_dir "$P_APP")/$name.$1; dest=$(setting_path "$name")
-    [ -f "$src" ] || continue
-    cmp -s "$src" "$dest" || { install -m "$([ "$name" = env ] && echo 0600 || echo 0644)" "$src" "$dest"; changed=1; }
-  done
-  [ $changed = 0 ] || systemctl daemon-reload
-}
-keep_live_settings() {
-  local name
-  for name in service env; do
-    [ -f "$(setting_path "$name")" ] && install -m 0600 "$(setting_path "$name")" "$(env_dir "$P_APP")/$name.live"
-  done
-  return 0
-}
 on_exit() { local rc=$?; [ $rc = 0 ] || settings_from live; exit $rc; }
 
 # the settings of this activation, for rollback.sh (which reuses this script)
@@ -281,6 +259,7 @@ esac
 atomic_symlink "$release" "$APP_ROOT/current"
 record live
 keep_live_settings
+cp "$slots/activation.json" "$slots/activation.live.json"   # what state.sh repairs to
 prune
 prune_uploads
 # the environment file used to live in the app-writable shared/ (the app could swap it for a

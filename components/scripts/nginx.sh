@@ -11,6 +11,9 @@ create() {
   with_deploy_lock
   local site=/etc/nginx/sites-available/fdeploy-$P_APP.conf enabled=/etc/nginx/sites-enabled/fdeploy-$P_APP.conf
   local backup
+  # what the stack wants in force (state.sh compares the site with it, and repairs from it)
+  root_dir "$(env_dir "$P_APP")" 0700
+  printf '%s\n' "$P_SITE" | write_if_changed "$(env_dir "$P_APP")/site.desired" 0600 || true
   backup=$(mktemp); [ -f "$site" ] && cp -p "$site" "$backup" || rm -f "$backup"
   if ! printf '%s\n' "$P_SITE" | write_if_changed "$site" 0644 && [ -L "$enabled" ]; then
     echo "nginx site unchanged"; rm -f "$backup"; return

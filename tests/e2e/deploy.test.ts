@@ -99,6 +99,31 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual(fp2, crypto.createHash("sha256").update(NEW).digest("hex"));
   });
 
+  it("drift: a stopped app, a hand-edited site and environment show in preview --refresh; up --refresh repairs them; a plain up reads nothing", async () => {
+    const site = "/etc/nginx/sites-available/fdeploy-flaskapp.conf";
+    server.ssh("systemctl stop fdeploy-flaskapp@main.service fdeploy-flaskapp@main.socket");
+    server.ssh(`sed -i 's/server_tokens off;/server_tokens on;/' ${site} && systemctl reload nginx`);
+    server.ssh("echo 'HAND_EDITED=1' >> /etc/fdeploy/flaskapp/env");
+    assert.notStrictEqual((await get(`${base}/health`).catch(() => ({ status: 0 }))).status, 200, "the app still answers");
+    const plain = stack.up();
+    assert.strictEqual(plain.status, 0, plain.output);
+    assert.deepStrictEqual(changed(plain.output), [], "a plain up ran a remote command");
+    const preview = stack.run(["preview", "--refresh", "--diff"]);
+    assert.strictEqual(preview.status, 0, preview.output);
+    assert.match(preview.output, /server-state/);
+    for (const k of ["running", "unitInForce", "envInForce", "siteInForce"]) {
+      if (k !== "unitInForce") assert.match(preview.output, new RegExp(`~ ${k}`), `preview --refresh does not show ${k}:\n${preview.output}`);
+    }
+    const r = stack.run(["up", "--yes", "--skip-preview", "--refresh"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual((await get(`${base}/health`)).status, 200, "up --refresh did not bring the app back");
+    assert.match(server.ssh(`grep server_tokens ${site}`), /server_tokens off;/);
+    assert.strictEqual(server.trySsh("grep -q HAND_EDITED /etc/fdeploy/flaskapp/env").status, 1, "the hand edit is still in force");
+    assert.strictEqual(stack.outputs().running, true);
+    const again = stack.run(["preview", "--refresh"]);
+    assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
+  });
+
   it("an app that fails its health check fails the update with a useful error; the old release keeps serving", async () => {
     const live = stack.outputs().releaseId;
     app.edit("notes/__init__.py", (s) => s.replace('@app.get("/health")\n    def health():', '@app.get("/health")\n    def health():\n        return jsonify(status="broken on purpose"), 500\n    def _unused():'));

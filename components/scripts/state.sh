@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# state.sh read|repair — the app's live state on this server, as the stack's ServerState resource
+# sees it (`pulumi refresh`, `pulumi preview --refresh`), and the repair of what drifted
+# (`pulumi up --refresh`). What the stack wants is on the server already: the settings' .desired
+# copies in /etc/fdeploy/<app>/ (service.sh, envfile.sh, nginx.sh) and the last activation's
+# parameters that went live (slots/activation.live.json: the release, strategy and health check).
+#   read    prints one JSON object: release (the live slot's release), running (the live slot's
+#           service is active), and whether the unit, the environment file and the nginx site in
+#           force are the deployed ones
+#   repair  puts the deployed settings and site back in force and, when the app does not run the
+#           deployed release, activates it again (activate.sh: health-checked, with fallback)
+# params: APP
+. "$(dirname "$0")/lib.sh"
+load_params
+load_settings "$P_APP" || fail "app '$P_APP' is not deployed on this server"
+slots=$APP_ROOT/slots
+
+in_force() { # in_force NAME: the file in force is the deployed one (true when nothing was deployed)
+  local want; want=$(env_dir "$P_APP")/$1.desired
+  [ ! -f "$want" ] || cmp -s "$want" "$(setting_path "$1")" || { echo false; return; }
+  if [ "$1" = site ] && [ -f "$want" ] && [ ! -L "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf" ]; then echo false; return; fi
+  echo true
+}
+deployed_release() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("RELEASE_ID", ""))' "$slots/activation.live.json" 2>/dev/null || true; }
+report() {
+  local slot release="" running=false
+  slot=$(cat "$slots/live" 2>/dev/null || echo main)
+  [ -L "$slots/$slot" ] && release=$(basename "$(readlink -f "$slots/$slot")")
+  [ -f "$APP_ROOT/releases/$release/.fdeploy-release.json" ] || release=""
+  systemctl is-active --quiet "fdeploy-$P_APP@$slot.service" && running=true
+  printf '{"release": "%s", "running": %s, "unitInForce": %s, "envInForce": %s, "siteInForce": %s}\n' \
+    "$release" "$running" "$(in_force service)" "$(in_force env)" "$(in_force site)"
+}
+
+repair() {
+  local want restart=0
+  with_deploy_lock
+  # a unit or environment changed by hand: the app must restart with the deployed one
+  [ "$(in_force service)" = true ] && [ "$(in_force env)" = true ] || restart=1
+  settings_from desired
+  want=$(env_dir "$P_APP")/site.desired
+  if [ "$(in_force site)" = false ]; then
+    install -m 0644 "$want" "$(setting_path site)"
+    ln -sfn "$(setting_path site)" "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf"
+    nginx -t 2>&1 >&2 || fail "nginx rejects its configuration with the deployed site; fix the other file nginx -t names"
+    systemctl reload nginx; log "repaired: the deployed nginx site is in force again"
+  fi
+  local now; now=$(report)
+  exec 9>&-   # activate.sh takes the lock itself
+  if [ $restart = 1 ] || [[ $now != *"\"release\": \"$(deployed_release)\", \"running\": true"* ]]; then
+    log "repairing: activating the deployed release $(deployed_release) again (live state was: $now)"
+    python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$slots/activation.live.json" |
+      bash "$(dirname "$0")/activate.sh" create >&2
+  fi
+  report
+}
+
+case ${1:-} in read) report ;; repair) repair ;; *) fail "usage: state.sh read|repair" ;; esac

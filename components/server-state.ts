@@ -1,0 +1,86 @@
+// What the server really runs, as a Pulumi resource, so that drift is visible and repaired with
+// Pulumi's own refresh: a dynamic resource whose `read` asks the server (scripts/state.sh read:
+// the live release, whether it runs, whether the unit, environment file and nginx site in force are
+// the deployed ones) and whose `update` repairs what differs (state.sh repair).
+//   pulumi preview --refresh / pulumi refresh   show drift (a stopped app, a hand-edited site…)
+//   pulumi up --refresh                          repairs it
+// A plain `up` never reads the server: with nothing changed it runs no remote command.
+import * as pulumi from "@pulumi/pulumi";
+
+/** How to reach the server; the same pinned host key as every step. No secret: a key path, not a key. */
+export interface StateServer {
+  host: string;
+  port: number;
+  user: string;
+  hostKey: string;
+  privateKeyPath?: string;
+}
+
+export interface ServerStateArgs {
+  server: StateServer;
+  appName: string;
+  /** The remote scripts folder (ScriptBundle.remoteDir). */
+  scriptsDir: pulumi.Input<string>;
+  /** The release the stack deploys. */
+  release: pulumi.Input<string>;
+}
+
+/** The state the stack wants: the release running, and the deployed settings and site in force. */
+const WANTED = { running: true, unitInForce: true, envInForce: true, siteInForce: true };
+const OBSERVED = ["release", "running", "unitInForce", "envInForce", "siteInForce"] as const;
+
+/** Run state.sh VERB on the server over ssh (pinned host key, batch mode); its JSON report. */
+function stateScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
+  const { spawnSync } = require("child_process");
+  const fs = require("fs");
+  const os = require("os");
+  const path = require("path");
+  const s = inputs.server;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-state-"));
+  try {
+    const knownHosts = path.join(tmp, "known_hosts");
+    fs.writeFileSync(knownHosts, `${s.port === 22 ? s.host : `[${s.host}]:${s.port}`} ${s.hostKey.split(" ").slice(0, 2).join(" ")}\n`);
+    const key = s.privateKeyPath ? ["-i", s.privateKeyPath.replace(/^~\//, `${os.homedir()}/`)] : [];
+    const run = `${s.user === "root" ? "" : "sudo -n "}bash ${inputs.scriptsDir}/state.sh ${verb}`;
+    const r = spawnSync("ssh", ["-p", String(s.port), "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes",
+      "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR", ...key, `${s.user}@${s.host}`, run],
+      { input: JSON.stringify({ APP: inputs.appName }), encoding: "utf8", timeout: 600000 });
+    const last = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+    if (r.status !== 0 || !last.startsWith("{")) {
+      throw new Error(`state.sh ${verb} on ${s.user}@${s.host} failed (exit ${r.status}):\n${(r.stderr ?? "").trim().split("\n").slice(-30).join("\n")}`);
+    }
+    return JSON.parse(last);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const provider: pulumi.dynamic.ResourceProvider = {
+  async create(inputs: any) {
+    return { id: `${inputs.appName}@${inputs.server.host}`, outs: { ...inputs, ...stateScript(inputs, "read") } };
+  },
+  async read(id: string, props: any) {
+    // refresh: what the server runs now (the inputs stay as deployed)
+    return { id, props: { ...props, ...stateScript(props, "read") } };
+  },
+  async diff(_id: string, olds: any, news: any) {
+    // what differs between the server (after a refresh) and what the stack wants; where and how
+    // to look changing means looking again
+    const changed: string[] = OBSERVED.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+    for (const k of ["scriptsDir", "appName", "server"]) if (JSON.stringify(olds[k]) !== JSON.stringify(news[k])) changed.push(k);
+    return { changes: changed.length > 0, diffs: changed };
+  },
+  async update(_id: string, _olds: any, news: any) {
+    return { outs: { ...news, ...stateScript(news, "repair") } };
+  },
+};
+
+/** The app's live state on its server (see the top of this file). */
+export class ServerState extends pulumi.dynamic.Resource {
+  public readonly release!: pulumi.Output<string>;
+  public readonly running!: pulumi.Output<boolean>;
+
+  constructor(name: string, args: ServerStateArgs, opts?: pulumi.CustomResourceOptions) {
+    super(provider, name, { ...args, ...WANTED }, opts);
+  }
+}
