@@ -77,8 +77,8 @@ const provider: pulumi.dynamic.ResourceProvider = {
 
 /** The app's live state on its server (see the top of this file). */
 export class ServerState extends pulumi.dynamic.Resource {
-  public readonly release!: pulumi.Output<string>;
-  public readonly running!: pulumi.Output<boolean>;
+  declare public readonly release: pulumi.Output<string>;
+  declare public readonly running: pulumi.Output<boolean>;
 
   constructor(name: string, args: ServerStateArgs, opts?: pulumi.CustomResourceOptions) {
     super(provider, name, { ...args, ...WANTED }, opts);
