@@ -127,7 +127,11 @@ export function secretCases(ctx: Ctx): void {
     const files = filesContaining(upper, secret).map((f) => f.slice(upper.length));
     // the search works: it finds the one place the secret belongs
     assert.ok(files.includes(ENV_FILE), `the secret is not in ${ENV_FILE} (searched ${upper})`);
-    found.push(...files.filter((p) => p !== ENV_FILE).map((p) => `server file ${p}`));
+    // the env file in force and its deployed/last-live copies, all in the root-only folder
+    const allowed = [ENV_FILE, `${ENV_FILE}.desired`, `${ENV_FILE}.live`];
+    found.push(...files.filter((p) => !allowed.includes(p)).map((p) => `server file ${p}`));
+    const modes = ctx.server.ssh(`stat -c '%a %U' ${files.filter((p) => allowed.includes(p)).join(" ")}`).trim().split("\n");
+    assert.ok(modes.every((m) => m === "600 root"), `env file copies: ${modes.join(", ")}`);
     // tmpfs mounts inside the server (not in the overlay), searched with the needle on stdin
     const tmpfs = ctx.server.ssh("grep -rlaF -f - /run /tmp /var/tmp /dev/shm 2>/dev/null || true", secret).split("\n").filter(Boolean);
     found.push(...tmpfs.map((f) => `server tmpfs ${f}`));
@@ -148,7 +152,7 @@ export function secretCases(ctx: Ctx): void {
   }
 
   rcase(CATEGORY, "rotate SECRET_KEY: search output, state, config file, ps during the deploy, journal, every server file",
-    "the app gets the new value; plaintext nowhere but /etc/fdeploy/<app>/env (root 0600 in a root 0700 folder); shared/ 0750, db/ and backups/ 0700",
+    "the app gets the new value; plaintext nowhere but /etc/fdeploy/<app>/env and its .desired/.live copies (root 0600 in a root 0700 folder); shared/ 0750, db/ and backups/ 0700",
     async (o) => {
       const SECRET = `rotated-${crypto.randomBytes(12).toString("hex")}`;
       ctx.stack.setConfig("secrets.SECRET_KEY", SECRET, { secret: true });
