@@ -21,7 +21,7 @@ fi
 pulumi stack select dev 2>/dev/null || pulumi stack init dev
 if pulumi config get --path server.host >/dev/null 2>&1; then
   :  # the dev stack has a server of its own
-elif bash tests/servers/testserver.sh list | grep -qx dev && [ -f .env ] &&
+elif grep -qx dev <<<"$(bash tests/servers/testserver.sh list)" && [ -f .env ] &&
      grep -qx "FDEPLOY_SERVER_$(bash tests/servers/testserver.sh ssh-config dev | grep '^HOST=')" .env; then
   # the server of the last run is still up: its data and host key stay
   echo "reusing the local disposable server (stop it with: bash tests/servers/testserver.sh down dev)"
