@@ -6,18 +6,11 @@
 //   pulumi up --refresh                          repairs it
 // A plain `up` never reads the server: with nothing changed it runs no remote command.
 import * as pulumi from "@pulumi/pulumi";
-
-/** How to reach the server; the same pinned host key as every step. No secret: a key path, not a key. */
-export interface StateServer {
-  host: string;
-  port: number;
-  user: string;
-  hostKey: string;
-  privateKeyPath?: string;
-}
+import { pinnedSsh, SshTarget } from "./pinned-ssh";
 
 export interface ServerStateArgs {
-  server: StateServer;
+  /** How to reach the server (no secret: a key path, not a key). */
+  server: SshTarget;
   appName: string;
   /** The remote scripts folder (ScriptBundle.remoteDir). */
   scriptsDir: pulumi.Input<string>;
@@ -29,30 +22,15 @@ export interface ServerStateArgs {
 const WANTED = { running: true, unitInForce: true, envInForce: true, siteInForce: true };
 const OBSERVED = ["release", "running", "unitInForce", "envInForce", "siteInForce"] as const;
 
-/** Run state.sh VERB on the server over ssh (pinned host key, batch mode); its JSON report. */
+/** Run state.sh VERB on the server; its JSON report. */
 function stateScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
-  const { spawnSync } = require("child_process");
-  const fs = require("fs");
-  const os = require("os");
-  const path = require("path");
   const s = inputs.server;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-state-"));
-  try {
-    const knownHosts = path.join(tmp, "known_hosts");
-    fs.writeFileSync(knownHosts, `${s.port === 22 ? s.host : `[${s.host}]:${s.port}`} ${s.hostKey.split(" ").slice(0, 2).join(" ")}\n`);
-    const key = s.privateKeyPath ? ["-i", s.privateKeyPath.replace(/^~\//, `${os.homedir()}/`)] : [];
-    const run = `${s.user === "root" ? "" : "sudo -n "}bash ${inputs.scriptsDir}/state.sh ${verb}`;
-    const r = spawnSync("ssh", ["-p", String(s.port), "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes",
-      "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR", ...key, `${s.user}@${s.host}`, run],
-      { input: JSON.stringify({ APP: inputs.appName }), encoding: "utf8", timeout: 600000 });
-    const last = (r.stdout ?? "").trim().split("\n").pop() ?? "";
-    if (r.status !== 0 || !last.startsWith("{")) {
-      throw new Error(`state.sh ${verb} on ${s.user}@${s.host} failed (exit ${r.status}):\n${(r.stderr ?? "").trim().split("\n").slice(-30).join("\n")}`);
-    }
-    return JSON.parse(last);
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
+  const r = pinnedSsh(s, `bash ${inputs.scriptsDir}/state.sh ${verb}`, { input: JSON.stringify({ APP: inputs.appName }), timeoutMs: 600000 });
+  const last = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.status !== 0 || !last.startsWith("{")) {
+    throw new Error(`state.sh ${verb} on ${s.user}@${s.host} failed (exit ${r.status}):\n${r.stderr.trim().split("\n").slice(-30).join("\n")}`);
   }
+  return JSON.parse(last);
 }
 
 const provider: pulumi.dynamic.ResourceProvider = {

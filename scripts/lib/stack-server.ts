@@ -1,11 +1,10 @@
 // The server of a stack, for the project's commands that act on it outside `pulumi up` (rollback,
 // purge): its validated config (read with `pulumi config`, like the program) and one way to run a
-// bundled script there over SSH — the pinned host key only, parameters as JSON on stdin.
-import { execFileSync, spawnSync } from "child_process";
-import * as fs from "fs";
-import * as os from "os";
+// bundled script there (components/pinned-ssh.ts), parameters as JSON on stdin.
+import { execFileSync } from "child_process";
 import * as path from "path";
-import { DeployConfig, expandHome, parseConfig } from "../../components/config";
+import { DeployConfig, parseConfig } from "../../components/config";
+import { pinnedSsh } from "../../components/pinned-ssh";
 
 export const PROJECT_DIR = path.resolve(__dirname, "../..");
 
@@ -39,19 +38,7 @@ export function stackConfig(stack: string): DeployConfig {
  * stdin. Output goes to this terminal; returns the exit status.
  */
 export function runOnServer(cfg: DeployConfig, script: string, verb: string, params: Record<string, string>): number {
-  const s = cfg.server;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-ssh-"));
-  try {
-    const knownHosts = path.join(tmp, "known_hosts");
-    fs.writeFileSync(knownHosts, `${s.port === 22 ? s.host : `[${s.host}]:${s.port}`} ${s.hostKey.split(" ").slice(0, 2).join(" ")}\n`);
-    const sshArgs = ["-p", String(s.port), "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes",
-      "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-      ...(s.privateKeyPath ? ["-i", expandHome(s.privateKeyPath)] : []), `${s.user}@${s.host}`];
-    // only fixed words here: the app name is validated by the config schema
-    const run = `${s.user === "root" ? "" : "sudo -n "}bash "$(ls -td .fdeploy/${cfg.appName}/scripts-*/ | head -n1)${script}" ${verb}`;
-    const r = spawnSync("ssh", [...sshArgs, run], { input: JSON.stringify(params), stdio: ["pipe", "inherit", "inherit"] });
-    return r.status ?? 1;
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
+  // only fixed words here: the app name is validated by the config schema
+  const run = `bash "$(ls -td .fdeploy/${cfg.appName}/scripts-*/ | head -n1)${script}" ${verb}`;
+  return pinnedSsh(cfg.server, run, { input: JSON.stringify(params), inherit: true }).status ?? 1;
 }
