@@ -16,11 +16,13 @@ import { Activation } from "./components/activation";
 import { NginxSite } from "./components/nginx";
 import { HealthCheck } from "./components/health-check";
 import { ServerState } from "./components/server-state";
+import { SharedPaths } from "./components/shared-paths";
+import { ReleaseCommands } from "./components/release-commands";
 
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
-const migrationsDir = path.resolve(__dirname, cfg.migrationsDir);
-const migrationFiles = checkMigrations(migrationsDir);
+const migrationsDir = cfg.migrationsDir ? path.resolve(__dirname, cfg.migrationsDir) : undefined;
+const migrationFiles = migrationsDir ? checkMigrations(migrationsDir) : [];
 const app = cfg.appName;
 const appRoot = `/srv/${app}`;
 const connection = connectionFor(cfg.server);
@@ -36,15 +38,27 @@ const base = new BaseSystem("base", {
 
 // 3. The release (code + venv), its environment and the database schema.
 const release = new Release("release", { ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), after: [base.ready] });
+const databasePath = `${appRoot}/shared/db/app.sqlite3`;
 const environment = new AppEnvironment("env", {
   ...common, bundle, after: [base.ready],
-  plain: { ...cfg.env, DATABASE_PATH: `${appRoot}/shared/db/app.sqlite3` },
+  plain: { ...cfg.env, DATABASE_PATH: databasePath },
   secrets: pulumi.secret(cfg.secrets),
 });
-const migrations = new MigrationRunner("migrations", {
+// the release's shared paths (Flask's instance folder by default) and rendered shared files
+const shared = cfg.sharedDirs.length || cfg.sharedFiles.length ? new SharedPaths("shared", {
+  ...common, bundle, releaseId: release.releaseId, dirs: cfg.sharedDirs, files: cfg.sharedFiles,
+  values: pulumi.secret({ ...cfg.env, DATABASE_PATH: databasePath, ...cfg.secrets }), after: [release.installed],
+}) : undefined;
+const migrations = migrationsDir ? new MigrationRunner("migrations", {
   ...common, bundle, migrationsDir, migrations: migrationFiles, keepBackups: cfg.keepBackups,
   after: [release.installed, environment],
-});
+}) : undefined;
+// the app's own release commands (e.g. flask db upgrade), after the SQL migrations
+const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands("release-commands", {
+  ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
+  after: [release.installed, environment, ...(shared ? [shared.step] : []), ...(migrations ? [migrations.step] : [])],
+}) : undefined;
+const beforeSwitch = [shared?.step, migrations?.step, releaseCommands?.step].filter((r): r is NonNullable<typeof r> => !!r);
 
 // 4. The service, then the switch to the new release (health-checked), nginx, and a last check
 //    through nginx.
@@ -56,11 +70,12 @@ const activation = new Activation("activation", {
   ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, healthPath: cfg.healthPath,
   healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases,
   serviceRevision: service.revision, envRevision: environment.revision,
-  after: [release.installed, migrations.step, service.unit, environment],
+  sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
+  after: [release.installed, ...beforeSwitch, service.unit, environment],
 });
 const nginx = new NginxSite("nginx", {
   ...common, bundle, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
-  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, after: [activation.step],
+  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, after: [activation.step],
 });
 const health = new HealthCheck("health", {
   ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
@@ -82,7 +97,7 @@ export const url = `http://${urlHost}/`;
 export const releaseId = release.releaseId;
 export const server = `${cfg.server.user}@${cfg.server.host}:${cfg.server.port}`;
 export const appPath = appRoot;
-export const schemaVersion = migrations.schemaVersion;
+export const schemaVersion = migrations ? migrations.schemaVersion : 0;
 export const strategy = cfg.strategy;
 export const releaseHistory = activation.history;
 /** The release the server runs, and whether it runs (after a refresh: as the server says). */

@@ -34,8 +34,9 @@ export function resolveAppLayout(cfg: Layout, appDir: string, key: (k: string) =
   const problems: string[] = [];
   const shipped = (p: string) => fs.existsSync(path.join(appDir, p));
   const isDir = (p: string) => shipped(p) && fs.statSync(path.join(appDir, p)).isDirectory();
-  // shared dirs: by default Flask's instance folder (beside the package), unless the app ships one
-  if (cfg.sharedDirs === undefined) cfg.sharedDirs = shipped("instance") ? [] : ["instance"];
+  // shared dirs: by default Flask's instance folder (beside the package) when the app uses one and
+  // does not ship it (an app that never mentions it keeps an unchanged release)
+  if (cfg.sharedDirs === undefined) cfg.sharedDirs = !shipped("instance") && usesInstanceFolder(appDir) ? ["instance"] : [];
   else {
     for (const d of cfg.sharedDirs) {
       if (shipped(d)) problems.push(`${key("sharedDirs")}: '${d}' is part of appDir; a shared dir replaces it with a link to shared/${d}: remove it from appDir or from sharedDirs`);
@@ -71,6 +72,18 @@ export function resolveAppLayout(cfg: Layout, appDir: string, key: (k: string) =
     }
   }
   return problems;
+}
+
+/** Whether the app's Python code uses Flask's instance folder (instance_path, instance_relative_config). */
+export function usesInstanceFolder(dir: string, depth = 0): boolean {
+  if (depth > 6) return false;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (e.name.startsWith(".") || ["venv", "__pycache__", "node_modules", "site-packages"].includes(e.name)) continue;
+    const p = path.join(dir, e.name);
+    if (e.isDirectory() && usesInstanceFolder(p, depth + 1)) return true;
+    if (e.isFile() && e.name.endsWith(".py") && /\binstance_(path|relative_config)\b/.test(fs.readFileSync(p, "utf8"))) return true;
+  }
+  return false;
 }
 
 /** A shared file's text with `${NAME}` replaced by VALUES[NAME] (names were checked). */
