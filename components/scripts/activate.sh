@@ -139,6 +139,9 @@ go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
 # once (preflight.py): an import error, a failing factory, a factory written without its
 # parentheses or a health path that answers 4xx is caught before any slot is touched. Older
 # activation settings (rollback.sh) may lack APP_MODULE: then there is no preflight.
+# `preflight light` (a new slot beside a live one, checked there before it takes traffic) fails only
+# on what that check cannot catch fast: a factory without () and a 4xx health path answer 500/404
+# from a process that runs; code that does not load exits, and the slot check shows why at once.
 preflight() {
   [ -n "${P_APP_MODULE:-}" ] || return 0
   check_app_module "$P_APP_MODULE"
@@ -153,6 +156,10 @@ preflight() {
       "$release/.venv/bin/python" "$APP_ROOT/tools/preflight.py" "$P_APP_MODULE" "$P_HEALTH_PATH" </dev/null 2>&1) || rc=$?
   if [ $rc = 0 ]; then
     log "preflight: release $P_RELEASE_ID loads $P_APP_MODULE; $(printf '%s\n' "$out" | tail -n 1)"
+    return 0
+  fi
+  if [ $rc = 1 ] && [ "${1:-}" = light ]; then
+    log "preflight: release $P_RELEASE_ID does not load $P_APP_MODULE; its slot's check follows"
     return 0
   fi
   printf '%s\n' "$out" | tail -n 25 >&2
@@ -211,7 +218,8 @@ activate_restart() {
 # its check. No request waits for a restarting Gunicorn.
 activate_rolling() {
   local slot
-  slot=$(live_slot); [ -n "$slot" ] || preflight   # a first deploy: no canary check to wait for
+  slot=$(live_slot)
+  if [ -n "$slot" ]; then preflight light; else preflight; fi
   slot=${slot:-main}
   point_slot canary "$release"
   start_slot canary
@@ -239,7 +247,8 @@ activate_rolling() {
 # leaves the live one untouched.
 activate_blue_green() {
   local live idle
-  live=$(live_slot); [ -n "$live" ] || preflight   # a first deploy: fail fast before any slot
+  live=$(live_slot)
+  if [ -n "$live" ]; then preflight light; else preflight; fi
   if [ "$live" = blue ]; then idle=green; else idle=blue; fi
   point_slot "$idle" "$release"
   start_slot "$idle"

@@ -149,12 +149,16 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.match(bad.output, /flask-deploy:appModule: not a literal/);
     stack.setConfig("appModule", "flaskr:create_app");
     const before = live();
-    const r = await timedUp(stack);
-    assert.notStrictEqual(r.status, 0, r.output);
-    assert.match(r.output, /flaskr:create_app is a function that is not a WSGI app .*set appModule to flaskr:create_app\(\)/);
-    assert.ok(r.seconds < TIMEOUT / 2, `took ${r.seconds} s`);
-    assert.strictEqual(live(), before);
-    assert.match((await http(`${base}/`, { cookie })).text, /<span>ada<\/span>/);
+    for (const strategy of ["restart", "blue-green"]) { // blue-green: beside a live slot
+      stack.setConfig("strategy", strategy);
+      const r = await timedUp(stack);
+      assert.notStrictEqual(r.status, 0, r.output);
+      assert.match(r.output, /flaskr:create_app is a function that is not a WSGI app .*set appModule to flaskr:create_app\(\)/);
+      assert.ok(r.seconds < TIMEOUT / 2, `${strategy}: took ${r.seconds} s`);
+      assert.strictEqual(live(), before);
+      assert.match((await http(`${base}/`, { cookie })).text, /<span>ada<\/span>/);
+    }
+    stack.setConfig("strategy", "restart");
     stack.setConfig("appModule", "flaskr:create_app()");
     const back = stack.up();
     assert.strictEqual(back.status, 0, back.output);
@@ -188,6 +192,31 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.strictEqual(back.status, 0, back.output);
     assert.match((await http(`${base}/`, { cookie })).text, /<!-- v3 -->[\s\S]*|<h1>kept<\/h1>/);
     assert.match((await http(`${base}/`, { cookie })).text, /<h1>kept<\/h1>/);
+  });
+
+  it("root never follows a path the app can write in shared/: planted links are replaced as the app user, or refused", async () => {
+    const passwd = server.ssh("sha256sum /etc/passwd");
+    server.ssh("runuser -u flaskapp -- ln -sfn /etc/passwd /srv/flaskapp/shared/instance/config.py");
+    stack.setConfig("sharedFiles[0].content", "SECRET_KEY = '${SECRET_KEY}'\nWORKERS = ${WORKERS}\n");
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(server.ssh("readlink /srv/flaskapp/shared/instance/config.py").trim(), "/srv/flaskapp/files/instance/config.py");
+    assert.match(server.ssh("cat /srv/flaskapp/files/instance/config.py"), /^WORKERS = 4$/m);
+    assert.strictEqual(server.ssh("sha256sum /etc/passwd"), passwd);
+    // the app swaps its whole instance folder for a link to a root-only folder: the deploy stops
+    server.ssh("runuser -u flaskapp -- sh -c 'mv /srv/flaskapp/shared/instance /srv/flaskapp/shared/instance.moved && ln -s /etc/fdeploy/flaskapp /srv/flaskapp/shared/instance'");
+    try {
+      stack.setConfig("sharedFiles[0].content", "SECRET_KEY = '${SECRET_KEY}'\n");
+      const planted = stack.up();
+      assert.notStrictEqual(planted.status, 0, planted.output);
+      assert.match(planted.output, /could not link shared\/instance\/config\.py as flaskapp/);
+      assert.strictEqual(server.ssh("ls /etc/fdeploy/flaskapp | grep -c config || true").trim(), "0");
+    } finally {
+      server.ssh("rm /srv/flaskapp/shared/instance && mv /srv/flaskapp/shared/instance.moved /srv/flaskapp/shared/instance");
+    }
+    const back = stack.up();
+    assert.strictEqual(back.status, 0, back.output);
+    assert.match((await http(`${base}/`, { cookie })).text, /<span>ada<\/span>/);
   });
 
   it("friction 3: a first deploy of an app that does not load fails in the preflight, well before the health timeout", async () => {
