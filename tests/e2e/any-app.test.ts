@@ -76,6 +76,7 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     const r = await timedUp(stack);
     assert.strictEqual(r.status, 0, r.output);
     console.log(`      first deploy: ${r.seconds.toFixed(1)} s`);
+    assert.ok(!r.output.includes(SECRET), "the secret is in pulumi's output");
     assert.match(server.ssh("sqlite3 /srv/flaskapp/shared/instance/flaskr.sqlite .tables"), /post\s+user/, "the release command made the schema");
     assert.doesNotMatch(server.ssh("cat /srv/flaskapp/history.log"), / failed /);
     assert.strictEqual((await http(`${base}/`)).status, 200);
@@ -89,6 +90,8 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.strictEqual(server.ssh("stat -c '%a %U %G' /srv/flaskapp/files/instance/config.py /srv/flaskapp/files").trim(), "640 root flaskapp\n750 root flaskapp");
     assert.notStrictEqual(server.trySsh("runuser -u flaskapp -- sh -c 'echo x >> /srv/flaskapp/files/instance/config.py'").status, 0, "the app can change its rendered config");
     assert.strictEqual(server.ssh("stat -c %a /etc/fdeploy/flaskapp/env").trim(), "600");
+    assert.ok(!stack.stateText().includes(SECRET), "the rendered file's secret is in the state in plaintext");
+    assert.ok(!server.ssh("journalctl --no-pager -o cat").includes(SECRET), "the secret is in the journal");
   });
 
   it("login works, with a session signed by the stack's SECRET_KEY (not the app's 'dev' default)", async () => {
