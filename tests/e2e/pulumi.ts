@@ -121,9 +121,9 @@ export class TestStack {
     return this.mustRun(["stack", "export"]).stdout;
   }
 
-  /** `npm run rollback` for this stack. */
-  rollback(to?: string): RunResult {
-    return this.command("rollback.ts", to ? ["--to", to] : []);
+  /** `npm run rollback` for this stack (ARGS: e.g. --to <id>, --forward). */
+  rollback(...args: string[]): RunResult {
+    return this.command("rollback.ts", args);
   }
 
   /** `npm run purge` for this stack. */
