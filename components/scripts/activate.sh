@@ -36,17 +36,27 @@ point_slot() {
 # (or whose unit fails, or that systemd is restarting) fails the check at once, with the journal
 # lines that say why; only a process that runs but does not answer gets the whole timeout.
 check_slot() {
-  local unit="fdeploy-$P_APP@$1.service" result why="" pid started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
+  local unit="fdeploy-$P_APP@$1.service" result="" why="" pid probe out started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
   pid=$(unit_prop "$unit" MainPID)
+  out=$(mktemp)
   while :; do
-    if result=$(http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")"); then
+    # the probe waits in the background: systemd holds the socket, so a probe of a dead process
+    # would wait out its own timeout; the process dying is seen while it waits
+    http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")" >"$out" &
+    probe=$!
+    while kill -0 "$probe" 2>/dev/null && ! why=$(slot_died "$unit" "$pid"); do sleep 0.2; done
+    if [ -n "$why" ]; then pkill -P "$probe" 2>/dev/null || true; wait "$probe" 2>/dev/null || true; break; fi
+    if wait "$probe"; then
+      result=$(cat "$out"); rm -f "$out"
       log "health check of $1 passed: ${result%% *}"
       return 0
     fi
+    result=$(cat "$out")
     why=$(slot_died "$unit" "$pid") && break
     [ $SECONDS -ge $deadline ] && break
     sleep 0.5
   done
+  rm -f "$out"
   if [ -n "$why" ]; then
     log "slot $1: $why after $((SECONDS - started))s; not waiting out the ${P_HEALTH_TIMEOUT}s health timeout"
   else
