@@ -129,7 +129,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     server.ssh(`systemctl stop fdeploy-flaskapp@main.service && rm -rf /srv/flaskapp/releases/${live}`);
     const preview = stack.run(["preview", "--refresh", "--diff"]);
     assert.strictEqual(preview.status, 0, preview.output);
-    assert.match(preview.output, /~ release/, `preview --refresh does not show the missing release:\n${preview.output}`);
+    assert.match(preview.output, /[-~] release /, `preview --refresh does not show the missing release:\n${preview.output}`);
     const r = stack.run(["up", "--yes", "--skip-preview", "--refresh"]);
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(server.trySsh(`test -x /srv/flaskapp/releases/${live}/.venv/bin/gunicorn`).status, 0, "the release was not reinstalled");
