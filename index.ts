@@ -3,6 +3,7 @@
 // only the steps whose inputs changed.
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
 import { loadStackConfig } from "./components/config";
 import { connectionFor } from "./components/connection";
 import { AppIdentity } from "./components/app-identity";
@@ -36,54 +37,67 @@ const base = new BaseSystem("base", {
   ...common, bundle, appRoot, appUser: app,
 });
 
-// 3. The release (code + venv), its environment and the database schema.
-const release = new Release("release", { ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), after: [base.ready] });
+// 3. The release (code + venv; or a kept one that a rollback pinned), its environment, its shared
+//    paths and the service that runs it.
+const release = new Release("release", {
+  ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), pinned: cfg.release, after: [base.ready],
+});
 const databasePath = `${appRoot}/shared/db/app.sqlite3`;
 const environment = new AppEnvironment("env", {
   ...common, bundle, after: [base.ready],
   plain: { ...cfg.env, DATABASE_PATH: databasePath },
   secrets: pulumi.secret(cfg.secrets),
 });
-// the release's shared paths (Flask's instance folder by default) and rendered shared files
+// the release's shared paths (Flask's instance folder when the app uses it) and rendered shared files
 const shared = cfg.sharedDirs.length || cfg.sharedFiles.length ? new SharedPaths("shared", {
   ...common, bundle, releaseId: release.releaseId, dirs: cfg.sharedDirs, files: cfg.sharedFiles,
   values: pulumi.secret({ ...cfg.env, DATABASE_PATH: databasePath, ...cfg.secrets }), after: [release.installed],
 }) : undefined;
-const migrations = migrationsDir ? new MigrationRunner("migrations", {
-  ...common, bundle, migrationsDir, migrations: migrationFiles, keepBackups: cfg.keepBackups,
-  after: [release.installed, environment],
-}) : undefined;
-// the app's own release commands (e.g. flask db upgrade), after the SQL migrations
-const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands("release-commands", {
-  ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
-  after: [release.installed, environment, ...(shared ? [shared.step] : []), ...(migrations ? [migrations.step] : [])],
-}) : undefined;
-const beforeSwitch = [shared?.step, migrations?.step, releaseCommands?.step].filter((r): r is NonNullable<typeof r> => !!r);
-
-// 4. The service, then the switch to the new release (health-checked), nginx, and a last check
-//    through nginx.
 const service = new GunicornService("gunicorn", {
   ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
   after: [base.ready, environment], // the unit reads the environment file
 });
-const activation = new Activation("activation", {
+
+// 4. The database schema and the switch to the release (health-checked). A deploy migrates first,
+//    then switches; a rollback switches first, then brings the schema down to the pinned release's
+//    version. Migrations are expand/contract (README), so either way the code that runs in between
+//    works with the schema it meets.
+const migrationArgs = (dir: string) => ({ ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups });
+const activationArgs = {
   ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, healthPath: cfg.healthPath,
-  healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases,
+  healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
   serviceRevision: service.revision, envRevision: environment.revision,
   sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
-  after: [release.installed, ...beforeSwitch, service.unit, environment],
-});
+};
+const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : [])];
+let migrations: MigrationRunner | undefined, activation: Activation;
+if (cfg.release === undefined) {
+  migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), after: [release.installed, environment] }) : undefined;
+  // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
+  const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands("release-commands", {
+    ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
+    after: [...switchAfter, ...(migrations ? [migrations.step] : [])],
+  }) : undefined;
+  const before = [migrations?.step, releaseCommands?.step].filter((r): r is command.remote.Command => r !== undefined);
+  activation = new Activation("activation", { ...activationArgs, after: [...switchAfter, ...before] });
+} else {
+  activation = new Activation("activation", { ...activationArgs, after: switchAfter });
+  migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), downToSchemaOf: cfg.release, after: [activation.step] }) : undefined;
+}
+const switched = [activation.step, ...(migrations ? [migrations.step] : [])];
+
+// 5. nginx, and a last check through it.
 const nginx = new NginxSite("nginx", {
   ...common, bundle, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
-  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, after: [activation.step],
+  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, after: switched,
 });
 const health = new HealthCheck("health", {
   ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
   watch: [release.releaseId, nginx.step.stdout, activation.step.stdout],
-  after: [nginx.step, activation.step],
+  after: [nginx.step, ...switched],
 });
 
-// 5. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
+// 6. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
 //    `up --refresh` (drift: a stopped app, a hand-edited site or environment, another live release).
 const { host, port, user, hostKey, privateKeyPath } = cfg.server;
 const serverState = new ServerState("server-state", {
@@ -95,6 +109,8 @@ const serverState = new ServerState("server-state", {
 const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
 export const url = `http://${urlHost}/`;
 export const releaseId = release.releaseId;
+/** The release appDir holds; differs from releaseId while a rollback pins an older one. */
+export const appDirRelease = release.appDirRelease;
 export const server = `${cfg.server.user}@${cfg.server.host}:${cfg.server.port}`;
 export const appPath = appRoot;
 export const schemaVersion = migrations ? migrations.schemaVersion : 0;

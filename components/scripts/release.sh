@@ -5,7 +5,7 @@
 # A release is content-addressed (its id is a hash of its files), so an installed one is never
 # reinstalled; a half-installed one (crash, pip failure) has no marker and is redone from scratch.
 # The live release is not touched: switching happens in activate.sh.
-# params: APP, RELEASE_ID
+# params: APP, RELEASE_ID, PINNED (1: a rollback pinned this kept release; nothing is uploaded)
 . "$(dirname "$0")/lib.sh"
 load_params
 [[ $P_RELEASE_ID =~ ^[0-9a-f]{12}$ ]] || fail "bad release id '$P_RELEASE_ID'"
@@ -14,6 +14,9 @@ src=$FDEPLOY_HOME/uploads/$P_RELEASE_ID
 dest=$APP_ROOT/releases/$P_RELEASE_ID
 marker=$dest/.fdeploy-release.json
 if [ -f "$marker" ]; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
+if [ -n "${P_PINNED:-}" ] && [ ! -d "$src" ]; then
+  fail "release $P_RELEASE_ID (pinned by the stack's \`release\` setting) is not kept on this server (kept: $(ls "$APP_ROOT/releases" 2>/dev/null | tr '\n' ' ')); pick a kept one, or \`pulumi config rm release\` to deploy appDir"
+fi
 [ -d "$src" ] || fail "upload $src is missing"
 with_deploy_lock
 # another deploy of this app (another stack, or an interrupted run whose install finished) may have

@@ -124,6 +124,21 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
   });
 
+  it("drift: a deleted live release shows in preview --refresh; up --refresh reinstalls and runs it", async () => {
+    const live = stack.outputs().releaseId;
+    server.ssh(`systemctl stop fdeploy-flaskapp@main.service && rm -rf /srv/flaskapp/releases/${live}`);
+    const preview = stack.run(["preview", "--refresh", "--diff"]);
+    assert.strictEqual(preview.status, 0, preview.output);
+    assert.match(preview.output, /[-~] release /, `preview --refresh does not show the missing release:\n${preview.output}`);
+    const r = stack.run(["up", "--yes", "--skip-preview", "--refresh"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(server.trySsh(`test -x /srv/flaskapp/releases/${live}/.venv/bin/gunicorn`).status, 0, "the release was not reinstalled");
+    assert.strictEqual((await get(`${base}/health`)).json().release, live);
+    assert.strictEqual(stack.outputs().liveRelease, live);
+    const again = stack.run(["preview", "--refresh"]);
+    assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
+  });
+
   it("an app that fails its health check fails the update with a useful error; the old release keeps serving", async () => {
     const live = stack.outputs().releaseId;
     app.edit("notes/__init__.py", (s) => s.replace('@app.get("/health")\n    def health():', '@app.get("/health")\n    def health():\n        return jsonify(status="broken on purpose"), 500\n    def _unused():'));
