@@ -157,6 +157,7 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
       const r = await timedUp(stack);
       assert.notStrictEqual(r.status, 0, r.output);
       assert.match(r.output, /flaskr:create_app is a function that is not a WSGI app .*set appModule to flaskr:create_app\(\)/);
+      console.log(`      ${strategy}: failed after ${r.seconds.toFixed(1)} s`);
       assert.ok(r.seconds < TIMEOUT / 2, `${strategy}: took ${r.seconds} s`);
       assert.strictEqual(live(), before);
       assert.match((await http(`${base}/`, { cookie })).text, /<span>ada<\/span>/);
@@ -172,6 +173,7 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     const r = await timedUp(stack);
     assert.notStrictEqual(r.status, 0, r.output);
     assert.match(r.output, /GET \/health with HTTP 404: the health path \(flask-deploy:healthPath/);
+    console.log(`      failed after ${r.seconds.toFixed(1)} s`);
     assert.ok(r.seconds < TIMEOUT / 2, `took ${r.seconds} s`);
     assert.strictEqual((await http(`${base}/`)).status, 200);
     stack.setConfig("healthPath", "/");
@@ -235,7 +237,8 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
       const r = await timedUp(other);
       assert.notStrictEqual(r.status, 0, r.output);
       assert.match(r.output, /does not load \(flaskr:create_app\(\): ModuleNotFoundError: No module named 'flaskr_missing_dependency'\)/);
-      assert.ok(r.seconds < TIMEOUT / 2, `took ${r.seconds} s`);
+      console.log(`      failed after ${r.seconds.toFixed(1)} s`);
+    assert.ok(r.seconds < TIMEOUT / 2, `took ${r.seconds} s`);
       assert.notStrictEqual(server.trySsh("systemctl is-active --quiet fdeploy-broken@main.service").status, 0, "no slot was started");
       assert.strictEqual((await http(`${base}/`)).status, 200, "the other app keeps serving");
     } finally {
