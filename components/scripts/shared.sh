@@ -27,7 +27,8 @@ release_link() {
   if [ -e "$link" ] && [ ! -L "$link" ]; then fail "the release ships '$1'; a shared path cannot replace it (remove it from appDir)"; fi
   # its folder must lie in the release itself, never through a link into shared/ (config.ts refuses
   # such paths; this is the server's own check before root creates anything there)
-  case $(realpath -m "$(dirname "$link")") in "$release" | "$release"/*) ;; *) fail "'$1' is not inside the release" ;; esac
+  local real; real=$(realpath "$release")
+  case $(realpath -m "$(dirname "$link")") in "$real" | "$real"/*) ;; *) fail "'$1' is not inside the release" ;; esac
   install -d -m 0755 "$(dirname "$link")"
   [ "$(readlink "$link" 2>/dev/null)" = "$2" ] || atomic_symlink "$2" "$link"
   echo "$1" >>"$manifest.new"
