@@ -199,6 +199,25 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.match((await http(`${base}/`, { cookie })).text, /<h1>kept<\/h1>/);
   });
 
+  it("rollback and --forward work without SQL migrations: shared paths relinked, release commands not re-run, data kept", async () => {
+    const newest = live();
+    const commandsBefore = server.ssh("ls /srv/flaskapp/shared/backups | grep -c pre-release || true").trim();
+    const rb = stack.rollback();
+    assert.strictEqual(rb.status, 0, rb.output);
+    assert.notStrictEqual(live(), newest);
+    assert.strictEqual(server.ssh(`readlink /srv/flaskapp/releases/${live()}/instance`).trim(), "/srv/flaskapp/shared/instance");
+    let index = await http(`${base}/`, { cookie });
+    assert.doesNotMatch(index.text, /<!-- v3 -->/);
+    assert.match(index.text, /<span>ada<\/span>[\s\S]*<h1>kept<\/h1>/);
+    assert.strictEqual(server.ssh("ls /srv/flaskapp/shared/backups | grep -c pre-release || true").trim(), commandsBefore, "release commands ran on a rollback");
+    const fwd = stack.rollback("--forward");
+    assert.strictEqual(fwd.status, 0, fwd.output);
+    assert.strictEqual(live(), newest);
+    index = await http(`${base}/`, { cookie });
+    assert.match(index.text, /<!-- v3 -->/);
+    assert.match(index.text, /<span>ada<\/span>[\s\S]*<h1>kept<\/h1>/);
+  });
+
   it("root never follows a path the app can write in shared/: planted links are replaced as the app user, or refused", async () => {
     const passwd = server.ssh("sha256sum /etc/passwd");
     server.ssh("runuser -u flaskapp -- ln -sfn /etc/passwd /srv/flaskapp/shared/instance/config.py");
