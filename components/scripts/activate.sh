@@ -117,6 +117,16 @@ prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot
     [ "$(stat -c %Y "$d")" -gt $(( $(date +%s) - 60 )) ] && continue   # being installed right now
     rm -rf "$d" "$FDEPLOY_HOME/uploads/$id"; log "pruned release $id"
   done
+  # the shared venvs (release.sh) that no kept release links to; one built this minute may be about
+  # to be linked by an install that waits for the lock
+  local used=" " v
+  for d in "$APP_ROOT"/releases/*/; do used+="$(readlink "$d.venv" 2>/dev/null || true) "; done
+  for v in "$APP_ROOT"/venvs/*/; do
+    v=${v%/}
+    [ -d "$v" ] && [[ $used != *" $v "* ]] || continue
+    [ "$(stat -c %Y "$v")" -gt $(( $(date +%s) - 60 )) ] && continue
+    rm -rf "$v"; log "pruned venv $(basename "$v")"
+  done
 }
 
 prune_uploads() { # older script bundles and migration sets in the SSH user's home, unused for an hour
