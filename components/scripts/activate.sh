@@ -45,7 +45,7 @@ check_slot() {
     http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")" >"$out" &
     probe=$!
     while kill -0 "$probe" 2>/dev/null && ! why=$(slot_died "$unit" "$pid"); do sleep 0.2; done
-    if [ -n "$why" ]; then pkill -P "$probe" 2>/dev/null || true; wait "$probe" 2>/dev/null || true; break; fi
+    if [ -n "$why" ]; then kill_tree "$probe"; wait "$probe" 2>/dev/null || true; break; fi
     if wait "$probe"; then
       result=$(cat "$out"); rm -f "$out"
       log "health check of $1 passed: ${result%% *}"
@@ -69,6 +69,12 @@ check_slot() {
 }
 
 unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
+
+kill_tree() { # kill_tree PID: the process and all its descendants (the probe's curl is a grandchild)
+  local c
+  for c in $(pgrep -P "$1" || true); do kill_tree "$c"; done
+  kill "$1" 2>/dev/null || true
+}
 
 # slot_died UNIT PID: prints why and succeeds when the slot's process PID is gone: the unit failed,
 # stopped, is waiting to be restarted, or runs another process than the one started
