@@ -45,7 +45,7 @@ check_slot() {
     http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")" >"$out" &
     probe=$!
     while kill -0 "$probe" 2>/dev/null && ! why=$(slot_died "$unit" "$pid"); do sleep 0.2; done
-    if [ -n "$why" ]; then pkill -P "$probe" 2>/dev/null || true; wait "$probe" 2>/dev/null || true; break; fi
+    if [ -n "$why" ]; then kill_tree "$probe"; wait "$probe" 2>/dev/null || true; break; fi
     if wait "$probe"; then
       result=$(cat "$out"); rm -f "$out"
       log "health check of $1 passed: ${result%% *}"
@@ -71,6 +71,12 @@ check_slot() {
 }
 
 unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
+
+kill_tree() { # kill_tree PID: the process and all its descendants (the probe's curl is a grandchild)
+  local c
+  for c in $(pgrep -P "$1" || true); do kill_tree "$c"; done
+  kill "$1" 2>/dev/null || true
+}
 
 # slot_died UNIT PID: prints why and succeeds when the slot's process PID is gone: the unit failed,
 # stopped, is waiting to be restarted, or runs another process than the one started
@@ -118,6 +124,16 @@ prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot
     [[ " ${keep[*]} " == *" $id "* ]] && continue
     [ "$(stat -c %Y "$d")" -gt $(( $(date +%s) - 60 )) ] && continue   # being installed right now
     rm -rf "$d" "$FDEPLOY_HOME/uploads/$id"; log "pruned release $id"
+  done
+  # the shared venvs (release.sh) that no kept release links to; one built this minute may be about
+  # to be linked by an install that waits for the lock
+  local used=" " v
+  for d in "$APP_ROOT"/releases/*/; do used+="$(readlink "$d.venv" 2>/dev/null || true) "; done
+  for v in "$APP_ROOT"/venvs/*/; do
+    v=${v%/}
+    [ -d "$v" ] && [[ $used != *" $v "* ]] || continue
+    [ "$(stat -c %Y "$v")" -gt $(( $(date +%s) - 60 )) ] && continue
+    rm -rf "$v"; log "pruned venv $(basename "$v")"
   done
 }
 

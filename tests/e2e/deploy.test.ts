@@ -60,8 +60,14 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
     assert.deepStrictEqual(changed(r.output), ["activation-switch", "health-probe", "release-install", "release-upload"]);
-    assert.notStrictEqual(stack.outputs().releaseId, oldRelease);
+    const newRelease = stack.outputs().releaseId;
+    assert.notStrictEqual(newRelease, oldRelease);
     assert.match((await get(`${base}/`)).text, /version two/);
+    // the same requirements: the new release links the venv the old one uses, nothing installed
+    assert.match(r.output, /the venv of these requirements is built already/);
+    const venvs = server.ssh(`readlink /srv/flaskapp/releases/${oldRelease}/.venv /srv/flaskapp/releases/${newRelease}/.venv`).trim().split("\n");
+    assert.strictEqual(venvs[0], venvs[1]);
+    assert.match(venvs[0], /^\/srv\/flaskapp\/venvs\/[0-9a-f]{12}$/);
     const notes = (await get(`${base}/api/notes`)).json();
     assert.ok(JSON.stringify(notes).includes("kept across deploys"), "data persists across deploys");
   });
