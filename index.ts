@@ -3,7 +3,7 @@
 // only the steps whose inputs changed.
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { loadStackConfig } from "./components/config";
+import { loadStackConfig, tlsSettings } from "./components/config";
 import { connectionFor } from "./components/connection";
 import { AppIdentity } from "./components/app-identity";
 import { ScriptBundle } from "./components/remote-script";
@@ -14,6 +14,8 @@ import { checkMigrations, MigrationRunner } from "./components/migrations";
 import { GunicornService } from "./components/gunicorn";
 import { Activation } from "./components/activation";
 import { NginxSite } from "./components/nginx";
+import { TlsCertificate } from "./components/tls";
+import { SiteSettings } from "./components/nginx-site";
 import { HealthCheck } from "./components/health-check";
 import { ServerState } from "./components/server-state";
 
@@ -58,13 +60,26 @@ const activation = new Activation("activation", {
   serviceRevision: service.revision, envRevision: environment.revision,
   after: [release.installed, migrations.step, service.unit, environment],
 });
+//    With HTTPS on (tls.mode acme), the certificate comes first: the site then serves it.
+const siteSettings: SiteSettings = {
+  appName: app, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
+  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds,
+};
+const tlsCfg = tlsSettings(cfg);
+const tls = tlsCfg.mode === "acme"
+  ? new TlsCertificate("tls", {
+    ...common, bundle, site: siteSettings, acmeServer: tlsCfg.acmeServer, email: tlsCfg.email,
+    caBundlePath: tlsCfg.caBundlePath, projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds,
+    after: [activation.step],
+  })
+  : undefined;
 const nginx = new NginxSite("nginx", {
-  ...common, bundle, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
-  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, after: [activation.step],
+  ...common, bundle, ...(tls ? tls.site : siteSettings), after: [activation.step, ...(tls ? [tls.step] : [])],
 });
 const health = new HealthCheck("health", {
   ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
-  watch: [release.releaseId, nginx.step.stdout, activation.step.stdout],
+  https: tls !== undefined,
+  watch: [release.releaseId, nginx.step.stdout, activation.step.stdout, ...(tls ? [tls.step.stdout] : [])],
   after: [nginx.step, activation.step],
 });
 
@@ -78,7 +93,7 @@ const serverState = new ServerState("server-state", {
 
 // Stack outputs
 const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
-export const url = `http://${urlHost}/`;
+export const url = `${tls ? "https" : "http"}://${urlHost}/`;
 export const releaseId = release.releaseId;
 export const server = `${cfg.server.user}@${cfg.server.host}:${cfg.server.port}`;
 export const appPath = appRoot;

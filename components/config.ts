@@ -51,6 +51,25 @@ export const RESERVED_ACCOUNTS = [
 
 const strategies = ["restart", "rolling", "blue-green"] as const;
 
+/** Let's Encrypt's ACME directories: production (the default) and staging (tls.staging). */
+export const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
+export const LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory";
+const tlsModes = ["off", "acme"] as const;
+const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" });
+
+// HTTPS (README "HTTPS"): certificates from an ACME CA (certbot, HTTP-01 through the site's nginx).
+// The names are the site's serverName; the cross-key checks are in checkTls().
+const tlsSchema = z.strictObject({
+  mode: z.enum(tlsModes, { message: `expected one of: ${tlsModes.join(", ")}` }).default("off"),
+  email: z.string().regex(/^[^\s@'"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, "expected an e-mail address for the ACME account, e.g. ops@example.com").optional(),
+  acmeServer: z.string()
+    .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~\/-]*)?$/, "expected the https:// URL of an ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory")
+    .optional(),
+  staging: bool.default(false),
+  caBundle: z.string().min(1, "expected the path of a PEM file").optional(),
+  hstsMaxAgeSeconds: z.coerce.number().int().min(0).max(63072000).default(0),
+});
+
 export const configSchema = z.strictObject({
   server: serverSchema,
   appName: z
@@ -77,6 +96,7 @@ export const configSchema = z.strictObject({
   keepBackups: z.coerce.number().int().min(1).max(100).default(10),
   clientMaxBodySize: z.string().regex(/^\d{1,4}[km]?$/, "expected an nginx size, e.g. 10m").default("10m"),
   proxyTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  tls: tlsSchema.optional(),
   // Destroy always keeps the data: a value read from the last up's inputs could delete a database
   // the user meant to keep. Still accepted as `true` (it was the default); `false` is refused.
   keepDataOnDestroy: z
@@ -96,6 +116,7 @@ export const configSchema = z.strictObject({
 export type DeployConfig = z.infer<typeof configSchema>;
 export type ServerConfig = DeployConfig["server"];
 export type Strategy = (typeof strategies)[number];
+export type TlsConfig = z.infer<typeof tlsSchema>;
 
 /** Keys whose values must be set with `pulumi config set --secret`. */
 const SECRET_KEYS = ["secrets"];
@@ -189,7 +210,7 @@ export function parseConfig(
   const cfg = result.data!;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg));
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }
@@ -203,7 +224,7 @@ function splitKey(fullKey: string): [string, string] {
 }
 
 function knownKeys(at: PropertyKey[]): string[] {
-  const shape = at[0] === "server" ? serverSchema.shape : configSchema.shape;
+  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "tls" ? tlsSchema.shape : configSchema.shape;
   return Object.keys(shape);
 }
 
@@ -240,6 +261,57 @@ function checkEnvNames(cfg: DeployConfig): string[] {
     if (k in cfg.secrets) problems.push(`${NAMESPACE}:env.${k}: also set in secrets; keep it in one place`);
   }
   return problems;
+}
+
+/** TLS on: the site's names must be names a public CA can validate over HTTP-01. */
+function checkTls(cfg: DeployConfig, projectDir: string): string[] {
+  const t = cfg.tls;
+  if (!t || t.mode === "off") return [];
+  const problems: string[] = [];
+  const names = cfg.serverName.split(" ");
+  if (cfg.serverName === "_") {
+    problems.push(`${NAMESPACE}:serverName: tls.mode ${t.mode} needs the site's DNS names (each gets a certificate, validated over HTTP on port 80); '_' names none: set e.g. serverName 'example.com www.example.com'`);
+  } else {
+    for (const n of names) {
+      if (n.startsWith("*.")) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is a wildcard; HTTP-01 cannot validate wildcards: list each name, e.g. 'www.example.com'`);
+      } else if (ipv4.test(n) || /^[\d.]+$/.test(n)) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is an IP address; tls.mode ${t.mode} needs DNS names (e.g. app.example.com) that resolve to the server`);
+      } else if (!n.includes(".")) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is not a fully qualified DNS name; tls.mode ${t.mode} needs names like app.example.com`);
+      }
+    }
+  }
+  if (t.staging && t.acmeServer) {
+    problems.push(`${NAMESPACE}:tls.staging: true selects Let's Encrypt's staging directory, but tls.acmeServer is set too; keep one of them`);
+  }
+  if (t.caBundle !== undefined) {
+    const p = path.resolve(projectDir, expandHome(t.caBundle));
+    let text = "";
+    try { text = fs.readFileSync(p, "utf8"); } catch { /* reported below */ }
+    if (!/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(text)) {
+      problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' ${text ? "holds no PEM certificate" : "is not a readable file"} (expected a PEM file with the CA certificate(s) of a private ACME server's https API)`);
+    } else if (/PRIVATE KEY-----/.test(text)) {
+      problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' contains a private key; expected only CA certificates`);
+    }
+  }
+  return problems;
+}
+
+/** What TLS does for a validated config: off, or the ACME directory, names and CA bundle path. */
+export function tlsSettings(cfg: DeployConfig): { mode: "off" } | {
+  mode: "acme"; names: string[]; acmeServer: string; email?: string; caBundlePath?: string; hstsMaxAgeSeconds: number;
+} {
+  const t = cfg.tls;
+  if (!t || t.mode === "off") return { mode: "off" };
+  return {
+    mode: "acme",
+    names: cfg.serverName.split(" "),
+    acmeServer: t.acmeServer ?? (t.staging ? LETS_ENCRYPT_STAGING : LETS_ENCRYPT),
+    ...(t.email ? { email: t.email } : {}),
+    ...(t.caBundle ? { caBundlePath: t.caBundle } : {}),
+    hstsMaxAgeSeconds: t.hstsMaxAgeSeconds,
+  };
 }
 
 export function expandHome(p: string): string {
