@@ -15,6 +15,7 @@ import { changed, PROJECT_DIR, TestStack } from "./pulumi";
 
 const NAME = "https.fdeploy.test";
 const NAME2 = "www.https.fdeploy.test";
+const NAME3 = "https2.fdeploy.test"; // the second server's (an existing HTTP stack moving to HTTPS)
 const UNRESOLVED = "nx.https.fdeploy.test"; // no DNS record: issuance must fail for it
 const LIVE = "/etc/letsencrypt/live/fdeploy-flaskapp";
 
@@ -53,23 +54,37 @@ function getHttp(server: TestServer, name: string, p: string): Promise<{ status:
   });
 }
 
-describe("https: certificates from a real ACME server (pebble), renewed by certbot's timer", function () {
+describe("https: certificates from a real ACME server (pebble)", function () {
   this.timeout(900000);
-  let server: TestServer;
   let pebble: Pebble;
-  let stack: TestStack;
   let root: string;
-  const caRel = path.join(".e2e", "https", "acme-api-ca.pem");
+  let first: TestServer;
+  const caRel = path.join(".e2e", "https-acme-api-ca.pem");
 
   before(async () => {
-    server = startServer("https", 121);
+    // pebble listens on the test bridge: the first server brings it up (servers stay up until the
+    // root hook stops them, so the bridge does too)
+    first = startServer("https", 121);
     pebble = await startPebble();
+    root = await pebble.root();
+    fs.mkdirSync(path.join(PROJECT_DIR, ".e2e"), { recursive: true });
+    fs.writeFileSync(path.join(PROJECT_DIR, caRel), pebble.apiCaPem);
+  });
+  after(() => {
+    if (pebble && process.env.FDEPLOY_E2E_PEBBLE_LOG) fs.writeFileSync(process.env.FDEPLOY_E2E_PEBBLE_LOG, pebble.log());
+    pebble?.stop();
+  });
+
+describe("a new stack with HTTPS, renewed by certbot's timer", function () {
+  let server: TestServer;
+  let stack: TestStack;
+
+  before(async () => {
+    server = first;
     await pebble.addName(NAME, server.host);
     await pebble.addName(NAME2, server.host);
-    root = await pebble.root();
     const app = copyApp("https");
     const migrations = copyMigrations("https");
-    fs.writeFileSync(path.join(PROJECT_DIR, caRel), pebble.apiCaPem);
     stack = new TestStack("https");
     stack.target(server, {
       appDir: app.rel, migrationsDir: migrations.rel, healthTimeoutSeconds: "60",
@@ -78,11 +93,7 @@ describe("https: certificates from a real ACME server (pebble), renewed by certb
     });
     stack.setConfig("secrets.SECRET_KEY", "https-test-secret", { secret: true });
   });
-  after(() => {
-    stack?.remove();
-    if (pebble && process.env.FDEPLOY_E2E_PEBBLE_LOG) fs.writeFileSync(process.env.FDEPLOY_E2E_PEBBLE_LOG, pebble.log());
-    pebble?.stop();
-  });
+  after(() => stack?.remove());
 
   it("TLS with serverName '_' is refused at preview, naming the key, before anything reaches the server", () => {
     const r = stack.preview();
@@ -186,6 +197,7 @@ describe("https: certificates from a real ACME server (pebble), renewed by certb
     assert.match(r.output, /Domain: nx\.https\.fdeploy\.test/);
     assert.match(r.output, /Detail: .*(DNS|NXDOMAIN|resolve|no valid A)/i);
     assert.match(r.output, /stays in force with the previous certificate/);
+    console.log(`      the error:\n${r.output.split("\n").filter((l) => /Domain:|Detail:|no certificate for/.test(l)).map((l) => `        ${l.trim()}`).join("\n")}`);
     const a = await getHttps(server, NAME, root);
     assert.strictEqual(a.status, 200);
     assert.strictEqual(a.serial, before.serial, "the certificate in force changed");
@@ -211,4 +223,46 @@ describe("https: certificates from a real ACME server (pebble), renewed by certb
     const again = stack.up();
     assert.deepStrictEqual(changed(again.output), []);
   });
+});
+
+describe("an existing HTTP stack moves to HTTPS; a first issuance that fails leaves it serving HTTP", function () {
+  let server: TestServer;
+  let stack: TestStack;
+
+  before(() => {
+    server = startServer("https2", 122);
+    const app = copyApp("https2");
+    const migrations = copyMigrations("https2");
+    stack = new TestStack("https2");
+    stack.target(server, { appDir: app.rel, migrationsDir: migrations.rel, healthTimeoutSeconds: "60", serverName: NAME3 });
+    stack.setConfig("secrets.SECRET_KEY", "https2-test-secret", { secret: true });
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+  });
+  after(() => stack?.remove());
+
+  it("the name does not resolve yet: the up fails naming it, the site keeps serving HTTP as before", async () => {
+    const siteBefore = server.ssh("cat /etc/nginx/sites-available/fdeploy-flaskapp.conf");
+    for (const [k, v] of Object.entries({ "tls.mode": "acme", "tls.acmeServer": pebble.directory, "tls.caBundle": caRel })) stack.setConfig(k, v);
+    const r = stack.up();
+    assert.notStrictEqual(r.status, 0, "the update must fail");
+    assert.match(r.output, /Domain: https2\.fdeploy\.test/);
+    assert.match(r.output, /no certificate for https2\.fdeploy\.test .*stays in force \(HTTP\)/s);
+    const plain = await getHttp(server, NAME3, "/health");
+    assert.strictEqual(plain.status, 200, "HTTP no longer serves the app");
+    assert.strictEqual(server.ssh("cat /etc/nginx/sites-available/fdeploy-flaskapp.conf"), siteBefore, "the site in force changed");
+    await assert.rejects(getHttps(server, NAME3, root));
+  });
+
+  it("once the name resolves, the next up issues the certificate and the site switches to HTTPS", async () => {
+    await pebble.addName(NAME3, server.host);
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    const a = await getHttps(server, NAME3, root);
+    assert.strictEqual(a.status, 200, a.body);
+    assert.match(a.issuer, /^Pebble Intermediate CA/);
+    assert.strictEqual((await getHttp(server, NAME3, "/")).status, 301);
+    assert.deepStrictEqual(changed(stack.up().output), [], "a second up changed something");
+  });
+});
 });
