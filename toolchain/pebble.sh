@@ -11,7 +11,11 @@ if [ -x "$OUT/pebble" ] && [ -x "$OUT/pebble-challtestsrv" ]; then
   echo "pebble $PEBBLE_VERSION: up to date ($OUT)"
   exit 0
 fi
-command -v go >/dev/null || { echo "Go is needed to build pebble, the e2e tests' ACME server (apt-get install golang-go, or go.dev)" >&2; exit 1; }
+if ! command -v go >/dev/null; then
+  # deploying needs no pebble: only the https e2e suite does (it names this script when it is missing)
+  echo "pebble: skipped, Go is not installed (the https e2e tests need it: apt-get install golang-go, then run $0)" >&2
+  exit 0
+fi
 echo "pebble $PEBBLE_VERSION: building from the Go module proxy"
 mkdir -p "$OUT"
 tmp=$(mktemp -d "$OUT.build.XXXXXX"); trap 'rm -rf "$tmp"' EXIT

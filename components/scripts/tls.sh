@@ -157,10 +157,12 @@ HOOK
   fi
   if [ $rc != 0 ]; then
     restore_site
-    local why
-    why=$(printf '%s\n' "$out" | grep -E '^ *(Domain|Type|Detail|Hint):|Error|error' | grep -v 'letsencrypt.log' | head -n 20)
+    local why refused
+    why=$(printf '%s\n' "$out" | grep -E '^ *(Domain|Type|Detail|Hint):|Error|error' | grep -v 'letsencrypt.log' | head -n 20 || true)
     log "${why:-$(printf '%s\n' "$out" | tail -n 15)}"
-    fail "no certificate for $want from $P_ACME_SERVER (certbot exit $rc; the CA's reason for each name is above; details in /var/log/letsencrypt/letsencrypt.log). The site that was in force before stays in force$([ -f "$live/fullchain.pem" ] && echo " with the previous certificate ($have)" || echo " (HTTP)")."
+    # "name (reason)" for each name the CA refused, from certbot's Domain:/Detail: lines
+    refused=$(printf '%s\n' "$out" | awk '/^ *Domain:/ {d=$2} /^ *Detail:/ && d {sub(/^ *Detail: */, ""); printf "%s%s (%s)", sep, d, substr($0, 1, 160); sep="; "; d=""}')
+    fail "no certificate for $want from $P_ACME_SERVER: ${refused:-certbot exit $rc, see above} (details in /var/log/letsencrypt/letsencrypt.log). The site that was in force before stays in force$([ -f "$live/fullchain.pem" ] && echo " with the previous certificate ($have)" || echo " (HTTP)")."
   fi
   rm -f "$SAVED"; SAVED=""
   put_site "$P_SITE"

@@ -195,6 +195,7 @@ describe("a new stack with HTTPS, renewed by certbot's timer", function () {
     assert.notStrictEqual(r.status, 0, "the update must fail");
     assert.match(r.output, new RegExp(`no certificate for .*${UNRESOLVED.replace(/\./g, "\\.")}`));
     assert.match(r.output, /Domain: nx\.https\.fdeploy\.test/);
+    assert.match(r.output, /www\.https\.fdeploy\.test from https:\S+: nx\.https\.fdeploy\.test \([^)]*resolve/);
     assert.match(r.output, /Detail: .*(DNS|NXDOMAIN|resolve|no valid A)/i);
     assert.match(r.output, /stays in force with the previous certificate/);
     console.log(`      the error:\n${r.output.split("\n").filter((l) => /Domain:|Detail:|no certificate for/.test(l)).map((l) => `        ${l.trim()}`).join("\n")}`);

@@ -51,7 +51,7 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => { stop
 
 function binary(name: string): string {
   const p = path.join(CACHE, "pebble", PEBBLE_VERSION, name);
-  if (!fs.existsSync(p)) throw new Error(`${p} is missing: run bash toolchain/pebble.sh (scripts/setup.sh does)`);
+  if (!fs.existsSync(p)) throw new Error(`${p} is missing: build it with bash toolchain/pebble.sh (scripts/setup.sh runs it; it needs Go)`);
   return p;
 }
 
