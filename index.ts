@@ -18,6 +18,7 @@ import { TlsCertificate } from "./components/tls";
 import { SiteSettings } from "./components/nginx-site";
 import { HealthCheck } from "./components/health-check";
 import { ServerState } from "./components/server-state";
+import { CertificateState } from "./components/certificate-state";
 
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
@@ -90,6 +91,13 @@ const serverState = new ServerState("server-state", {
   server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
   appName: app, scriptsDir: bundle.remoteDir, release: release.releaseId,
 }, { dependsOn: [health.step] });
+// With HTTPS: the certificate on the server (refresh shows a missing or expired one; up --refresh issues it again).
+const certState = tls
+  ? new CertificateState("certificate-state", {
+    server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
+    appName: app, scriptsDir: bundle.remoteDir, names: cfg.serverName,
+  }, { dependsOn: [health.step] })
+  : undefined;
 
 // Stack outputs
 const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
@@ -103,3 +111,5 @@ export const releaseHistory = activation.history;
 /** The release the server runs, and whether it runs (after a refresh: as the server says). */
 export const liveRelease = serverState.release;
 export const running = serverState.running;
+/** With HTTPS: the certificate's state (valid, missing, expired, names-differ) and expiry, as of the last up or refresh. */
+export const certificate = certState ? pulumi.all([certState.certificate, certState.notAfter]).apply(([state, notAfter]) => ({ state, notAfter })) : undefined;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tls.sh create|delete — the app's HTTPS certificate from an ACME CA, with Debian's certbot.
+# tls.sh create|delete|read|repair — the app's HTTPS certificate from an ACME CA, with Debian's certbot.
 #   create: installs certbot, the webroot nginx serves challenges from, the renewal deploy hook
 #           (nginx -t, then a graceful reload) and, for a private ACME server, its CA bundle; then
 #           issues a certificate for the site's names — only when none covers them yet, or the
@@ -13,6 +13,10 @@
 #           within 30 days; the deploy hook in /etc/letsencrypt/renewal-hooks/deploy/ reloads nginx.
 #   delete: after the site stopped using it (tls.mode off, or destroy): the certificate, the
 #           webroot and the CA bundle go.
+#   read:   (CertificateState, `pulumi refresh`) one JSON object: certificate = valid | missing |
+#           expired | names-differ (against the last create's names), notAfter, names
+#   repair: (`pulumi up --refresh`) create again with the last create's parameters (kept root-only
+#           in /etc/fdeploy/<app>/tls.desired.json): a missing or expired certificate is issued again
 # create params: APP, CERT_NAME, DOMAINS (space-separated), ACME_SERVER, EMAIL ("" = none),
 #                CA_BUNDLE (PEM, "" = the system's CAs), WEBROOT, SITE (the HTTPS site),
 #                SITE_ISSUING (the HTTP site with the challenge location; components/nginx-site.ts)
@@ -127,6 +131,9 @@ nginx -t -q && systemctl reload nginx
 HOOK
   systemctl enable --now --quiet certbot.timer 2>/dev/null || log "warning: certbot.timer could not be enabled; renewals need it"
 
+  # what this create wants, for read and repair
+  printf '%s' "$P_RAW" | write_if_changed "$(env_dir "$P_APP")/tls.desired.json" 0600 || true
+
   # a certificate that covers exactly these names, from this ACME directory, still valid: nothing to do
   local live=/etc/letsencrypt/live/$P_CERT_NAME conf=/etc/letsencrypt/renewal/$P_CERT_NAME.conf
   local want have="" server="" force=()
@@ -170,6 +177,33 @@ HOOK
   echo "certificate $P_CERT_NAME for $want issued by $P_ACME_SERVER: $(openssl x509 -in "$live/cert.pem" -noout -serial -enddate | tr '\n' ' ')"
 }
 
+# read: the certificate on the server against the names the last create wanted
+read_state() {
+  load_params
+  local desired live state=valid names="" not_after="" want=""
+  desired=$(env_dir "$P_APP")/tls.desired.json
+  live=/etc/letsencrypt/live/fdeploy-$P_APP/cert.pem
+  [ -f "$desired" ] && want=$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["DOMAINS"].split())))' "$desired")
+  if [ ! -f "$live" ]; then
+    state=missing
+  else
+    names=$(cert_names "$live")
+    not_after=$(openssl x509 -in "$live" -noout -enddate | sed 's/^notAfter=//')
+    if ! openssl x509 -in "$live" -noout -checkend 0 >/dev/null; then state=expired
+    elif [ -n "$want" ] && [ "$names" != "$want" ]; then state=names-differ
+    fi
+  fi
+  printf '{"certificate": "%s", "notAfter": "%s", "names": "%s"}\n' "$state" "$not_after" "$names"
+}
+
+repair() {
+  load_params
+  local desired; desired=$(env_dir "$P_APP")/tls.desired.json
+  [ -f "$desired" ] || fail "no HTTPS certificate was deployed for '$P_APP' on this server (tls.sh create never ran)"
+  bash "$0" create <"$desired" >&2
+  printf '{"APP": "%s"}' "$P_APP" | read_state
+}
+
 delete() {
   local app=$1 cert
   check_app_name "$app"
@@ -182,9 +216,12 @@ delete() {
     certbot delete --non-interactive --cert-name "$cert" >/dev/null 2>&1 || log "warning: certbot delete --cert-name $cert failed"
   fi
   rm -rf "/var/lib/fdeploy-acme/$app"
-  rm -f "$(env_dir "$app")/acme-ca.pem"
+  rm -f "$(env_dir "$app")/acme-ca.pem" "$(env_dir "$app")/tls.desired.json"
   renewal_trust
   echo "HTTPS certificate of $app removed"
 }
 
-case ${1:-} in create) create ;; delete) delete "${2:-}" ;; *) fail "usage: tls.sh create|delete APP" ;; esac
+case ${1:-} in
+  create) create ;; delete) delete "${2:-}" ;; read) read_state ;; repair) repair ;;
+  *) fail "usage: tls.sh create|delete APP|read|repair" ;;
+esac

@@ -122,6 +122,7 @@ describe("a new stack with HTTPS, renewed by certbot's timer", function () {
     assert.strictEqual(plain.status, 301);
     assert.strictEqual(plain.location, `https://${NAME}/health?x=1`);
     assert.strictEqual(stack.outputs().url, `https://${NAME}/`);
+    assert.strictEqual(stack.outputs().certificate.state, "valid");
     // HSTS as configured; TLS 1.0/1.1 refused
     const site = server.ssh("cat /etc/nginx/sites-available/fdeploy-flaskapp.conf");
     assert.match(site, /Strict-Transport-Security "max-age=300"/);
@@ -208,6 +209,27 @@ describe("a new stack with HTTPS, renewed by certbot's timer", function () {
     const fixed = stack.up();
     assert.strictEqual(fixed.status, 0, fixed.output);
     assert.strictEqual((await getHttps(server, NAME, root)).serial, before.serial);
+  });
+
+  it("drift: a certificate deleted by hand shows in preview --refresh; up --refresh issues it again; a plain up reads nothing", async () => {
+    const before = (await getHttps(server, NAME, root)).serial;
+    server.ssh("certbot delete --non-interactive --cert-name fdeploy-flaskapp");
+    const plain = stack.up();
+    assert.strictEqual(plain.status, 0, plain.output);
+    assert.deepStrictEqual(changed(plain.output), [], "a plain up ran a remote command");
+    const preview = stack.run(["preview", "--refresh", "--diff"]);
+    assert.strictEqual(preview.status, 0, preview.output);
+    assert.match(preview.output, /certificate-state/);
+    assert.match(preview.output, /~ certificate/, preview.output);
+    const r = stack.run(["up", "--yes", "--skip-preview", "--refresh"]);
+    assert.strictEqual(r.status, 0, r.output);
+    const a = await getHttps(server, NAME2, root);
+    assert.strictEqual(a.status, 200);
+    assert.notStrictEqual(a.serial, before, "no new certificate");
+    assert.ok(a.san.includes(`DNS:${NAME}`) && a.san.includes(`DNS:${NAME2}`), a.san);
+    assert.strictEqual(stack.outputs().certificate.state, "valid");
+    const again = stack.run(["preview", "--refresh"]);
+    assert.doesNotMatch(again.output, /certificate-state\s+update/, "drift reported after the repair");
   });
 
   it("tls.mode off: plain HTTP as before, the certificate and certbot's private-CA drop-in are removed", async () => {
