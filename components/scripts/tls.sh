@@ -98,6 +98,10 @@ cert_names() {
   openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null | tr ',' '\n' | sed -n 's/^ *DNS://p' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
+# what the last successful create deployed, for read and repair (a failed create is not kept: the
+# stack's state keeps the previous parameters too)
+keep_desired() { printf '%s' "$P_RAW" | write_if_changed "$(env_dir "$P_APP")/tls.desired.json" 0600 || true; }
+
 create() {
   load_params
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
@@ -131,9 +135,6 @@ nginx -t -q && systemctl reload nginx
 HOOK
   systemctl enable --now --quiet certbot.timer 2>/dev/null || log "warning: certbot.timer could not be enabled; renewals need it"
 
-  # what this create wants, for read and repair
-  printf '%s' "$P_RAW" | write_if_changed "$(env_dir "$P_APP")/tls.desired.json" 0600 || true
-
   # a certificate that covers exactly these names, from this ACME directory, still valid: nothing to do
   local live=/etc/letsencrypt/live/$P_CERT_NAME conf=/etc/letsencrypt/renewal/$P_CERT_NAME.conf
   local want have="" server="" force=()
@@ -143,6 +144,7 @@ HOOK
     server=$(sed -n 's/^server = //p' "$conf")
     if [ "$have" = "$want" ] && [ "$server" = "$P_ACME_SERVER" ] && openssl x509 -in "$live/cert.pem" -noout -checkend 0 >/dev/null; then
       echo "certificate $P_CERT_NAME for $want: up to date, $(openssl x509 -in "$live/cert.pem" -noout -enddate)"
+      keep_desired
       return 0
     fi
     # same names from another directory, or an expired one: certbot would keep it unless forced
@@ -174,6 +176,7 @@ HOOK
   rm -f "$SAVED"; SAVED=""
   put_site "$P_SITE"
   reload_nginx   # the site may be unchanged (names added): the new certificate still needs a reload
+  keep_desired
   echo "certificate $P_CERT_NAME for $want issued by $P_ACME_SERVER: $(openssl x509 -in "$live/cert.pem" -noout -serial -enddate | tr '\n' ' ')"
 }
 
