@@ -90,7 +90,13 @@ restore_site() {
     mv -f "$SAVED" "$(site_path "$P_APP")"; ln -sfn "$(site_path "$P_APP")" "$(enabled_path "$P_APP")"
   fi
   SAVED=""
-  nginx -t -q 2>/dev/null && reload_nginx || true
+  if nginx -t -q 2>/dev/null; then reload_nginx; return 0; fi
+  # the previous site names a certificate that is gone (deleted by hand): serve HTTP meanwhile
+  if [ -n "${ISSUING_SITE:-}" ]; then
+    log "the previous site's certificate files are missing; the HTTP site stays in force"
+    printf '%s\n' "$ISSUING_SITE" | write_if_changed "$(site_path "$P_APP")" 0644 || true
+    nginx -t -q 2>/dev/null && reload_nginx || true
+  fi
 }
 
 # cert_names FILE: the DNS names a certificate covers, sorted, one line
@@ -152,7 +158,7 @@ HOOK
   fi
 
   save_site
-  if [ -f "$live/fullchain.pem" ]; then put_site "$P_SITE"; else put_site "$P_SITE_ISSUING"; fi
+  if [ -f "$live/fullchain.pem" ]; then put_site "$P_SITE"; else ISSUING_SITE=$P_SITE_ISSUING; put_site "$P_SITE_ISSUING"; fi
   local args=(certonly --non-interactive --agree-tos --no-eff-email --cert-name "$P_CERT_NAME"
               --server "$P_ACME_SERVER" --webroot --webroot-path "$P_WEBROOT" --key-type ecdsa "${force[@]}")
   if [ -n "$P_EMAIL" ]; then args+=(--email "$P_EMAIL"); else args+=(--register-unsafely-without-email); fi
