@@ -73,7 +73,12 @@ const tls = tlsCfg.mode === "acme"
     caBundlePath: tlsCfg.caBundlePath, projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds,
     after: [activation.step],
   })
-  : undefined;
+  : tlsCfg.mode === "custom"
+    ? new TlsCertificate("tls", {
+      ...common, bundle, site: siteSettings, custom: { certificate: tlsCfg.certificate, privateKey: tlsCfg.privateKey },
+      projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds, after: [activation.step],
+    })
+    : undefined;
 const nginx = new NginxSite("nginx", {
   ...common, bundle, ...(tls ? tls.site : siteSettings), after: [activation.step, ...(tls ? [tls.step] : [])],
 });

@@ -54,7 +54,7 @@ const strategies = ["restart", "rolling", "blue-green"] as const;
 /** Let's Encrypt's ACME directories: production (the default) and staging (tls.staging). */
 export const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
 export const LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory";
-const tlsModes = ["off", "acme"] as const;
+const tlsModes = ["off", "acme", "custom"] as const;
 const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" });
 
 // HTTPS (README "HTTPS"): certificates from an ACME CA (certbot, HTTP-01 through the site's nginx).
@@ -68,6 +68,9 @@ const tlsSchema = z.strictObject({
   staging: bool.default(false),
   caBundle: z.string().min(1, "expected the path of a PEM file").optional(),
   hstsMaxAgeSeconds: z.coerce.number().int().min(0).max(63072000).default(0),
+  /** custom: the certificate chain (PEM, leaf first) and its private key (PEM, a secret). */
+  certificate: z.string().optional(),
+  privateKey: z.string().optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -135,6 +138,8 @@ export class ConfigError extends RunError {
 export interface RawConfig {
   values: Record<string, string>;
   secretKeys: string[];
+  /** tls.privateKey sits in plaintext in the stack's config file (see plaintextSecretNames). */
+  plaintextTlsKey?: boolean;
   /** Names under `secrets` that the stack's config file holds in plaintext (see plaintextSecretNames). */
   plaintextSecrets?: string[];
 }
@@ -185,6 +190,11 @@ export function parseConfig(
   for (const name of raw.plaintextSecrets ?? []) {
     problems.push(`${NAMESPACE}:secrets.${name}: stored in plaintext in the stack's config file; must be set as a secret: ` +
       `pulumi config set --secret --path 'secrets.${name}' VALUE`);
+  }
+  const tlsIn = input.tls as Record<string, unknown> | undefined;
+  if (tlsIn && typeof tlsIn === "object" && tlsIn.privateKey !== undefined &&
+      (!raw.secretKeys.includes(`${NAMESPACE}:tls`) || raw.plaintextTlsKey)) {
+    problems.push(`${NAMESPACE}:tls.privateKey: must be set as a secret: pulumi config set --secret --path tls.privateKey < key.pem`);
   }
   if (input.server === undefined) input.server = serverFromDotenv(dotenv);
   if (input.server === undefined) {
@@ -269,6 +279,7 @@ function checkTls(cfg: DeployConfig, projectDir: string): string[] {
   if (!t || t.mode === "off") return [];
   const problems: string[] = [];
   const names = cfg.serverName.split(" ");
+  if (t.mode === "custom") return checkCustomCertificate(cfg, names);
   if (cfg.serverName === "_") {
     problems.push(`${NAMESPACE}:serverName: tls.mode ${t.mode} needs the site's DNS names (each gets a certificate, validated over HTTP on port 80); '_' names none: set e.g. serverName 'example.com www.example.com'`);
   } else {
@@ -298,12 +309,49 @@ function checkTls(cfg: DeployConfig, projectDir: string): string[] {
   return problems;
 }
 
+/** custom: a PEM chain and key that belong together, cover the site's names and have not expired. */
+function checkCustomCertificate(cfg: DeployConfig, names: string[]): string[] {
+  const t = cfg.tls!;
+  const problems: string[] = [];
+  if (!t.certificate) problems.push(`${NAMESPACE}:tls.certificate: missing; tls.mode custom needs the certificate chain (PEM, leaf first): pulumi config set --path tls.certificate < fullchain.pem`);
+  if (!t.privateKey) problems.push(`${NAMESPACE}:tls.privateKey: missing; tls.mode custom needs the certificate's private key (PEM): pulumi config set --secret --path tls.privateKey < privkey.pem`);
+  if (problems.length) return problems;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const crypto = require("crypto") as typeof import("crypto");
+  const pems = t.certificate!.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  let leaf: import("crypto").X509Certificate | undefined;
+  try {
+    leaf = new crypto.X509Certificate(pems[0] ?? "");
+  } catch {
+    return [`${NAMESPACE}:tls.certificate: expected a PEM certificate chain (-----BEGIN CERTIFICATE----- …), leaf first`];
+  }
+  if (/PRIVATE KEY-----/.test(t.certificate!)) problems.push(`${NAMESPACE}:tls.certificate: contains a private key; put it in tls.privateKey (--secret)`);
+  let key: import("crypto").KeyObject | undefined;
+  try {
+    key = crypto.createPrivateKey(t.privateKey!);
+  } catch {
+    problems.push(`${NAMESPACE}:tls.privateKey: expected a PEM private key (-----BEGIN PRIVATE KEY----- …), unencrypted`);
+  }
+  if (key && !leaf.checkPrivateKey(key)) problems.push(`${NAMESPACE}:tls.privateKey: does not belong to the certificate in tls.certificate`);
+  if (new Date(leaf.validTo).getTime() < Date.now()) problems.push(`${NAMESPACE}:tls.certificate: expired on ${leaf.validTo}`);
+  if (cfg.serverName !== "_") {
+    for (const n of names) {
+      const probe = n.startsWith("*.") ? `x${n.slice(1)}` : n;
+      if (!leaf.checkHost(probe)) problems.push(`${NAMESPACE}:serverName: '${n}' is not covered by the certificate in tls.certificate (it names: ${leaf.subjectAltName ?? leaf.subject})`);
+    }
+  }
+  return problems;
+}
+
 /** What TLS does for a validated config: off, or the ACME directory, names and CA bundle path. */
 export function tlsSettings(cfg: DeployConfig): { mode: "off" } | {
   mode: "acme"; names: string[]; acmeServer: string; email?: string; caBundlePath?: string; hstsMaxAgeSeconds: number;
-} {
+} | { mode: "custom"; certificate: string; privateKey: string; hstsMaxAgeSeconds: number } {
   const t = cfg.tls;
   if (!t || t.mode === "off") return { mode: "off" };
+  if (t.mode === "custom") {
+    return { mode: "custom", certificate: t.certificate!.trim(), privateKey: t.privateKey!.trim(), hstsMaxAgeSeconds: t.hstsMaxAgeSeconds };
+  }
   return {
     mode: "acme",
     names: cfg.serverName.split(" "),
@@ -340,6 +388,19 @@ export function plaintextSecretNames(file: string): string[] {
   return Object.keys(secrets).filter((k) => !(secrets[k] && typeof secrets[k] === "object" && typeof secrets[k].secure === "string"));
 }
 
+/** tls.privateKey in FILE is a plaintext value (not `secure:`). */
+export function plaintextTlsKey(file: string): boolean {
+  if (!fs.existsSync(file)) return false;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const doc = require("js-yaml").load(fs.readFileSync(file, "utf8"));
+    const k = doc?.config?.[`${NAMESPACE}:tls`]?.privateKey;
+    return k !== undefined && !(k && typeof k === "object" && typeof k.secure === "string");
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The running stack's validated config: `pulumi config` of this stack, with the server falling back
  * to FDEPLOY_SERVER_* from the project's git-ignored .env (machine-local settings).
@@ -356,6 +417,7 @@ export function loadStackConfig(projectDir: string): DeployConfig {
   const dotenv = require("dotenv");
   const local: Record<string, string> = {};
   dotenv.config({ path: path.join(projectDir, ".env"), processEnv: local, quiet: true });
-  const plaintextSecrets = plaintextSecretNames(path.join(projectDir, `Pulumi.${pulumi.getStack()}.yaml`));
-  return parseConfig({ values, secretKeys, plaintextSecrets }, projectDir, { ...local, ...process.env }, pulumi.getStack());
+  const stackFile = path.join(projectDir, `Pulumi.${pulumi.getStack()}.yaml`);
+  const plaintextSecrets = plaintextSecretNames(stackFile);
+  return parseConfig({ values, secretKeys, plaintextSecrets, plaintextTlsKey: plaintextTlsKey(stackFile) }, projectDir, { ...local, ...process.env }, pulumi.getStack());
 }

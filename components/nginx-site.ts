@@ -9,6 +9,8 @@ export interface SiteTls {
   certName: string;
   /** Where certbot's webroot plugin writes .well-known/acme-challenge/ files. */
   webroot: string;
+  /** Where fullchain.pem and privkey.pem are: certbot's live/<certName>/ (default), or a given folder (tls.mode custom). */
+  certDir?: string;
   /** Strict-Transport-Security max-age; 0 sends no HSTS header. */
   hstsMaxAgeSeconds: number;
   /**
@@ -35,6 +37,11 @@ export function upstreamName(appName: string): string {
 /** certbot's lineage name for an app's certificate. */
 export function certName(appName: string): string {
   return `fdeploy-${appName}`;
+}
+
+/** Where a certificate of your own (tls.mode custom) is kept: root-only, beside the environment file. */
+export function customCertDir(appName: string): string {
+  return `/etc/fdeploy/${appName}/tls`;
 }
 
 /** The webroot certbot writes challenge files to (root-owned, read by nginx). */
@@ -126,7 +133,7 @@ ${appLocations(s)}
 }
 `;
   }
-  const live = `/etc/letsencrypt/live/${t.certName}`;
+  const live = t.certDir ?? `/etc/letsencrypt/live/${t.certName}`;
   const hsts = t.hstsMaxAgeSeconds > 0
     ? `\n    add_header Strict-Transport-Security "max-age=${t.hstsMaxAgeSeconds}" always;`
     : "";

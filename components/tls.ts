@@ -11,7 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
 import { expandHome } from "./config";
-import { acmeWebroot, certName, renderSite, SiteSettings } from "./nginx-site";
+import { acmeWebroot, certName, customCertDir, renderSite, SiteSettings } from "./nginx-site";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface TlsCertificateArgs {
@@ -19,7 +19,9 @@ export interface TlsCertificateArgs {
   bundle: ScriptBundle;
   /** The site's settings (the names are its serverName). */
   site: SiteSettings;
-  acmeServer: string;
+  /** tls.mode custom: your own certificate chain and private key (a secret) instead of ACME. */
+  custom?: { certificate: string; privateKey: string };
+  acmeServer?: string;
   email?: string;
   /** PEM file (relative to projectDir) with the CA(s) of a private ACME server's https API. */
   caBundlePath?: string;
@@ -36,7 +38,10 @@ export class TlsCertificate extends pulumi.ComponentResource {
   constructor(name: string, args: TlsCertificateArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:TlsCertificate", name, {}, opts);
     const app = args.site.appName;
-    const tls = { certName: certName(app), webroot: acmeWebroot(app), hstsMaxAgeSeconds: args.hstsMaxAgeSeconds };
+    const tls = {
+      certName: certName(app), webroot: acmeWebroot(app), hstsMaxAgeSeconds: args.hstsMaxAgeSeconds,
+      ...(args.custom ? { certDir: customCertDir(app) } : {}),
+    };
     this.site = { ...args.site, tls };
     const caBundle = args.caBundlePath
       ? fs.readFileSync(path.resolve(args.projectDir, expandHome(args.caBundlePath)), "utf8").trim()
@@ -48,9 +53,12 @@ export class TlsCertificate extends pulumi.ComponentResource {
       deleteWith: app,
       params: scriptParams({
         APP: app,
+        ...(args.custom
+          ? { MODE: "custom", CERT: args.custom.certificate, KEY: pulumi.secret(args.custom.privateKey), CERT_DIR: customCertDir(app) }
+          : {}),
         CERT_NAME: tls.certName,
         DOMAINS: args.site.serverName,
-        ACME_SERVER: args.acmeServer,
+        ACME_SERVER: args.acmeServer ?? "",
         EMAIL: args.email ?? "",
         CA_BUNDLE: caBundle,
         WEBROOT: tls.webroot,

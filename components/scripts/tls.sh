@@ -17,7 +17,10 @@
 #           expired | names-differ (against the last create's names), notAfter, names
 #   repair: (`pulumi up --refresh`) create again with the last create's parameters (kept root-only
 #           in /etc/fdeploy/<app>/tls.desired.json): a missing or expired certificate is issued again
-# create params: APP, CERT_NAME, DOMAINS (space-separated), ACME_SERVER, EMAIL ("" = none),
+#   create with MODE=custom (tls.mode custom): your own chain and key, checked to belong together,
+#           kept root-only in /etc/fdeploy/<app>/tls/; no certbot (an ACME certificate of the app is removed).
+# create params: APP, MODE ("custom"; absent = acme), CERT and KEY (custom: PEM chain and key, on
+#                stdin only), CERT_DIR, CERT_NAME, DOMAINS (space-separated), ACME_SERVER, EMAIL ("" = none),
 #                CA_BUNDLE (PEM, "" = the system's CAs), WEBROOT, SITE (the HTTPS site),
 #                SITE_ISSUING (the HTTP site with the challenge location; components/nginx-site.ts)
 . "$(dirname "$0")/lib.sh"
@@ -90,6 +93,12 @@ restore_site() {
     mv -f "$SAVED" "$(site_path "$P_APP")"; ln -sfn "$(site_path "$P_APP")" "$(enabled_path "$P_APP")"
   fi
   SAVED=""
+  if [ -n "${CERTS_BACKUP:-}" ]; then   # custom: the previous certificate files too
+    local f; for f in fullchain.pem privkey.pem; do
+      if [ -f "$CERTS_BACKUP/$f" ]; then mv -f "$CERTS_BACKUP/$f" "$P_CERT_DIR/$f"; else rm -f "$P_CERT_DIR/$f"; fi
+    done
+    rm -rf "$CERTS_BACKUP"; CERTS_BACKUP=""
+  fi
   if nginx -t -q 2>/dev/null; then reload_nginx; return 0; fi
   # the previous site names a certificate that is gone (deleted by hand): serve HTTP meanwhile
   if [ -n "${ISSUING_SITE:-}" ]; then
@@ -108,9 +117,48 @@ cert_names() {
 # stack's state keeps the previous parameters too)
 keep_desired() { printf '%s' "$P_RAW" | write_if_changed "$(env_dir "$P_APP")/tls.desired.json" 0600 || true; }
 
+create_custom() {
+  [ "$P_CERT_DIR" = "$(env_dir "$P_APP")/tls" ] || fail "bad certificate folder '$P_CERT_DIR'"
+  with_deploy_lock
+  root_dir "$(env_dir "$P_APP")" 0700
+  root_dir "$P_CERT_DIR" 0700
+  local tmp; tmp=$(mktemp -d "$P_CERT_DIR/.new.XXXXXX")
+  (umask 077; printf '%s\n' "$P_CERT" >"$tmp/fullchain.pem"; printf '%s\n' "$P_KEY" >"$tmp/privkey.pem")
+  openssl x509 -in "$tmp/fullchain.pem" -noout 2>/dev/null || { rm -rf "$tmp"; fail "tls.certificate is not a PEM certificate"; }
+  if [ "$(openssl x509 -in "$tmp/fullchain.pem" -noout -pubkey 2>/dev/null)" != "$(openssl pkey -in "$tmp/privkey.pem" -pubout 2>/dev/null)" ]; then
+    rm -rf "$tmp"; fail "tls.privateKey does not belong to the certificate in tls.certificate"
+  fi
+  save_site
+  CERTS_BACKUP=$(mktemp -d "$P_CERT_DIR/.old.XXXXXX")
+  local f changed=0
+  for f in fullchain.pem privkey.pem; do
+    [ -f "$P_CERT_DIR/$f" ] && cp -p "$P_CERT_DIR/$f" "$CERTS_BACKUP/$f"
+    if [ -f "$P_CERT_DIR/$f" ] && cmp -s "$tmp/$f" "$P_CERT_DIR/$f"; then continue; fi
+    mv -f "$tmp/$f" "$P_CERT_DIR/$f"; changed=1
+  done
+  rm -rf "$tmp"
+  put_site "$P_SITE"
+  if [ $changed = 1 ]; then   # a new certificate under the same site: test it, then reload
+    local out
+    if ! out=$(nginx -t 2>&1); then
+      restore_site; printf '%s\n' "$out" >&2
+      fail "nginx rejected the certificate in tls.certificate (nginx -t above); the previous one stays in force"
+    fi
+    reload_nginx
+  fi
+  rm -rf "$CERTS_BACKUP"; CERTS_BACKUP=""; rm -f "$SAVED"; SAVED=""
+  keep_desired
+  # an ACME certificate of this app (tls.mode was acme) is no longer used
+  if command -v certbot >/dev/null && [ -f "/etc/letsencrypt/renewal/$P_CERT_NAME.conf" ]; then
+    certbot delete --non-interactive --cert-name "$P_CERT_NAME" >/dev/null 2>&1 || log "warning: certbot delete --cert-name $P_CERT_NAME failed"
+  fi
+  echo "certificate (your own) for $P_DOMAINS in force: $(openssl x509 -in "$P_CERT_DIR/fullchain.pem" -noout -serial -enddate | tr '\n' ' ')"
+}
+
 create() {
   load_params
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+  if [ "${P_MODE:-acme}" = custom ]; then create_custom; return; fi
   [ "$P_CERT_NAME" = "fdeploy-$P_APP" ] || fail "bad certificate name '$P_CERT_NAME'"
   [ "$P_WEBROOT" = "/var/lib/fdeploy-acme/$P_APP" ] || fail "bad webroot '$P_WEBROOT'"
   [[ $P_ACME_SERVER =~ ^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$ ]] || fail "bad ACME directory URL '$P_ACME_SERVER'"
@@ -158,7 +206,15 @@ HOOK
   fi
 
   save_site
-  if [ -f "$live/fullchain.pem" ]; then put_site "$P_SITE"; else ISSUING_SITE=$P_SITE_ISSUING; put_site "$P_SITE_ISSUING"; fi
+  local own; own=$(env_dir "$P_APP")/tls
+  if [ -f "$live/fullchain.pem" ]; then
+    put_site "$P_SITE"
+  elif [ -f "$own/fullchain.pem" ] && [ -f "$own/privkey.pem" ]; then
+    # from tls.mode custom: HTTPS goes on with that certificate while the CA validates
+    put_site "${P_SITE//"/etc/letsencrypt/live/$P_CERT_NAME/"/"$own/"}"
+  else
+    ISSUING_SITE=$P_SITE_ISSUING; put_site "$P_SITE_ISSUING"
+  fi
   local args=(certonly --non-interactive --agree-tos --no-eff-email --cert-name "$P_CERT_NAME"
               --server "$P_ACME_SERVER" --webroot --webroot-path "$P_WEBROOT" --key-type ecdsa "${force[@]}")
   if [ -n "$P_EMAIL" ]; then args+=(--email "$P_EMAIL"); else args+=(--register-unsafely-without-email); fi
@@ -183,6 +239,7 @@ HOOK
   put_site "$P_SITE"
   reload_nginx   # the site may be unchanged (names added): the new certificate still needs a reload
   keep_desired
+  rm -rf "$(env_dir "$P_APP")/tls"   # a certificate of your own from tls.mode custom, no longer used
   echo "certificate $P_CERT_NAME for $want issued by $P_ACME_SERVER: $(openssl x509 -in "$live/cert.pem" -noout -serial -enddate | tr '\n' ' ')"
 }
 
@@ -193,6 +250,9 @@ read_state() {
   desired=$(env_dir "$P_APP")/tls.desired.json
   live=/etc/letsencrypt/live/fdeploy-$P_APP/cert.pem
   [ -f "$desired" ] && want=$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["DOMAINS"].split())))' "$desired")
+  if [ -f "$desired" ] && grep -q '"MODE": *"custom"' "$desired"; then
+    live=$(env_dir "$P_APP")/tls/fullchain.pem; want=""   # your own: its names are checked at preview
+  fi
   if [ ! -f "$live" ]; then
     state=missing
   else
@@ -217,7 +277,7 @@ delete() {
   local app=$1 cert
   check_app_name "$app"
   cert=fdeploy-$app
-  if [ -f "$(site_path "$app")" ] && grep -q "/etc/letsencrypt/live/$cert/" "$(site_path "$app")"; then
+  if [ -f "$(site_path "$app")" ] && grep -qE "(/etc/letsencrypt/live/$cert|/etc/fdeploy/$app/tls)/" "$(site_path "$app")"; then
     echo "the site of $app still uses the certificate $cert; kept"
     return 0
   fi
@@ -225,7 +285,7 @@ delete() {
     certbot delete --non-interactive --cert-name "$cert" >/dev/null 2>&1 || log "warning: certbot delete --cert-name $cert failed"
   fi
   rm -rf "/var/lib/fdeploy-acme/$app"
-  rm -f "$(env_dir "$app")/acme-ca.pem" "$(env_dir "$app")/tls.desired.json"
+  rm -rf "$(env_dir "$app")/acme-ca.pem" "$(env_dir "$app")/tls.desired.json" "$(env_dir "$app")/tls"
   renewal_trust
   echo "HTTPS certificate of $app removed"
 }
