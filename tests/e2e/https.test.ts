@@ -4,7 +4,9 @@
 // validates HTTP-01 for real against the test server's nginx on port 80. The server trusts the
 // ACME API's private CA through tls.caBundle only (certbot's requests), never system-wide.
 import * as assert from "assert";
+import { execFileSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as http from "http";
 import * as https from "https";
 import * as path from "path";
@@ -230,6 +232,35 @@ describe("a new stack with HTTPS, renewed by certbot's timer", function () {
     assert.strictEqual(stack.outputs().certificate.state, "valid");
     const again = stack.run(["preview", "--refresh"]);
     assert.doesNotMatch(again.output, /certificate-state\s+update/, "drift reported after the repair");
+  });
+
+  it("tls.mode custom: a certificate of your own (key as a stack secret) replaces the ACME one; back to acme issues again", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-e2e-own-cert-"));
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
+      "-subj", "/CN=flask-deploy e2e own certificate", "-addext", `subjectAltName=DNS:${NAME},DNS:${NAME2}`,
+      "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")], { stdio: "ignore" });
+    const cert = fs.readFileSync(path.join(dir, "cert.pem"), "utf8"), key = fs.readFileSync(path.join(dir, "key.pem"), "utf8");
+    fs.rmSync(dir, { recursive: true, force: true });
+    stack.setConfig("tls.mode", "custom");
+    stack.setConfig("tls.certificate", cert);
+    stack.setConfig("tls.privateKey", key, { secret: true });
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    const a = await getHttps(server, NAME, cert);
+    assert.strictEqual(a.status, 200);
+    assert.strictEqual(a.issuer, "flask-deploy e2e own certificate");
+    assert.strictEqual(server.ssh("stat -c '%a %U' /etc/fdeploy/flaskapp/tls/privkey.pem /etc/fdeploy/flaskapp/tls").trim(), "600 root\n700 root");
+    assert.strictEqual(server.trySsh(`test -e ${LIVE}`).status, 1, "the ACME certificate is left");
+    const keyBody = key.split("\n")[1];
+    assert.ok(!r.output.includes(keyBody) && !stack.stateText().includes(keyBody), "the private key appeared in output or state");
+    // back to ACME: HTTPS stays up with the own certificate while pebble validates
+    stack.setConfig("tls.mode", "acme");
+    stack.mustRun(["config", "rm", "--path", "tls.certificate"]);
+    stack.mustRun(["config", "rm", "--path", "tls.privateKey"]);
+    const back = stack.up();
+    assert.strictEqual(back.status, 0, back.output);
+    assert.match((await getHttps(server, NAME, root)).issuer, /^Pebble Intermediate CA/);
+    assert.strictEqual(server.trySsh("test -e /etc/fdeploy/flaskapp/tls").status, 1, "the own certificate is left");
   });
 
   it("tls.mode off: plain HTTP as before, the certificate and certbot's private-CA drop-in are removed", async () => {

@@ -2,6 +2,7 @@
 // key and the expected form; the site with TLS redirects HTTP, serves the ACME challenge from the
 // webroot, and serves the certificate certbot keeps; TLS off renders the site as it always was.
 import * as assert from "assert";
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -55,8 +56,8 @@ describe("tls config", () => {
     ["an IP address as serverName with TLS", { serverName: "203.0.113.10", tls: { mode: "acme" } }, /flask-deploy:serverName: '203\.0\.113\.10' is an IP address/],
     ["a wildcard with TLS (HTTP-01 cannot validate it)", { serverName: "*.example.com", tls: { mode: "acme" } }, /flask-deploy:serverName: '\*\.example\.com' is a wildcard; HTTP-01 cannot validate wildcards/],
     ["a single-label name with TLS", { serverName: "localhost", tls: { mode: "acme" } }, /flask-deploy:serverName: 'localhost' is not a fully qualified DNS name/],
-    ["an unknown mode", { tls: { mode: "on" } }, /flask-deploy:tls\.mode: expected one of: off, acme/],
-    ["a typo under tls", { tls: { mode: "acme", emial: "a@b.co" } }, /flask-deploy:tls\.emial: unknown setting \(a typo\?\); known: mode, email, acmeServer, staging, caBundle, hstsMaxAgeSeconds/],
+    ["an unknown mode", { tls: { mode: "on" } }, /flask-deploy:tls\.mode: expected one of: off, acme, custom/],
+    ["a typo under tls", { tls: { mode: "acme", emial: "a@b.co" } }, /flask-deploy:tls\.emial: unknown setting \(a typo\?\); known: mode, email, acmeServer, staging, caBundle, hstsMaxAgeSeconds, certificate, privateKey/],
     ["a bad e-mail", { tls: { mode: "acme", email: "not an email" } }, /flask-deploy:tls\.email: expected an e-mail address/],
     ["an http:// ACME directory", { tls: { mode: "acme", acmeServer: "http://acme.example.com/dir" } }, /flask-deploy:tls\.acmeServer: expected the https:\/\/ URL of an ACME directory/],
     ["an ACME directory with shell text", { tls: { mode: "acme", acmeServer: "https://a.example.com/$(id)" } }, /flask-deploy:tls\.acmeServer: expected the https:\/\/ URL/],
@@ -72,6 +73,53 @@ describe("tls config", () => {
       assert.match(errorOf(over), re);
     });
   }
+});
+
+/** A self-signed certificate for NAMES and its key (openssl), PEM. */
+function selfSigned(names: string[], days = 30): { cert: string; key: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-cert-"));
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", String(days),
+    "-subj", `/CN=${names[0]}`, "-addext", `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`,
+    "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")], { stdio: "ignore" });
+  return { cert: fs.readFileSync(path.join(dir, "cert.pem"), "utf8"), key: fs.readFileSync(path.join(dir, "key.pem"), "utf8") };
+}
+
+describe("tls config: your own certificate (tls.mode custom)", () => {
+  const good = selfSigned(["example.com", "www.example.com"]);
+  const other = selfSigned(["example.com", "www.example.com"]);
+  const custom = (over: Record<string, unknown> = {}, secret = ["secrets", "tls"]) =>
+    rawConfig({ tls: { mode: "custom", certificate: good.cert, privateKey: good.key, ...over } }, secret);
+  const errorOfRaw = (raw: ReturnType<typeof rawConfig>) => {
+    try { parseConfig(raw, PROJECT_DIR); } catch (e) { return (e as Error).message; }
+    return assert.fail("expected the config to be refused");
+  };
+
+  it("accepts a chain and key that belong together and cover serverName", () => {
+    const t = tlsSettings(parseConfig(custom(), PROJECT_DIR));
+    assert.ok(t.mode === "custom");
+    assert.strictEqual(t.certificate, good.cert.trim());
+  });
+  it("refuses a private key not set as a secret", () => {
+    assert.match(errorOfRaw(custom({}, ["secrets"])), /flask-deploy:tls\.privateKey: must be set as a secret: pulumi config set --secret --path tls\.privateKey/);
+    assert.match(errorOfRaw({ ...custom(), plaintextTlsKey: true }), /flask-deploy:tls\.privateKey: must be set as a secret/);
+  });
+  it("refuses a key of another certificate", () => {
+    assert.match(errorOfRaw(custom({ privateKey: other.key })), /flask-deploy:tls\.privateKey: does not belong to the certificate in tls\.certificate/);
+  });
+  it("refuses a certificate that does not cover a name in serverName", () => {
+    const narrow = selfSigned(["example.com"]);
+    assert.match(errorOfRaw(custom({ certificate: narrow.cert, privateKey: narrow.key })), /flask-deploy:serverName: 'www\.example\.com' is not covered by the certificate in tls\.certificate \(it names: DNS:example\.com\)/);
+  });
+  it("accepts a wildcard certificate for the names it covers", () => {
+    const wild = selfSigned(["example.com", "*.example.com"]);
+    assert.doesNotThrow(() => parseConfig(custom({ certificate: wild.cert, privateKey: wild.key }), PROJECT_DIR));
+  });
+  it("refuses a missing chain or key, or text that is no certificate", () => {
+    assert.match(errorOfRaw(custom({ certificate: undefined })), /flask-deploy:tls\.certificate: missing; tls\.mode custom needs the certificate chain/);
+    assert.match(errorOfRaw(rawConfig({ tls: { mode: "custom", certificate: good.cert } }, ["secrets", "tls"])), /flask-deploy:tls\.privateKey: missing/);
+    assert.match(errorOfRaw(custom({ certificate: "hello" })), /flask-deploy:tls\.certificate: expected a PEM certificate chain/);
+    assert.match(errorOfRaw(custom({ privateKey: "hello" })), /flask-deploy:tls\.privateKey: expected a PEM private key/);
+  });
 });
 
 describe("nginx site with TLS", () => {
@@ -113,6 +161,12 @@ describe("nginx site with TLS", () => {
     assert.doesNotMatch(issuing, /443|ssl_|return 301/);
     assert.match(issuing, /location \^~ \/\.well-known\/acme-challenge\/ \{\s+root \/var\/lib\/fdeploy-acme\/my-app;/);
     assert.match(issuing, /proxy_pass http:\/\/fdeploy_my_app;/);
+  });
+
+  it("tls.mode custom: the certificate from its own root-only folder", () => {
+    const own = renderSite({ ...base, tls: { ...tls, certDir: "/etc/fdeploy/my-app/tls" } });
+    assert.match(own, /ssl_certificate \/etc\/fdeploy\/my-app\/tls\/fullchain\.pem;/);
+    assert.match(own, /ssl_certificate_key \/etc\/fdeploy\/my-app\/tls\/privkey\.pem;/);
   });
 
   it("with TLS off the site is unchanged (existing stacks see no change)", () => {
