@@ -37,31 +37,43 @@ const base = new BaseSystem("base", {
   ...common, bundle, appRoot, appUser: app,
 });
 
-// 3. The release (code + venv), its environment and the database schema.
-const release = new Release("release", { ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), after: [base.ready] });
+// 3. The release (code + venv; or a kept one that a rollback pinned), its environment and the
+//    service that runs it.
+const release = new Release("release", {
+  ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), pinned: cfg.release, after: [base.ready],
+});
 const environment = new AppEnvironment("env", {
   ...common, bundle, after: [base.ready],
   plain: { ...cfg.env, DATABASE_PATH: `${appRoot}/shared/db/app.sqlite3` },
   secrets: pulumi.secret(cfg.secrets),
 });
-const migrations = new MigrationRunner("migrations", {
-  ...common, bundle, migrationsDir, migrations: migrationFiles, keepBackups: cfg.keepBackups,
-  after: [release.installed, environment],
-});
-
-// 4. The service, then the switch to the new release (health-checked), nginx, and a last check
-//    through nginx.
 const service = new GunicornService("gunicorn", {
   ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
   after: [base.ready, environment], // the unit reads the environment file
 });
-const activation = new Activation("activation", {
+
+// 4. The database schema and the switch to the release (health-checked). A deploy migrates first,
+//    then switches; a rollback switches first, then brings the schema down to the pinned release's
+//    version. Migrations are expand/contract (README), so either way the code that runs in between
+//    works with the schema it meets.
+const migrationArgs = { ...common, bundle, migrationsDir, migrations: migrationFiles, keepBackups: cfg.keepBackups };
+const activationArgs = {
   ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, healthPath: cfg.healthPath,
-  healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases,
+  healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
   serviceRevision: service.revision, envRevision: environment.revision,
-  after: [release.installed, migrations.step, service.unit, environment],
-});
-//    With HTTPS on (tls.mode acme), the certificate comes first: the site then serves it.
+};
+const switchAfter = [release.installed, service.unit, environment];
+let migrations: MigrationRunner, activation: Activation;
+if (cfg.release === undefined) {
+  migrations = new MigrationRunner("migrations", { ...migrationArgs, after: [release.installed, environment] });
+  activation = new Activation("activation", { ...activationArgs, after: [...switchAfter, migrations.step] });
+} else {
+  activation = new Activation("activation", { ...activationArgs, after: switchAfter });
+  migrations = new MigrationRunner("migrations", { ...migrationArgs, downToSchemaOf: cfg.release, after: [activation.step] });
+}
+
+// 5. nginx, and a last check through it. With HTTPS on (tls.mode acme or custom), the certificate
+//    comes first: the site then serves it.
 const siteSettings: SiteSettings = {
   appName: app, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
   proxyTimeoutSeconds: cfg.proxyTimeoutSeconds,
@@ -71,25 +83,25 @@ const tls = tlsCfg.mode === "acme"
   ? new TlsCertificate("tls", {
     ...common, bundle, site: siteSettings, acmeServer: tlsCfg.acmeServer, email: tlsCfg.email,
     caBundlePath: tlsCfg.caBundlePath, projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds,
-    after: [activation.step],
+    after: [activation.step, migrations.step],
   })
   : tlsCfg.mode === "custom"
     ? new TlsCertificate("tls", {
       ...common, bundle, site: siteSettings, custom: { certificate: tlsCfg.certificate, privateKey: tlsCfg.privateKey },
-      projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds, after: [activation.step],
+      projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds, after: [activation.step, migrations.step],
     })
     : undefined;
 const nginx = new NginxSite("nginx", {
-  ...common, bundle, ...(tls ? tls.site : siteSettings), after: [activation.step, ...(tls ? [tls.step] : [])],
+  ...common, bundle, ...(tls ? tls.site : siteSettings), after: [activation.step, migrations.step, ...(tls ? [tls.step] : [])],
 });
 const health = new HealthCheck("health", {
   ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
   https: tls !== undefined,
   watch: [release.releaseId, nginx.step.stdout, activation.step.stdout, ...(tls ? [tls.step.stdout] : [])],
-  after: [nginx.step, activation.step],
+  after: [nginx.step, activation.step, migrations.step],
 });
 
-// 5. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
+// 6. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
 //    `up --refresh` (drift: a stopped app, a hand-edited site or environment, another live release).
 const { host, port, user, hostKey, privateKeyPath } = cfg.server;
 const serverState = new ServerState("server-state", {
@@ -108,6 +120,8 @@ const certState = tls
 const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
 export const url = `${tls ? "https" : "http"}://${urlHost}/`;
 export const releaseId = release.releaseId;
+/** The release appDir holds; differs from releaseId while a rollback pins an older one. */
+export const appDirRelease = release.appDirRelease;
 export const server = `${cfg.server.user}@${cfg.server.host}:${cfg.server.port}`;
 export const appPath = appRoot;
 export const schemaVersion = migrations.schemaVersion;

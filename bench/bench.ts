@@ -8,7 +8,7 @@
 // For each Pulumi strategy (restart, rolling, blue-green) and for the Ansible playbook: a fresh
 // test server, one initial deploy (not measured), then K deploys under load, each with a code
 // change (every 3rd also a dependency change, every 3rd from the 2nd a new migration). For the
-// Pulumi strategies also `npm run rollback` (timed) followed by a roll-forward `pulumi up`, at
+// Pulumi strategies also `npm run rollback` (timed) followed by its roll-forward (`--forward`), at
 // least --rollbacks times.
 import { spawn, spawnSync } from "child_process";
 import * as crypto from "crypto";
@@ -301,9 +301,9 @@ class Stack {
     return this.pulumi(["up", "--yes", "--skip-preview"], { logName });
   }
 
-  /** The project's one-command rollback, exactly as tests/e2e/pulumi.ts runs it. */
-  rollback(logName: string): Promise<Run> {
-    return run("npx", ["ts-node", path.join(PROJECT, "scripts/rollback.ts"), "--stack", this.name, "--config-file", this.configFile],
+  /** The project's one-command rollback (or with --forward its roll-forward), as tests/e2e/pulumi.ts runs it. */
+  rollback(logName: string, ...args: string[]): Promise<Run> {
+    return run("npx", ["ts-node", path.join(PROJECT, "scripts/rollback.ts"), "--stack", this.name, "--config-file", this.configFile, ...args],
       { env: this.env, logName });
   }
 }
@@ -392,8 +392,8 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
       log(`${t.id}: rollback ${k} (to deploy ${n - 1}) ${rb.value.status === 0 ? "ok" : "FAILED"} in ${rb.value.seconds.toFixed(1)}s, ` +
         `verified=${rbOk}, failed requests=${result.steps.at(-1)!.load.summary.failed}`);
       if (rb.value.status !== 0) throw new Error(`${t.id}: rollback ${k} failed:\n${rb.value.output.slice(-3000)}`);
-      // roll forward (a plain up; timed, but not as a rollback)
-      const fw = await underLoad(server.host, prefix(`forward-${k}`), () => deploy(prefix(`forward-${k}`)));
+      // roll forward (the pin removed, then an up; timed, but not as a rollback)
+      const fw = await underLoad(server.host, prefix(`forward-${k}`), () => stack!.rollback(prefix(`forward-${k}`), "--forward"));
       const fv = await verify(n, wc.schemaAfter[n]);
       result.steps.push({ n: k, kind: "forward", seconds: fw.value.seconds, status: fw.value.status, verified: fv.verified,
         observed: fv.observed, expected: fv.expected, log: `${prefix(`forward-${k}`)}.log`, load: record(fw.load) });
@@ -491,7 +491,7 @@ async function main(): Promise<void> {
       paths: LOAD_PATHS.split(","), requestTimeoutSeconds: REQUEST_TIMEOUT_S, loadWindow: "deploy ±1 s",
       changes: "every deploy: code (a new /api/bench marker); every 3rd (3, 6, 9, …): dependency add/bump " +
         `(${DEP_STEPS.join(", ")}); every 3rd from the 2nd (2, 5, 8, …): a new migration (ALTER TABLE notes ADD COLUMN)`,
-      rollbacks: "after the deploys with a migration (2, 5, 8), each followed by a roll-forward `pulumi up`",
+      rollbacks: "after the deploys with a migration (2, 5, 8), each followed by a roll-forward (`npm run rollback -- --forward`)",
       workers: 2,
     },
     targets: [] as TargetResult[],

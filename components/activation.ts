@@ -18,6 +18,8 @@ export interface ActivationArgs {
   healthPath: string;
   healthTimeoutSeconds: number;
   keepReleases: number;
+  /** The release is pinned by a rollback (recorded as one; its schema comes down afterwards). */
+  rollback: boolean;
   /** Revisions of what the running service reads; a change restarts it. */
   serviceRevision: pulumi.Input<string>;
   envRevision: pulumi.Input<string>;
@@ -60,6 +62,7 @@ export class Activation extends pulumi.ComponentResource {
         HEALTH_PATH: args.healthPath,
         HEALTH_TIMEOUT: args.healthTimeoutSeconds,
         KEEP_RELEASES: args.keepReleases,
+        ...(args.rollback ? { ROLLBACK: 1 } : {}),
         SERVICE_REVISION: args.serviceRevision,
         ENV_REVISION: args.envRevision,
       }),

@@ -95,6 +95,12 @@ export const configSchema = z.strictObject({
   strategy: z.enum(strategies, { message: `expected one of: ${strategies.join(", ")}` }).default("restart"),
   healthPath: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, "expected a URL path, e.g. /health").default("/health"),
   healthTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(30),
+  // A rollback: the live release pinned to a kept one instead of appDir's (npm run rollback sets it,
+  // `pulumi config rm release` rolls forward). State and outputs stay true because it is an up.
+  release: z
+    .string()
+    .regex(/^[0-9a-f]{12}$/, "expected a release id still kept on the server (12 hex characters, see the releaseHistory output); npm run rollback sets it, `pulumi config rm release` deploys appDir again")
+    .optional(),
   keepReleases: z.coerce.number().int().min(2).max(50).default(5),
   keepBackups: z.coerce.number().int().min(1).max(100).default(10),
   clientMaxBodySize: z.string().regex(/^\d{1,4}[km]?$/, "expected an nginx size, e.g. 10m").default("10m"),

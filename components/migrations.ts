@@ -3,6 +3,8 @@
 // only when the set of migrations changes; the preview lists them (the step's triggers), and the
 // schema version reached is an output. The folder is validated locally first by the same
 // migrate.py (`check`), so a bad file name stops `pulumi preview` before anything changes.
+// A rollback (stack config `release`) runs after the switch instead and brings the schema down to
+// the version the pinned release ran with (migrate.sh, from the server's history).
 import { execFileSync } from "child_process";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
@@ -40,6 +42,8 @@ export interface MigrationRunnerArgs {
   /** The folder's migrations, as checkMigrations() returned them. */
   migrations: Migration[];
   keepBackups: number;
+  /** A rollback: bring the schema down to the version this kept release ran with, nothing uploaded. */
+  downToSchemaOf?: string;
   after: pulumi.Resource[];
 }
 
@@ -52,20 +56,31 @@ export class MigrationRunner extends pulumi.ComponentResource {
   constructor(name: string, args: MigrationRunnerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:MigrationRunner", name, {}, opts);
     this.migrations = args.migrations;
-    const files = stageFolder(args.migrationsDir, "migrations");
-    const folder = `migrations-${files.hash}`;
-    const upload = folderUpload(`${name}-upload`, {
-      connection: args.connection, staged: files, remotePath: `.fdeploy/${args.appName}/${folder}`,
-    }, { parent: this, dependsOn: args.after });
-    this.step = remoteStep(`${name}-apply`, {
-      connection: args.connection,
-      bundle: args.bundle,
-      script: "migrate.sh",
-      params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups }),
-      // one readable entry per migration: a new or changed one shows up in `pulumi preview`
-      triggers: this.migrations.map((m) => `${String(m.version).padStart(4, "0")}_${m.name} ${m.checksum.slice(0, 12)}`),
-      after: [upload, ...args.after],
-    }, this);
+    if (args.downToSchemaOf) {
+      this.step = remoteStep(`${name}-apply`, {
+        connection: args.connection,
+        bundle: args.bundle,
+        script: "migrate.sh",
+        params: scriptParams({ APP: args.appName, DOWN_TO_SCHEMA_OF: args.downToSchemaOf, KEEP_BACKUPS: args.keepBackups }),
+        triggers: [`down to the schema of release ${args.downToSchemaOf}`],
+        after: args.after,
+      }, this);
+    } else {
+      const files = stageFolder(args.migrationsDir, "migrations");
+      const folder = `migrations-${files.hash}`;
+      const upload = folderUpload(`${name}-upload`, {
+        connection: args.connection, staged: files, remotePath: `.fdeploy/${args.appName}/${folder}`,
+      }, { parent: this, dependsOn: args.after });
+      this.step = remoteStep(`${name}-apply`, {
+        connection: args.connection,
+        bundle: args.bundle,
+        script: "migrate.sh",
+        params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups }),
+        // one readable entry per migration: a new or changed one shows up in `pulumi preview`
+        triggers: this.migrations.map((m) => `${String(m.version).padStart(4, "0")}_${m.name} ${m.checksum.slice(0, 12)}`),
+        after: [upload, ...args.after],
+      }, this);
+    }
     this.schemaVersion = this.step.stdout.apply((out) => {
       const m = /schema_version=(\d+)\s*$/.exec(out ?? "");
       return m ? Number(m[1]) : 0;

@@ -1,6 +1,8 @@
 // Release: the app's files uploaded as a content-addressed folder and installed into
 // releases/<id> with a venv of its own (scripts/release.sh). The id is a hash of the files, so
 // unchanged code uploads and installs nothing; changed code shows as a replacement in preview.
+// A rollback pins the release to one the server still keeps (stack config `release`): then nothing
+// is uploaded, release.sh only checks that it is there, and preview says which release appDir has.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { folderUpload, stageFolder } from "./upload";
@@ -13,28 +15,38 @@ export interface ReleaseArgs {
   appName: string;
   /** Local folder with the app (requirements.txt, the WSGI module, static/). */
   appDir: string;
+  /** A kept release to run instead of appDir's (a rollback). */
+  pinned?: string;
   after: pulumi.Resource[];
 }
 
 export class Release extends pulumi.ComponentResource {
+  /** The release the stack deploys: appDir's, or the pinned one. */
   public readonly releaseId: string;
+  /** The release appDir holds (the one a roll-forward deploys). */
+  public readonly appDirRelease: string;
   public readonly installed: command.remote.Command;
 
   constructor(name: string, args: ReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:Release", name, {}, opts);
     const files = stageFolder(args.appDir, "release");
-    this.releaseId = files.hash;
-    const upload = folderUpload(`${name}-upload`, {
+    this.appDirRelease = files.hash;
+    this.releaseId = args.pinned ?? files.hash;
+    const after = args.pinned ? args.after : [folderUpload(`${name}-upload`, {
       connection: args.connection, staged: files, remotePath: `.fdeploy/${args.appName}/uploads/${files.hash}`,
-    }, { parent: this, dependsOn: args.after });
+    }, { parent: this, dependsOn: args.after })];
+    if (args.pinned && args.pinned !== files.hash) {
+      pulumi.log.warn(`release pinned to ${args.pinned} by the stack's \`release\` setting (a rollback); appDir holds release ` +
+        `${files.hash}, which \`npm run rollback -- --stack ${pulumi.getStack()} --forward\` (or \`pulumi config rm release\` and up) deploys`, this);
+    }
     this.installed = remoteStep(`${name}-install`, {
       connection: args.connection,
       bundle: args.bundle,
       script: "release.sh",
-      params: scriptParams({ APP: args.appName, RELEASE_ID: files.hash }),
-      triggers: [files.hash],
-      after: [upload],
+      params: scriptParams({ APP: args.appName, RELEASE_ID: this.releaseId, ...(args.pinned ? { PINNED: 1 } : {}) }),
+      triggers: [this.releaseId],
+      after,
     }, this);
-    this.registerOutputs({ releaseId: this.releaseId });
+    this.registerOutputs({ releaseId: this.releaseId, appDirRelease: this.appDirRelease });
   }
 }

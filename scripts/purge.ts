@@ -18,7 +18,7 @@ function main(): number {
     return 2;
   }
   console.log(`purging ${cfg.appName} on ${cfg.server.user}@${cfg.server.host}…`);
-  const status = runOnServer(cfg, "base.sh", "purge", { APP: cfg.appName });
+  const { status } = runOnServer(cfg, "base.sh", "purge", { APP: cfg.appName });
   if (status !== 0) console.error(`purge failed (exit ${status}); nothing was deleted unless the lines above say so`);
   return status === 0 ? 0 : 1;
 }

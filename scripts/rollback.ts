@@ -1,18 +1,28 @@
-// npm run rollback -- --stack prod [--to <release id>]
+// npm run rollback -- --stack prod [--to <release id>]     roll back
+// npm run rollback -- --stack prod --forward               deploy appDir's release again
 //
-// One-command rollback: on the stack's server, make the previous healthy release (or the one
-// named) live again — no upload, no install — and bring the schema down to the version it ran
-// with, after a backup (components/scripts/rollback.sh). Then it marks the activation, migration
-// and health-check steps in the stack's state as tainted, so Pulumi knows the server differs
-// from the program: the next plain `pulumi up` deploys the code in appDir again (roll forward).
-// To stay on the old release, revert the code first (see README "Rollback").
+// A rollback is a `pulumi up` with the release pinned to one the server still keeps: it asks the
+// server where to go (components/scripts/rollback.sh plan: one step back through the healthy
+// history, or --to), sets the stack's `release` setting to it, and runs `pulumi up`. That switches
+// to it with the stack's strategy and health check (nothing uploaded or installed), then brings the
+// schema down to the version it ran with (after a backup). State, outputs and preview stay true:
+// the pinned release is what the program deploys until `--forward` removes the pin.
 import { arg, pulumi, runOnServer, stackConfig } from "./lib/stack-server";
+
+function up(stack: string): number {
+  try {
+    pulumi(["up", "--yes", "--skip-preview"], stack, { inherit: true });
+    return 0;
+  } catch {
+    return 1;
+  }
+}
 
 function main(): number {
   const stack = arg("stack");
   const to = arg("to") ?? "";
   if (!stack) {
-    console.error("usage: npm run rollback -- --stack <stack> [--to <release id>]");
+    console.error("usage: npm run rollback -- --stack <stack> [--to <release id> | --forward]");
     return 2;
   }
   if (to && !/^[0-9a-f]{12}$/.test(to)) {
@@ -20,21 +30,33 @@ function main(): number {
     return 2;
   }
   const cfg = stackConfig(stack);
-  const s = cfg.server;
-  console.log(`rolling back stack ${stack} on ${s.user}@${s.host}${to ? ` to ${to}` : " to the previous healthy release"}…`);
-  const status = runOnServer(cfg, "rollback.sh", "create", { APP: cfg.appName, TO: to });
-  if (status !== 0) {
-    console.error(`rollback failed (exit ${status}); the server's live release is whatever the lines above say`);
-    return 1;
+  if (process.argv.includes("--forward")) {
+    if (!cfg.release) {
+      console.error(`stack ${stack} has no pinned release (the \`release\` setting): pulumi up deploys appDir already`);
+      return 2;
+    }
+    console.log(`rolling forward: unpinning release ${cfg.release}, deploying appDir's release on stack ${stack}…`);
+    pulumi(["config", "rm", "release"], stack);
+    return up(stack);
   }
 
-  // tell Pulumi the server now differs from the program
-  const state = JSON.parse(pulumi(["stack", "export"], stack));
-  const names = ["activation-switch", "migrations-apply", "health-probe"];
-  const urns: string[] = (state.deployment.resources ?? []).map((x: any) => x.urn).filter((u: string) => names.includes(u.split("::").pop()!));
-  if (urns.length) pulumi(["state", "taint", "--yes", ...urns], stack);
-  console.log(`\nDone. The next plain \`pulumi up --stack ${stack}\` deploys the code in appDir again (roll forward);`);
-  console.log("revert the code first to stay on the rolled-back release.");
+  const s = cfg.server;
+  const plan = runOnServer(cfg, "rollback.sh", "plan", { APP: cfg.appName, TO: to }, { capture: true });
+  const line = plan.stdout.trim().split("\n").pop() ?? "";
+  if (plan.status !== 0 || !line.startsWith("{")) {
+    console.error(`rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
+    return 1;
+  }
+  const target: { release: string; schema: number; live: string } = JSON.parse(line);
+  console.log(`rolling back stack ${stack} on ${s.user}@${s.host}: ${target.live} -> ${target.release} (schema version ${target.schema})`);
+  pulumi(["config", "set", "release"], stack, { input: target.release });
+  if (up(stack) !== 0) {
+    console.error(`\nThe rollback's pulumi up failed; what serves is what the lines above say. The stack still pins release ` +
+      `${target.release}: \`pulumi up\` retries, \`npm run rollback -- --stack ${stack} --forward\` returns to appDir's release.`);
+    return 1;
+  }
+  console.log(`\nRelease ${target.release} is live and pinned by the stack's \`release\` setting; another rollback steps further back,`);
+  console.log(`\`npm run rollback -- --stack ${stack} --forward\` deploys appDir's release again.`);
   return 0;
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — the README's second command: set up what is missing, then run every test:
 #   1. Python: the migration runner and the sample app (pytest, real SQLite files)
-#   2. TypeScript unit tests (Pulumi mocks): config schema, resource graph, renderers
+#   2. TypeScript: type-check (tsc), unit tests (Pulumi mocks): config schema, resource graph, renderers
 #   3. Shell: the remote scripts' syntax (bash -n)
 #   4. E2E: real `pulumi up` against disposable Debian servers (systemd, sshd, nginx, gunicorn)
 # FDEPLOY_E2E=0 skips step 4.
@@ -27,6 +27,9 @@ bash tests/python/run.sh 2>&1 | tee -a "$LOG" || status=1
 section "Remote scripts: bash -n"
 for f in components/scripts/*.sh tests/*.sh tests/servers/*.sh scripts/*.sh toolchain/*.sh; do bash -n "$f" || { echo "syntax error in $f"; status=1; }; done
 echo "ok"
+
+section "Types: tsc --noEmit (pulumi up transpiles without checking: tsconfig.deploy.json)"
+npx tsc --noEmit && npx tsc --noEmit -p bench && echo ok || { echo "type errors (above)"; status=1; }
 
 section "Unit tests (mocha, Pulumi mocks)"
 npx mocha 'tests/unit/**/*.test.ts' 2>&1 | tee -a "$LOG" || status=1

@@ -5,7 +5,9 @@
 # Slots are instances of the units fdeploy-<app>@<slot> (service.sh); slots/<slot> -> a release,
 # slots/live names the slot nginx proxies to. After a successful switch: APP_ROOT/current -> the
 # release, a line in APP_ROOT/history.log, and old releases pruned (slot targets always kept).
-# params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE
+# params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE,
+#         ROLLBACK (1: a rollback pinned this kept release; the history records it as one, with the
+#         schema version the release went live with, which migrate.sh brings the database down to)
 #         (other params, e.g. revisions of the unit and .env, only make Pulumi re-run this)
 . "$(dirname "$0")/lib.sh"
 load_params
@@ -18,6 +20,10 @@ with_deploy_lock
 release=$APP_ROOT/releases/$P_RELEASE_ID
 slots=$APP_ROOT/slots
 [ -f "$release/.fdeploy-release.json" ] || fail "release $P_RELEASE_ID is not installed"
+if [ -n "${P_ROLLBACK:-}" ]; then
+  [ -n "$(schema_of_release "$P_RELEASE_ID")" ] ||
+    fail "release $P_RELEASE_ID never went live on this server: a rollback (the stack's \`release\` setting) can only pin one that did (see the releaseHistory output)"
+fi
 install -d -m 0755 "$slots"
 
 # point_slot SLOT RELEASE_DIR: the slot's code and its RELEASE_ID
@@ -30,17 +36,27 @@ point_slot() {
 # (or whose unit fails, or that systemd is restarting) fails the check at once, with the journal
 # lines that say why; only a process that runs but does not answer gets the whole timeout.
 check_slot() {
-  local unit="fdeploy-$P_APP@$1.service" result why="" pid started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
+  local unit="fdeploy-$P_APP@$1.service" result="" why="" pid probe out started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
   pid=$(unit_prop "$unit" MainPID)
+  out=$(mktemp)
   while :; do
-    if result=$(http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")"); then
+    # the probe waits in the background: systemd holds the socket, so a probe of a dead process
+    # would wait out its own timeout; the process dying is seen while it waits
+    http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")" >"$out" &
+    probe=$!
+    while kill -0 "$probe" 2>/dev/null && ! why=$(slot_died "$unit" "$pid"); do sleep 0.2; done
+    if [ -n "$why" ]; then kill_tree "$probe"; wait "$probe" 2>/dev/null || true; break; fi
+    if wait "$probe"; then
+      result=$(cat "$out"); rm -f "$out"
       log "health check of $1 passed: ${result%% *}"
       return 0
     fi
+    result=$(cat "$out")
     why=$(slot_died "$unit" "$pid") && break
     [ $SECONDS -ge $deadline ] && break
     sleep 0.5
   done
+  rm -f "$out"
   if [ -n "$why" ]; then
     log "slot $1: $why after $((SECONDS - started))s; not waiting out the ${P_HEALTH_TIMEOUT}s health timeout"
   else
@@ -53,6 +69,12 @@ check_slot() {
 }
 
 unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
+
+kill_tree() { # kill_tree PID: the process and all its descendants (the probe's curl is a grandchild)
+  local c
+  for c in $(pgrep -P "$1" || true); do kill_tree "$c"; done
+  kill "$1" 2>/dev/null || true
+}
 
 # slot_died UNIT PID: prints why and succeeds when the slot's process PID is gone: the unit failed,
 # stopped, is waiting to be restarted, or runs another process than the one started
@@ -67,13 +89,14 @@ slot_died() {
   return 1
 }
 
-record() { # record STATUS: one line per activation, newest last
-  local schema
+record() { # record STATUS: one line per activation, newest last (format: lib.sh, schema_of_release)
+  local schema strategy=$P_STRATEGY
   # The schema version comes from the root-owned migration set that migrate.sh applied, never from
   # the app's database: the app controls that, and a forged version (or a "2\n<forged line>" view)
-  # would steer the next rollback's `migrate.py down`.
+  # would steer the next rollback's `migrate.py down`. A rollback's is the one its release had.
   schema=$(schema_of_migrations "$APP_ROOT/migrations/current")
-  printf '%s %s %s strategy=%s schema=%s\n' "$(date -u +%FT%TZ)" "$P_RELEASE_ID" "$1" "$P_STRATEGY" "$schema" \
+  if [ -n "${P_ROLLBACK:-}" ]; then strategy=rollback; schema=$(schema_of_release "$P_RELEASE_ID"); fi
+  printf '%s %s %s strategy=%s schema=%s\n' "$(date -u +%FT%TZ)" "$P_RELEASE_ID" "$1" "$strategy" "$schema" \
     >>"$APP_ROOT/history.log"
 }
 
@@ -99,6 +122,16 @@ prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot
     [[ " ${keep[*]} " == *" $id "* ]] && continue
     [ "$(stat -c %Y "$d")" -gt $(( $(date +%s) - 60 )) ] && continue   # being installed right now
     rm -rf "$d" "$FDEPLOY_HOME/uploads/$id"; log "pruned release $id"
+  done
+  # the shared venvs (release.sh) that no kept release links to; one built this minute may be about
+  # to be linked by an install that waits for the lock
+  local used=" " v
+  for d in "$APP_ROOT"/releases/*/; do used+="$(readlink "$d.venv" 2>/dev/null || true) "; done
+  for v in "$APP_ROOT"/venvs/*/; do
+    v=${v%/}
+    [ -d "$v" ] && [[ $used != *" $v "* ]] || continue
+    [ "$(stat -c %Y "$v")" -gt $(( $(date +%s) - 60 )) ] && continue
+    rm -rf "$v"; log "pruned venv $(basename "$v")"
   done
 }
 
@@ -134,12 +167,12 @@ go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
 
 # preflight: load the release's app as its slot would (app user, .env, working directory,
 # RELEASE_ID) in a throw-away unit, `gunicorn --check-config`: an import error or a failing app
-# factory is caught before a live slot is touched. Older activation settings (rollback.sh) may lack
-# APP_MODULE: then there is no preflight.
+# factory is caught before a live slot is touched. Activation settings saved by an older version
+# (state.sh repairs with them) may lack APP_MODULE: then there is no preflight.
 preflight() {
   [ -n "${P_APP_MODULE:-}" ] || return 0
   [[ $P_APP_MODULE =~ ^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$ ]] || fail "bad app module '$P_APP_MODULE'"
-  local out error props=() line
+  local out error props=() line started=$SECONDS
   while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")   # the slots' sandbox
   if out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-preflight-$$" \
       -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
@@ -152,6 +185,7 @@ preflight() {
   printf '%s\n' "$out" | tail -n 25 >&2
   error=$(printf '%s\n' "$out" | grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)' | tail -n 1 || true)
   record failed
+  log "preflight: release $P_RELEASE_ID failed to load after $((SECONDS - started))s"
   fail "release $P_RELEASE_ID does not load ($P_APP_MODULE${error:+: $error}); it is not live, the live release is untouched"
 }
 
@@ -245,8 +279,6 @@ activate_blue_green() {
 
 on_exit() { local rc=$?; [ $rc = 0 ] || settings_from live; exit $rc; }
 
-# the settings of this activation, for rollback.sh (which reuses this script)
-printf '%s' "$P_RAW" | write_if_changed "$slots/activation.json" 0600 || true
 settings_from desired
 trap on_exit EXIT
 
@@ -259,7 +291,9 @@ esac
 atomic_symlink "$release" "$APP_ROOT/current"
 record live
 keep_live_settings
-cp "$slots/activation.json" "$slots/activation.live.json"   # what state.sh repairs to
+# the parameters of the activation that went live: what state.sh repairs to
+printf '%s' "$P_RAW" | write_if_changed "$slots/activation.live.json" 0600 || true
+rm -f "$slots/activation.json"   # written by older versions
 prune
 prune_uploads
 # the environment file used to live in the app-writable shared/ (the app could swap it for a

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # base.sh create|delete — the base system for one app: OS packages, an unprivileged app user, an
 # unprivileged build user (pip runs as it, release.sh) and the directory layout:
-#   APP_ROOT/releases/<id>/   one folder per release: code owned by root, .venv by the build user;
+#   APP_ROOT/releases/<id>/   one folder per release: code owned by root, .venv a link to venvs/;
+#   APP_ROOT/venvs/<hash>/    one venv per requirements, built and owned by the build user;
 #                             read-only to the app
 #   APP_ROOT/shared/          the app's writable data: db/, backups/
 #   APP_ROOT/current          symlink to the live release
@@ -68,7 +69,7 @@ delete() {
   local app=$1
   check_app_name "$app"
   load_settings "$app" || { echo "nothing to remove for $app"; return; }
-  rm -rf "$APP_ROOT/releases" "$APP_ROOT/current" "$APP_ROOT/migrations" "$APP_ROOT/slots" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
+  rm -rf "$APP_ROOT/releases" "$APP_ROOT/venvs" "$APP_ROOT/current" "$APP_ROOT/migrations" "$APP_ROOT/slots" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
   userdel "$(build_user "$app")" 2>/dev/null || true
   echo "kept the data of $app: $APP_ROOT/shared (database, backups) and $(env_file "$app"); delete them with: npm run purge -- --stack <stack> --confirm $app"
 }

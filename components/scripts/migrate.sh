@@ -4,9 +4,28 @@
 # runs migrate.py up as the app user. migrate.py takes an online backup first when anything is
 # pending; a failing migration is rolled back, this exits non-zero, and the deploy stops before
 # any switch: the live release keeps serving on the old schema.
-# params: APP, MIGRATIONS (the upload's folder name, migrations-<hash>), KEEP_BACKUPS
+# A rollback (DOWN_TO_SCHEMA_OF) runs after the switch instead: it brings the schema down to the
+# version the pinned release last went live with (history.log), with the down files of the set in
+# force, after a backup (migrate.py down).
+# params: APP, MIGRATIONS (the upload's folder name, migrations-<hash>), KEEP_BACKUPS,
+#         or APP, DOWN_TO_SCHEMA_OF (a release id), KEEP_BACKUPS
 . "$(dirname "$0")/lib.sh"
 load_params
+migrate() { # migrate DIR ARGS…: migrate.py as the app user
+  local dir=$1; shift
+  runuser -u "$APP_USER" -- python3 "$APP_ROOT/migrations/migrate.py" --db "$APP_ROOT/shared/db/app.sqlite3" \
+    --dir "$dir" --backup-dir "$APP_ROOT/shared/backups" --keep "$P_KEEP_BACKUPS" "$@"
+}
+if [ -n "${P_DOWN_TO_SCHEMA_OF:-}" ]; then
+  [[ $P_DOWN_TO_SCHEMA_OF =~ ^[0-9a-f]{12}$ && $P_KEEP_BACKUPS =~ ^[0-9]{1,3}$ ]] || fail "bad release id or backup count"
+  load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+  with_deploy_lock
+  schema=$(schema_of_release "$P_DOWN_TO_SCHEMA_OF")
+  [[ $schema =~ ^[0-9]+$ ]] || fail "the schema version of release $P_DOWN_TO_SCHEMA_OF is unknown (it never went live here)"
+  [ -d "$APP_ROOT/migrations/current" ] || { echo "schema_version=0"; exit 0; }
+  migrate "$APP_ROOT/migrations/current" down --to "$schema"
+  exit 0
+fi
 [[ $P_MIGRATIONS =~ ^migrations-[0-9a-f]{12}$ ]] || fail "bad migrations upload '$P_MIGRATIONS'"
 [[ $P_KEEP_BACKUPS =~ ^[0-9]{1,3}$ ]] || fail "bad backup count '$P_KEEP_BACKUPS'"
 load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
@@ -18,8 +37,7 @@ if [ ! -d "$dir" ]; then
   chown -R root:root "$dir.tmp"; chmod -R u+rwX,go+rX,go-w "$dir.tmp"; mv "$dir.tmp" "$dir"
 fi
 install -m 0755 "$(dirname "$0")/migrate.py" "$APP_ROOT/migrations/migrate.py"
-runuser -u "$APP_USER" -- python3 "$APP_ROOT/migrations/migrate.py" --db "$APP_ROOT/shared/db/app.sqlite3" \
-  --dir "$dir" --backup-dir "$APP_ROOT/shared/backups" --keep "$P_KEEP_BACKUPS" up
+migrate "$dir" up
 # the set the database is now at (root-owned: activate.sh records its version, rollback.sh runs its
 # down files); moved only after success, so a failed migration leaves the previous set current
 atomic_symlink "$dir" "$APP_ROOT/migrations/current"

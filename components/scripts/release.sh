@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # release.sh create — install an uploaded release: copy ~/.fdeploy/<app>/uploads/<id> to
-# APP_ROOT/releases/<id> (root-owned), and have the app's build user create its own venv there and
-# `pip install -r requirements.txt`.
+# APP_ROOT/releases/<id> (root-owned), and link its .venv to the venv of its requirements, which the
+# app's build user creates (`pip install -r requirements.txt`) unless another release has already.
 # A release is content-addressed (its id is a hash of its files), so an installed one is never
 # reinstalled; a half-installed one (crash, pip failure) has no marker and is redone from scratch.
 # The live release is not touched: switching happens in activate.sh.
-# params: APP, RELEASE_ID
+# params: APP, RELEASE_ID, PINNED (1: a rollback pinned this kept release; nothing is uploaded)
 . "$(dirname "$0")/lib.sh"
 load_params
 [[ $P_RELEASE_ID =~ ^[0-9a-f]{12}$ ]] || fail "bad release id '$P_RELEASE_ID'"
@@ -14,6 +14,9 @@ src=$FDEPLOY_HOME/uploads/$P_RELEASE_ID
 dest=$APP_ROOT/releases/$P_RELEASE_ID
 marker=$dest/.fdeploy-release.json
 if [ -f "$marker" ]; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
+if [ -n "${P_PINNED:-}" ] && [ ! -d "$src" ]; then
+  fail "release $P_RELEASE_ID (pinned by the stack's \`release\` setting) is not kept on this server (kept: $(ls "$APP_ROOT/releases" 2>/dev/null | tr '\n' ' ')); pick a kept one, or \`pulumi config rm release\` to deploy appDir"
+fi
 [ -d "$src" ] || fail "upload $src is missing"
 with_deploy_lock
 # another deploy of this app (another stack, or an interrupted run whose install finished) may have
@@ -27,6 +30,7 @@ cleanup() {
   local status=$? avail
   [ -f "$marker" ] && return
   rm -rf "$dest"
+  if [ -n "${venv:-}" ] && [ ! -f "$venv/.fdeploy-built" ]; then rm -rf "$venv"; fi
   if [ "$status" != 0 ] && [ -z "$failed" ]; then
     avail=$(volume_free_kb)
     if [ -n "$avail" ] && [ "$avail" -lt 204800 ]; then
@@ -54,29 +58,42 @@ for f in sorted(os.path.relpath(os.path.join(d, n), ".") for d, _, ns in os.walk
 print(h.hexdigest()[:12])')
 [ "$got" = "$P_RELEASE_ID" ] || die "the upload of release $P_RELEASE_ID is incomplete or changed (its files hash to $got); run pulumi up again"
 chown -R root:root "$dest"; chmod -R u+rwX,go+rX,go-w "$dest"
-# The venv is built by the app's unprivileged build user (base.sh), never by root: pip runs every
-# package's build code. It runs in a sandboxed transient unit that can write only .venv, and every
-# process it starts ends with it. The code stays root-owned; root never touches what it wrote
-# except to delete it.
+# The venv is shared by every release with the same requirements — venvs/<hash of requirements.txt
+# and the server's Python> — so a code-only change (or a rollback) installs nothing. It is built
+# by the app's unprivileged build user (base.sh), never by root: pip runs every package's build
+# code. The build runs in a sandboxed transient unit that can write only that venv, and every
+# process it starts ends with it. The app user cannot write it, so a compromised app cannot plant
+# code that later releases run; root never touches what the build user wrote except to delete it.
 builder=$(build_user "$P_APP")
 id -u "$builder" >/dev/null 2>&1 || die "the build user $builder is missing; deploy the base system again (base.sh create)"
-install -d -m 0755 -o "$builder" -g "$builder" "$dest/.venv"
-log "creating venv and installing requirements for $P_RELEASE_ID (as $builder)"
+venv=$APP_ROOT/venvs/$( { cat "$dest/requirements.txt"; python3 -VV; } | sha256sum | cut -c1-12)
 started=$SECONDS
-if ! out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-build-$$" \
-    -p User="$builder" -p Group="$builder" -p WorkingDirectory="$dest" -p UMask=0022 \
-    -p ProtectSystem=strict -p ReadWritePaths="$dest/.venv" -p ProtectHome=yes -p PrivateTmp=yes \
-    -p PrivateDevices=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p RuntimeMaxSec=1800 \
-    -p Environment=HOME=/tmp -p Environment=PIP_NO_CACHE_DIR=1 -p Environment=PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    /bin/sh -c 'python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt && touch .venv/.fdeploy-built' </dev/null 2>&1); then
-  printf '%s\n' "$out" | tail -n 20 >&2
-  avail=$(volume_free_kb)
-  [ -n "$avail" ] && [ "$avail" -lt 204800 ] && exit 1   # the cleanup names the full volume
-  die "pip install -r requirements.txt failed for release $P_RELEASE_ID; the live release is unchanged"
+if [ -f "$venv/.fdeploy-built" ]; then
+  log "release $P_RELEASE_ID: the venv of these requirements is built already ($(basename "$venv")); nothing to install"
+else
+  install -d -m 0755 "$APP_ROOT/venvs"
+  rm -rf "$venv"   # half built by an interrupted run: no marker
+  # ($VENV in the command below: systemd >= 254 expands it itself, to the same value)
+  install -d -m 0755 -o "$builder" -g "$builder" "$venv"
+  log "creating venv $(basename "$venv") and installing requirements for $P_RELEASE_ID (as $builder)"
+  if ! out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-build-$$" \
+      -p User="$builder" -p Group="$builder" -p WorkingDirectory="$dest" -p UMask=0022 \
+      -p ProtectSystem=strict -p ReadWritePaths="$venv" -p ProtectHome=yes -p PrivateTmp=yes \
+      -p PrivateDevices=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p RuntimeMaxSec=1800 \
+      -p Environment=HOME=/tmp -p Environment=PIP_NO_CACHE_DIR=1 -p Environment=PIP_DISABLE_PIP_VERSION_CHECK=1 \
+      -p Environment=VENV="$venv" \
+      /bin/sh -c 'python3 -m venv "$VENV" && "$VENV/bin/pip" install -q -r requirements.txt && touch "$VENV/.fdeploy-built"' \
+      </dev/null 2>&1); then
+    printf '%s\n' "$out" | tail -n 20 >&2
+    avail=$(volume_free_kb)
+    [ -n "$avail" ] && [ "$avail" -lt 204800 ] && exit 1   # the cleanup names the full volume
+    die "pip install -r requirements.txt failed for release $P_RELEASE_ID; the live release is unchanged"
+  fi
+  # a build unit stopped from outside (a shutdown) can end "successfully" without finishing
+  [ -f "$venv/.fdeploy-built" ] ||
+    die "the venv build of release $P_RELEASE_ID was interrupted before it finished (is the server shutting down?); run pulumi up again"
 fi
-# a build unit stopped from outside (a shutdown) can end "successfully" without finishing
-[ -f "$dest/.venv/.fdeploy-built" ] ||
-  die "the venv build of release $P_RELEASE_ID was interrupted before it finished (is the server shutting down?); run pulumi up again"
+ln -sfn "$venv" "$dest/.venv"
 [ -x "$dest/.venv/bin/gunicorn" ] || die "gunicorn is not installed by requirements.txt (add gunicorn to it)"
 printf '{"id": "%s", "installed_at": "%s", "install_seconds": %d}\n' \
   "$P_RELEASE_ID" "$(date -u +%FT%TZ)" $((SECONDS - started)) >"$marker.tmp"

@@ -7,8 +7,9 @@
 #   read    prints one JSON object: release (the live slot's release), running (the live slot's
 #           service is active), and whether the unit, the environment file and the nginx site in
 #           force are the deployed ones
-#   repair  puts the deployed settings and site back in force and, when the app does not run the
-#           deployed release, activates it again (activate.sh: health-checked, with fallback)
+#   repair  puts the deployed settings and site back in force, reinstalls the deployed release from
+#           its upload if it was deleted, and, when the app does not run the deployed release,
+#           activates it again (activate.sh: health-checked, with fallback)
 # params: APP
 . "$(dirname "$0")/lib.sh"
 load_params
@@ -45,12 +46,17 @@ repair() {
     nginx -t 2>&1 >&2 || fail "nginx rejects its configuration with the deployed site; fix the other file nginx -t names"
     systemctl reload nginx; log "repaired: the deployed nginx site is in force again"
   fi
+  exec 9>&-   # release.sh and activate.sh take the lock themselves
+  local id; id=$(deployed_release)
+  if [ -n "$id" ] && [ ! -f "$APP_ROOT/releases/$id/.fdeploy-release.json" ]; then
+    [ -d "$FDEPLOY_HOME/uploads/$id" ] || fail "the deployed release $id was deleted from the server, and its upload too; upload it again: pulumi up --target-replace <the URN of release-upload (pulumi stack --show-urns)>"
+    log "repairing: the deployed release $id was deleted; installing it again from its upload"
+    printf '{"APP": "%s", "RELEASE_ID": "%s"}' "$P_APP" "$id" | bash "$(dirname "$0")/release.sh" create >&2
+  fi
   local now; now=$(report)
-  exec 9>&-   # activate.sh takes the lock itself
   if [ $restart = 1 ] || [[ $now != *"\"release\": \"$(deployed_release)\", \"running\": true"* ]]; then
     log "repairing: activating the deployed release $(deployed_release) again (live state was: $now)"
-    python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$slots/activation.live.json" |
-      bash "$(dirname "$0")/activate.sh" create >&2
+    bash "$(dirname "$0")/activate.sh" create <"$slots/activation.live.json" >&2
   fi
   report
 }

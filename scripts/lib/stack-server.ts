@@ -14,11 +14,16 @@ export function arg(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
-/** `pulumi ARGS --stack STACK` (with --config-file for a stack whose config lives elsewhere: tests). */
-export function pulumi(args: string[], stack: string): string {
+/**
+ * `pulumi ARGS --stack STACK` (with --config-file for a stack whose config lives elsewhere: tests);
+ * its stdout, or with `inherit` its output on this terminal and "". Throws when it fails.
+ */
+export function pulumi(args: string[], stack: string, opts: { input?: string; inherit?: boolean } = {}): string {
   const configFile = arg("config-file");
-  const extra = configFile && args[0] === "config" ? ["--config-file", configFile] : [];
-  return execFileSync("pulumi", [...args, "--stack", stack, ...extra, "--non-interactive"], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  const extra = configFile && ["config", "up", "preview"].includes(args[0]) ? ["--config-file", configFile] : [];
+  const out = execFileSync("pulumi", [...args, "--stack", stack, ...extra, "--non-interactive"],
+    { encoding: "utf8", input: opts.input ?? "", stdio: ["pipe", opts.inherit ? "inherit" : "pipe", "inherit"] });
+  return out ?? "";
 }
 
 /** The stack's config, validated like the program does. */
@@ -35,10 +40,13 @@ export function stackConfig(stack: string): DeployConfig {
 /**
  * Run SCRIPT VERB of the newest script bundle the deploys uploaded (stack outputs are not kept
  * after a failed up) on the stack's server, as root (sudo -n for another SSH user), with PARAMS on
- * stdin. Output goes to this terminal; returns the exit status.
+ * stdin. Its messages go to this terminal; its stdout too, unless `capture` (then returned).
  */
-export function runOnServer(cfg: DeployConfig, script: string, verb: string, params: Record<string, string>): number {
+export function runOnServer(cfg: DeployConfig, script: string, verb: string, params: Record<string, string>,
+  opts: { capture?: boolean } = {}): { status: number; stdout: string } {
   // only fixed words here: the app name is validated by the config schema
   const run = `bash "$(ls -td .fdeploy/${cfg.appName}/scripts-*/ | head -n1)${script}" ${verb}`;
-  return pinnedSsh(cfg.server, run, { input: JSON.stringify(params), inherit: true }).status ?? 1;
+  const r = pinnedSsh(cfg.server, run, { input: JSON.stringify(params), inherit: !opts.capture });
+  if (opts.capture && r.stderr) process.stderr.write(r.stderr);
+  return { status: r.status ?? 1, stdout: r.stdout ?? "" };
 }

@@ -60,8 +60,14 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
     assert.deepStrictEqual(changed(r.output), ["activation-switch", "health-probe", "release-install", "release-upload"]);
-    assert.notStrictEqual(stack.outputs().releaseId, oldRelease);
+    const newRelease = stack.outputs().releaseId;
+    assert.notStrictEqual(newRelease, oldRelease);
     assert.match((await get(`${base}/`)).text, /version two/);
+    // the same requirements: the new release links the venv the old one uses, nothing installed
+    assert.match(r.output, /the venv of these requirements is built already/);
+    const venvs = server.ssh(`readlink /srv/flaskapp/releases/${oldRelease}/.venv /srv/flaskapp/releases/${newRelease}/.venv`).trim().split("\n");
+    assert.strictEqual(venvs[0], venvs[1]);
+    assert.match(venvs[0], /^\/srv\/flaskapp\/venvs\/[0-9a-f]{12}$/);
     const notes = (await get(`${base}/api/notes`)).json();
     assert.ok(JSON.stringify(notes).includes("kept across deploys"), "data persists across deploys");
   });
@@ -120,6 +126,21 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.match(server.ssh(`grep server_tokens ${site}`), /server_tokens off;/);
     assert.strictEqual(server.trySsh("grep -q HAND_EDITED /etc/fdeploy/flaskapp/env").status, 1, "the hand edit is still in force");
     assert.strictEqual(stack.outputs().running, true);
+    const again = stack.run(["preview", "--refresh"]);
+    assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
+  });
+
+  it("drift: a deleted live release shows in preview --refresh; up --refresh reinstalls and runs it", async () => {
+    const live = stack.outputs().releaseId;
+    server.ssh(`systemctl stop fdeploy-flaskapp@main.service && rm -rf /srv/flaskapp/releases/${live}`);
+    const preview = stack.run(["preview", "--refresh", "--diff"]);
+    assert.strictEqual(preview.status, 0, preview.output);
+    assert.match(preview.output, /[-~] release /, `preview --refresh does not show the missing release:\n${preview.output}`);
+    const r = stack.run(["up", "--yes", "--skip-preview", "--refresh"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(server.trySsh(`test -x /srv/flaskapp/releases/${live}/.venv/bin/gunicorn`).status, 0, "the release was not reinstalled");
+    assert.strictEqual((await get(`${base}/health`)).json().release, live);
+    assert.strictEqual(stack.outputs().liveRelease, live);
     const again = stack.run(["preview", "--refresh"]);
     assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
   });

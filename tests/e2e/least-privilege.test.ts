@@ -126,7 +126,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
 
   it("5. pip runs as the build user in a sandbox, never as root; the app cannot change its code or venv", () => {
     const id = a.outputs().releaseId;
-    const owners = server.ssh(`stat -c '%U' /srv/${A}/releases/${id} /srv/${A}/releases/${id}/wsgi.py; find /srv/${A}/releases/${id}/.venv -printf '%u\\n' | sort -u`).trim().split("\n");
+    const owners = server.ssh(`stat -c '%U' /srv/${A}/releases/${id} /srv/${A}/releases/${id}/wsgi.py; find -H /srv/${A}/releases/${id}/.venv -printf '%u\\n' | sort -u`).trim().split("\n");
     assert.deepStrictEqual(owners.slice(0, 2), ["root", "root"], "the release's code is root's");
     assert.strictEqual(owners.length, 3, `one owner for the venv: ${owners.slice(2)}`);
     assert.match(owners[2], /^fdbuild-[0-9a-f]{10}$/, "the venv was built by the build user");

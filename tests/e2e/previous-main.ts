@@ -1,6 +1,6 @@
-// The previous main, as its users ran it, for the upgrade e2e: its tree (git archive of the commit,
-// so this checkout is left as it is) and the command-plugin stand-in it shipped and was tested on,
-// built once from that commit into the cache. Nothing here is used to deploy anything but that
+// A previous main, as its users ran it, for the upgrade e2e: its tree (git archive of the commit,
+// so this checkout is left as it is) and its command plugin: the official one, or for the older
+// main the stand-in it shipped and was tested on, built once from that commit into the cache. Nothing here is used to deploy anything but that
 // old state; this tree itself runs only on the official plugin.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
@@ -8,8 +8,18 @@ import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "./pulumi";
 
-/** The last main that deployed with AssetArchive uploads and the stand-in plugin. */
-export const PREVIOUS_MAIN = "6ffbd1e4207ac27080004bd0facdc0856893c7b9";
+/** A main users deployed with: its commit, and whether it ran on its own command-plugin stand-in. */
+export interface PreviousMain {
+  commit: string;
+  standIn: boolean;
+}
+
+/** The mains an upgrade e2e starts from: the last one on the stand-in plugin (AssetArchive
+ * uploads, the environment in shared/.env), and the last one that landed (official parts). */
+export const PREVIOUS_MAINS: PreviousMain[] = [
+  { commit: "6ffbd1e4207ac27080004bd0facdc0856893c7b9", standIn: true },
+  { commit: "e175d17", standIn: false },
+];
 const COMMAND_VERSION = "1.2.1";
 
 export interface PreviousMainTree {
@@ -19,7 +29,8 @@ export interface PreviousMainTree {
   cleanup(): void;
 }
 
-export function previousMainTree(): PreviousMainTree {
+export function previousMainTree(from: PreviousMain): PreviousMainTree {
+  const PREVIOUS_MAIN = from.commit;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-previous-main-"));
   const pulumiHome = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-previous-home-"));
   try {
@@ -29,11 +40,15 @@ export function previousMainTree(): PreviousMainTree {
   }
   // the same dependency versions as this tree
   fs.symlinkSync(path.join(PROJECT_DIR, "node_modules"), path.join(dir, "node_modules"));
-  const plugin = buildStandIn(dir);
-  execFileSync("pulumi", ["plugin", "install", "resource", "command", COMMAND_VERSION, "--file", plugin],
-    { env: { ...process.env, PULUMI_HOME: pulumiHome }, stdio: ["ignore", "ignore", "pipe"] });
+  if (from.standIn) {
+    const plugin = buildStandIn(dir, PREVIOUS_MAIN);
+    execFileSync("pulumi", ["plugin", "install", "resource", "command", COMMAND_VERSION, "--file", plugin],
+      { env: { ...process.env, PULUMI_HOME: pulumiHome }, stdio: ["ignore", "ignore", "pipe"] });
+  } else {
+    fs.rmSync(pulumiHome, { recursive: true, force: true });
+  }
   return {
-    dir, pulumiHome,
+    dir, pulumiHome: from.standIn ? pulumiHome : process.env.PULUMI_HOME!,   // else the official plugin
     cleanup() {
       fs.rmSync(dir, { recursive: true, force: true });
       fs.rmSync(pulumiHome, { recursive: true, force: true });
@@ -42,7 +57,7 @@ export function previousMainTree(): PreviousMainTree {
 }
 
 /** Build (once per commit, into the cache) the stand-in plugin from the previous main's sources. */
-function buildStandIn(tree: string): string {
+function buildStandIn(tree: string, PREVIOUS_MAIN: string): string {
   const out = path.join(process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy", "previous-main", PREVIOUS_MAIN.slice(0, 12), "pulumi-resource-command");
   if (fs.existsSync(out)) return out;
   fs.mkdirSync(path.dirname(out), { recursive: true });

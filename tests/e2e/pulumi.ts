@@ -58,6 +58,10 @@ export class TestStack {
     fs.mkdirSync(path.join(this.dir, "state"));
     this.configFile = path.join(this.dir, `Pulumi.${name}.yaml`);
     this.env = env ?? isolatedEnv(path.join(this.dir, "state"));
+    // `stack init` writes the new stack's passphrase salt to Pulumi.<name>.yaml in the project (stack
+    // rm deletes it); one left by a run that was killed would not match this stack's passphrase
+    if (["dev", "prod"].includes(name)) throw new Error(`test stacks never use the project's stack names (${name})`);
+    fs.rmSync(path.join(projectDir, `Pulumi.${name}.yaml`), { force: true });
     const init = spawnSync("pulumi", stackArgv(name, this.configFile, ["stack", "init", name]), { cwd: projectDir, env: this.env, encoding: "utf8" });
     if (init.status !== 0) throw new Error(`pulumi stack init ${name} failed: ${init.stderr}`);
   }
@@ -121,9 +125,9 @@ export class TestStack {
     return this.mustRun(["stack", "export"]).stdout;
   }
 
-  /** `npm run rollback` for this stack. */
-  rollback(to?: string): RunResult {
-    return this.command("rollback.ts", to ? ["--to", to] : []);
+  /** `npm run rollback` for this stack (ARGS: e.g. --to <id>, --forward). */
+  rollback(...args: string[]): RunResult {
+    return this.command("rollback.ts", args);
   }
 
   /** `npm run purge` for this stack. */

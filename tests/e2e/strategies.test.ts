@@ -1,7 +1,8 @@
 // Issue "Zero-downtime": restart, rolling and blue-green each deploy a code + dependency change that
 // the server really runs afterwards; rolling and blue-green drop no request under load; a broken
-// release under blue-green leaves the old one serving; rollback restores release and schema, and
-// the next plain `pulumi up` rolls forward again.
+// release under blue-green leaves the old one serving; rollback (an up with the release pinned)
+// restores release and schema with true outputs, steps further back when repeated, and --forward
+// deploys appDir's release again.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
@@ -149,11 +150,45 @@ def marker():
     assert.strictEqual((await get(`${base}/api/marker`)).json().marker, "deployed with blue-green");
     assert.ok(Number(server.ssh("ls /srv/flaskapp/shared/backups | wc -l")) >= 2, "a backup was taken before the down migration");
 
-    // declarative: the next plain up deploys the program's code again
-    const forward = stack.up();
+    // state tells the truth: the outputs name the live release, preview and up --refresh change nothing
+    let out = stack.outputs();
+    assert.strictEqual(out.releaseId, releases["blue-green"], "releaseId names the rolled-back-to release");
+    assert.strictEqual(out.liveRelease, releases["blue-green"]);
+    assert.strictEqual(out.appDirRelease, newest);
+    assert.strictEqual(out.schemaVersion, 2);
+    assert.strictEqual(out.releaseHistory.at(-1).releaseId, releases["blue-green"]);
+    const preview = stack.preview();
+    assert.strictEqual(preview.status, 0, preview.output);
+    assert.match(preview.output, new RegExp(`release pinned to ${releases["blue-green"]}[\\s\\S]*appDir holds release ${newest}`));
+    assert.doesNotMatch(preview.output, /^\s*[-+~]+\s+\S+:\S+\s+\S+\s+(create|update|replace|delete)/m, "preview after a rollback plans no change");
+    assert.doesNotMatch(preview.output, /\d+ to (create|update|replace|delete)/);
+    const refresh = stack.run(["up", "--refresh", "--yes", "--skip-preview"]);
+    assert.strictEqual(refresh.status, 0, refresh.output);
+    assert.doesNotMatch(refresh.output, /(created|updated|replaced)/, "up --refresh after a rollback found drift");
+
+    // a second rollback steps further back through the healthy history (not back to `newest`)
+    const rb2 = stack.rollback();
+    assert.strictEqual(rb2.status, 0, rb2.output);
+    assert.strictEqual((await get(`${base}/health`)).json().release, releases.rolling);
+    assert.strictEqual((await get(`${base}/api/marker`)).json().marker, "deployed with rolling");
+    assert.strictEqual(stack.outputs().releaseId, releases.rolling);
+
+    // a release that never went live here is refused before anything changes
+    const bad = stack.rollback("--to", "0123456789ab");
+    assert.notStrictEqual(bad.status, 0, bad.output);
+    assert.match(bad.output, /never went live on this server/);
+    assert.strictEqual(stack.outputs().releaseId, releases.rolling);
+
+    // --forward: appDir's release and its schema again
+    const forward = stack.rollback("--forward");
     assert.strictEqual(forward.status, 0, forward.output);
     const f = (await get(`${base}/health`)).json();
     assert.strictEqual(f.release, newest);
     assert.strictEqual(f.schema_version, 3);
+    out = stack.outputs();
+    assert.strictEqual(out.releaseId, newest);
+    assert.strictEqual(out.schemaVersion, 3);
+    const again = stack.up();
+    assert.doesNotMatch(again.output, /(created|updated|replaced)/, "the up after the roll-forward changed something");
   });
 });

@@ -1,6 +1,6 @@
-// Upgrade in place: a server and stack deployed by the previous main (its program, with the
-// command-plugin stand-in it was tested on, which accepted AssetArchive uploads, and its layout
-// with the environment in shared/.env) move to this tree's program on the official plugin and the
+// Upgrade in place: a server and stack deployed by a previous main (its program and plugin: the
+// stand-in the older one was tested on, which accepted AssetArchive uploads, with the environment
+// in shared/.env; or the official one) move to this tree's program on the official plugin and the
 // least-privilege layout with one `pulumi up`: 0 failed requests under load, the data kept, and
 // the up after it changes nothing.
 import * as assert from "assert";
@@ -11,19 +11,20 @@ import { startServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { startLoad } from "./load";
 import { changed, PROJECT_DIR, TestStack } from "./pulumi";
-import { previousMainTree } from "./previous-main";
+import { PREVIOUS_MAINS, previousMainTree } from "./previous-main";
 
-describe("upgrade: a stack deployed by the previous main moves to the official plugin with one up", function () {
+PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.slice(0, 7)}${from.standIn ? " (stand-in plugin)" : ""}: one up`, function () {
   this.timeout(900000);
   let server: TestServer;
   let stack: TestStack;
   let oldTree: { dir: string; pulumiHome: string; cleanup(): void };
   const base = () => `http://${server.host}`;
+  const name = `upgrade${i || ""}`;
 
   before(() => {
-    oldTree = previousMainTree();
-    server = startServer("upgrade", 91);
-    stack = new TestStack("upgrade", oldTree.dir);
+    oldTree = previousMainTree(from);
+    server = startServer(name, 91 + i);
+    stack = new TestStack(name, oldTree.dir);
   });
   after(() => {
     stack?.remove();
@@ -34,9 +35,9 @@ describe("upgrade: a stack deployed by the previous main moves to the official p
     stack.env.PULUMI_HOME = oldTree.pulumiHome;
     // the same app and migrations at the same relative paths in both trees: the same release id
     for (const dir of ["app", "migrations"]) {
-      fs.cpSync(path.join(PROJECT_DIR, dir), path.join(oldTree.dir, ".e2e", "upgrade", dir), { recursive: true });
+      fs.cpSync(path.join(PROJECT_DIR, dir), path.join(oldTree.dir, ".e2e", name, dir), { recursive: true });
     }
-    stack.target(server, { appDir: ".e2e/upgrade/app", migrationsDir: ".e2e/upgrade/migrations", healthTimeoutSeconds: "15" });
+    stack.target(server, { appDir: `.e2e/${name}/app`, migrationsDir: `.e2e/${name}/migrations`, healthTimeoutSeconds: "15" });
     stack.setConfig("secrets.SECRET_KEY", "upgrade-secret", { secret: true });
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
@@ -46,8 +47,8 @@ describe("upgrade: a stack deployed by the previous main moves to the official p
 
   it("one up with this tree's program on the official plugin: 0 failed requests, data kept", async () => {
     const releaseBefore = (await get(`${base()}/health`)).json().release;
-    copyApp("upgrade");
-    copyMigrations("upgrade");
+    copyApp(name);
+    copyMigrations(name);
     stack.projectDir = PROJECT_DIR;
     stack.env.PULUMI_HOME = process.env.PULUMI_HOME;
     const load = startLoad(`${base()}/health`, { concurrency: 4, maxSeconds: 300 });
@@ -81,4 +82,4 @@ describe("upgrade: a stack deployed by the previous main moves to the official p
     assert.deepStrictEqual(changed(r.output), []);
     assert.doesNotMatch(r.output, /(created|updated|replaced)/);
   });
-});
+}));
