@@ -6,6 +6,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
 import { RunError } from "@pulumi/pulumi/errors";
+import { parseAppModule } from "./app-module";
+import { resolveAppLayout, SharedFile } from "./app-layout";
 
 /** Config namespace: the project name in Pulumi.yaml. */
 export const NAMESPACE = "flask-deploy";
@@ -18,11 +20,22 @@ const hostKeyLine = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-
 const rsaHostKey = /^ssh-rsa /;
 const envName = /^[A-Z_][A-Z0-9_]*$/;
 // one line each in .env (systemd EnvironmentFile): no newlines or NULs
-const envValue = z.string().refine((v) => !/[\r\n\0]/.test(v), { message: "expected a single-line value (no newlines)" });
+// plain and secret settings: numbers and booleans (`pulumi config set --path env.WORKERS 4`) as their text
+const envValue = z.union([z.string(), z.number(), z.boolean()], { message: "expected a string, number or boolean" })
+  .transform(String).refine((v) => !/[\r\n\0]/.test(v), { message: "expected a single-line value (no newlines)" });
 const relPath = (what: string) =>
   z.string().refine((p) => p.length > 0 && !path.isAbsolute(p) && !p.split(/[\\/]/).includes(".."), {
     message: `${what}: expected a relative path inside the project, without '..'`,
   });
+
+// a path inside the app's folder (a shared dir/file, a static folder): no '..', no dot-components
+const appPath = (what: string) =>
+  z.string().transform((p) => p.replace(/\/+$/, "")).refine((p) => /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/.test(p), {
+    message: `${what}: expected a relative path inside appDir (letters, digits, . _ -; no '..', no dotfiles), e.g. instance`,
+  });
+const placeholder = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/** Value for `migrationsDir` that turns the SQL migrations off (e.g. Flask-Migrate in releaseCommands). */
+export const NO_MIGRATIONS = "none";
 
 const serverSchema = z
   .strictObject({
@@ -83,8 +96,25 @@ export const configSchema = z.strictObject({
     })
     .default("flaskapp"),
   appDir: relPath("appDir").default("app"),
-  appModule: z.string().regex(/^[A-Za-z_][\w.]*:[A-Za-z_]\w*$/, "expected module:callable, e.g. wsgi:app").default("wsgi:app"),
-  migrationsDir: relPath("migrationsDir").default("migrations"),
+  appModule: z.string().superRefine((s, ctx) => {
+    const m = parseAppModule(s);
+    if (typeof m === "string") ctx.addIssue({ code: "custom", message: m });
+  }).default("wsgi:app"),
+  // unset: `migrations` when that folder exists, else none; `none`: no SQL migrations
+  migrationsDir: relPath("migrationsDir").optional(),
+  // folders/files of the release linked to APP_ROOT/shared (kept across releases, writable by the app)
+  sharedDirs: z.array(appPath("sharedDirs")).optional(),
+  sharedFiles: z.array(z.union([
+    appPath("sharedFiles"),
+    z.strictObject({ path: appPath("sharedFiles"), content: z.string() }),
+  ], { message: "expected a path in appDir, or { path, content } (content: the file's text; ${NAME} takes env/secrets values)" })).default([]),
+  // URL prefix -> folder in appDir that nginx serves (default: the app's static folder)
+  static: z.record(
+    z.string().regex(/^\/([A-Za-z0-9._~-]+\/)*$/, "expected a URL prefix ending in '/', e.g. /static/"),
+    appPath("static"),
+  ).optional(),
+  // commands run in the new release as the app user before it goes live (e.g. flask db upgrade)
+  releaseCommands: z.array(z.string().min(1).refine((c) => !/[\r\n\0]/.test(c), { message: "expected a one-line command" })).default([]),
   serverName: z
     .string()
     .refine((s) => s === "_" || s.split(" ").every((n) => /^(\*\.)?[A-Za-z0-9.-]+$/.test(n) && hostName.test(n.replace(/^\*\./, ""))), {
@@ -122,7 +152,16 @@ export const configSchema = z.strictObject({
     .default({}),
 });
 
-export type DeployConfig = z.infer<typeof configSchema>;
+export type DeployConfig = Omit<z.infer<typeof configSchema>, "migrationsDir" | "sharedDirs" | "sharedFiles" | "static"> & {
+  /** Resolved: the SQL migrations folder, or undefined for none. */
+  migrationsDir?: string;
+  /** Resolved: always set (default: Flask's instance folder). */
+  sharedDirs: string[];
+  /** Resolved: every entry as { path, content? }. */
+  sharedFiles: SharedFile[];
+  /** Resolved: URL prefix -> folder in appDir. */
+  static: Record<string, string>;
+};
 export type ServerConfig = DeployConfig["server"];
 export type Strategy = (typeof strategies)[number];
 export type TlsConfig = z.infer<typeof tlsSchema>;
@@ -223,10 +262,11 @@ export function parseConfig(
     }
   }
   if (problems.length) throw new ConfigError(problems);
-  const cfg = result.data!;
+  const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
   problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir));
+  if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }
@@ -254,13 +294,15 @@ function checkFiles(cfg: DeployConfig, projectDir: string): string[] {
   if (!fs.existsSync(path.join(appDir, "requirements.txt"))) {
     problems.push(`${NAMESPACE}:appDir: '${cfg.appDir}' has no requirements.txt (expected one listing gunicorn and the app's packages)`);
   }
-  const moduleFile = cfg.appModule.split(":")[0].replace(/\./g, "/");
+  const moduleFile = cfg.appModule.split(":")[0].trim().replace(/\./g, "/");
   if (!fs.existsSync(path.join(appDir, `${moduleFile}.py`)) && !fs.existsSync(path.join(appDir, moduleFile, "__init__.py"))) {
     problems.push(`${NAMESPACE}:appModule: '${cfg.appModule}' not found: expected ${cfg.appDir}/${moduleFile}.py`);
   }
-  const migrations = path.resolve(projectDir, cfg.migrationsDir);
-  if (!fs.existsSync(migrations) || !fs.statSync(migrations).isDirectory()) {
-    problems.push(`${NAMESPACE}:migrationsDir: '${cfg.migrationsDir}' is not a directory (an empty folder is fine)`);
+  const isDir = (p: string) => fs.existsSync(p) && fs.statSync(p).isDirectory();
+  if (cfg.migrationsDir === NO_MIGRATIONS) cfg.migrationsDir = undefined;
+  else if (cfg.migrationsDir === undefined) cfg.migrationsDir = isDir(path.resolve(projectDir, "migrations")) ? "migrations" : undefined;
+  else if (!isDir(path.resolve(projectDir, cfg.migrationsDir))) {
+    problems.push(`${NAMESPACE}:migrationsDir: '${cfg.migrationsDir}' is not a directory (an empty folder is fine; '${NO_MIGRATIONS}' for no SQL migrations)`);
   }
   if (cfg.server.privateKeyPath && !fs.existsSync(expandHome(cfg.server.privateKeyPath))) {
     problems.push(`${NAMESPACE}:server.privateKeyPath: '${cfg.server.privateKeyPath}' does not exist (expected an SSH private key file)`);

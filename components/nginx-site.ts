@@ -27,6 +27,8 @@ export interface SiteSettings {
   serverName: string;
   clientMaxBodySize: string;
   proxyTimeoutSeconds: number;
+  /** URL prefix -> folder in the app that nginx serves itself (default: /static/ -> static). */
+  static?: Record<string, string>;
   tls?: SiteTls;
 }
 
@@ -69,13 +71,7 @@ function appLocations(s: SiteSettings): string {
         return 404;
     }
 
-    # static files straight from the live release, without a trip through Gunicorn
-    location /static/ {
-        alias ${s.appRoot}/current/static/;
-        expires 1h;
-        access_log off;
-    }
-
+${staticLocations(s)}
     location / {
         proxy_pass http://${upstreamName(s.appName)};
         proxy_set_header Host $host;
@@ -169,4 +165,21 @@ ${common(s)}
 ${appLocations(s)}
 }
 `;
+}
+
+/** Static files straight from the live release, without a trip through Gunicorn (plain prefix
+ * locations, so the dotfile rule above still applies; `expires` sets Cache-Control: max-age). */
+function staticLocations(s: SiteSettings): string {
+  return Object.entries(s.static ?? { "/static/": "static" }).sort(([a], [b]) => a.localeCompare(b)).map(([prefix, folder]) => {
+    if (!/^\/([A-Za-z0-9._~-]+\/)*$/.test(prefix) || !/^[A-Za-z0-9_-][A-Za-z0-9._\/-]*$/.test(folder) || folder.split("/").includes("..")) {
+      throw new Error(`unsafe static mapping ${prefix} -> ${folder}`);
+    }
+    return `    # static files straight from the live release, without a trip through Gunicorn
+    location ${prefix} {
+        alias ${s.appRoot}/current/${folder.replace(/\/+$/, "")}/;
+        expires 1h;
+        access_log off;
+    }
+`;
+  }).join("\n");
 }

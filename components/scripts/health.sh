@@ -10,9 +10,15 @@ load_params
 [[ $P_HOST_HEADER =~ ^[A-Za-z0-9.-]+$ ]] || fail "bad host name '$P_HOST_HEADER'"
 probe=("http://127.0.0.1$P_HEALTH_PATH" -H "Host: $P_HOST_HEADER")
 [ "${P_SCHEME:-http}" = https ] && probe=("https://$P_HOST_HEADER$P_HEALTH_PATH" --resolve "$P_HOST_HEADER:443:127.0.0.1" --insecure)
-if result=$(wait_healthy "$P_HEALTH_TIMEOUT" "${probe[@]}"); then
+rc=0
+result=$(wait_healthy "$P_HEALTH_TIMEOUT" "${probe[@]}") || rc=$?
+if [ $rc = 0 ]; then
   echo "healthy through nginx${P_SCHEME:+ ($P_SCHEME)}: HTTP ${result%% *}"
   exit 0
+fi
+if [ $rc = 2 ]; then
+  log "body: ${result#* }"
+  fail "GET $P_HEALTH_PATH through nginx answered HTTP ${result%% *} (a client error: no such route?); the health path (flask-deploy:healthPath) must answer 2xx: set it to a route of the app that does"
 fi
 log "health check through nginx failed: HTTP ${result%% *}; body: ${result#* }"
 log "--- last lines of the app's journal ---"
