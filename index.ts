@@ -4,7 +4,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { loadStackConfig } from "./components/config";
+import { loadStackConfig, tlsSettings } from "./components/config";
 import { connectionFor } from "./components/connection";
 import { AppIdentity } from "./components/app-identity";
 import { ScriptBundle } from "./components/remote-script";
@@ -15,8 +15,11 @@ import { checkMigrations, MigrationRunner } from "./components/migrations";
 import { GunicornService } from "./components/gunicorn";
 import { Activation } from "./components/activation";
 import { NginxSite } from "./components/nginx";
+import { TlsCertificate } from "./components/tls";
+import { SiteSettings } from "./components/nginx-site";
 import { HealthCheck } from "./components/health-check";
 import { ServerState } from "./components/server-state";
+import { CertificateState } from "./components/certificate-state";
 import { SharedPaths } from "./components/shared-paths";
 import { ReleaseCommands } from "./components/release-commands";
 
@@ -86,14 +89,32 @@ if (cfg.release === undefined) {
 }
 const switched = [activation.step, ...(migrations ? [migrations.step] : [])];
 
-// 5. nginx, and a last check through it.
+// 5. nginx, and a last check through it. With HTTPS on (tls.mode acme or custom), the certificate
+//    comes first: the site then serves it.
+const siteSettings: SiteSettings = {
+  appName: app, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
+  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static,
+};
+const tlsCfg = tlsSettings(cfg);
+const tls = tlsCfg.mode === "acme"
+  ? new TlsCertificate("tls", {
+    ...common, bundle, site: siteSettings, acmeServer: tlsCfg.acmeServer, email: tlsCfg.email,
+    caBundlePath: tlsCfg.caBundlePath, projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds,
+    after: switched,
+  })
+  : tlsCfg.mode === "custom"
+    ? new TlsCertificate("tls", {
+      ...common, bundle, site: siteSettings, custom: { certificate: tlsCfg.certificate, privateKey: tlsCfg.privateKey },
+      projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds, after: switched,
+    })
+    : undefined;
 const nginx = new NginxSite("nginx", {
-  ...common, bundle, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
-  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, after: switched,
+  ...common, bundle, ...(tls ? tls.site : siteSettings), after: [...switched, ...(tls ? [tls.step] : [])],
 });
 const health = new HealthCheck("health", {
   ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
-  watch: [release.releaseId, nginx.step.stdout, activation.step.stdout],
+  https: tls !== undefined,
+  watch: [release.releaseId, nginx.step.stdout, activation.step.stdout, ...(tls ? [tls.step.stdout] : [])],
   after: [nginx.step, ...switched],
 });
 
@@ -104,10 +125,17 @@ const serverState = new ServerState("server-state", {
   server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
   appName: app, scriptsDir: bundle.remoteDir, release: release.releaseId,
 }, { dependsOn: [health.step] });
+// With HTTPS: the certificate on the server (refresh shows a missing or expired one; up --refresh issues it again).
+const certState = tls
+  ? new CertificateState("certificate-state", {
+    server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
+    appName: app, scriptsDir: bundle.remoteDir, names: cfg.serverName,
+  }, { dependsOn: [health.step] })
+  : undefined;
 
 // Stack outputs
 const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
-export const url = `http://${urlHost}/`;
+export const url = `${tls ? "https" : "http"}://${urlHost}/`;
 export const releaseId = release.releaseId;
 /** The release appDir holds; differs from releaseId while a rollback pins an older one. */
 export const appDirRelease = release.appDirRelease;
@@ -119,3 +147,5 @@ export const releaseHistory = activation.history;
 /** The release the server runs, and whether it runs (after a refresh: as the server says). */
 export const liveRelease = serverState.release;
 export const running = serverState.running;
+/** With HTTPS: the certificate's state (valid, missing, expired, names-differ) and expiry, as of the last up or refresh. */
+export const certificate = certState ? pulumi.all([certState.certificate, certState.notAfter]).apply(([state, notAfter]) => ({ state, notAfter })) : undefined;

@@ -64,6 +64,28 @@ export const RESERVED_ACCOUNTS = [
 
 const strategies = ["restart", "rolling", "blue-green"] as const;
 
+/** Let's Encrypt's ACME directories: production (the default) and staging (tls.staging). */
+export const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
+export const LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory";
+const tlsModes = ["off", "acme", "custom"] as const;
+const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" });
+
+// HTTPS (README "HTTPS"): certificates from an ACME CA (certbot, HTTP-01 through the site's nginx).
+// The names are the site's serverName; the cross-key checks are in checkTls().
+const tlsSchema = z.strictObject({
+  mode: z.enum(tlsModes, { message: `expected one of: ${tlsModes.join(", ")}` }).default("off"),
+  email: z.string().regex(/^[^\s@'"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, "expected an e-mail address for the ACME account, e.g. ops@example.com").optional(),
+  acmeServer: z.string()
+    .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~\/-]*)?$/, "expected the https:// URL of an ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory")
+    .optional(),
+  staging: bool.default(false),
+  caBundle: z.string().min(1, "expected the path of a PEM file").optional(),
+  hstsMaxAgeSeconds: z.coerce.number().int().min(0).max(63072000).default(0),
+  /** custom: the certificate chain (PEM, leaf first) and its private key (PEM, a secret). */
+  certificate: z.string().optional(),
+  privateKey: z.string().optional(),
+});
+
 export const configSchema = z.strictObject({
   server: serverSchema,
   appName: z
@@ -113,6 +135,7 @@ export const configSchema = z.strictObject({
   keepBackups: z.coerce.number().int().min(1).max(100).default(10),
   clientMaxBodySize: z.string().regex(/^\d{1,4}[km]?$/, "expected an nginx size, e.g. 10m").default("10m"),
   proxyTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  tls: tlsSchema.optional(),
   // Destroy always keeps the data: a value read from the last up's inputs could delete a database
   // the user meant to keep. Still accepted as `true` (it was the default); `false` is refused.
   keepDataOnDestroy: z
@@ -141,6 +164,7 @@ export type DeployConfig = Omit<z.infer<typeof configSchema>, "migrationsDir" | 
 };
 export type ServerConfig = DeployConfig["server"];
 export type Strategy = (typeof strategies)[number];
+export type TlsConfig = z.infer<typeof tlsSchema>;
 
 /** Keys whose values must be set with `pulumi config set --secret`. */
 const SECRET_KEYS = ["secrets"];
@@ -159,6 +183,8 @@ export class ConfigError extends RunError {
 export interface RawConfig {
   values: Record<string, string>;
   secretKeys: string[];
+  /** tls.privateKey sits in plaintext in the stack's config file (see plaintextSecretNames). */
+  plaintextTlsKey?: boolean;
   /** Names under `secrets` that the stack's config file holds in plaintext (see plaintextSecretNames). */
   plaintextSecrets?: string[];
 }
@@ -210,6 +236,11 @@ export function parseConfig(
     problems.push(`${NAMESPACE}:secrets.${name}: stored in plaintext in the stack's config file; must be set as a secret: ` +
       `pulumi config set --secret --path 'secrets.${name}' VALUE`);
   }
+  const tlsIn = input.tls as Record<string, unknown> | undefined;
+  if (tlsIn && typeof tlsIn === "object" && tlsIn.privateKey !== undefined &&
+      (!raw.secretKeys.includes(`${NAMESPACE}:tls`) || raw.plaintextTlsKey)) {
+    problems.push(`${NAMESPACE}:tls.privateKey: must be set as a secret: pulumi config set --secret --path tls.privateKey < key.pem`);
+  }
   if (input.server === undefined) input.server = serverFromDotenv(dotenv);
   if (input.server === undefined) {
     problems.push(`${NAMESPACE}:server: missing; set server.host, server.hostKey (and server.privateKeyPath) with pulumi config set --path, or FDEPLOY_SERVER_* in .env`);
@@ -234,7 +265,7 @@ export function parseConfig(
   const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg));
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir));
   if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
@@ -249,7 +280,7 @@ function splitKey(fullKey: string): [string, string] {
 }
 
 function knownKeys(at: PropertyKey[]): string[] {
-  const shape = at[0] === "server" ? serverSchema.shape : configSchema.shape;
+  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "tls" ? tlsSchema.shape : configSchema.shape;
   return Object.keys(shape);
 }
 
@@ -290,6 +321,95 @@ function checkEnvNames(cfg: DeployConfig): string[] {
   return problems;
 }
 
+/** TLS on: the site's names must be names a public CA can validate over HTTP-01. */
+function checkTls(cfg: DeployConfig, projectDir: string): string[] {
+  const t = cfg.tls;
+  if (!t || t.mode === "off") return [];
+  const problems: string[] = [];
+  const names = cfg.serverName.split(" ");
+  if (t.mode === "custom") return checkCustomCertificate(cfg, names);
+  if (cfg.serverName === "_") {
+    problems.push(`${NAMESPACE}:serverName: tls.mode ${t.mode} needs the site's DNS names (each gets a certificate, validated over HTTP on port 80); '_' names none: set e.g. serverName 'example.com www.example.com'`);
+  } else {
+    for (const n of names) {
+      if (n.startsWith("*.")) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is a wildcard; HTTP-01 cannot validate wildcards: list each name, e.g. 'www.example.com'`);
+      } else if (ipv4.test(n) || /^[\d.]+$/.test(n)) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is an IP address; tls.mode ${t.mode} needs DNS names (e.g. app.example.com) that resolve to the server`);
+      } else if (!n.includes(".")) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is not a fully qualified DNS name; tls.mode ${t.mode} needs names like app.example.com`);
+      }
+    }
+  }
+  if (t.staging && t.acmeServer) {
+    problems.push(`${NAMESPACE}:tls.staging: true selects Let's Encrypt's staging directory, but tls.acmeServer is set too; keep one of them`);
+  }
+  if (t.caBundle !== undefined) {
+    const p = path.resolve(projectDir, expandHome(t.caBundle));
+    let text = "";
+    try { text = fs.readFileSync(p, "utf8"); } catch { /* reported below */ }
+    if (!/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(text)) {
+      problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' ${text ? "holds no PEM certificate" : "is not a readable file"} (expected a PEM file with the CA certificate(s) of a private ACME server's https API)`);
+    } else if (/PRIVATE KEY-----/.test(text)) {
+      problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' contains a private key; expected only CA certificates`);
+    }
+  }
+  return problems;
+}
+
+/** custom: a PEM chain and key that belong together, cover the site's names and have not expired. */
+function checkCustomCertificate(cfg: DeployConfig, names: string[]): string[] {
+  const t = cfg.tls!;
+  const problems: string[] = [];
+  if (!t.certificate) problems.push(`${NAMESPACE}:tls.certificate: missing; tls.mode custom needs the certificate chain (PEM, leaf first): pulumi config set --path tls.certificate < fullchain.pem`);
+  if (!t.privateKey) problems.push(`${NAMESPACE}:tls.privateKey: missing; tls.mode custom needs the certificate's private key (PEM): pulumi config set --secret --path tls.privateKey < privkey.pem`);
+  if (problems.length) return problems;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const crypto = require("crypto") as typeof import("crypto");
+  const pems = t.certificate!.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  let leaf: import("crypto").X509Certificate | undefined;
+  try {
+    leaf = new crypto.X509Certificate(pems[0] ?? "");
+  } catch {
+    return [`${NAMESPACE}:tls.certificate: expected a PEM certificate chain (-----BEGIN CERTIFICATE----- …), leaf first`];
+  }
+  if (/PRIVATE KEY-----/.test(t.certificate!)) problems.push(`${NAMESPACE}:tls.certificate: contains a private key; put it in tls.privateKey (--secret)`);
+  let key: import("crypto").KeyObject | undefined;
+  try {
+    key = crypto.createPrivateKey(t.privateKey!);
+  } catch {
+    problems.push(`${NAMESPACE}:tls.privateKey: expected a PEM private key (-----BEGIN PRIVATE KEY----- …), unencrypted`);
+  }
+  if (key && !leaf.checkPrivateKey(key)) problems.push(`${NAMESPACE}:tls.privateKey: does not belong to the certificate in tls.certificate`);
+  if (new Date(leaf.validTo).getTime() < Date.now()) problems.push(`${NAMESPACE}:tls.certificate: expired on ${leaf.validTo}`);
+  if (cfg.serverName !== "_") {
+    for (const n of names) {
+      const probe = n.startsWith("*.") ? `x${n.slice(1)}` : n;
+      if (!leaf.checkHost(probe)) problems.push(`${NAMESPACE}:serverName: '${n}' is not covered by the certificate in tls.certificate (it names: ${leaf.subjectAltName ?? leaf.subject})`);
+    }
+  }
+  return problems;
+}
+
+/** What TLS does for a validated config: off, or the ACME directory, names and CA bundle path. */
+export function tlsSettings(cfg: DeployConfig): { mode: "off" } | {
+  mode: "acme"; names: string[]; acmeServer: string; email?: string; caBundlePath?: string; hstsMaxAgeSeconds: number;
+} | { mode: "custom"; certificate: string; privateKey: string; hstsMaxAgeSeconds: number } {
+  const t = cfg.tls;
+  if (!t || t.mode === "off") return { mode: "off" };
+  if (t.mode === "custom") {
+    return { mode: "custom", certificate: t.certificate!.trim(), privateKey: t.privateKey!.trim(), hstsMaxAgeSeconds: t.hstsMaxAgeSeconds };
+  }
+  return {
+    mode: "acme",
+    names: cfg.serverName.split(" "),
+    acmeServer: t.acmeServer ?? (t.staging ? LETS_ENCRYPT_STAGING : LETS_ENCRYPT),
+    ...(t.email ? { email: t.email } : {}),
+    ...(t.caBundle ? { caBundlePath: t.caBundle } : {}),
+    hstsMaxAgeSeconds: t.hstsMaxAgeSeconds,
+  };
+}
+
 export function expandHome(p: string): string {
   return p.startsWith("~/") ? path.join(process.env.HOME ?? "", p.slice(2)) : p;
 }
@@ -316,6 +436,19 @@ export function plaintextSecretNames(file: string): string[] {
   return Object.keys(secrets).filter((k) => !(secrets[k] && typeof secrets[k] === "object" && typeof secrets[k].secure === "string"));
 }
 
+/** tls.privateKey in FILE is a plaintext value (not `secure:`). */
+export function plaintextTlsKey(file: string): boolean {
+  if (!fs.existsSync(file)) return false;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const doc = require("js-yaml").load(fs.readFileSync(file, "utf8"));
+    const k = doc?.config?.[`${NAMESPACE}:tls`]?.privateKey;
+    return k !== undefined && !(k && typeof k === "object" && typeof k.secure === "string");
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The running stack's validated config: `pulumi config` of this stack, with the server falling back
  * to FDEPLOY_SERVER_* from the project's git-ignored .env (machine-local settings).
@@ -332,6 +465,7 @@ export function loadStackConfig(projectDir: string): DeployConfig {
   const dotenv = require("dotenv");
   const local: Record<string, string> = {};
   dotenv.config({ path: path.join(projectDir, ".env"), processEnv: local, quiet: true });
-  const plaintextSecrets = plaintextSecretNames(path.join(projectDir, `Pulumi.${pulumi.getStack()}.yaml`));
-  return parseConfig({ values, secretKeys, plaintextSecrets }, projectDir, { ...local, ...process.env }, pulumi.getStack());
+  const stackFile = path.join(projectDir, `Pulumi.${pulumi.getStack()}.yaml`);
+  const plaintextSecrets = plaintextSecretNames(stackFile);
+  return parseConfig({ values, secretKeys, plaintextSecrets, plaintextTlsKey: plaintextTlsKey(stackFile) }, projectDir, { ...local, ...process.env }, pulumi.getStack());
 }

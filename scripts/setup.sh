@@ -31,6 +31,9 @@ echo "ok"
 step "Pulumi toolchain"
 bash toolchain/install.sh
 
+step "pebble (the e2e tests' ACME server)"
+bash toolchain/pebble.sh
+
 step "test server image"
 bash tests/servers/testserver.sh base
 echo "setup done in $((SECONDS - t0))s"
