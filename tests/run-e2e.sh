@@ -17,7 +17,8 @@ for f in tests/e2e/*.test.ts; do [[ " ${files[*]} " == *" $f "* ]] || files+=("$
 run_suite() {
   local f=$1 name t0=$SECONDS rc=0
   name=$(basename "$f" .test.ts)
-  npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 "$f" >"$OUT/$name.log" 2>&1 || rc=$?
+  # --exit: a failed case can leave a timer or poller behind; the root hooks stop the servers first
+  npx mocha --exit --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 "$f" >"$OUT/$name.log" 2>&1 || rc=$?
   echo "$rc $((SECONDS - t0))" >"$OUT/$name.status"
   printf '\n---- e2e suite %s (exit %s, %ss)\n' "$name" "$rc" "$((SECONDS - t0))"
   cat "$OUT/$name.log"
