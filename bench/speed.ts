@@ -1,0 +1,500 @@
+// npm run bench:speed [-- --runs 5] [--only floor-a,no-op,…] — how fast a deploy is, against the
+// floors the machine allows and against a peer (issue #11). See bench/README.md ("Speed").
+//
+// Cases (each timed --runs times; min / median / max):
+//   floor-a             `pulumi up` of an empty TypeScript Pulumi program (bench/speed-empty: same
+//                       runtime options as ours — typescript, a noCheck tsconfig — local file backend)
+//   floor-b             a bare code deploy of the same change: tar | ssh (pinned host key) into a
+//                       folder, `systemctl restart` of a unit that runs it, until the new code answers
+//   floor-c             `pip install six==1.17.0` alone into an existing venv on the server
+//   no-op               `pulumi up` of this project with nothing changed
+//   code                one line of app code changed -> `pulumi up` (the new code is live)
+//   dependency          six==1.17.0 added to requirements.txt (+ the code marker) -> `pulumi up`
+//   rollback            `npm run rollback` (its `--forward` follows, untimed)
+//   ansible-code        bench/ansible/deploy.yml after the same code change
+//   ansible-dependency  bench/ansible/deploy.yml after the same dependency change
+// Servers: "speed" (10.213.0.141: floors B and C and the Pulumi cases), "speed-ans" (.142: Ansible).
+// Results are MERGED into bench/results/speed.json (the cases run now replace their old rows) and
+// bench/results/speed.md is written from it, so one case can be re-run alone.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { copyApp, copyMigrations } from "../tests/e2e/app-copy";
+import { deployFresh, Deployment } from "../tests/e2e/fixture";
+import { changed, PROJECT_DIR, TestStack } from "../tests/e2e/pulumi";
+import { addWheels, startServer, stopAll, stopServer, TestServer } from "../tests/servers";
+import { ansiblePlaybook, machine, otherServers } from "./common";
+
+export const CASES = ["floor-a", "floor-b", "floor-c", "no-op", "code", "dependency", "rollback", "ansible-code", "ansible-dependency"] as const;
+export type CaseId = (typeof CASES)[number];
+
+const argValue = (name: string): string | undefined => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
+const RUNS = Number(argValue("runs") ?? 5);
+const ONLY = (argValue("only") ?? CASES.join(",")).split(",").filter(Boolean);
+const RESULTS = path.join(__dirname, "results");
+const WORK = path.join(__dirname, "work", "speed");
+const EMPTY_PROJECT = path.join(__dirname, "speed-empty");
+const DEP = "six==1.17.0";
+const SERVER = { name: "speed", octet: 141 };
+const ANSIBLE_SERVER = { name: "speed-ans", octet: 142 };
+
+export interface CaseResult {
+  id: CaseId;
+  /** wall seconds of each timed run */
+  seconds: number[];
+  date: string;
+  commit: string;
+  /** 1/5/15-minute load averages before the case's first run and after its last */
+  loadBefore: number[];
+  loadAfter: number[];
+  otherServers: string[];
+  /** per run: details (e.g. floor-c's time inside the server, the ssh session around it) */
+  details?: object[];
+  note?: string;
+}
+
+const log = (msg: string) => console.log(`[speed ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+const round2 = (x: number) => Math.round(x * 100) / 100;
+fs.mkdirSync(path.join(WORK, "logs"), { recursive: true });
+
+interface Timed { status: number; output: string; seconds: number }
+
+/** Run a command to its end; the wall time; its output goes to bench/work/speed/logs/LOGNAME.log. */
+function timed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; logName: string }): Timed {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { cwd: opts.cwd ?? PROJECT_DIR, env: opts.env ?? process.env, input: opts.input ?? "", encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+  const seconds = (performance.now() - t0) / 1000;
+  const output = (r.stdout ?? "") + (r.stderr ?? "");
+  fs.writeFileSync(path.join(WORK, "logs", `${opts.logName}.log`), `$ ${cmd} ${args.join(" ")}\n${output}\n[exit ${r.status} after ${seconds.toFixed(2)}s]\n`);
+  return { status: r.status ?? -1, output, seconds };
+}
+
+function must(r: Timed, what: string): Timed {
+  if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}):\n${r.output.slice(-4000)}`);
+  return r;
+}
+
+// ------------------------------------------------------------------------- the change deployed
+const MARK = "\n# --- speed marker";
+
+/** The code change: wsgi.py answers /api/speed with TAG (and the installed six, if any). */
+function setMarker(appDir: string, tag: string): void {
+  const wsgi = path.join(appDir, "wsgi.py");
+  const s = fs.readFileSync(wsgi, "utf8");
+  fs.writeFileSync(wsgi, (s.includes(MARK) ? s.slice(0, s.indexOf(MARK)) : s.trimEnd() + "\n") + `${MARK} (bench/speed.ts rewrites everything below this line) ---
+import importlib.metadata as _speed_md
+
+
+@app.get("/api/speed")
+def speed_marker():
+    try:
+        six = _speed_md.version("six")
+    except _speed_md.PackageNotFoundError:
+        six = None
+    return {"tag": ${JSON.stringify(tag)}, "six": six}
+`);
+}
+
+/**
+ * The dependency change: six added to requirements.txt, with a comment naming the run, so that every
+ * run is a requirements file the server has never seen (venvs are shared by content hash: adding the
+ * same package again after removing it would reuse the venv built the first time).
+ */
+function setDependency(appDir: string, add: string | undefined): void {
+  const req = path.join(appDir, "requirements.txt");
+  const base = fs.readFileSync(req, "utf8").split("\n# --- speed dependency")[0].trimEnd() + "\n";
+  fs.writeFileSync(req, add ? `${base}# --- speed dependency (bench/speed.ts), run ${new Date().toISOString()}\n${add}\n` : base);
+}
+
+/** What http://HOST/api/speed answers (through nginx). */
+function served(host: string): { tag?: string; six?: string | null } {
+  const r = spawnSync("curl", ["-fsS", "-m", "10", `http://${host}/api/speed`], { encoding: "utf8" });
+  try {
+    return JSON.parse(r.stdout);
+  } catch {
+    return {};
+  }
+}
+
+function expectServed(host: string, tag: string, six: string | null, what: string): void {
+  const got = served(host);
+  if (got.tag !== tag || (got.six ?? null) !== six) throw new Error(`${what}: expected tag ${tag}, six ${six}; the server answers ${JSON.stringify(got)}`);
+}
+
+// ------------------------------------------------------------------------------------- floors
+/** Floor A: `pulumi up` of the empty program, on a stack of its own (file backend in a temp dir). */
+function floorA(): CaseResult["seconds"] {
+  const stack = new TestStack("speed-empty", EMPTY_PROJECT);
+  try {
+    must(timed("pulumi", ["up", "--yes", "--skip-preview", "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"],
+      { cwd: EMPTY_PROJECT, env: stack.env, logName: "floor-a-first" }), "floor A: first up");
+    const seconds: number[] = [];
+    for (let i = 1; i <= RUNS; i++) {
+      const r = must(timed("pulumi", ["up", "--yes", "--skip-preview", "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"],
+        { cwd: EMPTY_PROJECT, env: stack.env, logName: `floor-a-${i}` }), `floor A run ${i}`);
+      seconds.push(r.seconds);
+      log(`floor A run ${i}: ${r.seconds.toFixed(2)} s`);
+    }
+    return seconds;
+  } finally {
+    stack.remove();
+  }
+}
+
+function sshArgs(server: TestServer): string[] {
+  // a new connection each time (as the command plugin dials one per step), the pinned host key only
+  return ["-i", server.keyPath, "-o", `UserKnownHostsFile=${server.knownHostsPath}`, "-o", "StrictHostKeyChecking=yes",
+    "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-o", "ControlMaster=no", "-o", "ControlPath=none", `root@${server.host}`];
+}
+
+/**
+ * Floor B's target on the speed server (set up untimed): /srv/floorb/app and a unit that runs it
+ * with Gunicorn like the app's own slot would (the app's user, environment file and venv), on a
+ * socket of its own, so the stack's app is not disturbed.
+ */
+function setUpFloorB(server: TestServer): void {
+  server.ssh(`set -e
+install -d -m 0755 /srv/floorb/app
+cat >/etc/systemd/system/floorb.service <<'UNIT'
+[Unit]
+Description=bench/speed.ts floor B: the sample app deployed by tar over ssh
+[Service]
+Type=simple
+User=flaskapp
+Group=flaskapp
+RuntimeDirectory=floorb
+WorkingDirectory=/srv/floorb/app
+EnvironmentFile=/etc/fdeploy/flaskapp/env
+ExecStart=/srv/flaskapp/current/.venv/bin/gunicorn --workers 2 --bind unix:/run/floorb/app.sock wsgi:app
+UNIT
+systemctl daemon-reload`);
+}
+
+/** Floor B: tar | ssh 'tar -x; systemctl restart; until the new code answers' — one SSH session. */
+function floorB(server: TestServer, appDir: string): number[] {
+  const seconds: number[] = [];
+  for (let i = 0; i <= RUNS; i++) {
+    const tag = `floor-b-${i}-${Date.now()}`;
+    setMarker(appDir, tag);
+    const remote = "set -e; tar -x -C /srv/floorb/app; systemctl restart floorb.service; " +
+      `for i in $(seq 300); do curl -fsS -m 5 --unix-socket /run/floorb/app.sock http://localhost/api/speed 2>/dev/null | grep -q '"${tag}"' && exit 0; sleep 0.05; done; exit 1`;
+    const script = `tar -C "$1" --exclude=__pycache__ -cf - . | ssh ${sshArgs(server).map((a) => `'${a}'`).join(" ")} "$2"`;
+    const r = must(timed("bash", ["-c", script, "floor-b", appDir, remote], { logName: `floor-b-${i}` }), `floor B run ${i}`);
+    if (i === 0) continue;   // the first one starts the unit: not timed
+    seconds.push(r.seconds);
+    log(`floor B run ${i}: ${r.seconds.toFixed(2)} s`);
+  }
+  return seconds;
+}
+
+/** Floor C: pip install of the one package into an existing venv (the app's requirements) on the server. */
+function floorC(server: TestServer): { seconds: number[]; details: object[] } {
+  server.ssh("set -e; [ -x /srv/floorc/venv/bin/pip ] || { python3 -m venv /srv/floorc/venv && " +
+    "PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 /srv/floorc/venv/bin/pip install -q -r /srv/flaskapp/current/requirements.txt; }");
+  const seconds: number[] = [], details: object[] = [];
+  for (let i = 1; i <= RUNS; i++) {
+    server.ssh("/srv/floorc/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
+    const r = must(timed("ssh", [...sshArgs(server),
+      `set -e; a=$(date +%s.%N); PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 /srv/floorc/venv/bin/pip install -q ${DEP}; b=$(date +%s.%N); echo "pip: $a $b"`],
+    { logName: `floor-c-${i}` }), `floor C run ${i}`);
+    const m = /pip: (\S+) (\S+)/.exec(r.output)!;
+    const inside = Number(m[2]) - Number(m[1]);
+    seconds.push(inside);
+    details.push({ pipSeconds: round2(inside), sshSessionSeconds: round2(r.seconds) });
+    log(`floor C run ${i}: pip install ${inside.toFixed(2)} s (ssh session ${r.seconds.toFixed(2)} s)`);
+  }
+  server.ssh("/srv/floorc/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
+  return { seconds, details };
+}
+
+// ------------------------------------------------------------------------------ Pulumi cases
+function up(d: Deployment, logName: string): Timed {
+  return timed("pulumi", ["up", "--yes", "--skip-preview", "--stack", d.stack.name, "--config-file", d.stack.configFile, "--non-interactive"],
+    { env: d.stack.env, logName });
+}
+
+function noOp(d: Deployment): { seconds: number[]; details: object[] } {
+  must(up(d, "no-op-settle"), "no-op: settling up");
+  const seconds: number[] = [], details: object[] = [];
+  for (let i = 1; i <= RUNS; i++) {
+    const r = must(up(d, `no-op-${i}`), `no-op run ${i}`);
+    const c = changed(r.output);
+    if (c.length) throw new Error(`no-op run ${i} changed ${c.join(", ")}:\n${r.output.slice(-3000)}`);
+    seconds.push(r.seconds);
+    details.push({ changed: c });
+    log(`no-op run ${i}: ${r.seconds.toFixed(2)} s`);
+  }
+  return { seconds, details };
+}
+
+function codeChange(d: Deployment): { seconds: number[]; details: object[] } {
+  const seconds: number[] = [], details: object[] = [];
+  for (let i = 1; i <= RUNS; i++) {
+    const tag = `code-${i}-${Date.now()}`;
+    setMarker(d.app.dir, tag);
+    const r = must(up(d, `code-${i}`), `code run ${i}`);
+    expectServed(d.server.host, tag, null, `code run ${i}`);
+    seconds.push(r.seconds);
+    details.push({ changed: changed(r.output) });
+    log(`code-only run ${i}: ${r.seconds.toFixed(2)} s (${changed(r.output).join(", ")})`);
+  }
+  return { seconds, details };
+}
+
+function dependencyChange(d: Deployment): { seconds: number[]; details: object[] } {
+  const seconds: number[] = [], details: object[] = [];
+  const version = DEP.split("==")[1];
+  for (let i = 1; i <= RUNS; i++) {
+    const tag = `dependency-${i}-${Date.now()}`;
+    setDependency(d.app.dir, DEP);
+    setMarker(d.app.dir, tag);
+    const r = must(up(d, `dependency-${i}`), `dependency run ${i}`);
+    expectServed(d.server.host, tag, version, `dependency run ${i}`);
+    seconds.push(r.seconds);
+    const installed = /installed in (\d+)s/.exec(r.output)?.[1];
+    details.push({ changed: changed(r.output), releaseShInstallSeconds: installed ? Number(installed) : null });
+    log(`dependency run ${i}: ${r.seconds.toFixed(2)} s (release.sh: installed in ${installed ?? "?"} s)`);
+    // back to the requirements without it (untimed; their venv is on the server already)
+    setDependency(d.app.dir, undefined);
+    setMarker(d.app.dir, `${tag}-reset`);
+    must(up(d, `dependency-${i}-reset`), `dependency run ${i}: reset`);
+    expectServed(d.server.host, `${tag}-reset`, null, `dependency run ${i}: reset`);
+  }
+  return { seconds, details };
+}
+
+function rollback(d: Deployment): { seconds: number[]; details: object[] } {
+  const base = `rollback-base-${Date.now()}`, top = `rollback-top-${Date.now()}`;
+  for (const tag of [base, top]) {
+    setMarker(d.app.dir, tag);
+    must(up(d, `rollback-prepare-${tag.split("-")[1]}`), "rollback: preparing deploy");
+  }
+  const npm = (args: string[], logName: string) => timed("npm", ["run", "--silent", "rollback", "--", "--stack", d.stack.name,
+    "--config-file", d.stack.configFile, ...args], { env: d.stack.env, logName });
+  const seconds: number[] = [], details: object[] = [];
+  for (let i = 1; i <= RUNS; i++) {
+    const r = must(npm([], `rollback-${i}`), `rollback run ${i}`);
+    expectServed(d.server.host, base, null, `rollback run ${i}`);
+    seconds.push(r.seconds);
+    const f = must(npm(["--forward"], `rollback-${i}-forward`), `rollback run ${i}: --forward`);
+    expectServed(d.server.host, top, null, `rollback run ${i}: --forward`);
+    details.push({ changed: changed(r.output), forwardSeconds: round2(f.seconds) });
+    log(`rollback run ${i}: ${r.seconds.toFixed(2)} s (--forward, untimed: ${f.seconds.toFixed(2)} s)`);
+  }
+  return { seconds, details };
+}
+
+// ----------------------------------------------------------------------------------- Ansible
+function ansibleCases(ids: CaseId[], record: (id: CaseId, f: () => { seconds: number[]; details?: object[] }) => void): void {
+  const server = startServer(ANSIBLE_SERVER.name, ANSIBLE_SERVER.octet);
+  try {
+    const app = copyApp(ANSIBLE_SERVER.name);
+    const migrations = copyMigrations(ANSIBLE_SERVER.name);
+    const p = ansiblePlaybook(path.join(WORK, "ansible"), { name: server.name, host: server.host, key: server.keyPath, knownHosts: server.knownHostsPath },
+      app.dir, migrations.dir, PROJECT_DIR);
+    const play = (logName: string) => timed(p.cmd, p.args, { cwd: p.cwd, env: p.env, logName });
+    setMarker(app.dir, "initial");
+    log(`${server.name}: initial Ansible deploy (not timed)`);
+    must(play("ansible-initial"), "Ansible: initial deploy");
+    expectServed(server.host, "initial", null, "Ansible: initial deploy");
+    if (ids.includes("ansible-code")) {
+      record("ansible-code", () => {
+        const seconds: number[] = [];
+        for (let i = 1; i <= RUNS; i++) {
+          const tag = `ansible-code-${i}-${Date.now()}`;
+          setMarker(app.dir, tag);
+          const r = must(play(`ansible-code-${i}`), `Ansible code run ${i}`);
+          expectServed(server.host, tag, null, `Ansible code run ${i}`);
+          seconds.push(r.seconds);
+          log(`Ansible code run ${i}: ${r.seconds.toFixed(2)} s`);
+        }
+        return { seconds };
+      });
+    }
+    if (ids.includes("ansible-dependency")) {
+      record("ansible-dependency", () => {
+        const seconds: number[] = [];
+        for (let i = 1; i <= RUNS; i++) {
+          // the same change as the Pulumi case: six added (removed again before, untimed) + the code marker
+          server.ssh("/srv/flaskapp/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
+          const tag = `ansible-dependency-${i}-${Date.now()}`;
+          setDependency(app.dir, DEP);
+          setMarker(app.dir, tag);
+          const r = must(play(`ansible-dependency-${i}`), `Ansible dependency run ${i}`);
+          expectServed(server.host, tag, DEP.split("==")[1], `Ansible dependency run ${i}`);
+          seconds.push(r.seconds);
+          log(`Ansible dependency run ${i}: ${r.seconds.toFixed(2)} s`);
+        }
+        setDependency(app.dir, undefined);
+        return { seconds };
+      });
+    }
+  } finally {
+    fs.rmSync(path.join(WORK, "ansible", "vars.json"), { force: true });
+    stopServer(server.name);
+  }
+}
+
+// ---------------------------------------------------------------------------------- results
+const stats = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const median = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return { min: s[0], median, max: s[s.length - 1] };
+};
+
+interface Row { id: CaseId; label: string; timed: string; floor?: CaseId[]; goal?: number }
+const ROWS: Row[] = [
+  { id: "floor-a", label: "floor A: empty program `up`", timed: "`pulumi up` of bench/speed-empty (no resources; typescript, noCheck tsconfig; file backend)" },
+  { id: "floor-b", label: "floor B: bare ssh code deploy", timed: "`tar | ssh` (pinned host key) into a folder + `systemctl restart` + until the new code answers: one SSH session" },
+  { id: "floor-c", label: "floor C: pip install of six alone", timed: "`pip install six==1.17.0` into an existing venv on the server (time inside the server)" },
+  { id: "no-op", label: "no-op up", timed: "`pulumi up` of this project, nothing changed", floor: ["floor-a"], goal: 1.3 },
+  { id: "code", label: "code-only change", timed: "one line of wsgi.py changed -> `pulumi up` (new code live, checked)", floor: ["floor-a", "floor-b"], goal: 1.5 },
+  { id: "dependency", label: "dependency change", timed: "six==1.17.0 added to requirements.txt (+ the code line) -> `pulumi up`", floor: ["floor-a", "floor-b", "floor-c"], goal: 2 },
+  { id: "rollback", label: "rollback", timed: "`npm run rollback -- --stack …` (one step back; `--forward` after it untimed)", floor: ["floor-a", "floor-b"], goal: 2 },
+  { id: "ansible-code", label: "Ansible code deploy", timed: "bench/ansible/deploy.yml after the same code change" },
+  { id: "ansible-dependency", label: "Ansible dependency deploy", timed: "bench/ansible/deploy.yml after the same dependency change" },
+];
+
+const fmt = (x: number) => x.toFixed(2);
+const ratio = (x: number) => `${x.toFixed(1)}×`;
+
+export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseId, CaseResult>> }): string {
+  const c = raw.cases;
+  const med = (id: CaseId) => (c[id] ? stats(c[id]!.seconds).median : undefined);
+  const lines: string[] = [];
+  lines.push("# Speed: a deploy against the floors the machine allows, and against Ansible", "");
+  lines.push("Written by `npm run bench:speed` (bench/speed.ts; bench/README.md, \"Speed\"). Each case: wall seconds of its timed runs,",
+    "min / median / max; ratios are of medians. Cases can be re-run alone (`--only`): each row says when it ran and the",
+    "machine's load average (1 min) before its first run → after its last.", "");
+  lines.push("| case | runs | s (min / median / max) | floor (median s) | goal | ratio |", "|---|---:|---:|---|---|---:|");
+  for (const row of ROWS) {
+    const r = c[row.id];
+    const s = r ? stats(r.seconds) : undefined;
+    const cells = [row.label, r ? String(r.seconds.length) : "0", s ? `${fmt(s.min)} / **${fmt(s.median)}** / ${fmt(s.max)}` : "not measured"];
+    if (row.floor) {
+      const parts = row.floor.map((f) => med(f));
+      const floor = parts.every((p) => p !== undefined) ? parts.reduce((a, b) => a! + b!, 0)! : undefined;
+      cells.push(`${row.floor.map((f) => f.replace("floor-", "")).join(" + ")}${floor !== undefined ? ` = ${fmt(floor)}` : " (not measured)"}`);
+      const x = s && floor ? s.median / floor : undefined;
+      cells.push(`≤ ${row.goal!.toFixed(1)}× ${x === undefined ? "" : x <= row.goal! ? "✓ met" : "✗ not met"}`);
+      cells.push(x === undefined ? "n/a" : ratio(x));
+    } else {
+      cells.push(row.id.startsWith("floor") ? "(a floor)" : "(the peer)", "", "");
+    }
+    lines.push(`| ${cells.join(" | ")} |`);
+  }
+  const peer = (ours: CaseId, theirs: CaseId, label: string, goal?: number) => {
+    const a = med(ours), b = med(theirs);
+    const x = a !== undefined && b !== undefined ? a / b : undefined;
+    lines.push(`| ${label} | | ${a !== undefined ? fmt(a) : "?"} vs ${b !== undefined ? fmt(b) : "?"} | Ansible's | ` +
+      `${goal ? `≤ ${goal.toFixed(1)}× ${x === undefined ? "" : x <= goal ? "✓ met" : "✗ not met"}` : "(no goal)"} | ${x === undefined ? "n/a" : ratio(x)} |`);
+  };
+  peer("code", "ansible-code", "code-only change vs Ansible code deploy", 0.5);
+  peer("dependency", "ansible-dependency", "dependency change vs Ansible dependency deploy");
+  lines.push("");
+  lines.push("## What each case times", "");
+  lines.push("| case | timed | when (UTC) | commit | load avg before → after | other test servers up |", "|---|---|---|---|---|---|");
+  for (const row of ROWS) {
+    const r = c[row.id];
+    lines.push(`| ${row.label} | ${row.timed} | ${r ? r.date.slice(0, 16).replace("T", " ") : "—"} | ${r ? r.commit.slice(0, 7) : "—"} | ` +
+      `${r ? `${r.loadBefore[0].toFixed(2)} → ${r.loadAfter[0].toFixed(2)}` : "—"} | ${r ? (r.otherServers.length ? r.otherServers.join(", ") : "none") : "—"} |`);
+  }
+  lines.push("");
+  if (raw.machine) {
+    const m = raw.machine;
+    lines.push(`Machine: ${m.nproc} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, Pulumi ${m.pulumi}, ` +
+      `ansible-core ${m.ansibleCore}. The test servers run on the same machine (systemd-nspawn), so a server's work (pip, Gunicorn) ` +
+      "and the deploy tool share its CPUs — as do other engineers' tests running meanwhile (the load column).", "");
+  }
+  lines.push("Raw runs: `bench/results/speed.json`.", "");
+  return lines.join("\n");
+}
+
+// -------------------------------------------------------------------------------------- main
+function commit(): string {
+  const rev = spawnSync("git", ["-C", PROJECT_DIR, "rev-parse", "HEAD"], { encoding: "utf8" }).stdout.trim();
+  const dirty = spawnSync("git", ["-C", PROJECT_DIR, "status", "--porcelain", "--", ".", ":!bench"], { encoding: "utf8" }).stdout.trim();
+  return dirty ? `${rev}+dirty` : rev;
+}
+
+async function main(): Promise<void> {
+  for (const id of ONLY) if (!(CASES as readonly string[]).includes(id)) throw new Error(`--only: unknown case '${id}' (cases: ${CASES.join(", ")})`);
+  if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 50) throw new Error("--runs: expected 1..50");
+  const ids = CASES.filter((id) => ONLY.includes(id));
+  const jsonPath = path.join(RESULTS, "speed.json");
+  const raw: { machine?: any; cases: Partial<Record<CaseId, CaseResult>> } = fs.existsSync(jsonPath) ? JSON.parse(fs.readFileSync(jsonPath, "utf8")) : { cases: {} };
+  raw.machine = machine();
+  const rev = commit();
+  const save = () => {
+    fs.mkdirSync(RESULTS, { recursive: true });
+    fs.writeFileSync(jsonPath, JSON.stringify(raw, null, 1) + "\n");
+    fs.writeFileSync(path.join(RESULTS, "speed.md"), renderMarkdown(raw));
+  };
+  const record = (id: CaseId, f: () => { seconds: number[]; details?: object[] }) => {
+    log(`== ${id} (${RUNS} runs; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")})`);
+    const loadBefore = os.loadavg(), others = otherServers("speed");
+    const date = new Date().toISOString();
+    const r = f();
+    raw.cases[id] = { id, seconds: r.seconds.map(round2), date, commit: rev, loadBefore: loadBefore.map(round2), loadAfter: os.loadavg().map(round2),
+      otherServers: others, ...(r.details ? { details: r.details } : {}) };
+    save();   // each case is kept as soon as it is measured
+    const s = stats(r.seconds);
+    log(`${id}: min ${fmt(s.min)} / median ${fmt(s.median)} / max ${fmt(s.max)} s`);
+  };
+
+  if (ids.some((id) => id.startsWith("ansible"))) {
+    const v = spawnSync("bash", [path.join(__dirname, "venv.sh")], { stdio: "inherit" });
+    if (v.status !== 0) throw new Error("bench/venv.sh failed");
+  }
+  if (!fs.existsSync(path.join(process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy", "servers", "wheelhouse", "six-1.17.0-py2.py3-none-any.whl"))) {
+    const req = path.join(WORK, "dep.txt");
+    fs.writeFileSync(req, `${DEP}\n`);
+    addWheels(req);
+  }
+
+  if (ids.includes("floor-a")) record("floor-a", () => ({ seconds: floorA() }));
+
+  const pulumiCases = ids.filter((id) => !id.startsWith("ansible") && id !== "floor-a");
+  if (pulumiCases.length) {
+    log(`${SERVER.name}: booting 10.213.0.${SERVER.octet} and deploying the sample app (not timed)`);
+    const d = deployFresh(SERVER.name, SERVER.octet);
+    try {
+      setMarker(d.app.dir, "initial");
+      must(up(d, "initial-marker"), "deploying the marker route");
+      expectServed(d.server.host, "initial", null, "initial deploy");
+      if (ids.includes("floor-b")) {
+        setUpFloorB(d.server);
+        const dir = path.join(WORK, "floor-b-app");
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.cpSync(d.app.dir, dir, { recursive: true, filter: (s) => !s.includes("__pycache__") });
+        record("floor-b", () => ({ seconds: floorB(d.server, dir) }));
+        d.server.ssh("systemctl stop floorb.service");
+      }
+      if (ids.includes("floor-c")) record("floor-c", () => floorC(d.server));
+      if (ids.includes("no-op")) record("no-op", () => noOp(d));
+      if (ids.includes("code")) record("code", () => codeChange(d));
+      if (ids.includes("dependency")) record("dependency", () => dependencyChange(d));
+      if (ids.includes("rollback")) record("rollback", () => rollback(d));
+    } finally {
+      d.stack.remove();
+      stopServer(d.server.name);
+    }
+  }
+  const ansible = ids.filter((id) => id.startsWith("ansible"));
+  if (ansible.length) ansibleCases(ansible, record);
+
+  log(`written: ${path.relative(process.cwd(), jsonPath)}, bench/results/speed.md`);
+  console.log("\n" + renderMarkdown(raw));
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    stopAll();
+    process.exit(1);
+  }).then(() => stopAll());
+}
