@@ -14,9 +14,12 @@
 //   ansible-code        bench/ansible/deploy.yml after the same code change
 //   ansible-dependency  bench/ansible/deploy.yml after the same dependency change
 // Servers: "speed" (10.213.0.141: floors B and C and the Pulumi cases), "speed-ans" (.142: Ansible).
+// Each case is set up first (untimed: stacks, servers, initial deploys); then the timed runs go in
+// rounds — round i runs every selected case once — so the machine's load (others' tests) weighs on
+// every case and its floor alike.
 // Results are MERGED into bench/results/speed.json (the cases run now replace their old rows) and
 // bench/results/speed.md is written from it, so one case can be re-run alone.
-import { spawnSync } from "child_process";
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -63,15 +66,28 @@ fs.mkdirSync(path.join(WORK, "logs"), { recursive: true });
 
 interface Timed { status: number; output: string; seconds: number }
 
+const children = new Set<ChildProcess>();
+
 /** Run a command to its end; the wall time; its output goes to bench/work/speed/logs/LOGNAME.log. */
-function timed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; logName: string }): Timed {
-  const t0 = performance.now();
-  const r = spawnSync(cmd, args, { cwd: opts.cwd ?? PROJECT_DIR, env: opts.env ?? process.env, input: opts.input ?? "", encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
-  const seconds = (performance.now() - t0) / 1000;
-  const output = (r.stdout ?? "") + (r.stderr ?? "");
-  fs.writeFileSync(path.join(WORK, "logs", `${opts.logName}.log`), `$ ${cmd} ${args.join(" ")}\n${output}\n[exit ${r.status} after ${seconds.toFixed(2)}s]\n`);
-  return { status: r.status ?? -1, output, seconds };
+function timed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; logName: string }): Promise<Timed> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? PROJECT_DIR, env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
+    children.add(child);
+    let output = "";
+    child.stdout!.on("data", (x) => (output += x));
+    child.stderr!.on("data", (x) => (output += x));
+    child.stdin!.end(opts.input ?? "");
+    child.on("close", (code) => {
+      children.delete(child);
+      const seconds = (performance.now() - t0) / 1000;
+      fs.writeFileSync(path.join(WORK, "logs", `${opts.logName}.log`), `$ ${cmd} ${args.join(" ")}\n${output}\n[exit ${code} after ${seconds.toFixed(2)}s]\n`);
+      resolve({ status: code ?? -1, output, seconds });
+    });
+  });
 }
+// Ctrl-C / SIGTERM: end the command running now, then tests/servers' own handler stops the servers
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.prependOnceListener(sig, () => { for (const c of children) c.kill("SIGTERM"); });
 
 function must(r: Timed, what: string): Timed {
   if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}):\n${r.output.slice(-4000)}`);
@@ -125,25 +141,12 @@ function expectServed(host: string, tag: string, six: string | null, what: strin
   if (got.tag !== tag || (got.six ?? null) !== six) throw new Error(`${what}: expected tag ${tag}, six ${six}; the server answers ${JSON.stringify(got)}`);
 }
 
-// ------------------------------------------------------------------------------------- floors
-/** Floor A: `pulumi up` of the empty program, on a stack of its own (file backend in a temp dir). */
-function floorA(): CaseResult["seconds"] {
-  const stack = new TestStack("speed-empty", EMPTY_PROJECT);
-  try {
-    must(timed("pulumi", ["up", "--yes", "--skip-preview", "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"],
-      { cwd: EMPTY_PROJECT, env: stack.env, logName: "floor-a-first" }), "floor A: first up");
-    const seconds: number[] = [];
-    for (let i = 1; i <= RUNS; i++) {
-      const r = must(timed("pulumi", ["up", "--yes", "--skip-preview", "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"],
-        { cwd: EMPTY_PROJECT, env: stack.env, logName: `floor-a-${i}` }), `floor A run ${i}`);
-      seconds.push(r.seconds);
-      log(`floor A run ${i}: ${r.seconds.toFixed(2)} s`);
-    }
-    return seconds;
-  } finally {
-    stack.remove();
-  }
-}
+// -------------------------------------------------------------------------------------- cases
+/** One timed run of a case: its wall seconds (and what else is worth keeping). */
+interface RunResult { seconds: number; detail?: object }
+
+/** A case: its untimed setup, then RUNS timed runs, interleaved with the other cases' (see main). */
+interface Runner { id: CaseId; run(i: number): Promise<RunResult> }
 
 function sshArgs(server: TestServer): string[] {
   // a new connection each time (as the command plugin dials one per step), the pinned host key only
@@ -151,17 +154,38 @@ function sshArgs(server: TestServer): string[] {
     "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-o", "ControlMaster=no", "-o", "ControlPath=none", `root@${server.host}`];
 }
 
+const upArgs = (stack: TestStack) => ["up", "--yes", "--skip-preview", "--stack", stack.name, "--config-file", stack.configFile, "--non-interactive"];
+
+/** Floor A: `pulumi up` of the empty program, on a stack of its own (file backend in a temp dir). */
+async function floorA(cleanups: (() => void)[]): Promise<Runner> {
+  const stack = new TestStack("speed-empty", EMPTY_PROJECT);
+  cleanups.push(() => stack.remove());
+  must(await timed("pulumi", upArgs(stack), { cwd: EMPTY_PROJECT, env: stack.env, logName: "floor-a-first" }), "floor A: first up");
+  return {
+    id: "floor-a",
+    async run(i) {
+      const r = must(await timed("pulumi", upArgs(stack), { cwd: EMPTY_PROJECT, env: stack.env, logName: `floor-a-${i}` }), `floor A run ${i}`);
+      return { seconds: r.seconds };
+    },
+  };
+}
+
 /**
- * Floor B's target on the speed server (set up untimed): /srv/floorb/app and a unit that runs it
- * with Gunicorn like the app's own slot would (the app's user, environment file and venv), on a
- * socket of its own, so the stack's app is not disturbed.
+ * Floor B: tar | ssh 'tar -x; systemctl restart; until the new code answers' — one SSH session. Its
+ * target on the speed server (set up untimed): /srv/floorb/app and a unit that runs it with Gunicorn
+ * like the app's own slot (the app's user, environment file and venv), on a socket of its own, so the
+ * stack's app is not disturbed.
  */
-function setUpFloorB(server: TestServer): void {
+async function floorB(server: TestServer, appDir: string): Promise<Runner> {
+  const dir = path.join(WORK, "floor-b-app");
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.cpSync(appDir, dir, { recursive: true, filter: (s) => !s.includes("__pycache__") });
   server.ssh(`set -e
 install -d -m 0755 /srv/floorb/app
 cat >/etc/systemd/system/floorb.service <<'UNIT'
 [Unit]
 Description=bench/speed.ts floor B: the sample app deployed by tar over ssh
+StartLimitIntervalSec=0
 [Service]
 Type=simple
 User=flaskapp
@@ -172,171 +196,153 @@ EnvironmentFile=/etc/fdeploy/flaskapp/env
 ExecStart=/srv/flaskapp/current/.venv/bin/gunicorn --workers 2 --bind unix:/run/floorb/app.sock wsgi:app
 UNIT
 systemctl daemon-reload`);
-}
-
-/** Floor B: tar | ssh 'tar -x; systemctl restart; until the new code answers' — one SSH session. */
-function floorB(server: TestServer, appDir: string): number[] {
-  const seconds: number[] = [];
-  for (let i = 0; i <= RUNS; i++) {
+  const deploy = async (i: number | string) => {
     const tag = `floor-b-${i}-${Date.now()}`;
-    setMarker(appDir, tag);
+    setMarker(dir, tag);
     const remote = "set -e; tar -x -C /srv/floorb/app; systemctl restart floorb.service; " +
       `for i in $(seq 300); do curl -fsS -m 5 --unix-socket /run/floorb/app.sock http://localhost/api/speed 2>/dev/null | grep -q '"${tag}"' && exit 0; sleep 0.05; done; exit 1`;
     const script = `tar -C "$1" --exclude=__pycache__ -cf - . | ssh ${sshArgs(server).map((a) => `'${a}'`).join(" ")} "$2"`;
-    const r = must(timed("bash", ["-c", script, "floor-b", appDir, remote], { logName: `floor-b-${i}` }), `floor B run ${i}`);
-    if (i === 0) continue;   // the first one starts the unit: not timed
-    seconds.push(r.seconds);
-    log(`floor B run ${i}: ${r.seconds.toFixed(2)} s`);
-  }
-  return seconds;
+    return must(await timed("bash", ["-c", script, "floor-b", dir, remote], { logName: `floor-b-${i}` }), `floor B run ${i}`);
+  };
+  await deploy("first");   // starts the unit: not timed
+  return { id: "floor-b", async run(i) { return { seconds: (await deploy(i)).seconds }; } };
 }
 
 /** Floor C: pip install of the one package into an existing venv (the app's requirements) on the server. */
-function floorC(server: TestServer): { seconds: number[]; details: object[] } {
+async function floorC(server: TestServer): Promise<Runner> {
   server.ssh("set -e; [ -x /srv/floorc/venv/bin/pip ] || { python3 -m venv /srv/floorc/venv && " +
     "PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 /srv/floorc/venv/bin/pip install -q -r /srv/flaskapp/current/requirements.txt; }");
-  const seconds: number[] = [], details: object[] = [];
-  for (let i = 1; i <= RUNS; i++) {
-    server.ssh("/srv/floorc/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
-    const r = must(timed("ssh", [...sshArgs(server),
-      `set -e; a=$(date +%s.%N); PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 /srv/floorc/venv/bin/pip install -q ${DEP}; b=$(date +%s.%N); echo "pip: $a $b"`],
-    { logName: `floor-c-${i}` }), `floor C run ${i}`);
-    const m = /pip: (\S+) (\S+)/.exec(r.output)!;
-    const inside = Number(m[2]) - Number(m[1]);
-    seconds.push(inside);
-    details.push({ pipSeconds: round2(inside), sshSessionSeconds: round2(r.seconds) });
-    log(`floor C run ${i}: pip install ${inside.toFixed(2)} s (ssh session ${r.seconds.toFixed(2)} s)`);
-  }
-  server.ssh("/srv/floorc/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
-  return { seconds, details };
+  return {
+    id: "floor-c",
+    async run(i) {
+      server.ssh("/srv/floorc/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
+      const r = must(await timed("ssh", [...sshArgs(server),
+        `set -e; a=$(date +%s.%N); PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 /srv/floorc/venv/bin/pip install -q ${DEP}; b=$(date +%s.%N); echo "pip: $a $b"`],
+      { logName: `floor-c-${i}` }), `floor C run ${i}`);
+      const m = /pip: (\S+) (\S+)/.exec(r.output)!;
+      const inside = Number(m[2]) - Number(m[1]);
+      return { seconds: inside, detail: { pipSeconds: round2(inside), sshSessionSeconds: round2(r.seconds) } };
+    },
+  };
 }
 
-// ------------------------------------------------------------------------------ Pulumi cases
-function up(d: Deployment, logName: string): Timed {
-  return timed("pulumi", ["up", "--yes", "--skip-preview", "--stack", d.stack.name, "--config-file", d.stack.configFile, "--non-interactive"],
-    { env: d.stack.env, logName });
-}
-
-function noOp(d: Deployment): { seconds: number[]; details: object[] } {
-  must(up(d, "no-op-settle"), "no-op: settling up");
-  const seconds: number[] = [], details: object[] = [];
-  for (let i = 1; i <= RUNS; i++) {
-    const r = must(up(d, `no-op-${i}`), `no-op run ${i}`);
-    const c = changed(r.output);
-    if (c.length) throw new Error(`no-op run ${i} changed ${c.join(", ")}:\n${r.output.slice(-3000)}`);
-    seconds.push(r.seconds);
-    details.push({ changed: c });
-    log(`no-op run ${i}: ${r.seconds.toFixed(2)} s`);
-  }
-  return { seconds, details };
-}
-
-function codeChange(d: Deployment): { seconds: number[]; details: object[] } {
-  const seconds: number[] = [], details: object[] = [];
-  for (let i = 1; i <= RUNS; i++) {
-    const tag = `code-${i}-${Date.now()}`;
-    setMarker(d.app.dir, tag);
-    const r = must(up(d, `code-${i}`), `code run ${i}`);
-    expectServed(d.server.host, tag, null, `code run ${i}`);
-    seconds.push(r.seconds);
-    details.push({ changed: changed(r.output) });
-    log(`code-only run ${i}: ${r.seconds.toFixed(2)} s (${changed(r.output).join(", ")})`);
-  }
-  return { seconds, details };
-}
-
-function dependencyChange(d: Deployment): { seconds: number[]; details: object[] } {
-  const seconds: number[] = [], details: object[] = [];
+/**
+ * The Pulumi cases on one stack. `deployed` models the server's release history as rollback.sh reads
+ * it (a deploy pushes its release, a rollback pops back to the one before): what each deploy served.
+ */
+function pulumiCases(d: Deployment): Record<"no-op" | "code" | "dependency" | "rollback", Runner> {
+  const deployed: { tag: string; six: string | null }[] = [{ tag: "initial", six: null }];
+  const up = (logName: string) => timed("pulumi", upArgs(d.stack), { env: d.stack.env, logName });
+  /** Deploy appDir as it is now (untimed or timed by the caller), check what it serves. */
+  const deploy = async (tag: string, six: string | null, logName: string) => {
+    const r = must(await up(logName), logName);
+    expectServed(d.server.host, tag, six, logName);
+    deployed.push({ tag, six });
+    return r;
+  };
   const version = DEP.split("==")[1];
-  for (let i = 1; i <= RUNS; i++) {
-    const tag = `dependency-${i}-${Date.now()}`;
-    setDependency(d.app.dir, DEP);
-    setMarker(d.app.dir, tag);
-    const r = must(up(d, `dependency-${i}`), `dependency run ${i}`);
-    expectServed(d.server.host, tag, version, `dependency run ${i}`);
-    seconds.push(r.seconds);
-    const installed = /installed in (\d+)s/.exec(r.output)?.[1];
-    details.push({ changed: changed(r.output), releaseShInstallSeconds: installed ? Number(installed) : null });
-    log(`dependency run ${i}: ${r.seconds.toFixed(2)} s (release.sh: installed in ${installed ?? "?"} s)`);
-    // back to the requirements without it (untimed; their venv is on the server already)
-    setDependency(d.app.dir, undefined);
-    setMarker(d.app.dir, `${tag}-reset`);
-    must(up(d, `dependency-${i}-reset`), `dependency run ${i}: reset`);
-    expectServed(d.server.host, `${tag}-reset`, null, `dependency run ${i}: reset`);
-  }
-  return { seconds, details };
-}
-
-function rollback(d: Deployment): { seconds: number[]; details: object[] } {
-  const base = `rollback-base-${Date.now()}`, top = `rollback-top-${Date.now()}`;
-  for (const tag of [base, top]) {
-    setMarker(d.app.dir, tag);
-    must(up(d, `rollback-prepare-${tag.split("-")[1]}`), "rollback: preparing deploy");
-  }
   const npm = (args: string[], logName: string) => timed("npm", ["run", "--silent", "rollback", "--", "--stack", d.stack.name,
     "--config-file", d.stack.configFile, ...args], { env: d.stack.env, logName });
-  const seconds: number[] = [], details: object[] = [];
-  for (let i = 1; i <= RUNS; i++) {
-    const r = must(npm([], `rollback-${i}`), `rollback run ${i}`);
-    expectServed(d.server.host, base, null, `rollback run ${i}`);
-    seconds.push(r.seconds);
-    const f = must(npm(["--forward"], `rollback-${i}-forward`), `rollback run ${i}: --forward`);
-    expectServed(d.server.host, top, null, `rollback run ${i}: --forward`);
-    details.push({ changed: changed(r.output), forwardSeconds: round2(f.seconds) });
-    log(`rollback run ${i}: ${r.seconds.toFixed(2)} s (--forward, untimed: ${f.seconds.toFixed(2)} s)`);
-  }
-  return { seconds, details };
+  return {
+    "no-op": {
+      id: "no-op",
+      async run(i) {
+        // the previous case's last up leaves nothing to change; should one have, that up settles it
+        // and the next one is timed (`settled` in speed.json)
+        const settled: string[][] = [];
+        for (let attempt = 1; ; attempt++) {
+          const r = must(await up(`no-op-${i}${attempt > 1 ? `-${attempt}` : ""}`), `no-op run ${i}`);
+          const c = changed(r.output);
+          if (!c.length) return { seconds: r.seconds, detail: settled.length ? { settled } : undefined };
+          if (attempt === 3) throw new Error(`no-op run ${i}: every up changes ${c.join(", ")}:\n${r.output.slice(-3000)}`);
+          log(`no-op run ${i}: the up changed ${c.join(", ")}; timing another one`);
+          settled.push(c);
+        }
+      },
+    },
+    code: {
+      id: "code",
+      async run(i) {
+        const tag = `code-${i}-${Date.now()}`;
+        setMarker(d.app.dir, tag);
+        const r = await deploy(tag, null, `code-${i}`);
+        return { seconds: r.seconds, detail: { changed: changed(r.output) } };
+      },
+    },
+    dependency: {
+      id: "dependency",
+      async run(i) {
+        const tag = `dependency-${i}-${Date.now()}`;
+        setDependency(d.app.dir, DEP);
+        setMarker(d.app.dir, tag);
+        const r = await deploy(tag, version, `dependency-${i}`);
+        const installed = /installed in (\d+)s/.exec(r.output)?.[1];
+        // back to the requirements without it (untimed; their venv is on the server already)
+        setDependency(d.app.dir, undefined);
+        setMarker(d.app.dir, `${tag}-reset`);
+        await deploy(`${tag}-reset`, null, `dependency-${i}-reset`);
+        return { seconds: r.seconds, detail: { changed: changed(r.output), releaseShInstallSeconds: installed ? Number(installed) : null } };
+      },
+    },
+    rollback: {
+      id: "rollback",
+      async run(i) {
+        if (deployed.length < 2) {   // nothing to go back to yet (rollback alone): one more deploy, untimed
+          const tag = `rollback-prepare-${Date.now()}`;
+          setMarker(d.app.dir, tag);
+          await deploy(tag, null, "rollback-prepare");
+        }
+        const [back, top] = deployed.slice(-2);
+        const r = must(await npm([], `rollback-${i}`), `rollback run ${i}`);
+        expectServed(d.server.host, back.tag, back.six, `rollback run ${i}`);
+        const f = must(await npm(["--forward"], `rollback-${i}-forward`), `rollback run ${i}: --forward`);
+        expectServed(d.server.host, top.tag, top.six, `rollback run ${i}: --forward`);
+        return { seconds: r.seconds, detail: { changed: changed(r.output), forwardSeconds: round2(f.seconds) } };
+      },
+    },
+  };
 }
 
-// ----------------------------------------------------------------------------------- Ansible
-function ansibleCases(ids: CaseId[], record: (id: CaseId, f: () => { seconds: number[]; details?: object[] }) => void): void {
-  const server = startServer(ANSIBLE_SERVER.name, ANSIBLE_SERVER.octet);
-  try {
-    const app = copyApp(ANSIBLE_SERVER.name);
-    const migrations = copyMigrations(ANSIBLE_SERVER.name);
-    const p = ansiblePlaybook(path.join(WORK, "ansible"), { name: server.name, host: server.host, key: server.keyPath, knownHosts: server.knownHostsPath },
-      app.dir, migrations.dir, PROJECT_DIR);
-    const play = (logName: string) => timed(p.cmd, p.args, { cwd: p.cwd, env: p.env, logName });
-    setMarker(app.dir, "initial");
-    log(`${server.name}: initial Ansible deploy (not timed)`);
-    must(play("ansible-initial"), "Ansible: initial deploy");
-    expectServed(server.host, "initial", null, "Ansible: initial deploy");
-    if (ids.includes("ansible-code")) {
-      record("ansible-code", () => {
-        const seconds: number[] = [];
-        for (let i = 1; i <= RUNS; i++) {
-          const tag = `ansible-code-${i}-${Date.now()}`;
-          setMarker(app.dir, tag);
-          const r = must(play(`ansible-code-${i}`), `Ansible code run ${i}`);
-          expectServed(server.host, tag, null, `Ansible code run ${i}`);
-          seconds.push(r.seconds);
-          log(`Ansible code run ${i}: ${r.seconds.toFixed(2)} s`);
-        }
-        return { seconds };
-      });
-    }
-    if (ids.includes("ansible-dependency")) {
-      record("ansible-dependency", () => {
-        const seconds: number[] = [];
-        for (let i = 1; i <= RUNS; i++) {
-          // the same change as the Pulumi case: six added (removed again before, untimed) + the code marker
-          server.ssh("/srv/flaskapp/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
-          const tag = `ansible-dependency-${i}-${Date.now()}`;
-          setDependency(app.dir, DEP);
-          setMarker(app.dir, tag);
-          const r = must(play(`ansible-dependency-${i}`), `Ansible dependency run ${i}`);
-          expectServed(server.host, tag, DEP.split("==")[1], `Ansible dependency run ${i}`);
-          seconds.push(r.seconds);
-          log(`Ansible dependency run ${i}: ${r.seconds.toFixed(2)} s`);
-        }
-        setDependency(app.dir, undefined);
-        return { seconds };
-      });
-    }
-  } finally {
-    fs.rmSync(path.join(WORK, "ansible", "vars.json"), { force: true });
-    stopServer(server.name);
-  }
+/** The Ansible cases on their own server, after one untimed initial deploy. */
+async function ansibleCases(server: TestServer): Promise<Record<"ansible-code" | "ansible-dependency", Runner>> {
+  const app = copyApp(ANSIBLE_SERVER.name);
+  const migrations = copyMigrations(ANSIBLE_SERVER.name);
+  const p = ansiblePlaybook(path.join(WORK, "ansible"), { name: server.name, host: server.host, key: server.keyPath, knownHosts: server.knownHostsPath },
+    app.dir, migrations.dir, PROJECT_DIR);
+  const play = (logName: string) => timed(p.cmd, p.args, { cwd: p.cwd, env: p.env, logName });
+  setMarker(app.dir, "initial");
+  log(`${server.name}: initial Ansible deploy (not timed)`);
+  must(await play("ansible-initial"), "Ansible: initial deploy");
+  expectServed(server.host, "initial", null, "Ansible: initial deploy");
+  // six stays in requirements.txt (and installed) after a dependency run, so that a later code run
+  // changes only wsgi.py, as the Pulumi code case does
+  let six: string | null = null;
+  return {
+    "ansible-code": {
+      id: "ansible-code",
+      async run(i) {
+        const tag = `ansible-code-${i}-${Date.now()}`;
+        setMarker(app.dir, tag);
+        const r = must(await play(`ansible-code-${i}`), `Ansible code run ${i}`);
+        expectServed(server.host, tag, six, `Ansible code run ${i}`);
+        return { seconds: r.seconds };
+      },
+    },
+    "ansible-dependency": {
+      id: "ansible-dependency",
+      async run(i) {
+        // the same change as the Pulumi case: six added (uninstalled before, untimed) + the code marker
+        server.ssh("/srv/flaskapp/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
+        const tag = `ansible-dependency-${i}-${Date.now()}`;
+        setDependency(app.dir, DEP);
+        setMarker(app.dir, tag);
+        six = DEP.split("==")[1];
+        const r = must(await play(`ansible-dependency-${i}`), `Ansible dependency run ${i}`);
+        expectServed(server.host, tag, six, `Ansible dependency run ${i}`);
+        return { seconds: r.seconds };
+      },
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------- results
@@ -434,17 +440,6 @@ async function main(): Promise<void> {
     fs.writeFileSync(jsonPath, JSON.stringify(raw, null, 1) + "\n");
     fs.writeFileSync(path.join(RESULTS, "speed.md"), renderMarkdown(raw));
   };
-  const record = (id: CaseId, f: () => { seconds: number[]; details?: object[] }) => {
-    log(`== ${id} (${RUNS} runs; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")})`);
-    const loadBefore = os.loadavg(), others = otherServers("speed");
-    const date = new Date().toISOString();
-    const r = f();
-    raw.cases[id] = { id, seconds: r.seconds.map(round2), date, commit: rev, loadBefore: loadBefore.map(round2), loadAfter: os.loadavg().map(round2),
-      otherServers: others, ...(r.details ? { details: r.details } : {}) };
-    save();   // each case is kept as soon as it is measured
-    const s = stats(r.seconds);
-    log(`${id}: min ${fmt(s.min)} / median ${fmt(s.median)} / max ${fmt(s.max)} s`);
-  };
 
   if (ids.some((id) => id.startsWith("ansible"))) {
     const v = spawnSync("bash", [path.join(__dirname, "venv.sh")], { stdio: "inherit" });
@@ -456,37 +451,55 @@ async function main(): Promise<void> {
     addWheels(req);
   }
 
-  if (ids.includes("floor-a")) record("floor-a", () => ({ seconds: floorA() }));
-
-  const pulumiCases = ids.filter((id) => !id.startsWith("ansible") && id !== "floor-a");
-  if (pulumiCases.length) {
-    log(`${SERVER.name}: booting 10.213.0.${SERVER.octet} and deploying the sample app (not timed)`);
-    const d = deployFresh(SERVER.name, SERVER.octet);
-    try {
+  const cleanups: (() => void)[] = [];
+  try {
+    // untimed setup of every case selected: stacks, servers, initial deploys
+    const runners: Partial<Record<CaseId, Runner>> = {};
+    if (ids.includes("floor-a")) runners["floor-a"] = await floorA(cleanups);
+    if (ids.some((id) => ["floor-b", "floor-c", "no-op", "code", "dependency", "rollback"].includes(id))) {
+      log(`${SERVER.name}: booting 10.213.0.${SERVER.octet} and deploying the sample app (not timed)`);
+      const d = deployFresh(SERVER.name, SERVER.octet);
+      cleanups.push(() => { d.stack.remove(); stopServer(d.server.name); });
       setMarker(d.app.dir, "initial");
-      must(up(d, "initial-marker"), "deploying the marker route");
+      must(await timed("pulumi", upArgs(d.stack), { env: d.stack.env, logName: "initial-marker" }), "deploying the marker route");
       expectServed(d.server.host, "initial", null, "initial deploy");
-      if (ids.includes("floor-b")) {
-        setUpFloorB(d.server);
-        const dir = path.join(WORK, "floor-b-app");
-        fs.rmSync(dir, { recursive: true, force: true });
-        fs.cpSync(d.app.dir, dir, { recursive: true, filter: (s) => !s.includes("__pycache__") });
-        record("floor-b", () => ({ seconds: floorB(d.server, dir) }));
-        d.server.ssh("systemctl stop floorb.service");
+      if (ids.includes("floor-b")) runners["floor-b"] = await floorB(d.server, d.app.dir);
+      if (ids.includes("floor-c")) runners["floor-c"] = await floorC(d.server);
+      Object.assign(runners, pulumiCases(d));
+    }
+    if (ids.some((id) => id.startsWith("ansible"))) {
+      log(`${ANSIBLE_SERVER.name}: booting 10.213.0.${ANSIBLE_SERVER.octet}`);
+      const server = startServer(ANSIBLE_SERVER.name, ANSIBLE_SERVER.octet);
+      cleanups.push(() => { fs.rmSync(path.join(WORK, "ansible", "vars.json"), { force: true }); stopServer(server.name); });
+      Object.assign(runners, await ansibleCases(server));
+    }
+
+    // the timed runs, interleaved: round i runs every case once (in CASES order), so that the
+    // machine's load, which other work changes from minute to minute, weighs on every case alike
+    const order = ids.map((id) => runners[id]!);
+    const done: Partial<Record<CaseId, CaseResult>> = {};
+    for (let i = 1; i <= RUNS; i++) {
+      log(`== round ${i}/${RUNS} (load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")})`);
+      for (const r of order) {
+        const load1 = os.loadavg()[0];
+        const res = await r.run(i);
+        const c = (done[r.id] ??= { id: r.id, seconds: [], date: new Date().toISOString(), commit: rev, loadBefore: os.loadavg().map(round2),
+          loadAfter: [], otherServers: otherServers("speed"), details: [] });
+        c.seconds.push(round2(res.seconds));
+        c.details!.push({ run: i, load1: round2(load1), ...(res.detail ?? {}) });
+        c.loadAfter = os.loadavg().map(round2);
+        for (const s of otherServers("speed")) if (!c.otherServers.includes(s)) c.otherServers.push(s);
+        log(`${r.id} run ${i}: ${res.seconds.toFixed(2)} s`);
       }
-      if (ids.includes("floor-c")) record("floor-c", () => floorC(d.server));
-      if (ids.includes("no-op")) record("no-op", () => noOp(d));
-      if (ids.includes("code")) record("code", () => codeChange(d));
-      if (ids.includes("dependency")) record("dependency", () => dependencyChange(d));
-      if (ids.includes("rollback")) record("rollback", () => rollback(d));
-    } finally {
-      d.stack.remove();
-      stopServer(d.server.name);
+    }
+    // merged: the cases run now replace their rows, the others stay
+    for (const id of ids) raw.cases[id] = done[id];
+    save();
+  } finally {
+    for (const c of cleanups.reverse()) {
+      try { c(); } catch (e) { console.error(e); }
     }
   }
-  const ansible = ids.filter((id) => id.startsWith("ansible"));
-  if (ansible.length) ansibleCases(ansible, record);
-
   log(`written: ${path.relative(process.cwd(), jsonPath)}, bench/results/speed.md`);
   console.log("\n" + renderMarkdown(raw));
 }
