@@ -9,7 +9,6 @@ if (out) {
   const rec = { pid: process.pid, argv: process.argv.slice(1, 3).join(" "), processStart: t0, hookLoaded: t0 + performance.now(), requires: {} };
   const WATCH = ["@pulumi/pulumi", "@pulumi/command", "ts-node", "typescript", "zod", "./components/config", "./components/release"];
   const origLoad = Module._load;
-  let depth = 0;
   Module._load = function (request, parent, isMain) {
     const watched = WATCH.includes(request) && !(request in rec.requires);
     if (!watched) return origLoad.apply(this, arguments);

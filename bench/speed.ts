@@ -1,5 +1,6 @@
 // npm run bench:speed [-- --runs 5] [--only floor-a,no-op,…] — how fast a deploy is, against the
 // floors the machine allows and against a peer (issue #11). See bench/README.md ("Speed").
+// npm run bench:speed -- --profile — where the time of one code-only deploy goes (profile() below).
 //
 // Cases (each timed --runs times; min / median / max):
 //   floor-a             `pulumi up` of an empty TypeScript Pulumi program (bench/speed-empty: same
@@ -345,6 +346,164 @@ async function ansibleCases(server: TestServer): Promise<Record<"ansible-code" |
   };
 }
 
+// ------------------------------------------------------------------------------------ profile
+/**
+ * --profile: where the time of one code-only deploy goes. The speed server gets the app and one
+ * code change (untimed, as the code case's runs follow one another); then one more code change is
+ * deployed with three clocks running, all on this machine's one clock (the test server is a
+ * container on the same kernel):
+ *   - the engine: `pulumi up -v=9 --logtostderr --logflow` (glog timestamps: plugin launches, the
+ *     program's resource registrations, each step applied and retired). -v=9 prints resource inputs
+ *     unmasked (the test stack's secrets): only the lines used here are kept, in bench/work.
+ *   - the program: bench/speed-hook.js in every Node.js process (NODE_OPTIONS): its start, exit and
+ *     the first require of big modules;
+ *   - the server: every remote script traced (bash xtrace with $EPOCHREALTIME, via sshd's SetEnv
+ *     BASH_ENV), and sshd's journal of accepted connections.
+ * Writes bench/results/speed-profile.md.
+ */
+async function profile(): Promise<void> {
+  const dir = path.join(WORK, "profile");
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  log(`${SERVER.name}: booting 10.213.0.${SERVER.octet} and deploying the sample app (not timed)`);
+  const d = deployFresh(SERVER.name, SERVER.octet);
+  try {
+    for (const tag of ["initial", "warm-up"]) {
+      setMarker(d.app.dir, tag);
+      must(await timed("pulumi", upArgs(d.stack), { env: d.stack.env, logName: `profile-${tag}` }), `profile: ${tag} deploy`);
+    }
+    d.server.ssh(`set -e
+install -d -m 0700 /var/log/fdeploy-trace
+cat >/root/fdeploy-trace.sh <<'TRACE'
+# bench/speed.ts --profile: every bash of an SSH session reads this (sshd SetEnv BASH_ENV); the
+# flask-deploy scripts are traced with timestamps, one file per process
+case $0 in
+  *.fdeploy/*/scripts-*/*.sh)
+    exec {BASH_XTRACEFD}>>"/var/log/fdeploy-trace/$(date +%s.%N)-$$-\${0##*/}.log"
+    PS4='+ $EPOCHREALTIME \${BASH_SOURCE[0]##*/}:$LINENO '
+    set -x ;;
+esac
+TRACE
+grep -q '^SetEnv BASH_ENV' /etc/ssh/sshd_config || echo 'SetEnv BASH_ENV=/root/fdeploy-trace.sh' >>/etc/ssh/sshd_config
+systemctl reload ssh`);
+    const sections: string[] = [];
+    for (const kind of ["code-only change", "no-op up"] as const) {
+      const tag = kind === "no-op up" ? undefined : `profile-${Date.now()}`;
+      if (tag) setMarker(d.app.dir, tag);
+      d.server.ssh("rm -f /var/log/fdeploy-trace/*.log");
+      const slug = kind.split(" ")[0];
+      const hookOut = path.join(dir, `${slug}-node-processes.jsonl`);
+      const env = { ...d.stack.env, NODE_OPTIONS: `--require ${path.join(__dirname, "speed-hook.js")}`, FDEPLOY_SPEED_PROFILE: hookOut };
+      const t0 = Date.now();
+      const r = must(await timed("pulumi", [...upArgs(d.stack), "-v=9", "--logtostderr", "--logflow"], { env, logName: `profile-${slug}-unfiltered` }), `profiled ${kind}`);
+      const t1 = Date.now();
+      if (tag) expectServed(d.server.host, tag, null, `profiled ${kind}`);
+      // the -v=9 log holds the stack's secrets: keep only the lines used below
+      const KEEP = /Launching plugin|RegisterResource received|applying step|retired|killing plugin/;
+      const glog = r.output.split("\n").filter((l) => /^[IWE]\d{4} \d\d:\d\d:\d\d\.\d{6}/.test(l));
+      fs.writeFileSync(path.join(dir, `${slug}-engine.log`), [glog[0], ...glog.filter((l) => KEEP.test(l)), glog[glog.length - 1]].map((l) => (l ?? "").slice(0, 300)).join("\n") + "\n");
+      fs.writeFileSync(path.join(WORK, "logs", `profile-${slug}-unfiltered.log`), r.output.split("\n").filter((l) => !/^[IWE]\d{4} /.test(l)).join("\n"));
+      const day = new Date(t0);
+      const ts = (l: string) => {   // glog: I1205 07:05:01.123456 (local time of this machine)
+        const m = /^[IWE](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})/.exec(l)!;
+        return new Date(day.getFullYear(), Number(m[1]) - 1, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]) / 1000).getTime();
+      };
+      const traces = d.server.ssh("cd /var/log/fdeploy-trace && for f in *.log; do [ -f \"$f\" ] && { echo \"== $f\"; cat \"$f\"; }; done; echo '== sshd'; " +
+        `journalctl -u ssh -o short-unix --no-pager --since=@${Math.floor(t0 / 1000)} | grep -E 'Accepted' || true`);
+      fs.writeFileSync(path.join(dir, `${slug}-server-trace.log`), traces);
+      const nodes = fs.existsSync(hookOut) ? fs.readFileSync(hookOut, "utf8").trim().split("\n").map((l) => JSON.parse(l)) : [];
+      sections.push(renderProfile(kind, { t0, t1, glog, ts, traces, nodes, output: r.output }));
+      log(`profile of a ${kind}: ${((t1 - t0) / 1000).toFixed(2)} s`);
+    }
+    d.server.ssh("sed -i '/^SetEnv BASH_ENV/d' /etc/ssh/sshd_config; systemctl reload ssh");
+    fs.writeFileSync(path.join(RESULTS, "speed-profile.md"), [
+      "# Profiles: one code-only deploy, one no-op up", "",
+      `Written by \`npm run bench:speed -- --profile\` (bench/speed.ts) on ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ` +
+      "load average " + os.loadavg().map((x) => x.toFixed(2)).join(" ") + ". Times in seconds from the start of `pulumi up`: the engine's " +
+      "from its -v=9 log, the Node.js processes' from bench/speed-hook.js, the server's from its scripts' xtrace (one clock: the " +
+      "test server is a container on this kernel). The code-only change follows a code-only change, as in the benchmark's code case.", "",
+      ...sections].join("\n"));
+    log(`written bench/results/speed-profile.md (raw: ${path.relative(process.cwd(), dir)})`);
+  } finally {
+    d.stack.remove();
+    stopServer(d.server.name);
+  }
+}
+
+function renderProfile(kind: string, p: { t0: number; t1: number; glog: string[]; ts: (l: string) => number; traces: string; nodes: any[]; output: string }): string {
+  const rel = (t: number) => ((t - p.t0) / 1000).toFixed(2);
+  const events: [number, string][] = [];
+  const first = (re: RegExp) => p.glog.find((l) => re.test(l));
+  const all = (re: RegExp) => p.glog.filter((l) => re.test(l));
+  if (p.glog.length) events.push([p.ts(p.glog[0]), "first engine log line (CLI running)"]);
+  for (const l of all(/Launching plugin/)) {
+    const m = /Launching plugin '([^']+)'/.exec(l);
+    events.push([p.ts(l), `plugin launched: ${m?.[1] ?? "?"}`]);
+  }
+  const regs = all(/RegisterResource received/);
+  if (regs.length) {
+    events.push([p.ts(regs[0]), `program: first resource registered (of ${regs.length})`]);
+    events.push([p.ts(regs[regs.length - 1]), "program: last resource registered"]);
+  }
+  // steps: applying -> retired, by URN
+  const steps: { name: string; op: string; start: number; end?: number }[] = [];
+  for (const l of all(/applying step|retired/)) {
+    const m = /step (\S+) on (\S+)/.exec(l);
+    if (!m || /pulumi:pulumi:Stack|pulumi:providers/.test(m[2])) continue;
+    const name = m[2].split("::").pop()!;
+    if (/applying step/.test(l) && !/preview true/.test(l)) steps.push({ name, op: m[1], start: p.ts(l) });
+    else if (/retired/.test(l)) {
+      const s = steps.find((x) => x.name === name && x.op === m[1] && x.end === undefined);
+      if (s) s.end = p.ts(l);
+    }
+  }
+  for (const n of p.nodes) {
+    events.push([n.processStart, `node process started: ${n.argv}`]);
+    for (const [mod, v] of Object.entries<any>(n.requires)) events.push([v.start + v.ms, `  (pid ${n.pid}) require('${mod}') took ${v.ms} ms`]);
+    if (n.exit) events.push([n.exit, `node process exited: ${n.argv}`]);
+  }
+  const last = p.glog.length ? p.ts(p.glog[p.glog.length - 1]) : p.t1;
+  events.push([last, "last engine log line"]);
+  events.sort((a, b) => a[0] - b[0]);
+
+  // the server: each traced script process, first and last traced line
+  const scripts: { file: string; start: number; end: number; slow: [number, string][] }[] = [];
+  for (const block of p.traces.split("\n== ").slice(0)) {
+    const [head, ...body] = block.replace(/^== /, "").split("\n");
+    if (!head.endsWith(".log")) continue;
+    const lines = body.map((l) => /^\++ (\d+\.\d+) (\S+) ?(.*)$/.exec(l)).filter(Boolean) as RegExpExecArray[];
+    if (!lines.length) continue;
+    const t = lines.map((m) => Number(m[1]) * 1000);
+    const slow: [number, string][] = [];
+    for (let i = 0; i + 1 < lines.length; i++) slow.push([t[i + 1] - t[i], `${lines[i][2]} ${lines[i][3].slice(0, 90)}`]);
+    slow.sort((a, b) => b[0] - a[0]);
+    scripts.push({ file: head.replace(/^[\d.]+-\d+-/, "").replace(/\.log$/, ""), start: t[0], end: t[t.length - 1], slow: slow.slice(0, 3) });
+  }
+  scripts.sort((a, b) => a.start - b.start);
+  const sshd = p.traces.split("== sshd\n")[1]?.trim().split("\n").filter((l) => /Accepted/.test(l)).map((l) => Number(l.split(" ")[0]) * 1000) ?? [];
+
+  const L: string[] = [];
+  L.push(`## ${kind}: ${((p.t1 - p.t0) / 1000).toFixed(2)} s`, "");
+  L.push("### Timeline", "", "| t (s) | event |", "|---:|---|");
+  for (const [t, e] of events) L.push(`| ${rel(t)} | ${e.replace(/\|/g, "\\|")} |`);
+  L.push("", "### Steps (engine: applying → retired) and their scripts on the server", "");
+  L.push("| step | op | start | end | engine s | script on the server | script s | engine − script (SSH, plugin) |", "|---|---|---:|---:|---:|---|---:|---:|");
+  for (const s of steps.sort((a, b) => a.start - b.start)) {
+    const sc = scripts.find((x) => x.start >= s.start && x.start <= (s.end ?? Infinity) && !(x as any).used);
+    if (sc) (sc as any).used = true;
+    const dur = s.end !== undefined ? (s.end - s.start) / 1000 : undefined;
+    const sd = sc ? (sc.end - sc.start) / 1000 : undefined;
+    L.push(`| ${s.name} | ${s.op} | ${rel(s.start)} | ${s.end !== undefined ? rel(s.end) : "?"} | ${dur?.toFixed(2) ?? "?"} | ` +
+      `${sc ? sc.file : "(none: an upload, or no script)"} | ${sd?.toFixed(2) ?? ""} | ${dur !== undefined && sd !== undefined ? (dur - sd).toFixed(2) : ""} |`);
+  }
+  L.push("", "### Scripts on the server: the slowest lines", "", "| script | start | s | slowest traced lines (s until the next line) |", "|---|---:|---:|---|");
+  for (const s of scripts) {
+    L.push(`| ${s.file} | ${rel(s.start)} | ${((s.end - s.start) / 1000).toFixed(2)} | ${s.slow.map(([ms, l]) => `${(ms / 1000).toFixed(2)}: \`${l.replace(/[|`]/g, " ")}\``).join("<br>")} |`);
+  }
+  L.push("", `SSH connections accepted by the server during the up: ${sshd.length} (at ${sshd.map(rel).join(", ")} s).`, "");
+  return L.join("\n");
+}
+
 // ---------------------------------------------------------------------------------- results
 const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -505,7 +664,7 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((e) => {
+  (process.argv.includes("--profile") ? profile() : main()).catch((e) => {
     console.error(e);
     stopAll();
     process.exit(1);
