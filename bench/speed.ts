@@ -395,24 +395,29 @@ systemctl reload ssh`);
       const hookOut = path.join(dir, `${slug}-node-processes.jsonl`);
       const env = { ...d.stack.env, NODE_OPTIONS: `--require ${path.join(__dirname, "speed-hook.js")}`, FDEPLOY_SPEED_PROFILE: hookOut };
       const t0 = Date.now();
-      const r = must(await timed("pulumi", [...upArgs(d.stack), "-v=9", "--logtostderr", "--logflow"], { env, logName: `profile-${slug}-unfiltered` }), `profiled ${kind}`);
+      const r = must(await timed("pulumi", [...upArgs(d.stack), "-v=9", "--logtostderr", "--logflow"], { env, logName: `profile-${slug}` }), `profiled ${kind}`);
       const t1 = Date.now();
       if (tag) expectServed(d.server.host, tag, null, `profiled ${kind}`);
-      // the -v=9 log holds the stack's secrets: keep only the lines used below
-      const KEEP = /Launching plugin|RegisterResource received|applying step|retired|killing plugin/;
-      const glog = r.output.split("\n").filter((l) => /^[IWE]\d{4} \d\d:\d\d:\d\d\.\d{6}/.test(l));
-      fs.writeFileSync(path.join(dir, `${slug}-engine.log`), [glog[0], ...glog.filter((l) => KEEP.test(l)), glog[glog.length - 1]].map((l) => (l ?? "").slice(0, 300)).join("\n") + "\n");
-      fs.writeFileSync(path.join(WORK, "logs", `profile-${slug}-unfiltered.log`), r.output.split("\n").filter((l) => !/^[IWE]\d{4} /.test(l)).join("\n"));
-      const day = new Date(t0);
-      const ts = (l: string) => {   // glog: I1205 07:05:01.123456 (local time of this machine)
-        const m = /^[IWE](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})/.exec(l)!;
-        return new Date(day.getFullYear(), Number(m[1]) - 1, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]) / 1000).getTime();
-      };
+      // the -v=9 log (JSON lines) holds the stack's secrets: only the lines used below are kept, and
+      // the rest of the output (Pulumi's normal display) goes to logs/
+      const KEEP = /Launching plugin|RegisterResource received|applying step|retired/;
+      const engine: { t: number; msg: string }[] = [];
+      const display: string[] = [];
+      for (const l of r.output.split("\n")) {
+        if (!l.startsWith('{"time":')) { display.push(l); continue; }
+        try {
+          const j = JSON.parse(l);
+          engine.push({ t: Date.parse(String(j.time).replace(/(\.\d{3})\d*Z$/, "$1Z")), msg: String(j.msg) });
+        } catch { /* a line cut short */ }
+      }
+      const kept = [engine[0], ...engine.filter((e) => KEEP.test(e.msg) && !/step same /.test(e.msg)), engine[engine.length - 1]].filter(Boolean);
+      fs.writeFileSync(path.join(dir, `${slug}-engine.log`), kept.map((e) => `${new Date(e.t).toISOString()} ${e.msg.slice(0, 300)}`).join("\n") + "\n");
+      fs.writeFileSync(path.join(WORK, "logs", `profile-${slug}.log`), display.join("\n"));
       const traces = d.server.ssh("cd /var/log/fdeploy-trace && for f in *.log; do [ -f \"$f\" ] && { echo \"== $f\"; cat \"$f\"; }; done; echo '== sshd'; " +
         `journalctl -u ssh -o short-unix --no-pager --since=@${Math.floor(t0 / 1000)} | grep -E 'Accepted' || true`);
       fs.writeFileSync(path.join(dir, `${slug}-server-trace.log`), traces);
       const nodes = fs.existsSync(hookOut) ? fs.readFileSync(hookOut, "utf8").trim().split("\n").map((l) => JSON.parse(l)) : [];
-      sections.push(renderProfile(kind, { t0, t1, glog, ts, traces, nodes, output: r.output }));
+      sections.push(renderProfile(kind, { t0, t1, engine: kept, traces, nodes }));
       log(`profile of a ${kind}: ${((t1 - t0) / 1000).toFixed(2)} s`);
     }
     d.server.ssh("sed -i '/^SetEnv BASH_ENV/d' /etc/ssh/sshd_config; systemctl reload ssh");
@@ -430,40 +435,42 @@ systemctl reload ssh`);
   }
 }
 
-function renderProfile(kind: string, p: { t0: number; t1: number; glog: string[]; ts: (l: string) => number; traces: string; nodes: any[]; output: string }): string {
+function renderProfile(kind: string, p: { t0: number; t1: number; engine: { t: number; msg: string }[]; traces: string; nodes: any[] }): string {
   const rel = (t: number) => ((t - p.t0) / 1000).toFixed(2);
   const events: [number, string][] = [];
-  const first = (re: RegExp) => p.glog.find((l) => re.test(l));
-  const all = (re: RegExp) => p.glog.filter((l) => re.test(l));
-  if (p.glog.length) events.push([p.ts(p.glog[0]), "first engine log line (CLI running)"]);
-  for (const l of all(/Launching plugin/)) {
-    const m = /Launching plugin '([^']+)'/.exec(l);
-    events.push([p.ts(l), `plugin launched: ${m?.[1] ?? "?"}`]);
-  }
+  const all = (re: RegExp) => p.engine.filter((e) => re.test(e.msg));
+  if (p.engine.length) events.push([p.engine[0].t, "first engine log line (the CLI runs)"]);
+  for (const e of all(/Launching plugin/)) events.push([e.t, `plugin launched: ${/Launching plugin '([^']+)'/.exec(e.msg)?.[1] ?? "?"}`]);
   const regs = all(/RegisterResource received/);
   if (regs.length) {
-    events.push([p.ts(regs[0]), `program: first resource registered (of ${regs.length})`]);
-    events.push([p.ts(regs[regs.length - 1]), "program: last resource registered"]);
+    events.push([regs[0].t, `engine: first resource registered by the program (of ${regs.length}: ${/name=([^,]+)/.exec(regs[0].msg)?.[1]})`]);
+    if (regs.length > 1) events.push([regs[1].t, `engine: second resource registered (${/name=([^,]+)/.exec(regs[1].msg)?.[1]}): the program's own code runs`]);
+    events.push([regs[regs.length - 1].t, `engine: last resource registered (${/name=([^,]+)/.exec(regs[regs.length - 1].msg)?.[1]})`]);
   }
   // steps: applying -> retired, by URN
   const steps: { name: string; op: string; start: number; end?: number }[] = [];
-  for (const l of all(/applying step|retired/)) {
-    const m = /step (\S+) on (\S+)/.exec(l);
-    if (!m || /pulumi:pulumi:Stack|pulumi:providers/.test(m[2])) continue;
+  for (const e of all(/applying step|retired/)) {
+    const m = /step (\S+) on (\S+)/.exec(e.msg);
+    if (!m || m[1] === "same" || /pulumi:pulumi:Stack|pulumi:providers/.test(m[2])) continue;
     const name = m[2].split("::").pop()!;
-    if (/applying step/.test(l) && !/preview true/.test(l)) steps.push({ name, op: m[1], start: p.ts(l) });
-    else if (/retired/.test(l)) {
-      const s = steps.find((x) => x.name === name && x.op === m[1] && x.end === undefined);
-      if (s) s.end = p.ts(l);
+    if (/applying step/.test(e.msg)) steps.push({ name, op: m[1], start: e.t });
+    else {
+      const st = steps.find((x) => x.name === name && x.op === m[1] && x.end === undefined);
+      if (st) st.end = e.t;
     }
   }
-  for (const n of p.nodes) {
-    events.push([n.processStart, `node process started: ${n.argv}`]);
-    for (const [mod, v] of Object.entries<any>(n.requires)) events.push([v.start + v.ms, `  (pid ${n.pid}) require('${mod}') took ${v.ms} ms`]);
-    if (n.exit) events.push([n.exit, `node process exited: ${n.argv}`]);
+  if (steps.length) {
+    events.push([steps[0].start, `first step applied (${steps[0].name})`]);
+    events.push([Math.max(...steps.map((x) => x.end ?? x.start)), "last step retired"]);
   }
-  const last = p.glog.length ? p.ts(p.glog[p.glog.length - 1]) : p.t1;
-  events.push([last, "last engine log line"]);
+  for (const n of p.nodes) {
+    const what = n.argv.trim() ? n.argv.replace(/^.*node_modules\//, "") : "(node -e: the language host's helper)";
+    events.push([n.processStart, `node process started: ${what}`]);
+    for (const [mod, v] of Object.entries<any>(n.requires)) events.push([v.start + v.ms, `  (pid ${n.pid}) require('${mod}') took ${v.ms} ms`]);
+    if (n.exit) events.push([n.exit, `node process exited: ${what}`]);
+  }
+  if (p.engine.length) events.push([p.engine[p.engine.length - 1].t, "last engine log line"]);
+  events.push([p.t1, "`pulumi up` exited"]);
   events.sort((a, b) => a[0] - b[0]);
 
   // the server: each traced script process, first and last traced line
@@ -484,6 +491,27 @@ function renderProfile(kind: string, p: { t0: number; t1: number; glog: string[]
 
   const L: string[] = [];
   L.push(`## ${kind}: ${((p.t1 - p.t0) / 1000).toFixed(2)} s`, "");
+  // where the time goes: consecutive phases of the up, from the marks above
+  const launches = all(/Launching plugin 'nodejs'/).map((e) => e.t);
+  const run = p.nodes.find((n) => /cmd\/run/.test(n.argv));
+  const stepStart = steps.length ? steps[0].start : undefined;
+  const stepEnd = steps.length ? Math.max(...steps.map((x) => x.end ?? x.start)) : undefined;
+  const marks: [string, number | undefined][] = [
+    ["start of `pulumi up` (spawned)", p.t0],
+    ["the language host launched for the run", launches[launches.length - 1]],
+    ["the program's Node.js process started", run?.processStart],
+    ["the program's resources reach the engine (2nd registration)", regs[1]?.t],
+    ["the dynamic-resource provider launched (pulumi-nodejs)", all(/Launching plugin 'pulumi-nodejs/)[0]?.t],
+    ["the command plugin launched", all(/Launching plugin 'command/)[0]?.t],
+    ...(stepStart !== undefined ? [["the first changing step applied", stepStart], ["the last step retired", stepEnd]] as [string, number | undefined][] : []),
+    ["`pulumi up` exited", p.t1],
+  ];
+  const known = (marks.filter((m) => m[1] !== undefined) as [string, number][]).sort((a, b) => a[1] - b[1]);
+  L.push("| phase | s |", "|---|---:|");
+  for (let i = 0; i + 1 < known.length; i++) L.push(`| ${known[i][0]} → ${known[i + 1][0]} | ${((known[i + 1][1] - known[i][1]) / 1000).toFixed(2)} |`);
+  const scriptSum = scripts.reduce((a, x) => a + (x.end - x.start), 0) / 1000;
+  if (scripts.length) L.push("", `The remote scripts themselves ran ${scriptSum.toFixed(2)} s in all (${scripts.map((x) => `${x.file} ${((x.end - x.start) / 1000).toFixed(2)}`).join(", ")}).`);
+  L.push("");
   L.push("### Timeline", "", "| t (s) | event |", "|---:|---|");
   for (const [t, e] of events) L.push(`| ${rel(t)} | ${e.replace(/\|/g, "\\|")} |`);
   L.push("", "### Steps (engine: applying → retired) and their scripts on the server", "");
