@@ -542,7 +542,7 @@ const stats = (xs: number[]) => {
 interface Row { id: CaseId; label: string; timed: string; floor?: CaseId[]; goal?: number }
 const ROWS: Row[] = [
   { id: "floor-a", label: "floor A: empty program `up`", timed: "`pulumi up` of bench/speed-empty (no resources; typescript, noCheck tsconfig; file backend)" },
-  { id: "floor-b", label: "floor B: bare ssh code deploy", timed: "`tar | ssh` (pinned host key) into a folder + `systemctl restart` + until the new code answers: one SSH session" },
+  { id: "floor-b", label: "floor B: bare ssh code deploy", timed: "`tar -c` piped into `ssh` (pinned host key): `tar -x` into a folder + `systemctl restart` + until the new code answers: one SSH session" },
   { id: "floor-c", label: "floor C: pip install of six alone", timed: "`pip install six==1.17.0` into an existing venv on the server (time inside the server)" },
   { id: "no-op", label: "no-op up", timed: "`pulumi up` of this project, nothing changed", floor: ["floor-a"], goal: 1.3 },
   { id: "code", label: "code-only change", timed: "one line of wsgi.py changed -> `pulumi up` (new code live, checked)", floor: ["floor-a", "floor-b"], goal: 1.5 },
@@ -561,8 +561,8 @@ export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseI
   const lines: string[] = [];
   lines.push("# Speed: a deploy against the floors the machine allows, and against Ansible", "");
   lines.push("Written by `npm run bench:speed` (bench/speed.ts; bench/README.md, \"Speed\"). Each case: wall seconds of its timed runs,",
-    "min / median / max; ratios are of medians. Cases can be re-run alone (`--only`): each row says when it ran and the",
-    "machine's load average (1 min) before its first run → after its last.", "");
+    "min / median / max; ratios are of medians. The runs go in rounds (every case once per round), so load swings weigh on",
+    "cases and floors alike. Cases can be re-run alone (`--only`): each row below says when it ran and the machine's load.", "");
   lines.push("| case | runs | s (min / median / max) | floor (median s) | goal | ratio |", "|---|---:|---:|---|---|---:|");
   for (const row of ROWS) {
     const r = c[row.id];
@@ -590,11 +590,14 @@ export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseI
   peer("dependency", "ansible-dependency", "dependency change vs Ansible dependency deploy");
   lines.push("");
   lines.push("## What each case times", "");
-  lines.push("| case | timed | when (UTC) | commit | load avg before → after | other test servers up |", "|---|---|---|---|---|---|");
+  lines.push("| case | timed | when (UTC) | commit | load avg (1 min) at its runs: min / median / max | other test servers up |", "|---|---|---|---|---|---|");
   for (const row of ROWS) {
     const r = c[row.id];
+    const loads = (r?.details ?? []).map((x: any) => x.load1).filter((x: unknown) => typeof x === "number") as number[];
+    const load = loads.length ? (({ min, median, max }) => `${min.toFixed(1)} / ${median.toFixed(1)} / ${max.toFixed(1)}`)(stats(loads))
+      : r ? `${r.loadBefore[0].toFixed(2)} → ${r.loadAfter[0].toFixed(2)}` : "—";
     lines.push(`| ${row.label} | ${row.timed} | ${r ? r.date.slice(0, 16).replace("T", " ") : "—"} | ${r ? r.commit.slice(0, 7) : "—"} | ` +
-      `${r ? `${r.loadBefore[0].toFixed(2)} → ${r.loadAfter[0].toFixed(2)}` : "—"} | ${r ? (r.otherServers.length ? r.otherServers.join(", ") : "none") : "—"} |`);
+      `${load} | ${r ? (r.otherServers.length ? r.otherServers.join(", ") : "none") : "—"} |`);
   }
   lines.push("");
   if (raw.machine) {
