@@ -303,7 +303,7 @@ class Stack {
 
   /** The project's one-command rollback (or with --forward its roll-forward), as tests/e2e/pulumi.ts runs it. */
   rollback(logName: string, ...args: string[]): Promise<Run> {
-    return run("npx", ["ts-node", path.join(PROJECT, "scripts/rollback.ts"), "--stack", this.name, "--config-file", this.configFile, ...args],
+    return run("npx", ["ts-node", "--transpile-only", path.join(PROJECT, "scripts/rollback.ts"), "--stack", this.name, "--config-file", this.configFile, ...args],
       { env: this.env, logName });
   }
 }
