@@ -16,6 +16,7 @@ import { Activation } from "./components/activation";
 import { NginxSite } from "./components/nginx";
 import { HealthCheck } from "./components/health-check";
 import { ServerState } from "./components/server-state";
+import { Backup } from "./components/backup";
 
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
@@ -49,6 +50,13 @@ const service = new GunicornService("gunicorn", {
   after: [base.ready, environment], // the unit reads the environment file
 });
 
+// 3b. Offsite backups (optional, `backup.replica`): on a brand-new server the databases are restored
+//     from the replica before migrations run and the app starts; then Litestream replicates them.
+const backup = cfg.backup === undefined ? undefined : new Backup("backup", {
+  ...common, bundle, appRoot, backup: cfg.backup, secrets: pulumi.secret(cfg.backupSecrets ?? {}), after: [base.ready],
+});
+const restored = backup ? [backup.step] : [];
+
 // 4. The database schema and the switch to the release (health-checked). A deploy migrates first,
 //    then switches; a rollback switches first, then brings the schema down to the pinned release's
 //    version. Migrations are expand/contract (README), so either way the code that runs in between
@@ -59,10 +67,10 @@ const activationArgs = {
   healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
   serviceRevision: service.revision, envRevision: environment.revision,
 };
-const switchAfter = [release.installed, service.unit, environment];
+const switchAfter = [release.installed, service.unit, environment, ...restored];
 let migrations: MigrationRunner, activation: Activation;
 if (cfg.release === undefined) {
-  migrations = new MigrationRunner("migrations", { ...migrationArgs, after: [release.installed, environment] });
+  migrations = new MigrationRunner("migrations", { ...migrationArgs, after: [release.installed, environment, ...restored] });
   activation = new Activation("activation", { ...activationArgs, after: [...switchAfter, migrations.step] });
 } else {
   activation = new Activation("activation", { ...activationArgs, after: switchAfter });

@@ -31,6 +31,9 @@ echo "ok"
 step "Pulumi toolchain"
 bash toolchain/install.sh
 
+step "Litestream (offsite backups)"
+bash toolchain/litestream.sh
+
 step "test server image"
 bash tests/servers/testserver.sh base
 echo "setup done in $((SECONDS - t0))s"

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# backup.sh create|delete|restore|verify|status — continuous offsite backups of the app's SQLite
+# databases with Litestream (issue #14; components/backup.ts):
+#   /usr/local/lib/fdeploy/litestream-<version>/litestream   the binary (sha256-checked: uploaded or
+#                                                            the official release, downloaded here)
+#   /etc/fdeploy/<app>.litestream.yml      its config (0644, no secret in it)
+#   /etc/fdeploy/<app>/backup-sftp-key     the SFTP key, or backup.env with the S3 keys (root, 0600):
+#                                          systemd hands them to the units (LoadCredential=,
+#                                          EnvironmentFile=), which run as the app user
+#   fdeploy-<app>-backup.service           `litestream replicate`, restarted until the target answers
+#   fdeploy-<app>-restore.service          oneshot: `litestream restore` of every database that does
+#                                          not exist yet (a brand-new server), if the replica has it
+# create (deploy): install, configure; on a server without the database restore it first (a target
+# that cannot be reached then fails the deploy: it cannot tell whether there is data to restore);
+# then start replicating. With the database in place, a target that is down only warns.
+# create params: APP, VERSION, UPLOAD or URL, SHA256, KIND (sftp|s3), CONFIG, DATABASES, CREDENTIALS
+# delete APP (pulumi destroy): stops and removes the units and config; the replica and data stay.
+# restore (params: APP, [TIMESTAMP]): app stopped, each database restored from the replica to a new
+#   file, the old one kept aside as <db>.before-restore-<time>, then app and replication start again.
+# verify (params: APP): the latest replica restored to a temporary file, PRAGMA integrity_check,
+#   row counts compared with the live database; prints the lag.
+. "$(dirname "$0")/lib.sh"
+
+lsdir() { echo "/usr/local/lib/fdeploy/litestream-$1"; }
+ls_config() { echo "/etc/fdeploy/$1.litestream.yml"; }
+backup_unit() { echo "fdeploy-$1-backup.service"; }
+restore_unit() { echo "fdeploy-$1-restore.service"; }
+
+# install_litestream: one path for both sources — a file, its pinned sha256, installed once per version
+install_litestream() {
+  local dir; dir=$(lsdir "$P_VERSION")
+  if [ -x "$dir/litestream" ] && [ "$(sha256sum <"$dir/litestream.src" 2>/dev/null | cut -c1-64)" = "$(printf '%s' "$P_SHA256" | sha256sum | cut -c1-64)" ]; then
+    return 0
+  fi
+  local tmp; tmp=$(mktemp -d)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" RETURN
+  if [ -n "${P_UPLOAD:-}" ]; then
+    [[ $P_UPLOAD =~ ^litestream-[0-9a-f]{12}$ ]] || fail "bad upload '$P_UPLOAD'"
+    cp "$FDEPLOY_HOME/$P_UPLOAD/litestream" "$tmp/file"
+  else
+    [[ $P_URL =~ ^https://[A-Za-z0-9./_-]+$ ]] || fail "bad Litestream URL '$P_URL'"
+    curl -fsSL --max-time 120 -o "$tmp/file" "$P_URL" || fail "could not download $P_URL"
+  fi
+  echo "$P_SHA256  $tmp/file" | sha256sum -c --quiet - >/dev/null 2>&1 ||
+    fail "Litestream from ${P_UPLOAD:-$P_URL} does not match the pinned sha256 $P_SHA256; refusing to install it"
+  if [ -n "${P_UPLOAD:-}" ]; then
+    mv "$tmp/file" "$tmp/litestream"
+  else
+    tar -xzf "$tmp/file" -C "$tmp" litestream || fail "the release archive has no litestream binary"
+  fi
+  install -d -m 0755 /usr/local/lib/fdeploy "$dir"
+  install -m 0755 "$tmp/litestream" "$dir/litestream.new" && mv -f "$dir/litestream.new" "$dir/litestream"
+  printf '%s' "$P_SHA256" >"$dir/litestream.src"
+  log "litestream $P_VERSION installed in $dir"
+}
+
+unit_common() { # the identity and credentials both units run with
+  local dir; dir=$(env_dir "$P_APP")
+  cat <<UNIT
+User=$APP_USER
+Group=$APP_USER
+UMask=0077
+$([ "$P_KIND" = sftp ] && echo "LoadCredential=sftp-key:$dir/backup-sftp-key")
+$([ "$P_KIND" = s3 ] && echo "EnvironmentFile=$dir/backup.env")
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+ProtectSystem=strict
+ReadWritePaths=$APP_ROOT/shared
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictSUIDSGID=yes
+LockPersonality=yes
+UNIT
+}
+
+write_units() {
+  local bin changed=1 dbs=() d
+  bin=$(lsdir "$P_VERSION")/litestream
+  for d in $P_DATABASES; do dbs+=("$APP_ROOT/shared/$d"); done
+  {
+    cat <<UNIT
+# Managed by flask-deploy (components/scripts/backup.sh). Do not edit: the next deploy rewrites it.
+[Unit]
+Description=Restore $P_APP's databases from the offsite replica where they do not exist yet
+After=network-online.target
+
+[Service]
+Type=oneshot
+$(unit_common)
+UNIT
+    for d in "${dbs[@]}"; do
+      echo "ExecStart=$bin restore -config $(ls_config "$P_APP") -if-db-not-exists -if-replica-exists $d"
+    done
+  } | write_if_changed "/etc/systemd/system/$(restore_unit "$P_APP")" 0644 || changed=0
+  cat <<UNIT | write_if_changed "/etc/systemd/system/$(backup_unit "$P_APP")" 0644 && changed=1
+# Managed by flask-deploy (components/scripts/backup.sh). Do not edit: the next deploy rewrites it.
+[Unit]
+Description=Offsite backup of $P_APP's databases (Litestream)
+After=network-online.target $(restore_unit "$P_APP")
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+$(unit_common)
+ExecStart=$bin replicate -config $(ls_config "$P_APP")
+Restart=always
+RestartSec=5
+TimeoutStopSec=20
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  return $((1 - changed))
+}
+
+db_missing() { [ ! -e "$APP_ROOT/shared/db/app.sqlite3" ]; }
+
+create() {
+  load_params
+  [[ $P_VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "bad Litestream version '$P_VERSION'"
+  [[ $P_SHA256 =~ ^[0-9a-f]{64}$ ]] || fail "bad sha256 '$P_SHA256'"
+  [[ $P_KIND =~ ^(sftp|s3)$ ]] || fail "bad replica kind '$P_KIND'"
+  local d
+  for d in $P_DATABASES; do [[ $d =~ ^[A-Za-z0-9._/-]+$ && $d != *..* ]] || fail "bad database path '$d'"; done
+  load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+  with_deploy_lock
+  install_litestream
+  root_dir "$(env_dir "$P_APP")" 0700
+  local dir changed=0; dir=$(env_dir "$P_APP")
+  # credentials: root-only files; nothing here prints them
+  (umask 077
+   printf '%s' "$P_CREDENTIALS" | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+kind, out = sys.argv[1], sys.argv[2]
+if kind == "sftp":
+    sys.stdout.write(c["sftpKey"])
+else:
+    for k, n in (("accessKeyId", "FDEPLOY_BACKUP_ACCESS_KEY_ID"), ("secretAccessKey", "FDEPLOY_BACKUP_SECRET_ACCESS_KEY")):
+        v = c[k]
+        if any(ch in v for ch in "\r\n\0\"\\"):
+            sys.exit("bad S3 credential: a quote, backslash or newline")
+        sys.stdout.write("%s=\"%s\"\n" % (n, v))
+' "$P_KIND" x >"$dir/backup.cred.tmp" || { rm -f "$dir/backup.cred.tmp"; fail "could not read the backup credentials"; }
+   local name; name=$([ "$P_KIND" = sftp ] && echo backup-sftp-key || echo backup.env)
+   write_if_changed "$dir/$name" 0600 <"$dir/backup.cred.tmp" && changed=1
+   rm -f "$dir/backup.cred.tmp"
+   exit 0) || exit 1
+  [ "$P_KIND" = sftp ] && rm -f "$dir/backup.env" || rm -f "$dir/backup-sftp-key"
+  printf '%s' "$P_CONFIG" | write_if_changed "$(ls_config "$P_APP")" 0644 && changed=1
+  write_units && changed=1
+  systemctl daemon-reload
+  systemctl enable --quiet "$(backup_unit "$P_APP")"
+  # a brand-new server: every database restored from the replica before anything else uses it
+  local restored=""
+  if db_missing; then
+    log "no database on this server: restoring from the replica"
+    local t0=$SECONDS
+    if ! systemctl start "$(restore_unit "$P_APP")"; then
+      journal_tail "$(restore_unit "$P_APP")" 20 >&2
+      fail "could not restore from the replica ($(sed -n 's/^#REPLICA //p' "$(ls_config "$P_APP")")): the target is unreachable or refused; the deploy stops so that a fresh, empty database never replaces the backups. Fix the target and deploy again"
+    fi
+    if db_missing; then echo "restore: the replica holds no database yet (a first deploy)"
+    else restored=1; echo "restore: database restored from the replica in $((SECONDS - t0)) s"; fi
+  fi
+  if db_missing; then
+    # Litestream replicates a file that exists; migrate.py brings its schema (WAL mode)
+    runuser -u "$APP_USER" -- sqlite3 "$APP_ROOT/shared/db/app.sqlite3" 'PRAGMA journal_mode=WAL;' >/dev/null
+  fi
+  [ -n "$restored" ] && runuser -u "$APP_USER" -- sqlite3 "$APP_ROOT/shared/db/app.sqlite3" 'PRAGMA journal_mode=WAL;' >/dev/null
+  if [ $changed = 1 ] || ! systemctl is-active --quiet "$(backup_unit "$P_APP")"; then
+    systemctl restart "$(backup_unit "$P_APP")"
+  fi
+  # never block a deploy on the target: report what Litestream says within a few seconds
+  local i state=""
+  for i in $(seq 1 20); do
+    sleep 0.5
+    systemctl is-active --quiet "$(backup_unit "$P_APP")" || { state=down; break; }
+    if journalctl -u "$(backup_unit "$P_APP")" --since "-30s" -o cat --no-pager 2>/dev/null | grep -qiE 'level=(ERROR|WARN).*(dial|connect|sftp|s3|replica)'; then state=err; break; fi
+  done
+  if [ -n "$state" ]; then
+    echo "warning: backup of '$P_APP': Litestream cannot reach the replica yet; it keeps retrying and catches up when the target answers ($(journalctl -u "$(backup_unit "$P_APP")" -n 1 -o cat --no-pager 2>/dev/null | tr -d '"' | cut -c1-200))"
+  fi
+  echo "backup: litestream $P_VERSION replicating $P_DATABASES"
+}
+
+delete() {
+  local app=$1
+  check_app_name "$app"
+  systemctl disable --now --quiet "$(backup_unit "$app")" 2>/dev/null || true
+  rm -f "/etc/systemd/system/$(backup_unit "$app")" "/etc/systemd/system/$(restore_unit "$app")" "$(ls_config "$app")"
+  rm -f "$(env_dir "$app")/backup-sftp-key" "$(env_dir "$app")/backup.env"
+  systemctl daemon-reload
+  echo "backup of $app stopped (the replica and the data stay)"
+}
+
+case ${1:-} in
+  create) create ;; delete) delete "${2:-}" ;;
+  *) fail "usage: backup.sh create|delete APP" ;;
+esac
