@@ -141,6 +141,9 @@ export class Backup extends pulumi.ComponentResource {
         KIND: t.type,
         CONFIG: renderLitestreamConfig(b, args.appRoot),
         DATABASES: backupDatabases(b).join(" "),
+        ...(t.type === "sftp"
+          ? { R_HOST: t.host, R_PORT: t.port, R_USER: t.user, R_PATH: t.path, R_HOSTKEY: b.hostKey!.split(" ").slice(0, 2).join(" ") }
+          : { R_BUCKET: t.bucket, R_PATH: t.path, ENDPOINT: b.endpoint ?? "", REGION: b.region ?? "" }),
         CREDENTIALS: creds,
       }),
       // a new target host re-runs it (restore there, replication started there)

@@ -13,7 +13,8 @@
 # create (deploy): install, configure; on a server without the database restore it first (a target
 # that cannot be reached then fails the deploy: it cannot tell whether there is data to restore);
 # then start replicating. With the database in place, a target that is down only warns.
-# create params: APP, VERSION, UPLOAD or URL, SHA256, KIND (sftp|s3), CONFIG, DATABASES, CREDENTIALS
+# create params: APP, VERSION, UPLOAD or URL, SHA256, KIND (sftp|s3), CONFIG, DATABASES, CREDENTIALS,
+#   R_PATH and R_HOST, R_PORT, R_USER, R_HOSTKEY (sftp) or R_BUCKET, ENDPOINT, REGION (s3)
 # delete APP (pulumi destroy): stops and removes the units and config; the replica and data stay.
 # restore (params: APP, [TIMESTAMP]): app stopped, each database restored from the replica to a new
 #   file, the old one kept aside as <db>.before-restore-<time>, then app and replication start again.
@@ -25,6 +26,8 @@ lsdir() { echo "/usr/local/lib/fdeploy/litestream-$1"; }
 ls_config() { echo "/etc/fdeploy/$1.litestream.yml"; }
 backup_unit() { echo "fdeploy-$1-backup.service"; }
 restore_unit() { echo "fdeploy-$1-restore.service"; }
+run_conf() { echo "/etc/fdeploy/$1.backup.conf"; }
+RUN=/usr/local/lib/fdeploy/backup-run.sh
 
 # install_litestream: one path for both sources — a file, its pinned sha256, installed once per version
 install_litestream() {
@@ -93,6 +96,7 @@ After=network-online.target
 [Service]
 Type=oneshot
 $(unit_common)
+ExecStart=$RUN claim $(run_conf "$P_APP")
 UNIT
     for d in "${dbs[@]}"; do
       echo "ExecStart=$bin restore -config $(ls_config "$P_APP") -if-db-not-exists -if-replica-exists $d"
@@ -108,15 +112,34 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 $(unit_common)
-ExecStart=$bin replicate -config $(ls_config "$P_APP")
+ExecStart=$RUN run $(run_conf "$P_APP")
 Restart=always
 RestartSec=5
+# 3: the replica belongs to another server now (backup-run.sh): stay stopped
+RestartPreventExitStatus=3
 TimeoutStopSec=20
 
 [Install]
 WantedBy=multi-user.target
 UNIT
   return $((1 - changed))
+}
+
+# what backup-run.sh needs (no secret): this server's id for the lease, the target, the pinned host key
+write_run_conf() {
+  local idf=/etc/fdeploy/$P_APP.backup-id kh=/etc/fdeploy/$P_APP.backup-known-hosts
+  [ -s "$idf" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$idf"
+  chmod 0644 "$idf"
+  if [ "$P_KIND" = sftp ]; then
+    [[ $P_R_HOST =~ ^[A-Za-z0-9.-]+$ && $P_R_PORT =~ ^[0-9]{1,5}$ && $P_R_USER =~ ^[a-z_][a-z0-9_.-]*$ && $P_R_PATH =~ ^/[A-Za-z0-9._/-]*$ ]] || fail "bad sftp target"
+    [[ $P_R_HOSTKEY =~ ^[a-z0-9-]+\ [A-Za-z0-9+/=]+$ ]] || fail "bad target host key"
+    { [ "$P_R_PORT" = 22 ] && echo "$P_R_HOST $P_R_HOSTKEY" || echo "[$P_R_HOST]:$P_R_PORT $P_R_HOSTKEY"; } | write_if_changed "$kh" 0644 || true
+  else
+    [[ $P_R_BUCKET =~ ^[a-z0-9.-]+$ && $P_R_PATH =~ ^[A-Za-z0-9._/-]*$ && ${P_ENDPOINT:-} =~ ^(https?://[A-Za-z0-9.:-]+/?)?$ && ${P_REGION:-} =~ ^[a-z0-9-]*$ ]] || fail "bad s3 target"
+  fi
+  printf 'ME=%q\nKIND=%q\nLITESTREAM=%q\nCONFIG=%q\nR_HOST=%q\nR_PORT=%q\nR_USER=%q\nR_PATH=%q\nKNOWN_HOSTS=%q\nR_BUCKET=%q\nENDPOINT=%q\nREGION=%q\n' \
+    "$(cat "$idf")" "$P_KIND" "$(lsdir "$P_VERSION")/litestream" "$(ls_config "$P_APP")" "${P_R_HOST:-}" "${P_R_PORT:-}" \
+    "${P_R_USER:-}" "$P_R_PATH" "$kh" "${P_R_BUCKET:-}" "${P_ENDPOINT:-}" "${P_REGION:-}" | write_if_changed "$(run_conf "$P_APP")" 0644
 }
 
 db_missing() { [ ! -e "$APP_ROOT/shared/db/app.sqlite3" ]; }
@@ -134,12 +157,11 @@ create() {
   root_dir "$(env_dir "$P_APP")" 0700
   local dir changed=0; dir=$(env_dir "$P_APP")
   # credentials: root-only files; nothing here prints them
-  (umask 077
-   printf '%s' "$P_CREDENTIALS" | python3 -c '
+  local name; name=$([ "$P_KIND" = sftp ] && echo backup-sftp-key || echo backup.env)
+  (umask 077; printf '%s' "$P_CREDENTIALS" | python3 -c '
 import json, sys
 c = json.load(sys.stdin)
-kind, out = sys.argv[1], sys.argv[2]
-if kind == "sftp":
+if sys.argv[1] == "sftp":
     sys.stdout.write(c["sftpKey"])
 else:
     for k, n in (("accessKeyId", "FDEPLOY_BACKUP_ACCESS_KEY_ID"), ("secretAccessKey", "FDEPLOY_BACKUP_SECRET_ACCESS_KEY")):
@@ -147,25 +169,29 @@ else:
         if any(ch in v for ch in "\r\n\0\"\\"):
             sys.exit("bad S3 credential: a quote, backslash or newline")
         sys.stdout.write("%s=\"%s\"\n" % (n, v))
-' "$P_KIND" x >"$dir/backup.cred.tmp" || { rm -f "$dir/backup.cred.tmp"; fail "could not read the backup credentials"; }
-   local name; name=$([ "$P_KIND" = sftp ] && echo backup-sftp-key || echo backup.env)
-   write_if_changed "$dir/$name" 0600 <"$dir/backup.cred.tmp" && changed=1
-   rm -f "$dir/backup.cred.tmp"
-   exit 0) || exit 1
+' "$P_KIND" >"$dir/backup.cred.tmp") || { rm -f "$dir/backup.cred.tmp"; fail "could not read the backup credentials"; }
+  write_if_changed "$dir/$name" 0600 <"$dir/backup.cred.tmp" && changed=1
+  rm -f "$dir/backup.cred.tmp"
   [ "$P_KIND" = sftp ] && rm -f "$dir/backup.env" || rm -f "$dir/backup-sftp-key"
   printf '%s' "$P_CONFIG" | write_if_changed "$(ls_config "$P_APP")" 0644 && changed=1
+  write_run_conf && changed=1
+  install -d -m 0755 /usr/local/lib/fdeploy
+  cmp -s "$(dirname "$0")/backup-run.sh" "$RUN" || { install -m 0755 "$(dirname "$0")/backup-run.sh" "$RUN"; changed=1; }
   write_units && changed=1
   systemctl daemon-reload
   systemctl enable --quiet "$(backup_unit "$P_APP")"
-  # a brand-new server: every database restored from the replica before anything else uses it
-  local restored=""
-  if db_missing; then
-    log "no database on this server: restoring from the replica"
-    local t0=$SECONDS
-    if ! systemctl start "$(restore_unit "$P_APP")"; then
+  # the deploy claims the replica for this server (an old server that comes back stops replicating),
+  # and on a brand-new server restores every database before anything else uses it
+  local restored="" fresh="" t0=$SECONDS
+  db_missing && { fresh=1; log "no database on this server: restoring from the replica"; }
+  if ! systemctl start "$(restore_unit "$P_APP")"; then
+    if [ -n "$fresh" ]; then
       journal_tail "$(restore_unit "$P_APP")" 20 >&2
       fail "could not restore from the replica ($(sed -n 's/^#REPLICA //p' "$(ls_config "$P_APP")")): the target is unreachable or refused; the deploy stops so that a fresh, empty database never replaces the backups. Fix the target and deploy again"
     fi
+    echo "warning: backup of '$P_APP': the replica cannot be reached to claim it for this server; replication retries and catches up when the target answers ($(journal_tail "$(restore_unit "$P_APP")" 3 | grep -v '^fdeploy\|Failed\|Finished\|Starting' | tail -n 1 | cut -c1-200))"
+  fi
+  if [ -n "$fresh" ]; then
     if db_missing; then echo "restore: the replica holds no database yet (a first deploy)"
     else restored=1; echo "restore: database restored from the replica in $((SECONDS - t0)) s"; fi
   fi
@@ -173,20 +199,12 @@ else:
     # Litestream replicates a file that exists; migrate.py brings its schema (WAL mode)
     runuser -u "$APP_USER" -- sqlite3 "$APP_ROOT/shared/db/app.sqlite3" 'PRAGMA journal_mode=WAL;' >/dev/null
   fi
-  [ -n "$restored" ] && runuser -u "$APP_USER" -- sqlite3 "$APP_ROOT/shared/db/app.sqlite3" 'PRAGMA journal_mode=WAL;' >/dev/null
   if [ $changed = 1 ] || ! systemctl is-active --quiet "$(backup_unit "$P_APP")"; then
     systemctl restart "$(backup_unit "$P_APP")"
   fi
-  # never block a deploy on the target: report what Litestream says within a few seconds
-  local i state=""
-  for i in $(seq 1 20); do
-    sleep 0.5
-    systemctl is-active --quiet "$(backup_unit "$P_APP")" || { state=down; break; }
-    if journalctl -u "$(backup_unit "$P_APP")" --since "-30s" -o cat --no-pager 2>/dev/null | grep -qiE 'level=(ERROR|WARN).*(dial|connect|sftp|s3|replica)'; then state=err; break; fi
-  done
-  if [ -n "$state" ]; then
-    echo "warning: backup of '$P_APP': Litestream cannot reach the replica yet; it keeps retrying and catches up when the target answers ($(journalctl -u "$(backup_unit "$P_APP")" -n 1 -o cat --no-pager 2>/dev/null | tr -d '"' | cut -c1-200))"
-  fi
+  sleep 1
+  systemctl is-active --quiet "$(backup_unit "$P_APP")" ||
+    echo "warning: backup of '$P_APP': Litestream is not running ($(journal_tail "$(backup_unit "$P_APP")" 1 | cut -c1-200)); systemd restarts it"
   echo "backup: litestream $P_VERSION replicating $P_DATABASES"
 }
 
@@ -194,7 +212,7 @@ delete() {
   local app=$1
   check_app_name "$app"
   systemctl disable --now --quiet "$(backup_unit "$app")" 2>/dev/null || true
-  rm -f "/etc/systemd/system/$(backup_unit "$app")" "/etc/systemd/system/$(restore_unit "$app")" "$(ls_config "$app")"
+  rm -f "/etc/systemd/system/$(backup_unit "$app")" "/etc/systemd/system/$(restore_unit "$app")" "$(ls_config "$app")" "$(run_conf "$app")"
   rm -f "$(env_dir "$app")/backup-sftp-key" "$(env_dir "$app")/backup.env"
   systemctl daemon-reload
   echo "backup of $app stopped (the replica and the data stay)"

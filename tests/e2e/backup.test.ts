@@ -116,7 +116,7 @@ describe("offsite backups (Litestream, SFTP target): surviving the loss of the s
       stack.setConfig("backup.retention", "48h"); // re-runs the backup step
       const r = stack.up();
       assert.strictEqual(r.status, 0, r.output);
-      assert.match(r.output, /warning.*cannot reach the replica/i);
+      assert.match(r.output, /warning.*replica cannot be reached/i);
       const res = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"while the target was down"}' });
       assert.strictEqual(res.status, 201);
     } finally {
