@@ -146,8 +146,9 @@ export class Backup extends pulumi.ComponentResource {
           : { R_BUCKET: t.bucket, R_PATH: t.path, ENDPOINT: b.endpoint ?? "", REGION: b.region ?? "" }),
         CREDENTIALS: creds,
       }),
-      // a new target host re-runs it (restore there, replication started there)
-      triggers: [pulumi.interpolate`${args.connection.host}`, b.replica],
+      // no triggers: a new server (connection) or new settings (stdin) update the step, which runs
+      // create again there (restore, replication); a replacement would run delete on the old
+      // server, which may be gone (server loss)
       after,
     }, this);
     // the script reports a target it cannot reach as a warning; the deploy goes on

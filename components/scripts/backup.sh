@@ -218,7 +218,75 @@ delete() {
   echo "backup of $app stopped (the replica and the data stay)"
 }
 
+# as_backup_user CMD…: CMD as the app user with the backup units' credentials (a transient unit)
+as_backup_user() {
+  local dir props=(); dir=$(env_dir "$P_APP")
+  props=(-p User="$APP_USER" -p Group="$APP_USER" -p UMask=0077 -p PrivateTmp=yes -p NoNewPrivileges=yes)
+  [ -f "$dir/backup-sftp-key" ] && props+=(-p LoadCredential="sftp-key:$dir/backup-sftp-key")
+  [ -f "$dir/backup.env" ] && props+=(-p EnvironmentFile="$dir/backup.env")
+  systemd-run --quiet --wait --pipe --collect "${props[@]}" "$@"
+}
+
+backup_settings() {
+  load_params
+  load_settings "$P_APP" || fail "app '$P_APP' has no base system on this server"
+  # shellcheck disable=SC1090
+  . "$(run_conf "$P_APP")" 2>/dev/null || fail "app '$P_APP' has no offsite backup configured on this server"
+  DBS=$(sed -n 's/^  - path: "\(.*\)"$/\1/p' "$CONFIG")
+}
+
+# verify: the latest replica of each database restored to a temporary file (as the app user),
+# PRAGMA integrity_check, row counts per table next to the live database's
+verify() {
+  backup_settings
+  local db rc=0
+  for db in $DBS; do
+    echo "== $db"
+    as_backup_user /bin/bash -c '
+      set -euo pipefail
+      out=$(mktemp -d)/verify.sqlite3
+      SECONDS=0
+      "$1" restore -config "$2" -o "$out" "$3" >/dev/null 2>&1 || { echo "restore: FAILED"; "$1" restore -config "$2" -o "$out" "$3" 2>&1 | tail -n 3; exit 1; }
+      echo "restore: ok in ${SECONDS} s"
+      check=$(sqlite3 "$out" "PRAGMA integrity_check" | head -n 5)
+      echo "integrity_check: $check"
+      [ "$check" = ok ] || exit 1
+      for t in $(sqlite3 "$out" "SELECT name FROM sqlite_master WHERE type = '''table''' AND name NOT LIKE '''sqlite_%''' ORDER BY name"); do
+        live=$(sqlite3 "file:$3?mode=ro" "SELECT count(*) FROM \"$t\"" 2>/dev/null || echo "?")
+        echo "rows $t: replica $(sqlite3 "$out" "SELECT count(*) FROM \"$t\""), live $live"
+      done' _ "$LITESTREAM" "$CONFIG" "$db" || rc=1
+  done
+  echo "replication: $(systemctl is-active "$(backup_unit "$P_APP")" || true)"
+  [ $rc = 0 ] && echo "verify: ok" || fail "verify: FAILED"
+}
+
+# restore [TIMESTAMP]: the app and replication stopped, each database restored from the replica to a
+# new file, the old one kept aside (<db>.before-restore-<time>), then both started again
+restore() {
+  backup_settings
+  [ -z "${P_TIMESTAMP:-}" ] || [[ $P_TIMESTAMP =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] ||
+    fail "bad timestamp '$P_TIMESTAMP' (expected e.g. 2026-12-05T07:00:00Z)"
+  with_deploy_lock
+  local db stamp slots; stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  slots=$(systemctl list-units --plain --no-legend --state=active "fdeploy-$P_APP@*.service" 2>/dev/null | awk '{print $1}')
+  for db in $DBS; do
+    as_backup_user "$LITESTREAM" restore -config "$CONFIG" ${P_TIMESTAMP:+-timestamp "$P_TIMESTAMP"} -o "$db.restoring" "$db" >&2 ||
+      { as_backup_user /bin/rm -f "$db.restoring"; fail "restore of $db failed; nothing was changed"; }
+  done
+  systemctl stop "$(backup_unit "$P_APP")" $slots
+  for db in $DBS; do
+    # as the app user: root never follows a path in the app-writable shared/
+    runuser -u "$APP_USER" -- /bin/bash -c 'set -e
+      for f in "$1" "$1-wal" "$1-shm"; do [ -e "$f" ] && mv "$f" "${f/$1/$1.before-restore-$2}"; done
+      mv "$1.restoring" "$1"
+      rm -rf "$(dirname "$1")/.$(basename "$1")-litestream"' _ "$db" "$stamp"
+    echo "restored $db (the previous file: $db.before-restore-$stamp)"
+  done
+  systemctl start "$(backup_unit "$P_APP")" $slots
+  echo "restore: done${P_TIMESTAMP:+ (to $P_TIMESTAMP)}; the app runs again${slots:+: $slots}"
+}
+
 case ${1:-} in
-  create) create ;; delete) delete "${2:-}" ;;
-  *) fail "usage: backup.sh create|delete APP" ;;
+  create) create ;; delete) delete "${2:-}" ;; verify) verify ;; restore) restore ;;
+  *) fail "usage: backup.sh create|delete APP|verify|restore" ;;
 esac
