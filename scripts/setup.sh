@@ -33,6 +33,7 @@ bash toolchain/install.sh
 
 step "Litestream (offsite backups)"
 bash toolchain/litestream.sh
+bash toolchain/versitygw.sh   # the S3-compatible target of the backup e2e
 
 step "test server image"
 bash tests/servers/testserver.sh base

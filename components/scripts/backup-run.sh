@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# backup-run.sh run|claim|check CONF — installed as /usr/local/lib/fdeploy/backup-run.sh by
+# backup-run.sh run|claim|check CONF, verify CONF DB — installed as /usr/local/lib/fdeploy/backup-run.sh by
 # backup.sh; runs inside fdeploy-<app>-backup.service as the app user, with the target's
 # credentials from systemd ($CREDENTIALS_DIRECTORY/sftp-key, or the S3 keys in the environment).
 #
@@ -68,7 +68,23 @@ check() {
   return 3
 }
 
+# verify CONF DB: the latest replica of DB restored to a temporary file, PRAGMA integrity_check,
+# row counts per table next to the live database's (read-only)
+verify() {
+  local db=$1 out=$TMP/verify.sqlite3 t0=$SECONDS check t
+  "$LITESTREAM" restore -config "$CONFIG" -o "$out" "$db" >"$TMP/restore.log" 2>&1 ||
+    { echo "restore: FAILED"; tail -n 3 "$TMP/restore.log"; return 1; }
+  echo "restore: ok in $((SECONDS - t0)) s"
+  check=$(sqlite3 "$out" "PRAGMA integrity_check" | head -n 5)
+  echo "integrity_check: $check"
+  [ "$check" = ok ] || return 1
+  for t in $(sqlite3 "$out" "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
+    echo "rows $t: replica $(sqlite3 "$out" "SELECT count(*) FROM \"$t\""), live $(sqlite3 "file:$db?mode=ro" "SELECT count(*) FROM \"$t\"" 2>/dev/null || echo "?")"
+  done
+}
+
 case $1 in
+  verify) verify "$3" ;;
   claim) claim ;;
   check) check ;;
   run)

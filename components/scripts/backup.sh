@@ -242,19 +242,7 @@ verify() {
   local db rc=0
   for db in $DBS; do
     echo "== $db"
-    as_backup_user /bin/bash -c '
-      set -euo pipefail
-      out=$(mktemp -d)/verify.sqlite3
-      SECONDS=0
-      "$1" restore -config "$2" -o "$out" "$3" >/dev/null 2>&1 || { echo "restore: FAILED"; "$1" restore -config "$2" -o "$out" "$3" 2>&1 | tail -n 3; exit 1; }
-      echo "restore: ok in ${SECONDS} s"
-      check=$(sqlite3 "$out" "PRAGMA integrity_check" | head -n 5)
-      echo "integrity_check: $check"
-      [ "$check" = ok ] || exit 1
-      for t in $(sqlite3 "$out" "SELECT name FROM sqlite_master WHERE type = '''table''' AND name NOT LIKE '''sqlite_%''' ORDER BY name"); do
-        live=$(sqlite3 "file:$3?mode=ro" "SELECT count(*) FROM \"$t\"" 2>/dev/null || echo "?")
-        echo "rows $t: replica $(sqlite3 "$out" "SELECT count(*) FROM \"$t\""), live $live"
-      done' _ "$LITESTREAM" "$CONFIG" "$db" || rc=1
+    as_backup_user "$RUN" verify "$(run_conf "$P_APP")" "$db" || rc=1
   done
   echo "replication: $(systemctl is-active "$(backup_unit "$P_APP")" || true)"
   [ $rc = 0 ] && echo "verify: ok" || fail "verify: FAILED"
