@@ -75,12 +75,30 @@ function backupCommand(stack: TestStack, verb: string): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("offsite backups (Litestream, SFTP target): surviving the loss of the server", function () {
+const S3_KEY = "fdeploytestkey", S3_SECRET = "fdeploy-test-secret-0123456789";
+
+/** The Versity S3 gateway (posix backend) on the target server, port 7070, bucket `backups`. */
+function startS3(target: TestServer): void {
+  const dir = path.join(CACHE, "versitygw");
+  const bin = fs.existsSync(dir) ? fs.readdirSync(dir).map((v) => path.join(dir, v, "versitygw")).find((f) => fs.existsSync(f)) : undefined;
+  assert.ok(bin, "no versitygw build: bash toolchain/versitygw.sh (scripts/setup.sh runs it)");
+  execFileSync("scp", ["-q", "-i", target.keyPath, "-o", `UserKnownHostsFile=${target.knownHostsPath}`, "-o", "StrictHostKeyChecking=yes",
+    "-o", "BatchMode=yes", bin!, `root@${target.host}:/usr/local/bin/versitygw`]);
+  target.ssh(`chmod 755 /usr/local/bin/versitygw && mkdir -p /srv/s3 && systemd-run --unit=s3gw --setenv=ROOT_ACCESS_KEY_ID=${S3_KEY} ` +
+    `--setenv=ROOT_SECRET_ACCESS_KEY=${S3_SECRET} /usr/local/bin/versitygw --port :7070 posix /srv/s3 && ` +
+    "for i in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:7070/ && break; sleep 0.2; done");
+  const put = spawnSync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3",
+    "--user", `${S3_KEY}:${S3_SECRET}`, "-X", "PUT", `http://${target.host}:7070/backups`], { encoding: "utf8" });
+  assert.match(put.stdout, /^200$/, `create bucket: ${put.stdout} ${put.stderr} ${target.ssh("journalctl -u s3gw -n 20 --no-pager")}`);
+}
+
+for (const kind of ["sftp", "s3"] as const)
+describe(`offsite backups (Litestream, ${kind} target): surviving the loss of the server`, function () {
   this.timeout(900000);
   let target: TestServer, app: TestServer, fresh: TestServer;
   let stack: TestStack;
   let keyDir: string;
-  let replica: string;
+  let replica: string, replicaDir: string;
 
   before(() => {
     const ls = path.join(CACHE, "litestream");
@@ -88,24 +106,37 @@ describe("offsite backups (Litestream, SFTP target): surviving the loss of the s
     target = startServer("bkp-target", 152);
     keyDir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-bkp-"));
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(keyDir, "id"), "-C", "backup-test"]);
-    // the target: an unprivileged account that holds the replicas, reached with that key only
-    target.ssh("useradd --create-home --shell /bin/bash backups && install -d -m 700 -o backups -g backups ~backups/.ssh " +
-      "&& cat > ~backups/.ssh/authorized_keys && chown backups: ~backups/.ssh/authorized_keys", fs.readFileSync(path.join(keyDir, "id.pub"), "utf8"));
-    replica = `sftp://backups@${target.host}/home/backups/flaskapp`;
+    if (kind === "sftp") {
+      // the target: an unprivileged account that holds the replicas, reached with that key only
+      target.ssh("useradd --create-home --shell /bin/bash backups && install -d -m 700 -o backups -g backups ~backups/.ssh " +
+        "&& cat > ~backups/.ssh/authorized_keys && chown backups: ~backups/.ssh/authorized_keys", fs.readFileSync(path.join(keyDir, "id.pub"), "utf8"));
+      replica = `sftp://backups@${target.host}/home/backups/flaskapp`;
+      replicaDir = "/home/backups/flaskapp";
+    } else {
+      startS3(target);
+      replica = "s3://backups/flaskapp";
+      replicaDir = "/srv/s3/backups/flaskapp";
+    }
     // the app server's disk outlives `down`: it comes back after the restore elsewhere (last test)
     spawnSync("bash", [SERVERS, "rm-disk", "backup"]);
     app = withKeptDisk(() => startServer("backup", 151));
     stack = new TestStack("backup");
     stack.target(app, {
       appDir: copyApp("backup").rel, migrationsDir: copyMigrations("backup").rel,
-      "backup.replica": replica, "backup.hostKey": target.hostKey, "backup.litestream": "upload",
+      "backup.replica": replica, "backup.litestream": "upload",
+      ...(kind === "sftp" ? { "backup.hostKey": target.hostKey } : { "backup.endpoint": `http://${target.host}:7070`, "backup.region": "us-east-1" }),
     });
     stack.setConfig("secrets.SECRET_KEY", "backup-test-secret", { secret: true });
-    stack.setConfig("backupSecrets.sftpKey", fs.readFileSync(path.join(keyDir, "id"), "utf8"), { secret: true });
+    if (kind === "sftp") {
+      stack.setConfig("backupSecrets.sftpKey", fs.readFileSync(path.join(keyDir, "id"), "utf8"), { secret: true });
+    } else {
+      stack.setConfig("backupSecrets.accessKeyId", S3_KEY, { secret: true });
+      stack.setConfig("backupSecrets.secretAccessKey", S3_SECRET, { secret: true });
+    }
   });
   after(() => {
     stack?.remove();
-    spawnSync("bash", [SERVERS, "down", "backup"]);
+    for (const name of ["backup", "bkp-target", "bkp-new"]) spawnSync("bash", [SERVERS, "down", name]);
     spawnSync("bash", [SERVERS, "rm-disk", "backup"]);
     if (keyDir) fs.rmSync(keyDir, { recursive: true, force: true });
   });
@@ -115,18 +146,19 @@ describe("offsite backups (Litestream, SFTP target): surviving the loss of the s
     assert.strictEqual(r.status, 0, r.output);
     assert.match(app.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
     assert.strictEqual(app.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'PRAGMA journal_mode'").trim(), "wal");
-    assert.strictEqual(app.ssh("stat -c '%a %U' /etc/fdeploy/flaskapp/backup-sftp-key").trim(), "600 root");
-    const key = fs.readFileSync(path.join(keyDir, "id"), "utf8");
-    const keyLine = key.split("\n")[1];
-    assert.ok(!stack.stateText().includes(keyLine), "the SFTP key is in the state in plaintext");
-    assert.ok(!r.output.includes(keyLine), "the SFTP key is in pulumi's output");
-    assert.ok(!app.ssh("ps -eo args").includes(keyLine));
-    assert.ok(!app.ssh("cat /etc/fdeploy/flaskapp/env").includes(keyLine), "the SFTP key is in the app's environment");
+    const credFile = kind === "sftp" ? "backup-sftp-key" : "backup.env";
+    assert.strictEqual(app.ssh(`stat -c '%a %U' /etc/fdeploy/flaskapp/${credFile}`).trim(), "600 root");
+    const secret = kind === "sftp" ? fs.readFileSync(path.join(keyDir, "id"), "utf8").split("\n")[1] : S3_SECRET;
+    assert.ok(!stack.stateText().includes(secret), "the credential is in the state in plaintext");
+    assert.ok(!r.output.includes(secret), "the credential is in pulumi's output");
+    assert.ok(!app.ssh("ps -eo args").includes(secret), "the credential is on a command line");
+    assert.ok(!app.ssh("journalctl --no-pager -o cat").includes(secret), "the credential is in the journal");
+    assert.ok(!app.ssh("cat /etc/fdeploy/flaskapp/env").includes(secret), "the credential is in the app's environment");
     // a row reaches the target within the sync interval (+ slack)
     const res = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"first"}' });
     assert.strictEqual(res.status, 201);
     await sleep(3000);
-    assert.match(target.ssh("find /home/backups/flaskapp -type f | head -50"), /db\/app\.sqlite3\/.*\.ltx/);
+    assert.match(target.ssh(`find ${replicaDir} -type f | head -50`), /db\/app\.sqlite3\/.*\.ltx/);
   });
 
   it("a deploy with the target down warns and goes on; replication catches up", async () => {
@@ -176,7 +208,7 @@ describe("offsite backups (Litestream, SFTP target): surviving the loss of the s
     ].join("\n");
     console.log(report);
     fs.mkdirSync(path.join(__dirname, "../../.e2e/reports"), { recursive: true });
-    fs.writeFileSync(path.join(__dirname, "../../.e2e/reports/backup.md"), report + "\n");
+    fs.writeFileSync(path.join(__dirname, `../../.e2e/reports/backup-${kind}.md`), report + "\n");
     assert.deepStrictEqual(missing.map((w) => w.id), [], `rows older than ${SYNC_INTERVAL_S + 1} s before the kill are missing`);
     assert.ok(ids.has(1), "the row written before the target went down is back");
   });
