@@ -24,7 +24,7 @@ import { folderUpload, stageFolder } from "./upload";
 
 /** The official release archive (linux amd64) and its sha256, pinned. */
 export const LITESTREAM_RELEASE = {
-  url: `https://github.com/benbjohnson/litestream/releases/download/${LITESTREAM_VERSION}/litestream-${LITESTREAM_VERSION.slice(1)}-linux-x86_64.tar.gz`,
+  url: `https://github.com/benbjohnson/litestream/releases/download/${LITESTREAM_VERSION}/litestream-${LITESTREAM_VERSION}-linux-amd64.tar.gz`,
   // from the release's checksums; FDEPLOY_LITESTREAM_SHA256 overrides it (a mirror, another arch)
   sha256: process.env.FDEPLOY_LITESTREAM_SHA256 ?? "",
 };
