@@ -141,6 +141,7 @@ export class Backup extends pulumi.ComponentResource {
         KIND: t.type,
         CONFIG: renderLitestreamConfig(b, args.appRoot),
         DATABASES: backupDatabases(b).join(" "),
+        VERIFY_EVERY: b.verifyEvery ?? "",
         ...(t.type === "sftp"
           ? { R_HOST: t.host, R_PORT: t.port, R_USER: t.user, R_PATH: t.path, R_HOSTKEY: b.hostKey!.split(" ").slice(0, 2).join(" ") }
           : { R_BUCKET: t.bucket, R_PATH: t.path, ENDPOINT: b.endpoint ?? "", REGION: b.region ?? "" }),

@@ -93,6 +93,8 @@ const backupSchema = z
     region: z.string().regex(/^[a-z0-9-]{1,32}$/, "expected a region name, e.g. us-east-1").optional(),
     syncInterval: duration("backup.syncInterval").default("1s"),
     retention: duration("backup.retention").default("72h"),
+    /** A restore drill (verify) on the server on this schedule; unset: none. */
+    verifyEvery: duration("backup.verifyEvery").optional(),
     /** More SQLite files to replicate, relative to shared/ (the app's own database is always one). */
     databases: z.array(z.string().regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\/-]+\.(sqlite3?|db)$/,
       "expected a path inside shared/, e.g. instance/extra.sqlite3")).max(20).default([]),

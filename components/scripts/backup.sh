@@ -14,7 +14,7 @@
 # that cannot be reached then fails the deploy: it cannot tell whether there is data to restore);
 # then start replicating. With the database in place, a target that is down only warns.
 # create params: APP, VERSION, UPLOAD or URL, SHA256, KIND (sftp|s3), CONFIG, DATABASES, CREDENTIALS,
-#   R_PATH and R_HOST, R_PORT, R_USER, R_HOSTKEY (sftp) or R_BUCKET, ENDPOINT, REGION (s3)
+#   VERIFY_EVERY ("" or 24h), R_PATH and R_HOST, R_PORT, R_USER, R_HOSTKEY (sftp) or R_BUCKET, ENDPOINT, REGION (s3)
 # delete APP (pulumi destroy): stops and removes the units and config; the replica and data stay.
 # restore (params: APP, [TIMESTAMP]): app stopped, each database restored from the replica to a new
 #   file, the old one kept aside as <db>.before-restore-<time>, then app and replication start again.
@@ -27,6 +27,7 @@ ls_config() { echo "/etc/fdeploy/$1.litestream.yml"; }
 backup_unit() { echo "fdeploy-$1-backup.service"; }
 restore_unit() { echo "fdeploy-$1-restore.service"; }
 run_conf() { echo "/etc/fdeploy/$1.backup.conf"; }
+verify_unit() { echo "fdeploy-$1-backup-verify"; }   # .service + .timer (backup.verifyEvery)
 RUN=/usr/local/lib/fdeploy/backup-run.sh
 
 # install_litestream: one path for both sources — a file, its pinned sha256, installed once per version
@@ -125,6 +126,43 @@ UNIT
   return $((1 - changed))
 }
 
+# the drill on a schedule (backup.verifyEvery): backup-run.sh verify of every database, in the journal
+write_verify_timer() {
+  local v; v=$(verify_unit "$P_APP")
+  if [ -z "${P_VERIFY_EVERY:-}" ]; then
+    systemctl disable --now --quiet "$v.timer" 2>/dev/null || true
+    rm -f "/etc/systemd/system/$v.timer" "/etc/systemd/system/$v.service"
+    return 0
+  fi
+  [[ $P_VERIFY_EVERY =~ ^[1-9][0-9]{0,5}(s|m|h)$ ]] || fail "bad verify interval '$P_VERIFY_EVERY'"
+  local d
+  {
+    cat <<UNIT
+# Managed by flask-deploy (components/scripts/backup.sh). Do not edit: the next deploy rewrites it.
+[Unit]
+Description=Restore drill of $P_APP's offsite backup (integrity check, row counts)
+
+[Service]
+Type=oneshot
+$(unit_common)
+UNIT
+    for d in $P_DATABASES; do echo "ExecStart=$RUN verify $(run_conf "$P_APP") $APP_ROOT/shared/$d"; done
+  } | write_if_changed "/etc/systemd/system/$v.service" 0644 || true
+  cat <<UNIT | write_if_changed "/etc/systemd/system/$v.timer" 0644 || true
+# Managed by flask-deploy (components/scripts/backup.sh). Do not edit: the next deploy rewrites it.
+[Unit]
+Description=Restore drill of $P_APP's offsite backup, every $P_VERIFY_EVERY
+
+[Timer]
+OnBootSec=$P_VERIFY_EVERY
+OnUnitActiveSec=$P_VERIFY_EVERY
+RandomizedDelaySec=60
+
+[Install]
+WantedBy=timers.target
+UNIT
+}
+
 # what backup-run.sh needs (no secret): this server's id for the lease, the target, the pinned host key
 write_run_conf() {
   local idf=/etc/fdeploy/$P_APP.backup-id kh=/etc/fdeploy/$P_APP.backup-known-hosts
@@ -178,8 +216,10 @@ else:
   install -d -m 0755 /usr/local/lib/fdeploy
   cmp -s "$(dirname "$0")/backup-run.sh" "$RUN" || { install -m 0755 "$(dirname "$0")/backup-run.sh" "$RUN"; changed=1; }
   write_units && changed=1
+  write_verify_timer
   systemctl daemon-reload
   systemctl enable --quiet "$(backup_unit "$P_APP")"
+  [ -z "${P_VERIFY_EVERY:-}" ] || systemctl enable --now --quiet "$(verify_unit "$P_APP").timer"
   # the deploy claims the replica for this server (an old server that comes back stops replicating),
   # and on a brand-new server restores every database before anything else uses it
   local restored="" fresh="" t0=$SECONDS
@@ -211,7 +251,8 @@ else:
 delete() {
   local app=$1
   check_app_name "$app"
-  systemctl disable --now --quiet "$(backup_unit "$app")" 2>/dev/null || true
+  systemctl disable --now --quiet "$(backup_unit "$app")" "$(verify_unit "$app").timer" 2>/dev/null || true
+  rm -f "/etc/systemd/system/$(verify_unit "$app").timer" "/etc/systemd/system/$(verify_unit "$app").service"
   rm -f "/etc/systemd/system/$(backup_unit "$app")" "/etc/systemd/system/$(restore_unit "$app")" "$(ls_config "$app")" "$(run_conf "$app")"
   rm -f "$(env_dir "$app")/backup-sftp-key" "$(env_dir "$app")/backup.env"
   systemctl daemon-reload

@@ -123,7 +123,7 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     stack = new TestStack("backup");
     stack.target(app, {
       appDir: copyApp("backup").rel, migrationsDir: copyMigrations("backup").rel,
-      "backup.replica": replica, "backup.litestream": "upload",
+      "backup.replica": replica, "backup.litestream": "upload", "backup.verifyEvery": "24h",
       ...(kind === "sftp" ? { "backup.hostKey": target.hostKey } : { "backup.endpoint": `http://${target.host}:7070`, "backup.region": "us-east-1" }),
     });
     stack.setConfig("secrets.SECRET_KEY", "backup-test-secret", { secret: true });
@@ -159,6 +159,10 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.strictEqual(res.status, 201);
     await sleep(3000);
     assert.match(target.ssh(`find ${replicaDir} -type f | head -50`), /db\/app\.sqlite3\/.*\.ltx/);
+    // the scheduled drill runs (here: by hand) and passes
+    assert.match(app.ssh("systemctl is-enabled fdeploy-flaskapp-backup-verify.timer"), /^enabled/);
+    app.ssh("systemctl start fdeploy-flaskapp-backup-verify.service");
+    assert.match(app.ssh("journalctl -u fdeploy-flaskapp-backup-verify.service -o cat --no-pager"), /integrity_check: ok/);
   });
 
   it("a deploy with the target down warns and goes on; replication catches up", async () => {

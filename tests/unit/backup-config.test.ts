@@ -67,6 +67,7 @@ describe("backup config", () => {
     ["backupSecrets without a replica", { backupSecrets: { sftpKey: KEY } }, /backupSecrets: set, but backup\.replica is not/],
     ["a key that is not a private key", { backup: SFTP, backupSecrets: { sftpKey: "ssh-ed25519 AAAA" } }, /backupSecrets\.sftpKey: expected an unencrypted SSH private key/],
     ["a bad sync interval", { backup: { ...SFTP, syncInterval: "1 second" }, backupSecrets: { sftpKey: KEY } }, /backup\.syncInterval: expected a duration/],
+    ["a bad verify schedule", { backup: { ...SFTP, verifyEvery: "daily" }, backupSecrets: { sftpKey: KEY } }, /backup\.verifyEvery: expected a duration/],
     ["a bad retention", { backup: { ...SFTP, retention: "0h" }, backupSecrets: { sftpKey: KEY } }, /backup\.retention: expected a duration/],
     ["a database outside shared/", { backup: { ...SFTP, databases: ["../etc/x.sqlite3"] }, backupSecrets: { sftpKey: KEY } }, /backup\.databases\.0: expected a path inside shared/],
     ["an absolute database path", { backup: { ...SFTP, databases: ["/etc/x.sqlite3"] }, backupSecrets: { sftpKey: KEY } }, /backup\.databases\.0: expected a path inside shared/],
