@@ -24,10 +24,11 @@ sftp_batch() { # sftp_batch < commands: 0 ok, 255 unreachable
     -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$KNOWN_HOSTS" -o ConnectTimeout=5 \
     -o ServerAliveInterval=5 -o ServerAliveCountMax=2 "$R_USER@$R_HOST" >/dev/null 2>"$TMP/err"
 }
-s3_req() { # s3_req METHOD [curl args]: the owner object
-  local url=${ENDPOINT:-https://s3.${REGION:-us-east-1}.amazonaws.com}
-  curl -sS --max-time 10 --aws-sigv4 "aws:amz:${REGION:-us-east-1}:s3" \
-    --user "$FDEPLOY_BACKUP_ACCESS_KEY_ID:$FDEPLOY_BACKUP_SECRET_ACCESS_KEY" -X "$1" "${@:2}" \
+s3_req() { # s3_req METHOD BODYFILE [curl args]: the owner object (SigV4; the payload's hash signed too)
+  local url=${ENDPOINT:-https://s3.${REGION:-us-east-1}.amazonaws.com} sha
+  sha=$(sha256sum <"$2" | cut -c1-64)
+  curl -sS --max-time 10 --aws-sigv4 "aws:amz:${REGION:-us-east-1}:s3" -H "x-amz-content-sha256: $sha" \
+    --user "$FDEPLOY_BACKUP_ACCESS_KEY_ID:$FDEPLOY_BACKUP_SECRET_ACCESS_KEY" -X "$1" "${@:3}" \
     "${url%/}/$R_BUCKET/${R_PATH:+$R_PATH/}fdeploy-owner"
 }
 
@@ -37,7 +38,7 @@ owner() { # prints the owner ("" if none); exit 2 when the target cannot be reac
     printf -- '-get %s/fdeploy-owner %s\n' "$R_PATH" "$TMP/owner" | sftp_batch || return 2
   else
     local code
-    code=$(s3_req GET -o "$TMP/owner" -w '%{http_code}') || return 2
+    code=$(s3_req GET /dev/null -o "$TMP/owner" -w '%{http_code}') || return 2
     case $code in 200) ;; 404) rm -f "$TMP/owner" ;; *) return 2 ;; esac
   fi
   cat "$TMP/owner" 2>/dev/null | head -c 64 || true
@@ -53,7 +54,7 @@ claim() {
       printf 'rename %s/fdeploy-owner.tmp %s/fdeploy-owner\n' "$R_PATH" "$R_PATH"; } | sftp_batch ||
       { echo "cannot claim the replica: $(head -c 300 "$TMP/err")" >&2; return 2; }
   else
-    local code; code=$(s3_req PUT --data-binary "@$TMP/me" -o /dev/null -w '%{http_code}') && [[ $code =~ ^2 ]] ||
+    local code; code=$(s3_req PUT "$TMP/me" --data-binary "@$TMP/me" -o /dev/null -w '%{http_code}') && [[ $code =~ ^2 ]] ||
       { echo "cannot claim the replica (HTTP ${code:-000})" >&2; return 2; }
   fi
 }

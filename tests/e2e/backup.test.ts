@@ -88,7 +88,8 @@ function startS3(target: TestServer): void {
     `--setenv=ROOT_SECRET_ACCESS_KEY=${S3_SECRET} /usr/local/bin/versitygw --port :7070 posix /srv/s3 && ` +
     "for i in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:7070/ && break; sleep 0.2; done");
   const put = spawnSync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3",
-    "--user", `${S3_KEY}:${S3_SECRET}`, "-X", "PUT", `http://${target.host}:7070/backups`], { encoding: "utf8" });
+    "--user", `${S3_KEY}:${S3_SECRET}`, "-X", "PUT",
+    "-H", "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", `http://${target.host}:7070/backups`], { encoding: "utf8" });
   assert.match(put.stdout, /^200$/, `create bucket: ${put.stdout} ${put.stderr} ${target.ssh("journalctl -u s3gw -n 20 --no-pager")}`);
 }
 
