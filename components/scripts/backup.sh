@@ -33,12 +33,10 @@ RUN=/usr/local/lib/fdeploy/backup-run.sh
 # install_litestream: one path for both sources — a file, its pinned sha256, installed once per version
 install_litestream() {
   local dir; dir=$(lsdir "$P_VERSION")
-  if [ -x "$dir/litestream" ] && [ "$(sha256sum <"$dir/litestream.src" 2>/dev/null | cut -c1-64)" = "$(printf '%s' "$P_SHA256" | sha256sum | cut -c1-64)" ]; then
+  if [ -x "$dir/litestream" ] && [ "$(cat "$dir/litestream.src" 2>/dev/null)" = "$P_SHA256" ]; then
     return 0
   fi
   local tmp; tmp=$(mktemp -d)
-  # shellcheck disable=SC2064
-  trap "rm -rf '$tmp'" RETURN
   if [ -n "${P_UPLOAD:-}" ]; then
     [[ $P_UPLOAD =~ ^litestream-[0-9a-f]{12}$ ]] || fail "bad upload '$P_UPLOAD'"
     cp "$FDEPLOY_HOME/$P_UPLOAD/litestream" "$tmp/file"
@@ -56,6 +54,7 @@ install_litestream() {
   install -d -m 0755 /usr/local/lib/fdeploy "$dir"
   install -m 0755 "$tmp/litestream" "$dir/litestream.new" && mv -f "$dir/litestream.new" "$dir/litestream"
   printf '%s' "$P_SHA256" >"$dir/litestream.src"
+  rm -rf "$tmp"
   log "litestream $P_VERSION installed in $dir"
 }
 

@@ -228,6 +228,18 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.ok(m && m[1] === m[2], out);
   });
 
+  it("npm run backup -- restore: into place with the app stopped, the old file kept aside, the app serving again", async () => {
+    await sleep(2000);
+    const before = ((await (await fetch(`http://${fresh.host}/api/notes`)).json()) as unknown[]).length;
+    const out = backupCommand(stack, "restore");
+    assert.match(out, /restore: done/, out);
+    assert.match(fresh.ssh("ls /srv/flaskapp/shared/db/"), /app\.sqlite3\.before-restore-/);
+    const res = await fetch(`http://${fresh.host}/api/notes`);
+    assert.strictEqual(res.status, 200);
+    assert.strictEqual(((await res.json()) as unknown[]).length, before);
+    assert.match(fresh.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
+  });
+
   it("the old server comes back: it finds the replica claimed by the new one and does not replicate over it", async () => {
     const old = withKeptDisk(() => startServer("backup", 151));
     await sleep(8000);
