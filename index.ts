@@ -3,7 +3,8 @@
 // only the steps whose inputs changed.
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { loadStackConfig } from "./components/config";
+import * as command from "@pulumi/command";
+import { loadStackConfig, tlsSettings } from "./components/config";
 import { connectionFor } from "./components/connection";
 import { AppIdentity } from "./components/app-identity";
 import { ScriptBundle } from "./components/remote-script";
@@ -14,14 +15,19 @@ import { checkMigrations, MigrationRunner } from "./components/migrations";
 import { GunicornService } from "./components/gunicorn";
 import { Activation } from "./components/activation";
 import { NginxSite } from "./components/nginx";
+import { TlsCertificate } from "./components/tls";
+import { SiteSettings } from "./components/nginx-site";
 import { HealthCheck } from "./components/health-check";
 import { ServerState } from "./components/server-state";
+import { CertificateState } from "./components/certificate-state";
+import { SharedPaths } from "./components/shared-paths";
+import { ReleaseCommands } from "./components/release-commands";
 import { Backup } from "./components/backup";
 
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
-const migrationsDir = path.resolve(__dirname, cfg.migrationsDir);
-const migrationFiles = checkMigrations(migrationsDir);
+const migrationsDir = cfg.migrationsDir ? path.resolve(__dirname, cfg.migrationsDir) : undefined;
+const migrationFiles = migrationsDir ? checkMigrations(migrationsDir) : [];
 const app = cfg.appName;
 const appRoot = `/srv/${app}`;
 const connection = connectionFor(cfg.server);
@@ -35,16 +41,22 @@ const base = new BaseSystem("base", {
   ...common, bundle, appRoot, appUser: app,
 });
 
-// 3. The release (code + venv; or a kept one that a rollback pinned), its environment and the
-//    service that runs it.
+// 3. The release (code + venv; or a kept one that a rollback pinned), its environment, its shared
+//    paths and the service that runs it.
 const release = new Release("release", {
   ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), pinned: cfg.release, after: [base.ready],
 });
+const databasePath = `${appRoot}/shared/db/app.sqlite3`;
 const environment = new AppEnvironment("env", {
   ...common, bundle, after: [base.ready],
-  plain: { ...cfg.env, DATABASE_PATH: `${appRoot}/shared/db/app.sqlite3` },
+  plain: { ...cfg.env, DATABASE_PATH: databasePath },
   secrets: pulumi.secret(cfg.secrets),
 });
+// the release's shared paths (Flask's instance folder when the app uses it) and rendered shared files
+const shared = cfg.sharedDirs.length || cfg.sharedFiles.length ? new SharedPaths("shared", {
+  ...common, bundle, releaseId: release.releaseId, dirs: cfg.sharedDirs, files: cfg.sharedFiles,
+  values: pulumi.secret({ ...cfg.env, DATABASE_PATH: databasePath, ...cfg.secrets }), after: [release.installed],
+}) : undefined;
 const service = new GunicornService("gunicorn", {
   ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
   after: [base.ready, environment], // the unit reads the environment file
@@ -61,31 +73,57 @@ const restored = backup ? [backup.step] : [];
 //    then switches; a rollback switches first, then brings the schema down to the pinned release's
 //    version. Migrations are expand/contract (README), so either way the code that runs in between
 //    works with the schema it meets.
-const migrationArgs = { ...common, bundle, migrationsDir, migrations: migrationFiles, keepBackups: cfg.keepBackups };
+const migrationArgs = (dir: string) => ({ ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups });
 const activationArgs = {
   ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, healthPath: cfg.healthPath,
   healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
   serviceRevision: service.revision, envRevision: environment.revision,
+  sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
 };
-const switchAfter = [release.installed, service.unit, environment, ...restored];
-let migrations: MigrationRunner, activation: Activation;
+const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : []), ...restored];
+let migrations: MigrationRunner | undefined, activation: Activation;
 if (cfg.release === undefined) {
-  migrations = new MigrationRunner("migrations", { ...migrationArgs, after: [release.installed, environment, ...restored] });
-  activation = new Activation("activation", { ...activationArgs, after: [...switchAfter, migrations.step] });
+  migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), after: [release.installed, environment, ...restored] }) : undefined;
+  // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
+  const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands("release-commands", {
+    ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
+    after: [...switchAfter, ...(migrations ? [migrations.step] : [])],
+  }) : undefined;
+  const before = [migrations?.step, releaseCommands?.step].filter((r): r is command.remote.Command => r !== undefined);
+  activation = new Activation("activation", { ...activationArgs, after: [...switchAfter, ...before] });
 } else {
   activation = new Activation("activation", { ...activationArgs, after: switchAfter });
-  migrations = new MigrationRunner("migrations", { ...migrationArgs, downToSchemaOf: cfg.release, after: [activation.step] });
+  migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), downToSchemaOf: cfg.release, after: [activation.step] }) : undefined;
 }
+const switched = [activation.step, ...(migrations ? [migrations.step] : [])];
 
-// 5. nginx, and a last check through it.
+// 5. nginx, and a last check through it. With HTTPS on (tls.mode acme or custom), the certificate
+//    comes first: the site then serves it.
+const siteSettings: SiteSettings = {
+  appName: app, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
+  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static,
+};
+const tlsCfg = tlsSettings(cfg);
+const tls = tlsCfg.mode === "acme"
+  ? new TlsCertificate("tls", {
+    ...common, bundle, site: siteSettings, acmeServer: tlsCfg.acmeServer, email: tlsCfg.email,
+    caBundlePath: tlsCfg.caBundlePath, projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds,
+    after: switched,
+  })
+  : tlsCfg.mode === "custom"
+    ? new TlsCertificate("tls", {
+      ...common, bundle, site: siteSettings, custom: { certificate: tlsCfg.certificate, privateKey: tlsCfg.privateKey },
+      projectDir: __dirname, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds, after: switched,
+    })
+    : undefined;
 const nginx = new NginxSite("nginx", {
-  ...common, bundle, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
-  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, after: [activation.step, migrations.step],
+  ...common, bundle, ...(tls ? tls.site : siteSettings), after: [...switched, ...(tls ? [tls.step] : [])],
 });
 const health = new HealthCheck("health", {
   ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
-  watch: [release.releaseId, nginx.step.stdout, activation.step.stdout],
-  after: [nginx.step, activation.step, migrations.step],
+  https: tls !== undefined,
+  watch: [release.releaseId, nginx.step.stdout, activation.step.stdout, ...(tls ? [tls.step.stdout] : [])],
+  after: [nginx.step, ...switched],
 });
 
 // 6. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
@@ -95,18 +133,27 @@ const serverState = new ServerState("server-state", {
   server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
   appName: app, scriptsDir: bundle.remoteDir, release: release.releaseId,
 }, { dependsOn: [health.step] });
+// With HTTPS: the certificate on the server (refresh shows a missing or expired one; up --refresh issues it again).
+const certState = tls
+  ? new CertificateState("certificate-state", {
+    server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
+    appName: app, scriptsDir: bundle.remoteDir, names: cfg.serverName,
+  }, { dependsOn: [health.step] })
+  : undefined;
 
 // Stack outputs
 const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
-export const url = `http://${urlHost}/`;
+export const url = `${tls ? "https" : "http"}://${urlHost}/`;
 export const releaseId = release.releaseId;
 /** The release appDir holds; differs from releaseId while a rollback pins an older one. */
 export const appDirRelease = release.appDirRelease;
 export const server = `${cfg.server.user}@${cfg.server.host}:${cfg.server.port}`;
 export const appPath = appRoot;
-export const schemaVersion = migrations.schemaVersion;
+export const schemaVersion = migrations ? migrations.schemaVersion : 0;
 export const strategy = cfg.strategy;
 export const releaseHistory = activation.history;
 /** The release the server runs, and whether it runs (after a refresh: as the server says). */
 export const liveRelease = serverState.release;
 export const running = serverState.running;
+/** With HTTPS: the certificate's state (valid, missing, expired, names-differ) and expiry, as of the last up or refresh. */
+export const certificate = certState ? pulumi.all([certState.certificate, certState.notAfter]).apply(([state, notAfter]) => ({ state, notAfter })) : undefined;

@@ -16,6 +16,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { isolatedEnv, stackArgv } from "../tests/e2e/pulumi";
+import { ansiblePlaybook, machine, otherServers as otherServersThan } from "./common";
 import { DEP_STEPS } from "./deps";
 
 // ------------------------------------------------------------------------------------ arguments
@@ -35,7 +36,6 @@ const CONNECTIONS = Number(arg("connections", "4"));
 const LOAD_PATHS = "/,/health";
 const REQUEST_TIMEOUT_S = 10;
 const ONLY = arg("only", "restart,rolling,blue-green,ansible").split(",");
-const VENV = process.env.BENCH_VENV ?? "/var/cache/fdeploy/bench-venv";
 const BENCH = __dirname;
 const ROOT = path.resolve(BENCH, "..");   // node_modules (ts-node) for the load generator
 const TESTSERVER = path.join(PROJECT, "tests/servers/testserver.sh");
@@ -303,7 +303,7 @@ class Stack {
 
   /** The project's one-command rollback (or with --forward its roll-forward), as tests/e2e/pulumi.ts runs it. */
   rollback(logName: string, ...args: string[]): Promise<Run> {
-    return run("npx", ["ts-node", path.join(PROJECT, "scripts/rollback.ts"), "--stack", this.name, "--config-file", this.configFile, ...args],
+    return run("npx", ["ts-node", "--transpile-only", path.join(PROJECT, "scripts/rollback.ts"), "--stack", this.name, "--config-file", this.configFile, ...args],
       { env: this.env, logName });
   }
 }
@@ -430,52 +430,15 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
 }
 
 // -------------------------------------------------------------------------------------- Ansible
-/** The conventional alternative: bench/ansible/deploy.yml with ansible-core from the bench venv. */
+/** The conventional alternative: bench/ansible/deploy.yml with ansible-core from the bench venv (common.ts). */
 function ansibleDeployer(server: Server, wc: WorkingCopy): (logName: string) => Promise<Run> {
-  const dir = path.join(WORK, "ansible");
-  fs.mkdirSync(dir, { recursive: true });
-  const inventory = path.join(dir, "inventory.ini");
-  fs.writeFileSync(inventory, `[app]\n${server.name} ansible_host=${server.host} ansible_user=root ` +
-    `ansible_ssh_private_key_file=${server.key} ` +
-    `ansible_ssh_common_args='-o UserKnownHostsFile=${server.knownHosts} -o StrictHostKeyChecking=yes'\n`);
-  const vars = path.join(dir, "vars.json");
-  fs.writeFileSync(vars, JSON.stringify({
-    app_src: wc.appDir, migrations_src: wc.migrationsDir, migrate_py: path.join(PROJECT, "components/scripts/migrate.py"),
-    secret_key: crypto.randomBytes(24).toString("hex"),
-  }), { mode: 0o600 });
-  const env = {
-    ...process.env,
-    ANSIBLE_CONFIG: path.join(BENCH, "ansible", "ansible.cfg"),
-    ANSIBLE_HOME: path.join(dir, "home"),
-    ANSIBLE_LOCAL_TEMP: path.join(dir, "tmp"),
-    ANSIBLE_FORCE_COLOR: "0",
-  };
-  return (logName) => run(path.join(VENV, "bin", "ansible-playbook"),
-    ["-i", inventory, "-e", `@${vars}`, path.join(BENCH, "ansible", "deploy.yml")], { cwd: BENCH, env, logName });
+  const p = ansiblePlaybook(path.join(WORK, "ansible"), server, wc.appDir, wc.migrationsDir, PROJECT);
+  return (logName) => run(p.cmd, p.args, { cwd: p.cwd, env: p.env, logName });
 }
 
 // ----------------------------------------------------------------------------------------- main
-function machine() {
-  const cpuinfo = fs.readFileSync("/proc/cpuinfo", "utf8");
-  const meminfo = fs.readFileSync("/proc/meminfo", "utf8");
-  const memKb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0);
-  const version = (cmd: string, args: string[]) => (spawnSync(cmd, args, { encoding: "utf8" }).stdout ?? "").trim().split("\n")[0];
-  return {
-    nproc: os.cpus().length,
-    memoryGiB: Math.round((memKb / 1024 / 1024) * 10) / 10,
-    cpuModel: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? "?",
-    kernel: os.release(),
-    node: process.version,
-    pulumi: version("pulumi", ["version"]),
-    ansibleCore: version(path.join(VENV, "bin", "python"), ["-c", "import ansible.release as r; print(r.__version__)"]),
-  };
-}
-
 /** Test servers of other users of this machine (e2e tests, a dev server): they share the CPUs. */
-function otherServers(): string[] {
-  const dir = path.join(process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy", "servers", "hosts");
-  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => !n.startsWith("bench-")) : [];
-}
+const otherServers = () => otherServersThan("bench-");
 
 async function main(): Promise<void> {
   const started = new Date();

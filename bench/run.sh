@@ -57,14 +57,7 @@ echo "ok"
 . "$ROOT/scripts/env.sh"
 
 step "benchmark venv ($VENV: ansible-core, matplotlib from PyPI)"
-stamp="$(sha256sum "$BENCH/requirements.txt" | cut -c1-16) $(python3 --version 2>&1)"
-if [ "$(cat "$VENV/.bench-stamp" 2>/dev/null)" != "$stamp" ]; then
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$BENCH/requirements.txt"
-  echo "$stamp" >"$VENV/.bench-stamp"
-fi
-echo "ok ($("$VENV/bin/python" -c 'import ansible.release as r, matplotlib as m; print("ansible-core", r.__version__, "| matplotlib", m.__version__)'))"
+bash "$BENCH/venv.sh"
 
 step "snapshot of the project ($source) in bench/work/project"
 if [ $source = head ]; then

@@ -23,6 +23,8 @@ export interface ActivationArgs {
   /** Revisions of what the running service reads; a change restarts it. */
   serviceRevision: pulumi.Input<string>;
   envRevision: pulumi.Input<string>;
+  /** Revision of rendered shared files (only when there are any: other stacks keep their inputs). */
+  sharedRevision?: pulumi.Input<string>;
   after: pulumi.Resource[];
 }
 
@@ -65,6 +67,7 @@ export class Activation extends pulumi.ComponentResource {
         ...(args.rollback ? { ROLLBACK: 1 } : {}),
         SERVICE_REVISION: args.serviceRevision,
         ENV_REVISION: args.envRevision,
+        ...(args.sharedRevision !== undefined ? { SHARED_REVISION: args.sharedRevision } : {}),
       }),
       after: args.after,
     }, this);

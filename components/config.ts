@@ -6,6 +6,8 @@ import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
 import { RunError } from "@pulumi/pulumi/errors";
+import { parseAppModule } from "./app-module";
+import { resolveAppLayout, SharedFile } from "./app-layout";
 
 /** Config namespace: the project name in Pulumi.yaml. */
 export const NAMESPACE = "flask-deploy";
@@ -18,11 +20,22 @@ const hostKeyLine = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-
 const rsaHostKey = /^ssh-rsa /;
 const envName = /^[A-Z_][A-Z0-9_]*$/;
 // one line each in .env (systemd EnvironmentFile): no newlines or NULs
-const envValue = z.string().refine((v) => !/[\r\n\0]/.test(v), { message: "expected a single-line value (no newlines)" });
+// plain and secret settings: numbers and booleans (`pulumi config set --path env.WORKERS 4`) as their text
+const envValue = z.union([z.string(), z.number(), z.boolean()], { message: "expected a string, number or boolean" })
+  .transform(String).refine((v) => !/[\r\n\0]/.test(v), { message: "expected a single-line value (no newlines)" });
 const relPath = (what: string) =>
   z.string().refine((p) => p.length > 0 && !path.isAbsolute(p) && !p.split(/[\\/]/).includes(".."), {
     message: `${what}: expected a relative path inside the project, without '..'`,
   });
+
+// a path inside the app's folder (a shared dir/file, a static folder): no '..', no dot-components
+const appPath = (what: string) =>
+  z.string().transform((p) => p.replace(/\/+$/, "")).refine((p) => /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/.test(p), {
+    message: `${what}: expected a relative path inside appDir (letters, digits, . _ -; no '..', no dotfiles), e.g. instance`,
+  });
+const placeholder = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+/** Value for `migrationsDir` that turns the SQL migrations off (e.g. Flask-Migrate in releaseCommands). */
+export const NO_MIGRATIONS = "none";
 
 const serverSchema = z
   .strictObject({
@@ -123,6 +136,28 @@ const backupSecretsSchema = z.strictObject({
   secretAccessKey: envValue.optional(),
 });
 
+/** Let's Encrypt's ACME directories: production (the default) and staging (tls.staging). */
+export const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
+export const LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory";
+const tlsModes = ["off", "acme", "custom"] as const;
+const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" });
+
+// HTTPS (README "HTTPS"): certificates from an ACME CA (certbot, HTTP-01 through the site's nginx).
+// The names are the site's serverName; the cross-key checks are in checkTls().
+const tlsSchema = z.strictObject({
+  mode: z.enum(tlsModes, { message: `expected one of: ${tlsModes.join(", ")}` }).default("off"),
+  email: z.string().regex(/^[^\s@'"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, "expected an e-mail address for the ACME account, e.g. ops@example.com").optional(),
+  acmeServer: z.string()
+    .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~\/-]*)?$/, "expected the https:// URL of an ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory")
+    .optional(),
+  staging: bool.default(false),
+  caBundle: z.string().min(1, "expected the path of a PEM file").optional(),
+  hstsMaxAgeSeconds: z.coerce.number().int().min(0).max(63072000).default(0),
+  /** custom: the certificate chain (PEM, leaf first) and its private key (PEM, a secret). */
+  certificate: z.string().optional(),
+  privateKey: z.string().optional(),
+});
+
 export const configSchema = z.strictObject({
   server: serverSchema,
   appName: z
@@ -133,8 +168,25 @@ export const configSchema = z.strictObject({
     })
     .default("flaskapp"),
   appDir: relPath("appDir").default("app"),
-  appModule: z.string().regex(/^[A-Za-z_][\w.]*:[A-Za-z_]\w*$/, "expected module:callable, e.g. wsgi:app").default("wsgi:app"),
-  migrationsDir: relPath("migrationsDir").default("migrations"),
+  appModule: z.string().superRefine((s, ctx) => {
+    const m = parseAppModule(s);
+    if (typeof m === "string") ctx.addIssue({ code: "custom", message: m });
+  }).default("wsgi:app"),
+  // unset: `migrations` when that folder exists, else none; `none`: no SQL migrations
+  migrationsDir: relPath("migrationsDir").optional(),
+  // folders/files of the release linked to APP_ROOT/shared (kept across releases, writable by the app)
+  sharedDirs: z.array(appPath("sharedDirs")).optional(),
+  sharedFiles: z.array(z.union([
+    appPath("sharedFiles"),
+    z.strictObject({ path: appPath("sharedFiles"), content: z.string() }),
+  ], { message: "expected a path in appDir, or { path, content } (content: the file's text; ${NAME} takes env/secrets values)" })).default([]),
+  // URL prefix -> folder in appDir that nginx serves (default: the app's static folder)
+  static: z.record(
+    z.string().regex(/^\/([A-Za-z0-9._~-]+\/)*$/, "expected a URL prefix ending in '/', e.g. /static/"),
+    appPath("static"),
+  ).optional(),
+  // commands run in the new release as the app user before it goes live (e.g. flask db upgrade)
+  releaseCommands: z.array(z.string().min(1).refine((c) => !/[\r\n\0]/.test(c), { message: "expected a one-line command" })).default([]),
   serverName: z
     .string()
     .refine((s) => s === "_" || s.split(" ").every((n) => /^(\*\.)?[A-Za-z0-9.-]+$/.test(n) && hostName.test(n.replace(/^\*\./, ""))), {
@@ -155,6 +207,7 @@ export const configSchema = z.strictObject({
   keepBackups: z.coerce.number().int().min(1).max(100).default(10),
   clientMaxBodySize: z.string().regex(/^\d{1,4}[km]?$/, "expected an nginx size, e.g. 10m").default("10m"),
   proxyTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  tls: tlsSchema.optional(),
   // Destroy always keeps the data: a value read from the last up's inputs could delete a database
   // the user meant to keep. Still accepted as `true` (it was the default); `false` is refused.
   keepDataOnDestroy: z
@@ -174,9 +227,19 @@ export const configSchema = z.strictObject({
   backupSecrets: backupSecretsSchema.optional(),
 });
 
-export type DeployConfig = z.infer<typeof configSchema>;
+export type DeployConfig = Omit<z.infer<typeof configSchema>, "migrationsDir" | "sharedDirs" | "sharedFiles" | "static"> & {
+  /** Resolved: the SQL migrations folder, or undefined for none. */
+  migrationsDir?: string;
+  /** Resolved: always set (default: Flask's instance folder). */
+  sharedDirs: string[];
+  /** Resolved: every entry as { path, content? }. */
+  sharedFiles: SharedFile[];
+  /** Resolved: URL prefix -> folder in appDir. */
+  static: Record<string, string>;
+};
 export type ServerConfig = DeployConfig["server"];
 export type Strategy = (typeof strategies)[number];
+export type TlsConfig = z.infer<typeof tlsSchema>;
 export type BackupConfig = NonNullable<DeployConfig["backup"]>;
 
 /** Keys whose values must be set with `pulumi config set --secret`. */
@@ -196,6 +259,8 @@ export class ConfigError extends RunError {
 export interface RawConfig {
   values: Record<string, string>;
   secretKeys: string[];
+  /** tls.privateKey sits in plaintext in the stack's config file (see plaintextSecretNames). */
+  plaintextTlsKey?: boolean;
   /** Names under `secrets` that the stack's config file holds in plaintext (see plaintextSecretNames). */
   plaintextSecrets?: string[];
 }
@@ -248,6 +313,11 @@ export function parseConfig(
     problems.push(`${NAMESPACE}:${key}: stored in plaintext in the stack's config file; must be set as a secret: ` +
       `pulumi config set --secret --path '${key}' VALUE`);
   }
+  const tlsIn = input.tls as Record<string, unknown> | undefined;
+  if (tlsIn && typeof tlsIn === "object" && tlsIn.privateKey !== undefined &&
+      (!raw.secretKeys.includes(`${NAMESPACE}:tls`) || raw.plaintextTlsKey)) {
+    problems.push(`${NAMESPACE}:tls.privateKey: must be set as a secret: pulumi config set --secret --path tls.privateKey < key.pem`);
+  }
   if (input.server === undefined) input.server = serverFromDotenv(dotenv);
   if (input.server === undefined) {
     problems.push(`${NAMESPACE}:server: missing; set server.host, server.hostKey (and server.privateKeyPath) with pulumi config set --path, or FDEPLOY_SERVER_* in .env`);
@@ -269,10 +339,11 @@ export function parseConfig(
     }
   }
   if (problems.length) throw new ConfigError(problems);
-  const cfg = result.data!;
+  const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkBackup(cfg));
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg));
+  if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }
@@ -286,7 +357,7 @@ function splitKey(fullKey: string): [string, string] {
 }
 
 function knownKeys(at: PropertyKey[]): string[] {
-  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "backup" ? backupSchema.shape
+  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
     : at[0] === "backupSecrets" ? backupSecretsSchema.shape : configSchema.shape;
   return Object.keys(shape);
 }
@@ -301,13 +372,15 @@ function checkFiles(cfg: DeployConfig, projectDir: string): string[] {
   if (!fs.existsSync(path.join(appDir, "requirements.txt"))) {
     problems.push(`${NAMESPACE}:appDir: '${cfg.appDir}' has no requirements.txt (expected one listing gunicorn and the app's packages)`);
   }
-  const moduleFile = cfg.appModule.split(":")[0].replace(/\./g, "/");
+  const moduleFile = cfg.appModule.split(":")[0].trim().replace(/\./g, "/");
   if (!fs.existsSync(path.join(appDir, `${moduleFile}.py`)) && !fs.existsSync(path.join(appDir, moduleFile, "__init__.py"))) {
     problems.push(`${NAMESPACE}:appModule: '${cfg.appModule}' not found: expected ${cfg.appDir}/${moduleFile}.py`);
   }
-  const migrations = path.resolve(projectDir, cfg.migrationsDir);
-  if (!fs.existsSync(migrations) || !fs.statSync(migrations).isDirectory()) {
-    problems.push(`${NAMESPACE}:migrationsDir: '${cfg.migrationsDir}' is not a directory (an empty folder is fine)`);
+  const isDir = (p: string) => fs.existsSync(p) && fs.statSync(p).isDirectory();
+  if (cfg.migrationsDir === NO_MIGRATIONS) cfg.migrationsDir = undefined;
+  else if (cfg.migrationsDir === undefined) cfg.migrationsDir = isDir(path.resolve(projectDir, "migrations")) ? "migrations" : undefined;
+  else if (!isDir(path.resolve(projectDir, cfg.migrationsDir))) {
+    problems.push(`${NAMESPACE}:migrationsDir: '${cfg.migrationsDir}' is not a directory (an empty folder is fine; '${NO_MIGRATIONS}' for no SQL migrations)`);
   }
   if (cfg.server.privateKeyPath && !fs.existsSync(expandHome(cfg.server.privateKeyPath))) {
     problems.push(`${NAMESPACE}:server.privateKeyPath: '${cfg.server.privateKeyPath}' does not exist (expected an SSH private key file)`);
@@ -346,6 +419,95 @@ function checkEnvNames(cfg: DeployConfig): string[] {
   return problems;
 }
 
+/** TLS on: the site's names must be names a public CA can validate over HTTP-01. */
+function checkTls(cfg: DeployConfig, projectDir: string): string[] {
+  const t = cfg.tls;
+  if (!t || t.mode === "off") return [];
+  const problems: string[] = [];
+  const names = cfg.serverName.split(" ");
+  if (t.mode === "custom") return checkCustomCertificate(cfg, names);
+  if (cfg.serverName === "_") {
+    problems.push(`${NAMESPACE}:serverName: tls.mode ${t.mode} needs the site's DNS names (each gets a certificate, validated over HTTP on port 80); '_' names none: set e.g. serverName 'example.com www.example.com'`);
+  } else {
+    for (const n of names) {
+      if (n.startsWith("*.")) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is a wildcard; HTTP-01 cannot validate wildcards: list each name, e.g. 'www.example.com'`);
+      } else if (ipv4.test(n) || /^[\d.]+$/.test(n)) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is an IP address; tls.mode ${t.mode} needs DNS names (e.g. app.example.com) that resolve to the server`);
+      } else if (!n.includes(".")) {
+        problems.push(`${NAMESPACE}:serverName: '${n}' is not a fully qualified DNS name; tls.mode ${t.mode} needs names like app.example.com`);
+      }
+    }
+  }
+  if (t.staging && t.acmeServer) {
+    problems.push(`${NAMESPACE}:tls.staging: true selects Let's Encrypt's staging directory, but tls.acmeServer is set too; keep one of them`);
+  }
+  if (t.caBundle !== undefined) {
+    const p = path.resolve(projectDir, expandHome(t.caBundle));
+    let text = "";
+    try { text = fs.readFileSync(p, "utf8"); } catch { /* reported below */ }
+    if (!/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(text)) {
+      problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' ${text ? "holds no PEM certificate" : "is not a readable file"} (expected a PEM file with the CA certificate(s) of a private ACME server's https API)`);
+    } else if (/PRIVATE KEY-----/.test(text)) {
+      problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' contains a private key; expected only CA certificates`);
+    }
+  }
+  return problems;
+}
+
+/** custom: a PEM chain and key that belong together, cover the site's names and have not expired. */
+function checkCustomCertificate(cfg: DeployConfig, names: string[]): string[] {
+  const t = cfg.tls!;
+  const problems: string[] = [];
+  if (!t.certificate) problems.push(`${NAMESPACE}:tls.certificate: missing; tls.mode custom needs the certificate chain (PEM, leaf first): pulumi config set --path tls.certificate < fullchain.pem`);
+  if (!t.privateKey) problems.push(`${NAMESPACE}:tls.privateKey: missing; tls.mode custom needs the certificate's private key (PEM): pulumi config set --secret --path tls.privateKey < privkey.pem`);
+  if (problems.length) return problems;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const crypto = require("crypto") as typeof import("crypto");
+  const pems = t.certificate!.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  let leaf: import("crypto").X509Certificate | undefined;
+  try {
+    leaf = new crypto.X509Certificate(pems[0] ?? "");
+  } catch {
+    return [`${NAMESPACE}:tls.certificate: expected a PEM certificate chain (-----BEGIN CERTIFICATE----- …), leaf first`];
+  }
+  if (/PRIVATE KEY-----/.test(t.certificate!)) problems.push(`${NAMESPACE}:tls.certificate: contains a private key; put it in tls.privateKey (--secret)`);
+  let key: import("crypto").KeyObject | undefined;
+  try {
+    key = crypto.createPrivateKey(t.privateKey!);
+  } catch {
+    problems.push(`${NAMESPACE}:tls.privateKey: expected a PEM private key (-----BEGIN PRIVATE KEY----- …), unencrypted`);
+  }
+  if (key && !leaf.checkPrivateKey(key)) problems.push(`${NAMESPACE}:tls.privateKey: does not belong to the certificate in tls.certificate`);
+  if (new Date(leaf.validTo).getTime() < Date.now()) problems.push(`${NAMESPACE}:tls.certificate: expired on ${leaf.validTo}`);
+  if (cfg.serverName !== "_") {
+    for (const n of names) {
+      const probe = n.startsWith("*.") ? `x${n.slice(1)}` : n;
+      if (!leaf.checkHost(probe)) problems.push(`${NAMESPACE}:serverName: '${n}' is not covered by the certificate in tls.certificate (it names: ${leaf.subjectAltName ?? leaf.subject})`);
+    }
+  }
+  return problems;
+}
+
+/** What TLS does for a validated config: off, or the ACME directory, names and CA bundle path. */
+export function tlsSettings(cfg: DeployConfig): { mode: "off" } | {
+  mode: "acme"; names: string[]; acmeServer: string; email?: string; caBundlePath?: string; hstsMaxAgeSeconds: number;
+} | { mode: "custom"; certificate: string; privateKey: string; hstsMaxAgeSeconds: number } {
+  const t = cfg.tls;
+  if (!t || t.mode === "off") return { mode: "off" };
+  if (t.mode === "custom") {
+    return { mode: "custom", certificate: t.certificate!.trim(), privateKey: t.privateKey!.trim(), hstsMaxAgeSeconds: t.hstsMaxAgeSeconds };
+  }
+  return {
+    mode: "acme",
+    names: cfg.serverName.split(" "),
+    acmeServer: t.acmeServer ?? (t.staging ? LETS_ENCRYPT_STAGING : LETS_ENCRYPT),
+    ...(t.email ? { email: t.email } : {}),
+    ...(t.caBundle ? { caBundlePath: t.caBundle } : {}),
+    hstsMaxAgeSeconds: t.hstsMaxAgeSeconds,
+  };
+}
+
 export function expandHome(p: string): string {
   return p.startsWith("~/") ? path.join(process.env.HOME ?? "", p.slice(2)) : p;
 }
@@ -375,6 +537,19 @@ export function plaintextSecretNames(file: string): string[] {
     ...plain(doc?.config?.[`${NAMESPACE}:backupSecrets`]).map((k) => `backupSecrets.${k}`)];
 }
 
+/** tls.privateKey in FILE is a plaintext value (not `secure:`). */
+export function plaintextTlsKey(file: string): boolean {
+  if (!fs.existsSync(file)) return false;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const doc = require("js-yaml").load(fs.readFileSync(file, "utf8"));
+    const k = doc?.config?.[`${NAMESPACE}:tls`]?.privateKey;
+    return k !== undefined && !(k && typeof k === "object" && typeof k.secure === "string");
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The running stack's validated config: `pulumi config` of this stack, with the server falling back
  * to FDEPLOY_SERVER_* from the project's git-ignored .env (machine-local settings).
@@ -391,6 +566,7 @@ export function loadStackConfig(projectDir: string): DeployConfig {
   const dotenv = require("dotenv");
   const local: Record<string, string> = {};
   dotenv.config({ path: path.join(projectDir, ".env"), processEnv: local, quiet: true });
-  const plaintextSecrets = plaintextSecretNames(path.join(projectDir, `Pulumi.${pulumi.getStack()}.yaml`));
-  return parseConfig({ values, secretKeys, plaintextSecrets }, projectDir, { ...local, ...process.env }, pulumi.getStack());
+  const stackFile = path.join(projectDir, `Pulumi.${pulumi.getStack()}.yaml`);
+  const plaintextSecrets = plaintextSecretNames(stackFile);
+  return parseConfig({ values, secretKeys, plaintextSecrets, plaintextTlsKey: plaintextTlsKey(stackFile) }, projectDir, { ...local, ...process.env }, pulumi.getStack());
 }

@@ -13,6 +13,8 @@ export interface HealthCheckArgs {
   serverName: string;
   healthPath: string;
   timeoutSeconds: number;
+  /** The site serves HTTPS (port 80 redirects): check through port 443. */
+  https?: boolean;
   /** Anything whose change should re-run the check (release id, revisions…). */
   watch: pulumi.Input<string>[];
   after: pulumi.Resource[];
@@ -33,6 +35,7 @@ export class HealthCheck extends pulumi.ComponentResource {
         HOST_HEADER: host,
         HEALTH_PATH: args.healthPath,
         HEALTH_TIMEOUT: args.timeoutSeconds,
+        ...(args.https ? { SCHEME: "https" } : {}),
         WATCH: pulumi.all(args.watch).apply((w) => w.join(" ")),
       }),
       after: args.after,

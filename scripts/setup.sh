@@ -31,6 +31,9 @@ echo "ok"
 step "Pulumi toolchain"
 bash toolchain/install.sh
 
+step "pebble (the e2e tests' ACME server)"
+bash toolchain/pebble.sh
+
 step "Litestream (offsite backups)"
 bash toolchain/litestream.sh
 bash toolchain/versitygw.sh   # the S3-compatible target of the backup e2e

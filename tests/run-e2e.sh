@@ -9,7 +9,7 @@ cd "$ROOT"
 JOBS=${FDEPLOY_E2E_JOBS:-3}
 OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
 # longest first (measured), then the rest in name order
-order=(reliability least-privilege strategies upgrade deploy official-cli migrations sudo-user smoke)
+order=(reliability least-privilege strategies upgrade deploy any-app official-cli migrations sudo-user smoke)
 files=()
 for n in "${order[@]}"; do [ -f "tests/e2e/$n.test.ts" ] && files+=("tests/e2e/$n.test.ts"); done
 for f in tests/e2e/*.test.ts; do [[ " ${files[*]} " == *" $f "* ]] || files+=("$f"); done
@@ -17,7 +17,8 @@ for f in tests/e2e/*.test.ts; do [[ " ${files[*]} " == *" $f "* ]] || files+=("$
 run_suite() {
   local f=$1 name t0=$SECONDS rc=0
   name=$(basename "$f" .test.ts)
-  npx mocha --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 "$f" >"$OUT/$name.log" 2>&1 || rc=$?
+  # --exit: a failed case can leave a timer or poller behind; the root hooks stop the servers first
+  npx mocha --exit --require ts-node/register --require tests/e2e/hooks.ts --timeout 900000 "$f" >"$OUT/$name.log" 2>&1 || rc=$?
   echo "$rc $((SECONDS - t0))" >"$OUT/$name.status"
   printf '\n---- e2e suite %s (exit %s, %ss)\n' "$name" "$rc" "$((SECONDS - t0))"
   cat "$OUT/$name.log"

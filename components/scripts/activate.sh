@@ -52,6 +52,8 @@ check_slot() {
       return 0
     fi
     result=$(cat "$out")
+    # a client error (404: no such route) will not change by waiting
+    [[ ${result%% *} =~ ^4 ]] && { why="GET $P_HEALTH_PATH answered HTTP ${result%% *}; the health path (flask-deploy:healthPath) must answer 2xx: set it to a route of the app that does"; break; }
     why=$(slot_died "$unit" "$pid") && break
     [ $SECONDS -ge $deadline ] && break
     sleep 0.5
@@ -166,26 +168,42 @@ go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
 }
 
 # preflight: load the release's app as its slot would (app user, .env, working directory,
-# RELEASE_ID) in a throw-away unit, `gunicorn --check-config`: an import error or a failing app
-# factory is caught before a live slot is touched. Activation settings saved by an older version
-# (state.sh repairs with them) may lack APP_MODULE: then there is no preflight.
+# RELEASE_ID, sandbox) in a throw-away unit with Gunicorn's own loader, and GET the health path
+# once (preflight.py): an import error, a failing factory, a factory written without its
+# parentheses or a health path that answers 4xx is caught before any slot is touched. Activation
+# settings saved by an older version (state.sh repairs with them) may lack APP_MODULE: then there
+# is no preflight.
+# `preflight light` (a new slot beside a live one, checked there before it takes traffic) fails only
+# on what that check cannot catch fast: a factory without () and a 4xx health path answer 500/404
+# from a process that runs; code that does not load exits, and the slot check shows why at once.
 preflight() {
   [ -n "${P_APP_MODULE:-}" ] || return 0
-  [[ $P_APP_MODULE =~ ^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$ ]] || fail "bad app module '$P_APP_MODULE'"
-  local out error props=() line started=$SECONDS
+  check_app_module "$P_APP_MODULE"
+  local out error props=() line rc=0 started=$SECONDS
+  install -d -m 0755 "$APP_ROOT/tools"
+  install -m 0644 "$(dirname "$0")/preflight.py" "$APP_ROOT/tools/preflight.py"
   while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")   # the slots' sandbox
-  if out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-preflight-$$" \
+  out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-preflight-$$" \
       -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
       -p EnvironmentFile="$(env_file "$P_APP")" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
       "${props[@]}" -p RuntimeMaxSec="$P_HEALTH_TIMEOUT" \
-      "$release/.venv/bin/gunicorn" --check-config "$P_APP_MODULE" </dev/null 2>&1); then
-    log "preflight: release $P_RELEASE_ID loads $P_APP_MODULE"
+      "$release/.venv/bin/python" "$APP_ROOT/tools/preflight.py" "$P_APP_MODULE" "$P_HEALTH_PATH" </dev/null 2>&1) || rc=$?
+  if [ $rc = 0 ]; then
+    log "preflight: release $P_RELEASE_ID loads $P_APP_MODULE; $(printf '%s\n' "$out" | tail -n 1)"
+    return 0
+  fi
+  if [ $rc = 1 ] && [ "${1:-}" = light ]; then
+    log "preflight: release $P_RELEASE_ID does not load $P_APP_MODULE; its slot's check follows"
     return 0
   fi
   printf '%s\n' "$out" | tail -n 25 >&2
-  error=$(printf '%s\n' "$out" | grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)' | tail -n 1 || true)
   record failed
-  log "preflight: release $P_RELEASE_ID failed to load after $((SECONDS - started))s"
+  log "preflight: release $P_RELEASE_ID failed after $((SECONDS - started))s"
+  case $rc in
+    2) fail "release $P_RELEASE_ID answers GET $P_HEALTH_PATH with $(printf '%s\n' "$out" | tail -n 1): the health path (flask-deploy:healthPath, now $P_HEALTH_PATH) must answer 2xx; set healthPath to a route of the app that does (e.g. /), or add that route. It is not live, the live release is untouched" ;;
+    3) fail "release $P_RELEASE_ID: $(printf '%s\n' "$out" | tail -n 1) (flask-deploy:appModule). It is not live, the live release is untouched" ;;
+  esac
+  error=$(printf '%s\n' "$out" | grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)' | tail -n 1 || true)
   fail "release $P_RELEASE_ID does not load ($P_APP_MODULE${error:+: $error}); it is not live, the live release is untouched"
 }
 
@@ -211,8 +229,8 @@ activate_restart() {
     [ "$previous" = "$release" ] || previous=$(last_healthy)
     [ -n "$previous" ] || previous=$(readlink -f "$slots/$slot")
   fi
-  # something is live: prove the new code (or the new .env) loads before restarting it
-  if [ -n "$previous" ] && [ "${CANARY_PASSED:-}" != 1 ]; then preflight; fi
+  # prove the new code (or the new .env) loads before (re)starting the slot; also on a first deploy
+  if [ "${CANARY_PASSED:-}" != 1 ]; then preflight; fi
   point_slot "$slot" "$release"
   start_slot "$slot"
   if ! check_slot "$slot"; then
@@ -235,7 +253,9 @@ activate_restart() {
 # its check. No request waits for a restarting Gunicorn.
 activate_rolling() {
   local slot
-  slot=$(live_slot); slot=${slot:-main}
+  slot=$(live_slot)
+  if [ -n "$slot" ]; then preflight light; else preflight; fi
+  slot=${slot:-main}
   point_slot canary "$release"
   start_slot canary
   if ! check_slot canary; then
@@ -263,6 +283,7 @@ activate_rolling() {
 activate_blue_green() {
   local live idle
   live=$(live_slot)
+  if [ -n "$live" ]; then preflight light; else preflight; fi
   if [ "$live" = blue ]; then idle=green; else idle=blue; fi
   point_slot "$idle" "$release"
   start_slot "$idle"

@@ -69,9 +69,9 @@ delete() {
   local app=$1
   check_app_name "$app"
   load_settings "$app" || { echo "nothing to remove for $app"; return; }
-  rm -rf "$APP_ROOT/releases" "$APP_ROOT/venvs" "$APP_ROOT/current" "$APP_ROOT/migrations" "$APP_ROOT/slots" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
+  rm -rf "$APP_ROOT/releases" "$APP_ROOT/venvs" "$APP_ROOT/current" "$APP_ROOT/migrations" "$APP_ROOT/slots" "$APP_ROOT/tools" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
   userdel "$(build_user "$app")" 2>/dev/null || true
-  echo "kept the data of $app: $APP_ROOT/shared (database, backups) and $(env_file "$app"); delete them with: npm run purge -- --stack <stack> --confirm $app"
+  echo "kept the data of $app: $APP_ROOT/shared (database, backups), $APP_ROOT/files (rendered shared files, if any) and $(env_file "$app"); delete them with: npm run purge -- --stack <stack> --confirm $app"
 }
 
 # purge (npm run purge, after pulumi destroy): delete what destroy keeps — the database, backups,

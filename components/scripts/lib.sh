@@ -31,6 +31,20 @@ for k, v in data.items():
   check_app_name "${P_APP:-}"
 }
 
+# check_app_module TARGET: one of Gunicorn's forms (module, module:name, module:factory(literals))
+check_app_module() {
+  python3 -c '
+import ast, re, sys
+mod, _, obj = sys.argv[1].partition(":")
+assert re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", mod) and "\n" not in obj
+e = ast.parse(obj or "application", mode="eval").body
+if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
+    [ast.literal_eval(a) for a in e.args + [k.value for k in e.keywords]]
+    assert all(k.arg for k in e.keywords)
+else:
+    assert isinstance(e, ast.Name)' "$1" 2>/dev/null || fail "bad app module '$1'"
+}
+
 check_app_name() {
   [[ $1 =~ ^[a-z][a-z0-9-]{1,30}$ ]] || fail "bad app name '$1'"
 }
@@ -206,11 +220,13 @@ http_probe() {
 }
 
 # wait_healthy SECONDS URL [curl options…]: probe until 2xx or the deadline; last result on stdout.
+# A 4xx (a client error, e.g. no such route) returns 2 at once: waiting will not change it.
 wait_healthy() {
   local timeout=$1 url=$2; shift 2
   local deadline=$((SECONDS + timeout)) result
   while :; do
     result=$(http_probe "$url" "$@") && { echo "$result"; return 0; }
+    [[ ${result%% *} =~ ^4 ]] && { echo "$result"; return 2; }
     [ $SECONDS -ge $deadline ] && { echo "$result"; return 1; }
     sleep 0.5
   done

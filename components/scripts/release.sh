@@ -27,20 +27,25 @@ if [ -f "$marker" ]; then echo "release $P_RELEASE_ID already installed"; exit 0
 # half-installed release, so it takes no space and is redone from scratch next time
 failed=""
 cleanup() {
-  local status=$? avail
+  local status=$? avail where
   [ -f "$marker" ] && return
   rm -rf "$dest"
   if [ -n "${venv:-}" ] && [ ! -f "$venv/.fdeploy-built" ]; then rm -rf "$venv"; fi
   if [ "$status" != 0 ] && [ -z "$failed" ]; then
-    avail=$(volume_free_kb)
+    read -r avail where < <(volume_free_kb) || true
     if [ -n "$avail" ] && [ "$avail" -lt 204800 ]; then
-      log "error: installing release $P_RELEASE_ID failed: the release volume is nearly full ($((avail / 1024)) MiB free in $APP_ROOT/releases); free space there and deploy again. The half-installed release was removed, the live release is unchanged"
+      log "error: installing release $P_RELEASE_ID failed: the release volume is nearly full ($((avail / 1024)) MiB free in $where); free space there and deploy again. The half-installed release was removed, the live release is unchanged"
     else
       log "error: installing release $P_RELEASE_ID failed (see above); the half-installed release was removed, the live release is unchanged"
     fi
   fi
 }
-volume_free_kb() { df -Pk "$APP_ROOT/releases" 2>/dev/null | awk 'NR == 2 {print $4}'; }
+volume_free_kb() { # "<KiB> <folder>": the fuller of the releases' and the venvs' volumes
+  local d
+  for d in "$APP_ROOT/releases" "$APP_ROOT/venvs"; do
+    [ -d "$d" ] && df -Pk "$d" 2>/dev/null | awk -v d="$d" 'NR == 2 {print $4, d}'
+  done | sort -n | head -n 1
+}
 trap cleanup EXIT
 die() { failed=1; fail "$@"; }
 
@@ -85,7 +90,7 @@ else
       /bin/sh -c 'python3 -m venv "$VENV" && "$VENV/bin/pip" install -q -r requirements.txt && touch "$VENV/.fdeploy-built"' \
       </dev/null 2>&1); then
     printf '%s\n' "$out" | tail -n 20 >&2
-    avail=$(volume_free_kb)
+    read -r avail _ < <(volume_free_kb) || true
     [ -n "$avail" ] && [ "$avail" -lt 204800 ] && exit 1   # the cleanup names the full volume
     die "pip install -r requirements.txt failed for release $P_RELEASE_ID; the live release is unchanged"
   fi

@@ -14,7 +14,12 @@ create() {
   load_params
   [[ $P_WORKERS =~ ^[0-9]{1,2}$ ]] || fail "bad worker count '$P_WORKERS'"
   [[ $P_TIMEOUT =~ ^[0-9]{1,4}$ ]] || fail "bad timeout '$P_TIMEOUT'"
-  [[ $P_APP_MODULE =~ ^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$ ]] || fail "bad app module '$P_APP_MODULE'"
+  check_app_module "$P_APP_MODULE"
+  # one ExecStart word: quoted for systemd when it has more than name characters (a factory's args)
+  local target=$P_APP_MODULE
+  if [[ ! $target =~ ^[A-Za-z0-9_.:()]+$ ]]; then
+    target=${target//\\/\\\\}; target=${target//\"/\\\"}; target=${target//%/%%}; target=${target//\$/\$\$}; target="\"$target\""
+  fi
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
   with_deploy_lock
   local unit=/etc/systemd/system/$(service_unit "$P_APP") slots=$APP_ROOT/slots changed=0
@@ -50,7 +55,7 @@ Group=$APP_USER
 WorkingDirectory=$slots/%i
 EnvironmentFile=$(env_file "$P_APP")
 EnvironmentFile=$slots/%i.env
-ExecStart=$slots/%i/.venv/bin/gunicorn --workers $P_WORKERS --timeout $P_TIMEOUT --graceful-timeout 30 --access-logfile - --error-logfile - --no-control-socket $P_APP_MODULE
+ExecStart=$slots/%i/.venv/bin/gunicorn --workers $P_WORKERS --timeout $P_TIMEOUT --graceful-timeout 30 --access-logfile - --error-logfile - --no-control-socket $target
 ExecReload=/bin/kill -HUP \$MAINPID
 Restart=on-failure
 RestartSec=2

@@ -137,7 +137,7 @@ export class TestStack {
 
   /** One of the project's commands in scripts/ (rollback, purge) for this stack. */
   private command(script: string, args: string[]): RunResult {
-    const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts", script), "--stack", this.name,
+    const r = spawnSync("npx", ["ts-node", "--transpile-only", path.join(PROJECT_DIR, "scripts", script), "--stack", this.name,
       "--config-file", this.configFile, ...args], { cwd: this.projectDir, env: this.env, encoding: "utf8" });
     const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
     return { status: r.status ?? -1, stdout, stderr, output: stdout + stderr };

@@ -109,14 +109,15 @@ def marker():
     stack.setConfig("strategy", "blue-green");
     const live = (await get(`${base}/health`)).json().release;
     const unit = "/etc/systemd/system/fdeploy-flaskapp@.service";
-    // imports fine (the preflight passes), answers 500: Gunicorn calls the factory as the WSGI app
+    // imports fine, but a factory without () would answer 500 (Gunicorn calls it as the WSGI app):
+    // the preflight refuses it at once (issue 17)
     stack.setConfig("appModule", "notes:create_app");
     for (const attempt of ["first", "retry"]) {
       const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
       const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
       const result = await load.stop();
       assert.notStrictEqual(r.status, 0, `${attempt}: a failing module went live:\n${r.output}`);
-      assert.match(r.output, /failed its health check on slot (blue|green)/);
+      assert.match(r.output, /notes:create_app is a function that is not a WSGI app .*set appModule to notes:create_app\(\)/);
       assert.strictEqual(result.failures, 0, `${attempt}: requests failed: ${result.errors.join(", ")}`);
       assert.strictEqual((await get(`${base}/health`)).json().release, live);
       assert.match(server.ssh(`cat ${unit}`), / wsgi:app\n/, `${attempt}: the unit in force is not the live one`);

@@ -70,7 +70,7 @@ describe("config schema", () => {
     ["appDir without requirements.txt", { appDir: "components" }, /appDir: 'components' has no requirements\.txt/],
     ["appDir that does not exist", { appDir: "nope" }, /appDir: 'nope' is not a directory/],
     ["app module missing", { appModule: "missing:app" }, /appModule: 'missing:app' not found/],
-    ["malformed app module", { appModule: "wsgi" }, /appModule: expected module:callable/],
+    ["malformed app module", { appModule: "wsgi:app.attr" }, /appModule: expected module:name, module:factory\(\)/],
     ["secrets given as plain config", {}, /secrets: must be set as a secret/, []],
     ["typo in a key", { wrokers: "2" }, /flask-deploy:wrokers: unknown setting \(a typo\?\)/],
     ["bad env name", { env: { "bad-name": "x" } }, /env\.bad-name: expected an environment variable name/],

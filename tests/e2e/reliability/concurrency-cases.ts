@@ -12,7 +12,7 @@ import { get } from "../app-copy";
 import { unitExposure } from "../fixture";
 import { RunResult, TestStack } from "../pulumi";
 import {
-  Ctx, diffLines, health, idempotencyStats, inside, keepLog, line, poll, rcase, setMarker, snapshot, tail, upConverges, waitFor, waitForProcess,
+  Ctx, diffLines, health, idempotencyStats, inside, keepLog, line, poll, rcase, requireInstall, setMarker, snapshot, tail, upConverges, waitFor, waitForProcess,
 } from "./harness";
 
 function lockFiles(stack: TestStack): string[] {
@@ -87,6 +87,7 @@ export function concurrencyCases(ctx: Ctx): void {
     "that up fails; the lock dies with the process (its orphaned pip child releases it when done); the next up proceeds and converges; live app serves throughout",
     async (o) => {
       setMarker(ctx, "after kill -9");
+      requireInstall(ctx, "kill -9");
       const poller = poll(ctx);
       const up = ctx.stack.runAsync(["up", "--yes", "--skip-preview"]);
       await waitForProcess(ctx.server, "pip install");

@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { get } from "../app-copy";
 import {
-  APP_ROOT, Ctx, health, hostRun, inside, keepLog, line, notes, Obs, poll, PollResult, rcase, setMarker, sleep, tail, upConverges, waitFor,
+  APP_ROOT, Ctx, health, hostRun, inside, keepLog, line, notes, Obs, poll, PollResult, rcase, requireInstall, setMarker, sleep, tail, upConverges, waitFor,
   waitForProcess,
 } from "./harness";
 
@@ -82,7 +82,8 @@ export function faultCases(ctx: Ctx): void {
 
   /** Release folders without the installed marker (a half-installed release left behind). */
   const halfInstalled = () =>
-    inside(ctx.server, `for d in ${APP_ROOT}/releases/*/; do [ -f "$d.fdeploy-release.json" ] || echo "$d"; done`).trim();
+    inside(ctx.server, `for d in ${APP_ROOT}/releases/*/; do [ -f "$d.fdeploy-release.json" ] || echo "$d"; done
+      for v in ${APP_ROOT}/venvs/*/; do [ ! -d "$v" ] || [ -f "$v.fdeploy-built" ] || echo "$v"; done`).trim();
 
   rcase(CATEGORY, "app with an import error", "up fails naming the app's exception; the live release answers every request meanwhile; the fix converges",
     (o) => runFault(o, "import error", {
@@ -173,25 +174,28 @@ export function faultCases(ctx: Ctx): void {
     (o) => runFault(o, "disk full", {
       inject: () => {
         setMarker(ctx, "disk full fixed");
-        // the real folder stays reachable at /run/rel-orig; the tmpfs gets a copy of it and is
-        // then filled up to 1 MiB
+        requireInstall(ctx, "disk full");
+        // releases/ and venvs/ (one volume on a real server): each real folder stays reachable at
+        // /run/rel-orig-<name>; a tmpfs over it gets a copy of it and is then filled up to 1 MiB
         inside(ctx.server, `set -e
-          d=${APP_ROOT}/releases
-          mkdir -p /run/rel-orig && mount --bind $d /run/rel-orig && mount --make-private /run/rel-orig
-          kb=$(du -sk $d | cut -f1)
-          mount -t tmpfs -o size=$((kb + kb / 4 + 8192))k,mode=0755 rel-full $d
-          cp -a /run/rel-orig/. $d/
-          avail=$(df --output=avail -k $d | tail -1)
-          fallocate -l $(( (avail - 1024) * 1024 )) $d/.rel-filler || dd if=/dev/zero of=$d/.rel-filler bs=1k count=$((avail - 1024)) status=none`);
-        o.note(`releases/ on a full tmpfs (${inside(ctx.server, `df -h --output=size,avail ${APP_ROOT}/releases | tail -1`).trim().replace(/\s+/g, " ")} size/avail)`);
+          for n in releases venvs; do
+            d=${APP_ROOT}/$n
+            mkdir -p /run/rel-orig-$n && mount --bind $d /run/rel-orig-$n && mount --make-private /run/rel-orig-$n
+            kb=$(du -sk $d | cut -f1)
+            mount -t tmpfs -o size=$((kb + kb / 4 + 8192))k,mode=0755 rel-full-$n $d
+            cp -a /run/rel-orig-$n/. $d/
+            avail=$(df --output=avail -k $d | tail -1)
+            fallocate -l $(( (avail - 1024) * 1024 )) $d/.rel-filler || dd if=/dev/zero of=$d/.rel-filler bs=1k count=$((avail - 1024)) status=none
+          done`);
+        o.note(`releases/ and venvs/ on full tmpfs (${inside(ctx.server, `df -h --output=size,avail ${APP_ROOT}/releases | tail -1`).trim().replace(/\s+/g, " ")} size/avail)`);
       },
-      expect: [/installing release [0-9a-f]{12} failed: the release volume is nearly full \(\d+ MiB free in \/srv\/flaskapp\/releases\)/],
+      expect: [/installing release [0-9a-f]{12} failed: the release volume is nearly full \(\d+ MiB free in \/srv\/flaskapp\/(releases|venvs)\)/],
       afterFailure: (o) => {
         assert.strictEqual(halfInstalled(), "", "a half-installed release was left behind");
         o.note("no half-installed release left on the full volume");
       },
       fix: () => {
-        inside(ctx.server, `d=${APP_ROOT}/releases; { umount $d || umount -l $d; } && umount /run/rel-orig && rmdir /run/rel-orig`);
+        inside(ctx.server, `for n in releases venvs; do d=${APP_ROOT}/$n; { umount $d || umount -l $d; } && umount /run/rel-orig-$n && rmdir /run/rel-orig-$n; done`);
       },
       marker: "disk full fixed",
     }));
@@ -199,7 +203,7 @@ export function faultCases(ctx: Ctx): void {
   rcase(CATEGORY, "SSH connection dropped mid-deploy (sshd sessions killed while pip installs)",
     "up fails naming the lost connection; live release serves throughout; the next up converges (the interrupted install is finished or redone)",
     (o) => runFault(o, "ssh dropped", {
-      inject: () => setMarker(ctx, "after ssh drop"),
+      inject: () => { setMarker(ctx, "after ssh drop"); requireInstall(ctx, "ssh drop"); },
       during: async () => {
         await waitForProcess(ctx.server, "pip install");
         inside(ctx.server, "pkill -KILL -f '^sshd: root@' || true");
@@ -214,6 +218,7 @@ export function faultCases(ctx: Ctx): void {
     "the deploy rides it out (the SSH session resumes, new dials retry) or fails naming the connection; the app serves again once the link is back; the next up converges",
     async (o) => {
       setMarker(ctx, "after link down");
+      requireInstall(ctx, "link down");
       const up = ctx.stack.runAsync(["up", "--yes", "--skip-preview"]);
       await waitForProcess(ctx.server, "pip install");
       const veth = `fd-${ctx.server.name}`;
@@ -242,6 +247,7 @@ export function faultCases(ctx: Ctx): void {
     (o) => runFault(o, "reboot", {
       inject: () => {
         setMarker(ctx, "after reboot");
+        requireInstall(ctx, "reboot");
         booted = inside(ctx.server, "ps -o lstart= -p 1").trim();
       },
       during: async () => {

@@ -252,6 +252,12 @@ export function setMarker(ctx: Ctx, marker: string): void {
     `\n# rel-marker\n@app.get("/api/marker")\ndef rel_marker():\n    return {"marker": ${JSON.stringify(marker)}}\n`);
 }
 
+/** Makes the next release need a venv of its own (requirements that no venv was built for), so
+ * that pip runs: the faults injected "while pip installs" wait for it. */
+export function requireInstall(ctx: Ctx, tag: string): void {
+  ctx.app.edit("requirements.txt", (s) => s.replace(/\n# rel-install[^\n]*$/, "").trimEnd() + `\n# rel-install ${tag}\n`);
+}
+
 export interface PollResult {
   requests: number;
   failures: number;

@@ -1,0 +1,58 @@
+// The HTTPS certificate on the server as a Pulumi resource, so that a missing or expired
+// certificate (deleted by hand, renewals failing for months) is drift that Pulumi's own refresh
+// shows and `up --refresh` repairs, like ServerState does for the app (a dynamic resource whose
+// `read` runs scripts/tls.sh read and whose `update` runs tls.sh repair: issue again with the last
+// deployed parameters). A plain `up` never reads the server.
+import * as pulumi from "@pulumi/pulumi";
+import { pinnedSsh, SshTarget } from "./pinned-ssh";
+
+export interface CertificateStateArgs {
+  server: SshTarget;
+  appName: string;
+  /** The remote scripts folder (ScriptBundle.remoteDir). */
+  scriptsDir: pulumi.Input<string>;
+  /** The certificate's names (serverName): a change means looking again. */
+  names: string;
+}
+
+/** What the stack wants; `notAfter` and the served `names` are reported, not compared. */
+const WANTED = { certificate: "valid" };
+
+function tlsScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
+  const s = inputs.server;
+  const r = pinnedSsh(s, `bash ${inputs.scriptsDir}/tls.sh ${verb}`, { input: JSON.stringify({ APP: inputs.appName }), timeoutMs: 600000 });
+  const last = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.status !== 0 || !last.startsWith("{")) {
+    throw new Error(`tls.sh ${verb} on ${s.user}@${s.host} failed (exit ${r.status}):\n${r.stderr.trim().split("\n").slice(-30).join("\n")}`);
+  }
+  const out = JSON.parse(last);
+  return { certificate: out.certificate, notAfter: out.notAfter, servedNames: out.names };
+}
+
+const provider: pulumi.dynamic.ResourceProvider = {
+  async create(inputs: any) {
+    return { id: `${inputs.appName}@${inputs.server.host}/certificate`, outs: { ...inputs, ...tlsScript(inputs, "read") } };
+  },
+  async read(id: string, props: any) {
+    return { id, props: { ...props, ...tlsScript(props, "read") } };
+  },
+  async diff(_id: string, olds: any, news: any) {
+    const changed: string[] = [];
+    for (const k of ["certificate", "names", "scriptsDir", "appName", "server"]) {
+      if (JSON.stringify(olds[k]) !== JSON.stringify(news[k])) changed.push(k);
+    }
+    return { changes: changed.length > 0, diffs: changed };
+  },
+  async update(_id: string, _olds: any, news: any) {
+    return { outs: { ...news, ...tlsScript(news, "repair") } };
+  },
+};
+
+export class CertificateState extends pulumi.dynamic.Resource {
+  declare public readonly certificate: pulumi.Output<string>;
+  declare public readonly notAfter: pulumi.Output<string>;
+
+  constructor(name: string, args: CertificateStateArgs, opts?: pulumi.CustomResourceOptions) {
+    super(provider, name, { ...args, ...WANTED, notAfter: undefined, servedNames: undefined }, opts);
+  }
+}

@@ -1,0 +1,36 @@
+// The app's own release commands (scripts/release-commands.sh): e.g. `flask db upgrade`
+// (Flask-Migrate/Alembic) or a guarded `flask init-db`, run in the new release as the app user with
+// its environment, after a backup and the SQL migrations, before the switch. They run again only
+// for a new release or changed commands, so they must be idempotent (and each one transactional).
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { Connection } from "./connection";
+import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+
+export interface ReleaseCommandsArgs {
+  connection: Connection;
+  bundle: ScriptBundle;
+  appName: string;
+  releaseId: string;
+  commands: string[];
+  keepBackups: number;
+  after: pulumi.Resource[];
+}
+
+export class ReleaseCommands extends pulumi.ComponentResource {
+  public readonly step: command.remote.Command;
+
+  constructor(name: string, args: ReleaseCommandsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("flaskdeploy:index:ReleaseCommands", name, {}, opts);
+    this.step = remoteStep(`${name}-run`, {
+      connection: args.connection,
+      bundle: args.bundle,
+      script: "release-commands.sh",
+      params: scriptParams({
+        APP: args.appName, RELEASE_ID: args.releaseId, COMMANDS: JSON.stringify(args.commands), KEEP_BACKUPS: args.keepBackups,
+      }),
+      after: args.after,
+    }, this);
+    this.registerOutputs({});
+  }
+}

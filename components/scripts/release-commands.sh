@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# release-commands.sh create — the app's own one-off release commands (e.g. `flask db upgrade`,
+# `flask --app app init-db`), run in the new release before it goes live: after the SQL migrations,
+# as the app user, in the slots' sandbox, with the app's environment, working directory and venv
+# (PATH). First an online backup of every SQLite database in shared/ (as the app user). A failing
+# command stops the deploy before the switch: the live release keeps serving; the database is not
+# restored (the live release kept writing meanwhile) and the message names the backup.
+# params: APP, RELEASE_ID, COMMANDS (JSON list of command lines, each run by /bin/sh -c), KEEP_BACKUPS
+. "$(dirname "$0")/lib.sh"
+load_params
+[[ $P_RELEASE_ID =~ ^[0-9a-f]{12}$ ]] || fail "bad release id '$P_RELEASE_ID'"
+[[ $P_KEEP_BACKUPS =~ ^[0-9]{1,3}$ ]] || fail "bad backup count '$P_KEEP_BACKUPS'"
+load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+with_deploy_lock
+release=$APP_ROOT/releases/$P_RELEASE_ID
+[ -f "$release/.fdeploy-release.json" ] || fail "release $P_RELEASE_ID is not installed"
+mapfile -d '' -t commands < <(printf '%s' "$P_COMMANDS" | python3 -c 'import json,sys; sys.stdout.write("".join(c + "\0" for c in json.load(sys.stdin)))')
+
+# the backup: every SQLite file in shared/ (not backups/), by SQLite's online backup, as the app
+# user (root follows no path in shared/); the oldest pre-release backups beyond KEEP_BACKUPS go
+backup=$APP_ROOT/shared/backups/pre-release-$(date -u +%Y%m%dT%H%M%SZ)-$P_RELEASE_ID
+saved=$(cd / && runuser -u "$APP_USER" -- python3 -c '
+import os, sqlite3, sys, shutil
+shared, dest, keep = sys.argv[1], sys.argv[2], int(sys.argv[3])
+n = 0
+for d, dirs, names in os.walk(shared):
+    if d == shared and "backups" in dirs: dirs.remove("backups")
+    for name in names:
+        p = os.path.join(d, name)
+        if os.path.islink(p) or not name.endswith((".sqlite", ".sqlite3", ".db")): continue
+        with open(p, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00": continue
+        out = os.path.join(dest, os.path.relpath(p, shared))
+        os.makedirs(os.path.dirname(out), mode=0o700, exist_ok=True)
+        src = sqlite3.connect("file:%s?mode=ro" % p, uri=True); dst = sqlite3.connect(out)
+        with dst: src.backup(dst)
+        src.close(); dst.close(); n += 1
+old = sorted(e for e in os.listdir(os.path.join(shared, "backups")) if e.startswith("pre-release-"))
+for e in old[:-keep]: shutil.rmtree(os.path.join(shared, "backups", e), ignore_errors=True)
+print(n)' "$APP_ROOT/shared" "$backup" "$P_KEEP_BACKUPS") || fail "could not back up the databases in shared/ before the release commands"
+[ "$saved" -gt 0 ] && log "backup before the release commands: $saved database(s) in $backup" || backup=""
+
+props=()
+while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")
+n=0
+for cmd in "${commands[@]}"; do
+  n=$((n + 1))
+  log "release command $n: $cmd"
+  rc=0
+  systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-release-cmd-$$-$n" \
+    -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
+    -p EnvironmentFile="$(env_file "$P_APP")" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
+    -p Environment="PATH=$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" -p Environment="HOME=/tmp" \
+    "${props[@]}" -p RuntimeMaxSec=1800 /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
+  if [ $rc != 0 ]; then
+    restore="No SQLite database was found in shared/ to back up."
+    [ -n "$backup" ] && restore="A backup taken before the release commands is in $backup: to restore it, stop the app (systemctl stop 'fdeploy-$P_APP@*.service'), copy its files back over those in $APP_ROOT/shared/ as $APP_USER, and deploy again."
+    fail "release command $n ('$cmd') failed (exit $rc) for release $P_RELEASE_ID; it is not live, the live release keeps serving. The database may be partly changed and is not restored automatically (the live release kept writing meanwhile). $restore"
+  fi
+done
+echo "release commands of $P_RELEASE_ID: $n passed"
