@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# backup-run.sh run|claim|check CONF, verify CONF DB — installed as /usr/local/lib/fdeploy/backup-run.sh by
+# backup-run.sh run|claim|check|owner CONF, verify|status CONF DB — installed as /usr/local/lib/fdeploy/backup-run.sh by
 # backup.sh; runs inside fdeploy-<app>-backup.service as the app user, with the target's
 # credentials from systemd ($CREDENTIALS_DIRECTORY/sftp-key, or the S3 keys in the environment).
 #
@@ -84,8 +84,34 @@ verify() {
   done
 }
 
+# status CONF DB: the local position next to the replica's newest (the replication lag)
+status() {
+  local db=$1
+  "$LITESTREAM" status -config "$CONFIG" -json "$db" >"$TMP/local.json" 2>"$TMP/err" || { echo "local: unknown ($(head -c 200 "$TMP/err"))"; }
+  "$LITESTREAM" ltx -config "$CONFIG" -json "$db" >"$TMP/replica.json" 2>"$TMP/err" || { echo "replica: unreachable ($(head -c 200 "$TMP/err" | tr '\n' ' '))"; return 0; }
+  python3 - "$TMP/local.json" "$TMP/replica.json" <<'PY'
+import datetime, json, sys
+try:
+    local = json.load(open(sys.argv[1]))[0]["local_txid"]
+except Exception:
+    local = "-"
+files = json.load(open(sys.argv[2])) or []
+if not files:
+    print("replica: empty"); sys.exit(0)
+newest = max(files, key=lambda f: int(f["max_txid"], 16))
+age = (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(newest["created"].replace("Z", "+00:00"))).total_seconds()
+print("replica: txid %s, written %.0f s ago" % (newest["max_txid"], age))
+if local != "-":
+    behind = int(local, 16) - int(newest["max_txid"], 16)
+    print("local: txid %s; lag: %d transactions behind" % (local, max(behind, 0)))
+PY
+}
+
 case $1 in
   verify) verify "$3" ;;
+  status) status "$3" ;;
+  owner) o=$(owner); rc=$?; [ $rc = 0 ] || { echo "lease: target unreachable"; exit 0; }
+    if [ -z "$o" ]; then echo "lease: none"; elif [ "$o" = "$ME" ]; then echo "lease: this server ($ME)"; else echo "lease: ANOTHER server ($o): this one does not replicate"; fi ;;
   claim) claim ;;
   check) check ;;
   run)

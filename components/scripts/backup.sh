@@ -19,7 +19,8 @@
 # restore (params: APP, [TIMESTAMP]): app stopped, each database restored from the replica to a new
 #   file, the old one kept aside as <db>.before-restore-<time>, then app and replication start again.
 # verify (params: APP): the latest replica restored to a temporary file, PRAGMA integrity_check,
-#   row counts compared with the live database; prints the lag.
+#   row counts compared with the live database.
+# status (params: APP): replication running, the lease, each database's lag, the last drill.
 . "$(dirname "$0")/lib.sh"
 
 lsdir() { echo "/usr/local/lib/fdeploy/litestream-$1"; }
@@ -314,7 +315,24 @@ restore() {
   echo "restore: done${P_TIMESTAMP:+ (to $P_TIMESTAMP)}; the app runs again${slots:+: $slots}"
 }
 
+# status: replication running, the lease, each database's lag, the last scheduled drill
+status() {
+  backup_settings
+  local db v; v=$(verify_unit "$P_APP")
+  echo "replication: $(systemctl is-active "$(backup_unit "$P_APP")" || true)"
+  as_backup_user "$RUN" owner "$(run_conf "$P_APP")" || true
+  for db in $DBS; do
+    echo "== $db"
+    as_backup_user "$RUN" status "$(run_conf "$P_APP")" "$db" || true
+  done
+  if [ -f "/etc/systemd/system/$v.timer" ]; then
+    echo "last verify: $(systemctl show -p ExecMainExitTimestamp --value "$v.service") result $(systemctl show -p Result --value "$v.service")"
+  else
+    echo "last verify: no schedule (backup.verifyEvery)"
+  fi
+}
+
 case ${1:-} in
-  create) create ;; delete) delete "${2:-}" ;; verify) verify ;; restore) restore ;;
-  *) fail "usage: backup.sh create|delete APP|verify|restore" ;;
+  create) create ;; delete) delete "${2:-}" ;; verify) verify ;; restore) restore ;; status) status ;;
+  *) fail "usage: backup.sh create|delete APP|verify|restore|status" ;;
 esac

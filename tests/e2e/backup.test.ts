@@ -226,6 +226,11 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.match(out, /verify: ok/);
     const m = /rows notes: replica (\d+), live (\d+)/.exec(out);
     assert.ok(m && m[1] === m[2], out);
+    const status = backupCommand(stack, "status");
+    console.log(status);
+    assert.match(status, /replication: active/);
+    assert.match(status, /lease: this server/);
+    assert.match(status, /lag: \d+ transactions behind/);
   });
 
   it("npm run backup -- restore: into place with the app stopped, the old file kept aside, the app serving again", async () => {
