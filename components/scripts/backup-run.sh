@@ -99,7 +99,7 @@ files = json.load(open(sys.argv[2])) or []
 if not files:
     print("replica: empty"); sys.exit(0)
 newest = max(files, key=lambda f: int(f["max_txid"], 16))
-age = (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(newest["created"].replace("Z", "+00:00"))).total_seconds()
+age = (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.fromisoformat(newest["timestamp"].replace("Z", "+00:00"))).total_seconds()
 print("replica: txid %s, written %.0f s ago" % (newest["max_txid"], age))
 if local != "-":
     behind = int(local, 16) - int(newest["max_txid"], 16)

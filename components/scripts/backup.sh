@@ -326,7 +326,9 @@ status() {
     as_backup_user "$RUN" status "$(run_conf "$P_APP")" "$db" || true
   done
   if [ -f "/etc/systemd/system/$v.timer" ]; then
-    echo "last verify: $(systemctl show -p ExecMainExitTimestamp --value "$v.service") result $(systemctl show -p Result --value "$v.service")"
+    local at; at=$(systemctl show -p ExecMainExitTimestamp --value "$v.service")
+    if [ -z "$at" ]; then echo "last verify: not yet on this server (the timer: $(systemctl is-active "$v.timer" 2>/dev/null || true))"
+    else echo "last verify: $at, $(systemctl show -p Result --value "$v.service")"; fi
   else
     echo "last verify: no schedule (backup.verifyEvery)"
   fi
