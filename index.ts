@@ -22,6 +22,7 @@ import { ServerState } from "./components/server-state";
 import { CertificateState } from "./components/certificate-state";
 import { SharedPaths } from "./components/shared-paths";
 import { ReleaseCommands } from "./components/release-commands";
+import { Backup } from "./components/backup";
 
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
@@ -61,6 +62,13 @@ const service = new GunicornService("gunicorn", {
   after: [base.ready, environment], // the unit reads the environment file
 });
 
+// 3b. Offsite backups (optional, `backup.replica`): on a brand-new server the databases are restored
+//     from the replica before migrations run and the app starts; then Litestream replicates them.
+const backup = cfg.backup === undefined ? undefined : new Backup("backup", {
+  ...common, bundle, appRoot, backup: cfg.backup, secrets: pulumi.secret(cfg.backupSecrets ?? {}), after: [base.ready],
+});
+const restored = backup ? [backup.step] : [];
+
 // 4. The database schema and the switch to the release (health-checked). A deploy migrates first,
 //    then switches; a rollback switches first, then brings the schema down to the pinned release's
 //    version. Migrations are expand/contract (README), so either way the code that runs in between
@@ -72,10 +80,10 @@ const activationArgs = {
   serviceRevision: service.revision, envRevision: environment.revision,
   sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
 };
-const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : [])];
+const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : []), ...restored];
 let migrations: MigrationRunner | undefined, activation: Activation;
 if (cfg.release === undefined) {
-  migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), after: [release.installed, environment] }) : undefined;
+  migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), after: [release.installed, environment, ...restored] }) : undefined;
   // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
   const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands("release-commands", {
     ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,

@@ -64,6 +64,78 @@ export const RESERVED_ACCOUNTS = [
 
 const strategies = ["restart", "rolling", "blue-green"] as const;
 
+/** The Litestream release the server runs (built by scripts/setup.sh, or downloaded on the server). */
+export const LITESTREAM_VERSION = "v0.5.18";
+const duration = (what: string) =>
+  z.string().regex(/^([1-9]\d{0,5})(s|m|h)$/, `${what}: expected a duration like 1s, 10m or 72h`);
+// sftp://user@host[:port]/path or s3://bucket[/path]
+const sftpUrl = /^sftp:\/\/([a-z_][a-z0-9_.-]{0,31})@([A-Za-z0-9.-]+)(:(\d{1,5}))?(\/[A-Za-z0-9._\/-]*)$/;
+const s3Url = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(\/[A-Za-z0-9._\/-]*)?$/;
+
+/** The offsite target `backup.replica` names, split into its parts. */
+export type ReplicaTarget =
+  | { type: "sftp"; user: string; host: string; port: number; path: string }
+  | { type: "s3"; bucket: string; path: string };
+
+export function parseReplicaUrl(url: string): ReplicaTarget | undefined {
+  let m = sftpUrl.exec(url);
+  if (m) {
+    const port = m[4] ? Number(m[4]) : 22;
+    const p = m[5].replace(/\/+$/, "");
+    if (port < 1 || port > 65535 || p === "" || p.split("/").includes("..")) return undefined;
+    return { type: "sftp", user: m[1], host: m[2], port, path: p };
+  }
+  m = s3Url.exec(url);
+  if (m) {
+    const p = (m[2] ?? "").replace(/^\/+|\/+$/g, "");
+    if (p.split("/").includes("..")) return undefined;
+    return { type: "s3", bucket: m[1], path: p };
+  }
+  return undefined;
+}
+
+const backupSchema = z
+  .strictObject({
+    replica: z.string().refine((u) => parseReplicaUrl(u) !== undefined, {
+      message: "expected sftp://user@host[:port]/absolute/path or s3://bucket[/path]",
+    }),
+    /** sftp: the target's public host key (pinned, like server.hostKey). */
+    hostKey: z.string().regex(hostKeyLine, "expected the target's public host key, e.g. 'ssh-ed25519 AAAA…' (ssh-keyscan -t ed25519 HOST)").optional(),
+    /** s3: an S3-compatible endpoint (default: AWS) and region. */
+    endpoint: z.string().regex(/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?\/?$/, "expected an http(s) URL, e.g. https://s3.example.com").optional(),
+    region: z.string().regex(/^[a-z0-9-]{1,32}$/, "expected a region name, e.g. us-east-1").optional(),
+    syncInterval: duration("backup.syncInterval").default("1s"),
+    retention: duration("backup.retention").default("72h"),
+    /** A restore drill (verify) on the server on this schedule; unset: none. */
+    verifyEvery: duration("backup.verifyEvery").optional(),
+    /** More SQLite files to replicate, relative to shared/ (the app's own database is always one). */
+    databases: z.array(z.string().regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\/-]+\.(sqlite3?|db)$/,
+      "expected a path inside shared/, e.g. instance/extra.sqlite3")).max(20).default([]),
+    /** Where the server gets Litestream: the official release (checksum pinned) or the binary setup.sh built. */
+    litestream: z.enum(["download", "upload"], { message: "expected download or upload" }).default("download"),
+  })
+  .superRefine((b, ctx) => {
+    const t = parseReplicaUrl(b.replica);
+    if (t?.type === "sftp" && !b.hostKey) {
+      ctx.addIssue({ code: "custom", path: ["hostKey"], message: "required for an sftp:// replica: the target's public host key (ssh-keyscan -t ed25519 HOST)" });
+    }
+    if (t?.type === "sftp" && (b.endpoint || b.region)) {
+      ctx.addIssue({ code: "custom", path: ["endpoint"], message: "only for an s3:// replica" });
+    }
+    if (b.databases.includes("db/app.sqlite3")) {
+      ctx.addIssue({ code: "custom", path: ["databases"], message: "db/app.sqlite3 (DATABASE_PATH) is always replicated; list only other files" });
+    }
+  });
+
+/** Backup credentials: a secret object of their own (never in the app's environment). */
+const backupSecretsSchema = z.strictObject({
+  sftpKey: z.string().refine((k) => /^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(k.trim()), {
+    message: "expected an unencrypted SSH private key (PEM/OpenSSH, -----BEGIN … PRIVATE KEY-----)",
+  }).optional(),
+  accessKeyId: envValue.optional(),
+  secretAccessKey: envValue.optional(),
+});
+
 /** Let's Encrypt's ACME directories: production (the default) and staging (tls.staging). */
 export const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
 export const LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory";
@@ -150,6 +222,9 @@ export const configSchema = z.strictObject({
   secrets: z
     .record(z.string().regex(envName, "expected an environment variable name like SECRET_KEY"), envValue)
     .default({}),
+  // Continuous offsite backups (Litestream); unset: none, and nothing about the deploy changes.
+  backup: backupSchema.optional(),
+  backupSecrets: backupSecretsSchema.optional(),
 });
 
 export type DeployConfig = Omit<z.infer<typeof configSchema>, "migrationsDir" | "sharedDirs" | "sharedFiles" | "static"> & {
@@ -165,9 +240,10 @@ export type DeployConfig = Omit<z.infer<typeof configSchema>, "migrationsDir" | 
 export type ServerConfig = DeployConfig["server"];
 export type Strategy = (typeof strategies)[number];
 export type TlsConfig = z.infer<typeof tlsSchema>;
+export type BackupConfig = NonNullable<DeployConfig["backup"]>;
 
 /** Keys whose values must be set with `pulumi config set --secret`. */
-const SECRET_KEYS = ["secrets"];
+const SECRET_KEYS = ["secrets", "backupSecrets"];
 /** Environment names the deploy sets itself; user env/secrets must not override them. */
 const RESERVED_ENV = ["DATABASE_PATH", "RELEASE_ID"];
 
@@ -233,8 +309,9 @@ export function parseConfig(
     }
   }
   for (const name of raw.plaintextSecrets ?? []) {
-    problems.push(`${NAMESPACE}:secrets.${name}: stored in plaintext in the stack's config file; must be set as a secret: ` +
-      `pulumi config set --secret --path 'secrets.${name}' VALUE`);
+    const key = name.includes(".") ? name : `secrets.${name}`; // backupSecrets.X arrive with their object's name
+    problems.push(`${NAMESPACE}:${key}: stored in plaintext in the stack's config file; must be set as a secret: ` +
+      `pulumi config set --secret --path '${key}' VALUE`);
   }
   const tlsIn = input.tls as Record<string, unknown> | undefined;
   if (tlsIn && typeof tlsIn === "object" && tlsIn.privateKey !== undefined &&
@@ -265,7 +342,7 @@ export function parseConfig(
   const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir));
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg));
   if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
@@ -280,7 +357,8 @@ function splitKey(fullKey: string): [string, string] {
 }
 
 function knownKeys(at: PropertyKey[]): string[] {
-  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "tls" ? tlsSchema.shape : configSchema.shape;
+  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
+    : at[0] === "backupSecrets" ? backupSecretsSchema.shape : configSchema.shape;
   return Object.keys(shape);
 }
 
@@ -306,6 +384,26 @@ function checkFiles(cfg: DeployConfig, projectDir: string): string[] {
   }
   if (cfg.server.privateKeyPath && !fs.existsSync(expandHome(cfg.server.privateKeyPath))) {
     problems.push(`${NAMESPACE}:server.privateKeyPath: '${cfg.server.privateKeyPath}' does not exist (expected an SSH private key file)`);
+  }
+  return problems;
+}
+
+/** The credentials the replica's kind needs, and none that it would ignore. */
+function checkBackup(cfg: DeployConfig): string[] {
+  const problems: string[] = [];
+  const s = cfg.backupSecrets ?? {};
+  if (!cfg.backup) {
+    if (cfg.backupSecrets) problems.push(`${NAMESPACE}:backupSecrets: set, but backup.replica is not (remove them, or set backup.replica)`);
+    return problems;
+  }
+  const t = parseReplicaUrl(cfg.backup.replica)!;
+  const set = (k: string) => `pulumi config set --secret --path 'backupSecrets.${k}' < FILE`;
+  if (t.type === "sftp") {
+    if (!s.sftpKey) problems.push(`${NAMESPACE}:backupSecrets.sftpKey: required for an sftp:// replica (the SSH private key of ${t.user}@${t.host}): ${set("sftpKey")}`);
+    if (s.accessKeyId || s.secretAccessKey) problems.push(`${NAMESPACE}:backupSecrets: accessKeyId/secretAccessKey are for an s3:// replica`);
+  } else {
+    if (!s.accessKeyId || !s.secretAccessKey) problems.push(`${NAMESPACE}:backupSecrets: accessKeyId and secretAccessKey are required for an s3:// replica: ${set("accessKeyId")}`);
+    if (s.sftpKey) problems.push(`${NAMESPACE}:backupSecrets.sftpKey: is for an sftp:// replica`);
   }
   return problems;
 }
@@ -431,9 +529,12 @@ export function plaintextSecretNames(file: string): string[] {
   } catch {
     return []; // unreadable: Pulumi itself reports a broken config file
   }
-  const secrets = doc?.config?.[`${NAMESPACE}:secrets`];
-  if (!secrets || typeof secrets !== "object" || Array.isArray(secrets) || typeof secrets.secure === "string") return [];
-  return Object.keys(secrets).filter((k) => !(secrets[k] && typeof secrets[k] === "object" && typeof secrets[k].secure === "string"));
+  const plain = (obj: any): string[] => {
+    if (!obj || typeof obj !== "object" || Array.isArray(obj) || typeof obj.secure === "string") return [];
+    return Object.keys(obj).filter((k) => !(obj[k] && typeof obj[k] === "object" && typeof obj[k].secure === "string"));
+  };
+  return [...plain(doc?.config?.[`${NAMESPACE}:secrets`]),
+    ...plain(doc?.config?.[`${NAMESPACE}:backupSecrets`]).map((k) => `backupSecrets.${k}`)];
 }
 
 /** tls.privateKey in FILE is a plaintext value (not `secure:`). */

@@ -34,6 +34,10 @@ bash toolchain/install.sh
 step "pebble (the e2e tests' ACME server)"
 bash toolchain/pebble.sh
 
+step "Litestream (offsite backups)"
+bash toolchain/litestream.sh
+bash toolchain/versitygw.sh   # the S3-compatible target of the backup e2e
+
 step "test server image"
 bash tests/servers/testserver.sh base
 echo "setup done in $((SECONDS - t0))s"

@@ -67,6 +67,11 @@ describe("resource graph (index.ts under mocks)", function () {
     ]);
   });
 
+  it("has no offsite backup step unless backup.replica is set (existing stacks see no change)", () => {
+    assert.deepStrictEqual([...registered.keys()].filter((k) => k.startsWith("backup")), []);
+    assert.ok(!depsOf("migrations-apply").some((d) => d.startsWith("backup")));
+  });
+
   it("orders the deploy: base, release, migrations, then the switch, nginx and the check", () => {
     assert.ok(depsOf("base-setup").includes("scripts-upload"));
     assert.ok(depsOf("release-upload").includes("base-setup"));

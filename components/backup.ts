@@ -1,0 +1,163 @@
+// Continuous offsite backups (issue #14): Litestream replicates the app's SQLite databases to an
+// SFTP or S3-compatible target, as the systemd unit fdeploy-<app>-backup.service
+// (scripts/backup.sh). On a brand-new server (no database yet) the deploy restores every database
+// from the replica before migrations run and before the app starts. A target that is down never
+// blocks a deploy of a server that has its database: the deploy warns, Litestream catches up.
+//
+// Litestream reaches the server from one of two sources, through one code path (backup.sh
+// install_litestream: a file + its sha256 -> /usr/local/lib/fdeploy/litestream-<version>/):
+//   download  the official release archive, fetched on the server, checksum pinned here;
+//   upload    the binary scripts/setup.sh built from the Go module proxy (toolchain/litestream.sh),
+//             uploaded like the scripts (offline servers, the test servers).
+// Credentials come from the stack secret `backupSecrets` and travel on stdin (secret in state);
+// on the server they live in root-only files that systemd hands to the unit (LoadCredential=,
+// EnvironmentFile=), never on a command line and never in the app's environment.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { BackupConfig, LITESTREAM_VERSION, parseReplicaUrl } from "./config";
+import { Connection } from "./connection";
+import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { folderUpload, stageFolder } from "./upload";
+
+/** The official release archive (linux amd64) and its sha256, pinned. */
+export const LITESTREAM_RELEASE = {
+  url: `https://github.com/benbjohnson/litestream/releases/download/${LITESTREAM_VERSION}/litestream-${LITESTREAM_VERSION}-linux-amd64.tar.gz`,
+  // from the release's checksums; FDEPLOY_LITESTREAM_SHA256 overrides it (a mirror, another arch)
+  sha256: process.env.FDEPLOY_LITESTREAM_SHA256 ?? "",
+};
+
+/** Where setup.sh (toolchain/litestream.sh) builds the binary: one folder per version. */
+export function litestreamBuildDir(): string {
+  const cache = process.env.FDEPLOY_CACHE || "/var/cache/fdeploy";
+  return process.env.FDEPLOY_LITESTREAM_DIR || path.join(cache, "litestream", LITESTREAM_VERSION);
+}
+
+/** The databases Litestream replicates, relative to shared/: the app's own, then the extra ones. */
+export function backupDatabases(b: BackupConfig): string[] {
+  return ["db/app.sqlite3", ...b.databases];
+}
+
+/**
+ * litestream.yml for APPROOT's databases: no secret in it (the SFTP key is the unit's credential
+ * `sftp-key`, S3 keys are environment variables systemd reads from a root-only file). Values are
+ * JSON strings, which YAML reads as they are.
+ */
+export function renderLitestreamConfig(b: BackupConfig, appRoot: string): string {
+  const t = parseReplicaUrl(b.replica)!;
+  const q = JSON.stringify;
+  const lines = [
+    "# Managed by flask-deploy (components/backup.ts). Do not edit: the next deploy rewrites it.",
+    "snapshot:",
+    "  interval: 1h",
+    `  retention: ${q(b.retention)}`,
+    `#REPLICA ${b.replica}`,
+    "dbs:",
+  ];
+  for (const rel of backupDatabases(b)) {
+    lines.push(`  - path: ${q(`${appRoot}/shared/${rel}`)}`, "    replica:");
+    if (t.type === "sftp") {
+      lines.push(
+        "      type: sftp",
+        `      host: ${q(`${t.host}:${t.port}`)}`,
+        `      user: ${q(t.user)}`,
+        `      path: ${q(`${t.path}/${rel}`)}`,
+        `      key-path: "\${CREDENTIALS_DIRECTORY}/sftp-key"`,
+        `      host-key: ${q(b.hostKey!.split(" ").slice(0, 2).join(" "))}`,
+      );
+    } else {
+      lines.push(
+        "      type: s3",
+        `      bucket: ${q(t.bucket)}`,
+        `      path: ${q([t.path, rel].filter((p) => p).join("/"))}`,
+        ...(b.endpoint ? [`      endpoint: ${q(b.endpoint)}`, "      force-path-style: true"] : []),
+        ...(b.region ? [`      region: ${q(b.region)}`] : []),
+        `      access-key-id: "\${FDEPLOY_BACKUP_ACCESS_KEY_ID}"`,
+        `      secret-access-key: "\${FDEPLOY_BACKUP_SECRET_ACCESS_KEY}"`,
+      );
+    }
+    lines.push(`      sync-interval: ${q(b.syncInterval)}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** sha256 of a file, hex. */
+function sha256File(file: string): string {
+  return crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+}
+
+export interface BackupArgs {
+  connection: Connection;
+  bundle: ScriptBundle;
+  appName: string;
+  appRoot: string;
+  backup: BackupConfig;
+  secrets: pulumi.Input<{ sftpKey?: string; accessKeyId?: string; secretAccessKey?: string }>;
+  after: pulumi.Resource[];
+}
+
+export class Backup extends pulumi.ComponentResource {
+  /** Restore (fresh server) + replication running: migrations and the app start after it. */
+  public readonly step: command.remote.Command;
+
+  constructor(name: string, args: BackupArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("flaskdeploy:index:Backup", name, {}, opts);
+    const b = args.backup;
+    let source: Record<string, string> = {};
+    const after = [...args.after];
+    if (b.litestream === "upload") {
+      const dir = litestreamBuildDir();
+      const bin = path.join(dir, "litestream");
+      if (!fs.existsSync(bin)) {
+        throw new pulumi.RunError(`flask-deploy:backup.litestream: upload: no Litestream binary at ${bin}; build it with bash toolchain/litestream.sh (scripts/setup.sh does), or use 'download'`);
+      }
+      const staged = stageFolder(dir, "litestream");
+      const folder = `litestream-${staged.hash}`;
+      after.push(folderUpload(`${name}-litestream-upload`, {
+        connection: args.connection, staged, remotePath: `.fdeploy/${args.appName}/${folder}`,
+      }, { parent: this, dependsOn: args.after }));
+      source = { UPLOAD: folder, SHA256: sha256File(bin) };
+    } else {
+      if (!/^[0-9a-f]{64}$/.test(LITESTREAM_RELEASE.sha256)) {
+        throw new pulumi.RunError(`flask-deploy:backup.litestream: download: no pinned sha256 for ${LITESTREAM_RELEASE.url}; set FDEPLOY_LITESTREAM_SHA256 (from the release's checksums) or use 'upload'`);
+      }
+      source = { URL: LITESTREAM_RELEASE.url, SHA256: LITESTREAM_RELEASE.sha256 };
+    }
+    const t = parseReplicaUrl(b.replica)!;
+    const creds = pulumi.secret(pulumi.output(args.secrets).apply((s) => JSON.stringify(
+      t.type === "sftp" ? { sftpKey: (s.sftpKey ?? "").trim() + "\n" }
+        : { accessKeyId: s.accessKeyId ?? "", secretAccessKey: s.secretAccessKey ?? "" })));
+    this.step = remoteStep(`${name}-litestream`, {
+      connection: args.connection,
+      bundle: args.bundle,
+      script: "backup.sh",
+      deleteWith: args.appName,
+      params: scriptParams({
+        APP: args.appName,
+        VERSION: LITESTREAM_VERSION,
+        ...source,
+        KIND: t.type,
+        CONFIG: renderLitestreamConfig(b, args.appRoot),
+        DATABASES: backupDatabases(b).join(" "),
+        VERIFY_EVERY: b.verifyEvery ?? "",
+        ...(t.type === "sftp"
+          ? { R_HOST: t.host, R_PORT: t.port, R_USER: t.user, R_PATH: t.path, R_HOSTKEY: b.hostKey!.split(" ").slice(0, 2).join(" ") }
+          : { R_BUCKET: t.bucket, R_PATH: t.path, ENDPOINT: b.endpoint ?? "", REGION: b.region ?? "" }),
+        CREDENTIALS: creds,
+      }),
+      // no triggers: a new server (connection) or new settings (stdin) update the step, which runs
+      // create again there (restore, replication); a replacement would run delete on the old
+      // server, which may be gone (server loss)
+      after,
+    }, this);
+    // the script reports a target it cannot reach as a warning; the deploy goes on
+    pulumi.unsecret(this.step.stdout).apply((out) => {
+      for (const line of (out ?? "").split("\n")) {
+        if (line.startsWith("warning: ")) pulumi.log.warn(line.slice("warning: ".length), this);
+      }
+    });
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,262 @@
+// Offsite backups (issue #14): the app server replicates its database with Litestream to an SFTP
+// target (sshd on a second test server). Rows are written under load, the app server is killed
+// hard (its whole container, no shutdown), and the same stack is deployed to a brand-new server:
+// the database is restored from the replica before the app starts. Every row acknowledged more
+// than syncInterval + 1 s before the kill must be back. Prints the recovery point (rows and
+// seconds lost) and the recovery time (new server booted -> serving).
+import * as assert from "assert";
+import { execFileSync, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { startServer, stopServer, TestServer } from "../servers";
+import { copyApp, copyMigrations } from "./app-copy";
+import { PROJECT_DIR, TestStack } from "./pulumi";
+
+const CACHE = process.env.FDEPLOY_CACHE || "/var/cache/fdeploy";
+const SYNC_INTERVAL_S = 1;
+
+/** Kill a test server hard: SIGKILL to its container's PID 1 (every process in it dies at once). */
+function killHard(name: string): void {
+  const dir = path.join(CACHE, "servers", "hosts", name);
+  const loop = fs.readFileSync(path.join(dir, "loop.pid"), "utf8").trim();
+  const nspawn = fs.readFileSync(path.join(dir, "nspawn.pid"), "utf8").trim();
+  spawnSync("kill", ["-KILL", loop]);
+  const leader = execFileSync("pgrep", ["-P", nspawn], { encoding: "utf8" }).trim().split("\n")[0];
+  execFileSync("kill", ["-KILL", leader]);
+}
+
+/** The target's link down/up, from the host (the server's namespace). */
+function link(name: string, state: "up" | "down"): void {
+  execFileSync("ip", ["-n", `fd-${name}`, "link", "set", "eth0", state]);
+}
+
+interface Written { id: number; at: number }
+
+/** POST notes to BASE as fast as 2 clients go until stopped; each acknowledged row with its time. */
+function startWriter(base: string) {
+  const rows: Written[] = [];
+  let stopped = false, failures = 0;
+  const worker = async () => {
+    let n = 0;
+    while (!stopped) {
+      try {
+        const r = await fetch(`${base}/api/notes`, {
+          method: "POST", headers: { "content-type": "application/json" },
+          body: JSON.stringify({ body: `row ${n++}` }), signal: AbortSignal.timeout(3000),
+        });
+        if (r.status === 201) rows.push({ id: (await r.json()).id, at: Date.now() });
+        else failures++;
+      } catch {
+        failures++;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  };
+  const workers = [worker(), worker()];
+  return { rows, get failures() { return failures; }, async stop() { stopped = true; await Promise.all(workers); } };
+}
+
+const SERVERS = path.join(__dirname, "../servers/testserver.sh");
+function withKeptDisk<T>(f: () => T): T {
+  process.env.FDEPLOY_KEEP_DISK = "1";
+  try { return f(); } finally { delete process.env.FDEPLOY_KEEP_DISK; }
+}
+
+/** npm run backup -- VERB for the stack. */
+function backupCommand(stack: TestStack, verb: string): string {
+  const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts", "backup.ts"), verb, "--stack", stack.name,
+    "--config-file", stack.configFile], { cwd: PROJECT_DIR, env: stack.env, encoding: "utf8" });
+  const out = (r.stdout ?? "") + (r.stderr ?? "");
+  assert.strictEqual(r.status, 0, out);
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const S3_KEY = "fdeploytestkey", S3_SECRET = "fdeploy-test-secret-0123456789";
+
+/** The Versity S3 gateway (posix backend) on the target server, port 7070, bucket `backups`. */
+function startS3(target: TestServer): void {
+  const dir = path.join(CACHE, "versitygw");
+  const bin = fs.existsSync(dir) ? fs.readdirSync(dir).map((v) => path.join(dir, v, "versitygw")).find((f) => fs.existsSync(f)) : undefined;
+  assert.ok(bin, "no versitygw build: bash toolchain/versitygw.sh (scripts/setup.sh runs it)");
+  execFileSync("scp", ["-q", "-i", target.keyPath, "-o", `UserKnownHostsFile=${target.knownHostsPath}`, "-o", "StrictHostKeyChecking=yes",
+    "-o", "BatchMode=yes", bin!, `root@${target.host}:/usr/local/bin/versitygw`]);
+  target.ssh(`chmod 755 /usr/local/bin/versitygw && mkdir -p /srv/s3 && systemd-run --unit=s3gw --setenv=ROOT_ACCESS_KEY_ID=${S3_KEY} ` +
+    `--setenv=ROOT_SECRET_ACCESS_KEY=${S3_SECRET} /usr/local/bin/versitygw --port :7070 posix /srv/s3 && ` +
+    "for i in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:7070/ && break; sleep 0.2; done");
+  const put = spawnSync("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3",
+    "--user", `${S3_KEY}:${S3_SECRET}`, "-X", "PUT",
+    "-H", "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", `http://${target.host}:7070/backups`], { encoding: "utf8" });
+  assert.match(put.stdout, /^200$/, `create bucket: ${put.stdout} ${put.stderr} ${target.ssh("journalctl -u s3gw -n 20 --no-pager")}`);
+}
+
+for (const kind of ["sftp", "s3"] as const)
+describe(`offsite backups (Litestream, ${kind} target): surviving the loss of the server`, function () {
+  this.timeout(900000);
+  let target: TestServer, app: TestServer, fresh: TestServer;
+  let stack: TestStack;
+  let keyDir: string;
+  let replica: string, replicaDir: string;
+
+  before(() => {
+    const ls = path.join(CACHE, "litestream");
+    assert.ok(fs.existsSync(ls), "no Litestream build: bash toolchain/litestream.sh (scripts/setup.sh runs it)");
+    target = startServer("bkp-target", 152);
+    keyDir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-bkp-"));
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(keyDir, "id"), "-C", "backup-test"]);
+    if (kind === "sftp") {
+      // the target: an unprivileged account that holds the replicas, reached with that key only
+      target.ssh("useradd --create-home --shell /bin/bash backups && install -d -m 700 -o backups -g backups ~backups/.ssh " +
+        "&& cat > ~backups/.ssh/authorized_keys && chown backups: ~backups/.ssh/authorized_keys", fs.readFileSync(path.join(keyDir, "id.pub"), "utf8"));
+      replica = `sftp://backups@${target.host}/home/backups/flaskapp`;
+      replicaDir = "/home/backups/flaskapp";
+    } else {
+      startS3(target);
+      replica = "s3://backups/flaskapp";
+      replicaDir = "/srv/s3/backups/flaskapp";
+    }
+    // the app server's disk outlives `down`: it comes back after the restore elsewhere (last test)
+    spawnSync("bash", [SERVERS, "rm-disk", "backup"]);
+    app = withKeptDisk(() => startServer("backup", 151));
+    stack = new TestStack("backup");
+    stack.target(app, {
+      appDir: copyApp("backup").rel, migrationsDir: copyMigrations("backup").rel,
+      "backup.replica": replica, "backup.litestream": "upload", "backup.verifyEvery": "24h",
+      ...(kind === "sftp" ? { "backup.hostKey": target.hostKey } : { "backup.endpoint": `http://${target.host}:7070`, "backup.region": "us-east-1" }),
+    });
+    stack.setConfig("secrets.SECRET_KEY", "backup-test-secret", { secret: true });
+    if (kind === "sftp") {
+      stack.setConfig("backupSecrets.sftpKey", fs.readFileSync(path.join(keyDir, "id"), "utf8"), { secret: true });
+    } else {
+      stack.setConfig("backupSecrets.accessKeyId", S3_KEY, { secret: true });
+      stack.setConfig("backupSecrets.secretAccessKey", S3_SECRET, { secret: true });
+    }
+  });
+  after(() => {
+    stack?.remove();
+    for (const name of ["backup", "bkp-target", "bkp-new"]) spawnSync("bash", [SERVERS, "down", name]);
+    spawnSync("bash", [SERVERS, "rm-disk", "backup"]);
+    if (keyDir) fs.rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  it("deploys with continuous replication: WAL mode, credentials root-only, never in state or argv", async () => {
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(app.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
+    assert.strictEqual(app.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'PRAGMA journal_mode'").trim(), "wal");
+    const credFile = kind === "sftp" ? "backup-sftp-key" : "backup.env";
+    assert.strictEqual(app.ssh(`stat -c '%a %U' /etc/fdeploy/flaskapp/${credFile}`).trim(), "600 root");
+    const secret = kind === "sftp" ? fs.readFileSync(path.join(keyDir, "id"), "utf8").split("\n")[1] : S3_SECRET;
+    assert.ok(!stack.stateText().includes(secret), "the credential is in the state in plaintext");
+    assert.ok(!r.output.includes(secret), "the credential is in pulumi's output");
+    assert.ok(!app.ssh("ps -eo args").includes(secret), "the credential is on a command line");
+    assert.ok(!app.ssh("journalctl --no-pager -o cat").includes(secret), "the credential is in the journal");
+    assert.ok(!app.ssh("cat /etc/fdeploy/flaskapp/env").includes(secret), "the credential is in the app's environment");
+    // a row reaches the target within the sync interval (+ slack)
+    const res = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"first"}' });
+    assert.strictEqual(res.status, 201);
+    await sleep(3000);
+    assert.match(target.ssh(`find ${replicaDir} -type f | head -50`), /db\/app\.sqlite3\/.*\.ltx/);
+    // the scheduled drill runs (here: by hand) and passes
+    assert.match(app.ssh("systemctl is-enabled fdeploy-flaskapp-backup-verify.timer"), /^enabled/);
+    app.ssh("systemctl start fdeploy-flaskapp-backup-verify.service");
+    assert.match(app.ssh("journalctl -u fdeploy-flaskapp-backup-verify.service -o cat --no-pager"), /integrity_check: ok/);
+  });
+
+  it("a deploy with the target down warns and goes on; replication catches up", async () => {
+    link("bkp-target", "down");
+    try {
+      stack.setConfig("backup.retention", "48h"); // re-runs the backup step
+      const r = stack.up();
+      assert.strictEqual(r.status, 0, r.output);
+      assert.match(r.output, /warning.*replica cannot be reached/i);
+      const res = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"while the target was down"}' });
+      assert.strictEqual(res.status, 201);
+    } finally {
+      link("bkp-target", "up");
+    }
+  });
+
+  it("server loss: a new server restores the replica before the app starts; rows older than interval + 1 s survive", async () => {
+    const writer = startWriter(`http://${app.host}`);
+    await sleep(15000);
+    const killedAt = Date.now();
+    killHard("backup");
+    await writer.stop();
+    stopServer("backup");
+    const acked = writer.rows.filter((w) => w.at <= killedAt);
+    assert.ok(acked.length > 50, `only ${acked.length} rows were written`);
+
+    const t0 = Date.now();
+    fresh = startServer("bkp-new", 153);
+    const booted = Date.now();
+    stack.target(fresh);
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /restored from the replica/);
+    const res = await fetch(`http://${fresh.host}/api/notes`);
+    assert.strictEqual(res.status, 200);
+    const serving = Date.now();
+    const ids = new Set(((await res.json()) as { id: number }[]).map((n) => n.id));
+
+    const mustHave = acked.filter((w) => w.at < killedAt - (SYNC_INTERVAL_S + 1) * 1000);
+    const missing = mustHave.filter((w) => !ids.has(w.id));
+    const lost = acked.filter((w) => !ids.has(w.id));
+    const lastBack = Math.max(...acked.filter((w) => ids.has(w.id)).map((w) => w.at));
+    const report = [
+      `rows acknowledged before the kill: ${acked.length} (writer failures: ${writer.failures})`,
+      `recovery point: ${lost.length} rows lost, the newest restored row was acknowledged ${((killedAt - lastBack) / 1000).toFixed(2)} s before the kill`,
+      `recovery time: ${((serving - booted) / 1000).toFixed(1)} s from the new server booted to serving (pulumi up incl. restore), ${((serving - t0) / 1000).toFixed(1)} s incl. its boot`,
+    ].join("\n");
+    console.log(report);
+    fs.mkdirSync(path.join(__dirname, "../../.e2e/reports"), { recursive: true });
+    fs.writeFileSync(path.join(__dirname, `../../.e2e/reports/backup-${kind}.md`), report + "\n");
+    assert.deepStrictEqual(missing.map((w) => w.id), [], `rows older than ${SYNC_INTERVAL_S + 1} s before the kill are missing`);
+    assert.ok(ids.has(1), "the row written before the target went down is back");
+  });
+
+  it("npm run backup -- verify: the replica restores, passes integrity_check, row counts match", async () => {
+    await sleep(3000);
+    const out = backupCommand(stack, "verify");
+    console.log(out);
+    assert.match(out, /integrity_check: ok/);
+    assert.match(out, /verify: ok/);
+    const m = /rows notes: replica (\d+), live (\d+)/.exec(out);
+    assert.ok(m && m[1] === m[2], out);
+    const status = backupCommand(stack, "status");
+    console.log(status);
+    assert.match(status, /replication: active/);
+    assert.match(status, /lease: this server/);
+    assert.match(status, /lag: \d+ transactions behind/);
+  });
+
+  it("npm run backup -- restore: into place with the app stopped, the old file kept aside, the app serving again", async () => {
+    await sleep(2000);
+    const before = ((await (await fetch(`http://${fresh.host}/api/notes`)).json()) as unknown[]).length;
+    const out = backupCommand(stack, "restore");
+    assert.match(out, /restore: done/, out);
+    assert.match(fresh.ssh("ls /srv/flaskapp/shared/db/"), /app\.sqlite3\.before-restore-/);
+    const res = await fetch(`http://${fresh.host}/api/notes`);
+    assert.strictEqual(res.status, 200);
+    assert.strictEqual(((await res.json()) as unknown[]).length, before);
+    assert.match(fresh.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
+  });
+
+  it("the old server comes back: it finds the replica claimed by the new one and does not replicate over it", async () => {
+    const old = withKeptDisk(() => startServer("backup", 151));
+    await sleep(8000);
+    const journal = old.ssh("journalctl -u fdeploy-flaskapp-backup.service --no-pager -o cat | tail -n 20");
+    assert.match(journal, /the replica now belongs to server/, journal);
+    assert.notStrictEqual(old.trySsh("systemctl is-active --quiet fdeploy-flaskapp-backup.service").status, 0);
+    // the new server's rows are still what the replica holds
+    const res = await fetch(`http://${fresh.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"after the old server came back"}' });
+    assert.strictEqual(res.status, 201);
+    await sleep(3000);
+    const out = backupCommand(stack, "verify");
+    const m = /rows notes: replica (\d+), live (\d+)/.exec(out);
+    assert.ok(m && m[1] === m[2], out);
+  });
+});
