@@ -86,8 +86,8 @@ export function runOnServer(cfg: DeployConfig, script: string, verb: string, par
   const app = cfg.appName;
   const run = `bash -c 'd=$(ls -td .fdeploy/${app}/scripts-*/ 2>/dev/null | head -n1); ` +
     `[ -n "$d" ] || { echo "error: app ${app} is not deployed on this server (no scripts in ~/.fdeploy/${app})" >&2; exit 3; }; ` +
-    `[ -f "$d${script}" ] || { echo "error: the scripts on this server predate ${script}: run pulumi up once to upload the current ones" >&2; exit 4; }; ` +
-    `exec bash "$d${script}" "$@"' fdeploy ${[verb, ...(opts.args ?? [])].join(" ")}`;
+    `[ -f "\${d}${script}" ] || { echo "error: the scripts on this server predate ${script}: run pulumi up once to upload the current ones" >&2; exit 4; }; ` +
+    `exec bash "\${d}${script}" "$@"' fdeploy ${[verb, ...(opts.args ?? [])].join(" ")}`;
   const input = Buffer.concat([Buffer.from(opts.tty ? "" : JSON.stringify(params) + "\n"), opts.stdin ?? Buffer.alloc(0)]);
   const r = pinnedSsh(cfg.server, run, { input, inherit: !opts.capture, tty: opts.tty });
   if (opts.capture && r.stderr) process.stderr.write(r.stderr);
