@@ -160,6 +160,11 @@ since_arg() {
 in_live_release() {
   local mode=$1 props=() line; shift
   while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")
+  # systemd-run looks a command up in its own PATH: the venv's first, as the unit's PATH says
+  if [[ $1 != */* ]]; then
+    if [ -x "$release_dir/.venv/bin/$1" ]; then set -- "$release_dir/.venv/bin/$1" "${@:2}"
+    else local found; found=$(PATH=/usr/local/bin:/usr/bin:/bin command -v -- "$1") || fail "command not found: $1"; set -- "$found" "${@:2}"; fi
+  fi
   # the app's own environment (systemd reads the root-only file; nothing here prints it)
   exec systemd-run --quiet --wait --collect "$mode" --unit="fdeploy-$P_APP-exec-$$" \
     -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release_dir" \
@@ -184,7 +189,7 @@ console() {
   P_APP=${1:-}; check_app_name "$P_APP"
   app_loaded
   if [ -x "$release_dir/.venv/bin/flask" ]; then in_live_release --pty flask shell; fi
-  in_live_release --pty python3
+  in_live_release --pty python
 }
 
 maintenance() {
@@ -226,8 +231,22 @@ CONF
     [ "$P_MODE" = on ] && rm -f "$conf"
     printf '%s\n' "$out" >&2; fail "nginx rejects its configuration; maintenance mode unchanged"
   fi
-  systemctl reload nginx
+  reload_nginx
   echo "maintenance $P_MODE"
+}
+
+# reload_nginx: reload, and return once the workers with the old configuration are gone (idle
+# keep-alive connections are closed at once; a long request gets 10 s), so that the mode is in force
+reload_nginx() {
+  local old; old=$(pgrep -d ' ' -f '^nginx: worker process' || true)
+  systemctl reload nginx
+  for _ in $(seq 40); do
+    local alive=0 p
+    for p in $old; do [ -d "/proc/$p" ] && alive=1; done
+    [ $alive = 0 ] && return 0
+    sleep 0.25
+  done
+  log "note: some nginx workers still finish requests with the previous configuration"
 }
 
 # lock_pids: the processes that hold the app's deploy lock open (flock is released when they end)
@@ -247,10 +266,10 @@ lock() {
     flock -n "$lock" true || { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; sleep 1; }
     flock -n "$lock" true || fail "the lock is still held (processes ${pids[*]})"
     log "released the deploy lock of '$P_APP' (stopped processes ${pids[*]})"
-    held=false
+    held=false; pids=()
   fi
   local procs=()
-  for p in "${pids[@]}"; do procs+=("$p" "$(ps -o user= -p "$p" 2>/dev/null || true)" "$(ps -o lstart= -p "$p" 2>/dev/null || true)" "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-200)"); done
+  for p in "${pids[@]}"; do procs+=("$p" "$(ps -o user= -p "$p" 2>/dev/null || true)" "$(ps -o lstart= -p "$p" 2>/dev/null || true)" "$(cat "/proc/$p/cmdline" 2>/dev/null | tr '\0' ' ' | cut -c1-200)"); done
   python3 - "$held" "$(lock_holder "$lock")" "${procs[@]}" <<'PY'
 import json, sys
 held, owner, *p = sys.argv[1:]

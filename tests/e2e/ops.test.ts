@@ -51,6 +51,26 @@ describe("fdeploy: operating a deployed app", function () {
     released.push(stack.outputs().releaseId);
   }
 
+  /** GET like a browser: once more on a new connection if nginx closed an idle keep-alive one. */
+  async function fetchStatus(url: string): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await fetch(url, { signal: AbortSignal.timeout(10000) });
+        await r.text();
+        return r.status;
+      } catch (e) {
+        if (attempt > 0 || !["UND_ERR_SOCKET", "ECONNRESET"].includes((e as any)?.cause?.code)) throw e;
+      }
+    }
+  }
+  async function getRetry(url: string): ReturnType<typeof get> {
+    try {
+      return await get(url);
+    } catch {
+      return get(url);
+    }
+  }
+
   before(() => {
     ({ server, stack, app, base } = deployFresh("ops", 131, { "env.APP_GREETING": GREETING }));
     released.push(stack.outputs().releaseId);
@@ -85,10 +105,16 @@ describe("fdeploy: operating a deployed app", function () {
     const du = Number(server.ssh("du -sb /srv/flaskapp/releases | cut -f1"));
     assert.ok(Math.abs(st.disk.releasesBytes - du) < 1024 * 1024, `${st.disk.releasesBytes} vs ${du}`);
     assert.ok(st.disk.databaseBytes > 0);
-    // drift is what the server says: a stopped app shows, and is repaired by up --refresh
-    server.ssh(`systemctl stop fdeploy-flaskapp@${st.liveSlot}.service`);
-    assert.deepStrictEqual(json(["status"]).drift, ["notRunning"]);
-    assert.strictEqual(json(["status"]).health.ok, true);   // socket activation starts it again
+    // drift and health are what the server says now: a stopped app shows
+    const units = `fdeploy-flaskapp@${st.liveSlot}.socket fdeploy-flaskapp@${st.liveSlot}.service`;
+    server.ssh(`systemctl stop ${units}`);
+    try {
+      const stopped = json(["status"]);
+      assert.deepStrictEqual([stopped.drift, stopped.health.ok, stopped.slots[0].state], [["notRunning"], false, "inactive/dead"]);
+    } finally {
+      server.ssh(`systemctl start ${units}`);
+    }
+    assert.deepStrictEqual(json(["status"]).drift, []);
     const human = fdeploy(["status"]);
     assert.strictEqual(human.status, 0, human.output);
     assert.match(human.stdout, new RegExp(`live release\\s+${live}`));
@@ -170,7 +196,7 @@ describe("fdeploy: operating a deployed app", function () {
       while (!stop) {
         const t = Date.now();
         try {
-          samples.push({ t, status: (await fetch(`${base}/health`, { signal: AbortSignal.timeout(10000) })).status });
+          samples.push({ t, status: await fetchStatus(`${base}/health`) });
         } catch {
           samples.push({ t, status: 0 });
         }
@@ -182,10 +208,10 @@ describe("fdeploy: operating a deployed app", function () {
     let r = fdeploy(["maintenance", "on"], ["--message", "Back at 9 <soon>"]);
     const onDone = Date.now();
     assert.strictEqual(r.status, 0, r.output);
-    const page = await get(`${base}/anything`);
+    const page = await getRetry(`${base}/anything`);
     assert.strictEqual(page.status, 503);
     assert.match(page.text, /Back at 9 &lt;soon&gt;/);
-    assert.strictEqual((await get(`${base}/static/style.css`)).status, 503);
+    assert.strictEqual((await getRetry(`${base}/static/style.css`)).status, 503);
     // the server's own requests (the deploy's health check) still reach the app
     assert.match(server.ssh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/health"), /^200$/);
     const st = json(["status"]);
@@ -195,7 +221,7 @@ describe("fdeploy: operating a deployed app", function () {
     const preview = stack.run(["preview", "--refresh", "--expect-no-changes"]);
     assert.strictEqual(preview.status, 0, preview.output);
     deployChange("three");
-    assert.strictEqual((await get(`${base}/health`)).status, 503);
+    assert.strictEqual((await getRetry(`${base}/health`)).status, 503);
     assert.strictEqual(fdeploy(["maintenance", "on"]).status, 0);   // idempotent
     await new Promise((res) => setTimeout(res, 1500));
     const offStart = Date.now();
@@ -206,7 +232,7 @@ describe("fdeploy: operating a deployed app", function () {
     await new Promise((res) => setTimeout(res, 1500));
     stop = true;
     await loader;
-    assert.strictEqual((await get(`${base}/health`)).json().release, released[2]);
+    assert.strictEqual((await getRetry(`${base}/health`)).json().release, released[2]);
     assert.strictEqual(json(["status"]).maintenance.on, false);
     const before = samples.filter((s) => s.t < onStart), during = samples.filter((s) => s.t > onDone && s.t < offStart);
     const after = samples.filter((s) => s.t > offDone);
@@ -220,11 +246,11 @@ describe("fdeploy: operating a deployed app", function () {
   it("rollback steps back (also as npm run rollback) and --forward returns", async () => {
     let r = fdeploy(["rollback"]);
     assert.strictEqual(r.status, 0, r.output);
-    assert.strictEqual((await get(`${base}/health`)).json().release, released[1]);
+    assert.strictEqual((await getRetry(`${base}/health`)).json().release, released[1]);
     assert.strictEqual(json(["status"]).release, released[1]);
     r = stack.rollback("--forward");   // the npm run alias (scripts/rollback.ts)
     assert.strictEqual(r.status, 0, r.output);
-    assert.strictEqual((await get(`${base}/health`)).json().release, released[2]);
+    assert.strictEqual((await getRetry(`${base}/health`)).json().release, released[2]);
     assert.strictEqual(fdeploy(["rollback"], ["--to", "nothex"]).status, 2);
   });
 
