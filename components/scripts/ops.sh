@@ -165,8 +165,11 @@ in_live_release() {
     if [ -x "$release_dir/.venv/bin/$1" ]; then set -- "$release_dir/.venv/bin/$1" "${@:2}"
     else local found; found=$(PATH=/usr/local/bin:/usr/bin:/bin command -v -- "$1") || fail "command not found: $1"; set -- "$found" "${@:2}"; fi
   fi
+  # the words are data: systemd expands $VAR in a command line unless told not to (≥ 254) or $$
+  local literal=(--expand-environment=no)
+  systemd-run --help 2>/dev/null | grep -q -- --expand-environment || { literal=(); set -- "${@//\$/\$\$}"; }
   # the app's own environment (systemd reads the root-only file; nothing here prints it)
-  exec systemd-run --quiet --wait --collect "$mode" --unit="fdeploy-$P_APP-exec-$$" \
+  exec systemd-run --quiet --wait --collect "$mode" "${literal[@]}" --unit="fdeploy-$P_APP-exec-$$" \
     -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release_dir" \
     -p EnvironmentFile="$(env_file "$P_APP")" -p EnvironmentFile="$slots/$live_slot.env" \
     -p Environment="PATH=$release_dir/.venv/bin:/usr/local/bin:/usr/bin:/bin" -p Environment=HOME=/tmp \

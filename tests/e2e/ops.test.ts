@@ -173,17 +173,26 @@ describe("fdeploy: operating a deployed app", function () {
     assert.match(r.stdout, /\/health/);
     assert.strictEqual(fdeploy(["exec"], ["--", "sh", "-c", "exit 7"]).status, 7);
     // arguments are data, never shell text; --stdin feeds the command
-    r = fdeploy(["exec"], ["--stdin", "--", "python", "-", "$(touch /tmp/x)", "a b"], { input: "import sys; print(sys.argv[1:])\n" });
-    assert.strictEqual(r.stdout.trim(), "['$(touch /tmp/x)', 'a b']", r.output);
+    r = fdeploy(["exec"], ["--stdin", "--", "python", "-", "$(touch /tmp/x)", "a b", "$HOME", "%n", "$$"], { input: "import sys; print(sys.argv[1:])\n" });
+    assert.strictEqual(r.stdout.trim(), "['$(touch /tmp/x)', 'a b', '$HOME', '%n', '$$']", r.output);
     // the slots' sandbox: the release is read-only for the app user
     assert.notStrictEqual(fdeploy(["exec"], ["--", "touch", `/srv/flaskapp/releases/${live}/x`]).status, 0);
   });
 
-  it("console gives a flask shell on a terminal", () => {
+  it("console gives a flask shell on a terminal", async () => {
+    // `script` gives fdeploy a terminal; the lines are typed once the shell prompts
     const cmd = `bash ${path.join(PROJECT_DIR, "cli/fdeploy")} console --stack ${stack.name} --config-file ${stack.configFile}`;
-    const r = spawnSync("script", ["-qec", cmd, "/dev/null"], { env: stack.env, encoding: "utf8", input: "print(6 * 7, app.name)\nexit()\n", timeout: 120000 });
-    assert.strictEqual(r.status, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /42 notes/);
+    const child = spawn("script", ["-qec", cmd, "/dev/null"], { env: stack.env });
+    let out = "", typed = false;
+    child.stdout.on("data", (d) => {
+      out += d;
+      if (!typed && out.includes(">>> ")) { typed = true; child.stdin.write("print(6 * 7, app.name)\nexit()\n"); }
+    });
+    const timer = setTimeout(() => child.kill(), 120000);
+    const status = await new Promise((res) => child.on("close", res));
+    clearTimeout(timer);
+    assert.strictEqual(status, 0, out);
+    assert.match(out, /42 notes/);
     const noTty = fdeploy(["console"]);
     assert.strictEqual(noTty.status, 2);
     assert.match(noTty.stderr, /needs a terminal/);
