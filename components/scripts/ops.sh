@@ -212,12 +212,13 @@ if not page:
 sys.stdout.write(page)' "${P_MESSAGE:-}" | write_if_changed "$page_dir/index.html" 0644 || true
       if [ -f "$conf" ]; then log "maintenance mode is already on (page updated)"; else
         # nginx includes this file in the app's site (nginx-site.ts): every request but the server's
-        # own (health checks, fdeploy exec) answers 503 with the page; the app keeps running
+        # own (health checks) and ACME challenges (certificate renewals) answers 503 with the page
         cat <<CONF | write_if_changed "$conf.new" 0600 || true
 # fdeploy maintenance: on since $(date -u +%FT%TZ) by ${SUDO_USER:-${USER:-root}} (ops.sh; \`fdeploy maintenance off\` removes it)
 set \$fdeploy_maintenance 1;
 if (\$remote_addr = 127.0.0.1) { set \$fdeploy_maintenance 0; }
 if (\$uri = /fdeploy-maintenance.html) { set \$fdeploy_maintenance 0; }
+if (\$uri ~ ^/\.well-known/acme-challenge/) { set \$fdeploy_maintenance 0; }
 if (\$fdeploy_maintenance) { return 503; }
 error_page 503 /fdeploy-maintenance.html;
 location = /fdeploy-maintenance.html { internal; alias $page_dir/index.html; default_type text/html; add_header Retry-After 120 always; add_header Cache-Control no-store always; }
