@@ -6,7 +6,7 @@
 #   status        one JSON object: live release and slots, health now, last deploy, disk, drift,
 #                 maintenance (params: APP)
 #   releases      JSON list of the kept and past releases, newest first (params: APP)
-#   logs          the app's journal, or with NGINX=1 the site's access and error logs
+#   logs          the app's journal, or with NGINX=true the site's access and error logs
 #                 (params: APP, SINCE, LINES, GREP, FOLLOW, NGINX)
 #   exec          CMD (a JSON list of strings) in the live release, as the app user, with its
 #                 environment file, in the slots' sandbox (params: APP, CMD)
@@ -15,7 +15,7 @@
 #   lock          ACTION status|release: who holds the deploy lock; release stops the holders
 . "$(dirname "$0")/lib.sh"
 
-# not_deployed: exit 3 (cli/lib/errors.ts names it) when the app has no live release here
+# not_deployed: exit 3 (cli/lib/stack.ts turns it into "no app deployed") when the app has no live release here
 not_deployed() { log "error: app '$P_APP' is not deployed on this server${1:+ ($1)}"; exit 3; }
 app_loaded() {
   load_settings "$P_APP" || not_deployed
