@@ -66,7 +66,11 @@ function common(s: SiteSettings): string {
 }
 
 function appLocations(s: SiteSettings): string {
-  return `    # no dotfiles (.git, .env.example, …) from the release or the app; ACME's .well-known stays
+  return `    # \`fdeploy maintenance on\` (ops.sh): a root-only file that answers 503 with a page while it
+    # exists; absent, this matches nothing. A deploy rewrites the site, never this file.
+    include /etc/fdeploy/${s.appName}/maintenance.con[f];
+
+    # no dotfiles (.git, .env.example, …) from the release or the app; ACME's .well-known stays
     location ~ /\\.(?!well-known/) {
         return 404;
     }

@@ -15,9 +15,10 @@ export interface SshTarget {
 
 /**
  * Run COMMAND on TARGET as root (`sudo -n` for another SSH user) with INPUT on stdin; `inherit`
- * sends its output to this terminal instead of returning it.
+ * sends its output to this terminal instead of returning it; `tty` gives it this terminal (ssh -t).
  */
-export function pinnedSsh(target: SshTarget, command: string, opts: { input: string; inherit?: boolean; timeoutMs?: number }):
+export function pinnedSsh(target: SshTarget, command: string,
+  opts: { input: string | Buffer; inherit?: boolean; tty?: boolean; timeoutMs?: number }):
   { status: number | null; stdout: string; stderr: string } {
   const { spawnSync } = require("child_process");
   const fs = require("fs");
@@ -30,9 +31,9 @@ export function pinnedSsh(target: SshTarget, command: string, opts: { input: str
     fs.writeFileSync(knownHosts, `${s.port === 22 ? s.host : `[${s.host}]:${s.port}`} ${s.hostKey.split(" ").slice(0, 2).join(" ")}\n`);
     const key = s.privateKeyPath ? ["-i", s.privateKeyPath.replace(/^~\//, `${os.homedir()}/`)] : [];
     const r = spawnSync("ssh", ["-p", String(s.port), "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes",
-      "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR", ...key, `${s.user}@${s.host}`,
+      "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR", ...(opts.tty ? ["-t"] : []), ...key, `${s.user}@${s.host}`,
       `${s.user === "root" ? "" : "sudo -n "}${command}`],
-      { input: opts.input, encoding: "utf8", timeout: opts.timeoutMs, stdio: opts.inherit ? ["pipe", "inherit", "inherit"] : "pipe" });
+      { input: opts.input, encoding: "utf8", timeout: opts.timeoutMs, stdio: opts.tty ? "inherit" : opts.inherit ? ["pipe", "inherit", "inherit"] : "pipe" });
     return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

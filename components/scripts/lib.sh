@@ -45,6 +45,13 @@ else:
     assert isinstance(e, ast.Name)' "$1" 2>/dev/null || fail "bad app module '$1'"
 }
 
+# load_params_line: like load_params from stdin's first line only; the rest stays for a command
+load_params_line() {
+  local line=""
+  IFS= read -r line || [ -n "$line" ] || fail "no parameters on stdin"
+  load_params <<<"$line"
+}
+
 check_app_name() {
   [[ $1 =~ ^[a-z][a-z0-9-]{1,30}$ ]] || fail "bad app name '$1'"
 }

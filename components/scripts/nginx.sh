@@ -43,6 +43,7 @@ delete() {
   local app=$1
   check_app_name "$app"
   rm -f "/etc/nginx/sites-enabled/fdeploy-$app.conf" "/etc/nginx/sites-available/fdeploy-$app.conf"
+  rm -f "$(env_dir "$app")/maintenance.conf"   # fdeploy maintenance: no site, no mode
   nginx -t -q 2>/dev/null && systemctl reload nginx 2>/dev/null || true
   echo "nginx site of $app removed"
 }

@@ -10,6 +10,8 @@
 #   repair  puts the deployed settings and site back in force, reinstalls the deployed release from
 #           its upload if it was deleted, and, when the app does not run the deployed release,
 #           activates it again (activate.sh: health-checked, with fallback)
+# Maintenance mode (/etc/fdeploy/<app>/maintenance.conf, ops.sh) is intended state, not drift: the
+# site in force includes it as written by the stack, so neither read nor repair looks at it.
 # params: APP
 . "$(dirname "$0")/lib.sh"
 load_params

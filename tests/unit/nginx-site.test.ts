@@ -27,6 +27,10 @@ describe("nginx site", () => {
     for (const p of ["/static/.secret", "/.git/config", "/.env"]) assert.ok(nginxRegex.test(p), p);
     for (const p of ["/.well-known/acme-challenge/x", "/static/style.css"]) assert.ok(!nginxRegex.test(p), p);
   });
+  it("includes the app's maintenance mode file before any location (absent: matches nothing)", () => {
+    const at = site.indexOf("include /etc/fdeploy/my-app/maintenance.con[f];");
+    assert.ok(at > 0 && at < site.indexOf("location"), "the include, before the locations");
+  });
   it("is the default server when server_name is _", () => {
     const any = renderSite({ appName: "a1", appRoot: "/srv/a1", serverName: "_", clientMaxBodySize: "1m", proxyTimeoutSeconds: 5 });
     assert.match(any, /listen 80 default_server;/);

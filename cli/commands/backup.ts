@@ -1,0 +1,29 @@
+// fdeploy backup verify|restore|status [--timestamp T]  (also: npm run backup -- …)
+//
+// Offsite backups on the stack's server (components/scripts/backup.sh, README "Offsite backups"):
+//   verify   restores the latest replica to a temporary file on the server, runs PRAGMA
+//            integrity_check and compares row counts with the live database (changes nothing)
+//   restore  stops the app and replication, restores every database from the replica (to
+//            --timestamp, or the latest), keeps the old files aside, starts both again
+//   status   replication running, whose the replica is (the lease), each database's lag and the
+//            age of the replica's newest write, the last scheduled drill
+import { Command } from "commander";
+import { stackCommand, StackOpts, target } from "../lib/command";
+import { FdeployError } from "../lib/errors";
+import { runOnServer } from "../lib/stack";
+
+const VERBS = ["verify", "restore", "status"];
+
+export function register(program: Command): void {
+  stackCommand(program, "backup", "offsite backups: verify a restore, restore in place, or show replication status")
+    .argument("<action>", VERBS.join(" | "))
+    .option("--timestamp <time>", "restore: the point in time, e.g. 2026-12-05T07:00:00Z (default: the latest)")
+    .action((action: string, opts: StackOpts & { timestamp?: string }) => {
+      if (!VERBS.includes(action)) throw new FdeployError(`backup: expected one of ${VERBS.join(", ")}, got '${action}'`, 2);
+      const { ref, cfg } = target(opts);
+      if (!cfg.backup) throw new FdeployError(`stack ${ref.stack} has no offsite backup (set backup.replica, see README "Offsite backups")`, 2);
+      const params = { APP: cfg.appName, ...(opts.timestamp ? { TIMESTAMP: opts.timestamp } : {}) };
+      const { status } = runOnServer(cfg, "backup.sh", action, params);
+      if (status !== 0) throw new FdeployError(`backup ${action} failed (exit ${status}); the lines above say why`);
+    });
+}

@@ -1,0 +1,29 @@
+// fdeploy exec -- CMD…: run a command in the live release — its venv on PATH, its environment
+// file, as the app user, in the slots' sandbox — and exit with its status. fdeploy console: the
+// same with a terminal, `flask shell` (or python). Nothing is printed but the command's output.
+import { Command } from "commander";
+import * as fs from "fs";
+import { stackCommand, StackOpts, target } from "../lib/command";
+import { FdeployError } from "../lib/errors";
+import { runOnServer } from "../lib/stack";
+
+export function register(program: Command): void {
+  stackCommand(program, "exec", "run a command in the live release (its venv and environment, as the app user)")
+    .argument("<cmd...>", "the command and its arguments (after --), e.g. -- flask routes")
+    .option("-i, --stdin", "pass this command's standard input to it (default: none)")
+    .passThroughOptions()
+    .action((cmd: string[], opts: StackOpts & { stdin?: boolean }) => {
+      const { cfg } = target(opts);
+      const stdin = opts.stdin ? fs.readFileSync(0) : undefined;
+      const r = runOnServer(cfg, "ops.sh", "exec", { APP: cfg.appName, CMD: JSON.stringify(cmd) }, { stdin });
+      process.exitCode = r.status;
+    });
+
+  stackCommand(program, "console", "an interactive flask shell (or python) in the live release, on this terminal")
+    .action((opts: StackOpts) => {
+      if (!process.stdin.isTTY) throw new FdeployError("console needs a terminal; for a script use: fdeploy exec --stdin -- python", 2);
+      const { cfg } = target(opts);
+      const r = runOnServer(cfg, "ops.sh", "console", {}, { tty: true, args: [cfg.appName] });
+      process.exitCode = r.status;
+    });
+}

@@ -1,0 +1,24 @@
+// fdeploy maintenance on|off: nginx answers every request with 503 and a page (the app keeps
+// running; requests from the server itself, like the deploy's health check, still reach it). The
+// mode is a root-only file the app's nginx site includes (ops.sh maintenance): deploys keep it, and
+// drift checks (state.sh) treat it as intended.
+import { Command } from "commander";
+import * as fs from "fs";
+import { stackCommand, StackOpts, target } from "../lib/command";
+import { FdeployError } from "../lib/errors";
+import { runOnServer } from "../lib/stack";
+
+export function register(program: Command): void {
+  stackCommand(program, "maintenance", "turn maintenance mode on or off: nginx answers 503 with a page, the app keeps running")
+    .argument("<mode>", "on | off")
+    .option("--message <text>", "the page's message (HTML-escaped)")
+    .option("--html <file>", "a whole HTML page of your own instead")
+    .action((mode: string, opts: StackOpts & { message?: string; html?: string }) => {
+      if (mode !== "on" && mode !== "off") throw new FdeployError(`maintenance: expected on or off, got '${mode}'`, 2);
+      const html = opts.html ? fs.readFileSync(opts.html, "utf8") : "";
+      if (html.length > 256 * 1024) throw new FdeployError("--html: the page is larger than 256 KB", 2);
+      const { cfg } = target(opts);
+      const r = runOnServer(cfg, "ops.sh", "maintenance", { APP: cfg.appName, MODE: mode, MESSAGE: opts.message ?? "", HTML: html });
+      if (r.status !== 0) throw new FdeployError(`maintenance ${mode} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
+    });
+}

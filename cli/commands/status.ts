@@ -1,0 +1,32 @@
+// fdeploy status: what the server runs now — live release and its age, slots and their units,
+// health now, last deploy, disk use, drift, maintenance (components/scripts/ops.sh status).
+import { Command } from "commander";
+import { stackCommand, StackOpts, target } from "../lib/command";
+import { FdeployError } from "../lib/errors";
+import { age, bytes, printJson } from "../lib/print";
+import { runOnServer } from "../lib/stack";
+
+export function register(program: Command): void {
+  stackCommand(program, "status", "the live release, its slots, health, last deploy, disk use, drift and maintenance mode")
+    .option("--json", "one JSON object")
+    .action((opts: StackOpts) => {
+      const { ref, cfg } = target(opts);
+      const r = runOnServer(cfg, "ops.sh", "status", { APP: cfg.appName }, { capture: true });
+      if (r.status !== 0) throw new FdeployError(`status failed on ${cfg.server.host} (exit ${r.status})`);
+      const st = { stack: ref.stack, app: cfg.appName, host: cfg.server.host, ...JSON.parse(r.stdout.trim().split("\n").pop()!) };
+      if (opts.json) return printJson(st);
+      const m = st.maintenance;
+      const lines = [
+        `app ${st.app} on ${cfg.server.user}@${st.host} (stack ${st.stack})`,
+        `live release  ${st.release}  live since ${st.liveSince ?? "?"} (${age(st.ageSeconds)} ago), installed ${st.installedAt}`,
+        `health        GET ${st.health.path} -> ${st.health.status || "no answer"}${st.health.ok ? "" : "  UNHEALTHY"}`,
+        ...st.slots.map((s: any, i: number) =>
+          `${i ? "              " : "slots         "}${s.name.padEnd(7)} ${s.release}  ${s.state}${s.name === st.liveSlot ? "  (live)" : ""}`),
+        `last deploy   ${st.lastDeploy ? `${st.lastDeploy.time} ${st.lastDeploy.release} ${st.lastDeploy.status} (${st.lastDeploy.strategy})${st.lastDeploy.by ? ` by ${st.lastDeploy.by}` : ""}` : "none"}`,
+        `disk          releases ${bytes(st.disk.releasesBytes)}, backups ${bytes(st.disk.backupsBytes)}, database ${bytes(st.disk.databaseBytes)}`,
+        `drift         ${st.drift.length ? `${st.drift.join(", ")} (pulumi up --refresh --stack ${st.stack} repairs it)` : "none"}`,
+        `maintenance   ${m.on ? `ON since ${m.since} by ${m.by} (fdeploy maintenance off)` : "off"}`,
+      ];
+      process.stdout.write(lines.join("\n") + "\n");
+    });
+}
