@@ -55,7 +55,9 @@ printf '  %s\n' "${TIMES[@]}"
 # one closing line over pytest's and mocha's summaries
 sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '
   / passing \(/ { p += $1 } / failing$/ { f += $1 }
-  /^[0-9]+ passed|, [0-9]+ passed| [0-9]+ failed/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  # pytest summary lines only ("52 passed in 5.57s", "== 1 failed, 51 passed in 6s =="), not e.g.
+  # "after 10 failed attempts" in a test'"'"'s output
+  /(passed|failed)[^|]* in [0-9.]+s/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   END { printf "tests: %d passed, %d failed\n", p, f }'
 
 exit $status
