@@ -213,7 +213,7 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until a process whose command line matches `pattern` runs on the server (checked without ssh). */
 export async function waitForProcess(server: TestServer, pattern: string, seconds = 90): Promise<void> {
-  // "[p]ip install" matches pip, not the shell whose own command line holds the pattern
+  // "[p]ip .*install" matches pip (also `pip --python … install`), not the shell whose own command line holds the pattern
   const re = `[${pattern[0]}]${pattern.slice(1)}`;
   await waitFor(`a process matching '${pattern}' on ${server.name}`,
     () => inside(server, `pgrep -f -- ${shq(re)} >/dev/null && echo yes || true`, { allowFail: true }).includes("yes"), seconds, 100);
