@@ -4,7 +4,7 @@
 // `read` runs scripts/tls.sh read and whose `update` runs tls.sh repair: issue again with the last
 // deployed parameters). A plain `up` never reads the server.
 import * as pulumi from "@pulumi/pulumi";
-import { pinnedSsh, SshTarget } from "./pinned-ssh";
+import { scriptReport, SshTarget } from "./pinned-ssh";
 
 export interface CertificateStateArgs {
   server: SshTarget;
@@ -19,13 +19,7 @@ export interface CertificateStateArgs {
 const WANTED = { certificate: "valid" };
 
 function tlsScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
-  const s = inputs.server;
-  const r = pinnedSsh(s, `bash ${inputs.scriptsDir}/tls.sh ${verb}`, { input: JSON.stringify({ APP: inputs.appName }), timeoutMs: 600000 });
-  const last = r.stdout.trim().split("\n").pop() ?? "";
-  if (r.status !== 0 || !last.startsWith("{")) {
-    throw new Error(`tls.sh ${verb} on ${s.user}@${s.host} failed (exit ${r.status}):\n${r.stderr.trim().split("\n").slice(-30).join("\n")}`);
-  }
-  const out = JSON.parse(last);
+  const out = scriptReport(inputs.server, inputs.scriptsDir, "tls.sh", verb, inputs.appName);
   return { certificate: out.certificate, notAfter: out.notAfter, servedNames: out.names };
 }
 

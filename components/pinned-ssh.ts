@@ -1,7 +1,7 @@
-// Commands on a stack's server outside `pulumi up` (rollback, purge, the ServerState resource) with
-// the system's ssh, trusting only the stack's pinned host key, like every remote step does.
-// Self-contained (its modules are required inside): the ServerState dynamic provider, whose code
-// Pulumi serializes, calls it too.
+// Commands on a stack's server outside the remote steps (fdeploy; the ServerState and
+// CertificateState resources) with the system's ssh, trusting only the stack's pinned host key, like
+// every remote step does. Self-contained (its modules are required inside): the dynamic providers,
+// whose code Pulumi serializes, call it too.
 
 export interface SshTarget {
   host: string;
@@ -38,4 +38,18 @@ export function pinnedSsh(target: SshTarget, command: string,
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * SCRIPT VERB from the deploy's scripts folder on TARGET, with {APP} on stdin: the JSON object its
+ * last line of output holds (what the dynamic resources ServerState and CertificateState read and
+ * repair with). Throws with the script's last lines of errors when it fails.
+ */
+export function scriptReport(target: SshTarget, scriptsDir: string, script: string, verb: string, app: string): Record<string, any> {
+  const r = pinnedSsh(target, `bash ${scriptsDir}/${script} ${verb}`, { input: JSON.stringify({ APP: app }), timeoutMs: 600000 });
+  const last = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.status !== 0 || !last.startsWith("{")) {
+    throw new Error(`${script} ${verb} on ${target.user}@${target.host} failed (exit ${r.status}):\n${r.stderr.trim().split("\n").slice(-30).join("\n")}`);
+  }
+  return JSON.parse(last);
 }

@@ -6,7 +6,7 @@
 //   pulumi up --refresh                          repairs it
 // A plain `up` never reads the server: with nothing changed it runs no remote command.
 import * as pulumi from "@pulumi/pulumi";
-import { pinnedSsh, SshTarget } from "./pinned-ssh";
+import { scriptReport, SshTarget } from "./pinned-ssh";
 
 export interface ServerStateArgs {
   /** How to reach the server (no secret: a key path, not a key). */
@@ -22,15 +22,9 @@ export interface ServerStateArgs {
 const WANTED = { running: true, unitInForce: true, envInForce: true, siteInForce: true };
 const OBSERVED = ["release", "running", "unitInForce", "envInForce", "siteInForce"] as const;
 
-/** Run state.sh VERB on the server; its JSON report. */
+/** state.sh VERB on the server: its JSON report. */
 function stateScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
-  const s = inputs.server;
-  const r = pinnedSsh(s, `bash ${inputs.scriptsDir}/state.sh ${verb}`, { input: JSON.stringify({ APP: inputs.appName }), timeoutMs: 600000 });
-  const last = r.stdout.trim().split("\n").pop() ?? "";
-  if (r.status !== 0 || !last.startsWith("{")) {
-    throw new Error(`state.sh ${verb} on ${s.user}@${s.host} failed (exit ${r.status}):\n${r.stderr.trim().split("\n").slice(-30).join("\n")}`);
-  }
-  return JSON.parse(last);
+  return scriptReport(inputs.server, inputs.scriptsDir, "state.sh", verb, inputs.appName);
 }
 
 const provider: pulumi.dynamic.ResourceProvider = {
