@@ -4,7 +4,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { loadStackConfig, tlsSettings } from "./components/config";
+import { canarySettings, loadStackConfig, tlsSettings } from "./components/config";
 import { connectionFor } from "./components/connection";
 import { AppIdentity } from "./components/app-identity";
 import { ScriptBundle } from "./components/remote-script";
@@ -13,7 +13,7 @@ import { Release } from "./components/release";
 import { AppEnvironment } from "./components/environment";
 import { checkMigrations, MigrationRunner } from "./components/migrations";
 import { GunicornService } from "./components/gunicorn";
-import { Activation } from "./components/activation";
+import { Activation, describeCanary } from "./components/activation";
 import { NginxSite } from "./components/nginx";
 import { TlsCertificate } from "./components/tls";
 import { SiteSettings } from "./components/nginx-site";
@@ -73,9 +73,11 @@ const restored = backup ? [backup.step] : [];
 //    then switches; a rollback switches first, then brings the schema down to the pinned release's
 //    version. Migrations are expand/contract (README), so either way the code that runs in between
 //    works with the schema it meets.
+const canary = canarySettings(cfg);
+if (canary) pulumi.log.info(describeCanary(canary));
 const migrationArgs = (dir: string) => ({ ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups });
 const activationArgs = {
-  ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, healthPath: cfg.healthPath,
+  ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
   healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
   serviceRevision: service.revision, envRevision: environment.revision,
   sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
@@ -101,7 +103,7 @@ const switched = [activation.step, ...(migrations ? [migrations.step] : [])];
 //    comes first: the site then serves it.
 const siteSettings: SiteSettings = {
   appName: app, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
-  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static,
+  proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, ...(canary ? { canary: true } : {}),
 };
 const tlsCfg = tlsSettings(cfg);
 const tls = tlsCfg.mode === "acme"

@@ -3,7 +3,7 @@
 // if the check fails. Re-runs when the release, the unit or the .env changes.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { Strategy } from "./config";
+import { CanaryConfig, Strategy } from "./config";
 import { Connection } from "./connection";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
@@ -15,6 +15,8 @@ export interface ActivationArgs {
   /** Gunicorn's module:callable: the release must load it before a live slot restarts. */
   appModule: string;
   strategy: Strategy;
+  /** strategy canary: its steps and gates (inputs of the step, so `pulumi preview --diff` shows them). */
+  canary?: CanaryConfig;
   healthPath: string;
   healthTimeoutSeconds: number;
   keepReleases: number;
@@ -45,6 +47,26 @@ export function parseHistory(stdout: string): HistoryEntry[] {
   return out;
 }
 
+/** The canary's settings as activate.sh's CANARY_* parameters. */
+export function canaryParams(c: CanaryConfig): Record<string, string | number> {
+  return {
+    CANARY_STEPS: c.steps.join(","),
+    CANARY_STEP_SECONDS: c.stepSeconds,
+    CANARY_MAX_ERROR_RATE: String(c.maxErrorRate),
+    CANARY_MAX_P95_MS: c.maxP95Ms,
+    CANARY_MIN_REQUESTS: c.minRequests,
+    CANARY_LOW_TRAFFIC: c.lowTraffic,
+    CANARY_MAX_WAIT_SECONDS: c.maxWaitSeconds,
+  };
+}
+
+/** One line that says what a canary deploy will do (printed at preview). */
+export function describeCanary(c: CanaryConfig): string {
+  return `strategy canary: ${c.steps.map((p) => `${p} %`).join(" → ")} of requests to the new release, ${c.stepSeconds} s per step; ` +
+    `each step needs ≥ ${c.minRequests} requests on it (else ${c.lowTraffic}${c.lowTraffic === "wait" ? ` up to ${c.maxWaitSeconds} s more, then fail` : ""}), ` +
+    `a 5xx share ≤ ${c.maxErrorRate} and p95 ≤ ${c.maxP95Ms} ms, or all traffic goes back to the live release`;
+}
+
 export class Activation extends pulumi.ComponentResource {
   public readonly step: command.remote.Command;
   /** The server's release history after this activation (newest last). */
@@ -61,6 +83,7 @@ export class Activation extends pulumi.ComponentResource {
         RELEASE_ID: args.releaseId,
         APP_MODULE: args.appModule,
         STRATEGY: args.strategy,
+        ...(args.canary ? canaryParams(args.canary) : {}),
         HEALTH_PATH: args.healthPath,
         HEALTH_TIMEOUT: args.healthTimeoutSeconds,
         KEEP_RELEASES: args.keepReleases,

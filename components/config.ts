@@ -62,7 +62,31 @@ export const RESERVED_ACCOUNTS = [
   "deploy", "git", "docker", "ftp", "operator", "shutdown", "halt",
 ];
 
-const strategies = ["restart", "rolling", "blue-green"] as const;
+const strategies = ["restart", "rolling", "blue-green", "canary"] as const;
+
+/** What a canary step with fewer than canary.minRequests requests on the new release does. */
+const lowTrafficModes = ["wait", "fail", "pass"] as const;
+
+// strategy canary (README "Strategies"): traffic shifts to the new release in steps, each gated on
+// the numbers nginx logs for it (5xx share, p95 latency). Cross-key checks are in checkCanary().
+const canarySchema = z.strictObject({
+  /** Percent of requests the new release gets, step by step; increasing, the last one 100. */
+  // a list (`--path 'canary.steps[0]' 5`, …), or one text: "5,25,50,100" / "[5, 25, 50, 100]"
+  steps: z.preprocess((v) => (typeof v === "string" ? v.replace(/^\s*\[|\]\s*$/g, "").split(",").map((x) => x.trim()) : v), z.array(z.coerce.number().int().min(1, "expected percentages 1..100").max(100, "expected percentages 1..100"), {
+    message: "expected a list of percentages, e.g. [5, 25, 50, 100]",
+  }).min(1).max(20)).default([5, 25, 50, 100]),
+  /** How long each step runs before its gates are read. */
+  stepSeconds: z.coerce.number().int().min(1).max(3600).default(60),
+  /** Gate: the new release's share of 5xx answers in a step (0..1). */
+  maxErrorRate: z.coerce.number().min(0).max(1).default(0.01),
+  /** Gate: the new release's 95th percentile upstream response time in a step, in ms. */
+  maxP95Ms: z.coerce.number().int().min(1).max(600000).default(1000),
+  /** A step's gates count only with at least this many requests on the new release. */
+  minRequests: z.coerce.number().int().min(1).max(1000000).default(20),
+  /** Fewer requests than minRequests: wait (up to maxWaitSeconds more, then fail), fail, or pass. */
+  lowTraffic: z.enum(lowTrafficModes, { message: `expected one of: ${lowTrafficModes.join(", ")}` }).default("wait"),
+  maxWaitSeconds: z.coerce.number().int().min(0).max(3600).default(300),
+});
 
 /** The Litestream release the server runs (built by scripts/setup.sh, or downloaded on the server). */
 export const LITESTREAM_VERSION = "v0.5.18";
@@ -195,6 +219,7 @@ export const configSchema = z.strictObject({
     .default("_"),
   workers: z.coerce.number().int().min(1).max(64).default(2),
   strategy: z.enum(strategies, { message: `expected one of: ${strategies.join(", ")}` }).default("restart"),
+  canary: canarySchema.optional(),
   healthPath: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, "expected a URL path, e.g. /health").default("/health"),
   healthTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(30),
   // A rollback: the live release pinned to a kept one instead of appDir's (npm run rollback sets it,
@@ -241,6 +266,12 @@ export type ServerConfig = DeployConfig["server"];
 export type Strategy = (typeof strategies)[number];
 export type TlsConfig = z.infer<typeof tlsSchema>;
 export type BackupConfig = NonNullable<DeployConfig["backup"]>;
+export type CanaryConfig = z.infer<typeof canarySchema>;
+
+/** The canary settings a stack with strategy canary runs with (its own, or the defaults). */
+export function canarySettings(cfg: DeployConfig): CanaryConfig | undefined {
+  return cfg.strategy === "canary" ? (cfg.canary ?? canarySchema.parse({})) : undefined;
+}
 
 /** Keys whose values must be set with `pulumi config set --secret`. */
 const SECRET_KEYS = ["secrets", "backupSecrets"];
@@ -342,7 +373,7 @@ export function parseConfig(
   const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg));
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg));
   if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
@@ -358,7 +389,7 @@ function splitKey(fullKey: string): [string, string] {
 
 function knownKeys(at: PropertyKey[]): string[] {
   const shape = at[0] === "server" ? serverSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
-    : at[0] === "backupSecrets" ? backupSecretsSchema.shape : configSchema.shape;
+    : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape : configSchema.shape;
   return Object.keys(shape);
 }
 
@@ -404,6 +435,20 @@ function checkBackup(cfg: DeployConfig): string[] {
   } else {
     if (!s.accessKeyId || !s.secretAccessKey) problems.push(`${NAMESPACE}:backupSecrets: accessKeyId and secretAccessKey are required for an s3:// replica: ${set("accessKeyId")}`);
     if (s.sftpKey) problems.push(`${NAMESPACE}:backupSecrets.sftpKey: is for an sftp:// replica`);
+  }
+  return problems;
+}
+
+/** canary.*: only with strategy canary; steps increase and end at 100. */
+function checkCanary(cfg: DeployConfig): string[] {
+  const c = cfg.canary;
+  if (!c) return [];
+  if (cfg.strategy !== "canary") {
+    return [`${NAMESPACE}:canary: set, but strategy is ${cfg.strategy}; canary settings apply only with strategy canary (set strategy canary, or remove them)`];
+  }
+  const problems: string[] = [];
+  if (c.steps.some((p, i) => i > 0 && p <= c.steps[i - 1]) || c.steps[c.steps.length - 1] !== 100) {
+    problems.push(`${NAMESPACE}:canary.steps: expected increasing percentages ending at 100, e.g. [5, 25, 50, 100] (got [${c.steps.join(", ")}])`);
   }
   return problems;
 }

@@ -30,6 +30,21 @@ export interface SiteSettings {
   /** URL prefix -> folder in the app that nginx serves itself (default: /static/ -> static). */
   static?: Record<string, string>;
   tls?: SiteTls;
+  /**
+   * strategy canary: the upstream's servers come from a root-only file that activate.sh rewrites
+   * per step (the live slot alone, or the live and the new slot with weights), and every proxied
+   * request is logged with the slot that answered, its status and time (the canary's gates read
+   * that log). Other strategies: exactly the site as before.
+   */
+  canary?: boolean;
+}
+
+/** The upstream servers file of strategy canary (lib.sh upstream_conf) and its request log (upstream_log). */
+export function upstreamConf(appName: string): string {
+  return `/etc/fdeploy/${appName}/upstream.conf`;
+}
+export function upstreamLog(appName: string): string {
+  return `/var/log/nginx/fdeploy-${appName}.upstream.log`;
 }
 
 export function upstreamName(appName: string): string {
@@ -61,7 +76,8 @@ const TLS_CIPHERS = [
 function common(s: SiteSettings): string {
   return `    server_tokens off;
     client_max_body_size ${s.clientMaxBodySize};
-    access_log /var/log/nginx/fdeploy-${s.appName}.access.log;
+    access_log /var/log/nginx/fdeploy-${s.appName}.access.log;${s.canary ? `
+    access_log ${upstreamLog(s.appName)} ${upstreamName(s.appName)}_upstream;` : ""}
     error_log /var/log/nginx/fdeploy-${s.appName}.error.log;`;
 }
 
@@ -101,9 +117,9 @@ function challengeLocation(t: SiteTls): string {
 export function renderSite(s: SiteSettings): string {
   const any = s.serverName === "_";
   const head = `# Managed by flask-deploy (components/nginx-site.ts). Do not edit: the next deploy rewrites it.
-upstream ${upstreamName(s.appName)} {
+${s.canary ? canaryHead(s.appName) : `upstream ${upstreamName(s.appName)} {
     server unix:/run/fdeploy-${s.appName}/live.sock;
-}
+}`}
 `;
   const t = s.tls;
   if (!t) {
@@ -169,6 +185,15 @@ ${common(s)}
 ${appLocations(s)}
 }
 `;
+}
+
+function canaryHead(app: string): string {
+  return `# strategy canary: activate.sh writes the servers (the live slot, or the live and the new slot
+# with weights) and reloads nginx per step; the upstream log gives its gates each slot's numbers
+upstream ${upstreamName(app)} {
+    include ${upstreamConf(app)};
+}
+log_format ${upstreamName(app)}_upstream '$msec\\t$status\\t$upstream_addr\\t$upstream_status\\t$upstream_response_time\\t$request_time';`;
 }
 
 /** Static files straight from the live release, without a trip through Gunicorn (plain prefix

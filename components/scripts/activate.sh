@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # activate.sh create — the switch point of every deploy: make RELEASE_ID the live release with the
-# stack's strategy (restart | rolling | blue-green, see each function below), health-check it on
+# stack's strategy (restart | rolling | blue-green | canary, see each function below), health-check it on
 # its own socket, and keep the previous release serving if the check fails.
 # Slots are instances of the units fdeploy-<app>@<slot> (service.sh); slots/<slot> -> a release,
 # slots/live names the slot nginx proxies to. After a successful switch: APP_ROOT/current -> the
@@ -8,6 +8,7 @@
 # params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE,
 #         ROLLBACK (1: a rollback pinned this kept release; the history records it as one, with the
 #         schema version the release went live with, which migrate.sh brings the database down to)
+#         CANARY_* (strategy canary: steps, stepSeconds, gates; see activate_canary)
 #         (other params, e.g. revisions of the unit and .env, only make Pulumi re-run this)
 . "$(dirname "$0")/lib.sh"
 load_params
@@ -230,7 +231,7 @@ activate_restart() {
     [ -n "$previous" ] || previous=$(readlink -f "$slots/$slot")
   fi
   # prove the new code (or the new .env) loads before (re)starting the slot; also on a first deploy
-  if [ "${CANARY_PASSED:-}" != 1 ]; then preflight; fi
+  if [ "${PROBE_PASSED:-}" != 1 ]; then preflight; fi
   point_slot "$slot" "$release"
   start_slot "$slot"
   if ! check_slot "$slot"; then
@@ -246,35 +247,48 @@ activate_restart() {
   go_live "$slot"
 }
 
-# rolling: first prove the new release boots and answers on a throw-away canary slot (the live
-# one is untouched if it doesn't). The canary then carries the traffic while the live slot
+# rolling: first prove the new release boots and answers on a throw-away probe slot (the live
+# one is untouched if it doesn't). The probe then carries the traffic while the live slot
 # restarts on the new release as in restart — a fresh process, so the new code and venv are
 # really loaded, unlike Gunicorn's HUP — and the traffic returns to the live slot once it passes
-# its check. No request waits for a restarting Gunicorn.
+# its check. No request waits for a restarting Gunicorn. (Versions before strategy canary called
+# the probe slot `canary`: retire_legacy_probe removes what they left.)
 activate_rolling() {
   local slot
   slot=$(live_slot)
   if [ -n "$slot" ]; then preflight light; else preflight; fi
   slot=${slot:-main}
-  point_slot canary "$release"
-  start_slot canary
-  if ! check_slot canary; then
-    stop_slot canary; record failed
-    fail "release $P_RELEASE_ID failed its health check on the canary slot; the live release is untouched"
+  point_slot probe "$release"
+  start_slot probe
+  if ! check_slot probe; then
+    stop_slot probe; record failed
+    fail "release $P_RELEASE_ID failed its health check on the probe slot; the live release is untouched"
   fi
   if systemctl is-active --quiet "fdeploy-$P_APP@$slot.service"; then
-    point_nginx canary
+    point_nginx probe
     sleep "${FDEPLOY_DRAIN_SECONDS:-1}"   # requests already connected to the live slot get going
   fi
   local rc=0
   # a subshell so a failure can still send traffic back; not in an `if`, which would disable set -e
-  set +e; (set -e; CANARY_PASSED=1 activate_restart); rc=$?; set -e
+  set +e; (set -e; PROBE_PASSED=1 activate_restart); rc=$?; set -e
   if [ $rc != 0 ]; then
-    point_nginx "$slot"; stop_slot canary   # activate_restart put the previous release back on $slot
+    point_nginx "$slot"; stop_slot probe   # activate_restart put the previous release back on $slot
     exit $rc
   fi
-  sleep "${FDEPLOY_DRAIN_SECONDS:-1}"     # requests on the canary finish before it stops
+  sleep "${FDEPLOY_DRAIN_SECONDS:-1}"     # requests on the probe finish before it stops
+  stop_slot probe
+}
+
+# retire_legacy_probe: a server deployed by a version whose rolling strategy named its probe slot
+# `canary` may keep that slot (its link, .env, a unit left enabled by an interrupted deploy). Once
+# nginx no longer proxies to it, it goes.
+retire_legacy_probe() {
+  [ -e "$slots/canary" ] || [ -L "$slots/canary" ] || [ -f "$slots/canary.env" ] ||
+    systemctl is-enabled --quiet "fdeploy-$P_APP@canary.socket" 2>/dev/null || return 0
+  [ "$(readlink "$(live_socket_path "$P_APP")" 2>/dev/null)" != "$(socket_path "$P_APP" canary)" ] || return 0
   stop_slot canary
+  rm -f "$slots/canary" "$slots/canary.env"
+  log "removed the slot 'canary' left by an older version's rolling strategy"
 }
 
 # blue-green: start the release on the idle slot, check it there, switch nginx to it (an atomic
@@ -298,17 +312,197 @@ activate_blue_green() {
   fi
 }
 
-on_exit() { local rc=$?; [ $rc = 0 ] || settings_from live; exit $rc; }
+# canary: start the release on the idle slot (as blue-green) and check it there, then shift the
+# traffic to it in steps (CANARY_STEPS, percent): nginx's upstream for the app becomes the live and
+# the new slot with those weights (upstream.conf, `nginx -t`, a graceful reload). Each step runs
+# CANARY_STEP_SECONDS and is gated on what nginx logged for it (canary.py): the new release's 5xx
+# share and p95 upstream time; with fewer than CANARY_MIN_REQUESTS requests on it the step waits
+# (up to CANARY_MAX_WAIT_SECONDS more), fails or passes (CANARY_LOW_TRAFFIC). A tripped gate sends
+# all traffic back to the live slot at once, stops the new slot and fails the deploy with the
+# numbers; nothing touches the database. After the 100 % step the live link switches to the new
+# slot, the upstream goes back to it, and the old slot is drained and stopped, as in blue-green.
+# It falls back to blue-green (and says why) when there is nothing to compare with or to split:
+# no live slot running, a site that does not route through upstream.conf yet (the first deploy
+# with strategy canary installs it after the switch), a rollback (back to a release that already
+# ran here, at once), or a migration this deploy applied that is not marked `-- fdeploy: canary-safe`
+# (the old release would run for minutes on a schema nobody declared it can use; blue-green keeps
+# that overlap to a moment).
+canary_state() { echo "$slots/canary.json"; }
+
+# put_upstream TEXT: the app's upstream servers, tested with nginx -t, then a graceful reload
+put_upstream() {
+  local f out; f=$(upstream_conf "$P_APP")
+  printf '%s\n' "$1" | write_if_changed "$f" 0644 || return 0
+  if ! out=$(nginx -t 2>&1); then
+    printf '%s\n' "$out" >&2
+    default_upstream "$P_APP" | write_if_changed "$f" 0644 || true
+    nginx -t -q 2>/dev/null && systemctl reload nginx
+    return 1
+  fi
+  systemctl reload nginx
+}
+unsplit() { put_upstream "$(default_upstream "$P_APP")"; }   # every request to the live link again
+
+# an interrupted canary (the deploy was killed mid-way): traffic back to the live slot, its new
+# slot stopped. Every activation starts with this, whatever its strategy.
+recover_canary() {
+  local f new; f=$(canary_state)
+  if [ -f "$(upstream_conf "$P_APP")" ] && ! default_upstream "$P_APP" | cmp -s - "$(upstream_conf "$P_APP")"; then
+    log "an interrupted canary left traffic split: all of it back to the live slot"
+    unsplit || true
+  fi
+  [ -f "$f" ] || return 0
+  new=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("slot", ""))' "$f" 2>/dev/null || true)
+  if [[ $new =~ ^(blue|green)$ ]] && [ "$new" != "$(live_slot)" ]; then
+    log "an interrupted canary left slot $new running: stopping it"
+    stop_slot "$new"
+  fi
+  rm -f "$f"
+}
+
+# canary_fallback: why this deploy cannot be a canary ("" when it can)
+canary_fallback() {
+  local live=$1 site; site=$(setting_path site)
+  if [ -z "$live" ]; then echo "no release is live yet"; return; fi
+  if ! systemctl is-active --quiet "fdeploy-$P_APP@$live.service"; then echo "the live slot $live does not run"; return; fi
+  if [ -n "${P_ROLLBACK:-}" ]; then echo "a rollback returns to a release that already ran here"; return; fi
+  if ! grep -qF "include $(upstream_conf "$P_APP");" "$site" 2>/dev/null || [ ! -L "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf" ]; then
+    echo "the nginx site in force does not split traffic yet (this deploy installs it after the switch; the next one is a canary)"; return
+  fi
+  local unsafe; unsafe=$(unsafe_migrations | tr '\n' ' ')
+  if [ -n "$unsafe" ]; then echo "migrations applied for this release are not marked '-- fdeploy: canary-safe': ${unsafe% }"; fi
+}
+
+# unsafe_migrations: the migrations newer than the live release's schema without the marker
+unsafe_migrations() {
+  local live_schema f v
+  live_schema=$(awk '$3 == "live" {v = $5} END {sub("schema=", "", v); print v}' "$APP_ROOT/history.log" 2>/dev/null)
+  [[ $live_schema =~ ^[0-9]+$ ]] || return 0
+  for f in "$APP_ROOT"/migrations/current/[0-9][0-9][0-9][0-9]_*.up.sql; do
+    [ -f "$f" ] || continue
+    v=$(basename "$f"); v=$((10#${v:0:4}))
+    [ "$v" -gt "$live_schema" ] || continue
+    grep -qiE '^[[:space:]]*--[[:space:]]*fdeploy:[[:space:]]*canary-safe([[:space:]]|$)' "$f" || basename "$f"
+  done
+}
+
+activate_canary() {
+  local live new why
+  live=$(live_slot)
+  why=$(canary_fallback "$live")
+  if [ -n "$why" ]; then
+    log "canary: $why; going live blue-green instead"
+    P_STRATEGY=blue-green
+    activate_blue_green
+    return
+  fi
+  [[ ${P_CANARY_STEPS:-} =~ ^[0-9]{1,3}(,[0-9]{1,3})*$ && ${P_CANARY_STEP_SECONDS:-} =~ ^[0-9]{1,4}$ &&
+     ${P_CANARY_MIN_REQUESTS:-} =~ ^[0-9]{1,7}$ && ${P_CANARY_MAX_WAIT_SECONDS:-} =~ ^[0-9]{1,4}$ &&
+     ${P_CANARY_MAX_P95_MS:-} =~ ^[0-9]{1,6}$ && ${P_CANARY_MAX_ERROR_RATE:-} =~ ^(0|1)?(\.[0-9]+)?$ &&
+     ${P_CANARY_LOW_TRAFFIC:-} =~ ^(wait|fail|pass)$ ]] || fail "bad canary parameters"
+  preflight light
+  if [ "$live" = blue ]; then new=green; else new=blue; fi
+  point_slot "$new" "$release"
+  start_slot "$new"
+  if ! check_slot "$new"; then
+    stop_slot "$new"; record failed
+    fail "release $P_RELEASE_ID failed its health check on slot $new; slot $live keeps serving"
+  fi
+  CANARY_SLOT=$new   # on_exit sends the traffic back if anything below fails
+  local old_sock new_sock ulog steps pct i=0 n offset rc summary deadline waited verdict
+  old_sock=$(socket_path "$P_APP" "$live"); new_sock=$(socket_path "$P_APP" "$new"); ulog=$(upstream_log "$P_APP")
+  IFS=, read -r -a steps <<<"$P_CANARY_STEPS"
+  n=${#steps[@]}
+  log "canary: release $P_RELEASE_ID on slot $new, release $(basename "$(readlink -f "$slots/$live")") on slot $live; steps ${P_CANARY_STEPS//,/ → } %, ${P_CANARY_STEP_SECONDS}s each; gates: 5xx share ≤ $P_CANARY_MAX_ERROR_RATE, p95 ≤ ${P_CANARY_MAX_P95_MS} ms, ≥ $P_CANARY_MIN_REQUESTS requests (else $P_CANARY_LOW_TRAFFIC)"
+  for pct in "${steps[@]}"; do
+    i=$((i + 1))
+    if [ "$pct" -ge 100 ]; then
+      put_upstream "server unix:$new_sock;" || canary_abort "nginx rejected the split (nginx -t above)" ""
+    else
+      put_upstream "$(printf 'server unix:%s weight=%d;\nserver unix:%s weight=%d;' "$old_sock" $((100 - pct)) "$new_sock" "$pct")" ||
+        canary_abort "nginx rejected the split (nginx -t above)" ""
+    fi
+    offset=$(stat -c %s "$ulog" 2>/dev/null || echo 0)
+    printf '{"release": "%s", "slot": "%s", "from": "%s", "step": %d, "steps": %d, "percent": %d, "since": "%s", "pid": %d}\n' \
+      "$P_RELEASE_ID" "$new" "$(basename "$(readlink -f "$slots/$live")")" "$i" "$n" "$pct" "$(date -u +%FT%TZ)" "$$" |
+      write_if_changed "$(canary_state)" 0644 || true
+    log "canary step $i/$n: $pct % of requests to the new release for ${P_CANARY_STEP_SECONDS}s"
+    deadline=$((SECONDS + P_CANARY_STEP_SECONDS)); waited=$((SECONDS + P_CANARY_STEP_SECONDS + P_CANARY_MAX_WAIT_SECONDS))
+    while :; do
+      sleep 1
+      why=$(slot_died "fdeploy-$P_APP@$new.service" "$(unit_prop "fdeploy-$P_APP@$new.service" MainPID)") &&
+        canary_abort "the new release's process died at step $i/$n ($pct %): $why" ""
+      rc=0; summary=$(canary_gate "$offset" early) || rc=$?
+      [ $rc = 0 ] || canary_abort "step $i/$n ($pct %)" "$summary" $rc
+      [ $SECONDS -ge $deadline ] || continue
+      rc=0; summary=$(canary_gate "$offset" final) || rc=$?
+      [ $rc = 2 ] || break
+      case $P_CANARY_LOW_TRAFFIC in
+        pass) log "canary step $i/$n: fewer than $P_CANARY_MIN_REQUESTS requests on the new release; passing (canary.lowTraffic pass)"; rc=0; break ;;
+        fail) canary_abort "step $i/$n ($pct %): fewer than $P_CANARY_MIN_REQUESTS requests on the new release (canary.lowTraffic fail)" "$summary" ;;
+      esac
+      [ $SECONDS -lt $waited ] || canary_abort "step $i/$n ($pct %): fewer than $P_CANARY_MIN_REQUESTS requests on the new release after waiting ${P_CANARY_MAX_WAIT_SECONDS}s more (canary.maxWaitSeconds)" "$summary"
+    done
+    [ $rc = 0 ] || canary_abort "step $i/$n ($pct %)" "$summary" $rc
+    log "canary step $i/$n ($pct %) passed: $summary"
+  done
+  go_live "$new"        # the live link -> the new slot, then the upstream back to the live link
+  unsplit || log "warning: nginx did not take the plain upstream back; the new slot serves through it meanwhile"
+  CANARY_SLOT=
+  rm -f "$(canary_state)"
+  sleep "${FDEPLOY_DRAIN_SECONDS:-1}"   # requests already connected to the old slot get going
+  stop_slot "$live"                     # SIGTERM: Gunicorn finishes in-flight requests first
+}
+
+# canary_gate OFFSET MODE: the step's numbers so far (one line); exit status as canary.py's
+canary_gate() {
+  python3 "$(dirname "$0")/canary.py" "$(upstream_log "$P_APP")" "$1" \
+    "$(socket_path "$P_APP" "$(live_slot)")" "$(socket_path "$P_APP" "$CANARY_SLOT")" \
+    "$P_CANARY_MAX_ERROR_RATE" "$P_CANARY_MAX_P95_MS" "$P_CANARY_MIN_REQUESTS" "$2"
+}
+
+# canary_abort WHAT SUMMARY [GATE]: all traffic back to the live slot at once, the new slot stopped,
+# the deploy failed with the numbers
+canary_abort() {
+  local what=$1 summary=$2 gate=${3:-} reason
+  case $gate in
+    3) reason="the new release's 5xx share is over canary.maxErrorRate ($P_CANARY_MAX_ERROR_RATE)" ;;
+    4) reason="the new release's p95 is over canary.maxP95Ms (${P_CANARY_MAX_P95_MS} ms)" ;;
+    "") reason="" ;;
+    *) reason="the gate check failed (exit $gate)" ;;
+  esac
+  canary_back
+  record failed
+  fail "canary aborted at $what${reason:+: $reason}${summary:+ [$summary]}; all traffic is back on release $(basename "$(readlink -f "$slots/$(live_slot)")") (slot $(live_slot)), the new slot is stopped, the database was not touched by the abort"
+}
+
+canary_back() { # the traffic back to the live slot, the new slot stopped (abort, or any failure)
+  [ -n "${CANARY_SLOT:-}" ] || return 0
+  unsplit || log "warning: nginx did not take the plain upstream back (nginx -t above)"
+  sleep "${FDEPLOY_DRAIN_SECONDS:-1}"   # requests already on the new slot finish
+  stop_slot "$CANARY_SLOT"
+  rm -f "$(canary_state)"
+  CANARY_SLOT=
+}
+
+on_exit() {
+  local rc=$?
+  if [ $rc != 0 ]; then canary_back || true; settings_from live; fi
+  exit $rc
+}
 
 settings_from desired
 trap on_exit EXIT
+recover_canary
 
 case $P_STRATEGY in
   restart) activate_restart ;;
   rolling) activate_rolling ;;
   blue-green) activate_blue_green ;;
-  *) fail "unknown strategy '$P_STRATEGY' (expected restart, rolling or blue-green)" ;;
+  canary) activate_canary ;;
+  *) fail "unknown strategy '$P_STRATEGY' (expected restart, rolling, blue-green or canary)" ;;
 esac
+retire_legacy_probe
 atomic_symlink "$release" "$APP_ROOT/current"
 record live
 keep_live_settings

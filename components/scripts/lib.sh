@@ -215,6 +215,20 @@ service_unit() { echo "fdeploy-$1@.service"; }
 socket_path() { echo "/run/fdeploy-$1/$2.sock"; }
 live_socket_path() { echo "/run/fdeploy-$1/live.sock"; }   # -> the live slot's socket (activate.sh)
 
+# strategy canary: the site's upstream servers are a root-only file that activate.sh rewrites per
+# step (the live slot alone, or the live and the new slot with weights), and nginx logs each proxied
+# request's slot, status and time to the app's upstream log (components/nginx-site.ts)
+upstream_conf() { echo "/etc/fdeploy/$1/upstream.conf"; }
+upstream_log() { echo "/var/log/nginx/fdeploy-$1.upstream.log"; }
+default_upstream() { printf '# Managed by flask-deploy (activate.sh): all requests to the live slot\nserver unix:%s;\n' "$(live_socket_path "$1")"; }
+# ensure_upstream APP: the file and the log exist, so a site that includes the file passes nginx -t
+ensure_upstream() {
+  root_dir "$(env_dir "$1")" 0700
+  [ -f "$(upstream_conf "$1")" ] || default_upstream "$1" | write_if_changed "$(upstream_conf "$1")" 0644 || true
+  local f; f=$(upstream_log "$1")
+  [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
+}
+
 # http_probe URL [curl options…]: prints "CODE BODY-EXCERPT"; exit 0 when CODE is 2xx.
 http_probe() {
   local url=$1; shift

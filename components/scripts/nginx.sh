@@ -24,6 +24,7 @@ create() {
     [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
     [ -L "$f" ] || chmod 0640 "$f"
   done
+  ensure_upstream "$P_APP"   # strategy canary's upstream servers (a site of another strategy ignores it)
   ln -sfn "$site" "$enabled"
   if ! out=$(nginx -t 2>&1); then
     if [ -f "$backup" ]; then mv -f "$backup" "$site"; else rm -f "$site" "$enabled"; fi
@@ -44,6 +45,7 @@ delete() {
   check_app_name "$app"
   rm -f "/etc/nginx/sites-enabled/fdeploy-$app.conf" "/etc/nginx/sites-available/fdeploy-$app.conf"
   rm -f "$(env_dir "$app")/maintenance.conf"   # fdeploy maintenance: no site, no mode
+  rm -f "$(upstream_conf "$app")"               # strategy canary's upstream servers
   nginx -t -q 2>/dev/null && systemctl reload nginx 2>/dev/null || true
   echo "nginx site of $app removed"
 }

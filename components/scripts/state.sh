@@ -43,6 +43,7 @@ repair() {
   settings_from desired
   want=$(env_dir "$P_APP")/site.desired
   if [ "$(in_force site)" = false ]; then
+    ensure_upstream "$P_APP"
     install -m 0644 "$want" "$(setting_path site)"
     ln -sfn "$(setting_path site)" "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf"
     nginx -t 2>&1 >&2 || fail "nginx rejects its configuration with the deployed site; fix the other file nginx -t names"

@@ -70,6 +70,7 @@ put_site() {
   site=$(site_path "$P_APP"); enabled=$(enabled_path "$P_APP")
   if ! printf '%s\n' "$1" | write_if_changed "$site" 0644 && [ -L "$enabled" ]; then return 0; fi
   site_logs "$P_APP"
+  ensure_upstream "$P_APP"
   ln -sfn "$site" "$enabled"
   if ! out=$(nginx -t 2>&1); then
     restore_site

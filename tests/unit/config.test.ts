@@ -1,7 +1,7 @@
 // The config schema: valid input gets defaults; every kind of bad input is refused with a message
 // that names the key and the expected form.
 import * as assert from "assert";
-import { ConfigError, parseConfig } from "../../components/config";
+import { canarySettings, ConfigError, parseConfig } from "../../components/config";
 import { HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
 
 function errorOf(over: Record<string, unknown>, secret?: string[], dotenv: Record<string, string> = {}): string {
@@ -23,6 +23,18 @@ describe("config schema", () => {
     assert.strictEqual(cfg.appDir, "app");
     assert.strictEqual(cfg.appModule, "wsgi:app");
     assert.deepStrictEqual(cfg.secrets, { SECRET_KEY: "s3cr3t-value" });
+  });
+
+  it("strategy canary: defaults, and steps given as one text", () => {
+    const cfg = parseConfig(rawConfig({ strategy: "canary" }), PROJECT_DIR);
+    assert.deepStrictEqual(canarySettings(cfg), {
+      steps: [5, 25, 50, 100], stepSeconds: 60, maxErrorRate: 0.01, maxP95Ms: 1000, minRequests: 20, lowTraffic: "wait", maxWaitSeconds: 300,
+    });
+    const c = parseConfig(rawConfig({ strategy: "canary", canary: { steps: "[10, 100]", stepSeconds: "5", maxErrorRate: "0.05", lowTraffic: "pass" } }), PROJECT_DIR);
+    assert.deepStrictEqual(canarySettings(c)!.steps, [10, 100]);
+    assert.strictEqual(canarySettings(c)!.stepSeconds, 5);
+    assert.strictEqual(canarySettings(c)!.maxErrorRate, 0.05);
+    assert.strictEqual(canarySettings(parseConfig(rawConfig(), PROJECT_DIR)), undefined);
   });
 
   it("reads the server from .env settings when the stack has none", () => {
@@ -64,7 +76,15 @@ describe("config schema", () => {
     ["negative workers", { workers: "-1" }, /workers/],
     ["huge workers", { workers: "100000" }, /workers/],
     ["fractional workers", { workers: "2.5" }, /workers/],
-    ["unknown strategy", { strategy: "canary" }, /strategy: expected one of: restart, rolling, blue-green/],
+    ["unknown strategy", { strategy: "blue_green" }, /strategy: expected one of: restart, rolling, blue-green, canary/],
+    ["canary steps not ending at 100", { strategy: "canary", canary: { steps: [5, 50] } }, /canary\.steps: expected increasing percentages ending at 100/],
+    ["canary steps not increasing", { strategy: "canary", canary: { steps: "[50, 25, 100]" } }, /canary\.steps: expected increasing percentages ending at 100/],
+    ["canary step over 100", { strategy: "canary", canary: { steps: [5, 150] } }, /canary\.steps\.1: expected percentages 1\.\.100/],
+    ["canary step not a number", { strategy: "canary", canary: { steps: "5,x,100" } }, /canary\.steps\.1: /],
+    ["canary error rate over 1", { strategy: "canary", canary: { maxErrorRate: "5" } }, /canary\.maxErrorRate: /],
+    ["canary lowTraffic unknown", { strategy: "canary", canary: { lowTraffic: "skip" } }, /canary\.lowTraffic: expected one of: wait, fail, pass/],
+    ["canary typo", { strategy: "canary", canary: { stepSecond: "5" } }, /canary\.stepSecond: unknown setting \(a typo\?\); known: steps, stepSeconds/],
+    ["canary settings with another strategy", { strategy: "blue-green", canary: { stepSeconds: "5" } }, /flask-deploy:canary: set, but strategy is blue-green/],
     ["appDir with ..", { appDir: "../elsewhere" }, /appDir: expected a relative path inside the project, without '\.\.'/],
     ["absolute appDir", { appDir: "/etc" }, /appDir: expected a relative path/],
     ["appDir without requirements.txt", { appDir: "components" }, /appDir: 'components' has no requirements\.txt/],

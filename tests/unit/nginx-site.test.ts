@@ -10,6 +10,17 @@ describe("nginx site", () => {
     assert.match(site, /upstream fdeploy_my_app \{\s+server unix:\/run\/fdeploy-my-app\/live\.sock;/);
     assert.match(site, /proxy_pass http:\/\/fdeploy_my_app;/);
   });
+  it("strategy canary: the upstream's servers from activate.sh's file, and a log of each proxied request's slot", () => {
+    const settings = { appName: "flaskapp", appRoot: "/srv/flaskapp", serverName: "_", clientMaxBodySize: "10m", proxyTimeoutSeconds: 60 };
+    const site = renderSite({ ...settings, canary: true });
+    assert.match(site, /upstream fdeploy_flaskapp \{\n\s+include \/etc\/fdeploy\/flaskapp\/upstream\.conf;\n\}/);
+    assert.doesNotMatch(site, /server unix:/);
+    assert.match(site, /log_format fdeploy_flaskapp_upstream '\$msec\\t\$status\\t\$upstream_addr\\t\$upstream_status\\t\$upstream_response_time\\t\$request_time';/);
+    assert.match(site, /access_log \/var\/log\/nginx\/fdeploy-flaskapp\.upstream\.log fdeploy_flaskapp_upstream;/);
+    // other strategies: the site as it always was
+    assert.doesNotMatch(renderSite(settings), /upstream\.conf|upstream\.log|log_format/);
+  });
+
   it("serves static files from the live release", () => {
     assert.match(site, /location \/static\/ \{\s+alias \/srv\/my-app\/current\/static\/;/);
   });

@@ -38,9 +38,9 @@ export function badConfigCases(ctx: Ctx): void {
       restore: (c) => c.stack.mustRun(["config", "rm", "serverName"]),
     },
     {
-      name: "unknown strategy (canary)",
-      message: /flask-deploy:strategy: expected one of: restart, rolling, blue-green/,
-      apply: (c) => c.stack.setConfig("strategy", "canary"),
+      name: "unknown strategy (blue_green)",
+      message: /flask-deploy:strategy: expected one of: restart, rolling, blue-green, canary/,
+      apply: (c) => c.stack.setConfig("strategy", "blue_green"),
       restore: (c) => c.stack.mustRun(["config", "rm", "strategy"]),
     },
     {
