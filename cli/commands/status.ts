@@ -22,6 +22,8 @@ export function register(program: Command): void {
         `health        GET ${st.health.path} -> ${st.health.status || "no answer"}${st.health.ok ? "" : "  UNHEALTHY"}`,
         ...st.slots.map((s: any, i: number) =>
           `${i ? "              " : "slots         "}${s.name.padEnd(7)} ${s.release}  ${s.state}${s.name === st.liveSlot ? "  (live)" : ""}`),
+        ...(st.canary ? [`canary        ${st.canary.inProgress ? "IN PROGRESS" : "interrupted (the next deploy sends all traffic back to the live slot)"}: ` +
+          `release ${st.canary.release} on slot ${st.canary.slot}, step ${st.canary.step}/${st.canary.steps} (${st.canary.percent} % of requests) since ${st.canary.since}`] : []),
         `last deploy   ${st.lastDeploy ? `${st.lastDeploy.time} ${st.lastDeploy.release} ${st.lastDeploy.status} (${st.lastDeploy.strategy})${st.lastDeploy.by ? ` by ${st.lastDeploy.by}` : ""}` : "none"}`,
         `disk          releases ${bytes(st.disk.releasesBytes)}, backups ${bytes(st.disk.backupsBytes)}, database ${bytes(st.disk.databaseBytes)}`,
         `drift         ${st.drift.length ? `${st.drift.join(", ")} (pulumi up --refresh --stack ${st.stack} repairs it)` : "none"}`,

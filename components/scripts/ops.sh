@@ -65,6 +65,12 @@ if m["on"]:
     head = open(mconf).readline()   # "# fdeploy maintenance: on since <time> by <user>"
     parts = head.split()
     m.update(since=parts[5] if len(parts) > 5 else None, by=parts[7] if len(parts) > 7 else None)
+# strategy canary: a deploy shifting traffic step by step writes slots/canary.json (activate.sh)
+try:
+    canary = json.load(open(os.path.join(root, "slots/canary.json")))
+    canary["inProgress"] = os.path.exists("/proc/%d" % int(canary.get("pid", 0)))
+except Exception:
+    canary = None
 owner = owner.split()
 last = hist[-1] if hist else None
 if last and len(owner) == 3: last["by"] = owner[2]
@@ -75,7 +81,7 @@ print(json.dumps({
     "health": {"path": hpath, "status": int(code) if code.isdigit() else 0, "ok": code.startswith("2")},
     "lastDeploy": last, "deployedRelease": deployed,
     "disk": {"releasesBytes": int(rel_b or 0), "backupsBytes": int(bak_b or 0), "databaseBytes": int(db_b or 0)},
-    "drift": drift, "maintenance": m,
+    "drift": drift, "maintenance": m, "canary": canary,
 }))
 PY
 }
