@@ -3,13 +3,17 @@
 // down whatever happens). See bench/README.md for what is measured and how.
 //
 //   node -r ts-node/register/transpile-only bench/bench.ts --project DIR --work DIR --out raw.json
-//     [--deploys 10] [--rollbacks 3] [--rate 50] [--connections 4] [--only restart,rolling,blue-green,ansible]
+//     [--deploys 10] [--rollbacks 3] [--rate 50] [--connections 4] [--only restart,rolling,blue-green,canary,ansible]
+//     [--merge raw.json]
 //
-// For each Pulumi strategy (restart, rolling, blue-green) and for the Ansible playbook: a fresh
+// For each Pulumi strategy (restart, rolling, blue-green, canary) and for the Ansible playbook: a fresh
 // test server, one initial deploy (not measured), then K deploys under load, each with a code
 // change (every 3rd also a dependency change, every 3rd from the 2nd a new migration). For the
 // Pulumi strategies also `npm run rollback` (timed) followed by its roll-forward (`--forward`), at
-// least --rollbacks times.
+// least --rollbacks times. Canary also deploys, last, a release that answers 500 to 30 % of real
+// requests: it must abort at its first step, and the failed requests users saw are counted.
+// --merge: the targets run now replace those of an earlier run's raw.json, the others are kept
+// (each target records when and from which commit it ran).
 import { spawn, spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -35,7 +39,8 @@ const RATE = Number(arg("rate", "50"));
 const CONNECTIONS = Number(arg("connections", "4"));
 const LOAD_PATHS = "/,/health";
 const REQUEST_TIMEOUT_S = 10;
-const ONLY = arg("only", "restart,rolling,blue-green,ansible").split(",");
+const ONLY = arg("only", "restart,rolling,blue-green,canary,ansible").split(",");
+const MERGE = arg("merge", "");
 const BENCH = __dirname;
 const ROOT = path.resolve(BENCH, "..");   // node_modules (ts-node) for the load generator
 const TESTSERVER = path.join(PROJECT, "tests/servers/testserver.sh");
@@ -48,6 +53,7 @@ const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: 
   { id: "restart", kind: "pulumi", server: "bench-rst", octet: 70 },
   { id: "rolling", kind: "pulumi", server: "bench-roll", octet: 71 },
   { id: "blue-green", kind: "pulumi", server: "bench-bg", octet: 72 },
+  { id: "canary", kind: "pulumi", server: "bench-canary", octet: 75 },
   { id: "ansible", kind: "ansible", server: "bench-ans", octet: 73 },
 ];
 
@@ -153,11 +159,18 @@ class WorkingCopy {
       this.migrations++;
       const version = this.baseSchema + this.migrations;
       const file = `${String(version).padStart(4, "0")}_bench_column_${this.migrations}`;
-      fs.writeFileSync(path.join(this.migrationsDir, `${file}.up.sql`), `ALTER TABLE notes ADD COLUMN bench_${this.migrations} TEXT;\n`);
+      // a nullable new column: safe for the old release too (strategy canary runs both on it)
+      fs.writeFileSync(path.join(this.migrationsDir, `${file}.up.sql`), `-- fdeploy: canary-safe\nALTER TABLE notes ADD COLUMN bench_${this.migrations} TEXT;\n`);
       fs.writeFileSync(path.join(this.migrationsDir, `${file}.down.sql`), `ALTER TABLE notes DROP COLUMN bench_${this.migrations};\n`);
       change.migration = `${file}.up.sql`;
     }
     this.schemaAfter[n] = this.baseSchema + this.migrations;
+    this.writeCode(n);
+    return change;
+  }
+
+  /** Deploy n's code; `flaky`: it also answers 500 to 30 % of the requests that come through nginx. */
+  writeCode(n: number, flaky = false): void {
     const wsgi = path.join(this.appDir, "wsgi.py");
     const MARK = "\n# --- bench marker";
     const s = fs.readFileSync(wsgi, "utf8");
@@ -174,8 +187,19 @@ def bench_marker():
         except _bench_md.PackageNotFoundError:
             deps[name] = None
     return {"deploy": ${n}, "deps": deps}
-`);
-    return change;
+${flaky ? `
+
+import random as _bench_random
+from flask import request as _bench_request
+
+
+@app.before_request
+def _bench_flaky():
+    # only real requests (through nginx): the deploy's own checks reach the slot directly and pass
+    if "X-Forwarded-For" in _bench_request.headers and _bench_random.random() < 0.3:
+        return "injected failure", 500
+    return None
+` : ""}`);
   }
 
   expected(n: number): { deploy: number; deps: Record<string, string | null> } {
@@ -196,6 +220,7 @@ async function probe(host: string): Promise<{ marker: any; health: any }> {
 interface LoadData {
   startedAt: string; durationMs: number; newConnections: number; stopReason: string;
   marks: { name: string; t: number }[]; rows: [number, number, number | string, number][];
+  retriedClosedConnections?: number;
 }
 
 /** Runs fn under load: the load starts a second before it and stops a second after it. */
@@ -262,6 +287,8 @@ function record(load: LoadData) {
   const mark = (n: string) => load.marks.find((m) => m.name === n)?.t ?? null;
   return {
     loadStartedAt: load.startedAt, deployStartMs: mark("start"), deployEndMs: mark("end"),
+    // GETs resent once on a new connection after nginx closed their idle keep-alive one (a reload), as browsers do
+    retriedClosedConnections: load.retriedClosedConnections ?? 0,
     summary: summarize([load]),
     failedRequests: load.rows.filter(([, , o]) => !(typeof o === "number" && o >= 200 && o < 300))
       .map(([t, ms, outcome, p]) => ({ t, ms, outcome, path: LOAD_PATHS.split(",")[p] })),
@@ -319,6 +346,18 @@ interface StepRecord {
 interface TargetResult {
   id: string; kind: string; server: string; host: string; initialSeconds?: number;
   steps: StepRecord[]; error?: string; serverInfo?: Record<string, string>;
+  /** when and from which commit this target ran (targets of a merged raw.json differ) */
+  runDate?: string; source?: object;
+  /** canary: the deploy of a release failing 30 % of requests, which must abort at its first step */
+  canaryAbort?: CanaryAbort;
+}
+
+interface CanaryAbort {
+  seconds: number; status: number; abortedAtStep: string | null; stepPercent: number | null;
+  stepNewRequests: number | null; stepNew5xx: number | null; stepOldRequests: number | null;
+  /** the step's share of its traffic: the most failed requests users may see */
+  bound: number | null; usersFailed: number; withinBound: boolean; oldReleaseServing: boolean;
+  log: string; load: ReturnType<typeof record>;
 }
 
 /** Deep equality of JSON values, whatever the order of object keys (Flask sorts them). */
@@ -348,6 +387,12 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
       await stack.set("appDir", path.relative(PROJECT, wc.appDir));
       await stack.set("migrationsDir", path.relative(PROJECT, wc.migrationsDir));
       await stack.set("strategy", t.id);
+      if (t.id === "canary") {
+        // the default steps (5, 25, 50, 100 %) and gates, with short steps: 5 s (≈ 12 requests at 5 %)
+        await stack.set("canary.stepSeconds", "5");
+        await stack.set("canary.minRequests", "10");
+        await stack.set("canary.maxWaitSeconds", "30");
+      }
       await stack.set("secrets.SECRET_KEY", crypto.randomBytes(24).toString("hex"), true);
       const s = stack;
       deploy = (logName) => s.up(logName);
@@ -418,6 +463,7 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
     }
     // quick runs (few deploys): the remaining rollbacks after the last deploy
     while (t.kind === "pulumi" && rollbacksDone < ROLLBACKS) await rollbackCycle(K, ++rollbacksDone);
+    if (t.id === "canary") result.canaryAbort = await canaryAbortCase(server, wc, deploy, K, markerAfter[K], wc.schemaAfter[K]);
   } catch (e) {
     result.error = String((e as Error).message ?? e);
     log(`${t.id}: ERROR ${result.error.split("\n").slice(0, 12).join("\n")}\n(see ${path.join(WORK, "logs")})`);
@@ -426,6 +472,33 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
     log(`${t.id}: stopping ${t.server}`);
     stopServer(t.server);
   }
+  return result;
+}
+
+/** Canary: a release answering 500 to 30 % of real requests, deployed under load; it must abort at its first step. */
+async function canaryAbortCase(server: Server, wc: WorkingCopy, deploy: (logName: string) => Promise<Run>, n: number,
+  live: ReturnType<WorkingCopy["expected"]>, schema: number): Promise<CanaryAbort> {
+  wc.writeCode(n + 1, true);
+  const name = "canary-abort-30pct";
+  const r = await underLoad(server.host, name, () => deploy(name));
+  wc.writeCode(n);   // the working copy as it was (nothing later deploys it)
+  const after = await probe(server.host);
+  const m = /canary aborted at step (\d+\/\d+) \((\d+) %\)[^\[]*\[new (\d+) requests, (\d+) 5xx \([^)]*\), p95 [^|]*\| old (\d+) requests/.exec(r.value.output);
+  const rec = record(r.load);
+  const [pct, newReq, new5xx, oldReq] = m ? [Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])] : [null, null, null, null];
+  const bound = m ? (pct! / 100) * (newReq! + oldReq!) : null;
+  const result: CanaryAbort = {
+    seconds: r.value.seconds, status: r.value.status, abortedAtStep: m ? m[1] : null, stepPercent: pct,
+    stepNewRequests: newReq, stepNew5xx: new5xx, stepOldRequests: oldReq, bound,
+    usersFailed: rec.summary.failed, withinBound: bound !== null && rec.summary.failed <= bound,
+    oldReleaseServing: checkSame(after.marker, live) && after.health?.schema_version === schema,
+    log: `${name}.log`, load: rec,
+  };
+  log(`canary: a release failing 30 % of requests: deploy exit ${r.value.status} in ${r.value.seconds.toFixed(1)}s, aborted at step ` +
+    `${result.abortedAtStep ?? "?"} (${pct ?? "?"} %): the step sent ${newReq ?? "?"} requests to the new release (${new5xx ?? "?"} answered 5xx) ` +
+    `and ${oldReq ?? "?"} to the old; users saw ${result.usersFailed} failed of ${rec.summary.requests} requests ` +
+    `(bound: ${pct ?? "?"} % of the step's ${m ? newReq! + oldReq! : "?"} = ${bound?.toFixed(1) ?? "?"}; within: ${result.withinBound}); ` +
+    `old release serving afterwards: ${result.oldReleaseServing}`);
   return result;
 }
 
@@ -459,13 +532,25 @@ async function main(): Promise<void> {
     },
     targets: [] as TargetResult[],
   };
+  // --merge: an earlier run's targets stay, except those run now (its date and parameters head the report)
+  const base = MERGE && fs.existsSync(MERGE) ? JSON.parse(fs.readFileSync(MERGE, "utf8")) : undefined;
+  if (base) {
+    for (const t of base.targets as TargetResult[]) { t.runDate ??= base.date; t.source ??= base.source; }
+    Object.assign(raw, { ...base, targets: base.targets.filter((t: TargetResult) => !ONLY.includes(t.id)) });
+  }
+  const order = (id: string) => TARGETS.findIndex((x) => x.id === id);
   for (const t of targets) {
-    raw.targets.push(await benchTarget(t));
+    const r = await benchTarget(t);
+    r.runDate = started.toISOString();
+    r.source = JSON.parse(fs.readFileSync(path.join(WORK, "source.json"), "utf8"));
+    raw.targets = [...raw.targets.filter((x: TargetResult) => x.id !== r.id), r].sort((a: TargetResult, b: TargetResult) => order(a.id) - order(b.id));
     fs.writeFileSync(OUT, JSON.stringify(raw));   // partial results survive a later failure
   }
-  raw.loadAvgAtEnd = os.loadavg();
-  raw.otherServersAtEnd = otherServers();
-  raw.totalMinutes = Math.round((Date.now() - started.getTime()) / 6000) / 10;
+  if (!base) {
+    raw.loadAvgAtEnd = os.loadavg();
+    raw.otherServersAtEnd = otherServers();
+    raw.totalMinutes = Math.round((Date.now() - started.getTime()) / 6000) / 10;
+  }
   fs.writeFileSync(OUT, JSON.stringify(raw));
   log(`raw results: ${OUT}`);
   if (raw.targets.some((t: TargetResult) => t.error)) process.exitCode = 1;

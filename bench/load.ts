@@ -73,7 +73,14 @@ const t0 = performance.now();
 const startedAt = new Date().toISOString();
 const now = () => performance.now() - t0;
 
-function fire(due: number, pathIndex: number): void {
+// Like a browser (RFC 9110 §9.2.2), a GET sent on a reused keep-alive connection that the server
+// closed before any byte of a response came back (nginx closes idle keep-alive connections when it
+// reloads) is sent once more, on a new connection of its own (a pooled one may have been closed by
+// the same reload); its latency still counts from when it was due.
+let retriedClosedConnections = 0;
+
+function fire(due: number, pathIndex: number, retry = true): void {
+  // retry === false: the resend, over a connection of its own
   inFlight++;
   let finished = false;
   const finish = (outcome: number | string) => {
@@ -85,7 +92,7 @@ function fire(due: number, pathIndex: number): void {
     if (stopping && inFlight === 0) write();
   };
   const req = http.request({
-    host: base.hostname, port: 80, path: paths[pathIndex], agent,
+    host: base.hostname, port: 80, path: paths[pathIndex], agent: retry ? agent : false,
     headers: { "User-Agent": "fdeploy-bench/1", Accept: "text/html,application/json" },
   });
   // the deadline counts from when the request was due, including any wait for a free connection
@@ -96,7 +103,17 @@ function fire(due: number, pathIndex: number): void {
     res.on("end", () => finish(res.statusCode ?? 0));
     res.on("error", (e: NodeJS.ErrnoException) => finish(e.code ?? e.message));
   });
-  req.on("error", (e: NodeJS.ErrnoException) => finish(e.code ?? e.message));
+  let responded = false;
+  req.on("response", () => { responded = true; });
+  req.on("error", (e: NodeJS.ErrnoException) => {
+    if (retry && !finished && !responded && req.reusedSocket && (e.code === "ECONNRESET" || e.code === "EPIPE")) {
+      finished = true; clearTimeout(timer); inFlight--;
+      retriedClosedConnections++;
+      fire(due, pathIndex, false);
+      return;
+    }
+    finish(e.code ?? e.message);
+  });
   req.end();
 }
 
@@ -125,7 +142,7 @@ function write(): void {
   agent.destroy();
   const result = {
     base: base.origin, paths, rate, connections, timeoutMs, startedAt,
-    durationMs: Math.round(now()), stopReason, newConnections, marks, rows,
+    durationMs: Math.round(now()), stopReason, newConnections, retriedClosedConnections, marks, rows,
   };
   fs.writeFileSync(out, JSON.stringify(result));
   process.exit(0);

@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {"restart": "Pulumi · restart", "rolling": "Pulumi · rolling", "blue-green": "Pulumi · blue-green",
-          "ansible": "Ansible (conventional)"}
-COLORS = {"restart": "#e49b0f", "rolling": "#3a7dc9", "blue-green": "#2e9d5b", "ansible": "#c23b3b"}
+          "canary": "Pulumi · canary", "ansible": "Ansible (conventional)"}
+COLORS = {"restart": "#e49b0f", "rolling": "#3a7dc9", "blue-green": "#2e9d5b", "canary": "#8a5cc2", "ansible": "#c23b3b"}
 
 
 def ok(outcome):
@@ -61,6 +61,7 @@ def summarize(target):
         "forward_median": statistics.median([s["seconds"] for s in forwards]) if forwards else None,
         "rb_requests": rbf["requests"], "rb_failed": rbf["failed"], "rb_failures": rbf["failures"],
         "error": target.get("error"), "initial": target.get("initialSeconds"),
+        "retried": sum(s["load"].get("retriedClosedConnections", 0) for s in deploys + rollbacks + forwards),
     }
 
 
@@ -111,6 +112,18 @@ def write_markdown(raw, rows, out):
     rb_notes = [f"{LABELS.get(r['id'], r['id'])}: {kinds(r['rb_failures'])}" for r in rows if r["rb_failed"]]
     if rb_notes:
         L.append("- **failure kinds** during rollbacks + roll-forwards: " + "; ".join(rb_notes) + ".")
+    retried = [f"{LABELS.get(r['id'], r['id'])} {r['retried']}" for r in rows if r["retried"]]
+    if retried:
+        L.append("- **keep-alive retries**: GETs sent once more on a new connection because nginx closed their idle "
+                 "keep-alive connection before any response (it does at every reload; browsers resend such a GET the "
+                 "same way, RFC 9110 §9.2.2); the retry's latency counts from when the request was due, and a failed "
+                 "retry counts as failed: " + "; ".join(retried) + " (deploys, rollbacks and roll-forwards).")
+    merged = [t for t in raw["targets"] if t.get("runDate") and t["runDate"][:16] != raw["date"][:16]]
+    for t in merged:
+        src_t = t.get("source") or {}
+        L.append(f"- **{LABELS.get(t['id'], t['id'])}** ran separately ({t['runDate'][:19].replace('T', ' ')} UTC, project "
+                 f"commit `{src_t.get('commit', '?')[:12]}`, `bench/run.sh --only {t['id']} --merge`) and was merged into "
+                 "this run's results; the other rows are from the run above.")
     for r in rows:
         if r["error"]:
             L.append(f"- **{r['id']} stopped early**: {r['error'].splitlines()[0]}")
@@ -119,6 +132,25 @@ def write_markdown(raw, rows, out):
                      "previous release/schema afterwards (see raw.json).")
     L.append("")
     L.append("![failed requests, latency and deploy time per strategy](chart.png)\n")
+
+    aborts = [t for t in raw["targets"] if t.get("canaryAbort")]
+    if aborts:
+        L.append("## Canary: a release that fails 30 % of requests\n")
+        L.append("After its deploys, the canary target deploys a release that answers 500 to 30 % of the requests "
+                 "that come through nginx (its health checks pass), under the same load. The canary must abort at its "
+                 "first step, and the failed requests users saw must be at most that step's share of its traffic.\n")
+        L.append("| target | deploy exit | aborted at step | step: requests to new (5xx) / to old | bound: step % × step traffic "
+                 "| failed requests users saw (of all in the window) | within bound | old release serving after |")
+        L.append("|---|---:|---|---:|---:|---:|---|---|")
+        for t in aborts:
+            a = t["canaryAbort"]
+            sm = a["load"]["summary"]
+            bound = "?" if a["bound"] is None else f"{a['bound']:.1f}"
+            L.append(f"| {LABELS.get(t['id'], t['id'])} | {a['status']} ({a['seconds']:.1f} s) | {a['abortedAtStep'] or '—'} "
+                     f"({a['stepPercent'] if a['stepPercent'] is not None else '?'} %) | {a['stepNewRequests']} ({a['stepNew5xx']}) / "
+                     f"{a['stepOldRequests']} | {bound} | **{a['usersFailed']}** (of {sm['requests']}) | "
+                     f"{'yes' if a['withinBound'] else 'NO'} | {'yes' if a['oldReleaseServing'] else 'NO'} |")
+        L.append("")
 
     # per deploy
     targets = raw["targets"]

@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# bench/run.sh [--deploys N] [--rollbacks N] [--only LIST] [--worktree] — the downtime benchmark
+# bench/run.sh [--deploys N] [--rollbacks N] [--only LIST] [--merge] [--worktree] — the downtime benchmark
 # (see bench/README.md). Sets up what is missing (idempotent), boots its own test servers
-# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, one at a time), deploys under load, writes
+# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, bench-canary on .75, one at a time), deploys under load, writes
 # bench/results/{raw.json,results.md,chart.png}, and tears every bench server down at the end,
 # also on failure or Ctrl-C.
 #   --deploys N    deploys per strategy/tool (default 10)
 #   --rollbacks N  timed rollbacks per Pulumi strategy (default 3)
-#   --only LIST    a subset of restart,rolling,blue-green,ansible (while developing)
+#   --only LIST    a subset of restart,rolling,blue-green,canary,ansible
+#   --merge        keep the other targets of the existing results/raw.json (re-run one target alone)
 #   --worktree     benchmark the working tree as it is (default: the committed HEAD)
 set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
-deploys=10 rollbacks=3 only=restart,rolling,blue-green,ansible source=head
+deploys=10 rollbacks=3 only=restart,rolling,blue-green,canary,ansible source=head merge=()
 while [ $# -gt 0 ]; do
   case $1 in
     --deploys) deploys=$2; shift 2 ;;
     --rollbacks) rollbacks=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --worktree) source=worktree; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --merge) merge=(--merge "$(cd "$(dirname "$0")" && pwd)/results/raw.json"); shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -29,7 +31,7 @@ done
 WORK=$BENCH/work                         # git-ignored scratch space, rebuilt by every run
 RESULTS=$BENCH/results
 VENV=${BENCH_VENV:-/var/cache/fdeploy/bench-venv}
-SERVERS=(bench-rst bench-roll bench-bg bench-ans)
+SERVERS=(bench-rst bench-roll bench-bg bench-canary bench-ans)
 step() { printf '\n== %s\n' "$*"; }
 
 cleanup() {
@@ -82,7 +84,7 @@ echo "ok"
 step "benchmark: $deploys deploys per target ($only), $rollbacks rollbacks per Pulumi strategy"
 cd "$ROOT"
 node -r ts-node/register/transpile-only "$BENCH/bench.ts" --project "$WORK/project" --work "$WORK" \
-  --out "$RESULTS/raw.json" --deploys "$deploys" --rollbacks "$rollbacks" --only "$only" &
+  --out "$RESULTS/raw.json" --deploys "$deploys" --rollbacks "$rollbacks" --only "$only" "${merge[@]}" &
 driver_pid=$!
 set +e; wait $driver_pid; bench_status=$?; set -e
 driver_pid=

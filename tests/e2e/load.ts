@@ -3,7 +3,10 @@
 //
 // Like a browser (RFC 9110 §9.2.2), a GET whose kept-alive connection was closed before any byte of
 // a response came back is retried once on a new connection: nginx closes idle keep-alive
-// connections when it reloads its configuration. The retry must succeed, and retries are counted.
+// connections when it reloads its configuration. The retry goes over a new connection of its own (a
+// pooled one may have been closed by the same reload), must succeed, and retries are counted.
+import * as http from "http";
+
 export interface LoadResult {
   requests: number;
   failures: number;
@@ -19,16 +22,31 @@ function closedBeforeResponse(e: unknown): boolean {
   return code === "UND_ERR_SOCKET" || code === "ECONNRESET";
 }
 
+/** GET over a new connection of its own (no keep-alive pool). */
+function freshGet(url: string): Promise<{ status: number; text(): Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: 10000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: async () => body }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
 export function startLoad(url: string, opts: { concurrency?: number; maxSeconds?: number } = {}) {
   const deadline = Date.now() + (opts.maxSeconds ?? 120) * 1000;
   const result: LoadResult = { requests: 0, failures: 0, errors: [], maxLatencyMs: 0, retriedClosedConnections: 0 };
-  const get = async (retry: boolean): Promise<Response> => {
+  const get = async (retry: boolean): Promise<{ status: number; text(): Promise<string> }> => {
     try {
       return await fetch(url, { signal: AbortSignal.timeout(10000) });
     } catch (e) {
       if (!retry || !closedBeforeResponse(e)) throw e;
       result.retriedClosedConnections++;
-      return fetch(url, { signal: AbortSignal.timeout(10000) });
+      return freshGet(url);
     }
   };
   let stopped = false;
