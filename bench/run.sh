@@ -31,7 +31,13 @@ done
 WORK=$BENCH/work                         # git-ignored scratch space, rebuilt by every run
 RESULTS=$BENCH/results
 VENV=${BENCH_VENV:-/var/cache/fdeploy/bench-venv}
-SERVERS=(bench-rst bench-roll bench-bg bench-canary bench-ans)
+# the servers of the selected targets only (another run may be using the others)
+declare -A SERVER_OF=([restart]=bench-rst [rolling]=bench-roll [blue-green]=bench-bg [canary]=bench-canary [ansible]=bench-ans)
+SERVERS=()
+for t in ${only//,/ }; do
+  [ -n "${SERVER_OF[$t]:-}" ] || { echo "--only: unknown target '$t' (expected restart, rolling, blue-green, canary, ansible)" >&2; exit 2; }
+  SERVERS+=("${SERVER_OF[$t]}")
+done
 step() { printf '\n== %s\n' "$*"; }
 
 cleanup() {

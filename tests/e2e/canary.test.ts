@@ -170,4 +170,22 @@ ${proxied || "    return None"}
     const again = stack.up();
     assert.doesNotMatch(again.output, /(created|updated|replaced)/, "the up after it changed something");
   });
+
+  it("rolling: its throw-away slot is now `probe`; a `canary` slot left by an older version is removed (upgrade in place)", async () => {
+    stack.setConfig("strategy", "rolling");
+    // what an older version's rolling deploy left when it was interrupted: the slot `canary` linked,
+    // enabled and running
+    server.ssh("cd /srv/flaskapp/slots && ln -sfn \"$(readlink -f $(cat live))\" canary && cp \"$(cat live).env\" canary.env && " +
+      "systemctl enable --now --quiet fdeploy-flaskapp@canary.socket fdeploy-flaskapp@canary.service");
+    setCode("rolling after upgrade");
+    const { r, load } = await upUnderLoad();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /health check of probe passed/);
+    assert.match(r.output, /removed the slot 'canary' left by an older version's rolling strategy/);
+    assert.strictEqual((await get(`${base}/api/marker`)).json().marker, "rolling after upgrade");
+    assert.strictEqual(load.failures, 0, `failed requests: ${load.errors.join(", ")}`);
+    assert.strictEqual(server.ssh("ls /srv/flaskapp/slots | grep -c '^canary' || true").trim(), "0");
+    assert.strictEqual(server.ssh("systemctl is-active fdeploy-flaskapp@canary.service fdeploy-flaskapp@probe.service || true").trim(), "inactive\ninactive");
+    assert.strictEqual(activeMasters(), "1");
+  });
 });
