@@ -53,7 +53,7 @@ const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: 
   { id: "restart", kind: "pulumi", server: "bench-rst", octet: 70 },
   { id: "rolling", kind: "pulumi", server: "bench-roll", octet: 71 },
   { id: "blue-green", kind: "pulumi", server: "bench-bg", octet: 72 },
-  { id: "canary", kind: "pulumi", server: "bench-canary", octet: 75 },
+  { id: "canary", kind: "pulumi", server: "bench-cnry", octet: 75 },
   { id: "ansible", kind: "ansible", server: "bench-ans", octet: 73 },
 ];
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh [--deploys N] [--rollbacks N] [--only LIST] [--merge] [--worktree] — the downtime benchmark
 # (see bench/README.md). Sets up what is missing (idempotent), boots its own test servers
-# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, bench-canary on .75, one at a time), deploys under load, writes
+# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, bench-cnry on .75, one at a time), deploys under load, writes
 # bench/results/{raw.json,results.md,chart.png}, and tears every bench server down at the end,
 # also on failure or Ctrl-C.
 #   --deploys N    deploys per strategy/tool (default 10)
@@ -32,7 +32,7 @@ WORK=$BENCH/work                         # git-ignored scratch space, rebuilt by
 RESULTS=$BENCH/results
 VENV=${BENCH_VENV:-/var/cache/fdeploy/bench-venv}
 # the servers of the selected targets only (another run may be using the others)
-declare -A SERVER_OF=([restart]=bench-rst [rolling]=bench-roll [blue-green]=bench-bg [canary]=bench-canary [ansible]=bench-ans)
+declare -A SERVER_OF=([restart]=bench-rst [rolling]=bench-roll [blue-green]=bench-bg [canary]=bench-cnry [ansible]=bench-ans)
 SERVERS=()
 for t in ${only//,/ }; do
   [ -n "${SERVER_OF[$t]:-}" ] || { echo "--only: unknown target '$t' (expected restart, rolling, blue-green, canary, ansible)" >&2; exit 2; }
