@@ -72,7 +72,7 @@ def marker():
   // app's own error; the live release keeps serving. (restart catches it in its preflight.)
   const brokenExpect: Record<string, RegExp> = {
     "blue-green": /failed its health check on slot (blue|green); slot (blue|green) keeps serving/,
-    rolling: /failed its health check on the canary slot; the live release is untouched/,
+    rolling: /failed its health check on the probe slot; the live release is untouched/,
     restart: /does not load \(wsgi:app: RuntimeError: broken on purpose\)/,
   };
   for (const strategy of ["blue-green", "rolling", "restart"]) {
