@@ -171,6 +171,33 @@ ${proxied || "    return None"}
     assert.doesNotMatch(again.output, /(created|updated|replaced)/, "the up after it changed something");
   });
 
+  it("a canary killed mid-way (no cleanup ran) is shown by fdeploy status and undone by the next deploy", async () => {
+    stack.setConfig("canary.stepSeconds", "60");
+    setCode("after an interrupted canary");
+    const run = stack.runAsync(["up", "--yes", "--skip-preview"]);
+    let pid = "";
+    for (let i = 0; i < 180 && !pid; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      pid = server.ssh("python3 -c 'import json; print(json.load(open(\"/srv/flaskapp/slots/canary.json\"))[\"pid\"])' 2>/dev/null || true").trim();
+    }
+    assert.match(pid, /^\d+$/, "the canary started");
+    server.ssh(`kill -9 ${pid}`);   // a crash: activate.sh gets no chance to clean up
+    const r = await run;
+    assert.notStrictEqual(r.status, 0);
+    assert.match(upstreamConf(), /weight=90;[\s\S]*weight=10;/, "the split was left behind");
+    const st = fdeploy(["status"]);
+    assert.match(st.stdout, /canary\s+interrupted \(the next deploy sends all traffic back to the live slot\): release [0-9a-f]{12} on slot (blue|green), step 1\/3/, st.stdout + st.stderr);
+    stack.setConfig("canary.stepSeconds", "4");
+    const { r: again, load } = await upUnderLoad();
+    assert.strictEqual(again.status, 0, again.output);
+    assert.match(again.output, /an interrupted canary left traffic split: all of it back to the live slot/);
+    assert.match(again.output, /canary step 3\/3 \(100 %\) passed/);
+    assert.strictEqual((await get(`${base}/api/marker`)).json().marker, "after an interrupted canary");
+    assert.strictEqual(load.failures, 0, `failed requests: ${load.errors.join(", ")}`);
+    assert.match(upstreamConf(), /^server unix:\/run\/fdeploy-flaskapp\/live\.sock;$/m);
+    assert.strictEqual(activeMasters(), "1");
+  });
+
   it("rolling: its throw-away slot is now `probe`; a `canary` slot left by an older version is removed (upgrade in place)", async () => {
     stack.setConfig("strategy", "rolling");
     // what an older version's rolling deploy left when it was interrupted: the slot `canary` linked,
