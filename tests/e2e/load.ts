@@ -2,8 +2,10 @@
 // until stopped or the time limit passes. Counts failures (non-2xx and socket errors).
 //
 // Like a browser (RFC 9110 §9.2.2), a GET whose kept-alive connection was closed before any byte of
-// a response came back is retried once on a new connection: nginx closes idle keep-alive
-// connections when it reloads its configuration. The retry must succeed, and retries are counted.
+// a response came back is retried: nginx closes idle keep-alive connections when it reloads its
+// configuration. The retry may pick another idle connection of the same pool that the same reload
+// is closing, so up to MAX_RETRIES retries (each attempt drops one dead connection; the pool holds
+// at most `concurrency`). The last retry must succeed, and retries are counted.
 export interface LoadResult {
   requests: number;
   failures: number;
@@ -19,16 +21,18 @@ function closedBeforeResponse(e: unknown): boolean {
   return code === "UND_ERR_SOCKET" || code === "ECONNRESET";
 }
 
+const MAX_RETRIES = 2;
+
 export function startLoad(url: string, opts: { concurrency?: number; maxSeconds?: number } = {}) {
   const deadline = Date.now() + (opts.maxSeconds ?? 120) * 1000;
   const result: LoadResult = { requests: 0, failures: 0, errors: [], maxLatencyMs: 0, retriedClosedConnections: 0 };
-  const get = async (retry: boolean): Promise<Response> => {
+  const get = async (retriesLeft: number): Promise<Response> => {
     try {
       return await fetch(url, { signal: AbortSignal.timeout(10000) });
     } catch (e) {
-      if (!retry || !closedBeforeResponse(e)) throw e;
+      if (retriesLeft === 0 || !closedBeforeResponse(e)) throw e;
       result.retriedClosedConnections++;
-      return fetch(url, { signal: AbortSignal.timeout(10000) });
+      return get(retriesLeft - 1);
     }
   };
   let stopped = false;
@@ -36,7 +40,7 @@ export function startLoad(url: string, opts: { concurrency?: number; maxSeconds?
     while (!stopped && Date.now() < deadline) {
       const t0 = Date.now();
       try {
-        const r = await get(true);
+        const r = await get(MAX_RETRIES);
         await r.text();
         if (r.status < 200 || r.status >= 300) {
           result.failures++;
