@@ -149,17 +149,19 @@ delete() {
 job_json() {
   local u; u=$(job_unit "$P_APP" "$1")
   python3 - "$1" "/etc/systemd/system/$u.timer" "/etc/systemd/system/$u.service" \
-    "$(systemctl show --timestamp=unix -p NextElapseUSecRealtime,LastTriggerUSec,ActiveState,UnitFileState "$u.timer")" \
-    "$(systemctl show --timestamp=unix -p ActiveState,ExecMainStartTimestamp,ExecMainExitTimestamp,ExecMainCode,ExecMainStatus,Result,ConditionResult,InvocationID "$u.service")" <<'PY'
+    "$(TZ=UTC systemctl show --timestamp=unix -p NextElapseUSecRealtime,LastTriggerUSec,ActiveState,UnitFileState "$u.timer")" \
+    "$(TZ=UTC systemctl show --timestamp=unix -p ActiveState,ExecMainStartTimestamp,ExecMainExitTimestamp,ExecMainCode,ExecMainStatus,Result,ConditionResult,ConditionTimestamp,InvocationID "$u.service")" <<'PY'
 import json, re, sys, time
 name, timer, service, tprops, sprops = sys.argv[1:]
 def props(text):
     return dict(l.split("=", 1) for l in text.splitlines() if "=" in l)
-def ts(v):
+def ts(v):   # "@<unix>" (--timestamp=unix) or, for some properties, "Sat 2026-12-05 09:31:55 UTC" (TZ=UTC)
     m = re.fullmatch(r"@(\d+)", v or "")
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(m[1]))) if m else None
+    if m: return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(m[1])))
+    m = re.fullmatch(r"\w+ (\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) UTC", v or "")
+    return "%sT%sZ" % (m[1], m[2]) if m else None
 t, s = props(tprops), props(sprops)
-schedule = next((l.split("=", 1)[1] for l in open(timer) if l.startswith("OnCalendar=")), None)
+schedule = next((l.split("=", 1)[1].strip() for l in open(timer) if l.startswith("OnCalendar=")), None)
 command = next((json.loads(l[len("# command: "):]) for l in open(service) if l.startswith("# command: ")), None)
 started, ended = ts(s.get("ExecMainStartTimestamp")), ts(s.get("ExecMainExitTimestamp"))
 running = s.get("ActiveState") in ("activating", "deactivating")
@@ -171,7 +173,7 @@ if started:
             "result": "running" if running else ("success" if ok else "failed"),
             "exitStatus": None if running else int(s.get("ExecMainStatus") or 0), "exit": code, "systemdResult": s.get("Result"),
             "invocation": s.get("InvocationID") or None}
-elif s.get("ConditionResult") == "no":
+elif s.get("ConditionResult") == "no" and s.get("ConditionTimestamp"):
     last = {"started": None, "ended": None, "result": "skipped", "exitStatus": None, "note": "no live release yet"}
 print(json.dumps({"name": name, "schedule": schedule, "command": command, "timer": t.get("ActiveState"),
                   "running": running, "lastRun": last, "lastTrigger": ts(t.get("LastTriggerUSec")),
