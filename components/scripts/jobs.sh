@@ -198,9 +198,18 @@ run() {
     log "job $P_NAME is running now (started by its timer): waiting for that run (a job never runs twice at once)"
   fi
   systemctl start "$u" 2>/dev/null || true
-  local inv; inv=$(systemctl show -p InvocationID --value "$u")
-  journalctl --sync 2>/dev/null || true
-  [ -n "$inv" ] && journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$inv" 2>/dev/null
+  local inv lines="" size prev=-1 i
+  inv=$(systemctl show -p InvocationID --value "$u")
+  # the run's output: journald takes the last lines off the stream a moment after the process ends
+  for i in $(seq 30); do
+    [ -n "$inv" ] || break
+    journalctl --sync 2>/dev/null || true
+    lines=$(journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$inv" 2>/dev/null || true)
+    size=${#lines}
+    [ "$size" -gt 0 ] && [ "$size" = "$prev" ] && break
+    prev=$size; sleep 0.1
+  done
+  [ -z "$lines" ] || printf '%s\n' "$lines"
   job_json "$P_NAME"
 }
 

@@ -17,6 +17,7 @@ const GREETING = "hello from jobs";
 const TICKS = "/srv/flaskapp/shared/db/ticks.log";
 // one line per run: when, who, the environment it got, the release and the code it ran
 const TICK = 'echo "tick t=$(date +%s) user=$(id -un) greeting=$APP_GREETING release=$RELEASE_ID code=$(grep -o \'jobs-marker-[a-z0-9]*\' wsgi.py || echo none) secret=${SECRET_KEY:+set}" | tee -a "$(dirname "$DATABASE_PATH")/ticks.log"';
+const SLOW = 'd=$(dirname "$DATABASE_PATH"); echo "start $(date +%s.%N)" >>$d/slow.log; sleep 3; echo "end $(date +%s.%N)" >>$d/slow.log';
 const unit = (name: string) => `fdeploy-flaskapp-job-${name}`;
 
 describe("scheduled jobs: timers in the live release, fdeploy jobs", function () {
@@ -57,6 +58,8 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
       "env.APP_GREETING": GREETING,
       "jobs.tick.schedule": "*:*:0/5", "jobs.tick.command": TICK,
       "jobs.fail.schedule": "yearly", "jobs.fail.command": "echo boom from $RELEASE_ID; exit 3",
+      // due every 2 s, takes 3 s: its runs must never overlap
+      "jobs.slow.schedule": "*:*:0/2", "jobs.slow.command": SLOW,
     }));
   });
   after(() => stack?.remove());
@@ -71,22 +74,26 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     assert.match(server.ssh(`journalctl -u ${unit("tick")}.service --no-pager -o cat`), /^tick t=\d+ user=flaskapp /m);
     // the same sandbox as the app's slots
     assert.ok(unitExposure(server, `${unit("tick")}.service`).exposure <= 2.5);
-    // no two runs at once: a oneshot unit, one instance
-    assert.match(server.ssh(`systemctl show -p Type --value ${unit("tick")}.service`), /oneshot/);
+    // never two runs at once: `slow` is due every 2 s and takes 3 s, its runs alternate start/end
+    await new Promise((r) => setTimeout(r, 8000));
+    const slow = server.ssh("cat /srv/flaskapp/shared/db/slow.log").trim().split("\n").map((l) => l.split(" ")[0]);
+    assert.ok(slow.filter((w) => w === "start").length >= 2, slow.join(" "));
+    slow.forEach((w, i) => assert.strictEqual(w, i % 2 ? "end" : "start", `overlapping runs: ${slow.join(" ")}`));
   });
 
   it("fdeploy jobs lists schedule, last and next run; --json parses; jobs run runs one now and reports failure", () => {
     // (every 5 s a tick runs for a moment: list when it is not running)
     let r = fdeploy(["jobs"]);
-    for (let i = 0; i < 5 && / running since /.test(r.stdout); i++) r = fdeploy(["jobs"]);
+    for (let i = 0; i < 5 && /^tick .* running since /m.test(r.stdout); i++) r = fdeploy(["jobs"]);
     assert.strictEqual(r.status, 0, r.output);
     assert.match(r.stdout, /^JOB\s+SCHEDULE\s+LAST RUN\s+NEXT RUN\s+COMMAND/m);
     assert.match(r.stdout, /^tick\s+\*:\*:0\/5\s+\S+Z success\s+\S+Z\s+echo "tick/m);
     r = fdeploy(["jobs"], ["--json"]);
-    for (let i = 0; i < 5 && r.status === 0 && /"result": "running"/.test(r.stdout); i++) r = fdeploy(["jobs"], ["--json"]);
+    const tickRunning = (out: string) => JSON.parse(out).find((j: any) => j.name === "tick")?.lastRun?.result === "running";
+    for (let i = 0; i < 5 && r.status === 0 && tickRunning(r.stdout); i++) r = fdeploy(["jobs"], ["--json"]);
     assert.strictEqual(r.status, 0, r.output);
     const list = JSON.parse(r.stdout);
-    assert.deepStrictEqual(list.map((j: any) => j.name), ["fail", "tick"]);
+    assert.deepStrictEqual(list.map((j: any) => j.name), ["fail", "slow", "tick"]);
     const tick = list.find((j: any) => j.name === "tick");
     assert.strictEqual(tick.schedule, "*:*:0/5");
     assert.strictEqual(tick.command, TICK);
@@ -113,7 +120,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
 
     r = fdeploy(["jobs", "run", "nope"]);
     assert.notStrictEqual(r.status, 0);
-    assert.match(r.output, /no job 'nope' on this server \(its jobs: fail tick\)/);
+    assert.match(r.output, /no job 'nope' on this server \(its jobs: fail slow tick\)/);
   });
 
   it("a bad schedule is refused, naming the setting, before anything on the server changes", () => {
@@ -162,7 +169,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     assert.strictEqual(JSON.parse(r.stdout).release, release);
     r = fdeploy(["jobs"], ["--json"]);
     assert.strictEqual(r.status, 0, r.output);
-    assert.deepStrictEqual(JSON.parse(r.stdout).map((j: any) => j.name), ["fail", "tick"]);
+    assert.deepStrictEqual(JSON.parse(r.stdout).map((j: any) => j.name), ["fail", "slow", "tick"]);
     r = fdeploy(["jobs", "run", "tick"]);
     assert.strictEqual(r.status, 0, r.output);
     assert.match(r.stdout, new RegExp(`^tick t=\\d+ user=flaskapp greeting=${GREETING} release=${release} `, "m"));
@@ -179,9 +186,10 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
 
   it("a job removed from config loses its timer; removing the last one removes every job unit", () => {
     stack.mustRun(["config", "rm", "--path", "jobs.fail"]);
+    stack.mustRun(["config", "rm", "--path", "jobs.slow"]);
     let r = up();
     assert.deepStrictEqual(changed(r.output).filter((n) => n.startsWith("job")), ["job-schedules-check", "jobs-timers"]);
-    assert.strictEqual(server.trySsh(`test -e /etc/systemd/system/${unit("fail")}.timer`).status, 1);
+    for (const gone of ["fail", "slow"]) assert.strictEqual(server.trySsh(`test -e /etc/systemd/system/${unit(gone)}.timer`).status, 1);
     assert.strictEqual(server.ssh(`systemctl is-active ${unit("tick")}.timer`).trim(), "active");
 
     stack.mustRun(["config", "rm", "jobs"]);
