@@ -206,4 +206,16 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     // and with no jobs, nothing left to do
     assert.deepStrictEqual(changed(up().output), []);
   });
+
+  it("pulumi destroy removes the job units too (and keeps the data)", () => {
+    stack.setConfig("jobs.tick.schedule", "*:*:0/5");
+    stack.setConfig("jobs.tick.command", TICK);
+    up();
+    assert.strictEqual(server.ssh(`systemctl is-active ${unit("tick")}.timer`).trim(), "active");
+    const r = stack.destroy();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(server.ssh("ls /etc/systemd/system | grep -c fdeploy-flaskapp-job- || true").trim(), "0");
+    assert.strictEqual(server.trySsh(`systemctl is-active ${unit("tick")}.timer`).stdout.trim(), "inactive");
+    assert.strictEqual(server.trySsh(`test -f ${TICKS}`).status, 0);
+  });
 });
