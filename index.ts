@@ -23,6 +23,7 @@ import { CertificateState } from "./components/certificate-state";
 import { SharedPaths } from "./components/shared-paths";
 import { ReleaseCommands } from "./components/release-commands";
 import { Backup } from "./components/backup";
+import { JobScheduleCheck, ScheduledJobs } from "./components/jobs";
 
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
@@ -37,8 +38,11 @@ const common = { connection, appName: app };
 //    step runs, then the base system (packages, user, directories).
 const identity = new AppIdentity("identity", { appName: app, host: cfg.server.host });
 const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root", after: [identity] });
+// scheduled jobs (optional, `jobs`): the server checks their schedules before anything changes
+const hasJobs = Object.keys(cfg.jobs).length > 0;
+const jobCheck = hasJobs ? new JobScheduleCheck("job-schedules", { ...common, bundle, jobs: cfg.jobs }) : undefined;
 const base = new BaseSystem("base", {
-  ...common, bundle, appRoot, appUser: app,
+  ...common, bundle, appRoot, appUser: app, after: jobCheck ? [jobCheck.step] : [],
 });
 
 // 3. The release (code + venv; or a kept one that a rollback pinned), its environment, its shared
@@ -98,6 +102,9 @@ if (cfg.release === undefined) {
   migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), downToSchemaOf: cfg.release, after: [activation.step] }) : undefined;
 }
 const switched = [activation.step, ...(migrations ? [migrations.step] : [])];
+// 4b. Scheduled jobs: timers whose runs use the live release (`current`), set up after the switch.
+//     Without jobs there is no step; removing the last job deletes it, which removes every timer.
+if (hasJobs) new ScheduledJobs("jobs", { ...common, bundle, jobs: cfg.jobs, after: switched });
 
 // 5. nginx, and a last check through it. With HTTPS on (tls.mode acme or custom), the certificate
 //    comes first: the site then serves it.

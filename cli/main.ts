@@ -4,7 +4,7 @@
 import { Command, CommanderError } from "commander";
 import { FdeployError } from "./lib/errors";
 
-const COMMANDS = ["status", "releases", "logs", "exec", "rollback", "purge", "maintenance", "lock", "backup"];
+const COMMANDS = ["status", "releases", "logs", "exec", "rollback", "purge", "maintenance", "lock", "backup", "jobs"];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("fdeploy")

@@ -14,6 +14,8 @@ export interface BaseSystemArgs {
   /** Where releases/, shared/ and current live, e.g. /srv/flaskapp. */
   appRoot: string;
   appUser: string;
+  /** Steps that must finish first (checks that refuse a deploy before the server changes). */
+  after?: pulumi.Resource[];
 }
 
 export class BaseSystem extends pulumi.ComponentResource {
@@ -36,6 +38,7 @@ export class BaseSystem extends pulumi.ComponentResource {
         APP_USER: args.appUser,
         PACKAGES: BASE_PACKAGES.join(" "),
       }),
+      after: args.after,
     }, this);
     this.registerOutputs({ appRoot: this.appRoot });
   }

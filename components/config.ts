@@ -160,6 +160,21 @@ const backupSecretsSchema = z.strictObject({
   secretAccessKey: envValue.optional(),
 });
 
+// Scheduled jobs (README "Scheduled jobs"): systemd timers that run a command in the live release.
+// The schedule is a systemd calendar expression (OnCalendar=); its characters are checked here, and
+// the server's own `systemd-analyze calendar` checks its meaning before anything on the server
+// changes (components/jobs.ts).
+export const JOB_NAME = /^[a-z0-9][a-z0-9_-]{0,39}$/;
+const jobSchema = z.strictObject({
+  schedule: z.string().trim().min(1, "expected a systemd calendar expression (OnCalendar), e.g. hourly, '*-*-* 03:00:00', 'Mon..Fri 09:00' or '*:0/15'")
+    .max(200, "expected a systemd calendar expression of at most 200 characters")
+    .regex(/^[A-Za-z0-9*:.,\/~_+ -]+$/, "expected a systemd calendar expression (OnCalendar): letters, digits, spaces and * : . , / ~ _ + - only, e.g. hourly or '*-*-* 03:00:00'"),
+  command: z.string().refine((c) => c.trim().length > 0, { message: "expected a command (run by /bin/sh -c in the live release), e.g. flask cleanup" })
+    .refine((c) => !/[\r\n\0]/.test(c), { message: "expected a one-line command" })
+    .refine((c) => c.length <= 4096, { message: "expected a command of at most 4096 characters" }),
+});
+export type JobConfig = z.infer<typeof jobSchema>;
+
 /** Let's Encrypt's ACME directories: production (the default) and staging (tls.staging). */
 export const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
 export const LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory";
@@ -250,6 +265,10 @@ export const configSchema = z.strictObject({
   // Continuous offsite backups (Litestream); unset: none, and nothing about the deploy changes.
   backup: backupSchema.optional(),
   backupSecrets: backupSecretsSchema.optional(),
+  // Scheduled jobs: name -> { schedule, command }; unset: none, and nothing about the deploy changes.
+  jobs: z.record(z.string().regex(JOB_NAME, "expected a job name: 1-40 chars of a-z, 0-9, '_', '-', starting with a letter or digit, e.g. cleanup"), jobSchema)
+    .refine((j) => Object.keys(j).length <= 50, { message: "expected at most 50 jobs" })
+    .default({}),
 });
 
 export type DeployConfig = Omit<z.infer<typeof configSchema>, "migrationsDir" | "sharedDirs" | "sharedFiles" | "static"> & {
@@ -389,7 +408,8 @@ function splitKey(fullKey: string): [string, string] {
 
 function knownKeys(at: PropertyKey[]): string[] {
   const shape = at[0] === "server" ? serverSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
-    : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape : configSchema.shape;
+    : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape
+    : at[0] === "jobs" && at.length === 2 ? jobSchema.shape : configSchema.shape;
   return Object.keys(shape);
 }
 

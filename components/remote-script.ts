@@ -53,6 +53,8 @@ export interface RemoteStepArgs {
   connection: Connection;
   bundle: ScriptBundle;
   script: string;
+  /** The script's verb on create and update (default: create). */
+  verb?: string;
   params: pulumi.Input<string>;
   /** Run `<script> delete <appName>` when the resource is deleted. */
   deleteWith?: string;
@@ -66,7 +68,7 @@ export interface RemoteStepArgs {
 export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Resource): command.remote.Command {
   return new command.remote.Command(name, {
     connection: args.connection,
-    create: args.bundle.commandLine(args.script, "create"),
+    create: args.bundle.commandLine(args.script, args.verb ?? "create"),
     delete: args.deleteWith ? args.bundle.commandLine(args.script, "delete", args.deleteWith) : undefined,
     stdin: args.params,
     triggers: args.triggers,

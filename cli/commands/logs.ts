@@ -10,6 +10,7 @@ interface LogOpts extends StackOpts {
   nginx?: boolean;
   grep?: string;
   follow?: boolean;
+  job?: string;
 }
 
 export function register(program: Command): void {
@@ -17,14 +18,18 @@ export function register(program: Command): void {
     .option("--since <when>", "only newer lines: 30s, 15m, 1h, 2d (or a journalctl time, e.g. \"2026-12-05 06:00\")")
     .option("-n, --lines <n>", "the last N lines", "100")
     .option("--nginx", "nginx's access and error logs of the app's site instead")
+    .option("--job <name>", "a scheduled job's journal instead (fdeploy jobs lists them)")
     .option("--grep <regex>", "only lines matching this regular expression")
     .option("-f, --follow", "keep printing new lines (Ctrl-C stops)")
     .action((opts: LogOpts) => {
       if (!/^\d{1,6}$/.test(opts.lines)) throw new FdeployError(`--lines: expected a number, got '${opts.lines}'`, 2);
       if (opts.since && !/^[0-9A-Za-z :.+-]{1,40}$/.test(opts.since)) throw new FdeployError(`--since: expected e.g. 1h or "2026-12-05 06:00", got '${opts.since}'`, 2);
+      if (opts.job && !/^[a-z0-9][a-z0-9_-]{0,39}$/.test(opts.job)) throw new FdeployError(`--job: expected a job name, got '${opts.job}'`, 2);
+      if (opts.job && opts.nginx) throw new FdeployError("--job and --nginx: choose one", 2);
       const { cfg } = target(opts);
       const r = runOnServer(cfg, "ops.sh", "logs", {
         APP: cfg.appName, SINCE: opts.since ?? "", LINES: opts.lines, GREP: opts.grep ?? "", FOLLOW: !!opts.follow, NGINX: !!opts.nginx,
+        ...(opts.job ? { JOB: opts.job } : {}),
       });
       // journalctl exits 1 when --grep matched nothing: not an error
       if (r.status !== 0 && r.status !== 1) throw new FdeployError(`logs failed on ${cfg.server.host} (exit ${r.status})`);

@@ -45,6 +45,17 @@ else:
     assert isinstance(e, ast.Name)' "$1" 2>/dev/null || fail "bad app module '$1'"
 }
 
+# unit_word TEXT: TEXT as one word of a systemd command line (ExecStart=): as it is when it has only
+# name characters, else double-quoted with systemd's escapes (\\ \" %% $$), so that systemd passes
+# it on verbatim (no specifier or variable expansion). TEXT must be one line.
+unit_word() {
+  local w=$1
+  if [[ ! $w =~ ^[A-Za-z0-9_.:()]+$ ]]; then
+    w=${w//\\/\\\\}; w=${w//\"/\\\"}; w=${w//%/%%}; w=${w//\$/\$\$}; w="\"$w\""
+  fi
+  printf '%s' "$w"
+}
+
 # load_params_line: like load_params from stdin's first line only; the rest stays for a command
 load_params_line() {
   local line=""

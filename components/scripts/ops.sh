@@ -6,8 +6,8 @@
 #   status        one JSON object: live release and slots, health now, last deploy, disk, drift,
 #                 maintenance (params: APP)
 #   releases      JSON list of the kept and past releases, newest first (params: APP)
-#   logs          the app's journal, or with NGINX=true the site's access and error logs
-#                 (params: APP, SINCE, LINES, GREP, FOLLOW, NGINX)
+#   logs          the app's journal, or with NGINX=true the site's access and error logs, or with
+#                 JOB=<name> a scheduled job's journal (params: APP, SINCE, LINES, GREP, FOLLOW, NGINX, JOB)
 #   exec          CMD (a JSON list of strings) in the live release, as the app user, with its
 #                 environment file, in the slots' sandbox (params: APP, CMD)
 #   console APP   `flask shell` (or python) the same way, on a terminal
@@ -148,7 +148,12 @@ sys.stdout.writelines(out[-n:] if n else out)' "${P_SINCE:-}" "${P_GREP:-}" "$n"
     fi
     return
   fi
-  local args=(-u "fdeploy-$P_APP@*" --no-pager -o short-iso -n "$n")
+  local unit="fdeploy-$P_APP@*"
+  if [ -n "${P_JOB:-}" ]; then
+    [[ $P_JOB =~ ^[a-z0-9][a-z0-9_-]{0,39}$ ]] || fail "bad job name '$P_JOB'"
+    unit="fdeploy-$P_APP-job-$P_JOB.service"
+  fi
+  local args=(-u "$unit" --no-pager -o short-iso -n "$n")
   [ -n "${P_SINCE:-}" ] && args+=(--since "$(since_arg "$P_SINCE")")
   [ -n "${P_GREP:-}" ] && args+=(--grep "$P_GREP")
   [ "${P_FOLLOW:-}" = true ] && args+=(-f)

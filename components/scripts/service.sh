@@ -16,10 +16,7 @@ create() {
   [[ $P_TIMEOUT =~ ^[0-9]{1,4}$ ]] || fail "bad timeout '$P_TIMEOUT'"
   check_app_module "$P_APP_MODULE"
   # one ExecStart word: quoted for systemd when it has more than name characters (a factory's args)
-  local target=$P_APP_MODULE
-  if [[ ! $target =~ ^[A-Za-z0-9_.:()]+$ ]]; then
-    target=${target//\\/\\\\}; target=${target//\"/\\\"}; target=${target//%/%%}; target=${target//\$/\$\$}; target="\"$target\""
-  fi
+  local target; target=$(unit_word "$P_APP_MODULE")
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
   with_deploy_lock
   local unit=/etc/systemd/system/$(service_unit "$P_APP") slots=$APP_ROOT/slots changed=0

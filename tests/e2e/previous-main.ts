@@ -15,10 +15,12 @@ export interface PreviousMain {
 }
 
 /** The mains an upgrade e2e starts from: the last one on the stand-in plugin (AssetArchive
- * uploads, the environment in shared/.env), and the last one that landed (official parts). */
+ * uploads, the environment in shared/.env), the first on the official parts (before the
+ * least-privilege users, shared venvs and maintenance mode), and the last one that landed. */
 export const PREVIOUS_MAINS: PreviousMain[] = [
   { commit: "6ffbd1e4207ac27080004bd0facdc0856893c7b9", standIn: true },
   { commit: "e175d17", standIn: false },
+  { commit: "a5674a5", standIn: false },
 ];
 const COMMAND_VERSION = "1.2.1";
 

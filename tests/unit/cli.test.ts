@@ -20,7 +20,7 @@ async function run(...args: string[]): Promise<{ code: number; out: string; err:
 }
 
 describe("fdeploy command line", () => {
-  for (const c of ["status", "releases", "logs", "exec", "console", "rollback", "purge", "maintenance", "lock status", "lock release"]) {
+  for (const c of ["status", "releases", "logs", "exec", "console", "rollback", "purge", "maintenance", "lock status", "lock release", "jobs", "jobs run"]) {
     it(`${c} --help names --stack`, async () => {
       const r = await run(...c.split(" "), "--help");
       assert.strictEqual(r.code, 0);
@@ -33,6 +33,7 @@ describe("fdeploy command line", () => {
       [["maintenance", "maybe", "--stack", "x"], /expected on or off/],
       [["logs", "--stack", "x", "-n", "ten"], /--lines: expected a number/],
       [["logs", "--stack", "x", "--since", "1h; rm -rf /"], /--since: expected/],
+      [["jobs", "run", "../etc", "--stack", "x"], /is not a job name/],
     ] as [string[], RegExp][]) {
       const r = await run(...args);
       assert.strictEqual(r.code, 2, args.join(" "));

@@ -116,3 +116,24 @@ describe("config schema", () => {
     assert.match(msg, /strategy/);
   });
 });
+
+describe("config: scheduled jobs", () => {
+  it("has none by default and takes name -> {schedule, command}", () => {
+    assert.deepStrictEqual(parseConfig(rawConfig(), PROJECT_DIR).jobs, {});
+    const cfg = parseConfig(rawConfig({ jobs: { cleanup: { schedule: " *-*-* 03:00:00 ", command: "flask cleanup --days 30" } } }), PROJECT_DIR);
+    assert.deepStrictEqual(cfg.jobs, { cleanup: { schedule: "*-*-* 03:00:00", command: "flask cleanup --days 30" } });
+  });
+  for (const [what, jobs, re] of [
+    ["a bad job name", { "Bad Name": { schedule: "hourly", command: "true" } }, /jobs\.Bad Name: expected a job name/],
+    ["an empty schedule", { a: { schedule: " ", command: "true" } }, /jobs\.a\.schedule: expected a systemd calendar expression/],
+    ["a schedule with shell characters", { a: { schedule: "hourly; rm -rf /", command: "true" } }, /jobs\.a\.schedule: expected a systemd calendar/],
+    ["an empty command", { a: { schedule: "hourly", command: "  " } }, /jobs\.a\.command: expected a command/],
+    ["a multi-line command", { a: { schedule: "hourly", command: "a\nb" } }, /jobs\.a\.command: expected a one-line command/],
+    ["a missing command", { a: { schedule: "hourly" } }, /jobs\.a\.command/],
+    ["an unknown job key", { a: { schedule: "hourly", command: "true", user: "root" } }, /jobs\.a\.user: unknown setting.*known: schedule, command/],
+  ] as [string, unknown, RegExp][]) {
+    it(`refuses ${what}`, () => {
+      assert.match(errorOf({ jobs }), re);
+    });
+  }
+});

@@ -72,6 +72,11 @@ describe("resource graph (index.ts under mocks)", function () {
     assert.ok(!depsOf("migrations-apply").some((d) => d.startsWith("backup")));
   });
 
+  it("has no job steps unless jobs are configured (existing stacks see no change)", () => {
+    assert.deepStrictEqual([...registered.keys()].filter((k) => k.startsWith("job")), []);
+    assert.deepStrictEqual(depsOf("base-setup"), ["scripts-upload"]);
+  });
+
   it("orders the deploy: base, release, migrations, then the switch, nginx and the check", () => {
     assert.ok(depsOf("base-setup").includes("scripts-upload"));
     assert.ok(depsOf("release-upload").includes("base-setup"));

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# jobs.sh VERB — the app's scheduled jobs (stack config `jobs.<name>`), each a pair of units:
+#   fdeploy-<app>-job-<name>.timer    OnCalendar=<schedule> (AccuracySec=1s)
+#   fdeploy-<app>-job-<name>.service  Type=oneshot: `/bin/sh -c <command>` in the live release
+#       (APP_ROOT/current, resolved once when a run starts: the run keeps that release's code to its
+#       end, the next run takes the release live then), its venv first on PATH, RELEASE_ID, as the
+#       app user, with the app's environment file (read by systemd) and the slots' sandbox; output
+#       to the journal. A oneshot unit has one run at a time: the timer firing (or `fdeploy jobs
+#       run`) while a run is going on starts no second one.
+# Our units carry the line "# fdeploy-job app=<app> name=<name>"; nothing else is ever touched.
+#   check         params APP, JOBS: every schedule is a calendar expression systemd takes; changes nothing
+#   create        params APP, JOBS: the units of JOBS written, timers on; units of other jobs removed
+#   delete APP    every job unit of APP removed
+#   list          params APP: JSON list of the jobs, their schedule, last run and next run
+#   run           params APP, NAME: run the job now and wait; its journal lines, then one JSON line
+# JOBS: JSON object name -> {schedule, command}
+. "$(dirname "$0")/lib.sh"
+
+job_unit() { echo "fdeploy-$1-job-$2"; }
+marker() { echo "# fdeploy-job app=$1 name=$2"; }
+
+# jobs_of APP: the names of the jobs whose units this script wrote for APP
+jobs_of() {
+  local f name
+  for f in /etc/systemd/system/fdeploy-"$1"-job-*.timer; do
+    [ -f "$f" ] || continue
+    name=${f#/etc/systemd/system/fdeploy-"$1"-job-}; name=${name%.timer}
+    grep -qxF "$(marker "$1" "$name")" "$f" && echo "$name"
+  done
+  return 0
+}
+
+# read_jobs: P_JOBS -> arrays names, schedules, commands (validated like components/config.ts)
+read_jobs() {
+  local fields=()
+  mapfile -d '' -t fields < <(printf '%s' "${P_JOBS:-"{}"}" | python3 -c '
+import json, re, sys
+jobs = json.load(sys.stdin)
+assert isinstance(jobs, dict)
+for name, j in sorted(jobs.items()):
+    assert re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name), name
+    s, c = j["schedule"].strip(), j["command"]
+    assert re.fullmatch(r"[A-Za-z0-9*:.,/~_+ -]{1,200}", s), s
+    assert c.strip() and not re.search(r"[\r\n\0]", c), c
+    sys.stdout.write(name + "\0" + s + "\0" + c + "\0")')
+  wait $! || fail "bad job definitions (expected a JSON object name -> {schedule, command})"
+  names=(); schedules=(); commands=()
+  local i
+  for ((i = 0; i < ${#fields[@]}; i += 3)); do
+    names+=("${fields[i]}"); schedules+=("${fields[i + 1]}"); commands+=("${fields[i + 2]}")
+  done
+}
+
+check() {
+  read_jobs
+  local i out bad=()
+  for i in "${!names[@]}"; do
+    if ! out=$(systemd-analyze calendar -- "${schedules[i]}" 2>&1); then
+      bad+=("flask-deploy:jobs.${names[i]}.schedule: '${schedules[i]}' is not a systemd calendar expression (OnCalendar): $(printf '%s' "$out" | tail -n 1). Expected e.g. hourly, daily, '*-*-* 03:00:00', 'Mon..Fri 09:00' or '*:0/15' (man systemd.time)")
+    fi
+  done
+  if [ ${#bad[@]} -gt 0 ]; then printf 'error: %s\n' "${bad[@]}" >&2; fail "nothing on the server was changed"; fi
+  echo "job schedules: ${#names[@]} valid"
+}
+
+# The runner (`sh -c RUNNER <name> <command>`): the live release as the working directory
+# systemd entered, resolved once, so the whole run uses one release's code and venv.
+RUNNER='r=$(pwd -P) && export PATH="$r/.venv/bin:/usr/local/bin:/usr/bin:/bin" VIRTUAL_ENV="$r/.venv" RELEASE_ID="${r##*/}" && exec /bin/sh -c "$1" "$0"'
+
+write_job() { # write_job NAME SCHEDULE COMMAND: 0 when a unit changed
+  local u; u=$(job_unit "$P_APP" "$1")
+  local changed=1
+  cat <<UNIT | write_if_changed "/etc/systemd/system/$u.service" 0644 && changed=0
+# Managed by flask-deploy (components/scripts/jobs.sh). Do not edit: the next deploy rewrites it.
+$(marker "$P_APP" "$1")
+# command: $(printf '%s' "$3" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))')
+[Unit]
+Description=Job $1 of Flask app $P_APP
+ConditionPathExists=$APP_ROOT/current
+After=network.target
+
+[Service]
+Type=oneshot
+User=$APP_USER
+Group=$APP_USER
+WorkingDirectory=$APP_ROOT/current
+EnvironmentFile=$(env_file "$P_APP")
+Environment=HOME=/tmp
+SyslogIdentifier=$u
+ExecStart=/bin/sh -c $(unit_word "$RUNNER") $(unit_word "$1") $(unit_word "$3")
+$(hardening "$APP_ROOT")
+UNIT
+  cat <<UNIT | write_if_changed "/etc/systemd/system/$u.timer" 0644 && changed=0
+# Managed by flask-deploy (components/scripts/jobs.sh). Do not edit: the next deploy rewrites it.
+$(marker "$P_APP" "$1")
+[Unit]
+Description=Schedule of job $1 of Flask app $P_APP
+
+[Timer]
+OnCalendar=$2
+AccuracySec=1s
+Unit=$u.service
+
+[Install]
+WantedBy=timers.target
+UNIT
+  return $changed
+}
+
+remove_job() { # remove_job APP NAME: timer off, units gone (a run going on finishes)
+  local u; u=$(job_unit "$1" "$2")
+  systemctl disable --now --quiet "$u.timer" 2>/dev/null || true
+  rm -f "/etc/systemd/system/$u.timer" "/etc/systemd/system/$u.service"
+  systemctl reset-failed "$u.service" "$u.timer" 2>/dev/null || true
+  log "job $2 removed"
+}
+
+create() {
+  read_jobs
+  load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+  with_deploy_lock
+  local i name changed=() keep=" ${names[*]} "
+  for i in "${!names[@]}"; do
+    write_job "${names[i]}" "${schedules[i]}" "${commands[i]}" && changed+=("${names[i]}")
+  done
+  for name in $(jobs_of "$P_APP"); do
+    [[ $keep == *" $name "* ]] || remove_job "$P_APP" "$name"
+  done
+  systemctl daemon-reload
+  for i in "${!names[@]}"; do
+    local u; u=$(job_unit "$P_APP" "${names[i]}")
+    systemctl enable --quiet "$u.timer"
+    # a changed schedule takes effect now; an unchanged timer keeps its state
+    if [[ " ${changed[*]} " == *" ${names[i]} "* ]]; then systemctl restart "$u.timer"; else systemctl start "$u.timer"; fi
+    echo "job ${names[i]}: ${schedules[i]} (next: $(systemctl show -p NextElapseUSecRealtime --value "$u.timer"))"
+  done
+  echo "jobs: ${#names[@]}"
+}
+
+delete() {
+  local app=$1 name
+  check_app_name "$app"
+  for name in $(jobs_of "$app"); do remove_job "$app" "$name"; done
+  systemctl daemon-reload
+  echo "jobs of $app removed"
+}
+
+# job_json NAME: one job's state as JSON (systemd's view: the last run since the server booted)
+job_json() {
+  local u; u=$(job_unit "$P_APP" "$1")
+  python3 - "$1" "/etc/systemd/system/$u.timer" "/etc/systemd/system/$u.service" \
+    "$(TZ=UTC systemctl show --timestamp=unix -p NextElapseUSecRealtime,LastTriggerUSec,ActiveState,UnitFileState "$u.timer")" \
+    "$(TZ=UTC systemctl show --timestamp=unix -p ActiveState,ExecMainStartTimestamp,ExecMainExitTimestamp,ExecMainCode,ExecMainStatus,Result,ConditionResult,ConditionTimestamp,InvocationID "$u.service")" <<'PY'
+import json, re, sys, time
+name, timer, service, tprops, sprops = sys.argv[1:]
+def props(text):
+    return dict(l.split("=", 1) for l in text.splitlines() if "=" in l)
+def ts(v):   # "@<unix>" (--timestamp=unix) or, for some properties, "Sat 2026-12-05 09:31:55 UTC" (TZ=UTC)
+    m = re.fullmatch(r"@(\d+)", v or "")
+    if m: return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(m[1])))
+    m = re.fullmatch(r"\w+ (\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) UTC", v or "")
+    return "%sT%sZ" % (m[1], m[2]) if m else None
+t, s = props(tprops), props(sprops)
+schedule = next((l.split("=", 1)[1].strip() for l in open(timer) if l.startswith("OnCalendar=")), None)
+command = next((json.loads(l[len("# command: "):]) for l in open(service) if l.startswith("# command: ")), None)
+started, ended = ts(s.get("ExecMainStartTimestamp")), ts(s.get("ExecMainExitTimestamp"))
+running = s.get("ActiveState") in ("activating", "deactivating")
+last = None
+if started:
+    code = {"1": "exited", "2": "killed", "3": "dumped"}.get(s.get("ExecMainCode"), s.get("ExecMainCode"))
+    ok = s.get("Result") == "success" and s.get("ExecMainStatus") == "0"
+    last = {"started": started, "ended": None if running else ended,
+            "result": "running" if running else ("success" if ok else "failed"),
+            "exitStatus": None if running else int(s.get("ExecMainStatus") or 0), "exit": code, "systemdResult": s.get("Result"),
+            "invocation": s.get("InvocationID") or None}
+elif s.get("ConditionResult") == "no" and s.get("ConditionTimestamp"):
+    last = {"started": None, "ended": None, "result": "skipped", "exitStatus": None, "note": "no live release yet"}
+print(json.dumps({"name": name, "schedule": schedule, "command": command, "timer": t.get("ActiveState"),
+                  "running": running, "lastRun": last, "lastTrigger": ts(t.get("LastTriggerUSec")),
+                  "nextRun": ts(t.get("NextElapseUSecRealtime"))}))
+PY
+}
+
+list() {
+  load_settings "$P_APP" || { log "error: app '$P_APP' is not deployed on this server"; exit 3; }
+  local name out=()
+  for name in $(jobs_of "$P_APP"); do out+=("$(job_json "$name")"); done
+  python3 -c 'import json,sys; print(json.dumps([json.loads(a) for a in sys.argv[1:]]))' "${out[@]}"
+}
+
+run() {
+  load_settings "$P_APP" || { log "error: app '$P_APP' is not deployed on this server"; exit 3; }
+  [[ ${P_NAME:-} =~ ^[a-z0-9][a-z0-9_-]{0,39}$ ]] || fail "bad job name '${P_NAME:-}'"
+  local jobs; jobs=$(jobs_of "$P_APP")
+  grep -qxF "$P_NAME" <<<"$jobs" || fail "no job '$P_NAME' on this server (its jobs: $(paste -sd' ' <<<"${jobs:-none}")); jobs.$P_NAME in the stack's config and a pulumi up add it"
+  local u; u=$(job_unit "$P_APP" "$P_NAME").service
+  if [ "$(systemctl show -p ActiveState --value "$u")" = activating ]; then
+    log "job $P_NAME is running now (started by its timer): waiting for that run (a job never runs twice at once)"
+  fi
+  systemctl start "$u" 2>/dev/null || true
+  local inv lines="" size prev=-1 i
+  inv=$(systemctl show -p InvocationID --value "$u")
+  # the run's output: journald takes the last lines off the stream a moment after the process ends
+  for i in $(seq 30); do
+    [ -n "$inv" ] || break
+    journalctl --sync 2>/dev/null || true
+    lines=$(journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$inv" 2>/dev/null || true)
+    size=${#lines}
+    [ "$size" -gt 0 ] && [ "$size" = "$prev" ] && break
+    prev=$size; sleep 0.1
+  done
+  [ -z "$lines" ] || printf '%s\n' "$lines"
+  job_json "$P_NAME"
+}
+
+case ${1:-} in
+  check | create | list | run) load_params; $1 ;;
+  delete) delete "${2:-}" ;;
+  *) fail "usage: jobs.sh check|create|list|run (JSON on stdin) | delete APP" ;;
+esac

@@ -1,0 +1,221 @@
+// Issue #13, scheduled jobs: `jobs.<name>: {schedule, command}` as systemd timers that run in the
+// live release, against one real server (jobs, .161): a job runs on its schedule as the app user
+// with the app's environment; after a code-changing deploy the next run runs the new code;
+// `fdeploy jobs` (and --json) shows last and next runs; `fdeploy jobs run` runs one now and reports
+// a failing one as failed; a bad schedule is refused before the server changes; a job removed from
+// config loses its timer (the last one too). And fdeploy through a sudo SSH user: status, jobs,
+// jobs run, logs (of the app and of a job), exec.
+import * as assert from "assert";
+import { spawnSync } from "child_process";
+import * as path from "path";
+import { TestServer } from "../servers";
+import { copyApp } from "./app-copy";
+import { deployFresh, unitExposure } from "./fixture";
+import { changed, PROJECT_DIR, RunResult, TestStack } from "./pulumi";
+
+const GREETING = "hello from jobs";
+const TICKS = "/srv/flaskapp/shared/db/ticks.log";
+// one line per run: when, who, the environment it got, the release and the code it ran
+const TICK = 'echo "tick t=$(date +%s) user=$(id -un) greeting=$APP_GREETING release=$RELEASE_ID code=$(grep -o \'jobs-marker-[a-z0-9]*\' wsgi.py || echo none) secret=${SECRET_KEY:+set}" | tee -a "$(dirname "$DATABASE_PATH")/ticks.log"';
+const SLOW = 'd=$(dirname "$DATABASE_PATH"); echo "start $(date +%s.%N)" >>$d/slow.log; sleep 3; echo "end $(date +%s.%N)" >>$d/slow.log';
+const unit = (name: string) => `fdeploy-flaskapp-job-${name}`;
+
+describe("scheduled jobs: timers in the live release, fdeploy jobs", function () {
+  this.timeout(900000);
+  let server: TestServer;
+  let stack: TestStack;
+  let app: ReturnType<typeof copyApp>;
+
+  function fdeploy(words: string[], rest: string[] = []): RunResult {
+    const r = spawnSync("bash", [path.join(PROJECT_DIR, "cli/fdeploy"), ...words, "--stack", stack.name,
+      "--config-file", stack.configFile, ...rest], { cwd: PROJECT_DIR, env: stack.env, encoding: "utf8", input: "" });
+    const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
+    return { status: r.status ?? -1, stdout, stderr, output: stdout + stderr };
+  }
+  function ticks(): { t: number; user: string; greeting: string; release: string; code: string; secret: string }[] {
+    return server.ssh(`cat ${TICKS} 2>/dev/null || true`).split("\n").filter((l) => l.startsWith("tick ")).map((l) => {
+      const f = Object.fromEntries(l.slice(5).split(/ (?=\w+=)/).map((kv) => kv.split(/=(.*)/s).slice(0, 2)));
+      return { t: Number(f.t), user: f.user, greeting: f.greeting, release: f.release, code: f.code, secret: f.secret };
+    });
+  }
+  async function waitForTick(pred: (t: ReturnType<typeof ticks>[number]) => boolean, seconds = 25): Promise<ReturnType<typeof ticks>[number]> {
+    for (let i = 0; i < seconds; i++) {
+      const hit = ticks().find(pred);
+      if (hit) return hit;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.fail(`no matching tick in ${seconds}s:\n${server.ssh(`cat ${TICKS} 2>/dev/null; journalctl -u ${unit("tick")} -n 20 --no-pager || true`)}`);
+  }
+  function up(): RunResult {
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    return r;
+  }
+  const now = () => Number(server.ssh("date +%s"));
+
+  before(() => {
+    ({ server, stack, app } = deployFresh("jobs", 161, {
+      "env.APP_GREETING": GREETING,
+      "jobs.tick.schedule": "*:*:0/5", "jobs.tick.command": TICK,
+      "jobs.fail.schedule": "yearly", "jobs.fail.command": "echo boom from $RELEASE_ID; exit 3",
+      // due every 2 s, takes 3 s: its runs must never overlap
+      "jobs.slow.schedule": "*:*:0/2", "jobs.slow.command": SLOW,
+    }));
+  });
+  after(() => stack?.remove());
+
+  it("a job runs on its schedule in the live release, as the app user, with the app's environment, sandboxed", async () => {
+    const release = stack.outputs().releaseId;
+    const tick = await waitForTick((t) => t.release === release);
+    assert.strictEqual(tick.user, "flaskapp");
+    assert.strictEqual(tick.greeting, GREETING);
+    assert.strictEqual(tick.secret, "set");           // secrets reach it (the line says only "set")
+    assert.strictEqual(tick.code, "none");
+    assert.match(server.ssh(`journalctl -u ${unit("tick")}.service --no-pager -o cat`), /^tick t=\d+ user=flaskapp /m);
+    // the same sandbox as the app's slots
+    assert.ok(unitExposure(server, `${unit("tick")}.service`).exposure <= 2.5);
+    // never two runs at once: `slow` is due every 2 s and takes 3 s, its runs alternate start/end
+    await new Promise((r) => setTimeout(r, 8000));
+    const slow = server.ssh("cat /srv/flaskapp/shared/db/slow.log").trim().split("\n").map((l) => l.split(" ")[0]);
+    assert.ok(slow.filter((w) => w === "start").length >= 2, slow.join(" "));
+    slow.forEach((w, i) => assert.strictEqual(w, i % 2 ? "end" : "start", `overlapping runs: ${slow.join(" ")}`));
+  });
+
+  it("fdeploy jobs lists schedule, last and next run; --json parses; jobs run runs one now and reports failure", () => {
+    // (every 5 s a tick runs for a moment: list when it is not running)
+    let r = fdeploy(["jobs"]);
+    for (let i = 0; i < 5 && /^tick .* running since /m.test(r.stdout); i++) r = fdeploy(["jobs"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.stdout, /^JOB\s+SCHEDULE\s+LAST RUN\s+NEXT RUN\s+COMMAND/m);
+    assert.match(r.stdout, /^tick\s+\*:\*:0\/5\s+\S+Z success\s+\S+Z\s+echo "tick/m);
+    r = fdeploy(["jobs"], ["--json"]);
+    const tickRunning = (out: string) => JSON.parse(out).find((j: any) => j.name === "tick")?.lastRun?.result === "running";
+    for (let i = 0; i < 5 && r.status === 0 && tickRunning(r.stdout); i++) r = fdeploy(["jobs"], ["--json"]);
+    assert.strictEqual(r.status, 0, r.output);
+    const list = JSON.parse(r.stdout);
+    assert.deepStrictEqual(list.map((j: any) => j.name), ["fail", "slow", "tick"]);
+    const tick = list.find((j: any) => j.name === "tick");
+    assert.strictEqual(tick.schedule, "*:*:0/5");
+    assert.strictEqual(tick.command, TICK);
+    assert.strictEqual(tick.lastRun.result, "success");
+    assert.strictEqual(tick.lastRun.exitStatus, 0);
+    const next = Date.parse(tick.nextRun) / 1000;
+    assert.ok(next > Date.parse(tick.lastRun.started) / 1000 && next - now() <= 6, `next run ${tick.nextRun}`);
+    const fail = list.find((j: any) => j.name === "fail");
+    assert.strictEqual(fail.lastRun, null);
+    assert.match(fail.nextRun, /^\d{4}-01-01T00:00:00Z$/);
+
+    r = fdeploy(["jobs", "run", "fail"]);
+    assert.strictEqual(r.status, 1, r.output);
+    assert.match(r.stdout, /^boom from [0-9a-f]{12}$/m);
+    assert.match(r.stdout, /job fail: \S+ failed \(exit 3\)/);
+    const failed = JSON.parse(fdeploy(["jobs"], ["--json"]).stdout).find((j: any) => j.name === "fail");
+    assert.strictEqual(failed.lastRun.result, "failed");
+    assert.strictEqual(failed.lastRun.exitStatus, 3);
+
+    r = fdeploy(["jobs", "run", "tick"], ["--json"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.stderr, /^tick t=\d+ user=flaskapp /m);
+    assert.strictEqual(JSON.parse(r.stdout).lastRun.result, "success");
+
+    r = fdeploy(["jobs", "run", "nope"]);
+    assert.notStrictEqual(r.status, 0);
+    assert.match(r.output, /no job 'nope' on this server \(its jobs: fail slow tick\)/);
+  });
+
+  it("a bad schedule is refused, naming the setting, before anything on the server changes", () => {
+    const before = server.ssh("readlink /srv/flaskapp/current; ls /srv/flaskapp/releases; md5sum /etc/systemd/system/fdeploy-flaskapp-job-*");
+    app.edit("wsgi.py", (s) => s + "\n# jobs-marker-refused\n");   // a code change rides along
+    stack.setConfig("jobs.fail.schedule", "every other tuesday");
+    try {
+      const r = stack.up();
+      assert.notStrictEqual(r.status, 0, r.output);
+      assert.match(r.output, /flask-deploy:jobs\.fail\.schedule: 'every other tuesday' is not a systemd calendar expression/);
+      assert.match(r.output, /nothing on the server was changed/);
+      assert.strictEqual(server.ssh("readlink /srv/flaskapp/current; ls /srv/flaskapp/releases; md5sum /etc/systemd/system/fdeploy-flaskapp-job-*"), before);
+    } finally {
+      stack.setConfig("jobs.fail.schedule", "yearly");
+      app.edit("wsgi.py", (s) => s.replace("\n# jobs-marker-refused\n", ""));
+    }
+  });
+
+  it("after a code-changing deploy, the next run runs the new code (never the old)", async () => {
+    const old = stack.outputs().releaseId;
+    app.edit("wsgi.py", (s) => s + "\n# jobs-marker-v2\n");
+    up();
+    const done = now();
+    const release = stack.outputs().releaseId;
+    assert.notStrictEqual(release, old);
+    const tick = await waitForTick((t) => t.release === release);
+    assert.strictEqual(tick.code, "jobs-marker-v2");
+    assert.strictEqual(server.ssh("readlink -f /srv/flaskapp/current").trim(), `/srv/flaskapp/releases/${release}`);
+    // every run that started after the deploy ran the new release
+    for (const t of ticks().filter((t) => t.t > done)) assert.deepStrictEqual([t.release, t.code], [release, "jobs-marker-v2"]);
+  });
+
+  it("through a sudo SSH user: deploy, fdeploy status, jobs, jobs run, logs, exec", () => {
+    server.ssh([
+      "id deploy >/dev/null 2>&1 || useradd -m -s /bin/bash deploy",
+      "install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
+      "install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys",
+      "echo 'deploy ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy",
+    ].join(" && "));
+    stack.setConfig("server.user", "deploy");
+    up();
+    assert.match(server.ssh("ls /home/deploy/.fdeploy/flaskapp"), /scripts-[0-9a-f]{12}/);
+    const release = stack.outputs().releaseId;
+    let r = fdeploy(["status"], ["--json"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(JSON.parse(r.stdout).release, release);
+    r = fdeploy(["jobs"], ["--json"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.deepStrictEqual(JSON.parse(r.stdout).map((j: any) => j.name), ["fail", "slow", "tick"]);
+    r = fdeploy(["jobs", "run", "tick"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.stdout, new RegExp(`^tick t=\\d+ user=flaskapp greeting=${GREETING} release=${release} `, "m"));
+    r = fdeploy(["logs"], ["-n", "5"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.stdout, / gunicorn\[\d+\]: /);
+    r = fdeploy(["logs"], ["--job", "tick", "-n", "3"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.stdout, / fdeploy-flaskapp-job-tick\[\d+\]: tick t=\d+ user=flaskapp /);
+    r = fdeploy(["exec"], ["--", "sh", "-c", 'echo "$(id -un) $APP_GREETING $RELEASE_ID"']);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(r.stdout.trim(), `flaskapp ${GREETING} ${release}`);
+  });
+
+  it("a job removed from config loses its timer; removing the last one removes every job unit", () => {
+    stack.mustRun(["config", "rm", "--path", "jobs.fail"]);
+    stack.mustRun(["config", "rm", "--path", "jobs.slow"]);
+    let r = up();
+    assert.deepStrictEqual(changed(r.output).filter((n) => n.startsWith("job")), ["job-schedules-check", "jobs-timers"]);
+    for (const gone of ["fail", "slow"]) assert.strictEqual(server.trySsh(`test -e /etc/systemd/system/${unit(gone)}.timer`).status, 1);
+    assert.strictEqual(server.ssh(`systemctl is-active ${unit("tick")}.timer`).trim(), "active");
+
+    stack.mustRun(["config", "rm", "jobs"]);
+    r = stack.preview();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /- +command:remote:Command +jobs-timers +delete/);
+    r = up();
+    assert.deepStrictEqual(changed(r.output), ["job-schedules-check", "jobs-timers"]);
+    assert.strictEqual(server.ssh("ls /etc/systemd/system | grep -c fdeploy-flaskapp-job- || true").trim(), "0");
+    assert.strictEqual(server.ssh(`systemctl list-timers --all --no-legend | grep -c ${unit("")} || true`).trim(), "0");
+    r = fdeploy(["jobs"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.stdout, /no scheduled jobs/);
+    // and with no jobs, nothing left to do
+    assert.deepStrictEqual(changed(up().output), []);
+  });
+
+  it("pulumi destroy removes the job units too (and keeps the data)", () => {
+    stack.setConfig("jobs.tick.schedule", "*:*:0/5");
+    stack.setConfig("jobs.tick.command", TICK);
+    up();
+    assert.strictEqual(server.ssh(`systemctl is-active ${unit("tick")}.timer`).trim(), "active");
+    const r = stack.destroy();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(server.ssh("ls /etc/systemd/system | grep -c fdeploy-flaskapp-job- || true").trim(), "0");
+    assert.strictEqual(server.trySsh(`systemctl is-active ${unit("tick")}.timer`).stdout.trim(), "inactive");
+    assert.strictEqual(server.trySsh(`test -f ${TICKS}`).status, 0);
+  });
+});
