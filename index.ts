@@ -11,7 +11,7 @@ import { ScriptBundle } from "./components/remote-script";
 import { BaseSystem } from "./components/base-system";
 import { Release } from "./components/release";
 import { AppEnvironment } from "./components/environment";
-import { checkMigrations, MigrationRunner } from "./components/migrations";
+import { checkMigrationsCached, MigrationRunner } from "./components/migrations";
 import { GunicornService } from "./components/gunicorn";
 import { Activation } from "./components/activation";
 import { NginxSite } from "./components/nginx";
@@ -27,7 +27,7 @@ import { Backup } from "./components/backup";
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
 const migrationsDir = cfg.migrationsDir ? path.resolve(__dirname, cfg.migrationsDir) : undefined;
-const migrationFiles = migrationsDir ? checkMigrations(migrationsDir) : [];
+const migrationFiles = migrationsDir ? checkMigrationsCached(migrationsDir) : [];
 const app = cfg.appName;
 const appRoot = `/srv/${app}`;
 const connection = connectionFor(cfg.server);
