@@ -128,17 +128,20 @@ const health = new HealthCheck("health", {
 
 // 6. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
 //    `up --refresh` (drift: a stopped app, a hand-edited site or environment, another live release).
+//    Read once the switch and the site are done, beside the health probe (not after it: one remote
+//    step less on the deploy's critical path).
 const { host, port, user, hostKey, privateKeyPath } = cfg.server;
+const settled = [nginx.step, ...switched];
 const serverState = new ServerState("server-state", {
   server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
   appName: app, scriptsDir: bundle.remoteDir, release: release.releaseId,
-}, { dependsOn: [health.step] });
+}, { dependsOn: settled });
 // With HTTPS: the certificate on the server (refresh shows a missing or expired one; up --refresh issues it again).
 const certState = tls
   ? new CertificateState("certificate-state", {
     server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
     appName: app, scriptsDir: bundle.remoteDir, names: cfg.serverName,
-  }, { dependsOn: [health.step] })
+  }, { dependsOn: settled })
   : undefined;
 
 // Stack outputs
