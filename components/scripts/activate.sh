@@ -159,7 +159,9 @@ live_slot() { # the slot nginx proxies to now ("" before the first activation)
 }
 
 start_slot() { # start_slot SLOT: (re)start the slot's service on its socket, enabled at boot
-  systemctl enable --quiet "fdeploy-$P_APP@$1.socket" "fdeploy-$P_APP@$1.service"
+  local units=("fdeploy-$P_APP@$1.socket" "fdeploy-$P_APP@$1.service")
+  # `systemctl enable` reloads systemd even when both are enabled already (0.3-0.4 s); asking is 0.03 s
+  [ "$(systemctl is-enabled "${units[@]}" 2>/dev/null | sort -u)" = enabled ] || systemctl enable --quiet "${units[@]}"
   systemctl restart "fdeploy-$P_APP@$1.service"
 }
 
