@@ -11,7 +11,7 @@ import { ScriptBundle } from "./components/remote-script";
 import { BaseSystem } from "./components/base-system";
 import { Release } from "./components/release";
 import { AppEnvironment } from "./components/environment";
-import { checkMigrations, MigrationRunner } from "./components/migrations";
+import { checkMigrationsCached, MigrationRunner } from "./components/migrations";
 import { GunicornService } from "./components/gunicorn";
 import { Activation, describeCanary } from "./components/activation";
 import { NginxSite } from "./components/nginx";
@@ -28,7 +28,7 @@ import { JobScheduleCheck, ScheduledJobs } from "./components/jobs";
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
 const migrationsDir = cfg.migrationsDir ? path.resolve(__dirname, cfg.migrationsDir) : undefined;
-const migrationFiles = migrationsDir ? checkMigrations(migrationsDir) : [];
+const migrationFiles = migrationsDir ? checkMigrationsCached(migrationsDir) : [];
 const app = cfg.appName;
 const appRoot = `/srv/${app}`;
 const connection = connectionFor(cfg.server);
@@ -137,17 +137,20 @@ const health = new HealthCheck("health", {
 
 // 6. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
 //    `up --refresh` (drift: a stopped app, a hand-edited site or environment, another live release).
+//    Read once the switch and the site are done, beside the health probe (not after it: one remote
+//    step less on the deploy's critical path).
 const { host, port, user, hostKey, privateKeyPath } = cfg.server;
+const settled = [nginx.step, ...switched];
 const serverState = new ServerState("server-state", {
   server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
   appName: app, scriptsDir: bundle.remoteDir, release: release.releaseId,
-}, { dependsOn: [health.step] });
+}, { dependsOn: settled });
 // With HTTPS: the certificate on the server (refresh shows a missing or expired one; up --refresh issues it again).
 const certState = tls
   ? new CertificateState("certificate-state", {
     server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
     appName: app, scriptsDir: bundle.remoteDir, names: cfg.serverName,
-  }, { dependsOn: [health.step] })
+  }, { dependsOn: settled })
   : undefined;
 
 // Stack outputs

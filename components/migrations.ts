@@ -6,10 +6,12 @@
 // A rollback (stack config `release`) runs after the switch instead and brings the schema down to
 // the version the pinned release ran with (migrate.sh, from the server's history).
 import { execFileSync } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { folderUpload, stageFolder } from "./upload";
+import { folderUpload, stageFolder, STAGING_ROOT } from "./upload";
 import { Connection } from "./connection";
 import { remoteStep, SCRIPTS_DIR, ScriptBundle, scriptParams } from "./remote-script";
 
@@ -32,6 +34,47 @@ export function checkMigrations(dir: string): Migration[] {
     // a RunError: Pulumi prints the message without a stack trace
     throw new pulumi.RunError(`flask-deploy:migrationsDir: ${msg}`);
   }
+}
+
+/**
+ * checkMigrations, remembered in the stack's staging folder (.fdeploy-staging/<stack>/) by what the
+ * check reads: migrate.py itself and the folder's *.sql entries (names, kinds, contents). An
+ * unchanged folder then costs no python3 start on every preview and up; only a valid folder is
+ * remembered, so an invalid one is checked (and refused) every time.
+ */
+export function checkMigrationsCached(dir: string, stack: string = pulumi.getStack(), root: string = STAGING_ROOT): Migration[] {
+  let file: string;
+  try {
+    const h = crypto.createHash("sha256").update(fs.readFileSync(path.join(SCRIPTS_DIR, "migrate.py")));
+    for (const name of fs.readdirSync(dir).filter((n) => n.endsWith(".sql")).sort()) {
+      const st = fs.statSync(path.join(dir, name));   // follows symlinks, as migrate.py's is_file() does
+      h.update(`\0${name}\0${st.isFile() ? "file" : "other"}\0`);
+      if (st.isFile()) h.update(fs.readFileSync(path.join(dir, name)));
+    }
+    file = path.join(root, stack, `migrations-check-${h.digest("hex").slice(0, 16)}.json`);
+  } catch {
+    return checkMigrations(dir);   // a missing folder, a broken link…: migrate.py says what is wrong
+  }
+  try {
+    const cached = JSON.parse(fs.readFileSync(file, "utf8"));
+    if (Array.isArray(cached)) {
+      const now = new Date();
+      fs.utimesSync(file, now, now);   // in use: not pruned with the stale staged folders
+      return cached as Migration[];
+    }
+  } catch {
+    // not checked yet (or unreadable): check now
+  }
+  const migrations = checkMigrations(dir);
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(migrations));
+    fs.renameSync(tmp, file);
+  } catch {
+    // a read-only project folder: checked every time, as before
+  }
+  return migrations;
 }
 
 export interface MigrationRunnerArgs {

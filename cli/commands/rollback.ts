@@ -2,7 +2,8 @@
 //
 // A rollback is a `pulumi up` with the release pinned to one the server still keeps: it asks the
 // server where to go (components/scripts/rollback.sh plan: one step back through the healthy
-// history, or --to), sets the stack's `release` setting to it, and runs `pulumi up`. That switches
+// history, or --to), and runs `pulumi up --config release=<it>` (which sets the stack's `release`
+// setting, then deploys). That switches
 // to it with the stack's strategy and health check (nothing uploaded or installed), then brings the
 // schema down to the version it ran with (after a backup). State, outputs and preview stay true:
 // the pinned release is what the program deploys until `--forward` removes the pin.
@@ -34,10 +35,11 @@ export function register(program: Command): void {
       const line = plan.stdout.trim().split("\n").pop() ?? "";
       if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
       const t: { release: string; schema: number; live: string } = JSON.parse(line);
+      if (!/^[0-9a-f]{12}$/.test(t.release)) throw new FdeployError(`rollback: the server named no release to go to (${line}); nothing changed`);
       console.log(`rolling back stack ${stack} on ${s.user}@${s.host}: ${t.live} -> ${t.release} (schema version ${t.schema})`);
-      pulumi(ref, ["config", "set", "release"], { input: t.release });
       try {
-        pulumi(ref, ["up", "--yes", "--skip-preview"], { inherit: true });
+        // one CLI start: `up --config` saves the pin to the stack's config first (also when the up fails), then deploys
+        pulumi(ref, ["up", "--yes", "--skip-preview", "--config", `release=${t.release}`], { inherit: true });
       } catch {
         throw new FdeployError(`The rollback's pulumi up failed; what serves is what the lines above say. The stack still pins release ` +
           `${t.release}: \`pulumi up\` retries, \`fdeploy rollback --stack ${stack} --forward\` returns to appDir's release.`);

@@ -37,7 +37,7 @@ point_slot() {
 # (or whose unit fails, or that systemd is restarting) fails the check at once, with the journal
 # lines that say why; only a process that runs but does not answer gets the whole timeout.
 check_slot() {
-  local unit="fdeploy-$P_APP@$1.service" result="" why="" pid probe out started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
+  local unit="fdeploy-$P_APP@$1.service" result="" why="" pid probe n out started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
   pid=$(unit_prop "$unit" MainPID)
   out=$(mktemp)
   while :; do
@@ -45,7 +45,12 @@ check_slot() {
     # would wait out its own timeout; the process dying is seen while it waits
     http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")" >"$out" &
     probe=$!
-    while kill -0 "$probe" 2>/dev/null && ! why=$(slot_died "$unit" "$pid"); do sleep 0.2; done
+    # (its end is seen within 0.05 s; whether the process died, every 0.2 s: three systemctl calls)
+    n=0
+    while kill -0 "$probe" 2>/dev/null; do
+      if [ $((n++ % 4)) = 0 ] && why=$(slot_died "$unit" "$pid"); then break; fi
+      sleep 0.05
+    done
     if [ -n "$why" ]; then kill_tree "$probe"; wait "$probe" 2>/dev/null || true; break; fi
     if wait "$probe"; then
       result=$(cat "$out"); rm -f "$out"
@@ -155,7 +160,9 @@ live_slot() { # the slot nginx proxies to now ("" before the first activation)
 }
 
 start_slot() { # start_slot SLOT: (re)start the slot's service on its socket, enabled at boot
-  systemctl enable --quiet "fdeploy-$P_APP@$1.socket" "fdeploy-$P_APP@$1.service"
+  local units=("fdeploy-$P_APP@$1.socket" "fdeploy-$P_APP@$1.service")
+  # `systemctl enable` reloads systemd even when both are enabled already (0.3-0.4 s); asking is 0.03 s
+  [ "$(systemctl is-enabled "${units[@]}" 2>/dev/null | sort -u)" = enabled ] || systemctl enable --quiet "${units[@]}"
   systemctl restart "fdeploy-$P_APP@$1.service"
 }
 

@@ -4,7 +4,7 @@ import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { checkMigrations } from "../../components/migrations";
+import { checkMigrations, checkMigrationsCached } from "../../components/migrations";
 
 function folder(files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-migrations-"));
@@ -35,4 +35,34 @@ describe("migration folder check", () => {
       });
     });
   }
+
+  describe("remembered by content (checkMigrationsCached)", () => {
+    const root = () => fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-staging-"));
+    const ok = { "0001_a.up.sql": "create table a(x);", "0001_a.down.sql": "drop table a;" };
+
+    it("checks once, then answers from the staging folder until a .sql file changes", () => {
+      const dir = folder(ok), r = root();
+      const first = checkMigrationsCached(dir, "st", r);
+      assert.deepStrictEqual(first, checkMigrations(dir));
+      const [cache] = fs.readdirSync(path.join(r, "st"));
+      assert.match(cache, /^migrations-check-[0-9a-f]{16}\.json$/);
+      // what is remembered is what is returned (no second check)
+      fs.writeFileSync(path.join(r, "st", cache), JSON.stringify([{ version: 1, name: "remembered", checksum: "x" }]));
+      assert.strictEqual(checkMigrationsCached(dir, "st", r)[0].name, "remembered");
+      // another content (or a file that is not a migration) is checked again
+      fs.writeFileSync(path.join(dir, "README"), "not read by the check");
+      assert.strictEqual(checkMigrationsCached(dir, "st", r)[0].name, "remembered");
+      fs.writeFileSync(path.join(dir, "0001_a.up.sql"), "create table a(y);");
+      const again = checkMigrationsCached(dir, "st", r);
+      assert.strictEqual(again[0].name, "a");
+      assert.deepStrictEqual(again, checkMigrations(dir));
+    });
+
+    it("never remembers an invalid folder: refused every time", () => {
+      const dir = folder({ "0001_a.up.sql": "" }), r = root();
+      for (let i = 0; i < 2; i++) assert.throws(() => checkMigrationsCached(dir, "st", r), /flask-deploy:migrationsDir: .*0001_a/s);
+      assert.ok(!fs.existsSync(path.join(r, "st")) || fs.readdirSync(path.join(r, "st")).length === 0);
+      assert.throws(() => checkMigrationsCached(path.join(dir, "nope"), "st", r), /flask-deploy:migrationsDir: /);
+    });
+  });
 });
