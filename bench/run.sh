@@ -6,7 +6,9 @@
 # also on failure or Ctrl-C.
 #   --deploys N    deploys per strategy/tool (default 10)
 #   --rollbacks N  timed rollbacks per Pulumi strategy (default 3)
-#   --only LIST    a subset of restart,rolling,blue-green,ansible (while developing)
+#   --only LIST    a subset of restart,rolling,blue-green,ansible (while developing), or the Docker
+#                  runtime's targets docker-blue-green,docker-rolling (server bench-dkr, 10.213.0.76)
+#   BENCH_RESULTS=DIR  write the results there (default bench/results; the Docker rows: bench/results/docker)
 #   --worktree     benchmark the working tree as it is (default: the committed HEAD)
 set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -27,9 +29,9 @@ done
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, systemd-nspawn)" >&2; exit 2; }
 
 WORK=$BENCH/work                         # git-ignored scratch space, rebuilt by every run
-RESULTS=$BENCH/results
+RESULTS=${BENCH_RESULTS:-$BENCH/results}
 VENV=${BENCH_VENV:-/var/cache/fdeploy/bench-venv}
-SERVERS=(bench-rst bench-roll bench-bg bench-ans)
+SERVERS=(bench-rst bench-roll bench-bg bench-ans bench-dkr)
 step() { printf '\n== %s\n' "$*"; }
 
 cleanup() {

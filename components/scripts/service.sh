@@ -16,7 +16,8 @@
 # docker_unit TARGET: the slot's unit for the docker runtime. The container runs as the app's uid
 # with a read-only root filesystem, no new privileges, every capability dropped, and the memory/CPU
 # limits set. Gunicorn binds /run/fdeploy-<app>/c-<slot>/gunicorn.sock (the only app-writable
-# folder under /run/fdeploy-<app>, setgid www-data so nginx may connect); <slot>.sock, the path
+# folder under /run/fdeploy-<app>: <app>:www-data 0750, so only the app and nginx reach the socket,
+# which is therefore 0777 — Gunicorn chowns it to the app's own group); <slot>.sock, the path
 # nginx's live.sock and the health check use, is a root-owned symlink to it. The environment file
 # is read by systemd as root and handed to `docker run -e NAME` (names only on the command line, the
 # values never in an image). shared/ is mounted at its own path (DATABASE_PATH stays valid), each
@@ -38,13 +39,13 @@ After=network.target docker.service
 Type=simple
 EnvironmentFile=$(env_file "$P_APP")
 EnvironmentFile=$slots/%i.env
-ExecStartPre=-/usr/bin/docker rm -f fdeploy-$P_APP-%i
+ExecStartPre=/bin/sh -c 'docker rm -f fdeploy-$P_APP-%i >/dev/null 2>&1 || true'
 ExecStartPre=/usr/bin/install -d -m 0755 $run
-ExecStartPre=/usr/bin/install -d -m 2750 -o $APP_USER -g www-data $run/c-%i
+ExecStartPre=/usr/bin/install -d -m 0750 -o $APP_USER -g www-data $run/c-%i
 ExecStartPre=/bin/rm -f $run/c-%i/gunicorn.sock
 ExecStartPre=/bin/ln -sfn c-%i/gunicorn.sock $run/%i.sock
-ExecStart=/usr/bin/docker run --rm --name fdeploy-$P_APP-%i $args$limits --log-opt max-size=10m --log-opt max-file=2 -v $run/c-%i:/run/fdeploy fdeploy-$P_APP:\${RELEASE_ID} gunicorn --bind unix:/run/fdeploy/gunicorn.sock --umask 0007 --workers $P_WORKERS --timeout $P_TIMEOUT --graceful-timeout 30 --worker-tmp-dir /tmp --access-logfile - --error-logfile - --no-control-socket $target
-ExecStop=-/usr/bin/docker stop -t 35 fdeploy-$P_APP-%i
+ExecStart=/usr/bin/docker run --rm --name fdeploy-$P_APP-%i $args$limits --log-opt max-size=10m --log-opt max-file=2 -v $run/c-%i:/run/fdeploy fdeploy-$P_APP:\${RELEASE_ID} gunicorn --bind unix:/run/fdeploy/gunicorn.sock --umask 0000 --workers $P_WORKERS --timeout $P_TIMEOUT --graceful-timeout 30 --worker-tmp-dir /tmp --access-logfile - --error-logfile - --no-control-socket $target
+ExecStop=/bin/sh -c 'docker stop -t 35 fdeploy-$P_APP-%i >/dev/null 2>&1 || true'
 Restart=on-failure
 RestartSec=2
 KillMode=mixed
