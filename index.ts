@@ -39,6 +39,10 @@ const common = { connection, appName: app };
 const identity = new AppIdentity("identity", { appName: app, host: cfg.server.host });
 const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root", after: [identity] });
 const docker = cfg.runtime === "docker" ? cfg.docker! : undefined;
+if (docker && cfg.server.user !== "root") {
+  pulumi.log.warn(`runtime docker: the Docker provider connects as ${cfg.server.user} and cannot use sudo; that user must be in ` +
+    "the server's docker group, which is root-equivalent (README \"Docker runtime\")");
+}
 const base = new BaseSystem("base", {
   ...common, bundle, appRoot, appUser: app, docker: docker !== undefined,
 });

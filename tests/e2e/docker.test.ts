@@ -3,7 +3,7 @@
 // (the base system installs docker.io, the image is built on the server's engine over ssh://) under
 // load with 0 failed requests and its data kept; then code, dependency and migration changes, a
 // failing release (the old container keeps serving), drift (a stopped container), a rollback to a
-// kept image and the switch back to python, all blue-green under load. One server, shared by the
+// kept image, the switch back to python, all blue-green under load, and destroy (data kept). One server, shared by the
 // cases (each builds on the one before).
 import * as assert from "assert";
 import * as fs from "fs";
@@ -132,7 +132,10 @@ def marker():
     console.log(`      dependency change: up ${r.seconds.toFixed(1)} s, ${r.load.requests} requests, 0 failed`);
   });
 
-  it("docker: a migration runs before the switch (schema 3, data kept)", async () => {
+  it("docker: a migration and a release command run before the switch (the command in the new image); data kept", async () => {
+    // proves where it ran: /venv exists only in the image; the database is the shared one, owned by the same uid
+    stack.setConfig("releaseCommands[0]",
+      'test -x /venv/bin/gunicorn && test "$(id -u)" = "$(stat -c %u "$DATABASE_PATH")" && echo "$RELEASE_ID" > /srv/flaskapp/shared/release-command.txt');
     fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.up.sql"), "ALTER TABLE notes ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;\n");
     fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.down.sql"), "ALTER TABLE notes DROP COLUMN pinned;\n");
     setMarker("with schema 3", true);
@@ -142,6 +145,8 @@ def marker():
     assert.strictEqual((await health()).schema_version, 3);
     releases.push(stack.outputs().releaseId);
     assert.deepStrictEqual(await notes(), ["written by the python runtime"]);
+    assert.strictEqual(server.ssh("cat /srv/flaskapp/shared/release-command.txt").trim(), releases[3]);
+    stack.mustRun(["config", "rm", "--path", "releaseCommands"]);
   });
 
   it("docker: a release whose process exits fails fast; the live container keeps serving", async () => {
@@ -200,5 +205,12 @@ def marker():
     assert.deepStrictEqual(await notes(), ["written by the python runtime"]);
     assert.deepStrictEqual(containers(), []);
     assert.match(server.ssh("systemctl show -p ExecStart 'fdeploy-flaskapp@*.service' --state=active"), /\.venv\/bin\/gunicorn/);
+  });
+
+  it("destroy removes the app's images and keeps the data", () => {
+    const r = stack.destroy();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(server.ssh("docker image ls -q fdeploy-flaskapp").trim(), "", "the release images are gone");
+    assert.strictEqual(server.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'SELECT body FROM notes'").trim(), "written by the python runtime");
   });
 });
