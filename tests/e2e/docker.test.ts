@@ -112,14 +112,18 @@ def marker():
     assert.doesNotMatch(again.output, /(created|updated|replaced|deleted)/, `the up after the switch changed something:\n${again.output}`);
   });
 
-  it("docker: a code change and a dependency change are really running afterwards; 0 failed requests", async () => {
+  it("docker: a code change (restart) and a dependency change (blue-green, 0 failed requests) are really running afterwards", async () => {
+    // restart replaces the live container in place: no socket unit holds connections meanwhile, so
+    // a short gap is expected (README "Docker runtime"); it must go live and leave one container
+    stack.setConfig("strategy", "restart");
     setMarker("code change");
     let r = await upUnderLoad();
     assert.strictEqual(r.status, 0, r.output);
-    assert.strictEqual(r.load.failures, 0, `requests failed: ${r.load.errors.join(", ")}`);
     assert.deepStrictEqual((await get(`${base}/api/marker`)).json(), { marker: "code change", six: null });
     releases.push(stack.outputs().releaseId);
-    console.log(`      code change: up ${r.seconds.toFixed(1)} s, ${r.load.requests} requests, 0 failed`);
+    assert.strictEqual(containers().length, 1, containers().join("; "));
+    console.log(`      code change (restart): up ${r.seconds.toFixed(1)} s, ${r.load.requests} requests, ${r.load.failures} failed (the in-place gap)`);
+    stack.setConfig("strategy", "blue-green");
 
     setMarker("dependency change", true);
     r = await upUnderLoad();
