@@ -56,13 +56,13 @@ export function dockerSshOptions(server: ServerConfig, knownHostsPath: string): 
 /** Write FILE with CONTENT only when it differs (its path and content are the provider's config). */
 function writeIfChanged(file: string, content: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  if (fs.existsSync(file) && fs.readFileSync(file, "utf8") === content) {
-    const now = new Date();
-    fs.utimesSync(file, now, now); // in use: the staging prune keeps it
-    return;
+  if (!fs.existsSync(file) || fs.readFileSync(file, "utf8") !== content) {
+    fs.writeFileSync(`${file}.tmp-${process.pid}`, content, { mode: 0o644 });
+    fs.renameSync(`${file}.tmp-${process.pid}`, file);
   }
-  fs.writeFileSync(`${file}.tmp-${process.pid}`, content, { mode: 0o644 });
-  fs.renameSync(`${file}.tmp-${process.pid}`, file);
+  // in use: the staging prune (upload.ts, by the folder's mtime) keeps the folder
+  const now = new Date();
+  fs.utimesSync(path.dirname(file), now, now);
 }
 
 export interface DockerImageArgs {

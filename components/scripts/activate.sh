@@ -332,7 +332,10 @@ settings_from desired
 trap on_exit EXIT
 
 case $P_STRATEGY in
-  restart) activate_restart ;;
+  # runtime docker: no socket unit can hold the live slot's connections while its container is
+  # replaced (a gap of failed requests), so a restart goes through a canary container first, as
+  # rolling does: the same single live slot afterwards, and broken code never touches it
+  restart) if [ "$runtime" = docker ]; then activate_rolling; else activate_restart; fi ;;
   rolling) activate_rolling ;;
   blue-green) activate_blue_green ;;
   *) fail "unknown strategy '$P_STRATEGY' (expected restart, rolling or blue-green)" ;;
