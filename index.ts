@@ -24,6 +24,7 @@ import { SharedPaths } from "./components/shared-paths";
 import { ReleaseCommands } from "./components/release-commands";
 import { Backup } from "./components/backup";
 import { JobScheduleCheck, ScheduledJobs } from "./components/jobs";
+import { DockerImage } from "./components/docker-image";
 
 // 1. Config and migration files: validated before any resource exists.
 const cfg = loadStackConfig(__dirname);
@@ -38,18 +39,28 @@ const common = { connection, appName: app };
 //    step runs, then the base system (packages, user, directories).
 const identity = new AppIdentity("identity", { appName: app, host: cfg.server.host });
 const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root", after: [identity] });
+const docker = cfg.runtime === "docker" ? cfg.docker! : undefined;
+if (docker && cfg.server.user !== "root") {
+  pulumi.log.warn(`runtime docker: the Docker provider connects as ${cfg.server.user} and cannot use sudo; that user must be in ` +
+    "the server's docker group, which is root-equivalent (README \"Docker runtime\")");
+}
 // scheduled jobs (optional, `jobs`): the server checks their schedules before anything changes
 const hasJobs = Object.keys(cfg.jobs).length > 0;
 const jobCheck = hasJobs ? new JobScheduleCheck("job-schedules", { ...common, bundle, jobs: cfg.jobs }) : undefined;
 const base = new BaseSystem("base", {
-  ...common, bundle, appRoot, appUser: app, after: jobCheck ? [jobCheck.step] : [],
+  ...common, bundle, appRoot, appUser: app, docker: docker !== undefined, after: jobCheck ? [jobCheck.step] : [],
 });
 
 // 3. The release (code + venv; or a kept one that a rollback pinned), its environment, its shared
 //    paths and the service that runs it.
 const release = new Release("release", {
-  ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), pinned: cfg.release, after: [base.ready],
+  ...common, bundle, appDir: path.resolve(__dirname, cfg.appDir), pinned: cfg.release, docker: docker !== undefined, after: [base.ready],
 });
+// runtime docker: the release as an image built on the server's engine (a rollback runs a kept one)
+const image = docker && cfg.release === undefined ? new DockerImage("image", {
+  server: cfg.server, appName: app, staged: release.staged, releaseId: release.releaseId, baseImage: docker.baseImage,
+  after: [base.ready],
+}) : undefined;
 const databasePath = `${appRoot}/shared/db/app.sqlite3`;
 const environment = new AppEnvironment("env", {
   ...common, bundle, after: [base.ready],
@@ -61,8 +72,13 @@ const shared = cfg.sharedDirs.length || cfg.sharedFiles.length ? new SharedPaths
   ...common, bundle, releaseId: release.releaseId, dirs: cfg.sharedDirs, files: cfg.sharedFiles,
   values: pulumi.secret({ ...cfg.env, DATABASE_PATH: databasePath, ...cfg.secrets }), after: [release.installed],
 }) : undefined;
+const dockerEnvNames = [...Object.keys(cfg.env), ...Object.keys(cfg.secrets), "DATABASE_PATH"];
 const service = new GunicornService("gunicorn", {
   ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
+  docker: docker ? {
+    envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs,
+    memory: docker.memory, cpus: docker.cpus,
+  } : undefined,
   after: [base.ready, environment], // the unit reads the environment file
 });
 
@@ -85,14 +101,16 @@ const activationArgs = {
   healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
   serviceRevision: service.revision, envRevision: environment.revision,
   sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
+  docker: docker ? { imageId: image ? image.imageId : `kept:${release.releaseId}` } : undefined,
 };
-const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : []), ...restored];
+const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : []), ...restored, ...(image ? [image.image] : [])];
 let migrations: MigrationRunner | undefined, activation: Activation;
 if (cfg.release === undefined) {
   migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), after: [release.installed, environment, ...restored] }) : undefined;
   // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
   const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands("release-commands", {
     ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
+    docker: docker ? { envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs } : undefined,
     after: [...switchAfter, ...(migrations ? [migrations.step] : [])],
   }) : undefined;
   const before = [migrations?.step, releaseCommands?.step].filter((r): r is command.remote.Command => r !== undefined);

@@ -49,13 +49,18 @@ if (!Number.isInteger(K) || K < 1 || K > 100) throw new Error("--deploys: expect
 
 const DEP_NAMES = [...new Set(DEP_STEPS.map((s) => s.split("==")[0]))];
 
-const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: number }[] = [
+// docker-*: runtime docker (README "Docker runtime") on a server that can run Docker, one at a time
+// on the same address; the base image is the harness's (testserver.sh docker_args)
+const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: number; strategy?: string; docker?: boolean }[] = [
   { id: "restart", kind: "pulumi", server: "bench-rst", octet: 70 },
   { id: "rolling", kind: "pulumi", server: "bench-roll", octet: 71 },
   { id: "blue-green", kind: "pulumi", server: "bench-bg", octet: 72 },
   { id: "canary", kind: "pulumi", server: "bench-cnry", octet: 75 },
   { id: "ansible", kind: "ansible", server: "bench-ans", octet: 73 },
+  { id: "docker-blue-green", kind: "pulumi", server: "bench-dkr", octet: 76, strategy: "blue-green", docker: true },
+  { id: "docker-rolling", kind: "pulumi", server: "bench-dkr", octet: 76, strategy: "rolling", docker: true },
 ];
+const DOCKER_BASE_IMAGE = "fdeploy-test/python:bookworm";
 
 const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -102,8 +107,9 @@ function must(r: Run, what: string): Run {
 // ------------------------------------------------------------------------------ test servers
 interface Server { name: string; host: string; key: string; knownHosts: string; hostKey: string; ssh(cmd: string): string }
 
-function startServer(name: string, octet: number): Server {
-  const up = spawnSync("bash", [TESTSERVER, "up", name, String(octet)], { encoding: "utf8" });
+function startServer(name: string, octet: number, docker = false): Server {
+  const up = spawnSync("bash", [TESTSERVER, "up", name, String(octet)],
+    { encoding: "utf8", env: docker ? { ...process.env, FDEPLOY_DOCKER: "1" } : process.env });
   if (up.status !== 0) throw new Error(`testserver.sh up ${name} failed: ${up.stderr}${up.stdout}`);
   const host = up.stdout.trim().split("\n").pop()!;
   if (host !== `10.213.0.${octet}`) throw new Error(`unexpected server address '${host}'`);
@@ -369,7 +375,7 @@ function checkSame(a: any, b: any): boolean {
 
 async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
   log(`== ${t.id}: booting test server ${t.server} (10.213.0.${t.octet})`);
-  const server = startServer(t.server, t.octet);
+  const server = startServer(t.server, t.octet, t.docker);
   const result: TargetResult = { id: t.id, kind: t.kind, server: t.server, host: server.host, steps: [] };
   const push = result.steps.push.bind(result.steps);
   result.steps.push = (...items: StepRecord[]) => push(...items.map((i) => ({ ...i, loadAvg1: os.loadavg()[0], otherServers: otherServers() })));
@@ -386,12 +392,16 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
       await stack.set("server.hostKey", server.hostKey);
       await stack.set("appDir", path.relative(PROJECT, wc.appDir));
       await stack.set("migrationsDir", path.relative(PROJECT, wc.migrationsDir));
-      await stack.set("strategy", t.id);
+      await stack.set("strategy", t.strategy ?? t.id);
       if (t.id === "canary") {
         // the default steps (5, 25, 50, 100 %) and gates, with short steps: 5 s (≈ 12 requests at 5 %)
         await stack.set("canary.stepSeconds", "5");
         await stack.set("canary.minRequests", "10");
         await stack.set("canary.maxWaitSeconds", "30");
+      }
+      if (t.docker) {
+        await stack.set("runtime", "docker");
+        await stack.set("docker.baseImage", DOCKER_BASE_IMAGE);
       }
       await stack.set("secrets.SECRET_KEY", crypto.randomBytes(24).toString("hex"), true);
       const s = stack;

@@ -6,8 +6,10 @@
 # also on failure or Ctrl-C.
 #   --deploys N    deploys per strategy/tool (default 10)
 #   --rollbacks N  timed rollbacks per Pulumi strategy (default 3)
-#   --only LIST    a subset of restart,rolling,blue-green,canary,ansible
+#   --only LIST    a subset of restart,rolling,blue-green,canary,ansible, or the Docker runtime's
+#                  targets docker-blue-green,docker-rolling (server bench-dkr, 10.213.0.76)
 #   --merge        keep the other targets of the existing results/raw.json (re-run one target alone)
+#   BENCH_RESULTS=DIR  write the results there (default bench/results; the Docker rows: bench/results/docker)
 #   --worktree     benchmark the working tree as it is (default: the committed HEAD)
 set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -29,13 +31,14 @@ done
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, systemd-nspawn)" >&2; exit 2; }
 
 WORK=$BENCH/work                         # git-ignored scratch space, rebuilt by every run
-RESULTS=$BENCH/results
+RESULTS=${BENCH_RESULTS:-$BENCH/results}
 VENV=${BENCH_VENV:-/var/cache/fdeploy/bench-venv}
 # the servers of the selected targets only (another run may be using the others)
-declare -A SERVER_OF=([restart]=bench-rst [rolling]=bench-roll [blue-green]=bench-bg [canary]=bench-cnry [ansible]=bench-ans)
+declare -A SERVER_OF=([restart]=bench-rst [rolling]=bench-roll [blue-green]=bench-bg [canary]=bench-cnry [ansible]=bench-ans
+  [docker-blue-green]=bench-dkr [docker-rolling]=bench-dkr)
 SERVERS=()
 for t in ${only//,/ }; do
-  [ -n "${SERVER_OF[$t]:-}" ] || { echo "--only: unknown target '$t' (expected restart, rolling, blue-green, canary, ansible)" >&2; exit 2; }
+  [ -n "${SERVER_OF[$t]:-}" ] || { echo "--only: unknown target '$t' (expected restart, rolling, blue-green, canary, ansible, docker-blue-green, docker-rolling)" >&2; exit 2; }
   SERVERS+=("${SERVER_OF[$t]}")
 done
 step() { printf '\n== %s\n' "$*"; }

@@ -27,6 +27,8 @@ export interface ActivationArgs {
   envRevision: pulumi.Input<string>;
   /** Revision of rendered shared files (only when there are any: other stacks keep their inputs). */
   sharedRevision?: pulumi.Input<string>;
+  /** runtime docker: the release image's id (a rebuilt image restarts the slot); python stacks keep their inputs. */
+  docker?: { imageId: pulumi.Input<string> };
   after: pulumi.Resource[];
 }
 
@@ -91,6 +93,7 @@ export class Activation extends pulumi.ComponentResource {
         SERVICE_REVISION: args.serviceRevision,
         ENV_REVISION: args.envRevision,
         ...(args.sharedRevision !== undefined ? { SHARED_REVISION: args.sharedRevision } : {}),
+        ...(args.docker ? { RUNTIME: "docker", IMAGE_ID: args.docker.imageId } : {}),
       }),
       after: args.after,
     }, this);

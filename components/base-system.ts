@@ -6,6 +6,8 @@ import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 /** What every app server needs; curl serves the on-server health checks. */
 export const BASE_PACKAGES = ["python3", "python3-venv", "nginx", "sqlite3", "curl"];
+/** runtime docker: Debian's engine (and CLI, which the provider's ssh:// link runs: docker system dial-stdio). */
+export const DOCKER_PACKAGES = ["docker.io"];
 
 export interface BaseSystemArgs {
   connection: Connection;
@@ -16,6 +18,8 @@ export interface BaseSystemArgs {
   appUser: string;
   /** Steps that must finish first (checks that refuse a deploy before the server changes). */
   after?: pulumi.Resource[];
+  /** runtime docker: also the Docker engine. */
+  docker?: boolean;
 }
 
 export class BaseSystem extends pulumi.ComponentResource {
@@ -36,7 +40,7 @@ export class BaseSystem extends pulumi.ComponentResource {
         APP: args.appName,
         APP_ROOT: args.appRoot,
         APP_USER: args.appUser,
-        PACKAGES: BASE_PACKAGES.join(" "),
+        PACKAGES: [...BASE_PACKAGES, ...(args.docker ? DOCKER_PACKAGES : [])].join(" "),
       }),
       after: args.after,
     }, this);

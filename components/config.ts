@@ -88,6 +88,19 @@ const canarySchema = z.strictObject({
   maxWaitSeconds: z.coerce.number().int().min(0).max(3600).default(300),
 });
 
+const runtimes = ["python", "docker"] as const;
+
+// runtime: docker (README "Docker runtime"): the release is an image built on the server's own engine
+const dockerSchema = z.strictObject({
+  /** FROM of the generated Dockerfile (an app with its own Dockerfile names its base there). */
+  baseImage: z.string().regex(/^[a-z0-9][a-z0-9._\/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?$/,
+    "expected an image reference the server's engine can pull or has, e.g. python:3.12-slim").default("python:3.12-slim"),
+  /** docker run --memory (unset: no limit). */
+  memory: z.string().regex(/^[1-9]\d{0,5}[kmg]$/, "expected a size like 512m or 1g").optional(),
+  /** docker run --cpus (unset: no limit). */
+  cpus: z.coerce.number().min(0.01).max(256).optional(),
+});
+
 /** The Litestream release the server runs (built by scripts/setup.sh, or downloaded on the server). */
 export const LITESTREAM_VERSION = "v0.5.18";
 const duration = (what: string) =>
@@ -235,6 +248,9 @@ export const configSchema = z.strictObject({
   workers: z.coerce.number().int().min(1).max(64).default(2),
   strategy: z.enum(strategies, { message: `expected one of: ${strategies.join(", ")}` }).default("restart"),
   canary: canarySchema.optional(),
+  // how the release runs: python (a venv on the server, the default) or docker (an image per release)
+  runtime: z.enum(runtimes, { message: `expected one of: ${runtimes.join(", ")}` }).default("python"),
+  docker: dockerSchema.optional(),
   healthPath: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, "expected a URL path, e.g. /health").default("/health"),
   healthTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(30),
   // A rollback: the live release pinned to a kept one instead of appDir's (npm run rollback sets it,
@@ -291,6 +307,8 @@ export type CanaryConfig = z.infer<typeof canarySchema>;
 export function canarySettings(cfg: DeployConfig): CanaryConfig | undefined {
   return cfg.strategy === "canary" ? (cfg.canary ?? canarySchema.parse({})) : undefined;
 }
+export type Runtime = (typeof runtimes)[number];
+export type DockerConfig = z.infer<typeof dockerSchema>;
 
 /** Keys whose values must be set with `pulumi config set --secret`. */
 const SECRET_KEYS = ["secrets", "backupSecrets"];
@@ -392,7 +410,7 @@ export function parseConfig(
   const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg));
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg), ...checkDocker(cfg));
   if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
   return cfg;
@@ -407,7 +425,7 @@ function splitKey(fullKey: string): [string, string] {
 }
 
 function knownKeys(at: PropertyKey[]): string[] {
-  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
+  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "docker" ? dockerSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
     : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape
     : at[0] === "jobs" && at.length === 2 ? jobSchema.shape : configSchema.shape;
   return Object.keys(shape);
@@ -435,6 +453,25 @@ function checkFiles(cfg: DeployConfig, projectDir: string): string[] {
   }
   if (cfg.server.privateKeyPath && !fs.existsSync(expandHome(cfg.server.privateKeyPath))) {
     problems.push(`${NAMESPACE}:server.privateKeyPath: '${cfg.server.privateKeyPath}' does not exist (expected an SSH private key file)`);
+  }
+  return problems;
+}
+
+/** docker.* only with runtime docker (where it is filled with its defaults). */
+function checkDocker(cfg: DeployConfig): string[] {
+  if (cfg.runtime !== "docker") {
+    return cfg.docker ? [`${NAMESPACE}:docker: set, but runtime is ${cfg.runtime}; docker.* settings need runtime docker (pulumi config set runtime docker), or remove them`] : [];
+  }
+  cfg.docker = cfg.docker ?? dockerSchema.parse({});
+  const problems: string[] = [];
+  if (cfg.sharedFiles.length) {
+    problems.push(`${NAMESPACE}:sharedFiles: not supported with runtime docker yet (the image holds appDir as it is); use env/secrets, sharedDirs, or runtime python`);
+  }
+  if (cfg.strategy === "canary") {
+    problems.push(`${NAMESPACE}:strategy: canary is not supported with runtime docker yet; expected one of: restart, rolling, blue-green (or runtime python)`);
+  }
+  if (Object.keys(cfg.jobs).length) {
+    problems.push(`${NAMESPACE}:jobs: not supported with runtime docker yet (a job runs in the live release's venv on the server); remove the jobs or use runtime python`);
   }
   return problems;
 }

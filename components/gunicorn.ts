@@ -15,6 +15,15 @@ export interface GunicornServiceArgs {
   appModule: string;
   /** Seconds a request may take (gunicorn --timeout). */
   timeoutSeconds: number;
+  /** runtime docker: Gunicorn runs in the slot's release image (scripts/service.sh docker_unit). */
+  docker?: {
+    /** The names the environment file sets (handed to the container by name). */
+    envNames: string[];
+    /** sharedDirs, mounted at /app/<dir>. */
+    sharedDirs: string[];
+    memory?: string;
+    cpus?: number;
+  };
   after: pulumi.Resource[];
 }
 
@@ -35,6 +44,13 @@ export class GunicornService extends pulumi.ComponentResource {
         WORKERS: args.workers,
         APP_MODULE: args.appModule,
         TIMEOUT: args.timeoutSeconds,
+        ...(args.docker ? {
+          RUNTIME: "docker",
+          ENV_NAMES: [...args.docker.envNames].sort().join(" "),
+          SHARED_DIRS: args.docker.sharedDirs.join(" "),
+          ...(args.docker.memory ? { MEMORY: args.docker.memory } : {}),
+          ...(args.docker.cpus !== undefined ? { CPUS: String(args.docker.cpus) } : {}),
+        } : {}),
       }),
       after: args.after,
     }, this);

@@ -14,6 +14,8 @@ export interface ReleaseCommandsArgs {
   releaseId: string;
   commands: string[];
   keepBackups: number;
+  /** runtime docker: run them in a container of the release's image (names as GunicornService's). */
+  docker?: { envNames: string[]; sharedDirs: string[] };
   after: pulumi.Resource[];
 }
 
@@ -28,6 +30,7 @@ export class ReleaseCommands extends pulumi.ComponentResource {
       script: "release-commands.sh",
       params: scriptParams({
         APP: args.appName, RELEASE_ID: args.releaseId, COMMANDS: JSON.stringify(args.commands), KEEP_BACKUPS: args.keepBackups,
+        ...(args.docker ? { RUNTIME: "docker", ENV_NAMES: [...args.docker.envNames].sort().join(" "), SHARED_DIRS: args.docker.sharedDirs.join(" ") } : {}),
       }),
       after: args.after,
     }, this);

@@ -5,7 +5,7 @@
 // is uploaded, release.sh only checks that it is there, and preview says which release appDir has.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { folderUpload, stageFolder } from "./upload";
+import { folderUpload, stageFolder, StagedFolder } from "./upload";
 import { Connection } from "./connection";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
@@ -17,6 +17,8 @@ export interface ReleaseArgs {
   appDir: string;
   /** A kept release to run instead of appDir's (a rollback). */
   pinned?: string;
+  /** runtime docker: the release folder holds the code only (the image holds the venv). */
+  docker?: boolean;
   after: pulumi.Resource[];
 }
 
@@ -26,10 +28,13 @@ export class Release extends pulumi.ComponentResource {
   /** The release appDir holds (the one a roll-forward deploys). */
   public readonly appDirRelease: string;
   public readonly installed: command.remote.Command;
+  /** appDir's files as staged for the upload (runtime docker: the image's build context). */
+  public readonly staged: StagedFolder;
 
   constructor(name: string, args: ReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:Release", name, {}, opts);
     const files = stageFolder(args.appDir, "release");
+    this.staged = files;
     this.appDirRelease = files.hash;
     this.releaseId = args.pinned ?? files.hash;
     const after = args.pinned ? args.after : [folderUpload(`${name}-upload`, {
@@ -43,7 +48,9 @@ export class Release extends pulumi.ComponentResource {
       connection: args.connection,
       bundle: args.bundle,
       script: "release.sh",
-      params: scriptParams({ APP: args.appName, RELEASE_ID: this.releaseId, ...(args.pinned ? { PINNED: 1 } : {}) }),
+      params: scriptParams({
+        APP: args.appName, RELEASE_ID: this.releaseId, ...(args.pinned ? { PINNED: 1 } : {}), ...(args.docker ? { RUNTIME: "docker" } : {}),
+      }),
       triggers: [this.releaseId],
       after,
     }, this);

@@ -9,6 +9,9 @@
 #         ROLLBACK (1: a rollback pinned this kept release; the history records it as one, with the
 #         schema version the release went live with, which migrate.sh brings the database down to)
 #         CANARY_* (strategy canary: steps, stepSeconds, gates; see activate_canary)
+#         RUNTIME (python, the default, or docker: the slots are containers of the release's image,
+#         fdeploy-<app>:<id>, see service.sh; no socket units, no preflight — a new slot's own check
+#         catches what does not load), IMAGE_ID (docker: only makes Pulumi re-run this)
 #         (other params, e.g. revisions of the unit and .env, only make Pulumi re-run this)
 . "$(dirname "$0")/lib.sh"
 load_params
@@ -26,6 +29,14 @@ if [ -n "${P_ROLLBACK:-}" ]; then
     fail "release $P_RELEASE_ID never went live on this server: a rollback (the stack's \`release\` setting) can only pin one that did (see the releaseHistory output)"
 fi
 install -d -m 0755 "$slots"
+runtime=${P_RUNTIME:-python}
+[[ $runtime =~ ^(python|docker)$ ]] || fail "bad runtime '$runtime'"
+if [ "$runtime" = docker ]; then
+  docker image inspect "fdeploy-$P_APP:$P_RELEASE_ID" >/dev/null 2>&1 ||
+    fail "the image of release $P_RELEASE_ID (fdeploy-$P_APP:$P_RELEASE_ID) is not on this server's Docker engine; a rollback can only pin a release whose image is kept"
+  # the health probe runs as nginx's user: the container's socket folder is the app's
+  HTTP_PROBE_USER=www-data
+fi
 
 # point_slot SLOT RELEASE_DIR: the slot's code and its RELEASE_ID
 point_slot() {
@@ -131,6 +142,14 @@ prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot
     [ "$(stat -c %Y "$d")" -gt $(( $(date +%s) - 60 )) ] && continue   # being installed right now
     rm -rf "$d" "$FDEPLOY_HOME/uploads/$id"; log "pruned release $id"
   done
+  # runtime docker: the images of releases no longer kept (a kept release keeps its image for rollbacks)
+  if command -v docker >/dev/null; then
+    local tag
+    for tag in $(docker image ls --format '{{.Tag}}' "fdeploy-$P_APP" 2>/dev/null); do
+      [[ $tag =~ ^[0-9a-f]{12}$ ]] && [ ! -d "$APP_ROOT/releases/$tag" ] || continue
+      docker image rm "fdeploy-$P_APP:$tag" >/dev/null 2>&1 && log "pruned image fdeploy-$P_APP:$tag"
+    done
+  fi
   # the shared venvs (release.sh) that no kept release links to; one built this minute may be about
   # to be linked by an install that waits for the lock
   local used=" " v
@@ -160,9 +179,17 @@ live_slot() { # the slot nginx proxies to now ("" before the first activation)
 }
 
 start_slot() { # start_slot SLOT: (re)start the slot's service on its socket, enabled at boot
-  local units=("fdeploy-$P_APP@$1.socket" "fdeploy-$P_APP@$1.service")
-  # `systemctl enable` reloads systemd even when both are enabled already (0.3-0.4 s); asking is 0.03 s
-  [ "$(systemctl is-enabled "${units[@]}" 2>/dev/null | sort -u)" = enabled ] || systemctl enable --quiet "${units[@]}"
+  if [ "$runtime" = docker ]; then
+    # the container binds its own socket (service.sh); a socket unit of the python runtime goes
+    systemctl disable --now --quiet "fdeploy-$P_APP@$1.socket" 2>/dev/null || true
+    systemctl enable --quiet "fdeploy-$P_APP@$1.service"
+  else
+    # a slot the docker runtime ran leaves its socket path as a symlink: the socket unit binds there
+    [ -L "$(socket_path "$P_APP" "$1")" ] && rm -f "$(socket_path "$P_APP" "$1")"
+    local units=("fdeploy-$P_APP@$1.socket" "fdeploy-$P_APP@$1.service")
+    # `systemctl enable` reloads systemd even when both are enabled already (0.3-0.4 s); asking is 0.03 s
+    [ "$(systemctl is-enabled "${units[@]}" 2>/dev/null | sort -u)" = enabled ] || systemctl enable --quiet "${units[@]}"
+  fi
   systemctl restart "fdeploy-$P_APP@$1.service"
 }
 
@@ -186,6 +213,7 @@ go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
 # from a process that runs; code that does not load exits, and the slot check shows why at once.
 preflight() {
   [ -n "${P_APP_MODULE:-}" ] || return 0
+  [ "$runtime" = docker ] && return 0   # the image's venv is not on the host; the slot's check decides
   check_app_module "$P_APP_MODULE"
   local out error props=() line rc=0 started=$SECONDS
   install -d -m 0755 "$APP_ROOT/tools"
@@ -503,7 +531,10 @@ trap on_exit EXIT
 recover_canary
 
 case $P_STRATEGY in
-  restart) activate_restart ;;
+  # runtime docker: no socket unit can hold the live slot's connections while its container is
+  # replaced (a gap of failed requests), so a restart goes through a probe container first, as
+  # rolling does: the same single live slot afterwards, and broken code never touches it
+  restart) if [ "$runtime" = docker ]; then activate_rolling; else activate_restart; fi ;;
   rolling) activate_rolling ;;
   blue-green) activate_blue_green ;;
   canary) activate_canary ;;

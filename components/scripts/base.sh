@@ -71,6 +71,10 @@ delete() {
   load_settings "$app" || { echo "nothing to remove for $app"; return; }
   rm -rf "$APP_ROOT/releases" "$APP_ROOT/venvs" "$APP_ROOT/current" "$APP_ROOT/migrations" "$APP_ROOT/slots" "$APP_ROOT/tools" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
   userdel "$(build_user "$app")" 2>/dev/null || true
+  # runtime docker: the release images (the data is in shared/, mounted, never in an image)
+  if command -v docker >/dev/null; then
+    docker image ls -q "fdeploy-$app" 2>/dev/null | sort -u | xargs -r docker image rm -f >/dev/null 2>&1 || true
+  fi
   echo "kept the data of $app: $APP_ROOT/shared (database, backups), $APP_ROOT/files (rendered shared files, if any) and $(env_file "$app"); delete them with: npm run purge -- --stack <stack> --confirm $app"
 }
 

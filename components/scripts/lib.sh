@@ -223,6 +223,26 @@ keep_live_settings() {
   return 0
 }
 service_unit() { echo "fdeploy-$1@.service"; }
+
+# docker_app_args: the `docker run` flags of every container of the app (runtime docker: the slots,
+# service.sh, and the release commands): the app's uid, a read-only root filesystem (a tmpfs /tmp),
+# no new privileges, no capabilities; the environment by name (P_ENV_NAMES; the values come from
+# the caller's environment, i.e. systemd reading the root-only file); shared/ at its own path and
+# each of P_SHARED_DIRS at /app/<dir>. Every word is validated: the output is split on spaces.
+docker_app_args() {
+  local uid gid name d out
+  uid=$(id -u "$APP_USER") && gid=$(id -g "$APP_USER") || fail "no app user $APP_USER"
+  out="--user $uid:$gid --read-only --tmpfs /tmp:rw,nosuid,nodev,size=64m --security-opt no-new-privileges --cap-drop ALL -e RELEASE_ID"
+  for name in ${P_ENV_NAMES:-}; do
+    [[ $name =~ ^[A-Z_][A-Z0-9_]*$ ]] || fail "bad environment name '$name'"; out+=" -e $name"
+  done
+  out+=" -v $APP_ROOT/shared:$APP_ROOT/shared"
+  for d in ${P_SHARED_DIRS:-}; do
+    [[ $d =~ ^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$ ]] || fail "bad shared dir '$d'"
+    out+=" -v $APP_ROOT/shared/$d:/app/$d"
+  done
+  echo "$out"
+}
 socket_path() { echo "/run/fdeploy-$1/$2.sock"; }
 live_socket_path() { echo "/run/fdeploy-$1/live.sock"; }   # -> the live slot's socket (activate.sh)
 
@@ -245,7 +265,11 @@ http_probe() {
   local url=$1; shift
   local body code
   body=$(mktemp)
-  code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$@" "$url" 2>"$body.err") || code=${code:-000}
+  # HTTP_PROBE_USER (activate.sh, runtime docker): curl runs as that user, not root, since the
+  # socket's folder is the app's
+  local as=()
+  if [ -n "${HTTP_PROBE_USER:-}" ]; then chown "$HTTP_PROBE_USER" "$body"; as=(runuser -u "$HTTP_PROBE_USER" --); fi
+  code=$("${as[@]}" curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$@" "$url" 2>"$body.err") || code=${code:-000}
   printf '%s %s' "$code" "$(head -c 300 "$body" | tr '\n' ' ')$(head -c 200 "$body.err" | tr '\n' ' ')"
   rm -f "$body" "$body.err"
   [[ $code =~ ^2 ]]

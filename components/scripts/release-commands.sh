@@ -5,7 +5,10 @@
 # (PATH). First an online backup of every SQLite database in shared/ (as the app user). A failing
 # command stops the deploy before the switch: the live release keeps serving; the database is not
 # restored (the live release kept writing meanwhile) and the message names the backup.
-# params: APP, RELEASE_ID, COMMANDS (JSON list of command lines, each run by /bin/sh -c), KEEP_BACKUPS
+# With RUNTIME docker each command runs in a container of the release's image, fdeploy-<app>:<id>,
+# with the slots' flags (lib.sh docker_app_args: app uid, read-only, no capabilities, shared/).
+# params: APP, RELEASE_ID, COMMANDS (JSON list of command lines, each run by /bin/sh -c), KEEP_BACKUPS,
+#         RUNTIME, ENV_NAMES, SHARED_DIRS (docker)
 . "$(dirname "$0")/lib.sh"
 load_params
 [[ $P_RELEASE_ID =~ ^[0-9a-f]{12}$ ]] || fail "bad release id '$P_RELEASE_ID'"
@@ -47,11 +50,20 @@ for cmd in "${commands[@]}"; do
   n=$((n + 1))
   log "release command $n: $cmd"
   rc=0
+  if [ "${P_RUNTIME:-python}" = docker ]; then
+    args=$(docker_app_args) || exit 1
+    # shellcheck disable=SC2086 # validated words (lib.sh)
+    systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-release-cmd-$$-$n" \
+      -p EnvironmentFile="$(env_file "$P_APP")" -p Environment="RELEASE_ID=$P_RELEASE_ID" -p RuntimeMaxSec=1800 \
+      /usr/bin/docker run --rm --name "fdeploy-$P_APP-release-cmd-$$-$n" $args "fdeploy-$P_APP:$P_RELEASE_ID" \
+      /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
+  else
   systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-release-cmd-$$-$n" \
     -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
     -p EnvironmentFile="$(env_file "$P_APP")" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
     -p Environment="PATH=$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" -p Environment="HOME=/tmp" \
     "${props[@]}" -p RuntimeMaxSec=1800 /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
+  fi
   if [ $rc != 0 ]; then
     restore="No SQLite database was found in shared/ to back up."
     [ -n "$backup" ] && restore="A backup taken before the release commands is in $backup: to restore it, stop the app (systemctl stop 'fdeploy-$P_APP@*.service'), copy its files back over those in $APP_ROOT/shared/ as $APP_USER, and deploy again."

@@ -5,23 +5,30 @@
 # A release is content-addressed (its id is a hash of its files), so an installed one is never
 # reinstalled; a half-installed one (crash, pip failure) has no marker and is redone from scratch.
 # The live release is not touched: switching happens in activate.sh.
-# params: APP, RELEASE_ID, PINNED (1: a rollback pinned this kept release; nothing is uploaded)
+# With RUNTIME docker the release runs as an image (components/docker-image.ts): its folder holds
+# the code (static files, sharedDirs) and no venv; a release installed that way and deployed later
+# with the python runtime gets its venv then.
+# params: APP, RELEASE_ID, PINNED (1: a rollback pinned this kept release; nothing is uploaded),
+#         RUNTIME (python, the default, or docker)
 . "$(dirname "$0")/lib.sh"
 load_params
 [[ $P_RELEASE_ID =~ ^[0-9a-f]{12}$ ]] || fail "bad release id '$P_RELEASE_ID'"
+runtime=${P_RUNTIME:-python}
+[[ $runtime =~ ^(python|docker)$ ]] || fail "bad runtime '$runtime'"
 load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
 src=$FDEPLOY_HOME/uploads/$P_RELEASE_ID
 dest=$APP_ROOT/releases/$P_RELEASE_ID
 marker=$dest/.fdeploy-release.json
-if [ -f "$marker" ]; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
-if [ -n "${P_PINNED:-}" ] && [ ! -d "$src" ]; then
+installed() { [ -f "$marker" ] && { [ "$runtime" = docker ] || [ -x "$dest/.venv/bin/gunicorn" ]; }; }
+if installed; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
+if [ -n "${P_PINNED:-}" ] && [ ! -d "$src" ] && [ ! -f "$marker" ]; then
   fail "release $P_RELEASE_ID (pinned by the stack's \`release\` setting) is not kept on this server (kept: $(ls "$APP_ROOT/releases" 2>/dev/null | tr '\n' ' ')); pick a kept one, or \`pulumi config rm release\` to deploy appDir"
 fi
-[ -d "$src" ] || fail "upload $src is missing"
+[ -d "$src" ] || [ -f "$marker" ] || fail "upload $src is missing"
 with_deploy_lock
 # another deploy of this app (another stack, or an interrupted run whose install finished) may have
 # installed it while this one waited for the lock: never remove a release that may already be live
-if [ -f "$marker" ]; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
+if installed; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
 
 # whatever stops the install before the marker (pip, a full disk, an error below) removes the
 # half-installed release, so it takes no space and is redone from scratch next time
@@ -49,6 +56,8 @@ volume_free_kb() { # "<KiB> <folder>": the fuller of the releases' and the venvs
 trap cleanup EXIT
 die() { failed=1; fail "$@"; }
 
+started=$SECONDS
+if [ ! -f "$marker" ]; then   # else: installed by the docker runtime; only the venv is missing
 rm -rf "$dest"
 cp -a "$src" "$dest"
 rm -rf "$dest/.venv"
@@ -63,6 +72,14 @@ for f in sorted(os.path.relpath(os.path.join(d, n), ".") for d, _, ns in os.walk
 print(h.hexdigest()[:12])')
 [ "$got" = "$P_RELEASE_ID" ] || die "the upload of release $P_RELEASE_ID is incomplete or changed (its files hash to $got); run pulumi up again"
 chown -R root:root "$dest"; chmod -R u+rwX,go+rX,go-w "$dest"
+if [ "$runtime" = docker ]; then   # the image holds the venv (docker-image.ts)
+  printf '{"id": "%s", "installed_at": "%s", "install_seconds": %d, "runtime": "docker"}\n' \
+    "$P_RELEASE_ID" "$(date -u +%FT%TZ)" $((SECONDS - started)) >"$marker.tmp"
+  mv "$marker.tmp" "$marker"
+  echo "release $P_RELEASE_ID installed (runtime docker) in $((SECONDS - started))s"
+  exit 0
+fi
+fi
 # The venv is shared by every release with the same requirements — venvs/<hash of requirements.txt
 # and the server's Python> — so a code-only change (or a rollback) installs nothing. It is built
 # by the app's unprivileged build user (base.sh), never by root: pip runs every package's build
@@ -85,7 +102,6 @@ as_builder() {
     -p Environment=VENV="$venv" -p Environment=PIPVENV="$pipvenv" \
     /bin/sh -c "$2" </dev/null 2>&1
 }
-started=$SECONDS
 if [ -f "$venv/.fdeploy-built" ]; then
   log "release $P_RELEASE_ID: the venv of these requirements is built already ($(basename "$venv")); nothing to install"
 else

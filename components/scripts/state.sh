@@ -54,7 +54,8 @@ repair() {
   if [ -n "$id" ] && [ ! -f "$APP_ROOT/releases/$id/.fdeploy-release.json" ]; then
     [ -d "$FDEPLOY_HOME/uploads/$id" ] || fail "the deployed release $id was deleted from the server, and its upload too; upload it again: pulumi up --target-replace <the URN of release-upload (pulumi stack --show-urns)>"
     log "repairing: the deployed release $id was deleted; installing it again from its upload"
-    printf '{"APP": "%s", "RELEASE_ID": "%s"}' "$P_APP" "$id" | bash "$(dirname "$0")/release.sh" create >&2
+    local runtime; runtime=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("RUNTIME", "python"))' "$slots/activation.live.json" 2>/dev/null || echo python)
+    printf '{"APP": "%s", "RELEASE_ID": "%s", "RUNTIME": "%s"}' "$P_APP" "$id" "$runtime" | bash "$(dirname "$0")/release.sh" create >&2
   fi
   local now; now=$(report)
   if [ $restart = 1 ] || [[ $now != *"\"release\": \"$id\", \"running\": true"* ]]; then

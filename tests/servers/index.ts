@@ -8,8 +8,8 @@ import * as path from "path";
 const SCRIPT = path.join(__dirname, "testserver.sh");
 const started = new Set<string>();
 
-function run(args: string[], input?: string): string {
-  return execFileSync("bash", [SCRIPT, ...args], { encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] }).trim();
+function run(args: string[], input?: string, env?: NodeJS.ProcessEnv): string {
+  return execFileSync("bash", [SCRIPT, ...args], { encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"], env: env ?? process.env }).trim();
 }
 
 export interface TestServer {
@@ -25,9 +25,10 @@ export interface TestServer {
   trySsh(command: string, input?: string): { status: number; stdout: string; stderr: string };
 }
 
-export function startServer(name: string, octet: number): TestServer {
+/** opts.docker: a server that can run Docker (testserver.sh FDEPLOY_DOCKER=1; docker.io comes with the deploy). */
+export function startServer(name: string, octet: number, opts: { docker?: boolean } = {}): TestServer {
   started.add(name);
-  const lines = run(["up", name, String(octet)]).split("\n");
+  const lines = run(["up", name, String(octet)], undefined, opts.docker ? { ...process.env, FDEPLOY_DOCKER: "1" } : undefined).split("\n");
   const host = lines[lines.length - 1];
   const cfg = Object.fromEntries(run(["ssh-config", name]).split("\n").map((l) => l.split(/=(.*)/s).slice(0, 2)));
   const hostKey = fs.readFileSync(cfg.KNOWN_HOSTS, "utf8").split("\n")

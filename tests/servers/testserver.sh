@@ -5,7 +5,8 @@
 #
 #   testserver.sh base                 build the cached image (once; ~60-90 s)
 #   testserver.sh up NAME OCTET        boot root@10.213.0.OCTET (~2 s), print its address; with
-#                                      FDEPLOY_KEEP_DISK=1 its disk survives down and restarts
+#                                      FDEPLOY_KEEP_DISK=1 its disk survives down and restarts;
+#                                      with FDEPLOY_DOCKER=1 it can run Docker (see docker_args)
 #   testserver.sh down NAME            clean halt, unmount, remove netns/veth/state (a kept disk stays)
 #   testserver.sh rm-disk NAME         remove the disk FDEPLOY_KEEP_DISK=1 kept for NAME
 #   testserver.sh down-all             every server, the bridge and the apt proxy
@@ -109,11 +110,13 @@ up() {
   flock -u 8
   ip -n "fd-$N" addr add "$IP/24" dev eth0; ip -n "fd-$N" link set eth0 up; ip -n "fd-$N" link set lo up
   echo "$IP" >"$D/ip"
+  local extra=()
+  [ "${FDEPLOY_DOCKER:-}" = 1 ] && { docker_args "$disk" "$R"; extra=("${DOCKER_ARGS[@]}"); }
   # --register=no --keep-unit: this machine's PID 1 is not systemd (no machined, no system bus).
   # The loop: `systemctl reboot` inside makes nspawn exit 133, so boot again, like a real VPS.
   setsid bash -c 'while :; do "$@" & echo $! > "'"$D"'/nspawn.pid"; wait $!; [ $? = 133 ] || break; done' _ \
     systemd-nspawn -q -D "$R" -b -M "fd-$N" --register=no --keep-unit --console=passive \
-    --network-namespace-path="/run/netns/fd-$N" --bind-ro="$W/wheelhouse:/opt/wheelhouse" \
+    --network-namespace-path="/run/netns/fd-$N" --bind-ro="$W/wheelhouse:/opt/wheelhouse" "${extra[@]}" \
     >"$D/console.log" 2>&1 </dev/null &
   echo $! >"$D/loop.pid"
   local st="" i
@@ -125,6 +128,35 @@ up() {
   done
   [ -n "$st" ] || { echo "server $N did not come up" >&2; exit 1; }
   echo "$IP"
+}
+
+# docker_args DISK ROOT: a server that can run Docker (FDEPLOY_DOCKER=1; the runtime: docker e2e).
+# dockerd inside systemd-nspawn needs the unified cgroup hierarchy, CAP_NET_ADMIN (--private-network
+# with the netns), the keyring and bpf system calls, and /var/lib/docker on a real folder (overlay2
+# cannot stack on the server's overlay root). Docker itself is not preinstalled: the deploy's base
+# system installs docker.io through the apt proxy, as on a real server. The test net has no
+# registry, so the harness provides the base image a real server would pull: when dockerd starts,
+# a drop-in imports the servers' own Debian rootfs (python3, python3-venv) plus the wheelhouse (pip
+# installs from /opt/wheelhouse, as on the servers) as fdeploy-test/python:bookworm.
+docker_args() {
+  local disk=$1 R=$2
+  mkdir -p "$disk/docker"
+  export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
+  DOCKER_ARGS=(--private-network --system-call-filter="@keyring bpf" --bind="$disk/docker:/var/lib/docker"
+    --bind-ro="$W/base-$IMAGE_ID:/opt/fdeploy-test-rootfs")
+  mkdir -p "$R/etc/systemd/system/docker.service.d" "$R/usr/local/sbin"
+  cat >"$R/usr/local/sbin/fdeploy-test-image" <<'SH'
+#!/bin/sh
+# test harness only (tests/servers/testserver.sh): the base image of the runtime: docker e2e
+set -e
+docker image inspect fdeploy-test/python:bookworm >/dev/null 2>&1 && exit 0
+tar -cf - -C /opt/fdeploy-test-rootfs --exclude=./usr/share/doc --exclude=./usr/share/man \
+    --exclude=./usr/share/locale --exclude=./var/lib/apt/lists --exclude=./var/cache/apt . -C / ./opt/wheelhouse |
+  docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - fdeploy-test/python:bookworm >/dev/null
+SH
+  chmod 0755 "$R/usr/local/sbin/fdeploy-test-image"
+  printf '[Service]\nExecStartPost=/usr/local/sbin/fdeploy-test-image\nTimeoutStartSec=300\n' \
+    >"$R/etc/systemd/system/docker.service.d/fdeploy-test-image.conf"
 }
 
 leader() { pgrep -P "$(cat "$W/hosts/$1/nspawn.pid")" | head -1; }
