@@ -282,6 +282,18 @@ activate_restart() {
   go_live "$slot"
 }
 
+# start_checked SLOT WHERE: the release on a slot that takes no traffic yet, started and checked
+# there; a failed check stops that slot, marks the release failed and ends the deploy
+# ("... failed its health check on WHERE").
+start_checked() {
+  point_slot "$1" "$release"
+  start_slot "$1"
+  if ! check_slot "$1"; then
+    stop_slot "$1"; record failed
+    fail "release $P_RELEASE_ID failed its health check on $2"
+  fi
+}
+
 # rolling: first prove the new release boots and answers on a throw-away probe slot (the live
 # one is untouched if it doesn't). The probe then carries the traffic while the live slot
 # restarts on the new release as in restart — a fresh process, so the new code and venv are
@@ -293,12 +305,7 @@ activate_rolling() {
   slot=$(live_slot)
   if [ -n "$slot" ]; then preflight light; else preflight; fi
   slot=${slot:-main}
-  point_slot probe "$release"
-  start_slot probe
-  if ! check_slot probe; then
-    stop_slot probe; record failed
-    fail "release $P_RELEASE_ID failed its health check on the probe slot; the live release is untouched"
-  fi
+  start_checked probe "the probe slot; the live release is untouched"
   if systemctl is-active --quiet "fdeploy-$P_APP@$slot.service"; then
     point_nginx probe
     sleep "${FDEPLOY_DRAIN_SECONDS:-1}"   # requests already connected to the live slot get going
@@ -334,12 +341,7 @@ activate_blue_green() {
   live=$(live_slot)
   if [ -n "$live" ]; then preflight light; else preflight; fi
   if [ "$live" = blue ]; then idle=green; else idle=blue; fi
-  point_slot "$idle" "$release"
-  start_slot "$idle"
-  if ! check_slot "$idle"; then
-    stop_slot "$idle"; record failed
-    fail "release $P_RELEASE_ID failed its health check on slot $idle; slot ${live:-none} keeps serving"
-  fi
+  start_checked "$idle" "slot $idle; slot ${live:-none} keeps serving"
   go_live "$idle"
   if [ -n "$live" ] && [ "$live" != "$idle" ]; then
     sleep "${FDEPLOY_DRAIN_SECONDS:-1}"   # requests already connected to the old slot get going
@@ -437,12 +439,7 @@ activate_canary() {
      ${P_CANARY_LOW_TRAFFIC:-} =~ ^(wait|fail|pass)$ ]] || fail "bad canary parameters"
   preflight light
   if [ "$live" = blue ]; then new=green; else new=blue; fi
-  point_slot "$new" "$release"
-  start_slot "$new"
-  if ! check_slot "$new"; then
-    stop_slot "$new"; record failed
-    fail "release $P_RELEASE_ID failed its health check on slot $new; slot $live keeps serving"
-  fi
+  start_checked "$new" "slot $new; slot $live keeps serving"
   CANARY_SLOT=$new   # on_exit sends the traffic back if anything below fails
   local old_sock new_sock ulog steps pct i=0 n offset rc summary deadline waited verdict
   old_sock=$(socket_path "$P_APP" "$live"); new_sock=$(socket_path "$P_APP" "$new"); ulog=$(upstream_log "$P_APP")

@@ -8,7 +8,7 @@
 import * as assert from "assert";
 import { spawnSync } from "child_process";
 import * as path from "path";
-import { TestServer } from "../servers";
+import { addSudoUser, TestServer } from "../servers";
 import { copyApp } from "./app-copy";
 import { deployFresh, unitExposure } from "./fixture";
 import { changed, PROJECT_DIR, RunResult, TestStack } from "./pulumi";
@@ -154,12 +154,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
   });
 
   it("through a sudo SSH user: deploy, fdeploy status, jobs, jobs run, logs, exec", () => {
-    server.ssh([
-      "id deploy >/dev/null 2>&1 || useradd -m -s /bin/bash deploy",
-      "install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
-      "install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys",
-      "echo 'deploy ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy",
-    ].join(" && "));
+    addSudoUser(server);
     stack.setConfig("server.user", "deploy");
     up();
     assert.match(server.ssh("ls /home/deploy/.fdeploy/flaskapp"), /scripts-[0-9a-f]{12}/);

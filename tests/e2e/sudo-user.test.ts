@@ -6,7 +6,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { startServer, TestServer } from "../servers";
+import { addSudoUser, startServer, TestServer } from "../servers";
 import { get } from "./app-copy";
 import { changed, PROJECT_DIR, TestStack } from "./pulumi";
 
@@ -33,12 +33,7 @@ describe("sudo user: deploy as `deploy` with sudo, from production dependencies 
 
   before(() => {
     server = startServer("sudo", 81);
-    server.ssh([
-      "id deploy >/dev/null 2>&1 || useradd -m -s /bin/bash deploy",
-      "install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
-      "install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys",
-      "echo 'deploy ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy",
-    ].join(" && "));
+    addSudoUser(server);
     copy = prodOnlyCopy();
     stack = new TestStack("sudo", copy);
     stack.target(server, { "server.user": "deploy", healthTimeoutSeconds: "15" });

@@ -50,6 +50,16 @@ export function startServer(name: string, octet: number, opts: { docker?: boolea
   };
 }
 
+/** A sudo user `deploy` (passwordless sudo, root's test key) for stacks that deploy as a non-root user. */
+export function addSudoUser(server: TestServer): void {
+  server.ssh([
+    "id deploy >/dev/null 2>&1 || useradd -m -s /bin/bash deploy",
+    "install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
+    "install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys",
+    "echo 'deploy ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy",
+  ].join(" && "));
+}
+
 export function stopServer(name: string): void {
   run(["down", name]);
   started.delete(name);
