@@ -170,6 +170,13 @@ since_arg() {
 # environment file and the slots' sandbox (hardening), in a transient unit; MODE --pipe or --pty
 in_live_release() {
   local mode=$1 props=() line; shift
+  # runtime docker: the live slot is a container of the release's image (service.sh), with no venv
+  # on the host; the command runs in that container (its user, environment, mounts and sandbox)
+  local container="fdeploy-$P_APP-$live_slot"
+  if [ ! -d "$release_dir/.venv" ] && command -v docker >/dev/null && docker container inspect "$container" >/dev/null 2>&1; then
+    local flags=(-i); [ "$mode" = --pty ] && flags=(-it)
+    exec docker exec "${flags[@]}" "$container" "$@"
+  fi
   while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")
   # systemd-run looks a command up in its own PATH: the venv's first, as the unit's PATH says
   if [[ $1 != */* ]]; then

@@ -6,13 +6,14 @@
 // kept image, the switch back to python, all blue-green under load, and destroy (data kept). One server, shared by the
 // cases (each builds on the one before).
 import * as assert from "assert";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { addWheels, startServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { startLoad, LoadResult } from "./load";
-import { TestStack } from "./pulumi";
+import { PROJECT_DIR, TestStack } from "./pulumi";
 
 const EXTRA_DEP = "six==1.17.0";
 const BASE_IMAGE = "fdeploy-test/python:bookworm"; // the harness's image (testserver.sh docker_args)
@@ -195,6 +196,24 @@ def marker():
     h = await health();
     assert.strictEqual(h.release, releases[3]);
     assert.strictEqual(h.schema_version, 3);
+  });
+
+  it("docker: fdeploy exec runs in the live container, as the app's uid, with its environment", () => {
+    const fdeploy = (args: string[], input = "") => {
+      const r = spawnSync("bash", [path.join(PROJECT_DIR, "cli/fdeploy"), ...args.slice(0, 1), "--stack", stack.name, "--config-file", stack.configFile, ...args.slice(1)],
+        { cwd: PROJECT_DIR, env: stack.env, encoding: "utf8", input });
+      return { status: r.status, stdout: r.stdout ?? "", output: (r.stdout ?? "") + (r.stderr ?? "") };
+    };
+    const uid = server.ssh("id -u flaskapp").trim();
+    let r = fdeploy(["exec", "--", "sh", "-c", 'echo "$(id -u) $RELEASE_ID $(command -v gunicorn)"; test -n "$SECRET_KEY"']);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(r.stdout.trim(), `${uid} ${releases[3]} /venv/bin/gunicorn`);
+    assert.ok(!r.output.includes("docker-test-secret"), "a secret nobody asked for was printed");
+    assert.strictEqual(fdeploy(["exec", "--", "sh", "-c", "exit 7"]).status, 7);
+    // the container's sandbox holds: its root filesystem is read-only
+    assert.notStrictEqual(fdeploy(["exec", "--", "touch", "/app/x"]).status, 0);
+    r = fdeploy(["exec", "--stdin", "--", "python", "-", "$(touch /tmp/x)", "a b"], "import sys; print(sys.argv[1:])\n");
+    assert.strictEqual(r.stdout.trim(), "['$(touch /tmp/x)', 'a b']", r.output);
   });
 
   it("docker -> python: one up, 0 failed requests, data kept, no container left", async () => {
