@@ -1,12 +1,12 @@
 // Offsite backups (backup.*, backupSecrets.*): defaults, the replica URL forms, the credentials
 // each kind needs, and the Litestream config rendered from them (no secret in it).
 import * as assert from "assert";
-import { ConfigError, parseConfig, parseReplicaUrl, plaintextSecretNames } from "../../components/config";
+import { parseConfig, parseReplicaUrl, plaintextSecretNames } from "../../components/config";
 import { renderLitestreamConfig } from "../../components/backup";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { HOST_KEY, PROJECT_DIR, rawConfig } from "./helpers";
+import { HOST_KEY, PROJECT_DIR, rawConfig, refusal } from "./helpers";
 
 const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
 const SFTP = { replica: "sftp://backups@backup.example.com/var/backups/app", hostKey: HOST_KEY };
@@ -15,13 +15,7 @@ function parse(over: Record<string, unknown>, secret = ["secrets", "backupSecret
   return parseConfig(rawConfig(over, secret), PROJECT_DIR);
 }
 function errorOf(over: Record<string, unknown>, secret = ["secrets", "backupSecrets"]): string {
-  try {
-    parse(over, secret);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
-    return (e as Error).message;
-  }
-  assert.fail("expected the config to be refused");
+  return refusal(() => parse(over, secret));
 }
 
 describe("backup config", () => {

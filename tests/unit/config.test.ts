@@ -1,18 +1,8 @@
 // The config schema: valid input gets defaults; every kind of bad input is refused with a message
 // that names the key and the expected form.
 import * as assert from "assert";
-import { canarySettings, ConfigError, parseConfig } from "../../components/config";
-import { HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
-
-function errorOf(over: Record<string, unknown>, secret?: string[], dotenv: Record<string, string> = {}): string {
-  try {
-    parseConfig(rawConfig(over, secret), PROJECT_DIR, dotenv);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
-    return (e as Error).message;
-  }
-  assert.fail("expected the config to be refused");
-}
+import { canarySettings, parseConfig } from "../../components/config";
+import { errorOf, HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
 
 describe("config schema", () => {
   it("accepts a valid config and fills in defaults", () => {

@@ -1,19 +1,9 @@
 // runtime docker: the config keys (default python: existing stacks unchanged), and what the Docker
 // provider is given (the pinned host key, ssh options, the generated Dockerfile).
 import * as assert from "assert";
-import { ConfigError, parseConfig } from "../../components/config";
+import { parseConfig } from "../../components/config";
 import { dockerSshOptions, generatedDockerfile, imageName, knownHostsLine } from "../../components/docker-image";
-import { HOST_KEY, PROJECT_DIR, rawConfig } from "./helpers";
-
-function errorOf(over: Record<string, unknown>): string {
-  try {
-    parseConfig(rawConfig(over), PROJECT_DIR);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
-    return (e as Error).message;
-  }
-  assert.fail("expected the config to be refused");
-}
+import { errorOf, HOST_KEY, PROJECT_DIR, rawConfig } from "./helpers";
 
 describe("runtime docker", () => {
   it("defaults to python with no docker settings (existing stacks are unchanged)", () => {

@@ -1,8 +1,9 @@
-// Shared fixtures for unit tests: a valid raw stack config and a temp key file.
+// Shared fixtures for unit tests: a valid raw stack config, a temp key file, and the message a config is refused with.
+import * as assert from "assert";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { NAMESPACE, RawConfig } from "../../components/config";
+import { ConfigError, NAMESPACE, parseConfig, RawConfig } from "../../components/config";
 
 export const PROJECT_DIR = path.resolve(__dirname, "../..");
 export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm7rN1hz9s2Jq0hX5vY4Yx0P3zq8m2lK9sQh7tV1yUe";
@@ -30,4 +31,20 @@ export function rawConfig(over: Record<string, unknown> = {}, secret: string[] =
     values[`${NAMESPACE}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
   }
   return { values, secretKeys: secret.map((k) => `${NAMESPACE}:${k}`) };
+}
+
+/** The ConfigError message `parse` throws (the test fails if it throws none, or another error). */
+export function refusal(parse: () => unknown): string {
+  try {
+    parse();
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
+    return (e as Error).message;
+  }
+  assert.fail("expected the config to be refused");
+}
+
+/** The message rawConfig(over, secret) is refused with. */
+export function errorOf(over: Record<string, unknown>, secret?: string[], dotenv: Record<string, string> = {}): string {
+  return refusal(() => parseConfig(rawConfig(over, secret), PROJECT_DIR, dotenv));
 }

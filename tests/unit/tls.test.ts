@@ -6,19 +6,9 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { ConfigError, LETS_ENCRYPT, LETS_ENCRYPT_STAGING, parseConfig, tlsSettings } from "../../components/config";
+import { LETS_ENCRYPT, LETS_ENCRYPT_STAGING, parseConfig, tlsSettings } from "../../components/config";
 import { acmeWebroot, certName, renderSite, SiteSettings } from "../../components/nginx-site";
-import { PROJECT_DIR, rawConfig } from "./helpers";
-
-function errorOf(over: Record<string, unknown>): string {
-  try {
-    parseConfig(rawConfig(over), PROJECT_DIR);
-  } catch (e) {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
-    return (e as Error).message;
-  }
-  assert.fail("expected the config to be refused");
-}
+import { errorOf, PROJECT_DIR, rawConfig } from "./helpers";
 
 function pemFile(content: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-ca-"));
