@@ -185,5 +185,8 @@ export const releaseHistory = activation.history;
 /** The release the server runs, and whether it runs (after a refresh: as the server says). */
 export const liveRelease = serverState.release;
 export const running = serverState.running;
-/** With HTTPS: the certificate's state (valid, missing, expired, names-differ) and expiry, as of the last up or refresh. */
-export const certificate = certState ? pulumi.all([certState.certificate, certState.notAfter]).apply(([state, notAfter]) => ({ state, notAfter })) : undefined;
+/** With HTTPS: the certificate's state (valid, missing, expired, names-differ) and expiry, as of the last up or
+ * refresh; with tls.mode off: state "off" (an undefined output would make Pulumi warn on every run). */
+export const certificate = certState
+  ? pulumi.all([certState.certificate, certState.notAfter]).apply(([state, notAfter]) => ({ state, notAfter }))
+  : { state: "off" };
