@@ -15,6 +15,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { expandHome, ServerConfig } from "./config";
+import { knownHostsLine } from "./pinned-ssh";
 import { StagedFolder, STAGING_ROOT } from "./upload";
 
 /** The image a release runs as: the slots' units name it by the slot's RELEASE_ID. */
@@ -34,12 +35,6 @@ export function generatedDockerfile(baseImage: string): string {
     "COPY . /app",
     "",
   ].join("\n");
-}
-
-/** The known_hosts line ssh checks the server against (server.hostKey; a port other than 22 in brackets). */
-export function knownHostsLine(server: Pick<ServerConfig, "host" | "port" | "hostKey">): string {
-  const name = server.port === 22 ? server.host : `[${server.host}]:${server.port}`;
-  return `${name} ${server.hostKey.split(" ").slice(0, 2).join(" ")}\n`;
 }
 
 /** ssh options for the provider: only the pinned host key, the key file (else the agent), no prompts. */

@@ -13,6 +13,12 @@ export interface SshTarget {
   privateKeyPath?: string;
 }
 
+/** The known_hosts line ssh checks the server against (its pinned hostKey; a port other than 22 in brackets). */
+export function knownHostsLine(server: Pick<SshTarget, "host" | "port" | "hostKey">): string {
+  const name = server.port === 22 ? server.host : `[${server.host}]:${server.port}`;
+  return `${name} ${server.hostKey.split(" ").slice(0, 2).join(" ")}\n`;
+}
+
 /**
  * Run COMMAND on TARGET as root (`sudo -n` for another SSH user) with INPUT on stdin; `inherit`
  * sends its output to this terminal instead of returning it; `tty` gives it this terminal (ssh -t).
@@ -28,7 +34,7 @@ export function pinnedSsh(target: SshTarget, command: string,
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-ssh-"));
   try {
     const knownHosts = path.join(tmp, "known_hosts");
-    fs.writeFileSync(knownHosts, `${s.port === 22 ? s.host : `[${s.host}]:${s.port}`} ${s.hostKey.split(" ").slice(0, 2).join(" ")}\n`);
+    fs.writeFileSync(knownHosts, knownHostsLine(s));
     const key = s.privateKeyPath ? ["-i", s.privateKeyPath.replace(/^~\//, `${os.homedir()}/`)] : [];
     const r = spawnSync("ssh", ["-p", String(s.port), "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes",
       "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR", ...(opts.tty ? ["-t"] : []), ...key, `${s.user}@${s.host}`,

@@ -2,7 +2,8 @@
 // provider is given (the pinned host key, ssh options, the generated Dockerfile).
 import * as assert from "assert";
 import { parseConfig } from "../../components/config";
-import { dockerSshOptions, generatedDockerfile, imageName, knownHostsLine } from "../../components/docker-image";
+import { dockerSshOptions, generatedDockerfile, imageName } from "../../components/docker-image";
+import { knownHostsLine } from "../../components/pinned-ssh";
 import { errorOf, HOST_KEY, PROJECT_DIR, rawConfig } from "./helpers";
 
 describe("runtime docker", () => {
