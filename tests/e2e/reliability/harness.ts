@@ -127,7 +127,7 @@ export async function upConverges(ctx: Ctx, label: string, o?: Obs, first?: RunR
   const again = await ctx.stack.runAsync(["up", "--yes", "--skip-preview"]);
   assert.strictEqual(again.status, 0, `${label}: the next up failed:\n${tail(again.output)}`);
   assert.deepStrictEqual(changed(again.output), [], `${label}: the next up changed something:\n${tail(again.output)}`);
-  assert.doesNotMatch(again.output, /\b(created|updated|replaced|deleted)\b/, `${label}: the next up changed something`);
+  assert.doesNotMatch(again.output, /\b(created|updated|replaced|deleted)\b/, `${label}: the next up changed something:\n${tail(again.output)}`);
   assert.strictEqual(ctx.server.ssh(`wc -l < ${APP_ROOT}/history.log`), history, `${label}: the next up ran an activation`);
   convergedUps++;
   idempotencyLog.push(label);
