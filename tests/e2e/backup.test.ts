@@ -7,11 +7,11 @@
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { startServer, stopServer, TestServer } from "../servers";
 import { copyApp, copyMigrations } from "./app-copy";
 import { PROJECT_DIR, TestStack } from "./pulumi";
+import { tempDir } from "../tmpdir";
 
 const CACHE = process.env.FDEPLOY_CACHE || "/var/cache/fdeploy";
 const SYNC_INTERVAL_S = 1;
@@ -105,7 +105,7 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     const ls = path.join(CACHE, "litestream");
     assert.ok(fs.existsSync(ls), "no Litestream build: bash toolchain/litestream.sh (scripts/setup.sh runs it)");
     target = startServer("bkp-target", 152);
-    keyDir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-bkp-"));
+    keyDir = tempDir("fdeploy-bkp-");
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(keyDir, "id"), "-C", "backup-test"]);
     if (kind === "sftp") {
       // the target: an unprivileged account that holds the replicas, reached with that key only

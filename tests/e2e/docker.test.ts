@@ -8,12 +8,12 @@
 import * as assert from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { addWheels, startServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { startLoad, LoadResult } from "./load";
 import { PROJECT_DIR, TestStack } from "./pulumi";
+import { tempDir } from "../tmpdir";
 
 const EXTRA_DEP = "six==1.17.0";
 const BASE_IMAGE = "fdeploy-test/python:bookworm"; // the harness's image (testserver.sh docker_args)
@@ -61,7 +61,7 @@ def marker():
   }
 
   before(() => {
-    const req = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-req-")), "requirements.txt");
+    const req = path.join(tempDir("fdeploy-req-"), "requirements.txt");
     fs.writeFileSync(req, `${EXTRA_DEP}\n`);
     addWheels(req); // before the server boots: the harness's base image carries the wheelhouse
     server = startServer("docker", 181, { docker: true });

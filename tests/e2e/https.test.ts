@@ -6,7 +6,6 @@
 import * as assert from "assert";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as http from "http";
 import * as https from "https";
 import * as path from "path";
@@ -14,6 +13,7 @@ import { startServer, TestServer } from "../servers";
 import { Pebble, startPebble } from "../servers/pebble";
 import { copyApp, copyMigrations } from "./app-copy";
 import { changed, PROJECT_DIR, TestStack } from "./pulumi";
+import { tempDir } from "../tmpdir";
 
 const NAME = "https.fdeploy.test";
 const NAME2 = "www.https.fdeploy.test";
@@ -235,7 +235,7 @@ describe("a new stack with HTTPS, renewed by certbot's timer", function () {
   });
 
   it("tls.mode custom: a certificate of your own (key as a stack secret) replaces the ACME one; back to acme issues again", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-e2e-own-cert-"));
+    const dir = tempDir("fdeploy-e2e-own-cert-");
     execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
       "-subj", "/CN=flask-deploy e2e own certificate", "-addext", `subjectAltName=DNS:${NAME},DNS:${NAME2}`,
       "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")], { stdio: "ignore" });

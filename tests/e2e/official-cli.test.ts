@@ -7,17 +7,17 @@ import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { startServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { changed, PROJECT_DIR, TestStack } from "./pulumi";
+import { tempDir } from "../tmpdir";
 
 const CACHE_BIN = path.join(process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy", "bin");
 
 /** A user's machine: the official binaries in their own bin dir, their own PULUMI_HOME, a login. */
 function officialUser(): { home: string; pulumiHome: string; backend: string; env: NodeJS.ProcessEnv } {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-user-"));
+  const home = tempDir("fdeploy-user-");
   const bin = path.join(home, "bin");
   const pulumiHome = path.join(home, ".pulumi");
   fs.mkdirSync(bin);

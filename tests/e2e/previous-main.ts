@@ -4,9 +4,9 @@
 // old state; this tree itself runs only on the official plugin.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { PROJECT_DIR } from "./pulumi";
+import { tempDir } from "../tmpdir";
 
 /** A main users deployed with: its commit, and whether it ran on its own command-plugin stand-in. */
 export interface PreviousMain {
@@ -33,8 +33,8 @@ export interface PreviousMainTree {
 
 export function previousMainTree(from: PreviousMain): PreviousMainTree {
   const PREVIOUS_MAIN = from.commit;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-previous-main-"));
-  const pulumiHome = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-previous-home-"));
+  const dir = tempDir("fdeploy-previous-main-");
+  const pulumiHome = tempDir("fdeploy-previous-home-");
   try {
     execFileSync("bash", ["-c", 'git -C "$1" archive "$2" | tar -x -C "$3"', "_", PROJECT_DIR, PREVIOUS_MAIN, dir], { stdio: ["ignore", "ignore", "pipe"] });
   } catch (e: any) {

@@ -3,8 +3,8 @@
 import { spawn, spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
+import { tempDir } from "../tmpdir";
 
 export const PROJECT_DIR = path.resolve(__dirname, "../..");
 
@@ -54,7 +54,7 @@ export class TestStack {
   /** PROJECTDIR may change later (e.g. the previous main's tree, then this one: the upgrade e2e). */
   /** ENV: the environment every command of this stack runs with (default: isolatedEnv()). */
   constructor(readonly name: string, public projectDir: string = PROJECT_DIR, env?: NodeJS.ProcessEnv) {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `fdeploy-e2e-${name}-`));
+    this.dir = tempDir(`fdeploy-e2e-${name}-`);
     fs.mkdirSync(path.join(this.dir, "state"));
     this.configFile = path.join(this.dir, `Pulumi.${name}.yaml`);
     this.env = env ?? isolatedEnv(path.join(this.dir, "state"));

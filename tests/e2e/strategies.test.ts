@@ -5,13 +5,13 @@
 // deploys appDir's release again.
 import * as assert from "assert";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { addWheels, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { deployFresh } from "./fixture";
 import { startLoad } from "./load";
 import { TestStack } from "./pulumi";
+import { tempDir } from "../tmpdir";
 
 const EXTRA_DEP = "six==1.17.0";
 
@@ -39,7 +39,7 @@ def marker():
   }
 
   before(() => {
-    const req = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-req-")), "requirements.txt");
+    const req = path.join(tempDir("fdeploy-req-"), "requirements.txt");
     fs.writeFileSync(req, `${EXTRA_DEP}\n`);
     addWheels(req);
     ({ server, stack, app, migrations, base } = deployFresh("strat", 61, { healthTimeoutSeconds: "15" }));

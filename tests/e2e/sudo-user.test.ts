@@ -4,15 +4,15 @@
 import * as assert from "assert";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { addSudoUser, startServer, TestServer } from "../servers";
 import { get } from "./app-copy";
 import { changed, PROJECT_DIR, TestStack } from "./pulumi";
+import { tempDir } from "../tmpdir";
 
 /** The project's files (as git sees them, committed or not) in a new folder, with `npm ci --omit=dev`. */
 function prodOnlyCopy(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-prod-only-"));
+  const dir = tempDir("fdeploy-prod-only-");
   const files = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: PROJECT_DIR, encoding: "utf8" })
     .split("\0").filter((f) => f && fs.existsSync(path.join(PROJECT_DIR, f)));
   for (const f of files) {

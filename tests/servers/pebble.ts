@@ -11,8 +11,8 @@
 import { ChildProcess, execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as https from "https";
-import * as os from "os";
 import * as path from "path";
+import { tempDir } from "../tmpdir";
 
 export const PEBBLE_VERSION = process.env.FDEPLOY_PEBBLE_VERSION ?? "v2.10.3";
 const CACHE = process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy";
@@ -87,7 +87,7 @@ function request(url: string, opts: https.RequestOptions & { body?: string; ca?:
 export async function startPebble(opts: PebbleOptions = {}): Promise<Pebble> {
   const port = opts.port ?? 14000;
   const mgmtPort = port + 1000, dnsPort = port + 100, dnsMgmtPort = port + 101;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-pebble-"));
+  const dir = tempDir("fdeploy-pebble-");
   makeApiCert(dir);
   const validity = opts.validitySeconds ?? 20 * 86400;
   fs.writeFileSync(path.join(dir, "pebble.json"), JSON.stringify({

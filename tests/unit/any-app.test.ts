@@ -10,6 +10,7 @@ import { parseAppModule, systemdWord } from "../../components/app-module";
 import { renderTemplate } from "../../components/app-layout";
 import { renderSite } from "../../components/nginx-site";
 import { PROJECT_DIR, rawConfig, refusal } from "./helpers";
+import { tempDir } from "../tmpdir";
 
 const TUTORIAL = "tests/e2e/fixtures/tutorial-app";
 const tutorial = (over: Record<string, unknown> = {}) =>
@@ -99,7 +100,7 @@ describe("any Flask app: config forms", () => {
     it("migrationsDir: 'none' turns SQL migrations off; unset uses migrations/ only if it exists", () => {
       assert.strictEqual(parseConfig(tutorial({ migrationsDir: "none" }), PROJECT_DIR).migrationsDir, undefined);
       assert.strictEqual(parseConfig(tutorial(), PROJECT_DIR).migrationsDir, "migrations");
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-"));
+      const dir = tempDir("fdeploy-unit-");
       fs.cpSync(path.join(PROJECT_DIR, TUTORIAL), path.join(dir, "app"), { recursive: true });
       assert.strictEqual(parseConfig(rawConfig({ appModule: "flaskr:create_app()" }), dir).migrationsDir, undefined);
       assert.match(errorOf(tutorial({ migrationsDir: "nope" })), /migrationsDir: 'nope' is not a directory.*'none'/);

@@ -4,9 +4,9 @@ import * as assert from "assert";
 import { parseConfig, parseReplicaUrl, plaintextSecretNames } from "../../components/config";
 import { renderLitestreamConfig } from "../../components/backup";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { HOST_KEY, PROJECT_DIR, rawConfig, refusal } from "./helpers";
+import { tempDir } from "../tmpdir";
 
 const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
 const SFTP = { replica: "sftp://backups@backup.example.com/var/backups/app", hostKey: HOST_KEY };
@@ -74,7 +74,7 @@ describe("backup config", () => {
   }
 
   it("finds backupSecrets stored in plaintext in the stack file", () => {
-    const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-")), "Pulumi.x.yaml");
+    const f = path.join(tempDir("fdeploy-unit-"), "Pulumi.x.yaml");
     fs.writeFileSync(f, "config:\n  flask-deploy:backupSecrets:\n    sftpKey: plain\n    accessKeyId:\n      secure: v1:abc\n");
     assert.deepStrictEqual(plaintextSecretNames(f), ["backupSecrets.sftpKey"]);
     const msg = (() => { try { parseConfig({ ...rawConfig({}, ["secrets"]), plaintextSecrets: ["backupSecrets.sftpKey"] }, PROJECT_DIR); } catch (e) { return (e as Error).message; } return ""; })();

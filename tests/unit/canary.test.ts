@@ -3,19 +3,19 @@
 import * as assert from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { canaryParams, describeCanary } from "../../components/activation";
 import { canarySettings, parseConfig } from "../../components/config";
 import { SCRIPTS_DIR } from "../../components/remote-script";
 import { PROJECT_DIR, rawConfig } from "./helpers";
+import { tempDir } from "../tmpdir";
 
 const OLD = "/run/fdeploy-a/blue.sock";
 const NEW = "/run/fdeploy-a/green.sock";
 
 /** canary.py on these log lines: [exit status, its one line]. */
 function gate(lines: string[], mode: "final" | "early", opts: { offset?: number; maxErr?: string; maxP95?: string; minReq?: string } = {}): [number, string] {
-  const log = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "canary-")), "upstream.log");
+  const log = path.join(tempDir("canary-"), "upstream.log");
   fs.writeFileSync(log, lines.map((l) => l + "\n").join(""));
   const r = spawnSync("python3", [path.join(SCRIPTS_DIR, "canary.py"), log, String(opts.offset ?? 0), OLD, NEW,
     opts.maxErr ?? "0.1", opts.maxP95 ?? "100", opts.minReq ?? "2", mode], { encoding: "utf8" });

@@ -3,13 +3,13 @@
 import * as assert from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { checkAgent, connectionFor } from "../../components/connection";
 import { HOST_KEY, tempKeyFile } from "./helpers";
+import { tempDir } from "../tmpdir";
 
 describe("SSH connection", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-agent-"));
+  const dir = tempDir("fdeploy-agent-");
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it("refuses no key file and no agent, naming server.privateKeyPath", () => {

@@ -1,15 +1,15 @@
 // Shared fixtures for unit tests: a valid raw stack config, a temp key file, and the message a config is refused with.
 import * as assert from "assert";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { ConfigError, NAMESPACE, parseConfig, RawConfig } from "../../components/config";
+import { tempDir } from "../tmpdir";
 
 export const PROJECT_DIR = path.resolve(__dirname, "../..");
 export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm7rN1hz9s2Jq0hX5vY4Yx0P3zq8m2lK9sQh7tV1yUe";
 
 export function tempKeyFile(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-"));
+  const dir = tempDir("fdeploy-unit-");
   const p = path.join(dir, "id_ed25519");
   fs.writeFileSync(p, "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n", { mode: 0o600 });
   return p;

@@ -2,12 +2,12 @@
 // same migrate.py the server runs (`check`), so both sides agree on what a valid folder is.
 import * as assert from "assert";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { checkMigrations, checkMigrationsCached } from "../../components/migrations";
+import { tempDir } from "../tmpdir";
 
 function folder(files: Record<string, string>): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-migrations-"));
+  const dir = tempDir("fdeploy-migrations-");
   for (const [name, sql] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), sql);
   return dir;
 }
@@ -37,7 +37,7 @@ describe("migration folder check", () => {
   }
 
   describe("remembered by content (checkMigrationsCached)", () => {
-    const root = () => fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-staging-"));
+    const root = () => tempDir("fdeploy-staging-");
     const ok = { "0001_a.up.sql": "create table a(x);", "0001_a.down.sql": "drop table a;" };
 
     it("checks once, then answers from the staging folder until a .sql file changes", () => {

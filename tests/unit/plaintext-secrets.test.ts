@@ -8,9 +8,10 @@ import * as path from "path";
 import { RunError } from "@pulumi/pulumi/errors";
 import { ConfigError, parseConfig, plaintextSecretNames } from "../../components/config";
 import { PROJECT_DIR, rawConfig } from "./helpers";
+import { tempDir } from "../tmpdir";
 
 function stackFile(yaml: string): string {
-  const p = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-")), "Pulumi.test.yaml");
+  const p = path.join(tempDir("fdeploy-unit-"), "Pulumi.test.yaml");
   fs.writeFileSync(p, yaml);
   return p;
 }

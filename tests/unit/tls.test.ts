@@ -4,14 +4,14 @@
 import * as assert from "assert";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { LETS_ENCRYPT, LETS_ENCRYPT_STAGING, parseConfig, tlsSettings } from "../../components/config";
 import { acmeWebroot, certName, renderSite, SiteSettings } from "../../components/nginx-site";
 import { errorOf, PROJECT_DIR, rawConfig } from "./helpers";
+import { tempDir } from "../tmpdir";
 
 function pemFile(content: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-ca-"));
+  const dir = tempDir("fdeploy-unit-ca-");
   const p = path.join(dir, "ca.pem");
   fs.writeFileSync(p, content);
   return p;
@@ -67,7 +67,7 @@ describe("tls config", () => {
 
 /** A self-signed certificate for NAMES and its key (openssl), PEM. */
 function selfSigned(names: string[], days = 30): { cert: string; key: string } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-cert-"));
+  const dir = tempDir("fdeploy-unit-cert-");
   execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", String(days),
     "-subj", `/CN=${names[0]}`, "-addext", `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`,
     "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")], { stdio: "ignore" });

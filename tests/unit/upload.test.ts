@@ -1,16 +1,16 @@
 // Staged uploads: what the official command plugin gets as CopyToRemote sources.
 import * as assert from "assert";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { hashFiles, stageFolder } from "../../components/upload";
+import { tempDir } from "../tmpdir";
 
 describe("staged uploads", () => {
   let src: string;
   let root: string;
   beforeEach(() => {
-    src = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-src-"));
-    root = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-staging-"));
+    src = tempDir("fdeploy-src-");
+    root = tempDir("fdeploy-staging-");
     fs.mkdirSync(path.join(src, "pkg", "__pycache__"), { recursive: true });
     fs.writeFileSync(path.join(src, "wsgi.py"), "app = 1\n");
     fs.writeFileSync(path.join(src, "pkg", "mod.py"), "x = 2\n");

@@ -6,7 +6,6 @@
 import * as assert from "assert";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { get } from "../app-copy";
 import { unitExposure } from "../fixture";
@@ -14,6 +13,7 @@ import { RunResult, TestStack } from "../pulumi";
 import {
   Ctx, diffLines, health, idempotencyStats, inside, keepLog, line, poll, rcase, requireInstall, setMarker, snapshot, tail, upConverges, waitFor, waitForProcess,
 } from "./harness";
+import { tempDir } from "../../tmpdir";
 
 function lockFiles(stack: TestStack): string[] {
   const dir = path.join(stack.dir, "state", ".pulumi", "locks");
@@ -146,7 +146,7 @@ export function trustCases(ctx: Ctx): void {
   rcase(CATEGORY, "a wrong host key pinned in config (server.hostKey)",
     "up refused before login (ssh: host key mismatch); nothing on the server changes; with the right key the next up changes nothing",
     async (o) => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-rel-key-"));
+      const dir = tempDir("fdeploy-rel-key-");
       execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", path.join(dir, "k")]);
       const wrong = fs.readFileSync(path.join(dir, "k.pub"), "utf8").split(" ").slice(0, 2).join(" ");
       fs.rmSync(dir, { recursive: true, force: true });
