@@ -30,7 +30,7 @@ maintenance_page_dir() { echo "$APP_ROOT/maintenance"; }              # root's, 
 status() {
   app_loaded
   local state health_path code
-  state=$(printf '{"APP": "%s"}' "$P_APP" | bash "$(dirname "$0")/state.sh" read 2>/dev/null | tail -n 1) || state='{}'
+  state=$(printf '{"APP": "%s"}' "$P_APP" | bash "$(dirname "$0")/state.sh" now 2>/dev/null | tail -n 1) || state='{}'
   health_path=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("HEALTH_PATH", "/health"))' "$slots/activation.live.json" 2>/dev/null || echo /health)
   [[ $health_path =~ ^/[A-Za-z0-9._~/-]*$ ]] || health_path=/health
   code=$(http_probe "http://localhost$health_path" --unix-socket "$(socket_path "$P_APP" "$live_slot")" | cut -d' ' -f1 || true)

@@ -6,7 +6,9 @@
 # parameters that went live (slots/activation.live.json: the release, strategy and health check).
 #   read    prints one JSON object: release (the live slot's release), running (the live slot's
 #           service is active), and whether the unit, the environment file and the nginx site in
-#           force are the deployed ones
+#           force are the deployed ones. Under the deploy lock: a deploy of another stack in
+#           progress (mid-restart, mid-switch) is waited for, so the stack records a settled state
+#   now     the same report at once, without waiting (fdeploy status)
 #   repair  puts the deployed settings and site back in force, reinstalls the deployed release from
 #           its upload if it was deleted, and, when the app does not run the deployed release,
 #           activates it again (activate.sh: health-checked, with fallback)
@@ -62,7 +64,10 @@ repair() {
     log "repairing: activating the deployed release $id again (live state was: $now)"
     bash "$(dirname "$0")/activate.sh" create <"$slots/activation.live.json" >&2
   fi
-  report
+  with_deploy_lock; report   # settled: not in the middle of another stack's deploy
 }
 
-case ${1:-} in read) report ;; repair) repair ;; *) fail "usage: state.sh read|repair" ;; esac
+case ${1:-} in
+  read) with_deploy_lock; report ;; now) report ;; repair) repair ;;
+  *) fail "usage: state.sh read|now|repair" ;;
+esac
