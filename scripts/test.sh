@@ -41,11 +41,12 @@ if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
   bash tests/run-e2e.sh 2>&1 | tee -a "$LOG" || status=1
   section "Nothing left behind by the e2e tests"
   after=$(bash tests/servers/testserver.sh list | sort)
-  # Only a server the tests added (or started) counts. One that was there before and is gone now was
-  # a leftover of a killed run whose name a suite reused: `testserver.sh up` starts clean over it.
+  # Only a server the tests added (or started) counts. One that was there before and is gone now is
+  # not ours to judge: a killed run's leftover whose name a suite reused (`testserver.sh up` starts
+  # clean over it), or a server another process on this machine stopped meanwhile.
   left=$(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')
   gone=$(comm -23 <(echo "$before") <(echo "$after") | tr '\n' ' ')
-  [ -n "${gone// /}" ] && echo "(servers from before the tests, replaced by a suite's server of the same name: $gone)"
+  [ -n "${gone// /}" ] && echo "(gone since the tests began, not started by them: $gone)"
   if [ -n "${left// /}" ]; then
     echo "test servers left running: $left"; status=1
   elif [ -z "$after" ] && { ip link show fd-br0 >/dev/null 2>&1 || ip netns list | grep -q '^fd-'; }; then
