@@ -14,7 +14,8 @@
 //   rollback            `npm run rollback` (its `--forward` follows, untimed)
 //   ansible-code        bench/ansible/deploy.yml after the same code change
 //   ansible-dependency  bench/ansible/deploy.yml after the same dependency change
-// Servers: "speed" (10.213.0.141: floors B and C and the Pulumi cases), "speed-ans" (.142: Ansible).
+// Servers: "speed" (10.213.0.141: floors B and C and the Pulumi cases), "speed-ans" (.142: Ansible);
+// other NAME:OCTETs with FDEPLOY_SPEED_SERVER / FDEPLOY_SPEED_ANS_SERVER.
 // Each case is set up first (untimed: stacks, servers, initial deploys); then the timed runs go in
 // rounds — round i runs every selected case once — so the machine's load (others' tests) weighs on
 // every case and its floor alike.
@@ -43,8 +44,16 @@ const RESULTS = path.join(__dirname, "results");
 const WORK = path.join(__dirname, "work", "speed");
 const EMPTY_PROJECT = path.join(__dirname, "speed-empty");
 const DEP = "six==1.17.0";
-const SERVER = { name: "speed", octet: 141 };
-const ANSIBLE_SERVER = { name: "speed-ans", octet: 142 };
+/** NAME:OCTET from the environment (FDEPLOY_SPEED_SERVER, FDEPLOY_SPEED_ANS_SERVER), for a machine where the default
+ * names/octets belong to someone else's tests */
+const serverFromEnv = (v: string | undefined, name: string, octet: number) => {
+  if (!v) return { name, octet };
+  const m = /^([a-z][a-z0-9-]*):(\d{1,3})$/.exec(v);
+  if (!m) throw new Error(`expected NAME:OCTET (e.g. spd3:143), got '${v}'`);
+  return { name: m[1], octet: Number(m[2]) };
+};
+const SERVER = serverFromEnv(process.env.FDEPLOY_SPEED_SERVER, "speed", 141);
+const ANSIBLE_SERVER = serverFromEnv(process.env.FDEPLOY_SPEED_ANS_SERVER, "speed-ans", 142);
 
 export interface CaseResult {
   id: CaseId;
@@ -674,11 +683,11 @@ async function main(): Promise<void> {
         const load1 = os.loadavg()[0];
         const res = await r.run(i);
         const c = (done[r.id] ??= { id: r.id, seconds: [], date: new Date().toISOString(), commit: rev, loadBefore: os.loadavg().map(round2),
-          loadAfter: [], otherServers: otherServers("speed"), details: [] });
+          loadAfter: [], otherServers: otherServers(SERVER.name).filter((n) => n !== ANSIBLE_SERVER.name), details: [] });
         c.seconds.push(round2(res.seconds));
         c.details!.push({ run: i, load1: round2(load1), ...(res.detail ?? {}) });
         c.loadAfter = os.loadavg().map(round2);
-        for (const s of otherServers("speed")) if (!c.otherServers.includes(s)) c.otherServers.push(s);
+        for (const s of otherServers(SERVER.name).filter((n) => n !== ANSIBLE_SERVER.name)) if (!c.otherServers.includes(s)) c.otherServers.push(s);
         log(`${r.id} run ${i}: ${res.seconds.toFixed(2)} s`);
       }
     }

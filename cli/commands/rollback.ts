@@ -8,30 +8,48 @@
 // schema down to the version it ran with (after a backup). State, outputs and preview stay true:
 // the pinned release is what the program deploys until `--forward` removes the pin.
 import { Command } from "commander";
+import { DeployConfig } from "../../components/config";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
-import { pulumi, runOnServer } from "../lib/stack";
+import { connectionFromFile, pulumi, runOnServer, sameConnection, stackConfigAsync, stackRef } from "../lib/stack";
 
 export function register(program: Command): void {
   stackCommand(program, "rollback", "switch to an earlier kept release (a pulumi up with the release pinned)")
     .option("--to <release>", "this kept release (12 hex characters; see fdeploy releases) instead of one step back")
     .option("--forward", "remove the pin: deploy appDir's release again")
-    .action((opts: StackOpts & { to?: string; forward?: boolean }) => {
+    .action(async (opts: StackOpts & { to?: string; forward?: boolean }) => {
       const to = opts.to ?? "";
       if (to && !/^[0-9a-f]{12}$/.test(to)) {
         throw new FdeployError(`--to: expected a release id (12 hex characters, see fdeploy releases), got '${to}'`, 2);
       }
-      const { ref, cfg } = target(opts);
-      const stack = ref.stack;
       if (opts.forward) {
+        const { ref, cfg } = target(opts);
+        const stack = ref.stack;
         if (!cfg.release) throw new FdeployError(`stack ${stack} has no pinned release (the \`release\` setting): pulumi up deploys appDir already`, 2);
         console.log(`rolling forward: unpinning release ${cfg.release}, deploying appDir's release on stack ${stack}…`);
         pulumi(ref, ["config", "rm", "release"]);
         pulumi(ref, ["up", "--yes", "--skip-preview"], { inherit: true });
         return;
       }
+      const ref = stackRef(opts);
+      const stack = ref.stack;
+      // The plan changes nothing: it is asked while `pulumi config` (a CLI start, 0.4 s) runs, of the server the
+      // stack's config file names, and used only if the stack's validated config names the same (else asked again).
+      const config = stackConfigAsync(ref);
+      config.catch(() => undefined);   // its error is thrown below
+      const fromFile = connectionFromFile(ref);
+      const ask = (conn: Pick<DeployConfig, "appName" | "server">) =>
+        runOnServer(conn, "rollback.sh", "plan", { APP: conn.appName, TO: to }, { capture: true, keepStderr: true });
+      let early: ReturnType<typeof ask> | undefined;
+      try {
+        early = fromFile ? ask(fromFile) : undefined;
+      } catch {
+        early = undefined;   // asked again below, where its error counts
+      }
+      const cfg = await config;
       const s = cfg.server;
-      const plan = runOnServer(cfg, "rollback.sh", "plan", { APP: cfg.appName, TO: to }, { capture: true });
+      const plan = early && fromFile && sameConnection(fromFile, cfg) ? early : ask(cfg);
+      if (plan.stderr) process.stderr.write(plan.stderr);
       const line = plan.stdout.trim().split("\n").pop() ?? "";
       if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
       const t: { release: string; schema: number; live: string } = JSON.parse(line);

@@ -2,7 +2,8 @@
 // validated config (read with `pulumi config`, like the program, with the user's own login and
 // secrets provider) and one way to run a bundled script there (components/pinned-ssh.ts),
 // parameters as JSON on stdin. SSH and Pulumi failures become FdeployErrors that say what to do.
-import { execFileSync, spawnSync } from "child_process";
+import { execFileSync, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import { DeployConfig, parseConfig } from "../../components/config";
 import { pinnedSsh } from "../../components/pinned-ssh";
@@ -31,8 +32,7 @@ export function stackRef(opts: { stack?: string; configFile?: string }): StackRe
  * its stdout, or with `inherit` its output on this terminal and "". Throws an FdeployError.
  */
 export function pulumi(ref: StackRef, args: string[], opts: { input?: string; inherit?: boolean } = {}): string {
-  const extra = ref.configFile && ["config", "up", "preview"].includes(args[0]) ? ["--config-file", ref.configFile] : [];
-  const argv = [...args, "--stack", ref.stack, ...extra, "--non-interactive"];
+  const argv = pulumiArgv(ref, args);
   if (opts.inherit) {
     const r = spawnSync("pulumi", argv, { cwd: PROJECT_DIR, input: opts.input ?? "", stdio: ["pipe", "inherit", "inherit"] });
     if (r.status !== 0) throw new FdeployError(`pulumi ${args[0]} failed on stack ${ref.stack} (exit ${r.status}; see above)`);
@@ -41,27 +41,93 @@ export function pulumi(ref: StackRef, args: string[], opts: { input?: string; in
   try {
     return execFileSync("pulumi", argv, { cwd: PROJECT_DIR, encoding: "utf8", input: opts.input ?? "", stdio: "pipe" });
   } catch (e: any) {
-    const err = String(e.stderr ?? e.message).trim();
-    if (/no stack named|stack .* not found/i.test(err)) {
-      throw new FdeployError(`unknown stack '${ref.stack}' (pulumi stack ls lists this project's stacks; is this your pulumi login?)`, 2);
-    }
-    throw new FdeployError(`pulumi ${args.slice(0, 2).join(" ")} failed on stack ${ref.stack}: ${err}`);
+    throw pulumiError(ref, args, String(e.stderr ?? e.message));
   }
+}
+
+function pulumiArgv(ref: StackRef, args: string[]): string[] {
+  const extra = ref.configFile && ["config", "up", "preview"].includes(args[0]) ? ["--config-file", ref.configFile] : [];
+  return [...args, "--stack", ref.stack, ...extra, "--non-interactive"];
+}
+
+function pulumiError(ref: StackRef, args: string[], stderr: string): FdeployError {
+  const err = stderr.trim();
+  if (/no stack named|stack .* not found/i.test(err)) {
+    return new FdeployError(`unknown stack '${ref.stack}' (pulumi stack ls lists this project's stacks; is this your pulumi login?)`, 2);
+  }
+  return new FdeployError(`pulumi ${args.slice(0, 2).join(" ")} failed on stack ${ref.stack}: ${err}`);
+}
+
+/** pulumi(), started now and awaited later: its stdout. */
+export function pulumiAsync(ref: StackRef, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("pulumi", pulumiArgv(ref, args), { cwd: PROJECT_DIR, stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [], err: Buffer[] = [];
+    child.stdout.on("data", (d) => out.push(d));
+    child.stderr.on("data", (d) => err.push(d));
+    child.on("error", (e) => reject(pulumiError(ref, args, e.message)));
+    child.on("close", (code) => code === 0 ? resolve(Buffer.concat(out).toString("utf8"))
+      : reject(pulumiError(ref, args, Buffer.concat(err).toString("utf8") || `exit ${code}`)));
+  });
 }
 
 /** The stack's config, validated like the program does. */
 export function stackConfig(ref: StackRef): DeployConfig {
+  return configFromJson(ref, pulumi(ref, CONFIG_ARGS));
+}
+
+/** stackConfig(), its `pulumi config` started now (beside other work: rollback). */
+export async function stackConfigAsync(ref: StackRef): Promise<DeployConfig> {
+  return configFromJson(ref, await pulumiAsync(ref, CONFIG_ARGS));
+}
+
+const CONFIG_ARGS = ["config", "--json", "--show-secrets"];
+
+function configFromJson(ref: StackRef, text: string): DeployConfig {
   const rawValues: Record<string, string> = {};
-  const json = JSON.parse(pulumi(ref, ["config", "--json", "--show-secrets"]));
+  const json = JSON.parse(text);
   for (const [k, v] of Object.entries<any>(json)) rawValues[k] = typeof v.value === "string" ? v.value : JSON.stringify(v.objectValue ?? v.value);
   const secretKeys = Object.entries<any>(json).filter(([, v]) => v.secret).map(([k]) => k);
-  const dotenv: Record<string, string> = {};
-  require("dotenv").config({ path: path.join(PROJECT_DIR, ".env"), processEnv: dotenv, quiet: true });
   try {
-    return parseConfig({ values: rawValues, secretKeys }, PROJECT_DIR, { ...dotenv, ...process.env });
+    return parseConfig({ values: rawValues, secretKeys }, PROJECT_DIR, localEnv());
   } catch (e: any) {
     throw new FdeployError(`stack ${ref.stack}: ${e.message}`, 2);
   }
+}
+
+function localEnv(): Record<string, string | undefined> {
+  const dotenv: Record<string, string> = {};
+  require("dotenv").config({ path: path.join(PROJECT_DIR, ".env"), processEnv: dotenv, quiet: true });
+  return { ...dotenv, ...process.env };
+}
+
+/**
+ * The app and server as the stack's config FILE says them in plain values (no `pulumi config`: no CLI start), for
+ * work that may start before `pulumi config` answers and is checked against it (rollback's plan, which changes
+ * nothing). Undefined when the file does not settle them alone: missing, imports an ESC environment, or its plain
+ * values do not validate (e.g. a setting only a secret value satisfies).
+ */
+export function connectionFromFile(ref: StackRef): Pick<DeployConfig, "appName" | "server"> | undefined {
+  try {
+    const file = ref.configFile ?? path.join(PROJECT_DIR, `Pulumi.${ref.stack}.yaml`);
+    const doc = require("js-yaml").load(fs.readFileSync(file, "utf8"));
+    if (!doc || typeof doc !== "object" || doc.environment !== undefined || typeof doc.config !== "object") return undefined;
+    const values: Record<string, string> = {};
+    const secure = (v: unknown): boolean => !!v && typeof v === "object" && ("secure" in v || Object.values(v).some(secure));
+    for (const [k, v] of Object.entries<any>(doc.config ?? {})) {
+      if (secure(v)) continue;
+      values[k] = typeof v === "string" ? v : JSON.stringify(v);
+    }
+    const cfg = parseConfig({ values, secretKeys: [] }, PROJECT_DIR, localEnv());
+    return { appName: cfg.appName, server: cfg.server };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether A and B name the same app on the same server, reached the same way. */
+export function sameConnection(a: Pick<DeployConfig, "appName" | "server">, b: Pick<DeployConfig, "appName" | "server">): boolean {
+  return a.appName === b.appName && JSON.stringify(a.server) === JSON.stringify(b.server);
 }
 
 export interface RunOpts {
@@ -73,6 +139,8 @@ export interface RunOpts {
   stdin?: Buffer;
   /** Fixed words after the verb (only names the config schema validated). */
   args?: string[];
+  /** With capture: return stderr too instead of printing it. */
+  keepStderr?: boolean;
 }
 
 /**
@@ -80,8 +148,8 @@ export interface RunOpts {
  * after a failed up) on the stack's server, as root (sudo -n for another SSH user), with PARAMS as
  * one JSON line on stdin. Exit 3: the app is not deployed there (no bundle, or the script says so).
  */
-export function runOnServer(cfg: DeployConfig, script: string, verb: string, params: Record<string, unknown>,
-  opts: RunOpts = {}): { status: number; stdout: string } {
+export function runOnServer(cfg: Pick<DeployConfig, "appName" | "server">, script: string, verb: string, params: Record<string, unknown>,
+  opts: RunOpts = {}): { status: number; stdout: string; stderr: string } {
   // only fixed words here: the app name is validated by the config schema
   const app = cfg.appName;
   const run = `bash -c 'd=$(ls -td .fdeploy/${app}/scripts-*/ 2>/dev/null | head -n1); ` +
@@ -90,15 +158,15 @@ export function runOnServer(cfg: DeployConfig, script: string, verb: string, par
     `exec bash "\${d}${script}" "$@"' fdeploy ${[verb, ...(opts.args ?? [])].join(" ")}`;
   const input = Buffer.concat([Buffer.from(opts.tty ? "" : JSON.stringify(params) + "\n"), opts.stdin ?? Buffer.alloc(0)]);
   const r = pinnedSsh(cfg.server, run, { input, inherit: !opts.capture, tty: opts.tty });
-  if (opts.capture && r.stderr) process.stderr.write(r.stderr);
+  if (opts.capture && r.stderr && !opts.keepStderr) process.stderr.write(r.stderr);
   const status = r.status ?? 1;
   if (status === 255) throw sshError(cfg, opts.capture ? r.stderr : "");
   if (status === 3) throw new FdeployError(`no app '${app}' deployed on ${cfg.server.host} (pulumi up deploys it)`, 3);
-  return { status, stdout: r.stdout ?? "" };
+  return { status, stdout: r.stdout ?? "", stderr: opts.keepStderr ? r.stderr ?? "" : "" };
 }
 
 /** Why ssh itself failed (exit 255): a changed host key, or an unreachable server. */
-function sshError(cfg: DeployConfig, stderr: string): FdeployError {
+function sshError(cfg: Pick<DeployConfig, "server">, stderr: string): FdeployError {
   const s = cfg.server;
   const where = `${s.user}@${s.host}:${s.port}`;
   if (!stderr) stderr = pinnedSsh(s, "true", { input: "", timeoutMs: 30000 }).stderr;   // streamed: ask again

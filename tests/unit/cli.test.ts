@@ -2,7 +2,12 @@
 // refused before any stack or server is touched; tables line up.
 import * as assert from "assert";
 import { main } from "../../cli/main";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import { bytes, table } from "../../cli/lib/print";
+import { connectionFromFile, sameConnection } from "../../cli/lib/stack";
+import { HOST_KEY, tempKeyFile } from "./helpers";
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "", err = "";
@@ -44,5 +49,35 @@ describe("fdeploy command line", () => {
   it("prints aligned tables and sizes", () => {
     assert.strictEqual(table(["A", "BB"], [["xxx", "y"]]), "A    BB\nxxx  y\n");
     assert.strictEqual(bytes(1536), "1.5 KB");
+  });
+});
+
+// rollback asks the server for its plan while `pulumi config` runs, of the server the stack's config file names in
+// plain values; the answer counts only when the validated config names the same connection
+describe("fdeploy: the connection a stack's config file names (connectionFromFile)", () => {
+  const file = (text: string) => {
+    const p = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-")), "Pulumi.x.yaml");
+    fs.writeFileSync(p, text);
+    return { stack: "x", configFile: p };
+  };
+  const server = () => `  flask-deploy:server:\n    host: 10.213.0.9\n    port: "2222"\n    user: root\n    privateKeyPath: ${tempKeyFile()}\n    hostKey: ${HOST_KEY}\n`;
+  const withSecret = "  flask-deploy:secrets:\n    SECRET_KEY:\n      secure: v1:abc:def\n";
+
+  it("reads app and server from plain values, a secure value elsewhere left out", () => {
+    const c = connectionFromFile(file(`config:\n  flask-deploy:appName: notes\n${server()}${withSecret}`));
+    assert.ok(c);
+    assert.strictEqual(c!.appName, "notes");
+    assert.deepStrictEqual([c!.server.host, c!.server.port, c!.server.user, c!.server.hostKey], ["10.213.0.9", 2222, "root", HOST_KEY]);
+    assert.ok(sameConnection(c!, { appName: "notes", server: { ...c!.server } }));
+    assert.ok(!sameConnection(c!, { appName: "notes", server: { ...c!.server, host: "10.213.0.8" } }));
+    assert.ok(!sameConnection(c!, { appName: "other", server: c!.server }));
+  });
+
+  it("names none when the file does not settle it alone", () => {
+    assert.strictEqual(connectionFromFile({ stack: "x", configFile: "/nonexistent/Pulumi.x.yaml" }), undefined);
+    assert.strictEqual(connectionFromFile(file(`environment:\n  - prod-env\nconfig:\n${server()}`)), undefined, "an ESC environment");
+    assert.strictEqual(connectionFromFile(file(`config:\n  flask-deploy:server:\n    host: 10.213.0.9\n    hostKey:\n      secure: v1:abc\n`)), undefined,
+      "a server setting only a secret holds");
+    assert.strictEqual(connectionFromFile(file(`config:\n  flask-deploy:workers: lots\n${server()}`)), undefined, "plain values that do not validate");
   });
 });
