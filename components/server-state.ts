@@ -27,14 +27,6 @@ function stateScript(inputs: any, verb: "read" | "repair"): Record<string, unkno
   return scriptReport(inputs.server, inputs.scriptsDir, "state.sh", verb, inputs.appName);
 }
 
-/** What differs between the server (after a refresh) and what the stack wants; where and how to look changing means
- * looking again. */
-function differences(olds: any, news: any): string[] {
-  const changed: string[] = OBSERVED.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
-  for (const k of ["scriptsDir", "appName", "server"]) if (JSON.stringify(olds[k]) !== JSON.stringify(news[k])) changed.push(k);
-  return changed;
-}
-
 const provider: pulumi.dynamic.ResourceProvider = {
   async create(inputs: any) {
     return { id: `${inputs.appName}@${inputs.server.host}`, outs: { ...inputs, ...stateScript(inputs, "read") } };
@@ -44,15 +36,13 @@ const provider: pulumi.dynamic.ResourceProvider = {
     return { id, props: { ...props, ...stateScript(props, "read") } };
   },
   async diff(_id: string, olds: any, news: any) {
-    const changed = differences(olds, news);
+    // what differs between the server (after a refresh) and what the stack wants; where and how
+    // to look changing means looking again
+    const changed: string[] = OBSERVED.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+    for (const k of ["scriptsDir", "appName", "server"]) if (JSON.stringify(olds[k]) !== JSON.stringify(news[k])) changed.push(k);
     return { changes: changed.length > 0, diffs: changed };
   },
-  async update(_id: string, olds: any, news: any) {
-    // A deploy of another release (or of new scripts) to a server last seen as wanted: the activation has just made
-    // that release live and health-checked it, so asking the server would only say so (an SSH session, 0.3–0.5 s,
-    // beside the health probe). Drift a refresh found (olds not as wanted) is repaired as always.
-    const seenAsWanted = Object.entries(WANTED).every(([k, v]) => olds[k] === v);
-    if (seenAsWanted && differences(olds, news).every((k) => k === "release" || k === "scriptsDir")) return { outs: news };
+  async update(_id: string, _olds: any, news: any) {
     return { outs: { ...news, ...stateScript(news, "repair") } };
   },
 };
