@@ -115,8 +115,8 @@ export function connectionFromFile(ref: StackRef): Pick<DeployConfig, "appName" 
     const values: Record<string, string> = {};
     const secure = (v: unknown): boolean => !!v && typeof v === "object" && ("secure" in v || Object.values(v).some(secure));
     for (const [k, v] of Object.entries<any>(doc.config ?? {})) {
-      if (secure(v)) continue;
-      values[k] = typeof v === "string" ? v : JSON.stringify(v);
+      if (!secure(v)) values[k] = typeof v === "string" ? v : JSON.stringify(v);
+      else if (/^flask-deploy:(server|appName)$/.test(k)) return undefined; // the connection needs a secret
     }
     const cfg = parseConfig({ values, secretKeys: [] }, PROJECT_DIR, localEnv());
     return { appName: cfg.appName, server: cfg.server };

@@ -3,11 +3,11 @@
 import * as assert from "assert";
 import { main } from "../../cli/main";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { bytes, table } from "../../cli/lib/print";
 import { connectionFromFile, sameConnection } from "../../cli/lib/stack";
 import { HOST_KEY, tempKeyFile } from "./helpers";
+import { tempDir } from "../tmpdir";
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "", err = "";
@@ -56,7 +56,7 @@ describe("fdeploy command line", () => {
 // plain values; the answer counts only when the validated config names the same connection
 describe("fdeploy: the connection a stack's config file names (connectionFromFile)", () => {
   const file = (text: string) => {
-    const p = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-unit-")), "Pulumi.x.yaml");
+    const p = path.join(tempDir("fdeploy-unit-"), "Pulumi.x.yaml");
     fs.writeFileSync(p, text);
     return { stack: "x", configFile: p };
   };
