@@ -99,8 +99,30 @@ as_builder() {
     -p ProtectSystem=strict -p ReadWritePaths="$1" -p ProtectHome=yes -p PrivateTmp=yes \
     -p PrivateDevices=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p RuntimeMaxSec=1800 \
     -p Environment=HOME=/tmp -p Environment=PIP_NO_CACHE_DIR=1 -p Environment=PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    -p Environment=VENV="$venv" -p Environment=PIPVENV="$pipvenv" \
+    -p Environment=VENV="$venv" -p Environment=PIPVENV="$pipvenv" -p Environment=SEED="${seed:-}" \
     /bin/sh -c "$2" </dev/null 2>&1
+}
+# plain_requirements FILE: its requirement lines, trimmed and sorted; fails unless every one is a
+# plain `name[extras] <op> version` (no -e/-r/-c/--option, path, URL, `@` reference or continuation)
+plain_requirements() {
+  local lines
+  lines=$(sed -e 's/#.*//' -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' "$1" | grep -v '^$' | sort -u) || true
+  ! grep -qE '^-|[/@:\\]' <<<"$lines" || return 1
+  printf '%s\n' "$lines"
+}
+# seed_venv: the live release's venv, when the new requirements only add plain lines to its and the
+# Python is the same: the new venv starts as a copy of its packages and pip installs only what was
+# added, so a dependency change costs about one package's install, not a whole venv's. Anything
+# else (a line removed or changed, an option, a path) builds from nothing: no package lingers.
+seed_venv() {
+  local live old o n
+  live=$(readlink -f "$APP_ROOT/current" 2>/dev/null) || return 0
+  old=$(readlink -f "$live/.venv" 2>/dev/null) || return 0
+  [ -f "$old/.fdeploy-built" ] && [ -f "$live/requirements.txt" ] && [ "$old" != "$venv" ] || return 0
+  grep -qE "^version(_info)? = $(python3 -V 2>&1 | cut -d' ' -f2)\$" "$old/pyvenv.cfg" 2>/dev/null || return 0
+  o=$(plain_requirements "$live/requirements.txt") && n=$(plain_requirements "$dest/requirements.txt") || return 0
+  [ -z "$(comm -23 <(printf '%s\n' "$o") <(printf '%s\n' "$n"))" ] || return 0
+  echo "$old"
 }
 if [ -f "$venv/.fdeploy-built" ]; then
   log "release $P_RELEASE_ID: the venv of these requirements is built already ($(basename "$venv")); nothing to install"
@@ -118,9 +140,28 @@ else
     install -d -m 0755 -o "$builder" -g "$builder" "$pipvenv"
     out=$(as_builder "$pipvenv" 'python3 -m venv --clear "$PIPVENV" && touch "$PIPVENV/.fdeploy-built"') || out="$out (building the app's pip in $pipvenv failed)"
   fi
+  seed=$(seed_venv)
+  [ -z "$seed" ] || log "the requirements add to those of the live release: starting from a copy of its venv ($(basename "$seed"))"
+  # In the unit: pip >= 22.3 (--python) is read from its dist-info folder's name (no python3 start).
+  # A seed's files are copied as they are (their .pyc stay valid: cp -p keeps the sources' times),
+  # its console scripts with their first line pointed at this venv's python.
   if ! out+=$(as_builder "$venv" 'set -e
-      if [ -f "$PIPVENV/.fdeploy-built" ] && "$PIPVENV/bin/python" -c "import pip, sys; sys.exit(tuple(map(int, pip.__version__.split(\".\")[:2])) < (22, 3))"; then
-        python3 -m venv --without-pip "$VENV"; "$PIPVENV/bin/pip" --python "$VENV/bin/python" install -q -r requirements.txt
+      pipv=$(basename "$(ls -d "$PIPVENV"/lib/python3*/site-packages/pip-*.dist-info 2>/dev/null | head -n 1)" .dist-info)
+      pipv=${pipv#pip-}; major=${pipv%%.*}; minor=${pipv#*.}; minor=${minor%%.*}
+      if [ -f "$PIPVENV/.fdeploy-built" ] && [ "${major:-0}" -ge 22 ] 2>/dev/null && { [ "$major" -gt 22 ] || [ "$minor" -ge 3 ]; }; then
+        python3 -m venv --without-pip "$VENV"
+        if [ -n "$SEED" ]; then
+          cp -Rp "$SEED"/lib/python3*/site-packages/. "$(ls -d "$VENV"/lib/python3*/site-packages)/"
+          for f in "$SEED"/bin/*; do
+            n="$VENV/bin/${f##*/}"
+            if [ -e "$n" ] || [ -L "$n" ] || [ -L "$f" ]; then continue; fi
+            case "$(head -n 1 "$f")" in
+              "#!$SEED/bin/"*) sed "1s|^#!$SEED/bin/|#!$VENV/bin/|" "$f" >"$n"; chmod 0755 "$n" ;;
+              *) cp -p "$f" "$n" ;;
+            esac
+          done
+        fi
+        "$PIPVENV/bin/pip" --python "$VENV/bin/python" install -q -r requirements.txt
       else
         python3 -m venv "$VENV"; "$VENV/bin/pip" install -q -r requirements.txt
       fi
