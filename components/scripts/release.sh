@@ -90,9 +90,11 @@ builder=$(build_user "$P_APP")
 id -u "$builder" >/dev/null 2>&1 || die "the build user $builder is missing; deploy the base system again (base.sh create)"
 venv=$APP_ROOT/venvs/$( { cat "$dest/requirements.txt"; python3 -VV; } | sha256sum | cut -c1-12)
 pipvenv=$APP_ROOT/venvs/.pip
-# as_builder WRITABLE SCRIPT: sh SCRIPT (a constant of this file) as the build user, in a sandboxed
-# transient unit that can write only WRITABLE; $VENV and $PIPVENV in it are the two venvs (systemd
-# >= 254 expands them itself, to the same values)
+# as_builder WRITABLE <SCRIPT: sh reads SCRIPT (a constant of this file) on stdin, as the build
+# user, in a sandboxed transient unit that can write only WRITABLE; $VENV, $PIPVENV and $SEED in it
+# are the venvs. On stdin, not `sh -c`: systemd-run (>= 254) would expand every $word of a command
+# line itself, unknown ones to nothing. SCRIPT is one { …; } </dev/null, so sh has read it whole
+# before anything in it runs (and nothing in it reads the rest).
 as_builder() {
   systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-build-$$-$RANDOM" \
     -p User="$builder" -p Group="$builder" -p WorkingDirectory="$dest" -p UMask=0022 \
@@ -100,7 +102,7 @@ as_builder() {
     -p PrivateDevices=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p RuntimeMaxSec=1800 \
     -p Environment=HOME=/tmp -p Environment=PIP_NO_CACHE_DIR=1 -p Environment=PIP_DISABLE_PIP_VERSION_CHECK=1 \
     -p Environment=VENV="$venv" -p Environment=PIPVENV="$pipvenv" -p Environment=SEED="${seed:-}" \
-    /bin/sh -c "$2" </dev/null 2>&1
+    /bin/sh -s 2>&1
 }
 # plain_requirements FILE: its requirement lines, trimmed and sorted; fails unless every one is a
 # plain `name[extras] <op> version` (no -e/-r/-c/--option, path, URL, `@` reference or continuation)
@@ -138,14 +140,16 @@ else
   out=""
   if [ ! -f "$pipvenv/.fdeploy-built" ]; then
     install -d -m 0755 -o "$builder" -g "$builder" "$pipvenv"
-    out=$(as_builder "$pipvenv" 'python3 -m venv --clear "$PIPVENV" && touch "$PIPVENV/.fdeploy-built"') || out="$out (building the app's pip in $pipvenv failed)"
+    out=$(as_builder "$pipvenv" <<<'{ python3 -m venv --clear "$PIPVENV" && touch "$PIPVENV/.fdeploy-built"; } </dev/null') ||
+      out="$out (building the app's pip in $pipvenv failed)"
   fi
   seed=$(seed_venv)
   [ -z "$seed" ] || log "the requirements add to those of the live release: starting from a copy of its venv ($(basename "$seed"))"
   # In the unit: pip >= 22.3 (--python) is read from its dist-info folder's name (no python3 start).
   # A seed's files are copied as they are (their .pyc stay valid: cp -p keeps the sources' times),
   # its console scripts with their first line pointed at this venv's python.
-  if ! out+=$(as_builder "$venv" 'set -e
+  if ! out+=$(as_builder "$venv" <<'BUILD'
+    { set -e
       pipv=$(basename "$(ls -d "$PIPVENV"/lib/python3*/site-packages/pip-*.dist-info 2>/dev/null | head -n 1)" .dist-info)
       pipv=${pipv#pip-}; major=${pipv%%.*}; minor=${pipv#*.}; minor=${minor%%.*}
       if [ -f "$PIPVENV/.fdeploy-built" ] && [ "${major:-0}" -ge 22 ] 2>/dev/null && { [ "$major" -gt 22 ] || [ "$minor" -ge 3 ]; }; then
@@ -165,7 +169,10 @@ else
       else
         python3 -m venv "$VENV"; "$VENV/bin/pip" install -q -r requirements.txt
       fi
-      touch "$VENV/.fdeploy-built"'); then
+      touch "$VENV/.fdeploy-built"
+    } </dev/null
+BUILD
+  ); then
     printf '%s\n' "$out" | tail -n 20 >&2
     read -r avail _ < <(volume_free_kb) || true
     [ -n "$avail" ] && [ "$avail" -lt 204800 ] && exit 1   # the cleanup names the full volume
