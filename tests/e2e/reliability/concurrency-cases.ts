@@ -90,7 +90,7 @@ export function concurrencyCases(ctx: Ctx): void {
       requireInstall(ctx, "kill -9");
       const poller = poll(ctx);
       const up = ctx.stack.runAsync(["up", "--yes", "--skip-preview"]);
-      await waitForProcess(ctx.server, "pip .*install");
+      await waitForProcess(ctx.server, "pip.*install");
       const owner = inside(ctx.server, "cat /run/fdeploy/flaskapp.lock.owner").trim();
       const pid = owner.split(" ")[0];
       const what = inside(ctx.server, `ps -o args= -p ${pid}`).trim();

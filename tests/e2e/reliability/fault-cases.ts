@@ -205,7 +205,7 @@ export function faultCases(ctx: Ctx): void {
     (o) => runFault(o, "ssh dropped", {
       inject: () => { setMarker(ctx, "after ssh drop"); requireInstall(ctx, "ssh drop"); },
       during: async () => {
-        await waitForProcess(ctx.server, "pip .*install");
+        await waitForProcess(ctx.server, "pip.*install");
         inside(ctx.server, "pkill -KILL -f '^sshd: root@' || true");
         o.note("killed the server's sshd sessions while pip ran");
       },
@@ -220,7 +220,7 @@ export function faultCases(ctx: Ctx): void {
       setMarker(ctx, "after link down");
       requireInstall(ctx, "link down");
       const up = ctx.stack.runAsync(["up", "--yes", "--skip-preview"]);
-      await waitForProcess(ctx.server, "pip .*install");
+      await waitForProcess(ctx.server, "pip.*install");
       const veth = `fd-${ctx.server.name}`;
       hostRun("ip", ["link", "set", veth, "down"]);
       const t0 = Date.now();
@@ -251,7 +251,7 @@ export function faultCases(ctx: Ctx): void {
         booted = inside(ctx.server, "ps -o lstart= -p 1").trim();
       },
       during: async () => {
-        await waitForProcess(ctx.server, "pip .*install");
+        await waitForProcess(ctx.server, "pip.*install");
         inside(ctx.server, "systemctl reboot", { allowFail: true });
         o.note("rebooted the server while pip ran");
       },

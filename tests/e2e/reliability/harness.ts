@@ -213,7 +213,8 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until a process whose command line matches `pattern` runs on the server (checked without ssh). */
 export async function waitForProcess(server: TestServer, pattern: string, seconds = 90): Promise<void> {
-  // "[p]ip .*install" matches pip (also `pip --python … install`), not the shell whose own command line holds the pattern
+  // "[p]ip.*install" matches pip (also `python …/pip/__pip-runner__.py install`), not the shell whose own command
+  // line holds the pattern
   const re = `[${pattern[0]}]${pattern.slice(1)}`;
   await waitFor(`a process matching '${pattern}' on ${server.name}`,
     () => inside(server, `pgrep -f -- ${shq(re)} >/dev/null && echo yes || true`, { allowFail: true }).includes("yes"), seconds, 100);
@@ -252,10 +253,13 @@ export function setMarker(ctx: Ctx, marker: string): void {
     `\n# rel-marker\n@app.get("/api/marker")\ndef rel_marker():\n    return {"marker": ${JSON.stringify(marker)}}\n`);
 }
 
-/** Makes the next release need a venv of its own (requirements that no venv was built for), so
- * that pip runs: the faults injected "while pip installs" wait for it. */
+/** Makes the next release need a venv of its own, built from nothing (requirements that no venv was
+ * built for, with an option line: release.sh starts a venv from a copy of the live one only when
+ * plain requirement lines are added, and that pip is over too soon), so that pip runs for a
+ * while: the faults injected "while pip installs" wait for it. */
 export function requireInstall(ctx: Ctx, tag: string): void {
-  ctx.app.edit("requirements.txt", (s) => s.replace(/\n# rel-install[^\n]*$/, "").trimEnd() + `\n# rel-install ${tag}\n`);
+  ctx.app.edit("requirements.txt", (s) => s.replace(/\n(--prefer-binary +)?# rel-install[^\n]*$/, "").trimEnd() +
+    `\n--prefer-binary  # rel-install ${tag}\n`);
 }
 
 export interface PollResult {
