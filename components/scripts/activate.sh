@@ -49,6 +49,7 @@ point_slot() {
 # lines that say why; only a process that runs but does not answer gets the whole timeout.
 check_slot() {
   local unit="fdeploy-$P_APP@$1.service" result="" why="" pid probe n out started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
+  local cgroup_retried=""
   pid=$(unit_prop "$unit" MainPID)
   out=$(mktemp)
   while :; do
@@ -62,7 +63,11 @@ check_slot() {
       if [ $((n++ % 4)) = 0 ] && why=$(slot_died "$unit" "$pid"); then break; fi
       sleep 0.05
     done
-    if [ -n "$why" ]; then kill_tree "$probe"; wait "$probe" 2>/dev/null || true; break; fi
+    if [ -n "$why" ]; then
+      kill_tree "$probe"; wait "$probe" 2>/dev/null || true
+      if retry_cgroup_failure "$unit" "$1"; then pid=$(unit_prop "$unit" MainPID); why=""; continue; fi
+      break
+    fi
     if wait "$probe"; then
       result=$(cat "$out"); rm -f "$out"
       log "health check of $1 passed: ${result%% *}"
@@ -71,7 +76,10 @@ check_slot() {
     result=$(cat "$out")
     # a client error (404: no such route) will not change by waiting
     [[ ${result%% *} =~ ^4 ]] && { why="GET $P_HEALTH_PATH answered HTTP ${result%% *}; the health path (flask-deploy:healthPath) must answer 2xx: set it to a route of the app that does"; break; }
-    why=$(slot_died "$unit" "$pid") && break
+    if why=$(slot_died "$unit" "$pid"); then
+      if retry_cgroup_failure "$unit" "$1"; then pid=$(unit_prop "$unit" MainPID); why=""; continue; fi
+      break
+    fi
     [ $SECONDS -ge $deadline ] && break
     sleep 0.5
   done
@@ -88,6 +96,16 @@ check_slot() {
 }
 
 unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
+
+# retry_cgroup_failure UNIT SLOT: once per check_slot, a start that systemd itself failed with
+# 219/CGROUP (it could not move the new process into the unit's cgroup; seen on a busy machine
+# while the old process's cgroup was still being torn down) is started once more: not the app's doing
+retry_cgroup_failure() {
+  [ -z "$cgroup_retried" ] && [ "$(unit_prop "$1" ExecMainStatus)" = 219 ] || return 1
+  cgroup_retried=1
+  log "slot $2: systemd could not set up the new process (status 219/CGROUP, not the app's doing); starting it once more"
+  sleep 0.5; systemctl restart "$1"
+}
 
 kill_tree() { # kill_tree PID: the process and all its descendants (the probe's curl is a grandchild)
   local c

@@ -200,8 +200,9 @@ run() {
   systemctl start "$u" 2>/dev/null || true
   local inv lines="" size prev=-1 i
   inv=$(systemctl show -p InvocationID --value "$u")
-  # the run's output: journald takes the last lines off the stream a moment after the process ends
-  for i in $(seq 30); do
+  # the run's output: journald takes the lines off the stream a moment after the process ends (on a
+  # busy server seconds later): wait up to 10 s for the first, then until no more come
+  for i in $(seq 100); do
     [ -n "$inv" ] || break
     journalctl --sync 2>/dev/null || true
     lines=$(journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$inv" 2>/dev/null || true)
