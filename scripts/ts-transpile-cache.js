@@ -1,14 +1,10 @@
-// TypeScript transpiled once per content, for the program and fdeploy. Each file's JavaScript (and
-// source map) is kept in .fdeploy-staging/ts-cache/ (git-ignored) by a hash of the TypeScript version,
-// the compiler options, the file's path and its text: an unchanged file costs one read. A file with
-// syntax errors is never remembered (it is reported every time). Types are checked by `npm run build`
-// (noCheck here). Plain JavaScript: it runs before anything can compile TypeScript.
-//  - create(): a ts-node transpiler (tsconfig.deploy.json, "ts-node": {"transpiler": …}), what the
-//    Pulumi language host's ts-node uses for `pulumi up`: TypeScript's own transpileModule — what
-//    ts-node runs without it — remembered. (ts-node itself loads TypeScript, 0.2–0.5 s, either way.)
-//  - register(): what fdeploy and `npm run rollback|purge|backup` load instead of ts-node
-//    (`node -r ./scripts/ts-register.js`): Node.js runs .ts files through the same cache, and
-//    TypeScript (and ts-node) is loaded only when a file is not in it — 0.2–0.5 s off every command.
+// TypeScript transpiled once per content, for the program (`pulumi up`: Pulumi.yaml's nodeargs
+// require scripts/ts-register.js) and for fdeploy and `npm run rollback|purge|backup`. Each file's
+// JavaScript (source map inline) is kept in .fdeploy-staging/ts-cache/ (git-ignored) by a hash of
+// the TypeScript version, the tsconfig files, the file's path and its text: an unchanged file costs
+// one read, and TypeScript itself (0.25 s to load) is loaded only when a file is not in the cache.
+// A file with syntax errors is never remembered (it is reported every time). Types are checked by
+// `npm run build` (noCheck here). Plain JavaScript: it runs before anything can compile TypeScript.
 "use strict";
 const crypto = require("crypto");
 const fs = require("fs");
@@ -49,18 +45,6 @@ function cached(key, compute) {
 }
 
 const hash = (...parts) => crypto.createHash("sha256").update(parts.join("\0")).digest("hex");
-
-exports.create = function create({ service }) {
-  const ts = require(service.projectLocalResolveHelper(service.options.compiler || "typescript", true));
-  const compilerOptions = service.config.options;
-  const salt = `${ts.version}\0${JSON.stringify(compilerOptions)}`;
-  return {
-    transpile(input, { fileName }) {
-      return cached(hash(salt, fileName, input),
-        () => ts.transpileModule(input, { fileName, compilerOptions, reportDiagnostics: true }));
-    },
-  };
-};
 
 /**
  * Node.js runs .ts files (outside node_modules) transpiled as tsconfig.deploy.json says, source maps

@@ -1,7 +1,7 @@
 // The config schema: valid input gets defaults; every kind of bad input is refused with a message
 // that names the key and the expected form.
 import * as assert from "assert";
-import { canarySettings, parseConfig } from "../../components/config";
+import { canarySettings, ConfigError, parseConfig } from "../../components/config";
 import { errorOf, HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
 
 describe("config schema", () => {
@@ -126,4 +126,20 @@ describe("config: scheduled jobs", () => {
       assert.match(errorOf({ jobs }), re);
     });
   }
+});
+
+describe("refusals as Pulumi prints them", () => {
+  // Pulumi's program runner reports every program error through defaultErrorMessage (util.inspect of
+  // the error). On Node.js 20.20 that spins ~14 s on a stack with node_modules frames before the
+  // refusal is printed; a refusal without a stack is printed as its message at once.
+  const { defaultErrorMessage } = require("@pulumi/pulumi/cmd/run/error");
+
+  it("a refused config reaches Pulumi's runner as its message alone, no stack to format", async () => {
+    // thrown from inside an async chain, as in a program, with node_modules frames around it
+    const err = await Promise.resolve().then(() => parseConfig(rawConfig({ workers: "lots" }), PROJECT_DIR)).catch((e) => e);
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${err}`);
+    assert.strictEqual(err.stack, undefined);
+    assert.strictEqual(defaultErrorMessage(err), err.message);
+    assert.match(err.message, /flask-deploy:workers/);
+  });
 });
