@@ -37,4 +37,14 @@ export class AppIdentity extends pulumi.dynamic.Resource {
   constructor(name: string, args: AppIdentityArgs, opts?: pulumi.CustomResourceOptions) {
     super(provider, name, args, opts);
   }
+
+  /**
+   * Resolves once this registration has gone to the engine: the SDK prepares it (the provider's code serialized)
+   * in promise callbacks and hands it to gRPC, which writes it on later event-loop turns. The engine then starts
+   * the dynamic-resource provider (a Node.js process) for its check while the program goes on. Only timing hangs
+   * on this: the steps that need the identity depend on it.
+   */
+  async sent(): Promise<void> {
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+  }
 }

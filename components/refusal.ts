@@ -11,3 +11,18 @@ export class Refusal extends RunError {
     this.stack = undefined;
   }
 }
+
+/**
+ * The program as index.ts exports it: whatever it throws reaches Pulumi's runner without a stack to
+ * format (see above) — a RunError (a Refusal, the SDK's own) as its message, any other error with
+ * its stack's text as the message, so a bug still says where it happened.
+ */
+export function program<T>(body: () => Promise<T>): () => Promise<T> {
+  return () => body().catch((e: unknown) => {
+    if (e instanceof Error) {
+      if (!(e instanceof RunError) && e.stack) e.message = e.stack;
+      e.stack = undefined;
+    }
+    throw e;
+  });
+}

@@ -143,3 +143,18 @@ describe("refusals as Pulumi prints them", () => {
     assert.match(err.message, /flask-deploy:workers/);
   });
 });
+
+describe("the program's errors as Pulumi prints them", () => {
+  const { defaultErrorMessage } = require("@pulumi/pulumi/cmd/run/error");
+  const { program, Refusal } = require("../../components/refusal");
+
+  it("a refusal: its message; a bug: its stack's text (where it happened), with no stack left to format", async () => {
+    const refused = await program(async () => { throw new Refusal("flask-deploy:x: expected y"); })().catch((e: any) => e);
+    assert.strictEqual(defaultErrorMessage(refused), "flask-deploy:x: expected y");
+    function buggyStep(): never { throw new TypeError("cannot read x"); }
+    const bug = await program(async () => buggyStep())().catch((e: any) => e);
+    assert.ok(bug instanceof TypeError);
+    assert.strictEqual(bug.stack, undefined);
+    assert.match(defaultErrorMessage(bug), /TypeError: cannot read x\n\s+at buggyStep/);
+  });
+});

@@ -52,7 +52,8 @@ describe("resource graph (index.ts under mocks)", function () {
       registered.set(req.getName(), { type: req.getType(), name: req.getName(), inputs, deps });
       return register(req, cb);
     };
-    const program = require("../../index");
+    const main = require("../../index");   // the program: an async function returning the stack outputs
+    const program = await main();
     const settle = (o: any) => new Promise((resolve) => pulumi.output(o).apply(resolve));
     for (const k of Object.keys(program)) outputs[k] = await settle(program[k]);
     // wait for every input to settle
