@@ -127,6 +127,8 @@ export = program(async () => {
     activation = new Activation("activation", { ...activationArgs, after: switchAfter });
     migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), downToSchemaOf: cfg.release, after: [activation.step] }) : undefined;
   }
+  // the switch, and under a rollback the schema brought down after it: what the jobs and the certificate wait for
+  // (the site, the health probe and the server's state need only the switch: under a rollback they run beside it)
   const switched = [activation.step, ...(migrations ? [migrations.step] : [])];
   // 4b. Scheduled jobs: timers whose runs use the live release (`current`), set up after the switch.
   //     Without jobs there is no step; removing the last job deletes it, which removes every timer.
@@ -152,13 +154,13 @@ export = program(async () => {
       })
       : undefined;
   const nginx = new NginxSite("nginx", {
-    ...common, bundle, ...(tls ? tls.site : siteSettings), after: [...switched, ...(tls ? [tls.step] : [])],
+    ...common, bundle, ...(tls ? tls.site : siteSettings), after: [activation.step, ...(tls ? [tls.step] : [])],
   });
   const health = new HealthCheck("health", {
     ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
     https: tls !== undefined,
     watch: [release.releaseId, nginx.step.stdout, activation.step.stdout, ...(tls ? [tls.step.stdout] : [])],
-    after: [nginx.step, ...switched],
+    after: [nginx.step, activation.step],
   });
 
   // 6. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
@@ -166,7 +168,7 @@ export = program(async () => {
   //    Read once the switch and the site are done, beside the health probe (not after it: one remote
   //    step less on the deploy's critical path).
   const { host, port, user, hostKey, privateKeyPath } = cfg.server;
-  const settled = [nginx.step, ...switched];
+  const settled = [nginx.step, activation.step];
   const serverState = new ServerState("server-state", {
     server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
     appName: app, scriptsDir: bundle.remoteDir, release: release.releaseId,
