@@ -197,15 +197,17 @@ run() {
   if [ "$(systemctl show -p ActiveState --value "$u")" = activating ]; then
     log "job $P_NAME is running now (started by its timer): waiting for that run (a job never runs twice at once)"
   fi
+  # the run's output: the unit's journal lines since its start. Matched by unit and time, not by
+  # invocation id: journald takes the lines off the stream a moment after the process ends (on a busy
+  # server seconds later), when the run's cgroup — where journald reads the invocation id — can be gone
+  # already. (Not --after-cursor either: with a match, journalctl skips the first matching line.)
+  # Wait up to 10 s for the first line, then until no more come.
+  local since lines="" size prev=-1 i
+  since=$(date +%s.%6N)
   systemctl start "$u" 2>/dev/null || true
-  local inv lines="" size prev=-1 i
-  inv=$(systemctl show -p InvocationID --value "$u")
-  # the run's output: journald takes the lines off the stream a moment after the process ends (on a
-  # busy server seconds later): wait up to 10 s for the first, then until no more come
   for i in $(seq 100); do
-    [ -n "$inv" ] || break
     journalctl --sync 2>/dev/null || true
-    lines=$(journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$inv" 2>/dev/null || true)
+    lines=$(journalctl --no-pager -o cat --since "@$since" "_SYSTEMD_UNIT=$u" 2>/dev/null || true)
     size=${#lines}
     [ "$size" -gt 0 ] && [ "$size" = "$prev" ] && break
     prev=$size; sleep 0.1
