@@ -25,10 +25,10 @@ import { ReleaseCommands } from "./components/release-commands";
 import { Backup } from "./components/backup";
 import { JobScheduleCheck, ScheduledJobs } from "./components/jobs";
 import { DockerImage } from "./components/docker-image";
-import { program } from "./components/refusal";
+import { program } from "./components/program";
 
 // The program is async (the nodejs host awaits it; its result is the stack outputs) only to let the engine start
-// the dynamic-resource provider early (step 2). `program` keeps its errors quick to print (components/refusal.ts).
+// the dynamic-resource provider early (step 2). `program` keeps its errors quick to print (components/program.ts).
 export = program(async () => {
   // 1. Config and migration files: validated before any resource exists.
   const cfg = loadStackConfig(__dirname);

@@ -21,7 +21,6 @@ import { BackupConfig, LITESTREAM_VERSION, parseReplicaUrl } from "./config";
 import { Connection } from "./connection";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 import { folderUpload, stageFolder } from "./upload";
-import { Refusal } from "./refusal";
 
 /** The official release archive (linux amd64) and its sha256, pinned. */
 export const LITESTREAM_RELEASE = {
@@ -112,7 +111,7 @@ export class Backup extends pulumi.ComponentResource {
       const dir = litestreamBuildDir();
       const bin = path.join(dir, "litestream");
       if (!fs.existsSync(bin)) {
-        throw new Refusal(`flask-deploy:backup.litestream: upload: no Litestream binary at ${bin}; build it with bash toolchain/litestream.sh (scripts/setup.sh does), or use 'download'`);
+        throw new pulumi.RunError(`flask-deploy:backup.litestream: upload: no Litestream binary at ${bin}; build it with bash toolchain/litestream.sh (scripts/setup.sh does), or use 'download'`);
       }
       const staged = stageFolder(dir, "litestream");
       const folder = `litestream-${staged.hash}`;
@@ -122,7 +121,7 @@ export class Backup extends pulumi.ComponentResource {
       source = { UPLOAD: folder, SHA256: sha256File(bin) };
     } else {
       if (!/^[0-9a-f]{64}$/.test(LITESTREAM_RELEASE.sha256)) {
-        throw new Refusal(`flask-deploy:backup.litestream: download: no pinned sha256 for ${LITESTREAM_RELEASE.url}; set FDEPLOY_LITESTREAM_SHA256 (from the release's checksums) or use 'upload'`);
+        throw new pulumi.RunError(`flask-deploy:backup.litestream: download: no pinned sha256 for ${LITESTREAM_RELEASE.url}; set FDEPLOY_LITESTREAM_SHA256 (from the release's checksums) or use 'upload'`);
       }
       source = { URL: LITESTREAM_RELEASE.url, SHA256: LITESTREAM_RELEASE.sha256 };
     }

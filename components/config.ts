@@ -5,7 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { z } from "zod";
-import { Refusal } from "./refusal";
+import { RunError } from "@pulumi/pulumi/errors";
 import { parseAppModule } from "./app-module";
 import { resolveAppLayout, SharedFile } from "./app-layout";
 
@@ -315,8 +315,8 @@ const SECRET_KEYS = ["secrets", "backupSecrets"];
 /** Environment names the deploy sets itself; user env/secrets must not override them. */
 const RESERVED_ENV = ["DATABASE_PATH", "RELEASE_ID"];
 
-/** Pulumi prints just the message (which names the key and the expected form), no stack trace. */
-export class ConfigError extends Refusal {
+/** A RunError: Pulumi prints just the message (which names the key and the expected form), no stack trace. */
+export class ConfigError extends RunError {
   constructor(problems: string[]) {
     super(`invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     this.name = "ConfigError";

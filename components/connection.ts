@@ -7,7 +7,6 @@ import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { expandHome, NAMESPACE, ServerConfig } from "./config";
-import { Refusal } from "./refusal";
 
 export type Connection = command.types.input.remote.ConnectionArgs;
 
@@ -43,12 +42,12 @@ export function connectionFor(server: ServerConfig, env: NodeJS.ProcessEnv = pro
 export function checkAgent(sock: string | undefined, haveKeyFile: boolean): void {
   if (!sock) {
     if (haveKeyFile) return;
-    throw new Refusal(`${NAMESPACE}:server.privateKeyPath: not set and no ssh-agent (SSH_AUTH_SOCK is empty); ` +
+    throw new pulumi.RunError(`${NAMESPACE}:server.privateKeyPath: not set and no ssh-agent (SSH_AUTH_SOCK is empty); ` +
       "set server.privateKeyPath to a key file, or start an agent and ssh-add your key");
   }
   const problem = agentProblem(sock);
   if (problem) {
-    throw new Refusal(`SSH_AUTH_SOCK=${sock}: ${problem}. The Pulumi command plugin uses this agent for every ` +
+    throw new pulumi.RunError(`SSH_AUTH_SOCK=${sock}: ${problem}. The Pulumi command plugin uses this agent for every ` +
       "SSH connection (even with server.privateKeyPath set) and fails when it cannot reach it: start the agent again " +
       "(eval \"$(ssh-agent)\"; ssh-add) or unset SSH_AUTH_SOCK to use server.privateKeyPath only");
   }

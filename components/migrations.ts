@@ -14,7 +14,6 @@ import * as command from "@pulumi/command";
 import { folderUpload, stageFolder, STAGING_ROOT } from "./upload";
 import { Connection } from "./connection";
 import { remoteStep, SCRIPTS_DIR, ScriptBundle, scriptParams } from "./remote-script";
-import { Refusal } from "./refusal";
 
 export interface Migration {
   version: number;
@@ -32,7 +31,8 @@ export function checkMigrations(dir: string): Migration[] {
     return JSON.parse(out).migrations as Migration[];
   } catch (e: any) {
     const msg = (e.stderr || e.message || String(e)).trim();
-    throw new Refusal(`flask-deploy:migrationsDir: ${msg}`);
+    // a RunError: Pulumi prints the message without a stack trace
+    throw new pulumi.RunError(`flask-deploy:migrationsDir: ${msg}`);
   }
 }
 

@@ -65,7 +65,7 @@ check_slot() {
     done
     if [ -n "$why" ]; then
       kill_tree "$probe"; wait "$probe" 2>/dev/null || true
-      if retry_cgroup_failure "$unit" "$1"; then pid=$(unit_prop "$unit" MainPID); why=""; continue; fi
+      retry_cgroup_failure "$unit" "$1" && continue
       break
     fi
     if wait "$probe"; then
@@ -76,10 +76,7 @@ check_slot() {
     result=$(cat "$out")
     # a client error (404: no such route) will not change by waiting
     [[ ${result%% *} =~ ^4 ]] && { why="GET $P_HEALTH_PATH answered HTTP ${result%% *}; the health path (flask-deploy:healthPath) must answer 2xx: set it to a route of the app that does"; break; }
-    if why=$(slot_died "$unit" "$pid"); then
-      if retry_cgroup_failure "$unit" "$1"; then pid=$(unit_prop "$unit" MainPID); why=""; continue; fi
-      break
-    fi
+    if why=$(slot_died "$unit" "$pid"); then retry_cgroup_failure "$unit" "$1" && continue; break; fi
     [ $SECONDS -ge $deadline ] && break
     sleep 0.5
   done
@@ -99,12 +96,14 @@ unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
 
 # retry_cgroup_failure UNIT SLOT: once per check_slot, a start that systemd itself failed with
 # 219/CGROUP (it could not move the new process into the unit's cgroup; seen on a busy machine
-# while the old process's cgroup was still being torn down) is started once more: not the app's doing
+# while the old process's cgroup was still being torn down) is started once more: not the app's
+# doing. Then check_slot's pid is the new process's and its why empty again.
 retry_cgroup_failure() {
   [ -z "$cgroup_retried" ] && [ "$(unit_prop "$1" ExecMainStatus)" = 219 ] || return 1
   cgroup_retried=1
   log "slot $2: systemd could not set up the new process (status 219/CGROUP, not the app's doing); starting it once more"
-  sleep 0.5; systemctl restart "$1"
+  sleep 0.5; systemctl restart "$1" || return 1
+  pid=$(unit_prop "$1" MainPID); why=""
 }
 
 kill_tree() { # kill_tree PID: the process and all its descendants (the probe's curl is a grandchild)

@@ -128,28 +128,25 @@ describe("config: scheduled jobs", () => {
   }
 });
 
-describe("refusals as Pulumi prints them", () => {
+describe("the program's errors as Pulumi prints them", () => {
   // Pulumi's program runner reports every program error through defaultErrorMessage (util.inspect of
   // the error). On Node.js 20.20 that spins ~14 s on a stack with node_modules frames before the
-  // refusal is printed; a refusal without a stack is printed as its message at once.
+  // refusal is printed; an error without a stack is printed as its message at once.
   const { defaultErrorMessage } = require("@pulumi/pulumi/cmd/run/error");
+  const { RunError } = require("@pulumi/pulumi/errors");
+  const { program } = require("../../components/program");
 
   it("a refused config reaches Pulumi's runner as its message alone, no stack to format", async () => {
-    // thrown from inside an async chain, as in a program, with node_modules frames around it
-    const err = await Promise.resolve().then(() => parseConfig(rawConfig({ workers: "lots" }), PROJECT_DIR)).catch((e) => e);
+    // thrown inside the program, as index.ts loads the stack's config
+    const err = await program(async () => parseConfig(rawConfig({ workers: "lots" }), PROJECT_DIR))().catch((e: any) => e);
     assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${err}`);
     assert.strictEqual(err.stack, undefined);
     assert.strictEqual(defaultErrorMessage(err), err.message);
     assert.match(err.message, /flask-deploy:workers/);
   });
-});
-
-describe("the program's errors as Pulumi prints them", () => {
-  const { defaultErrorMessage } = require("@pulumi/pulumi/cmd/run/error");
-  const { program, Refusal } = require("../../components/refusal");
 
   it("a refusal: its message; a bug: its stack's text (where it happened), with no stack left to format", async () => {
-    const refused = await program(async () => { throw new Refusal("flask-deploy:x: expected y"); })().catch((e: any) => e);
+    const refused = await program(async () => { throw new RunError("flask-deploy:x: expected y"); })().catch((e: any) => e);
     assert.strictEqual(defaultErrorMessage(refused), "flask-deploy:x: expected y");
     function buggyStep(): never { throw new TypeError("cannot read x"); }
     const bug = await program(async () => buggyStep())().catch((e: any) => e);
