@@ -1,10 +1,11 @@
 // The app's environment: /etc/fdeploy/<app>/env (root, 0600; systemd's EnvironmentFile), rendered from plain
 // config (`env`) and secrets (`secrets`, set with `pulumi config set --secret`). The file's content
-// travels on stdin as a secret: never on a command line, never in logs, encrypted in state.
+// travels on stdin as a secret: never on a command line, never in logs, encrypted in state. This step only
+// stages it (the agent's env-stage: env.desired); the switch puts it in force with the release.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, agentResult, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface AppEnvironmentArgs {
   connection: Connection;
@@ -28,7 +29,7 @@ export function renderEnvFile(values: Record<string, string>): string {
 }
 
 export class AppEnvironment extends pulumi.ComponentResource {
-  /** Changes whenever the file on the server changes (used to restart the app). */
+  /** Changes whenever the staged file changes (the switch then restarts the app): an HMAC, never a hash of a secret. */
   public readonly revision: pulumi.Output<string>;
 
   constructor(name: string, args: AppEnvironmentArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -37,11 +38,12 @@ export class AppEnvironment extends pulumi.ComponentResource {
     const step: command.remote.Command = remoteStep(`${name}-file`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "envfile.sh",
+      script: AGENT,
+      verb: "env-stage",
       params: scriptParams({ APP: args.appName, ENV: content }),
       after: args.after,
     }, this);
-    this.revision = pulumi.unsecret(step.stdout); // "env revision: …" holds no secret
+    this.revision = agentResult(pulumi.unsecret(step.stdout)).apply((r) => String(r.revision ?? "")); // holds no secret
     this.registerOutputs({});
   }
 }

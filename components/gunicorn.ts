@@ -1,10 +1,11 @@
-// Gunicorn service: the systemd template unit fdeploy-<app>@.service (scripts/service.sh). Runs as
-// the app user, restarts on failure, logs to the journal, listens on a unix socket per slot.
-// Writing the unit does not restart anything; the Activation does (the one switch point).
+// Gunicorn service: the systemd template units fdeploy-<app>@.service/.socket (the agent's unit-stage,
+// scripts/agent/fdeploy_agent/units.py). Runs as the app user, restarts on failure, logs to the journal,
+// listens on a unix socket per slot. This step only stages the units; the Activation puts them in force
+// (the one switch point). `pulumi destroy` removes them (service.sh delete).
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, agentResult, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface GunicornServiceArgs {
   connection: Connection;
@@ -15,7 +16,7 @@ export interface GunicornServiceArgs {
   appModule: string;
   /** Seconds a request may take (gunicorn --timeout). */
   timeoutSeconds: number;
-  /** runtime docker: Gunicorn runs in the slot's release image (scripts/service.sh docker_unit). */
+  /** runtime docker: Gunicorn runs in the slot's release image (agent units.docker_unit). */
   docker?: {
     /** The names the environment file sets (handed to the container by name). */
     envNames: string[];
@@ -37,8 +38,10 @@ export class GunicornService extends pulumi.ComponentResource {
     this.unit = remoteStep(`${name}-unit`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "service.sh",
+      script: AGENT,
+      verb: "unit-stage",
       deleteWith: args.appName,
+      deleteScript: "service.sh",
       params: scriptParams({
         APP: args.appName,
         WORKERS: args.workers,
@@ -54,7 +57,7 @@ export class GunicornService extends pulumi.ComponentResource {
       }),
       after: args.after,
     }, this);
-    this.revision = this.unit.stdout;
+    this.revision = agentResult(this.unit.stdout).apply((r) => String(r.revision ?? ""));
     this.registerOutputs({});
   }
 }

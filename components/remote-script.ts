@@ -9,6 +9,17 @@ import { Connection } from "./connection";
 import { folderUpload, stageFolder } from "./upload";
 
 export const SCRIPTS_DIR = path.join(__dirname, "scripts");
+/** The server agent's folder in the bundle: `remoteStep({script: AGENT, verb: "env-stage", …})`. */
+export const AGENT = "agent";
+
+/** The result object an agent verb prints (one JSON line on stdout); the fields are the verb's. */
+export interface AgentResult { ok?: boolean; error?: string; changed?: boolean; revision?: string }
+export function agentResult(stdout: pulumi.Output<string>): pulumi.Output<AgentResult> {
+  return stdout.apply((s): AgentResult => {
+    const line = (s ?? "").trim().split("\n").pop() ?? "";
+    try { return JSON.parse(line) as AgentResult; } catch { return {}; }   // preview: no output yet
+  });
+}
 
 export interface ScriptBundleArgs {
   connection: Connection;
@@ -34,12 +45,14 @@ export class ScriptBundle extends pulumi.ComponentResource {
     this.registerOutputs({ remoteDir: this.remoteDir });
   }
 
-  /** The command line that runs SCRIPT with VERB (and fixed, validated words such as the app name). */
+  /** The command line that runs SCRIPT with VERB (and fixed, validated words such as the app name).
+   * SCRIPT `agent` is the server agent (components/scripts/agent: Python, one JSON result on stdout). */
   commandLine(script: string, verb: string, ...words: string[]): string {
     for (const w of [script, verb, ...words]) {
       if (!/^[a-z0-9][a-z0-9._-]*$/.test(w)) throw new Error(`unsafe word in a remote command line: ${w}`);
     }
-    const run = `bash ${this.remoteDir}/${script} ${[verb, ...words].join(" ")}`;
+    const program = script === AGENT ? `python3 -I -B ${this.remoteDir}/${AGENT}` : `bash ${this.remoteDir}/${script}`;
+    const run = `${program} ${[verb, ...words].join(" ")}`;
     return this.sudo ? `sudo -n ${run}` : run;
   }
 }
@@ -58,6 +71,8 @@ export interface RemoteStepArgs {
   params: pulumi.Input<string>;
   /** Run `<script> delete <appName>` when the resource is deleted. */
   deleteWith?: string;
+  /** The script whose `delete` runs then, when not `script` (an agent step whose delete is still bash). */
+  deleteScript?: string;
   /** A change here replaces the step (shown as a replacement in preview) instead of updating it. */
   triggers?: pulumi.Input<any[]>;
   /** Steps that must finish first (the script upload is always one). */
@@ -69,7 +84,7 @@ export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Re
   return new command.remote.Command(name, {
     connection: args.connection,
     create: args.bundle.commandLine(args.script, args.verb ?? "create"),
-    delete: args.deleteWith ? args.bundle.commandLine(args.script, "delete", args.deleteWith) : undefined,
+    delete: args.deleteWith ? args.bundle.commandLine(args.deleteScript ?? args.script, "delete", args.deleteWith) : undefined,
     stdin: args.params,
     triggers: args.triggers,
     addPreviousOutputInEnv: false,

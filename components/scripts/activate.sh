@@ -231,7 +231,7 @@ go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
 preflight() {
   [ -n "${P_APP_MODULE:-}" ] || return 0
   [ "$runtime" = docker ] && return 0   # the image's venv is not on the host; the slot's check decides
-  check_app_module "$P_APP_MODULE"
+  check_app_module
   local out error props=() line rc=0 started=$SECONDS
   install -d -m 0755 "$APP_ROOT/tools"
   install -m 0644 "$(dirname "$0")/preflight.py" "$APP_ROOT/tools/preflight.py"

@@ -10,6 +10,10 @@ export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 
 # This bundle lives in ~/.fdeploy/<app>/scripts-<hash>/ of the SSH user; uploads sit beside it.
 FDEPLOY_HOME=$(cd "$(dirname "$0")/.." && pwd)
+# The server agent (agent/: Python, standard library), which takes these scripts' work over step by
+# step (issue 24): `agent VERB [--field NAME]`, parameters as JSON on stdin.
+AGENT=$(cd "$(dirname "$0")" && pwd)/agent
+agent() { python3 -I -B "$AGENT" "$@"; }
 
 log() { printf '%s\n' "$*" >&2; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -31,18 +35,9 @@ for k, v in data.items():
   check_app_name "${P_APP:-}"
 }
 
-# check_app_module TARGET: one of Gunicorn's forms (module, module:name, module:factory(literals))
+# check_app_module: P_RAW's APP_MODULE is one of Gunicorn's forms (the agent checks it)
 check_app_module() {
-  python3 -c '
-import ast, re, sys
-mod, _, obj = sys.argv[1].partition(":")
-assert re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", mod) and "\n" not in obj
-e = ast.parse(obj or "application", mode="eval").body
-if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
-    [ast.literal_eval(a) for a in e.args + [k.value for k in e.keywords]]
-    assert all(k.arg for k in e.keywords)
-else:
-    assert isinstance(e, ast.Name)' "$1" 2>/dev/null || fail "bad app module '$1'"
+  agent check-app-module --field appModule <<<"$P_RAW" >/dev/null || exit 1
 }
 
 # unit_word TEXT: TEXT as one word of a systemd command line (ExecStart=): as it is when it has only
@@ -97,19 +92,44 @@ atomic_symlink() {
 # (/run/lock is world-writable: an app could hold the lock or plant symlinks there).
 LOCK_DIR=/run/fdeploy
 with_deploy_lock() {
-  local lock="$LOCK_DIR/$P_APP.lock" waited=0
+  local lock="$LOCK_DIR/$P_APP.lock" waited=0 prev=()
   root_dir "$LOCK_DIR" 0700
   exec 9>"$lock"
+  # fd 9 is inherited by this script's children: no process of another user may get it (run_as
+  # closes it; the mode stops a reopen of a descriptor that leaked all the same, through /proc)
+  chmod 0600 "$lock"
   while ! flock -n 9; do
     if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
-      fail "another deploy of '$P_APP' is running on this server (lock $lock held by: $(lock_holder "$lock")); waited ${waited}s"
+      fail "another deploy of '$P_APP' is running on this server: the lock $lock is held by $(lock_holder "$lock"); waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one)"
     fi
     [ $waited = 0 ] && log "waiting for another deploy of '$P_APP' on this server to finish…"
     sleep 2; waited=$((waited + 2))
   done
+  # who took it (fdeploy lock, status); only a record: lock_holder asks the kernel who holds it.
+  # It goes with this script (kept as .last); a script that sets its own EXIT trap afterwards
+  # should call deploy_lock_released in it.
+  DEPLOY_LOCK=$lock
   echo "$$ $(date -u +%FT%TZ) ${SUDO_USER:-${USER:-root}}" >"$lock.owner"
+  eval "prev=($(trap -p EXIT))"
+  [[ ${prev[2]:-} == *deploy_lock_released* ]] || trap "deploy_lock_released${prev[2]:+; ${prev[2]}}" EXIT
 }
-lock_holder() { cat "$1.owner" 2>/dev/null || echo unknown; }
+# lock_holder LOCK: the processes that hold LOCK's flock now (pid, user, command line), from the
+# kernel (/proc/<pid>/fdinfo lists the locks of each descriptor), never from the owner record:
+# a descriptor can be inherited or reopened by a process that is not the deploy that took it
+lock_holder() {
+  local fd pid seen=" " out=() user
+  for fd in /proc/[0-9]*/fd/*; do
+    [ "$fd" -ef "$1" ] || continue
+    pid=${fd#/proc/}; pid=${pid%%/*}
+    [[ $seen == *" $pid "* ]] && continue
+    grep -qs '^lock:.*FLOCK' "/proc/$pid/fdinfo/${fd##*/}" || continue
+    seen+="$pid "
+    user=$(stat -c %U "/proc/$pid" 2>/dev/null) || continue
+    out+=("pid $pid (user $user: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-150 | sed 's/ *$//'))")
+  done
+  [ ${#out[@]} -gt 0 ] || { echo "no process any more (it was just released)"; return 0; }
+  local IFS=$'\x1f'; out="${out[*]:0:6}"; echo "${out//$'\x1f'/, }"
+}
 
 # root_dir DIR MODE: DIR exists as a real directory owned by root with MODE; refuses a symlink or a
 # directory someone else owns (never chown/chmod through a path another user could have planted).
@@ -128,45 +148,13 @@ env_file() { echo "/etc/fdeploy/$1/env"; }
 # app, named by a hash of the app name so that it always fits in 32 characters.
 build_user() { echo "fdbuild-$(printf '%s' "$1" | sha256sum | cut -c1-10)"; }
 
-# hardening APP_ROOT: the sandbox of every process of the app (its slots and the preflight), as
-# unit-file lines: no privileges, no capabilities, a read-only system with only APP_ROOT/shared
-# writable, no other users' homes, private /tmp and /dev, no kernel knobs, only the system calls
-# and address families a web app uses. `systemd-analyze security` rates it (reliability suite).
+# hardening APP_ROOT: the sandbox of every process of the app (its slots, the preflight, release
+# commands, jobs), as unit-file lines: no privileges, no capabilities, a read-only system with only
+# APP_ROOT/shared writable, private /tmp and /dev, only the system calls and address families a web
+# app uses. One list, agent/fdeploy_agent/hardening.conf, which the agent's units use too.
+# `systemd-analyze security` rates it (reliability suite).
 hardening() {
-  cat <<UNIT
-UMask=0077
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
-ProtectSystem=strict
-ReadWritePaths=$1/shared
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-PrivateIPC=yes
-PrivateUsers=yes
-DevicePolicy=closed
-ProtectHostname=yes
-ProtectClock=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectProc=invisible
-ProcSubset=pid
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-RestrictNamespaces=yes
-RestrictRealtime=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
-MemoryDenyWriteExecute=yes
-RemoveIPC=yes
-KeyringMode=private
-SystemCallArchitectures=native
-SystemCallFilter=@system-service
-SystemCallFilter=~@privileged @resources
-SystemCallErrorNumber=EPERM
-UNIT
+  sed "s|@APP_ROOT@|$1|g" "$AGENT/fdeploy_agent/hardening.conf"
 }
 
 # schema_of_migrations DIR: the highest version NNNN of DIR's NNNN_name.up.sql files (0 if none),
@@ -194,21 +182,23 @@ schema_of_migrations() {
   echo $((10#${v:-0}))
 }
 
-# The settings a slot runs with — the unit (module, workers, timeouts) and the environment file —
-# as three copies in the root-only /etc/fdeploy/<app>/: <name>.desired (what the last deploy wrote:
-# service.sh, envfile.sh), the file in force, and <name>.live (what last went live). An activation
-# puts the desired ones in force; one that fails puts the live ones back, so the previous release
-# runs with its own settings, and the next attempt with the same settings fails the same way.
+# The settings a slot runs with — the units (module, workers, timeouts; the socket) and the
+# environment file — as three copies in the root-only /etc/fdeploy/<app>/: <name>.desired (what the
+# last deploy staged: the agent's unit-stage, env-stage), the file in force, and <name>.live (what
+# last went live). Only an activation puts the desired ones in force; one that fails puts the live
+# ones back, so the previous release runs with its own settings, and the next attempt with the same
+# settings fails the same way. A deploy that fails before the switch changes nothing in force.
 setting_path() {
   case $1 in
     service) echo "/etc/systemd/system/$(service_unit "$P_APP")" ;;
+    socket) echo "/etc/systemd/system/fdeploy-$P_APP@.socket" ;;
     env) env_file "$P_APP" ;;
     site) echo "/etc/nginx/sites-available/fdeploy-$P_APP.conf" ;;
   esac
 }
 settings_from() { # settings_from desired|live: put those copies in force
   local name src dest changed=0
-  for name in service env; do
+  for name in socket service env; do
     src=$(env_dir "$P_APP")/$name.$1; dest=$(setting_path "$name")
     [ -f "$src" ] || continue
     cmp -s "$src" "$dest" || { install -m "$([ "$name" = env ] && echo 0600 || echo 0644)" "$src" "$dest"; changed=1; }
@@ -217,31 +207,17 @@ settings_from() { # settings_from desired|live: put those copies in force
 }
 keep_live_settings() {
   local name
-  for name in service env; do
+  for name in socket service env; do
     [ -f "$(setting_path "$name")" ] && install -m 0600 "$(setting_path "$name")" "$(env_dir "$P_APP")/$name.live"
   done
   return 0
 }
 service_unit() { echo "fdeploy-$1@.service"; }
 
-# docker_app_args: the `docker run` flags of every container of the app (runtime docker: the slots,
-# service.sh, and the release commands): the app's uid, a read-only root filesystem (a tmpfs /tmp),
-# no new privileges, no capabilities; the environment by name (P_ENV_NAMES; the values come from
-# the caller's environment, i.e. systemd reading the root-only file); shared/ at its own path and
-# each of P_SHARED_DIRS at /app/<dir>. Every word is validated: the output is split on spaces.
+# docker_app_args: the `docker run` flags of every container of the app (the agent's
+# units.docker_app_args), one word a line, from P_RAW's APP, ENV_NAMES, SHARED_DIRS
 docker_app_args() {
-  local uid gid name d out
-  uid=$(id -u "$APP_USER") && gid=$(id -g "$APP_USER") || fail "no app user $APP_USER"
-  out="--user $uid:$gid --read-only --tmpfs /tmp:rw,nosuid,nodev,size=64m --security-opt no-new-privileges --cap-drop ALL -e RELEASE_ID"
-  for name in ${P_ENV_NAMES:-}; do
-    [[ $name =~ ^[A-Z_][A-Z0-9_]*$ ]] || fail "bad environment name '$name'"; out+=" -e $name"
-  done
-  out+=" -v $APP_ROOT/shared:$APP_ROOT/shared"
-  for d in ${P_SHARED_DIRS:-}; do
-    [[ $d =~ ^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$ ]] || fail "bad shared dir '$d'"
-    out+=" -v $APP_ROOT/shared/$d:/app/$d"
-  done
-  echo "$out"
+  agent docker-args --field args <<<"$P_RAW"
 }
 socket_path() { echo "/run/fdeploy-$1/$2.sock"; }
 live_socket_path() { echo "/run/fdeploy-$1/live.sock"; }   # -> the live slot's socket (activate.sh)
@@ -261,17 +237,21 @@ ensure_upstream() {
 }
 
 # http_probe URL [curl options…]: prints "CODE BODY-EXCERPT"; exit 0 when CODE is 2xx.
+# No file: the body, curl's error and the code (-w, last line) come through one pipe, bounded (the
+# first 500 and last 300 bytes); a file in /tmp would be a name another user could plant first.
 http_probe() {
   local url=$1; shift
-  local body code
-  body=$(mktemp)
+  local as=() out code
   # HTTP_PROBE_USER (activate.sh, runtime docker): curl runs as that user, not root, since the
   # socket's folder is the app's
-  local as=()
-  if [ -n "${HTTP_PROBE_USER:-}" ]; then chown "$HTTP_PROBE_USER" "$body"; as=(runuser -u "$HTTP_PROBE_USER" --); fi
-  code=$("${as[@]}" curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$@" "$url" 2>"$body.err") || code=${code:-000}
-  printf '%s %s' "$code" "$(head -c 300 "$body" | tr '\n' ' ')$(head -c 200 "$body.err" | tr '\n' ' ')"
-  rm -f "$body" "$body.err"
+  [ -n "${HTTP_PROBE_USER:-}" ] && as=(run_as "$HTTP_PROBE_USER")
+  out=$("${as[@]}" curl -sS -w '\n%{http_code}' --max-time 5 "$@" "$url" 2>&1 </dev/null | tr -d '\000' |
+    { head -c 500; tail -c 300; }) || true
+  code=${out##*$'\n'}
+  if [[ $code =~ ^[0-9]{3}$ ]]; then out=${out%"$code"}; else code=000; fi
+  out=${out//$'\n'/ }
+  [ ${#out} -le 500 ] || out="${out:0:300} … ${out: -200}"   # the body's start, curl's error at the end
+  printf '%s %s' "$code" "$out"
   [[ $code =~ ^2 ]]
 }
 
@@ -298,3 +278,32 @@ app_error() {
 }
 
 journal_tail() { journalctl -u "$1" -n "${2:-30}" --no-pager -o cat 2>/dev/null || true; }
+
+# run_as USER CMD…: CMD as USER (runuser), with this script's stdin, stdout and stderr only. Every
+# other descriptor is closed first: a process of another user can reopen its descriptors through
+# /proc/<pid>/fd, and this script's may be root's (the deploy lock is fd 9). Every command that
+# runs as the app user (or another unprivileged one) goes through here.
+run_as() {
+  local user=$1; shift
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ] && [ -e "/proc/$BASHPID/fd/$fd" ]; then exec {fd}>&-; fi
+    done
+    exec runuser -u "$user" -- "$@"
+  )
+}
+
+# deploy_lock_released: with_deploy_lock's EXIT trap: the owner record of this script's lock goes
+# (kept as <lock>.last: who took the lock last, for fdeploy status), so a stale record never names
+# a deploy long gone. Keeps the exit status for whatever runs after it.
+deploy_lock_released() {
+  local rc=$?
+  if [ -n "${DEPLOY_LOCK:-}" ] && [ "$(cut -d' ' -f1 "$DEPLOY_LOCK.owner" 2>/dev/null)" = "$$" ]; then
+    mv -f "$DEPLOY_LOCK.owner" "$DEPLOY_LOCK.last" 2>/dev/null || true
+  fi
+  return $rc
+}
+
+# lock_record LOCK: "PID TIME USER" of the deploy that holds LOCK or took it last (a record)
+lock_record() { cat "$1.owner" 2>/dev/null || cat "$1.last" 2>/dev/null || echo unknown; }

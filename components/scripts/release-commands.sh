@@ -45,6 +45,9 @@ print(n)' "$APP_ROOT/shared" "$backup" "$P_KEEP_BACKUPS") || fail "could not bac
 
 props=()
 while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")
+# the environment this deploy staged (the agent's env-stage): the one in force is still the live
+# release's until the switch
+staged_env=$(env_dir "$P_APP")/env.desired
 n=0
 for cmd in "${commands[@]}"; do
   n=$((n + 1))
@@ -54,13 +57,13 @@ for cmd in "${commands[@]}"; do
     args=$(docker_app_args) || exit 1
     # shellcheck disable=SC2086 # validated words (lib.sh)
     systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-release-cmd-$$-$n" \
-      -p EnvironmentFile="$(env_file "$P_APP")" -p Environment="RELEASE_ID=$P_RELEASE_ID" -p RuntimeMaxSec=1800 \
+      -p EnvironmentFile="$staged_env" -p Environment="RELEASE_ID=$P_RELEASE_ID" -p RuntimeMaxSec=1800 \
       /usr/bin/docker run --rm --name "fdeploy-$P_APP-release-cmd-$$-$n" $args "fdeploy-$P_APP:$P_RELEASE_ID" \
       /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
   else
   systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-release-cmd-$$-$n" \
     -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
-    -p EnvironmentFile="$(env_file "$P_APP")" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
+    -p EnvironmentFile="$staged_env" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
     -p Environment="PATH=$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" -p Environment="HOME=/tmp" \
     "${props[@]}" -p RuntimeMaxSec=1800 /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
   fi

@@ -118,7 +118,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     const t0 = Date.now();
     const r = await redeploy(a, A, base());
     assert.strictEqual(r.status, 0, r.output);
-    assert.match(r.output, /env revision/, "the deploy ran the environment step");
+    assert.match(r.output, /env-file\s+updated/, "the deploy ran the environment step");
     assert.ok(Date.now() - t0 < 100000, "the deploy waited for a lock the app held");
     server.ssh(`pkill -u ${A} -f 'sleep 600' || true`);
     rows.push(`| open/hold the deploy lock, plant files in its folder | permission denied; a deploy while the app holds the old lock path took ${((Date.now() - t0) / 1000).toFixed(0)} s |`);

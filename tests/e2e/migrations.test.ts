@@ -57,11 +57,20 @@ def pinned():
     assert.match(rows, /3\|add_notes_pinned/);
   });
 
-  it("a failing migration fails the deploy; the previous release keeps serving with its data", async () => {
+  // what is in force for the live slot: its units and environment file (issue 24, defect 1)
+  const inForce = () => server.ssh("sha256sum /etc/systemd/system/fdeploy-flaskapp@.service /etc/systemd/system/fdeploy-flaskapp@.socket /etc/fdeploy/flaskapp/env");
+
+  it("a failing migration fails the deploy; the previous release keeps serving with its data and its settings", async () => {
     const live = stack.outputs().releaseId;
     const notesBefore = (await get(`${base}/api/notes`)).text;
+    const settingsBefore = inForce();
     addMigration("0004_broken", "ALTER TABLE notes ADD COLUMN extra TEXT;\nINSERT INTO no_such_table VALUES (1);\n", "SELECT 1;\n");
     app.edit("wsgi.py", (s) => s + "\n# release that needs 0004\n");
+    fs.writeFileSync(path.join(app.dir, "wsgi_v2.py"), "from wsgi import app  # noqa: F401\n");   // only the new release has it
+    // new settings in the same deploy: a module the old code lacks, another worker count, another environment
+    stack.setConfig("appModule", "wsgi_v2:app");
+    stack.setConfig("workers", "3");
+    stack.setConfig("env.APP_GREETING", "greeting of the failed deploy");
     const r = stack.up();
     assert.notStrictEqual(r.status, 0, "the deploy must fail");
     assert.match(r.output, /0004_broken/);
@@ -73,12 +82,24 @@ def pinned():
     assert.strictEqual((await get(`${base}/api/notes`)).text, notesBefore, "data intact");
     const cols = server.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'PRAGMA table_info(notes)'");
     assert.doesNotMatch(cols, /extra/, "the first statement of the failed migration was rolled back too");
+    // the staged settings never went in force: a crash restart (or a reboot) of the live slot starts
+    // the live release with the settings it ran with, not with a module its code lacks
+    assert.strictEqual(inForce(), settingsBefore, "the failed deploy changed the unit or environment in force");
+    server.ssh("systemctl kill -s KILL fdeploy-flaskapp@main.service");   // a crash: systemd restarts it
+    let after: { release?: string } = {};
+    for (let i = 0; i < 40 && after.release !== live; i++) {
+      await new Promise((res) => setTimeout(res, 500));
+      try { after = (await get(`${base}/health`)).json(); } catch { /* restarting */ }
+    }
+    assert.strictEqual(after.release, live, "the live release serves again after a crash restart");
   });
 
-  it("after fixing the migration, the next up converges", async () => {
+  it("after fixing the migration, the next up converges, with the new settings in force", async () => {
     addMigration("0004_broken", "ALTER TABLE notes ADD COLUMN extra TEXT;\n", "ALTER TABLE notes DROP COLUMN extra;\n");
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
+    assert.match(server.ssh("grep ^ExecStart= /etc/systemd/system/fdeploy-flaskapp@.service"), /--workers 3 .* wsgi_v2:app$/m);
+    assert.match(server.ssh("cat /etc/fdeploy/flaskapp/env"), /APP_GREETING="greeting of the failed deploy"/);
     assert.strictEqual(stack.outputs().schemaVersion, 4);
     const again = stack.up();
     assert.match(again.output, /unchanged/);

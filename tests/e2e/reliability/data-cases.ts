@@ -54,7 +54,7 @@ function commandLines(state: string): string[] {
   }
   return out;
 }
-const SAFE_COMMAND = /^(sudo -n )?bash \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/[a-z]+\.sh (create|delete)( [a-z0-9-]+)?$/;
+const SAFE_COMMAND = /^(sudo -n )?(bash \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/[a-z]+\.sh (create|delete)( [a-z0-9-]+)?|python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent [a-z-]+)$/;
 
 export function injectionCases(ctx: Ctx): void {
   const CATEGORY = "injection";
@@ -76,7 +76,7 @@ export function injectionCases(ctx: Ctx): void {
       const wrong = Object.keys(want).filter((k) => seen[k] !== want[k]).map((k) => `${k}: got ${JSON.stringify(seen[k])}`);
       assert.deepStrictEqual(wrong, [], "values the app sees differ");
       o.note(`app sees all ${Object.keys(want).length} values exactly`);
-      assert.match(psLog, /envfile\.sh create|activate\.sh create/, "the process list samples cover the deploy's remote steps");
+      assert.match(psLog, /agent env-stage|activate\.sh create/, "the process list samples cover the deploy's remote steps");
       assert.ok(!psLog.includes("pwned"), "a value appeared in a process argument list on the server");
       const lines = commandLines(ctx.stack.stateText());
       assert.ok(lines.length >= 8, `remote commands in the state: ${lines.length}`);
@@ -164,7 +164,7 @@ export function secretCases(ctx: Ctx): void {
       await upConverges(ctx, "secret rotation", o, r);
       assert.ok(await fingerprintMatches(SECRET), "the app does not see the new secret");
       assert.ok(psLog.split("\n").length > 500, `the process list was sampled (${psLog.split("\n").length} lines)`);
-      assert.match(psLog, /envfile\.sh create|activate\.sh create/, "the samples cover the deploy's remote steps");
+      assert.match(psLog, /agent env-stage|activate\.sh create/, "the samples cover the deploy's remote steps");
       const found = [
         ...(preview.output.includes(SECRET) ? ["preview --diff output"] : []),
         ...(r.output.includes(SECRET) ? ["up output"] : []),

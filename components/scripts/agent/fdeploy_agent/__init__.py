@@ -1,0 +1,1 @@
+"""The flask-deploy server agent: one verb per deploy step, one state file per app (state.py)."""

@@ -1,0 +1,59 @@
+"""The agent's entry point: VERB, one JSON object on stdin, one JSON result on stdout.
+Exit status 0 with {"ok": true, …}; 1 with {"ok": false, "error": "…"} (the error also on stderr,
+as `error: …`, where the deploy's log shows it)."""
+import json
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional, TextIO
+
+from . import staging
+from .errors import AgentError
+from .host import Host
+
+Verb = Callable[[Host, Dict[str, Any], Callable[[str], None], int], Dict[str, Any]]
+VERBS: Dict[str, Verb] = {
+    "env-stage": staging.env_stage,
+    "unit-stage": staging.unit_stage,
+    "docker-args": staging.docker_args,
+    "check-app-module": staging.check_app_module,
+}
+
+
+def lock_wait() -> int:
+    v = os.environ.get("FDEPLOY_LOCK_WAIT", "120")
+    return int(v) if v.isdigit() else 120
+
+
+def main(argv: List[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr,
+         host: Optional[Host] = None) -> int:
+    def log(line: str) -> None:
+        print(line, file=stderr, flush=True)
+
+    field = None
+    if len(argv) == 3 and argv[1] == "--field":
+        field = argv[2]
+    elif len(argv) != 1:
+        argv = []
+    verb = VERBS.get(argv[0]) if argv else None
+    if verb is None:
+        log("usage: fdeploy-agent VERB [--field NAME] < params.json (verbs: %s)" % ", ".join(sorted(VERBS)))
+        return 2
+    try:
+        try:
+            params = json.loads(stdin.read() or "{}")
+        except ValueError:
+            raise AgentError("could not read the parameters on stdin (expected one JSON object)")
+        if not isinstance(params, dict):
+            raise AgentError("the parameters on stdin must be one JSON object")
+        result = verb(host or Host(), params, log, lock_wait())
+    except AgentError as e:
+        log("error: %s" % e)
+        if field is None:
+            print(json.dumps({"ok": False, "error": str(e)}), file=stdout)
+        return 1
+    if field is not None:
+        value = result.get(field, "")
+        print("\n".join(map(str, value)) if isinstance(value, list) else value, file=stdout)
+    else:
+        print(json.dumps(dict(result, ok=True), sort_keys=True), file=stdout)
+    return 0

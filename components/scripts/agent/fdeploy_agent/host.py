@@ -1,0 +1,39 @@
+"""The seam between the agent and the machine: the filesystem root, the commands it runs and the
+users it looks up. On a server: "/", subprocess, pwd. In tests: a temporary folder and fakes."""
+import os
+import pwd
+import shutil
+import subprocess
+from typing import Callable, List, Optional, Sequence, Tuple
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+
+
+def _run(argv: Sequence[str]) -> "subprocess.CompletedProcess[str]":
+    # close_fds (the default) keeps root's descriptors, the deploy lock among them, from any child
+    return subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+
+
+class Host:
+    def __init__(self, root: str = "/", run: Optional[Runner] = None,
+                 user_ids: Optional[Callable[[str], Tuple[int, int]]] = None,
+                 which: Optional[Callable[[str], Optional[str]]] = None) -> None:
+        self.root = root
+        self._run = run or _run
+        self._user_ids = user_ids or (lambda name: (pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid))
+        self._which = which or shutil.which
+        self.commands: List[List[str]] = []   # what ran, in order (tests read it)
+
+    def path(self, p: str) -> str:
+        """An absolute server path, under this host's root."""
+        return os.path.join(self.root, p.lstrip("/"))
+
+    def run(self, argv: Sequence[str]) -> "subprocess.CompletedProcess[str]":
+        self.commands.append(list(argv))
+        return self._run(argv)
+
+    def user_ids(self, name: str) -> Tuple[int, int]:
+        return self._user_ids(name)
+
+    def which(self, command: str) -> Optional[str]:
+        return self._which(command)
