@@ -22,6 +22,7 @@ import { ServerState } from "./components/server-state";
 import { CertificateState } from "./components/certificate-state";
 import { SharedPaths } from "./components/shared-paths";
 import { ReleaseCommands } from "./components/release-commands";
+import { Preflight } from "./components/preflight";
 import { Backup } from "./components/backup";
 import { JobScheduleCheck, ScheduledJobs } from "./components/jobs";
 import { DockerImage } from "./components/docker-image";
@@ -97,10 +98,10 @@ export = program(async () => {
   });
   const restored = backup ? [backup.step] : [];
 
-  // 4. The database schema and the switch to the release (health-checked). A deploy migrates first,
-  //    then switches; a rollback switches first, then brings the schema down to the pinned release's
-  //    version. Migrations are expand/contract (README), so either way the code that runs in between
-  //    works with the schema it meets.
+  // 4. The database schema and the switch to the release (health-checked). A deploy proves the release
+  //    loads (preflight), migrates, runs the release commands, then switches; a rollback switches first,
+  //    then brings the schema down to the pinned release's version. Migrations are expand/contract
+  //    (README), so either way the code that runs in between works with the schema it meets.
   const canary = canarySettings(cfg);
   if (canary) pulumi.log.info(describeCanary(canary));
   const migrationArgs = (dir: string) => ({ ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups });
@@ -114,14 +115,23 @@ export = program(async () => {
   const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : []), ...restored, ...(image ? [image.image] : [])];
   let migrations: MigrationRunner | undefined, activation: Activation;
   if (cfg.release === undefined) {
-    migrations = migrationsDir ? new MigrationRunner("migrations", { ...migrationArgs(migrationsDir), after: [release.installed, environment, ...restored] }) : undefined;
+    // the release loads with its staged settings before anything touches the database (python runtime)
+    const preflight = docker ? undefined : new Preflight("preflight", {
+      ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, healthPath: cfg.healthPath,
+      healthTimeoutSeconds: cfg.healthTimeoutSeconds, envRevision: environment.revision, unitRevision: service.revision,
+      after: [release.installed, environment, service.unit, ...(shared ? [shared.step] : []), ...restored],
+    });
+    const loaded = preflight ? [preflight.step] : [];
+    migrations = migrationsDir ? new MigrationRunner("migrations", {
+      ...migrationArgs(migrationsDir), after: [release.installed, environment, ...restored, ...loaded],
+    }) : undefined;
     // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
     const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands("release-commands", {
       ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
       docker: docker ? { envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs } : undefined,
-      after: [...switchAfter, ...(migrations ? [migrations.step] : [])],
+      after: [...switchAfter, ...loaded, ...(migrations ? [migrations.step] : [])],
     }) : undefined;
-    const before = [migrations?.step, releaseCommands?.step].filter((r): r is command.remote.Command => r !== undefined);
+    const before = [...loaded, migrations?.step, releaseCommands?.step].filter((r): r is command.remote.Command => r !== undefined);
     activation = new Activation("activation", { ...activationArgs, after: [...switchAfter, ...before] });
   } else {
     activation = new Activation("activation", { ...activationArgs, after: switchAfter });

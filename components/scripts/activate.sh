@@ -219,45 +219,22 @@ go_live() { # go_live SLOT: nginx -> SLOT, remembered in slots/live
   echo "$1" | write_if_changed "$slots/live" 0644 || true
 }
 
-# preflight: load the release's app as its slot would (app user, .env, working directory,
-# RELEASE_ID, sandbox) in a throw-away unit with Gunicorn's own loader, and GET the health path
-# once (preflight.py): an import error, a failing factory, a factory written without its
-# parentheses or a health path that answers 4xx is caught before any slot is touched. Activation
-# settings saved by an older version (state.sh repairs with them) may lack APP_MODULE: then there
-# is no preflight.
-# `preflight light` (a new slot beside a live one, checked there before it takes traffic) fails only
-# on what that check cannot catch fast: a factory without () and a 4xx health path answer 500/404
-# from a process that runs; code that does not load exits, and the slot check shows why at once.
+# preflight [light]: the agent loads the release's app as its slot would (app user, sandbox,
+# environment in force, the unit's Gunicorn options) and GETs the health path once
+# (fdeploy_agent/preflight.py); skipped when the deploy's own preflight, before the migrations,
+# passed with the same release and settings. `light` (a new slot beside a live one) fails only on
+# what the slot's check cannot catch fast. No APP_MODULE (activation settings saved by an older
+# version, which state.sh repairs with) or runtime docker (the image's venv is not on the host):
+# none; the slot's check decides.
 preflight() {
   [ -n "${P_APP_MODULE:-}" ] || return 0
-  [ "$runtime" = docker ] && return 0   # the image's venv is not on the host; the slot's check decides
-  check_app_module
-  local out error props=() line rc=0 started=$SECONDS
-  install -d -m 0755 "$APP_ROOT/tools"
-  install -m 0644 "$(dirname "$0")/preflight.py" "$APP_ROOT/tools/preflight.py"
-  while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")   # the slots' sandbox
-  out=$(systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-preflight-$$" \
-      -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
-      -p EnvironmentFile="$(env_file "$P_APP")" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
-      "${props[@]}" -p RuntimeMaxSec="$P_HEALTH_TIMEOUT" \
-      "$release/.venv/bin/python" "$APP_ROOT/tools/preflight.py" "$P_APP_MODULE" "$P_HEALTH_PATH" </dev/null 2>&1) || rc=$?
-  if [ $rc = 0 ]; then
-    log "preflight: release $P_RELEASE_ID loads $P_APP_MODULE; $(printf '%s\n' "$out" | tail -n 1)"
-    return 0
+  [ "$runtime" = docker ] && return 0
+  local started=$SECONDS
+  if ! agent "preflight-switch${1:+-$1}" <<<"$P_RAW" >/dev/null; then
+    record failed
+    log "preflight: release $P_RELEASE_ID failed after $((SECONDS - started))s"
+    exit 1
   fi
-  if [ $rc = 1 ] && [ "${1:-}" = light ]; then
-    log "preflight: release $P_RELEASE_ID does not load $P_APP_MODULE; its slot's check follows"
-    return 0
-  fi
-  printf '%s\n' "$out" | tail -n 25 >&2
-  record failed
-  log "preflight: release $P_RELEASE_ID failed after $((SECONDS - started))s"
-  case $rc in
-    2) fail "release $P_RELEASE_ID answers GET $P_HEALTH_PATH with $(printf '%s\n' "$out" | tail -n 1): the health path (flask-deploy:healthPath, now $P_HEALTH_PATH) must answer 2xx; set healthPath to a route of the app that does (e.g. /), or add that route. It is not live, the live release is untouched" ;;
-    3) fail "release $P_RELEASE_ID: $(printf '%s\n' "$out" | tail -n 1) (flask-deploy:appModule). It is not live, the live release is untouched" ;;
-  esac
-  error=$(printf '%s\n' "$out" | grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)' | tail -n 1 || true)
-  fail "release $P_RELEASE_ID does not load ($P_APP_MODULE${error:+: $error}); it is not live, the live release is untouched"
 }
 
 # restart: the live slot restarts on the new code. Connections wait in the socket's backlog while

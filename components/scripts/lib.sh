@@ -35,11 +35,6 @@ for k, v in data.items():
   check_app_name "${P_APP:-}"
 }
 
-# check_app_module: P_RAW's APP_MODULE is one of Gunicorn's forms (the agent checks it)
-check_app_module() {
-  agent check-app-module --field appModule <<<"$P_RAW" >/dev/null || exit 1
-}
-
 # unit_word TEXT: TEXT as one word of a systemd command line (ExecStart=): as it is when it has only
 # name characters, else double-quoted with systemd's escapes (\\ \" %% $$), so that systemd passes
 # it on verbatim (no specifier or variable expansion). TEXT must be one line.
@@ -92,7 +87,7 @@ atomic_symlink() {
 # (/run/lock is world-writable: an app could hold the lock or plant symlinks there).
 LOCK_DIR=/run/fdeploy
 with_deploy_lock() {
-  local lock="$LOCK_DIR/$P_APP.lock" waited=0 prev=()
+  local lock="$LOCK_DIR/$P_APP.lock" waited=0
   root_dir "$LOCK_DIR" 0700
   exec 9>"$lock"
   # fd 9 is inherited by this script's children: no process of another user may get it (run_as
@@ -105,13 +100,12 @@ with_deploy_lock() {
     [ $waited = 0 ] && log "waiting for another deploy of '$P_APP' on this server to finish…"
     sleep 2; waited=$((waited + 2))
   done
-  # who took it (fdeploy lock, status); only a record: lock_holder asks the kernel who holds it.
-  # It goes with this script (kept as .last); a script that sets its own EXIT trap afterwards
-  # should call deploy_lock_released in it.
+  # who took it (fdeploy lock, status): only a record; lock_holder asks the kernel who holds it.
+  # It goes with this script (kept as .last) by the EXIT trap; a script with its own EXIT trap calls
+  # deploy_lock_released in it.
   DEPLOY_LOCK=$lock
   echo "$$ $(date -u +%FT%TZ) ${SUDO_USER:-${USER:-root}}" >"$lock.owner"
-  eval "prev=($(trap -p EXIT))"
-  [[ ${prev[2]:-} == *deploy_lock_released* ]] || trap "deploy_lock_released${prev[2]:+; ${prev[2]}}" EXIT
+  [ -n "$(trap -p EXIT)" ] || trap deploy_lock_released EXIT
 }
 # lock_holder LOCK: the processes that hold LOCK's flock now (pid, user, command line), from the
 # kernel (/proc/<pid>/fdinfo lists the locks of each descriptor), never from the owner record:
@@ -128,7 +122,7 @@ lock_holder() {
     out+=("pid $pid (user $user: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-150 | sed 's/ *$//'))")
   done
   [ ${#out[@]} -gt 0 ] || { echo "no process any more (it was just released)"; return 0; }
-  local IFS=$'\x1f'; out="${out[*]:0:6}"; echo "${out//$'\x1f'/, }"
+  local IFS=$'\x1f' all; all="${out[*]:0:6}"; echo "${all//$'\x1f'/, }"
 }
 
 # root_dir DIR MODE: DIR exists as a real directory owned by root with MODE; refuses a symlink or a
@@ -249,7 +243,7 @@ http_probe() {
     { head -c 500; tail -c 300; }) || true
   code=${out##*$'\n'}
   if [[ $code =~ ^[0-9]{3}$ ]]; then out=${out%"$code"}; else code=000; fi
-  out=${out//$'\n'/ }
+  out=${out//$'\n'/ }; out=${out%"${out##*[! ]}"}
   [ ${#out} -le 500 ] || out="${out:0:300} … ${out: -200}"   # the body's start, curl's error at the end
   printf '%s %s' "$code" "$out"
   [[ $code =~ ^2 ]]
@@ -294,15 +288,14 @@ run_as() {
   )
 }
 
-# deploy_lock_released: with_deploy_lock's EXIT trap: the owner record of this script's lock goes
-# (kept as <lock>.last: who took the lock last, for fdeploy status), so a stale record never names
-# a deploy long gone. Keeps the exit status for whatever runs after it.
+# deploy_lock_released: with_deploy_lock's EXIT trap (or part of a script's own): the owner record
+# of this script's lock goes (kept as <lock>.last: who took the lock last, for fdeploy status), so
+# a stale record never names a deploy long gone
 deploy_lock_released() {
-  local rc=$?
   if [ -n "${DEPLOY_LOCK:-}" ] && [ "$(cut -d' ' -f1 "$DEPLOY_LOCK.owner" 2>/dev/null)" = "$$" ]; then
     mv -f "$DEPLOY_LOCK.owner" "$DEPLOY_LOCK.last" 2>/dev/null || true
   fi
-  return $rc
+  return 0
 }
 
 # lock_record LOCK: "PID TIME USER" of the deploy that holds LOCK or took it last (a record)

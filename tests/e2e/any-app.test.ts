@@ -255,7 +255,8 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
       });
       const r = await timedUp(other);
       assert.notStrictEqual(r.status, 0, r.output);
-      assert.match(r.output, /does not load \(flaskr:create_app\(\): ModuleNotFoundError: No module named 'flaskr_missing_dependency'\)/);
+      assert.match(r.output, /does not load \(flask-deploy:appModule flaskr:create_app\(\)\): ModuleNotFoundError: No module named 'flaskr_missing_dependency'\. Check requirements\.txt .* Nothing was live yet\./);
+      assert.doesNotMatch(r.output, /live release is untouched/, "a first deploy speaks of no live release");
       console.log(`      failed after ${r.seconds.toFixed(1)} s`);
     assert.ok(r.seconds < TIMEOUT / 2, `took ${r.seconds} s`);
       assert.notStrictEqual(server.trySsh("systemctl is-active --quiet fdeploy-broken@main.service").status, 0, "no slot was started");

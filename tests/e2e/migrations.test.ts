@@ -102,7 +102,30 @@ def pinned():
     assert.match(server.ssh("cat /etc/fdeploy/flaskapp/env"), /APP_GREETING="greeting of the failed deploy"/);
     assert.strictEqual(stack.outputs().schemaVersion, 4);
     const again = stack.up();
+    assert.strictEqual(again.status, 0, again.output);
     assert.match(again.output, /unchanged/);
     assert.doesNotMatch(again.output, /(created|updated|replaced)/, "no migration command without a migration change");
+  });
+
+  it("a release that does not load fails before its migrations and release commands touch the database", async () => {
+    const schema = () => server.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'SELECT max(version) FROM schema_migrations'").trim();
+    const marker = "/srv/flaskapp/shared/db/release-command-ran";
+    addMigration("0005_never_applied", "CREATE TABLE never_applied (x);\n", "DROP TABLE never_applied;\n");
+    stack.setConfig("releaseCommands[0]", 'touch "$(dirname "$DATABASE_PATH")/release-command-ran"');
+    app.edit("wsgi.py", (s) => "import fdeploy_not_installed  # does not load\n" + s);
+    try {
+      const r = stack.up();
+      assert.notStrictEqual(r.status, 0, "the deploy must fail");
+      assert.match(r.output, /does not load \(flask-deploy:appModule wsgi_v2:app\): ModuleNotFoundError: No module named 'fdeploy_not_installed'/);
+      assert.strictEqual(schema(), "4", "migration 0005 ran for a release that does not load");
+      assert.notStrictEqual(server.trySsh(`test -e ${marker}`).status, 0, "a release command ran for a release that does not load");
+      assert.doesNotMatch(r.output, /activation-switch\s+(updated|created)/);
+    } finally {
+      app.edit("wsgi.py", (s) => s.replace("import fdeploy_not_installed  # does not load\n", ""));
+    }
+    const fixed = stack.up();
+    assert.strictEqual(fixed.status, 0, fixed.output);
+    assert.strictEqual(schema(), "5");
+    assert.strictEqual(server.trySsh(`test -e ${marker}`).status, 0, "the release command ran once the release loads");
   });
 });

@@ -69,11 +69,18 @@ def marker():
   }
 
   // A release whose process exits fails fast: well under the health timeout (120 s here), with the
-  // app's own error; the live release keeps serving. (restart catches it in its preflight.)
+  // app's own error; the live release keeps serving. restart: code that does not import is caught by the
+  // deploy's preflight, before the migrations; blue-green, rolling: code that imports in the preflight but
+  // exits under Gunicorn is caught by the new slot's own check.
   const brokenExpect: Record<string, RegExp> = {
     "blue-green": /failed its health check on slot (blue|green); slot (blue|green) keeps serving/,
     rolling: /failed its health check on the probe slot; the live release is untouched/,
-    restart: /does not load \(wsgi:app: RuntimeError: broken on purpose\)/,
+    restart: /release [0-9a-f]{12} does not load \(flask-deploy:appModule wsgi:app\): RuntimeError: broken on purpose\. It is not live; the live release is untouched/,
+  };
+  const brokenCode: Record<string, string> = {
+    "blue-green": "\nimport sys\nif 'gunicorn' in sys.argv[0]: raise RuntimeError('broken on purpose')\n",
+    rolling: "\nimport sys\nif 'gunicorn' in sys.argv[0]: raise RuntimeError('broken on purpose')\n",
+    restart: "\nraise RuntimeError('broken on purpose')\n",
   };
   for (const strategy of ["blue-green", "rolling", "restart"]) {
     it(`${strategy}: a release whose process exits fails fast; the live one keeps serving`, async () => {
@@ -81,7 +88,8 @@ def marker():
       stack.setConfig("healthTimeoutSeconds", "120");
       const live = (await get(`${base}/health`)).json().release;
       const liveSlot = server.ssh("cat /srv/flaskapp/slots/live").trim();
-      app.edit("wsgi.py", (s) => s + "\nraise RuntimeError('broken on purpose')\n");
+      const history = server.ssh("cat /srv/flaskapp/history.log");
+      app.edit("wsgi.py", (s) => s + brokenCode[strategy]);
       try {
         const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
         const t0 = Date.now();
@@ -97,9 +105,13 @@ def marker():
         assert.strictEqual(result.failures, 0, `requests failed: ${result.errors.join(", ")}`);
         assert.strictEqual((await get(`${base}/health`)).json().release, live);
         assert.strictEqual(server.ssh("cat /srv/flaskapp/slots/live").trim(), liveSlot);
-        assert.strictEqual(server.ssh("tail -n1 /srv/flaskapp/history.log").split(" ")[2], "failed");
+        if (strategy === "restart") {
+          assert.strictEqual(server.ssh("cat /srv/flaskapp/history.log"), history, "the preflight failed before any activation");
+        } else {
+          assert.strictEqual(server.ssh("tail -n1 /srv/flaskapp/history.log").split(" ")[2], "failed");
+        }
       } finally {
-        app.edit("wsgi.py", (s) => s.replace("\nraise RuntimeError('broken on purpose')\n", ""));
+        app.edit("wsgi.py", (s) => s.replace(brokenCode[strategy], ""));
         stack.setConfig("healthTimeoutSeconds", "15");
       }
     });

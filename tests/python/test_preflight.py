@@ -63,3 +63,15 @@ def test_the_tutorial_app(tmp_path):
     r = run(app, "flaskr:create_app()", "/hello")
     assert r.returncode == 0, r.stderr
     assert run(app, "flaskr:create_app", "/hello").returncode == 3
+
+
+def test_the_units_gunicorn_options_are_checked_by_the_installed_gunicorn(tmp_path):
+    (tmp_path / "m.py").write_text(APP)
+    ok = subprocess.run([sys.executable, str(PREFLIGHT), "m:app", "/health", "--workers", "2", "--no-control-socket"],
+                        cwd=tmp_path, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, str(PREFLIGHT), "m:app", "/health", "--workers", "2", "--no-such-option"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 4
+    last = bad.stderr.strip().splitlines()[-1]
+    assert "refuses the options" in last and "--no-such-option" in last and "requirements.txt" in last

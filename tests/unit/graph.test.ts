@@ -64,7 +64,7 @@ describe("resource graph (index.ts under mocks)", function () {
     const commands = [...registered.values()].filter((r) => r.type.startsWith("command:")).map((r) => r.name).sort();
     assert.deepStrictEqual(commands, [
       "activation-switch", "base-setup", "env-file", "gunicorn-unit", "health-probe", "migrations-apply",
-      "migrations-upload", "nginx-site", "release-install", "release-upload", "scripts-upload",
+      "migrations-upload", "nginx-site", "preflight-check", "release-install", "release-upload", "scripts-upload",
     ]);
   });
 
@@ -84,6 +84,10 @@ describe("resource graph (index.ts under mocks)", function () {
     assert.ok(depsOf("release-install").includes("release-upload"));
     assert.ok(depsOf("migrations-apply").includes("release-install"), "migrations run after the release is installed");
     assert.ok(depsOf("migrations-apply").includes("env-file"));
+    // the release loads with its staged settings before anything touches the database (issue 24, defect 2)
+    for (const d of ["release-install", "env-file", "gunicorn-unit"]) assert.ok(depsOf("preflight-check").includes(d), `the preflight waits for ${d}`);
+    assert.ok(depsOf("migrations-apply").includes("preflight-check"), "migrations wait for the preflight");
+    assert.ok(depsOf("activation-switch").includes("preflight-check"));
     for (const d of ["release-install", "migrations-apply", "gunicorn-unit", "env-file"]) {
       assert.ok(depsOf("activation-switch").includes(d), `the switch waits for ${d}`);
     }
@@ -103,7 +107,7 @@ describe("resource graph (index.ts under mocks)", function () {
       for (const field of ["create", "delete", "update"]) {
         const line: string | undefined = r.inputs[field];
         if (line === undefined) continue;
-        assert.match(line, /^bash \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/[a-z]+\.sh (create|delete flaskapp)$/, `${r.name}.${field}: ${line}`);
+        assert.match(line, /^(bash \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/[a-z]+\.sh (create|delete flaskapp)|python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent [a-z-]+)$/, `${r.name}.${field}: ${line}`);
         assert.ok(!line.includes("example.com") && !line.includes("s3cr3t"), `${r.name}.${field} holds a config value`);
       }
     }

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import staging
+from . import preflight, staging
 from .errors import AgentError
 from .host import Host
 
@@ -15,7 +15,9 @@ VERBS: Dict[str, Verb] = {
     "env-stage": staging.env_stage,
     "unit-stage": staging.unit_stage,
     "docker-args": staging.docker_args,
-    "check-app-module": staging.check_app_module,
+    "preflight": preflight.preflight,
+    "preflight-switch": preflight.preflight_switch,
+    "preflight-switch-light": preflight.preflight_switch_light,
 }
 
 

@@ -6,12 +6,13 @@ import shutil
 import subprocess
 from typing import Callable, List, Optional, Sequence, Tuple
 
-Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]   # (argv, merge_output=False)
 
 
-def _run(argv: Sequence[str]) -> "subprocess.CompletedProcess[str]":
+def _run(argv: Sequence[str], merge_output: bool = False) -> "subprocess.CompletedProcess[str]":
     # close_fds (the default) keeps root's descriptors, the deploy lock among them, from any child
-    return subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    return subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT if merge_output else subprocess.PIPE, text=True, errors="replace", check=False)
 
 
 class Host:
@@ -28,9 +29,10 @@ class Host:
         """An absolute server path, under this host's root."""
         return os.path.join(self.root, p.lstrip("/"))
 
-    def run(self, argv: Sequence[str]) -> "subprocess.CompletedProcess[str]":
+    def run(self, argv: Sequence[str], merge_output: bool = False) -> "subprocess.CompletedProcess[str]":
+        """ARGV's exit status and output (stderr after stdout, or merged into it in order)."""
         self.commands.append(list(argv))
-        return self._run(argv)
+        return self._run(argv, merge_output=merge_output)
 
     def user_ids(self, name: str) -> Tuple[int, int]:
         return self._user_ids(name)

@@ -66,11 +66,13 @@ def unit_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
             args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(),
                                          str(params.get("SHARED_DIRS", "")).split())
             service = units.docker_unit(app, workers, timeout, target, args, str(params.get("MEMORY", "")), str(params.get("CPUS", "")))
+            options: list = []
         else:
             service = units.python_unit(app, workers, timeout, target)
+            options = units.gunicorn_args(workers, timeout)
         own_dir(host.path(app.slots), 0o755)
         return _stage(host, app, "unit", {"socket.desired": units.socket_unit(app).encode(), "service.desired": service.encode()},
-                      {"runtime": runtime, "appModule": target, "workers": workers})
+                      {"runtime": runtime, "appModule": target, "gunicornArgs": options})
 
 
 def docker_args(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
@@ -79,7 +81,3 @@ def docker_args(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) ->
     uid, gid = host.user_ids(app.user)
     return {"args": units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(),
                                           str(params.get("SHARED_DIRS", "")).split())}
-
-
-def check_app_module(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    return {"appModule": units.check_app_module(params.get("APP_MODULE"))}

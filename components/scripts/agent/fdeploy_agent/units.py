@@ -91,8 +91,11 @@ WantedBy=sockets.target
 """.format(name=app.name, user=app.user)
 
 
-def gunicorn_args(workers: int, timeout: int) -> str:
-    return "--workers %d --timeout %d --graceful-timeout 30" % (workers, timeout)
+def gunicorn_args(workers: int, timeout: int) -> List[str]:
+    """The options the slots run Gunicorn with (python runtime); the preflight checks them against
+    the release's own Gunicorn."""
+    return ["--workers", str(workers), "--timeout", str(timeout), "--graceful-timeout", "30",
+            "--access-logfile", "-", "--error-logfile", "-", "--no-control-socket"]
 
 
 def python_unit(app: App, workers: int, timeout: int, target: str) -> str:
@@ -110,7 +113,7 @@ Group={user}
 WorkingDirectory={slots}/%i
 EnvironmentFile={env}
 EnvironmentFile={slots}/%i.env
-ExecStart={slots}/%i/.venv/bin/gunicorn {gargs} --access-logfile - --error-logfile - --no-control-socket {target}
+ExecStart={slots}/%i/.venv/bin/gunicorn {gargs} {target}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2
@@ -119,7 +122,7 @@ TimeoutStopSec=40
 {hardening}
 [Install]
 WantedBy=multi-user.target
-""".format(name=app.name, user=app.user, slots=slots, env=app.env_file, gargs=gunicorn_args(workers, timeout),
+""".format(name=app.name, user=app.user, slots=slots, env=app.env_file, gargs=" ".join(gunicorn_args(workers, timeout)),
            target=unit_word(target), hardening=hardening(app.root))
 
 
@@ -152,7 +155,7 @@ ExecStartPre=/usr/bin/install -d -m 0755 {run}
 ExecStartPre=/usr/bin/install -d -m 0750 -o {user} -g www-data {run}/c-%i
 ExecStartPre=/bin/rm -f {run}/c-%i/gunicorn.sock
 ExecStartPre=/bin/ln -sfn c-%i/gunicorn.sock {run}/%i.sock
-ExecStart=/usr/bin/docker run --rm --name fdeploy-{name}-%i {args}{limits} --log-opt max-size=10m --log-opt max-file=2 -v {run}/c-%i:/run/fdeploy fdeploy-{name}:${{RELEASE_ID}} gunicorn --bind unix:/run/fdeploy/gunicorn.sock --umask 0000 {gargs} --worker-tmp-dir /tmp --access-logfile - --error-logfile - --no-control-socket {target}
+ExecStart=/usr/bin/docker run --rm --name fdeploy-{name}-%i {args}{limits} --log-opt max-size=10m --log-opt max-file=2 -v {run}/c-%i:/run/fdeploy fdeploy-{name}:${{RELEASE_ID}} gunicorn --bind unix:/run/fdeploy/gunicorn.sock --umask 0000 --workers {workers} --timeout {timeout} --graceful-timeout 30 --worker-tmp-dir /tmp --access-logfile - --error-logfile - --no-control-socket {target}
 ExecStop=/bin/sh -c 'docker stop -t 35 fdeploy-{name}-%i >/dev/null 2>&1 || true'
 Restart=on-failure
 RestartSec=2
@@ -162,4 +165,4 @@ TimeoutStopSec=45
 [Install]
 WantedBy=multi-user.target
 """.format(name=app.name, user=app.user, slots=app.slots, env=app.env_file, run=run, args=" ".join(args), limits=limits,
-           gargs=gunicorn_args(workers, timeout), target=unit_word(target))
+           workers=workers, timeout=timeout, target=unit_word(target))

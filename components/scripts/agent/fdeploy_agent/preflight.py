@@ -1,0 +1,138 @@
+"""The preflight: load a release's app as its slot would — the app user, the slots' sandbox, the
+release folder, the venv, the environment, Gunicorn's own loader and the unit's own Gunicorn
+options — and GET the health path once (components/scripts/preflight.py runs inside). It runs
+twice in a deploy's life at most:
+  preflight         before migrations and release commands, with the staged environment: a release
+                    that does not load never touches the database (issue 24, defect 2)
+  preflight-switch  in the switch (activate.sh), with the settings in force; skipped when the
+                    first one passed for the same release, environment and unit (state.json)
+  preflight-switch-light  the same beside a live slot: only what a slot's own check cannot catch
+                    fast (a factory without (), a 4xx health path) fails it
+"""
+import os
+import re
+from typing import Any, Callable, Dict, List
+
+from . import app as apps
+from . import state as states
+from . import units
+from .errors import AgentError
+from .fsutil import own_dir, read_regular, write_atomic
+from .host import Host
+from .lock import deploy_lock
+
+Log = Callable[[str], None]
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "preflight.py")
+EXCEPTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception|Exit|Interrupt)(:|$)")
+
+
+def exception_line(output: str) -> str:
+    """The app's own exception (the last one a traceback names), or ""."""
+    found = [line for line in output.splitlines() if EXCEPTION.match(line) and "HaltServer" not in line]
+    return found[-1] if found else ""
+
+
+def remedy(error: str) -> str:
+    if "Read-only file system" in error:
+        return (" The release folder is read-only: write files under a shared folder (flask-deploy:sharedDirs, kept across"
+                " releases) and log to stdout/stderr (the journal: fdeploy logs).")
+    if error.startswith(("ModuleNotFoundError", "ImportError")):
+        return " Check requirements.txt in appDir (flask-deploy:appDir) and flask-deploy:appModule."
+    return ""
+
+
+def _params(host: Host, params: Dict[str, Any]):
+    app = apps.load(host, apps.check_name(params.get("APP")))
+    rid = str(params.get("RELEASE_ID", ""))
+    if not re.fullmatch(r"[0-9a-f]{12}", rid):
+        raise AgentError("bad release id %r" % rid)
+    health = str(params.get("HEALTH_PATH", ""))
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", health):
+        raise AgentError("bad health path %r (flask-deploy:healthPath: e.g. /health)" % health)
+    timeout = str(params.get("HEALTH_TIMEOUT", ""))
+    if not re.fullmatch(r"[0-9]{1,3}", timeout):
+        raise AgentError("bad health timeout %r (flask-deploy:healthTimeoutSeconds)" % timeout)
+    return app, rid, units.check_app_module(params.get("APP_MODULE")), health, int(timeout)
+
+
+def _fingerprint(state: Dict[str, Any], rid: str) -> Dict[str, Any]:
+    staged = state["staged"]
+    return {"release": rid, "env": staged.get("env", {}).get("revision"), "unit": staged.get("unit", {}).get("revision")}
+
+
+def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: int, env_file: str,
+        gunicorn_args: List[str], log: Log) -> "tuple[int, str]":
+    """Runs preflight.py in a transient unit; (exit status, its output)."""
+    release = "%s/releases/%s" % (app.root, rid)
+    if read_regular(host.path(release + "/.fdeploy-release.json")) is None:
+        raise AgentError("release %s is not installed on this server (the release step installs it)" % rid)
+    own_dir(host.path(app.root + "/tools"), 0o755)
+    with open(SCRIPT, "rb") as f:
+        write_atomic(host.path(app.root + "/tools/preflight.py"), f.read(), 0o644)
+    props: List[str] = []
+    for line in units.hardening(app.root).splitlines():
+        props += ["-p", line]
+    argv = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--unit=fdeploy-%s-preflight-%d" % (app.name, os.getpid()),
+            "-p", "User=" + app.user, "-p", "Group=" + app.user, "-p", "WorkingDirectory=" + release,
+            "-p", "EnvironmentFile=" + env_file, "-p", "Environment=RELEASE_ID=" + rid, *props,
+            "-p", "RuntimeMaxSec=%d" % max(timeout, 5),
+            release + "/.venv/bin/python", app.root + "/tools/preflight.py", target, health, *gunicorn_args]
+    r = host.run(argv, merge_output=True)
+    return r.returncode, r.stdout or ""
+
+
+def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: str) -> Dict[str, Any]:
+    app, rid, target, health, timeout = _params(host, params)
+    with deploy_lock(host, app.name, lock_wait, log) if mode == "staged" else _nolock():
+        state = states.load(host, app)
+        unit = state["staged"].get("unit", {})
+        if mode != "staged" and state.get("preflight") == dict(_fingerprint(state, rid), passed=True):
+            log("preflight: release %s passed it before the migrations, with these settings" % rid)
+            return {"loads": True, "skipped": True}
+        env_file = app.config_dir + ("/env.desired" if mode == "staged" else "/env")
+        rc, out = run(host, app, rid, target, health, timeout, env_file, unit.get("gunicornArgs", []), log)
+        last = out.strip().splitlines()[-1] if out.strip() else ""
+        if rc == 0:
+            log("preflight: release %s loads %s; %s" % (rid, target, last))
+            state["preflight"] = dict(_fingerprint(state, rid), passed=True)
+            states.save(host, app, state)
+            return {"loads": True, "skipped": False}
+        live = os.path.lexists(host.path(app.root + "/current"))
+        untouched = " It is not live; the live release is untouched." if live else " Nothing was live yet."
+        error = exception_line(out)
+        if rc == 1 and mode == "light" and error:
+            log("preflight: release %s does not load %s (%s); its slot's check follows" % (rid, target, error))
+            return {"loads": False, "skipped": False}
+        tail = "\n".join(out.rstrip().splitlines()[-25:])
+        if rc == 2:
+            raise AgentError("release %s answers GET %s with %s: the health path (flask-deploy:healthPath) must answer 2xx; set healthPath"
+                             " to a route of the app that does (e.g. /), or add that route.%s" % (rid, health, last, untouched))
+        if rc in (3, 4):
+            raise AgentError("release %s: %s.%s" % (rid, last, untouched))
+        if rc == 1 and error:
+            raise AgentError("release %s does not load (flask-deploy:appModule %s): %s.%s%s\n--- the preflight's output ---\n%s"
+                             % (rid, target, error, remedy(error), untouched, tail))
+        raise AgentError("the preflight of release %s ended without a Python error (exit %d): something on the server killed it or it ran"
+                         " out of time (flask-deploy:healthTimeoutSeconds %d) or memory; not the code's doing as far as it shows.%s\n"
+                         "--- the preflight's output ---\n%s" % (rid, rc, timeout, untouched, tail))
+
+
+class _nolock:
+    """The switch's preflight runs inside activate.sh, which holds the lock already."""
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def preflight(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    return check(host, params, log, lock_wait, "staged")
+
+
+def preflight_switch(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    return check(host, params, log, lock_wait, "switch")
+
+
+def preflight_switch_light(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    return check(host, params, log, lock_wait, "light")
