@@ -144,15 +144,16 @@ export interface RunOpts {
 }
 
 /**
- * Run SCRIPT VERB of the newest script bundle the deploys uploaded (stack outputs are not kept
- * after a failed up) on the stack's server, as root (sudo -n for another SSH user), with PARAMS as
+ * Run SCRIPT VERB of the script bundle of the deploy that went live (~/.fdeploy/<app>/live-scripts) on the stack's server, as root (sudo -n for another SSH user), with PARAMS as
  * one JSON line on stdin. Exit 3: the app is not deployed there (no bundle, or the script says so).
  */
 export function runOnServer(cfg: Pick<DeployConfig, "appName" | "server">, script: string, verb: string, params: Record<string, unknown>,
   opts: RunOpts = {}): { status: number; stdout: string; stderr: string } {
   // only fixed words here: the app name is validated by the config schema
   const app = cfg.appName;
-  const run = `bash -c 'd=$(ls -td .fdeploy/${app}/scripts-*/ 2>/dev/null | head -n1); ` +
+  // the bundle of the deploy that went live (activate.sh: live-scripts), whose scripts match the server's state;
+  // only a server no deploy of this version switched yet has none: then the newest upload
+  const run = `bash -c 'd=.fdeploy/${app}/live-scripts/; [ -d "$d" ] || d=$(ls -td .fdeploy/${app}/scripts-*/ 2>/dev/null | head -n1); ` +
     `[ -n "$d" ] || { echo "error: app ${app} is not deployed on this server (no scripts in ~/.fdeploy/${app})" >&2; exit 3; }; ` +
     `[ -f "\${d}${script}" ] || { echo "error: the scripts on this server predate ${script}: run pulumi up once to upload the current ones" >&2; exit 4; }; ` +
     `exec bash "\${d}${script}" "$@"' fdeploy ${[verb, ...(opts.args ?? [])].join(" ")}`;

@@ -181,7 +181,7 @@ prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot
 
 prune_uploads() { # older script bundles and migration sets in the SSH user's home, unused for an hour
   local d keep_scripts keep_migrations
-  keep_scripts=$(basename "$(cd "$(dirname "$0")" && pwd)")
+  keep_scripts=$(basename "$(cd "$(dirname "$0")" && pwd -P)")   # this bundle: went-live points live-scripts at it
   keep_migrations=migrations-$(basename "$(readlink -f "$APP_ROOT/migrations/current" 2>/dev/null)")
   for d in "$FDEPLOY_HOME"/scripts-* "$FDEPLOY_HOME"/migrations-*; do
     [ -d "$d" ] || continue
@@ -535,6 +535,7 @@ retire_legacy_probe
 atomic_symlink "$release" "$APP_ROOT/current"
 record live
 keep_live_settings
+agent went-live <<<"$P_RAW" >/dev/null   # state.json, and the bundle fdeploy runs (live-scripts)
 # the parameters of the activation that went live: what state.sh repairs to
 printf '%s' "$P_RAW" | write_if_changed "$slots/activation.live.json" 0600 || true
 rm -f "$slots/activation.json"   # written by older versions

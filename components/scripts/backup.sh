@@ -237,7 +237,9 @@ else:
   fi
   if db_missing; then
     # Litestream replicates a file that exists; migrate.py brings its schema (WAL mode)
-    runuser -u "$APP_USER" -- sqlite3 "$APP_ROOT/shared/db/app.sqlite3" 'PRAGMA journal_mode=WAL;' >/dev/null
+    # (as the app user, time-limited: whatever the app put there meanwhile cannot hang the deploy)
+    run_as "$APP_USER" timeout 60 sqlite3 "$APP_ROOT/shared/db/app.sqlite3" 'PRAGMA journal_mode=WAL;' >/dev/null ||
+      fail "could not create the database shared/db/app.sqlite3 as $APP_USER (within 60 s); if something else is at that path, remove it (as $APP_USER) and deploy again"
   fi
   if [ $changed = 1 ] || ! systemctl is-active --quiet "$(backup_unit "$P_APP")"; then
     systemctl restart "$(backup_unit "$P_APP")"
@@ -305,7 +307,7 @@ restore() {
   systemctl stop "$(backup_unit "$P_APP")" $slots
   for db in $DBS; do
     # as the app user: root never follows a path in the app-writable shared/
-    runuser -u "$APP_USER" -- /bin/bash -c 'set -e
+    run_as "$APP_USER" /bin/bash -c 'set -e
       for f in "$1" "$1-wal" "$1-shm"; do [ -e "$f" ] && mv "$f" "${f/$1/$1.before-restore-$2}"; done
       mv "$1.restoring" "$1"
       rm -rf "$(dirname "$1")/.$(basename "$1")-litestream"' _ "$db" "$stamp"

@@ -53,7 +53,7 @@ create() {
   # is the app's, so its subfolders are made by the app user itself (root follows no path there)
   [ -L "$P_APP_ROOT/shared" ] && fail "$P_APP_ROOT/shared is a symlink; refusing to use it"
   install -d -m 0750 -o "$P_APP_USER" -g "$P_APP_USER" "$P_APP_ROOT/shared"
-  runuser -u "$P_APP_USER" -- install -d -m 0700 "$P_APP_ROOT/shared/db" "$P_APP_ROOT/shared/backups" ||
+  run_as "$P_APP_USER" install -d -m 0700 "$P_APP_ROOT/shared/db" "$P_APP_ROOT/shared/backups" ||
     fail "could not create shared/db and shared/backups as $P_APP_USER"
   # uploads in the SSH user's home: readable by that user only
   chmod 0700 "$(dirname "$FDEPLOY_HOME")" "$FDEPLOY_HOME"

@@ -5,14 +5,14 @@
 #       (APP_ROOT/current, resolved once when a run starts: the run keeps that release's code to its
 #       end, the next run takes the release live then), its venv first on PATH, RELEASE_ID, as the
 #       app user, with the app's environment file (read by systemd) and the slots' sandbox; output
-#       to the journal. A oneshot unit has one run at a time: the timer firing (or `fdeploy jobs
-#       run`) while a run is going on starts no second one.
+#       to the journal. A oneshot unit has one run at a time: the timer firing while a run is going
+#       on starts no second one; `fdeploy jobs run` then waits for that run to end and runs its own.
 # Our units carry the line "# fdeploy-job app=<app> name=<name>"; nothing else is ever touched.
 #   check         params APP, JOBS: every schedule is a calendar expression systemd takes; changes nothing
 #   create        params APP, JOBS: the units of JOBS written, timers on; units of other jobs removed
 #   delete APP    every job unit of APP removed
 #   list          params APP: JSON list of the jobs, their schedule, last run and next run
-#   run           params APP, NAME: run the job now and wait; its journal lines, then one JSON line
+#   run           params APP, NAME: run the job now and wait; that run's journal lines, then one JSON line
 # JOBS: JSON object name -> {schedule, command}
 . "$(dirname "$0")/lib.sh"
 
@@ -145,12 +145,22 @@ delete() {
   echo "jobs of $app removed"
 }
 
-# job_json NAME: one job's state as JSON (systemd's view: the last run since the server booted)
+# service_props UNIT: a job's service unit as `systemctl show` lines (its last run: what job_json reads)
+service_props() {
+  TZ=UTC systemctl show --timestamp=unix \
+    -p ActiveState,ExecMainStartTimestamp,ExecMainExitTimestamp,ExecMainCode,ExecMainStatus,ExecMainPID,Result,ConditionResult,ConditionTimestamp,InvocationID "$1"
+}
+prop() { sed -n "s/^$1=//p" <<<"$2"; }   # prop NAME PROPS: one value of service_props' lines
+
+# job_json NAME [PROPS]: one job's state as JSON (systemd's view: the last run since the server
+# booted); with PROPS (service_props lines), the run they describe instead
 job_json() {
   local u; u=$(job_unit "$P_APP" "$1")
+  local props=${2:-}
+  [ -n "$props" ] || props=$(service_props "$u.service")
   python3 - "$1" "/etc/systemd/system/$u.timer" "/etc/systemd/system/$u.service" \
     "$(TZ=UTC systemctl show --timestamp=unix -p NextElapseUSecRealtime,LastTriggerUSec,ActiveState,UnitFileState "$u.timer")" \
-    "$(TZ=UTC systemctl show --timestamp=unix -p ActiveState,ExecMainStartTimestamp,ExecMainExitTimestamp,ExecMainCode,ExecMainStatus,Result,ConditionResult,ConditionTimestamp,InvocationID "$u.service")" <<'PY'
+    "$props" <<'PY'
 import json, re, sys, time
 name, timer, service, tprops, sprops = sys.argv[1:]
 def props(text):
@@ -188,32 +198,111 @@ list() {
   python3 -c 'import json,sys; print(json.dumps([json.loads(a) for a in sys.argv[1:]]))' "${out[@]}"
 }
 
+# How `run` finds its own run. A oneshot unit has one run at a time: `systemctl start` while a run
+# is going on (the timer's) starts none — its start job merges into that run's and returns when that
+# run ends. So run starts the unit and then asks which run its start job ran: systemctl
+# --show-transaction names the job (the one it merged into, if it did), and the journal's "Starting"
+# line of that job carries the run's invocation id. If that is the id the unit had before the start,
+# the start joined the run that was going on, which has ended now: start again. Any other run began
+# after the request, in the live release of then. (Exact whatever the timer does meanwhile: no
+# reading of a state and acting on it later, no comparing of clocks.)
+MSG_STARTING=7d4958e842da4a758f6c1cdc7b36dcc5        # systemd's catalog: "Starting <unit>…"
+MSG_PROCESS_EXIT=98e322203f7a4ed290d09fe03c09fe15    # "Main process exited, code=…, status=…"
+MSG_FAILURE_RESULT=d9b373ed55a64feb8242e02dbe79a49c  # "Failed with result '…'"
+
+# started_invocation UNIT JOB: the invocation id of the run systemd job JOB started ("" if none)
+started_invocation() {
+  journalctl -b --no-pager -o json _PID=1 "UNIT=$1" "JOB_ID=$2" "MESSAGE_ID=$MSG_STARTING" 2>/dev/null |
+    python3 -c 'import json, sys
+ids = [json.loads(l).get("INVOCATION_ID", "") for l in sys.stdin if l.strip()]
+print(ids[0] if ids else "")' || true
+}
+
+# props_from_journal UNIT INVOCATION JOB: service_props lines of that (ended) run, from systemd's
+# journal lines about it — when the unit has begun a further run since, its properties are that one's
+props_from_journal() {
+  journalctl -b --no-pager -o json _PID=1 "UNIT=$1" "INVOCATION_ID=$2" 2>/dev/null |
+    python3 -c '
+import json, sys
+inv, job, starting, exited, failure = sys.argv[1:]
+start = end = None; code, status, result, job_result = "exited", 0, "success", "done"
+for line in sys.stdin:
+    e = json.loads(line); t = int(e["__REALTIME_TIMESTAMP"]) // 1000000; mid = e.get("MESSAGE_ID")
+    if mid == starting: start = t
+    elif mid == exited: code, status = e.get("EXIT_CODE", code), int(e.get("EXIT_STATUS", status))
+    elif mid == failure: result = e.get("UNIT_RESULT", "failed")
+    elif e.get("JOB_ID") == job and e.get("JOB_RESULT"): end, job_result = t, e["JOB_RESULT"]
+if result == "success" and job_result != "done": result = job_result
+print("ActiveState=%s" % ("inactive" if result == "success" else "failed"))
+print("ExecMainStartTimestamp=%s" % ("@%d" % start if start else ""))
+print("ExecMainExitTimestamp=%s" % ("@%d" % end if end else ""))
+print("ExecMainCode=%d" % {"exited": 1, "killed": 2, "dumped": 3}.get(code, 1))
+print("ExecMainStatus=%d" % status)
+print("Result=%s" % result)
+print("InvocationID=%s" % inv)' "$2" "$3" "$MSG_STARTING" "$MSG_PROCESS_EXIT" "$MSG_FAILURE_RESULT"
+}
+
 run() {
   load_settings "$P_APP" || { log "error: app '$P_APP' is not deployed on this server"; exit 3; }
   [[ ${P_NAME:-} =~ ^[a-z0-9][a-z0-9_-]{0,39}$ ]] || fail "bad job name '${P_NAME:-}'"
   local jobs; jobs=$(jobs_of "$P_APP")
   grep -qxF "$P_NAME" <<<"$jobs" || fail "no job '$P_NAME' on this server (its jobs: $(paste -sd' ' <<<"${jobs:-none}")); jobs.$P_NAME in the stack's config and a pulumi up add it"
   local u; u=$(job_unit "$P_APP" "$P_NAME").service
-  if [ "$(systemctl show -p ActiveState --value "$u")" = activating ]; then
-    log "job $P_NAME is running now (started by its timer): waiting for that run (a job never runs twice at once)"
-  fi
-  # the run's output: the unit's journal lines since its start. Matched by unit and time, not by
-  # invocation id: journald takes the lines off the stream a moment after the process ends (on a busy
-  # server seconds later), when the run's cgroup — where journald reads the invocation id — can be gone
-  # already. (Not --after-cursor either: with a match, journalctl skips the first matching line.)
-  # Wait up to 10 s for the first line, then until no more come.
-  local since lines="" size prev=-1 i
-  since=$(date +%s.%6N)
-  systemctl start "$u" 2>/dev/null || true
-  for i in $(seq 100); do
+  local attempt before before_inv before_pid since out job inv="" props ours=""
+  for attempt in $(seq 10); do
+    before=$(service_props "$u"); before_inv=$(prop InvocationID "$before"); before_pid=$(prop ExecMainPID "$before")
+    case $(prop ActiveState "$before") in
+      activating | deactivating) log "job $P_NAME is running now (started by its timer): waiting for that run to end, then running it (a job never runs twice at once)" ;;
+    esac
+    since=$(date +%s.%6N)
+    out=$(systemctl start --show-transaction "$u" 2>&1) || true   # its result: read below
+    props=$(service_props "$u")
+    job=$(sed -n 's/^Enqueued anchor job \([0-9][0-9]*\) .*/\1/p' <<<"$out" | head -n 1)
+    [ -n "$job" ] || fail "job $P_NAME did not start: $(tail -n 3 <<<"$out")"
     journalctl --sync 2>/dev/null || true
-    lines=$(journalctl --no-pager -o cat --since "@$since" "_SYSTEMD_UNIT=$u" 2>/dev/null || true)
+    inv=$(started_invocation "$u" "$job")
+    if [ -z "$inv" ] && [ "$(prop InvocationID "$props")" = "$before_inv" ] && [ "$(prop ConditionResult "$props")" = no ]; then
+      ours=skipped; break   # nothing ran: no live release (ConditionPathExists)
+    fi
+    # (no "Starting" line at all: the journal lost it; the unit's own id then, if it is a new one)
+    [ -n "$inv" ] || inv=$(prop InvocationID "$props")
+    if [ -n "$inv" ] && [ "$inv" != "$before_inv" ]; then ours=run; break; fi
+  done
+  [ -n "$ours" ] || fail "job $P_NAME: each of $attempt starts joined a run its timer had begun just before; not run"
+  # the run's output: the unit's journal lines since the start, of the run's process. Matched by its
+  # pid, not by invocation id: journald takes the lines off the stream a moment after the process
+  # ends (on a busy server seconds later), when the run's cgroup — where journald reads the invocation
+  # id — can be gone already. (Not --after-cursor either: with a match, journalctl skips the first
+  # matching line.) Wait up to 10 s for the first line, then until no more come.
+  local pid="" exclude="" lines="" size seen=-1 i
+  if [ "$ours" = skipped ]; then
+    props=$(grep -v '^ExecMainStartTimestamp=' <<<"$props")   # job_json: the run was skipped
+  elif [ "$(prop InvocationID "$props")" = "$inv" ]; then
+    pid=$(prop ExecMainPID "$props")
+  else
+    # the timer began a further run right after ours ended: ours from the journal; its lines are
+    # those of a process that is neither the further run's nor the one before ours
+    exclude="$before_pid $(prop ExecMainPID "$props")"
+    props=$(props_from_journal "$u" "$inv" "$job")
+  fi
+  [ "$ours" = skipped ] || for i in $(seq 100); do
+    journalctl --sync 2>/dev/null || true
+    lines=$(journalctl --no-pager --all -o json --since "@$since" "_SYSTEMD_UNIT=$u" ${pid:+"_PID=$pid"} 2>/dev/null |
+      python3 -c '
+import json, sys
+inv, exclude = sys.argv[1], sys.argv[2].split()
+entries = [json.loads(l) for l in sys.stdin if l.strip()]
+pids = {e.get("_PID") for e in entries if e.get("_SYSTEMD_INVOCATION_ID") == inv}
+for e in entries:
+    if e.get("_PID") in pids if pids else e.get("_PID") not in exclude:
+        m = e.get("MESSAGE") or ""
+        print(bytes(m).decode("utf-8", "replace") if isinstance(m, list) else m)' "$inv" "$exclude" || true)
     size=${#lines}
-    [ "$size" -gt 0 ] && [ "$size" = "$prev" ] && break
-    prev=$size; sleep 0.1
+    [ "$size" -gt 0 ] && [ "$size" = "$seen" ] && break
+    seen=$size; sleep 0.1
   done
   [ -z "$lines" ] || printf '%s\n' "$lines"
-  job_json "$P_NAME"
+  job_json "$P_NAME" "$props"
 }
 
 case ${1:-} in

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import sqlite3
+import stat
 import sys
 import time
 from datetime import datetime, timezone
@@ -122,6 +123,27 @@ def _strip_comments(stmt):
 
 # ---------------------------------------------------------------- database
 
+KIND = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
+
+
+def not_regular(path, mode):
+    return Exit(EXIT_FAILED, f"{path} is {KIND.get(stat.S_IFMT(mode), 'not a regular file')}, not a regular "
+                             "file: remove it (as the app user) and deploy again")
+
+
+def check_files(db):
+    """The database and the files SQLite opens beside it are regular files or absent (lstat: a
+    symlink is refused too). Opening a FIFO would block for good, a device or socket fail obscurely."""
+    for path in (db, f"{db}-wal", f"{db}-shm", f"{db}-journal"):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise not_regular(path, st.st_mode)
+
+
 def connect(db):
     try:
         conn = sqlite3.connect(db, isolation_level=None, timeout=5)  # we issue BEGIN/COMMIT
@@ -174,9 +196,13 @@ def acquire_lock(db):
     # on it would let two runners hold "the" lock at once.
     path = f"{db}.migrate.lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError as e:
         raise Exit(EXIT_FAILED, f"cannot open lock file {path} (does the database's directory exist?): {e}")
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise not_regular(path, mode)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -255,6 +281,7 @@ def cmd_check(args):
 
 def cmd_status(args):
     migrations = load_migrations(args.dir)
+    check_files(args.db)
     conn = connect(args.db) if os.path.exists(args.db) else None  # never create it here
     applied = read_applied(conn)
     problems = find_problems(migrations, applied)
@@ -276,6 +303,7 @@ def cmd_up(args):
     migrations = load_migrations(args.dir)
     os.umask(0o077)  # the DB, its -wal/-shm, the lock and backups: owner only
     _lock = acquire_lock(args.db)
+    check_files(args.db)
     existed = has_data(args.db)
     conn = connect(args.db)
     applied = read_applied(conn)
@@ -316,6 +344,7 @@ def cmd_down(args):
         raise Exit(EXIT_INVALID, "--to must be >= 0")
     os.umask(0o077)
     _lock = acquire_lock(args.db)
+    check_files(args.db)
     if not os.path.exists(args.db):
         log(f"{args.db} does not exist: nothing to revert")
         print("schema_version=0")

@@ -13,7 +13,7 @@
 load_params
 migrate() { # migrate DIR ARGS…: migrate.py as the app user
   local dir=$1; shift
-  runuser -u "$APP_USER" -- python3 "$APP_ROOT/migrations/migrate.py" --db "$APP_ROOT/shared/db/app.sqlite3" \
+  run_as "$APP_USER" python3 "$APP_ROOT/migrations/migrate.py" --db "$APP_ROOT/shared/db/app.sqlite3" \
     --dir "$dir" --backup-dir "$APP_ROOT/shared/backups" --keep "$P_KEEP_BACKUPS" "$@"
 }
 if [ -n "${P_DOWN_TO_SCHEMA_OF:-}" ]; then

@@ -41,7 +41,7 @@ status() {
     slot_states+=("$s" "$(basename "$(readlink -f "$slots/$s")")" "$(systemctl show -p ActiveState --value "fdeploy-$P_APP@$s.service")/$(systemctl show -p SubState --value "fdeploy-$P_APP@$s.service")")
   done
   python3 - "$APP_ROOT" "$live_slot" "$release_dir" "$state" "$code" "$health_path" "$(maintenance_conf)" \
-    "$(lock_holder "$LOCK_DIR/$P_APP.lock")" "$(du -sb "$APP_ROOT/releases" | cut -f1)" \
+    "$(lock_record "$LOCK_DIR/$P_APP.lock")" "$(du -sb "$APP_ROOT/releases" | cut -f1)" \
     "$(du -sb "$APP_ROOT/shared/backups" 2>/dev/null | cut -f1)" "$(du -sb "$APP_ROOT/shared/db" 2>/dev/null | cut -f1)" \
     "${slot_states[@]}" <<'PY'
 import json, os, sys, time, calendar
@@ -292,7 +292,7 @@ lock() {
   fi
   local procs=()
   for p in "${pids[@]}"; do procs+=("$p" "$(ps -o user= -p "$p" 2>/dev/null || true)" "$(ps -o lstart= -p "$p" 2>/dev/null || true)" "$(cat "/proc/$p/cmdline" 2>/dev/null | tr '\0' ' ' | cut -c1-200)"); done
-  python3 - "$held" "$(lock_holder "$lock")" "${procs[@]}" <<'PY'
+  python3 - "$held" "$(cat "$lock.owner" 2>/dev/null || echo unknown)" "${procs[@]}" <<'PY'
 import json, sys
 held, owner, *p = sys.argv[1:]
 o = owner.split()

@@ -18,7 +18,7 @@ release=$APP_ROOT/releases/$P_RELEASE_ID
 [ -f "$release/.fdeploy-release.json" ] || fail "release $P_RELEASE_ID is not installed"
 files=$APP_ROOT/files
 
-as_app() { runuser -u "$APP_USER" -- "$@"; }
+as_app() { run_as "$APP_USER" "$@"; }
 # path_ok P: relative, no '..' or dot-components (also checked in config.ts)
 path_ok() { [[ $1 =~ ^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$ ]] || fail "bad shared path '$1'"; }
 # release_link P TARGET: release/P -> TARGET; refuses to replace a shipped file or folder

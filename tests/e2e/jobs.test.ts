@@ -2,11 +2,12 @@
 // live release, against one real server (jobs, .161): a job runs on its schedule as the app user
 // with the app's environment; after a code-changing deploy the next run runs the new code;
 // `fdeploy jobs` (and --json) shows last and next runs; `fdeploy jobs run` runs one now and reports
-// a failing one as failed; a bad schedule is refused before the server changes; a job removed from
+// a failing one as failed, and while a run of the job is going on waits for that run to end, then
+// runs and reports its own; a bad schedule is refused before the server changes; a job removed from
 // config loses its timer (the last one too). And fdeploy through a sudo SSH user: status, jobs,
 // jobs run, logs (of the app and of a job), exec.
 import * as assert from "assert";
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as path from "path";
 import { addSudoUser, TestServer } from "../servers";
 import { copyApp } from "./app-copy";
@@ -17,7 +18,8 @@ const GREETING = "hello from jobs";
 const TICKS = "/srv/flaskapp/shared/db/ticks.log";
 // one line per run: when, who, the environment it got, the release and the code it ran
 const TICK = 'echo "tick t=$(date +%s) user=$(id -un) greeting=$APP_GREETING release=$RELEASE_ID code=$(grep -o \'jobs-marker-[a-z0-9]*\' wsgi.py || echo none) secret=${SECRET_KEY:+set}" | tee -a "$(dirname "$DATABASE_PATH")/ticks.log"';
-const SLOW = 'd=$(dirname "$DATABASE_PATH"); echo "start $(date +%s.%N)" >>$d/slow.log; sleep 3; echo "end $(date +%s.%N)" >>$d/slow.log';
+// its lines go to slow.log and to its output (the journal)
+const SLOW = 'd=$(dirname "$DATABASE_PATH"); echo "start $(date +%s.%N)" | tee -a $d/slow.log; sleep 3; echo "end $(date +%s.%N)" | tee -a $d/slow.log';
 const unit = (name: string) => `fdeploy-flaskapp-job-${name}`;
 
 describe("scheduled jobs: timers in the live release, fdeploy jobs", function () {
@@ -32,6 +34,21 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
     return { status: r.status ?? -1, stdout, stderr, output: stdout + stderr };
   }
+  function fdeployAsync(words: string[], rest: string[] = []): Promise<RunResult> {
+    return new Promise((resolve) => {
+      const c = spawn("bash", [path.join(PROJECT_DIR, "cli/fdeploy"), ...words, "--stack", stack.name,
+        "--config-file", stack.configFile, ...rest], { cwd: PROJECT_DIR, env: stack.env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "", stderr = "";
+      c.stdout.on("data", (d) => (stdout += d));
+      c.stderr.on("data", (d) => (stderr += d));
+      c.on("close", (status) => resolve({ status: status ?? -1, stdout, stderr, output: stdout + stderr }));
+    });
+  }
+  // slow.log: a line per start and per end of a run of `slow`, in order ("start|end <unix time>")
+  const slowLog = () => server.ssh("cat /srv/flaskapp/shared/db/slow.log").trim().split("\n").map((l) => {
+    const [word, t] = l.split(" ");
+    return { word, t };
+  });
   function ticks(): { t: number; user: string; greeting: string; release: string; code: string; secret: string }[] {
     return server.ssh(`cat ${TICKS} 2>/dev/null || true`).split("\n").filter((l) => l.startsWith("tick ")).map((l) => {
       const f = Object.fromEntries(l.slice(5).split(/ (?=\w+=)/).map((kv) => kv.split(/=(.*)/s).slice(0, 2)));
@@ -113,14 +130,76 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     assert.strictEqual(failed.lastRun.result, "failed");
     assert.strictEqual(failed.lastRun.exitStatus, 3);
 
+    const asked = now();
     r = fdeploy(["jobs", "run", "tick"], ["--json"]);
     assert.strictEqual(r.status, 0, r.output);
-    assert.match(r.stderr, /^tick t=\d+ user=flaskapp /m);
+    // its own run's line, one (the timer's runs every 5 s are not its own)
+    assert.strictEqual(r.stderr.match(/^tick t=\d+ user=flaskapp /gm)?.length, 1, r.stderr);
     assert.strictEqual(JSON.parse(r.stdout).lastRun.result, "success");
+    assert.ok(Date.parse(JSON.parse(r.stdout).lastRun.started) / 1000 >= asked, r.stdout);
+    assert.ok(Number(/^tick t=(\d+) /m.exec(r.stderr)![1]) >= asked, r.stderr);
 
     r = fdeploy(["jobs", "run", "nope"]);
     assert.notStrictEqual(r.status, 0);
     assert.match(r.output, /no job 'nope' on this server \(its jobs: fail slow tick\)/);
+  });
+
+  it("jobs run while a run of the job is going on: waits for that run to end, then runs its own and reports it", async () => {
+    const U = `${unit("slow")}.service`;
+    // a run of `slow` going on, held there: its `sleep 3` stopped (SIGSTOP) until the test lets it go on
+    const [held, heldInvocation] = server.ssh(`U=${U}; systemctl start --no-block $U
+      for i in $(seq 200); do
+        if [ "$(systemctl show -p ActiveState --value $U)" = activating ] &&
+           p=$(pgrep -P "$(systemctl show -p MainPID --value $U)" -x sleep) && kill -STOP $p 2>/dev/null && sleep 0.2 &&
+           grep -q '^State:.*stopped' /proc/$p/status && [ "$(systemctl show -p ActiveState --value $U)" = activating ]; then
+          echo "$p $(systemctl show -p InvocationID --value $U)"; exit 0
+        fi
+        sleep 0.05
+      done; exit 1`).trim().split(" ");
+    let r: RunResult;
+    let heldStart: { word: string; t: string };
+    try {
+      heldStart = slowLog().pop()!;
+      assert.strictEqual(heldStart.word, "start");
+      const pending = fdeployAsync(["jobs", "run", "slow"], ["--json"]);
+      // jobs run is on the server, in its systemctl start, while the held run is still going on
+      for (let i = 0; !server.ssh(`pgrep -af 'systemctl [s]tart.* ${U}' || true`).trim(); i++) {
+        assert.ok(i < 600, "fdeploy jobs run slow never got to systemctl start on the server");
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      await new Promise((res) => setTimeout(res, 1000));
+      assert.strictEqual(server.ssh(`systemctl show -p ActiveState,InvocationID --value ${U}`).trim().split("\n").join(" "),
+        `activating ${heldInvocation}`);
+      server.ssh(`kill -CONT ${held}`);
+      r = await pending;
+    } finally {
+      server.trySsh(`kill -CONT ${held}`);
+    }
+    assert.strictEqual(r.status, 0, r.output);
+    // never two runs at once: slow.log alternates start, end
+    const log = slowLog();
+    log.forEach((l, i) => assert.strictEqual(l.word, i % 2 ? "end" : "start", `overlapping runs: ${JSON.stringify(log)}`));
+    const h = log.findIndex((l) => l.word === "start" && l.t === heldStart!.t);
+    const heldEnd = log[h + 1];
+    assert.ok(heldEnd, `the held run never ended: ${JSON.stringify(log)}`);
+    // its output: one run's start and end — its own, which started after the held run had ended
+    const starts = [...r.stderr.matchAll(/^start (\S+)$/gm)].map((m) => m[1]);
+    const ends = [...r.stderr.matchAll(/^end (\S+)$/gm)].map((m) => m[1]);
+    assert.strictEqual(starts.length, 1, r.stderr);
+    assert.strictEqual(ends.length, 1, r.stderr);
+    assert.ok(Number(starts[0]) > Number(heldEnd.t), `its run started at ${starts[0]}, before the held run ended (${heldEnd.t})\n${r.stderr}`);
+    const own = log.findIndex((l) => l.word === "start" && l.t === starts[0]);
+    assert.ok(own > h, `its run is not in slow.log after the held one: ${JSON.stringify(log)}`);
+    assert.strictEqual(log[own + 1]?.t, ends[0]);
+    assert.match(r.stderr, /job slow is running now \(started by its timer\): waiting for that run/);
+    // and the result is that run's: not the held one (invocation), started after it, a success
+    const result = JSON.parse(r.stdout);
+    assert.strictEqual(result.lastRun.result, "success", r.stdout);
+    assert.strictEqual(result.lastRun.exitStatus, 0);
+    assert.notStrictEqual(result.lastRun.invocation, heldInvocation);
+    const started = Date.parse(result.lastRun.started) / 1000;
+    assert.ok(started >= Math.floor(Number(heldEnd.t)) && started <= Number(starts[0]), r.stdout);
+    assert.ok(Date.parse(result.lastRun.ended) / 1000 >= Math.floor(Number(ends[0])), r.stdout);
   });
 
   it("a bad schedule is refused, naming the setting, before anything on the server changes", () => {
@@ -165,9 +244,14 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     r = fdeploy(["jobs"], ["--json"]);
     assert.strictEqual(r.status, 0, r.output);
     assert.deepStrictEqual(JSON.parse(r.stdout).map((j: any) => j.name), ["fail", "slow", "tick"]);
+    const asked = now();
     r = fdeploy(["jobs", "run", "tick"]);
     assert.strictEqual(r.status, 0, r.output);
+    // its own run (a run of the timer's going on at the time is waited for, not reported)
     assert.match(r.stdout, new RegExp(`^tick t=\\d+ user=flaskapp greeting=${GREETING} release=${release} `, "m"));
+    assert.strictEqual(r.stdout.match(/^tick t=/gm)?.length, 1, r.stdout);
+    assert.ok(Number(/^tick t=(\d+) /m.exec(r.stdout)![1]) >= asked, r.stdout);
+    assert.match(r.stdout, /^job tick: \S+Z success, ended \S+Z$/m);
     r = fdeploy(["logs"], ["-n", "5"]);
     assert.strictEqual(r.status, 0, r.output);
     assert.match(r.stdout, / gunicorn\[\d+\]: /);

@@ -201,4 +201,168 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     assert.ok(exposure <= 2.5, `exposure ${exposure} > 2.5`);
     rows.push(`| systemd-analyze security fdeploy-${A}@main.service | exposure ${exposure} (goal <= 2.5) |`);
   });
+
+  /** `bash <the app's newest uploaded script bundle>/SCRIPT ARGS` as root, JSON parameters on stdin (as a deploy step runs it). */
+  const step = (app: string, script: string, params: object, prefix = "") =>
+    server.trySsh(`${prefix}bash "$(ls -td /root/.fdeploy/${app}/scripts-*/ | head -n1)${script}"`, JSON.stringify(params));
+
+  it("11. a helper the deploy runs as the app user leaks it no descriptor: the app cannot take over the deploy lock", async () => {
+    const dir = `/srv/${A}/shared`;
+    // The attacker, as the app user: it holds an exclusive SQLite lock on a database of its own in
+    // shared/, so the backup before the release commands (a helper run as the app user while root
+    // holds the deploy lock) waits for it: no race. Meanwhile it looks at that helper's descriptors
+    // (/proc/<pid>/fd: a process of its own uid) for the deploy lock, reopens it and takes the flock
+    // once root lets go, to keep every later deploy out. Bounded: 60 s to find the helper.
+    const attacker = [
+      "import fcntl, glob, os, sqlite3, sys, time",
+      "db, report = sys.argv[1], sys.argv[2]",
+      "def say(s):",
+      "    with open(report, 'a') as f: f.write(s + '\\n')",
+      "c = sqlite3.connect(db, isolation_level=None)",
+      "c.execute('PRAGMA journal_mode=DELETE'); c.execute('CREATE TABLE IF NOT EXISTS t (x)'); c.execute('BEGIN EXCLUSIVE')",
+      "say('ready pid %d' % os.getpid())",
+      "me, held, result, deadline = os.getuid(), None, None, time.time() + 60",
+      "while result is None and time.time() < deadline:",
+      "    for p in glob.glob('/proc/[0-9]*'):",
+      "        try:",
+      "            if os.stat(p).st_uid != me or b'pre-release' not in open(p + '/cmdline', 'rb').read(): continue",
+      "            fds = os.listdir(p + '/fd')",
+      "        except OSError: continue",
+      "        result = 'helper %s: no descriptor of the deploy lock' % p",
+      "        for fd in fds:",
+      "            try: target = os.readlink('%s/fd/%s' % (p, fd))",
+      "            except OSError: continue",
+      "            if target.startswith('/run/fdeploy/'):",
+      "                try: held = os.open('%s/fd/%s' % (p, fd), os.O_RDONLY); result = 'helper %s: reopened %s' % (p, target)",
+      "                except OSError as e: result = 'helper %s: could not reopen %s: %s' % (p, target, e)",
+      "        break",
+      "    time.sleep(0.05)",
+      "say(result or 'no helper seen within 60 s')",
+      "c.execute('ROLLBACK'); c.close()   # the backup goes on",
+      "if held is not None:",
+      "    deadline = time.time() + 100",
+      "    while time.time() < deadline:",
+      "        try: fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+      "        except OSError: time.sleep(0.2); continue",
+      "        say('holds the deploy lock'); time.sleep(300); break",
+      "say('done')",
+    ].join("\n");
+    const start = asApp(A, `cat >${dir}/attacker.py <<'PY'\n${attacker}\nPY\nrm -f ${dir}/attack.log\n` +
+      `setsid python3 ${dir}/attacker.py ${dir}/db/lockbait.db ${dir}/attack.log </dev/null >/dev/null 2>&1 &\n` +
+      `for i in $(seq 100); do grep -qs ready ${dir}/attack.log && exit 0; sleep 0.1; done; exit 1\n`);
+    const report = () => asApp(A, `cat ${dir}/attack.log`).stdout;
+    let pid = "";
+    try {
+      assert.strictEqual(start.status, 0, `the attacker did not start: ${start.stderr}${report()}`);
+      pid = /ready pid (\d+)/.exec(report())![1];
+      // the step as a deploy runs it: root, the deploy lock, the backup as the app user
+      const id = a.outputs().releaseId;
+      const rc = step(A, "release-commands.sh", { APP: A, RELEASE_ID: id, COMMANDS: JSON.stringify(["true"]), KEEP_BACKUPS: 3 });
+      assert.strictEqual(rc.status, 0, rc.stderr + rc.stdout);
+      const seen = report();
+      assert.match(seen, /helper \/proc\/\d+: /, `the attacker never saw the helper: ${seen}`);
+      // the next deploy: steps that take the lock (the environment), at once
+      a.setConfig("env.APP_GREETING", "deployed after a helper ran as the app user");
+      const t0 = Date.now();
+      const r = await redeploy(a, A, base());
+      const secs = (Date.now() - t0) / 1000;
+      const after = report();
+      assert.strictEqual(r.status, 0, `${r.output}\nattacker: ${after}`);
+      assert.ok(secs < 100, `the deploy waited for the lock (${secs} s)`);
+      assert.doesNotMatch(after, /reopened|holds the deploy lock/, after);
+      assert.match(after, /no descriptor of the deploy lock/);
+      assert.strictEqual(r.failed, 0);
+      rows.push(`| reopen the deploy lock through /proc/<pid>/fd of a helper run as the app user (the backup before releaseCommands, held up by an SQLite lock), then hold it | the helper has no descriptor but stdin/out/err; the next deploy took ${secs.toFixed(0)} s |`);
+    } finally {
+      if (pid) server.trySsh(`kill ${pid}`);
+      asApp(A, `rm -f ${dir}/attacker.py ${dir}/attack.log ${dir}/db/lockbait.db ${dir}/db/lockbait.db-journal`);
+    }
+  });
+
+  it("12. a held deploy lock is reported by its real holder, not by a stale record; the record goes with the lock", () => {
+    const lock = `/run/fdeploy/${A}.lock`;
+    // a process of the app user that holds the lock (as if a root descriptor had leaked to it), and a
+    // stale record that names root: the message must name the process that holds it
+    const pgid = server.ssh(`exec 9<${lock}; echo '1 2020-01-01T00:00:00Z root' >${lock}.owner; ` +
+      `setsid runuser -u ${A} -- sh -c 'flock -n 9 && exec sleep 120' </dev/null >/dev/null 2>&1 & echo $!`).trim();
+    try {
+      server.ssh(`for i in $(seq 50); do flock -n ${lock} true || exit 0; sleep 0.1; done; exit 1`);
+      const r = step(A, "state.sh", { APP: A }, "FDEPLOY_LOCK_WAIT=2 ");
+      assert.notStrictEqual(r.status, 0, r.stdout);
+      // (runuser, root, shares the descriptor it passed on: a holder too)
+      assert.match(r.stderr, new RegExp(`another deploy of '${A}' is running on this server: the lock ${lock} is held by .*pid \\d+ \\(user ${A}: sleep 120\\)`), r.stderr);
+      assert.doesNotMatch(r.stderr, /2020-01-01/, "the message trusted the stale record");
+    } finally {
+      server.trySsh(`kill -- -${pgid}`);
+    }
+    server.ssh(`for i in $(seq 50); do flock -n ${lock} true && exit 0; sleep 0.1; done; exit 1`);
+    const ok = step(A, "state.sh", { APP: A }, "FDEPLOY_LOCK_WAIT=10 ");
+    assert.strictEqual(ok.status, 0, ok.stderr);
+    const files = server.ssh(`stat -c '%n %a' ${lock}; ls ${lock}.owner 2>&1 || true; cat ${lock}.last`);
+    assert.match(files, new RegExp(`${lock} 600`), "the lock file is root's alone");
+    assert.match(files, /No such file/, `the owner record outlived the lock: ${files}`);
+    assert.match(files, /^\d+ \d{4}-\d\d-\d\dT\S+Z root$/m, files);
+    rows.push("| hold the deploy lock as the app user with a stale owner record naming root | the error names the holder (pid, user app, `sleep 120`); the record goes on release; the lock file is 0600 |");
+  });
+
+  it("13. root opens no file in /tmp by a predictable name: health check, status and activation under strace", () => {
+    const protectedSymlinks = server.ssh("cat /proc/sys/fs/protected_symlinks").trim();
+    server.ssh("command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace >/dev/null; }");
+    const traced = (name: string, script: string, params: object | string) => {
+      const r = server.trySsh(`strace -f -qq -s 512 -e trace=open,openat,creat -o /root/trace-${name}.txt ` +
+        `bash "$(ls -td /root/.fdeploy/${A}/scripts-*/ | head -n1)${script}"`, typeof params === "string" ? params : JSON.stringify(params));
+      assert.strictEqual(r.status, 0, `${script}: ${r.stderr}`);
+      return server.ssh(`cat /root/trace-${name}.txt; rm -f /root/trace-${name}.txt`);
+    };
+    const live = server.ssh(`cat /srv/${A}/slots/activation.live.json`);
+    const traces = [
+      traced("health", "health.sh create", { APP: A, HOST_HEADER: "localhost", HEALTH_PATH: "/health", HEALTH_TIMEOUT: "15" }),
+      traced("status", "ops.sh status", { APP: A }),
+      traced("activate", "activate.sh create", live),
+    ].join("\n");
+    // every open of a path in a world-writable folder must be of a file this trace created itself
+    // with O_EXCL (mktemp, Python's tempfile): any other name could be planted by another user
+    const created = new Set<string>(), bad: string[] = [];
+    let opens = 0;
+    // (a call another process's interrupted is "<unfinished ...>": counted as if it succeeded)
+    for (const m of traces.matchAll(/\b(?:open|openat|creat)\((?:AT_FDCWD, )?"((?:\/tmp|\/var\/tmp|\/dev\/shm)\/[^"]*)", ([A-Z_|]+)(.*)$/gm)) {
+      const [, file, flags, rest] = m;
+      opens++;
+      if (/= -1 /.test(rest)) continue;
+      if (/O_CREAT/.test(flags) && /O_EXCL/.test(flags)) created.add(file);
+      else if (!created.has(file) || file.endsWith(".err")) bad.push(`${file} ${flags}`);
+    }
+    assert.deepStrictEqual(bad, [], `root opened files in /tmp it did not create privately (fs.protected_symlinks=${protectedSymlinks})`);
+    rows.push(`| plant a file or symlink at a name root uses in /tmp (host fs.protected_symlinks=${protectedSymlinks}) | under strace, health.sh, ops.sh status and activate.sh open ${opens} paths in /tmp, each one created by them with O_EXCL: no predictable name |`);
+  });
+
+  it("14. a FIFO in shared/ fails the backup before the release commands at once, naming it; the site keeps serving", async () => {
+    const fifo = `/srv/${A}/shared/db/trap.db`;
+    assert.strictEqual(asApp(A, `mkfifo ${fifo}`).status, 0);
+    a.setConfig("releaseCommands[0]", "true");
+    try {
+      const t0 = Date.now();
+      const run = redeploy(a, A, base());
+      // bounded: a deploy still waiting after 150 s is unblocked by a writer on the FIFO
+      let timer: NodeJS.Timeout | undefined;
+      const hung = await Promise.race([run.then(() => false), new Promise<boolean>((res) => (timer = setTimeout(() => res(true), 150000)))]);
+      clearTimeout(timer);
+      if (hung) asApp(A, `timeout 10 sh -c 'echo x >${fifo}'`);
+      const r = await run;
+      const secs = (Date.now() - t0) / 1000;
+      assert.ok(!hung, "the deploy hung on the FIFO (a writer unblocked it after 150 s)");
+      assert.notStrictEqual(r.status, 0, r.output);
+      assert.match(r.output, /shared\/db\/trap\.db is a FIFO, not a regular file: remove it \(as the app user\) and deploy again/);
+      assert.strictEqual(r.failed, 0, "the live site stopped serving");
+      assert.strictEqual((await get(`${base()}/health`)).status, 200);
+      assert.strictEqual(asApp(A, `rm ${fifo}`).status, 0);
+      const fixed = await redeploy(a, A, base());
+      assert.strictEqual(fixed.status, 0, fixed.output);
+      assert.match(fixed.output, /release commands of [0-9a-f]{12}: 1 passed/);
+      rows.push(`| a FIFO named shared/db/trap.db (the backup before releaseCommands opens every *.db) | the deploy failed in ${secs.toFixed(0)} s naming it; 0 failed requests; removed, the next deploy passed |`);
+    } finally {
+      asApp(A, `rm -f ${fifo}`);
+      a.mustRun(["config", "rm", "--path", "releaseCommands"]);
+    }
+  });
 });

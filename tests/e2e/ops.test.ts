@@ -121,6 +121,21 @@ describe("fdeploy: operating a deployed app", function () {
     assert.match(human.stdout, /maintenance\s+off/);
   });
 
+  it("fdeploy runs the scripts of the deploy that went live, not the newest upload (a failed up leaves newer ones)", () => {
+    // a newer upload whose scripts do not match the server's state, as a failed up leaves behind
+    const fake = "/root/.fdeploy/flaskapp/scripts-ffffffffffff";
+    server.ssh(`install -d ${fake} && printf 'echo "ran the newest upload" >&2; exit 9\n' >${fake}/ops.sh && touch -d '+1 hour' ${fake}`);
+    try {
+      const r = fdeploy(["status"], ["--json"]);
+      assert.strictEqual(r.status, 0, r.output);
+      assert.doesNotMatch(r.output, /ran the newest upload/);
+      assert.strictEqual(JSON.parse(r.stdout).release, server.ssh("basename $(readlink -f /srv/flaskapp/current)").trim());
+      assert.match(server.ssh("readlink /root/.fdeploy/flaskapp/live-scripts"), /^scripts-[0-9a-f]{12}\n$/);
+    } finally {
+      server.ssh(`rm -rf ${fake}`);
+    }
+  });
+
   it("releases --json lists kept releases, the live one and times", () => {
     deployChange("two");
     const list = json(["releases"]);
