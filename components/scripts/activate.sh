@@ -435,7 +435,7 @@ activate_canary() {
   if [ "$live" = blue ]; then new=green; else new=blue; fi
   start_checked "$new" "slot $new; slot $live keeps serving"
   CANARY_SLOT=$new   # on_exit sends the traffic back if anything below fails
-  local old_sock new_sock ulog steps pct i=0 n offset rc summary deadline waited verdict
+  local old_sock new_sock ulog steps pct i=0 n offset rc summary deadline waited
   old_sock=$(socket_path "$P_APP" "$live"); new_sock=$(socket_path "$P_APP" "$new"); ulog=$(upstream_log "$P_APP")
   IFS=, read -r -a steps <<<"$P_CANARY_STEPS"
   n=${#steps[@]}

@@ -222,7 +222,7 @@ else:
   [ -z "${P_VERIFY_EVERY:-}" ] || systemctl enable --now --quiet "$(verify_unit "$P_APP").timer"
   # the deploy claims the replica for this server (an old server that comes back stops replicating),
   # and on a brand-new server restores every database before anything else uses it
-  local restored="" fresh="" t0=$SECONDS
+  local fresh="" t0=$SECONDS
   db_missing && { fresh=1; log "no database on this server: restoring from the replica"; }
   if ! systemctl start "$(restore_unit "$P_APP")"; then
     if [ -n "$fresh" ]; then
@@ -233,7 +233,7 @@ else:
   fi
   if [ -n "$fresh" ]; then
     if db_missing; then echo "restore: the replica holds no database yet (a first deploy)"
-    else restored=1; echo "restore: database restored from the replica in $((SECONDS - t0)) s"; fi
+    else echo "restore: database restored from the replica in $((SECONDS - t0)) s"; fi
   fi
   if db_missing; then
     # Litestream replicates a file that exists; migrate.py brings its schema (WAL mode)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the scripts that source it use its variables
 # lib.sh — sourced by every remote script. Runs as root on the server (via sudo when the SSH user
 # is not root).
 #

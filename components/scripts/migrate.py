@@ -191,6 +191,9 @@ def current_version(applied):
     return max(applied, default=0)
 
 
+HELD_LOCKS = []  # open until the process ends: the lock is released with it
+
+
 def acquire_lock(db):
     # The lock file is never deleted: removing it while another runner waits
     # on it would let two runners hold "the" lock at once.
@@ -302,7 +305,7 @@ def cmd_status(args):
 def cmd_up(args):
     migrations = load_migrations(args.dir)
     os.umask(0o077)  # the DB, its -wal/-shm, the lock and backups: owner only
-    _lock = acquire_lock(args.db)
+    HELD_LOCKS.append(acquire_lock(args.db))
     check_files(args.db)
     existed = has_data(args.db)
     conn = connect(args.db)
@@ -343,7 +346,7 @@ def cmd_down(args):
     if args.to < 0:
         raise Exit(EXIT_INVALID, "--to must be >= 0")
     os.umask(0o077)
-    _lock = acquire_lock(args.db)
+    HELD_LOCKS.append(acquire_lock(args.db))
     check_files(args.db)
     if not os.path.exists(args.db):
         log(f"{args.db} does not exist: nothing to revert")

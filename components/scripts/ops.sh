@@ -125,7 +125,7 @@ logs() {
   [[ ${P_LINES:-} =~ ^[0-9]{0,6}$ ]] || fail "bad line count '$P_LINES'"
   local n=${P_LINES:-100}
   if [ "${P_NGINX:-}" = true ]; then
-    local files=(/var/log/nginx/fdeploy-$P_APP.access.log /var/log/nginx/fdeploy-$P_APP.error.log)
+    local files=("/var/log/nginx/fdeploy-$P_APP.access.log" "/var/log/nginx/fdeploy-$P_APP.error.log")
     if [ "${P_FOLLOW:-}" = true ]; then
       tail -n "$n" -F "${files[@]}" 2>/dev/null | { if [ -n "${P_GREP:-}" ]; then grep --line-buffered -E -e "$P_GREP"; else cat; fi; }
     else

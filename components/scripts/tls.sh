@@ -260,7 +260,7 @@ read_state() {
     names=$(cert_names "$live")
     not_after=$(openssl x509 -in "$live" -noout -enddate | sed 's/^notAfter=//')
     if ! openssl x509 -in "$live" -noout -checkend 0 >/dev/null; then state=expired
-    elif [ -n "$want" ] && [ "$names" != "$want" ]; then state=names-differ
+    elif [ -n "$want" ] && [ "$names" != "$want" ]; then state="names-differ"
     fi
   fi
   printf '{"certificate": "%s", "notAfter": "%s", "names": "%s"}\n' "$state" "$not_after" "$names"

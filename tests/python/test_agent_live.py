@@ -1,6 +1,5 @@
 """went-live: the switch records the live release in state.json and points live-scripts (what
 fdeploy runs) at the bundle of the deploy that went live — not at the newest upload."""
-import io
 import json
 import os
 import sys

@@ -11,7 +11,6 @@ existed gets one on the first verb that needs it (upgrade in place: today's file
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from typing import Any, Dict
 
