@@ -195,6 +195,11 @@ live_slot() { # the slot nginx proxies to now ("" before the first activation)
   cat "$slots/live" 2>/dev/null || { [ -L "$slots/main" ] && echo main; } || true
 }
 
+live_slot_is_container() { # the live slot runs the docker runtime: its socket path is a link to the container's
+  local live; live=$(live_slot)
+  [ -n "$live" ] && [ -L "$(socket_path "$P_APP" "$live")" ]
+}
+
 start_slot() { # start_slot SLOT: (re)start the slot's service on its socket, enabled at boot
   if [ "$runtime" = docker ]; then
     # the container binds its own socket (service.sh); a socket unit of the python runtime goes
@@ -524,8 +529,10 @@ recover_canary
 case $P_STRATEGY in
   # runtime docker: no socket unit can hold the live slot's connections while its container is
   # replaced (a gap of failed requests), so a restart goes through a probe container first, as
-  # rolling does: the same single live slot afterwards, and broken code never touches it
-  restart) if [ "$runtime" = docker ]; then activate_rolling; else activate_restart; fi ;;
+  # rolling does: the same single live slot afterwards, and broken code never touches it. The
+  # same when the live slot is a container and the new release is not (docker -> python): its
+  # socket path is the container's link until the socket unit binds there.
+  restart) if [ "$runtime" = docker ] || live_slot_is_container; then activate_rolling; else activate_restart; fi ;;
   rolling) activate_rolling ;;
   blue-green) activate_blue_green ;;
   canary) activate_canary ;;

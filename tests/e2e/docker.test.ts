@@ -216,9 +216,10 @@ def marker():
     assert.strictEqual(r.stdout.trim(), "['$(touch /tmp/x)', 'a b']", r.output);
   });
 
-  it("docker -> python: one up, 0 failed requests, data kept, no container left", async () => {
+  it("docker -> python under restart (the non-prod default): one up, 0 failed requests, data kept, no container left", async () => {
     stack.mustRun(["config", "rm", "runtime"]);
     stack.mustRun(["config", "rm", "docker"]);
+    stack.setConfig("strategy", "restart");   // blue-green switches through the idle slot; restart reuses the live one
     const r = await upUnderLoad();
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(r.load.failures, 0, `requests failed: ${r.load.errors.join(", ")}`);
