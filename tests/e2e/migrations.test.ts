@@ -85,7 +85,7 @@ def pinned():
     // the staged settings never went in force: a crash restart (or a reboot) of the live slot starts
     // the live release with the settings it ran with, not with a module its code lacks
     assert.strictEqual(inForce(), settingsBefore, "the failed deploy changed the unit or environment in force");
-    server.ssh("systemctl kill -s KILL fdeploy-flaskapp@main.service");   // a crash: systemd restarts it
+    server.ssh("kill -KILL $(systemctl show -p MainPID --value fdeploy-flaskapp@main.service)");   // a crash: systemd restarts it
     let after: { release?: string } = {};
     for (let i = 0; i < 40 && after.release !== live; i++) {
       await new Promise((res) => setTimeout(res, 500));
