@@ -2,9 +2,9 @@
 # state.sh read|repair — the app's live state on this server, as the stack's ServerState resource
 # sees it (`pulumi refresh`, `pulumi preview --refresh`), and the repair of what drifted
 # (`pulumi up --refresh`). What the stack wants is on the server already: the settings' .desired
-# copies in /etc/fdeploy/<app>/ (service.sh, envfile.sh, nginx.sh) and the last activation's
+# copies in /etc/fdeploy/<app>/ (the agent's unit-stage, env-stage; nginx.sh) and the last activation's
 # parameters that went live (slots/activation.live.json: the release, strategy and health check).
-#   read    prints one JSON object: release (the live slot's release), running (the live slot's
+#   read    prints one JSON object (the agent's state-report): release (the live slot's release), running (the live slot's
 #           service is active), and whether the unit, the environment file and the nginx site in
 #           force are the deployed ones. Under the deploy lock: a deploy of another stack in
 #           progress (mid-restart, mid-switch) is waited for, so the stack records a settled state
@@ -20,31 +20,18 @@ load_params
 load_settings "$P_APP" || fail "app '$P_APP' is not deployed on this server"
 slots=$APP_ROOT/slots
 
-in_force() { # in_force NAME: the file in force is the deployed one (true when nothing was deployed)
-  local want; want=$(env_dir "$P_APP")/$1.desired
-  [ ! -f "$want" ] || cmp -s "$want" "$(setting_path "$1")" || { echo false; return; }
-  if [ "$1" = site ] && [ -f "$want" ] && [ ! -L "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf" ]; then echo false; return; fi
-  echo true
-}
-deployed_release() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("RELEASE_ID", ""))' "$slots/activation.live.json" 2>/dev/null || true; }
-report() {
-  local slot release="" running=false
-  slot=$(cat "$slots/live" 2>/dev/null || echo main)
-  [ -L "$slots/$slot" ] && release=$(basename "$(readlink -f "$slots/$slot")")
-  [ -f "$APP_ROOT/releases/$release/.fdeploy-release.json" ] || release=""
-  systemctl is-active --quiet "fdeploy-$P_APP@$slot.service" && running=true
-  printf '{"release": "%s", "running": %s, "unitInForce": %s, "envInForce": %s, "siteInForce": %s}\n' \
-    "$release" "$running" "$(in_force service)" "$(in_force env)" "$(in_force site)"
-}
+# the report (the agent's state-report: one JSON object); the fields below are the ServerState's
+report() { agent state-report <<<"$P_RAW"; }
+field() { agent state-report --field "$1" <<<"$P_RAW"; }
 
 repair() {
   local want restart=0
   with_deploy_lock
   # a unit or environment changed by hand: the app must restart with the deployed one
-  [ "$(in_force service)" = true ] && [ "$(in_force env)" = true ] || restart=1
+  [ "$(field unitInForce)" = True ] && [ "$(field envInForce)" = True ] || restart=1
   settings_from desired
   want=$(env_dir "$P_APP")/site.desired
-  if [ "$(in_force site)" = false ]; then
+  if [ "$(field siteInForce)" = False ]; then
     ensure_upstream "$P_APP"
     install -m 0644 "$want" "$(setting_path site)"
     ln -sfn "$(setting_path site)" "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf"
@@ -52,16 +39,14 @@ repair() {
     systemctl reload nginx; log "repaired: the deployed nginx site is in force again"
   fi
   exec 9>&-   # release.sh and activate.sh take the lock themselves
-  local id; id=$(deployed_release)   # once: a python3 start each (0.1-0.2 s on a loaded server)
+  local id; id=$(field deployedRelease)
   if [ -n "$id" ] && [ ! -f "$APP_ROOT/releases/$id/.fdeploy-release.json" ]; then
     [ -d "$FDEPLOY_HOME/uploads/$id" ] || fail "the deployed release $id was deleted from the server, and its upload too; upload it again: pulumi up --target-replace <the URN of release-upload (pulumi stack --show-urns)>"
     log "repairing: the deployed release $id was deleted; installing it again from its upload"
-    local runtime; runtime=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("RUNTIME", "python"))' "$slots/activation.live.json" 2>/dev/null || echo python)
-    printf '{"APP": "%s", "RELEASE_ID": "%s", "RUNTIME": "%s"}' "$P_APP" "$id" "$runtime" | bash "$(dirname "$0")/release.sh" create >&2
+    printf '{"APP": "%s", "RELEASE_ID": "%s", "RUNTIME": "%s"}' "$P_APP" "$id" "$(field deployedRuntime)" | bash "$(dirname "$0")/release.sh" create >&2
   fi
-  local now; now=$(report)
-  if [ $restart = 1 ] || [[ $now != *"\"release\": \"$id\", \"running\": true"* ]]; then
-    log "repairing: activating the deployed release $id again (live state was: $now)"
+  if [ $restart = 1 ] || [ "$(field release)" != "$id" ] || [ "$(field running)" != True ]; then
+    log "repairing: activating the deployed release $id again (live state was: $(report))"
     bash "$(dirname "$0")/activate.sh" create <"$slots/activation.live.json" >&2
   fi
   with_deploy_lock; report   # settled: not in the middle of another stack's deploy

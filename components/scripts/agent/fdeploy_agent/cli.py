@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import live, preflight, staging
+from . import live, preflight, report, staging
 from .errors import AgentError
 from .host import Host
 
@@ -19,6 +19,7 @@ VERBS: Dict[str, Verb] = {
     "preflight-switch": preflight.preflight_switch,
     "preflight-switch-light": preflight.preflight_switch_light,
     "went-live": live.went_live,
+    "state-report": report.state_report,
 }
 
 
