@@ -22,16 +22,8 @@ fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
 load_params() {
   local decoded
   P_RAW=$(cat)   # kept verbatim for scripts that pass their parameters on (activate.sh)
-  decoded=$(printf '%s' "$P_RAW" | python3 -c '
-import json, re, shlex, sys
-data = json.load(sys.stdin)
-for k, v in data.items():
-    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", k):
-        sys.exit("bad parameter name: %r" % k)
-    if isinstance(v, bool):
-        v = "true" if v else "false"
-    print("P_%s=%s" % (k, shlex.quote(str(v))))
-') || fail "could not read the parameters on stdin (expected one JSON object)"
+  decoded=$(printf '%s' "$P_RAW" | agent shell-params --field lines) ||
+    fail "could not read the parameters on stdin (expected one JSON object)"
   eval "$decoded"
   check_app_name "${P_APP:-}"
 }

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import live, preflight, report, staging
+from . import live, preflight, report, shellparams, staging
 from .errors import AgentError
 from .host import Host
 
@@ -20,6 +20,7 @@ VERBS: Dict[str, Verb] = {
     "preflight-switch-light": preflight.preflight_switch_light,
     "went-live": live.went_live,
     "state-report": report.state_report,
+    "shell-params": shellparams.shell_params,
 }
 
 
