@@ -63,13 +63,7 @@ cp -a "$src" "$dest"
 rm -rf "$dest/.venv"
 # the files must be exactly the release (its id is their hash, components/upload.ts): an upload cut
 # short or overwritten meanwhile (e.g. by another stack uploading the same release) is not installed
-got=$(cd "$dest" && python3 -c '
-import hashlib, os
-h = hashlib.sha256()
-for f in sorted(os.path.relpath(os.path.join(d, n), ".") for d, _, ns in os.walk(".") for n in ns):
-    with open(f, "rb") as fh:
-        h.update(f.encode() + b"\0" + fh.read() + b"\0")
-print(h.hexdigest()[:12])')
+got=$(agent release-hash --field hash <<<"$P_RAW")
 [ "$got" = "$P_RELEASE_ID" ] || die "the upload of release $P_RELEASE_ID is incomplete or changed (its files hash to $got); run pulumi up again"
 chown -R root:root "$dest"; chmod -R u+rwX,go+rX,go-w "$dest"
 if [ "$runtime" = docker ]; then   # the image holds the venv (docker-image.ts)

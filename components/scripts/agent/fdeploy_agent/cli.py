@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import live, preflight, report, shellparams, staging
+from . import live, preflight, release, report, shellparams, staging
 from .errors import AgentError
 from .host import Host
 
@@ -21,6 +21,7 @@ VERBS: Dict[str, Verb] = {
     "went-live": live.went_live,
     "state-report": report.state_report,
     "shell-params": shellparams.shell_params,
+    "release-hash": release.release_hash,
 }
 
 
