@@ -388,8 +388,8 @@ recover_canary() {
     unsplit || true
   fi
   [ -f "$f" ] || return 0
-  new=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("slot", ""))' "$f" 2>/dev/null || true)
-  if [[ $new =~ ^(blue|green)$ ]] && [ "$new" != "$(live_slot)" ]; then
+  new=$(agent canary-slot --field slot <<<"$P_RAW")
+  if [ -n "$new" ] && [ "$new" != "$(live_slot)" ]; then
     log "an interrupted canary left slot $new running: stopping it"
     stop_slot "$new"
   fi

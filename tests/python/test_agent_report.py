@@ -79,3 +79,17 @@ def test_nothing_deployed_yet_is_no_drift(root):
     (root / "etc/systemd/system/fdeploy-shop@.service").write_text("anything\n")
     r = report(root)
     assert r["unitInForce"] and r["envInForce"] and r["siteInForce"]
+
+
+def canary(root, text):
+    if text is not None:
+        (root / "srv/shop/slots/canary.json").write_text(text)
+    out = io.StringIO()
+    assert cli.main(["canary-slot"], stdin=io.StringIO('{"APP": "shop"}'), stdout=out, stderr=io.StringIO(), host=Host(root=str(root))) == 0
+    return json.loads(out.getvalue())["slot"]
+
+
+def test_the_slot_an_interrupted_canary_left(root):
+    assert canary(root, None) == ""
+    assert canary(root, '{"release": "%s", "slot": "green", "step": 2}' % RID) == "green"
+    assert canary(root, '{"slot": "../../etc"}') == "" and canary(root, "{broken") == ""

@@ -22,6 +22,7 @@ VERBS: Dict[str, Verb] = {
     "state-report": report.state_report,
     "shell-params": shellparams.shell_params,
     "release-hash": release.release_hash,
+    "canary-slot": report.canary_slot,
 }
 
 

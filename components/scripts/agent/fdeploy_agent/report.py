@@ -45,3 +45,14 @@ def state_report(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
         "deployedRelease": str(deployed.get("RELEASE_ID", "")),
         "deployedRuntime": str(deployed.get("RUNTIME", "python")),
     }
+
+
+def canary_slot(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
+    """The slot a canary in progress started (slots/canary.json, written per step by activate.sh),
+    "" when none: the next activation stops it if the canary was interrupted."""
+    app = apps.load(host, apps.check_name(params.get("APP")))
+    try:
+        slot = json.loads(read_regular(host.path(app.slots + "/canary.json")) or b"{}").get("slot", "")
+    except (ValueError, AttributeError):
+        slot = ""
+    return {"slot": slot if slot in ("blue", "green") else ""}
