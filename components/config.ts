@@ -150,6 +150,13 @@ const backupSchema = z
       "expected a path inside shared/, e.g. instance/extra.sqlite3")).max(20).default([]),
     /** Where the server gets Litestream: the official release (checksum pinned) or the binary setup.sh built. */
     litestream: z.enum(["download", "upload"], { message: "expected download or upload" }).default("download"),
+    /**
+     * Take the replica over from the server with this id (the id a refused deploy printed): a deploy
+     * to a server with its own database claims a replica another server owns only with it, and only
+     * while that server is the owner (a setting left in the stack never lets that server take it back).
+     */
+    takeover: z.string().regex(/^[0-9a-f]{32}$/,
+      "expected the id of the server that owns the replica, as the refused deploy printed it (32 hex digits; `fdeploy backup status` shows it with the lease)").optional(),
   })
   .superRefine((b, ctx) => {
     const t = parseReplicaUrl(b.replica);

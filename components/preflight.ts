@@ -1,8 +1,8 @@
 // The preflight: before the migrations and the release commands touch the database, the new release must
 // load as its slot would run it — app user, sandbox, the staged environment, Gunicorn's own loader and the
-// unit's own Gunicorn options — and its health path must not answer 4xx (the agent's `preflight`,
-// components/scripts/agent/fdeploy_agent/preflight.py). The switch skips its own preflight when this one
-// passed with the same release and settings. Not under a rollback (the kept release ran here) or with
+// unit's own Gunicorn options (the agent's `preflight`, components/scripts/agent/fdeploy_agent/preflight.py).
+// It requests no route: a request could write to a database the release commands have not set up yet (the
+// switch's own preflight GETs the health path before a live slot restarts). Not under a rollback (the kept release ran here) or with
 // runtime docker (the image's venv is not on the host: the new slot's own check decides).
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";

@@ -14,7 +14,8 @@
 # that cannot be reached then fails the deploy: it cannot tell whether there is data to restore);
 # then start replicating. With the database in place, a target that is down only warns.
 # create params: APP, VERSION, UPLOAD or URL, SHA256, KIND (sftp|s3), CONFIG, DATABASES, CREDENTIALS,
-#   VERIFY_EVERY ("" or 24h), R_PATH and R_HOST, R_PORT, R_USER, R_HOSTKEY (sftp) or R_BUCKET, ENDPOINT, REGION (s3)
+#   VERIFY_EVERY ("" or 24h), R_PATH and R_HOST, R_PORT, R_USER, R_HOSTKEY (sftp) or R_BUCKET, ENDPOINT, REGION (s3),
+#   HOST (server.host: recorded in the lease), TAKEOVER ("" or backup.takeover: the id of the server to take over from)
 # delete APP (pulumi destroy): stops and removes the units and config; the replica and data stay.
 # restore (params: APP, [TIMESTAMP]): app stopped, each database restored from the replica to a new
 #   file, the old one kept aside as <db>.before-restore-<time>, then app and replication start again.
@@ -97,7 +98,6 @@ After=network-online.target
 [Service]
 Type=oneshot
 $(unit_common)
-ExecStart=$RUN claim $(run_conf "$P_APP")
 UNIT
     for d in "${dbs[@]}"; do
       echo "ExecStart=$bin restore -config $(ls_config "$P_APP") -if-db-not-exists -if-replica-exists $d"
@@ -163,21 +163,75 @@ WantedBy=timers.target
 UNIT
 }
 
-# what backup-run.sh needs (no secret): this server's id for the lease, the target, the pinned host key
-write_run_conf() {
-  local idf=/etc/fdeploy/$P_APP.backup-id kh=/etc/fdeploy/$P_APP.backup-known-hosts
+# what backup-run.sh needs (no secret): this server's id for the lease (and its host), the target,
+# the pinned host key. check_target first; run_conf_text KNOWN_HOSTS prints it.
+backup_id() { # this server's id for the lease: random, made once per server and app
+  local idf=/etc/fdeploy/$P_APP.backup-id
   [ -s "$idf" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$idf"
   chmod 0644 "$idf"
+  cat "$idf"
+}
+check_target() {
   if [ "$P_KIND" = sftp ]; then
     [[ $P_R_HOST =~ ^[A-Za-z0-9.-]+$ && $P_R_PORT =~ ^[0-9]{1,5}$ && $P_R_USER =~ ^[a-z_][a-z0-9_.-]*$ && $P_R_PATH =~ ^/[A-Za-z0-9._/-]*$ ]] || fail "bad sftp target"
     [[ $P_R_HOSTKEY =~ ^[a-z0-9-]+\ [A-Za-z0-9+/=]+$ ]] || fail "bad target host key"
-    { [ "$P_R_PORT" = 22 ] && echo "$P_R_HOST $P_R_HOSTKEY" || echo "[$P_R_HOST]:$P_R_PORT $P_R_HOSTKEY"; } | write_if_changed "$kh" 0644 || true
   else
     [[ $P_R_BUCKET =~ ^[a-z0-9.-]+$ && $P_R_PATH =~ ^[A-Za-z0-9._/-]*$ && ${P_ENDPOINT:-} =~ ^(https?://[A-Za-z0-9.:-]+/?)?$ && ${P_REGION:-} =~ ^[a-z0-9-]*$ ]] || fail "bad s3 target"
   fi
-  printf 'ME=%q\nKIND=%q\nLITESTREAM=%q\nCONFIG=%q\nR_HOST=%q\nR_PORT=%q\nR_USER=%q\nR_PATH=%q\nKNOWN_HOSTS=%q\nR_BUCKET=%q\nENDPOINT=%q\nREGION=%q\n' \
-    "$(cat "$idf")" "$P_KIND" "$(lsdir "$P_VERSION")/litestream" "$(ls_config "$P_APP")" "${P_R_HOST:-}" "${P_R_PORT:-}" \
-    "${P_R_USER:-}" "$P_R_PATH" "$kh" "${P_R_BUCKET:-}" "${P_ENDPOINT:-}" "${P_REGION:-}" | write_if_changed "$(run_conf "$P_APP")" 0644
+  [[ ${P_HOST:-} =~ ^[A-Za-z0-9.:_-]{0,253}$ ]] || fail "bad server host '${P_HOST:-}'"
+  [[ ${P_TAKEOVER:-} =~ ^([0-9a-f]{32})?$ ]] || fail "bad backup.takeover '${P_TAKEOVER:-}' (expected the 32 hex digits of a server id)"
+}
+known_hosts_text() {
+  if [ "$P_R_PORT" = 22 ]; then echo "$P_R_HOST $P_R_HOSTKEY"; else echo "[$P_R_HOST]:$P_R_PORT $P_R_HOSTKEY"; fi
+}
+run_conf_text() {
+  printf 'ME=%q\nHOST=%q\nKIND=%q\nLITESTREAM=%q\nCONFIG=%q\nR_HOST=%q\nR_PORT=%q\nR_USER=%q\nR_PATH=%q\nKNOWN_HOSTS=%q\nR_BUCKET=%q\nENDPOINT=%q\nREGION=%q\n' \
+    "$(backup_id)" "${P_HOST:-}" "$P_KIND" "$(lsdir "$P_VERSION")/litestream" "$(ls_config "$P_APP")" "${P_R_HOST:-}" "${P_R_PORT:-}" \
+    "${P_R_USER:-}" "$P_R_PATH" "$1" "${P_R_BUCKET:-}" "${P_ENDPOINT:-}" "${P_REGION:-}"
+}
+write_run_conf() {
+  local kh=/etc/fdeploy/$P_APP.backup-known-hosts
+  [ "$P_KIND" != sftp ] || known_hosts_text | write_if_changed "$kh" 0644 || true
+  run_conf_text "$kh" | write_if_changed "$(run_conf "$P_APP")" 0644
+}
+
+# claim_replica: the lease decided first, before anything else on this server changes (issue 24
+# item 5): the bundle's backup-run.sh claim, as root, with the credentials in a root-only temporary
+# folder (a file and the environment, never a command line). Sets FRESH (no database here: this
+# server restores from the replica and takes it over). Another server's replica stops the deploy
+# (backup-run.sh names both servers and backup.takeover); a target that cannot be reached stops
+# it only on a fresh server (it could not restore), else it warns (the unit's fence decides later).
+claim_replica() {
+  FRESH=""
+  db_missing && FRESH=1
+  local tmp rc=0 ak="" sk=""; tmp=$(mktemp -d)   # root, 0700
+  run_conf_text "$tmp/known_hosts" >"$tmp/conf"
+  [ "$P_KIND" != sftp ] || known_hosts_text >"$tmp/known_hosts"
+  (umask 077; printf '%s' "$P_CREDENTIALS" | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+if sys.argv[1] == "sftp":
+    open(sys.argv[2] + "/sftp-key", "w").write(c["sftpKey"])
+else:
+    for k in ("accessKeyId", "secretAccessKey"):
+        if any(ch in c[k] for ch in "\r\n\0\"\\"):
+            sys.exit("bad S3 credential: a quote, backslash or newline")
+        print(c[k])
+' "$P_KIND" "$tmp" >"$tmp/s3") || { rm -rf "$tmp"; fail "could not read the backup credentials"; }
+  { IFS= read -r ak; IFS= read -r sk; } <"$tmp/s3" || true
+  rm -f "$tmp/s3"
+  CREDENTIALS_DIRECTORY=$tmp FDEPLOY_BACKUP_ACCESS_KEY_ID=$ak FDEPLOY_BACKUP_SECRET_ACCESS_KEY=$sk \
+    FRESH=$FRESH TAKEOVER=${P_TAKEOVER:-} bash "$(dirname "$0")/backup-run.sh" claim "$tmp/conf" 2>"$tmp/err" || rc=$?
+  local err; err=$(head -c 2000 "$tmp/err"); rm -rf "$tmp"
+  case $rc in
+    0) ;;
+    3) fail "backup of '$P_APP': $err" ;;
+    2) if [ -n "$FRESH" ]; then
+         fail "could not restore from the replica ($(sed -n 's/^#REPLICA //p' <<<"$P_CONFIG")): $(tail -n 1 <<<"$err" | cut -c1-300); the deploy stops so that a fresh, empty database never replaces the backups. Fix the target and deploy again"
+       fi
+       echo "warning: backup of '$P_APP': the replica cannot be reached to claim it for this server; replication retries and catches up when the target answers, if the replica is still this server's ($(tail -n 1 <<<"$err" | cut -c1-200))" ;;
+    *) fail "backup of '$P_APP': could not claim the replica (exit $rc): $(tail -n 3 <<<"$err")" ;;
+  esac
 }
 
 db_missing() { [ ! -e "$APP_ROOT/shared/db/app.sqlite3" ]; }
@@ -190,7 +244,9 @@ create() {
   local d
   for d in $P_DATABASES; do [[ $d =~ ^[A-Za-z0-9._/-]+$ && $d != *..* ]] || fail "bad database path '$d'"; done
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+  check_target
   with_deploy_lock
+  claim_replica   # first: another server's replica stops the deploy before anything here changes
   install_litestream
   root_dir "$(env_dir "$P_APP")" 0700
   local dir changed=0; dir=$(env_dir "$P_APP")
@@ -220,16 +276,16 @@ else:
   systemctl daemon-reload
   systemctl enable --quiet "$(backup_unit "$P_APP")"
   [ -z "${P_VERIFY_EVERY:-}" ] || systemctl enable --now --quiet "$(verify_unit "$P_APP").timer"
-  # the deploy claims the replica for this server (an old server that comes back stops replicating),
-  # and on a brand-new server restores every database before anything else uses it
-  local fresh="" t0=$SECONDS
-  db_missing && { fresh=1; log "no database on this server: restoring from the replica"; }
+  # the replica is this server's now (claim_replica); on a brand-new server every database is
+  # restored before anything else uses it (and a missing extra database wherever the replica has it)
+  local fresh=$FRESH t0=$SECONDS
+  [ -z "$fresh" ] || log "no database on this server: restoring from the replica"
   if ! systemctl start "$(restore_unit "$P_APP")"; then
     if [ -n "$fresh" ]; then
       journal_tail "$(restore_unit "$P_APP")" 20 >&2
       fail "could not restore from the replica ($(sed -n 's/^#REPLICA //p' "$(ls_config "$P_APP")")): the target is unreachable or refused; the deploy stops so that a fresh, empty database never replaces the backups. Fix the target and deploy again"
     fi
-    echo "warning: backup of '$P_APP': the replica cannot be reached to claim it for this server; replication retries and catches up when the target answers ($(journal_tail "$(restore_unit "$P_APP")" 3 | grep -v '^fdeploy\|Failed\|Finished\|Starting' | tail -n 1 | cut -c1-200))"
+    echo "warning: backup of '$P_APP': the replica cannot be reached to restore a database this server does not have yet; replication retries and catches up when the target answers ($(journal_tail "$(restore_unit "$P_APP")" 3 | grep -v '^fdeploy\|Failed\|Finished\|Starting' | tail -n 1 | cut -c1-200))"
   fi
   if [ -n "$fresh" ]; then
     if db_missing; then echo "restore: the replica holds no database yet (a first deploy)"

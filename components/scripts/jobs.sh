@@ -200,12 +200,16 @@ list() {
 
 # How `run` finds its own run. A oneshot unit has one run at a time: `systemctl start` while a run
 # is going on (the timer's) starts none — its start job merges into that run's and returns when that
-# run ends. So run starts the unit and then asks which run its start job ran: systemctl
-# --show-transaction names the job (the one it merged into, if it did), and the journal's "Starting"
-# line of that job carries the run's invocation id. If that is the id the unit had before the start,
-# the start joined the run that was going on, which has ended now: start again. Any other run began
-# after the request, in the live release of then. (Exact whatever the timer does meanwhile: no
-# reading of a state and acting on it later, no comparing of clocks.)
+# run ends. So run notes the unit's invocation id (that of the run going on, if one is), starts the
+# unit and then asks which run its start job ran. If the unit's id is still the noted one and a run
+# was going on, the start joined that run, which has ended now: start again, at once. Otherwise
+# systemctl --show-transaction named the job (the one it merged into, if it did), and the journal's
+# "Starting" line of that job carries the id of the run it began: the noted id again means it joined
+# the run going on (and the timer has begun a further one since): start again. Any other run began
+# after the request, in the live release of then: the request's run. That is the timer's when the
+# timer was due again by the end of the run going on (a job that takes longer than its period):
+# systemd starts that one as the run going on ends, and the start joins it. (No acting later on a
+# state read before, no comparing of clocks.)
 MSG_STARTING=7d4958e842da4a758f6c1cdc7b36dcc5        # systemd's catalog: "Starting <unit>…"
 MSG_PROCESS_EXIT=98e322203f7a4ed290d09fe03c09fe15    # "Main process exited, code=…, status=…"
 MSG_FAILURE_RESULT=d9b373ed55a64feb8242e02dbe79a49c  # "Failed with result '…'"
@@ -242,61 +246,94 @@ print("Result=%s" % result)
 print("InvocationID=%s" % inv)' "$2" "$3" "$MSG_STARTING" "$MSG_PROCESS_EXIT" "$MSG_FAILURE_RESULT"
 }
 
+# run_lines INVOCATION OURPID LATERPID OTHERS: of journalctl -o json's lines of a job's unit (stdin),
+# the lines of the run INVOCATION, whose main process was OURPID ("" if not known), before the run
+# whose main process was LATERPID ("" if none or not known). The lines of one run are one stream
+# (_STREAM_ID: journald's connection from the run's main process). A stream is the run's when a line
+# of it was written by OURPID or carries INVOCATION; another run's when it is one of OTHERS (stream
+# ids), a line carries another invocation id or comes from a process outside OURPID..LATERPID (pids
+# count up: the run's processes have the pids from its main process's on, up to the next run's).
+# journald gives a line its invocation id only while the run's cgroup exists (not a line it takes off
+# the stream after the run ended), and the pid of the process that wrote it (a job's child, often).
+run_lines() {
+  python3 -c '
+import json, sys
+inv, ours, later, others = sys.argv[1], int(sys.argv[2] or 0), int(sys.argv[3] or 0), set(sys.argv[4].split())
+entries = [json.loads(l) for l in sys.stdin if l.strip()]
+streams = {}
+for e in entries:
+    streams.setdefault(e.get("_STREAM_ID") or e.get("_PID"), []).append(e)
+ranged = not (ours and later and later < ours)   # (the pids wrapped around: no range)
+def pid(e): return int(e.get("_PID") or 0)
+def mine(es): return any(e.get("_SYSTEMD_INVOCATION_ID") == inv or (ours and pid(e) == ours) for e in es)
+def other(es): return any(e.get("_STREAM_ID") in others or e.get("_SYSTEMD_INVOCATION_ID") not in (None, inv) or
+                          (ranged and ((ours and pid(e) < ours) or (later and pid(e) >= later))) for e in es)
+keep = {k for k, es in streams.items() if mine(es)} or {k for k, es in streams.items() if not other(es)}
+for e in entries:
+    if (e.get("_STREAM_ID") or e.get("_PID")) in keep:
+        m = e.get("MESSAGE") or ""
+        print(bytes(m).decode("utf-8", "replace") if isinstance(m, list) else m)' "$@"
+}
+
 run() {
   load_settings "$P_APP" || { log "error: app '$P_APP' is not deployed on this server"; exit 3; }
   [[ ${P_NAME:-} =~ ^[a-z0-9][a-z0-9_-]{0,39}$ ]] || fail "bad job name '${P_NAME:-}'"
   local jobs; jobs=$(jobs_of "$P_APP")
   grep -qxF "$P_NAME" <<<"$jobs" || fail "no job '$P_NAME' on this server (its jobs: $(paste -sd' ' <<<"${jobs:-none}")); jobs.$P_NAME in the stack's config and a pulumi up add it"
   local u; u=$(job_unit "$P_APP" "$P_NAME").service
-  local attempt before before_inv before_pid since out job inv="" props ours=""
+  local attempt before_inv going=false since out job inv="" props ours=""
+  # the run going on now, if any, and the time: whatever run begins from now on is a run after the request
+  since=$(date +%s.%6N)
+  props=$(service_props "$u"); before_inv=$(prop InvocationID "$props")
+  case $(prop ActiveState "$props") in
+    activating | deactivating) going=true
+      log "job $P_NAME is running now (started by its timer): waiting for that run to end, then running it (a job never runs twice at once)" ;;
+  esac
   for attempt in $(seq 10); do
-    before=$(service_props "$u"); before_inv=$(prop InvocationID "$before"); before_pid=$(prop ExecMainPID "$before")
-    case $(prop ActiveState "$before") in
-      activating | deactivating) log "job $P_NAME is running now (started by its timer): waiting for that run to end, then running it (a job never runs twice at once)" ;;
-    esac
-    since=$(date +%s.%6N)
     out=$(systemctl start --show-transaction "$u" 2>&1) || true   # its result: read below
     props=$(service_props "$u")
+    # it joined the run going on, which has ended now, and none has begun since: start again at once
+    if $going && [ -n "$before_inv" ] && [ "$(prop InvocationID "$props")" = "$before_inv" ]; then continue; fi
     job=$(sed -n 's/^Enqueued anchor job \([0-9][0-9]*\) .*/\1/p' <<<"$out" | head -n 1)
     [ -n "$job" ] || fail "job $P_NAME did not start: $(tail -n 3 <<<"$out")"
     journalctl --sync 2>/dev/null || true
     inv=$(started_invocation "$u" "$job")
-    if [ -z "$inv" ] && [ "$(prop InvocationID "$props")" = "$before_inv" ] && [ "$(prop ConditionResult "$props")" = no ]; then
-      ours=skipped; break   # nothing ran: no live release (ConditionPathExists)
+    if [ -z "$inv" ]; then
+      inv=$(prop InvocationID "$props")
+      # (a new run, and no "Starting" line of it: the journal lost it)
+      if [ -n "$inv" ] && [ "$inv" != "$before_inv" ]; then ours=run; break; fi
+      [ "$(prop ConditionResult "$props")" = no ] && { ours=skipped; break; }   # no live release
+      fail "job $P_NAME did not start: $(tail -n 3 <<<"$out")"
     fi
-    # (no "Starting" line at all: the journal lost it; the unit's own id then, if it is a new one)
-    [ -n "$inv" ] || inv=$(prop InvocationID "$props")
-    if [ -n "$inv" ] && [ "$inv" != "$before_inv" ]; then ours=run; break; fi
+    [ "$inv" = "$before_inv" ] || { ours=run; break; }
+    # (it joined the run going on, and the timer has begun a further one since: start again)
   done
-  [ -n "$ours" ] || fail "job $P_NAME: each of $attempt starts joined a run its timer had begun just before; not run"
-  # the run's output: the unit's journal lines since the start, of the run's process. Matched by its
-  # pid, not by invocation id: journald takes the lines off the stream a moment after the process
-  # ends (on a busy server seconds later), when the run's cgroup — where journald reads the invocation
-  # id — can be gone already. (Not --after-cursor either: with a match, journalctl skips the first
-  # matching line.) Wait up to 10 s for the first line, then until no more come.
-  local pid="" exclude="" lines="" size seen=-1 i
+  [ -n "$ours" ] || fail "job $P_NAME: its start joined the run going on $attempt times; not run"
+  # the run's output: its lines in the journal since the start (run_lines). Wait up to 10 s for the
+  # first line, then until no more come. (Not --after-cursor: with a match, journalctl skips the first
+  # matching line.)
+  local ourpid="" laterpid="" others="" now lines="" size seen=-1 i
   if [ "$ours" = skipped ]; then
     props=$(grep -v '^ExecMainStartTimestamp=' <<<"$props")   # job_json: the run was skipped
   elif [ "$(prop InvocationID "$props")" = "$inv" ]; then
-    pid=$(prop ExecMainPID "$props")
-  else
-    # the timer began a further run right after ours ended: ours from the journal; its lines are
-    # those of a process that is neither the further run's nor the one before ours
-    exclude="$before_pid $(prop ExecMainPID "$props")"
+    ourpid=$(prop ExecMainPID "$props")
+  else   # the timer began a further run right after ours ended: ours from the journal
+    laterpid=$(prop ExecMainPID "$props")
     props=$(props_from_journal "$u" "$inv" "$job")
   fi
+  # the stream of the run going on at the request (its late lines come after the request too)
+  [ -z "$before_inv" ] || others=$(journalctl -b --no-pager -o json --output-fields=_STREAM_ID "_SYSTEMD_UNIT=$u" \
+    "_SYSTEMD_INVOCATION_ID=$before_inv" 2>/dev/null | python3 -c 'import json, sys
+print(" ".join({json.loads(l).get("_STREAM_ID", "") for l in sys.stdin if l.strip()}))' || true)
   [ "$ours" = skipped ] || for i in $(seq 100); do
+    if [ -z "$laterpid" ]; then   # a further run begun meanwhile bounds the pids of ours
+      now=$(service_props "$u")
+      laterpid=$(prop ExecMainPID "$now")   # (the new run's, once systemd has it)
+      if [ "$(prop InvocationID "$now")" = "$inv" ] || [ "$laterpid" = 0 ] || [ "$laterpid" = "$ourpid" ]; then laterpid=""; fi
+    fi
     journalctl --sync 2>/dev/null || true
-    lines=$(journalctl --no-pager --all -o json --since "@$since" "_SYSTEMD_UNIT=$u" ${pid:+"_PID=$pid"} 2>/dev/null |
-      python3 -c '
-import json, sys
-inv, exclude = sys.argv[1], sys.argv[2].split()
-entries = [json.loads(l) for l in sys.stdin if l.strip()]
-pids = {e.get("_PID") for e in entries if e.get("_SYSTEMD_INVOCATION_ID") == inv}
-for e in entries:
-    if e.get("_PID") in pids if pids else e.get("_PID") not in exclude:
-        m = e.get("MESSAGE") or ""
-        print(bytes(m).decode("utf-8", "replace") if isinstance(m, list) else m)' "$inv" "$exclude" || true)
+    lines=$(journalctl --no-pager --all -o json --since "@$since" "_SYSTEMD_UNIT=$u" 2>/dev/null |
+      run_lines "$inv" "$ourpid" "$laterpid" "$others" || true)
     size=${#lines}
     [ "$size" -gt 0 ] && [ "$size" = "$seen" ] && break
     seen=$size; sleep 0.1

@@ -1,5 +1,5 @@
 """preflight.py MODULE HEALTH_PATH [GUNICORN OPTION…] — load the release's app as Gunicorn would
-and call it once.
+and call it once (HEALTH_PATH "-": load only, no request).
 
 Run by the agent (fdeploy_agent/preflight.py) as the app user in the slots' sandbox, from the
 release folder, with the venv's Python. First the options of the slots' unit go through the
@@ -58,6 +58,10 @@ if inspect.isfunction(app):
               f"if it is an app factory, set appModule to {module}:{name.split('(')[0]}() so that Gunicorn calls it",
               file=sys.stderr)
         sys.exit(3)
+
+if health_path == "-":
+    print(f"loads {target}")
+    sys.exit(0)
 
 environ = {"PATH_INFO": health_path, "REQUEST_METHOD": "GET", "HTTP_HOST": "localhost", "wsgi.errors": sys.stderr,
            "wsgi.input": io.BytesIO(b"")}

@@ -61,23 +61,31 @@ def test_before_the_migrations_with_the_staged_environment_and_the_units_options
     argv = run.calls[0]
     assert argv[:2] == ["systemd-run", "--quiet"] and "User=shop" in argv and "NoNewPrivileges=yes" in argv
     assert "EnvironmentFile=/etc/fdeploy/shop/env.desired" in argv
-    assert argv[-15:] == ["/srv/shop/releases/%s/.venv/bin/python" % RID, "/srv/shop/tools/preflight.py", "wsgi:app", "/health", "--workers", "2", "--timeout", "60",
+    assert argv[-15:] == ["/srv/shop/releases/%s/.venv/bin/python" % RID, "/srv/shop/tools/preflight.py", "wsgi:app", "-", "--workers", "2", "--timeout", "60",
                           "--graceful-timeout", "30", "--access-logfile", "-", "--error-logfile", "-", "--no-control-socket"]
     script = os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "preflight.py")
     assert (root / "srv/shop/tools/preflight.py").read_bytes() == open(script, "rb").read()
     assert "preflight: release %s loads wsgi:app" % RID in err
 
 
-def test_the_switch_skips_a_preflight_that_passed_with_the_same_settings(root):
+def test_beside_a_live_slot_the_switch_skips_a_preflight_that_passed_with_the_same_settings(root):
+    stage(root)
+    agent(root, FakeRun(), "preflight")
+    run = FakeRun()
+    rc, result, _ = agent(root, run, "preflight-switch-light")
+    assert rc == 0 and result["skipped"] and run.calls == []
+    # new settings staged since: the switch checks again, with the environment in force
+    agent(root, FakeRun(), "env-stage", {"APP": "shop", "ENV": "A=2\n"})
+    rc, result, _ = agent(root, run, "preflight-switch-light")
+    assert rc == 0 and not result["skipped"] and "EnvironmentFile=/etc/fdeploy/shop/env" in run.calls[0]
+
+
+def test_before_the_live_slot_restarts_the_switch_requests_the_health_path(root):
     stage(root)
     agent(root, FakeRun(), "preflight")
     run = FakeRun()
     rc, result, _ = agent(root, run, "preflight-switch")
-    assert rc == 0 and result["skipped"] and run.calls == []
-    # new settings staged since: the switch checks again, with the environment in force
-    agent(root, FakeRun(), "env-stage", {"APP": "shop", "ENV": "A=2\n"})
-    rc, result, _ = agent(root, run, "preflight-switch")
-    assert rc == 0 and not result["skipped"] and "EnvironmentFile=/etc/fdeploy/shop/env" in run.calls[0]
+    assert rc == 0 and not result["skipped"] and run.calls[0][-12] == "/health"
 
 
 def test_code_that_does_not_load_names_the_exception_first_and_the_remedy(root):
@@ -106,7 +114,7 @@ def test_light_mode_leaves_code_that_does_not_load_to_the_slots_check(root):
 
 def test_health_path_4xx_and_refused_options(root):
     stage(root)
-    rc, result, _ = agent(root, FakeRun(2, "HTTP 404\n"), "preflight")
+    rc, result, _ = agent(root, FakeRun(2, "HTTP 404\n"), "preflight-switch")
     assert rc == 1 and "flask-deploy:healthPath" in result["error"]
     rc, result, _ = agent(root, FakeRun(4, "the release's Gunicorn 21.2.0 refuses the options …\n"), "preflight")
     assert rc == 1 and "Gunicorn 21.2.0 refuses" in result["error"]

@@ -75,3 +75,10 @@ def test_the_units_gunicorn_options_are_checked_by_the_installed_gunicorn(tmp_pa
     assert bad.returncode == 4
     last = bad.stderr.strip().splitlines()[-1]
     assert "refuses the options" in last and "--no-such-option" in last and "requirements.txt" in last
+
+
+def test_load_only_makes_no_request(tmp_path):
+    (tmp_path / "m.py").write_text(APP + "\nimport os\n_app = app\ndef app(e, s):\n    open('requested', 'w').close()\n    return _app(e, s)\n")
+    r = run(tmp_path, "m:app", "-")
+    assert r.returncode == 0 and "loads m:app" in r.stdout
+    assert not (tmp_path / "requested").exists(), "the preflight before the release commands requested a route"

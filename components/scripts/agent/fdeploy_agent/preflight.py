@@ -1,13 +1,15 @@
 """The preflight: load a release's app as its slot would — the app user, the slots' sandbox, the
 release folder, the venv, the environment, Gunicorn's own loader and the unit's own Gunicorn
-options — and GET the health path once (components/scripts/preflight.py runs inside). It runs
-twice in a deploy's life at most:
-  preflight         before migrations and release commands, with the staged environment: a release
-                    that does not load never touches the database (issue 24, defect 2)
-  preflight-switch  in the switch (activate.sh), with the settings in force; skipped when the
-                    first one passed for the same release, environment and unit (state.json)
-  preflight-switch-light  the same beside a live slot: only what a slot's own check cannot catch
-                    fast (a factory without (), a 4xx health path) fails it
+options (components/scripts/preflight.py runs inside) — and, in the switch, GET the health path once.
+  preflight         the deploy's step before migrations and release commands, with the staged
+                    environment: a release that does not load never touches the database (issue 24,
+                    defect 2). It loads the app and calls no route: a request could write to a
+                    database its release commands have not set up yet.
+  preflight-switch  in the switch (activate.sh) before the live slot restarts (restart, a first
+                    deploy), with the settings in force: loads and GETs the health path (not 4xx)
+  preflight-switch-light  the same beside a live slot, where only what the slot's own check cannot
+                    catch fast fails it; skipped when the deploy's preflight passed for the same
+                    release, environment and unit (state.json): the new slot's check decides
 """
 import os
 import re
@@ -62,7 +64,7 @@ def _fingerprint(state: Dict[str, Any], rid: str) -> Dict[str, Any]:
 
 def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: int, env_file: str,
         gunicorn_args: List[str], log: Log) -> "tuple[int, str]":
-    """Runs preflight.py in a transient unit; (exit status, its output)."""
+    """Runs preflight.py in a transient unit (HEALTH "-": load only, no request); (exit status, its output)."""
     release = "%s/releases/%s" % (app.root, rid)
     if read_regular(host.path(release + "/.fdeploy-release.json")) is None:
         raise AgentError("release %s is not installed on this server (the release step installs it)" % rid)
@@ -86,16 +88,17 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
     with deploy_lock(host, app.name, lock_wait, log) if mode == "staged" else _nolock():
         state = states.load(host, app)
         unit = state["staged"].get("unit", {})
-        if mode != "staged" and state.get("preflight") == dict(_fingerprint(state, rid), passed=True):
-            log("preflight: release %s passed it before the migrations, with these settings" % rid)
+        if mode == "light" and state.get("preflight") == dict(_fingerprint(state, rid), passed=True):
+            log("preflight: release %s loaded before the migrations, with these settings; the new slot's check decides" % rid)
             return {"loads": True, "skipped": True}
         env_file = app.config_dir + ("/env.desired" if mode == "staged" else "/env")
-        rc, out = run(host, app, rid, target, health, timeout, env_file, unit.get("gunicornArgs", []), log)
+        rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, unit.get("gunicornArgs", []), log)
         last = out.strip().splitlines()[-1] if out.strip() else ""
         if rc == 0:
             log("preflight: release %s loads %s; %s" % (rid, target, last))
-            state["preflight"] = dict(_fingerprint(state, rid), passed=True)
-            states.save(host, app, state)
+            if mode == "staged":
+                state["preflight"] = dict(_fingerprint(state, rid), passed=True)
+                states.save(host, app, state)
             return {"loads": True, "skipped": False}
         live = os.path.lexists(host.path(app.root + "/current"))
         untouched = " It is not live; the live release is untouched." if live else " Nothing was live yet."
