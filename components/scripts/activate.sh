@@ -38,9 +38,12 @@ if [ "$runtime" = docker ]; then
   HTTP_PROBE_USER=www-data
 fi
 
-# point_slot SLOT RELEASE_DIR: the slot's code and its RELEASE_ID
+# point_slot SLOT RELEASE_DIR: the slot's code, its RELEASE_ID and the Gunicorn options its release's
+# Gunicorn version takes (GUNICORN_FLAGS: the agent's slot-env)
 point_slot() {
-  printf 'RELEASE_ID=%s\n' "$(basename "$2")" | write_if_changed "$slots/$1.env" 0644 || true
+  local env
+  env=$(printf '{"APP": "%s", "RELEASE_ID": "%s"}' "$P_APP" "$(basename "$2")" | agent slot-env --field text) || exit 1
+  printf '%s\n' "$env" | write_if_changed "$slots/$1.env" 0644 || true
   atomic_symlink "$2" "$slots/$1"
 }
 

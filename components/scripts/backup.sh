@@ -204,7 +204,7 @@ write_run_conf() {
 claim_replica() {
   FRESH=""
   db_missing && FRESH=1
-  local tmp rc=0 ak="" sk=""; tmp=$(mktemp -d)   # root, 0700
+  local tmp rc=0 ak="" sk=""; tmp=$(mktemp -d "$LOCK_DIR/backup-claim.XXXXXX")   # root 0700, in /run: never on disk
   run_conf_text "$tmp/known_hosts" >"$tmp/conf"
   [ "$P_KIND" != sftp ] || known_hosts_text >"$tmp/known_hosts"
   (umask 077; printf '%s' "$P_CREDENTIALS" | python3 -c '

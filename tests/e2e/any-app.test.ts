@@ -39,6 +39,8 @@ function signedWith(cookie: string, key: string): boolean {
   return crypto.createHmac("sha1", derived).update(cookie.slice(0, i)).digest("base64url") === cookie.slice(i + 1);
 }
 
+const OLD_GUNICORN = "21.2.0";
+
 async function timedUp(stack: TestStack): Promise<{ status: number; output: string; seconds: number }> {
   const t0 = Date.now();
   const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
@@ -56,6 +58,11 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
 
   before(() => {
     addWheels(path.join(FIXTURE, "requirements.txt"));
+    // an older Gunicorn pin (issue 26): its wheel too, before the server boots
+    const oldPin = path.join(PROJECT_DIR, ".e2e", "anyapp-old-gunicorn.txt");
+    fs.mkdirSync(path.dirname(oldPin), { recursive: true });
+    fs.writeFileSync(oldPin, `gunicorn==${OLD_GUNICORN}\n`);
+    addWheels(oldPin);
     server = startServer("anyapp", 111);
     base = `http://${server.host}`;
     app = copyFixture("anyapp");
@@ -141,6 +148,25 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.match(index.text, /<!-- v2 -->/);
     assert.match(index.text, /<span>ada<\/span>/, "the session survives (same secret)");
     assert.match(index.text, /<h1>kept<\/h1>/, "the post survives");
+  });
+
+  it(`an older Gunicorn pin (${OLD_GUNICORN}, before --no-control-socket) deploys and serves; the newest again converges`, async () => {
+    const req = path.join(app.dir, "requirements.txt");
+    const pins = fs.readFileSync(req, "utf8");
+    fs.writeFileSync(req, `flask\ngunicorn==${OLD_GUNICORN}\n`);
+    try {
+      const r = await timedUp(stack);
+      assert.strictEqual(r.status, 0, r.output);
+      assert.strictEqual((await http(`${base}/`)).status, 200);
+      assert.match(server.ssh("/srv/flaskapp/current/.venv/bin/gunicorn --version"), new RegExp(OLD_GUNICORN.replace(/\./g, "\\.")));
+      assert.match(server.ssh("cat /srv/flaskapp/slots/main.env"), /^GUNICORN_FLAGS=$/m, "the slot runs it without the option it lacks");
+    } finally {
+      fs.writeFileSync(req, pins);
+    }
+    const back = await timedUp(stack);
+    assert.strictEqual(back.status, 0, back.output);
+    assert.match(server.ssh("cat /srv/flaskapp/slots/main.env"), /^GUNICORN_FLAGS=--no-control-socket$/m);
+    assert.strictEqual((await http(`${base}/`)).status, 200);
   });
 
   it("friction 1: a factory written without () fails at once, saying to write create_app(); the live release keeps serving", async () => {

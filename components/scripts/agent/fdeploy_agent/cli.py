@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import live, preflight, release, report, shellparams, staging
+from . import gunicorn, live, preflight, release, report, shellparams, staging
 from .errors import AgentError
 from .host import Host
 
@@ -23,6 +23,7 @@ VERBS: Dict[str, Verb] = {
     "shell-params": shellparams.shell_params,
     "release-hash": release.release_hash,
     "canary-slot": report.canary_slot,
+    "slot-env": gunicorn.slot_env,
 }
 
 

@@ -16,6 +16,7 @@ import re
 from typing import Any, Callable, Dict, List
 
 from . import app as apps
+from . import gunicorn
 from . import state as states
 from . import units
 from .errors import AgentError
@@ -92,7 +93,8 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
             log("preflight: release %s loaded before the migrations, with these settings; the new slot's check decides" % rid)
             return {"loads": True, "skipped": True}
         env_file = app.config_dir + ("/env.desired" if mode == "staged" else "/env")
-        rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, unit.get("gunicornArgs", []), log)
+        options = unit.get("gunicornArgs", []) + gunicorn.flags(gunicorn.installed_version(host, "%s/releases/%s" % (app.root, rid)))
+        rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, options, log)
         last = out.strip().splitlines()[-1] if out.strip() else ""
         if rc == 0:
             log("preflight: release %s loads %s; %s" % (rid, target, last))

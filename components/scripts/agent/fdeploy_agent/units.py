@@ -92,10 +92,11 @@ WantedBy=sockets.target
 
 
 def gunicorn_args(workers: int, timeout: int) -> List[str]:
-    """The options the slots run Gunicorn with (python runtime); the preflight checks them against
-    the release's own Gunicorn."""
+    """The options the slots run Gunicorn with (python runtime), besides the ones that depend on the
+    release's Gunicorn version ($GUNICORN_FLAGS of the slot's environment file: gunicorn.py); the
+    preflight checks them all against the release's own Gunicorn."""
     return ["--workers", str(workers), "--timeout", str(timeout), "--graceful-timeout", "30",
-            "--access-logfile", "-", "--error-logfile", "-", "--no-control-socket"]
+            "--access-logfile", "-", "--error-logfile", "-"]
 
 
 def python_unit(app: App, workers: int, timeout: int, target: str) -> str:
@@ -113,7 +114,7 @@ Group={user}
 WorkingDirectory={slots}/%i
 EnvironmentFile={env}
 EnvironmentFile={slots}/%i.env
-ExecStart={slots}/%i/.venv/bin/gunicorn {gargs} {target}
+ExecStart={slots}/%i/.venv/bin/gunicorn {gargs} $GUNICORN_FLAGS {target}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2
