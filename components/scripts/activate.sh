@@ -522,6 +522,7 @@ canary_back() { # the traffic back to the live slot, the new slot stopped (abort
 on_exit() {
   local rc=$?
   if [ $rc != 0 ]; then canary_back || true; settings_from live; fi
+  deploy_lock_released
   exit $rc
 }
 

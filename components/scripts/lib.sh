@@ -103,20 +103,7 @@ with_deploy_lock() {
 # lock_holder LOCK: the processes that hold LOCK's flock now (pid, user, command line), from the
 # kernel (/proc/<pid>/fdinfo lists the locks of each descriptor), never from the owner record:
 # a descriptor can be inherited or reopened by a process that is not the deploy that took it
-lock_holder() {
-  local fd pid seen=" " out=() user
-  for fd in /proc/[0-9]*/fd/*; do
-    [ "$fd" -ef "$1" ] || continue
-    pid=${fd#/proc/}; pid=${pid%%/*}
-    [[ $seen == *" $pid "* ]] && continue
-    grep -qs '^lock:.*FLOCK' "/proc/$pid/fdinfo/${fd##*/}" || continue
-    seen+="$pid "
-    user=$(stat -c %U "/proc/$pid" 2>/dev/null) || continue
-    out+=("pid $pid (user $user: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-150 | sed 's/ *$//'))")
-  done
-  [ ${#out[@]} -gt 0 ] || { echo "no process any more (it was just released)"; return 0; }
-  local IFS=$'\x1f' all; all="${out[*]:0:6}"; echo "${all//$'\x1f'/, }"
-}
+lock_holder() { printf '{"APP": "%s"}' "$P_APP" | agent lock-holder --field holder; }
 
 # root_dir DIR MODE: DIR exists as a real directory owned by root with MODE; refuses a symlink or a
 # directory someone else owns (never chown/chmod through a path another user could have planted).

@@ -35,6 +35,7 @@ if installed; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
 failed=""
 cleanup() {
   local status=$? avail where
+  deploy_lock_released
   [ -f "$marker" ] && return
   rm -rf "$dest"
   if [ -n "${venv:-}" ] && [ ! -f "$venv/.fdeploy-built" ]; then rm -rf "$venv"; fi

@@ -202,19 +202,32 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     rows.push(`| systemd-analyze security fdeploy-${A}@main.service | exposure ${exposure} (goal <= 2.5) |`);
   });
 
-  /** `bash <the app's newest uploaded script bundle>/SCRIPT ARGS` as root, JSON parameters on stdin (as a deploy step runs it). */
-  const step = (app: string, script: string, params: object, prefix = "") =>
-    server.trySsh(`${prefix}bash "$(ls -td /root/.fdeploy/${app}/scripts-*/ | head -n1)${script}"`, JSON.stringify(params));
+  /** The newest script bundle uploaded for APP (a shell word). */
+  const bundle = (app: string) => `"$(ls -td /root/.fdeploy/${app}/scripts-*/ | head -n1)"`;
+  /** `bash <the bundle>/SCRIPT ARGS…` as root, JSON parameters on stdin (as a deploy step runs it). */
+  const step = (app: string, script: string, args: string[], params: object, prefix = "") =>
+    server.trySsh(`${prefix}bash ${bundle(app)}${script} ${args.join(" ")}`, JSON.stringify(params));
 
   it("11. a helper the deploy runs as the app user leaks it no descriptor: the app cannot take over the deploy lock", async () => {
     const dir = `/srv/${A}/shared`;
     // The attacker, as the app user: it holds an exclusive SQLite lock on a database of its own in
     // shared/, so the backup before the release commands (a helper run as the app user while root
     // holds the deploy lock) waits for it: no race. Meanwhile it looks at that helper's descriptors
-    // (/proc/<pid>/fd: a process of its own uid) for the deploy lock, reopens it and takes the flock
-    // once root lets go, to keep every later deploy out. Bounded: 60 s to find the helper.
+    // (/proc/<pid>/fd: a process of its own uid) for the deploy lock, reopens it (or copies the very
+    // descriptor, pidfd_getfd, which a lock file root alone can open does not stop) and holds the
+    // flock once root lets go, to keep every later deploy out. Bounded: 60 s to find the helper.
     const attacker = [
-      "import fcntl, glob, os, sqlite3, sys, time",
+      "import ctypes, fcntl, glob, os, sqlite3, sys, time",
+      "libc = ctypes.CDLL(None, use_errno=True)",
+      "def take(p, fd):   # the same file: reopened through /proc, or the very descriptor (pidfd_getfd, 438)",
+      "    try: return os.open('%s/fd/%s' % (p, fd), os.O_RDONLY), 'reopened'",
+      "    except OSError as e: why = str(e)",
+      "    try:",
+      "        pidfd = os.pidfd_open(int(p[6:])); got = libc.syscall(438, pidfd, int(fd), 0); os.close(pidfd)",
+      "        if got >= 0: return got, 'took with pidfd_getfd'",
+      "        why += '; pidfd_getfd: errno %d' % ctypes.get_errno()",
+      "    except OSError as e: why += '; pidfd_getfd: %s' % e",
+      "    return None, 'could not take (%s)' % why",
       "db, report = sys.argv[1], sys.argv[2]",
       "def say(s):",
       "    with open(report, 'a') as f: f.write(s + '\\n')",
@@ -233,8 +246,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       "            try: target = os.readlink('%s/fd/%s' % (p, fd))",
       "            except OSError: continue",
       "            if target.startswith('/run/fdeploy/'):",
-      "                try: held = os.open('%s/fd/%s' % (p, fd), os.O_RDONLY); result = 'helper %s: reopened %s' % (p, target)",
-      "                except OSError as e: result = 'helper %s: could not reopen %s: %s' % (p, target, e)",
+      "                held, how = take(p, fd); result = 'helper %s: %s %s' % (p, how, target)",
       "        break",
       "    time.sleep(0.05)",
       "say(result or 'no helper seen within 60 s')",
@@ -257,7 +269,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       pid = /ready pid (\d+)/.exec(report())![1];
       // the step as a deploy runs it: root, the deploy lock, the backup as the app user
       const id = a.outputs().releaseId;
-      const rc = step(A, "release-commands.sh", { APP: A, RELEASE_ID: id, COMMANDS: JSON.stringify(["true"]), KEEP_BACKUPS: 3 });
+      const rc = step(A, "release-commands.sh", [], { APP: A, RELEASE_ID: id, COMMANDS: JSON.stringify(["true"]), KEEP_BACKUPS: 3 });
       assert.strictEqual(rc.status, 0, rc.stderr + rc.stdout);
       const seen = report();
       assert.match(seen, /helper \/proc\/\d+: /, `the attacker never saw the helper: ${seen}`);
@@ -269,7 +281,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       const after = report();
       assert.strictEqual(r.status, 0, `${r.output}\nattacker: ${after}`);
       assert.ok(secs < 100, `the deploy waited for the lock (${secs} s)`);
-      assert.doesNotMatch(after, /reopened|holds the deploy lock/, after);
+      assert.doesNotMatch(after, /reopened|took with|holds the deploy lock/, after);
       assert.match(after, /no descriptor of the deploy lock/);
       assert.strictEqual(r.failed, 0);
       rows.push(`| reopen the deploy lock through /proc/<pid>/fd of a helper run as the app user (the backup before releaseCommands, held up by an SQLite lock), then hold it | the helper has no descriptor but stdin/out/err; the next deploy took ${secs.toFixed(0)} s |`);
@@ -287,7 +299,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       `setsid runuser -u ${A} -- sh -c 'flock -n 9 && exec sleep 120' </dev/null >/dev/null 2>&1 & echo $!`).trim();
     try {
       server.ssh(`for i in $(seq 50); do flock -n ${lock} true || exit 0; sleep 0.1; done; exit 1`);
-      const r = step(A, "state.sh", { APP: A }, "FDEPLOY_LOCK_WAIT=2 ");
+      const r = step(A, "state.sh", ["read"], { APP: A }, "FDEPLOY_LOCK_WAIT=2 ");
       assert.notStrictEqual(r.status, 0, r.stdout);
       // (runuser, root, shares the descriptor it passed on: a holder too)
       assert.match(r.stderr, new RegExp(`another deploy of '${A}' is running on this server: the lock ${lock} is held by .*pid \\d+ \\(user ${A}: sleep 120\\)`), r.stderr);
@@ -296,7 +308,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       server.trySsh(`kill -- -${pgid}`);
     }
     server.ssh(`for i in $(seq 50); do flock -n ${lock} true && exit 0; sleep 0.1; done; exit 1`);
-    const ok = step(A, "state.sh", { APP: A }, "FDEPLOY_LOCK_WAIT=10 ");
+    const ok = step(A, "state.sh", ["read"], { APP: A }, "FDEPLOY_LOCK_WAIT=10 ");
     assert.strictEqual(ok.status, 0, ok.stderr);
     const files = server.ssh(`stat -c '%n %a' ${lock}; ls ${lock}.owner 2>&1 || true; cat ${lock}.last`);
     assert.match(files, new RegExp(`${lock} 600`), "the lock file is root's alone");
@@ -308,17 +320,17 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   it("13. root opens no file in /tmp by a predictable name: health check, status and activation under strace", () => {
     const protectedSymlinks = server.ssh("cat /proc/sys/fs/protected_symlinks").trim();
     server.ssh("command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace >/dev/null; }");
-    const traced = (name: string, script: string, params: object | string) => {
+    const traced = (name: string, script: string, verb: string, params: object | string) => {
       const r = server.trySsh(`strace -f -qq -s 512 -e trace=open,openat,creat -o /root/trace-${name}.txt ` +
-        `bash "$(ls -td /root/.fdeploy/${A}/scripts-*/ | head -n1)${script}"`, typeof params === "string" ? params : JSON.stringify(params));
+        `bash ${bundle(A)}${script} ${verb}`, typeof params === "string" ? params : JSON.stringify(params));
       assert.strictEqual(r.status, 0, `${script}: ${r.stderr}`);
       return server.ssh(`cat /root/trace-${name}.txt; rm -f /root/trace-${name}.txt`);
     };
     const live = server.ssh(`cat /srv/${A}/slots/activation.live.json`);
     const traces = [
-      traced("health", "health.sh create", { APP: A, HOST_HEADER: "localhost", HEALTH_PATH: "/health", HEALTH_TIMEOUT: "15" }),
-      traced("status", "ops.sh status", { APP: A }),
-      traced("activate", "activate.sh create", live),
+      traced("health", "health.sh", "create", { APP: A, HOST_HEADER: "localhost", HEALTH_PATH: "/health", HEALTH_TIMEOUT: "15" }),
+      traced("status", "ops.sh", "status", { APP: A }),
+      traced("activate", "activate.sh", "create", live),
     ].join("\n");
     // every open of a path in a world-writable folder must be of a file this trace created itself
     // with O_EXCL (mktemp, Python's tempfile): any other name could be planted by another user
@@ -339,7 +351,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   it("14. a FIFO in shared/ fails the backup before the release commands at once, naming it; the site keeps serving", async () => {
     const fifo = `/srv/${A}/shared/db/trap.db`;
     assert.strictEqual(asApp(A, `mkfifo ${fifo}`).status, 0);
-    a.setConfig("releaseCommands[0]", "true");
+    a.setConfig("releaseCommands[0]", "echo the release command ran");
     try {
       const t0 = Date.now();
       const run = redeploy(a, A, base());

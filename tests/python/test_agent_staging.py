@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import pwd
 import stat
 import sys
 
@@ -141,7 +142,7 @@ def test_a_held_lock_names_its_real_holder(host, tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         waits = []
-        with pytest.raises(AgentError, match=r"another deploy of 'shop'.*held by pid %d \(uid %d: " % (os.getpid(), os.getuid())):
+        with pytest.raises(AgentError, match=r"another deploy of 'shop'.*held by pid %d \(user %s: " % (os.getpid(), pwd.getpwuid(os.getuid()).pw_name)):
             with lock.deploy_lock(host, APP, 4, log=lambda _: None, sleep=waits.append):
                 pass
         assert waits == [2, 2], "waited the bound the user set, then failed"
@@ -193,3 +194,20 @@ def test_state_dir_planted_as_symlink_is_refused(host, tmp_path):
 def test_app_paths():
     app = App(name="shop", root="/srv/shop", user="shop")
     assert app.unit_path("socket") == "/etc/systemd/system/fdeploy-shop@.socket"
+
+
+def test_the_holder_names_every_process_that_holds_the_lock_also_an_inherited_descriptor(host, tmp_path):
+    import subprocess
+    (tmp_path / "run/fdeploy").mkdir(mode=0o700)
+    path = tmp_path / "run/fdeploy/shop.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    child = subprocess.Popen(["sleep", "30"], pass_fds=(fd,))
+    try:
+        said = lock.holder(str(path))
+        assert "pid %d (user " % os.getpid() in said and "pid %d (user " % child.pid in said and "sleep 30" in said
+    finally:
+        child.kill()
+        child.wait()
+        os.close(fd)
+    assert lock.holder(str(path)).startswith("no process any more")

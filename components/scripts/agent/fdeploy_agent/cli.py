@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, live, preflight, release, report, shellparams, staging
+from . import gunicorn, live, lock, preflight, release, report, shellparams, staging
 from .errors import AgentError
 from .host import Host
 
@@ -24,6 +24,7 @@ VERBS: Dict[str, Verb] = {
     "release-hash": release.release_hash,
     "canary-slot": report.canary_slot,
     "slot-env": gunicorn.slot_env,
+    "lock-holder": lock.lock_holder,
 }
 
 

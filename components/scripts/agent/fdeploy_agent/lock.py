@@ -2,13 +2,15 @@
 lock the bash steps take (lib.sh with_deploy_lock). /run/fdeploy is root's (0700): no app can
 open, hold or pre-create it. The descriptor is close-on-exec: no child (least of all one that
 runs as the app user) inherits it. A message about a held lock names the process that really
-holds it, read from the kernel's lock table."""
+holds it, asked of the kernel (lock-holder: also what lib.sh prints)."""
 import fcntl
 import os
+import pwd
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Dict, Iterator, List
 
+from .app import check_name
 from .errors import AgentError
 from .fsutil import own_dir
 from .host import Host
@@ -17,29 +19,49 @@ LOCK_DIR = "/run/fdeploy"
 
 
 def holder(path: str, proc: str = "/proc") -> str:
-    """Who holds the flock on PATH: 'pid <pid> (<user uid>: <command>)', or 'unknown'."""
+    """Every process that holds the flock on PATH now: 'pid <pid> (uid <uid>: <command>), …', or
+    'no process any more'. Asked of the kernel per descriptor (/proc/<pid>/fdinfo names the flock
+    an open file holds), not of the process that took it: a descriptor can be inherited or copied
+    by a process that is not the deploy that took the lock (and /proc/locks names only that one)."""
     try:
         st = os.stat(path)
-        want = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
-        with open(os.path.join(proc, "locks")) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == want:
-                    return describe_pid(parts[4], proc)
     except OSError:
-        pass
-    return "unknown"
+        return "no process any more (the lock file is gone)"
+    found: List[str] = []
+    for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
+        fds = os.path.join(proc, pid, "fd")
+        try:
+            names = os.listdir(fds)
+        except OSError:
+            continue
+        for fd in names:
+            try:
+                other = os.stat(os.path.join(fds, fd))
+                if (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino):
+                    continue
+                with open(os.path.join(proc, pid, "fdinfo", fd)) as f:
+                    if not any(line.startswith("lock:") and "FLOCK" in line for line in f):
+                        continue
+            except OSError:
+                continue
+            found.append(describe_pid(pid, proc))
+            break
+    return ", ".join(found[:6]) if found else "no process any more (it was just released)"
 
 
 def describe_pid(pid: str, proc: str = "/proc") -> str:
     try:
         with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:160]
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:150]
         with open(os.path.join(proc, pid, "status")) as f:
-            uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
-        return "pid %s (uid %s: %s)" % (pid, uid, cmd or "?")
-    except (OSError, StopIteration):
+            uid = int(next(line.split()[1] for line in f if line.startswith("Uid:")))
+    except (OSError, StopIteration, ValueError):
         return "pid %s" % pid
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    return "pid %s (user %s: %s)" % (pid, user, cmd or "?")
 
 
 @contextmanager
@@ -65,3 +87,8 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
         yield
     finally:
         os.close(fd)   # releases the flock
+
+
+def lock_holder(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
+    """params APP: who holds the app's deploy lock now (lib.sh with_deploy_lock's message, fdeploy lock)."""
+    return {"holder": holder(host.path("%s/%s.lock" % (LOCK_DIR, check_name(params.get("APP")))))}
