@@ -59,7 +59,8 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.match(p.output, /\+-\s+command:remote:Command\s+release-install\s+replace\s+\[diff: [^\]]*triggers/);
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
-    assert.deepStrictEqual(changed(r.output), ["activation-switch", "health-probe", "release-install", "release-upload"]);
+    // the new release is loaded (preflight) before the switch
+    assert.deepStrictEqual(changed(r.output), ["activation-switch", "health-probe", "preflight-check", "release-install", "release-upload"]);
     const newRelease = stack.outputs().releaseId;
     assert.notStrictEqual(newRelease, oldRelease);
     assert.match((await get(`${base}/`)).text, /version two/);
@@ -77,7 +78,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual(r.status, 0, r.output);
     const up = stack.up();
     assert.strictEqual(up.status, 0, up.output);
-    assert.deepStrictEqual(changed(up.output), ["activation-switch", "gunicorn-unit", "health-probe"]);
+    assert.deepStrictEqual(changed(up.output), ["activation-switch", "gunicorn-unit", "health-probe", "preflight-check"]);
     const workers = server.ssh("ps -o args= --ppid $(systemctl show -p MainPID --value fdeploy-flaskapp@main) | grep -c gunicorn").trim();
     assert.strictEqual(workers, "3");
   });
