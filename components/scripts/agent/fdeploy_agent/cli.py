@@ -4,6 +4,7 @@ as `error: …`, where the deploy's log shows it)."""
 import json
 import os
 import sys
+import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import gunicorn, live, lock, preflight, release, report, shellparams, staging
@@ -55,10 +56,14 @@ def main(argv: List[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
         if not isinstance(params, dict):
             raise AgentError("the parameters on stdin must be one JSON object")
         result = verb(host or Host(), params, log, lock_wait())
-    except AgentError as e:
-        log("error: %s" % e)
+    except Exception as e:   # a refusal (AgentError) names cause and fix; anything else is a bug: its traceback too
+        message = str(e) if isinstance(e, AgentError) else "the server agent failed in %s: %s: %s (a bug: please report it with the lines above)" % (
+            argv[0], type(e).__name__, e)
+        if not isinstance(e, AgentError):
+            traceback.print_exc(file=stderr)
+        log("error: %s" % message)
         if field is None:
-            print(json.dumps({"ok": False, "error": str(e)}), file=stdout)
+            print(json.dumps({"ok": False, "error": message}), file=stdout)
         return 1
     if field is not None:
         value = result.get(field, "")
