@@ -4,6 +4,9 @@
 // the database is restored from the replica before the app starts. Every row acknowledged more
 // than syncInterval + 1 s before the kill must be back. Prints the recovery point (rows and
 // seconds lost) and the recovery time (new server booted -> serving).
+// Then the old server comes back (issue 24 item 5): it does not replicate over the replica by itself,
+// a deploy to it is refused before anything on it changes (naming both servers and backup.takeover),
+// while the recovered server keeps replicating; with backup.takeover the deploy takes it over on purpose.
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
@@ -75,6 +78,22 @@ function backupCommand(stack: TestStack, verb: string): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The scheduled drill, run now on SERVER: its output (the latest replica restored, row counts). */
+function drill(server: TestServer): string {
+  server.ssh("systemctl start fdeploy-flaskapp-backup-verify.service");
+  const inv = server.ssh("systemctl show -p InvocationID --value fdeploy-flaskapp-backup-verify.service").trim();
+  return server.ssh(`journalctl _SYSTEMD_INVOCATION_ID=${inv} -o cat --no-pager`);
+}
+
+/** What a deploy to SERVER must not touch when it is refused: the backup's units and config, the live release. */
+function backupState(server: TestServer): string {
+  return server.ssh("sha256sum /etc/systemd/system/fdeploy-flaskapp-backup.service /etc/systemd/system/fdeploy-flaskapp-restore.service " +
+    "/etc/fdeploy/flaskapp.backup.conf /etc/fdeploy/flaskapp.litestream.yml /usr/local/lib/fdeploy/backup-run.sh; readlink /srv/flaskapp/current; " +
+    "systemctl show -p ActiveState -p InvocationID -p ExecMainStartTimestamp fdeploy-flaskapp-backup.service");
+}
+
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
 const S3_KEY = "fdeploytestkey", S3_SECRET = "fdeploy-test-secret-0123456789";
 
 /** The Versity S3 gateway (posix backend) on the target server, port 7070, bucket `backups`. */
@@ -96,7 +115,8 @@ function startS3(target: TestServer): void {
 for (const kind of ["sftp", "s3"] as const)
 describe(`offsite backups (Litestream, ${kind} target): surviving the loss of the server`, function () {
   this.timeout(900000);
-  let target: TestServer, app: TestServer, fresh: TestServer;
+  let target: TestServer, app: TestServer, fresh: TestServer, old: TestServer;
+  let oldId: string, newId: string, refusal: string;
   let stack: TestStack;
   let keyDir: string;
   let replica: string, replicaDir: string;
@@ -146,6 +166,10 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
     assert.match(app.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
+    // the lease names this server: its id and host
+    oldId = app.ssh("cat /etc/fdeploy/flaskapp.backup-id").trim();
+    assert.match(r.output, new RegExp(`lease: the replica is claimed for this server ${oldId} \\(host ${esc(app.host)}\\)`), r.output);
+    assert.match(target.ssh(`cat ${replicaDir}/fdeploy-owner`), new RegExp(`^${oldId} ${esc(app.host)} \\d{4}-`));
     assert.strictEqual(app.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'PRAGMA journal_mode'").trim(), "wal");
     const credFile = kind === "sftp" ? "backup-sftp-key" : "backup.env";
     assert.strictEqual(app.ssh(`stat -c '%a %U' /etc/fdeploy/flaskapp/${credFile}`).trim(), "600 root");
@@ -197,6 +221,9 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
     assert.match(r.output, /restored from the replica/);
+    // a brand-new server (no database) takes the replica over by itself: that is the recovery
+    newId = fresh.ssh("cat /etc/fdeploy/flaskapp.backup-id").trim();
+    assert.match(r.output, new RegExp(`took the replica over from server ${oldId} .*this server has no database`), r.output);
     const res = await fetch(`http://${fresh.host}/api/notes`);
     assert.strictEqual(res.status, 200);
     const serving = Date.now();
@@ -246,7 +273,7 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
   });
 
   it("the old server comes back: it finds the replica claimed by the new one and does not replicate over it", async () => {
-    const old = withKeptDisk(() => startServer("backup", 151));
+    old = withKeptDisk(() => startServer("backup", 151));
     await sleep(8000);
     const journal = old.ssh("journalctl -u fdeploy-flaskapp-backup.service --no-pager -o cat | tail -n 20");
     assert.match(journal, /the replica now belongs to server/, journal);
@@ -258,5 +285,59 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     const out = backupCommand(stack, "verify");
     const m = /rows notes: replica (\d+), live (\d+)/.exec(out);
     assert.ok(m && m[1] === m[2], out);
+  });
+
+  it("the old server comes back: a deploy to it is refused before anything changes, naming both servers and backup.takeover; " +
+     "the recovered server keeps replicating (its rows written after the recovery are in a later restore)", async () => {
+    const before = backupState(old);
+    stack.target(old);
+    const t0 = Date.now();
+    const r = stack.up();
+    console.log(`refused deploy: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.notStrictEqual(r.status, 0, r.output);
+    refusal = r.output;
+    console.log(r.output.split("\n").find((l) => l.includes("belongs to another server"))?.trim());
+    assert.match(r.output, new RegExp(`belongs to another server: ${newId} \\(host ${esc(fresh.host)}, claimed `), r.output);
+    assert.match(r.output, new RegExp(`this server is ${oldId} \\(host ${esc(old.host)}\\) and has a database of its own`), r.output);
+    assert.match(r.output, new RegExp(`pulumi config set --path backup\\.takeover ${newId}`), r.output);
+    assert.strictEqual(backupState(old), before, "the refused deploy changed the old server's backup");
+    assert.notStrictEqual(old.trySsh("systemctl is-active --quiet fdeploy-flaskapp-backup.service").status, 0);
+    assert.match(target.ssh(`cat ${replicaDir}/fdeploy-owner`), new RegExp(`^${newId} `));
+    // the recovered server kept the lease and replicates: a row written now is in the next restore
+    assert.match(fresh.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
+    const res = await fetch(`http://${fresh.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"after the refused deploy"}' });
+    assert.strictEqual(res.status, 201);
+    const live = ((await (await fetch(`http://${fresh.host}/api/notes`)).json()) as unknown[]).length;
+    await sleep(3000);
+    const out = drill(fresh);
+    const m = /rows notes: replica (\d+), live (\d+)/.exec(out);
+    assert.ok(m && Number(m[1]) === live && m[1] === m[2], `the replica lacks rows the recovered server wrote (live ${live}):\n${out}`);
+    console.log(`recovered server after the refused deploy: replica ${m![1]} rows = live ${live}`);
+  });
+
+  it("takeover on purpose: backup.takeover set to the owner's id the refusal printed; the deploy claims it, the other server stops replicating; " +
+     "the setting left in the stack does not let that server take it back", async () => {
+    const id = /pulumi config set --path backup\.takeover ([0-9a-f]{32})/.exec(refusal)![1];
+    stack.setConfig("backup.takeover", id);
+    const t0 = Date.now();
+    const r = stack.up();
+    console.log(`takeover deploy: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, new RegExp(`this server ${oldId} \\(host ${esc(old.host)}\\) took the replica over from server ${newId} .*backup\\.takeover names that server`), r.output);
+    assert.match(target.ssh(`cat ${replicaDir}/fdeploy-owner`), new RegExp(`^${oldId} ${esc(old.host)} `));
+    assert.match(old.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
+    // the server it was taken from finds out at its next check (every 10 s) and stays stopped
+    let state = "";
+    for (let i = 0; i < 30 && (state = fresh.trySsh("systemctl is-active fdeploy-flaskapp-backup.service").stdout.trim()) === "active"; i++) await sleep(1000);
+    assert.notStrictEqual(state, "active");
+    const why = fresh.ssh("journalctl -u fdeploy-flaskapp-backup.service --no-pager -o cat | grep 'the replica now belongs' | tail -n 1");
+    assert.match(why, new RegExp(`the replica now belongs to server ${oldId} \\(host ${esc(old.host)}`), why);
+    // backup.takeover (still naming the recovered server) applies only while that server owns the
+    // replica: a deploy to it now is refused like any other
+    stack.target(fresh);
+    const back = stack.up();
+    assert.notStrictEqual(back.status, 0, back.output);
+    assert.match(back.output, new RegExp(`belongs to another server: ${oldId} .*backup\\.takeover names this server itself`), back.output);
+    assert.match(target.ssh(`cat ${replicaDir}/fdeploy-owner`), new RegExp(`^${oldId} `));
   });
 });

@@ -41,6 +41,13 @@ describe("backup config", () => {
     assert.strictEqual(cfg.backup!.syncInterval, "5s");
   });
 
+  it("takes backup.takeover: the owner's id (32 hex digits), unset by default", () => {
+    assert.strictEqual(parse({ backup: SFTP, backupSecrets: { sftpKey: KEY } }).backup!.takeover, undefined);
+    const id = "0123456789abcdef0123456789abcdef";
+    assert.strictEqual(parse({ backup: { ...SFTP, takeover: id }, backupSecrets: { sftpKey: KEY } }).backup!.takeover, id);
+    assert.match(errorOf({ backup: { ...SFTP, retension: "1h" }, backupSecrets: { sftpKey: KEY } }), /known: .*takeover/);
+  });
+
   it("parses replica URLs", () => {
     assert.deepStrictEqual(parseReplicaUrl("sftp://u@h.example:2222/srv/b/"), { type: "sftp", user: "u", host: "h.example", port: 2222, path: "/srv/b" });
     assert.deepStrictEqual(parseReplicaUrl("s3://bucket"), { type: "s3", bucket: "bucket", path: "" });
@@ -67,6 +74,8 @@ describe("backup config", () => {
     ["an absolute database path", { backup: { ...SFTP, databases: ["/etc/x.sqlite3"] }, backupSecrets: { sftpKey: KEY } }, /backup\.databases\.0: expected a path inside shared/],
     ["the app's own database as an extra one", { backup: { ...SFTP, databases: ["db/app.sqlite3"] }, backupSecrets: { sftpKey: KEY } }, /backup\.databases: db\/app\.sqlite3 .* is always replicated/],
     ["an unknown litestream source", { backup: { ...SFTP, litestream: "apt" }, backupSecrets: { sftpKey: KEY } }, /backup\.litestream: expected download or upload/],
+    ["a takeover that is not a server id", { backup: { ...SFTP, takeover: "old-server" }, backupSecrets: { sftpKey: KEY } }, /backup\.takeover: expected the id of the server that owns the replica, as the refused deploy printed it \(32 hex digits/],
+    ["a takeover id with upper-case digits", { backup: { ...SFTP, takeover: "0123456789ABCDEF0123456789ABCDEF" }, backupSecrets: { sftpKey: KEY } }, /backup\.takeover: expected the id/],
     ["a typo in a backup key", { backup: { ...SFTP, retension: "1h" }, backupSecrets: { sftpKey: KEY } }, /backup\.retension: unknown setting.*known: replica, hostKey/],
   ];
   for (const [what, over, re, secret] of bad) {
