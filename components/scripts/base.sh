@@ -6,7 +6,7 @@
 #                             read-only to the app
 #   APP_ROOT/shared/          the app's writable data: db/, backups/
 #   APP_ROOT/current          symlink to the live release
-#   /etc/fdeploy/<app>/env    the app's environment (root, 0600; envfile.sh)
+#   /etc/fdeploy/<app>/env    the app's environment (root, 0600; staged by the agent's env-stage, put in force by activate.sh)
 # create params: APP, APP_ROOT, APP_USER, PACKAGES (space-separated)
 # delete: removes the app's code and uploads, never its data; purge (params: APP) deletes the data.
 . "$(dirname "$0")/lib.sh"
