@@ -10,7 +10,7 @@ import { AppIdentity } from "./components/app-identity";
 import { ScriptBundle } from "./components/remote-script";
 import { BaseSystem } from "./components/base-system";
 import { Release } from "./components/release";
-import { AppEnvironment } from "./components/environment";
+import { AppEnvironment, deployPaths, withDeployPaths } from "./components/environment";
 import { checkMigrationsCached, MigrationRunner } from "./components/migrations";
 import { GunicornService } from "./components/gunicorn";
 import { Activation, describeCanary } from "./components/activation";
@@ -70,16 +70,20 @@ export = program(async () => {
     server: cfg.server, appName: app, staged: release.staged, releaseId: release.releaseId, baseImage: docker.baseImage,
     after: [base.ready],
   }) : undefined;
-  const databasePath = `${appRoot}/shared/db/app.sqlite3`;
+  // env and secrets values may name the deploy's paths: ${APP_ROOT}, ${SHARED}, ${DATABASE_PATH}
+  const paths = deployPaths(appRoot);
+  const databasePath = paths.DATABASE_PATH;
+  const env = withDeployPaths(cfg.env, paths);
+  const secrets = withDeployPaths(cfg.secrets, paths);
   const environment = new AppEnvironment("env", {
     ...common, bundle, after: [base.ready],
-    plain: { ...cfg.env, DATABASE_PATH: databasePath },
-    secrets: pulumi.secret(cfg.secrets),
+    plain: { ...env, DATABASE_PATH: databasePath },
+    secrets: pulumi.secret(secrets),
   });
   // the release's shared paths (Flask's instance folder when the app uses it) and rendered shared files
   const shared = cfg.sharedDirs.length || cfg.sharedFiles.length ? new SharedPaths("shared", {
     ...common, bundle, releaseId: release.releaseId, dirs: cfg.sharedDirs, files: cfg.sharedFiles,
-    values: pulumi.secret({ ...cfg.env, DATABASE_PATH: databasePath, ...cfg.secrets }), after: [release.installed],
+    values: pulumi.secret({ ...env, DATABASE_PATH: databasePath, ...secrets }), after: [release.installed],
   }) : undefined;
   const dockerEnvNames = [...Object.keys(cfg.env), ...Object.keys(cfg.secrets), "DATABASE_PATH"];
   const service = new GunicornService("gunicorn", {

@@ -257,7 +257,8 @@ export const configSchema = z.strictObject({
   canary: canarySchema.optional(),
   // how the release runs: python (a venv on the server, the default) or docker (an image per release)
   runtime: z.enum(runtimes, { message: `expected one of: ${runtimes.join(", ")}` }).default("python"),
-  docker: dockerSchema.optional(),
+  // an empty `docker: {}` (what `pulumi config rm --path docker.baseImage` leaves) counts as unset
+  docker: z.preprocess((v) => (v && typeof v === "object" && Object.keys(v).length === 0 ? undefined : v), dockerSchema.optional()),
   healthPath: z.string().regex(/^\/[A-Za-z0-9._~\/-]*$/, "expected a URL path, e.g. /health").default("/health"),
   healthTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(30),
   // A rollback: the live release pinned to a kept one instead of appDir's (npm run rollback sets it,

@@ -24,6 +24,17 @@ export function envLine(key: string, value: string): string {
   return `${key}="${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 
+/** The deploy's paths an `env` or `secrets` value may name: `${APP_ROOT}`, `${SHARED}`, `${DATABASE_PATH}`. */
+export function deployPaths(appRoot: string): Record<string, string> {
+  return { APP_ROOT: appRoot, SHARED: `${appRoot}/shared`, DATABASE_PATH: `${appRoot}/shared/db/app.sqlite3` };
+}
+
+/** VALUES with those three names replaced (e.g. `sqlite:///${DATABASE_PATH}`); any other `${…}` stays as it is. */
+export function withDeployPaths(values: Record<string, string>, paths: Record<string, string>): Record<string, string> {
+  const expand = (v: string) => v.replace(/\$\{(APP_ROOT|SHARED|DATABASE_PATH)\}/g, (_, name: string) => paths[name]);
+  return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, expand(v)]));
+}
+
 export function renderEnvFile(values: Record<string, string>): string {
   return Object.keys(values).sort().map((k) => envLine(k, values[k])).join("\n") + "\n";
 }

@@ -90,6 +90,9 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     // rotate it while watching the server's process list during the deploy
     const NEW = `rotated-${crypto.randomBytes(8).toString("hex")}`;
     stack.setConfig("secrets.SECRET_KEY", NEW, { secret: true });
+    // env values may name the deploy's paths (issue 26): only these three names are replaced
+    stack.setConfig("env.DATABASE_URL", "sqlite:///${DATABASE_PATH}");
+    stack.setConfig("env.UPLOADS", "${SHARED}/uploads in ${APP_ROOT}, not ${HOME}");
     const watcher = spawn("ssh", ["-i", server.keyPath, "-o", `UserKnownHostsFile=${server.knownHostsPath}`, "-o", "BatchMode=yes",
       `root@${server.host}`, "for i in $(seq 1 600); do ps -eo args; sleep 0.05; done"], { stdio: ["ignore", "pipe", "ignore"] });
     let psLog = "";
@@ -104,6 +107,9 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.ok(!server.ssh("journalctl --no-pager -o cat").includes(NEW), "the secret appeared in the journal");
     const fp2 = (await get(`${base}/api/secret-fingerprint`)).json().sha256;
     assert.strictEqual(fp2, crypto.createHash("sha256").update(NEW).digest("hex"));
+    const envFile = server.ssh("cat /etc/fdeploy/flaskapp/env");
+    assert.match(envFile, /^DATABASE_URL="sqlite:\/\/\/\/srv\/flaskapp\/shared\/db\/app\.sqlite3"$/m);
+    assert.match(envFile, /^UPLOADS="\/srv\/flaskapp\/shared\/uploads in \/srv\/flaskapp, not \$\{HOME\}"$/m);
   });
 
   it("drift: a stopped app, a hand-edited site and environment show in preview --refresh; up --refresh repairs them; a plain up reads nothing", async () => {

@@ -11,6 +11,8 @@ describe("runtime docker", () => {
     const cfg = parseConfig(rawConfig(), PROJECT_DIR);
     assert.strictEqual(cfg.runtime, "python");
     assert.strictEqual(cfg.docker, undefined);
+    // what `pulumi config rm --path docker.baseImage` leaves behind after a switch back counts as unset
+    assert.strictEqual(parseConfig(rawConfig({ runtime: "python", docker: {} }), PROJECT_DIR).docker, undefined);
   });
 
   it("runtime docker fills in the docker defaults; limits are taken", () => {
@@ -26,6 +28,7 @@ describe("runtime docker", () => {
     assert.match(errorOf({ runtime: "docker", docker: { baseImage: "Python 3" } }), /flask-deploy:docker\.baseImage: expected an image reference/);
     assert.match(errorOf({ runtime: "docker", docker: { cpu: "1" } }), /flask-deploy:docker\.cpu: unknown setting .*known: baseImage, memory, cpus/);
     assert.match(errorOf({ docker: { memory: "512m" } }), /flask-deploy:docker: set, but runtime is python/);
+
     assert.match(errorOf({ runtime: "docker", sharedFiles: ["notes/x.cfg"] }), /flask-deploy:sharedFiles: not supported with runtime docker/);
     assert.match(errorOf({ runtime: "docker", strategy: "canary" }), /flask-deploy:strategy: canary is not supported with runtime docker yet/);
     assert.match(errorOf({ runtime: "docker", jobs: { j: { schedule: "hourly", command: "true" } } }), /flask-deploy:jobs: not supported with runtime docker yet/);

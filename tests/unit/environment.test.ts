@@ -1,7 +1,7 @@
 // The .env renderer: values reach systemd's EnvironmentFile and python-dotenv exactly, whatever
 // characters they hold; newlines are refused with the key named.
 import * as assert from "assert";
-import { envLine, renderEnvFile } from "../../components/environment";
+import { deployPaths, envLine, renderEnvFile, withDeployPaths } from "../../components/environment";
 import { parseHistory } from "../../components/activation";
 
 describe(".env rendering", () => {
@@ -10,6 +10,14 @@ describe(".env rendering", () => {
   });
   it("sorts keys and ends with a newline", () => {
     assert.strictEqual(renderEnvFile({ B: "2", A: "1" }), 'A="1"\nB="2"\n');
+  });
+  it("replaces ${APP_ROOT}, ${SHARED} and ${DATABASE_PATH} in values, and no other ${…}", () => {
+    const paths = deployPaths("/srv/shop");
+    assert.deepStrictEqual(withDeployPaths({
+      DATABASE_URL: "sqlite:///${DATABASE_PATH}", A: "${SHARED}/x:${APP_ROOT}", B: "${HOME} $DATABASE_PATH ${database_path} ${DATABASE_PATH", C: "plain",
+    }, paths), {
+      DATABASE_URL: "sqlite:////srv/shop/shared/db/app.sqlite3", A: "/srv/shop/shared/x:/srv/shop", B: "${HOME} $DATABASE_PATH ${database_path} ${DATABASE_PATH", C: "plain",
+    });
   });
   it("refuses newlines, naming the key", () => {
     assert.throws(() => envLine("SECRET_KEY", "a\nb"), /SECRET_KEY: values may not contain newlines/);
