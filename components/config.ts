@@ -18,6 +18,29 @@ const hostKeyLine = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-
 // The command plugin pins the host key with a callback that offers only that key's type; for
 // ssh-rsa that is SHA-1 signing, which OpenSSH >= 8.8 refuses: such a stack could never connect.
 const rsaHostKey = /^ssh-rsa /;
+
+/**
+ * A line as `ssh-keyscan -t ed25519 HOST` prints it (`HOST ssh-ed25519 AAAA…`; `[HOST]:PORT …` for another
+ * port; `h1,h2 …` as in known_hosts): the host names it is for and the key. undefined: no host name first.
+ */
+export function splitKeyscanLine(line: string): { hosts: string[]; key: string } | undefined {
+  const m = /^(\S+) ((?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)) \S+.*)$/.exec(line.trim());
+  if (!m || hostKeyLine.test(line.trim())) return undefined;
+  return { hosts: m[1].split(",").map((h) => h.replace(/^\[(.*)\]:\d+$/, "$1")), key: m[2] };
+}
+
+/** KEY (server.hostKey or backup.hostKey, in INPUT) pasted as ssh-keyscan printed it: the host name is
+ * dropped, and a key scanned from another host than HOST is a problem naming both. */
+function acceptKeyscanLine(input: Record<string, any> | undefined, host: string | undefined, key: string, problems: string[]): void {
+  const line = input?.hostKey;
+  const scanned = typeof line === "string" ? splitKeyscanLine(line) : undefined;
+  if (!scanned || !input) return;
+  input.hostKey = scanned.key;
+  if (host !== undefined && !scanned.hosts.includes(host)) {
+    problems.push(`${NAMESPACE}:${key}: the key was scanned from ${scanned.hosts.join(", ")}, not from ${host} (the host it is for); ` +
+      `scan the host you deploy to (ssh-keyscan -t ed25519 ${host}) or fix the host`);
+  }
+}
 const envName = /^[A-Z_][A-Z0-9_]*$/;
 // one line each in .env (systemd EnvironmentFile): no newlines or NULs
 // plain and secret settings: numbers and booleans (`pulumi config set --path env.WORKERS 4`) as their text
@@ -395,6 +418,10 @@ export function parseConfig(
     problems.push(`${NAMESPACE}:tls.privateKey: must be set as a secret: pulumi config set --secret --path tls.privateKey < key.pem`);
   }
   if (input.server === undefined) input.server = serverFromDotenv(dotenv);
+  acceptKeyscanLine(input.server as Record<string, any> | undefined, (input.server as any)?.host, "server.hostKey", problems);
+  const replica = (input.backup as any)?.replica;
+  const target = typeof replica === "string" ? parseReplicaUrl(replica) : undefined;
+  acceptKeyscanLine(input.backup as Record<string, any> | undefined, target?.type === "sftp" ? target.host : undefined, "backup.hostKey", problems);
   if (input.server === undefined) {
     problems.push(`${NAMESPACE}:server: missing; set server.host, server.hostKey (and server.privateKeyPath) with pulumi config set --path, or FDEPLOY_SERVER_* in .env`);
   }

@@ -25,6 +25,13 @@ describe("backup config", () => {
     assert.strictEqual(cfg.backupSecrets, undefined);
   });
 
+  it("backup.hostKey takes what ssh-keyscan prints for the target; another host's key is refused, naming both", () => {
+    const cfg = parse({ backup: { ...SFTP, hostKey: `backup.example.com ${HOST_KEY}` }, backupSecrets: { sftpKey: KEY } });
+    assert.strictEqual(cfg.backup!.hostKey, HOST_KEY);
+    assert.match(errorOf({ backup: { ...SFTP, hostKey: `[elsewhere.example.com]:2222 ${HOST_KEY}` }, backupSecrets: { sftpKey: KEY } }),
+      /flask-deploy:backup\.hostKey: the key was scanned from elsewhere\.example\.com, not from backup\.example\.com/);
+  });
+
   it("accepts an sftp replica with its key; defaults: 1 s sync, 72 h retention, download, no extra databases", () => {
     const cfg = parse({ backup: SFTP, backupSecrets: { sftpKey: KEY } });
     assert.strictEqual(cfg.backup!.syncInterval, "1s");

@@ -42,6 +42,17 @@ describe("config schema", () => {
     assert.strictEqual(parseConfig(rawConfig({ strategy: "rolling" }), PROJECT_DIR, {}, "prod").strategy, "rolling");
   });
 
+  it("server.hostKey takes what ssh-keyscan prints (the host name dropped); a key of another host is refused, naming both", () => {
+    const scanned = (host: string) => parseConfig(rawConfig({ server: { host: "app.example.com", hostKey: `${host} ${HOST_KEY}` } }), PROJECT_DIR).server.hostKey;
+    assert.strictEqual(scanned("app.example.com"), HOST_KEY);
+    assert.strictEqual(scanned("[app.example.com]:2222"), HOST_KEY);
+    assert.strictEqual(scanned("app.example.com,203.0.113.10"), HOST_KEY);
+    assert.strictEqual(parseConfig(rawConfig({ server: { host: "app.example.com", hostKey: `${HOST_KEY} root@box` } }), PROJECT_DIR).server.hostKey,
+      `${HOST_KEY} root@box`, "a key with a comment is a key, not a scanned line");
+    assert.match(errorOf({ server: { host: "app.example.com", hostKey: `other.example.com ${HOST_KEY}` } }),
+      /flask-deploy:server\.hostKey: the key was scanned from other\.example\.com, not from app\.example\.com .*ssh-keyscan -t ed25519 app\.example\.com/);
+  });
+
   it("accepts keepDataOnDestroy 'true' (destroy keeps the data anyway)", () => {
     assert.doesNotThrow(() => parseConfig(rawConfig({ keepDataOnDestroy: "true" }), PROJECT_DIR));
   });
