@@ -300,7 +300,7 @@ export const configSchema = z.strictObject({
   keepDataOnDestroy: z
     .union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" })
     .refine((v) => v, {
-      message: "false is no longer supported: pulumi destroy always keeps the database, backups and environment file; delete them on purpose afterwards with `npm run purge -- --stack <stack> --confirm <appName>` (and remove this key)",
+      message: "false is no longer supported: pulumi destroy always keeps the database, backups and environment file. Remove this key first (pulumi config rm --stack <stack> keepDataOnDestroy); then, to delete them on purpose after a destroy: npm run purge -- --stack <stack> --confirm <appName>",
     })
     .optional(),
   env: z
@@ -437,7 +437,10 @@ export function parseConfig(
       } else if (!(issue.path[0] === "server" && input.server === undefined)) {
         // a bad record key (env/secrets names) carries the key's own message inside
         const nested = (issue as { issues?: { message: string }[] }).issues?.[0]?.message;
-        problems.push(`${NAMESPACE}:${issue.path.join(".")}: ${nested ?? issue.message}`);
+        // commands in a message name this stack and app, not placeholders
+        const said = (nested ?? issue.message).replace(/<stack>/g, stack || "<stack>")
+          .replace(/<appName>/g, typeof input.appName === "string" ? input.appName : "flaskapp");
+        problems.push(`${NAMESPACE}:${issue.path.join(".")}: ${said}`);
       }
     }
   }

@@ -191,6 +191,9 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     stack.mustRun(["config", "rm", "keepDataOnDestroy"]);
     assert.notStrictEqual(r.status, 0);
     assert.match(r.output, /flask-deploy:keepDataOnDestroy: false is no longer supported: pulumi destroy always keeps the database/);
+    // one order that works, with this stack's and app's names: remove the key, then purge
+    assert.ok(r.output.includes(`Remove this key first (pulumi config rm --stack ${stack.name} keepDataOnDestroy); then, to delete them on purpose ` +
+      `after a destroy: npm run purge -- --stack ${stack.name} --confirm flaskapp`), r.output);
   });
 
   it("destroy removes the service, the site and the releases, and keeps the data whatever the last up said", async () => {

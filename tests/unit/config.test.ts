@@ -2,7 +2,7 @@
 // that names the key and the expected form.
 import * as assert from "assert";
 import { canarySettings, ConfigError, parseConfig } from "../../components/config";
-import { errorOf, HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
+import { errorOf, HOST_KEY, PROJECT_DIR, rawConfig, refusal, tempKeyFile } from "./helpers";
 
 describe("config schema", () => {
   it("accepts a valid config and fills in defaults", () => {
@@ -55,6 +55,12 @@ describe("config schema", () => {
 
   it("accepts keepDataOnDestroy 'true' (destroy keeps the data anyway)", () => {
     assert.doesNotThrow(() => parseConfig(rawConfig({ keepDataOnDestroy: "true" }), PROJECT_DIR));
+  });
+
+  it("keepDataOnDestroy false: the message's commands name this stack and app, in an order that works", () => {
+    const said = refusal(() => parseConfig(rawConfig({ keepDataOnDestroy: "false", appName: "shop" }), PROJECT_DIR, {}, "prod"));
+    assert.match(said, /Remove this key first \(pulumi config rm --stack prod keepDataOnDestroy\); then, .*npm run purge -- --stack prod --confirm shop$/m);
+    assert.doesNotMatch(said, /<stack>|<appName>/);
   });
 
   const bad: Array<[string, Record<string, unknown>, RegExp, string[]?]> = [
