@@ -85,11 +85,16 @@ purge() {
   load_settings "$P_APP" || { echo "nothing to purge for $P_APP"; return; }
   [ -e "/etc/systemd/system/$(service_unit "$P_APP")" ] &&
     fail "app '$P_APP' is still deployed on this server; run pulumi destroy first"
-  rm -rf "$APP_ROOT" "$(env_dir "$P_APP")" "$FDEPLOY_HOME/uploads" "$FDEPLOY_HOME"/migrations-*
+  # everything of the app this project created: its data and settings, its nginx logs, the backup's
+  # server id and pinned key, and the uploads in the SSH user's home (this bundle among them: bash
+  # has the script open, so the rest of it still runs)
+  local logs=(/var/log/nginx/fdeploy-"$P_APP".*) backup=(/etc/fdeploy/"$P_APP".backup-*) uploads=""
+  [[ $FDEPLOY_HOME == */.fdeploy/"$P_APP" ]] && uploads=$FDEPLOY_HOME   # only the app's own upload folder
+  rm -rf "$APP_ROOT" "$(env_dir "$P_APP")" "${logs[@]}" "${backup[@]}" ${uploads:+"$uploads"}
   userdel "$APP_USER" 2>/dev/null || true
   userdel "$(build_user "$P_APP")" 2>/dev/null || true
   rm -f "$(settings_file "$P_APP")"
-  echo "purged $P_APP: $APP_ROOT (database, backups), $(env_file "$P_APP") and the user $APP_USER are gone"
+  echo "purged $P_APP: $APP_ROOT (database, backups), $(env_dir "$P_APP") (the environment file and its copies), $(settings_file "$P_APP"), the nginx logs /var/log/nginx/fdeploy-$P_APP.*, the backup's server id, the uploads in $FDEPLOY_HOME and the users $APP_USER and $(build_user "$P_APP") are gone"
 }
 
 case ${1:-} in create) create ;; delete) delete "${2:-}" ;; purge) purge ;; *) fail "usage: base.sh create|delete APP|purge" ;; esac

@@ -219,9 +219,10 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const r = stack.purge("flaskapp");
     assert.strictEqual(r.status, 0, r.output);
     assert.match(r.output, /purged flaskapp/);
-    for (const p of ["/srv/flaskapp", "/etc/fdeploy/flaskapp", "/etc/fdeploy/flaskapp.conf"]) {
+    for (const p of ["/srv/flaskapp", "/etc/fdeploy/flaskapp", "/etc/fdeploy/flaskapp.conf", "/root/.fdeploy/flaskapp"]) {
       assert.strictEqual(server.trySsh(`test -e ${p}`).status, 1, `${p} is left`);
     }
+    assert.strictEqual(server.ssh("ls /var/log/nginx/ | grep -c '^fdeploy-flaskapp\\.' || true").trim(), "0", "the app's nginx logs are left");
     assert.strictEqual(server.trySsh("id flaskapp").status, 1, "the app user is left");
   });
 });
