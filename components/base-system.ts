@@ -40,6 +40,8 @@ export class BaseSystem extends pulumi.ComponentResource {
         APP: args.appName,
         APP_ROOT: args.appRoot,
         APP_USER: args.appUser,
+        // the stack's name, for the commands the server's messages print (destroy: how to purge)
+        STACK: pulumi.getStack(),
         PACKAGES: [...BASE_PACKAGES, ...(args.docker ? DOCKER_PACKAGES : [])].join(" "),
       }),
       after: args.after,

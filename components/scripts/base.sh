@@ -57,7 +57,11 @@ create() {
     fail "could not create shared/db and shared/backups as $P_APP_USER"
   # uploads in the SSH user's home: readable by that user only
   chmod 0700 "$(dirname "$FDEPLOY_HOME")" "$FDEPLOY_HOME"
-  printf 'APP_ROOT=%q\nAPP_USER=%q\n' "$P_APP_ROOT" "$P_APP_USER" |
+  # STACK: the stack that deploys the app here (kept when a caller does not say), for messages
+  local stack=${P_STACK:-}
+  [ -n "$stack" ] || stack=$(load_settings "$P_APP" && echo "${STACK:-}") || stack=""
+  [[ $stack =~ ^[A-Za-z0-9._-]*$ ]] || fail "bad stack name '$stack'"
+  printf 'APP_ROOT=%q\nAPP_USER=%q\nSTACK=%q\n' "$P_APP_ROOT" "$P_APP_USER" "$stack" |
     write_if_changed "$(settings_file "$P_APP")" 0644 || true
   echo "base ready: $P_APP_ROOT (user $P_APP_USER)"
 }
@@ -75,7 +79,7 @@ delete() {
   if command -v docker >/dev/null; then
     docker image ls -q "fdeploy-$app" 2>/dev/null | sort -u | xargs -r docker image rm -f >/dev/null 2>&1 || true
   fi
-  echo "kept the data of $app: $APP_ROOT/shared (database, backups), $APP_ROOT/files (rendered shared files, if any) and $(env_file "$app"); delete them with: npm run purge -- --stack <stack> --confirm $app"
+  echo "kept the data of $app: $APP_ROOT/shared (database, backups), $APP_ROOT/files (rendered shared files, if any) and $(env_file "$app"); delete them with: npm run purge -- --stack ${STACK:-<stack>} --confirm $app"
 }
 
 # purge (npm run purge, after pulumi destroy): delete what destroy keeps — the database, backups,

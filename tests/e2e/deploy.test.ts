@@ -202,6 +202,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const r = stack.destroy();
     assert.strictEqual(r.status, 0, r.output);
     assert.match(r.output, /kept the data of flaskapp: \/srv\/flaskapp\/shared .* npm run purge/);
+    assert.ok(r.output.includes(`npm run purge -- --stack ${stack.name} --confirm flaskapp`), "destroy's message names this stack");
     assert.strictEqual(server.trySsh("systemctl cat fdeploy-flaskapp@main").status !== 0, true, "unit removed");
     assert.strictEqual(server.trySsh("test -e /etc/nginx/sites-enabled/fdeploy-flaskapp.conf").status, 1, "site removed");
     assert.strictEqual(server.trySsh("test -e /srv/flaskapp/releases").status, 1, "releases removed");
