@@ -88,7 +88,7 @@ with_deploy_lock() {
   chmod 0600 "$lock"
   while ! flock -n 9; do
     if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
-      fail "another deploy of '$P_APP' is running on this server: the lock $lock is held by $(lock_holder "$lock"); waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one)"
+      fail "another deploy of '$P_APP' is running on this server: the lock $lock is held by $(lock_holder); waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one)"
     fi
     [ $waited = 0 ] && log "waiting for another deploy of '$P_APP' on this server to finish…"
     sleep 2; waited=$((waited + 2))
@@ -100,9 +100,9 @@ with_deploy_lock() {
   echo "$$ $(date -u +%FT%TZ) ${SUDO_USER:-${USER:-root}}" >"$lock.owner"
   [ -n "$(trap -p EXIT)" ] || trap deploy_lock_released EXIT
 }
-# lock_holder LOCK: the processes that hold LOCK's flock now (pid, user, command line), from the
-# kernel (/proc/<pid>/fdinfo lists the locks of each descriptor), never from the owner record:
-# a descriptor can be inherited or reopened by a process that is not the deploy that took it
+# lock_holder: the processes that hold the app's deploy lock now (pid, user, command line), from
+# the kernel (the agent's lock-holder: /proc/<pid>/fdinfo lists each descriptor's locks), never from
+# the owner record: a descriptor can be inherited or reopened by a process that is not the deploy
 lock_holder() { printf '{"APP": "%s"}' "$P_APP" | agent lock-holder --field holder; }
 
 # root_dir DIR MODE: DIR exists as a real directory owned by root with MODE; refuses a symlink or a
