@@ -13,6 +13,7 @@ options (components/scripts/preflight.py runs inside) — and, in the switch, GE
 """
 import os
 import re
+from contextlib import nullcontext
 from typing import Any, Callable, Dict, List
 
 from . import app as apps
@@ -86,7 +87,8 @@ def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: 
 
 def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: str) -> Dict[str, Any]:
     app, rid, target, health, timeout = _params(host, params)
-    with deploy_lock(host, app.name, lock_wait, log) if mode == "staged" else _nolock():
+    # the switch's preflight runs inside activate.sh, which holds the lock already
+    with deploy_lock(host, app.name, lock_wait, log) if mode == "staged" else nullcontext():
         state = states.load(host, app)
         unit = state["staged"].get("unit", {})
         if mode == "light" and state.get("preflight") == dict(_fingerprint(state, rid), passed=True):
@@ -120,15 +122,6 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
         raise AgentError("the preflight of release %s ended without a Python error (exit %d): something on the server killed it or it ran"
                          " out of time (flask-deploy:healthTimeoutSeconds %d) or memory; not the code's doing as far as it shows.%s\n"
                          "--- the preflight's output ---\n%s" % (rid, rc, timeout, untouched, tail))
-
-
-class _nolock:
-    """The switch's preflight runs inside activate.sh, which holds the lock already."""
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def preflight(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
