@@ -5,7 +5,8 @@ import { Connection } from "./connection";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 /** What every app server needs; curl serves the on-server health checks. */
-export const BASE_PACKAGES = ["python3", "python3-venv", "nginx", "sqlite3", "curl"];
+// acl: setfacl, for the app root that only the app reads and nginx and the build user pass through (base.sh)
+export const BASE_PACKAGES = ["python3", "python3-venv", "nginx", "sqlite3", "curl", "acl"];
 /** runtime docker: Debian's engine (and CLI, which the provider's ssh:// link runs: docker system dial-stdio). */
 export const DOCKER_PACKAGES = ["docker.io"];
 

@@ -19,8 +19,8 @@ export interface ServerStateArgs {
 }
 
 /** The state the stack wants: the release running, and the deployed settings and site in force. */
-const WANTED = { running: true, unitInForce: true, envInForce: true, siteInForce: true };
-const OBSERVED = ["release", "running", "unitInForce", "envInForce", "siteInForce"] as const;
+const WANTED = { running: true, unitInForce: true, envInForce: true, siteInForce: true, sharedFilesInForce: true };
+const OBSERVED = ["release", "running", "unitInForce", "envInForce", "siteInForce", "sharedFilesInForce"] as const;
 
 /** state.sh VERB on the server: its JSON report. */
 function stateScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {

@@ -36,6 +36,8 @@ if [ "$runtime" = docker ]; then
     fail "the image of release $P_RELEASE_ID (fdeploy-$P_APP:$P_RELEASE_ID) is not on this server's Docker engine; a rollback can only pin a release whose image is kept"
   # the health probe runs as nginx's user: the container's socket folder is the app's
   HTTP_PROBE_USER=www-data
+else   # the release loads the rendered shared files, never stand-ins the live app put in their place
+  agent shared-relink <<<"$P_RAW" >/dev/null || exit 1
 fi
 
 # point_slot SLOT RELEASE_DIR: the slot's code, its RELEASE_ID and the Gunicorn options its release's

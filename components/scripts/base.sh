@@ -47,7 +47,15 @@ create() {
   fi
   ensure_account "$P_APP_USER" "$(app_mark "$P_APP")" "$P_APP_ROOT"
   ensure_account "$(build_user "$P_APP")" "$(build_mark "$P_APP")" /nonexistent
-  install -d -m 0755 -o root -g root "$P_APP_ROOT" "$P_APP_ROOT/releases" /etc/fdeploy
+  # APP_ROOT holds the app's code, migrations and history: readable by the app's group only (0750
+  # root:<app>); nginx (the static folders) and the build user (venvs/) may only pass through it
+  # (ACL x). A server of the earlier layout (0755) gets the ACL before it loses its other bits, so
+  # nginx never misses a static file on the way.
+  [ ! -L "$P_APP_ROOT" ] || fail "$P_APP_ROOT is a symlink; refusing to use it"
+  [ -d "$P_APP_ROOT" ] || install -d -m 0750 -o root -g root "$P_APP_ROOT"
+  setfacl -m "u:www-data:x,u:$(build_user "$P_APP"):x" "$P_APP_ROOT"
+  chown root:"$P_APP_USER" "$P_APP_ROOT" && chmod 0750 "$P_APP_ROOT"
+  install -d -m 0755 -o root -g root "$P_APP_ROOT/releases" /etc/fdeploy
   root_dir "$(env_dir "$P_APP")" 0700
   # shared/ sits in the root-owned APP_ROOT, so it cannot be a planted symlink; what is inside it
   # is the app's, so its subfolders are made by the app user itself (root follows no path there)

@@ -4,10 +4,11 @@
 # (`pulumi up --refresh`). What the stack wants is on the server already: the settings' .desired
 # copies in /etc/fdeploy/<app>/ (the agent's unit-stage, env-stage; nginx.sh) and the last activation's
 # parameters that went live (slots/activation.live.json: the release, strategy and health check).
-#   read    prints one JSON object (the agent's state-report): release (the live slot's release), running (the live slot's
-#           service is active), and whether the unit, the environment file and the nginx site in
-#           force are the deployed ones. Under the deploy lock: a deploy of another stack in
-#           progress (mid-restart, mid-switch) is waited for, so the stack records a settled state
+#   read    prints one JSON object (the agent's state-report): release (the live slot's release),
+#           running (the live slot's service is active), and whether the unit, the environment
+#           file, the nginx site and the rendered shared files' links in force are the deployed
+#           ones. Under the deploy lock: a deploy of another stack in progress (mid-restart,
+#           mid-switch) is waited for, so the stack records a settled state
 #   now     the same report at once, without waiting (fdeploy status)
 #   repair  puts the deployed settings and site back in force, reinstalls the deployed release from
 #           its upload if it was deleted, and, when the app does not run the deployed release,
@@ -28,7 +29,8 @@ repair() {
   local want restart=0
   with_deploy_lock
   # a unit or environment changed by hand: the app must restart with the deployed one
-  [ "$(field unitInForce)" = True ] && [ "$(field envInForce)" = True ] || restart=1
+  # (and a rendered shared file the app replaced: activate.sh links it again)
+  [ "$(field unitInForce)" = True ] && [ "$(field envInForce)" = True ] && [ "$(field sharedFilesInForce)" = True ] || restart=1
   settings_from desired
   want=$(env_dir "$P_APP")/site.desired
   if [ "$(field siteInForce)" = False ]; then

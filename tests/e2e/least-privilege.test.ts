@@ -51,6 +51,11 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       const s = new TestStack(name);
       s.target(server, { appName: app, appDir: code.rel, migrationsDir: migrations.rel, serverName, healthTimeoutSeconds: "15" });
       s.setConfig("secrets.SECRET_KEY", secret, { secret: true });
+      if (app === A) {   // a rendered file inside a shared folder (case 15)
+        s.setConfig("sharedDirs[0]", "instance");
+        s.setConfig("sharedFiles[0].path", "instance/settings.cfg");
+        s.setConfig("sharedFiles[0].content", "RENDERED = True\n");
+      }
       const r = s.up();
       assert.strictEqual(r.status, 0, r.output);
       if (app === A) a = s; else b = s;
@@ -376,5 +381,46 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       asApp(A, `rm -f ${fifo}`);
       a.mustRun(["config", "rm", "--path", "releaseCommands"]);
     }
+  });
+
+  it("15. a rendered shared file's link swapped for the app's own file: put back before the next release loads, and shown as drift", async () => {
+    const link = `/srv/${A}/shared/instance/settings.cfg`, rendered = `/srv/${A}/files/instance/settings.cfg`;
+    const swap = () => assert.strictEqual(asApp(A, `rm ${link} && echo 'RENDERED = False  # the app wrote this' >${link}`).status, 0);
+    assert.strictEqual(server.ssh(`readlink ${link}`).trim(), rendered);
+    swap();
+    // an env-only deploy (no new release, no shared step): the switch links it again
+    a.setConfig("env.APP_GREETING", "after the swap");
+    const r = await redeploy(a, A, base());
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /shared\/instance\/settings\.cfg is not the link to the rendered file \(the app replaced it\); linking it again/);
+    assert.strictEqual(server.ssh(`readlink ${link}`).trim(), rendered, "the app's file survived the deploy");
+    assert.strictEqual(r.failed, 0);
+    // between deploys: drift that preview --refresh shows and up --refresh repairs
+    swap();
+    const preview = a.run(["preview", "--refresh", "--diff"]);
+    assert.strictEqual(preview.status, 0, preview.output);
+    assert.match(preview.output, /sharedFilesInForce/);
+    const repaired = a.run(["up", "--refresh", "--yes", "--skip-preview"]);
+    assert.strictEqual(repaired.status, 0, repaired.output);
+    assert.strictEqual(server.ssh(`readlink ${link}`).trim(), rendered);
+    const again = a.run(["preview", "--refresh", "--expect-no-changes"]);
+    assert.strictEqual(again.status, 0, again.output);
+    rows.push("| replace the link to a rendered shared file (instance/settings.cfg) with the app's own file | an env-only deploy links it again; between deploys `preview --refresh` shows sharedFilesInForce, `up --refresh` repairs it |");
+  });
+
+  it("16. one app cannot read another's code, migrations or history; nginx still serves the static files", async () => {
+    for (const [me, other] of [[A, B], [B, A]]) {
+      for (const p of [`/srv/${other}/current/wsgi.py`, `/srv/${other}/history.log`, `/srv/${other}/migrations`, `/srv/${other}/releases`, `/srv/${other}`]) {
+        const r = asApp(me, `cat ${p} 2>&1 || ls ${p} 2>&1`);
+        assert.notStrictEqual(r.status, 0, `${me} reads ${p}: ${r.stdout}`);
+        assert.match(r.stdout, /Permission denied/, p);
+      }
+    }
+    assert.strictEqual(asApp(A, `cat /srv/${A}/current/wsgi.py >/dev/null && tail -n1 /srv/${A}/history.log`).status, 0, "the app reads its own code");
+    // nginx's user passes through the app root, no more; the static folder is served
+    assert.notStrictEqual(server.trySsh(`runuser -u www-data -- ls /srv/${A}`).status, 0, "www-data lists the app root");
+    const css = await get(`${base()}/static/style.css`);
+    assert.strictEqual(css.status, 200, "nginx no longer serves the static folder");
+    rows.push("| each app reads the other's code, history.log, migrations, releases (and lists its root) | permission denied both ways (app root 0750 root:<app>, nginx and the build user may only pass through); /static/ still served |");
   });
 });

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, live, lock, preflight, release, report, shellparams, staging
+from . import gunicorn, live, lock, preflight, release, report, shared_links, shellparams, staging
 from .errors import AgentError
 from .host import Host
 
@@ -26,6 +26,7 @@ VERBS: Dict[str, Verb] = {
     "canary-slot": report.canary_slot,
     "slot-env": gunicorn.slot_env,
     "lock-holder": lock.lock_holder,
+    "shared-relink": shared_links.shared_relink,
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List
 
 from . import app as apps
 from . import gunicorn
+from . import shared_links
 from . import state as states
 from . import units
 from .errors import AgentError
@@ -90,6 +91,7 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
     # the switch's preflight runs inside activate.sh, which holds the lock already
     with deploy_lock(host, app.name, lock_wait, log) if mode == "staged" else nullcontext():
         state = states.load(host, app)
+        shared_links.relink(host, app, rid, log)   # the release loads the rendered files, never the app's stand-ins
         unit = state["staged"].get("unit", {})
         if mode == "light" and state.get("preflight") == dict(_fingerprint(state, rid), passed=True):
             log("preflight: release %s loaded before the migrations, with these settings; the new slot's check decides" % rid)
