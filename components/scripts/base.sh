@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # base.sh create|delete — the base system for one app: OS packages, an unprivileged app user, an
 # unprivileged build user (pip runs as it, release.sh) and the directory layout:
+#   APP_ROOT/                 0750 root:<app>; nginx and the build user may only pass through (ACL)
 #   APP_ROOT/releases/<id>/   one folder per release: code owned by root, .venv a link to venvs/;
 #   APP_ROOT/venvs/<hash>/    one venv per requirements, built and owned by the build user;
 #                             read-only to the app
