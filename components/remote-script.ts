@@ -57,9 +57,14 @@ export class ScriptBundle extends pulumi.ComponentResource {
   }
 }
 
-/** Parameters for a remote script: one JSON object (stdin). Secret inputs make the result secret. */
+/**
+ * Parameters for a remote script: one JSON object (stdin). Secret inputs make the result secret.
+ * DEPLOY names the deploy ("<project>/<stack>"): its steps hold the server's deploy lease
+ * (agent lease.py), so another stack's steps never run between two of them.
+ */
 export function scriptParams(values: Record<string, pulumi.Input<string | number | boolean>>): pulumi.Output<string> {
-  return pulumi.all(values).apply((v) => JSON.stringify(v, Object.keys(v).sort(), 1));
+  const all = { DEPLOY: `${pulumi.getProject()}/${pulumi.getStack()}`, ...values };
+  return pulumi.all(all).apply((v) => JSON.stringify(v, Object.keys(v).sort(), 1));
 }
 
 export interface RemoteStepArgs {

@@ -86,11 +86,21 @@ with_deploy_lock() {
   # fd 9 is inherited by this script's children: no process of another user may get it (run_as
   # closes it; the mode stops a reopen of a descriptor that leaked all the same, through /proc)
   chmod 0600 "$lock"
-  while ! flock -n 9; do
-    if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
-      fail "another deploy of '$P_APP' is running on this server: the lock $lock is held by $(lock_holder); waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one)"
+  # the flock serialises steps; a deploy's lease (the agent's lease-take: DEPLOY in the parameters)
+  # keeps another deploy's steps from running between two of its steps: let the flock go, wait
+  local holder
+  while :; do
+    if flock -n 9; then
+      holder=$(agent lease-take --field holder <<<"$P_RAW") || exit 1
+      [ -n "$holder" ] || break
+      flock -u 9
+    else
+      holder="the lock $lock is held by $(lock_holder)"
     fi
-    [ $waited = 0 ] && log "waiting for another deploy of '$P_APP' on this server to finish…"
+    if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
+      fail "another deploy of '$P_APP' is running on this server: $holder; waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one)"
+    fi
+    [ $waited = 0 ] && log "waiting for another deploy of '$P_APP' on this server to finish ($holder)…"
     sleep 2; waited=$((waited + 2))
   done
   # who took it (fdeploy lock, status): only a record; lock_holder asks the kernel who holds it.
@@ -275,6 +285,8 @@ deploy_lock_released() {
   if [ -n "${DEPLOY_LOCK:-}" ] && [ "$(cut -d' ' -f1 "$DEPLOY_LOCK.owner" 2>/dev/null)" = "$$" ]; then
     mv -f "$DEPLOY_LOCK.owner" "$DEPLOY_LOCK.last" 2>/dev/null || true
   fi
+  # the deploy's lease lasts from this step's end (only while this script still holds the flock)
+  if [ -n "${DEPLOY_LOCK:-}" ] && { true >&9; } 2>/dev/null; then agent lease-renew <<<"$P_RAW" >/dev/null 2>&1 || true; fi
   return 0
 }
 

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, live, lock, preflight, release, report, shared_links, shellparams, staging
+from . import gunicorn, lease, live, lock, preflight, release, report, shared_links, shellparams, staging
 from .errors import AgentError
 from .host import Host
 
@@ -27,6 +27,8 @@ VERBS: Dict[str, Verb] = {
     "slot-env": gunicorn.slot_env,
     "lock-holder": lock.lock_holder,
     "shared-relink": shared_links.shared_relink,
+    "lease-take": lease.lease_take,
+    "lease-renew": lease.lease_renew,
 }
 
 

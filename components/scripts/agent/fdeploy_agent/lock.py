@@ -66,7 +66,10 @@ def describe_pid(pid: str, proc: str = "/proc") -> str:
 
 @contextmanager
 def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], None],
-                sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
+                sleep: Callable[[float], None] = time.sleep, deploy: str = "") -> Iterator[None]:
+    """The flock, and with DEPLOY the deploy's lease too (lease.py): another deploy's lease that
+    still holds is waited for like the flock, without holding it."""
+    from . import lease   # lease.py uses LOCK_DIR
     own_dir(host.path(LOCK_DIR), 0o700)
     path = host.path("%s/%s.lock" % (LOCK_DIR, app))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -75,16 +78,25 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                other = lease.take(host, app, deploy) if deploy else None
+                if other is None:
+                    break
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                who = lease.describe(other)
             except BlockingIOError:
-                if waited >= wait_seconds:
-                    raise AgentError("another deploy of '%s' is running on this server (the lock %s is held by %s); waited %ds. "
-                                     "Wait for it to end, or raise FDEPLOY_LOCK_WAIT" % (app, LOCK_DIR + "/" + app + ".lock", holder(path), waited))
-                if waited == 0:
-                    log("waiting for another deploy of '%s' on this server to finish (held by %s)…" % (app, holder(path)))
-                sleep(2)
-                waited += 2
-        yield
+                who = "the lock %s/%s.lock is held by %s" % (LOCK_DIR, app, holder(path))
+            if waited >= wait_seconds:
+                raise AgentError("another deploy of '%s' is running on this server: %s; waited %ds. "
+                                 "Wait for it to end, or raise FDEPLOY_LOCK_WAIT" % (app, who, waited))
+            if waited == 0:
+                log("waiting for another deploy of '%s' on this server to finish (%s)…" % (app, who))
+            sleep(2)
+            waited += 2
+        try:
+            yield
+        finally:
+            if deploy:
+                lease.renew(host, app, deploy)
     finally:
         os.close(fd)   # releases the flock
 

@@ -17,6 +17,7 @@ from contextlib import nullcontext
 from typing import Any, Callable, Dict, List
 
 from . import app as apps
+from . import lease
 from . import gunicorn
 from . import shared_links
 from . import state as states
@@ -89,7 +90,7 @@ def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: 
 def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: str) -> Dict[str, Any]:
     app, rid, target, health, timeout = _params(host, params)
     # the switch's preflight runs inside activate.sh, which holds the lock already
-    with deploy_lock(host, app.name, lock_wait, log) if mode == "staged" else nullcontext():
+    with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)) if mode == "staged" else nullcontext():
         state = states.load(host, app)
         shared_links.relink(host, app, rid, log)   # the release loads the rendered files, never the app's stand-ins
         unit = state["staged"].get("unit", {})

@@ -7,6 +7,7 @@ import re
 from typing import Any, Callable, Dict
 
 from . import app as apps
+from . import lease
 from . import state as states
 from . import units
 from .errors import AgentError
@@ -37,7 +38,7 @@ def env_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> D
     env = params.get("ENV")
     if not isinstance(env, str) or "\0" in env:
         raise AgentError("ENV must be the environment file's text")
-    with deploy_lock(host, app.name, lock_wait, log):
+    with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)):
         return _stage(host, app, "env", {"env.desired": env.encode()}, {})
 
 
@@ -58,7 +59,7 @@ def unit_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
     runtime = params.get("RUNTIME", "python")
     if runtime not in ("python", "docker"):
         raise AgentError("bad runtime %r (flask-deploy:runtime: python or docker)" % runtime)
-    with deploy_lock(host, app.name, lock_wait, log):
+    with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)):
         if runtime == "docker":
             if not host.which("docker"):
                 raise AgentError("runtime docker: no docker on the server (the base system installs docker.io; run pulumi up again)")

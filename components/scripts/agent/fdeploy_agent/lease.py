@@ -1,0 +1,85 @@
+"""One deploy at a time per app, across all its steps: the deploy lease. The flock (lock.py,
+lib.sh with_deploy_lock) serialises single steps; the lease keeps another stack's steps from
+running between two steps of a deploy (one stack's staged env going live with another's release).
+A step that names its deploy (DEPLOY, "<project>/<stack>", in every step's parameters) takes the
+lease right after the flock, unless another deploy holds it, and renews it when it ends: the lease
+lasts LEASE_SECONDS after a deploy's last step, so a crashed or finished deploy's lease runs out
+on its own. Steps without DEPLOY (fdeploy commands, ServerState's read) take only the flock.
+/run/fdeploy/<app>.lease, root's (0600), read and written only under the flock."""
+import json
+import os
+import re
+import time
+from typing import Any, Callable, Dict, Optional
+
+from .app import check_name
+from .errors import AgentError
+from .fsutil import read_regular, write_atomic
+from .host import Host
+from .lock import LOCK_DIR
+
+DEPLOY = re.compile(r"[A-Za-z0-9._/-]{1,200}")
+
+
+def lease_seconds() -> int:
+    v = os.environ.get("FDEPLOY_LEASE_SECONDS", "30")
+    return int(v) if v.isdigit() else 30
+
+
+def _path(host: Host, app: str) -> str:
+    return host.path("%s/%s.lease" % (LOCK_DIR, app))
+
+
+def read(host: Host, app: str) -> Optional[Dict[str, Any]]:
+    try:
+        lease = json.loads(read_regular(_path(host, app)) or b"null")
+    except ValueError:
+        return None
+    return lease if isinstance(lease, dict) and isinstance(lease.get("deploy"), str) else None
+
+
+def deploy_of(params: Dict[str, Any]) -> str:
+    deploy = params.get("DEPLOY") or ""
+    if deploy and not (isinstance(deploy, str) and DEPLOY.fullmatch(deploy)):
+        raise AgentError("bad deploy id %r (expected <project>/<stack>)" % (deploy,))
+    return deploy
+
+
+def take(host: Host, app: str, deploy: str, now: Optional[float] = None) -> Optional[Dict[str, Any]]:
+    """Under the flock: the lease for DEPLOY (None), or the other deploy's lease that still holds."""
+    now = time.time() if now is None else now
+    lease = read(host, app)
+    if lease and lease["deploy"] != deploy and float(lease.get("expires", 0)) > now:
+        return lease
+    write_atomic(_path(host, app), json.dumps({"deploy": deploy, "expires": now + lease_seconds()}).encode(), 0o600)
+    return None
+
+
+def renew(host: Host, app: str, deploy: str, now: Optional[float] = None) -> None:
+    """Under the flock, when a step ends: the lease lasts LEASE_SECONDS from now (if it is DEPLOY's)."""
+    lease = read(host, app)
+    if lease and lease["deploy"] == deploy:
+        now = time.time() if now is None else now
+        write_atomic(_path(host, app), json.dumps({"deploy": deploy, "expires": now + lease_seconds()}).encode(), 0o600)
+
+
+def describe(lease: Dict[str, Any], now: Optional[float] = None) -> str:
+    now = time.time() if now is None else now
+    left = max(0, int(float(lease.get("expires", 0)) - now))
+    return "the deploy of stack %s (between two of its steps; its lease runs out %ds after its last step, in %ds at most)" % (
+        lease["deploy"], lease_seconds(), left)
+
+
+def lease_take(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
+    """Verb (lib.sh, right after its flock): {"holder": ""} when this deploy has the lease (or names
+    none), else {"holder": "<who>"}: the step lets the flock go and waits."""
+    app, deploy = check_name(params.get("APP")), deploy_of(params)
+    other = take(host, app, deploy) if deploy else None
+    return {"holder": describe(other) if other else ""}
+
+
+def lease_renew(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
+    app, deploy = check_name(params.get("APP")), deploy_of(params)
+    if deploy:
+        renew(host, app, deploy)
+    return {"renewed": bool(deploy)}

@@ -1,0 +1,77 @@
+"""The deploy lease: one deploy's steps hold it from the first to LEASE_SECONDS after the last, so
+another stack's steps wait instead of running between them; a finished or crashed deploy's lease
+runs out on its own; steps that name no deploy (fdeploy commands, ServerState) take only the flock."""
+import io
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "agent"))
+
+from fdeploy_agent import cli, lease, lock  # noqa: E402
+from fdeploy_agent.errors import AgentError  # noqa: E402
+from fdeploy_agent.host import Host  # noqa: E402
+
+A, B = "proj/dev", "proj/dev-copy"
+
+
+@pytest.fixture
+def host(tmp_path):
+    (tmp_path / "run/fdeploy").mkdir(parents=True, mode=0o700)
+    return Host(root=str(tmp_path))
+
+
+def test_a_lease_holds_for_its_deploy_and_runs_out(host, tmp_path):
+    assert lease.take(host, "shop", A, now=1000) is None
+    assert oct(os.stat(tmp_path / "run/fdeploy/shop.lease").st_mode & 0o777) == "0o600"
+    assert lease.take(host, "shop", A, now=1005) is None, "its own deploy takes it again"
+    assert lease.take(host, "shop", B, now=1010)["deploy"] == A, "another deploy waits"
+    lease.renew(host, "shop", A, now=1020)        # A's step ends: 30 s from here
+    assert lease.take(host, "shop", B, now=1049) is not None
+    assert lease.take(host, "shop", B, now=1051) is None, "ran out 30 s after A's last step"
+    lease.renew(host, "shop", A, now=1052)        # not A's any more: no renewal
+    assert lease.read(host, "shop")["deploy"] == B
+
+
+def test_a_damaged_lease_is_no_lease(host, tmp_path):
+    (tmp_path / "run/fdeploy/shop.lease").write_text("{not json")
+    assert lease.take(host, "shop", B) is None
+
+
+def test_the_step_lock_waits_for_another_deploys_lease_then_names_it(host):
+    lease.take(host, "shop", A)
+    waits, lines = [], []
+    with pytest.raises(AgentError, match=r"another deploy of 'shop' is running on this server: the deploy of stack proj/dev \(between two of its steps"):
+        with lock.deploy_lock(host, "shop", 4, log=lines.append, sleep=waits.append, deploy=B):
+            pass
+    assert waits == [2, 2] and "the deploy of stack proj/dev" in lines[0]
+    # the same deploy's next step goes on at once; a step naming no deploy takes only the flock
+    with lock.deploy_lock(host, "shop", 0, log=lines.append, deploy=A):
+        pass
+    with lock.deploy_lock(host, "shop", 0, log=lines.append):
+        pass
+
+
+def test_a_step_that_ends_renews_its_lease(host, monkeypatch):
+    with lock.deploy_lock(host, "shop", 0, log=print, deploy=A):
+        before = lease.read(host, "shop")["expires"]
+        monkeypatch.setattr(lease.time, "time", lambda: before + 100)
+    assert lease.read(host, "shop")["expires"] == before + 100 + lease.lease_seconds()
+
+
+@pytest.mark.parametrize("deploy,holder", [(B, "the deploy of stack proj/dev"), ("", "")])
+def test_the_verb_bash_calls(host, deploy, holder):
+    lease.take(host, "shop", A)
+    out = io.StringIO()
+    assert cli.main(["lease-take", "--field", "holder"], stdin=io.StringIO(json.dumps({"APP": "shop", "DEPLOY": deploy})),
+                    stdout=out, stderr=io.StringIO(), host=host) == 0
+    assert out.getvalue().startswith(holder) and (holder or out.getvalue() == "\n")
+
+
+def test_a_bad_deploy_id_is_refused(host):
+    out = io.StringIO()
+    assert cli.main(["lease-take"], stdin=io.StringIO(json.dumps({"APP": "shop", "DEPLOY": "a b; rm"})),
+                    stdout=out, stderr=io.StringIO(), host=host) == 1
+    assert "bad deploy id" in json.loads(out.getvalue())["error"]
