@@ -88,20 +88,21 @@ with_deploy_lock() {
   chmod 0600 "$lock"
   # the flock serialises steps; a deploy's lease (the agent's lease-take: DEPLOY in the parameters)
   # keeps another deploy's steps from running between two of its steps: let the flock go, wait
-  local holder
+  local holder kind logged=""
   while :; do
     if flock -n 9; then
       holder=$(agent lease-take --field holder <<<"$P_RAW") || exit 1
       [ -n "$holder" ] || break
-      flock -u 9
+      flock -u 9; kind=lease
     else
-      holder="the lock $lock is held by $(lock_holder)"
+      holder="the lock $lock is held by $(lock_holder)"; kind=lock
     fi
     if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
       fail "another deploy of '$P_APP' is running on this server: $holder; waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one)"
     fi
-    [ $waited = 0 ] && log "waiting for another deploy of '$P_APP' on this server to finish ($holder)…"
-    sleep 2; waited=$((waited + 2))
+    # said once per kind: a step of the other deploy (the lock), then its lease between its steps
+    [ "$logged" = "$kind" ] || log "waiting for another deploy of '$P_APP' on this server to finish ($holder)…"
+    logged=$kind; sleep 2; waited=$((waited + 2))
   done
   # who took it (fdeploy lock, status): only a record; lock_holder asks the kernel who holds it.
   # It goes with this script (kept as .last) by the EXIT trap; a script with its own EXIT trap calls

@@ -75,3 +75,20 @@ def test_a_bad_deploy_id_is_refused(host):
     assert cli.main(["lease-take"], stdin=io.StringIO(json.dumps({"APP": "shop", "DEPLOY": "a b; rm"})),
                     stdout=out, stderr=io.StringIO(), host=host) == 1
     assert "bad deploy id" in json.loads(out.getvalue())["error"]
+
+
+def test_a_wait_that_moves_from_the_lock_to_the_lease_says_so(host, tmp_path):
+    import fcntl
+    path = tmp_path / "run/fdeploy/shop.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)          # the other deploy's step runs …
+    lease.take(host, "shop", A)
+    lines = []
+
+    def step_ends(_):
+        fcntl.flock(fd, fcntl.LOCK_UN)      # … and ends, its lease holding
+    with pytest.raises(AgentError):
+        with lock.deploy_lock(host, "shop", 4, log=lines.append, sleep=step_ends, deploy=B):
+            pass
+    os.close(fd)
+    assert len(lines) == 2 and "the lock" in lines[0] and "the deploy of stack proj/dev" in lines[1]

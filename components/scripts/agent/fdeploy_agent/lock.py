@@ -74,7 +74,7 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
     path = host.path("%s/%s.lock" % (LOCK_DIR, app))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        waited = 0.0
+        waited, logged = 0.0, ""
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -82,14 +82,15 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
                 if other is None:
                     break
                 fcntl.flock(fd, fcntl.LOCK_UN)
-                who = lease.describe(other)
+                kind, who = "lease", lease.describe(other)
             except BlockingIOError:
-                who = "the lock %s/%s.lock is held by %s" % (LOCK_DIR, app, holder(path))
+                kind, who = "lock", "the lock %s/%s.lock is held by %s" % (LOCK_DIR, app, holder(path))
             if waited >= wait_seconds:
                 raise AgentError("another deploy of '%s' is running on this server: %s; waited %ds. "
                                  "Wait for it to end, or raise FDEPLOY_LOCK_WAIT" % (app, who, waited))
-            if waited == 0:
+            if kind != logged:   # once per kind: a step of the other deploy, then its lease between steps
                 log("waiting for another deploy of '%s' on this server to finish (%s)…" % (app, who))
+                logged = kind
             sleep(2)
             waited += 2
         try:
