@@ -68,7 +68,7 @@ export function concurrencyCases(ctx: Ctx): void {
         // the suite's stack waited for the other deploy as a whole, naming it (project/stack)
         const waiting = new RegExp(`waiting for another deploy of 'flaskapp' on this server to finish \\(the deploy of stack [^/\\s]+/${other.name} \\(between two of its steps`);
         assert.match(a.output, waiting, `the suite's stack did not wait for the other deploy's lease:\n${tail(a.output)}`);
-        o.note(`both converged; the suite's stack waited, logging "${line(a.output, /waiting for another deploy/)}"`);
+        o.note(`both converged; the suite's stack waited, logging "${line(a.output, /waiting for another deploy.*the deploy of stack/)}"`);
         assert.strictEqual(polled.failures, 0, `requests failed: ${polled.errors.join(", ")}`);
         o.note(`${polled.requests} requests meanwhile, 0 failed`);
         const installs = [a, b].map((r) => (/release [0-9a-f]{12} installed in/.test(r.output) ? "installed" : /already installed/.test(r.output) ? "reused" : "-"));
