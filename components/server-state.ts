@@ -18,9 +18,15 @@ export interface ServerStateArgs {
   release: pulumi.Input<string>;
 }
 
-/** The state the stack wants: the release running, and the deployed settings and site in force. */
+/**
+ * The state the stack wants: the release running, and the deployed settings, site and links in
+ * force. An input of its own (`wanted`), apart from the observed outputs: a preview of a first
+ * deploy shows those as unknown, never as already true.
+ */
 const WANTED = { running: true, unitInForce: true, envInForce: true, siteInForce: true, sharedFilesInForce: true };
 const OBSERVED = ["release", "running", "unitInForce", "envInForce", "siteInForce", "sharedFilesInForce"] as const;
+/** What the stack wants for observed field K (`release` is the release input itself). */
+const wantedOf = (news: any, k: (typeof OBSERVED)[number]) => (k === "release" ? news.release : (news.wanted ?? {})[k]);
 
 /** state.sh VERB on the server: its JSON report. */
 function stateScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
@@ -38,7 +44,7 @@ const provider: pulumi.dynamic.ResourceProvider = {
   async diff(_id: string, olds: any, news: any) {
     // what differs between the server (after a refresh) and what the stack wants; where and how
     // to look changing means looking again
-    const changed: string[] = OBSERVED.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+    const changed: string[] = OBSERVED.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(wantedOf(news, k)));
     for (const k of ["scriptsDir", "appName", "server"]) if (JSON.stringify(olds[k]) !== JSON.stringify(news[k])) changed.push(k);
     return { changes: changed.length > 0, diffs: changed };
   },
@@ -53,6 +59,8 @@ export class ServerState extends pulumi.dynamic.Resource {
   declare public readonly running: pulumi.Output<boolean>;
 
   constructor(name: string, args: ServerStateArgs, opts?: pulumi.CustomResourceOptions) {
-    super(provider, name, { ...args, ...WANTED }, opts);
+    // the observed fields: outputs only (undefined here), read from the server
+    const observed = Object.fromEntries(OBSERVED.filter((k) => k !== "release").map((k) => [k, undefined]));
+    super(provider, name, { ...args, wanted: WANTED, ...observed }, opts);
   }
 }

@@ -51,6 +51,13 @@ describe("sudo user: deploy as `deploy` with sudo, from production dependencies 
     }
   });
 
+  it("a preview of the first deploy does not claim the app runs already", () => {
+    const p = stack.run(["preview"]);
+    assert.strictEqual(p.status, 0, p.output);
+    assert.match(p.output, /\brunning\s*:/, "the preview lists the outputs");
+    assert.doesNotMatch(p.output, /\brunning\s*:\s*true/, "before any deploy, nothing runs");
+  });
+
   it("deploys through sudo: the app serves, uploads sit in the deploy user's home", async () => {
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
