@@ -60,27 +60,17 @@ install_litestream() {
   log "litestream $P_VERSION installed in $dir"
 }
 
-unit_common() { # the identity and credentials both units run with
+unit_common() { # the identity, credentials and sandbox the backup units run with: the app's one
+  # sandbox (hardening) — the network is open, so Litestream reaches the target — and the database
+  # files private to the app user, whatever the app's UMask
   local dir; dir=$(env_dir "$P_APP")
   cat <<UNIT
 User=$APP_USER
 Group=$APP_USER
-UMask=0077
 $([ "$P_KIND" = sftp ] && echo "LoadCredential=sftp-key:$dir/backup-sftp-key")
 $([ "$P_KIND" = s3 ] && echo "EnvironmentFile=$dir/backup.env")
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-ProtectSystem=strict
-ReadWritePaths=$APP_ROOT/shared
-ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectControlGroups=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
-RestrictSUIDSGID=yes
-LockPersonality=yes
+$(hardening "$APP_ROOT")
+UMask=0077
 UNIT
 }
 
@@ -317,10 +307,11 @@ delete() {
   echo "backup of $app stopped (the replica and the data stay)"
 }
 
-# as_backup_user CMD…: CMD as the app user with the backup units' credentials (a transient unit)
+# as_backup_user CMD…: CMD as the app user with the backup units' credentials and sandbox (a transient unit)
 as_backup_user() {
-  local dir props=(); dir=$(env_dir "$P_APP")
-  props=(-p User="$APP_USER" -p Group="$APP_USER" -p UMask=0077 -p PrivateTmp=yes -p NoNewPrivileges=yes)
+  local dir line props=(); dir=$(env_dir "$P_APP")
+  props=(-p User="$APP_USER" -p Group="$APP_USER")
+  while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT"; echo UMask=0077)
   [ -f "$dir/backup-sftp-key" ] && props+=(-p LoadCredential="sftp-key:$dir/backup-sftp-key")
   [ -f "$dir/backup.env" ] && props+=(-p EnvironmentFile="$dir/backup.env")
   systemd-run --quiet --wait --pipe --collect "${props[@]}" "$@"

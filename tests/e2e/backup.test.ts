@@ -7,12 +7,14 @@
 // Then the old server comes back (issue 24 item 5): it does not replicate over the replica by itself,
 // a deploy to it is refused before anything on it changes (naming both servers and backup.takeover),
 // while the recovered server keeps replicating; with backup.takeover the deploy takes it over on purpose.
+// Every unit the deploy writes scores <= 2.5 in systemd-analyze security (.e2e/reports/unit-exposure.md).
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { startServer, stopServer, TestServer } from "../servers";
 import { copyApp, copyMigrations } from "./app-copy";
+import { assertUnitExposures } from "./fixture";
 import { PROJECT_DIR, TestStack } from "./pulumi";
 import { tempDir } from "../tmpdir";
 
@@ -188,6 +190,8 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.match(app.ssh("systemctl is-enabled fdeploy-flaskapp-backup-verify.timer"), /^enabled/);
     app.ssh("systemctl start fdeploy-flaskapp-backup-verify.service");
     assert.match(app.ssh("journalctl -u fdeploy-flaskapp-backup-verify.service -o cat --no-pager"), /integrity_check: ok/);
+    // every unit this deploy wrote (backup, restore, drill, the slots) is sandboxed: systemd-analyze security <= 2.5
+    assertUnitExposures(app, "flaskapp", `backup.test.ts, ${kind} target`);
   });
 
   it("a deploy with the target down warns and goes on; replication catches up", async () => {

@@ -11,6 +11,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { addWheels, startServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
+import { assertUnitExposures } from "./fixture";
 import { startLoad, LoadResult } from "./load";
 import { PROJECT_DIR, TestStack } from "./pulumi";
 import { tempDir } from "../tmpdir";
@@ -107,6 +108,8 @@ def marker():
     assert.strictEqual(inspect.HostConfig.ReadonlyRootfs, true);
     assert.deepStrictEqual(inspect.HostConfig.CapDrop, ["ALL"]);
     assert.ok(inspect.HostConfig.SecurityOpt.includes("no-new-privileges"), JSON.stringify(inspect.HostConfig.SecurityOpt));
+    // the slot unit (the Docker client's) is sandboxed too: systemd-analyze security <= 2.5
+    assertUnitExposures(server, "flaskapp", "docker.test.ts");
     // a no-op up changes nothing (provider config, image and steps are stable)
     const again = stack.up();
     assert.strictEqual(again.status, 0, again.output);

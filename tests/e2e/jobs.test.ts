@@ -11,7 +11,7 @@ import { spawn, spawnSync } from "child_process";
 import * as path from "path";
 import { addSudoUser, TestServer } from "../servers";
 import { copyApp } from "./app-copy";
-import { deployFresh, unitExposure } from "./fixture";
+import { assertUnitExposures, deployFresh } from "./fixture";
 import { changed, PROJECT_DIR, RunResult, TestStack } from "./pulumi";
 
 const GREETING = "hello from jobs";
@@ -89,8 +89,8 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     assert.strictEqual(tick.secret, "set");           // secrets reach it (the line says only "set")
     assert.strictEqual(tick.code, "none");
     assert.match(server.ssh(`journalctl -u ${unit("tick")}.service --no-pager -o cat`), /^tick t=\d+ user=flaskapp /m);
-    // the same sandbox as the app's slots
-    assert.ok(unitExposure(server, `${unit("tick")}.service`).exposure <= 2.5);
+    // the same sandbox as the app's slots: every job unit (and the slots') scores <= 2.5
+    assertUnitExposures(server, "flaskapp", "jobs.test.ts");
     // never two runs at once: `slow` is due every 2 s and takes 3 s, its runs alternate start/end
     await new Promise((r) => setTimeout(r, 8000));
     const slow = server.ssh("cat /srv/flaskapp/shared/db/slow.log").trim().split("\n").map((l) => l.split(" ")[0]);

@@ -130,7 +130,10 @@ WantedBy=multi-user.target
 def docker_unit(app: App, workers: int, timeout: int, target: str, args: Sequence[str], memory: str, cpus: str) -> str:
     """Gunicorn binds /run/fdeploy-<app>/c-<slot>/gunicorn.sock (the only app-writable folder under
     /run/fdeploy-<app>: <app>:www-data 0750, so the socket can be 0777); <slot>.sock, the path
-    nginx's live.sock and the health check use, is a root-owned symlink to it."""
+    nginx's live.sock and the health check use, is a root-owned symlink to it.
+    The folder steps (+) run unconfined as root; the Docker client (root: the Docker socket is
+    root's) in the app's sandbox, without capabilities or a network (the socket is a file), its
+    home an empty tmpfs (no Docker CLI config)."""
     limits = ""
     if memory:
         if not re.fullmatch(r"[1-9][0-9]{0,5}[kmg]", memory):
@@ -151,19 +154,21 @@ After=network.target docker.service
 Type=simple
 EnvironmentFile={env}
 EnvironmentFile={slots}/%i.env
-ExecStartPre=/bin/sh -c 'docker rm -f fdeploy-{name}-%i >/dev/null 2>&1 || true'
-ExecStartPre=/usr/bin/install -d -m 0755 {run}
-ExecStartPre=/usr/bin/install -d -m 0750 -o {user} -g www-data {run}/c-%i
-ExecStartPre=/bin/rm -f {run}/c-%i/gunicorn.sock
-ExecStartPre=/bin/ln -sfn c-%i/gunicorn.sock {run}/%i.sock
+ExecStartPre=+/bin/sh -c 'docker rm -f fdeploy-{name}-%i >/dev/null 2>&1 || true'
+ExecStartPre=+/usr/bin/install -d -m 0755 {run}
+ExecStartPre=+/usr/bin/install -d -m 0750 -o {user} -g www-data {run}/c-%i
+ExecStartPre=+/bin/rm -f {run}/c-%i/gunicorn.sock
+ExecStartPre=+/bin/ln -sfn c-%i/gunicorn.sock {run}/%i.sock
 ExecStart=/usr/bin/docker run --rm --name fdeploy-{name}-%i {args}{limits} --log-opt max-size=10m --log-opt max-file=2 -v {run}/c-%i:/run/fdeploy fdeploy-{name}:${{RELEASE_ID}} gunicorn --bind unix:/run/fdeploy/gunicorn.sock --umask 0000 --workers {workers} --timeout {timeout} --graceful-timeout 30 --worker-tmp-dir /tmp --access-logfile - --error-logfile - --no-control-socket {target}
 ExecStop=/bin/sh -c 'docker stop -t 35 fdeploy-{name}-%i >/dev/null 2>&1 || true'
 Restart=on-failure
 RestartSec=2
 KillMode=mixed
 TimeoutStopSec=45
+{hardening}PrivateNetwork=yes
+ProtectHome=tmpfs
 
 [Install]
 WantedBy=multi-user.target
 """.format(name=app.name, user=app.user, slots=app.slots, env=app.env_file, run=run, args=" ".join(args), limits=limits,
-           workers=workers, timeout=timeout, target=unit_word(target))
+           workers=workers, timeout=timeout, target=unit_word(target), hardening=hardening(app.root))
