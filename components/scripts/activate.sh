@@ -208,6 +208,10 @@ start_slot() { # start_slot SLOT: (re)start the slot's service on its socket, en
     # the container binds its own socket (service.sh); a socket unit of the python runtime goes
     systemctl disable --now --quiet "fdeploy-$P_APP@$1.socket" 2>/dev/null || true
     systemctl enable --quiet "fdeploy-$P_APP@$1.service"
+    # a start that fails before the container runs (the agent refusing a mount source: mounts.py)
+    # is the slot's check's to report, with the journal's why, like any container that exits
+    systemctl restart "fdeploy-$P_APP@$1.service" || true
+    return 0
   else
     # a slot the docker runtime ran leaves its socket path as a symlink: the socket unit binds there
     [ -L "$(socket_path "$P_APP" "$1")" ] && rm -f "$(socket_path "$P_APP" "$1")"
