@@ -102,7 +102,9 @@ unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
 # while the old process's cgroup was still being torn down) is started once more: not the app's
 # doing. Then check_slot's pid is the new process's and its why empty again.
 retry_cgroup_failure() {
-  [ -z "$cgroup_retried" ] && [ "$(unit_prop "$1" ExecMainStatus)" = 219 ] || return 1
+  [ -z "$cgroup_retried" ] || return 1
+  # the main process, or one of the start's control processes (ExecStartPre: runtime docker's)
+  [ "$(unit_prop "$1" ExecMainStatus)" = 219 ] || [[ $(unit_prop "$1" ExecStartPre) =~ status=219([^0-9]|$) ]] || return 1
   cgroup_retried=1
   log "slot $2: systemd could not set up the new process (status 219/CGROUP, not the app's doing); starting it once more"
   sleep 0.5; systemctl restart "$1" || return 1

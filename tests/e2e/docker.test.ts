@@ -3,8 +3,9 @@
 // (the base system installs docker.io, the image is built on the server's engine over ssh://) under
 // load with 0 failed requests and its data kept; then code, dependency and migration changes, a
 // failing release (the old container keeps serving), drift (a stopped container), a rollback to a
-// kept image, the switch back to python, all blue-green under load, and destroy (data kept). One server, shared by the
-// cases (each builds on the one before).
+// kept image, the container's sandbox (docker inspect), a shared folder the app swapped for a symlink
+// (issue 25: refused, nothing of the host in a container), the switch back to python, all blue-green
+// under load, and destroy (data kept). One server, shared by the cases (each builds on the one before).
 import * as assert from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -38,8 +39,9 @@ describe("docker runtime: switch, code, dependency, migration, failure, drift, r
   /** `docker inspect` of container NAME: the sandbox every container of the app must have. Each bind
    * mount is the app's own data (the very folder under shared/ its destination stands for, compared by
    * device and inode from inside the container, so a planted symlink cannot pass) or the slot's socket
-   * folder; /tmp is the only tmpfs. Returns the inspect object. */
-  function assertSandbox(name: string): any {
+   * folder; /tmp is the only tmpfs. MOVED: where a folder is now (container path -> host path).
+   * Returns the inspect object. */
+  function assertSandbox(name: string, moved: Record<string, string> = {}): any {
     const inspect = JSON.parse(server.ssh(`docker inspect ${name}`))[0];
     const hc = inspect.HostConfig;
     const user = String(inspect.Config.User);
@@ -62,8 +64,8 @@ describe("docker runtime: switch, code, dependency, migration, failure, drift, r
         assert.strictEqual(m.Source, `/run/fdeploy-flaskapp/c-${slot}`, JSON.stringify(m));
         continue;
       }
-      const shared = m.Destination === "/srv/flaskapp/shared" ? "/srv/flaskapp/shared"
-        : m.Destination.startsWith("/app/") ? `/srv/flaskapp/shared/${m.Destination.slice(5)}` : "";
+      const shared = moved[m.Destination] ?? (m.Destination === "/srv/flaskapp/shared" ? "/srv/flaskapp/shared"
+        : m.Destination.startsWith("/app/") ? `/srv/flaskapp/shared/${m.Destination.slice(5)}` : "");
       assert.ok(shared, `an unexpected mount: ${JSON.stringify(m)}`);
       const inside = server.ssh(`docker exec ${name} stat -c %d:%i ${m.Destination}`).trim();
       const real = server.ssh(`test -d ${shared} && test ! -L ${shared} && stat -c %d:%i ${shared}`).trim();
@@ -275,12 +277,13 @@ def marker():
         .map((n) => `${n}: ${server.trySsh(`docker exec ${n} cat /app/uploads/fdeploy-issue25-marker`).stdout.trim() || "-"}`);
       assert.notStrictEqual(r.status, 0, `the deploy went through with shared/uploads -> /etc (${leaks.join("; ")}):\n${r.output.slice(-3000)}`);
       assert.match(r.output, /\/srv\/flaskapp\/shared\/uploads is a symlink/, r.output.slice(-3000));
+      console.log(`      refused in ${r.seconds.toFixed(1)} s:\n${r.output.split("\n").filter((l) => /refusing to mount|not started|failed its health check/.test(l)).join("\n")}`);
       assert.strictEqual(r.load.failures, 0, `requests failed: ${r.load.errors.join(", ")}`);
       assert.strictEqual((await health()).release, live, "the live release keeps serving");
       assert.deepStrictEqual(containers(), liveContainer);
       for (const c of containers()) {
         const n = c.split(" ")[0];
-        assertSandbox(n);
+        assertSandbox(n, { "/app/uploads": "/srv/flaskapp/shared/uploads.real" });   // the folder it was started with
         assert.notStrictEqual(server.trySsh(`docker exec ${n} sh -c 'grep -rqs host-only /app /srv /run/fdeploy /tmp'`).status, 0,
           `the host's /etc is visible in ${n}`);
       }
