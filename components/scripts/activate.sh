@@ -104,7 +104,9 @@ unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
 # while the old process's cgroup was still being torn down) is started once more: not the app's
 # doing. Then check_slot's pid is the new process's and its why empty again.
 retry_cgroup_failure() {
-  [ -z "$cgroup_retried" ] && [ "$(unit_prop "$1" ExecMainStatus)" = 219 ] || return 1
+  [ -z "$cgroup_retried" ] || return 1
+  # the main process, or one of the start's control processes (ExecStartPre: runtime docker's)
+  [ "$(unit_prop "$1" ExecMainStatus)" = 219 ] || [[ $(unit_prop "$1" ExecStartPre) =~ status=219([^0-9]|$) ]] || return 1
   cgroup_retried=1
   log "slot $2: systemd could not set up the new process (status 219/CGROUP, not the app's doing); starting it once more"
   sleep 0.5; systemctl restart "$1" || return 1
@@ -210,6 +212,10 @@ start_slot() { # start_slot SLOT: (re)start the slot's service on its socket, en
     # the container binds its own socket (service.sh); a socket unit of the python runtime goes
     systemctl disable --now --quiet "fdeploy-$P_APP@$1.socket" 2>/dev/null || true
     systemctl enable --quiet "fdeploy-$P_APP@$1.service"
+    # a start that fails before the container runs (the agent refusing a mount source: mounts.py)
+    # is the slot's check's to report, with the journal's why, like any container that exits
+    systemctl restart "fdeploy-$P_APP@$1.service" || true
+    return 0
   else
     # a slot the docker runtime ran leaves its socket path as a symlink: the socket unit binds there
     [ -L "$(socket_path "$P_APP" "$1")" ] && rm -f "$(socket_path "$P_APP" "$1")"

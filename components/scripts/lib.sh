@@ -253,12 +253,17 @@ wait_healthy() {
   done
 }
 
-# app_error UNIT: the app's own exception from the journal (not Gunicorn's "failed to boot")
+# app_error UNIT: the app's own exception from the journal (not Gunicorn's "failed to boot"), or the
+# agent's refusal to mount a source the container would have had (runtime docker, mounts.py)
 app_error() {
   local line
   line=$(journalctl -u "$1" -n 300 --no-pager -o cat 2>/dev/null |
-    grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)' | grep -v HaltServer | tail -n 1 || true)
-  [ -n "$line" ] && echo "app error: $line"
+    grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)|^error: .*refusing to mount' | grep -v HaltServer | tail -n 1 || true)
+  case $line in
+    "") ;;
+    error:*) echo "not started: ${line#error: }" ;;
+    *) echo "app error: $line" ;;
+  esac
   return 0
 }
 

@@ -14,7 +14,15 @@ load_params
 [[ $P_RELEASE_ID =~ ^[0-9a-f]{12}$ ]] || fail "bad release id '$P_RELEASE_ID'"
 [[ $P_KEEP_BACKUPS =~ ^[0-9]{1,3}$ ]] || fail "bad backup count '$P_KEEP_BACKUPS'"
 load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+# the containers' mounts (made by the agent's docker-args) are detached at the end, however it ends
+on_exit() {
+  local rc=$?
+  [ "${P_RUNTIME:-python}" != docker ] || agent docker-unmount <<<"{\"APP\": \"$P_APP\", \"SLOT\": \"release-cmd\"}" >/dev/null || true
+  deploy_lock_released
+  exit $rc
+}
 with_deploy_lock
+trap on_exit EXIT
 release=$APP_ROOT/releases/$P_RELEASE_ID
 [ -f "$release/.fdeploy-release.json" ] || fail "release $P_RELEASE_ID is not installed"
 mapfile -d '' -t commands < <(printf '%s' "$P_COMMANDS" | python3 -c 'import json,sys; sys.stdout.write("".join(c + "\0" for c in json.load(sys.stdin)))')

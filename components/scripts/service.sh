@@ -14,6 +14,8 @@ delete() {
   if command -v docker >/dev/null; then   # runtime docker: a container left by a unit stopped hard
     docker ps -aq --filter "name=^fdeploy-$app-" 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
   fi
+  # runtime docker: the slots' mounts of the app's folders (each unit's stop detaches its own)
+  agent docker-unmount <<<"{\"APP\": \"$app\"}" >/dev/null || true
   rm -f "/etc/systemd/system/$unit" "/etc/systemd/system/fdeploy-$app@.socket"
   rm -rf "/etc/systemd/system/multi-user.target.wants/fdeploy-$app@"* "/etc/systemd/system/sockets.target.wants/fdeploy-$app@"*
   rm -rf "/etc/tmpfiles.d/fdeploy-$app.conf" "/run/fdeploy-$app"

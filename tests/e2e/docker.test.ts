@@ -3,8 +3,9 @@
 // (the base system installs docker.io, the image is built on the server's engine over ssh://) under
 // load with 0 failed requests and its data kept; then code, dependency and migration changes, a
 // failing release (the old container keeps serving), drift (a stopped container), a rollback to a
-// kept image, the switch back to python, all blue-green under load, and destroy (data kept). One server, shared by the
-// cases (each builds on the one before).
+// kept image, the container's sandbox (docker inspect), a shared folder the app swapped for a symlink
+// (issue 25: refused, nothing of the host in a container), the switch back to python, all blue-green
+// under load, and destroy (data kept). One server, shared by the cases (each builds on the one before).
 import * as assert from "assert";
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -36,6 +37,43 @@ describe("docker runtime: switch, code, dependency, migration, failure, drift, r
   const notes = async (): Promise<string[]> => (await get(`${base}/api/notes`)).json().map((n: any) => n.body);
   /** The running containers of the app (name and image). */
   const containers = () => server.ssh("docker ps --filter name=^fdeploy-flaskapp- --format '{{.Names}} {{.Image}}'").trim().split("\n").filter(Boolean);
+  /** `docker inspect` of container NAME: the sandbox every container of the app must have. Each bind
+   * mount is the app's own data (the very folder under shared/ its destination stands for, compared by
+   * device and inode from inside the container, so a planted symlink cannot pass) or the slot's socket
+   * folder; /tmp is the only tmpfs. MOVED: where a folder is now (container path -> host path).
+   * Returns the inspect object. */
+  function assertSandbox(name: string, moved: Record<string, string> = {}): any {
+    const inspect = JSON.parse(server.ssh(`docker inspect ${name}`))[0];
+    const hc = inspect.HostConfig;
+    const user = String(inspect.Config.User);
+    assert.match(user, /^[0-9]+:[0-9]+$/, `runs as a numeric uid:gid (${user})`);
+    assert.ok(!user.split(":").includes("0"), `runs as a non-root user and group (${user})`);
+    assert.strictEqual(hc.ReadonlyRootfs, true, "read-only root filesystem");
+    assert.deepStrictEqual(hc.CapDrop, ["ALL"]);
+    assert.ok(!hc.CapAdd || hc.CapAdd.length === 0, `no capability added: ${JSON.stringify(hc.CapAdd)}`);
+    assert.ok((hc.SecurityOpt ?? []).includes("no-new-privileges"), JSON.stringify(hc.SecurityOpt));
+    assert.strictEqual(hc.Privileged, false);
+    assert.notStrictEqual(hc.NetworkMode, "host");
+    assert.ok(!/^host$/.test(hc.PidMode) && !/^host$/.test(hc.IpcMode) && !/^host$/.test(hc.UTSMode ?? "") && !/^host$/.test(hc.UsernsMode ?? ""),
+      `no host namespace: ${JSON.stringify({ pid: hc.PidMode, ipc: hc.IpcMode, uts: hc.UTSMode, userns: hc.UsernsMode })}`);
+    assert.deepStrictEqual(hc.Devices ?? [], [], "no device");
+    assert.deepStrictEqual(Object.keys(hc.Tmpfs ?? {}), ["/tmp"], "the only tmpfs is /tmp");
+    const slot = name.replace(/^fdeploy-flaskapp-/, "");
+    for (const m of inspect.Mounts) {
+      assert.strictEqual(m.Type, "bind", JSON.stringify(m));
+      if (m.Destination === "/run/fdeploy") {
+        assert.strictEqual(m.Source, `/run/fdeploy-flaskapp/c-${slot}`, JSON.stringify(m));
+        continue;
+      }
+      const shared = moved[m.Destination] ?? (m.Destination === "/srv/flaskapp/shared" ? "/srv/flaskapp/shared"
+        : m.Destination.startsWith("/app/") ? `/srv/flaskapp/shared/${m.Destination.slice(5)}` : "");
+      assert.ok(shared, `an unexpected mount: ${JSON.stringify(m)}`);
+      const inside = server.ssh(`docker exec ${name} stat -c %d:%i ${m.Destination}`).trim();
+      const real = server.ssh(`test -d ${shared} && test ! -L ${shared} && stat -c %d:%i ${shared}`).trim();
+      assert.strictEqual(inside, real, `${m.Destination} in the container is not the app's ${shared} (mount ${JSON.stringify(m)})`);
+    }
+    return inspect;
+  }
   /** An up under load: the up's result, the load's result and the seconds it took. */
   async function upUnderLoad(): Promise<{ status: number; output: string; load: LoadResult; seconds: number }> {
     const load = startLoad(`${base}/health`, { concurrency: 3, maxSeconds: 300 });
@@ -102,12 +140,8 @@ def marker():
     const imageText = server.ssh(`docker image inspect fdeploy-flaskapp:${releases[0]}; docker history --no-trunc fdeploy-flaskapp:${releases[0]}`);
     assert.doesNotMatch(imageText, /docker-test-secret|SECRET_KEY/);
     // the container's sandbox
-    const inspect = JSON.parse(server.ssh(`docker inspect ${name}`))[0];
     const uid = server.ssh("id -u flaskapp").trim();
-    assert.strictEqual(inspect.Config.User.split(":")[0], uid, "runs as the app's uid");
-    assert.strictEqual(inspect.HostConfig.ReadonlyRootfs, true);
-    assert.deepStrictEqual(inspect.HostConfig.CapDrop, ["ALL"]);
-    assert.ok(inspect.HostConfig.SecurityOpt.includes("no-new-privileges"), JSON.stringify(inspect.HostConfig.SecurityOpt));
+    assert.strictEqual(assertSandbox(name).Config.User.split(":")[0], uid, "runs as the app's uid");
     // the slot unit (the Docker client's) is sandboxed too: systemd-analyze security <= 2.5
     assertUnitExposures(server, "flaskapp", "docker.test.ts");
     // a no-op up changes nothing (provider config, image and steps are stable)
@@ -219,6 +253,59 @@ def marker():
     assert.strictEqual(r.stdout.trim(), "['$(touch /tmp/x)', 'a b']", r.output);
   });
 
+  it("docker: a shared dir the app swaps for a symlink is never mounted: the deploy refuses naming it, the site keeps serving; restored, the next deploy works", async () => {
+    // issue 25: shared/ is the app's, so the app (code execution as its user: runuser, as
+    // least-privilege.test.ts models it) can replace a sharedDirs folder with a symlink between deploys;
+    // a mount source that dockerd (root) resolved would put the link's target into the container
+    const asApp = (script: string) => server.ssh("runuser -u flaskapp -- /bin/sh -es", script);
+    stack.setConfig("sharedDirs[0]", "uploads");
+    let r = await upUnderLoad();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(r.load.failures, 0, `requests failed: ${r.load.errors.join(", ")}`);
+    const live = (await health()).release;
+    const liveContainer = containers();
+    const name = liveContainer[0].split(" ")[0];
+    assertSandbox(name);
+    assert.ok(JSON.parse(server.ssh(`docker inspect ${name}`))[0].Mounts.some((m: any) => m.Destination === "/app/uploads"));
+    server.ssh(`docker exec ${name} sh -c 'echo from-the-container > /app/uploads/probe.txt'`);
+    assert.strictEqual(server.ssh("cat /srv/flaskapp/shared/uploads/probe.txt").trim(), "from-the-container");
+
+    server.ssh("echo host-only > /etc/fdeploy-issue25-marker");
+    asApp("cd /srv/flaskapp/shared && mv uploads uploads.real && ln -s /etc uploads");
+    setMarker("after the attack", true);
+    try {
+      r = await upUnderLoad();
+      // what the running containers see of the host's /etc (the marker is there, readable by all)
+      const leaks = containers().map((c) => c.split(" ")[0])
+        .map((n) => `${n}: ${server.trySsh(`docker exec ${n} cat /app/uploads/fdeploy-issue25-marker`).stdout.trim() || "-"}`);
+      assert.notStrictEqual(r.status, 0, `the deploy went through with shared/uploads -> /etc (${leaks.join("; ")}):\n${r.output.slice(-3000)}`);
+      assert.match(r.output, /\/srv\/flaskapp\/shared\/uploads is a symlink/, r.output.slice(-3000));
+      console.log(`      refused in ${r.seconds.toFixed(1)} s:\n${r.output.split("\n").filter((l) => /refusing to mount|not started|failed its health check/.test(l)).join("\n")}`);
+      assert.strictEqual(r.load.failures, 0, `requests failed: ${r.load.errors.join(", ")}`);
+      assert.strictEqual((await health()).release, live, "the live release keeps serving");
+      assert.deepStrictEqual(containers(), liveContainer);
+      for (const c of containers()) {
+        const n = c.split(" ")[0];
+        assertSandbox(n, { "/app/uploads": "/srv/flaskapp/shared/uploads.real" });   // the folder it was started with
+        assert.notStrictEqual(server.trySsh(`docker exec ${n} sh -c 'grep -rqs host-only /app /srv /run/fdeploy /tmp'`).status, 0,
+          `the host's /etc is visible in ${n}`);
+      }
+    } finally {
+      asApp("cd /srv/flaskapp/shared && rm uploads && mv uploads.real uploads");
+      server.ssh("rm -f /etc/fdeploy-issue25-marker");
+    }
+    r = await upUnderLoad();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(r.load.failures, 0, `requests failed: ${r.load.errors.join(", ")}`);
+    releases.push(stack.outputs().releaseId);
+    assert.notStrictEqual(releases[releases.length - 1], live);
+    assert.strictEqual((await health()).release, releases[releases.length - 1]);
+    assert.deepStrictEqual((await get(`${base}/api/marker`)).json(), { marker: "after the attack", six: "1.17.0" });
+    const now = containers()[0].split(" ")[0];
+    assertSandbox(now);
+    assert.strictEqual(server.ssh(`docker exec ${now} cat /app/uploads/probe.txt`).trim(), "from-the-container", "the restored folder is mounted");
+  });
+
   it("docker -> python under restart (the non-prod default): one up, 0 failed requests, data kept, no container left", async () => {
     stack.mustRun(["config", "rm", "runtime"]);
     stack.mustRun(["config", "rm", "docker"]);
@@ -227,8 +314,8 @@ def marker():
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(r.load.failures, 0, `requests failed: ${r.load.errors.join(", ")}`);
     assert.ok(r.load.requests > 20);
-    assert.strictEqual((await health()).release, releases[3]);
-    assert.deepStrictEqual((await get(`${base}/api/marker`)).json(), { marker: "with schema 3", six: "1.17.0" });
+    assert.strictEqual((await health()).release, releases[releases.length - 1]);
+    assert.deepStrictEqual((await get(`${base}/api/marker`)).json(), { marker: "after the attack", six: "1.17.0" });
     assert.deepStrictEqual(await notes(), ["written by the python runtime"]);
     assert.deepStrictEqual(containers(), []);
     assert.match(server.ssh("systemctl show -p ExecStart 'fdeploy-flaskapp@*.service' --state=active"), /\.venv\/bin\/gunicorn/);

@@ -98,13 +98,9 @@ def test_docker_unit(host, tmp_path):
                                     MEMORY="512m", CPUS="1.5"))
     service = (tmp_path / "etc/fdeploy/shop/service.desired").read_text()
     assert "--user 1001:1002 --read-only" in service and "--cap-drop ALL" in service
-    assert "-e SECRET_KEY -e DATABASE_PATH" in service and "-v /srv/shop/shared/instance:/app/instance" in service
+    assert "-e SECRET_KEY -e DATABASE_PATH" in service
+    assert "--mount type=bind,source=/run/fdeploy-mnt/shop/%i/dir0,target=/app/instance" in service
     assert "--memory 512m --cpus 1.5" in service and "fdeploy-shop:${RELEASE_ID}" in service
-
-
-def test_docker_args_field_for_the_bash_glue(host):
-    rc, out, _ = agent(host, "docker-args", {"APP": APP, "ENV_NAMES": "A", "SHARED_DIRS": ""}, "--field", "args")
-    assert rc == 0 and out.split("\n")[:2] == ["--user", "1001:1002"] and "A" in out.split("\n")
 
 
 @pytest.mark.parametrize("change, setting", [

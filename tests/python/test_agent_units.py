@@ -18,9 +18,9 @@ APP = App("shop", "/srv/shop", "shop")
 
 
 def rendered():
-    args = units.docker_app_args(APP, 1001, 1001, ["SECRET_KEY"], ["uploads"])
+    args = units.docker_app_args(APP, 1001, 1001, ["SECRET_KEY"], ["uploads"], "%i")
     return {"python": units.python_unit(APP, 2, 60, "wsgi:app"),
-            "docker": units.docker_unit(APP, 2, 60, "wsgi:app", args, "512m", "1.5")}
+            "docker": units.docker_unit(APP, 2, 60, "wsgi:app", args, "512m", "1.5", ["uploads"])}
 
 
 @pytest.mark.parametrize("runtime", ["python", "docker"])

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, preflight, release, report, shared_links, shellparams, staging
+from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, staging
 from .errors import AgentError
 from .host import Host
 
@@ -16,6 +16,8 @@ VERBS: Dict[str, Verb] = {
     "env-stage": staging.env_stage,
     "unit-stage": staging.unit_stage,
     "docker-args": staging.docker_args,
+    "docker-mounts": mounts.docker_mounts,
+    "docker-unmount": mounts.docker_unmount,
     "preflight": preflight.preflight,
     "preflight-switch": preflight.preflight_switch,
     "preflight-switch-light": preflight.preflight_switch_light,

@@ -1,10 +1,38 @@
-"""The seam between the agent and the machine: the filesystem root, the commands it runs and the
-users it looks up. On a server: "/", subprocess, pwd. In tests: a temporary folder and fakes."""
+"""The seam between the agent and the machine: the filesystem root, the commands it runs, the
+users it looks up and the mounts it makes. On a server: "/", subprocess, pwd, mount(2). In tests:
+a temporary folder and fakes."""
+import ctypes
+import errno
 import os
 import pwd
 import shutil
 import subprocess
 from typing import Callable, List, Optional, Sequence, Tuple
+
+MS_BIND, MNT_DETACH, UMOUNT_NOFOLLOW = 4096, 2, 8
+
+
+def _libc() -> "ctypes.CDLL":
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    return libc
+
+
+def _bind_mount(source: str, target: str) -> None:
+    if _libc().mount(source.encode(), target.encode(), None, MS_BIND, None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "bind mount %s: %s" % (target, os.strerror(e)))
+
+
+def _unmount(target: str) -> bool:
+    if _libc().umount2(target.encode(), MNT_DETACH | UMOUNT_NOFOLLOW) == 0:
+        return True
+    e = ctypes.get_errno()
+    if e == errno.EINVAL:   # not a mount point
+        return False
+    raise OSError(e, "unmount %s: %s" % (target, os.strerror(e)))
+
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]   # (argv, merge_output=False)
 
@@ -18,11 +46,15 @@ def _run(argv: Sequence[str], merge_output: bool = False) -> "subprocess.Complet
 class Host:
     def __init__(self, root: str = "/", run: Optional[Runner] = None,
                  user_ids: Optional[Callable[[str], Tuple[int, int]]] = None,
-                 which: Optional[Callable[[str], Optional[str]]] = None) -> None:
+                 which: Optional[Callable[[str], Optional[str]]] = None,
+                 bind_mount: Optional[Callable[[str, str], None]] = None,
+                 unmount: Optional[Callable[[str], bool]] = None) -> None:
         self.root = root
         self._run = run or _run
         self._user_ids = user_ids or (lambda name: (pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid))
         self._which = which or shutil.which
+        self._bind_mount = bind_mount or _bind_mount
+        self._unmount = unmount or _unmount
         self.commands: List[List[str]] = []   # what ran, in order (tests read it)
 
     def path(self, p: str) -> str:
@@ -39,3 +71,12 @@ class Host:
 
     def which(self, command: str) -> Optional[str]:
         return self._which(command)
+
+    def bind_mount(self, source: str, target: str) -> None:
+        """mount --bind SOURCE TARGET (not recursive), without any path canonicalisation: SOURCE may
+        be a descriptor's /proc/self/fd/N."""
+        self._bind_mount(source, target)
+
+    def unmount(self, target: str) -> bool:
+        """Detach what is mounted on TARGET (lazily, never following a link); False when nothing is."""
+        return self._unmount(target)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict
 from . import app as apps
 from . import lease
 from . import state as states
-from . import units
+from . import mounts, units
 from .errors import AgentError
 from .fsutil import own_dir, write_atomic
 from .host import Host
@@ -64,9 +64,9 @@ def unit_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
             if not host.which("docker"):
                 raise AgentError("runtime docker: no docker on the server (the base system installs docker.io; run pulumi up again)")
             uid, gid = host.user_ids(app.user)
-            args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(),
-                                         str(params.get("SHARED_DIRS", "")).split())
-            service = units.docker_unit(app, workers, timeout, target, args, str(params.get("MEMORY", "")), str(params.get("CPUS", "")))
+            dirs = mounts.check_shared_dirs(params.get("SHARED_DIRS"))
+            args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(), dirs, "%i")
+            service = units.docker_unit(app, workers, timeout, target, args, str(params.get("MEMORY", "")), str(params.get("CPUS", "")), dirs)
             options: list = []
         else:
             service = units.python_unit(app, workers, timeout, target)
@@ -76,9 +76,16 @@ def unit_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
                       {"runtime": runtime, "appModule": target, "gunicornArgs": options})
 
 
+RELEASE_COMMANDS_SLOT = "release-cmd"
+
+
 def docker_args(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """For release-commands.sh: the containers' `docker run` flags (params APP, ENV_NAMES, SHARED_DIRS)."""
+    """For release-commands.sh (inside its deploy lock): the containers' `docker run` flags (params
+    APP, ENV_NAMES, SHARED_DIRS), their mounts made (mounts.py; docker-unmount with SLOT release-cmd
+    detaches them)."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     uid, gid = host.user_ids(app.user)
-    return {"args": units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(),
-                                          str(params.get("SHARED_DIRS", "")).split())}
+    dirs = mounts.check_shared_dirs(params.get("SHARED_DIRS"))
+    args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(), dirs, RELEASE_COMMANDS_SLOT)
+    mounts.prepare(host, app, RELEASE_COMMANDS_SLOT, dirs)
+    return {"args": args}

@@ -11,11 +11,12 @@ import os
 import re
 from typing import List, Sequence
 
+from . import mounts
 from .app import App
 from .errors import AgentError
 
 HARDENING = os.path.join(os.path.dirname(__file__), "hardening.conf")
-SHARED_DIR = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+AGENT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))   # …/scripts-<hash>/agent
 
 
 def hardening(app_root: str) -> str:
@@ -54,23 +55,18 @@ def unit_word(text: str) -> str:
     return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
 
 
-def docker_app_args(app: App, uid: int, gid: int, env_names: Sequence[str], shared_dirs: Sequence[str]) -> List[str]:
+def docker_app_args(app: App, uid: int, gid: int, env_names: Sequence[str], shared_dirs: Sequence[str], slot: str) -> List[str]:
     """The `docker run` flags of every container of the app (slots, release commands): the app's
     uid, a read-only root filesystem, no new privileges, no capabilities; the environment by name
     (the values come from systemd reading the root-only file); shared/ at its own path and each
-    sharedDirs folder at /app/<dir>."""
+    sharedDirs folder at /app/<dir>, through the slot's root-owned mount points (mounts.py)."""
     out = ["--user", "%d:%d" % (uid, gid), "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m",
            "--security-opt", "no-new-privileges", "--cap-drop", "ALL", "-e", "RELEASE_ID"]
     for name in env_names:
         if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
             raise AgentError("bad environment name %r (flask-deploy:env / secrets keys: A-Z, 0-9, _)" % name)
         out += ["-e", name]
-    out += ["-v", "%s/shared:%s/shared" % (app.root, app.root)]
-    for d in shared_dirs:
-        if not SHARED_DIR.fullmatch(d):
-            raise AgentError("bad shared dir %r (flask-deploy:sharedDirs: a relative path)" % d)
-        out += ["-v", "%s/shared/%s:/app/%s" % (app.root, d, d)]
-    return out
+    return out + mounts.mount_args(app, slot, mounts.check_shared_dirs(" ".join(shared_dirs)))
 
 
 def socket_unit(app: App) -> str:
@@ -127,13 +123,17 @@ WantedBy=multi-user.target
            target=unit_word(target), hardening=hardening(app.root))
 
 
-def docker_unit(app: App, workers: int, timeout: int, target: str, args: Sequence[str], memory: str, cpus: str) -> str:
+def docker_unit(app: App, workers: int, timeout: int, target: str, args: Sequence[str], memory: str, cpus: str,
+                shared_dirs: Sequence[str]) -> str:
     """Gunicorn binds /run/fdeploy-<app>/c-<slot>/gunicorn.sock (the only app-writable folder under
     /run/fdeploy-<app>: <app>:www-data 0750, so the socket can be 0777); <slot>.sock, the path
-    nginx's live.sock and the health check use, is a root-owned symlink to it.
-    The folder steps (+) run unconfined as root; the Docker client (root: the Docker socket is
-    root's) in the app's sandbox, without capabilities or a network (the socket is a file), its
-    home an empty tmpfs (no Docker CLI config)."""
+    nginx's live.sock and the health check use, is a root-owned symlink to it. Every start (a
+    deploy's, a restart, the boot) first mounts the app's checked folders at the slot's mount points
+    (the agent of the deploy that wrote the unit: docker-mounts; StandardInputText= is its
+    parameters, %i the slot; docker run reads no stdin without -i); every stop detaches them.
+    The folder and mount steps (+) run unconfined as root, in the host's mount namespace; the Docker
+    client (root: the Docker socket is root's) in the app's sandbox, without capabilities or a
+    network (the socket is a file), its home an empty tmpfs (no Docker CLI config)."""
     limits = ""
     if memory:
         if not re.fullmatch(r"[1-9][0-9]{0,5}[kmg]", memory):
@@ -159,8 +159,11 @@ ExecStartPre=+/usr/bin/install -d -m 0755 {run}
 ExecStartPre=+/usr/bin/install -d -m 0750 -o {user} -g www-data {run}/c-%i
 ExecStartPre=+/bin/rm -f {run}/c-%i/gunicorn.sock
 ExecStartPre=+/bin/ln -sfn c-%i/gunicorn.sock {run}/%i.sock
+StandardInputText={params}
+ExecStartPre=+/usr/bin/python3 -I -B {agent} docker-mounts
 ExecStart=/usr/bin/docker run --rm --name fdeploy-{name}-%i {args}{limits} --log-opt max-size=10m --log-opt max-file=2 -v {run}/c-%i:/run/fdeploy fdeploy-{name}:${{RELEASE_ID}} gunicorn --bind unix:/run/fdeploy/gunicorn.sock --umask 0000 --workers {workers} --timeout {timeout} --graceful-timeout 30 --worker-tmp-dir /tmp --access-logfile - --error-logfile - --no-control-socket {target}
 ExecStop=/bin/sh -c 'docker stop -t 35 fdeploy-{name}-%i >/dev/null 2>&1 || true'
+ExecStopPost=+/usr/bin/python3 -I -B {agent} docker-unmount
 Restart=on-failure
 RestartSec=2
 KillMode=mixed
@@ -171,4 +174,5 @@ ProtectHome=tmpfs
 [Install]
 WantedBy=multi-user.target
 """.format(name=app.name, user=app.user, slots=app.slots, env=app.env_file, run=run, args=" ".join(args), limits=limits,
-           workers=workers, timeout=timeout, target=unit_word(target), hardening=hardening(app.root))
+           workers=workers, timeout=timeout, target=unit_word(target), hardening=hardening(app.root),
+           params=mounts.unit_input(app, shared_dirs), agent=unit_word(AGENT))
