@@ -114,12 +114,15 @@ describe("official CLI: the user's login, passphrase and ssh-agent", function ()
     for (const [sock, why] of [[stale, /no ssh-agent answers on this socket/], [path.join(user.home, "gone.sock"), /no such socket/]] as const) {
       const good = stack.env.SSH_AUTH_SOCK;
       stack.env.SSH_AUTH_SOCK = sock;
-      const r = stack.preview();
+      // an up, not a preview (which never runs steps): it must stop before the first one
+      const live = stack.outputs().releaseId;
+      const r = stack.run(["up", "--yes", "--skip-preview"]);
       stack.env.SSH_AUTH_SOCK = good;
       assert.notStrictEqual(r.status, 0, r.output);
       assert.match(r.output, new RegExp(`SSH_AUTH_SOCK=${sock}: `));
       assert.match(r.output, why);
       assert.doesNotMatch(r.output, /command:remote:\S+\s+\S+\s+(creating|updating|replacing)/);
+      assert.strictEqual(stack.outputs().releaseId, live, "the failed up changed the stack's release");
     }
   });
 

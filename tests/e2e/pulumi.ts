@@ -37,8 +37,14 @@ export function stackArgv(name: string, configFile: string, args: string[]): str
   return [...args, ...stack, ...withConfig, "--non-interactive"];
 }
 
-/** The resource names (last URN part) that an `up` output reports as changed. */
+/**
+ * The resource names (last URN part) that an `up` output reports as changed. An up that failed (or
+ * output of anything but a finished up) throws: "nothing changed" must never pass on a failed run.
+ */
 export function changed(output: string): string[] {
+  if (/^\s*error:|update failed|preview failed/m.test(output) || !/^Resources:\s*$/m.test(output)) {
+    throw new Error(`not the output of a successful up:\n${output.split("\n").slice(-40).join("\n")}`);
+  }
   const names = new Set<string>();
   for (const m of output.matchAll(/^\s*([+~-]|\+-|-\+)\s+command:remote:(?:Command|CopyToRemote)\s+(\S+)\s+(created|updated|replaced|deleted|creating replacement|created replacement)/gm)) {
     names.add(m[2]);

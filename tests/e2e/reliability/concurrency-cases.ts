@@ -173,10 +173,13 @@ export function sandboxCases(ctx: Ctx): void {
     });
 }
 
-export function idempotencySummary(_ctx: Ctx): void {
+export function idempotencySummary(ctx: Ctx): void {
   rcase("idempotency", "every successful up above was followed by an up that changed nothing",
-    "0 remote commands and no activation in each follow-up up",
-    (o) => {
+    "0 remote commands and no activation in each follow-up up, and one more pair now, after every case above",
+    async (o) => {
+      // a check of its own (not only the count of the others'): after all the faults above, an up
+      // and the up after it, which must change nothing
+      await upConverges(ctx, "after every case");
       const s = idempotencyStats();
       assert.ok(s.count >= 10, `only ${s.count} converged ups were checked`);
       o.note(`${s.count} follow-up ups, all with 0 changes: ${s.labels.join(", ")}`);

@@ -215,7 +215,7 @@ export function faultCases(ctx: Ctx): void {
     }));
 
   rcase(CATEGORY, "network link down for 8 s mid-deploy (the server's veth, from the host, while pip installs)",
-    "the deploy rides it out (the SSH session resumes, new dials retry) or fails naming the connection; the app serves again once the link is back; the next up converges",
+    "the deploy rides it out (TCP retransmits: the SSH session resumes, new dials retry): the up succeeds; the app serves again once the link is back; the next up changes nothing",
     async (o) => {
       setMarker(ctx, "after link down");
       requireInstall(ctx, "link down");
@@ -232,12 +232,10 @@ export function faultCases(ctx: Ctx): void {
       const r = await up;
       keepLog(ctx, "fault link down", r.output);
       o.note(`link down 8 s while pip ran; that up exit ${r.status}, ${((Date.now() - t0) / 1000).toFixed(1)} s after the link went down`);
-      if (r.status !== 0) {
-        assert.match(r.output, /(connection lost|failed to dial|timed out)/, tail(r.output));
-        o.note(`"${line(r.output, /(connection lost|failed to dial|timed out)/)}"`);
-      }
+      // 8 s is well inside TCP's retransmission and the provider's dial retries: one outcome only
+      assert.strictEqual(r.status, 0, `the up did not ride out an 8 s outage:\n${tail(r.output)}`);
       await waitFor("the app to answer again", async () => (await health(ctx)).status === 200, 60, 250);
-      await upConverges(ctx, "after link down", o, r.status === 0 ? r : undefined);
+      await upConverges(ctx, "after link down", o, r);
       assert.strictEqual((await get(`${ctx.base}/api/marker`)).json().marker, "after link down");
     });
 
