@@ -84,6 +84,8 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.strictEqual(r.status, 0, r.output);
     console.log(`      first deploy: ${r.seconds.toFixed(1)} s`);
     assert.ok(!r.output.includes(SECRET), "the secret is in pulumi's output");
+    assert.match(r.output, /appDir: shipping \d+ files; left out by rule: \d+/, "the preview says what is shipped (issue 26)");
+    assert.doesNotMatch(r.output, /no SECRET_KEY/, "the rendered instance/config.py sets one");
     assert.match(server.ssh("sqlite3 /srv/flaskapp/shared/instance/flaskr.sqlite .tables"), /post\s+user/, "the release command made the schema");
     assert.doesNotMatch(server.ssh("cat /srv/flaskapp/history.log"), / failed /);
     assert.strictEqual((await http(`${base}/`)).status, 200);
@@ -130,11 +132,23 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.match(server.ssh("cat /etc/fdeploy/flaskapp/env"), /^WORKERS="4"$/m);
   });
 
-  it("a second up with nothing changed runs no remote command", () => {
-    const r = stack.up();
-    assert.strictEqual(r.status, 0, r.output);
-    assert.deepStrictEqual(changed(r.output), []);
-    assert.doesNotMatch(r.output, /(created|updated|replaced)/);
+  it("a second up with nothing changed runs no remote command — also with local databases, logs and instance files (issue 26)", () => {
+    // what a developer's folder holds after running the app locally (the tutorial's init-db, a log
+    // its .gitignore lists): never shipped, and the instance folder stays shared
+    fs.mkdirSync(path.join(app.dir, "instance"), { recursive: true });
+    fs.writeFileSync(path.join(app.dir, "instance/flaskr.sqlite"), "SQLite format 3\0");
+    fs.writeFileSync(path.join(app.dir, "app.db"), "SQLite format 3\0");
+    fs.writeFileSync(path.join(app.dir, ".gitignore"), "*.log\n");
+    fs.writeFileSync(path.join(app.dir, "debug.log"), "local run\n");
+    try {
+      const r = stack.up();
+      assert.strictEqual(r.status, 0, r.output);
+      assert.deepStrictEqual(changed(r.output), []);
+      assert.doesNotMatch(r.output, /(created|updated|replaced)/);
+      assert.match(r.output, /left out by rule: 4 \(\.gitignore, app\.db, debug\.log, instance\/\) — rules: built-in \+ \.gitignore/);
+    } finally {
+      for (const f of ["instance", "app.db", ".gitignore", "debug.log"]) fs.rmSync(path.join(app.dir, f), { recursive: true, force: true });
+    }
   });
 
   it("a second deploy (new code) keeps the users, posts and sessions; the release command does not wipe them", async () => {
@@ -283,6 +297,7 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
       assert.notStrictEqual(r.status, 0, r.output);
       assert.match(r.output, /does not load \(flask-deploy:appModule flaskr:create_app\(\)\): ModuleNotFoundError: No module named 'flaskr_missing_dependency'\. Check requirements\.txt .* Nothing was live yet\./);
       assert.doesNotMatch(r.output, /live release is untouched/, "a first deploy speaks of no live release");
+      assert.match(r.output, /no SECRET_KEY: .*pulumi config set --stack anyapp-broken --secret --path secrets\.SECRET_KEY/, "no key anywhere: the preview warns");
       console.log(`      failed after ${r.seconds.toFixed(1)} s`);
     assert.ok(r.seconds < TIMEOUT / 2, `took ${r.seconds} s`);
       assert.notStrictEqual(server.trySsh("systemctl is-active --quiet fdeploy-broken@main.service").status, 0, "no slot was started");
