@@ -12,6 +12,8 @@ import { BaseSystem } from "./components/base-system";
 import { Release } from "./components/release";
 import { AppEnvironment, deployPaths, withDeployPaths } from "./components/environment";
 import { checkMigrationsCached, MigrationRunner } from "./components/migrations";
+import { resolveMigrationsDir } from "./components/migrations-default";
+import { appWarnings } from "./components/app-warnings";
 import { GunicornService } from "./components/gunicorn";
 import { Activation, describeCanary } from "./components/activation";
 import { NginxSite } from "./components/nginx";
@@ -33,6 +35,10 @@ import { program } from "./components/program";
 export = program(async () => {
   // 1. Config and migration files: validated before any resource exists.
   const cfg = loadStackConfig(__dirname);
+  // unset migrationsDir: <appDir>/migrations; a stack deployed under the old default keeps it (with a warning)
+  cfg.migrationsDir = await resolveMigrationsDir(cfg);
+  // an app that would run unsafely (no SECRET_KEY; debug on in production): warnings naming the fix
+  for (const w of appWarnings(cfg, path.resolve(__dirname, cfg.appDir), pulumi.getStack())) pulumi.log.warn(w);
   const migrationsDir = cfg.migrationsDir ? path.resolve(__dirname, cfg.migrationsDir) : undefined;
   const migrationFiles = migrationsDir ? checkMigrationsCached(migrationsDir) : [];
   const app = cfg.appName;
@@ -205,6 +211,8 @@ export = program(async () => {
     server: `${cfg.server.user}@${cfg.server.host}:${cfg.server.port}`,
     appPath: appRoot,
     schemaVersion: migrations ? migrations.schemaVersion : 0,
+    /** The SQL migrations folder this up ran with ('none': none); an unset migrationsDir reads it (migrations-default.ts). */
+    migrationsDir: cfg.migrationsDir ?? "none",
     strategy: cfg.strategy,
     releaseHistory: activation.history,
     /** The release the server runs, and whether it runs (after a refresh: as the server says). */

@@ -4,6 +4,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { parseAppModule } from "./app-module";
+import { shippingList } from "./ship-rules";
 
 export interface SharedFile {
   path: string;
@@ -32,11 +33,13 @@ const under = (p: string, dir: string) => p === dir || p.startsWith(`${dir}/`);
  */
 export function resolveAppLayout(cfg: Layout, appDir: string, key: (k: string) => string): string[] {
   const problems: string[] = [];
-  const shipped = (p: string) => fs.existsSync(path.join(appDir, p));
-  const isDir = (p: string) => shipped(p) && fs.statSync(path.join(appDir, p)).isDirectory();
-  // shared dirs: by default Flask's instance folder (beside the package) when the app uses one and
-  // does not ship it (an app that never mentions it keeps an unchanged release)
-  if (cfg.sharedDirs === undefined) cfg.sharedDirs = !shipped("instance") && usesInstanceFolder(appDir) ? ["instance"] : [];
+  // what the release holds: the shipped files (ship-rules.ts), not whatever lies in the local folder
+  const files = shippingList(appDir).files;
+  const shipped = (p: string) => files.some((f) => under(f, p));
+  const isDir = (p: string) => files.some((f) => f.startsWith(`${p}/`));
+  // shared dirs: by default Flask's instance folder (beside the package) when the app uses one (its
+  // content is never shipped; an app that never mentions it keeps an unchanged release)
+  if (cfg.sharedDirs === undefined) cfg.sharedDirs = usesInstanceFolder(appDir, files) ? ["instance"] : [];
   else {
     for (const d of cfg.sharedDirs) {
       if (shipped(d)) problems.push(`${key("sharedDirs")}: '${d}' is part of appDir; a shared dir replaces it with a link to shared/${d}: remove it from appDir or from sharedDirs`);
@@ -59,13 +62,15 @@ export function resolveAppLayout(cfg: Layout, appDir: string, key: (k: string) =
       }
     }
   }
-  // static files: the app's own static folder (a package's <pkg>/static, else static/) at /static/
+  // static files: the app's own static folder (a package's <pkg>/static, else static/) at /static/,
+  // only when it exists: otherwise no nginx location, and Flask serves its own static route
   if (cfg.static === undefined) {
     const m = parseAppModule(cfg.appModule);
     const parts = typeof m === "string" ? [] : m.module.split(".");
     const candidates = parts.map((_, i) => parts.slice(0, parts.length - i).join("/"))
       .filter((pkg) => shipped(`${pkg}/__init__.py`)).map((pkg) => `${pkg}/static`);
-    cfg.static = { "/static/": candidates.find(isDir) ?? "static" };
+    const found = [...candidates, "static"].find(isDir);
+    cfg.static = found ? { "/static/": found } : {};
   } else {
     for (const [prefix, folder] of Object.entries(cfg.static)) {
       if (!isDir(folder)) problems.push(`${key(`static.${prefix}`)}: '${folder}' is not a folder in appDir`);
@@ -74,16 +79,9 @@ export function resolveAppLayout(cfg: Layout, appDir: string, key: (k: string) =
   return problems;
 }
 
-/** Whether the app's Python code uses Flask's instance folder (instance_path, instance_relative_config). */
-export function usesInstanceFolder(dir: string, depth = 0): boolean {
-  if (depth > 6) return false;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (e.name.startsWith(".") || ["venv", "__pycache__", "node_modules", "site-packages"].includes(e.name)) continue;
-    const p = path.join(dir, e.name);
-    if (e.isDirectory() && usesInstanceFolder(p, depth + 1)) return true;
-    if (e.isFile() && e.name.endsWith(".py") && /\binstance_(path|relative_config)\b/.test(fs.readFileSync(p, "utf8"))) return true;
-  }
-  return false;
+/** Whether the app's shipped Python code uses Flask's instance folder (instance_path, instance_relative_config). */
+export function usesInstanceFolder(dir: string, files: string[] = shippingList(dir).files): boolean {
+  return files.some((f) => f.endsWith(".py") && /\binstance_(path|relative_config)\b/.test(fs.readFileSync(path.join(dir, f), "utf8")));
 }
 
 /** A shared file's text with `${NAME}` replaced by VALUES[NAME] (names were checked). */

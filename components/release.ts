@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { folderUpload, stageFolder, StagedFolder } from "./upload";
 import { Connection } from "./connection";
+import { describeShipping } from "./ship-rules";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface ReleaseArgs {
@@ -35,6 +36,7 @@ export class Release extends pulumi.ComponentResource {
     super("flaskdeploy:index:Release", name, {}, opts);
     const files = stageFolder(args.appDir, "release");
     this.staged = files;
+    if (!args.pinned) pulumi.log.info(describeShipping("appDir", files), this);
     this.appDirRelease = files.hash;
     this.releaseId = args.pinned ?? files.hash;
     const after = args.pinned ? args.after : [folderUpload(`${name}-upload`, {

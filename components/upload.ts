@@ -19,30 +19,16 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
-
-/**
- * Never shipped: virtualenvs, caches, local databases, and every dotfile or dot-folder (.git, .env,
- * .env.local, editor state, …) except Flask's .flaskenv and a static .well-known/.
- */
-const IGNORED = [/^venv$/, /^__pycache__$/, /^node_modules$/, /\.pyc$/, /\.sqlite3?$/, /^\.(?!flaskenv$|well-known$)/];
+import { Shipping, shippingList } from "./ship-rules";
 
 /** Where staged copies live: beside Pulumi.yaml, git-ignored. */
 export const STAGING_ROOT = path.resolve(__dirname, "..", ".fdeploy-staging");
 /** A staged entry unused for this long is removed by the next run of the same stack. */
 const STALE_MS = 60 * 60 * 1000;
 
+/** The files of DIR that are shipped (components/ship-rules.ts). */
 export function listFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (rel: string) => {
-    for (const entry of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-      if (IGNORED.some((re) => re.test(entry.name))) continue;
-      const r = rel ? `${rel}/${entry.name}` : entry.name;
-      if (entry.isDirectory()) walk(r);
-      else if (entry.isFile()) out.push(r);
-    }
-  };
-  walk("");
-  return out.sort();
+  return shippingList(dir).files;
 }
 
 /** sha256 over the relative paths and contents, first 12 hex chars (release.sh checks the same). */
@@ -54,16 +40,16 @@ export function hashFiles(dir: string, files: string[] = listFiles(dir)): string
   return h.digest("hex").slice(0, 12);
 }
 
-export interface StagedFolder {
+export interface StagedFolder extends Shipping {
   hash: string;
-  files: string[];
   /** The staged copy, with a trailing slash: the plugin then copies its contents into remotePath. */
   source: string;
 }
 
 /** Copy DIR's shipped files to STAGING_ROOT/<stack>/<kind>-<hash>/ (once) and mark it as used. */
 export function stageFolder(dir: string, kind: string, stack: string = pulumi.getStack(), root: string = STAGING_ROOT): StagedFolder {
-  const files = listFiles(dir);
+  const shipping = shippingList(dir);
+  const files = shipping.files;
   const hash = hashFiles(dir, files);
   const stackDir = path.join(root, stack);
   const staged = path.join(stackDir, `${kind}-${hash}`);
@@ -84,7 +70,7 @@ export function stageFolder(dir: string, kind: string, stack: string = pulumi.ge
   const now = new Date();
   fs.utimesSync(staged, now, now);
   pruneStaging(stackDir, now.getTime());
-  return { hash, files, source: `${staged}/` };
+  return { ...shipping, hash, source: `${staged}/` };
 }
 
 /** Remove entries (and abandoned temporary copies) that no run has used for STALE_MS. */

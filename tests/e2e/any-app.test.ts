@@ -15,12 +15,16 @@ const FIXTURE = path.join(PROJECT_DIR, "tests/e2e/fixtures/tutorial-app");
 const SECRET = `tutorial-${crypto.randomBytes(12).toString("hex")}`;
 const TIMEOUT = 120; // health timeout: every failure below must come well before it
 
+// issue 26's second app: Flask-SQLAlchemy + Flask-Migrate, DATABASE_URL, static/ inside the package,
+// logs/ written at import, an older Gunicorn pin, an sdist-only dependency
+const SQLA_FIXTURE = path.join(PROJECT_DIR, "tests/e2e/fixtures/sqla-app");
+
 /** A working copy of the fixture in .e2e/<name>/app (appDir must be inside the project). */
-function copyFixture(name: string): { rel: string; dir: string } {
+function copyFixture(name: string, from: string = FIXTURE): { rel: string; dir: string } {
   const rel = path.join(".e2e", name, "app");
   const dir = path.join(PROJECT_DIR, rel);
   fs.rmSync(dir, { recursive: true, force: true });
-  fs.cpSync(FIXTURE, dir, { recursive: true, filter: (s) => !s.includes("__pycache__") });
+  fs.cpSync(from, dir, { recursive: true, filter: (s) => !s.includes("__pycache__") });
   return { rel, dir };
 }
 
@@ -62,7 +66,7 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     const oldPin = path.join(PROJECT_DIR, ".e2e", "anyapp-old-gunicorn.txt");
     fs.mkdirSync(path.dirname(oldPin), { recursive: true });
     fs.writeFileSync(oldPin, `gunicorn==${OLD_GUNICORN}\n`);
-    addWheels(oldPin);
+    addWheels(oldPin, path.join(SQLA_FIXTURE, "requirements.txt"));
     server = startServer("anyapp", 111);
     base = `http://${server.host}`;
     app = copyFixture("anyapp");
@@ -84,6 +88,8 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.strictEqual(r.status, 0, r.output);
     console.log(`      first deploy: ${r.seconds.toFixed(1)} s`);
     assert.ok(!r.output.includes(SECRET), "the secret is in pulumi's output");
+    assert.match(r.output, /appDir: shipping \d+ files; left out by rule: \d+/, "the preview says what is shipped (issue 26)");
+    assert.doesNotMatch(r.output, /no SECRET_KEY/, "the rendered instance/config.py sets one");
     assert.match(server.ssh("sqlite3 /srv/flaskapp/shared/instance/flaskr.sqlite .tables"), /post\s+user/, "the release command made the schema");
     assert.doesNotMatch(server.ssh("cat /srv/flaskapp/history.log"), / failed /);
     assert.strictEqual((await http(`${base}/`)).status, 200);
@@ -130,11 +136,23 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.match(server.ssh("cat /etc/fdeploy/flaskapp/env"), /^WORKERS="4"$/m);
   });
 
-  it("a second up with nothing changed runs no remote command", () => {
-    const r = stack.up();
-    assert.strictEqual(r.status, 0, r.output);
-    assert.deepStrictEqual(changed(r.output), []);
-    assert.doesNotMatch(r.output, /(created|updated|replaced)/);
+  it("a second up with nothing changed runs no remote command — also with local databases, logs and instance files (issue 26)", () => {
+    // what a developer's folder holds after running the app locally (the tutorial's init-db, a log
+    // its .gitignore lists): never shipped, and the instance folder stays shared
+    fs.mkdirSync(path.join(app.dir, "instance"), { recursive: true });
+    fs.writeFileSync(path.join(app.dir, "instance/flaskr.sqlite"), "SQLite format 3\0");
+    fs.writeFileSync(path.join(app.dir, "app.db"), "SQLite format 3\0");
+    fs.writeFileSync(path.join(app.dir, ".gitignore"), "*.log\n");
+    fs.writeFileSync(path.join(app.dir, "debug.log"), "local run\n");
+    try {
+      const r = stack.up();
+      assert.strictEqual(r.status, 0, r.output);
+      assert.deepStrictEqual(changed(r.output), []);
+      assert.doesNotMatch(r.output, /(created|updated|replaced)/);
+      assert.match(r.output, /left out by rule: 4 \(\.gitignore, app\.db, debug\.log, instance\/\) — rules: built-in \+ \.gitignore/);
+    } finally {
+      for (const f of ["instance", "app.db", ".gitignore", "debug.log"]) fs.rmSync(path.join(app.dir, f), { recursive: true, force: true });
+    }
   });
 
   it("a second deploy (new code) keeps the users, posts and sessions; the release command does not wipe them", async () => {
@@ -269,6 +287,42 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.match((await http(`${base}/`, { cookie })).text, /<span>ada<\/span>/);
   });
 
+  it("issue 26: a Flask-SQLAlchemy + Flask-Migrate app deploys first try with only stack config", async () => {
+    const sq = copyFixture("anyapp-sqla", SQLA_FIXTURE);
+    // what the developer's folder holds after a local run: git-ignored, never shipped; logs/ can still be shared
+    fs.writeFileSync(path.join(sq.dir, "app.db"), "SQLite format 3\0");
+    fs.mkdirSync(path.join(sq.dir, "logs"));
+    fs.writeFileSync(path.join(sq.dir, "logs/app.log"), "a local run\n");
+    const s = new TestStack("anyapp-sqla");
+    try {
+      s.target(server, {
+        appName: "sqla", serverName: "sqla.test", appDir: sq.rel, appModule: "app:create_app()", "sharedDirs[0]": "logs",
+        "releaseCommands[0]": "flask --app app db upgrade", healthTimeoutSeconds: String(TIMEOUT),
+      });
+      s.setConfig("env.DATABASE_URL", "sqlite:///${DATABASE_PATH}");
+      s.setConfig("secrets.SECRET_KEY", SECRET, { secret: true });
+      const r = await timedUp(s);
+      assert.strictEqual(r.status, 0, r.output);
+      console.log(`      first deploy: ${r.seconds.toFixed(1)} s`);
+      assert.match(r.output, /left out by rule: 3 \(\.gitignore, app\.db, logs\/\)/);
+      assert.doesNotMatch(r.output, /no SECRET_KEY|migrations-apply/, "Alembic's migrations/ is not taken for SQL migrations");
+      const curl = (p: string, extra = "") => server.ssh(`curl -s ${extra} -H 'Host: sqla.test' http://127.0.0.1${p}`);
+      assert.match(curl("/notes", "-d body=first"), /"first"/);
+      const tables = server.ssh("sqlite3 /srv/sqla/shared/db/app.sqlite3 .tables");
+      assert.match(tables, /alembic_version\s+note/, "flask db upgrade ran on DATABASE_URL = sqlite:///${DATABASE_PATH}");
+      assert.doesNotMatch(tables, /schema_migrations|notes/, "the sample app's SQL migrations were applied");
+      assert.match(curl("/static/style.css", "-i"), /Cache-Control: max-age=3600[\s\S]*font-family/i, "nginx serves app/static");
+      assert.match(server.ssh("cat /srv/sqla/shared/logs/app.log"), /note added/);
+      assert.match(server.ssh("/srv/sqla/current/.venv/bin/gunicorn --version"), /21\.2\.0/);
+      assert.strictEqual(server.trySsh("test -e /srv/sqla/current/app.db").status, 1);
+      const again = s.up();
+      assert.strictEqual(again.status, 0, again.output);
+      assert.deepStrictEqual(changed(again.output), []);
+    } finally {
+      s.remove();
+    }
+  });
+
   it("friction 3: a first deploy of an app that does not load fails in the preflight, well before the health timeout", async () => {
     const broken = copyFixture("anyapp-broken");
     fs.writeFileSync(path.join(broken.dir, "flaskr/__init__.py"),
@@ -283,6 +337,7 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
       assert.notStrictEqual(r.status, 0, r.output);
       assert.match(r.output, /does not load \(flask-deploy:appModule flaskr:create_app\(\)\): ModuleNotFoundError: No module named 'flaskr_missing_dependency'\. Check requirements\.txt .* Nothing was live yet\./);
       assert.doesNotMatch(r.output, /live release is untouched/, "a first deploy speaks of no live release");
+      assert.match(r.output, /no SECRET_KEY: .*pulumi config set --stack anyapp-broken --secret --path secrets\.SECRET_KEY/, "no key anywhere: the preview warns");
       console.log(`      failed after ${r.seconds.toFixed(1)} s`);
     assert.ok(r.seconds < TIMEOUT / 2, `took ${r.seconds} s`);
       assert.notStrictEqual(server.trySsh("systemctl is-active --quiet fdeploy-broken@main.service").status, 0, "no slot was started");

@@ -21,7 +21,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     base = `http://${server.host}`;
     app = copyApp("deploy");
     stack = new TestStack("deploy");
-    stack.target(server, { appDir: app.rel, workers: "2", healthTimeoutSeconds: "10", "env.APP_GREETING": "Hello from e2e" });
+    stack.target(server, { appDir: app.rel, migrationsDir: "migrations", workers: "2", healthTimeoutSeconds: "10", "env.APP_GREETING": "Hello from e2e" });
     stack.setConfig("secrets.SECRET_KEY", SECRET, { secret: true });
   });
   after(() => stack?.remove());

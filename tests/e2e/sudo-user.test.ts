@@ -36,7 +36,7 @@ describe("sudo user: deploy as `deploy` with sudo, from production dependencies 
     addSudoUser(server);
     copy = prodOnlyCopy();
     stack = new TestStack("sudo", copy);
-    stack.target(server, { "server.user": "deploy", healthTimeoutSeconds: "15" });
+    stack.target(server, { "server.user": "deploy", migrationsDir: "migrations", healthTimeoutSeconds: "15" });
     stack.setConfig("secrets.SECRET_KEY", "sudo-secret", { secret: true });
   });
   after(() => {

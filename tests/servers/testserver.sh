@@ -14,7 +14,8 @@
 #   testserver.sh gc                   remove the bridge and apt proxy if no server is left
 #   testserver.sh sh NAME [CMD...]     run CMD inside without ssh (nsenter)
 #   testserver.sh ssh-config NAME      print host, key and known_hosts paths (KEY=VALUE lines)
-#   testserver.sh wheelhouse REQ...    download wheels for requirements files into the wheelhouse
+#   testserver.sh wheelhouse REQ...    download the packages of requirements files (wheels, sdists and
+#                                      their build backends) with the servers' Python into the wheelhouse
 #
 # Servers reach only the bridge (10.213.0.0/24): apt goes through an allow-listed proxy on the
 # bridge address (only to the mirror this machine's apt uses); pip installs from a read-only
@@ -203,13 +204,51 @@ ssh_config() {
   echo "HOST=$(cat "$W/hosts/$1/ip")"; echo "KEY=$KEY"; echo "KNOWN_HOSTS=$KH"
 }
 
-wheelhouse() { # wheels for the servers' Python (bookworm: CPython 3.11, x86_64)
+# The servers' own interpreter resolves the requirements: Debian's /usr/bin/python3 (bookworm's 3.11.2
+# on this machine too, not a newer python3 on PATH), so environment markers (python_full_version …)
+# select what they select on a server. Source distributions are kept (a pin published only as one is
+# built on the server, as a real server builds it), with their build backends (build_backends).
+SERVER_PY=${FDEPLOY_SERVER_PYTHON:-/usr/bin/python3}
+wheelhouse() { # REQ...: the packages (wheels or sdists) the servers' pip installs, into the wheelhouse
   ensure_net
   local req
   for req in "$@"; do
-    pip download -q --disable-pip-version-check -r "$req" -d "$W/wheelhouse" \
-      --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
-      --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any
+    "$SERVER_PY" -m pip download -q --disable-pip-version-check -r "$req" -d "$W/wheelhouse"
+  done
+  build_backends "$W/wheelhouse"
+}
+
+build_backends() { # DIR: each sdist's [build-system] requires (PEP 518; none: setuptools, wheel), until none is missing
+  local dir=$1 reqs
+  for _ in 1 2 3; do
+    reqs=$("$SERVER_PY" - "$dir" <<'PY'
+import pathlib, sys, tarfile, tomllib, zipfile
+def pyproject(p):
+    try:
+        if p.name.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(p) as t:
+                m = next((m for m in t.getmembers() if m.name.count("/") == 1 and m.name.endswith("/pyproject.toml")), None)
+                return t.extractfile(m).read() if m else None
+        with zipfile.ZipFile(p) as z:
+            n = next((n for n in z.namelist() if n.count("/") == 1 and n.endswith("/pyproject.toml")), None)
+            return z.read(n) if n else None
+    except (OSError, tarfile.TarError, zipfile.BadZipFile):
+        return None
+seen = set()
+for p in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+    if not p.name.endswith((".tar.gz", ".tgz", ".zip")):
+        continue
+    text = pyproject(p)
+    req = tomllib.loads(text.decode()).get("build-system", {}).get("requires") if text else None
+    seen.update(req if req is not None else ["setuptools>=40.8.0", "wheel"])
+print("\n".join(sorted(seen)))
+PY
+)
+    [ -n "$reqs" ] || return 0
+    local before; before=$(ls "$dir" | wc -l)
+    # shellcheck disable=SC2086 # one requirement a line
+    (IFS=$'\n'; "$SERVER_PY" -m pip download -q --disable-pip-version-check -d "$dir" $reqs)
+    [ "$(ls "$dir" | wc -l)" != "$before" ] || return 0
   done
 }
 

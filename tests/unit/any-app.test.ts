@@ -97,9 +97,10 @@ describe("any Flask app: config forms", () => {
       assert.match(errorOf(tutorial({ releaseCommands: ["a\nb"] })), /releaseCommands\.0: expected a one-line command/);
       assert.match(errorOf(tutorial({ releaseCommands: "flask db upgrade" })), /releaseCommands: /);
     });
-    it("migrationsDir: 'none' turns SQL migrations off; unset uses migrations/ only if it exists", () => {
+    it("migrationsDir: 'none' turns SQL migrations off; unset uses <appDir>/migrations only if it exists", () => {
       assert.strictEqual(parseConfig(tutorial({ migrationsDir: "none" }), PROJECT_DIR).migrationsDir, undefined);
-      assert.strictEqual(parseConfig(tutorial(), PROJECT_DIR).migrationsDir, "migrations");
+      assert.strictEqual(parseConfig(tutorial({ migrationsDir: "migrations" }), PROJECT_DIR).migrationsDir, "migrations");
+      assert.strictEqual(parseConfig(tutorial(), PROJECT_DIR).migrationsDir, undefined);
       const dir = tempDir("fdeploy-unit-");
       fs.cpSync(path.join(PROJECT_DIR, TUTORIAL), path.join(dir, "app"), { recursive: true });
       assert.strictEqual(parseConfig(rawConfig({ appModule: "flaskr:create_app()" }), dir).migrationsDir, undefined);

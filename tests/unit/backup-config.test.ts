@@ -32,11 +32,11 @@ describe("backup config", () => {
       /flask-deploy:backup\.hostKey: the key was scanned from elsewhere\.example\.com, not from backup\.example\.com/);
   });
 
-  it("accepts an sftp replica with its key; defaults: 1 s sync, 72 h retention, download, no extra databases", () => {
+  it("accepts an sftp replica with its key; defaults: 1 s sync, 72 h retention, auto, no extra databases", () => {
     const cfg = parse({ backup: SFTP, backupSecrets: { sftpKey: KEY } });
     assert.strictEqual(cfg.backup!.syncInterval, "1s");
     assert.strictEqual(cfg.backup!.retention, "72h");
-    assert.strictEqual(cfg.backup!.litestream, "download");
+    assert.strictEqual(cfg.backup!.litestream, "auto");
     assert.deepStrictEqual(cfg.backup!.databases, []);
   });
 
@@ -80,7 +80,7 @@ describe("backup config", () => {
     ["a database outside shared/", { backup: { ...SFTP, databases: ["../etc/x.sqlite3"] }, backupSecrets: { sftpKey: KEY } }, /backup\.databases\.0: expected a path inside shared/],
     ["an absolute database path", { backup: { ...SFTP, databases: ["/etc/x.sqlite3"] }, backupSecrets: { sftpKey: KEY } }, /backup\.databases\.0: expected a path inside shared/],
     ["the app's own database as an extra one", { backup: { ...SFTP, databases: ["db/app.sqlite3"] }, backupSecrets: { sftpKey: KEY } }, /backup\.databases: db\/app\.sqlite3 .* is always replicated/],
-    ["an unknown litestream source", { backup: { ...SFTP, litestream: "apt" }, backupSecrets: { sftpKey: KEY } }, /backup\.litestream: expected download or upload/],
+    ["an unknown litestream source", { backup: { ...SFTP, litestream: "apt" }, backupSecrets: { sftpKey: KEY } }, /backup\.litestream: expected auto, download or upload/],
     ["a takeover that is not a server id", { backup: { ...SFTP, takeover: "old-server" }, backupSecrets: { sftpKey: KEY } }, /backup\.takeover: expected the id of the server that owns the replica, as the refused deploy printed it \(32 hex digits/],
     ["a takeover id with upper-case digits", { backup: { ...SFTP, takeover: "0123456789ABCDEF0123456789ABCDEF" }, backupSecrets: { sftpKey: KEY } }, /backup\.takeover: expected the id/],
     ["a typo in a backup key", { backup: { ...SFTP, retension: "1h" }, backupSecrets: { sftpKey: KEY } }, /backup\.retension: unknown setting.*known: replica, hostKey/],

@@ -36,7 +36,7 @@ describe("resource graph (index.ts under mocks)", function () {
   this.timeout(60000);
 
   before(async () => {
-    const raw = rawConfig();
+    const raw = rawConfig({ migrationsDir: "migrations" });
     pulumi.runtime.setAllConfig(raw.values, raw.secretKeys);
     await pulumi.runtime.setMocks({
       newResource: (args) => ({ id: `${args.name}-id`, state: { ...args.inputs, stdout: `${args.name} ok\nschema_version=2`, stderr: "" } }),
