@@ -225,9 +225,11 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
   const interrupted = async (marker: string, stop: (pid: number) => Promise<void>) => {
     stack.setConfig("releaseCommands[0]", marker);
     const { child, done } = stack.upDetached();
+    let ended: string | undefined;
+    void done.then((r) => (ended = r.output));
     const deadline = Date.now() + 120000;
-    while (!running(marker) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
-    assert.ok(running(marker), "the release command never started");
+    while (!running(marker) && ended === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+    assert.ok(running(marker), `the release command never started: ${ended ?? "(pulumi still runs)"}`);
     await stop(child.pid!);
     const stopped = Date.now();
     while ((running(marker) || !lockFree()) && Date.now() - stopped < 10000) await new Promise((r) => setTimeout(r, 250));
