@@ -53,7 +53,7 @@ export = program(async () => {
   // process, 0.5–2 s): yield until its registration has gone to the engine, so that boot runs while the rest of
   // the program (hashing the app and scripts, the other registrations) does.
   await identity.sent();
-  const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root", after: [identity] });
+  const bundle = new ScriptBundle("scripts", { ...common, sudo: cfg.server.user !== "root", limits: cfg.timeouts, after: [identity] });
   const docker = cfg.runtime === "docker" ? cfg.docker! : undefined;
   if (docker && cfg.server.user !== "root") {
     pulumi.log.warn(`runtime docker: the Docker provider connects as ${cfg.server.user} and cannot use sudo; that user must be in ` +

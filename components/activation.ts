@@ -69,6 +69,13 @@ export function describeCanary(c: CanaryConfig): string {
     `a 5xx share ≤ ${c.maxErrorRate} and p95 ≤ ${c.maxP95Ms} ms, or all traffic goes back to the live release`;
 }
 
+/** The most the switch may wait by its settings: per slot up to the health timeout (twice: a
+ * switch back), per canary step its time and its wait for traffic. Its time limit comes on top. */
+export function switchWaits(args: { healthTimeoutSeconds: number; canary?: CanaryConfig }): number {
+  const c = args.canary;
+  return 3 * args.healthTimeoutSeconds + (c ? c.steps.length * (c.stepSeconds + (c.lowTraffic === "wait" ? c.maxWaitSeconds : 0)) : 0);
+}
+
 export class Activation extends pulumi.ComponentResource {
   public readonly step: command.remote.Command;
   /** The server's release history after this activation (newest last). */
@@ -80,6 +87,7 @@ export class Activation extends pulumi.ComponentResource {
       connection: args.connection,
       bundle: args.bundle,
       script: "activate.sh",
+      extraSeconds: switchWaits(args),
       params: scriptParams({
         APP: args.appName,
         RELEASE_ID: args.releaseId,

@@ -36,6 +36,7 @@ export class BaseSystem extends pulumi.ComponentResource {
       connection: args.connection,
       bundle: args.bundle,
       script: "base.sh",
+      limit: "build",   // installs packages
       deleteWith: args.appName,
       params: scriptParams({
         APP: args.appName,

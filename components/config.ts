@@ -132,6 +132,24 @@ const duration = (what: string) =>
 const sftpUrl = /^sftp:\/\/([a-z_][a-z0-9_.-]{0,31})@([A-Za-z0-9.-]+)(:(\d{1,5}))?(\/[A-Za-z0-9._\/-]*)$/;
 const s3Url = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(\/[A-Za-z0-9._\/-]*)?$/;
 
+// Time limits of the remote steps (components/remote-script.ts, the agent's supervise): a step that
+// runs longer is stopped with every process it started, and its deploy lock is released.
+const stepLimit = (dflt: string) =>
+  z.string().regex(/^([1-9]\d{0,4})(s|m|h)$/, "expected a duration like 90s, 30m or 2h")
+    .transform((d) => Number(d.slice(0, -1)) * { s: 1, m: 60, h: 3600 }[d.slice(-1) as "s" | "m" | "h"])
+    .refine((n) => n >= 10 && n <= 86400, { message: "expected a duration from 10s to 24h" })
+    .prefault(dflt);
+const timeoutsSchema = z.strictObject({
+  /** The steps that install software: the venv (pip) or image build of a release, the base system's packages. */
+  build: stepLimit("30m"),
+  releaseCommands: stepLimit("30m"),
+  /** Every other step (the switch: plus its own configured waits, canary steps and health timeouts). */
+  default: stepLimit("5m"),
+});
+/** Step time limits in seconds. */
+export type StepLimits = z.infer<typeof timeoutsSchema>;
+export type StepLimitName = keyof StepLimits;
+
 /** The offsite target `backup.replica` names, split into its parts. */
 export type ReplicaTarget =
   | { type: "sftp"; user: string; host: string; port: number; path: string }
@@ -314,6 +332,7 @@ export const configSchema = z.strictObject({
   backup: backupSchema.optional(),
   backupSecrets: backupSecretsSchema.optional(),
   // Scheduled jobs: name -> { schedule, command }; unset: none, and nothing about the deploy changes.
+  timeouts: z.preprocess((v) => v ?? {}, timeoutsSchema),
   jobs: z.record(z.string().regex(JOB_NAME, "expected a job name: 1-40 chars of a-z, 0-9, '_', '-', starting with a letter or digit, e.g. cleanup"), jobSchema)
     .refine((j) => Object.keys(j).length <= 50, { message: "expected at most 50 jobs" })
     .default({}),
@@ -469,7 +488,7 @@ function splitKey(fullKey: string): [string, string] {
 function knownKeys(at: PropertyKey[]): string[] {
   const shape = at[0] === "server" ? serverSchema.shape : at[0] === "docker" ? dockerSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
     : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape
-    : at[0] === "jobs" && at.length === 2 ? jobSchema.shape : configSchema.shape;
+    : at[0] === "jobs" && at.length === 2 ? jobSchema.shape : at[0] === "timeouts" ? timeoutsSchema.shape : configSchema.shape;
   return Object.keys(shape);
 }
 

@@ -30,6 +30,7 @@ export class HealthCheck extends pulumi.ComponentResource {
       connection: args.connection,
       bundle: args.bundle,
       script: "health.sh",
+      extraSeconds: args.timeoutSeconds,
       params: scriptParams({
         APP: args.appName,
         HOST_HEADER: host,

@@ -33,6 +33,7 @@ export class Preflight extends pulumi.ComponentResource {
       bundle: args.bundle,
       script: AGENT,
       verb: "preflight",
+      extraSeconds: args.healthTimeoutSeconds,
       params: scriptParams({
         APP: args.appName, RELEASE_ID: args.releaseId, APP_MODULE: args.appModule, HEALTH_PATH: args.healthPath,
         HEALTH_TIMEOUT: args.healthTimeoutSeconds, ENV_REVISION: args.envRevision, UNIT_REVISION: args.unitRevision,

@@ -28,6 +28,7 @@ export class ReleaseCommands extends pulumi.ComponentResource {
       connection: args.connection,
       bundle: args.bundle,
       script: "release-commands.sh",
+      limit: "releaseCommands",
       params: scriptParams({
         APP: args.appName, RELEASE_ID: args.releaseId, COMMANDS: JSON.stringify(args.commands), KEEP_BACKUPS: args.keepBackups,
         ...(args.docker ? { RUNTIME: "docker", ENV_NAMES: [...args.docker.envNames].sort().join(" "), SHARED_DIRS: args.docker.sharedDirs.join(" ") } : {}),

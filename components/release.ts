@@ -50,6 +50,7 @@ export class Release extends pulumi.ComponentResource {
       connection: args.connection,
       bundle: args.bundle,
       script: "release.sh",
+      limit: "build",   // the venv (pip)
       params: scriptParams({
         APP: args.appName, RELEASE_ID: this.releaseId, ...(args.pinned ? { PINNED: 1 } : {}), ...(args.docker ? { RUNTIME: "docker" } : {}),
       }),

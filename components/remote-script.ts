@@ -2,9 +2,12 @@
 // uploaded once per content hash (ScriptBundle); each step is a @pulumi/command remote.Command whose
 // command line names only the script and a verb, and whose parameters travel as JSON on stdin:
 // values are data, never spliced into shell text. Secret parameters keep the whole stdin secret.
+// Every step runs under the agent's supervisor (agent/fdeploy_agent/supervise.py) with a time limit
+// (config `timeouts`); it also stops the step when its SSH session ends (the provider never cancels it).
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
+import { StepLimitName, StepLimits } from "./config";
 import { Connection } from "./connection";
 import { folderUpload, stageFolder } from "./upload";
 
@@ -26,6 +29,8 @@ export interface ScriptBundleArgs {
   appName: string;
   /** Prefix every command with `sudo -n` (an SSH user other than root). */
   sudo: boolean;
+  /** The steps' time limits (config `timeouts`), in seconds. */
+  limits: StepLimits;
   /** What must exist first (every remote step waits for the upload). */
   after?: pulumi.Resource[];
 }
@@ -35,26 +40,36 @@ export class ScriptBundle extends pulumi.ComponentResource {
   public readonly remoteDir: string;
   public readonly upload: command.remote.CopyToRemote;
   private readonly sudo: boolean;
+  private readonly limits: StepLimits;
 
   constructor(name: string, args: ScriptBundleArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:ScriptBundle", name, {}, opts);
     const scripts = stageFolder(SCRIPTS_DIR, "scripts");
     this.remoteDir = `.fdeploy/${args.appName}/scripts-${scripts.hash}`;
     this.sudo = args.sudo;
+    this.limits = args.limits;
     this.upload = folderUpload(`${name}-upload`, { connection: args.connection, staged: scripts, remotePath: this.remoteDir }, { parent: this, dependsOn: args.after });
     this.registerOutputs({ remoteDir: this.remoteDir });
   }
 
-  /** The command line that runs SCRIPT with VERB (and fixed, validated words such as the app name).
+  /** The command line of step STEP (its name in messages): SCRIPT with VERB (and fixed, validated
+   * words such as the app name) under the agent's supervisor, which stops it after LIMIT's seconds
+   * (plus EXTRA: waits the step's own settings configure) or when its SSH session ends.
    * SCRIPT `agent` is the server agent (components/scripts/agent: Python, one JSON result on stdout). */
-  commandLine(script: string, verb: string, ...words: string[]): string {
-    for (const w of [script, verb, ...words]) {
-      if (!/^[a-z0-9][a-z0-9._-]*$/.test(w)) throw new Error(`unsafe word in a remote command line: ${w}`);
-    }
-    const program = script === AGENT ? `python3 -I -B ${this.remoteDir}/${AGENT}` : `bash ${this.remoteDir}/${script}`;
-    const run = `${program} ${[verb, ...words].join(" ")}`;
+  stepLine(step: string, limit: StepLimitName, extraSeconds: number, script: string, verb: string, ...words: string[]): string {
+    const seconds = this.limits[limit] + Math.max(0, Math.ceil(extraSeconds));
+    const agent = `python3 -I -B ${this.remoteDir}/${AGENT}`;
+    const program = script === AGENT ? agent : `bash ${this.remoteDir}/${script}`;
+    const run = [agent, "supervise", String(seconds), ...safeWords(step, `timeouts.${limit}`), "--", program, ...safeWords(script, verb, ...words).slice(1)].join(" ");
     return this.sudo ? `sudo -n ${run}` : run;
   }
+}
+
+function safeWords(...words: string[]): string[] {
+  for (const w of words) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(w)) throw new Error(`unsafe word in a remote command line: ${w}`);
+  }
+  return words;
 }
 
 /**
@@ -82,14 +97,17 @@ export interface RemoteStepArgs {
   triggers?: pulumi.Input<any[]>;
   /** Steps that must finish first (the script upload is always one). */
   after?: pulumi.Resource[];
+  /** Which time limit applies (config `timeouts.<limit>`; default: `default`), plus EXTRA seconds. */
+  limit?: StepLimitName;
+  extraSeconds?: number;
 }
 
 /** One remote.Command that runs a bundled script; its parent is the component that owns it. */
 export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Resource): command.remote.Command {
   return new command.remote.Command(name, {
     connection: args.connection,
-    create: args.bundle.commandLine(args.script, args.verb ?? "create"),
-    delete: args.deleteWith ? args.bundle.commandLine(args.deleteScript ?? args.script, "delete", args.deleteWith) : undefined,
+    create: args.bundle.stepLine(name, args.limit ?? "default", args.extraSeconds ?? 0, args.script, args.verb ?? "create"),
+    delete: args.deleteWith ? args.bundle.stepLine(name, "default", 0, args.deleteScript ?? args.script, "delete", args.deleteWith) : undefined,
     stdin: args.params,
     triggers: args.triggers,
     addPreviousOutputInEnv: false,

@@ -284,6 +284,21 @@ run_as() {
   )
 }
 
+# run_unit NAME ARGS…: `systemd-run --wait --pipe --collect --unit=NAME ARGS…` (a command in a
+# transient unit), bounded by the step's time limit (FDEPLOY_STEP_LIMIT, set by the agent's
+# supervise; 30 min without it). A unit outlives a killed systemd-run: when the step is stopped (the
+# supervisor's SIGTERM: time limit, SSH session gone) the unit is stopped first (its processes get
+# SIGTERM, SIGKILL after 5 s), so nothing the step started keeps running.
+run_unit() {
+  local rc=0
+  STEP_UNIT=$1; shift
+  trap 'systemctl stop "$STEP_UNIT" 2>/dev/null; exit 143' TERM INT HUP
+  systemd-run --quiet --wait --pipe --collect --unit="$STEP_UNIT" -p RuntimeMaxSec="${FDEPLOY_STEP_LIMIT:-1800}" \
+    -p TimeoutStopSec=5 "$@" || rc=$?
+  trap - TERM INT HUP
+  return $rc
+}
+
 # deploy_lock_released: with_deploy_lock's EXIT trap (or part of a script's own): the owner record
 # of this script's lock goes (kept as <lock>.last: who took the lock last, for fdeploy status), so
 # a stale record never names a deploy long gone

@@ -103,16 +103,17 @@ for cmd in "${commands[@]}"; do
   if [ "${P_RUNTIME:-python}" = docker ]; then
     args=$(docker_app_args) || exit 1
     # shellcheck disable=SC2086 # validated words (lib.sh)
-    systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-release-cmd-$$-$n" \
-      -p EnvironmentFile="$staged_env" -p Environment="RELEASE_ID=$P_RELEASE_ID" -p RuntimeMaxSec=1800 \
+    # a stopped unit stops the docker client; the container goes with ExecStopPost
+    run_unit "fdeploy-$P_APP-release-cmd-$$-$n" -p ExecStopPost="-/usr/bin/docker rm -f fdeploy-$P_APP-release-cmd-$$-$n" \
+      -p EnvironmentFile="$staged_env" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
       /usr/bin/docker run --rm --name "fdeploy-$P_APP-release-cmd-$$-$n" $args "fdeploy-$P_APP:$P_RELEASE_ID" \
       /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
   else
-  systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-release-cmd-$$-$n" \
+  run_unit "fdeploy-$P_APP-release-cmd-$$-$n" \
     -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
     -p EnvironmentFile="$staged_env" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
     -p Environment="PATH=$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" -p Environment="HOME=/tmp" \
-    "${props[@]}" -p RuntimeMaxSec=1800 /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
+    "${props[@]}" /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
   fi
   if [ $rc != 0 ]; then
     restore="No SQLite database was found in shared/ to back up."

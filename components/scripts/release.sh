@@ -91,10 +91,10 @@ pipvenv=$APP_ROOT/venvs/.pip
 # line itself, unknown ones to nothing. SCRIPT is one { …; } </dev/null, so sh has read it whole
 # before anything in it runs (and nothing in it reads the rest).
 as_builder() {
-  systemd-run --quiet --wait --pipe --collect --unit="fdeploy-$P_APP-build-$$-$RANDOM" \
+  run_unit "fdeploy-$P_APP-build-$$-$RANDOM" \
     -p User="$builder" -p Group="$builder" -p WorkingDirectory="$dest" -p UMask=0022 \
     -p ProtectSystem=strict -p ReadWritePaths="$1" -p ProtectHome=yes -p PrivateTmp=yes \
-    -p PrivateDevices=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes -p RuntimeMaxSec=1800 \
+    -p PrivateDevices=yes -p NoNewPrivileges=yes -p RestrictSUIDSGID=yes \
     -p Environment=HOME=/tmp -p Environment=PIP_NO_CACHE_DIR=1 -p Environment=PIP_DISABLE_PIP_VERSION_CHECK=1 \
     -p Environment=VENV="$venv" -p Environment=PIPVENV="$pipvenv" -p Environment=SEED="${seed:-}" \
     /bin/sh -s 2>&1

@@ -3,7 +3,7 @@
 // change, secret, failing health check, destroy.
 import * as assert from "assert";
 import * as crypto from "crypto";
-import { spawn } from "child_process";
+import { execFileSync, spawn } from "child_process";
 import { startServer, TestServer } from "../servers";
 import { copyApp, get } from "./app-copy";
 import { changed, TestStack } from "./pulumi";
@@ -167,6 +167,101 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     app.edit("notes/__init__.py", (s) => s.replace('\n        return jsonify(status="broken on purpose"), 500\n    def _unused():', ""));
     const fixed = stack.up();
     assert.strictEqual(fixed.status, 0, fixed.output);
+  });
+
+  // issue 25: every remote step has a time limit; a killed `pulumi up` stops its remote step
+  const serving = (url: string) => {
+    let failed = 0, total = 0, stop = false;
+    const loop = (async () => {
+      while (!stop) {
+        total++;
+        if ((await get(url).catch(() => ({ status: 0 }))).status !== 200) failed++;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    return async () => { stop = true; await loop; return { failed, total }; };
+  };
+  const lockFree = () => server.trySsh("flock -n /run/fdeploy/flaskapp.lock true").status === 0;
+  const running = (marker: string) => server.trySsh(`pgrep -f '${marker}'`).status === 0;
+
+  it("a release command that hangs is stopped at its time limit: the up fails naming the step, limit and setting; the site serves throughout; the next up runs at once", async () => {
+    const live = stack.outputs().releaseId;
+    stack.setConfig("releaseCommands[0]", "sleep 100000");
+    stack.setConfig("timeouts.releaseCommands", "15s");
+    const watch = serving(`${base}/health`);
+    const t0 = Date.now();
+    const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
+    const took = (Date.now() - t0) / 1000;
+    const served = await watch();
+    assert.notStrictEqual(r.status, 0, "the up must fail");
+    assert.match(r.output, /step release-commands-run did not finish within its time limit of 15s \(config timeouts\.releaseCommands\)/);
+    assert.match(r.output, /pulumi config set --path timeouts\.releaseCommands/);
+    assert.ok(took < 15 + 10 + 45, `the up took ${took}s`);
+    assert.strictEqual(served.failed, 0, `${served.failed} of ${served.total} requests failed during the up`);
+    assert.ok(!running("sleep 100000"), "the release command still runs on the server");
+    assert.ok(lockFree(), "the deploy lock is still held");
+    assert.strictEqual((await get(`${base}/health`)).json().release, live);
+    stack.setConfig("releaseCommands[0]", "echo fixed");
+    const t1 = Date.now();
+    const fixed = stack.up();
+    assert.strictEqual(fixed.status, 0, fixed.output);
+    assert.doesNotMatch(fixed.output, /waiting for another deploy/);
+    assert.ok((Date.now() - t1) / 1000 < 60, "the next up waited");
+  });
+
+  // pulumi starts each plugin in its own process group; a CI runner that cancels a job (or a closed
+  // terminal's session) kills them all, and so does this test: pulumi and every process under it
+  const killTree = (pid: number, signal: NodeJS.Signals) => {
+    const kids = new Map<number, number[]>();
+    for (const line of execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8" }).trim().split("\n")) {
+      const [p, pp] = line.trim().split(/\s+/).map(Number);
+      kids.set(pp, [...(kids.get(pp) ?? []), p]);
+    }
+    const all: number[] = [];
+    const walk = (p: number) => { all.push(p); (kids.get(p) ?? []).forEach(walk); };
+    walk(pid);
+    for (const p of all) try { process.kill(p, signal); } catch { /* gone */ }
+  };
+  const interrupted = async (marker: string, stop: (pid: number) => Promise<void>) => {
+    stack.setConfig("releaseCommands[0]", marker);
+    const { child, done } = stack.upDetached();
+    let ended: string | undefined;
+    void done.then((r) => (ended = r.output));
+    const deadline = Date.now() + 120000;
+    while (!running(marker) && ended === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+    assert.ok(running(marker), `the release command never started: ${ended ?? "(pulumi still runs)"}`);
+    await stop(child.pid!);
+    const stopped = Date.now();
+    while ((running(marker) || !lockFree()) && Date.now() - stopped < 10000) await new Promise((r) => setTimeout(r, 250));
+    const gone = (Date.now() - stopped) / 1000;
+    assert.ok(!running(marker), `the release command still runs ${gone}s after pulumi was stopped`);
+    assert.ok(lockFree(), "the deploy lock is still held");
+    console.log(`      (the remote step and its lock were gone ${gone}s after pulumi was stopped)`);
+    await done;
+    // a killed pulumi leaves its own stack lock (file backend); the user clears it as pulumi says
+    stack.run(["cancel", "--yes"]);
+    stack.setConfig("releaseCommands[0]", "echo fixed");
+    const t1 = Date.now();
+    const fixed = stack.up();
+    assert.strictEqual(fixed.status, 0, fixed.output);
+    assert.doesNotMatch(fixed.output, /waiting for another deploy/);
+    assert.ok((Date.now() - t1) / 1000 < 60, "the next up waited");
+  };
+
+  it("pulumi up killed (SIGKILL to it and its plugins) during a release command: the remote step is gone within 10 s, the lock is free, the next up runs at once", async () => {
+    stack.mustRun(["config", "rm", "--path", "timeouts.releaseCommands"]);
+    await interrupted("sleep 100001", async (pid) => killTree(pid, "SIGKILL"));
+  });
+
+  it("pulumi up cancelled (SIGINT, then SIGINT again: terminate) during a release command: the same", async () => {
+    await interrupted("sleep 100002", async (pid) => {
+      process.kill(pid, "SIGINT");
+      await new Promise((r) => setTimeout(r, 2000));
+      process.kill(pid, "SIGINT");
+    });
+    stack.mustRun(["config", "rm", "releaseCommands"]);
+    const cleared = stack.up();
+    assert.strictEqual(cleared.status, 0, cleared.output);
   });
 
   it("renaming appName in place is refused at preview and up, before anything on the server changes", () => {

@@ -1,6 +1,6 @@
 // Runs the real Pulumi CLI for e2e tests, each stack isolated: its own file state backend, its own
 // passphrase and its own stack config file, so tests never touch a user's stacks.
-import { spawn, spawnSync } from "child_process";
+import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -85,6 +85,16 @@ export class TestStack {
       child.stderr.on("data", (d) => (stderr += d));
       child.on("close", (code) => resolve({ status: code ?? -1, stdout, stderr, output: stdout + stderr }));
     });
+  }
+
+  /** `pulumi up` in its own process group, as a terminal or a CI runner starts it (to kill it midway). */
+  upDetached(): { child: ChildProcess; done: Promise<RunResult> } {
+    const child = spawn("pulumi", this.argv(["up", "--yes", "--skip-preview"]), { cwd: this.projectDir, env: this.env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    let output = "";
+    child.stdout!.on("data", (d) => (output += d));
+    child.stderr!.on("data", (d) => (output += d));
+    const done = new Promise<RunResult>((resolve) => child.on("close", (code) => resolve({ status: code ?? -1, stdout: output, stderr: "", output })));
+    return { child, done };
   }
 
   run(args: string[], input?: string): RunResult {

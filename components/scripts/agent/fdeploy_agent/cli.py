@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, staging
+from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, staging, supervise
 from .errors import AgentError
 from .host import Host
 
@@ -44,6 +44,8 @@ def main(argv: List[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
     def log(line: str) -> None:
         print(line, file=stderr, flush=True)
 
+    if argv[:1] == ["supervise"]:   # runs a step: its stdin is the step's, not read here
+        return supervise.main(argv[1:], stderr=stderr)
     field = None
     if len(argv) == 3 and argv[1] == "--field":
         field = argv[2]
