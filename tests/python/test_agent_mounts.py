@@ -172,8 +172,8 @@ def test_the_unit_mounts_on_every_start_and_detaches_on_stop(host, tmp_path):
     assert params == ['StandardInputText={"APP": "shop", "SHARED_DIRS": "uploads", "SLOT": "%i"}']
     pre = [line for line in lines if line.startswith("ExecStartPre=")]
     agent_dir = units.unit_word(units.AGENT)
-    assert pre[-1] == "ExecStartPre=+/usr/bin/python3 -I -B %s docker-mounts" % agent_dir   # unconfined: the host's mounts
-    assert "ExecStopPost=+/usr/bin/python3 -I -B %s docker-unmount" % agent_dir in lines
+    assert pre[-1] == "ExecStartPre=+%s /usr/bin/python3 -I -B %s docker-mounts" % (units.HOST_MOUNT_NS, agent_dir)   # unconfined: the host's mounts
+    assert "ExecStopPost=+%s /usr/bin/python3 -I -B %s docker-unmount" % (units.HOST_MOUNT_NS, agent_dir) in lines
     assert "--mount type=bind,source=/run/fdeploy-mnt/shop/%i/dir0,target=/app/uploads" in service
     assert " -v /srv" not in service, "no path of the app's is ever a mount source"
 

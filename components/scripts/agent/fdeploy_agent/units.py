@@ -123,6 +123,12 @@ WantedBy=multi-user.target
            target=unit_word(target), hardening=hardening(app.root))
 
 
+# The mount steps run in the host's mount namespace, where dockerd resolves the mount points: even
+# unconfined (+), a step of a unit with a sandbox runs in the unit's own namespace, whose mounts
+# dockerd never sees (measured: the container then got the empty mount point).
+HOST_MOUNT_NS = "/usr/bin/nsenter --mount=/proc/1/ns/mnt --"
+
+
 def docker_unit(app: App, workers: int, timeout: int, target: str, args: Sequence[str], memory: str, cpus: str,
                 shared_dirs: Sequence[str]) -> str:
     """Gunicorn binds /run/fdeploy-<app>/c-<slot>/gunicorn.sock (the only app-writable folder under
@@ -160,10 +166,10 @@ ExecStartPre=+/usr/bin/install -d -m 0750 -o {user} -g www-data {run}/c-%i
 ExecStartPre=+/bin/rm -f {run}/c-%i/gunicorn.sock
 ExecStartPre=+/bin/ln -sfn c-%i/gunicorn.sock {run}/%i.sock
 StandardInputText={params}
-ExecStartPre=+/usr/bin/python3 -I -B {agent} docker-mounts
+ExecStartPre=+{host_ns} /usr/bin/python3 -I -B {agent} docker-mounts
 ExecStart=/usr/bin/docker run --rm --name fdeploy-{name}-%i {args}{limits} --log-opt max-size=10m --log-opt max-file=2 -v {run}/c-%i:/run/fdeploy fdeploy-{name}:${{RELEASE_ID}} gunicorn --bind unix:/run/fdeploy/gunicorn.sock --umask 0000 --workers {workers} --timeout {timeout} --graceful-timeout 30 --worker-tmp-dir /tmp --access-logfile - --error-logfile - --no-control-socket {target}
 ExecStop=/bin/sh -c 'docker stop -t 35 fdeploy-{name}-%i >/dev/null 2>&1 || true'
-ExecStopPost=+/usr/bin/python3 -I -B {agent} docker-unmount
+ExecStopPost=+{host_ns} /usr/bin/python3 -I -B {agent} docker-unmount
 Restart=on-failure
 RestartSec=2
 KillMode=mixed
@@ -175,4 +181,4 @@ ProtectHome=tmpfs
 WantedBy=multi-user.target
 """.format(name=app.name, user=app.user, slots=app.slots, env=app.env_file, run=run, args=" ".join(args), limits=limits,
            workers=workers, timeout=timeout, target=unit_word(target), hardening=hardening(app.root),
-           params=mounts.unit_input(app, shared_dirs), agent=unit_word(AGENT))
+           params=mounts.unit_input(app, shared_dirs), agent=unit_word(AGENT), host_ns=HOST_MOUNT_NS)
