@@ -15,6 +15,8 @@ delete() {
     docker ps -aq --filter "name=^fdeploy-$app-" 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
   fi
   rm -f "/etc/systemd/system/$unit" "/etc/systemd/system/fdeploy-$app@.socket"
+  # the slots' drop-ins (the user each slot runs as: the agent's slot-user)
+  rm -rf "/etc/systemd/system/fdeploy-$app@"*.service.d
   rm -rf "/etc/systemd/system/multi-user.target.wants/fdeploy-$app@"* "/etc/systemd/system/sockets.target.wants/fdeploy-$app@"*
   rm -rf "/etc/tmpfiles.d/fdeploy-$app.conf" "/run/fdeploy-$app"
   systemctl daemon-reload

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, live, lock, preflight, release, report, shellparams, staging
+from . import gunicorn, live, lock, preflight, release, report, shellparams, slotuser, staging
 from .errors import AgentError
 from .host import Host
 
@@ -26,6 +26,10 @@ VERBS: Dict[str, Verb] = {
     "canary-slot": report.canary_slot,
     "slot-env": gunicorn.slot_env,
     "lock-holder": lock.lock_holder,
+    "new-release-user": slotuser.new_release_user,
+    "slot-user": slotuser.set_slot_user,
+    "live-user": slotuser.live_user_verb,
+    "slot-users": slotuser.slot_users_verb,
 }
 
 

@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from typing import Any, Callable, Dict, List
 
 from . import app as apps
-from . import gunicorn
+from . import gunicorn, slotuser
 from . import state as states
 from . import units
 from .errors import AgentError
@@ -65,8 +65,8 @@ def _fingerprint(state: Dict[str, Any], rid: str) -> Dict[str, Any]:
 
 
 def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: int, env_file: str,
-        gunicorn_args: List[str], log: Log) -> "tuple[int, str]":
-    """Runs preflight.py in a transient unit (HEALTH "-": load only, no request); (exit status, its output)."""
+        gunicorn_args: List[str], log: Log, user: str) -> "tuple[int, str]":
+    """Runs preflight.py in a transient unit as USER (HEALTH "-": load only, no request); (exit status, its output)."""
     release = "%s/releases/%s" % (app.root, rid)
     if read_regular(host.path(release + "/.fdeploy-release.json")) is None:
         raise AgentError("release %s is not installed on this server (the release step installs it)" % rid)
@@ -77,7 +77,7 @@ def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: 
     for line in units.hardening(app.root).splitlines():
         props += ["-p", line]
     argv = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--unit=fdeploy-%s-preflight-%d" % (app.name, os.getpid()),
-            "-p", "User=" + app.user, "-p", "Group=" + app.user, "-p", "WorkingDirectory=" + release,
+            "-p", "User=" + user, "-p", "Group=" + app.user, "-p", "WorkingDirectory=" + release,
             "-p", "EnvironmentFile=" + env_file, "-p", "Environment=RELEASE_ID=" + rid, *props,
             "-p", "RuntimeMaxSec=%d" % max(timeout, 5),
             release + "/.venv/bin/python", app.root + "/tools/preflight.py", target, health, *gunicorn_args]
@@ -96,7 +96,11 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
             return {"loads": True, "skipped": True}
         env_file = app.config_dir + ("/env.desired" if mode == "staged" else "/env")
         options = unit.get("gunicornArgs", []) + gunicorn.flags(gunicorn.installed_version(host, "%s/releases/%s" % (app.root, rid)))
-        rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, options, log)
+        # as the new release's slot user, which no process of the live release can signal or trace
+        user = slotuser.next_user(app, slotuser.live_user(host, app))
+        host.kill_user(user)
+        slotuser.shared_modes(host, app, log)
+        rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, options, log, user)
         last = out.strip().splitlines()[-1] if out.strip() else ""
         if rc == 0:
             log("preflight: release %s loads %s; %s" % (rid, target, last))
@@ -111,6 +115,10 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
             log("preflight: release %s does not load %s (%s); its slot's check follows" % (rid, target, error))
             return {"loads": False, "skipped": False}
         tail = "\n".join(out.rstrip().splitlines()[-25:])
+        if rc == 255:   # systemd-run: the process died of a signal, which no code of the release raises
+            raise AgentError("the preflight of release %s was killed by a signal from outside (another process of the app, an operator"
+                             " or the OOM killer; systemd-run exit 255): not the code's doing; deploy again.%s\n"
+                             "--- the preflight's output ---\n%s" % (rid, untouched, tail))
         if rc == 2:
             raise AgentError("release %s answers GET %s with %s: the health path (flask-deploy:healthPath) must answer 2xx; set healthPath"
                              " to a route of the app that does (e.g. /), or add that route.%s" % (rid, health, last, untouched))
