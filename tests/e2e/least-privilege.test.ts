@@ -406,18 +406,21 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   // live slot's sandbox). A fix must deploy all the same: the new release's preflight, release
   // commands, migrations and slot run as the other slot user, which it cannot signal.
   const KILLER = [
-    "import os, sys, time",
-    "stop, me = sys.argv[1], os.getpid()",
-    "seen = set(os.listdir('/proc'))",
+    // blind: the sandbox's /proc shows no process of another unit (PrivateUsers, ProtectProc), yet
+    // kill() needs only the pid; pids grow, so every pid above the newest at its start is new
+    "import errno, os, sys, time",
+    "stop = sys.argv[1]",
+    "top = max([int(p) for p in os.listdir('/proc') if p.isdigit()] + [os.getpid()])",
+    "hi, killed = top, set()",
     "print('ready', os.getuid(), flush=True)",
     "while not os.path.exists(stop):",
-    "    for p in os.listdir('/proc'):",
-    "        if not p.isdigit() or p in seen: continue",
-    "        seen.add(p)",
-    "        try: comm = open('/proc/%s/comm' % p).read().strip()",
-    "        except OSError: comm = '?'",
-    "        try: os.kill(int(p), 9); print('killed', p, comm, flush=True)",
-    "        except OSError: pass",
+    "    for p in range(top + 1, hi + 3000):",
+    "        if p in killed: continue",
+    "        try: os.kill(p, 9)",
+    "        except OSError as e:",
+    "            if e.errno == errno.EPERM: hi = max(hi, p)",
+    "            continue",
+    "        killed.add(p); hi = max(hi, p); print('killed', p, flush=True)",
     "    time.sleep(0.005)",
     "print('stopped', flush=True)",
   ].join("\n");
@@ -479,6 +482,9 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       assert.notStrictEqual(now, attacker, `the new release runs as the live release's user ${attacker}`);
       assert.match(now, new RegExp(`^${A}_[12]$`));
       assert.match(log, /stopped/, `the killer did not run to the end: ${log}`);
+      // the new slot user writes the database the previous one wrote (shared through the app's group)
+      const note = await get(`${base()}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: `by ${now}` }) });
+      assert.strictEqual(note.status, 201, note.text);
       rows.push(`| SIGKILL every new process, as the live slot's user ${attacker} (${how === "shell" ? "a shell, runuser" : "fdeploy exec, in the slot's sandbox"}), during a ${strategy} deploy of a fix | the fix deployed (its release runs as ${now}); 0 failed requests; the killer killed ${killed.length} process(es)${killed.length ? ": " + killed.join(", ") : ""} |`);
     });
   }
