@@ -258,11 +258,12 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       "while result is None and time.time() < deadline:",
       "    for p in glob.glob('/proc/[0-9]*'):",
       "        try:",
-      "            if b'pre-release' not in open(p + '/cmdline', 'rb').read(): continue",
+      "            uid = os.stat(p).st_uid   # (root's runuser that started the helper is not it)",
+      "            if uid == 0 or b'pre-release' not in open(p + '/cmdline', 'rb').read(): continue",
       "        except OSError: continue",
       "        try: fds = os.listdir(p + '/fd')",
       "        except OSError as e:   # a helper of another user (the new release's slot user)",
-      "            result = 'helper %s (uid %d, mine %d): its descriptors are out of reach: %s' % (p, os.stat(p).st_uid, me, e); break",
+      "            result = 'helper %s: its descriptors are out of reach (its uid %d, mine %d): %s' % (p, uid, me, e); break",
       "        result = 'helper %s: no descriptor of the deploy lock' % p",
       "        for fd in fds:",
       "            try: target = os.readlink('%s/fd/%s' % (p, fd))",
@@ -505,5 +506,36 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       assert.notStrictEqual(env.status, 0, `${attacker} reads the environment of ${now}'s process ${pid}`);
     }
     rows.push(`| ptrace (strace -p), kill -0 and /proc/<pid>/environ of the live release's Gunicorn (${now}), as the previous release's slot user and as the app user | Operation not permitted, all three |`);
+  });
+
+  it("17. a release killed from outside is reported as such, never as code that does not load", async () => {
+    // as root (an operator, the OOM killer): SIGKILL the first preflight (restart), then the new
+    // slot's Gunicorn (blue-green); each deploy fails naming the signal, the live release serving
+    const watch = (what: string) => server.ssh(`setsid bash -c 'for i in $(seq 1200); do ` +
+      `p=$(${what}); if [ -n "$p" ] && [ "$p" != 0 ]; then kill -9 $p; echo "$p" >/root/watch.log; exit; fi; sleep 0.02; done' ` +
+      `</dev/null >/dev/null 2>&1 & echo $!`).trim();
+    const cases = [
+      ["restart", `pgrep -u ${A}_1,${A}_2 -o -f "tools/preflight[.]py"`, /the preflight of release [0-9a-f]{12} was killed by a signal from outside/],
+      ["blue-green", `systemctl show -p MainPID --value fdeploy-${A}@$([ "$(cat /srv/${A}/slots/live)" = blue ] && echo green || echo blue).service`,
+        /its process (\d+ )?exited \(killed by signal 9 \(SIGKILL\) from outside/],
+    ] as const;
+    for (const [strategy, what, message] of cases) {
+      a.setConfig("strategy", strategy);
+      codeA.edit("wsgi.py", (t) => t + `\n# killed from outside: ${strategy}\n`);
+      server.ssh("rm -f /root/watch.log");
+      const pgid = watch(what);
+      const load = startLoad(`${base()}/health`, { concurrency: 2, maxSeconds: 240 });
+      const r = await a.runAsync(["up", "--yes", "--skip-preview"]);
+      const failed = (await load.stop()).failures;
+      server.trySsh(`kill -- -${pgid} 2>/dev/null`);
+      assert.match(server.ssh("cat /root/watch.log 2>/dev/null || echo none"), /^\d+$/m, "nothing was killed");
+      assert.notStrictEqual(r.status, 0, r.output);
+      assert.match(r.output, message);
+      assert.doesNotMatch(r.output, /does not load/);
+      assert.strictEqual(failed, 0, "the live release stopped serving");
+    }
+    const fixed = await a.runAsync(["up", "--yes", "--skip-preview"]);
+    assert.strictEqual(fixed.status, 0, fixed.output);
+    rows.push("| SIGKILL from outside (root) of the new release's preflight (restart) and of its new slot's Gunicorn (blue-green) | each deploy failed naming the signal (\"killed by a signal from outside\", \"killed by signal 9 (SIGKILL) from outside\"), never \"does not load\"; 0 failed requests; the next deploy passed |");
   });
 });
