@@ -109,6 +109,11 @@ def test_a_killed_preflight_is_not_blamed_on_the_code(root):
     # systemd-run --wait exits 255 when the process died of a signal (SIGKILL from another process)
     rc, result, _ = agent(root, FakeRun(255, "Traceback (most recent call last):\nKeyboardInterrupt\n"), "preflight")
     assert rc == 1 and "killed by a signal from outside" in result["error"] and "does not load" not in result["error"]
+    # ... and 0 for one SIGTERM ended: without preflight.py's result line that is no pass
+    rc, result, _ = agent(root, FakeRun(0, "importing the app\n"), "preflight")
+    assert rc == 1 and "stopped by a signal from outside" in result["error"]
+    rc, result, _ = agent(root, FakeRun(0, "loads wsgi:app\natexit output of the app\n"), "preflight")
+    assert rc == 0 and result["loads"]
 
 
 def test_light_mode_leaves_code_that_does_not_load_to_the_slots_check(root):

@@ -27,6 +27,7 @@ from .lock import deploy_lock
 
 Log = Callable[[str], None]
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "preflight.py")
+RESULT = re.compile(r"^(loads \S|GET /\S*: HTTP |preflight: GET )", re.M)   # preflight.py's last word when it finished
 EXCEPTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception|Exit|Interrupt)(:|$)")
 
 
@@ -102,6 +103,12 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
         slotuser.shared_modes(host, app, log)
         rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, options, log, user)
         last = out.strip().splitlines()[-1] if out.strip() else ""
+        if rc == 0 and not RESULT.search(out):
+            # systemd-run --wait exits 0 for a process that SIGTERM, SIGINT, SIGHUP or SIGPIPE ended:
+            # no result line from preflight.py means it did not finish
+            raise AgentError("the preflight of release %s was stopped by a signal from outside before it finished (another process"
+                             " of the app or an operator; systemd-run exit 0 without its result): not the code's doing; deploy again.%s"
+                             % (rid, " It is not live; the live release is untouched." if os.path.lexists(host.path(app.root + "/current")) else ""))
         if rc == 0:
             log("preflight: release %s loads %s; %s" % (rid, target, last))
             if mode == "staged":
