@@ -40,12 +40,16 @@ else   # the release loads the rendered shared files, never stand-ins the live a
   agent shared-relink <<<"$P_RAW" >/dev/null || exit 1
 fi
 
-# point_slot SLOT RELEASE_DIR: the slot's code, its RELEASE_ID and the Gunicorn options its release's
-# Gunicorn version takes (GUNICORN_FLAGS: the agent's slot-env)
+# point_slot SLOT RELEASE_DIR [USER]: the slot's code, its RELEASE_ID, the Gunicorn options its
+# release's Gunicorn version takes (GUNICORN_FLAGS: the agent's slot-env) and the user it runs as
+# (a drop-in of the slot's unit, the agent's slot-user): the new release's slot user unless USER
+# says otherwise (runtime docker: none, the unit runs docker as root, the container as the app user)
 point_slot() {
-  local env
+  local env user=${3-$NEW_USER}
   env=$(printf '{"APP": "%s", "RELEASE_ID": "%s"}' "$P_APP" "$(basename "$2")" | agent slot-env --field text) || exit 1
   printf '%s\n' "$env" | write_if_changed "$slots/$1.env" 0644 || true
+  [ "$runtime" = docker ] && user=""
+  printf '{"APP": "%s", "SLOT": "%s", "USER": "%s"}' "$P_APP" "$1" "$user" | agent slot-user >/dev/null || exit 1
   atomic_symlink "$2" "$slots/$1"
 }
 
@@ -125,11 +129,21 @@ slot_died() {
   local active sub main
   active=$(unit_prop "$1" ActiveState); sub=$(unit_prop "$1" SubState); main=$(unit_prop "$1" MainPID)
   case $active/$sub in
-    failed/* | inactive/*) echo "its process exited and the unit is $active"; return 0 ;;
-    */auto-restart) echo "its process exited (systemd is restarting it)"; return 0 ;;
+    failed/* | inactive/*) echo "its process exited$(killed_why "$1") and the unit is $active"; return 0 ;;
+    */auto-restart) echo "its process exited$(killed_why "$1") (systemd is restarting it)"; return 0 ;;
   esac
-  if [ "$main" != "$2" ]; then echo "its process $2 exited (now: ${main/#0/none})"; return 0; fi
+  if [ "$main" != "$2" ]; then echo "its process $2 exited$(killed_why "$1") (now: ${main/#0/none})"; return 0; fi
   return 1
+}
+
+# killed_why UNIT: " (killed by signal N …)" when the unit's last main process died of a signal:
+# another process, not an error of the code (which exits with a status)
+killed_why() {
+  local code sig
+  code=$(unit_prop "$1" ExecMainCode); sig=$(unit_prop "$1" ExecMainStatus)
+  [ "$code" = 2 ] || [ "$code" = 3 ] || return 0
+  printf ' (killed by signal %s (SIG%s) from outside: another process of the app, an operator or the OOM killer; not an error the code raised)' \
+    "$sig" "$(kill -l "$sig" 2>/dev/null || echo '?')"
 }
 
 record() { # record STATUS: one line per activation, newest last (format: lib.sh, schema_of_release)
@@ -284,7 +298,7 @@ activate_restart() {
     settings_from live   # the previous release runs with the settings it ran with
     if [ -n "$previous" ]; then
       log "switching back to the previous release $(basename "$previous") and its settings"
-      point_slot "$slot" "$previous"; start_slot "$slot"
+      point_slot "$slot" "$previous" "$LIVE_USER"; start_slot "$slot"
       check_slot "$slot" || log "the previous release does not answer either"
     fi
     fail "release $P_RELEASE_ID failed its health check; it is not live"
@@ -537,6 +551,11 @@ on_exit() {
 settings_from desired
 trap on_exit EXIT
 recover_canary
+# the user the new release's slot runs as: not the live slot's (the agent's new-release-user, which
+# also ends what that user left running and makes shared/ group-writable for it)
+mapfile -t users < <(agent new-release-user --field users <<<"$P_RAW")
+NEW_USER=${users[0]:-}; LIVE_USER=${users[1]:-$APP_USER}
+[ -n "$NEW_USER" ] || fail "could not choose the user of the new release's slot (see above)"
 
 case $P_STRATEGY in
   # runtime docker: no socket unit can hold the live slot's connections while its container is

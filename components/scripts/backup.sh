@@ -70,7 +70,6 @@ Group=$APP_USER
 $([ "$P_KIND" = sftp ] && echo "LoadCredential=sftp-key:$dir/backup-sftp-key")
 $([ "$P_KIND" = s3 ] && echo "EnvironmentFile=$dir/backup.env")
 $(hardening "$APP_ROOT")
-UMask=0077
 UNIT
 }
 
@@ -284,7 +283,8 @@ else:
   if db_missing; then
     # Litestream replicates a file that exists; migrate.py brings its schema (WAL mode)
     # (as the app user, time-limited: whatever the app put there meanwhile cannot hang the deploy)
-    run_as "$APP_USER" timeout 60 sqlite3 "$APP_ROOT/shared/db/app.sqlite3" 'PRAGMA journal_mode=WAL;' >/dev/null ||
+    # (group-writable: the slot users share it through the app's group)
+    run_as_app "$APP_USER" sh -c 'timeout 60 sqlite3 "$1" "PRAGMA journal_mode=WAL;" >/dev/null && chmod g+rw "$1"' _ "$APP_ROOT/shared/db/app.sqlite3" ||
       fail "could not create the database shared/db/app.sqlite3 as $APP_USER (within 60 s); if something else is at that path, remove it (as $APP_USER) and deploy again"
   fi
   if [ $changed = 1 ] || ! systemctl is-active --quiet "$(backup_unit "$P_APP")"; then
@@ -311,7 +311,8 @@ delete() {
 as_backup_user() {
   local dir line props=(); dir=$(env_dir "$P_APP")
   props=(-p User="$APP_USER" -p Group="$APP_USER")
-  while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT"; echo UMask=0077)
+  # the sandbox's UMask=0007: what a restore writes in shared/ the slot users (the app's group) can write
+  while IFS= read -r line; do props+=(-p "$line"); done < <(hardening "$APP_ROOT")
   [ -f "$dir/backup-sftp-key" ] && props+=(-p LoadCredential="sftp-key:$dir/backup-sftp-key")
   [ -f "$dir/backup.env" ] && props+=(-p EnvironmentFile="$dir/backup.env")
   systemd-run --quiet --wait --pipe --collect "${props[@]}" "$@"
@@ -354,9 +355,9 @@ restore() {
   systemctl stop "$(backup_unit "$P_APP")" $slots
   for db in $DBS; do
     # as the app user: root never follows a path in the app-writable shared/
-    run_as "$APP_USER" /bin/bash -c 'set -e
+    run_as_app "$APP_USER" /bin/bash -c 'set -e
       for f in "$1" "$1-wal" "$1-shm"; do [ -e "$f" ] && mv "$f" "${f/$1/$1.before-restore-$2}"; done
-      mv "$1.restoring" "$1"
+      mv "$1.restoring" "$1"; chmod g+rw "$1"   # the slot users share it (the app group)
       rm -rf "$(dirname "$1")/.$(basename "$1")-litestream"' _ "$db" "$stamp"
     echo "restored $db (the previous file: $db.before-restore-$stamp)"
   done

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# base.sh create|delete — the base system for one app: OS packages, an unprivileged app user, an
-# unprivileged build user (pip runs as it, release.sh) and the directory layout:
+# base.sh create|delete — the base system for one app: OS packages, an unprivileged app user, two
+# slot users (the releases run as them, alternately: the agent's slotuser.py; primary group the app
+# user's, which shares shared/), an unprivileged build user (pip runs as it, release.sh) and the
+# directory layout:
 #   APP_ROOT/                 0750 root:<app>; nginx and the build user may only pass through (ACL)
 #   APP_ROOT/releases/<id>/   one folder per release: code owned by root, .venv a link to venvs/;
 #   APP_ROOT/venvs/<hash>/    one venv per requirements, built and owned by the build user;
@@ -17,26 +19,41 @@
 # of this script) already names it; never root, a system account or another app's user.
 app_mark() { echo "flask-deploy app $1"; }
 build_mark() { echo "flask-deploy build $1"; }
-ensure_account() { # ensure_account NAME MARK HOME
-  local name=$1 mark=$2 home=$3 entry legacy=""
-  if ! entry=$(getent passwd "$name"); then
-    useradd --system --home-dir "$home" --no-create-home --shell /usr/sbin/nologin --comment "$mark" "$name"
+slot_mark() { echo "flask-deploy slot $1"; }
+slot_users() { printf '{"APP_USER": "%s"}' "$1" | agent slot-users --field users; }
+# check_account NAME MARK HOME: fails unless NAME is free or may be adopted; 1 when it is to be
+# adopted (unmarked, from an earlier version), 0 otherwise
+check_account() {
+  local name=$1 mark=$2 home=$3 entry
+  entry=$(getent passwd "$name") || return 0
+  [ "$(cut -d: -f3 <<<"$entry")" != 0 ] || fail "account '$name' is root; refusing to run an app as it"
+  [ "$(cut -d: -f5 <<<"$entry")" = "$mark" ] && return 0
+  if [ "$mark" = "$(app_mark "$P_APP")" ] && (load_settings "$P_APP" && [ "${APP_USER:-}" = "$name" ]) &&
+     [ "$(cut -d: -f6 <<<"$entry")" = "$home" ]; then
+    return 1   # created by an earlier version of base.sh, which did not mark accounts
+  fi
+  fail "account '$name' exists and was not created by flask-deploy for '$P_APP'; choose another appName (it names the app user and its slot users)"
+}
+ensure_account() { # ensure_account NAME MARK HOME [GROUP]: GROUP its primary group (default: its own)
+  local name=$1 mark=$2 home=$3 group=${4:-}
+  if ! getent passwd "$name" >/dev/null; then
+    useradd --system --home-dir "$home" --no-create-home --shell /usr/sbin/nologin --comment "$mark" \
+      ${group:+--gid "$group" --no-user-group} "$name"
     return
   fi
-  [ "$(cut -d: -f3 <<<"$entry")" != 0 ] || fail "account '$name' is root; refusing to run an app as it"
-  [ "$(cut -d: -f5 <<<"$entry")" = "$mark" ] && return
-  if [ "$mark" = "$(app_mark "$P_APP")" ] && load_settings "$P_APP" && [ "${APP_USER:-}" = "$name" ] &&
-     [ "$(cut -d: -f6 <<<"$entry")" = "$home" ]; then
-    legacy=1   # created by an earlier version of base.sh, which did not mark accounts
-  fi
-  [ -n "$legacy" ] || fail "account '$name' exists and was not created by flask-deploy for '$P_APP'; choose another appName (it names the app user)"
-  usermod --comment "$mark" "$name"
+  check_account "$name" "$mark" "$home" || usermod --comment "$mark" "$name"
 }
 
 create() {
   load_params
   [[ $P_APP_ROOT =~ ^/[A-Za-z0-9._/-]+$ && $P_APP_ROOT != *..* ]] || fail "bad app root '$P_APP_ROOT'"
   [[ $P_APP_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || fail "bad app user '$P_APP_USER'"
+  # every account first: a name taken by someone else changes nothing on the server
+  local u slots
+  slots=$(slot_users "$P_APP_USER") || exit 1
+  check_account "$P_APP_USER" "$(app_mark "$P_APP")" "$P_APP_ROOT" || true
+  for u in $slots; do check_account "$u" "$(slot_mark "$P_APP")" "$P_APP_ROOT"; done
+  check_account "$(build_user "$P_APP")" "$(build_mark "$P_APP")" /nonexistent
   local missing=() p
   for p in $P_PACKAGES; do
     [[ $p =~ ^[a-z0-9][a-z0-9.+-]+$ ]] || fail "bad package name '$p'"
@@ -47,6 +64,7 @@ create() {
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   ensure_account "$P_APP_USER" "$(app_mark "$P_APP")" "$P_APP_ROOT"
+  for u in $slots; do ensure_account "$u" "$(slot_mark "$P_APP")" "$P_APP_ROOT" "$P_APP_USER"; done
   ensure_account "$(build_user "$P_APP")" "$(build_mark "$P_APP")" /nonexistent
   # APP_ROOT holds the app's code, migrations and history: readable by the app's group only (0750
   # root:<app>); nginx (the static folders) and the build user (venvs/) may only pass through it
@@ -61,8 +79,9 @@ create() {
   # shared/ sits in the root-owned APP_ROOT, so it cannot be a planted symlink; what is inside it
   # is the app's, so its subfolders are made by the app user itself (root follows no path there)
   [ -L "$P_APP_ROOT/shared" ] && fail "$P_APP_ROOT/shared is a symlink; refusing to use it"
-  install -d -m 0750 -o "$P_APP_USER" -g "$P_APP_USER" "$P_APP_ROOT/shared"
-  run_as "$P_APP_USER" install -d -m 0700 "$P_APP_ROOT/shared/db" "$P_APP_ROOT/shared/backups" ||
+  # (group-writable: the slot users share it through the app user's group)
+  install -d -m 0770 -o "$P_APP_USER" -g "$P_APP_USER" "$P_APP_ROOT/shared"
+  run_as_app "$P_APP_USER" install -d -m 0770 "$P_APP_ROOT/shared/db" "$P_APP_ROOT/shared/backups" ||
     fail "could not create shared/db and shared/backups as $P_APP_USER"
   # uploads in the SSH user's home: readable by that user only
   chmod 0700 "$(dirname "$FDEPLOY_HOME")" "$FDEPLOY_HOME"
@@ -76,7 +95,8 @@ create() {
 }
 
 # delete (pulumi destroy): the app's code, units' leftovers and uploads go; its data never does —
-# shared/ (database, backups), the environment file and the app user stay, whatever any setting
+# shared/ (database, backups), the environment file, the app user and its slot users (owners of
+# files there) stay, whatever any setting
 # says (a value changed after the last deploy must not delete a database). purge deletes them.
 delete() {
   local app=$1
@@ -104,10 +124,14 @@ purge() {
   local logs=(/var/log/nginx/fdeploy-"$P_APP".*) backup=(/etc/fdeploy/"$P_APP".backup-*) uploads=""
   [[ $FDEPLOY_HOME == */.fdeploy/"$P_APP" ]] && uploads=$FDEPLOY_HOME   # only the app's own upload folder
   rm -rf "$APP_ROOT" "$(env_dir "$P_APP")" "${logs[@]}" "${backup[@]}" ${uploads:+"$uploads"}
+  local u slot_users; slot_users=$(slot_users "$APP_USER" | tr '\n' ' ')
+  for u in $slot_users; do
+    [ "$(getent passwd "$u" | cut -d: -f5)" = "$(slot_mark "$P_APP")" ] && userdel "$u" 2>/dev/null || true
+  done
   userdel "$APP_USER" 2>/dev/null || true
   userdel "$(build_user "$P_APP")" 2>/dev/null || true
   rm -f "$(settings_file "$P_APP")"
-  echo "purged $P_APP: $APP_ROOT (database, backups), $(env_dir "$P_APP") (the environment file and its copies), $(settings_file "$P_APP"), the nginx logs /var/log/nginx/fdeploy-$P_APP.*, the backup's server id, the uploads in $FDEPLOY_HOME and the users $APP_USER and $(build_user "$P_APP") are gone"
+  echo "purged $P_APP: $APP_ROOT (database, backups), $(env_dir "$P_APP") (the environment file and its copies), $(settings_file "$P_APP"), the nginx logs /var/log/nginx/fdeploy-$P_APP.*, the backup's server id, the uploads in $FDEPLOY_HOME and the users $APP_USER, ${slot_users}and $(build_user "$P_APP") are gone"
 }
 
 case ${1:-} in create) create ;; delete) delete "${2:-}" ;; purge) purge ;; *) fail "usage: base.sh create|delete APP|purge" ;; esac

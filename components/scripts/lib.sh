@@ -299,6 +299,10 @@ run_unit() {
   return $rc
 }
 
+# run_as_app USER CMD…: run_as for the app's users (the app user, the slot users), with umask 0007:
+# what it creates in shared/ is writable by the app's group, which the slot users share
+run_as_app() { (umask 0007; run_as "$@"); }
+
 # deploy_lock_released: with_deploy_lock's EXIT trap (or part of a script's own): the owner record
 # of this script's lock goes (kept as <lock>.last: who took the lock last, for fdeploy status), so
 # a stale record never names a deploy long gone

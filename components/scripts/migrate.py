@@ -146,6 +146,14 @@ def check_files(db):
 
 def connect(db):
     try:
+        # a new database is created 0660 (SQLite's own default is 0644 less the umask): its -wal
+        # and -shm take its mode, so every slot user of the app's group can write all three
+        os.close(os.open(db, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o660))
+    except FileNotFoundError:
+        pass   # no folder: SQLite says so below
+    except OSError as e:
+        raise Exit(EXIT_FAILED, f"cannot open database {db}: {e}")
+    try:
         conn = sqlite3.connect(db, isolation_level=None, timeout=5)  # we issue BEGIN/COMMIT
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA journal_mode=WAL")  # the live app keeps reading meanwhile
@@ -199,7 +207,7 @@ def acquire_lock(db):
     # on it would let two runners hold "the" lock at once.
     path = f"{db}.migrate.lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o660)
     except OSError as e:
         raise Exit(EXIT_FAILED, f"cannot open lock file {path} (does the database's directory exist?): {e}")
     mode = os.fstat(fd).st_mode
@@ -222,7 +230,7 @@ def backup(conn, db, backup_dir, keep, version):
     """Online backup via the SQLite backup API, then keep only the newest `keep`."""
     stem = Path(db).stem
     bdir = Path(backup_dir)
-    bdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    bdir.mkdir(mode=0o770, parents=True, exist_ok=True)
     for stale in bdir.glob(f".{stem}-*.partial"):  # left by a crash; we hold the lock
         stale.unlink()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -231,7 +239,7 @@ def backup(conn, db, backup_dir, keep, version):
     try:
         dst = sqlite3.connect(tmp, isolation_level=None)
         try:
-            os.chmod(tmp, 0o600)
+            os.chmod(tmp, 0o660)
             conn.backup(dst)  # one step: a consistent snapshot while the app runs
             dst.execute("PRAGMA journal_mode=DELETE")  # self-contained single file
         finally:
@@ -304,7 +312,9 @@ def cmd_status(args):
 
 def cmd_up(args):
     migrations = load_migrations(args.dir)
-    os.umask(0o077)  # the DB, its -wal/-shm, the lock and backups: owner only
+    # the DB, its -wal/-shm, the lock and backups: the owner and the app's group, which the slot
+    # users share (each deploy's migrations run as the one the live release does not run as)
+    os.umask(0o007)
     HELD_LOCKS.append(acquire_lock(args.db))
     check_files(args.db)
     existed = has_data(args.db)
@@ -345,7 +355,7 @@ def cmd_down(args):
     migrations = load_migrations(args.dir)
     if args.to < 0:
         raise Exit(EXIT_INVALID, "--to must be >= 0")
-    os.umask(0o077)
+    os.umask(0o007)
     HELD_LOCKS.append(acquire_lock(args.db))
     check_files(args.db)
     if not os.path.exists(args.db):

@@ -11,9 +11,11 @@
 #         or APP, DOWN_TO_SCHEMA_OF (a release id), KEEP_BACKUPS
 . "$(dirname "$0")/lib.sh"
 load_params
-migrate() { # migrate DIR ARGS…: migrate.py as the app user
-  local dir=$1; shift
-  run_as "$APP_USER" python3 "$APP_ROOT/migrations/migrate.py" --db "$APP_ROOT/shared/db/app.sqlite3" \
+migrate() { # migrate DIR ARGS…: migrate.py as the new release's slot user (no process of the live
+  # release can signal or trace it), after what that user left running is ended (the agent's new-release-user)
+  local dir=$1 user; shift
+  user=$(agent new-release-user --field user <<<"$P_RAW") || exit 1
+  run_as_app "$user" python3 "$APP_ROOT/migrations/migrate.py" --db "$APP_ROOT/shared/db/app.sqlite3" \
     --dir "$dir" --backup-dir "$APP_ROOT/shared/backups" --keep "$P_KEEP_BACKUPS" "$@"
 }
 if [ -n "${P_DOWN_TO_SCHEMA_OF:-}" ]; then

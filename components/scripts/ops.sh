@@ -166,7 +166,7 @@ since_arg() {
   else echo "$1"; fi
 }
 
-# in_live_release MODE ARGV…: run ARGV in the live release as the app user, with the app's
+# in_live_release MODE ARGV…: run ARGV in the live release as the live slot's user (the agent's live-user), with the app's
 # environment file and the slots' sandbox (hardening), in a transient unit; MODE --pipe or --pty
 in_live_release() {
   local mode=$1 props=() line; shift
@@ -186,9 +186,10 @@ in_live_release() {
   # the words are data: systemd expands $VAR in a command line unless told not to (≥ 254) or $$
   local literal=(--expand-environment=no)
   systemd-run --help 2>/dev/null | grep -q -- --expand-environment || { literal=(); set -- "${@//\$/\$\$}"; }
+  local user; user=$(printf '{"APP": "%s"}' "$P_APP" | agent live-user --field user) || exit 1
   # the app's own environment (systemd reads the root-only file; nothing here prints it)
   exec systemd-run --quiet --wait --collect "$mode" "${literal[@]}" --unit="fdeploy-$P_APP-exec-$$" \
-    -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release_dir" \
+    -p User="$user" -p Group="$APP_USER" -p WorkingDirectory="$release_dir" \
     -p EnvironmentFile="$(env_file "$P_APP")" -p EnvironmentFile="$slots/$live_slot.env" \
     -p Environment="PATH=$release_dir/.venv/bin:/usr/local/bin:/usr/bin:/bin" -p Environment=HOME=/tmp \
     -p Environment=VIRTUAL_ENV="$release_dir/.venv" "${props[@]}" -- "$@"

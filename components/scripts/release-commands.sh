@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # release-commands.sh create — the app's own one-off release commands (e.g. `flask db upgrade`,
 # `flask --app app init-db`), run in the new release before it goes live: after the SQL migrations,
-# as the app user, in the slots' sandbox, with the app's environment, working directory and venv
+# as the new release's slot user (not the live release's), in the slots' sandbox, with the app's environment, working directory and venv
 # (PATH). First an online backup of every SQLite database in shared/ (as the app user). A failing
 # command stops the deploy before the switch: the live release keeps serving; the database is not
 # restored (the live release kept writing meanwhile) and the message names the backup.
@@ -35,7 +35,10 @@ mapfile -d '' -t commands < <(printf '%s' "$P_COMMANDS" | python3 -c 'import jso
 backup=$APP_ROOT/shared/backups/pre-release-$(date -u +%Y%m%dT%H%M%SZ)-$P_RELEASE_ID
 limit=300
 rc=0
-saved=$(cd / && run_as "$APP_USER" timeout -k 10 "$limit" python3 -c '
+# the new release's slot user (the agent's new-release-user): no process of the live release can
+# signal or trace what runs as it
+user=$(agent new-release-user --field user <<<"$P_RAW") || exit 1
+saved=$(cd / && run_as_app "$user" timeout -k 10 "$limit" python3 -c '
 import errno, os, sqlite3, stat, sys, shutil
 shared, dest, keep = sys.argv[1], sys.argv[2], int(sys.argv[3])
 KIND = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
@@ -77,7 +80,7 @@ for d, dirs, names in os.walk(shared):
 n = 0
 for p in dbs:
     out = os.path.join(dest, os.path.relpath(p, shared))
-    os.makedirs(os.path.dirname(out), mode=0o700, exist_ok=True)
+    os.makedirs(os.path.dirname(out), mode=0o770, exist_ok=True)
     src = sqlite3.connect("file:%s?mode=ro" % p, uri=True); dst = sqlite3.connect(out)
     with dst: src.backup(dst)
     src.close(); dst.close(); n += 1
@@ -110,14 +113,14 @@ for cmd in "${commands[@]}"; do
       /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
   else
   run_unit "fdeploy-$P_APP-release-cmd-$$-$n" \
-    -p User="$APP_USER" -p Group="$APP_USER" -p WorkingDirectory="$release" \
+    -p User="$user" -p Group="$APP_USER" -p WorkingDirectory="$release" \
     -p EnvironmentFile="$staged_env" -p Environment="RELEASE_ID=$P_RELEASE_ID" \
     -p Environment="PATH=$release/.venv/bin:/usr/local/bin:/usr/bin:/bin" -p Environment="HOME=/tmp" \
     "${props[@]}" /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
   fi
   if [ $rc != 0 ]; then
     restore="No SQLite database was found in shared/ to back up."
-    [ -n "$backup" ] && restore="A backup taken before the release commands is in $backup: to restore it, stop the app (systemctl stop 'fdeploy-$P_APP@*.service'), copy its files back over those in $APP_ROOT/shared/ as $APP_USER, and deploy again."
+    [ -n "$backup" ] && restore="A backup taken before the release commands is in $backup: to restore it, stop the app (systemctl stop 'fdeploy-$P_APP@*.service'), copy its files back over those in $APP_ROOT/shared/ as $APP_USER (keeping them group-writable), and deploy again."
     fail "release command $n ('$cmd') failed (exit $rc) for release $P_RELEASE_ID; it is not live, the live release keeps serving. The database may be partly changed and is not restored automatically (the live release kept writing meanwhile). $restore"
   fi
 done

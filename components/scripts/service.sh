@@ -17,6 +17,8 @@ delete() {
   # runtime docker: the slots' mounts of the app's folders (each unit's stop detaches its own)
   agent docker-unmount <<<"{\"APP\": \"$app\"}" >/dev/null || true
   rm -f "/etc/systemd/system/$unit" "/etc/systemd/system/fdeploy-$app@.socket"
+  # the slots' drop-ins (the user each slot runs as: the agent's slot-user)
+  rm -rf "/etc/systemd/system/fdeploy-$app@"*.service.d
   rm -rf "/etc/systemd/system/multi-user.target.wants/fdeploy-$app@"* "/etc/systemd/system/sockets.target.wants/fdeploy-$app@"*
   rm -rf "/etc/tmpfiles.d/fdeploy-$app.conf" "/run/fdeploy-$app"
   systemctl daemon-reload

@@ -18,7 +18,7 @@ release=$APP_ROOT/releases/$P_RELEASE_ID
 [ -f "$release/.fdeploy-release.json" ] || fail "release $P_RELEASE_ID is not installed"
 files=$APP_ROOT/files
 
-as_app() { run_as "$APP_USER" "$@"; }
+as_app() { run_as_app "$APP_USER" "$@"; }
 # path_ok P: relative, no '..' or dot-components (also checked in config.ts)
 path_ok() { [[ $1 =~ ^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$ ]] || fail "bad shared path '$1'"; }
 # release_link P TARGET: release/P -> TARGET; refuses to replace a shipped file or folder
@@ -39,7 +39,7 @@ manifest=$release/.fdeploy-shared
 mapfile -d '' -t dirs < <(printf '%s' "$P_DIRS" | python3 -c 'import json,sys; sys.stdout.write("".join(d + "\0" for d in json.load(sys.stdin)))')
 for d in "${dirs[@]}"; do
   path_ok "$d"
-  as_app mkdir -p -m 0700 "$APP_ROOT/shared/$d" || fail "could not create shared/$d as $APP_USER"
+  as_app mkdir -p -m 0770 "$APP_ROOT/shared/$d" || fail "could not create shared/$d as $APP_USER"
   release_link "$d" "$APP_ROOT/shared/$d"
 done
 
@@ -86,12 +86,12 @@ for ((i = 0; i < ${#entries[@]}; i += 2)); do
   for d in "${dirs[@]}"; do [[ $f == "$d"/* ]] && inside=$d; done
   if [ -n "$inside" ]; then   # inside a shared dir: the app user links shared/<f> to the rendered file
     [ "$kind" = rendered ] || continue
-    as_app mkdir -p -m 0700 "$(dirname "$APP_ROOT/shared/$f")"
+    as_app mkdir -p -m 0770 "$(dirname "$APP_ROOT/shared/$f")"
     as_app ln -sfn "$files/$f" "$APP_ROOT/shared/$f" || fail "could not link shared/$f as $APP_USER"
   elif [ "$kind" = rendered ]; then
     release_link "$f" "$files/$f"
   else                        # a plain shared file: the app user owns it in shared/
-    as_app mkdir -p -m 0700 "$(dirname "$APP_ROOT/shared/$f")"
+    as_app mkdir -p -m 0770 "$(dirname "$APP_ROOT/shared/$f")"
     as_app touch "$APP_ROOT/shared/$f" || fail "could not create shared/$f as $APP_USER"
     release_link "$f" "$APP_ROOT/shared/$f"
   fi

@@ -8,6 +8,7 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
+import { spawn } from "child_process";
 import { startServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { unitExposure } from "./fixture";
@@ -24,6 +25,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   let server: TestServer;
   let a: TestStack;
   let b: TestStack;
+  let codeA: ReturnType<typeof copyApp>;
 
   /** Run a shell script (on stdin) as the app user: the attacker. */
   const asApp = (app: string, script: string) => server.trySsh(`runuser -u ${app} -- /bin/sh -s`, script);
@@ -47,6 +49,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     server.ssh("install -d -m 755 /var/lib/fdeploy-bait && printf 'root only\\n' >/root/bait-file && chmod 600 /root/bait-file");
     for (const [name, app, secret, serverName] of [["lpa", A, SECRET_A, "_"], ["lpb", B, SECRET_B, "b.example.test"]] as const) {
       const code = copyApp(name);
+      if (app === A) codeA = code;
       const migrations = copyMigrations(name);
       const s = new TestStack(name);
       s.target(server, { appName: app, appDir: code.rel, migrationsDir: migrations.rel, serverName, healthTimeoutSeconds: "15" });
@@ -187,7 +190,21 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       s.destroy();
       s.remove();
     }
-    rows.push("| appName of an existing account (victim) | refused by base.sh, naming appName; nothing runs as it |");
+    // the same for a name one of its slot users would take
+    server.ssh("id victim2_1 >/dev/null 2>&1 || useradd --system --no-create-home victim2_1");
+    const s2 = new TestStack("lpv2");
+    try {
+      s2.target(server, { appName: "victim2", appDir: code.rel, serverName: "v2.example.test" });
+      s2.setConfig("secrets.SECRET_KEY", "x", { secret: true });
+      const r = s2.up();
+      assert.notStrictEqual(r.status, 0);
+      assert.match(r.output, /account 'victim2_1' exists and was not created by flask-deploy for 'victim2'; choose another appName/);
+      assert.strictEqual(server.trySsh("id victim2").status, 1, "the app user was created before the refusal");
+    } finally {
+      s2.destroy();
+      s2.remove();
+    }
+    rows.push("| appName of an existing account (victim), or whose slot user's name is one (victim2_1) | refused by base.sh before any account is made, naming appName; nothing runs as it |");
   });
 
   it("9. uploads are private to the SSH user and old ones are pruned", async () => {
@@ -208,6 +225,9 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   });
 
   /** The newest script bundle uploaded for APP (a shell word). */
+  /** The user the live slot's process runs as (the app user before slot users existed). */
+  const liveUser = (app: string) => server.ssh(`stat -c %U /proc/$(systemctl show -p MainPID --value ` +
+    `fdeploy-${app}@$(cat /srv/${app}/slots/live 2>/dev/null || echo main).service)`).trim();
   const bundle = (app: string) => `"$(ls -td /root/.fdeploy/${app}/scripts-*/ | head -n1)"`;
   /** `bash <the bundle>/SCRIPT ARGS…` as root, JSON parameters on stdin (as a deploy step runs it). */
   const step = (app: string, script: string, args: string[], params: object, prefix = "") =>
@@ -243,9 +263,12 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       "while result is None and time.time() < deadline:",
       "    for p in glob.glob('/proc/[0-9]*'):",
       "        try:",
-      "            if os.stat(p).st_uid != me or b'pre-release' not in open(p + '/cmdline', 'rb').read(): continue",
-      "            fds = os.listdir(p + '/fd')",
+      "            uid = os.stat(p).st_uid   # (root's runuser that started the helper is not it)",
+      "            if uid == 0 or b'pre-release' not in open(p + '/cmdline', 'rb').read(): continue",
       "        except OSError: continue",
+      "        try: fds = os.listdir(p + '/fd')",
+      "        except OSError as e:   # a helper of another user (the new release's slot user)",
+      "            result = 'helper %s: its descriptors are out of reach (its uid %d, mine %d): %s' % (p, uid, me, e); break",
       "        result = 'helper %s: no descriptor of the deploy lock' % p",
       "        for fd in fds:",
       "            try: target = os.readlink('%s/fd/%s' % (p, fd))",
@@ -264,7 +287,8 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       "        say('holds the deploy lock'); time.sleep(300); break",
       "say('done')",
     ].join("\n");
-    const start = asApp(A, `cat >${dir}/attacker.py <<'PY'\n${attacker}\nPY\nrm -f ${dir}/attack.log\n` +
+    // as the user the live release runs as (the helper runs as the new release's slot user)
+    const start = server.trySsh(`runuser -u ${liveUser(A)} -- /bin/sh -s`, `cat >${dir}/attacker.py <<'PY'\n${attacker}\nPY\nrm -f ${dir}/attack.log\n` +
       `setsid python3 ${dir}/attacker.py ${dir}/db/lockbait.db ${dir}/attack.log </dev/null >/dev/null 2>&1 &\n` +
       `for i in $(seq 100); do grep -qs ready ${dir}/attack.log && exit 0; sleep 0.1; done; exit 1\n`);
     const report = () => asApp(A, `cat ${dir}/attack.log`).stdout;
@@ -287,9 +311,9 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       assert.strictEqual(r.status, 0, `${r.output}\nattacker: ${after}`);
       assert.ok(secs < 100, `the deploy waited for the lock (${secs} s)`);
       assert.doesNotMatch(after, /reopened|took with|holds the deploy lock/, after);
-      assert.match(after, /no descriptor of the deploy lock/);
+      assert.match(after, /no descriptor of the deploy lock|its descriptors are out of reach/);
       assert.strictEqual(r.failed, 0);
-      rows.push(`| reopen the deploy lock through /proc/<pid>/fd of a helper run as the app user (the backup before releaseCommands, held up by an SQLite lock), then hold it | the helper has no descriptor but stdin/out/err; the next deploy took ${secs.toFixed(0)} s |`);
+      rows.push(`| reopen the deploy lock through /proc/<pid>/fd of a helper run as the app user (the backup before releaseCommands, held up by an SQLite lock), then hold it | ${/out of reach/.test(after) ? "the helper runs as the new release's slot user: its descriptors are out of reach" : "the helper has no descriptor but stdin/out/err"}; the next deploy took ${secs.toFixed(0)} s |`);
     } finally {
       if (pid) server.trySsh(`kill ${pid}`);
       asApp(A, `rm -f ${dir}/attacker.py ${dir}/attack.log ${dir}/db/lockbait.db ${dir}/db/lockbait.db-journal`);
@@ -383,7 +407,144 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     }
   });
 
-  it("15. a rendered shared file's link swapped for the app's own file: put back before the next release loads, and shown as drift", async () => {
+  // A process killer in the live release: it SIGKILLs every process it can that appears after it
+  // started (as the live slot's user, from a shell of that user or from `fdeploy exec`, inside the
+  // live slot's sandbox). A fix must deploy all the same: the new release's preflight, release
+  // commands, migrations and slot run as the other slot user, which it cannot signal.
+  const KILLER = [
+    // blind: the sandbox's /proc shows no process of another unit (PrivateUsers, ProtectProc), yet
+    // kill() needs only the pid; pids grow, so every pid above the newest at its start is new
+    "import errno, os, sys, time",
+    "stop = sys.argv[1]",
+    "top = max([int(p) for p in os.listdir('/proc') if p.isdigit()] + [os.getpid()])",
+    "hi, killed = top, set()",
+    "print('ready', os.getuid(), flush=True)",
+    "while not os.path.exists(stop):",
+    "    for p in range(top + 1, hi + 3000):",
+    "        if p in killed: continue",
+    "        try: os.kill(p, 9)",
+    "        except OSError as e:",
+    "            if e.errno == errno.EPERM: hi = max(hi, p)",
+    "            continue",
+    "        killed.add(p); hi = max(hi, p); print('killed', p, flush=True)",
+    "    time.sleep(0.005)",
+    "print('stopped', flush=True)",
+  ].join("\n");
+  const stopFile = `/srv/${A}/shared/.killer-stop`;
+
+  /** Start the killer as the live slot's user: from a shell (runuser) or through `fdeploy exec`. */
+  async function startKiller(how: "shell" | "exec"): Promise<{ stop(): Promise<string> }> {
+    server.ssh(`rm -f ${stopFile}`);
+    if (how === "shell") {
+      const pgid = server.ssh(`setsid runuser -u ${liveUser(A)} -- python3 -c "$(cat)" ${stopFile} </dev/null >/root/killer.log 2>&1 & echo $!`, KILLER).trim();
+      server.ssh("for i in $(seq 100); do grep -qs ready /root/killer.log && exit 0; sleep 0.1; done; exit 1");
+      return {
+        async stop() {
+          server.ssh(`touch ${stopFile}; for i in $(seq 50); do grep -qs stopped /root/killer.log && break; sleep 0.1; done; kill -- -${pgid} 2>/dev/null || true`);
+          return server.ssh("cat /root/killer.log; rm -f /root/killer.log");
+        },
+      };
+    }
+    const child = spawn("bash", [path.join(PROJECT_DIR, "cli/fdeploy"), "exec", "--stack", a.name, "--config-file", a.configFile,
+      "--", "/usr/bin/python3", "-c", KILLER, stopFile], { cwd: PROJECT_DIR, env: a.env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const ended = new Promise<void>((res) => child.on("close", () => res()));
+    for (let i = 0; i < 300 && !/ready/.test(out); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(out, /ready/, `the killer did not start in fdeploy exec: ${out}`);
+    return {
+      async stop() {
+        server.ssh(`touch ${stopFile}`);
+        await Promise.race([ended, new Promise((r) => setTimeout(r, 15000))]);
+        child.kill();
+        return out;
+      },
+    };
+  }
+
+  for (const [strategy, how] of [["restart", "shell"], ["blue-green", "exec"], ["restart", "exec"], ["blue-green", "shell"]] as const) {
+    it(`15. a process killer in the live release (${how === "shell" ? "the live user's shell" : "fdeploy exec"}) cannot stop a fix from deploying (${strategy})`, async () => {
+      a.setConfig("strategy", strategy);
+      codeA.edit("wsgi.py", (t) => t + `\n# fix deployed over a process killer: ${strategy} ${how}\n`);
+      const attacker = liveUser(A);
+      const killer = await startKiller(how);
+      let r: { status: number; output: string } = { status: -1, output: "" };
+      let failed = -1, log = "";
+      try {
+        const load = startLoad(`${base()}/health`, { concurrency: 2, maxSeconds: 240 });
+        r = await a.runAsync(["up", "--yes", "--skip-preview"]);
+        failed = (await load.stop()).failures;
+      } finally {
+        log = await killer.stop();
+        server.ssh(`rm -f ${stopFile}`);
+      }
+      const now = liveUser(A);
+      const killed = log.split("\n").filter((l) => l.startsWith("killed"));
+      // whatever it killed, a failure names the interference, never the code
+      if (r.status !== 0) assert.doesNotMatch(r.output, /does not load/, r.output);
+      assert.strictEqual(r.status, 0, `the fix did not deploy over the killer (as ${attacker}; it killed: ${killed.join(", ")})\n${r.output}`);
+      assert.strictEqual(failed, 0, "requests failed while the fix deployed");
+      assert.notStrictEqual(now, attacker, `the new release runs as the live release's user ${attacker}`);
+      assert.match(now, new RegExp(`^${A}_[12]$`));
+      assert.match(log, /stopped/, `the killer did not run to the end: ${log}`);
+      // the new slot user writes the database the previous one wrote (shared through the app's group)
+      const note = await get(`${base()}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: `by ${now}` }) });
+      assert.strictEqual(note.status, 201, note.text);
+      rows.push(`| SIGKILL every new process, as the live slot's user ${attacker} (${how === "shell" ? "a shell, runuser" : "fdeploy exec, in the slot's sandbox"}), during a ${strategy} deploy of a fix | the fix deployed (its release runs as ${now}); 0 failed requests; the killer killed ${killed.length} process(es)${killed.length ? ": " + killed.join(", ") : ""} |`);
+    });
+  }
+
+  it("16. the live release cannot trace the next release's processes (ptrace)", () => {
+    // the release that went live last runs as one slot user; the one before it ran as the other:
+    // as that previous release (the attacker), trace the live one's Gunicorn
+    server.ssh("command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace >/dev/null; }");
+    const now = liveUser(A);
+    const other = now === `${A}_1` ? `${A}_2` : `${A}_1`;
+    const pid = server.ssh(`systemctl show -p MainPID --value fdeploy-${A}@$(cat /srv/${A}/slots/live).service`).trim();
+    for (const attacker of [other, A]) {
+      const t = server.trySsh(`runuser -u ${attacker} -- timeout 5 strace -p ${pid} -e trace=none 2>&1; echo "exit $?"`);
+      assert.match(t.stdout, /Operation not permitted/, `${attacker} traced ${now}'s process ${pid}: ${t.stdout}`);
+      const k = server.trySsh(`runuser -u ${attacker} -- kill -0 ${pid}`);
+      assert.notStrictEqual(k.status, 0, `${attacker} may signal ${now}'s process ${pid}`);
+      const env = server.trySsh(`runuser -u ${attacker} -- cat /proc/${pid}/environ`);
+      assert.notStrictEqual(env.status, 0, `${attacker} reads the environment of ${now}'s process ${pid}`);
+    }
+    rows.push(`| ptrace (strace -p), kill -0 and /proc/<pid>/environ of the live release's Gunicorn (${now}), as the previous release's slot user and as the app user | Operation not permitted, all three |`);
+  });
+
+  it("17. a release killed from outside is reported as such, never as code that does not load", async () => {
+    // as root (an operator, the OOM killer): SIGKILL the first preflight (restart), then the new
+    // slot's Gunicorn (blue-green); each deploy fails naming the signal, the live release serving
+    const watch = (what: string) => server.ssh(`setsid bash -c 'for i in $(seq 1200); do ` +
+      `p=$(${what}); if [ -n "$p" ] && [ "$p" != 0 ]; then kill -9 $p; echo "$p" >/root/watch.log; exit; fi; sleep 0.02; done' ` +
+      `</dev/null >/dev/null 2>&1 & echo $!`).trim();
+    const cases = [
+      ["restart", `pgrep -u ${A}_1,${A}_2 -o -f "tools/preflight[.]py"`, /the preflight of release [0-9a-f]{12} was killed by a signal from outside/],
+      ["blue-green", `systemctl show -p MainPID --value fdeploy-${A}@$([ "$(cat /srv/${A}/slots/live)" = blue ] && echo green || echo blue).service`,
+        /its process (\d+ )?exited \(killed by signal 9 \(SIGKILL\) from outside/],
+    ] as const;
+    for (const [strategy, what, message] of cases) {
+      a.setConfig("strategy", strategy);
+      codeA.edit("wsgi.py", (t) => t + `\n# killed from outside: ${strategy}\n`);
+      server.ssh("rm -f /root/watch.log");
+      const pgid = watch(what);
+      const load = startLoad(`${base()}/health`, { concurrency: 2, maxSeconds: 240 });
+      const r = await a.runAsync(["up", "--yes", "--skip-preview"]);
+      const failed = (await load.stop()).failures;
+      server.trySsh(`kill -- -${pgid} 2>/dev/null`);
+      assert.match(server.ssh("cat /root/watch.log 2>/dev/null || echo none"), /^\d+$/m, "nothing was killed");
+      assert.notStrictEqual(r.status, 0, r.output);
+      assert.match(r.output, message);
+      assert.doesNotMatch(r.output, /does not load/);
+      assert.strictEqual(failed, 0, "the live release stopped serving");
+    }
+    const fixed = await a.runAsync(["up", "--yes", "--skip-preview"]);
+    assert.strictEqual(fixed.status, 0, fixed.output);
+    rows.push("| SIGKILL from outside (root) of the new release's preflight (restart) and of its new slot's Gunicorn (blue-green) | each deploy failed naming the signal (\"killed by a signal from outside\", \"killed by signal 9 (SIGKILL) from outside\"), never \"does not load\"; 0 failed requests; the next deploy passed |");
+  });
+
+  it("18. a rendered shared file's link swapped for the app's own file: put back before the next release loads, and shown as drift", async () => {
     const link = `/srv/${A}/shared/instance/settings.cfg`, rendered = `/srv/${A}/files/instance/settings.cfg`;
     const swap = () => assert.strictEqual(asApp(A, `rm ${link} && echo 'RENDERED = False  # the app wrote this' >${link}`).status, 0);
     assert.strictEqual(server.ssh(`readlink ${link}`).trim(), rendered);
@@ -408,7 +569,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     rows.push("| replace the link to a rendered shared file (instance/settings.cfg) with the app's own file | an env-only deploy links it again; between deploys `preview --refresh` shows sharedFilesInForce, `up --refresh` repairs it |");
   });
 
-  it("16. one app cannot read another's code, migrations or history; nginx still serves the static files", async () => {
+  it("19. one app cannot read another's code, migrations or history; nginx still serves the static files", async () => {
     for (const [me, other] of [[A, B], [B, A]]) {
       for (const p of [`/srv/${other}/current/wsgi.py`, `/srv/${other}/history.log`, `/srv/${other}/migrations`, `/srv/${other}/releases`, `/srv/${other}`]) {
         const r = asApp(me, `cat ${p} 2>&1 || ls ${p} 2>&1`);

@@ -69,6 +69,17 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
     const fp = (await get(`${base()}/api/secret-fingerprint`)).json().sha256;
     assert.strictEqual(fp, crypto.createHash("sha256").update("upgrade-secret").digest("hex"), "the app lost its secret");
     assert.match(server.ssh("getent passwd flaskapp"), /:flask-deploy app flaskapp:/);
+    // a user per release generation: the live slot now runs as a slot user, not the app user, and
+    // writes the database the previous version kept 0600 (converted in place, group-writable)
+    const live = server.ssh("stat -c %U /proc/$(systemctl show -p MainPID --value fdeploy-flaskapp@$(cat /srv/flaskapp/slots/live 2>/dev/null || echo main).service)").trim();
+    assert.match(live, /^flaskapp_[12]$/);
+    const after = await get(`${base()}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: "written after the upgrade" }) });
+    assert.strictEqual(after.status, 201, after.text);
+    const modes = server.ssh("cd /srv/flaskapp/shared && find . -path ./backups -prune -o \\( -user flaskapp -o -user flaskapp_1 -o -user flaskapp_2 \\) -printf '%m %y %p\\n'");
+    for (const line of modes.trim().split("\n")) {
+      const [mode, kind] = line.split(" ");
+      assert.ok((parseInt(mode, 8) & (kind === "d" ? 0o070 : 0o060)) === (kind === "d" ? 0o070 : 0o060), `not group-writable after the upgrade: ${line}`);
+    }
     // the uploads moved to staged FileArchives: their state no longer holds inline assets
     const state = JSON.parse(stack.stateText());
     for (const res of state.deployment.resources.filter((x: any) => x.type === "command:remote:CopyToRemote")) {

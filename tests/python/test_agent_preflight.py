@@ -40,7 +40,8 @@ def root(tmp_path):
 
 
 def agent(root, run, verb, params=PARAMS):
-    host = Host(root=str(root), run=run, user_ids=lambda n: (1001, 1001), which=lambda c: "/usr/bin/" + c)
+    host = Host(root=str(root), run=run, user_ids=lambda n: (1001, 1001), which=lambda c: "/usr/bin/" + c,
+                kill_user=lambda uid, gid: None)
     out, err = io.StringIO(), io.StringIO()
     rc = cli.main([verb], stdin=io.StringIO(json.dumps(params)), stdout=out, stderr=err, host=host)
     return rc, json.loads(out.getvalue()), err.getvalue()
@@ -59,7 +60,8 @@ def test_before_the_migrations_with_the_staged_environment_and_the_units_options
     rc, result, err = agent(root, run, "preflight")
     assert rc == 0 and result["loads"] and not result["skipped"]
     argv = run.calls[0]
-    assert argv[:2] == ["systemd-run", "--quiet"] and "User=shop" in argv and "NoNewPrivileges=yes" in argv
+    # as a slot user (nothing live yet: the first), in the app's group
+    assert argv[:2] == ["systemd-run", "--quiet"] and "User=shop_1" in argv and "Group=shop" in argv and "NoNewPrivileges=yes" in argv
     assert "EnvironmentFile=/etc/fdeploy/shop/env.desired" in argv
     assert argv[-15:] == ["/srv/shop/releases/%s/.venv/bin/python" % RID, "/srv/shop/tools/preflight.py", "wsgi:app", "-", "--workers", "2", "--timeout", "60",
                           "--graceful-timeout", "30", "--access-logfile", "-", "--error-logfile", "-", "--no-control-socket"]
@@ -104,6 +106,14 @@ def test_a_killed_preflight_is_not_blamed_on_the_code(root):
     stage(root)
     rc, result, _ = agent(root, FakeRun(-9, ""), "preflight")
     assert rc == 1 and "killed" in result["error"] and "does not load" not in result["error"]
+    # systemd-run --wait exits 255 when the process died of a signal (SIGKILL from another process)
+    rc, result, _ = agent(root, FakeRun(255, "Traceback (most recent call last):\nKeyboardInterrupt\n"), "preflight")
+    assert rc == 1 and "killed by a signal from outside" in result["error"] and "does not load" not in result["error"]
+    # ... and 0 for one SIGTERM ended: without preflight.py's result line that is no pass
+    rc, result, _ = agent(root, FakeRun(0, "importing the app\n"), "preflight")
+    assert rc == 1 and "stopped by a signal from outside" in result["error"]
+    rc, result, _ = agent(root, FakeRun(0, "loads wsgi:app\natexit output of the app\n"), "preflight")
+    assert rc == 0 and result["loads"]
 
 
 def test_light_mode_leaves_code_that_does_not_load_to_the_slots_check(root):

@@ -92,7 +92,7 @@ def test_fresh_db_applies_all(db, mdir):
         assert checksum == hashlib.sha256(f.read_bytes()).hexdigest()
         assert applied_at.endswith("Z") and duration_ms >= 0
     assert columns(db) == ["id", "body", "created_at"]
-    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.stat().st_mode) == 0o660   # the slot users share it (the app group)
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     assert backups(db) == []  # a brand-new DB has nothing to back up
 
@@ -115,8 +115,8 @@ def test_pending_only(db, mdir):
     assert query(db, "SELECT applied_at FROM schema_migrations WHERE version=1") == applied_at_1
     [b] = backups(db)
     assert b.startswith("app-") and b.endswith("-v1.sqlite3")
-    assert stat.S_IMODE((db.parent / "backups").stat().st_mode) == 0o700
-    assert stat.S_IMODE((db.parent / "backups" / b).stat().st_mode) == 0o600
+    assert stat.S_IMODE((db.parent / "backups").stat().st_mode) == 0o770
+    assert stat.S_IMODE((db.parent / "backups" / b).stat().st_mode) == 0o660
     # backfilled
     assert query(db, "SELECT count(*) FROM notes WHERE created_at IS NULL") == [(0,)]
 

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, staging, supervise
+from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, slotuser, staging, supervise
 from .errors import AgentError
 from .host import Host
 
@@ -31,6 +31,10 @@ VERBS: Dict[str, Verb] = {
     "shared-relink": shared_links.shared_relink,
     "lease-take": lease.lease_take,
     "lease-renew": lease.lease_renew,
+    "new-release-user": slotuser.new_release_user,
+    "slot-user": slotuser.set_slot_user,
+    "live-user": slotuser.live_user_verb,
+    "slot-users": slotuser.slot_users_verb,
 }
 
 

@@ -6,6 +6,7 @@ import errno
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -43,18 +44,38 @@ def _run(argv: Sequence[str], merge_output: bool = False) -> "subprocess.Complet
                           stderr=subprocess.STDOUT if merge_output else subprocess.PIPE, text=True, errors="replace", check=False)
 
 
+def _kill_user(uid: int, gid: int) -> None:
+    # kill(-1) as the user itself: every process it may signal, in one pass of the kernel's that no
+    # fork slips through (a process forking in a loop cannot outrun it); not the caller (root)
+    if uid == 0:
+        raise ValueError("refusing to kill every process of root")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        except BaseException:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
 class Host:
     def __init__(self, root: str = "/", run: Optional[Runner] = None,
                  user_ids: Optional[Callable[[str], Tuple[int, int]]] = None,
                  which: Optional[Callable[[str], Optional[str]]] = None,
                  bind_mount: Optional[Callable[[str, str], None]] = None,
-                 unmount: Optional[Callable[[str], bool]] = None) -> None:
+                 unmount: Optional[Callable[[str], bool]] = None,
+                 kill_user: Optional[Callable[[int, int], None]] = None) -> None:
         self.root = root
         self._run = run or _run
         self._user_ids = user_ids or (lambda name: (pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid))
         self._which = which or shutil.which
         self._bind_mount = bind_mount or _bind_mount
         self._unmount = unmount or _unmount
+        self._kill_user = kill_user or _kill_user
         self.commands: List[List[str]] = []   # what ran, in order (tests read it)
 
     def path(self, p: str) -> str:
@@ -68,6 +89,10 @@ class Host:
 
     def user_ids(self, name: str) -> Tuple[int, int]:
         return self._user_ids(name)
+
+    def kill_user(self, name: str) -> None:
+        """SIGKILL to every process of user NAME."""
+        self._kill_user(*self.user_ids(name))
 
     def which(self, command: str) -> Optional[str]:
         return self._which(command)

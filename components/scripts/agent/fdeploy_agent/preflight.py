@@ -17,9 +17,7 @@ from contextlib import nullcontext
 from typing import Any, Callable, Dict, List
 
 from . import app as apps
-from . import lease
-from . import gunicorn
-from . import shared_links
+from . import gunicorn, lease, shared_links, slotuser
 from . import state as states
 from . import units
 from .errors import AgentError
@@ -29,6 +27,7 @@ from .lock import deploy_lock
 
 Log = Callable[[str], None]
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "preflight.py")
+RESULT = re.compile(r"^(loads \S|GET /\S*: HTTP |preflight: GET )", re.M)   # preflight.py's last word when it finished
 EXCEPTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception|Exit|Interrupt)(:|$)")
 
 
@@ -67,8 +66,8 @@ def _fingerprint(state: Dict[str, Any], rid: str) -> Dict[str, Any]:
 
 
 def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: int, env_file: str,
-        gunicorn_args: List[str], log: Log) -> "tuple[int, str]":
-    """Runs preflight.py in a transient unit (HEALTH "-": load only, no request); (exit status, its output)."""
+        gunicorn_args: List[str], log: Log, user: str) -> "tuple[int, str]":
+    """Runs preflight.py in a transient unit as USER (HEALTH "-": load only, no request); (exit status, its output)."""
     release = "%s/releases/%s" % (app.root, rid)
     if read_regular(host.path(release + "/.fdeploy-release.json")) is None:
         raise AgentError("release %s is not installed on this server (the release step installs it)" % rid)
@@ -79,7 +78,7 @@ def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: 
     for line in units.hardening(app.root).splitlines():
         props += ["-p", line]
     argv = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--unit=fdeploy-%s-preflight-%d" % (app.name, os.getpid()),
-            "-p", "User=" + app.user, "-p", "Group=" + app.user, "-p", "WorkingDirectory=" + release,
+            "-p", "User=" + user, "-p", "Group=" + app.user, "-p", "WorkingDirectory=" + release,
             "-p", "EnvironmentFile=" + env_file, "-p", "Environment=RELEASE_ID=" + rid, *props,
             "-p", "RuntimeMaxSec=%d" % max(timeout, 5),
             release + "/.venv/bin/python", app.root + "/tools/preflight.py", target, health, *gunicorn_args]
@@ -99,8 +98,18 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
             return {"loads": True, "skipped": True}
         env_file = app.config_dir + ("/env.desired" if mode == "staged" else "/env")
         options = unit.get("gunicornArgs", []) + gunicorn.flags(gunicorn.installed_version(host, "%s/releases/%s" % (app.root, rid)))
-        rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, options, log)
+        # as the new release's slot user, which no process of the live release can signal or trace
+        user = slotuser.next_user(app, slotuser.live_user(host, app))
+        host.kill_user(user)
+        slotuser.shared_modes(host, app, log)
+        rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, options, log, user)
         last = out.strip().splitlines()[-1] if out.strip() else ""
+        if rc == 0 and not RESULT.search(out):
+            # systemd-run --wait exits 0 for a process that SIGTERM, SIGINT, SIGHUP or SIGPIPE ended:
+            # no result line from preflight.py means it did not finish
+            raise AgentError("the preflight of release %s was stopped by a signal from outside before it finished (another process"
+                             " of the app or an operator; systemd-run exit 0 without its result): not the code's doing; deploy again.%s"
+                             % (rid, " It is not live; the live release is untouched." if os.path.lexists(host.path(app.root + "/current")) else ""))
         if rc == 0:
             log("preflight: release %s loads %s; %s" % (rid, target, last))
             if mode == "staged":
@@ -114,6 +123,10 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
             log("preflight: release %s does not load %s (%s); its slot's check follows" % (rid, target, error))
             return {"loads": False, "skipped": False}
         tail = "\n".join(out.rstrip().splitlines()[-25:])
+        if rc == 255:   # systemd-run: the process died of a signal, which no code of the release raises
+            raise AgentError("the preflight of release %s was killed by a signal from outside (another process of the app, an operator"
+                             " or the OOM killer; systemd-run exit 255): not the code's doing; deploy again.%s\n"
+                             "--- the preflight's output ---\n%s" % (rid, untouched, tail))
         if rc == 2:
             raise AgentError("release %s answers GET %s with %s: the health path (flask-deploy:healthPath) must answer 2xx; set healthPath"
                              " to a route of the app that does (e.g. /), or add that route.%s" % (rid, health, last, untouched))
