@@ -19,6 +19,7 @@ import stat
 from typing import Any, Dict, List, Sequence, Tuple
 
 from . import app as apps
+from . import slotuser
 from .app import App
 from .errors import AgentError
 from .fsutil import own_dir
@@ -77,7 +78,7 @@ def _open_dir(host: Host, parent: int, name: str, shown: str) -> int:
                          "folder: make it one, then deploy again)" % (shown, what))
 
 
-def open_source(host: Host, app: App, uid: int, rel: str) -> int:
+def open_source(host: Host, app: App, uids: "set[int]", rel: str) -> int:
     """An O_PATH descriptor of APP_ROOT/shared/REL, every component checked (see the module's doc)."""
     fd = os.open(host.path("/"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     shown = ""
@@ -94,8 +95,8 @@ def open_source(host: Host, app: App, uid: int, rel: str) -> int:
                 if st.st_uid != os.geteuid() or st.st_mode & 0o022:
                     raise AgentError("%s is not a folder only root can change (owner uid %d, mode %o); refusing to mount the app's data through it"
                                      % (shown, st.st_uid, stat.S_IMODE(st.st_mode)))
-            elif st.st_uid != uid:
-                raise AgentError("%s is not owned by the app user %s (owner uid %d); refusing to mount it into the app's container "
+            elif st.st_uid not in uids:   # the app user or a slot user (slotuser.py)
+                raise AgentError("%s is not owned by the app user %s or its slot users (owner uid %d); refusing to mount it into the app's container "
                                  "(flask-deploy:sharedDirs folders are the app's own: make it one, then deploy again)" % (shown, app.user, st.st_uid))
         return fd
     except BaseException:
@@ -119,11 +120,11 @@ def _clear(host: Host, folder: str) -> None:
 
 def prepare(host: Host, app: App, slot: str, shared_dirs: Sequence[str]) -> List[str]:
     """The slot's mount points hold the app's checked folders afterwards; the container paths."""
-    uid, _ = host.user_ids(app.user)
+    uids = slotuser.app_uids(host, app)
     fds = []
     try:
         for name, rel, target in sources(app, shared_dirs):   # all checked before anything is mounted
-            fds.append((name, open_source(host, app, uid, rel), target))
+            fds.append((name, open_source(host, app, uids, rel), target))
         base = host.path(MOUNT_ROOT)
         own_dir(base, 0o755)
         own_dir(os.path.join(base, app.name), 0o700)
