@@ -176,33 +176,25 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   });
 
   it("8. an existing account the deploy did not create is never adopted as an app user", () => {
-    server.ssh("id victim >/dev/null 2>&1 || useradd --system --no-create-home victim");
     const code = copyApp("lpv");
-    const s = new TestStack("lpv");
-    try {
-      s.target(server, { appName: "victim", appDir: code.rel, serverName: "v.example.test" });
-      s.setConfig("secrets.SECRET_KEY", "x", { secret: true });
-      const r = s.up();
-      assert.notStrictEqual(r.status, 0);
-      assert.match(r.output, /account 'victim' exists and was not created by flask-deploy for 'victim'; choose another appName/);
-      assert.strictEqual(server.trySsh("test -e /etc/systemd/system/fdeploy-victim@.service").status, 1);
-    } finally {
-      s.destroy();
-      s.remove();
-    }
-    // the same for a name one of its slot users would take
-    server.ssh("id victim2_1 >/dev/null 2>&1 || useradd --system --no-create-home victim2_1");
-    const s2 = new TestStack("lpv2");
-    try {
-      s2.target(server, { appName: "victim2", appDir: code.rel, serverName: "v2.example.test" });
-      s2.setConfig("secrets.SECRET_KEY", "x", { secret: true });
-      const r = s2.up();
-      assert.notStrictEqual(r.status, 0);
-      assert.match(r.output, /account 'victim2_1' exists and was not created by flask-deploy for 'victim2'; choose another appName/);
-      assert.strictEqual(server.trySsh("id victim2").status, 1, "the app user was created before the refusal");
-    } finally {
-      s2.destroy();
-      s2.remove();
+    // an app user's name that is taken, and one of its slot users' names that is
+    for (const [stackName, app, taken, checked] of [
+      ["lpv", "victim", "victim", "test ! -e /etc/systemd/system/fdeploy-victim@.service"],
+      ["lpv2", "victim2", "victim2_1", "! id victim2 >/dev/null 2>&1"],   // the app user is not made first
+    ]) {
+      server.ssh(`id ${taken} >/dev/null 2>&1 || useradd --system --no-create-home ${taken}`);
+      const s = new TestStack(stackName);
+      try {
+        s.target(server, { appName: app, appDir: code.rel, serverName: `${app}.example.test` });
+        s.setConfig("secrets.SECRET_KEY", "x", { secret: true });
+        const r = s.up();
+        assert.notStrictEqual(r.status, 0);
+        assert.match(r.output, new RegExp(`account '${taken}' exists and was not created by flask-deploy for '${app}'; choose another appName`));
+        assert.strictEqual(server.trySsh(checked).status, 0, `${app}: something was made before the refusal`);
+      } finally {
+        s.destroy();
+        s.remove();
+      }
     }
     rows.push("| appName of an existing account (victim), or whose slot user's name is one (victim2_1) | refused by base.sh before any account is made, naming appName; nothing runs as it |");
   });
