@@ -29,8 +29,9 @@ describe("least privilege: a hostile app on a server with two apps", function ()
 
   /** Run a shell script (on stdin) as the app user: the attacker. */
   const asApp = (app: string, script: string) => server.trySsh(`runuser -u ${app} -- /bin/sh -s`, script);
-  /** owner, mode and content hash of root-owned bait files the attacks aim at */
-  const bait = () => server.ssh("stat -c '%n %U:%G %a' /var/lib/fdeploy-bait /root/bait-file /etc/shadow; sha256sum /root/bait-file /etc/shadow");
+  /** owner, mode, mtime and content of the root-owned bait the attacks aim at: every entry of the bait folder too */
+  const bait = () => server.ssh("stat -c '%n %U:%G %a %Y' /var/lib/fdeploy-bait /root/bait-file /etc/shadow; sha256sum /root/bait-file /etc/shadow; " +
+    "find /var/lib/fdeploy-bait -mindepth 1 -printf '%p %y %U:%G %m %T@\\n' | sort");
   /**
    * A deploy that re-runs the base system: base.sh create exactly as the base step runs it (as
    * root, parameters on stdin), then a normal up under load.
@@ -46,7 +47,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
 
   before(() => {
     server = startServer("lpriv", 101);
-    server.ssh("install -d -m 755 /var/lib/fdeploy-bait && printf 'root only\\n' >/root/bait-file && chmod 600 /root/bait-file");
+    server.ssh("install -d -m 755 /var/lib/fdeploy-bait && printf 'root only\\n' | tee /root/bait-file >/var/lib/fdeploy-bait/keep && chmod 600 /root/bait-file");
     for (const [name, app, secret, serverName] of [["lpa", A, SECRET_A, "_"], ["lpb", B, SECRET_B, "b.example.test"]] as const) {
       const code = copyApp(name);
       if (app === A) codeA = code;
@@ -81,11 +82,13 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     const r = await redeploy(a, A, base());
     assert.strictEqual(bait(), before, "a root-owned file changed");
     assert.strictEqual(r.failed, 0, "the live site stopped serving");
-    if (r.status !== 0) assert.match(r.output, /could not create shared\/db and shared\/backups as appa/);
+    // the app user's own mkdir meets root's folder through the link: refused, naming it
+    assert.notStrictEqual(r.status, 0, "the deploy went through a shared/backups that is a link to root's folder");
+    assert.match(r.output, /could not create shared\/db and shared\/backups as appa/);
     asApp(A, `rm -f /srv/${A}/shared/backups`);
     const fixed = await redeploy(a, A, base());
     assert.strictEqual(fixed.status, 0, fixed.output);
-    rows.push(`| shared/backups -> /var/lib/fdeploy-bait (root 0755, symlink), then a deploy | root-owned files unchanged; deploy ${r.status === 0 ? "succeeded" : "refused it by name"}; 0 failed requests |`);
+    rows.push(`| shared/backups -> /var/lib/fdeploy-bait (root 0755, symlink), then a deploy | root-owned files and the bait folder's entries unchanged (owner, mode, mtime, content); the deploy refused it by name; 0 failed requests |`);
   });
 
   it("2+3. the environment is root-only: the app cannot read it, redirect its write, or swap in another app's", async () => {
