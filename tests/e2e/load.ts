@@ -1,10 +1,12 @@
 // A small, bounded HTTP load for e2e tests: requests to one test server URL, a few at a time,
 // until stopped or the time limit passes. Counts failures (non-2xx and socket errors).
 //
-// Like a browser (RFC 9110 §9.2.2), a GET whose kept-alive connection was closed before any byte of
-// a response came back is retried once on a new connection: nginx closes idle keep-alive
-// connections when it reloads its configuration. The retry goes over a new connection of its own (a
-// pooled one may have been closed by the same reload), must succeed, and retries are counted.
+// Like a browser (RFC 9110 §9.2.2), a GET sent on a reused kept-alive connection that was closed
+// before any byte of a response came back is retried once on a new connection: nginx closes idle
+// keep-alive connections when it reloads its configuration. Only that case (node's `reusedSocket`):
+// a reset of a new connection, or after part of a response, is a failure. The retry goes over a new
+// connection of its own (a pooled one may have been closed by the same reload), must succeed, and
+// retries are counted (tests/unit/load.test.ts).
 import * as http from "http";
 
 export interface LoadResult {
@@ -16,16 +18,18 @@ export interface LoadResult {
   retriedClosedConnections: number;
 }
 
-/** A connection closed with no response at all (not a status, not a timeout). */
-function closedBeforeResponse(e: unknown): boolean {
-  const code = (e as any)?.cause?.code;
-  return code === "UND_ERR_SOCKET" || code === "ECONNRESET";
-}
+type Answer = { status: number; text(): Promise<string> };
 
-/** GET over a new connection of its own (no keep-alive pool). */
-function freshGet(url: string): Promise<{ status: number; text(): Promise<string> }> {
+/**
+ * GET URL through AGENT (keep-alive pool, or false: a new connection of its own). An error carries
+ * `retryable` when the request went out on a reused kept-alive connection that was closed before
+ * any byte of a response came back — the only case a browser resends.
+ */
+function httpGet(url: string, agent: http.Agent | false): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: 10000 }, (res) => {
+    let responded = false;
+    const req = http.get(url, { agent, timeout: 10000 }, (res) => {
+      responded = true;
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d) => (body += d));
@@ -33,20 +37,24 @@ function freshGet(url: string): Promise<{ status: number; text(): Promise<string
       res.on("error", reject);
     });
     req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
+    req.on("error", (e: NodeJS.ErrnoException) => {
+      const closed = e.code === "ECONNRESET" || e.code === "EPIPE" || e.message === "socket hang up";
+      reject(Object.assign(e, { retryable: closed && !responded && req.reusedSocket }));
+    });
   });
 }
 
 export function startLoad(url: string, opts: { concurrency?: number; maxSeconds?: number } = {}) {
   const deadline = Date.now() + (opts.maxSeconds ?? 120) * 1000;
   const result: LoadResult = { requests: 0, failures: 0, errors: [], maxLatencyMs: 0, retriedClosedConnections: 0 };
-  const get = async (retry: boolean): Promise<{ status: number; text(): Promise<string> }> => {
+  const pool = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency ?? 4 });
+  const get = async (retry: boolean): Promise<Answer> => {
     try {
-      return await fetch(url, { signal: AbortSignal.timeout(10000) });
+      return await httpGet(url, pool);
     } catch (e) {
-      if (!retry || !closedBeforeResponse(e)) throw e;
+      if (!retry || !(e as any).retryable) throw e;
       result.retriedClosedConnections++;
-      return freshGet(url);
+      return httpGet(url, false);
     }
   };
   let stopped = false;
@@ -62,7 +70,7 @@ export function startLoad(url: string, opts: { concurrency?: number; maxSeconds?
         }
       } catch (e) {
         result.failures++;
-        if (result.errors.length < 10) result.errors.push(String((e as Error).cause ?? e));
+        if (result.errors.length < 10) result.errors.push(String((e as NodeJS.ErrnoException).code ?? e));
       }
       result.requests++;
       result.maxLatencyMs = Math.max(result.maxLatencyMs, Date.now() - t0);
@@ -74,6 +82,7 @@ export function startLoad(url: string, opts: { concurrency?: number; maxSeconds?
     async stop(): Promise<LoadResult> {
       stopped = true;
       await Promise.all(workers);
+      pool.destroy();
       return result;
     },
   };
