@@ -175,9 +175,10 @@ def marker():
   });
 
   it("docker: a migration and a release command run before the switch (the command in the new image); data kept", async () => {
-    // proves where it ran: /venv exists only in the image; the database is the shared one, owned by the same uid
+    // proves where it ran: /venv exists only in the image; the database is the shared one, which the
+    // container's user (the app's uid, its group shared with the slot users) can write
     stack.setConfig("releaseCommands[0]",
-      'test -x /venv/bin/gunicorn && test "$(id -u)" = "$(stat -c %u "$DATABASE_PATH")" && echo "$RELEASE_ID" > /srv/flaskapp/shared/release-command.txt');
+      'test -x /venv/bin/gunicorn && test -w "$DATABASE_PATH" && test "$(id -g)" = "$(stat -c %g "$DATABASE_PATH")" && echo "$RELEASE_ID" > /srv/flaskapp/shared/release-command.txt');
     fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.up.sql"), "ALTER TABLE notes ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;\n");
     fs.writeFileSync(path.join(migrations.dir, "0003_add_notes_pinned.down.sql"), "ALTER TABLE notes DROP COLUMN pinned;\n");
     setMarker("with schema 3", true);

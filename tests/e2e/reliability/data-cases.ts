@@ -183,10 +183,11 @@ export function secretCases(ctx: Ctx): void {
       const m = Object.fromEntries(modes.trim().split("\n").map((l) => { const [p, ...rest] = l.split(" "); return [p, rest.join(" ")]; }));
       assert.strictEqual(m[ENV_FILE], "600 root:root");
       assert.strictEqual(m["/etc/fdeploy/flaskapp"], "700 root:root");
-      assert.strictEqual(m[`${APP_ROOT}/shared`], "750 flaskapp:flaskapp");
-      assert.strictEqual(m[`${APP_ROOT}/shared/db`], "700 flaskapp:flaskapp");
-      assert.strictEqual(m[`${APP_ROOT}/shared/backups`], "700 flaskapp:flaskapp");
-      assert.match(m[`${APP_ROOT}/shared/db/app.sqlite3`], /^6[04]0 flaskapp:flaskapp$/);
+      // shared/ is the app's group's (its slot users share it: group-writable), never other users'
+      assert.strictEqual(m[`${APP_ROOT}/shared`], "770 flaskapp:flaskapp");
+      assert.match(m[`${APP_ROOT}/shared/db`], /^770 flaskapp(_[12])?:flaskapp$/);
+      assert.match(m[`${APP_ROOT}/shared/backups`], /^770 flaskapp(_[12])?:flaskapp$/);
+      assert.match(m[`${APP_ROOT}/shared/db/app.sqlite3`], /^6[46]0 flaskapp(_[12])?:flaskapp$/);
       o.note(modes.trim().split("\n").map((l) => l.replace(`${APP_ROOT}/`, "")).join(", "));
       assert.strictEqual(ctx.server.trySsh(`test -e ${APP_ROOT}/shared/.env`).status, 1, "no environment file in shared/");
     });

@@ -31,7 +31,8 @@ interface Fault {
 }
 
 /** How the official command plugin reports an SSH session that ended without an exit status. */
-const LOST_SESSION = /error: wait: remote command exited without exit status or exit signal: running "bash \S+\/release\.sh create"/;
+// (the step's command line: the agent's supervisor, then the script)
+const LOST_SESSION = /error: wait: remote command exited without exit status or exit signal: running "python3 -I -B \S+\/agent supervise \d+ release-install timeouts\.build -- bash \S+\/release\.sh create"/;
 
 export function faultCases(ctx: Ctx): void {
   /** The common course of a fault case (see the file comment). */
