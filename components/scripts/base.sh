@@ -123,8 +123,9 @@ purge() {
   # has the script open, so the rest of it still runs)
   local logs=(/var/log/nginx/fdeploy-"$P_APP".*) backup=(/etc/fdeploy/"$P_APP".backup-*) uploads=""
   [[ $FDEPLOY_HOME == */.fdeploy/"$P_APP" ]] && uploads=$FDEPLOY_HOME   # only the app's own upload folder
-  rm -rf "$APP_ROOT" "$(env_dir "$P_APP")" "${logs[@]}" "${backup[@]}" ${uploads:+"$uploads"}
+  # (the slot users' names first: the agent is part of this bundle, which the rm below deletes)
   local u slot_users; slot_users=$(slot_users "$APP_USER" | tr '\n' ' ')
+  rm -rf "$APP_ROOT" "$(env_dir "$P_APP")" "${logs[@]}" "${backup[@]}" ${uploads:+"$uploads"}
   for u in $slot_users; do
     [ "$(getent passwd "$u" | cut -d: -f5)" = "$(slot_mark "$P_APP")" ] && userdel "$u" 2>/dev/null || true
   done
