@@ -46,3 +46,13 @@ def copy_real(dest, versions=(1, 2)):
         if int(f.name[:4]) in versions:
             shutil.copy(f, dest / f.name)
     return dest
+
+
+def app_root(tmp_path, *dirs):
+    """A temporary server root with app shop's settings (/etc/fdeploy/shop.conf), its systemd folder
+    and DIRS (relative folders) made."""
+    (tmp_path / "etc/fdeploy").mkdir(parents=True)
+    (tmp_path / "etc/fdeploy/shop.conf").write_text("APP_ROOT=/srv/shop\nAPP_USER=shop\n")
+    for d in ("etc/systemd/system", *dirs):
+        (tmp_path / d).mkdir(parents=True, exist_ok=True)
+    return tmp_path

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "componen
 from fdeploy_agent import cli, slotuser  # noqa: E402
 from fdeploy_agent.app import App  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
+from helpers import app_root  # noqa: E402
 
 UIDS = {"shop": 0, "shop_1": 2001, "shop_2": 2002}   # the app user is root here: the files tmp_path holds are root's
 APP = App(name="shop", root="/srv/shop", user="shop")
@@ -42,12 +43,7 @@ class Fake:
 
 @pytest.fixture
 def root(tmp_path):
-    (tmp_path / "etc/fdeploy").mkdir(parents=True)
-    (tmp_path / "etc/fdeploy/shop.conf").write_text("APP_ROOT=/srv/shop\nAPP_USER=shop\n")
-    (tmp_path / "srv/shop/slots").mkdir(parents=True)
-    (tmp_path / "srv/shop/shared").mkdir(parents=True)
-    (tmp_path / "etc/systemd/system").mkdir(parents=True)
-    return tmp_path
+    return app_root(tmp_path, "srv/shop/slots", "srv/shop/shared")
 
 
 def verb(fake, root, name, params):

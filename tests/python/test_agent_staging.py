@@ -19,17 +19,14 @@ from fdeploy_agent import cli, lock, state  # noqa: E402
 from fdeploy_agent.app import App  # noqa: E402
 from fdeploy_agent.errors import AgentError  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
+from helpers import app_root  # noqa: E402
 
 APP = "shop"
 
 
 @pytest.fixture
 def host(tmp_path):
-    (tmp_path / "etc/fdeploy").mkdir(parents=True)
-    (tmp_path / "etc/fdeploy/shop.conf").write_text("APP_ROOT=/srv/shop\nAPP_USER=shop\n")
-    (tmp_path / "srv/shop").mkdir(parents=True)
-    (tmp_path / "etc/systemd/system").mkdir(parents=True)
-    (tmp_path / "run").mkdir()
+    app_root(tmp_path, "srv/shop", "run")
     return Host(root=str(tmp_path), run=lambda argv: pytest.fail("staging runs no command: %r" % (argv,)),
                 user_ids=lambda name: (1001, 1002), which=lambda c: "/usr/bin/" + c)
 

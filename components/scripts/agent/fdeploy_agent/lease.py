@@ -30,6 +30,11 @@ def _path(host: Host, app: str) -> str:
     return host.path("%s/%s.lease" % (LOCK_DIR, app))
 
 
+def _write(host: Host, app: str, deploy: str, now: float) -> None:
+    """DEPLOY holds the lease for LEASE_SECONDS from NOW."""
+    write_atomic(_path(host, app), json.dumps({"deploy": deploy, "expires": now + lease_seconds()}).encode(), 0o600)
+
+
 def read(host: Host, app: str) -> Optional[Dict[str, Any]]:
     try:
         lease = json.loads(read_regular(_path(host, app)) or b"null")
@@ -51,7 +56,7 @@ def take(host: Host, app: str, deploy: str, now: Optional[float] = None) -> Opti
     lease = read(host, app)
     if lease and lease["deploy"] != deploy and float(lease.get("expires", 0)) > now:
         return lease
-    write_atomic(_path(host, app), json.dumps({"deploy": deploy, "expires": now + lease_seconds()}).encode(), 0o600)
+    _write(host, app, deploy, now)
     return None
 
 
@@ -59,8 +64,7 @@ def renew(host: Host, app: str, deploy: str, now: Optional[float] = None) -> Non
     """Under the flock, when a step ends: the lease lasts LEASE_SECONDS from now (if it is DEPLOY's)."""
     lease = read(host, app)
     if lease and lease["deploy"] == deploy:
-        now = time.time() if now is None else now
-        write_atomic(_path(host, app), json.dumps({"deploy": deploy, "expires": now + lease_seconds()}).encode(), 0o600)
+        _write(host, app, deploy, time.time() if now is None else now)
 
 
 def describe(lease: Dict[str, Any], now: Optional[float] = None) -> str:
