@@ -145,10 +145,13 @@ const timeoutsSchema = z.strictObject({
   releaseCommands: stepLimit("30m"),
   /** Every other step (the switch: plus its own configured waits, canary steps and health timeouts). */
   default: stepLimit("5m"),
+  /** How long a step waits for another deploy of the app on the server (another stack's) before it
+   * fails naming it; added to every step's limit. */
+  lockWait: stepLimit("120s"),
 });
-/** Step time limits in seconds. */
+/** Step time limits (and the lock wait) in seconds. */
 export type StepLimits = z.infer<typeof timeoutsSchema>;
-export type StepLimitName = keyof StepLimits;
+export type StepLimitName = Exclude<keyof StepLimits, "lockWait">;
 
 /** The offsite target `backup.replica` names, split into its parts. */
 export type ReplicaTarget =

@@ -98,7 +98,7 @@ with_deploy_lock() {
       holder="the lock $lock is held by $(lock_holder)"; kind=lock
     fi
     if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
-      fail "another deploy of '$P_APP' is running on this server: $holder; waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one)"
+      fail "another deploy of '$P_APP' is running on this server: $holder; waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one; pulumi config set --path timeouts.lockWait 10m waits longer)"
     fi
     # said once per kind: a step of the other deploy (the lock), then its lease between its steps
     [ "$logged" = "$kind" ] || log "waiting for another deploy of '$P_APP' on this server to finish ($holder)…"

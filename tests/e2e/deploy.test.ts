@@ -264,6 +264,28 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual(cleared.status, 0, cleared.output);
   });
 
+  // issue 24: the wait for another deploy is a stack setting (timeouts.lockWait), not a server variable
+  it("another stack's deploy holding the app: the up waits timeouts.lockWait, then fails naming that deploy and the setting; nothing changed; the next up converges", async () => {
+    const live = stack.outputs().releaseId;
+    const expires = Math.floor(Date.now() / 1000) + 900;
+    server.ssh(`install -d -m 0700 /run/fdeploy && printf '%s' '{"deploy": "other-project/prod", "expires": ${expires}}' > /run/fdeploy/flaskapp.lease && chmod 0600 /run/fdeploy/flaskapp.lease`);
+    stack.setConfig("timeouts.lockWait", "10s");   // changes every step's command line: the up has steps to run
+    const t0 = Date.now();
+    const r = stack.up();
+    const secs = (Date.now() - t0) / 1000;
+    assert.notStrictEqual(r.status, 0, r.output);
+    assert.match(r.output, /waiting for another deploy of 'flaskapp' on this server to finish \(the deploy of stack other-project\/prod/);
+    assert.match(r.output, /another deploy of 'flaskapp' is running on this server: the deploy of stack other-project\/prod.*waited 1\ds.*timeouts\.lockWait/);
+    assert.ok(secs < 120, `the up gave up after the 10 s it was told to wait, not the default 120 s (${secs.toFixed(0)} s)`);
+    assert.strictEqual((await get(`${base}/health`)).json().release, live);
+    server.ssh("rm -f /run/fdeploy/flaskapp.lease");
+    const next = stack.up();
+    assert.strictEqual(next.status, 0, next.output);
+    stack.mustRun(["config", "rm", "--path", "timeouts.lockWait"]);
+    const back = stack.up();
+    assert.strictEqual(back.status, 0, back.output);
+  });
+
   it("renaming appName in place is refused at preview and up, before anything on the server changes", () => {
     stack.setConfig("appName", "renamed");
     try {

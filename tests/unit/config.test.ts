@@ -53,13 +53,13 @@ describe("config schema", () => {
       /flask-deploy:server\.hostKey: the key was scanned from other\.example\.com, not from app\.example\.com .*ssh-keyscan -t ed25519 app\.example\.com/);
   });
 
-  it("timeouts: defaults build 30m, releaseCommands 30m, default 5m, in seconds; a bad value names the key and the form", () => {
-    assert.deepStrictEqual(parseConfig(rawConfig(), PROJECT_DIR).timeouts, { build: 1800, releaseCommands: 1800, default: 300 });
-    assert.deepStrictEqual(parseConfig(rawConfig({ timeouts: { releaseCommands: "15s", default: "2h" } }), PROJECT_DIR).timeouts,
-      { build: 1800, releaseCommands: 15, default: 7200 });
+  it("timeouts: defaults build 30m, releaseCommands 30m, default 5m, lockWait 120s, in seconds; a bad value names the key and the form", () => {
+    assert.deepStrictEqual(parseConfig(rawConfig(), PROJECT_DIR).timeouts, { build: 1800, releaseCommands: 1800, default: 300, lockWait: 120 });
+    assert.deepStrictEqual(parseConfig(rawConfig({ timeouts: { releaseCommands: "15s", default: "2h", lockWait: "10m" } }), PROJECT_DIR).timeouts,
+      { build: 1800, releaseCommands: 15, default: 7200, lockWait: 600 });
     assert.match(errorOf({ timeouts: { build: "30" } }), /flask-deploy:timeouts\.build: expected a duration like 90s, 30m or 2h/);
     assert.match(errorOf({ timeouts: { default: "5s" } }), /flask-deploy:timeouts\.default: expected a duration from 10s to 24h/);
-    assert.match(errorOf({ timeouts: { releaseCommand: "1m" } }), /flask-deploy:timeouts\.releaseCommand: unknown setting \(a typo\?\); known: build, releaseCommands, default/);
+    assert.match(errorOf({ timeouts: { releaseCommand: "1m" } }), /flask-deploy:timeouts\.releaseCommand: unknown setting \(a typo\?\); known: build, releaseCommands, default, lockWait/);
   });
 
   it("accepts keepDataOnDestroy 'true' (destroy keeps the data anyway)", () => {

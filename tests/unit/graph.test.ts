@@ -107,21 +107,21 @@ describe("resource graph (index.ts under mocks)", function () {
       for (const field of ["create", "delete", "update"]) {
         const line: string | undefined = r.inputs[field];
         if (line === undefined) continue;
-        const supervise = `python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent supervise \\d+ ${r.name} timeouts\\.(build|releaseCommands|default) -- `;
+        const supervise = `python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent supervise \\d+ ${r.name} timeouts\\.(build|releaseCommands|default) --lock-wait 120 -- `;
         assert.match(line, new RegExp(`^${supervise}(bash \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/[a-z]+\\.sh (create|delete flaskapp)|python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent [a-z-]+)$`), `${r.name}.${field}: ${line}`);
         assert.ok(!line.includes("example.com") && !line.includes("s3cr3t"), `${r.name}.${field} holds a config value`);
       }
     }
   });
 
-  it("every remote step runs under the supervisor with its time limit: build 30m, release commands 30m, the rest 5m (plus their own waits)", () => {
-    const limit = (name: string) => Number(/ supervise (\d+) /.exec(byName(name).inputs.create)![1]);
+  it("every remote step runs under the supervisor with its time limit: build 30m, release commands 30m, the rest 5m (plus their own waits and the lock wait, 120 s)", () => {
+    const limit = (name: string) => Number(/ supervise (\d+) /.exec(byName(name).inputs.create)![1]) - 120;
     assert.strictEqual(limit("release-install"), 1800);
     assert.strictEqual(limit("base-setup"), 1800);
     assert.strictEqual(limit("env-file"), 300);
     assert.strictEqual(limit("nginx-site"), 300);
     assert.ok(limit("activation-switch") > 300, "the switch gets its health timeouts on top");
-    assert.match(byName("base-setup").inputs.delete, / supervise 300 base-setup timeouts\.default -- bash .*base\.sh delete flaskapp$/);
+    assert.match(byName("base-setup").inputs.delete, / supervise 420 base-setup timeouts\.default --lock-wait 120 -- bash .*base\.sh delete flaskapp$/);
   });
 
   it("lists each migration in the migration step's triggers, so preview shows new ones", () => {

@@ -1,6 +1,6 @@
 """supervise: every remote step's command line runs through this (components/remote-script.ts):
 
-    python3 -I -B <bundle>/agent supervise SECONDS STEP SETTING -- PROGRAM ARGS…
+    python3 -I -B <bundle>/agent supervise SECONDS STEP SETTING [--lock-wait N] -- PROGRAM ARGS…
 
 It starts PROGRAM in its own session (so its own process group) with stdin, stdout and stderr
 passed through untouched (stdin carries the step's JSON parameters; the supervisor never reads it),
@@ -12,6 +12,8 @@ and stops the whole group — SIGTERM, GRACE seconds, SIGKILL — when
 The supervisor holds no lock: the step takes the deploy lock itself, so the lock goes with the
 step's processes. What a step started outside its group (systemd units, containers) is not touched;
 a step that waits on a unit stops it when it gets SIGTERM (lib.sh run_unit).
+--lock-wait N (config timeouts.lockWait) reaches the step as FDEPLOY_LOCK_WAIT: how long it waits for
+another deploy's lock or lease (lib.sh with_deploy_lock, lock.py); SECONDS includes it.
 Exit status: the step's own; 124 when the limit hit, 129 when the session ended, 143 on a signal."""
 import ctypes
 import os
@@ -36,10 +38,15 @@ def duration(seconds: int) -> str:
     return "%ds" % seconds
 
 
-def parse(argv: Sequence[str]) -> Tuple[int, str, str, List[str]]:
-    if len(argv) < 5 or argv[3] != "--" or not argv[0].isdigit() or int(argv[0]) < 1:
-        raise ValueError("usage: supervise SECONDS STEP SETTING -- PROGRAM ARGS…")
-    return int(argv[0]), argv[1], argv[2], list(argv[4:])
+def parse(argv: Sequence[str]) -> Tuple[int, str, str, Optional[int], List[str]]:
+    argv = list(argv)
+    lock_wait = None
+    if len(argv) > 5 and argv[3] == "--lock-wait" and argv[4].isdigit():
+        lock_wait = int(argv[4])
+        del argv[3:5]
+    if len(argv) < 5 or argv[3] != "--" or not argv[0].isdigit() or int(argv[0]) < 1 or int(argv[0]) <= (lock_wait or 0):
+        raise ValueError("usage: supervise SECONDS STEP SETTING [--lock-wait N] -- PROGRAM ARGS… (SECONDS > N)")
+    return int(argv[0]), argv[1], argv[2], lock_wait, list(argv[4:])
 
 
 def _parent_death_signal() -> None:
@@ -76,7 +83,7 @@ def stop_group(child: "subprocess.Popen[bytes]", grace: float, clock: Callable[[
             time.sleep(0.05)
 
 
-def run(limit: int, step: str, setting: str, cmd: List[str], grace: float = GRACE,
+def run(limit: int, step: str, setting: str, cmd: List[str], grace: float = GRACE, lock_wait: Optional[int] = None,
         session_fds: Sequence[int] = (1, 2), stderr: TextIO = sys.stderr,
         clock: Callable[[], float] = time.monotonic, note: Optional[Callable[[str], None]] = None) -> int:
     stopped: List[int] = []
@@ -87,6 +94,8 @@ def run(limit: int, step: str, setting: str, cmd: List[str], grace: float = GRAC
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
     env = dict(os.environ, FDEPLOY_STEP_LIMIT=str(limit))
+    if lock_wait is not None:
+        env["FDEPLOY_LOCK_WAIT"] = str(lock_wait)
     try:
         child = subprocess.Popen(cmd, start_new_session=True, env=env, preexec_fn=_parent_death_signal)
     except OSError as e:
@@ -130,7 +139,7 @@ def run(limit: int, step: str, setting: str, cmd: List[str], grace: float = GRAC
     if reason == "limit":
         message = ("step %s did not finish within its time limit of %s (config %s): stopped it and every process it started "
                    "(SIGTERM, then SIGKILL after %gs) and released its deploy lock; a step before the switch changed nothing live. "
-                   "If it needs longer, raise the limit: pulumi config set --path %s 1h" % (step, duration(limit), setting, grace, setting))
+                   "If it needs longer, raise the limit: pulumi config set --path %s 1h" % (step, duration(limit - (lock_wait or 0)), setting, grace, setting))
         code = EXIT_LIMIT
     elif reason == "session":
         message = "step %s: its SSH session ended (the deploy was cancelled or lost its connection): stopping it and every process it started" % step
@@ -156,9 +165,9 @@ def _syslog(message: str) -> None:
 
 def main(argv: Sequence[str], stderr: TextIO = sys.stderr) -> int:
     try:
-        limit, step, setting, cmd = parse(argv)
+        limit, step, setting, lock_wait, cmd = parse(argv)
     except ValueError as e:
         print("error: %s" % e, file=stderr)
         return 2
     grace = os.environ.get("FDEPLOY_SUPERVISE_GRACE", "")   # tests only
-    return run(limit, step, setting, cmd, grace=float(grace) if grace.isdigit() else GRACE, stderr=stderr)
+    return run(limit, step, setting, cmd, grace=float(grace) if grace.isdigit() else GRACE, lock_wait=lock_wait, stderr=stderr)
