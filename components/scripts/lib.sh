@@ -80,12 +80,12 @@ atomic_symlink() {
 # (/run/lock is world-writable: an app could hold the lock or plant symlinks there).
 LOCK_DIR=/run/fdeploy
 with_deploy_lock() {
-  local lock="$LOCK_DIR/$P_APP.lock" waited=0
-  root_dir "$LOCK_DIR" 0700
-  exec 9>"$lock"
+  local lock waited=0
+  # the lock is a root-only folder (the agent's lock.py says why), opened read-only to flock it
+  lock=$(agent lock-prepare --field path <<<"$P_RAW") || exit 1
+  exec 9<"$lock"
   # fd 9 is inherited by this script's children: no process of another user may get it (run_as
-  # closes it; the mode stops a reopen of a descriptor that leaked all the same, through /proc)
-  chmod 0600 "$lock"
+  # closes it; the folder's mode stops a reopen of a descriptor that leaked all the same, through /proc)
   # the flock serialises steps; a deploy's lease (the agent's lease-take: DEPLOY in the parameters)
   # keeps another deploy's steps from running between two of its steps: let the flock go, wait
   local holder kind logged=""

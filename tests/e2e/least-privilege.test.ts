@@ -122,6 +122,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
 
   it("4. the deploy lock: the app can neither hold it nor plant it", async () => {
     assert.notStrictEqual(asApp(A, `exec 9>/run/fdeploy/${A}.lock && flock -n 9`).status, 0, "the app opened the lock");
+    assert.notStrictEqual(asApp(A, `exec 9</run/fdeploy/${A}.lock && flock -n 9`).status, 0, "the app opened the lock folder");
     assert.notStrictEqual(asApp(A, "touch /run/fdeploy/x").status, 0, "the app writes into the lock folder");
     // the old lock path: an app holding it (forever) does not delay a deploy
     server.ssh(`setsid runuser -u ${A} -- sh -c 'exec 9>/run/lock/fdeploy-${A}.lock; flock 9; sleep 600' </dev/null >/dev/null 2>&1 &`);
@@ -335,7 +336,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     const ok = step(A, "state.sh", ["read"], { APP: A }, "FDEPLOY_LOCK_WAIT=10 ");
     assert.strictEqual(ok.status, 0, ok.stderr);
     const files = server.ssh(`stat -c '%n %a' ${lock}; ls ${lock}.owner 2>&1 || true; cat ${lock}.last`);
-    assert.match(files, new RegExp(`${lock} 600`), "the lock file is root's alone");
+    assert.match(files, new RegExp(`${lock} 700`), "the lock folder is root's alone");
     assert.match(files, /No such file/, `the owner record outlived the lock: ${files}`);
     assert.match(files, /^\d+ \d{4}-\d\d-\d\dT\S+Z root$/m, files);
     rows.push("| hold the deploy lock as the app user with a stale owner record naming root | the error names the holder (pid, user app, `sleep 120`); the record goes on release; the lock file is 0600 |");

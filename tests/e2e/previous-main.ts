@@ -16,11 +16,12 @@ export interface PreviousMain {
 
 /** The mains an upgrade e2e starts from: the last one on the stand-in plugin (AssetArchive
  * uploads, the environment in shared/.env), the first on the official parts (before the
- * least-privilege users, shared venvs and maintenance mode), and the last one that landed. */
+ * least-privilege users, shared venvs and maintenance mode), and the last one that landed (the
+ * last to open the deploy lock as a file: it is refused on a server this tree converted). */
 export const PREVIOUS_MAINS: PreviousMain[] = [
   { commit: "6ffbd1e4207ac27080004bd0facdc0856893c7b9", standIn: true },
   { commit: "e175d17", standIn: false },
-  { commit: "a5674a5", standIn: false },
+  { commit: "1cda714", standIn: false },
 ];
 const COMMAND_VERSION = "1.2.1";
 

@@ -93,4 +93,29 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
     assert.deepStrictEqual(changed(r.output), []);
     assert.doesNotMatch(r.output, /(created|updated|replaced)/);
   });
+
+  // issue 24: a deploy by the previous main against a server this tree converted fails before it
+  // changes anything (its first lock meets the lock folder), instead of writing its layout back
+  if (i === PREVIOUS_MAINS.length - 1) it("the previous main's up against the converted server fails before it changes anything; this tree's next up converges", async () => {
+    const snapshot = () => server.ssh("cd / && find /etc/fdeploy /etc/systemd/system /etc/nginx/sites-enabled /srv/flaskapp " +
+      "-path /srv/flaskapp/shared -prune -o \\( -name 'fdeploy*' -o -path '/etc/fdeploy*' -o -path '/srv/flaskapp*' \\) " +
+      "-printf '%p %y %m %U:%G %s %T@ %l\\n' | sort; getfacl -p /srv/flaskapp 2>/dev/null; sha256sum /srv/flaskapp/shared/db/app.sqlite3");
+    const before = snapshot();
+    const release = (await get(`${base()}/health`)).json().release;
+    stack.projectDir = oldTree.dir;
+    stack.env.PULUMI_HOME = oldTree.pulumiHome;
+    stack.setConfig("env.APP_GREETING", "from the previous main");   // a change it would put live
+    const old = stack.up();
+    assert.notStrictEqual(old.status, 0, old.output);
+    assert.match(old.output, /Is a directory/);
+    assert.match(old.output, /\/run\/fdeploy\/flaskapp\.lock/);
+    assert.strictEqual(snapshot(), before, "the previous main changed the converted server");
+    assert.strictEqual((await get(`${base()}/health`)).json().release, release);
+    stack.projectDir = PROJECT_DIR;
+    stack.env.PULUMI_HOME = process.env.PULUMI_HOME;
+    stack.mustRun(["config", "rm", "env.APP_GREETING"]);
+    const next = stack.up();
+    assert.strictEqual(next.status, 0, next.output);
+    assert.strictEqual((await get(`${base()}/health`)).json().release, release);
+  });
 }));

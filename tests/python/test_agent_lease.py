@@ -79,8 +79,7 @@ def test_a_bad_deploy_id_is_refused(host):
 
 def test_a_wait_that_moves_from_the_lock_to_the_lease_says_so(host, tmp_path):
     import fcntl
-    path = tmp_path / "run/fdeploy/shop.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(lock.prepare(host, "shop"), os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)          # the other deploy's step runs …
     lease.take(host, "shop", A)
     lines = []

@@ -129,9 +129,9 @@ def test_bad_stdin_and_unknown_verb(host):
 
 
 def test_a_held_lock_names_its_real_holder(host, tmp_path):
-    (tmp_path / "run/fdeploy").mkdir(mode=0o700)
     path = tmp_path / "run/fdeploy/shop.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    path.mkdir(mode=0o700, parents=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         waits = []

@@ -28,6 +28,7 @@ VERBS: Dict[str, Verb] = {
     "canary-slot": report.canary_slot,
     "slot-env": gunicorn.slot_env,
     "lock-holder": lock.lock_holder,
+    "lock-prepare": lock.lock_prepare,
     "shared-relink": shared_links.shared_relink,
     "lease-take": lease.lease_take,
     "lease-renew": lease.lease_renew,

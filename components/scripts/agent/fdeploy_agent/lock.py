@@ -1,21 +1,75 @@
 """One deploy at a time per app on this server: an flock on /run/fdeploy/<app>.lock, the same
 lock the bash steps take (lib.sh with_deploy_lock). /run/fdeploy is root's (0700): no app can
-open, hold or pre-create it. The descriptor is close-on-exec: no child (least of all one that
+open, hold or pre-create it.
+The lock is a FOLDER (flock on its read-only descriptor). Versions up to 1cda714 opened it as a
+file for writing: on a server this version has deployed to, a deploy by such a version fails at
+its first lock ("Is a directory") before it changes anything, instead of writing the old layout
+over the new one. prepare() converts the old lock file once, and a tmpfiles.d entry re-creates the
+folder at boot (/run is a tmpfs). The descriptor is close-on-exec: no child (least of all one that
 runs as the app user) inherits it. A message about a held lock names the process that really
 holds it, asked of the kernel (lock-holder: also what lib.sh prints)."""
 import fcntl
 import os
 import pwd
+import stat
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List
 
 from .app import check_name
 from .errors import AgentError
-from .fsutil import own_dir
+from .fsutil import own_dir, write_atomic
 from .host import Host
 
 LOCK_DIR = "/run/fdeploy"
+TMPFILES = "/etc/tmpfiles.d/fdeploy-lock-%s.conf"
+
+
+def lock_path(host: Host, app: str) -> str:
+    return host.path("%s/%s.lock" % (LOCK_DIR, app))
+
+
+def prepare(host: Host, app: str, sleep: Callable[[float], None] = time.sleep, wait_seconds: float = 30) -> str:
+    """The app's lock folder (root's, 0700), converted from an older version's lock file, and its
+    tmpfiles.d entry. An old lock file held by a step is waited for (the conversion holds it while
+    it swaps the file for the folder, so no step ever holds the lock on the file it replaced)."""
+    own_dir(host.path(LOCK_DIR), 0o700)
+    path = lock_path(host, app)
+    waited = 0.0
+    while True:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            break
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise AgentError("%s is not the deploy lock this version uses (a folder owned by root); remove it: rm %s" % (path, path))
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                os.unlink(path)
+        except BlockingIOError:
+            if waited >= wait_seconds:
+                raise AgentError("the old deploy lock file %s is held by %s; waited %ds" % (path, holder(path), waited))
+            sleep(0.2)
+            waited += 0.2
+        finally:
+            os.close(fd)
+    own_dir(path, 0o700)
+    os.makedirs(host.path(os.path.dirname(TMPFILES)), 0o755, exist_ok=True)
+    write_atomic(host.path(TMPFILES % app), ("d %s 0700 root root -\nd %s/%s.lock 0700 root root -\n" % (LOCK_DIR, LOCK_DIR, app)).encode(), 0o644)
+    return path
+
+
+def open_lock(host: Host, app: str, sleep: Callable[[float], None], wait_seconds: float) -> int:
+    """A close-on-exec, read-only descriptor of the app's lock folder (prepare()d), to flock."""
+    return os.open(prepare(host, app, sleep, wait_seconds), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
 def holder(path: str, proc: str = "/proc") -> str:
@@ -70,9 +124,8 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
     """The flock, and with DEPLOY the deploy's lease too (lease.py): another deploy's lease that
     still holds is waited for like the flock, without holding it."""
     from . import lease   # lease.py uses LOCK_DIR
-    own_dir(host.path(LOCK_DIR), 0o700)
-    path = host.path("%s/%s.lock" % (LOCK_DIR, app))
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    path = lock_path(host, app)
+    fd = open_lock(host, app, sleep, wait_seconds)
     try:
         waited, logged = 0.0, ""
         while True:
@@ -104,4 +157,9 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
 
 def lock_holder(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
     """params APP: who holds the app's deploy lock now (lib.sh with_deploy_lock's message, fdeploy lock)."""
-    return {"holder": holder(host.path("%s/%s.lock" % (LOCK_DIR, check_name(params.get("APP")))))}
+    return {"holder": holder(lock_path(host, check_name(params.get("APP"))))}
+
+
+def lock_prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
+    """params APP: the app's lock folder, ready to flock (lib.sh with_deploy_lock opens it)."""
+    return {"path": prepare(host, check_name(params.get("APP")), wait_seconds=lock_wait)}
