@@ -7,17 +7,22 @@
 // to it with the stack's strategy and health check (nothing uploaded or installed), then brings the
 // schema down to the version it ran with (after a backup). State, outputs and preview stay true:
 // the pinned release is what the program deploys until `--forward` removes the pin.
+// Before it runs, the server measures what the down migrations would drop (the agent's
+// rollback-loss, on a copy of the database); a rollback that loses data asks first (--yes: don't ask).
 import { Command } from "commander";
 import { DeployConfig } from "../../components/config";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
+import { describeLoss, RollbackLoss } from "../lib/rollback-loss";
 import { connectionFromFile, pulumi, runOnServer, sameConnection, stackConfigAsync, stackRef } from "../lib/stack";
+import * as readline from "readline";
 
 export function register(program: Command): void {
   stackCommand(program, "rollback", "switch to an earlier kept release (a pulumi up with the release pinned)")
     .option("--to <release>", "this kept release (12 hex characters; see fdeploy releases) instead of one step back")
     .option("--forward", "remove the pin: deploy appDir's release again")
-    .action(async (opts: StackOpts & { to?: string; forward?: boolean }) => {
+    .option("--yes", "roll back even when its down migrations drop data (they are listed; a backup is taken first)")
+    .action(async (opts: StackOpts & { to?: string; forward?: boolean; yes?: boolean }) => {
       const to = opts.to ?? "";
       if (to && !/^[0-9a-f]{12}$/.test(to)) {
         throw new FdeployError(`--to: expected a release id (12 hex characters, see fdeploy releases), got '${to}'`, 2);
@@ -54,6 +59,7 @@ export function register(program: Command): void {
       if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
       const t: { release: string; schema: number; live: string } = JSON.parse(line);
       if (!/^[0-9a-f]{12}$/.test(t.release)) throw new FdeployError(`rollback: the server named no release to go to (${line}); nothing changed`);
+      await confirmLoss(cfg, t.schema, !!opts.yes, stack);
       console.log(`rolling back stack ${stack} on ${s.user}@${s.host}: ${t.live} -> ${t.release} (schema version ${t.schema})`);
       try {
         // one CLI start: `up --config` saves the pin to the stack's config first (also when the up fails), then deploys
@@ -65,4 +71,28 @@ export function register(program: Command): void {
       console.log(`\nRelease ${t.release} is live and pinned by the stack's \`release\` setting; another rollback steps further back,`);
       console.log(`\`fdeploy rollback --stack ${stack} --forward\` deploys appDir's release again.`);
     });
+}
+
+/** Prints what the rollback's down migrations drop; when they lose data, asks (a terminal) or
+ * stops before anything changed (no terminal, no --yes). */
+async function confirmLoss(cfg: Pick<DeployConfig, "appName" | "server">, schema: number, yes: boolean, stack: string): Promise<void> {
+  const r = runOnServer(cfg, "agent", "rollback-loss", { APP: cfg.appName, TO: schema }, { capture: true, keepStderr: true });
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  if (r.status !== 0 || !line.startsWith("{")) {
+    if (r.stderr) process.stderr.write(r.stderr);
+    if (yes) return;
+    throw new FdeployError(`rollback: stopped before anything changed: the server could not tell what the down migrations to schema version ${schema} ` +
+      `drop (the lines above say why). Run again with --yes to roll back without that check.`, 2);
+  }
+  const { lines, losesData } = describeLoss(JSON.parse(line) as RollbackLoss);
+  for (const l of lines) console.log(l);
+  if (!losesData || yes) return;
+  if (process.stdin.isTTY && process.stdout.isTTY) {
+    const rl = readline.createInterface({ input: process.stdin, output: process.stdout });
+    const answer = await new Promise<string>((resolve) => rl.question("Roll back and drop that data? Type yes to go on: ", resolve));
+    rl.close();
+    if (answer.trim() === "yes") return;
+  }
+  throw new FdeployError(`rollback: stopped before anything changed: its down migrations drop the data listed above. ` +
+    `Roll back anyway with: fdeploy rollback --stack ${stack} --yes (or deploy a fix forward instead).`, 2);
 }

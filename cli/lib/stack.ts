@@ -155,8 +155,8 @@ export function runOnServer(cfg: Pick<DeployConfig, "appName" | "server">, scrip
   // only a server no deploy of this version switched yet has none: then the newest upload
   const run = `bash -c 'd=.fdeploy/${app}/live-scripts/; [ -d "$d" ] || d=$(ls -td .fdeploy/${app}/scripts-*/ 2>/dev/null | head -n1); ` +
     `[ -n "$d" ] || { echo "error: app ${app} is not deployed on this server (no scripts in ~/.fdeploy/${app})" >&2; exit 3; }; ` +
-    `[ -f "\${d}${script}" ] || { echo "error: the scripts on this server predate ${script}: run pulumi up once to upload the current ones" >&2; exit 4; }; ` +
-    `exec bash "\${d}${script}" "$@"' fdeploy ${[verb, ...(opts.args ?? [])].join(" ")}`;
+    `[ -e "\${d}${script}" ] || { echo "error: the scripts on this server predate ${script}: run pulumi up once to upload the current ones" >&2; exit 4; }; ` +
+    `exec ${script === "agent" ? "python3 -I -B" : "bash"} "\${d}${script}" "$@"' fdeploy ${[verb, ...(opts.args ?? [])].join(" ")}`;
   const input = Buffer.concat([Buffer.from(opts.tty ? "" : JSON.stringify(params) + "\n"), opts.stdin ?? Buffer.alloc(0)]);
   const r = pinnedSsh(cfg.server, run, { input, inherit: !opts.capture, tty: opts.tty });
   if (opts.capture && r.stderr && !opts.keepStderr) process.stderr.write(r.stderr);

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """SQLite migration runner (standard library only; runs on the server).
 
-usage: migrate.py [--db PATH] --dir DIR [--backup-dir DIR] [--keep N] check|status|up|down --to N
+usage: migrate.py [--db PATH] --dir DIR [--backup-dir DIR] [--keep N] check|status|up|down --to N|loss --to N
 
 Exit codes: 0 ok (also "nothing to do"), 1 a migration or the database failed
 (the failing migration was rolled back), 2 bad usage or invalid migrations
 directory, 3 refused (applied migration changed or missing, or the database is
 newer than this release), 75 another runner holds the lock.
 
-stdout: `check` prints one JSON line. `status`, `up` and `down` end a successful
+stdout: `check` and `loss` print one JSON line. `status`, `up` and `down` end a successful
 run (exit 0) with the line `schema_version=N`; `status` prints one JSON line
 before it. Every other message goes to stderr.
 """
@@ -21,6 +21,7 @@ import re
 import sqlite3
 import stat
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -388,6 +389,87 @@ def cmd_down(args):
     return 0
 
 
+# ---------------------------------------------------------------- loss: what a down would drop
+
+def _tables(conn):
+    """{table: {"rows": N, "columns": {column: (values, non_default)}}} of the user's tables."""
+    out = {}
+    for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                             "AND name != 'schema_migrations'").fetchall():
+        q = '"%s"' % t.replace('"', '""')
+        cols = {}
+        for _cid, c, _type, _notnull, dflt, _pk in conn.execute("PRAGMA table_info(%s)" % q).fetchall():
+            qc = '"%s"' % c.replace('"', '""')
+            values = conn.execute("SELECT COUNT(*) FROM %s WHERE %s IS NOT NULL" % (q, qc)).fetchone()[0]
+            # a value equal to the column's default loses nothing when the column goes
+            other = conn.execute("SELECT COUNT(*) FROM %s WHERE %s IS NOT NULL AND %s IS NOT (%s)" % (q, qc, qc, dflt)).fetchone()[0] \
+                if dflt is not None else values
+            cols[c] = (values, other)
+        out[t] = {"rows": conn.execute("SELECT COUNT(*) FROM %s" % q).fetchone()[0], "columns": cols}
+    return out
+
+
+def _lost(before, after):
+    """What went from BEFORE to AFTER: tables (with their rows), columns (with their values that are
+    not the default) and rows of tables that stay."""
+    lost = []
+    for t, b in sorted(before.items()):
+        a = after.get(t)
+        if a is None:
+            lost.append({"table": t, "rows": b["rows"]})
+            continue
+        for c, (values, other) in sorted(b["columns"].items()):
+            if c not in a["columns"]:
+                lost.append({"table": t, "column": c, "values": values, "nonDefault": other})
+        if a["rows"] < b["rows"]:
+            lost.append({"table": t, "rowsDeleted": b["rows"] - a["rows"]})
+    return lost
+
+
+def cmd_loss(args):
+    """What `down --to N` would drop, found by running its down migrations on a copy of the
+    database (a temporary file beside the backups, removed after): per migration, the tables and
+    columns that go and the rows that go with them. The database itself is only read."""
+    migrations = load_migrations(args.dir)
+    check_files(args.db)
+    result = {"to": args.to, "downs": []}
+    if not os.path.exists(args.db):
+        print(json.dumps(result))
+        return 0
+    src = sqlite3.connect(args.db, isolation_level=None, timeout=5)
+    bdir = Path(args.backup_dir)
+    bdir.mkdir(mode=0o770, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".loss-", suffix=".sqlite3", dir=bdir)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            src.backup(conn)
+            src.close()
+            applied = read_applied(conn)
+            problems = find_problems(migrations, applied)
+            if problems:
+                raise Exit(EXIT_REFUSED, "cannot tell what a rollback of {} drops:\n  {}".format(args.db, "\n  ".join(problems)))
+            result["from"] = current_version(applied)
+            state = _tables(conn)
+            for m in [m for m in reversed(migrations) if m.version in applied and m.version > args.to]:
+                run_in_transaction(conn, m.down_path, m.down_path.read_bytes(),
+                                   lambda c, v=m.version: c.execute("DELETE FROM schema_migrations WHERE version = ?", (v,)))
+                now = _tables(conn)
+                result["downs"].append({"version": m.version, "name": m.name, "lost": _lost(state, now)})
+                state = now
+        finally:
+            conn.close()
+    finally:
+        for p in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+    print(json.dumps(result))
+    return 0
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Apply SQLite migrations safely.")
     p.add_argument("--db", help="SQLite database file (not needed for check)")
@@ -400,6 +482,8 @@ def parse_args(argv):
     sub.add_parser("up", help="apply all pending migrations")
     down = sub.add_parser("down", help="revert migrations above --to")
     down.add_argument("--to", type=int, required=True, help="target version")
+    loss = sub.add_parser("loss", help="what down --to N would drop (run on a copy; one JSON line)")
+    loss.add_argument("--to", type=int, required=True, help="target version")
     args = p.parse_args(argv)
     if args.command != "check" and not args.db:
         p.error(f"--db is required for {args.command}")
@@ -412,7 +496,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    commands = {"check": cmd_check, "status": cmd_status, "up": cmd_up, "down": cmd_down}
+    commands = {"check": cmd_check, "status": cmd_status, "up": cmd_up, "down": cmd_down, "loss": cmd_loss}
     try:
         return commands[args.command](args)
     except Exit as e:

@@ -155,7 +155,18 @@ def marker():
     const history = stack.outputs().releaseHistory;
     assert.strictEqual(history[history.length - 1].releaseId, newest);
 
-    const rb = stack.rollback();
+    // issue 34: a rollback whose down migration drops data says what, and stops without --yes
+    const note = await get(`${base}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: "pinned" }) });
+    assert.strictEqual(note.status, 201, note.text);
+    server.ssh(`runuser -u flaskapp -- python3 -c 'import sqlite3; c = sqlite3.connect("/srv/flaskapp/shared/db/app.sqlite3"); c.execute("UPDATE notes SET pinned = 1 WHERE id = ${note.json().id}"); c.commit()'`);
+    const refused = stack.rollback();
+    assert.notStrictEqual(refused.status, 0, refused.output);
+    assert.match(refused.output, /0003_add_notes_pinned: drops column notes\.pinned \(1 row holds a value other than its default\)/);
+    assert.match(refused.output, /backs the database up into \/srv\/flaskapp\/shared\/backups\//);
+    assert.match(refused.output, /stopped before anything changed: its down migrations drop the data listed above.*--yes/);
+    assert.strictEqual((await get(`${base}/health`)).json().schema_version, 3, "the refused rollback changed the schema");
+    assert.strictEqual(stack.outputs().releaseId, newest);
+    const rb = stack.rollback("--yes");
     assert.strictEqual(rb.status, 0, rb.output);
     const h = (await get(`${base}/health`)).json();
     assert.strictEqual(h.release, releases["blue-green"], "the previous healthy release is live again");

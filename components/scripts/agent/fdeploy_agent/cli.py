@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, slotuser, staging, supervise
+from . import gunicorn, lease, live, lock, mounts, preflight, release, report, rollback_loss, shared_links, shellparams, slotuser, staging, supervise
 from .errors import AgentError
 from .host import Host
 
@@ -29,6 +29,7 @@ VERBS: Dict[str, Verb] = {
     "slot-env": gunicorn.slot_env,
     "lock-holder": lock.lock_holder,
     "lock-prepare": lock.lock_prepare,
+    "rollback-loss": rollback_loss.rollback_loss,
     "shared-relink": shared_links.shared_relink,
     "lease-take": lease.lease_take,
     "lease-renew": lease.lease_renew,
