@@ -27,8 +27,13 @@ export function copyMigrations(name: string): { dir: string; rel: string } {
   return { dir, rel };
 }
 
+/** One request on a connection of its own, like a new visitor: a kept-alive one could be reused just
+ * as nginx closes it (a reload closes idle connections; a synchronous pulumi run in between keeps the
+ * client's idle timer from discarding it first), which is the client's race, not a failed request. */
 export async function get(url: string, init?: RequestInit): Promise<{ status: number; text: string; json(): any }> {
-  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(10000) });
+  const headers = new Headers(init?.headers);
+  headers.set("connection", "close");
+  const r = await fetch(url, { ...init, headers, signal: AbortSignal.timeout(10000) });
   const text = await r.text();
   return { status: r.status, text, json: () => JSON.parse(text) };
 }
