@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-bash scripts/setup.sh
+bash scripts/setup.sh deploy   # what a deploy needs; the tests' tools come with npm test
 # The dev stack's secrets are encrypted in the committed Pulumi.dev.yaml with a documented,
 # dev-only passphrase (README "The dev stack"), so this command never rewrites a tracked file. A
 # passphrase of your own (PULUMI_CONFIG_PASSPHRASE or _FILE) wins.
@@ -19,6 +19,8 @@ if [ "$FDEPLOY_PULUMI" = official ] && ! pulumi whoami >/dev/null 2>&1; then
 fi
 
 pulumi stack select dev 2>/dev/null || pulumi stack init dev
+# the Docker plugin only for a dev stack that runs the docker runtime
+if [ "$(pulumi config get runtime 2>/dev/null)" = docker ]; then bash toolchain/docker-plugin.sh; fi
 if pulumi config get --path server.host >/dev/null 2>&1; then
   :  # the dev stack has a server of its own
 elif grep -qx dev <<<"$(bash tests/servers/testserver.sh list)" && [ -f .env ] &&

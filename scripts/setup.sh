@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# setup.sh — everything this project needs on a fresh Debian machine of this kind, idempotent
+# setup.sh [deploy|all] — what this project needs on a fresh Debian machine of this kind, idempotent
 # (a second run takes seconds): Debian packages, npm dependencies, the Pulumi toolchain and the
-# cached image for local test servers. Used by deploy-dev.sh, test.sh and .ci/run.
+# cached image for local test servers. `deploy` (deploy-dev.sh) stops there; `all` (the default:
+# test.sh, .ci/run) also builds what only the tests use: the Docker plugin, pebble, Litestream and
+# versitygw.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 t0=$SECONDS
+profile=${1:-all}
+[[ $profile =~ ^(deploy|all)$ ]] || { echo "usage: setup.sh [deploy|all]" >&2; exit 2; }
 step() { printf '\n== %s (setup at %ss)\n' "$*" $((SECONDS - t0)); }
 
 step "Debian packages"
@@ -31,13 +35,18 @@ echo "ok"
 step "Pulumi toolchain"
 bash toolchain/install.sh
 
-step "pebble (the e2e tests' ACME server)"
-bash toolchain/pebble.sh
-
-step "Litestream (offsite backups)"
-bash toolchain/litestream.sh
-bash toolchain/versitygw.sh   # the S3-compatible target of the backup e2e
-
 step "test server image"
 bash tests/servers/testserver.sh base
+
+if [ "$profile" = all ]; then
+  step "Docker plugin (runtime docker)"
+  bash toolchain/docker-plugin.sh
+
+  step "pebble (the e2e tests' ACME server)"
+  bash toolchain/pebble.sh
+
+  step "Litestream (offsite backups)"
+  bash toolchain/litestream.sh
+  bash toolchain/versitygw.sh   # the S3-compatible target of the backup e2e
+fi
 echo "setup done in $((SECONDS - t0))s"

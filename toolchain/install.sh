@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # toolchain/install.sh — make sure the official Pulumi CLI, its Node.js language host and the
-# official `command` resource plugin 1.2.1 and `docker` plugin 5.0.0 are at hand, without the official installer (not reachable
-# on this project's machines). See toolchain/README.md.
+# official `command` resource plugin 1.2.1 are at hand, without the official installer (not reachable
+# on this project's machines; the `docker` plugin: toolchain/docker-plugin.sh). See toolchain/README.md.
 #
 # - A `pulumi` already on PATH (a user's machine with the official CLI): nothing is built; the CLI
 #   bundles its language host and downloads the command plugin that @pulumi/command asks for.
@@ -14,10 +14,6 @@
 #     upstream/pulumi-resource-command    $FDEPLOY_UPSTREAM_DIR/build.sh from unmodified upstream
 #                                      sources (default ../shared/upstream); the plugin is then
 #                                      installed into PULUMI_HOME pinned to 1.2.1, as the CLI would.
-#     pulumi-docker/<version>/pulumi-resource-docker   the official Docker plugin, built once per
-#                                      version by $FDEPLOY_UPSTREAM_DIR/pulumi-docker/build.sh, at the
-#                                      version package.json pins for @pulumi/docker (the `docker`
-#                                      runtime, README "Docker runtime"); installed pinned likewise.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/env.sh"
 BIN=$FDEPLOY_CACHE/bin
@@ -63,18 +59,4 @@ if ! cmp -s "$UPSTREAM_OUT/pulumi-resource-command" "$plugin"; then
   pulumi plugin install resource command "$COMMAND_VERSION" --file "$UPSTREAM_OUT/pulumi-resource-command" >/dev/null
 fi
 
-# The official Docker plugin, at the version package.json pins for @pulumi/docker (its SDK asks for
-# exactly that plugin), built once per version outside PATH and installed pinned like the command plugin.
-DOCKER_VERSION=$(node -p 'require(process.argv[1]).dependencies["@pulumi/docker"]' "$FDEPLOY_ROOT/package.json")
-[[ $DOCKER_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "package.json pins no exact @pulumi/docker version ($DOCKER_VERSION)" >&2; exit 1; }
-DOCKER_BUILD=$FDEPLOY_UPSTREAM_DIR/pulumi-docker/build.sh
-grep -q "^VERSION=$DOCKER_VERSION\$" "$DOCKER_BUILD" 2>/dev/null ||
-  { echo "$DOCKER_BUILD does not build pulumi-resource-docker $DOCKER_VERSION (the version package.json pins for @pulumi/docker)" >&2; exit 1; }
-DOCKER_OUT=$FDEPLOY_CACHE/pulumi-docker/$DOCKER_VERSION
-bash "$DOCKER_BUILD" "$DOCKER_OUT"
-plugin=$PULUMI_HOME/plugins/resource-docker-v$DOCKER_VERSION/pulumi-resource-docker
-if ! cmp -s "$DOCKER_OUT/pulumi-resource-docker" "$plugin"; then
-  rm -rf "$PULUMI_HOME/plugins/resource-docker-v$DOCKER_VERSION"*
-  pulumi plugin install resource docker "$DOCKER_VERSION" --file "$DOCKER_OUT/pulumi-resource-docker" >/dev/null
-fi
-echo "pulumi $(pulumi version) with the official nodejs host, command plugin $COMMAND_VERSION and docker plugin $DOCKER_VERSION ready in $BIN (PULUMI_HOME=$PULUMI_HOME)"
+echo "pulumi $(pulumi version) with the official nodejs host and command plugin $COMMAND_VERSION ready in $BIN (PULUMI_HOME=$PULUMI_HOME)"
