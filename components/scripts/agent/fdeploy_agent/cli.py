@@ -35,6 +35,9 @@ VERBS: Dict[str, Verb] = {
     "slot-user": slotuser.set_slot_user,
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
+    "release-plan": release.release_plan,
+    "release-venv": release.release_venv,
+    "release-mark": release.release_mark,
 }
 
 
