@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, slotuser, staging, supervise
+from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_files, shared_links, shellparams, slotuser, staging, supervise
 from .errors import AgentError
 from .host import Host
 
@@ -38,6 +38,8 @@ VERBS: Dict[str, Verb] = {
     "release-plan": release.release_plan,
     "release-venv": release.release_venv,
     "release-mark": release.release_mark,
+    "shared-files": shared_files.shared_files,
+    "shared-steps": shared_files.shared_steps,
 }
 
 
