@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_files, shared_links, shellparams, slotuser, staging, supervise
+from . import gunicorn, lease, live, lock, migrate_plan, mounts, preflight, release, release_commands, report, service, shared_files, shared_links, shellparams, slotuser, staging, supervise
 from .errors import AgentError
 from .host import Host
 
@@ -40,6 +40,9 @@ VERBS: Dict[str, Verb] = {
     "release-mark": release.release_mark,
     "shared-files": shared_files.shared_files,
     "shared-steps": shared_files.shared_steps,
+    "release-commands-prepare": release_commands.prepare,
+    "migrate-plan": migrate_plan.migrate_plan,
+    "service-delete": service.service_delete,
 }
 
 
