@@ -93,4 +93,16 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
     assert.deepStrictEqual(changed(r.output), []);
     assert.doesNotMatch(r.output, /(created|updated|replaced)/);
   });
+
+  it("a code change after the upgrade reuses the venv the previous main built (the venv key is unchanged): nothing installed", async () => {
+    const venvs = () => server.ssh("ls /srv/flaskapp/venvs");
+    const before = venvs();
+    copyApp(name).edit("wsgi.py", (s) => s + "\n# a code change after the upgrade\n");
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /the venv of these requirements is built already/);
+    assert.doesNotMatch(r.output, /creating venv/);
+    assert.strictEqual(venvs(), before);
+    assert.strictEqual((await get(`${base()}/health`)).status, 200);
+  });
 }));

@@ -149,10 +149,13 @@ def test_fifos_sockets_and_links_in_shared(tmp_path):
     assert not (tmp_path / "out3").exists()             # checked first: no partial backup
 
 
-@pytest.mark.parametrize("keep,left", [(2, ["pre-release-3", "pre-release-4"]), (0, ["pre-release-1", "pre-release-2", "pre-release-3", "pre-release-4"])])
+ALL = ["pre-release-1", "pre-release-2", "pre-release-3", "pre-release-4", "pre-release-5"]
+
+
+@pytest.mark.parametrize("keep,left", [(2, ALL[3:]), (4, ALL[1:]), (9, ALL), (0, ALL)])
 def test_pruning_keeps_the_newest(tmp_path, keep, left):
     b = tmp_path / "backups"
-    for n in ("pre-release-1", "pre-release-3", "pre-release-2", "pre-release-4", "migrate-x"):
+    for n in ("pre-release-1", "pre-release-3", "pre-release-5", "pre-release-2", "pre-release-4", "migrate-x"):
         (b / n).mkdir(parents=True)
     prerelease_backup.prune(str(b), keep)
     assert sorted(os.listdir(str(b))) == sorted(left + ["migrate-x"])
