@@ -27,8 +27,8 @@ release=$APP_ROOT/releases/$P_RELEASE_ID
 # The backup: every SQLite file in shared/ (not backups/), by SQLite's online backup, as the new
 # release's slot user (no process of the live release can signal or trace it; root follows no path
 # in shared/), under a time limit; the oldest pre-release backups beyond KEEP_BACKUPS go. Sets
-# user, backup ("" when none was saved), restore (the advice when a command fails) and commands.
-user="" backup="" restore="" commands=()
+# user, restore (the advice when a command fails: where the backup is) and commands.
+user="" restore="" commands=()
 decided=$(agent release-commands-prepare --field shell <<<"$P_RAW") || exit 1
 eval "$decided"   # shell assignments, every value quoted by the agent (shlex)
 [ -n "$user" ] || fail "the agent chose no user for the release commands"

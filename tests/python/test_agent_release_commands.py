@@ -81,9 +81,9 @@ def test_prepare_takes_the_other_slot_user_and_backs_up_as_it(root):
     assert c.execute("SELECT count(*) FROM t").fetchone() == (2,)
     c.close()
     # the shell lines give bash the same values, whatever the commands hold
-    script = "\n".join(out["shell"]) + '\nprintf "%s\\0" "$user" "$backup" "${commands[@]}"'
+    script = "\n".join(out["shell"]) + '\nprintf "%s\\0" "$user" "$restore" "${commands[@]}"'
     got = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
-    assert got == ["shop_1", out["backup"], "flask db upgrade", "echo 'a b'\necho $HOME"]
+    assert got == ["shop_1", out["restore"], "flask db upgrade", "echo 'a b'\necho $HOME"]
 
 
 def test_the_backup_runs_as_the_slot_user_under_a_time_limit_and_never_as_root(root):

@@ -84,6 +84,6 @@ def prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock
     user = slotuser.new_release_user(host, {"APP": app.name}, log, lock_wait)["user"]
     result = dict(backup(host, app, user, rid, keep, log), user=user, commands=commands)
     result["restore"] = restore_hint(app, result["backup"])
-    result["shell"] = ["%s=%s" % (k, shlex.quote(str(result[k]))) for k in ("user", "backup", "restore")] + \
+    result["shell"] = ["%s=%s" % (k, shlex.quote(str(result[k]))) for k in ("user", "restore")] + \
         ["commands=(%s)" % " ".join(shlex.quote(c) for c in commands)]
     return result
