@@ -18,22 +18,21 @@ migrate() { # migrate DIR ARGS…: migrate.py as the new release's slot user (no
   run_as_app "$user" python3 "$APP_ROOT/migrations/migrate.py" --db "$APP_ROOT/shared/db/app.sqlite3" \
     --dir "$dir" --backup-dir "$APP_ROOT/shared/backups" --keep "$P_KEEP_BACKUPS" "$@"
 }
-if [ -n "${P_DOWN_TO_SCHEMA_OF:-}" ]; then
-  [[ $P_DOWN_TO_SCHEMA_OF =~ ^[0-9a-f]{12}$ && $P_KEEP_BACKUPS =~ ^[0-9]{1,3}$ ]] || fail "bad release id or backup count"
-  load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
-  with_deploy_lock
-  schema=$(schema_of_release "$P_DOWN_TO_SCHEMA_OF")
-  [[ $schema =~ ^[0-9]+$ ]] || fail "the schema version of release $P_DOWN_TO_SCHEMA_OF is unknown (it never went live here)"
-  [ -d "$APP_ROOT/migrations/current" ] || { echo "schema_version=0"; exit 0; }
-  migrate "$APP_ROOT/migrations/current" down --to "$schema"
-  exit 0
-fi
-[[ $P_MIGRATIONS =~ ^migrations-[0-9a-f]{12}$ ]] || fail "bad migrations upload '$P_MIGRATIONS'"
-[[ $P_KEEP_BACKUPS =~ ^[0-9]{1,3}$ ]] || fail "bad backup count '$P_KEEP_BACKUPS'"
 load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
 with_deploy_lock
-dir=$APP_ROOT/migrations/${P_MIGRATIONS#migrations-}
-if [ ! -d "$dir" ]; then
+# the agent's migrate-plan (it checks the parameters): "up" with the uploaded set (copied here
+# first when it is new), "down" (a rollback: the set in force down to the schema version the pinned
+# release last went live with), or "none" (no set was ever applied)
+plan() { agent migrate-plan --field "$1" <<<"$P_RAW"; }
+mode=$(plan mode) || exit 1
+case $mode in
+  none) echo "schema_version=0"; exit 0 ;;
+  down) migrate "$(plan dir)" down --to "$(plan schema)"; exit 0 ;;
+  up) ;;
+  *) fail "unknown migration mode '$mode'" ;;
+esac
+dir=$(plan dir)
+if [ "$(plan copy)" = True ]; then
   install -d -m 0755 "$APP_ROOT/migrations"
   rm -rf "$dir.tmp"; cp -a "$FDEPLOY_HOME/$P_MIGRATIONS" "$dir.tmp"
   chown -R root:root "$dir.tmp"; chmod -R u+rwX,go+rX,go-w "$dir.tmp"; mv "$dir.tmp" "$dir"

@@ -12,23 +12,21 @@
 #         RUNTIME (python, the default, or docker)
 . "$(dirname "$0")/lib.sh"
 load_params
-[[ $P_RELEASE_ID =~ ^[0-9a-f]{12}$ ]] || fail "bad release id '$P_RELEASE_ID'"
-runtime=${P_RUNTIME:-python}
-[[ $runtime =~ ^(python|docker)$ ]] || fail "bad runtime '$runtime'"
 load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+# the agent's release-plan (it checks the parameters): "installed" (nothing to do), "copy" the
+# upload, or "venv" (a release the docker runtime installed gets its venv); a pinned release that
+# is not kept, or a missing upload, is refused
+action=$(agent release-plan --field action <<<"$P_RAW") || exit 1
+if [ "$action" = installed ]; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
 src=$FDEPLOY_HOME/uploads/$P_RELEASE_ID
 dest=$APP_ROOT/releases/$P_RELEASE_ID
 marker=$dest/.fdeploy-release.json
-installed() { [ -f "$marker" ] && { [ "$runtime" = docker ] || [ -x "$dest/.venv/bin/gunicorn" ]; }; }
-if installed; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
-if [ -n "${P_PINNED:-}" ] && [ ! -d "$src" ] && [ ! -f "$marker" ]; then
-  fail "release $P_RELEASE_ID (pinned by the stack's \`release\` setting) is not kept on this server (kept: $(ls "$APP_ROOT/releases" 2>/dev/null | tr '\n' ' ')); pick a kept one, or \`pulumi config rm release\` to deploy appDir"
-fi
-[ -d "$src" ] || [ -f "$marker" ] || fail "upload $src is missing"
+runtime=${P_RUNTIME:-python}
 with_deploy_lock
 # another deploy of this app (another stack, or an interrupted run whose install finished) may have
 # installed it while this one waited for the lock: never remove a release that may already be live
-if installed; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
+action=$(agent release-plan --field action <<<"$P_RAW") || exit 1
+if [ "$action" = installed ]; then echo "release $P_RELEASE_ID already installed"; exit 0; fi
 
 # whatever stops the install before the marker (pip, a full disk, an error below) removes the
 # half-installed release, so it takes no space and is redone from scratch next time
@@ -58,7 +56,12 @@ trap cleanup EXIT
 die() { failed=1; fail "$@"; }
 
 started=$SECONDS
-if [ ! -f "$marker" ]; then   # else: installed by the docker runtime; only the venv is missing
+# the marker, written last (the agent's release-mark): without it the release is half-installed
+mark() {
+  printf '{"APP": "%s", "RELEASE_ID": "%s", "RUNTIME": "%s", "INSTALL_SECONDS": %d}' \
+    "$P_APP" "$P_RELEASE_ID" "$1" $((SECONDS - started)) | agent release-mark >/dev/null
+}
+if [ "$action" = copy ]; then   # else: installed by the docker runtime; only the venv is missing
 rm -rf "$dest"
 cp -a "$src" "$dest"
 rm -rf "$dest/.venv"
@@ -68,9 +71,7 @@ got=$(agent release-hash --field hash <<<"$P_RAW")
 [ "$got" = "$P_RELEASE_ID" ] || die "the upload of release $P_RELEASE_ID is incomplete or changed (its files hash to $got); run pulumi up again"
 chown -R root:root "$dest"; chmod -R u+rwX,go+rX,go-w "$dest"
 if [ "$runtime" = docker ]; then   # the image holds the venv (docker-image.ts)
-  printf '{"id": "%s", "installed_at": "%s", "install_seconds": %d, "runtime": "docker"}\n' \
-    "$P_RELEASE_ID" "$(date -u +%FT%TZ)" $((SECONDS - started)) >"$marker.tmp"
-  mv "$marker.tmp" "$marker"
+  mark docker || die "could not write the marker of release $P_RELEASE_ID"
   echo "release $P_RELEASE_ID installed (runtime docker) in $((SECONDS - started))s"
   exit 0
 fi
@@ -83,8 +84,10 @@ fi
 # code that later releases run; root never touches what the build user wrote except to delete it.
 builder=$(build_user "$P_APP")
 id -u "$builder" >/dev/null 2>&1 || die "the build user $builder is missing; deploy the base system again (base.sh create)"
-venv=$APP_ROOT/venvs/$( { cat "$dest/requirements.txt"; python3 -VV; } | sha256sum | cut -c1-12)
-pipvenv=$APP_ROOT/venvs/.pip
+# the agent's release-venv: venvs/<key>, whether it is built, and the seed (see below)
+venvinfo() { agent release-venv --field "$1" <<<"$P_RAW"; }
+venv=$(venvinfo venv) || die "could not choose the venv of release $P_RELEASE_ID"
+pipvenv=$(venvinfo pipvenv) || exit 1
 # as_builder WRITABLE <SCRIPT: sh reads SCRIPT (a constant of this file) on stdin, as the build
 # user, in a sandboxed transient unit that can write only WRITABLE; $VENV, $PIPVENV and $SEED in it
 # are the venvs. On stdin, not `sh -c`: systemd-run (>= 254) would expand every $word of a command
@@ -99,29 +102,7 @@ as_builder() {
     -p Environment=VENV="$venv" -p Environment=PIPVENV="$pipvenv" -p Environment=SEED="${seed:-}" \
     /bin/sh -s 2>&1
 }
-# plain_requirements FILE: its requirement lines, trimmed and sorted; fails unless every one is a
-# plain `name[extras] <op> version` (no -e/-r/-c/--option, path, URL, `@` reference or continuation)
-plain_requirements() {
-  local lines
-  lines=$(sed -e 's/#.*//' -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' "$1" | grep -v '^$' | sort -u) || true
-  ! grep -qE '^-|[/@:\\]' <<<"$lines" || return 1
-  printf '%s\n' "$lines"
-}
-# seed_venv: the live release's venv, when the new requirements only add plain lines to its and the
-# Python is the same: the new venv starts as a copy of its packages and pip installs only what was
-# added, so a dependency change costs about one package's install, not a whole venv's. Anything
-# else (a line removed or changed, an option, a path) builds from nothing: no package lingers.
-seed_venv() {
-  local live old o n
-  live=$(readlink -f "$APP_ROOT/current" 2>/dev/null) || return 0
-  old=$(readlink -f "$live/.venv" 2>/dev/null) || return 0
-  [ -f "$old/.fdeploy-built" ] && [ -f "$live/requirements.txt" ] && [ "$old" != "$venv" ] || return 0
-  grep -qE "^version(_info)? = $(python3 -V 2>&1 | cut -d' ' -f2)\$" "$old/pyvenv.cfg" 2>/dev/null || return 0
-  o=$(plain_requirements "$live/requirements.txt") && n=$(plain_requirements "$dest/requirements.txt") || return 0
-  [ -z "$(comm -23 <(printf '%s\n' "$o") <(printf '%s\n' "$n"))" ] || return 0
-  echo "$old"
-}
-if [ -f "$venv/.fdeploy-built" ]; then
+if [ "$(venvinfo built)" = True ]; then
   log "release $P_RELEASE_ID: the venv of these requirements is built already ($(basename "$venv")); nothing to install"
 else
   install -d -m 0755 "$APP_ROOT/venvs"
@@ -133,12 +114,15 @@ else
   # no runner (no --python): then each venv gets its own pip, as before.
   log "creating venv $(basename "$venv") and installing requirements for $P_RELEASE_ID (as $builder)"
   out=""
-  if [ ! -f "$pipvenv/.fdeploy-built" ]; then
+  if [ "$(venvinfo pip_built)" != True ]; then
     install -d -m 0755 -o "$builder" -g "$builder" "$pipvenv"
     out=$(as_builder "$pipvenv" <<<'{ python3 -m venv --clear "$PIPVENV" && touch "$PIPVENV/.fdeploy-built"; } </dev/null') ||
       out="$out (building the app's pip in $pipvenv failed)"
   fi
-  seed=$(seed_venv)
+  # the seed: the live release's venv, when the new requirements only add plain lines to its and the
+  # Python is the same (the agent's release-venv): the new venv starts as a copy of its packages and
+  # pip installs only what was added, so a dependency change costs about one package's install
+  seed=$(venvinfo seed) || exit 1
   [ -z "$seed" ] || log "the requirements add to those of the live release: starting from a copy of its venv ($(basename "$seed"))"
   # In the unit: the app's pip runs under the new venv's python through pip's own runner script
   # (what `pip --python` starts after a first pip start of its own: 0.2 s saved; pip >= 22.3 has it).
@@ -179,7 +163,5 @@ BUILD
 fi
 ln -sfn "$venv" "$dest/.venv"
 [ -x "$dest/.venv/bin/gunicorn" ] || die "gunicorn is not installed by requirements.txt (add gunicorn to it)"
-printf '{"id": "%s", "installed_at": "%s", "install_seconds": %d}\n' \
-  "$P_RELEASE_ID" "$(date -u +%FT%TZ)" $((SECONDS - started)) >"$marker.tmp"
-mv "$marker.tmp" "$marker"
+mark python || die "could not write the marker of release $P_RELEASE_ID"
 echo "release $P_RELEASE_ID installed in $((SECONDS - started))s"

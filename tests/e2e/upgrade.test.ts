@@ -94,6 +94,18 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
     assert.doesNotMatch(r.output, /(created|updated|replaced)/);
   });
 
+  it("a code change after the upgrade reuses the venv the previous main built (the venv key is unchanged): nothing installed", async () => {
+    const venvs = () => server.ssh("ls /srv/flaskapp/venvs");
+    const before = venvs();
+    copyApp(name).edit("wsgi.py", (s) => s + "\n# a code change after the upgrade\n");
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /the venv of these requirements is built already/);
+    assert.doesNotMatch(r.output, /creating venv/);
+    assert.strictEqual(venvs(), before);
+    assert.strictEqual((await get(`${base()}/health`)).status, 200);
+  });
+
   // issue 24: a deploy by the previous main against a server this tree converted fails before it
   // changes anything (its first lock meets the lock folder), instead of writing its layout back
   if (i === PREVIOUS_MAINS.length - 1) it("the previous main's up against the converted server fails before it changes anything; this tree's next up converges", async () => {

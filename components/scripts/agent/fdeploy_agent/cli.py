@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, rollback_loss, shared_links, shellparams, slotuser, staging, supervise
+from . import gunicorn, lease, live, lock, migrate_plan, mounts, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, slotuser, staging, supervise
 from .errors import AgentError
 from .host import Host
 
@@ -37,6 +37,14 @@ VERBS: Dict[str, Verb] = {
     "slot-user": slotuser.set_slot_user,
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
+    "release-plan": release.release_plan,
+    "release-venv": release.release_venv,
+    "release-mark": release.release_mark,
+    "shared-files": shared_files.shared_files,
+    "shared-steps": shared_files.shared_steps,
+    "release-commands-prepare": release_commands.prepare,
+    "migrate-plan": migrate_plan.migrate_plan,
+    "service-delete": service.service_delete,
 }
 
 

@@ -1,0 +1,54 @@
+"""The schema step's decisions (migrate.sh); the bash copies the upload and runs migrate.py as the
+new release's slot user.
+  migrate-plan  params APP, MIGRATIONS (migrations-<hash>), KEEP_BACKUPS: {"mode": "up", "dir",
+                "copy" (the set is not on the server yet)}
+                or APP, DOWN_TO_SCHEMA_OF (a release id), KEEP_BACKUPS (a rollback, after the
+                switch): {"mode": "down", "dir" (the set in force), "schema" (the version that
+                release last went live with)}, or {"mode": "none"} when no set was ever applied
+"""
+import os
+import re
+from typing import Any, Dict, Optional
+
+from . import app as apps
+from .errors import AgentError
+from .fsutil import read_regular
+from .host import Host
+from .release import check_id, server_link
+from .release_commands import check_keep
+
+
+def schema_of_release(history: str, rid: str) -> Optional[int]:
+    """The schema version release RID last went live with, from history.log's lines
+    `<time> <release id> live|failed strategy=<…> schema=<version>` (None: it never went live)."""
+    schema = None
+    for line in history.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[1] == rid and f[2] == "live":
+            v = f[4].replace("schema=", "", 1) if len(f) > 4 else ""
+            schema = int(v) if v.isdigit() else None
+    return schema
+
+
+def plan(host: Host, app: apps.App, params: Dict[str, Any]) -> Dict[str, Any]:
+    check_keep(params.get("KEEP_BACKUPS"))
+    migrations = app.root + "/migrations"
+    if params.get("DOWN_TO_SCHEMA_OF"):
+        rid = check_id(params.get("DOWN_TO_SCHEMA_OF"))
+        history = (read_regular(host.path(app.root + "/history.log")) or b"").decode(errors="replace")
+        schema = schema_of_release(history, rid)
+        if schema is None:
+            raise AgentError("the schema version of release %s is unknown (it never went live here)" % rid)
+        current = server_link(host, migrations + "/current")
+        if current is None or not os.path.isdir(host.path(current)):
+            return {"mode": "none", "schema": 0}
+        return {"mode": "down", "dir": migrations + "/current", "schema": schema}
+    upload = params.get("MIGRATIONS")
+    if not isinstance(upload, str) or not re.fullmatch(r"migrations-[0-9a-f]{12}", upload):
+        raise AgentError("bad migrations upload %r" % (upload,))
+    folder = "%s/%s" % (migrations, upload[len("migrations-"):])
+    return {"mode": "up", "dir": folder, "copy": not os.path.isdir(host.path(folder))}
+
+
+def migrate_plan(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
+    return plan(host, apps.load(host, apps.check_name(params.get("APP"))), params)

@@ -1,0 +1,110 @@
+"""The online backup before the release commands (release-commands.sh): every SQLite database in
+shared/ (not backups/) by SQLite's backup API, into DEST; the oldest pre-release backups beyond
+KEEP go. It runs as the new release's slot user, never root (root follows no path in shared/): the
+agent starts it as `python3 -I -B -c <this file> SHARED DEST KEEP` under runuser and timeout, so it
+imports nothing of the agent. Nothing the app put there can hang it: each file's type is checked
+before it is opened (a FIFO, socket or device is refused, naming it; a symlink is not backed up),
+opened O_NONBLOCK|O_NOFOLLOW and checked again. Prints how many databases it saved."""
+import errno
+import os
+import shutil
+import sqlite3
+import stat
+import sys
+from typing import List, Optional
+
+KIND = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
+SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
+class Refused(Exception):
+    pass
+
+
+def refuse(shared: str, p: str, mode: int) -> None:
+    raise Refused("%s is %s, not a regular file: remove it (as the app user) and deploy again"
+                  % (os.path.relpath(p, os.path.dirname(shared)), KIND.get(stat.S_IFMT(mode), "not a regular file")))
+
+
+def header(shared: str, p: str) -> Optional[bytes]:
+    """The first 16 bytes of the regular file P; None for a symlink or no file (never blocks)."""
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        refuse(shared, p, st.st_mode)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOENT):   # swapped meanwhile
+            return None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            refuse(shared, p, st.st_mode)
+        return fh.read(16)
+
+
+def databases(shared: str) -> List[str]:
+    """Every SQLite database in SHARED (not backups/), all checked first: a refusal leaves no partial backup."""
+    dbs = []
+    for d, dirs, names in os.walk(shared):
+        if d == shared and "backups" in dirs:
+            dirs.remove("backups")
+        for name in sorted(names):
+            p = os.path.join(d, name)
+            if not name.endswith(SUFFIXES) or header(shared, p) != b"SQLite format 3\x00":
+                continue
+            for side in ("-wal", "-shm", "-journal"):   # SQLite opens these too
+                try:
+                    st = os.lstat(p + side)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    refuse(shared, p + side, st.st_mode)
+            dbs.append(p)
+    return dbs
+
+
+def backup(shared: str, dest: str, keep: int) -> int:
+    dbs = databases(shared)
+    for p in dbs:
+        out = os.path.join(dest, os.path.relpath(p, shared))
+        os.makedirs(os.path.dirname(out), mode=0o770, exist_ok=True)
+        src, dst = sqlite3.connect("file:%s?mode=ro" % p, uri=True), sqlite3.connect(out)
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+    prune(os.path.join(shared, "backups"), keep)
+    return len(dbs)
+
+
+def prune(backups: str, keep: int) -> None:
+    """The pre-release backups beyond the newest KEEP go (their names sort by time); KEEP 0 keeps all, as before."""
+    try:
+        old = sorted(e for e in os.listdir(backups) if e.startswith("pre-release-"))
+    except FileNotFoundError:
+        return
+    for e in old[:-keep] if keep else []:
+        shutil.rmtree(os.path.join(backups, e), ignore_errors=True)
+
+
+def main(argv: List[str]) -> int:
+    os.umask(0o007)   # what it creates in shared/ is the app's group's (the slot users share it)
+    os.chdir("/")
+    try:
+        print(backup(argv[0], argv[1], int(argv[2])))
+    except Refused as e:
+        print(e, file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

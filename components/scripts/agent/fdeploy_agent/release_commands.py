@@ -1,0 +1,89 @@
+"""The app's release commands (release-commands.sh): what runs them is decided here, the bash runs
+each in a transient unit.
+  release-commands-prepare  params APP, RELEASE_ID, COMMANDS (JSON list of command lines),
+      KEEP_BACKUPS: the new release's slot user (slotuser.new_release_user: its leftovers ended),
+      then, as that user under a time limit, the online backup of shared/'s databases
+      (prerelease_backup.py); {"user", "backup" ("" when no database was saved), "saved",
+      "commands", "restore" (what to do when a command fails), "shell" (all of it as shell
+      assignments, quoted by shlex, for release-commands.sh to eval)}
+"""
+import json
+import re
+import shlex
+import time
+from typing import Any, Callable, Dict, List
+
+from . import app as apps
+from . import prerelease_backup, slotuser
+from .errors import AgentError
+from .fsutil import read_regular
+from .host import Host
+from .release import MARKER, check_id
+
+LIMIT = 300   # seconds the backup may take
+
+
+def parse_commands(raw: Any) -> List[str]:
+    try:
+        commands = json.loads(raw) if isinstance(raw, str) else (raw if raw is not None else [])
+    except ValueError:
+        commands = None
+    if not isinstance(commands, list) or not all(isinstance(c, str) and c.strip() and "\0" not in c for c in commands):
+        raise AgentError("bad release commands: flask-deploy:releaseCommands must be a list of non-empty command lines")
+    return commands
+
+
+def check_keep(raw: Any) -> int:
+    if isinstance(raw, bool) or not re.fullmatch(r"[0-9]{1,3}", str(raw)):
+        raise AgentError("bad backup count %r (flask-deploy:keepBackups: a whole number, 0-999)" % (raw,))
+    return int(raw)
+
+
+def backup_argv(user: str, shared: str, dest: str, keep: int) -> List[str]:
+    """The backup as USER: this package's prerelease_backup.py, given as -c (the slot user cannot read
+    the SSH user's bundle), under timeout (SIGKILL 10 s after the limit's SIGTERM)."""
+    with open(prerelease_backup.__file__, encoding="utf-8") as fh:
+        source = fh.read()
+    return ["runuser", "-u", user, "--", "timeout", "-k", "10", str(LIMIT),
+            "python3", "-I", "-B", "-c", source, shared, dest, str(keep)]
+
+
+def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, log: Callable[[str], None]) -> Dict[str, Any]:
+    shared = app.root + "/shared"
+    dest = "%s/backups/pre-release-%s-%s" % (shared, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), rid)
+    r = host.run(backup_argv(user, shared, dest, keep))
+    for line in (r.stderr or "").splitlines():
+        log(line)
+    if r.returncode in (124, 137):
+        raise AgentError("the backup of the databases in shared/ before the release commands did not finish within %ds (is a database"
+                         " locked by the app for that long?); no release command ran, the live release keeps serving; deploy again" % LIMIT)
+    saved = (r.stdout or "").strip()
+    if r.returncode != 0 or not saved.isdigit():
+        raise AgentError("could not back up the databases in shared/ before the release commands (%s); no release command ran,"
+                         " the live release keeps serving" % ((r.stderr or "").strip().splitlines() or ["see above"])[-1])
+    if int(saved):
+        log("backup before the release commands: %s database(s) in %s" % (saved, dest))
+    return {"backup": dest if int(saved) else "", "saved": int(saved)}
+
+
+def restore_hint(app: apps.App, backup_dir: str) -> str:
+    if not backup_dir:
+        return "No SQLite database was found in shared/ to back up."
+    return ("A backup taken before the release commands is in %s: to restore it, stop the app (systemctl stop 'fdeploy-%s@*.service'),"
+            " copy its files back over those in %s/shared/ as %s (keeping them group-writable), and deploy again."
+            % (backup_dir, app.name, app.root, app.user))
+
+
+def prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
+    """Verb (under the deploy lock): see the module's docstring. Refusals come before anything changes."""
+    app = apps.load(host, apps.check_name(params.get("APP")))
+    rid, keep = check_id(params.get("RELEASE_ID")), check_keep(params.get("KEEP_BACKUPS"))
+    commands = parse_commands(params.get("COMMANDS"))
+    if read_regular(host.path("%s/releases/%s/%s" % (app.root, rid, MARKER))) is None:
+        raise AgentError("release %s is not installed" % rid)
+    user = slotuser.new_release_user(host, {"APP": app.name}, log, lock_wait)["user"]
+    result = dict(backup(host, app, user, rid, keep, log), user=user, commands=commands)
+    result["restore"] = restore_hint(app, result["backup"])
+    result["shell"] = ["%s=%s" % (k, shlex.quote(str(result[k]))) for k in ("user", "restore")] + \
+        ["commands=(%s)" % " ".join(shlex.quote(c) for c in commands)]
+    return result
