@@ -317,3 +317,6 @@ deploy_lock_released() {
 
 # lock_record LOCK: "PID TIME USER" of the deploy that holds LOCK or took it last (a record)
 lock_record() { cat "$1.owner" 2>/dev/null || cat "$1.last" 2>/dev/null || echo unknown; }
+
+# result_field NAME: field NAME of the agent's JSON result on stdin (a list: one item a line)
+result_field() { agent result-field --field "$1"; }

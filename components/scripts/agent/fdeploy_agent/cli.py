@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, slotuser, staging, supervise
+from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -35,6 +35,20 @@ VERBS: Dict[str, Verb] = {
     "slot-user": slotuser.set_slot_user,
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
+    "tls-check": tls.tls_check,
+    "tls-plan": tls.tls_plan,
+    "tls-trust": tls.tls_trust,
+    "tls-issued": tls.tls_issued,
+    "tls-desired": tls.tls_desired,
+    "tls-read": tls.tls_read,
+    "tls-failure": tls.tls_failure,
+    "tls-forget": tls.tls_forget,
+    "tls-fallback": tls.tls_fallback,
+    "site-stage": site.site_stage,
+    "site-put": site.site_put,
+    "site-restore": site.site_restore,
+    "site-saved-drop": site.site_saved_drop,
+    "result-field": shellparams.result_field,
 }
 
 
