@@ -63,8 +63,16 @@ def make_cert(folder, names, days=30):
 
 
 def issued(tmp_path, names, server=PROD, days=30):
-    """What certbot leaves after issuing: the live certificate and its renewal config."""
-    make_cert(tmp_path / LIVE, names, days)
+    """What certbot leaves after issuing: the files in archive/, links to them in live/, and the
+    renewal config."""
+    archive = tmp_path / "etc/letsencrypt/archive/fdeploy-shop"
+    make_cert(archive, names, days)
+    for f in ("cert", "fullchain", "privkey"):
+        (archive / (f + ".pem")).rename(archive / (f + "1.pem"))
+        link = tmp_path / LIVE / (f + ".pem")
+        if os.path.lexists(link):
+            link.unlink()
+        os.symlink("../../archive/fdeploy-shop/%s1.pem" % f, link)
     (tmp_path / "etc/letsencrypt/renewal/fdeploy-shop.conf").write_text("version = 2.1.0\n[renewalparams]\nserver = %s\n" % server)
 
 

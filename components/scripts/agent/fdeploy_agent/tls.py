@@ -112,9 +112,15 @@ def expires(not_after: str) -> Optional[float]:
         return None
 
 
+def exists(host: Host, path: str) -> bool:
+    """A certificate file is there: certbot's live/ files are links into archive/ (root's folders,
+    no app writes there), so these are followed."""
+    return os.path.isfile(host.path(path))
+
+
 def inspect(host: Host, path: str, now: Optional[float] = None) -> Optional[Cert]:
     """The certificate in PATH (a PEM file), None when there is none."""
-    if read_regular(host.path(path)) is None:
+    if not exists(host, path):
         return None
     r = host.run(["openssl", "x509", "-in", host.path(path), "-noout", "-enddate", "-ext", "subjectAltName"])
     if r.returncode != 0:
@@ -164,9 +170,9 @@ def plan(host: Host, req: Request, site: str, site_issuing: str, now: Optional[f
             return {"action": "keep", "want": req.want, "have": have, "notAfter": cert.not_after}
     force = bool(cert and server is not None and have == req.want)
     own = custom_dir(req.app)
-    if read_regular(host.path(live + "/fullchain.pem")) is not None:
+    if exists(host, live + "/fullchain.pem"):
         kind, issuing = "https", site
-    elif read_regular(host.path(own + "/fullchain.pem")) is not None and read_regular(host.path(own + "/privkey.pem")) is not None:
+    elif exists(host, own + "/fullchain.pem") and exists(host, own + "/privkey.pem"):
         kind, issuing = "custom", site.replace(live + "/", own + "/")
     else:
         kind, issuing = "http", site_issuing
@@ -354,7 +360,7 @@ def tls_failure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) ->
     output = (read_regular(path) or b"").decode(errors="replace")
     sites.unlink(host, certbot_output(req.app))
     cert = inspect(host, live_dir(req.app) + "/cert.pem")
-    return failure(req, output, cert.names if cert and read_regular(host.path(live_dir(req.app) + "/fullchain.pem")) else "")
+    return failure(req, output, cert.names if cert and exists(host, live_dir(req.app) + "/fullchain.pem") else "")
 
 
 def tls_forget(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
