@@ -17,12 +17,7 @@ create() {
     agent site-saved-drop >/dev/null <<<"$P_RAW"
     echo "nginx site unchanged"; return
   fi
-  # the site's logs (client addresses, paths): readable by root and adm only, before nginx opens them
-  local f
-  for f in /var/log/nginx/fdeploy-$P_APP.access.log /var/log/nginx/fdeploy-$P_APP.error.log; do
-    [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
-    [ -L "$f" ] || chmod 0640 "$f"
-  done
+  site_logs "$P_APP"
   ensure_upstream "$P_APP"   # strategy canary's upstream servers (a site of another strategy ignores it)
   if ! out=$(nginx -t 2>&1); then
     agent site-restore >/dev/null <<<"$P_RAW"

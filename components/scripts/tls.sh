@@ -33,15 +33,6 @@ reload_nginx() {
   if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl enable --now --quiet nginx; fi
 }
 
-# the site's log files exist (0640, root and adm only) before nginx opens them (as nginx.sh does)
-site_logs() {
-  local f
-  for f in "/var/log/nginx/fdeploy-$1.access.log" "/var/log/nginx/fdeploy-$1.error.log"; do
-    [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
-    [ -L "$f" ] || chmod 0640 "$f"
-  done
-}
-
 # site_in_force CHANGED: after the agent put a site in place (CHANGED: "True" when it did), nginx
 # tests and loads it; a rejected config is never left in force (the agent's site-restore)
 site_in_force() {

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, site, slotuser, staging, supervise, tls
+from . import base, gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -49,6 +49,8 @@ VERBS: Dict[str, Verb] = {
     "site-restore": site.site_restore,
     "site-saved-drop": site.site_saved_drop,
     "result-field": shellparams.result_field,
+    "base-plan": base.base_plan,
+    "base-settings": base.base_settings,
 }
 
 
