@@ -14,58 +14,30 @@
 # delete: removes the app's code and uploads, never its data; purge (params: APP) deletes the data.
 . "$(dirname "$0")/lib.sh"
 
-# The accounts base.sh creates carry a mark (their comment field). An existing account is adopted
-# only with that mark, or when this app's root-owned settings file (written by an earlier version
-# of this script) already names it; never root, a system account or another app's user.
-app_mark() { echo "flask-deploy app $1"; }
-build_mark() { echo "flask-deploy build $1"; }
+# The accounts base.sh creates carry a mark (their comment field); which to create, which to adopt
+# (an earlier version's, unmarked) and which name belongs to someone else: the agent's base-plan.
 slot_mark() { echo "flask-deploy slot $1"; }
 slot_users() { printf '{"APP_USER": "%s"}' "$1" | agent slot-users --field users; }
-# check_account NAME MARK HOME: fails unless NAME is free or may be adopted; 1 when it is to be
-# adopted (unmarked, from an earlier version), 0 otherwise
-check_account() {
-  local name=$1 mark=$2 home=$3 entry
-  entry=$(getent passwd "$name") || return 0
-  [ "$(cut -d: -f3 <<<"$entry")" != 0 ] || fail "account '$name' is root; refusing to run an app as it"
-  [ "$(cut -d: -f5 <<<"$entry")" = "$mark" ] && return 0
-  if [ "$mark" = "$(app_mark "$P_APP")" ] && (load_settings "$P_APP" && [ "${APP_USER:-}" = "$name" ]) &&
-     [ "$(cut -d: -f6 <<<"$entry")" = "$home" ]; then
-    return 1   # created by an earlier version of base.sh, which did not mark accounts
-  fi
-  fail "account '$name' exists and was not created by flask-deploy for '$P_APP'; choose another appName (it names the app user and its slot users)"
-}
-ensure_account() { # ensure_account NAME MARK HOME [GROUP]: GROUP its primary group (default: its own)
-  local name=$1 mark=$2 home=$3 group=${4:-}
-  if ! getent passwd "$name" >/dev/null; then
-    useradd --system --home-dir "$home" --no-create-home --shell /usr/sbin/nologin --comment "$mark" \
-      ${group:+--gid "$group" --no-user-group} "$name"
-    return
-  fi
-  check_account "$name" "$mark" "$home" || usermod --comment "$mark" "$name"
-}
 
 create() {
   load_params
-  [[ $P_APP_ROOT =~ ^/[A-Za-z0-9._/-]+$ && $P_APP_ROOT != *..* ]] || fail "bad app root '$P_APP_ROOT'"
-  [[ $P_APP_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || fail "bad app user '$P_APP_USER'"
-  # every account first: a name taken by someone else changes nothing on the server
-  local u slots
-  slots=$(slot_users "$P_APP_USER") || exit 1
-  check_account "$P_APP_USER" "$(app_mark "$P_APP")" "$P_APP_ROOT" || true
-  for u in $slots; do check_account "$u" "$(slot_mark "$P_APP")" "$P_APP_ROOT"; done
-  check_account "$(build_user "$P_APP")" "$(build_mark "$P_APP")" /nonexistent
-  local missing=() p
-  for p in $P_PACKAGES; do
-    [[ $p =~ ^[a-z0-9][a-z0-9.+-]+$ ]] || fail "bad package name '$p'"
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # every setting and account first: a name taken by someone else changes nothing on the server
+  local plan packages=() name home group mark
+  plan=$(agent base-plan <<<"$P_RAW") || exit 1
+  mapfile -t packages < <(result_field missing <<<"$plan")
+  if [ ${#packages[@]} -gt 0 ] && [ -n "${packages[0]}" ]; then
+    log "installing ${packages[*]}"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
   fi
-  ensure_account "$P_APP_USER" "$(app_mark "$P_APP")" "$P_APP_ROOT"
-  for u in $slots; do ensure_account "$u" "$(slot_mark "$P_APP")" "$P_APP_ROOT" "$P_APP_USER"; done
-  ensure_account "$(build_user "$P_APP")" "$(build_mark "$P_APP")" /nonexistent
+  # (in order: the app user first, the slot users' primary group)
+  while IFS=: read -r name home group mark; do
+    [ -n "$name" ] || continue
+    useradd --system --home-dir "$home" --no-create-home --shell /usr/sbin/nologin --comment "$mark" \
+      ${group:+--gid "$group" --no-user-group} "$name"
+  done < <(result_field create <<<"$plan")
+  while IFS=: read -r name home group mark; do
+    if [ -n "$name" ]; then usermod --comment "$mark" "$name"; fi
+  done < <(result_field adopt <<<"$plan")
   # APP_ROOT holds the app's code, migrations and history: readable by the app's group only (0750
   # root:<app>); nginx (the static folders) and the build user (venvs/) may only pass through it
   # (ACL x). A server of the earlier layout (0755) gets the ACL before it loses its other bits, so
@@ -85,12 +57,9 @@ create() {
     fail "could not create shared/db and shared/backups as $P_APP_USER"
   # uploads in the SSH user's home: readable by that user only
   chmod 0700 "$(dirname "$FDEPLOY_HOME")" "$FDEPLOY_HOME"
-  # STACK: the stack that deploys the app here (kept when a caller does not say), for messages
-  local stack=${P_STACK:-}
-  [ -n "$stack" ] || stack=$(load_settings "$P_APP" && echo "${STACK:-}") || stack=""
-  [[ $stack =~ ^[A-Za-z0-9._-]*$ ]] || fail "bad stack name '$stack'"
-  printf 'APP_ROOT=%q\nAPP_USER=%q\nSTACK=%q\n' "$P_APP_ROOT" "$P_APP_USER" "$stack" |
-    write_if_changed "$(settings_file "$P_APP")" 0644 || true
+  # APP_ROOT, APP_USER and STACK (the stack that deploys the app here, for messages; kept when a
+  # caller does not say), which load_settings sources
+  agent base-settings >/dev/null <<<"$P_RAW"
   echo "base ready: $P_APP_ROOT (user $P_APP_USER)"
 }
 

@@ -317,3 +317,16 @@ deploy_lock_released() {
 
 # lock_record LOCK: "PID TIME USER" of the deploy that holds LOCK or took it last (a record)
 lock_record() { cat "$1.owner" 2>/dev/null || cat "$1.last" 2>/dev/null || echo unknown; }
+
+# result_field NAME: field NAME of the agent's JSON result on stdin (a list: one item a line)
+result_field() { agent result-field --field "$1"; }
+
+# site_logs APP: the site's logs (client addresses, paths) exist, readable by root and adm only,
+# before nginx opens them (nginx.sh, tls.sh)
+site_logs() {
+  local f
+  for f in "/var/log/nginx/fdeploy-$1.access.log" "/var/log/nginx/fdeploy-$1.error.log"; do
+    [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
+    [ -L "$f" ] || chmod 0640 "$f"
+  done
+}

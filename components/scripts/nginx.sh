@@ -9,25 +9,18 @@ create() {
   load_params
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
   with_deploy_lock
-  local site=/etc/nginx/sites-available/fdeploy-$P_APP.conf enabled=/etc/nginx/sites-enabled/fdeploy-$P_APP.conf
-  local backup
-  # what the stack wants in force (state.sh compares the site with it, and repairs from it)
-  root_dir "$(env_dir "$P_APP")" 0700
-  printf '%s\n' "$P_SITE" | write_if_changed "$(env_dir "$P_APP")/site.desired" 0600 || true
-  backup=$(mktemp); [ -f "$site" ] && cp -p "$site" "$backup" || rm -f "$backup"
-  if ! printf '%s\n' "$P_SITE" | write_if_changed "$site" 0644 && [ -L "$enabled" ]; then
-    echo "nginx site unchanged"; rm -f "$backup"; return
+  # the agent keeps the site the stack wants (site.desired: state.sh compares the site with it, and
+  # repairs from it), records the one in force and puts the new one in its place
+  local changed site=/etc/nginx/sites-available/fdeploy-$P_APP.conf
+  changed=$(agent site-stage --field changed <<<"$P_RAW") || exit 1
+  if [ "$changed" != True ]; then
+    agent site-saved-drop >/dev/null <<<"$P_RAW"
+    echo "nginx site unchanged"; return
   fi
-  # the site's logs (client addresses, paths): readable by root and adm only, before nginx opens them
-  local f
-  for f in /var/log/nginx/fdeploy-$P_APP.access.log /var/log/nginx/fdeploy-$P_APP.error.log; do
-    [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
-    [ -L "$f" ] || chmod 0640 "$f"
-  done
+  site_logs "$P_APP"
   ensure_upstream "$P_APP"   # strategy canary's upstream servers (a site of another strategy ignores it)
-  ln -sfn "$site" "$enabled"
   if ! out=$(nginx -t 2>&1); then
-    if [ -f "$backup" ]; then mv -f "$backup" "$site"; else rm -f "$site" "$enabled"; fi
+    agent site-restore >/dev/null <<<"$P_RAW"
     printf '%s\n' "$out" >&2
     # with the previous site back: was it this site, or is nginx's configuration broken elsewhere?
     if nginx -t >/dev/null 2>&1; then
@@ -35,7 +28,7 @@ create() {
     fi
     fail "nginx's configuration is invalid apart from this site (nginx -t above names the file); the site was not changed and nginx keeps running its current config"
   fi
-  rm -f "$backup"
+  agent site-saved-drop >/dev/null <<<"$P_RAW"
   if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl enable --now --quiet nginx; fi
   echo "nginx site revision: $(sha256sum "$site" | cut -c1-16)"
 }

@@ -26,52 +26,20 @@
 . "$(dirname "$0")/lib.sh"
 
 HOOK=/etc/letsencrypt/renewal-hooks/deploy/fdeploy-nginx-reload
-# certbot.timer runs `certbot renew` for every certificate on the server in one process: a private
-# ACME server's CA is added for certbot alone (never to the system's trust store) by a drop-in
-# that points REQUESTS_CA_BUNDLE at the system CAs plus every app's acme-ca.pem.
-RENEW_BUNDLE=/etc/fdeploy/acme-ca-bundle.pem
-DROPIN=/etc/systemd/system/certbot.service.d/fdeploy-acme-ca.conf
-
-site_path() { echo "/etc/nginx/sites-available/fdeploy-$1.conf"; }
-enabled_path() { echo "/etc/nginx/sites-enabled/fdeploy-$1.conf"; }
+# (certbot.timer renews every app's certificate in one process: a private ACME server's CA reaches
+# certbot alone through a certbot.service drop-in: the agent's tls-trust)
 
 reload_nginx() {
   if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl enable --now --quiet nginx; fi
 }
 
-# renewal_trust: the certbot.service drop-in and bundle, from the acme-ca.pem files of all apps
-renewal_trust() {
-  local cas=() f changed=0
-  for f in /etc/fdeploy/*/acme-ca.pem; do [ -f "$f" ] && cas+=("$f"); done
-  if [ ${#cas[@]} -gt 0 ]; then
-    cat /etc/ssl/certs/ca-certificates.crt "${cas[@]}" | write_if_changed "$RENEW_BUNDLE" 0644 || true
-    mkdir -p "$(dirname "$DROPIN")"
-    printf '# flask-deploy (tls.sh): CAs of private ACME servers, for certbot renew only\n[Service]\nEnvironment=REQUESTS_CA_BUNDLE=%s\n' "$RENEW_BUNDLE" |
-      write_if_changed "$DROPIN" 0644 && changed=1
-  else
-    [ -f "$DROPIN" ] && { rm -f "$DROPIN"; changed=1; }
-    rm -f "$RENEW_BUNDLE"
-  fi
-  [ $changed = 0 ] || systemctl daemon-reload
-}
-
-# the site's log files exist (0640, root and adm only) before nginx opens them (as nginx.sh does)
-site_logs() {
-  local f
-  for f in "/var/log/nginx/fdeploy-$1.access.log" "/var/log/nginx/fdeploy-$1.error.log"; do
-    [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
-    [ -L "$f" ] || chmod 0640 "$f"
-  done
-}
-
-# put_site CONTENT: the app's site in force (nginx -t first); a rejected config is never left in force
-put_site() {
-  local site enabled out
-  site=$(site_path "$P_APP"); enabled=$(enabled_path "$P_APP")
-  if ! printf '%s\n' "$1" | write_if_changed "$site" 0644 && [ -L "$enabled" ]; then return 0; fi
+# site_in_force CHANGED: after the agent put a site in place (CHANGED: "True" when it did), nginx
+# tests and loads it; a rejected config is never left in force (the agent's site-restore)
+site_in_force() {
+  [ "$1" = True ] || return 0
   site_logs "$P_APP"
   ensure_upstream "$P_APP"
-  ln -sfn "$site" "$enabled"
+  local out
   if ! out=$(nginx -t 2>&1); then
     restore_site
     printf '%s\n' "$out" >&2
@@ -80,20 +48,9 @@ put_site() {
   reload_nginx
 }
 
-# the site in force before this run, put back when issuance fails
-SAVED=""
-save_site() {
-  SAVED=$(mktemp); local site; site=$(site_path "$P_APP")
-  if [ -f "$site" ] && [ -L "$(enabled_path "$P_APP")" ]; then cp -p "$site" "$SAVED"; else rm -f "$SAVED"; SAVED=none; fi
-}
+# restore_site: the site in force before this run back (the agent recorded it), tested and loaded
 restore_site() {
-  [ -n "$SAVED" ] || return 0
-  if [ "$SAVED" = none ]; then
-    rm -f "$(enabled_path "$P_APP")" "$(site_path "$P_APP")"
-  else
-    mv -f "$SAVED" "$(site_path "$P_APP")"; ln -sfn "$(site_path "$P_APP")" "$(enabled_path "$P_APP")"
-  fi
-  SAVED=""
+  agent site-restore --field restored <<<"$P_RAW" >/dev/null || true
   if [ -n "${CERTS_BACKUP:-}" ]; then   # custom: the previous certificate files too
     local f; for f in fullchain.pem privkey.pem; do
       if [ -f "$CERTS_BACKUP/$f" ]; then mv -f "$CERTS_BACKUP/$f" "$P_CERT_DIR/$f"; else rm -f "$P_CERT_DIR/$f"; fi
@@ -102,24 +59,14 @@ restore_site() {
   fi
   if nginx -t -q 2>/dev/null; then reload_nginx; return 0; fi
   # the previous site names a certificate that is gone (deleted by hand): serve HTTP meanwhile
-  if [ -n "${ISSUING_SITE:-}" ]; then
+  if [ "${ISSUING:-}" = http ]; then
     log "the previous site's certificate files are missing; the HTTP site stays in force"
-    printf '%s\n' "$ISSUING_SITE" | write_if_changed "$(site_path "$P_APP")" 0644 || true
+    agent tls-fallback >/dev/null <<<"$P_RAW" || true
     nginx -t -q 2>/dev/null && reload_nginx || true
   fi
 }
 
-# cert_names FILE: the DNS names a certificate covers, sorted, one line
-cert_names() {
-  openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null | tr ',' '\n' | sed -n 's/^ *DNS://p' | sort | tr '\n' ' ' | sed 's/ $//'
-}
-
-# what the last successful create deployed, for read and repair (a failed create is not kept: the
-# stack's state keeps the previous parameters too)
-keep_desired() { printf '%s' "$P_RAW" | write_if_changed "$(env_dir "$P_APP")/tls.desired.json" 0600 || true; }
-
 create_custom() {
-  [ "$P_CERT_DIR" = "$(env_dir "$P_APP")/tls" ] || fail "bad certificate folder '$P_CERT_DIR'"
   with_deploy_lock
   root_dir "$(env_dir "$P_APP")" 0700
   root_dir "$P_CERT_DIR" 0700
@@ -129,7 +76,6 @@ create_custom() {
   if [ "$(openssl x509 -in "$tmp/fullchain.pem" -noout -pubkey 2>/dev/null)" != "$(openssl pkey -in "$tmp/privkey.pem" -pubout 2>/dev/null)" ]; then
     rm -rf "$tmp"; fail "tls.privateKey does not belong to the certificate in tls.certificate"
   fi
-  save_site
   CERTS_BACKUP=$(mktemp -d "$P_CERT_DIR/.old.XXXXXX")
   local f changed=0
   for f in fullchain.pem privkey.pem; do
@@ -138,7 +84,8 @@ create_custom() {
     mv -f "$tmp/$f" "$P_CERT_DIR/$f"; changed=1
   done
   rm -rf "$tmp"
-  put_site "$P_SITE"
+  local site_changed; site_changed=$(agent site-put --field changed <<<"$P_RAW") || { restore_site; exit 1; }
+  site_in_force "$site_changed"
   if [ $changed = 1 ]; then   # a new certificate under the same site: test it, then reload
     local out
     if ! out=$(nginx -t 2>&1); then
@@ -147,8 +94,9 @@ create_custom() {
     fi
     reload_nginx
   fi
-  rm -rf "$CERTS_BACKUP"; CERTS_BACKUP=""; rm -f "$SAVED"; SAVED=""
-  keep_desired
+  rm -rf "$CERTS_BACKUP"; CERTS_BACKUP=""
+  agent site-saved-drop >/dev/null <<<"$P_RAW"
+  agent tls-desired >/dev/null <<<"$P_RAW"
   # an ACME certificate of this app (tls.mode was acme) is no longer used
   if command -v certbot >/dev/null && [ -f "/etc/letsencrypt/renewal/$P_CERT_NAME.conf" ]; then
     certbot delete --non-interactive --cert-name "$P_CERT_NAME" >/dev/null 2>&1 || log "warning: certbot delete --cert-name $P_CERT_NAME failed"
@@ -158,18 +106,8 @@ create_custom() {
 
 create() {
   load_params
-  load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
+  agent tls-check >/dev/null <<<"$P_RAW" || exit 1
   if [ "${P_MODE:-acme}" = custom ]; then create_custom; return; fi
-  [ "$P_CERT_NAME" = "fdeploy-$P_APP" ] || fail "bad certificate name '$P_CERT_NAME'"
-  [ "$P_WEBROOT" = "/var/lib/fdeploy-acme/$P_APP" ] || fail "bad webroot '$P_WEBROOT'"
-  [[ $P_ACME_SERVER =~ ^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$ ]] || fail "bad ACME directory URL '$P_ACME_SERVER'"
-  [ -z "$P_EMAIL" ] || [[ $P_EMAIL =~ ^[^[:space:]@\'\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$ ]] || fail "bad e-mail address '$P_EMAIL'"
-  local d domains=()
-  for d in $P_DOMAINS; do
-    [[ $d =~ ^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$ && $d == *.* ]] || fail "bad domain name '$d'"
-    domains+=("$d")
-  done
-  [ ${#domains[@]} -gt 0 ] || fail "no domain names for the certificate"
   with_deploy_lock
 
   if ! command -v certbot >/dev/null; then
@@ -177,10 +115,7 @@ create() {
     apt-get update -qq && apt-get install -y -qq --no-install-recommends certbot >/dev/null
   fi
   install -d -m 0755 -o root -g root /var/lib/fdeploy-acme "$P_WEBROOT"
-  root_dir "$(env_dir "$P_APP")" 0700
-  local ca; ca=$(env_dir "$P_APP")/acme-ca.pem
-  if [ -n "$P_CA_BUNDLE" ]; then printf '%s\n' "$P_CA_BUNDLE" | write_if_changed "$ca" 0644 || true; else rm -f "$ca"; fi
-  renewal_trust
+  agent tls-trust >/dev/null <<<"$P_RAW"
   mkdir -p "$(dirname "$HOOK")"
   cat <<'HOOK' | write_if_changed "$HOOK" 0755 || true
 #!/bin/sh
@@ -190,104 +125,60 @@ nginx -t -q && systemctl reload nginx
 HOOK
   systemctl enable --now --quiet certbot.timer 2>/dev/null || log "warning: certbot.timer could not be enabled; renewals need it"
 
-  # a certificate that covers exactly these names, from this ACME directory, still valid: nothing to do
-  local live=/etc/letsencrypt/live/$P_CERT_NAME conf=/etc/letsencrypt/renewal/$P_CERT_NAME.conf
-  local want have="" server="" force=()
-  want=$(printf '%s\n' "${domains[@]}" | sort -u | tr '\n' ' ' | sed 's/ $//')
-  if [ -f "$live/cert.pem" ] && [ -f "$conf" ]; then
-    have=$(cert_names "$live/cert.pem")
-    server=$(sed -n 's/^server = //p' "$conf")
-    if [ "$have" = "$want" ] && [ "$server" = "$P_ACME_SERVER" ] && openssl x509 -in "$live/cert.pem" -noout -checkend 0 >/dev/null; then
-      echo "certificate $P_CERT_NAME for $want: up to date, $(openssl x509 -in "$live/cert.pem" -noout -enddate)"
-      keep_desired
-      return 0
-    fi
-    # same names from another directory, or an expired one: certbot would keep it unless forced
-    [ "$have" = "$want" ] && force=(--force-renewal)
+  # the agent decides: keep the certificate (same names, directory, still valid), or issue one with
+  # the site it put in force meanwhile (HTTPS with the current certificate, or HTTP)
+  local plan action args=() ca
+  plan=$(agent tls-plan <<<"$P_RAW")
+  action=$(result_field action <<<"$plan")
+  if [ "$action" = keep ]; then
+    echo "certificate $P_CERT_NAME for $(result_field want <<<"$plan"): up to date, notAfter=$(result_field notAfter <<<"$plan")"
+    return 0
   fi
-
-  save_site
-  local own; own=$(env_dir "$P_APP")/tls
-  if [ -f "$live/fullchain.pem" ]; then
-    put_site "$P_SITE"
-  elif [ -f "$own/fullchain.pem" ] && [ -f "$own/privkey.pem" ]; then
-    # from tls.mode custom: HTTPS goes on with that certificate while the CA validates
-    put_site "${P_SITE//"/etc/letsencrypt/live/$P_CERT_NAME/"/"$own/"}"
-  else
-    ISSUING_SITE=$P_SITE_ISSUING; put_site "$P_SITE_ISSUING"
-  fi
-  local args=(certonly --non-interactive --agree-tos --no-eff-email --cert-name "$P_CERT_NAME"
-              --server "$P_ACME_SERVER" --webroot --webroot-path "$P_WEBROOT" --key-type ecdsa "${force[@]}")
-  if [ -n "$P_EMAIL" ]; then args+=(--email "$P_EMAIL"); else args+=(--register-unsafely-without-email); fi
-  for d in "${domains[@]}"; do args+=(-d "$d"); done
-  log "requesting a certificate for $want from $P_ACME_SERVER (HTTP-01 through nginx)"
-  local out rc=0
-  if [ -f "$ca" ]; then
-    out=$(REQUESTS_CA_BUNDLE=$ca certbot "${args[@]}" 2>&1) || rc=$?
-  else
-    out=$(certbot "${args[@]}" 2>&1) || rc=$?
-  fi
-  if [ $rc != 0 ]; then
+  ISSUING=$(result_field issuing <<<"$plan")
+  site_in_force "$(result_field changed <<<"$plan")"
+  mapfile -t args < <(result_field certbot <<<"$plan")
+  ca=$(result_field caBundle <<<"$plan")
+  log "requesting a certificate for $(result_field want <<<"$plan") from $P_ACME_SERVER (HTTP-01 through nginx)"
+  local out trust=(); out=$(env_dir "$P_APP")/certbot.out
+  [ -z "$ca" ] || trust=(env "REQUESTS_CA_BUNDLE=$ca")
+  if ! (umask 077; "${trust[@]}" certbot "${args[@]}" >"$out" 2>&1); then
     restore_site
-    local why refused
-    why=$(printf '%s\n' "$out" | grep -E '^ *(Domain|Type|Detail|Hint):|Error|error' | grep -v 'letsencrypt.log' | head -n 20 || true)
-    log "${why:-$(printf '%s\n' "$out" | tail -n 15)}"
-    # "name (reason)" for each name the CA refused, from certbot's Domain:/Detail: lines
-    refused=$(printf '%s\n' "$out" | awk '/^ *Domain:/ {d=$2} /^ *Detail:/ && d {sub(/^ *Detail: */, ""); printf "%s%s (%s)", sep, d, substr($0, 1, 160); sep="; "; d=""}')
-    fail "no certificate for $want from $P_ACME_SERVER: ${refused:-certbot exit $rc, see above} (details in /var/log/letsencrypt/letsencrypt.log). The site that was in force before stays in force$([ -f "$live/fullchain.pem" ] && echo " with the previous certificate ($have)" || echo " (HTTP)")."
+    local failure; failure=$(agent tls-failure <<<"$P_RAW")
+    log "$(result_field why <<<"$failure")"
+    fail "$(result_field error <<<"$failure")"
   fi
-  rm -f "$SAVED"; SAVED=""
-  put_site "$P_SITE"
+  rm -f "$out"
+  local changed; changed=$(agent tls-issued --field changed <<<"$P_RAW") || exit 1
+  site_in_force "$changed"
   reload_nginx   # the site may be unchanged (names added): the new certificate still needs a reload
-  keep_desired
-  rm -rf "$(env_dir "$P_APP")/tls"   # a certificate of your own from tls.mode custom, no longer used
-  echo "certificate $P_CERT_NAME for $want issued by $P_ACME_SERVER: $(openssl x509 -in "$live/cert.pem" -noout -serial -enddate | tr '\n' ' ')"
+  echo "certificate $P_CERT_NAME for $(result_field want <<<"$plan") issued by $P_ACME_SERVER: $(openssl x509 -in "/etc/letsencrypt/live/$P_CERT_NAME/cert.pem" -noout -serial -enddate | tr '\n' ' ')"
 }
 
-# read: the certificate on the server against the names the last create wanted
+# read: the certificate on the server against the names the last create wanted (the agent's JSON)
 read_state() {
   load_params
-  local desired live state=valid names="" not_after="" want=""
-  desired=$(env_dir "$P_APP")/tls.desired.json
-  live=/etc/letsencrypt/live/fdeploy-$P_APP/cert.pem
-  [ -f "$desired" ] && want=$(python3 -c 'import json,sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["DOMAINS"].split())))' "$desired")
-  if [ -f "$desired" ] && grep -q '"MODE": *"custom"' "$desired"; then
-    live=$(env_dir "$P_APP")/tls/fullchain.pem; want=""   # your own: its names are checked at preview
-  fi
-  if [ ! -f "$live" ]; then
-    state=missing
-  else
-    names=$(cert_names "$live")
-    not_after=$(openssl x509 -in "$live" -noout -enddate | sed 's/^notAfter=//')
-    if ! openssl x509 -in "$live" -noout -checkend 0 >/dev/null; then state=expired
-    elif [ -n "$want" ] && [ "$names" != "$want" ]; then state="names-differ"
-    fi
-  fi
-  printf '{"certificate": "%s", "notAfter": "%s", "names": "%s"}\n' "$state" "$not_after" "$names"
+  agent tls-read <<<"$P_RAW"
 }
 
 repair() {
   load_params
-  local desired; desired=$(env_dir "$P_APP")/tls.desired.json
-  [ -f "$desired" ] || fail "no HTTPS certificate was deployed for '$P_APP' on this server (tls.sh create never ran)"
-  bash "$0" create <"$desired" >&2
-  printf '{"APP": "%s"}' "$P_APP" | read_state
+  local desired; desired=$(agent tls-desired --field raw <<<"$P_RAW") || exit 1
+  bash "$0" create <<<"$desired" >&2
+  agent tls-read <<<"$P_RAW"
 }
 
 delete() {
-  local app=$1 cert
+  local app=$1 forget cert
   check_app_name "$app"
-  cert=fdeploy-$app
-  if [ -f "$(site_path "$app")" ] && grep -qE "(/etc/letsencrypt/live/$cert|/etc/fdeploy/$app/tls)/" "$(site_path "$app")"; then
-    echo "the site of $app still uses the certificate $cert; kept"
+  forget=$(printf '{"APP": "%s"}' "$app" | agent tls-forget) || exit 1
+  if [ "$(result_field kept <<<"$forget")" = True ]; then
+    echo "the site of $app still uses the certificate fdeploy-$app; kept"
     return 0
   fi
-  if command -v certbot >/dev/null && [ -f "/etc/letsencrypt/renewal/$cert.conf" ]; then
+  cert=$(result_field certbotDelete <<<"$forget")
+  if [ -n "$cert" ] && command -v certbot >/dev/null; then
     certbot delete --non-interactive --cert-name "$cert" >/dev/null 2>&1 || log "warning: certbot delete --cert-name $cert failed"
   fi
-  rm -rf "/var/lib/fdeploy-acme/$app"
-  rm -rf "$(env_dir "$app")/acme-ca.pem" "$(env_dir "$app")/tls.desired.json" "$(env_dir "$app")/tls"
-  renewal_trust
   echo "HTTPS certificate of $app removed"
 }
 

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, migrate_plan, mounts, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, slotuser, staging, supervise
+from . import base, gunicorn, lease, live, lock, migrate_plan, mounts, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -45,6 +45,22 @@ VERBS: Dict[str, Verb] = {
     "release-commands-prepare": release_commands.prepare,
     "migrate-plan": migrate_plan.migrate_plan,
     "service-delete": service.service_delete,
+    "tls-check": tls.tls_check,
+    "tls-plan": tls.tls_plan,
+    "tls-trust": tls.tls_trust,
+    "tls-issued": tls.tls_issued,
+    "tls-desired": tls.tls_desired,
+    "tls-read": tls.tls_read,
+    "tls-failure": tls.tls_failure,
+    "tls-forget": tls.tls_forget,
+    "tls-fallback": tls.tls_fallback,
+    "site-stage": site.site_stage,
+    "site-put": site.site_put,
+    "site-restore": site.site_restore,
+    "site-saved-drop": site.site_saved_drop,
+    "result-field": shellparams.result_field,
+    "base-plan": base.base_plan,
+    "base-settings": base.base_settings,
 }
 
 

@@ -62,13 +62,22 @@ def _kill_user(uid: int, gid: int) -> None:
     os.waitpid(pid, 0)
 
 
+def _passwd(name: str) -> Optional[Tuple[int, str, str]]:
+    try:
+        p = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return p.pw_uid, p.pw_gecos, p.pw_dir
+
+
 class Host:
     def __init__(self, root: str = "/", run: Optional[Runner] = None,
                  user_ids: Optional[Callable[[str], Tuple[int, int]]] = None,
                  which: Optional[Callable[[str], Optional[str]]] = None,
                  bind_mount: Optional[Callable[[str, str], None]] = None,
                  unmount: Optional[Callable[[str], bool]] = None,
-                 kill_user: Optional[Callable[[int, int], None]] = None) -> None:
+                 kill_user: Optional[Callable[[int, int], None]] = None,
+                passwd: Optional[Callable[[str], Optional[Tuple[int, str, str]]]] = None) -> None:
         self.root = root
         self._run = run or _run
         self._user_ids = user_ids or (lambda name: (pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid))
@@ -76,6 +85,7 @@ class Host:
         self._bind_mount = bind_mount or _bind_mount
         self._unmount = unmount or _unmount
         self._kill_user = kill_user or _kill_user
+        self._passwd = passwd or _passwd
         self.commands: List[List[str]] = []   # what ran, in order (tests read it)
 
     def path(self, p: str) -> str:
@@ -93,6 +103,10 @@ class Host:
     def kill_user(self, name: str) -> None:
         """SIGKILL to every process of user NAME."""
         self._kill_user(*self.user_ids(name))
+
+    def passwd(self, name: str) -> Optional[Tuple[int, str, str]]:
+        """User NAME's (uid, comment, home), None when there is no such user."""
+        return self._passwd(name)
 
     def which(self, command: str) -> Optional[str]:
         return self._which(command)

@@ -1,0 +1,381 @@
+"""The app's HTTPS certificate: the decisions of tls.sh (which certbot, nginx -t and reloads stay
+glue for). An ACME certificate is issued only when none covers exactly the wanted names from the
+wanted ACME directory and is still valid; the last successful create's parameters are kept
+root-only in /etc/fdeploy/<app>/tls.desired.json (read and written here only) for read and repair.
+  tls-check      create's params: refused before anything changes, naming the setting
+  tls-trust      create's params (CA_BUNDLE): the app's acme-ca.pem, and certbot.service's drop-in
+                 and bundle of every app's private ACME CA (renewals); daemon-reload when it changed
+  tls-plan       create's params (acme): {"action": keep|issue, "want", "have", "force", "certbot":
+                 certbot's argv, "caBundle", "changed"}; issue: the site to validate with is put in
+                 force (the one before recorded: site-restore puts it back when certbot fails)
+  tls-issued     create's params: the HTTPS site in force, the parameters kept
+  tls-failure    create's params: {"why": certbot's lines to show, "error"} from certbot's output
+                 (kept by tls.sh in /etc/fdeploy/<app>/certbot.out)
+  tls-desired    params APP: {"raw": the last create's parameters} (repair); create's params: kept
+  tls-fallback   create's params: SITE_ISSUING in force (no site put back passes nginx -t)
+  tls-read       params APP: {"certificate": valid|missing|expired|names-differ, "notAfter", "names"}
+  tls-forget     params APP: the app's ACME files go unless its site still uses the certificate;
+                 {"kept": bool, "certbotDelete": the certificate to delete with certbot, or ""}
+"""
+import calendar
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+from . import app as apps
+from . import site as sites
+from .errors import AgentError
+from .fsutil import own_dir, read_regular, write_atomic
+from .host import Host
+
+Log = Callable[[str], None]
+ACME_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+EMAIL = re.compile(r"[^\s@'\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+DOMAIN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+RENEW_BUNDLE = "/etc/fdeploy/acme-ca-bundle.pem"
+DROPIN = "/etc/systemd/system/certbot.service.d/fdeploy-acme-ca.conf"
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
+DROPIN_TEXT = ("# flask-deploy (tls.sh): CAs of private ACME servers, for certbot renew only\n"
+               "[Service]\nEnvironment=REQUESTS_CA_BUNDLE=%s\n" % RENEW_BUNDLE)
+
+
+def cert_name(app: str) -> str:
+    return "fdeploy-" + app
+
+
+def live_dir(app: str) -> str:
+    return "/etc/letsencrypt/live/%s" % cert_name(app)
+
+
+def custom_dir(app: str) -> str:
+    return "/etc/fdeploy/%s/tls" % app
+
+
+@dataclass(frozen=True)
+class Request:
+    app: str
+    custom: bool
+    domains: List[str]   # sorted, unique
+    server: str
+    email: str
+
+    @property
+    def want(self) -> str:
+        return " ".join(self.domains)
+
+
+def check(params: Dict[str, Any]) -> Request:
+    """Create's parameters, refused with the setting to fix (they come from the stack's config)."""
+    app = apps.check_name(params.get("APP"))
+    custom = params.get("MODE", "acme") == "custom"
+    if params.get("MODE", "acme") not in ("acme", "custom", ""):
+        raise AgentError("bad TLS mode %r (flask-deploy:tls.mode: acme, custom or off)" % (params.get("MODE"),))
+    raw = str(params.get("DOMAINS", ""))
+    for d in raw.split():
+        if not DOMAIN.fullmatch(d) or "." not in d:
+            raise AgentError("bad domain name %r (flask-deploy:serverName: DNS names like app.example.com, separated by spaces)" % d)
+    if not raw.split():
+        raise AgentError("no domain names for the certificate (flask-deploy:serverName: e.g. 'example.com www.example.com')")
+    server, email = str(params.get("ACME_SERVER", "")), str(params.get("EMAIL", ""))
+    if custom:
+        if params.get("CERT_DIR") != custom_dir(app):
+            raise AgentError("bad certificate folder %r (expected %s)" % (params.get("CERT_DIR"), custom_dir(app)))
+    else:
+        if params.get("CERT_NAME") != cert_name(app):
+            raise AgentError("bad certificate name %r (expected %s)" % (params.get("CERT_NAME"), cert_name(app)))
+        if params.get("WEBROOT") != "/var/lib/fdeploy-acme/" + app:
+            raise AgentError("bad webroot %r (expected /var/lib/fdeploy-acme/%s)" % (params.get("WEBROOT"), app))
+        if not ACME_URL.fullmatch(server):
+            raise AgentError("bad ACME directory URL %r (flask-deploy:tls.acmeServer: an https:// URL, e.g. "
+                             "https://acme-v02.api.letsencrypt.org/directory)" % server)
+        if email and not EMAIL.fullmatch(email):
+            raise AgentError("bad e-mail address %r (flask-deploy:tls.email: e.g. admin@example.com, or unset)" % email)
+    return Request(app=app, custom=custom, domains=sorted(set(raw.split())), server=server, email=email)
+
+
+@dataclass(frozen=True)
+class Cert:
+    names: str      # the DNS names it covers, sorted, space-separated
+    not_after: str  # openssl's notAfter
+    valid: bool     # not expired
+
+
+def expires(not_after: str) -> Optional[float]:
+    """openssl's notAfter (e.g. 'Dec  7 20:05:00 2026 GMT') as seconds since the epoch."""
+    try:
+        return calendar.timegm(time.strptime(not_after.replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
+    except ValueError:
+        return None
+
+
+def exists(host: Host, path: str) -> bool:
+    """A certificate file is there: certbot's live/ files are links into archive/ (root's folders,
+    no app writes there), so these are followed."""
+    return os.path.isfile(host.path(path))
+
+
+def inspect(host: Host, path: str, now: Optional[float] = None) -> Optional[Cert]:
+    """The certificate in PATH (a PEM file), None when there is none."""
+    if not exists(host, path):
+        return None
+    r = host.run(["openssl", "x509", "-in", host.path(path), "-noout", "-enddate", "-ext", "subjectAltName"])
+    if r.returncode != 0:
+        return None
+    text = r.stdout or ""
+    names = sorted({n.strip()[4:] for n in re.split(r"[,\n]", text) if n.strip().startswith("DNS:")})
+    m = re.search(r"^notAfter=(.*)$", text, re.M)
+    not_after = m.group(1).strip() if m else ""
+    end = expires(not_after)
+    if end is None:   # a date this parser does not know: openssl's own check
+        valid = host.run(["openssl", "x509", "-in", host.path(path), "-noout", "-checkend", "0"]).returncode == 0
+    else:
+        valid = end > (time.time() if now is None else now)
+    return Cert(names=" ".join(names), not_after=not_after, valid=valid)
+
+
+def renewal_server(host: Host, app: str) -> Optional[str]:
+    """The ACME directory certbot renews the app's certificate from, None without a renewal config."""
+    text = read_regular(host.path("/etc/letsencrypt/renewal/%s.conf" % cert_name(app)))
+    if text is None:
+        return None
+    m = re.search(r"^server = (.*)$", text.decode(errors="replace"), re.M)
+    return m.group(1).strip() if m else ""
+
+
+def certbot_args(req: Request, force: bool) -> List[str]:
+    args = ["certonly", "--non-interactive", "--agree-tos", "--no-eff-email", "--cert-name", cert_name(req.app),
+            "--server", req.server, "--webroot", "--webroot-path", "/var/lib/fdeploy-acme/" + req.app, "--key-type", "ecdsa"]
+    if force:
+        args.append("--force-renewal")
+    args += ["--email", req.email] if req.email else ["--register-unsafely-without-email"]
+    for d in req.domains:
+        args += ["-d", d]
+    return args
+
+
+def plan(host: Host, req: Request, site: str, site_issuing: str, now: Optional[float] = None) -> Dict[str, Any]:
+    """Keep the certificate, or issue one (forced when certbot would keep it: same names, but
+    another directory or expired), and the site in force while the CA validates: the HTTPS site
+    with the current certificate, with tls.mode custom's own certificate, or HTTP only."""
+    live = live_dir(req.app)
+    cert = inspect(host, live + "/cert.pem", now)
+    server = renewal_server(host, req.app)
+    have = cert.names if cert else ""
+    if cert and server is not None:
+        if have == req.want and server == req.server and cert.valid:
+            return {"action": "keep", "want": req.want, "have": have, "notAfter": cert.not_after}
+    force = bool(cert and server is not None and have == req.want)
+    own = custom_dir(req.app)
+    if exists(host, live + "/fullchain.pem"):
+        kind, issuing = "https", site
+    elif exists(host, own + "/fullchain.pem") and exists(host, own + "/privkey.pem"):
+        kind, issuing = "custom", site.replace(live + "/", own + "/")
+    else:
+        kind, issuing = "http", site_issuing
+    return {"action": "issue", "want": req.want, "have": have, "force": force, "issuing": kind,
+            "issuingSite": issuing, "certbot": certbot_args(req, force)}
+
+
+def refused(output: str) -> str:
+    """'name (reason); …' for each name the CA refused, from certbot's Domain:/Detail: lines."""
+    out, domain = [], ""
+    for line in output.splitlines():
+        m = re.match(r"^ *Domain: *(\S+)", line)
+        if m:
+            domain = m.group(1)
+            continue
+        m = re.match(r"^ *Detail: *(.*)$", line)
+        if m and domain:
+            out.append("%s (%s)" % (domain, m.group(1)[:160]))
+            domain = ""
+    return "; ".join(out)
+
+
+def failure(req: Request, output: str, previous: str) -> Dict[str, str]:
+    """certbot's lines worth showing, and the error naming each refused name and what stays in force."""
+    lines = output.splitlines()
+    why = [ln for ln in lines if re.match(r"^ *(Domain|Type|Detail|Hint):", ln) or re.search(r"Error|error", ln)]
+    why = [ln for ln in why if "letsencrypt.log" not in ln][:20] or lines[-15:]
+    in_force = " with the previous certificate (%s)" % previous if previous else " (HTTP)"
+    return {"why": "\n".join(why),
+            "error": "no certificate for %s from %s: %s (details in /var/log/letsencrypt/letsencrypt.log). "
+                     "The site that was in force before stays in force%s." % (
+                         req.want, req.server, refused(output) or "certbot failed, see above", in_force)}
+
+
+def desired_path(app: str) -> str:
+    return "/etc/fdeploy/%s/tls.desired.json" % app
+
+
+def load_desired(host: Host, app: str) -> Optional[Dict[str, Any]]:
+    raw = read_regular(host.path(desired_path(app)))
+    if raw is None:
+        return None
+    try:
+        desired = json.loads(raw)
+    except ValueError:
+        raise AgentError("%s is damaged (not JSON); run pulumi up to write it again" % desired_path(app))
+    if not isinstance(desired, dict):
+        raise AgentError("%s is damaged (not a JSON object); run pulumi up to write it again" % desired_path(app))
+    return desired
+
+
+def read_state(host: Host, app: str, now: Optional[float] = None) -> Dict[str, str]:
+    """The certificate on the server against the names the last create wanted (your own: its names
+    are checked at preview)."""
+    desired = load_desired(host, app)
+    path, want = live_dir(app) + "/cert.pem", ""
+    if desired is not None:
+        want = " ".join(sorted(set(str(desired.get("DOMAINS", "")).split())))
+        if desired.get("MODE") == "custom":
+            path, want = custom_dir(app) + "/fullchain.pem", ""
+    cert = inspect(host, path, now)
+    if cert is None:
+        return {"certificate": "missing", "notAfter": "", "names": ""}
+    state = "expired" if not cert.valid else "names-differ" if want and cert.names != want else "valid"
+    return {"certificate": state, "notAfter": cert.not_after, "names": cert.names}
+
+
+def renewal_trust(host: Host) -> bool:
+    """certbot.service's drop-in and bundle from the acme-ca.pem of every app; True when the drop-in changed."""
+    cas = []
+    etc = host.path("/etc/fdeploy")
+    for name in sorted(os.listdir(etc)) if os.path.isdir(etc) else []:
+        pem = read_regular(os.path.join(etc, name, "acme-ca.pem"))
+        if apps.NAME.fullmatch(name) and pem is not None:
+            cas.append(pem)
+    dropin = host.path(DROPIN)
+    if not cas:
+        changed = os.path.lexists(dropin)
+        for p in (dropin, host.path(RENEW_BUNDLE)):
+            if os.path.lexists(p):
+                os.unlink(p)
+        return changed
+    system = read_regular(host.path(SYSTEM_CAS)) or b""
+    write_atomic(host.path(RENEW_BUNDLE), b"".join([system] + cas), 0o644)
+    own_dir(os.path.dirname(dropin), 0o755)
+    return write_atomic(dropin, DROPIN_TEXT.encode(), 0o644)
+
+
+def _app(params: Dict[str, Any]) -> str:
+    return apps.check_name(params.get("APP"))
+
+
+def tls_check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    req = check(params)
+    apps.load(host, req.app)
+    return {"want": req.want, "mode": "custom" if req.custom else "acme"}
+
+
+def tls_plan(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """Keep: the parameters are kept (read, repair). Issue: the site in force is recorded (site.py)
+    and the site to validate with goes in its place (bash then tests it and reloads nginx)."""
+    req = check(params)
+    decided = plan(host, req, str(params.get("SITE", "")), str(params.get("SITE_ISSUING", "")))
+    if decided["action"] == "keep":
+        keep_desired(host, req.app, params)
+        return decided
+    decided["changed"] = sites.put(host, req.app, decided.pop("issuingSite"), save=True, desired=False)
+    ca = "/etc/fdeploy/%s/acme-ca.pem" % req.app
+    decided["caBundle"] = ca if read_regular(host.path(ca)) is not None else ""
+    return decided
+
+
+def tls_issued(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """After certbot issued: the HTTPS site in force (bash reloads: the certificate is new even when
+    the site is not), the record of the previous site and tls.mode custom's own certificate go."""
+    req = check(params)
+    changed = sites.put(host, req.app, str(params.get("SITE", "")), save=False, desired=False)
+    sites.unlink(host, sites.saved_path(req.app))
+    keep_desired(host, req.app, params)
+    if os.path.isdir(host.path(custom_dir(req.app))):
+        shutil.rmtree(host.path(custom_dir(req.app)))
+    cert = inspect(host, live_dir(req.app) + "/cert.pem")
+    return {"changed": changed, "want": req.want, "notAfter": cert.not_after if cert else ""}
+
+
+def tls_trust(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    app = _app(params)
+    conf = host.path("/etc/fdeploy/" + app)
+    own_dir(host.path("/etc/fdeploy"), 0o755)
+    own_dir(conf, 0o700)
+    ca = str(params.get("CA_BUNDLE", ""))
+    if ca:
+        if "-----BEGIN CERTIFICATE-----" not in ca:
+            raise AgentError("the CA bundle is not PEM (flask-deploy:tls.caBundle: a file with -----BEGIN CERTIFICATE----- blocks)")
+        write_atomic(conf + "/acme-ca.pem", (ca + "\n").encode(), 0o644)
+    elif os.path.lexists(conf + "/acme-ca.pem"):
+        os.unlink(conf + "/acme-ca.pem")
+    changed = renewal_trust(host)
+    if changed:
+        host.run(["systemctl", "daemon-reload"])
+    return {"changed": changed, "caBundle": "/etc/fdeploy/%s/acme-ca.pem" % app if ca else ""}
+
+
+def keep_desired(host: Host, app: str, params: Dict[str, Any]) -> None:
+    """What the last successful create deployed, for read and repair (a failed create is not kept:
+    the stack's state keeps the previous parameters too). Root-only: tls.mode custom's key is in it."""
+    own_dir(host.path("/etc/fdeploy/" + app), 0o700)
+    write_atomic(host.path(desired_path(app)), json.dumps(params, sort_keys=True).encode(), 0o600)
+
+
+def tls_desired(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """params APP: the last create's parameters (repair runs create with them); create's parameters
+    (tls.mode custom, after its certificate went live): kept."""
+    app = _app(params)
+    if "DOMAINS" in params:
+        check(params)
+        keep_desired(host, app, params)
+        return {}
+    desired = load_desired(host, app)
+    if desired is None:
+        raise AgentError("no HTTPS certificate was deployed for '%s' on this server (tls.sh create never ran); run pulumi up" % app)
+    return {"raw": json.dumps(desired)}
+
+
+def tls_fallback(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """The site put back names a certificate that is gone (deleted by hand): the HTTP site with the
+    challenge location (SITE_ISSUING) in force instead; bash tests and reloads."""
+    req = check(params)
+    return {"changed": sites.put(host, req.app, str(params.get("SITE_ISSUING", "")), save=False, desired=False)}
+
+
+def tls_read(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    return dict(read_state(host, _app(params)))
+
+
+def certbot_output(app: str) -> str:
+    """Where tls.sh keeps certbot's output of a failed issuance for tls-failure (root-only folder)."""
+    return "/etc/fdeploy/%s/certbot.out" % app
+
+
+def tls_failure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """After a failed issuance (and site-restore): certbot's lines worth showing, and the error."""
+    req = check(params)
+    path = host.path(certbot_output(req.app))
+    output = (read_regular(path) or b"").decode(errors="replace")
+    sites.unlink(host, certbot_output(req.app))
+    cert = inspect(host, live_dir(req.app) + "/cert.pem")
+    return failure(req, output, cert.names if cert and exists(host, live_dir(req.app) + "/fullchain.pem") else "")
+
+
+def tls_forget(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """delete (tls.mode off, or destroy), after the site stopped using the certificate."""
+    app = _app(params)
+    site = (read_regular(host.path("/etc/nginx/sites-available/fdeploy-%s.conf" % app)) or b"").decode(errors="replace")
+    if (live_dir(app) + "/") in site or (custom_dir(app) + "/") in site:
+        return {"kept": True, "certbotDelete": ""}
+    for p in ("/var/lib/fdeploy-acme/" + app, "/etc/fdeploy/%s/acme-ca.pem" % app, desired_path(app), custom_dir(app)):
+        full = host.path(p)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        elif os.path.lexists(full):
+            os.unlink(full)
+    if renewal_trust(host):
+        host.run(["systemctl", "daemon-reload"])
+    renewal = os.path.lexists(host.path("/etc/letsencrypt/renewal/%s.conf" % cert_name(app)))
+    return {"kept": False, "certbotDelete": cert_name(app) if renewal else ""}
