@@ -340,14 +340,19 @@ async function ansibleCases(server: TestServer, peer: AnsiblePeer): Promise<Part
   // six stays in requirements.txt (and installed) after a dependency run, so that a later code run
   // changes only wsgi.py, as the Pulumi code case does
   let six: string | null = null;
+  // the tuned playbook reloads (HUP: the same Gunicorn master) for code and restarts for a new venv
+  const master = () => server.ssh("systemctl show -P MainPID flaskapp.service").trim();
   const code: Runner = {
     id: `${prefix}-code` as CaseId,
     async run(i) {
       const tag = `${prefix}-code-${i}-${Date.now()}`;
       setMarker(app.dir, tag);
+      const before = master();
       const r = must(await play(`${prefix}-code-${i}`), `${peer} code run ${i}`);
       expectServed(server.host, tag, six, `${peer} code run ${i}`);
-      return { seconds: r.seconds };
+      const reloaded = master() === before;
+      if (tuned && !reloaded) throw new Error(`${peer} code run ${i}: Gunicorn was restarted, not reloaded (HUP)`);
+      return { seconds: r.seconds, detail: { gunicornMasterKept: reloaded } };
     },
   };
   const dependency: Runner = {
@@ -361,9 +366,10 @@ async function ansibleCases(server: TestServer, peer: AnsiblePeer): Promise<Part
       setDependency(app.dir, DEP);
       setMarker(app.dir, tag);
       six = DEP.split("==")[1];
+      const before = master();
       const r = must(await play(`${prefix}-dependency-${i}`), `${peer} dependency run ${i}`);
       expectServed(server.host, tag, six, `${peer} dependency run ${i}`);
-      return { seconds: r.seconds };
+      return { seconds: r.seconds, detail: { gunicornMasterKept: master() === before } };
     },
   };
   return { [code.id]: code, [dependency.id]: dependency };
