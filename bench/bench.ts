@@ -3,10 +3,11 @@
 // down whatever happens). See bench/README.md for what is measured and how.
 //
 //   node -r ts-node/register/transpile-only bench/bench.ts --project DIR --work DIR --out raw.json
-//     [--deploys 10] [--rollbacks 3] [--rate 50] [--connections 4] [--only restart,rolling,blue-green,canary,ansible]
+//     [--deploys 10] [--rollbacks 3] [--rate 50] [--connections 4] [--only restart,rolling,blue-green,canary,ansible,ansible-tuned]
 //     [--merge raw.json]
 //
-// For each Pulumi strategy (restart, rolling, blue-green, canary) and for the Ansible playbook: a fresh
+// For each Pulumi strategy (restart, rolling, blue-green, canary) and for the two Ansible playbooks
+// (conventional deploy.yml, tuned deploy-tuned.yml): a fresh
 // test server, one initial deploy (not measured), then K deploys under load, each with a code
 // change (every 3rd also a dependency change, every 3rd from the 2nd a new migration). For the
 // Pulumi strategies also `npm run rollback` (timed) followed by its roll-forward (`--forward`), at
@@ -20,7 +21,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { isolatedEnv, stackArgv } from "../tests/e2e/pulumi";
-import { ansiblePlaybook, machine, otherServers as otherServersThan } from "./common";
+import { AnsiblePeer, ansiblePlaybook, machine, otherServers as otherServersThan } from "./common";
 import { DEP_STEPS } from "./deps";
 
 // ------------------------------------------------------------------------------------ arguments
@@ -39,7 +40,7 @@ const RATE = Number(arg("rate", "50"));
 const CONNECTIONS = Number(arg("connections", "4"));
 const LOAD_PATHS = "/,/health";
 const REQUEST_TIMEOUT_S = 10;
-const ONLY = arg("only", "restart,rolling,blue-green,canary,ansible").split(",");
+const ONLY = arg("only", "restart,rolling,blue-green,canary,ansible,ansible-tuned").split(",");
 const MERGE = arg("merge", "");
 const BENCH = __dirname;
 const ROOT = path.resolve(BENCH, "..");   // node_modules (ts-node) for the load generator
@@ -51,12 +52,15 @@ const DEP_NAMES = [...new Set(DEP_STEPS.map((s) => s.split("==")[0]))];
 
 // docker-*: runtime docker (README "Docker runtime") on a server that can run Docker, one at a time
 // on the same address; the base image is the harness's (testserver.sh docker_args)
-const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: number; strategy?: string; docker?: boolean }[] = [
+// ansible-tuned: bench/ansible/deploy-tuned.yml, the careful operator's playbook (bench/README.md)
+const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: number; strategy?: string; docker?: boolean;
+  playbook?: AnsiblePeer }[] = [
   { id: "restart", kind: "pulumi", server: "bench-rst", octet: 70 },
   { id: "rolling", kind: "pulumi", server: "bench-roll", octet: 71 },
   { id: "blue-green", kind: "pulumi", server: "bench-bg", octet: 72 },
   { id: "canary", kind: "pulumi", server: "bench-cnry", octet: 75 },
   { id: "ansible", kind: "ansible", server: "bench-ans", octet: 73 },
+  { id: "ansible-tuned", kind: "ansible", server: "ha-tuned", octet: 240, playbook: "deploy-tuned.yml" },
   { id: "docker-blue-green", kind: "pulumi", server: "bench-dkr", octet: 76, strategy: "blue-green", docker: true },
   { id: "docker-rolling", kind: "pulumi", server: "bench-dkr", octet: 76, strategy: "rolling", docker: true },
 ];
@@ -407,7 +411,7 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
       const s = stack;
       deploy = (logName) => s.up(logName);
     } else {
-      deploy = ansibleDeployer(server, wc);
+      deploy = ansibleDeployer(server, wc, t.playbook);
     }
     const prefix = (n: string) => `${t.id}-${n}`;
 
@@ -513,15 +517,15 @@ async function canaryAbortCase(server: Server, wc: WorkingCopy, deploy: (logName
 }
 
 // -------------------------------------------------------------------------------------- Ansible
-/** The conventional alternative: bench/ansible/deploy.yml with ansible-core from the bench venv (common.ts). */
-function ansibleDeployer(server: Server, wc: WorkingCopy): (logName: string) => Promise<Run> {
-  const p = ansiblePlaybook(path.join(WORK, "ansible"), server, wc.appDir, wc.migrationsDir, PROJECT);
+/** An Ansible peer: bench/ansible/deploy.yml (or PLAYBOOK) with ansible-core from the bench venv (common.ts). */
+function ansibleDeployer(server: Server, wc: WorkingCopy, playbook?: AnsiblePeer): (logName: string) => Promise<Run> {
+  const p = ansiblePlaybook(path.join(WORK, "ansible", server.name), server, wc.appDir, wc.migrationsDir, PROJECT, playbook);
   return (logName) => run(p.cmd, p.args, { cwd: p.cwd, env: p.env, logName });
 }
 
 // ----------------------------------------------------------------------------------------- main
 /** Test servers of other users of this machine (e2e tests, a dev server): they share the CPUs. */
-const otherServers = () => otherServersThan("bench-");
+const otherServers = () => otherServersThan("bench-").filter((n) => !TARGETS.some((t) => t.server === n));
 
 async function main(): Promise<void> {
   const started = new Date();

@@ -1,5 +1,5 @@
 // What the benchmarks share (bench/bench.ts, bench/speed.ts): the Ansible playbook's command line
-// and environment (bench/ansible/deploy.yml with ansible-core from the bench venv), the machine's
+// and environment (bench/ansible/deploy.yml or deploy-tuned.yml with ansible-core from the bench venv), the machine's
 // description, and the other test servers running beside a benchmark.
 import { spawnSync } from "child_process";
 import * as crypto from "crypto";
@@ -15,12 +15,17 @@ export interface AnsibleTarget { name: string; host: string; key: string; knownH
 
 export interface AnsiblePlaybook { cmd: string; args: string[]; cwd: string; env: NodeJS.ProcessEnv }
 
+/** The Ansible peers: the conventional playbook and the tuned one (bench/README.md). */
+export type AnsiblePeer = "deploy.yml" | "deploy-tuned.yml";
+
 /**
- * The conventional alternative: bench/ansible/deploy.yml against SERVER (root, its pinned host
- * key), deploying APPDIR and MIGRATIONSDIR. Inventory, vars (a random SECRET_KEY, 0600) and
- * Ansible's home and temp files go to DIR. PROJECT: where components/scripts/migrate.py is.
+ * An Ansible peer: bench/ansible/PLAYBOOK against SERVER (root, its pinned host key), deploying
+ * APPDIR and MIGRATIONSDIR. Inventory, vars (a random SECRET_KEY, 0600), the tuned playbook's
+ * release archive and Ansible's home and temp files go to DIR. PROJECT: where
+ * components/scripts/migrate.py is.
  */
-export function ansiblePlaybook(dir: string, server: AnsibleTarget, appDir: string, migrationsDir: string, project: string): AnsiblePlaybook {
+export function ansiblePlaybook(dir: string, server: AnsibleTarget, appDir: string, migrationsDir: string, project: string,
+  playbook: AnsiblePeer = "deploy.yml"): AnsiblePlaybook {
   fs.mkdirSync(dir, { recursive: true });
   const inventory = path.join(dir, "inventory.ini");
   fs.writeFileSync(inventory, `[app]\n${server.name} ansible_host=${server.host} ansible_user=root ` +
@@ -29,7 +34,7 @@ export function ansiblePlaybook(dir: string, server: AnsibleTarget, appDir: stri
   const vars = path.join(dir, "vars.json");
   fs.writeFileSync(vars, JSON.stringify({
     app_src: appDir, migrations_src: migrationsDir, migrate_py: path.join(project, "components/scripts/migrate.py"),
-    secret_key: crypto.randomBytes(24).toString("hex"),
+    secret_key: crypto.randomBytes(24).toString("hex"), build_dir: path.join(dir, "build"),
   }), { mode: 0o600 });
   const env = {
     ...process.env,
@@ -38,7 +43,7 @@ export function ansiblePlaybook(dir: string, server: AnsibleTarget, appDir: stri
     ANSIBLE_LOCAL_TEMP: path.join(dir, "tmp"),
     ANSIBLE_FORCE_COLOR: "0",
   };
-  return { cmd: path.join(BENCH_VENV, "bin", "ansible-playbook"), args: ["-i", inventory, "-e", `@${vars}`, path.join(BENCH, "ansible", "deploy.yml")], cwd: BENCH, env };
+  return { cmd: path.join(BENCH_VENV, "bin", "ansible-playbook"), args: ["-i", inventory, "-e", `@${vars}`, path.join(BENCH, "ansible", playbook)], cwd: BENCH, env };
 }
 
 /** The machine a benchmark ran on (CPUs, memory, kernel, tool versions). */

@@ -16,10 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {"restart": "Pulumi · restart", "rolling": "Pulumi · rolling", "blue-green": "Pulumi · blue-green",
-          "canary": "Pulumi · canary", "ansible": "Ansible (conventional)",
+          "canary": "Pulumi · canary", "ansible": "Ansible (conventional)", "ansible-tuned": "Ansible (tuned)",
           "docker-blue-green": "Pulumi · Docker runtime · blue-green", "docker-rolling": "Pulumi · Docker runtime · rolling"}
 COLORS = {"restart": "#e49b0f", "rolling": "#3a7dc9", "blue-green": "#2e9d5b", "canary": "#8a5cc2", "ansible": "#c23b3b",
-          "docker-blue-green": "#1b6e8f", "docker-rolling": "#7a4fb5"}
+          "ansible-tuned": "#e0736e", "docker-blue-green": "#1b6e8f", "docker-rolling": "#7a4fb5"}
 
 
 def ok(outcome):

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh [--deploys N] [--rollbacks N] [--only LIST] [--merge] [--worktree] — the downtime benchmark
 # (see bench/README.md). Sets up what is missing (idempotent), boots its own test servers
-# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, bench-cnry on .75, one at a time), deploys under load, writes
+# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, bench-cnry on .75, ha-tuned on .240, one at a time), deploys under load, writes
 # bench/results/{raw.json,results.md,chart.png}, and tears every bench server down at the end,
 # also on failure or Ctrl-C.
 #   --deploys N    deploys per strategy/tool (default 10)
 #   --rollbacks N  timed rollbacks per Pulumi strategy (default 3)
-#   --only LIST    a subset of restart,rolling,blue-green,canary,ansible, or the Docker runtime's
+#   --only LIST    a subset of restart,rolling,blue-green,canary,ansible,ansible-tuned, or the Docker runtime's
 #                  targets docker-blue-green,docker-rolling (server bench-dkr, 10.213.0.76)
 #   --merge        keep the other targets of the existing results/raw.json (re-run one target alone)
 #   BENCH_RESULTS=DIR  write the results there (default bench/results; the Docker rows: bench/results/docker)
@@ -14,7 +14,7 @@
 set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
-deploys=10 rollbacks=3 only=restart,rolling,blue-green,canary,ansible source=head merge=()
+deploys=10 rollbacks=3 only=restart,rolling,blue-green,canary,ansible,ansible-tuned source=head merge=()
 while [ $# -gt 0 ]; do
   case $1 in
     --deploys) deploys=$2; shift 2 ;;
@@ -34,11 +34,11 @@ WORK=$BENCH/work                         # git-ignored scratch space, rebuilt by
 RESULTS=${BENCH_RESULTS:-$BENCH/results}
 VENV=${BENCH_VENV:-/var/cache/fdeploy/bench-venv}
 # the servers of the selected targets only (another run may be using the others)
-declare -A SERVER_OF=([restart]=bench-rst [rolling]=bench-roll [blue-green]=bench-bg [canary]=bench-cnry [ansible]=bench-ans
+declare -A SERVER_OF=([restart]=bench-rst [rolling]=bench-roll [blue-green]=bench-bg [canary]=bench-cnry [ansible]=bench-ans [ansible-tuned]=ha-tuned
   [docker-blue-green]=bench-dkr [docker-rolling]=bench-dkr)
 SERVERS=()
 for t in ${only//,/ }; do
-  [ -n "${SERVER_OF[$t]:-}" ] || { echo "--only: unknown target '$t' (expected restart, rolling, blue-green, canary, ansible, docker-blue-green, docker-rolling)" >&2; exit 2; }
+  [ -n "${SERVER_OF[$t]:-}" ] || { echo "--only: unknown target '$t' (expected restart, rolling, blue-green, canary, ansible, ansible-tuned, docker-blue-green, docker-rolling)" >&2; exit 2; }
   SERVERS+=("${SERVER_OF[$t]}")
 done
 step() { printf '\n== %s\n' "$*"; }
@@ -54,7 +54,7 @@ cleanup() {
     [ -d "${FDEPLOY_CACHE:-/var/cache/fdeploy}/servers/hosts/$s" ] && bash "$ts" down "$s" || true
   done
   bash "$ts" gc || true                  # the bridge goes only if no other server is left
-  rm -rf "$WORK/stacks" "$WORK/ansible/vars.json"
+  rm -rf "$WORK/stacks" "$WORK"/ansible/*/vars.json
   echo "bench servers stopped"
   exit $status
 }

@@ -14,8 +14,13 @@
 //   rollback            `npm run rollback` (its `--forward` follows, untimed)
 //   ansible-code        bench/ansible/deploy.yml after the same code change
 //   ansible-dependency  bench/ansible/deploy.yml after the same dependency change
-// Servers: "speed" (10.213.0.141: floors B and C and the Pulumi cases), "speed-ans" (.142: Ansible);
-// other NAME:OCTETs with FDEPLOY_SPEED_SERVER / FDEPLOY_SPEED_ANS_SERVER.
+//   ansible-tuned-code, ansible-tuned-dependency
+//                       the same with bench/ansible/deploy-tuned.yml (the careful operator's playbook:
+//                       releases + symlink, a venv per requirements hash, a HUP for code): the goals
+//                       compare with these
+// Servers: "speed" (10.213.0.141: floors B and C and the Pulumi cases), "speed-ans" (.142: Ansible),
+// "ha-speed" (.241: tuned Ansible); other NAME:OCTETs with FDEPLOY_SPEED_SERVER /
+// FDEPLOY_SPEED_ANS_SERVER / FDEPLOY_SPEED_TUNED_SERVER.
 // Each case is set up first (untimed: stacks, servers, initial deploys); then the timed runs go in
 // rounds — round i runs every selected case once — so the machine's load (others' tests) weighs on
 // every case and its floor alike.
@@ -29,9 +34,10 @@ import { copyApp, copyMigrations } from "../tests/e2e/app-copy";
 import { deployFresh, Deployment } from "../tests/e2e/fixture";
 import { changed, PROJECT_DIR, TestStack } from "../tests/e2e/pulumi";
 import { addWheels, startServer, stopAll, stopServer, TestServer } from "../tests/servers";
-import { ansiblePlaybook, machine, otherServers } from "./common";
+import { AnsiblePeer, ansiblePlaybook, machine, otherServers } from "./common";
 
-export const CASES = ["floor-a", "floor-b", "floor-c", "no-op", "code", "dependency", "rollback", "ansible-code", "ansible-dependency"] as const;
+export const CASES = ["floor-a", "floor-b", "floor-c", "no-op", "code", "dependency", "rollback", "ansible-code", "ansible-dependency",
+  "ansible-tuned-code", "ansible-tuned-dependency"] as const;
 export type CaseId = (typeof CASES)[number];
 
 const argValue = (name: string): string | undefined => {
@@ -54,6 +60,8 @@ const serverFromEnv = (v: string | undefined, name: string, octet: number) => {
 };
 const SERVER = serverFromEnv(process.env.FDEPLOY_SPEED_SERVER, "speed", 141);
 const ANSIBLE_SERVER = serverFromEnv(process.env.FDEPLOY_SPEED_ANS_SERVER, "speed-ans", 142);
+const TUNED_SERVER = serverFromEnv(process.env.FDEPLOY_SPEED_TUNED_SERVER, "ha-speed", 241);
+const OUR_SERVERS = [SERVER.name, ANSIBLE_SERVER.name, TUNED_SERVER.name];
 
 export interface CaseResult {
   id: CaseId;
@@ -313,46 +321,58 @@ function pulumiCases(d: Deployment): Record<"no-op" | "code" | "dependency" | "r
   };
 }
 
-/** The Ansible cases on their own server, after one untimed initial deploy. */
-async function ansibleCases(server: TestServer): Promise<Record<"ansible-code" | "ansible-dependency", Runner>> {
-  const app = copyApp(ANSIBLE_SERVER.name);
-  const migrations = copyMigrations(ANSIBLE_SERVER.name);
-  const p = ansiblePlaybook(path.join(WORK, "ansible"), { name: server.name, host: server.host, key: server.keyPath, knownHosts: server.knownHostsPath },
-    app.dir, migrations.dir, PROJECT_DIR);
+/**
+ * The cases of one Ansible peer on its own server, after one untimed initial deploy: "ansible-…"
+ * (deploy.yml, the conventional playbook) or "ansible-tuned-…" (deploy-tuned.yml).
+ */
+async function ansibleCases(server: TestServer, peer: AnsiblePeer): Promise<Partial<Record<CaseId, Runner>>> {
+  const tuned = peer === "deploy-tuned.yml";
+  const prefix = tuned ? "ansible-tuned" : "ansible";
+  const app = copyApp(server.name);
+  const migrations = copyMigrations(server.name);
+  const p = ansiblePlaybook(path.join(WORK, "ansible", server.name), { name: server.name, host: server.host, key: server.keyPath, knownHosts: server.knownHostsPath },
+    app.dir, migrations.dir, PROJECT_DIR, peer);
   const play = (logName: string) => timed(p.cmd, p.args, { cwd: p.cwd, env: p.env, logName });
   setMarker(app.dir, "initial");
-  log(`${server.name}: initial Ansible deploy (not timed)`);
-  must(await play("ansible-initial"), "Ansible: initial deploy");
-  expectServed(server.host, "initial", null, "Ansible: initial deploy");
+  log(`${server.name}: initial Ansible deploy with ${peer} (not timed)`);
+  must(await play(`${prefix}-initial`), `${peer}: initial deploy`);
+  expectServed(server.host, "initial", null, `${peer}: initial deploy`);
   // six stays in requirements.txt (and installed) after a dependency run, so that a later code run
   // changes only wsgi.py, as the Pulumi code case does
   let six: string | null = null;
-  return {
-    "ansible-code": {
-      id: "ansible-code",
-      async run(i) {
-        const tag = `ansible-code-${i}-${Date.now()}`;
-        setMarker(app.dir, tag);
-        const r = must(await play(`ansible-code-${i}`), `Ansible code run ${i}`);
-        expectServed(server.host, tag, six, `Ansible code run ${i}`);
-        return { seconds: r.seconds };
-      },
-    },
-    "ansible-dependency": {
-      id: "ansible-dependency",
-      async run(i) {
-        // the same change as the Pulumi case: six added (uninstalled before, untimed) + the code marker
-        server.ssh("/srv/flaskapp/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
-        const tag = `ansible-dependency-${i}-${Date.now()}`;
-        setDependency(app.dir, DEP);
-        setMarker(app.dir, tag);
-        six = DEP.split("==")[1];
-        const r = must(await play(`ansible-dependency-${i}`), `Ansible dependency run ${i}`);
-        expectServed(server.host, tag, six, `Ansible dependency run ${i}`);
-        return { seconds: r.seconds };
-      },
+  // the tuned playbook reloads (HUP: the same Gunicorn master) for code and restarts for a new venv
+  const master = () => server.ssh("systemctl show -P MainPID flaskapp.service").trim();
+  const code: Runner = {
+    id: `${prefix}-code` as CaseId,
+    async run(i) {
+      const tag = `${prefix}-code-${i}-${Date.now()}`;
+      setMarker(app.dir, tag);
+      const before = master();
+      const r = must(await play(`${prefix}-code-${i}`), `${peer} code run ${i}`);
+      expectServed(server.host, tag, six, `${peer} code run ${i}`);
+      const reloaded = master() === before;
+      if (tuned && !reloaded) throw new Error(`${peer} code run ${i}: Gunicorn was restarted, not reloaded (HUP)`);
+      return { seconds: r.seconds, detail: { gunicornMasterKept: reloaded } };
     },
   };
+  const dependency: Runner = {
+    id: `${prefix}-dependency` as CaseId,
+    async run(i) {
+      // the same change as the Pulumi case: six added + the code marker. The conventional playbook
+      // pip-installs into its one venv (six uninstalled before, untimed); the tuned one builds the
+      // venv of the new requirements file (each run's is new: it names the run)
+      if (!tuned) server.ssh("/srv/flaskapp/venv/bin/pip uninstall -q -y six >/dev/null 2>&1 || true");
+      const tag = `${prefix}-dependency-${i}-${Date.now()}`;
+      setDependency(app.dir, DEP);
+      setMarker(app.dir, tag);
+      six = DEP.split("==")[1];
+      const before = master();
+      const r = must(await play(`${prefix}-dependency-${i}`), `${peer} dependency run ${i}`);
+      expectServed(server.host, tag, six, `${peer} dependency run ${i}`);
+      return { seconds: r.seconds, detail: { gunicornMasterKept: master() === before } };
+    },
+  };
+  return { [code.id]: code, [dependency.id]: dependency };
 }
 
 // ------------------------------------------------------------------------------------ profile
@@ -559,6 +579,8 @@ const ROWS: Row[] = [
   { id: "rollback", label: "rollback", timed: "`npm run rollback -- --stack …` (one step back; `--forward` after it untimed)", floor: ["floor-a", "floor-b"], goal: 2 },
   { id: "ansible-code", label: "Ansible code deploy", timed: "bench/ansible/deploy.yml after the same code change" },
   { id: "ansible-dependency", label: "Ansible dependency deploy", timed: "bench/ansible/deploy.yml after the same dependency change" },
+  { id: "ansible-tuned-code", label: "tuned Ansible code deploy", timed: "bench/ansible/deploy-tuned.yml after the same code change (a new release, Gunicorn HUP)" },
+  { id: "ansible-tuned-dependency", label: "tuned Ansible dependency deploy", timed: "bench/ansible/deploy-tuned.yml after the same dependency change (a new venv, Gunicorn restart)" },
 ];
 
 const fmt = (x: number) => x.toFixed(2);
@@ -592,11 +614,14 @@ export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseI
   const peer = (ours: CaseId, theirs: CaseId, label: string, goal?: number) => {
     const a = med(ours), b = med(theirs);
     const x = a !== undefined && b !== undefined ? a / b : undefined;
-    lines.push(`| ${label} | | ${a !== undefined ? fmt(a) : "?"} vs ${b !== undefined ? fmt(b) : "?"} | Ansible's | ` +
+    lines.push(`| ${label} | | ${a !== undefined ? fmt(a) : "?"} vs ${b !== undefined ? fmt(b) : "?"} | ${theirs.includes("tuned") ? "tuned" : "conventional"} Ansible's | ` +
       `${goal ? `≤ ${goal.toFixed(1)}× ${x === undefined ? "" : x <= goal ? "✓ met" : "✗ not met"}` : "(no goal)"} | ${x === undefined ? "n/a" : ratio(x)} |`);
   };
-  peer("code", "ansible-code", "code-only change vs Ansible code deploy", 0.5);
-  peer("dependency", "ansible-dependency", "dependency change vs Ansible dependency deploy");
+  // the goal compares with the tuned peer; the conventional one is shown beside it
+  peer("code", "ansible-tuned-code", "code-only change vs tuned Ansible code deploy", 0.5);
+  peer("dependency", "ansible-tuned-dependency", "dependency change vs tuned Ansible dependency deploy");
+  peer("code", "ansible-code", "code-only change vs conventional Ansible code deploy");
+  peer("dependency", "ansible-dependency", "dependency change vs conventional Ansible dependency deploy");
   lines.push("");
   lines.push("## What each case times", "");
   lines.push("| case | timed | when (UTC) | commit | load avg (1 min) at its runs: min / median / max | other test servers up |", "|---|---|---|---|---|---|");
@@ -666,11 +691,13 @@ async function main(): Promise<void> {
       if (ids.includes("floor-c")) runners["floor-c"] = await floorC(d.server);
       Object.assign(runners, pulumiCases(d));
     }
-    if (ids.some((id) => id.startsWith("ansible"))) {
-      log(`${ANSIBLE_SERVER.name}: booting 10.213.0.${ANSIBLE_SERVER.octet}`);
-      const server = startServer(ANSIBLE_SERVER.name, ANSIBLE_SERVER.octet);
-      cleanups.push(() => { fs.rmSync(path.join(WORK, "ansible", "vars.json"), { force: true }); stopServer(server.name); });
-      Object.assign(runners, await ansibleCases(server));
+    for (const [peer, srv, selected] of [["deploy.yml", ANSIBLE_SERVER, ["ansible-code", "ansible-dependency"]],
+      ["deploy-tuned.yml", TUNED_SERVER, ["ansible-tuned-code", "ansible-tuned-dependency"]]] as const) {
+      if (!ids.some((id) => (selected as readonly string[]).includes(id))) continue;
+      log(`${srv.name}: booting 10.213.0.${srv.octet}`);
+      const server = startServer(srv.name, srv.octet);
+      cleanups.push(() => { fs.rmSync(path.join(WORK, "ansible", server.name, "vars.json"), { force: true }); stopServer(server.name); });
+      Object.assign(runners, await ansibleCases(server, peer));
     }
 
     // the timed runs, interleaved: round i runs every case once (in CASES order), so that the
@@ -683,11 +710,11 @@ async function main(): Promise<void> {
         const load1 = os.loadavg()[0];
         const res = await r.run(i);
         const c = (done[r.id] ??= { id: r.id, seconds: [], date: new Date().toISOString(), commit: rev, loadBefore: os.loadavg().map(round2),
-          loadAfter: [], otherServers: otherServers(SERVER.name).filter((n) => n !== ANSIBLE_SERVER.name), details: [] });
+          loadAfter: [], otherServers: otherServers(SERVER.name).filter((n) => !OUR_SERVERS.includes(n)), details: [] });
         c.seconds.push(round2(res.seconds));
         c.details!.push({ run: i, load1: round2(load1), ...(res.detail ?? {}) });
         c.loadAfter = os.loadavg().map(round2);
-        for (const s of otherServers(SERVER.name).filter((n) => n !== ANSIBLE_SERVER.name)) if (!c.otherServers.includes(s)) c.otherServers.push(s);
+        for (const s of otherServers(SERVER.name).filter((n) => !OUR_SERVERS.includes(n))) if (!c.otherServers.includes(s)) c.otherServers.push(s);
         log(`${r.id} run ${i}: ${res.seconds.toFixed(2)} s`);
       }
     }
