@@ -11,7 +11,8 @@ import { DeployConfig } from "../../components/config";
 function lockState(cfg: DeployConfig, action: "status" | "release"): any {
   const r = runOnServer(cfg, "ops.sh", "lock", { APP: cfg.appName, ACTION: action }, { capture: true });
   if (r.status !== 0) throw new FdeployError(`lock ${action} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
-  return JSON.parse(r.stdout.trim().split("\n").pop()!);
+  const { ok: _ok, ...st } = JSON.parse(r.stdout.trim().split("\n").pop()!);   // the agent's ops-lock
+  return st;
 }
 
 function show(cfg: DeployConfig, st: any): void {

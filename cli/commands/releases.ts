@@ -1,5 +1,5 @@
 // fdeploy releases: the releases the server keeps or ran, newest first — which is live, which
-// failed, when each went live (components/scripts/ops.sh releases, from history.log).
+// failed, when each went live (components/scripts/ops.sh releases: the agent's ops-releases, from the release history).
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
@@ -13,7 +13,8 @@ export function register(program: Command): void {
       const { cfg } = target(opts);
       const r = runOnServer(cfg, "ops.sh", "releases", { APP: cfg.appName }, { capture: true });
       if (r.status !== 0) throw new FdeployError(`releases failed on ${cfg.server.host} (exit ${r.status})`);
-      const list: any[] = JSON.parse(r.stdout.trim().split("\n").pop()!);
+      const out = JSON.parse(r.stdout.trim().split("\n").pop()!);
+      const list: any[] = Array.isArray(out) ? out : out.releases;   // the agent's ops-releases: {"releases": […]}; a bundle before it: the list
       if (opts.json) return printJson(list);
       process.stdout.write(table(["RELEASE", "STATUS", "FIRST LIVE", "LAST LIVE", "SCHEMA", "KEPT"],
         list.map((x) => [x.id, x.status, x.firstLive ?? "-", x.lastLive ?? (x.failedAt ? `failed ${x.failedAt}` : "-"),

@@ -8,6 +8,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, slotuser, staging, supervise
+from . import ops
 from .errors import AgentError
 from .host import Host
 
@@ -35,6 +36,12 @@ VERBS: Dict[str, Verb] = {
     "slot-user": slotuser.set_slot_user,
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
+    "ops-status": ops.ops_status,
+    "ops-releases": ops.ops_releases,
+    "ops-logs": ops.ops_logs,
+    "ops-exec": ops.ops_exec,
+    "ops-maintenance": ops.ops_maintenance,
+    "ops-lock": ops.ops_lock,
 }
 
 
@@ -75,7 +82,7 @@ def main(argv: List[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
         log("error: %s" % message)
         if field is None:
             print(json.dumps({"ok": False, "error": message}), file=stdout)
-        return 1
+        return getattr(e, "exit_status", 1)   # 3: not deployed here (ops.NotDeployed)
     if field is not None:
         value = result.get(field, "")
         print("\n".join(map(str, value)) if isinstance(value, list) else value, file=stdout)
