@@ -19,8 +19,11 @@
 logs() {
   local out argv=() filter=()
   out=$(agent ops-logs --field argv <<<"$P_RAW")
-  # nginx's logs without -f: the agent reads them (their lines carry their own times, for --since)
-  [ -n "$out" ] || { agent ops-logs --field lines <<<"$P_RAW"; return; }
+  if [ -z "$out" ]; then   # nginx's logs without -f: the agent reads them (each line has its time, for --since)
+    out=$(agent ops-nginx-lines --field lines <<<"$P_RAW")
+    [ -z "$out" ] || printf '%s\n' "$out"
+    return
+  fi
   mapfile -t argv <<<"$out"
   out=$(agent ops-logs --field filter <<<"$P_RAW")
   [ -z "$out" ] || mapfile -t filter <<<"$out"

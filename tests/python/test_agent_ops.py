@@ -146,7 +146,7 @@ def test_logs_journal_argv(root):
 @pytest.mark.parametrize("params, word", [({"LINES": "1234567"}, "LINES"), ({"JOB": "../x"}, "JOB"), ({"GREP": "a\nb"}, "GREP"),
                                           ({"NGINX": True, "GREP": "("}, "--grep")])
 def test_logs_bad_input_is_named(root, params, word):
-    status, out, _, _ = call(root, "ops-logs", params)
+    status, out, _, _ = call(root, "ops-nginx-lines" if "NGINX" in params else "ops-logs", params)
     assert status == 1 and word in out["error"]
 
 
@@ -158,9 +158,10 @@ def test_logs_nginx(root):
         return '1.2.3.4 - - [%s +0100] "GET %s HTTP/1.1" 200 2\n' % (time.strftime("%d/%b/%Y:%H:%M:%S", time.gmtime(t + 3600)), path)
     (root / "var/log/nginx/fdeploy-shop.access.log").write_text(access(now - 7200, "/old") + access(now - 60, "/new") + access(now - 30, "/newer"))
     (root / "var/log/nginx/fdeploy-shop.error.log").write_text(time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime(now - 45)) + " [error] 1#1: boom\n")
-    _, out, _, _ = call(root, "ops-logs", {"NGINX": True, "SINCE": "1h"})
-    assert out["argv"] == [] and [line.split()[-4 if "GET" in line else -1] for line in out["lines"]] == ["/new", "boom", "/newer"]
-    _, out, _, _ = call(root, "ops-logs", {"NGINX": True, "GREP": "old|newer", "LINES": "1"})
+    assert call(root, "ops-logs", {"NGINX": True, "SINCE": "1h"})[1]["argv"] == []   # ops-nginx-lines reads them
+    _, out, _, _ = call(root, "ops-nginx-lines", {"NGINX": True, "SINCE": "1h"})
+    assert [line.split()[-4 if "GET" in line else -1] for line in out["lines"]] == ["/new", "boom", "/newer"]
+    _, out, _, _ = call(root, "ops-nginx-lines", {"NGINX": True, "GREP": "old|newer", "LINES": "1"})
     assert len(out["lines"]) == 1 and "/newer" in out["lines"][0]
     _, out, _, _ = call(root, "ops-logs", {"NGINX": True, "FOLLOW": True, "GREP": "x", "LINES": "0"})
     assert out["argv"] == ["tail", "-n", "0", "-F", "/var/log/nginx/fdeploy-shop.access.log", "/var/log/nginx/fdeploy-shop.error.log"]
@@ -180,6 +181,7 @@ def test_exec_in_the_sandbox_as_the_live_user(root):
     assert status == 0
     argv = out["argv"]
     assert argv[:6] == ["systemd-run", "--quiet", "--wait", "--collect", "--pipe", "--expand-environment=no"]
+    assert argv[6].startswith("--unit=fdeploy-shop-exec-") and argv[6] != call(root, "ops-exec", {"CMD": '["/bin/true"]'})[1]["argv"][6]
     assert argv[argv.index("--") + 1:] == ["/srv/shop/releases/%s/.venv/bin/flask" % RID, "a\nb", "$HOME", ""]
     p = props(argv)
     for want in ("User=shop_2", "Group=shop", "WorkingDirectory=/srv/shop/releases/" + RID, "EnvironmentFile=/etc/fdeploy/shop/env",

@@ -39,6 +39,7 @@ VERBS: Dict[str, Verb] = {
     "ops-status": ops.ops_status,
     "ops-releases": ops.ops_releases,
     "ops-logs": ops.ops_logs,
+    "ops-nginx-lines": ops.ops_nginx_lines,
     "ops-exec": ops.ops_exec,
     "ops-maintenance": ops.ops_maintenance,
     "ops-lock": ops.ops_lock,

@@ -2,8 +2,9 @@
 idempotent. An app with no live release here is NotDeployed (exit 3: cli says "no app deployed").
   ops-status       live release and slots, health now, last deploy, disk, drift, maintenance, canary
   ops-releases     {"releases": [...]}: the kept and past releases, newest first
-  ops-logs         what to run for `fdeploy logs`: argv (journalctl or tail -F), filter (grep for
-                   tail), or the nginx lines themselves (lines: --since is read from each line)
+  ops-logs         what to run for `fdeploy logs`: argv (journalctl, or tail -F with a grep filter);
+                   none for nginx's logs without FOLLOW: ops-nginx-lines reads them
+  ops-nginx-lines  lines: nginx's log lines (--since is read from each line's own time)
   ops-exec         argvz: the command line (NUL-separated) that runs CMD, or with CONSOLE a shell,
                    in the live release (systemd-run in the slots' sandbox, or docker exec)
   ops-maintenance  MODE on|off: the page and the nginx snippet (503) the site includes; nginx -t
@@ -17,6 +18,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import signal
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional
@@ -262,27 +264,36 @@ def _one_line(params: Dict[str, Any], key: str) -> str:
     return value
 
 
-def ops_logs(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+def _logs_params(host: Host, params: Dict[str, Any]) -> Dict[str, Any]:
     name = apps.check_name(params.get("APP"))
     if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
         raise NotDeployed("app '%s' is not deployed on this server" % name)
     lines = str(params.get("LINES", "") or "")
     if not re.fullmatch(r"[0-9]{0,6}", lines):
         raise AgentError("bad line count %r (LINES: a number of up to 6 digits)" % lines)
-    n = int(lines or 100)
-    since, pattern = _one_line(params, "SINCE"), _one_line(params, "GREP")
-    follow = params.get("FOLLOW") in (True, "true")
-    if params.get("NGINX") in (True, "true"):
-        files = ["/var/log/nginx/fdeploy-%s.%s.log" % (name, kind) for kind in ("access", "error")]
+    return {"name": name, "n": int(lines or 100), "since": _one_line(params, "SINCE"), "pattern": _one_line(params, "GREP"),
+            "follow": params.get("FOLLOW") in (True, "true"), "nginx": params.get("NGINX") in (True, "true"),
+            "files": ["/var/log/nginx/fdeploy-%s.%s.log" % (name, kind) for kind in ("access", "error")]}
+
+
+def ops_nginx_lines(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    p = _logs_params(host, params)
+    try:
+        re.compile(p["pattern"])
+    except re.error as e:
+        raise AgentError("bad --grep pattern %r: %s" % (p["pattern"], e))
+    texts = [(read_regular(host.path(f)) or b"").decode(errors="replace") for f in p["files"]]
+    return {"lines": nginx_lines(texts, p["since"], p["pattern"], p["n"], time.time())}
+
+
+def ops_logs(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    p = _logs_params(host, params)
+    name, n, since, pattern, follow = p["name"], p["n"], p["since"], p["pattern"], p["follow"]
+    if p["nginx"]:
         if follow:
-            return {"argv": ["tail", "-n", str(n), "-F"] + files,
-                    "filter": ["grep", "--line-buffered", "-E", "-e", pattern] if pattern else [], "lines": []}
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise AgentError("bad --grep pattern %r: %s" % (pattern, e))
-        texts = [(read_regular(host.path(f)) or b"").decode(errors="replace") for f in files]
-        return {"argv": [], "filter": [], "lines": nginx_lines(texts, since, pattern, n, time.time())}
+            return {"argv": ["tail", "-n", str(n), "-F"] + p["files"],
+                    "filter": ["grep", "--line-buffered", "-E", "-e", pattern] if pattern else []}
+        return {"argv": [], "filter": []}
     unit = "fdeploy-%s@*" % name
     job = params.get("JOB") or ""
     if job:
@@ -297,7 +308,7 @@ def ops_logs(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Di
         argv += ["--grep", pattern]
     if follow:
         argv.append("-f")
-    return {"argv": argv, "filter": [], "lines": []}
+    return {"argv": argv, "filter": []}
 
 
 def _command(params: Dict[str, Any]) -> List[str]:
@@ -315,7 +326,7 @@ def _executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-def exec_argv(host: Host, live: Live, cmd: List[str], pty: bool, pid: int) -> List[str]:
+def exec_argv(host: Host, live: Live, cmd: List[str], pty: bool) -> List[str]:
     """The command line that runs CMD in the live release as the live slot's user, with the app's
     environment files and the slots' sandbox, in a transient unit (the command is no child of root's);
     with runtime docker, in the live slot's container."""
@@ -344,7 +355,7 @@ def exec_argv(host: Host, live: Live, cmd: List[str], pty: bool, pid: int) -> Li
         if line.strip():
             props += ["-p", line]
     return (["systemd-run", "--quiet", "--wait", "--collect", "--pty" if pty else "--pipe"] + literal
-            + ["--unit=fdeploy-%s-exec-%d" % (app.name, pid)] + props + ["--"] + cmd)
+            + ["--unit=fdeploy-%s-exec-%s" % (app.name, secrets.token_hex(4))] + props + ["--"] + cmd)
 
 
 def ops_exec(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
@@ -355,7 +366,7 @@ def ops_exec(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Di
         cmd, pty = (["flask", "shell"] if flask else ["python"]), True
     else:
         cmd, pty = _command(params), False
-    argv = exec_argv(host, live, cmd, pty, os.getppid())   # the glue's pid: it execs the command
+    argv = exec_argv(host, live, cmd, pty)
     return {"argv": argv, "argvz": "".join(a + "\0" for a in argv)}
 
 
