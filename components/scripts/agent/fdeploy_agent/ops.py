@@ -58,18 +58,22 @@ def _json_file(path: str) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _deployed_app(host: Host, params: Dict[str, Any]) -> apps.App:
+    name = apps.check_name(params.get("APP"))
+    if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
+        raise NotDeployed("app '%s' is not deployed on this server" % name)
+    return apps.load(host, name)
+
+
 class Live:
     """The app and what it runs: the live slot and its release (NotDeployed when there is none)."""
 
     def __init__(self, host: Host, params: Dict[str, Any]) -> None:
-        name = apps.check_name(params.get("APP"))
-        if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
-            raise NotDeployed("app '%s' is not deployed on this server" % name)
-        self.app = apps.load(host, name)
+        self.app = _deployed_app(host, params)
         self.slot = (read_regular(host.path(self.app.slots + "/live")) or b"").decode(errors="replace").strip() or "main"
         self.release = _release_of(host, self.app, self.slot)
         if not self.release:
-            raise NotDeployed("app '%s' is not deployed on this server (no live release)" % name)
+            raise NotDeployed("app '%s' is not deployed on this server (no live release)" % self.app.name)
         self.release_dir = "%s/releases/%s" % (self.app.root, self.release)
 
 
@@ -190,10 +194,7 @@ def ops_status(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
 
 
 def ops_releases(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    name = apps.check_name(params.get("APP"))
-    if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
-        raise NotDeployed("app '%s' is not deployed on this server" % name)
-    app = apps.load(host, name)
+    app = _deployed_app(host, params)
     live = _release_of(host, app, (read_regular(host.path(app.slots + "/live")) or b"").decode(errors="replace").strip() or "main")
     rels: Dict[str, Dict[str, Any]] = {}
     order: List[str] = []
@@ -265,9 +266,7 @@ def _one_line(params: Dict[str, Any], key: str) -> str:
 
 
 def _logs_params(host: Host, params: Dict[str, Any]) -> Dict[str, Any]:
-    name = apps.check_name(params.get("APP"))
-    if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
-        raise NotDeployed("app '%s' is not deployed on this server" % name)
+    name = _deployed_app(host, params).name
     lines = str(params.get("LINES", "") or "")
     if not re.fullmatch(r"[0-9]{0,6}", lines):
         raise AgentError("bad line count %r (LINES: a number of up to 6 digits)" % lines)
@@ -393,10 +392,7 @@ def ops_maintenance(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     """params APP, MODE on|off, MESSAGE or HTML (on). nginx includes the snippet in the app's site
     (nginx-site.ts): every request but the server's own (health checks) and ACME challenges
     (certificate renewals) answers 503 with the page. ops.sh reloads nginx afterwards."""
-    name = apps.check_name(params.get("APP"))
-    if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
-        raise NotDeployed("app '%s' is not deployed on this server" % name)
-    app = apps.load(host, name)
+    app = _deployed_app(host, params)
     mode = params.get("MODE")
     if mode not in ("on", "off"):
         raise AgentError("bad maintenance mode %r (MODE: on or off)" % (mode,))
@@ -417,7 +413,7 @@ def ops_maintenance(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
                                               page=page_dir + "/index.html").encode(), 0o600)
         else:
             log("maintenance mode is already on (page updated)")
-        site = read_regular(host.path("/etc/nginx/sites-enabled/fdeploy-%s.conf" % name)) or b""
+        site = read_regular(host.path("/etc/nginx/sites-enabled/fdeploy-%s.conf" % app.name)) or b""
         if ("include %s" % maintenance_conf(app)).encode() not in site:
             log("warning: the nginx site in force predates maintenance mode; it takes effect after the next pulumi up")
     elif before is not None:
