@@ -5,13 +5,13 @@ import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
 import { printJson, table } from "../lib/print";
-import { runOnServer } from "../lib/stack";
+import { runOnServer, serverResult } from "../lib/stack";
 import { DeployConfig } from "../../components/config";
 
 function lockState(cfg: DeployConfig, action: "status" | "release"): any {
   const r = runOnServer(cfg, "ops.sh", "lock", { APP: cfg.appName, ACTION: action }, { capture: true });
   if (r.status !== 0) throw new FdeployError(`lock ${action} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
-  return JSON.parse(r.stdout.trim().split("\n").pop()!);
+  return serverResult(r.stdout);
 }
 
 function show(cfg: DeployConfig, st: any): void {

@@ -1,10 +1,10 @@
 // fdeploy releases: the releases the server keeps or ran, newest first — which is live, which
-// failed, when each went live (components/scripts/ops.sh releases, from history.log).
+// failed, when each went live (components/scripts/ops.sh releases: the agent's ops-releases, from the release history).
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
 import { printJson, table } from "../lib/print";
-import { runOnServer } from "../lib/stack";
+import { runOnServer, serverResult } from "../lib/stack";
 
 export function register(program: Command): void {
   stackCommand(program, "releases", "kept and past releases: which is live, which failed, with times")
@@ -13,7 +13,7 @@ export function register(program: Command): void {
       const { cfg } = target(opts);
       const r = runOnServer(cfg, "ops.sh", "releases", { APP: cfg.appName }, { capture: true });
       if (r.status !== 0) throw new FdeployError(`releases failed on ${cfg.server.host} (exit ${r.status})`);
-      const list: any[] = JSON.parse(r.stdout.trim().split("\n").pop()!);
+      const list: any[] = serverResult(r.stdout, "releases");
       if (opts.json) return printJson(list);
       process.stdout.write(table(["RELEASE", "STATUS", "FIRST LIVE", "LAST LIVE", "SCHEMA", "KEPT"],
         list.map((x) => [x.id, x.status, x.firstLive ?? "-", x.lastLive ?? (x.failedAt ? `failed ${x.failedAt}` : "-"),

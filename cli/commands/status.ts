@@ -1,10 +1,10 @@
 // fdeploy status: what the server runs now — live release and its age, slots and their units,
-// health now, last deploy, disk use, drift, maintenance (components/scripts/ops.sh status).
+// health now, last deploy, disk use, drift, maintenance (components/scripts/ops.sh status: the agent's ops-status).
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
 import { age, bytes, printJson } from "../lib/print";
-import { runOnServer } from "../lib/stack";
+import { runOnServer, serverResult } from "../lib/stack";
 
 export function register(program: Command): void {
   stackCommand(program, "status", "the live release, its slots, health, last deploy, disk use, drift and maintenance mode")
@@ -13,7 +13,7 @@ export function register(program: Command): void {
       const { ref, cfg } = target(opts);
       const r = runOnServer(cfg, "ops.sh", "status", { APP: cfg.appName }, { capture: true });
       if (r.status !== 0) throw new FdeployError(`status failed on ${cfg.server.host} (exit ${r.status})`);
-      const st = { stack: ref.stack, app: cfg.appName, host: cfg.server.host, ...JSON.parse(r.stdout.trim().split("\n").pop()!) };
+      const st = { stack: ref.stack, app: cfg.appName, host: cfg.server.host, ...serverResult(r.stdout) };
       if (opts.json) return printJson(st);
       const m = st.maintenance;
       const lines = [

@@ -179,3 +179,16 @@ function sshError(cfg: Pick<DeployConfig, "server">, stderr: string): FdeployErr
   const why = stderr.trim().split("\n").filter(Boolean).pop() ?? "ssh failed";
   return new FdeployError(`cannot reach the server ${where}: ${why}`, 5);
 }
+
+/**
+ * The JSON result of a server verb: its stdout's last line, without the agent's `ok` flag (the
+ * agent's verbs print {"ok": true, …}). FIELD: that field of it, or the whole value when it is one
+ * already (a script bundle from before the agent printed the value itself).
+ */
+export function serverResult(stdout: string, field?: string): any {
+  const value = JSON.parse(stdout.trim().split("\n").pop()!);
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
+  if (field !== undefined) return value[field];
+  const { ok: _ok, ...rest } = value;
+  return rest;
+}

@@ -248,6 +248,16 @@ describe("fdeploy: operating a deployed app", function () {
     deployChange("three");
     assert.strictEqual((await getRetry(`${base}/health`)).status, 503);
     assert.strictEqual(fdeploy(["maintenance", "on"]).status, 0);   // idempotent
+    // nginx refusing its configuration: the mode stays as it was, on the server and in status
+    server.ssh("echo 'not nginx;' >/etc/nginx/conf.d/ops-broken.conf");
+    try {
+      const refused = fdeploy(["maintenance", "off"]);
+      assert.notStrictEqual(refused.status, 0, refused.output);
+      assert.match(refused.stderr, /nginx rejects its configuration; maintenance mode unchanged/);
+      assert.strictEqual(json(["status"]).maintenance.on, true);
+    } finally {
+      server.ssh("rm -f /etc/nginx/conf.d/ops-broken.conf");
+    }
     await new Promise((res) => setTimeout(res, 1500));
     const offStart = Date.now();
     r = fdeploy(["maintenance", "off"]);

@@ -5,7 +5,7 @@ import { main } from "../../cli/main";
 import * as fs from "fs";
 import * as path from "path";
 import { bytes, table } from "../../cli/lib/print";
-import { connectionFromFile, sameConnection } from "../../cli/lib/stack";
+import { connectionFromFile, sameConnection, serverResult } from "../../cli/lib/stack";
 import { HOST_KEY, tempKeyFile } from "./helpers";
 import { tempDir } from "../tmpdir";
 
@@ -45,6 +45,11 @@ describe("fdeploy command line", () => {
       assert.match(r.err, msg);
     }
     assert.notStrictEqual((await run("nonsense")).code, 0);
+  });
+  it("reads a server verb's result: the agent's object without its ok flag, or a bundle's value from before the agent", () => {
+    assert.deepStrictEqual(serverResult('log line\n{"held": false, "ok": true, "owner": null}\n'), { held: false, owner: null });
+    assert.deepStrictEqual(serverResult('{"ok": true, "releases": [{"id": "a"}]}', "releases"), [{ id: "a" }]);
+    assert.deepStrictEqual(serverResult('[{"id": "a"}]', "releases"), [{ id: "a" }]);
   });
   it("prints aligned tables and sizes", () => {
     assert.strictEqual(table(["A", "BB"], [["xxx", "y"]]), "A    BB\nxxx  y\n");

@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import base, gunicorn, lease, live, lock, migrate_plan, mounts, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
+from . import base, gunicorn, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -61,6 +61,13 @@ VERBS: Dict[str, Verb] = {
     "result-field": shellparams.result_field,
     "base-plan": base.base_plan,
     "base-settings": base.base_settings,
+    "ops-status": ops.ops_status,
+    "ops-releases": ops.ops_releases,
+    "ops-logs": ops.ops_logs,
+    "ops-nginx-lines": ops.ops_nginx_lines,
+    "ops-exec": ops.ops_exec,
+    "ops-maintenance": ops.ops_maintenance,
+    "ops-lock": ops.ops_lock,
 }
 
 
@@ -101,7 +108,7 @@ def main(argv: List[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
         log("error: %s" % message)
         if field is None:
             print(json.dumps({"ok": False, "error": message}), file=stdout)
-        return 1
+        return getattr(e, "exit_status", 1)   # 3: not deployed here (ops.NotDeployed)
     if field is not None:
         value = result.get(field, "")
         print("\n".join(map(str, value)) if isinstance(value, list) else value, file=stdout)

@@ -74,13 +74,22 @@ def open_lock(host: Host, app: str, sleep: Callable[[float], None], wait_seconds
 
 def holder(path: str, proc: str = "/proc") -> str:
     """Every process that holds the flock on PATH now: 'pid <pid> (uid <uid>: <command>), …', or
-    'no process any more'. Asked of the kernel per descriptor (/proc/<pid>/fdinfo names the flock
-    an open file holds), not of the process that took it: a descriptor can be inherited or copied
-    by a process that is not the deploy that took the lock (and /proc/locks names only that one)."""
+    'no process any more'."""
+    if not os.path.exists(path):
+        return "no process any more (the lock file is gone)"
+    found = [describe_pid(pid, proc) for pid in holder_pids(path, proc)]
+    return ", ".join(found[:6]) if found else "no process any more (it was just released)"
+
+
+def holder_pids(path: str, proc: str = "/proc") -> List[str]:
+    """The processes that hold the flock on PATH now, asked of the kernel per descriptor
+    (/proc/<pid>/fdinfo names the flock an open file holds), not of the process that took it: a
+    descriptor can be inherited or copied by a process that is not the deploy that took the lock
+    (and /proc/locks names only that one)."""
     try:
         st = os.stat(path)
     except OSError:
-        return "no process any more (the lock file is gone)"
+        return []
     found: List[str] = []
     for pid in sorted((p for p in os.listdir(proc) if p.isdigit()), key=int):
         fds = os.path.join(proc, pid, "fd")
@@ -98,9 +107,9 @@ def holder(path: str, proc: str = "/proc") -> str:
                         continue
             except OSError:
                 continue
-            found.append(describe_pid(pid, proc))
+            found.append(pid)
             break
-    return ", ".join(found[:6]) if found else "no process any more (it was just released)"
+    return found
 
 
 def describe_pid(pid: str, proc: str = "/proc") -> str:
