@@ -8,6 +8,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, slotuser, staging, supervise
+from . import jobs
 from .errors import AgentError
 from .host import Host
 
@@ -35,6 +36,11 @@ VERBS: Dict[str, Verb] = {
     "slot-user": slotuser.set_slot_user,
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
+    "jobs-check": jobs.jobs_check,
+    "jobs-create": jobs.jobs_create,
+    "jobs-delete": jobs.jobs_delete,
+    "jobs-list": jobs.jobs_list,
+    "jobs-run": jobs.jobs_run,
 }
 
 
