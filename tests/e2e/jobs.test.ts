@@ -207,31 +207,46 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
 
   it("jobs run while a run its timer started is going on: both run, its own after the timer's, and it reports its own (issue 24)", async () => {
     const U = `${unit("nap")}.service`;
-    // a run of `nap` (6 s) its timer has just begun: none going on, then one, which has written its start line
-    const [timerInvocation, timerStart] = server.ssh(`U=${U} L=/srv/flaskapp/shared/db/nap.log
+    // a run of `nap` its timer has just begun (none going on, then one that has written its start
+    // line), held going on: its `sleep 6` stopped (SIGSTOP) until the request is on the server
+    const [timerInvocation, timerStart, held] = server.ssh(`U=${U} L=/srv/flaskapp/shared/db/nap.log
       for i in $(seq 400); do [ "$(systemctl show -p ActiveState --value $U)" = activating ] || break; sleep 0.1; done
       n=$(cat $L 2>/dev/null | wc -l)
       for i in $(seq 600); do
-        if [ "$(systemctl show -p ActiveState --value $U)" = activating ] && [ "$(wc -l <$L)" -gt "$n" ] && tail -n 1 $L | grep -q '^start '; then
-          echo "$(systemctl show -p InvocationID --value $U) $(tail -n 1 $L | cut -d' ' -f2)"; exit 0
+        if [ "$(systemctl show -p ActiveState --value $U)" = activating ] && [ "$(wc -l <$L)" -gt "$n" ] && tail -n 1 $L | grep -q '^start ' &&
+           p=$(pgrep -P "$(systemctl show -p MainPID --value $U)" -x sleep) && kill -STOP $p; then
+          echo "$(systemctl show -p InvocationID --value $U) $(tail -n 1 $L | cut -d' ' -f2) $p"; exit 0
         fi
         sleep 0.05
       done; exit 1`).trim().split(" ");
-    const r = await fdeployAsync(["jobs", "run", "nap"], ["--json"]);
+    let r: RunResult;
+    try {
+      const pending = fdeployAsync(["jobs", "run", "nap"], ["--json"]);
+      for (let i = 0; !server.ssh(`pgrep -af 'systemctl [s]tart.* ${U}' || true`).trim(); i++) {
+        assert.ok(i < 600, "fdeploy jobs run nap never got to systemctl start on the server");
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      await new Promise((res) => setTimeout(res, 1000));
+      assert.strictEqual(server.ssh(`systemctl show -p ActiveState,InvocationID --value ${U}`).trim().split("\n").join(" "),
+        `activating ${timerInvocation}`);
+      server.ssh(`kill -CONT ${held}`);
+      r = await pending;
+    } finally {
+      server.trySsh(`kill -CONT ${held}`);
+    }
     assert.strictEqual(r.status, 0, r.output);
-    assert.match(r.stderr, /job nap is running now \(started by its timer\): waiting for that run/);
     // both runs happened, one after the other: nap.log alternates start, end
     const log = slowLog("nap");
     log.forEach((l, i) => assert.strictEqual(l.word, i % 2 ? "end" : "start", `overlapping runs: ${JSON.stringify(log)}`));
     const starts = [...r.stderr.matchAll(/^start (\S+)$/gm)].map((m) => m[1]);
     const ends = [...r.stderr.matchAll(/^end (\S+)$/gm)].map((m) => m[1]);
-    assert.strictEqual(starts.length, 1, `its output is one run's: ${r.stderr}`);
+    assert.strictEqual(starts.length, 1, `its output is one run's: ${r.stderr} (the timer's run: ${timerStart})`);
     assert.strictEqual(ends.length, 1, `its output is one run's: ${r.stderr}`);
     const own = log.findIndex((l) => l.t === starts[0]);
     assert.ok(own >= 2 && log[own + 1]?.t === ends[0], `its run is not in nap.log: ${JSON.stringify(log)}`);
     // the run before its own is the timer's, going on at the request; its own began after that one ended
     const timerEnd = log[own - 1];
-    assert.strictEqual(log[own - 2].t, timerStart, `the run before its own is not the timer's: ${JSON.stringify(log)}`);
+    assert.strictEqual(log[own - 2]?.t, timerStart, `the run before its own is not the timer's: ${JSON.stringify(log)}`);
     assert.ok(Number(starts[0]) > Number(timerEnd.t), `its run began before the timer's had ended: ${JSON.stringify(log)}`);
     // and the result is that run's: not the timer's (invocation), started after it, a success
     const result = JSON.parse(r.stdout);
@@ -239,6 +254,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     assert.notStrictEqual(result.lastRun.invocation, timerInvocation, "it reported the timer's run");
     assert.ok(Date.parse(result.lastRun.started) / 1000 >= Math.floor(Number(timerEnd.t)), r.stdout);
     assert.ok(Date.parse(result.lastRun.ended) / 1000 >= Math.floor(Number(ends[0])), r.stdout);
+    assert.match(r.stderr, /job nap is running now \(started by its timer\): waiting for that run/);
   });
 
   it("a bad schedule is refused, naming the setting, before anything on the server changes", () => {
