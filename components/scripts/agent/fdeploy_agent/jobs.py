@@ -133,7 +133,7 @@ WantedBy=timers.target
 
 def jobs_of(host: Host, app: str) -> List[str]:
     """The names of the jobs whose units we wrote for APP (their timer carries our marker line)."""
-    prefix = host.path("%s/%s-" % (SYSTEMD, unit_of(app, "")[:-1]))
+    prefix = host.path("%s/%s" % (SYSTEMD, unit_of(app, "")))
     names = []
     for path in sorted(glob.glob(glob.escape(prefix) + "*.timer")):
         name = path[len(prefix):-len(".timer")]
