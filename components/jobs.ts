@@ -1,4 +1,5 @@
-// Scheduled jobs (stack config `jobs.<name>: {schedule, command}`, scripts/jobs.sh): a systemd timer
+// Scheduled jobs (stack config `jobs.<name>: {schedule, command}`; scripts/jobs.sh, glue to the agent's
+// jobs-* verbs in scripts/agent/fdeploy_agent/jobs.py): a systemd timer
 // and a oneshot service per job that runs the command in the live release (APP_ROOT/current, so a
 // job follows every switch and rollback), as the app user, with the app's environment file and the
 // slots' sandbox, logging to the journal. Two steps, both only when jobs are configured:
@@ -23,7 +24,7 @@ export interface JobsArgs {
   after?: pulumi.Resource[];
 }
 
-/** The job definitions as jobs.sh takes them: a JSON object in name order. */
+/** The job definitions as the agent's jobs-* verbs take them: a JSON object in name order. */
 export function jobsParam(jobs: Record<string, JobConfig>): string {
   const sorted = Object.fromEntries(Object.keys(jobs).sort().map((n) => [n, { schedule: jobs[n].schedule, command: jobs[n].command }]));
   return JSON.stringify(sorted);

@@ -1,6 +1,6 @@
 // fdeploy jobs [--json]: the app's scheduled jobs (stack config `jobs`) as the server runs them —
 // schedule, last run (time, result, exit status), next run. fdeploy jobs run NAME: run one now,
-// wait for it, print its output (journal) and result; exit 1 when it failed. (components/scripts/jobs.sh)
+// wait for it, print its output (journal) and result; exit 1 when it failed. (components/scripts/jobs.sh: the agent's jobs.py)
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
@@ -24,7 +24,8 @@ export function register(program: Command): void {
       const r = runOnServer(cfg, "jobs.sh", "list", { APP: cfg.appName }, { capture: true });
       if (r.status === 4) throw new FdeployError(`the scripts on ${cfg.server.host} predate scheduled jobs: pulumi up --stack ${ref.stack} once`);
       if (r.status !== 0) throw new FdeployError(`jobs failed on ${cfg.server.host} (exit ${r.status}; see above)`);
-      const list: any[] = JSON.parse(r.stdout.trim().split("\n").pop()!);
+      const answer = JSON.parse(r.stdout.trim().split("\n").pop()!);
+      const list: any[] = Array.isArray(answer) ? answer : answer.jobs;   // (a list: the scripts before the agent's jobs-list)
       if (opts.json) return printJson(list);
       if (!list.length) {
         const configured = Object.keys(cfg.jobs);
@@ -45,8 +46,13 @@ export function register(program: Command): void {
       const r = runOnServer(cfg, "jobs.sh", "run", { APP: cfg.appName, NAME: name }, { capture: true });
       if (r.status === 4) throw new FdeployError(`the scripts on ${cfg.server.host} predate scheduled jobs: pulumi up --stack ${ref.stack} once`);
       if (r.status !== 0) throw new FdeployError(`jobs run ${name} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
+      // the agent's jobs-run: {"output": [lines], "job": {…}}; the scripts before it: the lines, then the job's JSON
       const lines = r.stdout.replace(/\n$/, "").split("\n");
-      const result = JSON.parse(lines.pop()!);
+      let result = JSON.parse(lines.pop()!);
+      if (result.job) {
+        lines.splice(0, lines.length, ...result.output);
+        result = result.job;
+      }
       const output = lines.length ? lines.join("\n") + "\n" : "";
       if (opts.json) {
         process.stderr.write(output);

@@ -3,7 +3,7 @@
 // with the app's environment; after a code-changing deploy the next run runs the new code;
 // `fdeploy jobs` (and --json) shows last and next runs; `fdeploy jobs run` runs one now and reports
 // a failing one as failed, and while a run of the job is going on waits for that run to end, then
-// runs and reports its own; a bad schedule is refused before the server changes; a job removed from
+// runs and reports its own (also when its timer began that run); a bad schedule is refused before the server changes; a job removed from
 // config loses its timer (the last one too). And fdeploy through a sudo SSH user: status, jobs,
 // jobs run, logs (of the app and of a job), exec.
 import * as assert from "assert";
@@ -20,6 +20,8 @@ const TICKS = "/srv/flaskapp/shared/db/ticks.log";
 const TICK = 'echo "tick t=$(date +%s) user=$(id -un) greeting=$APP_GREETING release=$RELEASE_ID code=$(grep -o \'jobs-marker-[a-z0-9]*\' wsgi.py || echo none) secret=${SECRET_KEY:+set}" | tee -a "$(dirname "$DATABASE_PATH")/ticks.log"';
 // its lines go to slow.log and to its output (the journal)
 const SLOW = 'd=$(dirname "$DATABASE_PATH"); echo "start $(date +%s.%N)" | tee -a $d/slow.log; sleep 3; echo "end $(date +%s.%N)" | tee -a $d/slow.log';
+// its lines go to nap.log and to its output: a run its timer starts every 15 s, 6 s long
+const NAP = 'd=$(dirname "$DATABASE_PATH"); echo "start $(date +%s.%N)" | tee -a $d/nap.log; sleep 6; echo "end $(date +%s.%N)" | tee -a $d/nap.log';
 const unit = (name: string) => `fdeploy-flaskapp-job-${name}`;
 
 describe("scheduled jobs: timers in the live release, fdeploy jobs", function () {
@@ -45,7 +47,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     });
   }
   // slow.log: a line per start and per end of a run of `slow`, in order ("start|end <unix time>")
-  const slowLog = () => server.ssh("cat /srv/flaskapp/shared/db/slow.log").trim().split("\n").map((l) => {
+  const slowLog = (job = "slow") => server.ssh(`cat /srv/flaskapp/shared/db/${job}.log`).trim().split("\n").map((l) => {
     const [word, t] = l.split(" ");
     return { word, t };
   });
@@ -77,6 +79,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
       "jobs.fail.schedule": "yearly", "jobs.fail.command": "echo boom from $RELEASE_ID; exit 3",
       // due every 2 s, takes 3 s: its runs must never overlap
       "jobs.slow.schedule": "*:*:0/2", "jobs.slow.command": SLOW,
+      "jobs.nap.schedule": "*:*:0/15", "jobs.nap.command": NAP,
     }));
   });
   after(() => stack?.remove());
@@ -99,18 +102,22 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
   });
 
   it("fdeploy jobs lists schedule, last and next run; --json parses; jobs run runs one now and reports failure", () => {
-    // (every 5 s a tick runs for a moment: list when it is not running)
+    // (every 5 s a tick runs for a moment, and its timer has no next run until it is done: list when it is not running)
+    const settled = /^tick\s+\*:\*:0\/5\s+\S+Z success\s+\S+Z\s+echo "tick/m;
     let r = fdeploy(["jobs"]);
-    for (let i = 0; i < 5 && /^tick .* running since /m.test(r.stdout); i++) r = fdeploy(["jobs"]);
+    for (let i = 0; i < 5 && !settled.test(r.stdout); i++) r = fdeploy(["jobs"]);
     assert.strictEqual(r.status, 0, r.output);
     assert.match(r.stdout, /^JOB\s+SCHEDULE\s+LAST RUN\s+NEXT RUN\s+COMMAND/m);
     assert.match(r.stdout, /^tick\s+\*:\*:0\/5\s+\S+Z success\s+\S+Z\s+echo "tick/m);
     r = fdeploy(["jobs"], ["--json"]);
-    const tickRunning = (out: string) => JSON.parse(out).find((j: any) => j.name === "tick")?.lastRun?.result === "running";
+    const tickRunning = (out: string) => {
+      const t = JSON.parse(out).find((j: any) => j.name === "tick");
+      return t?.lastRun?.result === "running" || !t?.nextRun;
+    };
     for (let i = 0; i < 5 && r.status === 0 && tickRunning(r.stdout); i++) r = fdeploy(["jobs"], ["--json"]);
     assert.strictEqual(r.status, 0, r.output);
     const list = JSON.parse(r.stdout);
-    assert.deepStrictEqual(list.map((j: any) => j.name), ["fail", "slow", "tick"]);
+    assert.deepStrictEqual(list.map((j: any) => j.name), ["fail", "nap", "slow", "tick"]);
     const tick = list.find((j: any) => j.name === "tick");
     assert.strictEqual(tick.schedule, "*:*:0/5");
     assert.strictEqual(tick.command, TICK);
@@ -141,7 +148,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
 
     r = fdeploy(["jobs", "run", "nope"]);
     assert.notStrictEqual(r.status, 0);
-    assert.match(r.output, /no job 'nope' on this server \(its jobs: fail slow tick\)/);
+    assert.match(r.output, /no job 'nope' on this server \(its jobs: fail nap slow tick\)/);
   });
 
   it("jobs run while a run of the job is going on: waits for that run to end, then runs its own and reports it", async () => {
@@ -202,6 +209,58 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     assert.ok(Date.parse(result.lastRun.ended) / 1000 >= Math.floor(Number(ends[0])), r.stdout);
   });
 
+  it("jobs run while a run its timer started is going on: both run, its own after the timer's, and it reports its own (issue 24)", async () => {
+    const U = `${unit("nap")}.service`;
+    // a run of `nap` its timer has just begun (none going on, then one that has written its start
+    // line), held going on: its `sleep 6` stopped (SIGSTOP) until the request is on the server
+    const [timerInvocation, timerStart, held] = server.ssh(`U=${U} L=/srv/flaskapp/shared/db/nap.log
+      for i in $(seq 400); do [ "$(systemctl show -p ActiveState --value $U)" = activating ] || break; sleep 0.1; done
+      n=$(cat $L 2>/dev/null | wc -l)
+      for i in $(seq 600); do
+        if [ "$(systemctl show -p ActiveState --value $U)" = activating ] && [ "$(wc -l <$L)" -gt "$n" ] && tail -n 1 $L | grep -q '^start ' &&
+           p=$(pgrep -P "$(systemctl show -p MainPID --value $U)" -x sleep) && kill -STOP $p; then
+          echo "$(systemctl show -p InvocationID --value $U) $(tail -n 1 $L | cut -d' ' -f2) $p"; exit 0
+        fi
+        sleep 0.05
+      done; exit 1`).trim().split(" ");
+    let r: RunResult;
+    try {
+      const pending = fdeployAsync(["jobs", "run", "nap"], ["--json"]);
+      for (let i = 0; !server.ssh(`pgrep -af 'systemctl [s]tart.* ${U}' || true`).trim(); i++) {
+        assert.ok(i < 600, "fdeploy jobs run nap never got to systemctl start on the server");
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      await new Promise((res) => setTimeout(res, 1000));
+      assert.strictEqual(server.ssh(`systemctl show -p ActiveState,InvocationID --value ${U}`).trim().split("\n").join(" "),
+        `activating ${timerInvocation}`);
+      server.ssh(`kill -CONT ${held}`);
+      r = await pending;
+    } finally {
+      server.trySsh(`kill -CONT ${held}`);
+    }
+    assert.strictEqual(r.status, 0, r.output);
+    // both runs happened, one after the other: nap.log alternates start, end
+    const log = slowLog("nap");
+    log.forEach((l, i) => assert.strictEqual(l.word, i % 2 ? "end" : "start", `overlapping runs: ${JSON.stringify(log)}`));
+    const starts = [...r.stderr.matchAll(/^start (\S+)$/gm)].map((m) => m[1]);
+    const ends = [...r.stderr.matchAll(/^end (\S+)$/gm)].map((m) => m[1]);
+    assert.strictEqual(starts.length, 1, `its output is one run's: ${r.stderr} (the timer's run: ${timerStart})`);
+    assert.strictEqual(ends.length, 1, `its output is one run's: ${r.stderr}`);
+    const own = log.findIndex((l) => l.t === starts[0]);
+    assert.ok(own >= 2 && log[own + 1]?.t === ends[0], `its run is not in nap.log: ${JSON.stringify(log)}`);
+    // the run before its own is the timer's, going on at the request; its own began after that one ended
+    const timerEnd = log[own - 1];
+    assert.strictEqual(log[own - 2]?.t, timerStart, `the run before its own is not the timer's: ${JSON.stringify(log)}`);
+    assert.ok(Number(starts[0]) > Number(timerEnd.t), `its run began before the timer's had ended: ${JSON.stringify(log)}`);
+    // and the result is that run's: not the timer's (invocation), started after it, a success
+    const result = JSON.parse(r.stdout);
+    assert.strictEqual(result.lastRun.result, "success", r.stdout);
+    assert.notStrictEqual(result.lastRun.invocation, timerInvocation, "it reported the timer's run");
+    assert.ok(Date.parse(result.lastRun.started) / 1000 >= Math.floor(Number(timerEnd.t)), r.stdout);
+    assert.ok(Date.parse(result.lastRun.ended) / 1000 >= Math.floor(Number(ends[0])), r.stdout);
+    assert.match(r.stderr, /job nap is running now \(started by its timer\): waiting for that run/);
+  });
+
   it("a bad schedule is refused, naming the setting, before anything on the server changes", () => {
     const before = server.ssh("readlink /srv/flaskapp/current; ls /srv/flaskapp/releases; md5sum /etc/systemd/system/fdeploy-flaskapp-job-*");
     app.edit("wsgi.py", (s) => s + "\n# jobs-marker-refused\n");   // a code change rides along
@@ -243,7 +302,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     assert.strictEqual(JSON.parse(r.stdout).release, release);
     r = fdeploy(["jobs"], ["--json"]);
     assert.strictEqual(r.status, 0, r.output);
-    assert.deepStrictEqual(JSON.parse(r.stdout).map((j: any) => j.name), ["fail", "slow", "tick"]);
+    assert.deepStrictEqual(JSON.parse(r.stdout).map((j: any) => j.name), ["fail", "nap", "slow", "tick"]);
     const asked = now();
     r = fdeploy(["jobs", "run", "tick"]);
     assert.strictEqual(r.status, 0, r.output);
@@ -266,9 +325,10 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
   it("a job removed from config loses its timer; removing the last one removes every job unit", () => {
     stack.mustRun(["config", "rm", "--path", "jobs.fail"]);
     stack.mustRun(["config", "rm", "--path", "jobs.slow"]);
+    stack.mustRun(["config", "rm", "--path", "jobs.nap"]);
     let r = up();
     assert.deepStrictEqual(changed(r.output).filter((n) => n.startsWith("job")), ["job-schedules-check", "jobs-timers"]);
-    for (const gone of ["fail", "slow"]) assert.strictEqual(server.trySsh(`test -e /etc/systemd/system/${unit(gone)}.timer`).status, 1);
+    for (const gone of ["fail", "slow", "nap"]) assert.strictEqual(server.trySsh(`test -e /etc/systemd/system/${unit(gone)}.timer`).status, 1);
     assert.strictEqual(server.ssh(`systemctl is-active ${unit("tick")}.timer`).trim(), "active");
 
     stack.mustRun(["config", "rm", "jobs"]);

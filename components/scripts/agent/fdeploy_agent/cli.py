@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import base, gunicorn, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
+from . import base, gunicorn, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -68,6 +68,11 @@ VERBS: Dict[str, Verb] = {
     "ops-exec": ops.ops_exec,
     "ops-maintenance": ops.ops_maintenance,
     "ops-lock": ops.ops_lock,
+    "jobs-check": jobs.jobs_check,
+    "jobs-create": jobs.jobs_create,
+    "jobs-delete": jobs.jobs_delete,
+    "jobs-list": jobs.jobs_list,
+    "jobs-run": jobs.jobs_run,
 }
 
 
