@@ -13,6 +13,8 @@
 # create (deploy): install, configure; on a server without the database restore it first (a target
 # that cannot be reached then fails the deploy: it cannot tell whether there is data to restore);
 # then start replicating. With the database in place, a target that is down only warns.
+# The decisions (every setting checked, the lease, the files the units read) are the agent's
+# (fdeploy_agent/backup.py, backup_lease.py); this script is the glue around them.
 # create params: APP, VERSION, UPLOAD or URL, SHA256, KIND (sftp|s3), CONFIG, DATABASES, CREDENTIALS,
 #   VERIFY_EVERY ("" or 24h), R_PATH and R_HOST, R_PORT, R_USER, R_HOSTKEY (sftp) or R_BUCKET, ENDPOINT, REGION (s3),
 #   HOST (server.host: recorded in the lease), TAKEOVER ("" or backup.takeover: the id of the server to take over from)
@@ -40,10 +42,8 @@ install_litestream() {
   fi
   local tmp; tmp=$(mktemp -d)
   if [ -n "${P_UPLOAD:-}" ]; then
-    [[ $P_UPLOAD =~ ^litestream-[0-9a-f]{12}$ ]] || fail "bad upload '$P_UPLOAD'"
     cp "$FDEPLOY_HOME/$P_UPLOAD/litestream" "$tmp/file"
   else
-    [[ $P_URL =~ ^https://[A-Za-z0-9./_-]+$ ]] || fail "bad Litestream URL '$P_URL'"
     curl -fsSL --max-time 120 -o "$tmp/file" "$P_URL" || fail "could not download $P_URL"
   fi
   echo "$P_SHA256  $tmp/file" | sha256sum -c --quiet - >/dev/null 2>&1 ||
@@ -102,6 +102,7 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 $(unit_common)
+StandardInputText=$UNIT_INPUT
 ExecStart=$RUN run $(run_conf "$P_APP")
 Restart=always
 RestartSec=5
@@ -123,7 +124,6 @@ write_verify_timer() {
     rm -f "/etc/systemd/system/$v.timer" "/etc/systemd/system/$v.service"
     return 0
   fi
-  [[ $P_VERIFY_EVERY =~ ^[1-9][0-9]{0,5}(s|m|h)$ ]] || fail "bad verify interval '$P_VERIFY_EVERY'"
   local d
   {
     cat <<UNIT
@@ -152,112 +152,40 @@ WantedBy=timers.target
 UNIT
 }
 
-# what backup-run.sh needs (no secret): this server's id for the lease (and its host), the target,
-# the pinned host key. check_target first; run_conf_text KNOWN_HOSTS prints it.
-backup_id() { # this server's id for the lease: random, made once per server and app
-  local idf=/etc/fdeploy/$P_APP.backup-id
-  [ -s "$idf" ] || head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$idf"
-  chmod 0644 "$idf"
-  cat "$idf"
-}
-check_target() {
-  if [ "$P_KIND" = sftp ]; then
-    [[ $P_R_HOST =~ ^[A-Za-z0-9.-]+$ && $P_R_PORT =~ ^[0-9]{1,5}$ && $P_R_USER =~ ^[a-z_][a-z0-9_.-]*$ && $P_R_PATH =~ ^/[A-Za-z0-9._/-]*$ ]] || fail "bad sftp target"
-    [[ $P_R_HOSTKEY =~ ^[a-z0-9-]+\ [A-Za-z0-9+/=]+$ ]] || fail "bad target host key"
-  else
-    [[ $P_R_BUCKET =~ ^[a-z0-9.-]+$ && $P_R_PATH =~ ^[A-Za-z0-9._/-]*$ && ${P_ENDPOINT:-} =~ ^(https?://[A-Za-z0-9.:-]+/?)?$ && ${P_REGION:-} =~ ^[a-z0-9-]*$ ]] || fail "bad s3 target"
+# the agent for the backup units and runs: they run as the app user, who cannot read this bundle
+# (ProtectHome=): a copy per content, /usr/local/lib/fdeploy/backup-agent swapped to it in one rename
+BACKUP_AGENT=/usr/local/lib/fdeploy/backup-agent
+install_agent() {
+  local h dir
+  h=$(cd "$AGENT" && find . -type f \( -name '*.py' -o -name '*.conf' \) -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+  dir=/usr/local/lib/fdeploy/agent-$h
+  install -d -m 0755 /usr/local/lib/fdeploy
+  if [ ! -d "$dir" ]; then
+    rm -rf "$dir.tmp"
+    cp -R "$AGENT" "$dir.tmp" && chown -R root:root "$dir.tmp" && chmod -R u=rwX,go=rX "$dir.tmp" && mv -T "$dir.tmp" "$dir"
   fi
-  [[ ${P_HOST:-} =~ ^[A-Za-z0-9.:_-]{0,253}$ ]] || fail "bad server host '${P_HOST:-}'"
-  [[ ${P_TAKEOVER:-} =~ ^([0-9a-f]{32})?$ ]] || fail "bad backup.takeover '${P_TAKEOVER:-}' (expected the 32 hex digits of a server id)"
-}
-known_hosts_text() {
-  if [ "$P_R_PORT" = 22 ]; then echo "$P_R_HOST $P_R_HOSTKEY"; else echo "[$P_R_HOST]:$P_R_PORT $P_R_HOSTKEY"; fi
-}
-run_conf_text() {
-  printf 'ME=%q\nHOST=%q\nKIND=%q\nLITESTREAM=%q\nCONFIG=%q\nR_HOST=%q\nR_PORT=%q\nR_USER=%q\nR_PATH=%q\nKNOWN_HOSTS=%q\nR_BUCKET=%q\nENDPOINT=%q\nREGION=%q\n' \
-    "$(backup_id)" "${P_HOST:-}" "$P_KIND" "$(lsdir "$P_VERSION")/litestream" "$(ls_config "$P_APP")" "${P_R_HOST:-}" "${P_R_PORT:-}" \
-    "${P_R_USER:-}" "$P_R_PATH" "$1" "${P_R_BUCKET:-}" "${P_ENDPOINT:-}" "${P_REGION:-}"
-}
-write_run_conf() {
-  local kh=/etc/fdeploy/$P_APP.backup-known-hosts
-  [ "$P_KIND" != sftp ] || known_hosts_text | write_if_changed "$kh" 0644 || true
-  run_conf_text "$kh" | write_if_changed "$(run_conf "$P_APP")" 0644
-}
-
-# claim_replica: the lease decided first, before anything else on this server changes (issue 24
-# item 5): the bundle's backup-run.sh claim, as root, with the credentials in a root-only temporary
-# folder (a file and the environment, never a command line). Sets FRESH (no database here: this
-# server restores from the replica and takes it over). Another server's replica stops the deploy
-# (backup-run.sh names both servers and backup.takeover); a target that cannot be reached stops
-# it only on a fresh server (it could not restore), else it warns (the unit's fence decides later).
-claim_replica() {
-  FRESH=""
-  db_missing && FRESH=1
-  local tmp rc=0 ak="" sk=""; tmp=$(mktemp -d "$LOCK_DIR/backup-claim.XXXXXX")   # root 0700, in /run: never on disk
-  run_conf_text "$tmp/known_hosts" >"$tmp/conf"
-  [ "$P_KIND" != sftp ] || known_hosts_text >"$tmp/known_hosts"
-  (umask 077; printf '%s' "$P_CREDENTIALS" | python3 -c '
-import json, sys
-c = json.load(sys.stdin)
-if sys.argv[1] == "sftp":
-    open(sys.argv[2] + "/sftp-key", "w").write(c["sftpKey"])
-else:
-    for k in ("accessKeyId", "secretAccessKey"):
-        if any(ch in c[k] for ch in "\r\n\0\"\\"):
-            sys.exit("bad S3 credential: a quote, backslash or newline")
-        print(c[k])
-' "$P_KIND" "$tmp" >"$tmp/s3") || { rm -rf "$tmp"; fail "could not read the backup credentials"; }
-  { IFS= read -r ak; IFS= read -r sk; } <"$tmp/s3" || true
-  rm -f "$tmp/s3"
-  CREDENTIALS_DIRECTORY=$tmp FDEPLOY_BACKUP_ACCESS_KEY_ID=$ak FDEPLOY_BACKUP_SECRET_ACCESS_KEY=$sk \
-    FRESH=$FRESH TAKEOVER=${P_TAKEOVER:-} bash "$(dirname "$0")/backup-run.sh" claim "$tmp/conf" 2>"$tmp/err" || rc=$?
-  local err; err=$(head -c 2000 "$tmp/err"); rm -rf "$tmp"
-  case $rc in
-    0) ;;
-    3) fail "backup of '$P_APP': $err" ;;
-    2) if [ -n "$FRESH" ]; then
-         fail "could not restore from the replica ($(sed -n 's/^#REPLICA //p' <<<"$P_CONFIG")): $(tail -n 1 <<<"$err" | cut -c1-300); the deploy stops so that a fresh, empty database never replaces the backups. Fix the target and deploy again"
-       fi
-       echo "warning: backup of '$P_APP': the replica cannot be reached to claim it for this server; replication retries and catches up when the target answers, if the replica is still this server's ($(tail -n 1 <<<"$err" | cut -c1-200))" ;;
-    *) fail "backup of '$P_APP': could not claim the replica (exit $rc): $(tail -n 3 <<<"$err")" ;;
-  esac
+  [ "$(readlink "$BACKUP_AGENT" 2>/dev/null)" = "$dir" ] || atomic_symlink "$dir" "$BACKUP_AGENT"
+  find /usr/local/lib/fdeploy -maxdepth 1 -name 'agent-*' ! -name "agent-$h" -exec rm -rf {} +
 }
 
 db_missing() { [ ! -e "$APP_ROOT/shared/db/app.sqlite3" ]; }
 
 create() {
   load_params
-  [[ $P_VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "bad Litestream version '$P_VERSION'"
-  [[ $P_SHA256 =~ ^[0-9a-f]{64}$ ]] || fail "bad sha256 '$P_SHA256'"
-  [[ $P_KIND =~ ^(sftp|s3)$ ]] || fail "bad replica kind '$P_KIND'"
-  local d
-  for d in $P_DATABASES; do [[ $d =~ ^[A-Za-z0-9._/-]+$ && $d != *..* ]] || fail "bad database path '$d'"; done
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
-  check_target
   with_deploy_lock
-  claim_replica   # first: another server's replica stops the deploy before anything here changes
+  # first: every setting checked and the lease decided (FRESH, SAY); another server's replica
+  # stops the deploy before anything here changes (the agent names both servers and backup.takeover)
+  local out FRESH SAY CHANGED UNIT_INPUT changed=0
+  out=$(agent backup-claim --field shell <<<"$P_RAW") || exit 1
+  eval "$out"
+  [ -z "$SAY" ] || printf '%s\n' "$SAY"
   install_litestream
-  root_dir "$(env_dir "$P_APP")" 0700
-  local dir changed=0; dir=$(env_dir "$P_APP")
-  # credentials: root-only files; nothing here prints them
-  local name; name=$([ "$P_KIND" = sftp ] && echo backup-sftp-key || echo backup.env)
-  (umask 077; printf '%s' "$P_CREDENTIALS" | python3 -c '
-import json, sys
-c = json.load(sys.stdin)
-if sys.argv[1] == "sftp":
-    sys.stdout.write(c["sftpKey"])
-else:
-    for k, n in (("accessKeyId", "FDEPLOY_BACKUP_ACCESS_KEY_ID"), ("secretAccessKey", "FDEPLOY_BACKUP_SECRET_ACCESS_KEY")):
-        v = c[k]
-        if any(ch in v for ch in "\r\n\0\"\\"):
-            sys.exit("bad S3 credential: a quote, backslash or newline")
-        sys.stdout.write("%s=\"%s\"\n" % (n, v))
-' "$P_KIND" >"$dir/backup.cred.tmp") || { rm -f "$dir/backup.cred.tmp"; fail "could not read the backup credentials"; }
-  write_if_changed "$dir/$name" 0600 <"$dir/backup.cred.tmp" && changed=1
-  rm -f "$dir/backup.cred.tmp"
-  [ "$P_KIND" = sftp ] && rm -f "$dir/backup.env" || rm -f "$dir/backup-sftp-key"
-  printf '%s' "$P_CONFIG" | write_if_changed "$(ls_config "$P_APP")" 0644 && changed=1
-  write_run_conf && changed=1
+  install_agent
+  # the credentials (root-only), Litestream's config, the run conf, the pinned host key
+  out=$(agent backup-configure --field shell <<<"$P_RAW") || exit 1
+  eval "$out"
+  [ -z "$CHANGED" ] || changed=1
   install -d -m 0755 /usr/local/lib/fdeploy
   cmp -s "$(dirname "$0")/backup-run.sh" "$RUN" || { install -m 0755 "$(dirname "$0")/backup-run.sh" "$RUN"; changed=1; }
   write_units && changed=1
@@ -265,7 +193,7 @@ else:
   systemctl daemon-reload
   systemctl enable --quiet "$(backup_unit "$P_APP")"
   [ -z "${P_VERIFY_EVERY:-}" ] || systemctl enable --now --quiet "$(verify_unit "$P_APP").timer"
-  # the replica is this server's now (claim_replica); on a brand-new server every database is
+  # the replica is this server's now (backup-claim); on a brand-new server every database is
   # restored before anything else uses it (and a missing extra database wherever the replica has it)
   local fresh=$FRESH t0=$SECONDS
   [ -z "$fresh" ] || log "no database on this server: restoring from the replica"
@@ -368,13 +296,10 @@ restore() {
 # status: replication running, the lease, each database's lag, the last scheduled drill
 status() {
   backup_settings
-  local db v; v=$(verify_unit "$P_APP")
+  local v; v=$(verify_unit "$P_APP")
   echo "replication: $(systemctl is-active "$(backup_unit "$P_APP")" || true)"
-  as_backup_user "$RUN" owner "$(run_conf "$P_APP")" || true
-  for db in $DBS; do
-    echo "== $db"
-    as_backup_user "$RUN" status "$(run_conf "$P_APP")" "$db" || true
-  done
+  # the lease and each database's lag: the agent, as the app user in the backup units' sandbox
+  as_backup_user /usr/bin/python3 -I -B "$BACKUP_AGENT" backup-status --field lines <<<"$P_RAW" || true
   if [ -f "/etc/systemd/system/$v.timer" ]; then
     local at; at=$(systemctl show -p ExecMainExitTimestamp --value "$v.service")
     if [ -z "$at" ]; then echo "last verify: not yet on this server (the timer: $(systemctl is-active "$v.timer" 2>/dev/null || true))"
