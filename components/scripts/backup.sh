@@ -13,8 +13,9 @@
 # create (deploy): install, configure; on a server without the database restore it first (a target
 # that cannot be reached then fails the deploy: it cannot tell whether there is data to restore);
 # then start replicating. With the database in place, a target that is down only warns.
-# The decisions (every setting checked, the lease, the files the units read) are the agent's
-# (fdeploy_agent/backup.py, backup_lease.py); this script is the glue around them.
+# The decisions (every setting checked, the lease, the files and units, what a failed restore
+# means) are the agent's (fdeploy_agent/backup.py, backup_lease.py): backup-claim, backup-start,
+# backup-settings; this script is the glue around them (installs, systemctl, sqlite3, litestream).
 # create params: APP, VERSION, UPLOAD or URL, SHA256, KIND (sftp|s3), CONFIG, DATABASES, CREDENTIALS,
 #   VERIFY_EVERY ("" or 24h), R_PATH and R_HOST, R_PORT, R_USER, R_HOSTKEY (sftp) or R_BUCKET, ENDPOINT, REGION (s3),
 #   HOST (server.host: recorded in the lease), TAKEOVER ("" or backup.takeover: the id of the server to take over from)
@@ -60,98 +61,6 @@ install_litestream() {
   log "litestream $P_VERSION installed in $dir"
 }
 
-unit_common() { # the identity, credentials and sandbox the backup units run with: the app's one
-  # sandbox (hardening) — the network is open, so Litestream reaches the target — and the database
-  # files private to the app user, whatever the app's UMask
-  local dir; dir=$(env_dir "$P_APP")
-  cat <<UNIT
-User=$APP_USER
-Group=$APP_USER
-$([ "$P_KIND" = sftp ] && echo "LoadCredential=sftp-key:$dir/backup-sftp-key")
-$([ "$P_KIND" = s3 ] && echo "EnvironmentFile=$dir/backup.env")
-$(hardening "$APP_ROOT")
-UNIT
-}
-
-write_units() {
-  local bin changed=1 dbs=() d
-  bin=$(lsdir "$P_VERSION")/litestream
-  for d in $P_DATABASES; do dbs+=("$APP_ROOT/shared/$d"); done
-  {
-    cat <<UNIT
-# Managed by flask-deploy (components/scripts/backup.sh). Do not edit: the next deploy rewrites it.
-[Unit]
-Description=Restore $P_APP's databases from the offsite replica where they do not exist yet
-After=network-online.target
-
-[Service]
-Type=oneshot
-$(unit_common)
-UNIT
-    for d in "${dbs[@]}"; do
-      echo "ExecStart=$bin restore -config $(ls_config "$P_APP") -if-db-not-exists -if-replica-exists $d"
-    done
-  } | write_if_changed "/etc/systemd/system/$(restore_unit "$P_APP")" 0644 || changed=0
-  cat <<UNIT | write_if_changed "/etc/systemd/system/$(backup_unit "$P_APP")" 0644 && changed=1
-# Managed by flask-deploy (components/scripts/backup.sh). Do not edit: the next deploy rewrites it.
-[Unit]
-Description=Offsite backup of $P_APP's databases (Litestream)
-After=network-online.target $(restore_unit "$P_APP")
-StartLimitIntervalSec=0
-
-[Service]
-Type=simple
-$(unit_common)
-StandardInputText=$UNIT_INPUT
-ExecStart=$RUN run $(run_conf "$P_APP")
-Restart=always
-RestartSec=5
-# 3: the replica belongs to another server now (backup-run.sh): stay stopped
-RestartPreventExitStatus=3
-TimeoutStopSec=20
-
-[Install]
-WantedBy=multi-user.target
-UNIT
-  return $((1 - changed))
-}
-
-# the drill on a schedule (backup.verifyEvery): backup-run.sh verify of every database, in the journal
-write_verify_timer() {
-  local v; v=$(verify_unit "$P_APP")
-  if [ -z "${P_VERIFY_EVERY:-}" ]; then
-    systemctl disable --now --quiet "$v.timer" 2>/dev/null || true
-    rm -f "/etc/systemd/system/$v.timer" "/etc/systemd/system/$v.service"
-    return 0
-  fi
-  local d
-  {
-    cat <<UNIT
-# Managed by flask-deploy (components/scripts/backup.sh). Do not edit: the next deploy rewrites it.
-[Unit]
-Description=Restore drill of $P_APP's offsite backup (integrity check, row counts)
-
-[Service]
-Type=oneshot
-$(unit_common)
-UNIT
-    for d in $P_DATABASES; do echo "ExecStart=$RUN verify $(run_conf "$P_APP") $APP_ROOT/shared/$d"; done
-  } | write_if_changed "/etc/systemd/system/$v.service" 0644 || true
-  cat <<UNIT | write_if_changed "/etc/systemd/system/$v.timer" 0644 || true
-# Managed by flask-deploy (components/scripts/backup.sh). Do not edit: the next deploy rewrites it.
-[Unit]
-Description=Restore drill of $P_APP's offsite backup, every $P_VERIFY_EVERY
-
-[Timer]
-OnBootSec=$P_VERIFY_EVERY
-OnUnitActiveSec=$P_VERIFY_EVERY
-RandomizedDelaySec=60
-
-[Install]
-WantedBy=timers.target
-UNIT
-}
-
 # the agent for the backup units and runs: they run as the app user, who cannot read this bundle
 # (ProtectHome=): a copy per content, /usr/local/lib/fdeploy/backup-agent swapped to it in one rename
 BACKUP_AGENT=/usr/local/lib/fdeploy/backup-agent
@@ -168,47 +77,26 @@ install_agent() {
   find /usr/local/lib/fdeploy -maxdepth 1 -name 'agent-*' ! -name "agent-$h" -exec rm -rf {} +
 }
 
-db_missing() { [ ! -e "$APP_ROOT/shared/db/app.sqlite3" ]; }
-
 create() {
   load_params
   load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh create)"
   with_deploy_lock
-  # first: every setting checked and the lease decided (FRESH, SAY); another server's replica
-  # stops the deploy before anything here changes (the agent names both servers and backup.takeover)
-  local out FRESH SAY CHANGED UNIT_INPUT changed=0
+  # first: every setting checked and the lease decided; another server's replica stops the deploy
+  # before anything here changes (the agent names both servers and backup.takeover)
+  local out SAY CHANGED DB_MISSING changed=0
   out=$(agent backup-claim --field shell <<<"$P_RAW") || exit 1
   eval "$out"
   [ -z "$SAY" ] || printf '%s\n' "$SAY"
   install_litestream
   install_agent
-  # the credentials (root-only), Litestream's config, the run conf, the pinned host key
-  out=$(agent backup-configure --field shell <<<"$P_RAW") || exit 1
-  eval "$out"
-  [ -z "$CHANGED" ] || changed=1
   install -d -m 0755 /usr/local/lib/fdeploy
   cmp -s "$(dirname "$0")/backup-run.sh" "$RUN" || { install -m 0755 "$(dirname "$0")/backup-run.sh" "$RUN"; changed=1; }
-  write_units && changed=1
-  write_verify_timer
-  systemctl daemon-reload
-  systemctl enable --quiet "$(backup_unit "$P_APP")"
-  [ -z "${P_VERIFY_EVERY:-}" ] || systemctl enable --now --quiet "$(verify_unit "$P_APP").timer"
-  # the replica is this server's now (backup-claim); on a brand-new server every database is
-  # restored before anything else uses it (and a missing extra database wherever the replica has it)
-  local fresh=$FRESH t0=$SECONDS
-  [ -z "$fresh" ] || log "no database on this server: restoring from the replica"
-  if ! systemctl start "$(restore_unit "$P_APP")"; then
-    if [ -n "$fresh" ]; then
-      journal_tail "$(restore_unit "$P_APP")" 20 >&2
-      fail "could not restore from the replica ($(sed -n 's/^#REPLICA //p' "$(ls_config "$P_APP")")): the target is unreachable or refused; the deploy stops so that a fresh, empty database never replaces the backups. Fix the target and deploy again"
-    fi
-    echo "warning: backup of '$P_APP': the replica cannot be reached to restore a database this server does not have yet; replication retries and catches up when the target answers ($(journal_tail "$(restore_unit "$P_APP")" 3 | grep -v '^fdeploy\|Failed\|Finished\|Starting' | tail -n 1 | cut -c1-200))"
-  fi
-  if [ -n "$fresh" ]; then
-    if db_missing; then echo "restore: the replica holds no database yet (a first deploy)"
-    else echo "restore: database restored from the replica in $((SECONDS - t0)) s"; fi
-  fi
-  if db_missing; then
+  # the files and units written and enabled; a server without its database restored from the replica
+  out=$(agent backup-start --field shell <<<"$P_RAW") || exit 1
+  eval "$out"
+  [ -z "$SAY" ] || printf '%s\n' "$SAY"
+  [ -z "$CHANGED" ] || changed=1
+  if [ -n "$DB_MISSING" ]; then
     # Litestream replicates a file that exists; migrate.py brings its schema (WAL mode)
     # (as the app user, time-limited: whatever the app put there meanwhile cannot hang the deploy)
     # (group-writable: the slot users share it through the app's group)
@@ -246,12 +134,11 @@ as_backup_user() {
   systemd-run --quiet --wait --pipe --collect "${props[@]}" "$@"
 }
 
-backup_settings() {
+backup_settings() { # LITESTREAM CONFIG DBS (the agent's backup-settings)
   load_params
   load_settings "$P_APP" || fail "app '$P_APP' has no base system on this server"
-  # shellcheck disable=SC1090
-  . "$(run_conf "$P_APP")" 2>/dev/null || fail "app '$P_APP' has no offsite backup configured on this server"
-  DBS=$(sed -n 's/^  - path: "\(.*\)"$/\1/p' "$CONFIG")
+  local out; out=$(agent backup-settings --field shell <<<"$P_RAW") || exit 1
+  eval "$out"
 }
 
 # verify: the latest replica of each database restored to a temporary file (as the app user),

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -135,7 +136,7 @@ def test_first_claim_then_ours(server, kind):
     rc, res, _ = verb(host, "backup-claim", params(kind))
     me = (root / "etc/fdeploy/shop.backup-id").read_text()
     assert rc == 0 and res["say"] == ["lease: the replica is claimed for this server %s (host 10.0.0.5)" % me]
-    assert res["fresh"] is False and "FRESH=''" in res["shell"]
+    assert res["fresh"] is False and res["shell"] == ["SAY=" + shlex.quote(res["say"][0])]
     assert replica.owner(kind) == me
     rc, res, _ = verb(host, "backup-claim", params(kind))
     assert res["say"] == ["lease: the replica is this server's %s (host 10.0.0.5)" % me]
@@ -191,7 +192,7 @@ def test_fresh_server_restores_and_takes_over(server, kind):
     host, replica, root = server
     replica.set_owner(kind, "%s\n" % OLD)   # an older lease: the id alone
     rc, res, _ = verb(host, "backup-claim", params(kind))
-    assert rc == 0 and res["fresh"] is True and "FRESH=1" in res["shell"]
+    assert rc == 0 and res["fresh"] is True
     assert "took the replica over from server %s (host not recorded: an older lease): this server has no database" % OLD in res["say"][0]
 
 
@@ -233,11 +234,37 @@ def test_takeover_racing_another_server_does_not_overwrite(server, kind):
         assert replica.owner(kind) in (third, backup.server_id(host, "shop"))
 
 
+class Systemd:
+    """systemctl and journalctl: what ran; the restore unit's outcome (it makes the database when
+    the replica has one)."""
+
+    def __init__(self, root, restore_ok=True, replica_has_db=True):
+        self.root, self.restore_ok, self.replica_has_db, self.ran = root, restore_ok, replica_has_db, []
+
+    def run(self, argv, merge_output=False, input=None):
+        self.ran.append(list(argv))
+        rc, out = 0, ""
+        if argv[:2] == ["systemctl", "start"] and argv[2].endswith("-restore.service"):
+            rc = 0 if self.restore_ok else 1
+            if self.restore_ok and self.replica_has_db:
+                (self.root / "srv/shop/shared/db/app.sqlite3").write_bytes(b"restored")
+        elif argv[0] == "journalctl":
+            out = "Starting x\ncannot connect: no route to host\n"
+        return subprocess.CompletedProcess(argv, rc, out, "")
+
+
+def start(root, p, **kw):
+    sd = Systemd(root, **kw)
+    rc, res, err = verb(Host(root=str(root), run=sd.run), "backup-start", p)
+    return rc, res, err, sd
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_configure_writes_root_only_credentials_and_keeps_the_formats(server, kind):
+def test_start_writes_root_only_credentials_units_and_keeps_the_formats(server, kind):
     host, replica, root = server
-    rc, res, _ = verb(host, "backup-configure", params(kind))
-    assert rc == 0 and res["changed"] is True and "UNIT_INPUT='{\"APP\": \"shop\"}'" in res["shell"]
+    with_db(root)
+    rc, res, _, sd = start(root, params(kind))
+    assert rc == 0 and res["changed"] is True and "DB_MISSING=''" in res["shell"] and res["say"] == []
     cred = root / ("etc/fdeploy/shop/backup-sftp-key" if kind == "sftp" else "etc/fdeploy/shop/backup.env")
     assert oct(cred.stat().st_mode & 0o777) == "0o600"
     if kind == "sftp":
@@ -250,8 +277,51 @@ def test_configure_writes_root_only_credentials_and_keeps_the_formats(server, ki
     # the shell format backup.sh wrote with printf %q (a server deployed before reads the same)
     assert conf.startswith("ME=%s\nHOST=10.0.0.5\nKIND=%s\nLITESTREAM=/usr/local/lib/fdeploy/litestream-v0.5.2/litestream\n" % (me, kind))
     assert ("R_BUCKET=''\n" if kind == "sftp" else "R_HOST=''\n") in conf
-    assert verb(host, "backup-configure", params(kind))[1]["changed"] is False
+    unit = (root / "etc/systemd/system/fdeploy-shop-backup.service").read_text()
+    assert "User=shop\n" in unit and 'StandardInputText={"APP": "shop"}\n' in unit and "ProtectSystem=strict\n" in unit
+    assert ("LoadCredential=sftp-key:/etc/fdeploy/shop/backup-sftp-key" if kind == "sftp" else "EnvironmentFile=/etc/fdeploy/shop/backup.env") in unit
+    assert (root / "etc/systemd/system/fdeploy-shop-backup-verify.timer").read_text().count("=24h") == 2
+    assert ["systemctl", "enable", "--now", "--quiet", "fdeploy-shop-backup-verify.timer"] in sd.ran
+    assert start(root, params(kind))[1]["changed"] is False   # a second up changes nothing
     assert "secret" not in json.dumps(res) and "s3cret" not in json.dumps(res)
+    # backup.verifyEvery removed: the drill's timer stopped and its units gone; replication untouched
+    rc, res, _, sd = start(root, params(kind, VERIFY_EVERY=""))
+    assert res["changed"] is False and ["systemctl", "disable", "--now", "--quiet", "fdeploy-shop-backup-verify.timer"] in sd.ran
+    assert not (root / "etc/systemd/system/fdeploy-shop-backup-verify.timer").exists()
+    assert not (root / "etc/systemd/system/fdeploy-shop-backup-verify.service").exists()
+
+
+def test_start_on_a_new_server_restores_first(server):
+    host, replica, root = server
+    rc, res, err, sd = start(root, params("sftp"))
+    assert rc == 0 and "DB_MISSING=''" in res["shell"] and re.fullmatch(r"restore: database restored from the replica in \d+ s", res["say"][0])
+    assert "no database on this server: restoring from the replica" in err
+    assert sd.ran.index(["systemctl", "daemon-reload"]) < sd.ran.index(["systemctl", "start", "fdeploy-shop-restore.service"])
+
+
+def test_start_first_deploy_replica_empty(server):
+    host, replica, root = server
+    rc, res, _, _ = start(root, params("sftp"), replica_has_db=False)
+    assert rc == 0 and "DB_MISSING=1" in res["shell"] and res["say"] == ["restore: the replica holds no database yet (a first deploy)"]
+
+
+def test_start_restore_failure_stops_a_new_server_and_warns_elsewhere(server):
+    host, replica, root = server
+    rc, res, err, _ = start(root, params("sftp"), restore_ok=False)
+    assert rc == 1 and "a fresh, empty database never replaces the backups" in res["error"] and "no route to host" in err
+    with_db(root)
+    rc, res, _, _ = start(root, params("sftp"), restore_ok=False)
+    assert rc == 0 and res["say"][0].startswith("warning: backup of 'shop': the replica cannot be reached to restore")
+    assert res["say"][0].endswith("(cannot connect: no route to host)")
+
+
+def test_settings_for_the_commands(server):
+    host, replica, root = server
+    start(root, params("s3", DATABASES="db/app.sqlite3 instance/x.sqlite3",
+                       CONFIG='dbs:\n  - path: "/srv/shop/shared/db/app.sqlite3"\n  - path: "/srv/shop/shared/instance/x.sqlite3"\n'))
+    shell = verb(host, "backup-settings", {"APP": "shop"})[1]["shell"]
+    assert shell == ["LITESTREAM=/usr/local/lib/fdeploy/litestream-v0.5.2/litestream", "CONFIG=/etc/fdeploy/shop.litestream.yml",
+                     "DBS='/srv/shop/shared/db/app.sqlite3 /srv/shop/shared/instance/x.sqlite3'"]
 
 
 @pytest.mark.parametrize("key,value,fix", [
@@ -268,7 +338,7 @@ def test_bad_settings_refused_before_anything_changes(server, key, value, fix):
 
 def test_s3_credential_with_a_quote_refused(server):
     host, _, _ = server
-    rc, res, _ = verb(host, "backup-configure", params("s3", CREDENTIALS=json.dumps({"accessKeyId": "A", "secretAccessKey": 'x"y'})))
+    rc, res, _, _ = start(server[2], params("s3", CREDENTIALS=json.dumps({"accessKeyId": "A", "secretAccessKey": 'x"y'})))
     assert rc == 1 and "a quote, backslash or newline" in res["error"] and 'x"y' not in res["error"]
 
 
@@ -276,7 +346,7 @@ def test_s3_credential_with_a_quote_refused(server):
 def test_fence_in_the_unit(server, kind, monkeypatch):
     """backup-check as the backup unit runs it: the run conf, the credentials systemd handed over."""
     host, replica, root = server
-    verb(host, "backup-configure", params(kind))
+    start(root, params(kind))
     me = (root / "etc/fdeploy/shop.backup-id").read_text()
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/x")
     monkeypatch.setenv("FDEPLOY_BACKUP_ACCESS_KEY_ID", "AKID")

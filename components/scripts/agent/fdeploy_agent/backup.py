@@ -2,8 +2,10 @@
 
   backup-claim      (root, backup.sh create, first): every setting checked, then the replica's
                     lease decided (backup_lease.claim) before anything on the server changes
-  backup-configure  (root): the credentials (root-only), Litestream's config, the run conf and the
-                    pinned host key written; "changed" when any of them did
+  backup-start      (root, after the installs): the credentials (root-only), Litestream's config,
+                    the run conf, the pinned host key and the units written; the restore of a new
+                    server and what it means for the deploy
+  backup-settings   (root, fdeploy backup verify|restore|status): Litestream, its config, the databases
   backup-check      (the backup unit, as the app user): the fence, every FENCE_EVERY seconds
   backup-status     (as the app user): the lease, each database's replication lag
 
@@ -27,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import app as apps
 from . import backup_lease as bl
+from . import units
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
@@ -174,7 +177,7 @@ def _shell(values: Dict[str, Any]) -> List[str]:
 def backup_claim(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """Verb (backup.sh create, as root, inside its deploy lock, before anything changes). Result:
     fresh (no database here: it restores from the replica), say (lines for the deploy's output),
-    shell (FRESH=, SAY= for the bash glue). Another server's replica: refused, naming both servers
+    shell (SAY= for the bash glue). Another server's replica: refused, naming both servers
     and backup.takeover; an unreachable target: refused on a fresh server (it could not restore),
     else a warning (the unit's fence decides later)."""
     app = apps.load(host, apps.check_name(params.get("APP")))
@@ -206,14 +209,48 @@ def backup_claim(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
             t.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return {"fresh": fresh, "say": say, "shell": _shell({"FRESH": "1" if fresh else "", "SAY": "\n".join(say)})}
+    return {"fresh": fresh, "say": say, "shell": _shell({"SAY": "\n".join(say)})}
 
 
-def backup_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """Verb (backup.sh create, as root, after the claim): the files the units read; changed when
-    any did (the backup unit restarts then)."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    target, _ = check_params(params)
+RUN = "/usr/local/lib/fdeploy/backup-run.sh"
+HEADER = "# Managed by flask-deploy (fdeploy-agent backup-start). Do not edit: the next deploy rewrites it.\n"
+
+
+def unit_names(app: str) -> Dict[str, str]:
+    return {"backup": "fdeploy-%s-backup.service" % app, "restore": "fdeploy-%s-restore.service" % app,
+            "verify": "fdeploy-%s-backup-verify.service" % app, "timer": "fdeploy-%s-backup-verify.timer" % app}
+
+
+def render_units(app: apps.App, p: Dict[str, Any]) -> Dict[str, str]:
+    """The backup units: replication, the restore of a new server, the drill (backup.verifyEvery:
+    the verify service and its timer, else neither). All run as the app user in the app's one
+    sandbox (the network open: Litestream reaches the target), the credentials from systemd."""
+    kind, n, f = p["KIND"], unit_names(app.name), paths(app.name)
+    common = "User=%s\nGroup=%s\n%s\n%s" % (app.user, app.user, "LoadCredential=sftp-key:%s" % f["sftp"] if kind == "sftp"
+                                            else "EnvironmentFile=%s" % f["s3"], units.hardening(app.root))
+    bin_ = "/usr/local/lib/fdeploy/litestream-%s/litestream" % p["VERSION"]
+    dbs = ["%s/shared/%s" % (app.root, d) for d in str(p.get("DATABASES", "")).split()]
+    out = {n["restore"]: HEADER + "[Unit]\nDescription=Restore %s's databases from the offsite replica where they do not exist yet\n"
+           "After=network-online.target\n\n[Service]\nType=oneshot\n%s" % (app.name, common)
+           + "".join("ExecStart=%s restore -config %s -if-db-not-exists -if-replica-exists %s\n" % (bin_, f["config"], d) for d in dbs),
+           n["backup"]: HEADER + "[Unit]\nDescription=Offsite backup of %s's databases (Litestream)\nAfter=network-online.target %s\n"
+           "StartLimitIntervalSec=0\n\n[Service]\nType=simple\n%s" % (app.name, n["restore"], common)
+           + "StandardInputText=%s\nExecStart=%s run %s\nRestart=always\nRestartSec=5\n"
+           "# 3: the replica belongs to another server now (backup-run.sh): stay stopped\nRestartPreventExitStatus=3\n"
+           "TimeoutStopSec=20\n\n[Install]\nWantedBy=multi-user.target\n" % (json.dumps({"APP": app.name}), RUN, f["conf"])}
+    every = p.get("VERIFY_EVERY") or ""
+    if every:
+        out[n["verify"]] = (HEADER + "[Unit]\nDescription=Restore drill of %s's offsite backup (integrity check, row counts)\n\n"
+                            "[Service]\nType=oneshot\n%s" % (app.name, common)
+                            + "".join("ExecStart=%s verify %s %s\n" % (RUN, f["conf"], d) for d in dbs))
+        out[n["timer"]] = (HEADER + "[Unit]\nDescription=Restore drill of %s's offsite backup, every %s\n\n[Timer]\nOnBootSec=%s\n"
+                           "OnUnitActiveSec=%s\nRandomizedDelaySec=60\n\n[Install]\nWantedBy=timers.target\n" % (app.name, every, every, every))
+    return out
+
+
+def configure(host: Host, app: apps.App, params: Dict[str, Any], target: bl.Target, log: Log) -> bool:
+    """The files the units read and the units; True when one that the backup unit reads changed
+    (it restarts then; the drill's units change nothing it runs)."""
     config = params.get("CONFIG")
     if not isinstance(config, str) or "\0" in config:
         raise AgentError("CONFIG must be Litestream's config text")
@@ -228,9 +265,73 @@ def backup_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
     if target.kind == "sftp":
         write_atomic(host.path(p["known_hosts"]), known_hosts_text(params).encode(), 0o644)
     changed = write_atomic(host.path(p["conf"]), run_conf_text(host, params, p["known_hosts"]).encode(), 0o644) or changed
-    # the backup unit's stdin (StandardInputText=): the parameters of backup-check
-    unit_input = json.dumps({"APP": app.name})
-    return {"changed": changed, "shell": _shell({"CHANGED": "1" if changed else "", "UNIT_INPUT": unit_input})}
+    n, wanted = unit_names(app.name), render_units(app, params)
+    if n["timer"] not in wanted:   # no backup.verifyEvery (any more): the drill goes
+        host.run(["systemctl", "disable", "--now", "--quiet", n["timer"]])
+    for name in (n["verify"], n["timer"]):
+        f = host.path("/etc/systemd/system/" + name)
+        if name not in wanted and os.path.lexists(f):
+            os.unlink(f)
+    for name, text in wanted.items():
+        wrote = write_atomic(host.path("/etc/systemd/system/" + name), text.encode(), 0o644)
+        changed = changed or (wrote and name in (n["backup"], n["restore"]))
+    return changed
+
+
+def _systemctl(host: Host, *args: str) -> None:
+    r = host.run(["systemctl", *args], merge_output=True)
+    if r.returncode != 0:
+        raise AgentError("systemctl %s failed: %s" % (" ".join(args), (r.stdout or "").strip()[-300:]))
+
+
+def _journal(host: Host, unit: str, lines: int) -> List[str]:
+    r = host.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"])
+    return (r.stdout or "").splitlines()
+
+
+def backup_start(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """Verb (backup.sh create, as root, after backup-claim and the installs): the files and units
+    written, the units enabled, and on a server without its database the restore from the replica
+    (a failure there stops the deploy: an empty database must never replace the backups; where the
+    database exists, a missing extra one the replica cannot bring only warns). Result (shell):
+    CHANGED (the backup unit restarts), DB_MISSING (backup.sh creates it, as the app user), SAY."""
+    app = apps.load(host, apps.check_name(params.get("APP")))
+    target, _ = check_params(params)
+    db = host.path(app.root + "/shared/db/app.sqlite3")
+    fresh = not os.path.lexists(db)
+    changed = configure(host, app, params, target, log)
+    n, say = unit_names(app.name), []
+    _systemctl(host, "daemon-reload")
+    _systemctl(host, "enable", "--quiet", n["backup"])
+    if params.get("VERIFY_EVERY"):
+        _systemctl(host, "enable", "--now", "--quiet", n["timer"])
+    if fresh:
+        log("no database on this server: restoring from the replica")
+    t0 = time.monotonic()
+    if host.run(["systemctl", "start", n["restore"]], merge_output=True).returncode != 0:
+        if fresh:
+            for line in _journal(host, n["restore"], 20):
+                log(line)
+            raise AgentError("could not restore from the replica (%s): the target is unreachable or refused; the deploy stops so that a "
+                             "fresh, empty database never replaces the backups. Fix the target and deploy again" % target.name())
+        last = [x for x in _journal(host, n["restore"], 3) if not re.match(r"fdeploy|.*(Failed|Finished|Starting)", x)]
+        say.append("warning: backup of '%s': the replica cannot be reached to restore a database this server does not have yet; "
+                   "replication retries and catches up when the target answers (%s)" % (app.name, (last[-1] if last else "")[:200]))
+    missing = not os.path.lexists(db)
+    if fresh:
+        say.append("restore: the replica holds no database yet (a first deploy)" if missing
+                   else "restore: database restored from the replica in %d s" % round(time.monotonic() - t0))
+    return {"changed": changed, "say": say,
+            "shell": _shell({"CHANGED": "1" if changed else "", "DB_MISSING": "1" if missing else "", "SAY": "\n".join(say)})}
+
+
+def backup_settings(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """Verb (fdeploy backup verify|restore|status, as root): Litestream, its config and the databases
+    it replicates (shell: LITESTREAM, CONFIG, DBS)."""
+    app = apps.check_name(params.get("APP"))
+    conf = read_run_conf(host, app)
+    return {"shell": _shell({"LITESTREAM": conf.get("LITESTREAM", ""), "CONFIG": conf.get("CONFIG", ""),
+                             "DBS": " ".join(databases(host, conf.get("CONFIG", "")))})}
 
 
 def _unit_transport(host: Host, app: str) -> Tuple[bl.Transport, bl.Me, Dict[str, str]]:

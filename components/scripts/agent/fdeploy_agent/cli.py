@@ -36,7 +36,8 @@ VERBS: Dict[str, Verb] = {
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
     "backup-claim": backup.backup_claim,
-    "backup-configure": backup.backup_configure,
+    "backup-start": backup.backup_start,
+    "backup-settings": backup.backup_settings,
     "backup-check": backup.backup_check,
     "backup-status": backup.backup_status,
 }
