@@ -157,9 +157,7 @@ verify() {
 # restore [TIMESTAMP]: the app and replication stopped, each database restored from the replica to a
 # new file, the old one kept aside (<db>.before-restore-<time>), then both started again
 restore() {
-  backup_settings
-  [ -z "${P_TIMESTAMP:-}" ] || [[ $P_TIMESTAMP =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]] ||
-    fail "bad timestamp '$P_TIMESTAMP' (expected e.g. 2026-12-05T07:00:00Z)"
+  backup_settings   # TIMESTAMP checked there
   with_deploy_lock
   local db stamp slots; stamp=$(date -u +%Y%m%dT%H%M%SZ)
   slots=$(systemctl list-units --plain --no-legend --state=active "fdeploy-$P_APP@*.service" 2>/dev/null | awk '{print $1}')

@@ -378,3 +378,11 @@ def test_lease_parse():
     assert bl.parse(b"abc 1.2.3.4 2026-01-01T00:00:00Z extra\nsecond") == bl.Lease("abc", "1.2.3.4", "2026-01-01T00:00:00Z")
     assert bl.parse(b"$(rm -rf /)\n").id == "rm -rf".split()[0]
     assert bl.parse(b"\n").id == "(unreadable)"
+
+
+def test_restore_timestamp_checked(server):
+    host, replica, root = server
+    start(root, params("sftp"))
+    assert verb(host, "backup-settings", {"APP": "shop", "TIMESTAMP": "2026-12-05T07:00:00Z"})[0] == 0
+    rc, res, _ = verb(host, "backup-settings", {"APP": "shop", "TIMESTAMP": "yesterday"})
+    assert rc == 1 and res["error"] == "bad timestamp 'yesterday' (expected e.g. 2026-12-05T07:00:00Z)"

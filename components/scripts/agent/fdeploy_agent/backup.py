@@ -40,17 +40,18 @@ CONF_KEYS = ("ME", "HOST", "KIND", "LITESTREAM", "CONFIG", "R_HOST", "R_PORT", "
              "R_BUCKET", "ENDPOINT", "REGION")
 
 
-def _check(params: Dict[str, Any], key: str, pattern: str, what: str, optional: bool = False) -> str:
+def _check(params: Dict[str, Any], key: str, pattern: str, what: str, hint: str = "", optional: bool = False) -> str:
+    """PARAMS[KEY] when it matches PATTERN, else an error naming the setting, the value and the form."""
     v = params.get(key, "")
     v = "" if v is None else str(v)
     if (optional and v == "") or re.fullmatch(pattern, v):
         return v
-    raise AgentError("bad %s %r" % (what, v))
+    raise AgentError("bad %s %r%s" % (what, v, " (%s)" % hint if hint else ""))
 
 
 def check_params(params: Dict[str, Any]) -> Tuple[bl.Target, List[str]]:
     """Every setting of the backup step, before anything changes: the target and the databases."""
-    _check(params, "VERSION", r"v[0-9]+\.[0-9]+\.[0-9]+", "Litestream version")
+    _check(params, "VERSION", r"v[0-9]+\.[0-9]+\.[0-9]+", "Litestream version", "vX.Y.Z")
     _check(params, "SHA256", r"[0-9a-f]{64}", "sha256")
     if params.get("UPLOAD"):
         _check(params, "UPLOAD", r"litestream-[0-9a-f]{12}", "upload")
@@ -62,10 +63,9 @@ def check_params(params: Dict[str, Any]) -> Tuple[bl.Target, List[str]]:
         if not re.fullmatch(r"[A-Za-z0-9._/-]+", d) or ".." in d:
             raise AgentError("bad database path %r (flask-deploy:backup.databases: relative to shared/, e.g. instance/extra.sqlite3)" % d)
     if params.get("VERIFY_EVERY"):
-        _check(params, "VERIFY_EVERY", r"[1-9][0-9]{0,5}[smh]", "verify interval (flask-deploy:backup.verifyEvery: e.g. 24h)")
+        _check(params, "VERIFY_EVERY", r"[1-9][0-9]{0,5}[smh]", "verify interval", "flask-deploy:backup.verifyEvery: e.g. 24h")
     _check(params, "HOST", r"[A-Za-z0-9.:_-]{0,253}", "server host")
-    _check(params, "TAKEOVER", r"([0-9a-f]{32})?",
-           "backup.takeover (expected the 32 hex digits of a server id)")
+    _check(params, "TAKEOVER", r"([0-9a-f]{32})?", "backup.takeover", "expected the 32 hex digits of a server id, as a refused deploy printed it")
     return target_of(params, ""), dbs
 
 
@@ -327,8 +327,10 @@ def backup_start(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
 
 def backup_settings(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """Verb (fdeploy backup verify|restore|status, as root): Litestream, its config and the databases
-    it replicates (shell: LITESTREAM, CONFIG, DBS)."""
+    it replicates (shell: LITESTREAM, CONFIG, DBS); restore's TIMESTAMP checked."""
     app = apps.check_name(params.get("APP"))
+    _check(params, "TIMESTAMP", r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", "timestamp",
+           "expected e.g. 2026-12-05T07:00:00Z", optional=True)
     conf = read_run_conf(host, app)
     return {"shell": _shell({"LITESTREAM": conf.get("LITESTREAM", ""), "CONFIG": conf.get("CONFIG", ""),
                              "DBS": " ".join(databases(host, conf.get("CONFIG", "")))})}
