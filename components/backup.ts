@@ -3,7 +3,7 @@
 // (scripts/backup.sh). On a brand-new server (no database yet) the deploy restores every database
 // from the replica before migrations run and before the app starts. A target that is down never
 // blocks a deploy of a server that has its database: the deploy warns, Litestream catches up.
-// The replica belongs to one server at a time (a lease in the replica, backup-run.sh): a deploy to a
+// The replica belongs to one server at a time (a lease in the replica: the server agent's backup_lease.py): a deploy to a
 // server with a database of its own whose replica another server owns fails before anything on it
 // changes, naming both servers; `backup.takeover: <that server's id>` takes it over on purpose. A
 // brand-new server (no database) takes it over by itself: it restores from it (server loss).
@@ -209,7 +209,7 @@ export class Backup extends pulumi.ComponentResource {
         CONFIG: renderLitestreamConfig(b, args.appRoot),
         DATABASES: backupDatabases(b).join(" "),
         VERIFY_EVERY: b.verifyEvery ?? "",
-        // the lease (backup-run.sh): this server's host is recorded in it; backup.takeover names the
+        // the lease (the agent's backup_lease.py): this server's host is recorded in it; backup.takeover names the
         // server whose replica a deploy here may take over (only while that server owns it)
         HOST: args.connection.host,
         TAKEOVER: b.takeover ?? "",

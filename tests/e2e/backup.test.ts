@@ -181,6 +181,10 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.ok(!app.ssh("ps -eo args").includes(secret), "the credential is on a command line");
     assert.ok(!app.ssh("journalctl --no-pager -o cat").includes(secret), "the credential is in the journal");
     assert.ok(!app.ssh("cat /etc/fdeploy/flaskapp/env").includes(secret), "the credential is in the app's environment");
+    // the lease check (every 10 s, as the app user) runs the agent's copy: root's, nobody else may change it
+    assert.match(app.ssh("readlink /usr/local/lib/fdeploy/backup-agent"), /^\/usr\/local\/lib\/fdeploy\/agent-[0-9a-f]{16}\n$/);
+    assert.strictEqual(app.ssh("find -L /usr/local/lib/fdeploy/backup-agent/ \\( ! -user root -o -perm /022 \\) -print"), "");
+    assert.doesNotMatch(app.ssh("journalctl -u fdeploy-flaskapp-backup.service -o cat --no-pager"), /Traceback|server agent failed/);
     // a row reaches the target within the sync interval (+ slack)
     const res = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"first"}' });
     assert.strictEqual(res.status, 201);

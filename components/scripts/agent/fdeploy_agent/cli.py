@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import base, gunicorn, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
+from . import backup, base, gunicorn, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -73,6 +73,11 @@ VERBS: Dict[str, Verb] = {
     "jobs-delete": jobs.jobs_delete,
     "jobs-list": jobs.jobs_list,
     "jobs-run": jobs.jobs_run,
+    "backup-claim": backup.backup_claim,
+    "backup-start": backup.backup_start,
+    "backup-settings": backup.backup_settings,
+    "backup-check": backup.backup_check,
+    "backup-status": backup.backup_status,
 }
 
 

@@ -35,12 +35,12 @@ def _unmount(target: str) -> bool:
     raise OSError(e, "unmount %s: %s" % (target, os.strerror(e)))
 
 
-Runner = Callable[..., "subprocess.CompletedProcess[str]"]   # (argv, merge_output=False)
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]   # (argv, merge_output=False[, input=TEXT])
 
 
-def _run(argv: Sequence[str], merge_output: bool = False) -> "subprocess.CompletedProcess[str]":
+def _run(argv: Sequence[str], merge_output: bool = False, input: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
     # close_fds (the default) keeps root's descriptors, the deploy lock among them, from any child
-    return subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    return subprocess.run(list(argv), stdin=None if input is not None else subprocess.DEVNULL, input=input, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT if merge_output else subprocess.PIPE, text=True, errors="replace", check=False)
 
 
@@ -92,10 +92,13 @@ class Host:
         """An absolute server path, under this host's root."""
         return os.path.join(self.root, p.lstrip("/"))
 
-    def run(self, argv: Sequence[str], merge_output: bool = False) -> "subprocess.CompletedProcess[str]":
-        """ARGV's exit status and output (stderr after stdout, or merged into it in order)."""
+    def run(self, argv: Sequence[str], merge_output: bool = False, input: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
+        """ARGV's exit status and output (stderr after stdout, or merged into it in order); INPUT
+        (e.g. a secret, never on a command line) on its stdin, else /dev/null."""
         self.commands.append(list(argv))
-        return self._run(argv, merge_output=merge_output)
+        if input is None:
+            return self._run(argv, merge_output=merge_output)
+        return self._run(argv, merge_output=merge_output, input=input)
 
     def user_ids(self, name: str) -> Tuple[int, int]:
         return self._user_ids(name)
