@@ -137,14 +137,10 @@ def _canary(host: Host, app: apps.App) -> Optional[Dict[str, Any]]:
     return canary
 
 
-def lock_path(app: str) -> str:
-    return "%s/%s.lock" % (lock.LOCK_DIR, app)
-
-
 def _lock_record(host: Host, app: str) -> List[str]:
     """"PID TIME USER" of the deploy that holds the lock or took it last (with_deploy_lock's record)."""
     for suffix in (".owner", ".last"):
-        text = read_regular(host.path(lock_path(app) + suffix))
+        text = read_regular(lock.lock_path(host, app) + suffix)
         if text is not None:
             return text.decode(errors="replace").split()
     return []
@@ -486,7 +482,7 @@ def ops_lock(host: Host, params: Dict[str, Any], log: Log, lock_wait: int,
     action = params.get("ACTION") or "status"
     if action not in ("status", "release"):
         raise AgentError("bad lock action %r (ACTION: status or release)" % (action,))
-    path = host.path(lock_path(name))
+    path = lock.lock_path(host, name)
     held = _held(path)
     if held and action == "release":
         pids = lock.holder_pids(path, proc)
