@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import gunicorn, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, slotuser, staging, supervise
+from . import gunicorn, history, lease, live, lock, mounts, preflight, release, report, shared_links, shellparams, slotuser, staging, supervise
 from .errors import AgentError
 from .host import Host
 
@@ -35,6 +35,10 @@ VERBS: Dict[str, Verb] = {
     "slot-user": slotuser.set_slot_user,
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
+    "history": history.read_verb,
+    "history-live": history.record_live,
+    "history-failed": history.record_failed,
+    "rollback-plan": history.rollback_plan,
 }
 
 
