@@ -150,9 +150,13 @@ killed_why() {
 # record live|failed: the activation's entry in the history (the agent's history-live, history-failed).
 # Its schema version is the root-owned migration set's that migrate.sh applied, never the app's
 # database's (the app controls that: a forged version would steer the next rollback's `migrate.py
-# down`). The result of history-live (the history after it) is this step's stdout.
+# down`). The strategy is the one that ran (a canary that fell back: blue-green); every value here
+# was checked above. The result of history-live (the history after it) is this step's stdout.
 record() {
-  if [ "$1" = live ]; then agent history-live <<<"$P_RAW"; else agent history-failed <<<"$P_RAW" >/dev/null; fi
+  local params
+  params=$(printf '{"APP": "%s", "RELEASE_ID": "%s", "STRATEGY": "%s", "ROLLBACK": "%s"}' \
+    "$P_APP" "$P_RELEASE_ID" "$P_STRATEGY" "${P_ROLLBACK:+1}")
+  if [ "$1" = live ]; then agent history-live <<<"$params"; else agent history-failed <<<"$params" >/dev/null; fi
 }
 
 # point_nginx SLOT: nginx proxies to /run/fdeploy-<app>/live.sock, a symlink to the live slot's

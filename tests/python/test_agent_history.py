@@ -196,3 +196,10 @@ def test_a_rollback_to_a_named_release(root):
 def test_no_rollback_before_anything_went_live(root):
     _, err = agent(root, "rollback-plan", ok=False, TO="")
     assert "nothing to roll back: no live release yet" in err
+
+
+def test_the_strategy_recorded_is_the_one_given_and_must_be_known(root):
+    agent(root, "history-live", RELEASE_ID=A, STRATEGY="blue-green", ROLLBACK="")
+    assert lines(root)[-1]["strategy"] == "blue-green"
+    _, err = agent(root, "history-live", ok=False, RELEASE_ID=A, STRATEGY="canary; rm -rf /")
+    assert "bad strategy" in err and len(lines(root)) == 1

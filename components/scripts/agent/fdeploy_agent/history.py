@@ -23,6 +23,7 @@ from .host import Host
 FILE, LEGACY = "history.jsonl", "history.log"
 MODE = 0o644
 RID = re.compile(r"[0-9a-f]{12}")
+STRATEGIES = ("restart", "rolling", "blue-green", "canary")
 LEGACY_LINE = re.compile(r"(\S+) ([0-9a-f]{12}) (live|failed) strategy=(\S+) schema=(\d*)")
 
 Entry = Dict[str, Any]
@@ -203,6 +204,8 @@ def _record(host: Host, params: Dict[str, Any], log: Any, status: str) -> Dict[s
         strategy, schema = "rollback", schema_of(history, rid)
     else:
         strategy, schema = str(params.get("STRATEGY", "")), schema_of_migrations(host, app)
+        if strategy not in STRATEGIES:
+            raise AgentError("bad strategy %r (flask-deploy:strategy: one of %s)" % (strategy, ", ".join(STRATEGIES)))
     entry = _entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), rid, status, strategy, schema)
     append(host, app, entry, log)
     return {"entry": entry, "history": [public(e) for e in (history + [entry])[-10:]]}
