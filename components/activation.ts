@@ -39,14 +39,17 @@ export interface HistoryEntry {
   schemaVersion: string;
 }
 
-/** The history lines activate.sh prints ("<time> <id> <status> strategy=… schema=N"). */
+/** The history in the activation's result (its one JSON line on stdout: the agent's history-live,
+ * the newest 10 entries of the server's history.jsonl, newest last); [] at preview. */
 export function parseHistory(stdout: string): HistoryEntry[] {
-  const out: HistoryEntry[] = [];
-  for (const line of stdout.split("\n")) {
-    const m = /^(\S+Z) ([0-9a-f]{12}) (live|failed) strategy=\S+ schema=(\S+)$/.exec(line.trim());
-    if (m) out.push({ time: m[1], releaseId: m[2], status: m[3] as "live" | "failed", schemaVersion: m[4] });
-  }
-  return out;
+  const line = stdout.trim().split("\n").pop() ?? "";
+  let result: { history?: unknown };
+  try { result = JSON.parse(line); } catch { return []; }
+  if (!Array.isArray(result?.history)) return [];
+  return result.history.filter((e): e is HistoryEntry =>
+    typeof e?.time === "string" && /^[0-9a-f]{12}$/.test(e?.releaseId) && (e?.status === "live" || e?.status === "failed") &&
+    typeof e?.schemaVersion === "string")
+    .map((e) => ({ time: e.time, releaseId: e.releaseId, status: e.status, schemaVersion: e.schemaVersion }));
 }
 
 /** The canary's settings as activate.sh's CANARY_* parameters. */

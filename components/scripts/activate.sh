@@ -4,7 +4,8 @@
 # its own socket, and keep the previous release serving if the check fails.
 # Slots are instances of the units fdeploy-<app>@<slot> (service.sh); slots/<slot> -> a release,
 # slots/live names the slot nginx proxies to. After a successful switch: APP_ROOT/current -> the
-# release, a line in APP_ROOT/history.log, and old releases pruned (slot targets always kept).
+# release, an entry in APP_ROOT/history.jsonl (the agent's history.py), and old releases pruned
+# (slot targets always kept). Its one line on stdout: the agent's JSON result, the history after it.
 # params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE,
 #         ROLLBACK (1: a rollback pinned this kept release; the history records it as one, with the
 #         schema version the release went live with, which migrate.sh brings the database down to)
@@ -25,7 +26,7 @@ release=$APP_ROOT/releases/$P_RELEASE_ID
 slots=$APP_ROOT/slots
 [ -f "$release/.fdeploy-release.json" ] || fail "release $P_RELEASE_ID is not installed"
 if [ -n "${P_ROLLBACK:-}" ]; then
-  [ -n "$(schema_of_release "$P_RELEASE_ID")" ] ||
+  [ -n "$(agent history --field schema <<<"$P_RAW")" ] ||
     fail "release $P_RELEASE_ID never went live on this server: a rollback (the stack's \`release\` setting) can only pin one that did (see the releaseHistory output)"
 fi
 install -d -m 0755 "$slots"
@@ -146,15 +147,16 @@ killed_why() {
     "$sig" "$(kill -l "$sig" 2>/dev/null || echo '?')"
 }
 
-record() { # record STATUS: one line per activation, newest last (format: lib.sh, schema_of_release)
-  local schema strategy=$P_STRATEGY
-  # The schema version comes from the root-owned migration set that migrate.sh applied, never from
-  # the app's database: the app controls that, and a forged version (or a "2\n<forged line>" view)
-  # would steer the next rollback's `migrate.py down`. A rollback's is the one its release had.
-  schema=$(schema_of_migrations "$APP_ROOT/migrations/current")
-  if [ -n "${P_ROLLBACK:-}" ]; then strategy=rollback; schema=$(schema_of_release "$P_RELEASE_ID"); fi
-  printf '%s %s %s strategy=%s schema=%s\n' "$(date -u +%FT%TZ)" "$P_RELEASE_ID" "$1" "$strategy" "$schema" \
-    >>"$APP_ROOT/history.log"
+# record live|failed: the activation's entry in the history (the agent's history-live, history-failed).
+# Its schema version is the root-owned migration set's that migrate.sh applied, never the app's
+# database's (the app controls that: a forged version would steer the next rollback's `migrate.py
+# down`). The strategy is the one that ran (a canary that fell back: blue-green); every value here
+# was checked above. The result of history-live (the history after it) is this step's stdout.
+record() {
+  local params
+  params=$(printf '{"APP": "%s", "RELEASE_ID": "%s", "STRATEGY": "%s", "ROLLBACK": "%s"}' \
+    "$P_APP" "$P_RELEASE_ID" "$P_STRATEGY" "${P_ROLLBACK:+1}")
+  if [ "$1" = live ]; then agent history-live <<<"$params"; else agent history-failed <<<"$params" >/dev/null; fi
 }
 
 # point_nginx SLOT: nginx proxies to /run/fdeploy-<app>/live.sock, a symlink to the live slot's
@@ -172,7 +174,7 @@ point_nginx() {
 prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot points at
   local keep=() id
   for s in "$slots"/*; do [ -L "$s" ] && keep+=("$(basename "$(readlink -f "$s")")"); done
-  mapfile -t healthy < <(awk '$3 == "live" {print $2}' "$APP_ROOT/history.log" | tac | awk '!seen[$0]++' | head -n "$P_KEEP_RELEASES")
+  mapfile -t healthy < <(agent history --field keep <<<"$P_RAW")
   keep+=("${healthy[@]}")
   for d in "$APP_ROOT"/releases/*/; do
     id=$(basename "$d")
@@ -272,13 +274,7 @@ preflight() {
 # restarts, a failing health check after the restart restores the previous release.
 # last_healthy: the newest release the history marks live (other than this one) that is still
 # installed; a release that failed is never a fallback
-last_healthy() {
-  local id
-  awk '$3 == "live" {print $2}' "$APP_ROOT/history.log" 2>/dev/null | tac | while read -r id; do
-    [ "$id" != "$P_RELEASE_ID" ] && [ -f "$APP_ROOT/releases/$id/.fdeploy-release.json" ] && { echo "$APP_ROOT/releases/$id"; break; }
-  done
-  return 0
-}
+last_healthy() { agent history --field lastHealthy <<<"$P_RAW"; }
 
 activate_restart() {
   local slot previous=""
@@ -437,7 +433,7 @@ canary_fallback() {
 # unsafe_migrations: the migrations newer than the live release's schema without the marker
 unsafe_migrations() {
   local live_schema f v
-  live_schema=$(awk '$3 == "live" {v = $5} END {sub("schema=", "", v); print v}' "$APP_ROOT/history.log" 2>/dev/null)
+  live_schema=$(agent history --field liveSchema <<<"$P_RAW")
   [[ $live_schema =~ ^[0-9]+$ ]] || return 0
   for f in "$APP_ROOT"/migrations/current/[0-9][0-9][0-9][0-9]_*.up.sql; do
     [ -f "$f" ] || continue
@@ -571,7 +567,7 @@ case $P_STRATEGY in
 esac
 retire_legacy_probe
 atomic_symlink "$release" "$APP_ROOT/current"
-record live
+result=$(record live)
 keep_live_settings
 agent went-live <<<"$P_RAW" >/dev/null   # state.json, and the bundle fdeploy runs (live-scripts)
 # the parameters of the activation that went live: what state.sh repairs to
@@ -583,6 +579,5 @@ prune_uploads
 # symlink that systemd, reading as root, followed); the units now read /etc/fdeploy/<app>/env, so
 # whatever is left there goes (unlink never follows a symlink)
 rm -f "$APP_ROOT/shared/.env"
-echo "live release: $P_RELEASE_ID ($P_STRATEGY), activated $(date -u +%FT%TZ)"
-echo "history (newest last):"
-tail -n 10 "$APP_ROOT/history.log"
+log "live release: $P_RELEASE_ID ($P_STRATEGY), activated $(date -u +%FT%TZ)"
+printf '%s\n' "$result"

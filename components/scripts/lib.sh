@@ -142,29 +142,11 @@ hardening() {
   sed "s|@APP_ROOT@|$1|g" "$AGENT/fdeploy_agent/hardening.conf"
 }
 
-# schema_of_migrations DIR: the highest version NNNN of DIR's NNNN_name.up.sql files (0 if none),
-# i.e. the schema a database has after `migrate.py up` with DIR
-# The release history, APP_ROOT/history.log: one line per activation, newest last,
-#   <time> <release id> live|failed strategy=<strategy or "rollback"> schema=<version>
-# schema_of_release ID: the schema version release ID last went live with ("" if it never did)
+# schema_of_release ID: the schema version release ID last went live with ("" if it never did), from
+# the release history (the agent's history.py; both values checked here, so the JSON is plain)
 schema_of_release() {
-  awk -v id="$1" '$2 == id && $3 == "live" {v = $5} END {sub("schema=", "", v); print v}' "$APP_ROOT/history.log" 2>/dev/null
-}
-
-# rollback_candidates: where a rollback steps back to, newest first. The history is read as a stack
-# of deploys: a deploy pushes its release, a rollback pops back down to its own. So a second rollback
-# goes further back (C -> B -> A), never back to the release it just left.
-rollback_candidates() {
-  awk '$3 != "live" {next}
-    $4 == "strategy=rollback" { while (n > 0 && s[n] != $2) n--; if (n == 0) s[++n] = $2; next }
-    s[n] != $2 { s[++n] = $2 }
-    END { for (i = n - 1; i >= 1; i--) print s[i] }' "$APP_ROOT/history.log" 2>/dev/null
-}
-
-schema_of_migrations() {
-  local v
-  v=$(find -L "$1" -maxdepth 1 -name '[0-9][0-9][0-9][0-9]_*.up.sql' -printf '%f\n' 2>/dev/null | cut -c1-4 | sort -n | tail -n 1)
-  echo $((10#${v:-0}))
+  [[ $1 =~ ^[0-9a-f]{12}$ ]] || return 0
+  printf '{"APP": "%s", "RELEASE_ID": "%s"}' "$P_APP" "$1" | agent history --field schema
 }
 
 # The settings a slot runs with — the units (module, workers, timeouts; the socket) and the

@@ -91,7 +91,7 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     assert.match(r.output, /appDir: shipping \d+ files; left out by rule: \d+/, "the preview says what is shipped (issue 26)");
     assert.doesNotMatch(r.output, /no SECRET_KEY/, "the rendered instance/config.py sets one");
     assert.match(server.ssh("sqlite3 /srv/flaskapp/shared/instance/flaskr.sqlite .tables"), /post\s+user/, "the release command made the schema");
-    assert.doesNotMatch(server.ssh("cat /srv/flaskapp/history.log"), / failed /);
+    assert.doesNotMatch(server.ssh("cat /srv/flaskapp/history.jsonl"), /"status": "failed"/);
     assert.strictEqual((await http(`${base}/`)).status, 200);
   });
 

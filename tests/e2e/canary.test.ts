@@ -83,7 +83,7 @@ ${proxied || "    return None"}
     const p = stack.preview();
     assert.strictEqual(p.status, 0, p.output);
     assert.match(p.output, /strategy canary: 10 % → 50 % → 100 % of requests to the new release, 4 s per step; each step needs ≥ 8 requests/);
-    assert.match(server.ssh("tail -n 1 /srv/flaskapp/history.log"), / live strategy=blue-green /);
+    assert.deepStrictEqual([JSON.parse(server.ssh("tail -n 1 /srv/flaskapp/history.jsonl"))].map((e) => [e.status, e.strategy]), [["live", "blue-green"]]);
     assert.match(server.ssh("cat /etc/nginx/sites-enabled/fdeploy-flaskapp.conf"), /include \/etc\/fdeploy\/flaskapp\/upstream\.conf;/);
   });
 
@@ -108,7 +108,7 @@ ${proxied || "    return None"}
     console.log(`      good canary: ${load.requests} requests, 0 failed, ${load.retriedClosedConnections} retried on a keep-alive connection nginx closed at a reload, max ${load.maxLatencyMs} ms`);
     assert.strictEqual(activeMasters(), "1", "the old slot was stopped");
     assert.match(upstreamConf(), /^server unix:\/run\/fdeploy-flaskapp\/live\.sock;$/m, "the upstream is the live link again");
-    assert.match(server.ssh("tail -n 1 /srv/flaskapp/history.log"), new RegExp(`${good} live strategy=canary schema=3`));
+    assert.deepStrictEqual([JSON.parse(server.ssh("tail -n 1 /srv/flaskapp/history.jsonl"))].map((e) => [e.release, e.status, e.strategy, e.schema]), [[good, "live", "canary", 3]]);
     assert.match(status, /canary\s+IN PROGRESS: release [0-9a-f]{12} on slot (blue|green), step \d\/3/, `fdeploy status during the canary:\n${status}`);
     assert.strictEqual(server.ssh("test -e /srv/flaskapp/slots/canary.json && echo left || echo gone").trim(), "gone");
   });
@@ -131,7 +131,7 @@ ${proxied || "    return None"}
     assert.strictEqual(server.ssh("cat /srv/flaskapp/slots/live").trim(), liveSlot);
     assert.strictEqual(activeMasters(), "1", "the new slot was stopped");
     assert.match(upstreamConf(), /^server unix:\/run\/fdeploy-flaskapp\/live\.sock;$/m);
-    assert.strictEqual(server.ssh("tail -n 1 /srv/flaskapp/history.log").split(" ")[2], "failed");
+    assert.strictEqual(JSON.parse(server.ssh("tail -n 1 /srv/flaskapp/history.jsonl")).status, "failed");
     assert.strictEqual((await get(`${base}/api/notes`)).text, notesBefore, "the data is what it was");
     assert.strictEqual((await get(`${base}/health`)).json().schema_version, 3);
     return { r, load };
@@ -166,7 +166,7 @@ ${proxied || "    return None"}
     assert.strictEqual((await get(`${base}/api/marker`)).json().marker, "unmarked migration");
     assert.strictEqual((await get(`${base}/health`)).json().schema_version, 4);
     assert.strictEqual(load.failures, 0, `failed requests: ${load.errors.join(", ")}`);
-    assert.match(server.ssh("tail -n 1 /srv/flaskapp/history.log"), / live strategy=blue-green schema=4/);
+    assert.deepStrictEqual([JSON.parse(server.ssh("tail -n 1 /srv/flaskapp/history.jsonl"))].map((e) => [e.status, e.strategy, e.schema]), [["live", "blue-green", 4]]);
     const again = stack.up();
     assert.doesNotMatch(again.output, /(created|updated|replaced)/, "the up after it changed something");
   });

@@ -43,12 +43,12 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
   });
 
   it("a second up with nothing changed runs no remote command", () => {
-    const before = server.ssh("wc -l < /srv/flaskapp/history.log");
+    const before = server.ssh("wc -l < /srv/flaskapp/history.jsonl");
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
     assert.deepStrictEqual(changed(r.output), []);
     assert.doesNotMatch(r.output, /(created|updated|replaced)/);
-    assert.strictEqual(server.ssh("wc -l < /srv/flaskapp/history.log"), before, "no activation ran");
+    assert.strictEqual(server.ssh("wc -l < /srv/flaskapp/history.jsonl"), before, "no activation ran");
   });
 
   it("a code change: preview shows the release replaced; up runs only release-dependent steps", async () => {

@@ -155,8 +155,8 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       a.setConfig("workers", "3");
       const r = await redeploy(a, A, base());
       assert.strictEqual(r.status, 0, r.output);
-      const history = server.ssh(`cat /srv/${A}/history.log`);
-      assert.match(history.trim().split("\n").pop()!, / schema=2$/, "the schema version is the migration set's, not the database's");
+      const history = server.ssh(`cat /srv/${A}/history.jsonl`);
+      assert.strictEqual(JSON.parse(history.trim().split("\n").pop()!).schema, 2, "the schema version is the migration set's, not the database's");
       assert.ok(a.outputs().releaseHistory.every((h: any) => h.schemaVersion === "2"), JSON.stringify(a.outputs().releaseHistory));
     } finally {
       sql("DROP VIEW schema_migrations; ALTER TABLE sm_saved RENAME TO schema_migrations");
@@ -567,17 +567,17 @@ describe("least privilege: a hostile app on a server with two apps", function ()
 
   it("19. one app cannot read another's code, migrations or history; nginx still serves the static files", async () => {
     for (const [me, other] of [[A, B], [B, A]]) {
-      for (const p of [`/srv/${other}/current/wsgi.py`, `/srv/${other}/history.log`, `/srv/${other}/migrations`, `/srv/${other}/releases`, `/srv/${other}`]) {
+      for (const p of [`/srv/${other}/current/wsgi.py`, `/srv/${other}/history.jsonl`, `/srv/${other}/migrations`, `/srv/${other}/releases`, `/srv/${other}`]) {
         const r = asApp(me, `cat ${p} 2>&1 || ls ${p} 2>&1`);
         assert.notStrictEqual(r.status, 0, `${me} reads ${p}: ${r.stdout}`);
         assert.match(r.stdout, /Permission denied/, p);
       }
     }
-    assert.strictEqual(asApp(A, `cat /srv/${A}/current/wsgi.py >/dev/null && tail -n1 /srv/${A}/history.log`).status, 0, "the app reads its own code");
+    assert.strictEqual(asApp(A, `cat /srv/${A}/current/wsgi.py >/dev/null && tail -n1 /srv/${A}/history.jsonl`).status, 0, "the app reads its own code");
     // nginx's user passes through the app root, no more; the static folder is served
     assert.notStrictEqual(server.trySsh(`runuser -u www-data -- ls /srv/${A}`).status, 0, "www-data lists the app root");
     const css = await get(`${base()}/static/style.css`);
     assert.strictEqual(css.status, 200, "nginx no longer serves the static folder");
-    rows.push("| each app reads the other's code, history.log, migrations, releases (and lists its root) | permission denied both ways (app root 0750 root:<app>, nginx and the build user may only pass through); /static/ still served |");
+    rows.push("| each app reads the other's code, history.jsonl, migrations, releases (and lists its root) | permission denied both ways (app root 0750 root:<app>, nginx and the build user may only pass through); /static/ still served |");
   });
 });

@@ -88,7 +88,7 @@ def marker():
       stack.setConfig("healthTimeoutSeconds", "120");
       const live = (await get(`${base}/health`)).json().release;
       const liveSlot = server.ssh("cat /srv/flaskapp/slots/live").trim();
-      const history = server.ssh("cat /srv/flaskapp/history.log");
+      const history = server.ssh("cat /srv/flaskapp/history.jsonl");
       app.edit("wsgi.py", (s) => s + brokenCode[strategy]);
       try {
         const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
@@ -106,9 +106,9 @@ def marker():
         assert.strictEqual((await get(`${base}/health`)).json().release, live);
         assert.strictEqual(server.ssh("cat /srv/flaskapp/slots/live").trim(), liveSlot);
         if (strategy === "restart") {
-          assert.strictEqual(server.ssh("cat /srv/flaskapp/history.log"), history, "the preflight failed before any activation");
+          assert.strictEqual(server.ssh("cat /srv/flaskapp/history.jsonl"), history, "the preflight failed before any activation");
         } else {
-          assert.strictEqual(server.ssh("tail -n1 /srv/flaskapp/history.log").split(" ")[2], "failed");
+          assert.strictEqual(JSON.parse(server.ssh("tail -n1 /srv/flaskapp/history.jsonl")).status, "failed");
         }
       } finally {
         app.edit("wsgi.py", (s) => s.replace(brokenCode[strategy], ""));

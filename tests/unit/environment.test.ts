@@ -25,12 +25,20 @@ describe(".env rendering", () => {
 });
 
 describe("release history", () => {
-  it("parses the lines activate.sh prints and ignores the rest", () => {
-    const out = "live release: abc\nhistory (newest last):\n2026-11-24T01:00:00Z 0123456789ab live strategy=restart schema=2\n" +
-      "2026-11-24T01:05:00Z ba9876543210 failed strategy=blue-green schema=3\n";
-    assert.deepStrictEqual(parseHistory(out), [
+  it("reads the history from the activation's JSON result (its last line) and ignores the rest", () => {
+    const result = {
+      ok: true, entry: {},
+      history: [
+        { time: "2026-11-24T01:00:00Z", releaseId: "0123456789ab", status: "live", schemaVersion: "2" },
+        { time: "2026-11-24T01:05:00Z", releaseId: "ba9876543210", status: "failed", schemaVersion: "" },
+        { time: "2026-11-24T01:06:00Z", releaseId: "not-an-id", status: "live", schemaVersion: "3" },
+      ],
+    };
+    assert.deepStrictEqual(parseHistory(`some line\n${JSON.stringify(result)}\n`), [
       { time: "2026-11-24T01:00:00Z", releaseId: "0123456789ab", status: "live", schemaVersion: "2" },
-      { time: "2026-11-24T01:05:00Z", releaseId: "ba9876543210", status: "failed", schemaVersion: "3" },
+      { time: "2026-11-24T01:05:00Z", releaseId: "ba9876543210", status: "failed", schemaVersion: "" },
     ]);
+    assert.deepStrictEqual(parseHistory("2026-11-24T01:00:00Z 0123456789ab live strategy=restart schema=2\n"), []);
+    assert.deepStrictEqual(parseHistory(""), []);
   });
 });

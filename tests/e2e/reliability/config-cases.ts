@@ -122,11 +122,11 @@ export function badConfigCases(ctx: Ctx): void {
   }
 
   rcase(CATEGORY, "config restored after the refusals", "the next up changes nothing: the refused runs left no trace in state or on the server", async (o) => {
-    const history = ctx.server.ssh("wc -l < /srv/flaskapp/history.log");
+    const history = ctx.server.ssh("wc -l < /srv/flaskapp/history.jsonl");
     const r = await ctx.stack.runAsync(["up", "--yes", "--skip-preview"]);
     assert.strictEqual(r.status, 0, tail(r.output));
     assert.deepStrictEqual(changed(r.output), [], tail(r.output));
-    assert.strictEqual(ctx.server.ssh("wc -l < /srv/flaskapp/history.log"), history, "no activation ran");
+    assert.strictEqual(ctx.server.ssh("wc -l < /srv/flaskapp/history.jsonl"), history, "no activation ran");
     o.note("up exit 0, 0 changes, no activation");
   });
 }

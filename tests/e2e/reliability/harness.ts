@@ -123,12 +123,12 @@ export function idempotencyStats(): { count: number; labels: string[] } {
 export async function upConverges(ctx: Ctx, label: string, o?: Obs, first?: RunResult): Promise<RunResult> {
   const r = first ?? (await ctx.stack.runAsync(["up", "--yes", "--skip-preview"]));
   assert.strictEqual(r.status, 0, `${label}: up failed:\n${tail(r.output)}`);
-  const history = ctx.server.ssh(`wc -l < ${APP_ROOT}/history.log`);
+  const history = ctx.server.ssh(`wc -l < ${APP_ROOT}/history.jsonl`);
   const again = await ctx.stack.runAsync(["up", "--yes", "--skip-preview"]);
   assert.strictEqual(again.status, 0, `${label}: the next up failed:\n${tail(again.output)}`);
   assert.deepStrictEqual(changed(again.output), [], `${label}: the next up changed something:\n${tail(again.output)}`);
   assert.doesNotMatch(again.output, /\b(created|updated|replaced|deleted)\b/, `${label}: the next up changed something:\n${tail(again.output)}`);
-  assert.strictEqual(ctx.server.ssh(`wc -l < ${APP_ROOT}/history.log`), history, `${label}: the next up ran an activation`);
+  assert.strictEqual(ctx.server.ssh(`wc -l < ${APP_ROOT}/history.jsonl`), history, `${label}: the next up ran an activation`);
   convergedUps++;
   idempotencyLog.push(label);
   o?.note(`up ok (${changed(r.output).length} steps ran), next up: 0 changes`);
