@@ -5,7 +5,7 @@
 # pending; a failing migration is rolled back, this exits non-zero, and the deploy stops before
 # any switch: the live release keeps serving on the old schema.
 # A rollback (DOWN_TO_SCHEMA_OF) runs after the switch instead: it brings the schema down to the
-# version the pinned release last went live with (history.log), with the down files of the set in
+# version the pinned release last went live with (history.jsonl), with the down files of the set in
 # force, after a backup (migrate.py down).
 # params: APP, MIGRATIONS (the upload's folder name, migrations-<hash>), KEEP_BACKUPS,
 #         or APP, DOWN_TO_SCHEMA_OF (a release id), KEEP_BACKUPS

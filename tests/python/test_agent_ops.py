@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "agent"))
 
-from fdeploy_agent import cli, ops  # noqa: E402
+from fdeploy_agent import app as apps, cli, history, ops  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
 
 OLD, RID = "0123456789ab", "ba9876543210"
@@ -70,12 +70,19 @@ def call(root, verb, params, fake=None, which=None):
     return status, json.loads(out.getvalue()), err.getvalue(), host
 
 
-def test_history_entries_read_todays_format(root):
-    h = ops._history_entries(str(root / "srv/shop"))
-    assert [(e["release"], e["status"], e["strategy"], e["schema"]) for e in h] == [
-        (OLD, "live", "restart", "1"), (RID, "failed", "blue-green", "1"), (RID, "live", "blue-green", "2")]
+def test_history_entries_read_the_history_before_and_after_its_conversion(root):
+    host = Host(root=str(root))
+    app = apps.load(host, "shop")
+    want = [(OLD, "live", "restart", "1"), (RID, "failed", "blue-green", "1"), (RID, "live", "blue-green", "2")]
+    h = ops._history_entries(host, app)   # history.log, as the previous version wrote it
+    assert [(e["release"], e["status"], e["strategy"], e["schema"]) for e in h] == want
     assert h[0]["time"] == "2026-12-01T10:00:00Z"
-    assert ops._history_entries(str(root / "nowhere")) == []
+    history.convert(host, app, lambda _: None)   # history.jsonl, as the switch converts it
+    assert (root / "srv/shop/history.jsonl").exists()
+    assert [(e["release"], e["status"], e["strategy"], e["schema"]) for e in ops._history_entries(host, app)] == want
+    (root / "srv/shop/history.jsonl").unlink()
+    (root / "srv/shop/history.log.converted").unlink()
+    assert ops._history_entries(host, app) == []
 
 
 def test_status_of_a_settled_server(root):

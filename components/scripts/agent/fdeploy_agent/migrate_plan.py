@@ -8,26 +8,13 @@ new release's slot user.
 """
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
-from . import app as apps
+from . import app as apps, history
 from .errors import AgentError
-from .fsutil import read_regular
 from .host import Host
 from .release import check_id, server_link
 from .release_commands import check_keep
-
-
-def schema_of_release(history: str, rid: str) -> Optional[int]:
-    """The schema version release RID last went live with, from history.log's lines
-    `<time> <release id> live|failed strategy=<…> schema=<version>` (None: it never went live)."""
-    schema = None
-    for line in history.splitlines():
-        f = line.split()
-        if len(f) >= 3 and f[1] == rid and f[2] == "live":
-            v = f[4].replace("schema=", "", 1) if len(f) > 4 else ""
-            schema = int(v) if v.isdigit() else None
-    return schema
 
 
 def plan(host: Host, app: apps.App, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -35,8 +22,7 @@ def plan(host: Host, app: apps.App, params: Dict[str, Any]) -> Dict[str, Any]:
     migrations = app.root + "/migrations"
     if params.get("DOWN_TO_SCHEMA_OF"):
         rid = check_id(params.get("DOWN_TO_SCHEMA_OF"))
-        history = (read_regular(host.path(app.root + "/history.log")) or b"").decode(errors="replace")
-        schema = schema_of_release(history, rid)
+        schema = history.schema_of(history.entries(host, app), rid)
         if schema is None:
             raise AgentError("the schema version of release %s is unknown (it never went live here)" % rid)
         current = server_link(host, migrations + "/current")

@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from . import app as apps
-from . import lock, report, slotuser, units
+from . import history, lock, report, slotuser, units
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
@@ -37,17 +37,9 @@ class NotDeployed(AgentError):
     exit_status = 3
 
 
-def _history_entries(app_root: str) -> List[Dict[str, Any]]:
-    """The release history, oldest first: {time, release, status, strategy, schema} per activation.
-    The one reader of history.log here (today's text: `<time> <id> live|failed strategy=<s> schema=<v>`)."""
-    text = read_regular(os.path.join(app_root, "history.log")) or b""
-    out = []
-    for line in text.decode(errors="replace").splitlines():
-        f = line.split()
-        if len(f) >= 5:
-            out.append({"time": f[0], "release": f[1], "status": f[2], "strategy": f[3][len("strategy="):],
-                        "schema": f[4][len("schema="):]})
-    return out
+def _history_entries(host: Host, app: apps.App) -> List[Dict[str, Any]]:
+    """The release history (history.py), oldest first, the schema as the text fdeploy prints."""
+    return [dict(e, schema="" if e["schema"] is None else str(e["schema"])) for e in history.entries(host, app)]
 
 
 def _json_file(path: str) -> Dict[str, Any]:
@@ -163,7 +155,7 @@ def ops_status(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
             slots.append({"name": name, "release": os.path.basename(os.path.realpath(host.path("%s/%s" % (app.slots, name)))),
                           "state": _unit_state(host, "fdeploy-%s@%s.service" % (app.name, name))})
     deployed = str(activation.get("RELEASE_ID", ""))
-    hist = _history_entries(host.path(app.root))
+    hist = _history_entries(host, app)
     since = next((h["time"] for h in reversed(hist) if h["release"] == rid and h["status"] == "live"), None)
     try:
         age = int(time.time() - calendar.timegm(time.strptime(since, TIME))) if since else None
@@ -197,7 +189,7 @@ def ops_releases(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
 
     def entry(rid: str) -> Dict[str, Any]:
         return rels.setdefault(rid, {"id": rid, "firstLive": None, "lastLive": None, "failedAt": None, "schema": None})
-    for h in _history_entries(host.path(app.root)):
+    for h in _history_entries(host, app):
         r = entry(h["release"])
         if h["status"] == "live":
             r["firstLive"] = r["firstLive"] or h["time"]
