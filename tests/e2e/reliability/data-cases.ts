@@ -55,7 +55,7 @@ function commandLines(state: string): string[] {
   return out;
 }
 // every step under the agent's supervisor: its time limit, its name and the limit's config key
-const SAFE_COMMAND = /^(sudo -n )?python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent supervise \d+ [a-z0-9-]+ timeouts\.[A-Za-z]+ -- (bash \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/[a-z-]+\.sh (create|delete)( [a-z0-9-]+)?|python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent [a-z-]+)$/;
+const SAFE_COMMAND = /^(sudo -n )?python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent supervise \d+ [a-z0-9-]+ timeouts\.[A-Za-z]+ --lock-wait \d+ -- (bash \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/[a-z-]+\.sh (create|delete)( [a-z0-9-]+)?|python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent [a-z-]+)$/;
 
 export function injectionCases(ctx: Ctx): void {
   const CATEGORY = "injection";

@@ -32,7 +32,7 @@ interface Fault {
 
 /** How the official command plugin reports an SSH session that ended without an exit status. */
 // (the step's command line: the agent's supervisor, then the script)
-const LOST_SESSION = /error: wait: remote command exited without exit status or exit signal: running "python3 -I -B \S+\/agent supervise \d+ release-install timeouts\.build -- bash \S+\/release\.sh create"/;
+const LOST_SESSION = /error: wait: remote command exited without exit status or exit signal: running "python3 -I -B \S+\/agent supervise \d+ release-install timeouts\.build --lock-wait \d+ -- bash \S+\/release\.sh create"/;
 
 export function faultCases(ctx: Ctx): void {
   /** The common course of a fault case (see the file comment). */
