@@ -146,7 +146,7 @@ const timeoutsSchema = z.strictObject({
   /** Every other step (the switch: plus its own configured waits, canary steps and health timeouts). */
   default: stepLimit("5m"),
   /** How long a step waits for another deploy of the app on the server (another stack's) before it
-   * fails naming it; added to every step's limit. */
+   * fails naming it; within the step's own limit (at most that limit less 10 s). */
   lockWait: stepLimit("120s"),
 });
 /** Step time limits (and the lock wait) in seconds. */

@@ -57,8 +57,7 @@ export class ScriptBundle extends pulumi.ComponentResource {
    * (plus EXTRA: waits the step's own settings configure) or when its SSH session ends.
    * SCRIPT `agent` is the server agent (components/scripts/agent: Python, one JSON result on stdout). */
   stepLine(step: string, limit: StepLimitName, extraSeconds: number, script: string, verb: string, ...words: string[]): string {
-    // the wait for another deploy's lock comes on top: a step never runs out of time while waiting
-    const seconds = this.limits[limit] + Math.max(0, Math.ceil(extraSeconds)) + this.limits.lockWait;
+    const seconds = this.limits[limit] + Math.max(0, Math.ceil(extraSeconds));
     const agent = `python3 -I -B ${this.remoteDir}/${AGENT}`;
     const program = script === AGENT ? agent : `bash ${this.remoteDir}/${script}`;
     const run = [agent, "supervise", String(seconds), ...safeWords(step, `timeouts.${limit}`), "--lock-wait", String(this.limits.lockWait), "--", program, ...safeWords(script, verb, ...words).slice(1)].join(" ");

@@ -104,7 +104,8 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
     assert.doesNotMatch(r.output, /(created|updated|replaced)/);
   });
 
-  it("a code change after the upgrade reuses the venv the previous main built (the venv key is unchanged): nothing installed", async () => {
+  // (the mains before shared venvs kept the venv in the release: only the last one has venvs/)
+  if (i === PREVIOUS_MAINS.length - 1) it("a code change after the upgrade reuses the venv the previous main built (the venv key is unchanged): nothing installed", async () => {
     const venvs = () => server.ssh("ls /srv/flaskapp/venvs");
     const before = venvs();
     copyApp(name).edit("wsgi.py", (s) => s + "\n# a code change after the upgrade\n");

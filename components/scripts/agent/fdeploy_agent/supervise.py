@@ -13,7 +13,8 @@ The supervisor holds no lock: the step takes the deploy lock itself, so the lock
 step's processes. What a step started outside its group (systemd units, containers) is not touched;
 a step that waits on a unit stops it when it gets SIGTERM (lib.sh run_unit).
 --lock-wait N (config timeouts.lockWait) reaches the step as FDEPLOY_LOCK_WAIT: how long it waits for
-another deploy's lock or lease (lib.sh with_deploy_lock, lock.py); SECONDS includes it.
+another deploy's lock or lease (lib.sh with_deploy_lock, lock.py). The wait counts within SECONDS, so
+it is at most SECONDS - 10: a waiting step fails naming the other deploy, never by its time limit.
 Exit status: the step's own; 124 when the limit hit, 129 when the session ended, 143 on a signal."""
 import ctypes
 import os
@@ -44,8 +45,8 @@ def parse(argv: Sequence[str]) -> Tuple[int, str, str, Optional[int], List[str]]
     if len(argv) > 5 and argv[3] == "--lock-wait" and argv[4].isdigit():
         lock_wait = int(argv[4])
         del argv[3:5]
-    if len(argv) < 5 or argv[3] != "--" or not argv[0].isdigit() or int(argv[0]) < 1 or int(argv[0]) <= (lock_wait or 0):
-        raise ValueError("usage: supervise SECONDS STEP SETTING [--lock-wait N] -- PROGRAM ARGS… (SECONDS > N)")
+    if len(argv) < 5 or argv[3] != "--" or not argv[0].isdigit() or int(argv[0]) < 1:
+        raise ValueError("usage: supervise SECONDS STEP SETTING [--lock-wait N] -- PROGRAM ARGS…")
     return int(argv[0]), argv[1], argv[2], lock_wait, list(argv[4:])
 
 
@@ -95,7 +96,7 @@ def run(limit: int, step: str, setting: str, cmd: List[str], grace: float = GRAC
         signal.signal(s, on_signal)
     env = dict(os.environ, FDEPLOY_STEP_LIMIT=str(limit))
     if lock_wait is not None:
-        env["FDEPLOY_LOCK_WAIT"] = str(lock_wait)
+        env["FDEPLOY_LOCK_WAIT"] = str(max(0, min(lock_wait, limit - 10)))
     try:
         child = subprocess.Popen(cmd, start_new_session=True, env=env, preexec_fn=_parent_death_signal)
     except OSError as e:
@@ -139,7 +140,7 @@ def run(limit: int, step: str, setting: str, cmd: List[str], grace: float = GRAC
     if reason == "limit":
         message = ("step %s did not finish within its time limit of %s (config %s): stopped it and every process it started "
                    "(SIGTERM, then SIGKILL after %gs) and released its deploy lock; a step before the switch changed nothing live. "
-                   "If it needs longer, raise the limit: pulumi config set --path %s 1h" % (step, duration(limit - (lock_wait or 0)), setting, grace, setting))
+                   "If it needs longer, raise the limit: pulumi config set --path %s 1h" % (step, duration(limit), setting, grace, setting))
         code = EXIT_LIMIT
     elif reason == "session":
         message = "step %s: its SSH session ended (the deploy was cancelled or lost its connection): stopping it and every process it started" % step
