@@ -278,12 +278,6 @@ def configure(host: Host, app: apps.App, params: Dict[str, Any], target: bl.Targ
     return changed
 
 
-def _systemctl(host: Host, *args: str) -> None:
-    r = host.run(["systemctl", *args], merge_output=True)
-    if r.returncode != 0:
-        raise AgentError("systemctl %s failed: %s" % (" ".join(args), (r.stdout or "").strip()[-300:]))
-
-
 def _journal(host: Host, unit: str, lines: int) -> List[str]:
     r = host.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"])
     return (r.stdout or "").splitlines()
@@ -301,10 +295,10 @@ def backup_start(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
     fresh = not os.path.lexists(db)
     changed = configure(host, app, params, target, log)
     n, say = unit_names(app.name), []
-    _systemctl(host, "daemon-reload")
-    _systemctl(host, "enable", "--quiet", n["backup"])
+    host.systemctl("daemon-reload")
+    host.systemctl("enable", "--quiet", n["backup"])
     if params.get("VERIFY_EVERY"):
-        _systemctl(host, "enable", "--now", "--quiet", n["timer"])
+        host.systemctl("enable", "--now", "--quiet", n["timer"])
     if fresh:
         log("no database on this server: restoring from the replica")
     t0 = time.monotonic()

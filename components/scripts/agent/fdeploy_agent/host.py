@@ -10,6 +10,8 @@ import signal
 import subprocess
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from .errors import AgentError
+
 MS_BIND, MNT_DETACH, UMOUNT_NOFOLLOW = 4096, 2, 8
 
 
@@ -110,6 +112,13 @@ class Host:
     def passwd(self, name: str) -> Optional[Tuple[int, str, str]]:
         """User NAME's (uid, comment, home), None when there is no such user."""
         return self._passwd(name)
+
+    def systemctl(self, *args: str) -> str:
+        """`systemctl ARGS…`'s output; a failure raises AgentError naming the command and its last words."""
+        r = self.run(["systemctl", *args], merge_output=True)
+        if r.returncode != 0:
+            raise AgentError("systemctl %s failed: %s" % (" ".join(args), (r.stdout or "").strip()[-400:]))
+        return r.stdout or ""
 
     def which(self, command: str) -> Optional[str]:
         return self._which(command)

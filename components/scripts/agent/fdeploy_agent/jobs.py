@@ -143,13 +143,6 @@ def jobs_of(host: Host, app: str) -> List[str]:
     return names
 
 
-def _systemctl(host: Host, *args: str) -> str:
-    r = host.run(["systemctl", *args], merge_output=True)
-    if r.returncode != 0:
-        raise AgentError("systemctl %s failed: %s" % (" ".join(args), (r.stdout or "").strip()[-400:]))
-    return r.stdout or ""
-
-
 def _remove(host: Host, app: str, name: str, log: Log) -> None:
     """Timer off, units gone (a run going on finishes)."""
     u = unit_of(app, name)
@@ -202,13 +195,13 @@ def jobs_create(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) ->
         removed = [n for n in jobs_of(host, app.name) if n not in keep]
         for name in removed:
             _remove(host, app.name, name, log)
-        _systemctl(host, "daemon-reload")
+        host.systemctl("daemon-reload")
         out = []
         for j in jobs:
             u = unit_of(app.name, j.name) + ".timer"
-            _systemctl(host, "enable", "--quiet", u)
+            host.systemctl("enable", "--quiet", u)
             # a changed schedule takes effect now; an unchanged timer keeps its state
-            _systemctl(host, "restart" if j.name in changed else "start", u)
+            host.systemctl("restart" if j.name in changed else "start", u)
             nxt = _show(host, u, "NextElapseUSecRealtime").get("NextElapseUSecRealtime", "")
             log("job %s: %s (next: %s)" % (j.name, j.schedule, timestamp(nxt) or "?"))
             out.append({"name": j.name, "schedule": j.schedule, "changed": j.name in changed, "nextRun": timestamp(nxt)})
@@ -222,7 +215,7 @@ def jobs_delete(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) ->
     removed = jobs_of(host, app)
     for name in removed:
         _remove(host, app, name, log)
-    _systemctl(host, "daemon-reload")
+    host.systemctl("daemon-reload")
     log("jobs of %s removed" % app)
     return {"removed": removed}
 
