@@ -358,6 +358,8 @@ interface TargetResult {
   steps: StepRecord[]; error?: string; serverInfo?: Record<string, string>;
   /** when and from which commit this target ran (targets of a merged raw.json differ) */
   runDate?: string; source?: object;
+  /** the machine's 1/5/15-minute load averages and other users' test servers when this target started and ended */
+  loadAvgAtStart?: number[]; loadAvgAtEnd?: number[]; otherServersAtStart?: string[]; otherServersAtEnd?: string[];
   /** canary: the deploy of a release failing 30 % of requests, which must abort at its first step */
   canaryAbort?: CanaryAbort;
 }
@@ -554,7 +556,9 @@ async function main(): Promise<void> {
   }
   const order = (id: string) => TARGETS.findIndex((x) => x.id === id);
   for (const t of targets) {
+    const at = { loadAvgAtStart: os.loadavg(), otherServersAtStart: otherServers() };
     const r = await benchTarget(t);
+    Object.assign(r, at, { loadAvgAtEnd: os.loadavg(), otherServersAtEnd: otherServers() });
     r.runDate = started.toISOString();
     r.source = JSON.parse(fs.readFileSync(path.join(WORK, "source.json"), "utf8"));
     raw.targets = [...raw.targets.filter((x: TargetResult) => x.id !== r.id), r].sort((a: TargetResult, b: TargetResult) => order(a.id) - order(b.id));

@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { deployFresh } from "../tests/e2e/fixture";
 import { stopAll } from "../tests/servers";
+import { provenanceEnd, provenanceLine, provenanceStart } from "../tests/servers/provenance";
 
 const RUNS = Number(process.argv[process.argv.indexOf("--runs") + 1] || 3);
 const OUT = path.join(__dirname, "results", "fail-fast.md");
@@ -18,6 +19,8 @@ const stats = (xs: number[]) => {
 };
 
 async function main(): Promise<void> {
+  const own = (n: string) => n === "bench-ff";
+  const prov = provenanceStart(own);
   const { stack, app } = deployFresh("bench-ff", 74, { healthTimeoutSeconds: "120" });
   const rows: string[] = [];
   try {
@@ -42,10 +45,14 @@ async function main(): Promise<void> {
     stack.remove();
     stopAll();
   }
+  provenanceEnd(prov, own);
   const md = [
     "# Time to fail: a release whose process dies at once",
     "",
-    `Written by \`npm run bench:fail-fast\` on ${new Date().toISOString().slice(0, 10)} (health timeout 120 s, ${RUNS} runs each).`,
+    `Written by \`npm run bench:fail-fast\` (health timeout 120 s, ${RUNS} runs each).`,
+    "",
+    provenanceLine(prov),
+    "",
     "Detection: from the slot's start (restart: the preflight's) to the verdict, as activate.sh reports it",
     "(whole seconds). Failing up: the whole `pulumi up`, including the upload and the venv of the new release.",
     "",

@@ -79,6 +79,32 @@ def kinds(failures):
     return ", ".join(f"{k}×{v}" for k, v in sorted(failures.items(), key=lambda kv: -kv[1])) or "—"
 
 
+def loads(xs):
+    return " / ".join(f"{x:.2f}" for x in xs)
+
+
+def servers(xs):
+    return f"{len(xs)}" + (f" ({', '.join(xs)})" if xs else "")
+
+
+def provenance(what, commit, date, run):
+    """One line: commit, date, the 1/5/15-min load averages and the other test servers at start and end (issue #27)."""
+    line = f"- **{what}**: commit `{(commit or '?')[:12]}`, {date[:16].replace('T', ' ')} UTC; "
+    if run.get("loadAvgAtStart") and run.get("loadAvgAtEnd"):
+        line += f"load average (1 / 5 / 15 min) {loads(run['loadAvgAtStart'])} at start, {loads(run['loadAvgAtEnd'])} at end; "
+    else:
+        la = [st["loadAvg1"] for st in run.get("steps", []) if "loadAvg1" in st]
+        line += ("load average at start and end: not recorded (written before issue #27)"
+                 + (f"; mean 1-min load after its steps {statistics.mean(la):.1f}; " if la else "; "))
+    if "otherServersAtStart" in run:
+        line += (f"other test servers up: {servers(run['otherServersAtStart'])} at start"
+                 + (f", {servers(run['otherServersAtEnd'])} at end" if "otherServersAtEnd" in run else "") + ".")
+    else:
+        others = sorted({o for st in run.get("steps", []) for o in st.get("otherServers", [])})
+        line += f"other test servers up during its steps: {servers(others)}."
+    return line
+
+
 def write_markdown(raw, rows, out):
     m, p, src = raw["machine"], raw["parameters"], raw["source"]
     L = []
@@ -89,6 +115,12 @@ def write_markdown(raw, rows, out):
                 else "(the working tree as it was, including uncommitted edits). ")
              + 
              "How it is measured and how to read it: [bench/README.md](../README.md).\n")
+    L.append("Provenance (what ran, when, on how busy a machine):\n")
+    L.append(provenance("the run", src.get("commit"), raw["date"], raw))
+    for t in raw["targets"]:
+        if t.get("runDate") and t["runDate"][:16] != raw["date"][:16]:
+            L.append(provenance(f"{LABELS.get(t['id'], t['id'])} (run separately, merged)", (t.get("source") or {}).get("commit"), t["runDate"], t))
+    L.append("")
     L.append("| strategy / tool | deploys | requests | failed | max latency | p99 latency | deploy s (median / max) "
              "| rollback s (median, n) | failed during rollbacks + roll-forwards |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

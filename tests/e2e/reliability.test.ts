@@ -9,6 +9,7 @@
 import * as assert from "assert";
 import * as path from "path";
 import { startServer } from "../servers";
+import { provenanceEnd, provenanceStart } from "../servers/provenance";
 import { copyApp, copyMigrations } from "./app-copy";
 import { PROJECT_DIR, TestStack } from "./pulumi";
 import { addNote, Ctx, health, upConverges, writeTable } from "./reliability/harness";
@@ -35,6 +36,8 @@ describe("reliability and security (real pulumi up against a test server)", func
   this.timeout(900000);
   const ctx = {} as Ctx;
   const startedAt = new Date();
+  const ownServer = (n: string) => n === SERVER_NAME;
+  const provenance = provenanceStart(ownServer);
 
   before(async function () {
     this.timeout(300000);
@@ -62,6 +65,7 @@ describe("reliability and security (real pulumi up against a test server)", func
     // `npm run report:reliability` asks for the committed docs/reliability.md
     writeTable(path.resolve(PROJECT_DIR, process.env.FDEPLOY_RELIABILITY_REPORT ?? ".e2e/reports/reliability.md"), {
       startedAt, seconds: (Date.now() - startedAt.getTime()) / 1000, server: `${SERVER_NAME} (10.213.0.${SERVER_OCTET})`,
+      provenance: provenanceEnd(provenance, ownServer),
     });
     ctx.stack?.remove();
   });

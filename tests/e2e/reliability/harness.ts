@@ -6,6 +6,7 @@ import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { TestServer } from "../../servers";
+import { Provenance, provenanceLine } from "../../servers/provenance";
 import { get } from "../app-copy";
 import { Deployment } from "../fixture";
 import { changed, PROJECT_DIR, RunResult } from "../pulumi";
@@ -62,7 +63,7 @@ export function rcase(category: string, name: string, expected: string, fn: (o: 
 }
 
 /** docs/reliability.md: one row per declared case (cases that did not run say so). */
-export function writeTable(file: string, meta: { startedAt: Date; seconds: number; server: string }): void {
+export function writeTable(file: string, meta: { startedAt: Date; seconds: number; server: string; provenance?: Provenance }): void {
   const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\r?\n/g, " ").replace(/\s+/g, " ").trim();
   const passed = declared.filter((r) => r.pass === true).length;
   const failed = declared.filter((r) => r.pass === false).length;
@@ -81,6 +82,7 @@ export function writeTable(file: string, meta: { startedAt: Date; seconds: numbe
     `Run: ${meta.startedAt.toISOString().replace(/\.\d+Z$/, "Z")} on ${meta.server}; ${passed} passed, ${failed} failed, ` +
       `${notRun} not run; suite time ${fmtSeconds(meta.seconds)}.`,
     "",
+    ...(meta.provenance ? [provenanceLine(meta.provenance), ""] : []),
     "| # | category | case | expected | observed | result | duration |",
     "|---|---|---|---|---|---|---|",
     ...declared.map((r, i) => `| ${i + 1} | ${cell(r.category)} | ${cell(r.name)} | ${cell(r.expected)} | ${cell(r.observed)} | ` +
