@@ -168,6 +168,7 @@ ${proxied || "    return None"}
     assert.strictEqual(load.failures, 0, `failed requests: ${load.errors.join(", ")}`);
     assert.deepStrictEqual([JSON.parse(server.ssh("tail -n 1 /srv/flaskapp/history.jsonl"))].map((e) => [e.status, e.strategy, e.schema]), [["live", "blue-green", 4]]);
     const again = stack.up();
+    assert.strictEqual(again.status, 0, again.output);
     assert.doesNotMatch(again.output, /(created|updated|replaced)/, "the up after it changed something");
   });
 

@@ -134,6 +134,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual(server.trySsh("grep -q HAND_EDITED /etc/fdeploy/flaskapp/env").status, 1, "the hand edit is still in force");
     assert.strictEqual(stack.outputs().running, true);
     const again = stack.run(["preview", "--refresh"]);
+    assert.strictEqual(again.status, 0, again.output);
     assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
   });
 
@@ -149,6 +150,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual((await get(`${base}/health`)).json().release, live);
     assert.strictEqual(stack.outputs().liveRelease, live);
     const again = stack.run(["preview", "--refresh"]);
+    assert.strictEqual(again.status, 0, again.output);
     assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
   });
 

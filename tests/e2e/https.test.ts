@@ -103,6 +103,7 @@ describe("a new stack with HTTPS, renewed by certbot's timer", function () {
     assert.match(r.output, /flask-deploy:serverName: tls\.mode acme needs the site's DNS names/);
     stack.setConfig("serverName", "10.213.0.121");
     const ip = stack.preview();
+    assert.notStrictEqual(ip.status, 0, ip.output);
     assert.match(ip.output, /flask-deploy:serverName: '10\.213\.0\.121' is an IP address/);
     assert.strictEqual(server.trySsh("test -e /srv/flaskapp || test -e /root/.fdeploy").status, 1, "something reached the server");
     stack.setConfig("serverName", NAME);
@@ -244,6 +245,7 @@ describe("a new stack with HTTPS, renewed by certbot's timer", function () {
     assert.ok(a.san.includes(`DNS:${NAME}`) && a.san.includes(`DNS:${NAME2}`), a.san);
     assert.strictEqual(stack.outputs().certificate.state, "valid");
     const again = stack.run(["preview", "--refresh"]);
+    assert.strictEqual(again.status, 0, again.output);
     assert.doesNotMatch(again.output, /certificate-state\s+update/, "drift reported after the repair");
   });
 
@@ -288,6 +290,7 @@ describe("a new stack with HTTPS, renewed by certbot's timer", function () {
     assert.strictEqual(server.trySsh("test -e /etc/systemd/system/certbot.service.d/fdeploy-acme-ca.conf").status, 1, "the drop-in is left");
     assert.strictEqual(stack.outputs().url, `http://${NAME}/`);
     const again = stack.up();
+    assert.strictEqual(again.status, 0, again.output);
     assert.deepStrictEqual(changed(again.output), []);
   });
 });
@@ -329,7 +332,9 @@ describe("an existing HTTP stack moves to HTTPS; a first issuance that fails lea
     assert.strictEqual(a.status, 200, a.body);
     assert.match(a.issuer, /^Pebble Intermediate CA/);
     assert.strictEqual((await getHttp(server, NAME3, "/")).status, 301);
-    assert.deepStrictEqual(changed(stack.up().output), [], "a second up changed something");
+    const again = stack.up();
+    assert.strictEqual(again.status, 0, again.output);
+    assert.deepStrictEqual(changed(again.output), [], "a second up changed something");
   });
 });
 });

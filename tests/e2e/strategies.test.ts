@@ -140,6 +140,7 @@ def marker():
     assert.strictEqual((await get(`${base}/health`)).status, 200);
     assert.match(server.ssh(`cat ${unit}`), / wsgi:app\n/);
     const again = stack.up();
+    assert.strictEqual(again.status, 0, again.output);
     assert.doesNotMatch(again.output, /(created|updated|replaced)/, "the up after it changed something");
   });
 
@@ -213,6 +214,7 @@ def marker():
     assert.strictEqual(out.releaseId, newest);
     assert.strictEqual(out.schemaVersion, 3);
     const again = stack.up();
+    assert.strictEqual(again.status, 0, again.output);
     assert.doesNotMatch(again.output, /(created|updated|replaced)/, "the up after the roll-forward changed something");
   });
 });
