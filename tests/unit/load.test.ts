@@ -32,6 +32,28 @@ describe("e2e load client: retries", () => {
     assert.strictEqual(r.failures, 0, r.errors.join(", "));
   });
 
+  it("a resend goes out once: when it fails too, the request failed (no second resend)", async () => {
+    // only the first request of the first connection is answered: its second request (reused
+    // connection) is resent once, on a new connection, which is dropped too
+    let conns = 0;
+    const s = http.createServer((req, res) => {
+      const sock = req.socket as any;
+      sock.id ??= ++conns;
+      sock.served = (sock.served ?? 0) + 1;
+      if (!(sock.id === 1 && sock.served === 1)) return void req.socket.destroy();
+      res.setHeader("connection", "keep-alive");
+      res.end("ok");
+    });
+    await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+    const load = startLoad(`http://127.0.0.1:${(s.address() as AddressInfo).port}/`, { concurrency: 1, maxSeconds: 1 });
+    await new Promise((r) => setTimeout(r, 500));
+    const r = await load.stop();
+    await new Promise((r) => { s.closeAllConnections(); s.close(() => r(undefined)); });
+    assert.ok(r.requests >= 2, `only ${r.requests} requests`);
+    assert.strictEqual(r.retriedClosedConnections, 1, "the one reused connection's request was not resent exactly once");
+    assert.strictEqual(r.failures, r.requests - 1, r.errors.join(", "));
+  });
+
   it("a new connection dropped unanswered is a failure, never retried", async () => {
     const srv = await server(() => true);
     const load = startLoad(srv.url, { concurrency: 1, maxSeconds: 1 });
