@@ -1,6 +1,7 @@
 // npm run bench:speed [-- --runs 5] [--only floor-a,no-op,…] — how fast a deploy is, against the
 // floors the machine allows and against a peer (issue #11). See bench/README.md ("Speed").
 // npm run bench:speed -- --profile — where the time of one code-only deploy goes (profile() below).
+// npm run bench:speed -- --render — bench/results/speed.md again from speed.json (no run).
 //
 // Cases (each timed --runs times; min / median / max):
 //   floor-a             `pulumi up` of an empty TypeScript Pulumi program (bench/speed-empty: same
@@ -11,10 +12,13 @@
 //   no-op               `pulumi up` of this project with nothing changed
 //   code                one line of app code changed -> `pulumi up` (the new code is live)
 //   dependency          six==1.17.0 added to requirements.txt (+ the code marker) -> `pulumi up`
+//   dependency-bump     six==1.16.0 -> six==1.17.0 (+ the code marker) -> `pulumi up`: a new venv from nothing
+//   dependency-removal  six==1.17.0 removed (+ the code marker) -> `pulumi up`: a new venv from nothing
 //   rollback            `npm run rollback` (its `--forward` follows, untimed)
 //   ansible-code        bench/ansible/deploy.yml after the same code change
 //   ansible-dependency  bench/ansible/deploy.yml after the same dependency change
-//   ansible-tuned-code, ansible-tuned-dependency
+//   ansible-dependency-bump, ansible-dependency-removal   the same bump and removal
+//   ansible-tuned-code, ansible-tuned-dependency, ansible-tuned-dependency-bump, ansible-tuned-dependency-removal
 //                       the same with bench/ansible/deploy-tuned.yml (the careful operator's playbook:
 //                       releases + symlink, a venv per requirements hash, a HUP for code): the goals
 //                       compare with these
@@ -34,10 +38,13 @@ import { copyApp, copyMigrations } from "../tests/e2e/app-copy";
 import { deployFresh, Deployment } from "../tests/e2e/fixture";
 import { changed, PROJECT_DIR, TestStack } from "../tests/e2e/pulumi";
 import { addWheels, startServer, stopAll, stopServer, TestServer } from "../tests/servers";
+import { commitOf, Provenance, provenanceEnd, provenanceLine, provenanceStart } from "../tests/servers/provenance";
 import { AnsiblePeer, ansiblePlaybook, machine, otherServers } from "./common";
+import { SPEED_DEP } from "./deps";
 
-export const CASES = ["floor-a", "floor-b", "floor-c", "no-op", "code", "dependency", "rollback", "ansible-code", "ansible-dependency",
-  "ansible-tuned-code", "ansible-tuned-dependency"] as const;
+export const CASES = ["floor-a", "floor-b", "floor-c", "no-op", "code", "dependency", "dependency-bump", "dependency-removal", "rollback",
+  "ansible-code", "ansible-dependency", "ansible-dependency-bump", "ansible-dependency-removal",
+  "ansible-tuned-code", "ansible-tuned-dependency", "ansible-tuned-dependency-bump", "ansible-tuned-dependency-removal"] as const;
 export type CaseId = (typeof CASES)[number];
 
 const argValue = (name: string): string | undefined => {
@@ -49,7 +56,8 @@ const ONLY = (argValue("only") ?? CASES.join(",")).split(",").filter(Boolean);
 const RESULTS = path.join(__dirname, "results");
 const WORK = path.join(__dirname, "work", "speed");
 const EMPTY_PROJECT = path.join(__dirname, "speed-empty");
-const DEP = "six==1.17.0";
+const DEP = SPEED_DEP.add;
+const versionOf = (req: string) => req.split("==")[1];
 /** NAME:OCTET from the environment (FDEPLOY_SPEED_SERVER, FDEPLOY_SPEED_ANS_SERVER), for a machine where the default
  * names/octets belong to someone else's tests */
 const serverFromEnv = (v: string | undefined, name: string, octet: number) => {
@@ -134,14 +142,16 @@ def speed_marker():
 }
 
 /**
- * The dependency change: six added to requirements.txt, with a comment naming the run, so that every
- * run is a requirements file the server has never seen (venvs are shared by content hash: adding the
- * same package again after removing it would reuse the venv built the first time).
+ * The dependency change: ADD (e.g. six==1.17.0) in requirements.txt, or none, with a comment naming
+ * the run (STAMP: by default when ADD is given), so that every run is a requirements file the server
+ * has never seen (venvs are shared by content hash: adding the same package again after removing it
+ * would reuse the venv built the first time). No ADD and no STAMP: the app's own requirements.
  */
-function setDependency(appDir: string, add: string | undefined): void {
+function setDependency(appDir: string, add: string | undefined, stamp = add !== undefined): void {
   const req = path.join(appDir, "requirements.txt");
   const base = fs.readFileSync(req, "utf8").split("\n# --- speed dependency")[0].trimEnd() + "\n";
-  fs.writeFileSync(req, add ? `${base}# --- speed dependency (bench/speed.ts), run ${new Date().toISOString()}\n${add}\n` : base);
+  const comment = stamp ? `# --- speed dependency (bench/speed.ts), run ${new Date().toISOString()}\n` : "";
+  fs.writeFileSync(req, `${base}${comment}${add ? `${add}\n` : ""}`);
 }
 
 /** What http://HOST/api/speed answers (through nginx). */
@@ -248,7 +258,7 @@ async function floorC(server: TestServer): Promise<Runner> {
  * The Pulumi cases on one stack. `deployed` models the server's release history as rollback.sh reads
  * it (a deploy pushes its release, a rollback pops back to the one before): what each deploy served.
  */
-function pulumiCases(d: Deployment): Record<"no-op" | "code" | "dependency" | "rollback", Runner> {
+function pulumiCases(d: Deployment): Record<"no-op" | "code" | "dependency" | "dependency-bump" | "dependency-removal" | "rollback", Runner> {
   const deployed: { tag: string; six: string | null }[] = [{ tag: "initial", six: null }];
   const up = (logName: string) => timed("pulumi", upArgs(d.stack), { env: d.stack.env, logName });
   /** Deploy appDir as it is now (untimed or timed by the caller), check what it serves. */
@@ -300,6 +310,36 @@ function pulumiCases(d: Deployment): Record<"no-op" | "code" | "dependency" | "r
         setMarker(d.app.dir, `${tag}-reset`);
         await deploy(`${tag}-reset`, null, `dependency-${i}-reset`);
         return { seconds: r.seconds, detail: { changed: changed(r.output), releaseShInstallSeconds: installed ? Number(installed) : null } };
+      },
+    },
+    // a bump and a removal are no longer a plain addition to the live requirements: the venv is
+    // built from nothing (release.py `seed`). Each starts from the state it needs (an untimed up)
+    "dependency-bump": {
+      id: "dependency-bump",
+      async run(i) {
+        const tag = `dependency-bump-${i}-${Date.now()}`;
+        setDependency(d.app.dir, SPEED_DEP.bumpFrom);
+        setMarker(d.app.dir, `${tag}-from`);
+        await deploy(`${tag}-from`, versionOf(SPEED_DEP.bumpFrom), `dependency-bump-${i}-from`);
+        setDependency(d.app.dir, SPEED_DEP.bumpTo);
+        setMarker(d.app.dir, tag);
+        const r = await deploy(tag, versionOf(SPEED_DEP.bumpTo), `dependency-bump-${i}`);
+        return { seconds: r.seconds, detail: { changed: changed(r.output), seeded: /starting from a copy of its venv/.test(r.output) } };
+      },
+    },
+    "dependency-removal": {
+      id: "dependency-removal",
+      async run(i) {
+        const tag = `dependency-removal-${i}-${Date.now()}`;
+        if (deployed[deployed.length - 1].six === null) {
+          setDependency(d.app.dir, DEP);
+          setMarker(d.app.dir, `${tag}-from`);
+          await deploy(`${tag}-from`, version, `dependency-removal-${i}-from`);
+        }
+        setDependency(d.app.dir, undefined, true);   // the app's requirements, under a new comment
+        setMarker(d.app.dir, tag);
+        const r = await deploy(tag, null, `dependency-removal-${i}`);
+        return { seconds: r.seconds, detail: { changed: changed(r.output), seeded: /starting from a copy of its venv/.test(r.output) } };
       },
     },
     rollback: {
@@ -372,7 +412,45 @@ async function ansibleCases(server: TestServer, peer: AnsiblePeer): Promise<Part
       return { seconds: r.seconds, detail: { gunicornMasterKept: master() === before } };
     },
   };
-  return { [code.id]: code, [dependency.id]: dependency };
+  // bump and removal: each from the state it needs (an untimed run). The conventional playbook
+  // pip-installs the new requirements into its one venv: a bump upgrades six in place, a removal
+  // leaves six installed (the pip module installs, it never uninstalls; `sixLeftInstalled`). The
+  // tuned one builds the venv of each new requirements file from nothing
+  const prepare = async (req: string, tag: string, logName: string) => {
+    setDependency(app.dir, req);
+    setMarker(app.dir, tag);
+    must(await play(logName), `${peer} ${logName}`);
+    six = versionOf(req);
+    expectServed(server.host, tag, six, `${peer} ${logName}`);
+  };
+  const bump: Runner = {
+    id: `${prefix}-dependency-bump` as CaseId,
+    async run(i) {
+      const tag = `${prefix}-dependency-bump-${i}-${Date.now()}`;
+      await prepare(SPEED_DEP.bumpFrom, `${tag}-from`, `${prefix}-dependency-bump-${i}-from`);
+      setDependency(app.dir, SPEED_DEP.bumpTo);
+      setMarker(app.dir, tag);
+      const r = must(await play(`${prefix}-dependency-bump-${i}`), `${peer} dependency bump run ${i}`);
+      six = versionOf(SPEED_DEP.bumpTo);
+      expectServed(server.host, tag, six, `${peer} dependency bump run ${i}`);
+      return { seconds: r.seconds };
+    },
+  };
+  const removal: Runner = {
+    id: `${prefix}-dependency-removal` as CaseId,
+    async run(i) {
+      const tag = `${prefix}-dependency-removal-${i}-${Date.now()}`;
+      if (six === null) await prepare(DEP, `${tag}-from`, `${prefix}-dependency-removal-${i}-from`);
+      setDependency(app.dir, undefined, true);
+      setMarker(app.dir, tag);
+      const r = must(await play(`${prefix}-dependency-removal-${i}`), `${peer} dependency removal run ${i}`);
+      const left = tuned ? null : six;
+      expectServed(server.host, tag, left, `${peer} dependency removal run ${i}`);
+      six = left;
+      return { seconds: r.seconds, detail: { sixLeftInstalled: left !== null } };
+    },
+  };
+  return { [code.id]: code, [dependency.id]: dependency, [bump.id]: bump, [removal.id]: removal };
 }
 
 // ------------------------------------------------------------------------------------ profile
@@ -394,6 +472,7 @@ async function profile(): Promise<void> {
   const dir = path.join(WORK, "profile");
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
+  const prov = provenanceStart(ours, PROJECT_DIR);
   log(`${SERVER.name}: booting 10.213.0.${SERVER.octet} and deploying the sample app (not timed)`);
   const d = deployFresh(SERVER.name, SERVER.octet);
   try {
@@ -452,8 +531,8 @@ systemctl reload ssh`);
     d.server.ssh("sed -i '/^SetEnv BASH_ENV/d' /etc/ssh/sshd_config; systemctl reload ssh");
     fs.writeFileSync(path.join(RESULTS, "speed-profile.md"), [
       "# Profiles: one code-only deploy, one no-op up", "",
-      `Written by \`npm run bench:speed -- --profile\` (bench/speed.ts) on ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ` +
-      "load average " + os.loadavg().map((x) => x.toFixed(2)).join(" ") + ". Times in seconds from the start of `pulumi up`: the engine's " +
+      "Written by `npm run bench:speed -- --profile` (bench/speed.ts).", "", provenanceLine(provenanceEnd(prov, ours)), "",
+      "Times in seconds from the start of `pulumi up`: the engine's " +
       "from its -v=9 log, the Node.js processes' from bench/speed-hook.js, the server's from its scripts' xtrace (one clock: the " +
       "test server is a container on this kernel). The code-only change follows a code-only change, as in the benchmark's code case.", "",
       ...sections].join("\n"));
@@ -576,17 +655,23 @@ const ROWS: Row[] = [
   { id: "no-op", label: "no-op up", timed: "`pulumi up` of this project, nothing changed", floor: ["floor-a"], goal: 1.3 },
   { id: "code", label: "code-only change", timed: "one line of wsgi.py changed -> `pulumi up` (new code live, checked)", floor: ["floor-a", "floor-b"], goal: 1.5 },
   { id: "dependency", label: "dependency change", timed: "six==1.17.0 added to requirements.txt (+ the code line) -> `pulumi up`", floor: ["floor-a", "floor-b", "floor-c"], goal: 2 },
+  { id: "dependency-bump", label: "dependency bump", timed: "six==1.16.0 -> six==1.17.0 in requirements.txt (+ the code line) -> `pulumi up` (a venv from nothing; the 1.16.0 up before it untimed)" },
+  { id: "dependency-removal", label: "dependency removal", timed: "six==1.17.0 removed from requirements.txt (+ the code line) -> `pulumi up` (a venv from nothing)" },
   { id: "rollback", label: "rollback", timed: "`npm run rollback -- --stack …` (one step back; `--forward` after it untimed)", floor: ["floor-a", "floor-b"], goal: 2 },
   { id: "ansible-code", label: "Ansible code deploy", timed: "bench/ansible/deploy.yml after the same code change" },
   { id: "ansible-dependency", label: "Ansible dependency deploy", timed: "bench/ansible/deploy.yml after the same dependency change" },
+  { id: "ansible-dependency-bump", label: "Ansible dependency bump", timed: "bench/ansible/deploy.yml after the same bump (pip upgrades six in its one venv)" },
+  { id: "ansible-dependency-removal", label: "Ansible dependency removal", timed: "bench/ansible/deploy.yml after the same removal (its pip module leaves six installed)" },
   { id: "ansible-tuned-code", label: "tuned Ansible code deploy", timed: "bench/ansible/deploy-tuned.yml after the same code change (a new release, Gunicorn HUP)" },
   { id: "ansible-tuned-dependency", label: "tuned Ansible dependency deploy", timed: "bench/ansible/deploy-tuned.yml after the same dependency change (a new venv, Gunicorn restart)" },
+  { id: "ansible-tuned-dependency-bump", label: "tuned Ansible dependency bump", timed: "bench/ansible/deploy-tuned.yml after the same bump (a new venv from nothing, Gunicorn restart)" },
+  { id: "ansible-tuned-dependency-removal", label: "tuned Ansible dependency removal", timed: "bench/ansible/deploy-tuned.yml after the same removal (a new venv from nothing, Gunicorn restart)" },
 ];
 
 const fmt = (x: number) => x.toFixed(2);
 const ratio = (x: number) => `${x.toFixed(1)}×`;
 
-export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseId, CaseResult>> }): string {
+export function renderMarkdown(raw: { machine?: any; provenance?: Provenance; cases: Partial<Record<CaseId, CaseResult>> }): string {
   const c = raw.cases;
   const med = (id: CaseId) => (c[id] ? stats(c[id]!.seconds).median : undefined);
   const lines: string[] = [];
@@ -594,6 +679,8 @@ export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseI
   lines.push("Written by `npm run bench:speed` (bench/speed.ts; bench/README.md, \"Speed\"). Each case: wall seconds of its timed runs,",
     "min / median / max; ratios are of medians. The runs go in rounds (every case once per round), so load swings weigh on",
     "cases and floors alike. Cases can be re-run alone (`--only`): each row below says when it ran and the machine's load.", "");
+  lines.push(raw.provenance ? `Last run (the cases it ran; the others keep their own, below). ${provenanceLine(raw.provenance)}`
+    : "Provenance of the run as a whole: not recorded (written before issue #27); each row's commit, date, load and the other test servers up are below.", "");
   lines.push("| case | runs | s (min / median / max) | floor (median s) | goal | ratio |", "|---|---:|---:|---|---|---:|");
   for (const row of ROWS) {
     const r = c[row.id];
@@ -607,7 +694,7 @@ export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseI
       cells.push(`≤ ${row.goal!.toFixed(1)}× ${x === undefined ? "" : x <= row.goal! ? "✓ met" : "✗ not met"}`);
       cells.push(x === undefined ? "n/a" : ratio(x));
     } else {
-      cells.push(row.id.startsWith("floor") ? "(a floor)" : "(the peer)", "", "");
+      cells.push(row.id.startsWith("floor") ? "(a floor)" : row.id.startsWith("ansible") ? "(the peer)" : "(no goal)", "", "");
     }
     lines.push(`| ${cells.join(" | ")} |`);
   }
@@ -620,18 +707,23 @@ export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseI
   // the goal compares with the tuned peer; the conventional one is shown beside it
   peer("code", "ansible-tuned-code", "code-only change vs tuned Ansible code deploy", 0.5);
   peer("dependency", "ansible-tuned-dependency", "dependency change vs tuned Ansible dependency deploy");
+  peer("dependency-bump", "ansible-tuned-dependency-bump", "dependency bump vs tuned Ansible dependency bump");
+  peer("dependency-removal", "ansible-tuned-dependency-removal", "dependency removal vs tuned Ansible dependency removal");
   peer("code", "ansible-code", "code-only change vs conventional Ansible code deploy");
   peer("dependency", "ansible-dependency", "dependency change vs conventional Ansible dependency deploy");
+  peer("dependency-bump", "ansible-dependency-bump", "dependency bump vs conventional Ansible dependency bump");
+  peer("dependency-removal", "ansible-dependency-removal", "dependency removal vs conventional Ansible dependency removal");
   lines.push("");
   lines.push("## What each case times", "");
-  lines.push("| case | timed | when (UTC) | commit | load avg (1 min) at its runs: min / median / max | other test servers up |", "|---|---|---|---|---|---|");
+  lines.push("| case | timed | when (UTC) | commit | load avg (1 min) at its runs: min / median / max | load avg (1 / 5 / 15 min) at its start → end | other test servers up |", "|---|---|---|---|---|---|---|");
   for (const row of ROWS) {
     const r = c[row.id];
     const loads = (r?.details ?? []).map((x: any) => x.load1).filter((x: unknown) => typeof x === "number") as number[];
     const load = loads.length ? (({ min, median, max }) => `${min.toFixed(1)} / ${median.toFixed(1)} / ${max.toFixed(1)}`)(stats(loads))
       : r ? `${r.loadBefore[0].toFixed(2)} → ${r.loadAfter[0].toFixed(2)}` : "—";
+    const startEnd = r ? `${r.loadBefore.map((x) => x.toFixed(2)).join(" / ")} → ${r.loadAfter.map((x) => x.toFixed(2)).join(" / ")}` : "—";
     lines.push(`| ${row.label} | ${row.timed} | ${r ? r.date.slice(0, 16).replace("T", " ") : "—"} | ${r ? r.commit.slice(0, 7) : "—"} | ` +
-      `${load} | ${r ? (r.otherServers.length ? r.otherServers.join(", ") : "none") : "—"} |`);
+      `${load} | ${startEnd} | ${r ? (r.otherServers.length ? r.otherServers.join(", ") : "none") : "—"} |`);
   }
   lines.push("");
   if (raw.machine) {
@@ -645,20 +737,18 @@ export function renderMarkdown(raw: { machine?: any; cases: Partial<Record<CaseI
 }
 
 // -------------------------------------------------------------------------------------- main
-function commit(): string {
-  const rev = spawnSync("git", ["-C", PROJECT_DIR, "rev-parse", "HEAD"], { encoding: "utf8" }).stdout.trim();
-  const dirty = spawnSync("git", ["-C", PROJECT_DIR, "status", "--porcelain", "--", ".", ":!bench"], { encoding: "utf8" }).stdout.trim();
-  return dirty ? `${rev}+dirty` : rev;
-}
+const ours = (n: string) => n.startsWith(SERVER.name) || OUR_SERVERS.includes(n);
 
 async function main(): Promise<void> {
   for (const id of ONLY) if (!(CASES as readonly string[]).includes(id)) throw new Error(`--only: unknown case '${id}' (cases: ${CASES.join(", ")})`);
   if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 50) throw new Error("--runs: expected 1..50");
   const ids = CASES.filter((id) => ONLY.includes(id));
   const jsonPath = path.join(RESULTS, "speed.json");
-  const raw: { machine?: any; cases: Partial<Record<CaseId, CaseResult>> } = fs.existsSync(jsonPath) ? JSON.parse(fs.readFileSync(jsonPath, "utf8")) : { cases: {} };
+  const raw: { machine?: any; provenance?: Provenance; cases: Partial<Record<CaseId, CaseResult>> } =
+    fs.existsSync(jsonPath) ? JSON.parse(fs.readFileSync(jsonPath, "utf8")) : { cases: {} };
   raw.machine = machine();
-  const rev = commit();
+  const prov = provenanceStart(ours, PROJECT_DIR);
+  const rev = commitOf(PROJECT_DIR);
   const save = () => {
     fs.mkdirSync(RESULTS, { recursive: true });
     fs.writeFileSync(jsonPath, JSON.stringify(raw, null, 1) + "\n");
@@ -669,9 +759,11 @@ async function main(): Promise<void> {
     const v = spawnSync("bash", [path.join(__dirname, "venv.sh")], { stdio: "inherit" });
     if (v.status !== 0) throw new Error("bench/venv.sh failed");
   }
-  if (!fs.existsSync(path.join(process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy", "servers", "wheelhouse", "six-1.17.0-py2.py3-none-any.whl"))) {
+  for (const dep of new Set([DEP, SPEED_DEP.bumpFrom, SPEED_DEP.bumpTo])) {
+    const [name, v] = dep.split("==");
+    if (fs.existsSync(path.join(process.env.FDEPLOY_CACHE ?? "/var/cache/fdeploy", "servers", "wheelhouse", `${name}-${v}-py2.py3-none-any.whl`))) continue;
     const req = path.join(WORK, "dep.txt");
-    fs.writeFileSync(req, `${DEP}\n`);
+    fs.writeFileSync(req, `${dep}\n`);
     addWheels(req);
   }
 
@@ -680,7 +772,7 @@ async function main(): Promise<void> {
     // untimed setup of every case selected: stacks, servers, initial deploys
     const runners: Partial<Record<CaseId, Runner>> = {};
     if (ids.includes("floor-a")) runners["floor-a"] = await floorA(cleanups);
-    if (ids.some((id) => ["floor-b", "floor-c", "no-op", "code", "dependency", "rollback"].includes(id))) {
+    if (ids.some((id) => ["floor-b", "floor-c", "no-op", "code", "dependency", "dependency-bump", "dependency-removal", "rollback"].includes(id))) {
       log(`${SERVER.name}: booting 10.213.0.${SERVER.octet} and deploying the sample app (not timed)`);
       const d = deployFresh(SERVER.name, SERVER.octet);
       cleanups.push(() => { d.stack.remove(); stopServer(d.server.name); });
@@ -691,9 +783,8 @@ async function main(): Promise<void> {
       if (ids.includes("floor-c")) runners["floor-c"] = await floorC(d.server);
       Object.assign(runners, pulumiCases(d));
     }
-    for (const [peer, srv, selected] of [["deploy.yml", ANSIBLE_SERVER, ["ansible-code", "ansible-dependency"]],
-      ["deploy-tuned.yml", TUNED_SERVER, ["ansible-tuned-code", "ansible-tuned-dependency"]]] as const) {
-      if (!ids.some((id) => (selected as readonly string[]).includes(id))) continue;
+    for (const [peer, srv, prefix] of [["deploy.yml", ANSIBLE_SERVER, "ansible-"], ["deploy-tuned.yml", TUNED_SERVER, "ansible-tuned-"]] as const) {
+      if (!ids.some((id) => id.startsWith(prefix) && (prefix === "ansible-tuned-" || !id.startsWith("ansible-tuned-")))) continue;
       log(`${srv.name}: booting 10.213.0.${srv.octet}`);
       const server = startServer(srv.name, srv.octet);
       cleanups.push(() => { fs.rmSync(path.join(WORK, "ansible", server.name, "vars.json"), { force: true }); stopServer(server.name); });
@@ -720,6 +811,7 @@ async function main(): Promise<void> {
     }
     // merged: the cases run now replace their rows, the others stay
     for (const id of ids) raw.cases[id] = done[id];
+    raw.provenance = provenanceEnd(prov, ours);
     save();
   } finally {
     for (const c of cleanups.reverse()) {
@@ -731,6 +823,11 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
+  if (process.argv.includes("--render")) {   // speed.md again from speed.json (no run)
+    const json = JSON.parse(fs.readFileSync(path.join(RESULTS, "speed.json"), "utf8"));
+    fs.writeFileSync(path.join(RESULTS, "speed.md"), renderMarkdown(json));
+    process.exit(0);
+  }
   (process.argv.includes("--profile") ? profile() : main()).catch((e) => {
     console.error(e);
     stopAll();
