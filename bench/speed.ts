@@ -722,7 +722,7 @@ export function renderMarkdown(raw: { machine?: any; provenance?: Provenance; ca
     const load = loads.length ? (({ min, median, max }) => `${min.toFixed(1)} / ${median.toFixed(1)} / ${max.toFixed(1)}`)(stats(loads))
       : r ? `${r.loadBefore[0].toFixed(2)} → ${r.loadAfter[0].toFixed(2)}` : "—";
     const startEnd = r ? `${r.loadBefore.map((x) => x.toFixed(2)).join(" / ")} → ${r.loadAfter.map((x) => x.toFixed(2)).join(" / ")}` : "—";
-    lines.push(`| ${row.label} | ${row.timed} | ${r ? r.date.slice(0, 16).replace("T", " ") : "—"} | ${r ? r.commit.slice(0, 7) : "—"} | ` +
+    lines.push(`| ${row.label} | ${row.timed} | ${r ? r.date.slice(0, 16).replace("T", " ") : "—"} | ${r ? r.commit.slice(0, 7) + (r.commit.endsWith("+dirty") ? " + uncommitted edits" : "") : "—"} | ` +
       `${load} | ${startEnd} | ${r ? (r.otherServers.length ? r.otherServers.join(", ") : "none") : "—"} |`);
   }
   lines.push("");
@@ -798,9 +798,9 @@ async function main(): Promise<void> {
     for (let i = 1; i <= RUNS; i++) {
       log(`== round ${i}/${RUNS} (load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")})`);
       for (const r of order) {
-        const load1 = os.loadavg()[0];
+        const load1 = os.loadavg()[0], loadBefore = os.loadavg().map(round2), date = new Date().toISOString();
         const res = await r.run(i);
-        const c = (done[r.id] ??= { id: r.id, seconds: [], date: new Date().toISOString(), commit: rev, loadBefore: os.loadavg().map(round2),
+        const c = (done[r.id] ??= { id: r.id, seconds: [], date, commit: rev, loadBefore,
           loadAfter: [], otherServers: otherServers(SERVER.name).filter((n) => !OUR_SERVERS.includes(n)), details: [] });
         c.seconds.push(round2(res.seconds));
         c.details!.push({ run: i, load1: round2(load1), ...(res.detail ?? {}) });
