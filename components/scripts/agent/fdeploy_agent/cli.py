@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, base, gunicorn, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
+from . import backup, base, gunicorn, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, repair, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -23,6 +23,7 @@ VERBS: Dict[str, Verb] = {
     "preflight-switch-light": preflight.preflight_switch_light,
     "went-live": live.went_live,
     "state-report": report.state_report,
+    "state-repair": repair.state_repair,
     "shell-params": shellparams.shell_params,
     "release-hash": release.release_hash,
     "canary-slot": report.canary_slot,
