@@ -2,7 +2,8 @@
 // Pulumi's own refresh: a dynamic resource whose `read` asks the server (scripts/state.sh read:
 // the live release, whether it runs, whether the unit, environment file and nginx site in force are
 // the deployed ones) and whose `update` repairs what differs (state.sh repair).
-//   pulumi preview --refresh / pulumi refresh   show drift (a stopped app, a hand-edited site…)
+//   pulumi preview --refresh / pulumi refresh   show drift (a stopped app, a hand-edited site…): one
+//                                                line "server drift on <app>@<host>: …" without --diff
 //   pulumi up --refresh                          repairs it
 // A plain `up` never reads the server: with nothing changed it runs no remote command.
 import * as pulumi from "@pulumi/pulumi";
@@ -28,6 +29,24 @@ const OBSERVED = ["release", "running", "unitInForce", "envInForce", "siteInForc
 /** What the stack wants for observed field K (`release` is the release input itself). */
 const wantedOf = (news: any, k: (typeof OBSERVED)[number]) => (k === "release" ? news.release : (news.wanted ?? {})[k]);
 
+/**
+ * The one line that says what drifted (the CLI shows a dynamic resource's changed keys only with
+ * --diff): written to stderr, which the engine shows as the stack's diagnostic. The engine asks for a
+ * diff twice in one process (refresh, then the plan): said once. A new release to deploy is not
+ * drift: `release` drifted when the server's live one is not the one it last switched to.
+ */
+function sayDrift(id: string, olds: any, news: any): void {
+  const drifted = OBSERVED.filter((k) =>
+    k === "release" ? (olds.deployedRelease || news.release) !== olds.release : olds[k] !== wantedOf(news, k));
+  if (drifted.length === 0) return;
+  const shown = drifted.map((k) =>
+    k.endsWith("InForce") ? `${k} (${olds[k]})` : `${k} (${JSON.stringify(olds[k] ?? null)}, want ${JSON.stringify(k === "release" ? olds.deployedRelease || news.release : wantedOf(news, k))})`);
+  const line = `server drift on ${id}: ${shown.join(", ")} — pulumi up --refresh repairs it`;
+  const said: Set<string> = ((globalThis as any).fdeployDriftSaid ??= new Set<string>());
+  if (!said.has(line)) console.error(line);
+  said.add(line);
+}
+
 /** state.sh VERB on the server: its JSON report. */
 function stateScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
   return scriptReport(inputs.server, inputs.scriptsDir, "state.sh", verb, inputs.appName);
@@ -41,7 +60,8 @@ const provider: pulumi.dynamic.ResourceProvider = {
     // refresh: what the server runs now (the inputs stay as deployed)
     return { id, props: { ...props, ...stateScript(props, "read") } };
   },
-  async diff(_id: string, olds: any, news: any) {
+  async diff(id: string, olds: any, news: any) {
+    sayDrift(id, olds, news);
     // what differs between the server (after a refresh) and what the stack wants; where and how
     // to look changing means looking again
     const changed: string[] = OBSERVED.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(wantedOf(news, k)));

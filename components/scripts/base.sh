@@ -17,7 +17,7 @@
 # The accounts base.sh creates carry a mark (their comment field); which to create, which to adopt
 # (an earlier version's, unmarked) and which name belongs to someone else: the agent's base-plan.
 slot_mark() { echo "flask-deploy slot $1"; }
-slot_users() { printf '{"APP_USER": "%s"}' "$1" | agent slot-users --field users; }
+slot_users() { agent slot-users --set APP_USER="$1" --field users </dev/null; }
 
 create() {
   load_params

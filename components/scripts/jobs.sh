@@ -17,6 +17,6 @@ case ${1:-} in
     agent "jobs-$1" <<<"$P_RAW" ;;
   delete)   # (a delete step has no stdin: the app name, checked, is the parameter)
     check_app_name "${2:-}"
-    printf '{"APP": "%s"}' "$2" | agent jobs-delete ;;
+    agent jobs-delete --app "$2" ;;
   *) fail "usage: jobs.sh check|create|list|run (JSON on stdin) | delete APP" ;;
 esac

@@ -114,7 +114,7 @@ with_deploy_lock() {
 # lock_holder: the processes that hold the app's deploy lock now (pid, user, command line), from
 # the kernel (the agent's lock-holder: /proc/<pid>/fdinfo lists each descriptor's locks), never from
 # the owner record: a descriptor can be inherited or reopened by a process that is not the deploy
-lock_holder() { printf '{"APP": "%s"}' "$P_APP" | agent lock-holder --field holder; }
+lock_holder() { agent lock-holder --app "$P_APP" --field holder; }
 
 # root_dir DIR MODE: DIR exists as a real directory owned by root with MODE; refuses a symlink or a
 # directory someone else owns (never chown/chmod through a path another user could have planted).
@@ -143,10 +143,10 @@ hardening() {
 }
 
 # schema_of_release ID: the schema version release ID last went live with ("" if it never did), from
-# the release history (the agent's history.py; both values checked here, so the JSON is plain)
+# the release history (the agent's history.py)
 schema_of_release() {
   [[ $1 =~ ^[0-9a-f]{12}$ ]] || return 0
-  printf '{"APP": "%s", "RELEASE_ID": "%s"}' "$P_APP" "$1" | agent history --field schema
+  agent history --app "$P_APP" --set RELEASE_ID="$1" --field schema
 }
 
 # The settings a slot runs with — the units (module, workers, timeouts; the socket) and the

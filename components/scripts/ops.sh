@@ -30,11 +30,12 @@ logs() {
   if [ ${#filter[@]} -gt 0 ]; then "${argv[@]}" | "${filter[@]}"; else "${argv[@]}"; fi
 }
 
-# in_live_release PARAMS: exec the agent's command line for PARAMS (ops-exec: systemd-run in the
-# slots' sandbox, or docker exec); its words are NUL-separated, since an argument may hold a newline
+# in_live_release [AGENT OPTIONS]: exec the agent's command line for P_RAW or the options (ops-exec:
+# systemd-run in the slots' sandbox, or docker exec); its words are NUL-separated, since an argument
+# may hold a newline
 in_live_release() {
   local argv=()
-  mapfile -d '' -t argv < <(agent ops-exec --field argvz <<<"$1" | head -c -1)
+  mapfile -d '' -t argv < <(agent ops-exec --field argvz "$@" <<<"${P_RAW:-}" | head -c -1)
   wait $! || exit   # the agent's status (3: not deployed); it said why
   [ ${#argv[@]} -gt 0 ] || fail "no command to run"
   exec "${argv[@]}"
@@ -62,8 +63,8 @@ reload_nginx() {
 
 verb=${1:-}
 case $verb in
-  console) check_app_name "${2:-}"; in_live_release "{\"APP\": \"$2\", \"CONSOLE\": true}" ;;
-  exec) load_params_line; in_live_release "$P_RAW" ;;
+  console) check_app_name "${2:-}"; in_live_release --app "$2" --set-json CONSOLE=true ;;
+  exec) load_params_line; in_live_release ;;
   status) load_params; agent ops-status <<<"$P_RAW" ;;
   releases) load_params; agent ops-releases <<<"$P_RAW" ;;
   lock) load_params; agent ops-lock <<<"$P_RAW" ;;

@@ -17,7 +17,7 @@ load_settings "$P_APP" || fail "app '$P_APP' has no base system yet (base.sh cre
 # the containers' mounts (made by the agent's docker-args) are detached at the end, however it ends
 on_exit() {
   local rc=$?
-  [ "${P_RUNTIME:-python}" != docker ] || agent docker-unmount <<<"{\"APP\": \"$P_APP\", \"SLOT\": \"release-cmd\"}" >/dev/null || true
+  [ "${P_RUNTIME:-python}" != docker ] || agent docker-unmount --app "$P_APP" --set SLOT=release-cmd >/dev/null || true
   deploy_lock_released
   exit $rc
 }

@@ -57,10 +57,7 @@ die() { failed=1; fail "$@"; }
 
 started=$SECONDS
 # the marker, written last (the agent's release-mark): without it the release is half-installed
-mark() {
-  printf '{"APP": "%s", "RELEASE_ID": "%s", "RUNTIME": "%s", "INSTALL_SECONDS": %d}' \
-    "$P_APP" "$P_RELEASE_ID" "$1" $((SECONDS - started)) | agent release-mark >/dev/null
-}
+mark() { agent release-mark --set-json INSTALL_SECONDS=$((SECONDS - started)) <<<"$P_RAW" >/dev/null; }
 if [ "$action" = copy ]; then   # else: installed by the docker runtime; only the venv is missing
 rm -rf "$dest"
 cp -a "$src" "$dest"
@@ -71,7 +68,7 @@ got=$(agent release-hash --field hash <<<"$P_RAW")
 [ "$got" = "$P_RELEASE_ID" ] || die "the upload of release $P_RELEASE_ID is incomplete or changed (its files hash to $got); run pulumi up again"
 chown -R root:root "$dest"; chmod -R u+rwX,go+rX,go-w "$dest"
 if [ "$runtime" = docker ]; then   # the image holds the venv (docker-image.ts)
-  mark docker || die "could not write the marker of release $P_RELEASE_ID"
+  mark || die "could not write the marker of release $P_RELEASE_ID"
   echo "release $P_RELEASE_ID installed (runtime docker) in $((SECONDS - started))s"
   exit 0
 fi
@@ -163,5 +160,5 @@ BUILD
 fi
 ln -sfn "$venv" "$dest/.venv"
 [ -x "$dest/.venv/bin/gunicorn" ] || die "gunicorn is not installed by requirements.txt (add gunicorn to it)"
-mark python || die "could not write the marker of release $P_RELEASE_ID"
+mark || die "could not write the marker of release $P_RELEASE_ID"
 echo "release $P_RELEASE_ID installed in $((SECONDS - started))s"

@@ -7,7 +7,7 @@
 
 delete() {
   check_app_name "$1"
-  printf '{"APP": "%s"}' "$1" | agent service-delete >/dev/null || exit 1
+  agent service-delete --app "$1" >/dev/null || exit 1
   echo "service $(service_unit "$1") removed"
 }
 

@@ -10,46 +10,39 @@
 #           ones. Under the deploy lock: a deploy of another stack in progress (mid-restart,
 #           mid-switch) is waited for, so the stack records a settled state
 #   now     the same report at once, without waiting (fdeploy status)
-#   repair  puts the deployed settings and site back in force, reinstalls the deployed release from
-#           its upload if it was deleted, and, when the app does not run the deployed release,
-#           activates it again (activate.sh: health-checked, with fallback)
+#   repair  (the agent's state-repair decides) puts the deployed site back in force, reinstalls the
+#           deployed release from its upload if it was deleted, and, when a unit, the environment or a
+#           shared link drifted or the app does not run the deployed release, activates it again
+#           (activate.sh: the deployed settings in force, health-checked, with fallback)
 # Maintenance mode (/etc/fdeploy/<app>/maintenance.conf, ops.sh) is intended state, not drift: the
 # site in force includes it as written by the stack, so neither read nor repair looks at it.
 # params: APP
 . "$(dirname "$0")/lib.sh"
 load_params
 load_settings "$P_APP" || fail "app '$P_APP' is not deployed on this server"
-slots=$APP_ROOT/slots
 
 # the report (the agent's state-report: one JSON object); the fields below are the ServerState's
 report() { agent state-report <<<"$P_RAW"; }
-field() { agent state-report --field "$1" <<<"$P_RAW"; }
 
+# the agent's state-repair decides and puts the deployed site back; this runs what it asks for
 repair() {
-  local want restart=0
+  local plan install
   with_deploy_lock
-  # a unit or environment changed by hand: the app must restart with the deployed one
-  # (and a rendered shared file the app replaced: activate.sh links it again)
-  [ "$(field unitInForce)" = True ] && [ "$(field envInForce)" = True ] && [ "$(field sharedFilesInForce)" = True ] || restart=1
-  settings_from desired
-  want=$(env_dir "$P_APP")/site.desired
-  if [ "$(field siteInForce)" = False ]; then
+  plan=$(agent state-repair <<<"$P_RAW") || exit 1
+  if [ "$(result_field site <<<"$plan")" = True ]; then
     ensure_upstream "$P_APP"
-    install -m 0644 "$want" "$(setting_path site)"
-    ln -sfn "$(setting_path site)" "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf"
-    nginx -t 2>&1 >&2 || fail "nginx rejects its configuration with the deployed site; fix the other file nginx -t names"
+    if ! nginx -t 2>&1 >&2; then
+      agent site-restore <<<"$P_RAW" >/dev/null
+      fail "nginx rejects its configuration with the deployed site (the site in force is unchanged); fix the other file nginx -t names"
+    fi
+    agent site-saved-drop <<<"$P_RAW" >/dev/null
     systemctl reload nginx; log "repaired: the deployed nginx site is in force again"
   fi
   exec 9>&-   # release.sh and activate.sh take the lock themselves
-  local id; id=$(field deployedRelease)
-  if [ -n "$id" ] && [ ! -f "$APP_ROOT/releases/$id/.fdeploy-release.json" ]; then
-    [ -d "$FDEPLOY_HOME/uploads/$id" ] || fail "the deployed release $id was deleted from the server, and its upload too; upload it again: pulumi up --target-replace <the URN of release-upload (pulumi stack --show-urns)>"
-    log "repairing: the deployed release $id was deleted; installing it again from its upload"
-    printf '{"APP": "%s", "RELEASE_ID": "%s", "RUNTIME": "%s"}' "$P_APP" "$id" "$(field deployedRuntime)" | bash "$(dirname "$0")/release.sh" create >&2
-  fi
-  if [ $restart = 1 ] || [ "$(field release)" != "$id" ] || [ "$(field running)" != True ]; then
-    log "repairing: activating the deployed release $id again (live state was: $(report))"
-    bash "$(dirname "$0")/activate.sh" create <"$slots/activation.live.json" >&2
+  install=$(result_field install <<<"$plan")
+  [ -z "$install" ] || bash "$(dirname "$0")/release.sh" create <<<"$install" >&2
+  if [ "$(result_field activate <<<"$plan")" = True ]; then
+    bash "$(dirname "$0")/activate.sh" create <"$APP_ROOT/slots/activation.live.json" >&2
   fi
   with_deploy_lock; report   # settled: not in the middle of another stack's deploy
 }

@@ -170,7 +170,7 @@ repair() {
 delete() {
   local app=$1 forget cert
   check_app_name "$app"
-  forget=$(printf '{"APP": "%s"}' "$app" | agent tls-forget) || exit 1
+  forget=$(agent tls-forget --app "$app") || exit 1
   if [ "$(result_field kept <<<"$forget")" = True ]; then
     echo "the site of $app still uses the certificate fdeploy-$app; kept"
     return 0

@@ -121,6 +121,12 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const plain = stack.up();
     assert.strictEqual(plain.status, 0, plain.output);
     assert.deepStrictEqual(changed(plain.output), [], "a plain up ran a remote command");
+    // without --diff: one line names what drifted (the CLI shows a dynamic resource's keys only with --diff)
+    const brief = stack.run(["preview", "--refresh"]);
+    assert.strictEqual(brief.status, 0, brief.output);
+    const lines = brief.output.split("\nDiagnostics:\n")[1]?.split("\n").filter((l) => /server drift on flaskapp@/.test(l)) ?? [];
+    assert.strictEqual(lines.length, 1, `expected one drift line in the diagnostics:\n${brief.output}`);
+    assert.match(lines[0], /running \(false, want true\).*envInForce \(false\).*siteInForce \(false\).* pulumi up --refresh repairs it/);
     const preview = stack.run(["preview", "--refresh", "--diff"]);
     assert.strictEqual(preview.status, 0, preview.output);
     assert.match(preview.output, /server-state/);
@@ -136,6 +142,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const again = stack.run(["preview", "--refresh"]);
     assert.strictEqual(again.status, 0, again.output);
     assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
+    assert.doesNotMatch(again.output, /server drift/, "a drift line with nothing drifted");
   });
 
   it("drift: a deleted live release shows in preview --refresh; up --refresh reinstalls and runs it", async () => {
@@ -144,6 +151,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const preview = stack.run(["preview", "--refresh", "--diff"]);
     assert.strictEqual(preview.status, 0, preview.output);
     assert.match(preview.output, /[-~] release /, `preview --refresh does not show the missing release:\n${preview.output}`);
+    assert.match(preview.output, new RegExp(`server drift on flaskapp@.*release \\("", want "${live}"\\)`), preview.output);
     const r = stack.run(["up", "--yes", "--skip-preview", "--refresh"]);
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(server.trySsh(`test -x /srv/flaskapp/releases/${live}/.venv/bin/gunicorn`).status, 0, "the release was not reinstalled");
@@ -151,7 +159,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.strictEqual(stack.outputs().liveRelease, live);
     const again = stack.run(["preview", "--refresh"]);
     assert.strictEqual(again.status, 0, again.output);
-    assert.doesNotMatch(again.output, /server-state\s+update/, "drift reported after the repair");
+    assert.doesNotMatch(again.output, /server-state\s+update/, `drift reported after the repair:\n${again.output}`);
   });
 
   it("an app that fails its health check fails the update with a useful error; the old release keeps serving", async () => {

@@ -1,4 +1,7 @@
 """The agent's entry point: VERB, one JSON object on stdin, one JSON result on stdout.
+`VERB [--field NAME] [--app APP] [--set KEY=TEXT] [--set-json KEY=JSON]…`: --app APP makes the
+parameters {"APP": APP} (stdin is not read: delete steps and the console have none); --set and
+--set-json add one parameter each (a string; any JSON value), so that bash never builds JSON.
 Exit status 0 with {"ok": true, …}; 1 with {"ok": false, "error": "…"} (the error also on stderr,
 as `error: …`, where the deploy's log shows it)."""
 import json
@@ -7,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, base, gunicorn, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
+from . import backup, base, gunicorn, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, repair, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -23,6 +26,7 @@ VERBS: Dict[str, Verb] = {
     "preflight-switch-light": preflight.preflight_switch_light,
     "went-live": live.went_live,
     "state-report": report.state_report,
+    "state-repair": repair.state_repair,
     "shell-params": shellparams.shell_params,
     "release-hash": release.release_hash,
     "canary-slot": report.canary_slot,
@@ -97,22 +101,35 @@ def main(argv: List[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
 
     if argv[:1] == ["supervise"]:   # runs a step: its stdin is the step's, not read here
         return supervise.main(argv[1:], stderr=stderr)
-    field = None
-    if len(argv) == 3 and argv[1] == "--field":
-        field = argv[2]
-    elif len(argv) != 1:
-        argv = []
-    verb = VERBS.get(argv[0]) if argv else None
+    field: Optional[str] = None
+    app: Optional[str] = None
+    extra: Dict[str, Any] = {}
+    ok = len(argv) % 2 == 1
+    for opt, value in zip(argv[1::2], argv[2::2]):
+        key, eq, text = value.partition("=")
+        if opt == "--field":
+            field = value
+        elif opt == "--app":
+            app = value
+        elif opt in ("--set", "--set-json") and key and eq:
+            try:
+                extra[key] = text if opt == "--set" else json.loads(text)
+            except ValueError:
+                ok = False
+        else:
+            ok = False
+    verb = VERBS.get(argv[0]) if argv and ok else None
     if verb is None:
-        log("usage: fdeploy-agent VERB [--field NAME] < params.json (verbs: %s)" % ", ".join(sorted(VERBS)))
+        log("usage: fdeploy-agent VERB [--field NAME] [--app APP] [--set KEY=TEXT] [--set-json KEY=JSON] < params.json (verbs: %s)" % ", ".join(sorted(VERBS)))
         return 2
     try:
         try:
-            params = json.loads(stdin.read() or "{}")
+            params = {"APP": app} if app is not None else json.loads(stdin.read() or "{}")
         except ValueError:
             raise AgentError("could not read the parameters on stdin (expected one JSON object)")
         if not isinstance(params, dict):
             raise AgentError("the parameters on stdin must be one JSON object")
+        params.update(extra)
         result = verb(host or Host(), params, log, lock_wait())
     except Exception as e:   # a refusal (AgentError) names cause and fix; anything else is a bug: its traceback too
         message = str(e) if isinstance(e, AgentError) else "the server agent failed in %s: %s: %s (a bug: please report it with the lines above)" % (
