@@ -116,6 +116,8 @@ export interface BackupArgs {
   appRoot: string;
   backup: BackupConfig;
   secrets: pulumi.Input<{ sftpKey?: string; accessKeyId?: string; secretAccessKey?: string }>;
+  /** The app's staging folder (stagingKey); default: the stack's. */
+  staging?: string;
   after: pulumi.Resource[];
 }
 
@@ -180,7 +182,7 @@ export class Backup extends pulumi.ComponentResource {
       const { dir } = src;
       version = src.version;
       const bin = path.join(dir, "litestream");
-      const staged = stageFolder(dir, "litestream");
+      const staged = stageFolder(dir, "litestream", args.staging);
       const folder = `litestream-${staged.hash}`;
       after.push(folderUpload(`${name}-litestream-upload`, {
         connection: args.connection, staged, remotePath: `.fdeploy/${args.appName}/${folder}`,

@@ -706,14 +706,7 @@ export function expandHome(p: string): string {
  */
 export function plaintextSecretNames(file: string): string[] {
   if (!fs.existsSync(file)) return [];
-  let doc: any;
-  try {
-    // js-yaml ships with @pulumi/pulumi (its own dependency)
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    doc = require("js-yaml").load(fs.readFileSync(file, "utf8"));
-  } catch {
-    return []; // unreadable: Pulumi itself reports a broken config file
-  }
+  const doc = stackFileYaml(file);
   const plain = (obj: any): string[] => {
     if (!obj || typeof obj !== "object" || Array.isArray(obj) || typeof obj.secure === "string") return [];
     return Object.keys(obj).filter((k) => !(obj[k] && typeof obj[k] === "object" && typeof obj[k].secure === "string"));
@@ -725,13 +718,18 @@ export function plaintextSecretNames(file: string): string[] {
 /** tls.privateKey in FILE is a plaintext value (not `secure:`). */
 export function plaintextTlsKey(file: string): boolean {
   if (!fs.existsSync(file)) return false;
+  const k = stackFileYaml(file)?.config?.[`${NAMESPACE}:tls`]?.privateKey;
+  return k !== undefined && !(k && typeof k === "object" && typeof k.secure === "string");
+}
+
+/** FILE's YAML. Fails closed: the plaintext checks above must never pass because the file (or the YAML
+ * parser, js-yaml: a declared dependency) could not be read. LOAD: the parser (replaceable in tests). */
+export function stackFileYaml(file: string, load: (text: string) => any = (t) => require("js-yaml").load(t)): any {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const doc = require("js-yaml").load(fs.readFileSync(file, "utf8"));
-    const k = doc?.config?.[`${NAMESPACE}:tls`]?.privateKey;
-    return k !== undefined && !(k && typeof k === "object" && typeof k.secure === "string");
-  } catch {
-    return false;
+    return load(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new ConfigError([`${file}: could not be read as YAML to check for secrets stored in plaintext ` +
+      `(${e instanceof Error ? e.message.split("\n")[0] : e}); fix the file, or reinstall the packages (npm ci) if js-yaml is missing`]);
   }
 }
 

@@ -67,6 +67,8 @@ export interface DockerImageArgs {
   staged: StagedFolder;
   releaseId: string;
   baseImage: string;
+  /** The app's staging folder (stagingKey); default: the stack's. */
+  staging?: string;
   after: pulumi.Resource[];
 }
 
@@ -80,9 +82,9 @@ export class DockerImage extends pulumi.ComponentResource {
   constructor(name: string, args: DockerImageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:DockerImage", name, {}, opts);
     const s = args.server;
-    // stable paths per stack (not content-addressed): the provider's config and the image's inputs
+    // stable paths per app (not content-addressed): the provider's config and the image's inputs
     // stay the same from run to run
-    const dir = path.join(STAGING_ROOT, pulumi.getStack(), "docker");
+    const dir = path.join(STAGING_ROOT, args.staging ?? pulumi.getStack(), "docker");
     const knownHosts = path.join(dir, "known_hosts");
     writeIfChanged(knownHosts, knownHostsLine(s));
     const own = fs.existsSync(path.join(args.staged.source, "Dockerfile"));

@@ -17,10 +17,10 @@ export function previousMigrationsDir(outputs: Record<string, unknown>, legacy: 
   return Number(outputs.schemaVersion) > 0 ? legacy : NO_MIGRATIONS;
 }
 
-/** The stack's last outputs, read through a StackReference to the stack itself. */
-async function lastOutputs(): Promise<Record<string, unknown>> {
+/** The stack's last outputs, read through a StackReference (resource RESOURCE, with OPTS) to the stack itself. */
+export async function lastOutputs(resource: string = "previous-outputs", opts?: pulumi.CustomResourceOptions): Promise<Record<string, unknown>> {
   const name = `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`;
-  const ref = new pulumi.StackReference("previous-outputs", { name });
+  const ref = new pulumi.StackReference(resource, { name }, opts);
   const out: Record<string, unknown> = {};
   for (const k of ["migrationsDir", "schemaVersion"]) {
     const d = await ref.getOutputDetails(k);

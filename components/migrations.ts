@@ -37,7 +37,7 @@ export function checkMigrations(dir: string): Migration[] {
 }
 
 /**
- * checkMigrations, remembered in the stack's staging folder (.fdeploy-staging/<stack>/) by what the
+ * checkMigrations, remembered in the app's staging folder (.fdeploy-staging/<key>/) by what the
  * check reads: migrate.py itself and the folder's *.sql entries (names, kinds, contents). An
  * unchanged folder then costs no python3 start on every preview and up; only a valid folder is
  * remembered, so an invalid one is checked (and refused) every time.
@@ -87,6 +87,8 @@ export interface MigrationRunnerArgs {
   keepBackups: number;
   /** A rollback: bring the schema down to the version this kept release ran with, nothing uploaded. */
   downToSchemaOf?: string;
+  /** The app's staging folder (stagingKey); default: the stack's. */
+  staging?: string;
   after: pulumi.Resource[];
 }
 
@@ -109,7 +111,7 @@ export class MigrationRunner extends pulumi.ComponentResource {
         after: args.after,
       }, this);
     } else {
-      const files = stageFolder(args.migrationsDir, "migrations");
+      const files = stageFolder(args.migrationsDir, "migrations", args.staging);
       const folder = `migrations-${files.hash}`;
       const upload = folderUpload(`${name}-upload`, {
         connection: args.connection, staged: files, remotePath: `.fdeploy/${args.appName}/${folder}`,

@@ -20,6 +20,8 @@ export interface ReleaseArgs {
   pinned?: string;
   /** runtime docker: the release folder holds the code only (the image holds the venv). */
   docker?: boolean;
+  /** The app's staging folder (stagingKey); default: the stack's. */
+  staging?: string;
   after: pulumi.Resource[];
 }
 
@@ -34,7 +36,7 @@ export class Release extends pulumi.ComponentResource {
 
   constructor(name: string, args: ReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:Release", name, {}, opts);
-    const files = stageFolder(args.appDir, "release");
+    const files = stageFolder(args.appDir, "release", args.staging);
     this.staged = files;
     if (!args.pinned) pulumi.log.info(describeShipping("appDir", files), this);
     this.appDirRelease = files.hash;

@@ -33,6 +33,10 @@ export interface ScriptBundleArgs {
   limits: StepLimits;
   /** What must exist first (every remote step waits for the upload). */
   after?: pulumi.Resource[];
+  /** The app's staging folder (stagingKey); default: the stack's. */
+  staging?: string;
+  /** Left off the step names in command lines (the FlaskApp's `<name>-`): a step's command stays as before. */
+  stepPrefix?: string;
 }
 
 /** The remote scripts, uploaded to ~/.fdeploy/<app>/scripts-<hash>/ of the SSH user. */
@@ -41,13 +45,15 @@ export class ScriptBundle extends pulumi.ComponentResource {
   public readonly upload: command.remote.CopyToRemote;
   private readonly sudo: boolean;
   private readonly limits: StepLimits;
+  private readonly stepPrefix: string;
 
   constructor(name: string, args: ScriptBundleArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:ScriptBundle", name, {}, opts);
-    const scripts = stageFolder(SCRIPTS_DIR, "scripts");
+    const scripts = stageFolder(SCRIPTS_DIR, "scripts", args.staging);
     this.remoteDir = `.fdeploy/${args.appName}/scripts-${scripts.hash}`;
     this.sudo = args.sudo;
     this.limits = args.limits;
+    this.stepPrefix = args.stepPrefix ?? "";
     this.upload = folderUpload(`${name}-upload`, { connection: args.connection, staged: scripts, remotePath: this.remoteDir }, { parent: this, dependsOn: args.after });
     this.registerOutputs({ remoteDir: this.remoteDir });
   }
@@ -57,6 +63,7 @@ export class ScriptBundle extends pulumi.ComponentResource {
    * (plus EXTRA: waits the step's own settings configure) or when its SSH session ends.
    * SCRIPT `agent` is the server agent (components/scripts/agent: Python, one JSON result on stdout). */
   stepLine(step: string, limit: StepLimitName, extraSeconds: number, script: string, verb: string, ...words: string[]): string {
+    if (this.stepPrefix && step.startsWith(this.stepPrefix)) step = step.slice(this.stepPrefix.length);
     const seconds = this.limits[limit] + Math.max(0, Math.ceil(extraSeconds));
     const agent = `python3 -I -B ${this.remoteDir}/${AGENT}`;
     const program = script === AGENT ? agent : `bash ${this.remoteDir}/${script}`;

@@ -5,7 +5,8 @@
 //
 // - Content-addressed: a folder's hash (its relative paths and contents) names the staged copy and
 //   the remote folder, so unchanged files upload nothing and changed files upload a new folder.
-// - Staged per stack under .fdeploy-staging/<stack>/ (git-ignored); a staged copy is written under a
+// - Staged per app under .fdeploy-staging/<key>/ (git-ignored; key: stagingKey(), one per FlaskApp
+//   of a stack) beside the program's Pulumi.yaml; a staged copy is written under a
 //   temporary name and renamed, so parallel runs never see half a folder; entries no run has used
 //   for STALE_MS are removed.
 // - The target host and its host key are in the upload's triggers: the plugin re-copies only when
@@ -21,8 +22,16 @@ import * as command from "@pulumi/command";
 import { Connection } from "./connection";
 import { Shipping, shippingList } from "./ship-rules";
 
-/** Where staged copies live: beside Pulumi.yaml, git-ignored. */
-export const STAGING_ROOT = path.resolve(__dirname, "..", ".fdeploy-staging");
+/** Where staged copies live: beside the user's Pulumi.yaml (the program's working directory, never the
+ * package's folder, which may be inside node_modules), git-ignored. */
+export const STAGING_ROOT = path.resolve(process.cwd(), ".fdeploy-staging");
+
+/** The staging folder's name for one FlaskApp: a hash of its project, stack and name (what its URN is made of), so
+ * two apps of one stack, or one app name in two stacks, never share staged files. */
+export function stagingKey(name: string, project: string = pulumi.getProject(), stack: string = pulumi.getStack()): string {
+  return crypto.createHash("sha256").update(`${project}\0${stack}\0${name}`).digest("hex").slice(0, 16);
+}
+
 /** A staged entry unused for this long is removed by the next run of the same stack. */
 const STALE_MS = 60 * 60 * 1000;
 
@@ -46,12 +55,12 @@ export interface StagedFolder extends Shipping {
   source: string;
 }
 
-/** Copy DIR's shipped files to STAGING_ROOT/<stack>/<kind>-<hash>/ (once) and mark it as used. */
-export function stageFolder(dir: string, kind: string, stack: string = pulumi.getStack(), root: string = STAGING_ROOT): StagedFolder {
+/** Copy DIR's shipped files to STAGING_ROOT/<key>/<kind>-<hash>/ (once) and mark it as used. */
+export function stageFolder(dir: string, kind: string, key: string = pulumi.getStack(), root: string = STAGING_ROOT): StagedFolder {
   const shipping = shippingList(dir);
   const files = shipping.files;
   const hash = hashFiles(dir, files);
-  const stackDir = path.join(root, stack);
+  const stackDir = path.join(root, key);
   const staged = path.join(stackDir, `${kind}-${hash}`);
   if (!fs.existsSync(staged)) {
     const tmp = `${staged}.tmp-${process.pid}-${crypto.randomBytes(4).toString("hex")}`;

@@ -27,7 +27,7 @@ create() {
   mapfile -t packages < <(result_field missing <<<"$plan")
   if [ ${#packages[@]} -gt 0 ] && [ -n "${packages[0]}" ]; then
     log "installing ${packages[*]}"
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    apt_install "${packages[@]}"
   fi
   # (in order: the app user first, the slot users' primary group)
   while IFS=: read -r name home group mark; do

@@ -79,6 +79,13 @@ atomic_symlink() {
 # The lock lives in /run/fdeploy (root, 0700), where no app user can open, hold or pre-create it
 # (/run/lock is world-writable: an app could hold the lock or plant symlinks there).
 LOCK_DIR=/run/fdeploy
+
+# apt-get update, then install PACKAGES; one such run at a time on the server: the first deploys of two apps on one
+# server run their base steps at once, and apt refuses a second run while the first holds its lock (flock on the
+# root-owned lists folder, which apt itself never flocks)
+apt_install() {
+  flock -w 900 /var/lib/apt/lists sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" >/dev/null' apt_install "$@"
+}
 with_deploy_lock() {
   local lock waited=0
   # the lock is a root-only folder (the agent's lock.py says why), opened read-only to flock it

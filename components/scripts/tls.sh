@@ -112,7 +112,7 @@ create() {
 
   if ! command -v certbot >/dev/null; then
     log "installing certbot"
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends certbot >/dev/null
+    apt_install certbot
   fi
   install -d -m 0755 -o root -g root /var/lib/fdeploy-acme "$P_WEBROOT"
   agent tls-trust >/dev/null <<<"$P_RAW"

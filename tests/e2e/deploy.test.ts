@@ -56,7 +56,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     app.edit("notes/templates/index.html", (s) => s.replace("</body>", "<p>version two</p></body>"));
     const p = stack.preview();
     assert.strictEqual(p.status, 0, p.output);
-    assert.match(p.output, /\+-\s+command:remote:Command\s+release-install\s+replace\s+\[diff: [^\]]*triggers/);
+    assert.match(p.output, /\+-\s+command:remote:Command\s+app-release-install\s+replace\s+\[diff: [^\]]*triggers/);
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
     // the new release is loaded (preflight) before the switch

@@ -335,7 +335,7 @@ describe("scheduled jobs: timers in the live release, fdeploy jobs", function ()
     stack.mustRun(["config", "rm", "jobs"]);
     r = stack.preview();
     assert.strictEqual(r.status, 0, r.output);
-    assert.match(r.output, /- +command:remote:Command +jobs-timers +delete/);
+    assert.match(r.output, /- +command:remote:Command +app-jobs-timers +delete/);
     r = up();
     assert.deepStrictEqual(changed(r.output), ["job-schedules-check", "jobs-timers"]);
     assert.strictEqual(server.ssh("ls /etc/systemd/system | grep -c fdeploy-flaskapp-job- || true").trim(), "0");

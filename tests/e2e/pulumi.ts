@@ -38,8 +38,9 @@ export function stackArgv(name: string, configFile: string, args: string[]): str
 }
 
 /**
- * The resource names (last URN part) that an `up` output reports as changed. An up that failed (or
- * output of anything but a finished up) throws: "nothing changed" must never pass on a failed run.
+ * The resource names (last URN part; index.ts's FlaskApp "app" names its steps app-<step>: given as <step>) that
+ * an `up` output reports as changed. An up that failed (or output of anything but a finished up) throws:
+ * "nothing changed" must never pass on a failed run.
  */
 export function changed(output: string): string[] {
   if (/^\s*error:|update failed|preview failed/m.test(output) || !/^Resources:\s*$/m.test(output)) {
@@ -47,9 +48,18 @@ export function changed(output: string): string[] {
   }
   const names = new Set<string>();
   for (const m of output.matchAll(/^\s*([+~-]|\+-|-\+)\s+command:remote:(?:Command|CopyToRemote)\s+(\S+)\s+(created|updated|replaced|deleted|creating replacement|created replacement)/gm)) {
-    names.add(m[2]);
+    names.add(m[2].replace(/^app-/, ""));   // the steps of index.ts's FlaskApp "app", by step name
   }
   return [...names].sort();
+}
+
+/** "<type> <name> <op>" of each resource in the output of `pulumi preview --diff` whose operation matches OPS. */
+export function planned(output: string, ops: RegExp): string[] {
+  const steps = new Set<string>();
+  for (const m of output.matchAll(/^\s*(?:\+-|-\+|--|[+~-])?\s*([\w-]+:[\w-]*:[\w-]+): \(([a-z][a-z-]*)\)\n(?:\s*\[id=[^\]\n]*\]\n)?\s*\[urn=[^\]\n]*::([^\]\n:]+)\]/gm)) {
+    if (ops.test(m[2])) steps.add(`${m[1]} ${m[3]} ${m[2]}`);
+  }
+  return [...steps].sort();
 }
 
 export class TestStack {

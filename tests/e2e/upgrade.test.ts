@@ -10,7 +10,7 @@ import * as path from "path";
 import { startServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { startLoad } from "./load";
-import { changed, PROJECT_DIR, TestStack } from "./pulumi";
+import { changed, planned, PROJECT_DIR, TestStack } from "./pulumi";
 import { PREVIOUS_MAINS, previousMainTree } from "./previous-main";
 
 PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.slice(0, 7)}${from.standIn ? " (stand-in plugin)" : ""}: one up`, function () {
@@ -52,6 +52,16 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
     copyMigrations(name);
     stack.projectDir = PROJECT_DIR;
     stack.env.PULUMI_HOME = process.env.PULUMI_HOME;
+    if (i === PREVIOUS_MAINS.length - 1) {
+      // the FlaskApp component's children take over the old top-level resources through aliases: nothing is deleted
+      // (no delete script runs) and nothing replaced but content-addressed uploads (new scripts: a new folder)
+      const preview = stack.run(["preview", "--diff"]);
+      assert.strictEqual(preview.status, 0, preview.output);
+      assert.ok(planned(preview.output, /update/).length > 5, `the preview's steps were read:\n${preview.output}`);
+      const replacedOrDeleted = planned(preview.output, /delete|replace/).filter((s) => !/^command:remote:CopyToRemote \S+ replace$/.test(s));
+      assert.deepStrictEqual(replacedOrDeleted, [], preview.output);
+      assert.deepStrictEqual(planned(preview.output, /create/), ["flaskdeploy:index:FlaskApp app create"], "every old resource adopted");
+    }
     const load = startLoad(`${base()}/health`, { concurrency: 4, maxSeconds: 300 });
     const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
     const result = await load.stop();

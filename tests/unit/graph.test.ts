@@ -49,11 +49,12 @@ describe("resource graph (index.ts under mocks)", function () {
       const deps: string[] = req.getDependenciesList();
       // inputs as sent to the engine: secrets are still wrapped in their signature object here
       const inputs = req.getObject()?.toJavaScript();
-      registered.set(req.getName(), { type: req.getType(), name: req.getName(), inputs, deps });
+      // the FlaskApp "app" names its children app-<step>: recorded as <step>
+      const name = req.getName().replace(/^app-/, "");
+      registered.set(name, { type: req.getType(), name, inputs, deps: deps.map((d) => d.replace(/::app-([^:]+)$/, "::$1")) });
       return register(req, cb);
     };
-    const main = require("../../index");   // the program: an async function returning the stack outputs
-    const program = await main();
+    const program = require("../../index");   // the program: its exports are the stack outputs
     const settle = (o: any) => new Promise((resolve) => pulumi.output(o).apply(resolve));
     for (const k of Object.keys(program)) outputs[k] = await settle(program[k]);
     // wait for every input to settle

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { RunError } from "@pulumi/pulumi/errors";
-import { ConfigError, parseConfig, plaintextSecretNames } from "../../components/config";
+import { ConfigError, parseConfig, plaintextSecretNames, plaintextTlsKey } from "../../components/config";
 import { PROJECT_DIR, rawConfig } from "./helpers";
 import { tempDir } from "../tmpdir";
 
@@ -39,8 +39,31 @@ config:
     assert.deepStrictEqual(plaintextSecretNames(path.join(os.tmpdir(), "no-such-dir", "Pulumi.x.yaml")), []);
   });
 
-  it("a broken file is left to Pulumi to report", () => {
-    assert.deepStrictEqual(plaintextSecretNames(stackFile("config: [unclosed\n")), []);
+  it("fails closed: a file it cannot read as YAML is refused, naming the file (never taken for one without plaintext)", () => {
+    const file = stackFile("config: [unclosed\n");
+    for (const check of [plaintextSecretNames, plaintextTlsKey]) {
+      assert.throws(() => check(file), (e: any) => e instanceof ConfigError && e.message.includes(`${file}: could not be read as YAML`));
+    }
+  });
+
+  it("fails closed without its YAML parser (js-yaml missing), naming the file", () => {
+    const file = stackFile("config:\n  flask-deploy:secrets:\n    API_TOKEN: plain\n  flask-deploy:tls:\n    privateKey: plain\n");
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const Module = require("module");
+    const load = Module._load;
+    Module._load = function (request: string, ...rest: unknown[]) {
+      if (request === "js-yaml") throw Object.assign(new Error("Cannot find module 'js-yaml'"), { code: "MODULE_NOT_FOUND" });
+      return load.call(this, request, ...rest);
+    };
+    try {
+      for (const check of [plaintextSecretNames, plaintextTlsKey]) {
+        assert.throws(() => check(file), (e: any) => e instanceof ConfigError && e.message.includes(file) && /js-yaml/.test(e.message));
+      }
+    } finally {
+      Module._load = load;
+    }
+    assert.deepStrictEqual(plaintextSecretNames(file), ["API_TOKEN"]);
+    assert.strictEqual(plaintextTlsKey(file), true);
   });
 
   it("parseConfig refuses each plaintext secret, naming the key and the command that fixes it", () => {

@@ -210,7 +210,7 @@ export function faultCases(ctx: Ctx): void {
         inside(ctx.server, "pkill -KILL -f '^sshd: root@' || true");
         o.note("killed the server's sshd sessions while pip ran");
       },
-      expect: [LOST_SESSION, /command:remote:Command \(release-install\):/],
+      expect: [LOST_SESSION, /command:remote:Command \(app-release-install\):/],
       fix: () => undefined,
       marker: "after ssh drop",
     }));
@@ -255,7 +255,7 @@ export function faultCases(ctx: Ctx): void {
         o.note("rebooted the server while pip ran");
       },
       // the session dies with the server, or release.sh first sees its build unit stopped by the shutdown
-      expect: [new RegExp(`${LOST_SESSION.source}|the venv build of release [0-9a-f]{12} was interrupted before it finished`), /command:remote:Command \(release-install\):/],
+      expect: [new RegExp(`${LOST_SESSION.source}|the venv build of release [0-9a-f]{12} was interrupted before it finished`), /command:remote:Command \(app-release-install\):/],
       keepsServing: false,
       afterFailure: async (o, polled, live) => {
         const t0 = Date.now();

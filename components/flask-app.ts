@@ -1,0 +1,314 @@
+// FlaskApp: one Flask app on one server, as a Pulumi component. The deployment story: validated
+// settings in, then the server reconciled step by step. Each step is one component in this folder;
+// every later `pulumi up` runs only the steps whose inputs changed. Every child is named
+// `<name>-<step>` with this component as its parent, so one program can hold several FlaskApps
+// (two apps, on one server or two), each with its own URNs and staging folder.
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { canarySettings, DeployConfig, tlsSettings } from "./config";
+import { connectionFor } from "./connection";
+import { AppIdentity } from "./app-identity";
+import { ScriptBundle } from "./remote-script";
+import { BaseSystem } from "./base-system";
+import { Release } from "./release";
+import { AppEnvironment, deployPaths, withDeployPaths } from "./environment";
+import { checkMigrationsCached, MigrationRunner } from "./migrations";
+import { lastOutputs, resolveMigrationsDir } from "./migrations-default";
+import { appWarnings } from "./app-warnings";
+import { GunicornService } from "./gunicorn";
+import { Activation, describeCanary } from "./activation";
+import { NginxSite } from "./nginx";
+import { TlsCertificate } from "./tls";
+import { SiteSettings } from "./nginx-site";
+import { HealthCheck } from "./health-check";
+import { ServerState } from "./server-state";
+import { CertificateState } from "./certificate-state";
+import { SharedPaths } from "./shared-paths";
+import { ReleaseCommands } from "./release-commands";
+import { Preflight } from "./preflight";
+import { Backup } from "./backup";
+import { JobScheduleCheck, ScheduledJobs } from "./jobs";
+import { DockerImage } from "./docker-image";
+import { quickError } from "./program";
+import { STAGING_ROOT, stagingKey } from "./upload";
+
+/**
+ * A FlaskApp's settings: the validated config (components/config.ts: one schema, the keys README documents;
+ * build it with flaskAppArgsFromConfig() or flaskAppArgs()). Plain values, not Inputs: they decide at plan time
+ * which steps exist, which local folders are hashed and uploaded, and the remote command lines.
+ */
+export type FlaskAppArgs = DeployConfig & {
+  /** Where relative paths (appDir, migrationsDir, tls.caBundle) resolve; default: the program's working directory. */
+  projectDir?: string;
+  /** Alias the children to the names the single-app program before FlaskApp gave them (`release`, `base`, … with no
+   * parent): a stack it deployed upgrades with no replacement. flaskAppArgsFromConfig() sets it. */
+  legacyNames?: boolean;
+};
+
+/** The outputs a FlaskApp registers (the stack outputs of this repo's index.ts). */
+export interface FlaskAppOutputs {
+  url: string;
+  releaseId: string;
+  /** The release appDir holds; differs from releaseId while a rollback pins an older one. */
+  appDirRelease: string;
+  server: string;
+  appPath: string;
+  schemaVersion: pulumi.Input<number>;
+  /** The SQL migrations folder this up ran with ('none': none); an unset migrationsDir reads it (migrations-default.ts). */
+  migrationsDir: string;
+  strategy: string;
+  releaseHistory: pulumi.Input<any[]>;
+  /** The release the server runs, and whether it runs (after a refresh: as the server says). */
+  liveRelease: pulumi.Input<string>;
+  running: pulumi.Input<boolean>;
+  /** With HTTPS: the certificate's state (valid, missing, expired, names-differ) and expiry, as of the last up or
+   * refresh; with tls.mode off: state "off" (an undefined output would make Pulumi warn on every run). */
+  certificate: pulumi.Input<{ state: string; notAfter?: string }>;
+}
+
+type Out<K extends keyof FlaskAppOutputs> = pulumi.Output<pulumi.Unwrap<FlaskAppOutputs[K]>>;
+
+export class FlaskApp extends pulumi.ComponentResource {
+  public readonly url: Out<"url">;
+  public readonly releaseId: Out<"releaseId">;
+  public readonly appDirRelease: Out<"appDirRelease">;
+  public readonly server: Out<"server">;
+  public readonly appPath: Out<"appPath">;
+  public readonly schemaVersion: Out<"schemaVersion">;
+  public readonly migrationsDir: Out<"migrationsDir">;
+  public readonly strategy: Out<"strategy">;
+  public readonly releaseHistory: Out<"releaseHistory">;
+  public readonly liveRelease: Out<"liveRelease">;
+  public readonly running: Out<"running">;
+  public readonly certificate: Out<"certificate">;
+  /** This app's staging folder (.fdeploy-staging/<hash of project, stack and name>/). */
+  public readonly stagingDir: string;
+
+  constructor(name: string, args: FlaskAppArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("flaskdeploy:index:FlaskApp", name, {}, opts);   // no inputs recorded: args hold secrets
+    const staging = stagingKey(name);
+    this.stagingDir = path.join(STAGING_ROOT, staging);
+    // the steps are created asynchronously (the migrations default reads the stack's last outputs; the identity's
+    // registration goes to the engine first): the outputs follow them
+    const done = this.deploy(name, args, staging).catch((e: unknown) => { throw quickError(e); });
+    const out = <K extends keyof FlaskAppOutputs>(k: K): Out<K> => pulumi.output(done).apply((o) => o[k]) as unknown as Out<K>;
+    this.url = out("url");
+    this.releaseId = out("releaseId");
+    this.appDirRelease = out("appDirRelease");
+    this.server = out("server");
+    this.appPath = out("appPath");
+    this.schemaVersion = out("schemaVersion");
+    this.migrationsDir = out("migrationsDir");
+    this.strategy = out("strategy");
+    this.releaseHistory = out("releaseHistory");
+    this.liveRelease = out("liveRelease");
+    this.running = out("running");
+    this.certificate = out("certificate");
+    this.registerOutputs({
+      url: this.url, releaseId: this.releaseId, appDirRelease: this.appDirRelease, server: this.server, appPath: this.appPath,
+      schemaVersion: this.schemaVersion, migrationsDir: this.migrationsDir, strategy: this.strategy,
+      releaseHistory: this.releaseHistory, liveRelease: this.liveRelease, running: this.running, certificate: this.certificate,
+    });
+  }
+
+  private async deploy(name: string, cfg: FlaskAppArgs, staging: string): Promise<FlaskAppOutputs> {
+    const projectDir = cfg.projectDir ?? process.cwd();
+    // a child's options: this parent; with legacyNames, also its old top-level name
+    const child = (step: string): { parent: pulumi.Resource; aliases?: pulumi.Alias[] } =>
+      cfg.legacyNames ? { parent: this, aliases: [{ name: step, parent: pulumi.rootStackResource }] } : { parent: this };
+    const n = (step: string) => `${name}-${step}`;
+
+    // 1. Migration files: validated before any resource exists.
+    // unset migrationsDir: <appDir>/migrations; a stack deployed under the old default keeps it (with a warning)
+    const resolvedMigrations = await resolveMigrationsDir(cfg, () => lastOutputs(n("previous-outputs"), child("previous-outputs")));
+    // an app that would run unsafely (no SECRET_KEY; debug on in production): warnings naming the fix
+    for (const w of appWarnings(cfg, path.resolve(projectDir, cfg.appDir), pulumi.getStack())) pulumi.log.warn(w);
+    const migrationsDir = resolvedMigrations ? path.resolve(projectDir, resolvedMigrations) : undefined;
+    const migrationFiles = migrationsDir ? checkMigrationsCached(migrationsDir, staging) : [];
+    const app = cfg.appName;
+    const appRoot = `/srv/${app}`;
+    const connection = connectionFor(cfg.server);
+    const common = { connection, appName: app };
+
+    // 2. The app's identity on its server (an in-place rename is refused at preview), the scripts every
+    //    step runs, then the base system (packages, user, directories).
+    const identity = new AppIdentity(n("identity"), { appName: app, host: cfg.server.host }, child("identity"));
+    // Every remote step waits for the identity, whose check starts the engine's dynamic-resource provider (a Node.js
+    // process, 0.5–2 s): yield until its registration has gone to the engine, so that boot runs while the rest of
+    // the program (hashing the app and scripts, the other registrations) does.
+    await identity.sent();
+    const bundle = new ScriptBundle(n("scripts"), {
+      ...common, sudo: cfg.server.user !== "root", limits: cfg.timeouts, after: [identity], staging, stepPrefix: `${name}-`,
+    }, child("scripts"));
+    const docker = cfg.runtime === "docker" ? cfg.docker! : undefined;
+    if (docker && cfg.server.user !== "root") {
+      pulumi.log.warn(`runtime docker: the Docker provider connects as ${cfg.server.user} and cannot use sudo; that user must be in ` +
+        "the server's docker group, which is root-equivalent (README \"Docker runtime\")");
+    }
+    // scheduled jobs (optional, `jobs`): the server checks their schedules before anything changes
+    const hasJobs = Object.keys(cfg.jobs).length > 0;
+    const jobCheck = hasJobs ? new JobScheduleCheck(n("job-schedules"), { ...common, bundle, jobs: cfg.jobs }, child("job-schedules")) : undefined;
+    const base = new BaseSystem(n("base"), {
+      ...common, bundle, appRoot, appUser: app, docker: docker !== undefined, after: jobCheck ? [jobCheck.step] : [],
+    }, child("base"));
+
+    // 3. The release (code + venv; or a kept one that a rollback pinned), its environment, its shared
+    //    paths and the service that runs it.
+    const release = new Release(n("release"), {
+      ...common, bundle, appDir: path.resolve(projectDir, cfg.appDir), pinned: cfg.release, docker: docker !== undefined, staging,
+      after: [base.ready],
+    }, child("release"));
+    // runtime docker: the release as an image built on the server's engine (a rollback runs a kept one)
+    const image = docker && cfg.release === undefined ? new DockerImage(n("image"), {
+      server: cfg.server, appName: app, staged: release.staged, releaseId: release.releaseId, baseImage: docker.baseImage, staging,
+      after: [base.ready],
+    }, child("image")) : undefined;
+    // env and secrets values may name the deploy's paths: ${APP_ROOT}, ${SHARED}, ${DATABASE_PATH}
+    const paths = deployPaths(appRoot);
+    const databasePath = paths.DATABASE_PATH;
+    const env = withDeployPaths(cfg.env, paths);
+    const secrets = withDeployPaths(cfg.secrets, paths);
+    const environment = new AppEnvironment(n("env"), {
+      ...common, bundle, after: [base.ready],
+      plain: { ...env, DATABASE_PATH: databasePath },
+      secrets: pulumi.secret(secrets),
+    }, child("env"));
+    // the release's shared paths (Flask's instance folder when the app uses it) and rendered shared files
+    const shared = cfg.sharedDirs.length || cfg.sharedFiles.length ? new SharedPaths(n("shared"), {
+      ...common, bundle, releaseId: release.releaseId, dirs: cfg.sharedDirs, files: cfg.sharedFiles,
+      values: pulumi.secret({ ...env, DATABASE_PATH: databasePath, ...secrets }), after: [release.installed],
+    }, child("shared")) : undefined;
+    const dockerEnvNames = [...Object.keys(cfg.env), ...Object.keys(cfg.secrets), "DATABASE_PATH"];
+    const service = new GunicornService(n("gunicorn"), {
+      ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
+      docker: docker ? {
+        envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs,
+        memory: docker.memory, cpus: docker.cpus,
+      } : undefined,
+      after: [base.ready, environment], // the unit reads the environment file
+    }, child("gunicorn"));
+
+    // 3b. Offsite backups (optional, `backup.replica`): on a brand-new server the databases are restored
+    //     from the replica before migrations run and the app starts; then Litestream replicates them.
+    const backup = cfg.backup === undefined ? undefined : new Backup(n("backup"), {
+      ...common, bundle, appRoot, backup: cfg.backup, secrets: pulumi.secret(cfg.backupSecrets ?? {}), staging, after: [base.ready],
+    }, child("backup"));
+    const restored = backup ? [backup.step] : [];
+
+    // 4. The database schema and the switch to the release (health-checked). A deploy proves the release
+    //    loads (preflight), migrates, runs the release commands, then switches; a rollback switches first,
+    //    then brings the schema down to the pinned release's version. Migrations are expand/contract
+    //    (README), so either way the code that runs in between works with the schema it meets.
+    const canary = canarySettings(cfg);
+    if (canary) pulumi.log.info(describeCanary(canary));
+    const migrationArgs = (dir: string) => ({
+      ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups, staging,
+    });
+    const activationArgs = {
+      ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
+      healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
+      serviceRevision: service.revision, envRevision: environment.revision,
+      sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
+      docker: docker ? { imageId: image ? image.imageId : `kept:${release.releaseId}` } : undefined,
+    };
+    const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : []), ...restored, ...(image ? [image.image] : [])];
+    let migrations: MigrationRunner | undefined, activation: Activation;
+    if (cfg.release === undefined) {
+      // the release loads with its staged settings before anything touches the database (python runtime)
+      const preflight = docker ? undefined : new Preflight(n("preflight"), {
+        ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, healthPath: cfg.healthPath,
+        healthTimeoutSeconds: cfg.healthTimeoutSeconds, envRevision: environment.revision, unitRevision: service.revision,
+        after: [release.installed, environment, service.unit, ...(shared ? [shared.step] : []), ...restored],
+      }, child("preflight"));
+      const loaded = preflight ? [preflight.step] : [];
+      migrations = migrationsDir ? new MigrationRunner(n("migrations"), {
+        ...migrationArgs(migrationsDir), after: [release.installed, environment, ...restored, ...loaded],
+      }, child("migrations")) : undefined;
+      // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
+      const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands(n("release-commands"), {
+        ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
+        docker: docker ? { envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs } : undefined,
+        after: [...switchAfter, ...loaded, ...(migrations ? [migrations.step] : [])],
+      }, child("release-commands")) : undefined;
+      const before = [...loaded, migrations?.step, releaseCommands?.step].filter((r): r is command.remote.Command => r !== undefined);
+      activation = new Activation(n("activation"), { ...activationArgs, after: [...switchAfter, ...before] }, child("activation"));
+    } else {
+      activation = new Activation(n("activation"), { ...activationArgs, after: switchAfter }, child("activation"));
+      migrations = migrationsDir ? new MigrationRunner(n("migrations"), {
+        ...migrationArgs(migrationsDir), downToSchemaOf: cfg.release, after: [activation.step],
+      }, child("migrations")) : undefined;
+    }
+    // the switch, and under a rollback the schema brought down after it: what the jobs and the certificate wait for
+    // (the site, the health probe and the server's state need only the switch: under a rollback they run beside it)
+    const switched = [activation.step, ...(migrations ? [migrations.step] : [])];
+    // 4b. Scheduled jobs: timers whose runs use the live release (`current`), set up after the switch.
+    //     Without jobs there is no step; removing the last job deletes it, which removes every timer.
+    if (hasJobs) new ScheduledJobs(n("jobs"), { ...common, bundle, jobs: cfg.jobs, after: switched }, child("jobs"));
+
+    // 5. nginx, and a last check through it. With HTTPS on (tls.mode acme or custom), the certificate
+    //    comes first: the site then serves it.
+    const siteSettings: SiteSettings = {
+      appName: app, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
+      proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, ...(canary ? { canary: true } : {}),
+    };
+    const tlsCfg = tlsSettings(cfg);
+    const tls = tlsCfg.mode === "acme"
+      ? new TlsCertificate(n("tls"), {
+        ...common, bundle, site: siteSettings, acmeServer: tlsCfg.acmeServer, email: tlsCfg.email,
+        caBundlePath: tlsCfg.caBundlePath, projectDir, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds,
+        after: switched,
+      }, child("tls"))
+      : tlsCfg.mode === "custom"
+        ? new TlsCertificate(n("tls"), {
+          ...common, bundle, site: siteSettings, custom: { certificate: tlsCfg.certificate, privateKey: tlsCfg.privateKey },
+          projectDir, hstsMaxAgeSeconds: tlsCfg.hstsMaxAgeSeconds, after: switched,
+        }, child("tls"))
+        : undefined;
+    const nginx = new NginxSite(n("nginx"), {
+      ...common, bundle, ...(tls ? tls.site : siteSettings), after: [activation.step, ...(tls ? [tls.step] : [])],
+    }, child("nginx"));
+    new HealthCheck(n("health"), {
+      ...common, bundle, serverName: cfg.serverName, healthPath: cfg.healthPath, timeoutSeconds: cfg.healthTimeoutSeconds,
+      https: tls !== undefined,
+      watch: [release.releaseId, nginx.step.stdout, activation.step.stdout, ...(tls ? [tls.step.stdout] : [])],
+      after: [nginx.step, activation.step],
+    }, child("health"));
+
+    // 6. What the server really runs: read by `pulumi refresh` / `preview --refresh`, repaired by
+    //    `up --refresh` (drift: a stopped app, a hand-edited site or environment, another live release).
+    //    Read once the switch and the site are done, beside the health probe (not after it: one remote
+    //    step less on the deploy's critical path).
+    const { host, port, user, hostKey, privateKeyPath } = cfg.server;
+    const settled = [nginx.step, activation.step];
+    const serverState = new ServerState(n("server-state"), {
+      server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
+      appName: app, scriptsDir: bundle.remoteDir, release: release.releaseId,
+    }, { ...child("server-state"), dependsOn: settled });
+    // With HTTPS: the certificate on the server (refresh shows a missing or expired one; up --refresh issues it again).
+    const certState = tls
+      ? new CertificateState(n("certificate-state"), {
+        server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
+        appName: app, scriptsDir: bundle.remoteDir, names: cfg.serverName,
+      }, { ...child("certificate-state"), dependsOn: settled })
+      : undefined;
+
+    const urlHost = cfg.serverName === "_" ? cfg.server.host : cfg.serverName.split(" ")[0];
+    return {
+      url: `${tls ? "https" : "http"}://${urlHost}/`,
+      releaseId: release.releaseId,
+      appDirRelease: release.appDirRelease,
+      server: `${cfg.server.user}@${cfg.server.host}:${cfg.server.port}`,
+      appPath: appRoot,
+      schemaVersion: migrations ? migrations.schemaVersion : 0,
+      migrationsDir: resolvedMigrations ?? "none",
+      strategy: cfg.strategy,
+      releaseHistory: activation.history,
+      liveRelease: serverState.release,
+      running: serverState.running,
+      certificate: certState
+        ? pulumi.all([certState.certificate, certState.notAfter]).apply(([state, notAfter]) => ({ state, notAfter }))
+        : { state: "off" },
+    };
+  }
+}
