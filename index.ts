@@ -29,6 +29,7 @@ import { Backup } from "./components/backup";
 import { JobScheduleCheck, ScheduledJobs } from "./components/jobs";
 import { DockerImage } from "./components/docker-image";
 import { program } from "./components/program";
+import { warnRollbackLoss } from "./components/rollback-preview";
 
 // The program is async (the nodejs host awaits it; its result is the stack outputs) only to let the engine start
 // the dynamic-resource provider early (step 2). `program` keeps its errors quick to print (components/program.ts).
@@ -43,6 +44,8 @@ export = program(async () => {
   const migrationFiles = migrationsDir ? checkMigrationsCached(migrationsDir) : [];
   const app = cfg.appName;
   const appRoot = `/srv/${app}`;
+  // preview with a release pinned: the down migrations that up runs and what they drop
+  await warnRollbackLoss(cfg.release, migrationsDir, appRoot);
   const connection = connectionFor(cfg.server);
   const common = { connection, appName: app };
 

@@ -17,12 +17,13 @@ export function previousMigrationsDir(outputs: Record<string, unknown>, legacy: 
   return Number(outputs.schemaVersion) > 0 ? legacy : NO_MIGRATIONS;
 }
 
-/** The stack's last outputs, read through a StackReference to the stack itself. */
-async function lastOutputs(): Promise<Record<string, unknown>> {
+let self: pulumi.StackReference | undefined;
+/** The stack's last outputs KEYS, read through a StackReference to the stack itself (one per program run). */
+export async function lastOutputs(keys = ["migrationsDir", "schemaVersion"]): Promise<Record<string, unknown>> {
   const name = `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`;
-  const ref = new pulumi.StackReference("previous-outputs", { name });
+  const ref = self ??= new pulumi.StackReference("previous-outputs", { name });
   const out: Record<string, unknown> = {};
-  for (const k of ["migrationsDir", "schemaVersion"]) {
+  for (const k of keys) {
     const d = await ref.getOutputDetails(k);
     if (d.value !== undefined) out[k] = d.value;
   }
