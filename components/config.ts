@@ -37,8 +37,8 @@ function acceptKeyscanLine(input: Record<string, any> | undefined, host: string 
   if (!scanned || !input) return;
   input.hostKey = scanned.key;
   if (host !== undefined && !scanned.hosts.includes(host)) {
-    problems.push(`${NAMESPACE}:${key}: the key was scanned from ${scanned.hosts.join(", ")}, not from ${host} (the host it is for); ` +
-      `scan the host you deploy to (ssh-keyscan -t ed25519 ${host}) or fix the host`);
+    problems.push(`${NAMESPACE}:${key}: the key was scanned from ${scanned.hosts.join(", ")}, not from ${host} (its host); ` +
+      `scan it (ssh-keyscan -t ed25519 ${host}) or fix the host`);
   }
 }
 const envName = /^[A-Z_][A-Z0-9_]*$/;
@@ -72,7 +72,7 @@ const serverSchema = z
       .string()
       .regex(hostKeyLine, "expected the server's public host key, e.g. 'ssh-ed25519 AAAA…' (ssh-keyscan -t ed25519 HOST)")
       .refine((k) => !rsaHostKey.test(k), {
-        message: "an ssh-rsa host key cannot be pinned (the SSH client would have to sign with SHA-1, which OpenSSH >= 8.8 refuses); use the server's ed25519 or ecdsa key: ssh-keyscan -t ed25519 HOST",
+        message: "an ssh-rsa host key cannot be pinned (OpenSSH >= 8.8 refuses its SHA-1 signatures); pin the ed25519 key: ssh-keyscan -t ed25519 HOST",
       }),
   });
 
@@ -201,7 +201,7 @@ const backupSchema = z
      * while that server is the owner (a setting left in the stack never lets that server take it back).
      */
     takeover: z.string().regex(/^[0-9a-f]{32}$/,
-      "expected the id of the server that owns the replica, as the refused deploy printed it (32 hex digits; `fdeploy backup status` shows it with the lease)").optional(),
+      "expected the id of the server that owns the replica, as the refused deploy printed it (32 hex digits; `fdeploy backup status` shows it)").optional(),
   })
   .superRefine((b, ctx) => {
     const t = parseReplicaUrl(b.replica);
@@ -310,7 +310,7 @@ export const configSchema = z.strictObject({
   // `pulumi config rm release` rolls forward). State and outputs stay true because it is an up.
   release: z
     .string()
-    .regex(/^[0-9a-f]{12}$/, "expected a release id still kept on the server (12 hex characters, see the releaseHistory output); npm run rollback sets it, `pulumi config rm release` deploys appDir again")
+    .regex(/^[0-9a-f]{12}$/, "expected a kept release id (12 hex characters, fdeploy releases); fdeploy rollback sets it, `pulumi config rm release` unpins")
     .optional(),
   keepReleases: z.coerce.number().int().min(2).max(50).default(5),
   keepBackups: z.coerce.number().int().min(1).max(100).default(10),
@@ -322,7 +322,8 @@ export const configSchema = z.strictObject({
   keepDataOnDestroy: z
     .union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")], { message: "expected true or false" })
     .refine((v) => v, {
-      message: "false is no longer supported: pulumi destroy always keeps the database, backups and environment file. Remove this key first (pulumi config rm --stack <stack> keepDataOnDestroy); then, to delete them on purpose after a destroy: npm run purge -- --stack <stack> --confirm <appName>",
+      message: "false is no longer supported: pulumi destroy always keeps the database, backups and environment file.\n" +
+        "    Remove this key first (pulumi config rm --stack <stack> keepDataOnDestroy); then, to delete them on purpose after a destroy: npm run purge -- --stack <stack> --confirm <appName>",
     })
     .optional(),
   env: z
@@ -612,7 +613,7 @@ function checkTls(cfg: DeployConfig, projectDir: string): string[] {
   const names = cfg.serverName.split(" ");
   if (t.mode === "custom") return checkCustomCertificate(cfg, names);
   if (cfg.serverName === "_") {
-    problems.push(`${NAMESPACE}:serverName: tls.mode ${t.mode} needs the site's DNS names (each gets a certificate, validated over HTTP on port 80); '_' names none: set e.g. serverName 'example.com www.example.com'`);
+    problems.push(`${NAMESPACE}:serverName: tls.mode ${t.mode} needs the site's DNS names (validated over HTTP on port 80); '_' names none: set e.g. 'example.com www.example.com'`);
   } else {
     for (const n of names) {
       if (n.startsWith("*.")) {
@@ -632,7 +633,7 @@ function checkTls(cfg: DeployConfig, projectDir: string): string[] {
     let text = "";
     try { text = fs.readFileSync(p, "utf8"); } catch { /* reported below */ }
     if (!/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(text)) {
-      problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' ${text ? "holds no PEM certificate" : "is not a readable file"} (expected a PEM file with the CA certificate(s) of a private ACME server's https API)`);
+      problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' ${text ? "holds no PEM certificate" : "is not a readable file"} (expected a PEM file of the ACME CA's certificates)`);
     } else if (/PRIVATE KEY-----/.test(text)) {
       problems.push(`${NAMESPACE}:tls.caBundle: '${t.caBundle}' contains a private key; expected only CA certificates`);
     }

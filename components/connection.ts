@@ -43,13 +43,12 @@ export function checkAgent(sock: string | undefined, haveKeyFile: boolean): void
   if (!sock) {
     if (haveKeyFile) return;
     throw new pulumi.RunError(`${NAMESPACE}:server.privateKeyPath: not set and no ssh-agent (SSH_AUTH_SOCK is empty); ` +
-      "set server.privateKeyPath to a key file, or start an agent and ssh-add your key");
+      "set it to a key file, or start an agent and ssh-add your key");
   }
   const problem = agentProblem(sock);
   if (problem) {
-    throw new pulumi.RunError(`SSH_AUTH_SOCK=${sock}: ${problem}. The Pulumi command plugin uses this agent for every ` +
-      "SSH connection (even with server.privateKeyPath set) and fails when it cannot reach it: start the agent again " +
-      "(eval \"$(ssh-agent)\"; ssh-add) or unset SSH_AUTH_SOCK to use server.privateKeyPath only");
+    throw new pulumi.RunError(`SSH_AUTH_SOCK=${sock}: ${problem}; start the agent (eval "$(ssh-agent)"; ssh-add) or unset SSH_AUTH_SOCK\n` +
+      "(the Pulumi command plugin uses this agent for every SSH connection, even with server.privateKeyPath set)");
   }
 }
 

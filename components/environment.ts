@@ -20,7 +20,7 @@ export interface AppEnvironmentArgs {
 
 /** One KEY="value" line in the syntax both systemd's EnvironmentFile and python-dotenv read. */
 export function envLine(key: string, value: string): string {
-  if (/[\r\n\0]/.test(value)) throw new Error(`${key}: values may not contain newlines`);
+  if (/[\r\n\0]/.test(value)) throw new Error(`flask-deploy:env.${key} or secrets.${key}: values may not contain newlines`);
   return `${key}="${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 

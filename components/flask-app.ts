@@ -15,6 +15,7 @@ import { Release } from "./release";
 import { AppEnvironment, deployPaths, withDeployPaths } from "./environment";
 import { checkMigrationsCached, MigrationRunner } from "./migrations";
 import { lastOutputs, resolveMigrationsDir } from "./migrations-default";
+import { warnRollbackLoss } from "./rollback-preview";
 import { appWarnings } from "./app-warnings";
 import { GunicornService } from "./gunicorn";
 import { Activation, describeCanary } from "./activation";
@@ -121,13 +122,15 @@ export class FlaskApp extends pulumi.ComponentResource {
 
     // 1. Migration files: validated before any resource exists.
     // unset migrationsDir: <appDir>/migrations; a stack deployed under the old default keeps it (with a warning)
-    const resolvedMigrations = await resolveMigrationsDir(cfg, () => lastOutputs(n("previous-outputs"), child("previous-outputs")));
+    const resolvedMigrations = await resolveMigrationsDir(cfg, () => lastOutputs(undefined, n("previous-outputs"), child("previous-outputs")));
     // an app that would run unsafely (no SECRET_KEY; debug on in production): warnings naming the fix
     for (const w of appWarnings(cfg, path.resolve(projectDir, cfg.appDir), pulumi.getStack())) pulumi.log.warn(w);
     const migrationsDir = resolvedMigrations ? path.resolve(projectDir, resolvedMigrations) : undefined;
     const migrationFiles = migrationsDir ? checkMigrationsCached(migrationsDir, staging) : [];
     const app = cfg.appName;
     const appRoot = `/srv/${app}`;
+    // preview with a release pinned: the down migrations that up runs and what they drop
+    await warnRollbackLoss(cfg.release, migrationsDir, appRoot, (keys) => lastOutputs(keys, n("previous-outputs"), child("previous-outputs")));
     const connection = connectionFor(cfg.server);
     const common = { connection, appName: app };
 

@@ -17,12 +17,16 @@ export function previousMigrationsDir(outputs: Record<string, unknown>, legacy: 
   return Number(outputs.schemaVersion) > 0 ? legacy : NO_MIGRATIONS;
 }
 
-/** The stack's last outputs, read through a StackReference (resource RESOURCE, with OPTS) to the stack itself. */
-export async function lastOutputs(resource: string = "previous-outputs", opts?: pulumi.CustomResourceOptions): Promise<Record<string, unknown>> {
+const refs = new Map<string, pulumi.StackReference>();
+/** The stack's last outputs KEYS, read through a StackReference to the stack itself (resource RESOURCE, with OPTS;
+ *  one per resource name and program run). */
+export async function lastOutputs(keys = ["migrationsDir", "schemaVersion"], resource = "previous-outputs",
+  opts?: pulumi.CustomResourceOptions): Promise<Record<string, unknown>> {
   const name = `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`;
-  const ref = new pulumi.StackReference(resource, { name }, opts);
+  let ref = refs.get(resource);
+  if (!ref) { ref = new pulumi.StackReference(resource, { name }, opts); refs.set(resource, ref); }
   const out: Record<string, unknown> = {};
-  for (const k of ["migrationsDir", "schemaVersion"]) {
+  for (const k of keys) {
     const d = await ref.getOutputDetails(k);
     if (d.value !== undefined) out[k] = d.value;
   }

@@ -55,7 +55,7 @@ export function scriptReport(target: SshTarget, scriptsDir: string, script: stri
   const r = pinnedSsh(target, `bash ${scriptsDir}/${script} ${verb}`, { input: JSON.stringify({ APP: app }), timeoutMs: 600000 });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   if (r.status !== 0 || !last.startsWith("{")) {
-    throw new Error(`${script} ${verb} on ${target.user}@${target.host} failed (exit ${r.status}):\n${r.stderr.trim().split("\n").slice(-30).join("\n")}`);
+    throw new Error(`components/scripts/${script} ${verb} on ${target.user}@${target.host} failed (exit ${r.status}):\n${r.stderr.trim().split("\n").slice(-30).join("\n")}`);
   }
   return JSON.parse(last);
 }

@@ -19,11 +19,11 @@ export function register(program: Command): void {
     .argument("<action>", VERBS.join(" | "))
     .option("--timestamp <time>", "restore: the point in time, e.g. 2026-12-05T07:00:00Z (default: the latest)")
     .action((action: string, opts: StackOpts & { timestamp?: string }) => {
-      if (!VERBS.includes(action)) throw new FdeployError(`backup: expected one of ${VERBS.join(", ")}, got '${action}'`, 2);
+      if (!VERBS.includes(action)) throw new FdeployError(`fdeploy backup: expected one of ${VERBS.join(", ")}, got '${action}'`, 2);
       const { ref, cfg } = target(opts);
       if (!cfg.backup) throw new FdeployError(`stack ${ref.stack} has no offsite backup (set backup.replica, see README "Offsite backups")`, 2);
       const params = { APP: cfg.appName, ...(opts.timestamp ? { TIMESTAMP: opts.timestamp } : {}) };
       const { status } = runOnServer(cfg, "backup.sh", action, params);
-      if (status !== 0) throw new FdeployError(`backup ${action} failed (exit ${status}); the lines above say why`);
+      if (status !== 0) throw new FdeployError(`fdeploy backup ${action} failed (exit ${status}); the lines above say why`);
     });
 }

@@ -43,7 +43,7 @@ export function register(program: Command): void {
         const rl = require("readline").createInterface({ input: process.stdin, output: process.stdout });
         const answer: string = await new Promise((res) => rl.question("stop these processes? a deploy they belong to fails [y/N] ", res));
         rl.close();
-        if (!/^y(es)?$/i.test(answer.trim())) throw new FdeployError("nothing stopped");
+        if (!/^y(es)?$/i.test(answer.trim())) throw new FdeployError("fdeploy lock release: nothing stopped (not confirmed)");
       }
       show(cfg, lockState(cfg, "release"));
     });

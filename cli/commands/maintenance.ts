@@ -14,7 +14,7 @@ export function register(program: Command): void {
     .option("--message <text>", "the page's message (HTML-escaped)")
     .option("--html <file>", "a whole HTML page of your own instead")
     .action((mode: string, opts: StackOpts & { message?: string; html?: string }) => {
-      if (mode !== "on" && mode !== "off") throw new FdeployError(`maintenance: expected on or off, got '${mode}'`, 2);
+      if (mode !== "on" && mode !== "off") throw new FdeployError(`fdeploy maintenance: expected on or off, got '${mode}'`, 2);
       const html = opts.html ? fs.readFileSync(opts.html, "utf8") : "";
       if (html.length > 256 * 1024) throw new FdeployError("--html: the page is larger than 256 KB", 2);
       const { cfg } = target(opts);

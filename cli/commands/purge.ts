@@ -19,6 +19,6 @@ export function register(program: Command): void {
       }
       console.log(`purging ${cfg.appName} on ${cfg.server.user}@${cfg.server.host}…`);
       const { status } = runOnServer(cfg, "base.sh", "purge", { APP: cfg.appName });
-      if (status !== 0) throw new FdeployError(`purge failed (exit ${status}); nothing was deleted unless the lines above say so`);
+      if (status !== 0) throw new FdeployError(`fdeploy purge failed (exit ${status}); nothing was deleted unless the lines above say so`);
     });
 }

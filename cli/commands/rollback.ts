@@ -56,17 +56,17 @@ export function register(program: Command): void {
       const plan = early && fromFile && sameConnection(fromFile, cfg) ? early : ask(cfg);
       if (plan.stderr) process.stderr.write(plan.stderr);
       const line = plan.stdout.trim().split("\n").pop() ?? "";
-      if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
+      if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`fdeploy rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
       const t: { release: string; schema: number; live: string } = JSON.parse(line);
-      if (!/^[0-9a-f]{12}$/.test(t.release)) throw new FdeployError(`rollback: the server named no release to go to (${line}); nothing changed`);
+      if (!/^[0-9a-f]{12}$/.test(t.release)) throw new FdeployError(`fdeploy rollback: the server named no release to go to (${line}); nothing changed`);
       await confirmLoss(cfg, t.schema, !!opts.yes, stack);
       console.log(`rolling back stack ${stack} on ${s.user}@${s.host}: ${t.live} -> ${t.release} (schema version ${t.schema})`);
       try {
         // one CLI start: `up --config` saves the pin to the stack's config first (also when the up fails), then deploys
         pulumi(ref, ["up", "--yes", "--skip-preview", "--config", `release=${t.release}`], { inherit: true });
       } catch {
-        throw new FdeployError(`The rollback's pulumi up failed; what serves is what the lines above say. The stack still pins release ` +
-          `${t.release}: \`pulumi up\` retries, \`fdeploy rollback --stack ${stack} --forward\` returns to appDir's release.`);
+        throw new FdeployError(`the rollback's pulumi up failed; the stack pins release ${t.release}: \`pulumi up\` retries, ` +
+          `\`fdeploy rollback --stack ${stack} --forward\` unpins\nwhat serves is what the lines above say`);
       }
       console.log(`\nRelease ${t.release} is live and pinned by the stack's \`release\` setting; another rollback steps further back,`);
       console.log(`\`fdeploy rollback --stack ${stack} --forward\` deploys appDir's release again.`);
@@ -81,8 +81,8 @@ async function confirmLoss(cfg: Pick<DeployConfig, "appName" | "server">, schema
   if (r.status !== 0 || !line.startsWith("{")) {
     if (r.stderr) process.stderr.write(r.stderr);
     if (yes) return;
-    throw new FdeployError(`rollback: stopped before anything changed: the server could not tell what the down migrations to schema version ${schema} ` +
-      `drop (the lines above say why). Run again with --yes to roll back without that check.`, 2);
+    throw new FdeployError(`rollback: stopped before anything changed: what its down migrations drop is unknown; fdeploy rollback --yes skips that check\n` +
+      `the server could not tell what the down migrations to schema version ${schema} drop (the lines above say why)`, 2);
   }
   const { lines, losesData } = describeLoss(JSON.parse(line) as RollbackLoss);
   for (const l of lines) console.log(l);
@@ -93,6 +93,6 @@ async function confirmLoss(cfg: Pick<DeployConfig, "appName" | "server">, schema
     rl.close();
     if (answer.trim() === "yes") return;
   }
-  throw new FdeployError(`rollback: stopped before anything changed: its down migrations drop the data listed above. ` +
-    `Roll back anyway with: fdeploy rollback --stack ${stack} --yes (or deploy a fix forward instead).`, 2);
+  throw new FdeployError(`rollback: stopped before anything changed: its down migrations drop the data listed above; to go on: ` +
+    `fdeploy rollback --stack ${stack} --yes\n(or deploy a fix forward instead)`, 2);
 }

@@ -91,7 +91,7 @@ function configFromJson(ref: StackRef, text: string): DeployConfig {
   try {
     return parseConfig({ values: rawValues, secretKeys }, PROJECT_DIR, localEnv());
   } catch (e: any) {
-    throw new FdeployError(`stack ${ref.stack}: ${e.message}`, 2);
+    throw new FdeployError(`stack ${ref.stack} (Pulumi.${ref.stack}.yaml): ${e.message}`, 2);
   }
 }
 
@@ -172,12 +172,12 @@ function sshError(cfg: Pick<DeployConfig, "server">, stderr: string): FdeployErr
   const where = `${s.user}@${s.host}:${s.port}`;
   if (!stderr) stderr = pinnedSsh(s, "true", { input: "", timeoutMs: 30000 }).stderr;   // streamed: ask again
   if (/host key verification failed|identification has changed|host key .* differs/i.test(stderr)) {
-    return new FdeployError(`host key mismatch: ${where} does not present the stack's pinned server.hostKey ` +
-      `(${s.hostKey.slice(0, 30)}…). If the server was reinstalled, check its new key (ssh-keyscan -t ed25519 ${s.host}) ` +
+    return new FdeployError(`host key mismatch: ${where} does not present the stack's pinned server.hostKey (${s.hostKey.slice(0, 30)}…)\n` +
+      `If the server was reinstalled, check its new key (ssh-keyscan -t ed25519 ${s.host}) ` +
       `and pulumi config set server.hostKey; otherwise do not connect.`, 5);
   }
   const why = stderr.trim().split("\n").filter(Boolean).pop() ?? "ssh failed";
-  return new FdeployError(`cannot reach the server ${where}: ${why}`, 5);
+  return new FdeployError(`cannot reach the server ${where} (server.host, server.port): ${why}`, 5);
 }
 
 /**

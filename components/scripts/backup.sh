@@ -45,14 +45,14 @@ install_litestream() {
   if [ -n "${P_UPLOAD:-}" ]; then
     cp "$FDEPLOY_HOME/$P_UPLOAD/litestream" "$tmp/file"
   else
-    curl -fsSL --max-time 120 -o "$tmp/file" "$P_URL" || fail "could not download $P_URL"
+    curl -fsSL --max-time 120 -o "$tmp/file" "$P_URL" || fail "could not download $P_URL; set flask-deploy:backup.litestream to auto or upload"
   fi
   echo "$P_SHA256  $tmp/file" | sha256sum -c --quiet - >/dev/null 2>&1 ||
-    fail "Litestream from ${P_UPLOAD:-$P_URL} does not match the pinned sha256 $P_SHA256; refusing to install it"
+    fail "Litestream from ${P_UPLOAD:-$P_URL} does not match the pinned sha256 $P_SHA256; refusing to install it (flask-deploy:backup.litestream)"
   if [ -n "${P_UPLOAD:-}" ]; then
     mv "$tmp/file" "$tmp/litestream"
   else
-    tar -xzf "$tmp/file" -C "$tmp" litestream || fail "the release archive has no litestream binary"
+    tar -xzf "$tmp/file" -C "$tmp" litestream || fail "the Litestream release archive has no litestream binary; set flask-deploy:backup.litestream to auto or upload"
   fi
   install -d -m 0755 /usr/local/lib/fdeploy "$dir"
   install -m 0755 "$tmp/litestream" "$dir/litestream.new" && mv -f "$dir/litestream.new" "$dir/litestream"
@@ -136,7 +136,7 @@ as_backup_user() {
 
 backup_settings() { # LITESTREAM CONFIG DBS (the agent's backup-settings)
   load_params
-  load_settings "$P_APP" || fail "app '$P_APP' has no base system on this server"
+  load_settings "$P_APP" || fail "app '$P_APP' has no base system on this server (pulumi up installs it)"
   local out; out=$(agent backup-settings --field shell <<<"$P_RAW") || exit 1
   eval "$out"
 }
@@ -151,7 +151,7 @@ verify() {
     as_backup_user "$RUN" verify "$(run_conf "$P_APP")" "$db" || rc=1
   done
   echo "replication: $(systemctl is-active "$(backup_unit "$P_APP")" || true)"
-  [ $rc = 0 ] && echo "verify: ok" || fail "verify: FAILED"
+  [ $rc = 0 ] && echo "verify: ok" || fail "fdeploy backup verify: FAILED (the lines above say why)"
 }
 
 # restore [TIMESTAMP]: the app and replication stopped, each database restored from the replica to a

@@ -42,7 +42,7 @@ create() {
   # root:<app>); nginx (the static folders) and the build user (venvs/) may only pass through it
   # (ACL x). A server of the earlier layout (0755) gets the ACL before it loses its other bits, so
   # nginx never misses a static file on the way.
-  [ ! -L "$P_APP_ROOT" ] || fail "$P_APP_ROOT is a symlink; refusing to use it"
+  [ ! -L "$P_APP_ROOT" ] || fail "the app folder $P_APP_ROOT is a symlink; refusing to use it (remove the link, then pulumi up)"
   [ -d "$P_APP_ROOT" ] || install -d -m 0750 -o root -g root "$P_APP_ROOT"
   setfacl -m "u:www-data:x,u:$(build_user "$P_APP"):x" "$P_APP_ROOT"
   chown root:"$P_APP_USER" "$P_APP_ROOT" && chmod 0750 "$P_APP_ROOT"

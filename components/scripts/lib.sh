@@ -105,7 +105,8 @@ with_deploy_lock() {
       holder="the lock $lock is held by $(lock_holder)"; kind=lock
     fi
     if [ $waited -ge "${FDEPLOY_LOCK_WAIT:-120}" ]; then
-      fail "another deploy of '$P_APP' is running on this server: $holder; waited ${waited}s (fdeploy lock status shows it; fdeploy lock release stops a hung one; pulumi config set --path timeouts.lockWait 10m waits longer)"
+      fail "another deploy of '$P_APP' is running on this server: $holder; waited ${waited}s; fdeploy lock status shows it
+fdeploy lock release stops a hung one; pulumi config set --path timeouts.lockWait 10m waits longer"
     fi
     # said once per kind: a step of the other deploy (the lock), then its lease between its steps
     [ "$logged" = "$kind" ] || log "waiting for another deploy of '$P_APP' on this server to finish ($holder)…"
@@ -127,7 +128,7 @@ lock_holder() { agent lock-holder --app "$P_APP" --field holder; }
 # directory someone else owns (never chown/chmod through a path another user could have planted).
 root_dir() {
   if [ ! -e "$1" ] && [ ! -L "$1" ]; then mkdir -m "$2" "$1"; fi
-  [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -c %u "$1")" = 0 ] || fail "$1 is not a root-owned directory; refusing to use it"
+  [ -d "$1" ] && [ ! -L "$1" ] && [ "$(stat -c %u "$1")" = 0 ] || fail "the directory $1 is not root-owned; refusing to use it"
   chmod "$2" "$1"
 }
 

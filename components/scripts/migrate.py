@@ -96,7 +96,7 @@ def load_migrations(directory):
                           f"(numbers start at 0001 with no gaps); {EXPECTED}")
         expected = version + 1
     if errors:
-        raise Exit(EXIT_INVALID, "invalid migrations in {}:\n  {}".format(d, "\n  ".join(errors)))
+        raise Exit(EXIT_INVALID, "invalid migrations in the folder {} (flask-deploy:migrationsDir):\n  {}".format(d, "\n  ".join(errors)))
     return [Migration(v, n, f["up"], f["down"]) for v, n, f in migrations]
 
 
@@ -183,12 +183,11 @@ def find_problems(migrations, applied):
         m = by_version.get(version)
         if m is None and version > newest:
             problems.append(
-                f"the database has migration {version:04d}_{row['name']} applied, newer than this "
-                f"release's newest migration ({newest:04d}): the database is newer than this release; "
-                "deploy a release that contains it, or restore a backup")
+                f"the database has {version:04d}_{row['name']}.up.sql applied, newer than this release's newest "
+                f"({newest:04d}): deploy a release with it, or restore a backup")
         elif m is None:
             problems.append(f"applied migration {version:04d}_{row['name']} has no files in the "
-                            "migrations directory; restore them (migrations are never deleted)")
+                            "migrations directory (flask-deploy:migrationsDir); restore them (never delete a migration)")
         elif m.checksum != row["checksum"]:
             problems.append(f"{m.up_path.name} was changed after it was applied "
                             f"(checksum {row['checksum'][:12]}… now {m.checksum[:12]}…); "

@@ -37,7 +37,7 @@ in_live_release() {
   local argv=()
   mapfile -d '' -t argv < <(agent ops-exec --field argvz "$@" <<<"${P_RAW:-}" | head -c -1)
   wait $! || exit   # the agent's status (3: not deployed); it said why
-  [ ${#argv[@]} -gt 0 ] || fail "no command to run"
+  [ ${#argv[@]} -gt 0 ] || fail "fdeploy exec: no command to run (fdeploy exec -- COMMAND ARGS…)"
   exec "${argv[@]}"
 }
 

@@ -59,7 +59,8 @@ for cmd in "${commands[@]}"; do
     "${props[@]}" /bin/sh -c "$cmd" </dev/null >&2 || rc=$?
   fi
   if [ $rc != 0 ]; then
-    fail "release command $n ('$cmd') failed (exit $rc) for release $P_RELEASE_ID; it is not live, the live release keeps serving. The database may be partly changed and is not restored automatically (the live release kept writing meanwhile). $restore"
+    fail "release command $n ('$cmd') failed (exit $rc) for release $P_RELEASE_ID (flask-deploy:releaseCommands); it is not live, the live release keeps serving
+The database may be partly changed and is not restored automatically (the live release kept writing meanwhile). $restore"
   fi
 done
 echo "release commands of $P_RELEASE_ID: $n passed"

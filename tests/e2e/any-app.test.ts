@@ -232,7 +232,7 @@ describe("any app: the Flask tutorial app, deployed as it is", function () {
     fs.appendFileSync(path.join(app.dir, "flaskr/templates/base.html"), "<!-- v3 -->\n");
     const r = await timedUp(stack);
     assert.notStrictEqual(r.status, 0, r.output);
-    const m = /release command 2 \('flask --app flaskr no-such-command'\) failed \(exit \d+\).*the live release keeps serving.*backup taken before the release commands is in (\S+):/.exec(r.output);
+    const m = /release command 2 \('flask --app flaskr no-such-command'\) failed \(exit \d+\).*the live release keeps serving[\s\S]*backup taken before the release commands is in (\S+):/.exec(r.output);
     assert.ok(m, r.output.slice(-3000));
     assert.match(server.ssh(`ls ${m![1]}/instance`), /flaskr\.sqlite/);
     assert.strictEqual(live(), before);

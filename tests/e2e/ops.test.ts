@@ -327,4 +327,17 @@ describe("fdeploy: operating a deployed app", function () {
     assert.notStrictEqual(r.status, 0, r.output);
     assert.strictEqual(server.trySsh("test -f /etc/fdeploy/flaskapp/env").status, 0);
   });
+
+  // issue 34: what a new user pastes into server.hostKey
+  it("server.hostKey takes what ssh-keyscan -t ed25519 HOST prints; a key scanned from another host is refused naming both", () => {
+    const scan = spawnSync("ssh-keyscan", ["-t", "ed25519", server.host], { encoding: "utf8", timeout: 30000 });
+    const line = scan.stdout.split("\n").find((l) => l.startsWith(`${server.host} ssh-ed25519 `));
+    assert.ok(line, `ssh-keyscan printed no ed25519 key line: ${scan.stdout}${scan.stderr}`);
+    let r = fdeploy(["status"], ["--json"], { configFile: configWith("server.hostKey", line) });
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(JSON.parse(r.stdout).release, json(["status"]).release);
+    r = fdeploy(["status"], [], { configFile: configWith("server.hostKey", line.replace(server.host, "other.example.com")) });
+    assert.strictEqual(r.status, 2, r.output);
+    assert.match(r.stderr, new RegExp(`flask-deploy:server\\.hostKey: the key was scanned from other\\.example\\.com, not from ${server.host.replace(/\./g, "\\.")} `));
+  });
 });

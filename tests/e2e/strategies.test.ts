@@ -156,6 +156,15 @@ def marker():
     const history = stack.outputs().releaseHistory;
     assert.strictEqual(history[history.length - 1].releaseId, newest);
 
+    // issue 34: a preview with the previous release pinned names the down migration and what it drops
+    const previous = [...history].reverse().find((e: any) => e.status === "live" && e.releaseId !== newest).releaseId;
+    stack.setConfig("release", previous);
+    const pinnedPreview = stack.preview();
+    stack.mustRun(["config", "rm", "release"]);
+    assert.strictEqual(pinnedPreview.status, 0, pinnedPreview.output);
+    assert.match(pinnedPreview.output, new RegExp(`flask-deploy:release ${previous}: this up runs down migrations from schema version 3 to 2, ` +
+      "newest first: 0003_add_notes_pinned drops column notes\\.pinned"));
+    assert.match(pinnedPreview.output, /backs the database up first into \/srv\/flaskapp\/shared\/backups\//);
     // issue 34: a rollback whose down migration drops data says what, and stops without --yes
     const note = await get(`${base}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body: "pinned" }) });
     assert.strictEqual(note.status, 201, note.text);

@@ -169,7 +169,7 @@ def test_plan_installed_copy_or_venv(root, tmp_path):
 def test_plan_refuses_a_pinned_release_not_kept_and_a_missing_upload(root, tmp_path):
     make_release(root, OLD)
     host = fake_host(root)
-    with pytest.raises(AgentError, match=r"release a{12} \(pinned .*not kept on this server \(kept: b{12}\).*pulumi config rm release"):
+    with pytest.raises(AgentError, match=r"release a{12} \(pinned .*not kept on this server \(kept: b{12}\)\n.*pulumi config rm release"):
         release.plan(host, APP, RID, "python", True, str(tmp_path / "none"))
     with pytest.raises(AgentError, match="upload .* is missing"):
         release.plan(host, APP, RID, "python", False, str(tmp_path / "none"))

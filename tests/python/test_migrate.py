@@ -188,7 +188,7 @@ def test_db_newer_than_release_refused(db, mdir):
     (mdir / "0002_add_notes_created_at.down.sql").unlink()
     p = run_migrate("up", db=db, dir=mdir)
     assert p.returncode == 3
-    assert "newer than this release" in p.stderr
+    assert "newer than this release's newest" in p.stderr
 
 
 def test_concurrent_runner_refused(db, mdir):

@@ -117,7 +117,7 @@ describe("config schema", () => {
     ["bad health path", { healthPath: "health" }, /healthPath: expected a URL path/],
     ["bad body size", { clientMaxBodySize: "lots" }, /clientMaxBodySize: expected an nginx size/],
     ["bad boolean", { keepDataOnDestroy: "maybe" }, /keepDataOnDestroy: expected true or false/],
-    ["keepDataOnDestroy false (destroy never deletes data)", { keepDataOnDestroy: "false" }, /keepDataOnDestroy: false is no longer supported: pulumi destroy always keeps the database.*npm run purge/],
+    ["keepDataOnDestroy false (destroy never deletes data)", { keepDataOnDestroy: "false" }, /keepDataOnDestroy: false is no longer supported: pulumi destroy always keeps the database[\s\S]*npm run purge/],
     ["missing key file", { server: { host: "10.0.0.1", hostKey: HOST_KEY, privateKeyPath: "/nonexistent/key" } }, /server\.privateKeyPath: '\/nonexistent\/key' does not exist/],
   ];
   for (const [what, over, re, secret] of bad) {

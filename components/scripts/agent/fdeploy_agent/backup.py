@@ -197,12 +197,12 @@ def backup_claim(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
         try:
             say = bl.claim(t, me, fresh, str(params.get("TAKEOVER") or ""), _now)
         except bl.Refused as e:
-            raise AgentError("backup of '%s': %s" % (app.name, e))
+            raise AgentError("backup of '%s' (flask-deploy:backup.replica): %s" % (app.name, e))
         except bl.Unreachable as e:
             why = str(e).replace("\n", " ")
             if fresh:
-                raise AgentError("could not restore from the replica (%s): %s; the deploy stops so that a fresh, empty database never "
-                                 "replaces the backups. Fix the target and deploy again" % (target.name(), why[:300]))
+                raise AgentError("could not restore from the replica (%s, flask-deploy:backup.replica): %s\nthe deploy stops so that a fresh, "
+                                 "empty database never replaces the backups. Fix the target and deploy again" % (target.name(), why[:300]))
             say = ["warning: backup of '%s': the replica cannot be reached to claim it for this server; replication retries and catches "
                    "up when the target answers, if the replica is still this server's (%s)" % (app.name, why[:200])]
         finally:
@@ -306,8 +306,9 @@ def backup_start(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
         if fresh:
             for line in _journal(host, n["restore"], 20):
                 log(line)
-            raise AgentError("could not restore from the replica (%s): the target is unreachable or refused; the deploy stops so that a "
-                             "fresh, empty database never replaces the backups. Fix the target and deploy again" % target.name())
+            raise AgentError("could not restore from the replica (%s, flask-deploy:backup.replica): the target is unreachable or refused\n"
+                             "the deploy stops so that a fresh, empty database never replaces the backups. Fix the target and deploy again"
+                             % target.name())
         last = [x for x in _journal(host, n["restore"], 3) if not re.match(r"fdeploy|.*(Failed|Finished|Starting)", x)]
         say.append("warning: backup of '%s': the replica cannot be reached to restore a database this server does not have yet; "
                    "replication retries and catches up when the target answers (%s)" % (app.name, (last[-1] if last else "")[:200]))

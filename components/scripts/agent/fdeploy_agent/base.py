@@ -89,7 +89,7 @@ def decide(host: Host, app: str, account: Account, settings_user: Optional[str])
         return "create"
     uid, comment, home = entry
     if uid == 0:
-        raise AgentError("account '%s' is root; refusing to run an app as it" % account.name)
+        raise AgentError("account '%s' is root; refusing to run an app as it (choose another flask-deploy:appName)" % account.name)
     if comment == account.mark:
         return "ok"
     if account.mark == "flask-deploy app " + app and settings_user == account.name and home == account.home:

@@ -231,7 +231,7 @@ def rollback_plan(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) 
     current = os.path.basename(os.path.realpath(current_link)) if os.path.islink(current_link) else ""
     history = entries(host, app)
     if not history or not current:
-        raise AgentError("nothing to roll back: no live release yet")
+        raise AgentError("nothing to roll back: no live release yet (pulumi up deploys one)")
     try:
         kept = " ".join(sorted(os.listdir(host.path(app.root + "/releases"))))
     except OSError:
@@ -239,13 +239,13 @@ def rollback_plan(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) 
     if params.get("TO"):
         target = _release(params, "TO")
         if schema_of(history, target) is None:
-            raise AgentError("release %s never went live on this server (see the releaseHistory output)" % target)
+            raise AgentError("release %s never went live on this server (fdeploy releases lists those that did)" % target)
     else:
         target = next((i for i in rollback_candidates(history) if i != current and is_kept(host, app, i)), "")
         if not target:
-            raise AgentError("no earlier healthy release is kept on the server (kept: %s)" % kept)
+            raise AgentError("no earlier healthy release is kept on the server (kept: %s); fdeploy releases lists them" % kept)
     if target == current:
-        raise AgentError("release %s is already live" % target)
+        raise AgentError("release %s is already live (fdeploy releases)" % target)
     if not is_kept(host, app, target):
-        raise AgentError("release %s is not kept on the server (kept: %s)" % (target, kept))
+        raise AgentError("release %s is not kept on the server (kept: %s); fdeploy releases lists them" % (target, kept))
     return {"release": target, "schema": schema_of(history, target), "live": current}

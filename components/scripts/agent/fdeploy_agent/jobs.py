@@ -174,7 +174,7 @@ def jobs_check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
     jobs = check_jobs(params.get("JOBS"))
     bad = calendar_errors(host, jobs)
     if bad:
-        raise AgentError("%s; nothing on the server was changed" % "; ".join(bad))
+        raise AgentError("flask-deploy:jobs: a schedule systemd does not take; nothing on the server was changed\n" + "\n".join(bad))
     log("job schedules: %d valid" % len(jobs))
     return {"valid": len(jobs)}
 
@@ -396,7 +396,7 @@ def start_after_request(host: Host, service: str, name: str, log: Log) -> Tuple[
             continue   # it joined the run going on, which has ended now, and none has begun since
         job = transaction_job(r.stdout or "")
         if job is None:
-            raise AgentError("job %s did not start: %s" % (name, " ".join((r.stdout or "").strip().splitlines()[-3:])))
+            raise AgentError("fdeploy jobs run %s: the job did not start: %s" % (name, " ".join((r.stdout or "").strip().splitlines()[-3:])))
         host.run(["journalctl", "--sync"])
         inv = started_invocation(_entries(host, ["-b", "_PID=1", "UNIT=" + service, "JOB_ID=%d" % job, "MESSAGE_ID=" + MSG_STARTING]))
         if not inv:
@@ -406,7 +406,7 @@ def start_after_request(host: Host, service: str, name: str, log: Log) -> Tuple[
         if inv and inv != before_inv:
             return job, inv, before
         # (it joined the run going on, and the timer has begun a further one since: start again)
-    raise AgentError("job %s: each of 10 starts joined a run its timer had begun just before; not run" % name)
+    raise AgentError("fdeploy jobs run %s: each of 10 starts joined a run its timer had begun just before; not run" % name)
 
 
 def jobs_run(host: Host, params: Dict[str, Any], log: Log, lock_wait: int,

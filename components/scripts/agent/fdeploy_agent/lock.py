@@ -149,7 +149,7 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
                 kind, who = "lock", "the lock %s/%s.lock is held by %s" % (LOCK_DIR, app, holder(path))
             if waited >= wait_seconds:
                 raise AgentError("another deploy of '%s' is running on this server: %s; waited %ds. "
-                                 "Wait for it to end, or wait longer: pulumi config set --path timeouts.lockWait 10m" % (app, who, waited))
+                                 "Wait, or wait longer: pulumi config set --path timeouts.lockWait 10m" % (app, who, waited))
             if kind != logged:   # once per kind: a step of the other deploy, then its lease between steps
                 log("waiting for another deploy of '%s' on this server to finish (%s)…" % (app, who))
                 logged = kind

@@ -24,7 +24,7 @@ def plan(host: Host, app: apps.App, params: Dict[str, Any]) -> Dict[str, Any]:
         rid = check_id(params.get("DOWN_TO_SCHEMA_OF"))
         schema = history.schema_of(history.entries(host, app), rid)
         if schema is None:
-            raise AgentError("the schema version of release %s is unknown (it never went live here)" % rid)
+            raise AgentError("the schema version of release %s is unknown (it never went live here): fdeploy releases lists those that did" % rid)
         current = server_link(host, migrations + "/current")
         if current is None or not os.path.isdir(host.path(current)):
             return {"mode": "none", "schema": 0}

@@ -74,7 +74,7 @@ def _open_dir(host: Host, parent: int, name: str, shown: str) -> int:
             what = "is a symlink" if stat.S_ISLNK(st.st_mode) else "is not a folder"
         if e.errno not in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
             what += " (%s)" % os.strerror(e.errno)
-        raise AgentError("%s %s; refusing to mount it into the app's container (a shared folder must be a real "
+        raise AgentError("path %s %s; refusing to mount it into the app's container (a shared folder must be a real "
                          "folder: make it one, then deploy again)" % (shown, what))
 
 
@@ -93,10 +93,10 @@ def open_source(host: Host, app: App, uids: "set[int]", rel: str) -> int:
             st = os.fstat(fd)
             if i < root_parts:
                 if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                    raise AgentError("%s is not a folder only root can change (owner uid %d, mode %o); refusing to mount the app's data through it"
+                    raise AgentError("path %s is not a folder only root can change (owner uid %d, mode %o); refusing to mount the app's data through it"
                                      % (shown, st.st_uid, stat.S_IMODE(st.st_mode)))
             elif st.st_uid not in uids:   # the app user or a slot user (slotuser.py)
-                raise AgentError("%s is not owned by the app user %s or its slot users (owner uid %d); refusing to mount it into the app's container "
+                raise AgentError("path %s is not owned by the app user %s or its slot users (owner uid %d); refusing to mount it\n"
                                  "(flask-deploy:sharedDirs folders are the app's own: make it one, then deploy again)" % (shown, app.user, st.st_uid))
         return fd
     except BaseException:

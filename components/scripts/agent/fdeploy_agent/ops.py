@@ -53,7 +53,7 @@ def _json_file(path: str) -> Dict[str, Any]:
 def _deployed_app(host: Host, params: Dict[str, Any]) -> apps.App:
     name = apps.check_name(params.get("APP"))
     if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
-        raise NotDeployed("app '%s' is not deployed on this server" % name)
+        raise NotDeployed("app '%s' is not deployed on this server (pulumi up deploys it)" % name)
     return apps.load(host, name)
 
 
@@ -65,7 +65,7 @@ class Live:
         self.slot = (read_regular(host.path(self.app.slots + "/live")) or b"").decode(errors="replace").strip() or "main"
         self.release = _release_of(host, self.app, self.slot)
         if not self.release:
-            raise NotDeployed("app '%s' is not deployed on this server (no live release)" % self.app.name)
+            raise NotDeployed("app '%s' is not deployed on this server (no live release; pulumi up deploys it)" % self.app.name)
         self.release_dir = "%s/releases/%s" % (self.app.root, self.release)
 
 

@@ -70,7 +70,7 @@ def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: 
     """Runs preflight.py in a transient unit as USER (HEALTH "-": load only, no request); (exit status, its output)."""
     release = "%s/releases/%s" % (app.root, rid)
     if read_regular(host.path(release + "/.fdeploy-release.json")) is None:
-        raise AgentError("release %s is not installed on this server (the release step installs it)" % rid)
+        raise AgentError("release %s is not installed on this server (pulumi up installs it)" % rid)
     own_dir(host.path(app.root + "/tools"), 0o755)
     with open(SCRIPT, "rb") as f:
         write_atomic(host.path(app.root + "/tools/preflight.py"), f.read(), 0o644)
@@ -104,39 +104,39 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
         slotuser.shared_modes(host, app, log)
         rc, out = run(host, app, rid, target, "-" if mode == "staged" else health, timeout, env_file, options, log, user)
         last = out.strip().splitlines()[-1] if out.strip() else ""
+        live = os.path.lexists(host.path(app.root + "/current"))
+        untouched = " It is not live; the live release is untouched." if live else " Nothing was live yet."
         if rc == 0 and not RESULT.search(out):
             # systemd-run --wait exits 0 for a process that SIGTERM, SIGINT, SIGHUP or SIGPIPE ended:
             # no result line from preflight.py means it did not finish
-            raise AgentError("the preflight of release %s was stopped by a signal from outside before it finished (another process"
-                             " of the app or an operator; systemd-run exit 0 without its result): not the code's doing; deploy again.%s"
-                             % (rid, " It is not live; the live release is untouched." if os.path.lexists(host.path(app.root + "/current")) else ""))
+            raise AgentError("the preflight of release %s was stopped by a signal from outside before it finished: not the code's doing;"
+                             " pulumi up again.%s\n(another process of the app or an operator; systemd-run exit 0 without its result)"
+                             % (rid, untouched if live else ""))
         if rc == 0:
             log("preflight: release %s loads %s; %s" % (rid, target, last))
             if mode == "staged":
                 state["preflight"] = dict(_fingerprint(state, rid), passed=True)
                 states.save(host, app, state)
             return {"loads": True, "skipped": False}
-        live = os.path.lexists(host.path(app.root + "/current"))
-        untouched = " It is not live; the live release is untouched." if live else " Nothing was live yet."
         error = exception_line(out)
         if rc == 1 and mode == "light" and error:
             log("preflight: release %s does not load %s (%s); its slot's check follows" % (rid, target, error))
             return {"loads": False, "skipped": False}
         tail = "\n".join(out.rstrip().splitlines()[-25:])
         if rc == 255:   # systemd-run: the process died of a signal, which no code of the release raises
-            raise AgentError("the preflight of release %s was killed by a signal from outside (another process of the app, an operator"
-                             " or the OOM killer; systemd-run exit 255): not the code's doing; deploy again.%s\n"
+            raise AgentError("the preflight of release %s was killed by a signal from outside: not the code's doing; pulumi up again.%s\n"
+                             "(another process of the app, an operator or the OOM killer; systemd-run exit 255)\n"
                              "--- the preflight's output ---\n%s" % (rid, untouched, tail))
         if rc == 2:
-            raise AgentError("release %s answers GET %s with %s: the health path (flask-deploy:healthPath) must answer 2xx; set healthPath"
-                             " to a route of the app that does (e.g. /), or add that route.%s" % (rid, health, last, untouched))
+            raise AgentError("release %s answers GET %s with %s: the health path (flask-deploy:healthPath) must answer 2xx.%s\n"
+                             "set it to a route of the app that does (e.g. /), or add that route" % (rid, health, last, untouched))
         if rc in (3, 4):
-            raise AgentError("release %s: %s.%s" % (rid, last, untouched))
+            raise AgentError("release %s (flask-deploy:appModule %s): %s.%s" % (rid, target, last, untouched))
         if rc == 1 and error:
             raise AgentError("release %s does not load (flask-deploy:appModule %s): %s.%s%s\n--- the preflight's output ---\n%s"
                              % (rid, target, error, remedy(error), untouched, tail))
-        raise AgentError("the preflight of release %s ended without a Python error (exit %d): something on the server killed it or it ran"
-                         " out of time (flask-deploy:healthTimeoutSeconds %d) or memory; not the code's doing as far as it shows.%s\n"
+        raise AgentError("the preflight of release %s ended with no Python error (exit %d): killed, out of memory or time"
+                         " (flask-deploy:healthTimeoutSeconds %d).%s\nsomething on the server ended it; not the code's doing as far as it shows\n"
                          "--- the preflight's output ---\n%s" % (rid, rc, timeout, untouched, tail))
 
 

@@ -23,8 +23,9 @@ class Refused(Exception):
 
 
 def refuse(shared: str, p: str, mode: int) -> None:
+    path = os.path.relpath(p, os.path.dirname(shared))
     raise Refused("%s is %s, not a regular file: remove it (as the app user) and deploy again"
-                  % (os.path.relpath(p, os.path.dirname(shared)), KIND.get(stat.S_IFMT(mode), "not a regular file")))
+                  % (path, KIND.get(stat.S_IFMT(mode), "not a regular file")))
 
 
 def header(shared: str, p: str) -> Optional[bytes]:

@@ -99,8 +99,8 @@ def plan(host: Host, app: apps.App, rid: str, runtime: str, pinned: bool, upload
                 kept = sorted(os.listdir(host.path(app.root + "/releases")))
             except OSError:
                 kept = []
-            raise AgentError("release %s (pinned by the stack's `release` setting) is not kept on this server (kept: %s); pick a kept one,"
-                             " or `pulumi config rm release` to deploy appDir" % (rid, " ".join(kept)))
+            raise AgentError("release %s (pinned by the stack's `release` setting) is not kept on this server (kept: %s)\n"
+                             "pick a kept one, or `pulumi config rm release` to deploy appDir" % (rid, " ".join(kept)))
         raise AgentError("upload %s is missing" % upload)
     return {"action": "venv" if has_marker else "copy"}
 
@@ -170,7 +170,7 @@ def release_venv(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
     app = apps.load(host, apps.check_name(params.get("APP")))
     r = host.run(["python3", "-VV"])
     if r.returncode != 0 or not r.stdout.startswith("Python "):
-        raise AgentError("python3 -VV failed on this server (%s); install Debian's python3 (the base step does) and deploy again"
+        raise AgentError("python3 -VV failed on this server; install Debian's python3 (pulumi up's base step does) and deploy again\n%s"
                          % (r.stdout + r.stderr).strip())
     return venv_plan(host, app, check_id(params.get("RELEASE_ID")), r.stdout)
 

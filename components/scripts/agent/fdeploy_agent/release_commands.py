@@ -55,12 +55,12 @@ def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, log: Calla
     for line in (r.stderr or "").splitlines():
         log(line)
     if r.returncode in (124, 137):
-        raise AgentError("the backup of the databases in shared/ before the release commands did not finish within %ds (is a database"
-                         " locked by the app for that long?); no release command ran, the live release keeps serving; deploy again" % LIMIT)
+        raise AgentError("the backup of the databases in shared/ before the release commands did not finish within %ds; deploy again\n"
+                         "no release command ran, the live release keeps serving (is a database locked by the app for that long?)" % LIMIT)
     saved = (r.stdout or "").strip()
     if r.returncode != 0 or not saved.isdigit():
-        raise AgentError("could not back up the databases in shared/ before the release commands (%s); no release command ran,"
-                         " the live release keeps serving" % ((r.stderr or "").strip().splitlines() or ["see above"])[-1])
+        raise AgentError("could not back up the databases in shared/ before the release commands; no release command ran,"
+                         " the live release keeps serving\n%s" % ((r.stderr or "").strip().splitlines() or ["see above"])[-1])
     if int(saved):
         log("backup before the release commands: %s database(s) in %s" % (saved, dest))
     return {"backup": dest if int(saved) else "", "saved": int(saved)}
@@ -80,7 +80,7 @@ def prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock
     rid, keep = check_id(params.get("RELEASE_ID")), check_keep(params.get("KEEP_BACKUPS"))
     commands = parse_commands(params.get("COMMANDS"))
     if read_regular(host.path("%s/releases/%s/%s" % (app.root, rid, MARKER))) is None:
-        raise AgentError("release %s is not installed" % rid)
+        raise AgentError("release %s is not installed on this server (pulumi up installs it)" % rid)
     user = slotuser.new_release_user(host, {"APP": app.name}, log, lock_wait)["user"]
     result = dict(backup(host, app, user, rid, keep, log), user=user, commands=commands)
     result["restore"] = restore_hint(app, result["backup"])

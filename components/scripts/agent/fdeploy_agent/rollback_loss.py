@@ -26,6 +26,6 @@ def rollback_loss(host: Host, params: Dict[str, Any], log: Callable[[str], None]
                   "--db", "%s/shared/db/app.sqlite3" % app.root, "--dir", current, "--backup-dir", backups, "loss", "--to", str(to)])
     lines = (r.stdout or "").strip().splitlines()
     if r.returncode != 0 or not lines:
-        raise AgentError("could not tell what the rollback's down migrations drop: %s" % ((r.stderr or r.stdout or "").strip().splitlines() or ["no output"])[-1])
+        raise AgentError("could not tell what the rollback's down migrations drop (migrate.py loss): %s" % ((r.stderr or r.stdout or "").strip().splitlines() or ["no output"])[-1])
     result.update(json.loads(lines[-1]))
     return result

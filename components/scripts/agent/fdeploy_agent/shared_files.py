@@ -93,7 +93,7 @@ def check_link(host: Host, release: str, rel: str) -> None:
     real = os.path.realpath(host.path(release))
     parent = os.path.realpath(os.path.dirname(link))
     if parent != real and not parent.startswith(real + os.sep):
-        raise AgentError("'%s' is not inside the release (a folder on its way is a link)" % rel)
+        raise AgentError("sharedDirs/sharedFiles: '%s' is not inside the release (a folder on its way is a link)" % rel)
 
 
 def release_link(host: Host, release: str, rel: str, target: str) -> None:
@@ -151,7 +151,7 @@ def shared_files(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
     dirs, files = parse(params.get("DIRS", "[]"), params.get("FILES", "[]"))
     release = "%s/releases/%s" % (app.root, rid)
     if read_regular(host.path(release + "/" + MARKER)) is None or os.path.islink(host.path(release)):
-        raise AgentError("release %s is not installed" % rid)
+        raise AgentError("release %s is not installed on this server (pulumi up installs it)" % rid)
     for p in dirs + [p for p, _ in files if not inside(p, dirs)]:   # refused before anything changes
         check_link(host, release, p)
     changed = render(host, app, files)

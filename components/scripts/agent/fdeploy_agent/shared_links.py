@@ -68,8 +68,8 @@ def relink(host: Host, app: apps.App, release_id: str, log: Any) -> None:
                  merge_output=True)
     still = wrong_links(host, app, release_id) if wrong else []
     if still:
-        raise AgentError("%s: the link to the rendered shared file could not be put back (the app made it a folder, or made a"
-                         " folder on its way a link); move it away and deploy again" % ", ".join("%s/shared/%s" % (app.root, f) for f in still))
+        raise AgentError("%s: the link to the rendered shared file could not be put back; move it away and deploy again\n"
+                         "(the app made it a folder, or made a folder on its way a link)" % ", ".join("%s/shared/%s" % (app.root, f) for f in still))
 
 
 def shared_relink(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
