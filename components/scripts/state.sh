@@ -19,7 +19,7 @@
 # params: APP
 . "$(dirname "$0")/lib.sh"
 load_params
-load_settings "$P_APP" || fail "app '$P_APP' is not deployed on this server"
+load_settings "$P_APP" || fail "app '$P_APP' is not deployed on this server (pulumi up deploys it)"
 
 # the report (the agent's state-report: one JSON object); the fields below are the ServerState's
 report() { agent state-report <<<"$P_RAW"; }

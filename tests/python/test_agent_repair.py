@@ -113,7 +113,7 @@ def test_a_deleted_release_without_its_upload_is_refused_before_anything_changes
     (root / "home/.fdeploy/shop/uploads" / RID).rmdir()
     (root / SITE).write_text("edited by hand\n")
     r = repair(root, status=1)
-    assert "deleted from the server, and its upload too" in r["error"] and "--target-replace" in r["error"]
+    assert "and its upload were deleted from the server" in r["error"] and "--target-replace" in r["error"]
     assert (root / SITE).read_text() == "edited by hand\n"
 
 

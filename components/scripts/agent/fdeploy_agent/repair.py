@@ -28,8 +28,8 @@ def plan(host: Host, app: apps.App, now: Dict[str, Any], uploads: str, log: Log)
     install = ""
     if rid and read_regular(host.path("%s/releases/%s/%s" % (app.root, rid, release.MARKER))) is None:
         if not os.path.isdir("%s/%s" % (uploads, rid)):
-            raise AgentError("the deployed release %s was deleted from the server, and its upload too; upload it again: pulumi up "
-                             "--target-replace <the URN of release-upload (pulumi stack --show-urns)>" % rid)
+            raise AgentError("the deployed release %s and its upload were deleted from the server: pulumi up --target-replace "
+                             "<URN of the release-upload> sends it again\n(pulumi stack --show-urns lists the URNs)" % rid)
         log("repairing: the deployed release %s was deleted; installing it again from its upload" % rid)
         install = json.dumps({"APP": app.name, "RELEASE_ID": rid, "RUNTIME": now["deployedRuntime"]})
     # a unit or environment changed by hand: the app restarts with the deployed one (and a shared
