@@ -52,16 +52,10 @@ describe("fdeploy: operating a deployed app", function () {
   }
 
   /** GET like a browser: once more on a new connection if nginx closed an idle keep-alive one. */
+  // one connection per request (get(): `connection: close`): a kept-alive connection that an nginx reload closes
+  // between two requests is the client's race, not a failed request of the server's
   async function fetchStatus(url: string): Promise<number> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const r = await fetch(url, { signal: AbortSignal.timeout(10000) });
-        await r.text();
-        return r.status;
-      } catch (e) {
-        if (attempt > 0 || !["UND_ERR_SOCKET", "ECONNRESET"].includes((e as any)?.cause?.code)) throw e;
-      }
-    }
+    return (await get(url)).status;
   }
   async function getRetry(url: string): ReturnType<typeof get> {
     try {
@@ -215,15 +209,15 @@ describe("fdeploy: operating a deployed app", function () {
   });
 
   it("maintenance on answers 503 with a page, kept by a deploy, no drift; off answers 200; no failure outside the window", async () => {
-    const samples: { t: number; status: number }[] = [];
+    const samples: { t: number; status: number; error?: string }[] = [];
     let stop = false;
     const loader = (async () => {
       while (!stop) {
         const t = Date.now();
         try {
           samples.push({ t, status: await fetchStatus(`${base}/health`) });
-        } catch {
-          samples.push({ t, status: 0 });
+        } catch (e) {
+          samples.push({ t, status: 0, error: String((e as any)?.cause?.code ?? e) });
         }
         await new Promise((res) => setTimeout(res, 20));
       }
