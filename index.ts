@@ -114,7 +114,7 @@ export = program(async () => {
   //    (README), so either way the code that runs in between works with the schema it meets.
   const canary = canarySettings(cfg);
   if (canary) pulumi.log.info(describeCanary(canary));
-  const migrationArgs = (dir: string) => ({ ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups });
+  const migrationArgs = (dir: string) => ({ ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes });
   const activationArgs = {
     ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
     healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
@@ -137,7 +137,7 @@ export = program(async () => {
     }) : undefined;
     // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
     const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands("release-commands", {
-      ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
+      ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes,
       docker: docker ? { envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs } : undefined,
       after: [...switchAfter, ...loaded, ...(migrations ? [migrations.step] : [])],
     }) : undefined;
