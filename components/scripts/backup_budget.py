@@ -65,8 +65,9 @@ def kept(backups: str) -> List[Kept]:
     return [k for _, k in sorted(found)]
 
 
-def plan(old: List[Kept], need: int, free: int, budget: int, what: str) -> Tuple[List[str], int, Optional[str]]:
-    """What goes (oldest first), the budget in force, and the refusal (None: the copy of NEED bytes fits).
+def plan(old: List[Kept], need: int, free: int, budget: int, what: str, unchanged: str) -> Tuple[List[str], int, Optional[str]]:
+    """What goes (oldest first), the budget in force, and the refusal (None: the copy of NEED bytes fits;
+    WHAT names the copy, UNCHANGED what the refusal leaves as it was).
     Backups over the budget go whatever is decided (a deploy is never refused for what an earlier
     version kept); more go only to make room for a copy that then fits: within the budget, and
     leaving the database's size free after it (room for the change's own journal)."""
@@ -80,9 +81,9 @@ def plan(old: List[Kept], need: int, free: int, budget: int, what: str) -> Tuple
     if need > budget or 2 * need > room:
         return [k.name for k in old[:drop]], budget, (
             "%s needs %s, which does not fit: the budget for kept backups is %s (%s), the disk has %s free (%s if every kept"
-            " backup went) and the copy must leave as much free again; the schema, the data and the live release are unchanged: %s"
+            " backup went) and the copy must leave as much free again; %s: %s"
             % (what, human(need), human(budget), "flask-deploy:keepBackupsBytes" if given else
-               "flask-deploy:keepBackupsBytes unset: half of the free space plus the kept backups", human(free), human(room), FIX))
+               "flask-deploy:keepBackupsBytes unset: half of the free space plus the kept backups", human(free), human(room), unchanged, FIX))
     freed = room - free - total
     while drop < len(old) and (total + need > budget or 2 * need > free + freed):
         total -= old[drop].size
@@ -99,12 +100,12 @@ def remove(backups: str, name: str) -> None:
         os.unlink(p)
 
 
-def make_room(backups: str, need: int, budget: int, what: str, log: Callable[[str], None]) -> None:
+def make_room(backups: str, need: int, budget: int, what: str, unchanged: str, log: Callable[[str], None]) -> None:
     """Prunes by the budget (each one logged), then raises NoRoom with the numbers if NEED cannot fit."""
     os.makedirs(backups, mode=0o770, exist_ok=True)
     old = kept(backups)
     vfs = os.statvfs(backups)
-    names, budget, refusal = plan(old, need, vfs.f_bavail * vfs.f_frsize, budget, what)
+    names, budget, refusal = plan(old, need, vfs.f_bavail * vfs.f_frsize, budget, what, unchanged)
     for name in names:
         remove(backups, name)
         log("backup: removed %s (oldest first: the kept backups stay within the budget of %s, flask-deploy:keepBackupsBytes)"

@@ -249,7 +249,8 @@ def backup(conn, db, backup_dir, keep, version, keep_bytes, take=True):
         stale.unlink()
     need = budget.size_of(conn) if take else 0
     try:
-        budget.make_room(str(bdir), need, keep_bytes, f"the backup of {Path(db).name} before the schema change", log)
+        budget.make_room(str(bdir), need, keep_bytes, f"the backup of {Path(db).name} before the schema change",
+                         "the schema, the data and the live release are unchanged", log)
     except budget.NoRoom as e:
         raise Exit(EXIT_REFUSED, str(e))
     if not take:

@@ -24,44 +24,44 @@ OLD = [K("app-20260101T000000000000Z-v1.sqlite3", 4 * MB), K("pre-release-202601
 
 
 def test_within_the_budget_nothing_goes():
-    assert budget.plan(OLD, 4 * MB, 100 * MB, 20 * MB, "x") == ([], 20 * MB, None)
+    assert budget.plan(OLD, 4 * MB, 100 * MB, 20 * MB, "x", "the schema is unchanged") == ([], 20 * MB, None)
 
 
 def test_room_for_the_new_copy_is_made_oldest_first():
-    names, _, refusal = budget.plan(OLD, 5 * MB, 100 * MB, 14 * MB, "x")
+    names, _, refusal = budget.plan(OLD, 5 * MB, 100 * MB, 14 * MB, "x", "the schema is unchanged")
     assert refusal is None and names == [OLD[0].name]   # 8 + 5 <= 14
 
 
 def test_what_an_earlier_version_kept_over_the_budget_goes_and_the_deploy_still_runs():
-    names, _, refusal = budget.plan(OLD, 1 * MB, 100 * MB, 5 * MB, "x")
+    names, _, refusal = budget.plan(OLD, 1 * MB, 100 * MB, 5 * MB, "x", "the schema is unchanged")
     assert refusal is None and names == [OLD[0].name, OLD[1].name]   # 4 + 1 <= 5
 
 
 def test_a_copy_over_the_budget_is_refused_with_the_numbers_and_the_fix():
-    names, b, refusal = budget.plan(OLD, 12 * MB, 100 * MB, 10 * MB, "the backup of app.sqlite3 before the schema change")
+    names, b, refusal = budget.plan(OLD, 12 * MB, 100 * MB, 10 * MB, "the backup of app.sqlite3 before the schema change", "the schema is unchanged")
     assert names == [OLD[0].name] and b == 10 * MB   # over the budget already: pruned all the same
     assert refusal.startswith("the backup of app.sqlite3 before the schema change needs 12.0 MB, which does not fit:")
     for part in ("the budget for kept backups is 10.0 MB (flask-deploy:keepBackupsBytes)", "the disk has 100.0 MB free",
-                 "(112.0 MB if every kept backup went)", "the schema, the data and the live release are unchanged",
+                 "(112.0 MB if every kept backup went)", "; the schema is unchanged: raise",
                  "raise flask-deploy:keepBackupsBytes, free disk space on the server, or lower flask-deploy:keepBackups"):
         assert part in refusal
 
 
 def test_a_copy_that_would_fill_the_disk_is_refused_whatever_the_budget():
     # 30 MB free + 12 MB kept: a copy of 25 MB would leave less than its size free
-    names, _, refusal = budget.plan(OLD, 25 * MB, 30 * MB, 10 ** 12, "x")
+    names, _, refusal = budget.plan(OLD, 25 * MB, 30 * MB, 10 ** 12, "x", "the schema is unchanged")
     assert names == [] and "the disk has 30.0 MB free (42.0 MB if every kept backup went)" in refusal
     # 20 MB fits once the kept ones go (42 >= 40), oldest first, only as many as needed
-    names, _, refusal = budget.plan(OLD, 20 * MB, 30 * MB, 10 ** 12, "x")
+    names, _, refusal = budget.plan(OLD, 20 * MB, 30 * MB, 10 ** 12, "x", "the schema is unchanged")
     assert refusal is None and names == [OLD[0].name, OLD[1].name, OLD[2].name]
-    names, _, refusal = budget.plan(OLD, 16 * MB, 30 * MB, 10 ** 12, "x")
+    names, _, refusal = budget.plan(OLD, 16 * MB, 30 * MB, 10 ** 12, "x", "the schema is unchanged")
     assert refusal is None and names == [OLD[0].name]
 
 
 def test_the_default_budget_is_half_the_space_the_backups_could_use():
-    _, b, refusal = budget.plan(OLD, 4 * MB, 88 * MB, 0, "x")
+    _, b, refusal = budget.plan(OLD, 4 * MB, 88 * MB, 0, "x", "the schema is unchanged")
     assert b == 50 * MB and refusal is None
-    _, _, refusal = budget.plan([], 60 * MB, 100 * MB, 0, "x")
+    _, _, refusal = budget.plan([], 60 * MB, 100 * MB, 0, "x", "the schema is unchanged")
     assert "is 50.0 MB (flask-deploy:keepBackupsBytes unset: half of the free space plus the kept backups)" in refusal
 
 
@@ -92,14 +92,14 @@ def test_make_room_prunes_with_a_message_then_refuses(tmp_path, monkeypatch):
     make_kept(tmp_path)
     monkeypatch.setattr(os, "statvfs", lambda p: VFS(10 ** 6, 1))
     lines = []
-    budget.make_room(str(tmp_path), 250, 550, "x", lines.append)    # 600 kept + 250 > 550: the oldest two go
+    budget.make_room(str(tmp_path), 250, 550, "x", "y", lines.append)    # 600 kept + 250 > 550: the oldest two go
     assert sorted(os.listdir(str(tmp_path))) == [".app-20260105T000000000000Z-v3.sqlite3.partial", "app-20260103T000000000000Z-v2.sqlite3",
                                                  "app-20260104T000000000000Z-v3.sqlite3", "notes.txt"]
     assert lines[0] == ("backup: removed app-20260101T000000000000Z-v1.sqlite3 (oldest first: the kept backups stay within the budget"
                         " of 550 bytes, flask-deploy:keepBackupsBytes)") and len(lines) == 2
     assert os.path.exists("/etc/passwd")
     with pytest.raises(budget.NoRoom, match="needs 600 bytes, which does not fit"):
-        budget.make_room(str(tmp_path), 600, 550, "x", lines.append)
+        budget.make_room(str(tmp_path), 600, 550, "x", "y", lines.append)
     assert os.listdir(str(tmp_path)).count("app-20260103T000000000000Z-v2.sqlite3") == 1   # 300 <= 550: kept
 
 
@@ -164,6 +164,7 @@ def test_migrate_refuses_a_backup_over_the_budget_before_the_schema_changes(db, 
     r = run_migrate("up", db=db, dir=mdir, extra=["--keep-bytes", str(MB)])
     assert r.returncode == 3, r.stderr
     assert "the backup of app.db before the schema change needs 2." in r.stderr and "budget for kept backups is 1.0 MB" in r.stderr
+    assert "; the schema, the data and the live release are unchanged: raise flask-deploy:keepBackupsBytes" in r.stderr
     assert query(db, "SELECT max(version) FROM schema_migrations") == [(1,)]
     assert not [n for n in os.listdir(str(db.parent / "backups")) if n.endswith(".sqlite3")]
 
@@ -204,6 +205,7 @@ def test_the_prerelease_backup_refuses_with_the_numbers_and_copies_nothing(tmp_p
     argv = release_commands.backup_argv("u", str(shared), str(dest), 5, MB)
     r = subprocess.run([sys.executable] + argv[argv.index("python3") + 1:], capture_output=True, text=True, cwd=str(tmp_path))
     assert r.returncode == 3 and "the backup of 1 database(s) in shared/ before the release commands needs 2." in r.stderr
+    assert "; no release command ran, the live release keeps serving: raise flask-deploy:keepBackupsBytes" in r.stderr
     assert "flask-deploy:keepBackupsBytes" in r.stderr and not dest.exists()
     argv = release_commands.backup_argv("u", str(shared), str(dest), 5, 10 * MB)
     r = subprocess.run([sys.executable] + argv[argv.index("python3") + 1:], capture_output=True, text=True, cwd=str(tmp_path))

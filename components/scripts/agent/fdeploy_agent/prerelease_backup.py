@@ -1,11 +1,11 @@
 """The online backup before the release commands (release-commands.sh): every SQLite database in
 shared/ (not backups/) by SQLite's backup API, into DEST; the oldest pre-release backups beyond
 KEEP go. It runs as the new release's slot user, never root (root follows no path in shared/): the
-agent starts it as `python3 -I -B -c <backup_budget.py, then this file> SHARED DEST KEEP KEEP_BYTES` under
-runuser and timeout, so it imports nothing of the agent. The kept backups are pruned to their disk
-budget first, and a copy that would not fit is refused with the numbers before anything is copied
-(backup_budget.py); the copy goes in steps, with progress on stderr. Nothing the app put there can hang it: each file's type is checked
-before it is opened (a FIFO, socket or device is refused, naming it; a symlink is not backed up),
+agent starts it as `python3 -I -B -c <backup_budget.py, then this file> SHARED DEST KEEP KEEP_BYTES`
+under runuser and timeout, so it imports nothing of the agent. The kept backups are pruned to their
+disk budget first, and a copy that would not fit is refused with the numbers before anything is
+copied (backup_budget.py); the copy goes in steps, with progress on stderr. Nothing the app put
+there can hang it: each file's type is checked before it is opened (a FIFO, socket or device is refused, naming it; a symlink is not backed up),
 opened O_NONBLOCK|O_NOFOLLOW and checked again. Prints {"saved": databases, "bytes", "seconds"}."""
 import errno
 import json
@@ -99,7 +99,8 @@ def backup(shared: str, dest: str, keep: int, keep_bytes: int = 0) -> Dict[str, 
         need = sum(budget.size_of(c) for c in sources)
         try:
             budget.make_room(os.path.join(shared, "backups"), need, keep_bytes,
-                             "the backup of %d database(s) in shared/ before the release commands" % len(dbs), log)
+                             "the backup of %d database(s) in shared/ before the release commands" % len(dbs),
+                             "no release command ran, the live release keeps serving", log)
         except budget.NoRoom as e:
             raise Refused(str(e))
         start = time.monotonic()
