@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "componen
 from fdeploy_agent import prerelease_backup, release_commands  # noqa: E402
 from helpers import query, run_migrate  # noqa: E402
 
-budget = prerelease_backup.budget
+budget = prerelease_backup.load_budget()
 K = budget.Kept
 MB = 10 ** 6
 OLD = [K("app-20260101T000000000000Z-v1.sqlite3", 4 * MB), K("pre-release-20260102T000000Z-" + "a" * 12, 4 * MB),
@@ -212,6 +212,15 @@ def test_the_prerelease_backup_refuses_with_the_numbers_and_copies_nothing(tmp_p
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["saved"] == 1 and json.loads(r.stdout)["bytes"] > 2 * MB
     assert query(dest / "db/app.sqlite3", "SELECT count(*) FROM blob") == [(20,)]
+
+
+def test_the_agent_imports_without_the_bundle_beside_it(tmp_path):
+    """backup.sh installs a copy of the agent alone (/usr/local/lib/fdeploy/backup-agent): its verbs load."""
+    import shutil
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "agent"), str(tmp_path / "agent"))
+    r = subprocess.run([sys.executable, "-I", "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import fdeploy_agent.cli",
+                        str(tmp_path / "agent")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("raw", ["2GB", "-1", "1e9", True, "1" * 17])

@@ -18,17 +18,17 @@ import time
 from typing import Any, Dict, List, Optional
 
 
-def _load_budget() -> Any:
-    """<bundle>/backup_budget.py, when imported within the agent (the -c text defines it first)."""
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "backup_budget.py")
-    spec = importlib.util.spec_from_file_location("backup_budget", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-budget = sys.modules.get("backup_budget") or _load_budget()
+def load_budget() -> Any:
+    """backup_budget: the -c text defines it first; within the agent it is <bundle>/backup_budget.py,
+    loaded only when used (the copy of the agent backup.sh installs has no bundle beside it)."""
+    if "backup_budget" not in sys.modules:
+        import importlib.util
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "backup_budget.py")
+        spec = importlib.util.spec_from_file_location("backup_budget", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["backup_budget"] = mod
+    return sys.modules["backup_budget"]
 
 KIND = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
         stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
@@ -93,6 +93,7 @@ def log(line: str) -> None:
 
 
 def backup(shared: str, dest: str, keep: int, keep_bytes: int = 0) -> Dict[str, Any]:
+    budget = load_budget()
     dbs = databases(shared)
     sources = [sqlite3.connect("file:%s?mode=ro" % p, uri=True) for p in dbs]
     try:

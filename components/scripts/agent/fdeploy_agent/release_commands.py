@@ -20,9 +20,6 @@ from .errors import AgentError
 from .fsutil import read_regular
 from .host import Host
 from .release import MARKER, check_id
-from .prerelease_backup import budget
-
-human = budget.human
 
 LIMIT = 300   # seconds the backup may take
 
@@ -87,7 +84,7 @@ def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, keep_bytes
                          " the live release keeps serving" % ((r.stderr or "").strip().splitlines() or ["see above"])[-1])
     if done["saved"]:
         log("backup before the release commands: %d database(s), %s in %.1f s, in %s"
-            % (done["saved"], human(done.get("bytes", 0)), done.get("seconds", 0), dest))
+            % (done["saved"], prerelease_backup.load_budget().human(done.get("bytes", 0)), done.get("seconds", 0), dest))
     return {"backup": dest if done["saved"] else "", "saved": done["saved"]}
 
 
