@@ -153,6 +153,17 @@ const timeoutsSchema = z.strictObject({
 export type StepLimits = z.infer<typeof timeoutsSchema>;
 export type StepLimitName = Exclude<keyof StepLimits, "lockWait">;
 
+const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** A size like "2GB" (decimal units), "750MiB" (binary) or a byte count, in bytes; undefined when not one or below 1 MB. */
+export function parseSize(v: number | string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(String(v));
+  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const bytes = Math.floor(Number(m[1]) * unit);
+  return bytes >= 1e6 && Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
 /** The offsite target `backup.replica` names, split into its parts. */
 export type ReplicaTarget =
   | { type: "sftp"; user: string; host: string; port: number; path: string }
@@ -314,6 +325,13 @@ export const configSchema = z.strictObject({
     .optional(),
   keepReleases: z.coerce.number().int().min(2).max(50).default(5),
   keepBackups: z.coerce.number().int().min(1).max(100).default(10),
+  // the disk budget of the kept pre-change backups (both kinds together), in bytes; unset: half of the
+  // server's free space plus what the kept backups take (backup_budget.py)
+  keepBackupsBytes: z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const bytes = parseSize(v);
+    if (bytes === undefined) ctx.addIssue({ code: "custom", message: "expected a size like 2GB, 500MB or 750MiB, or a byte count, of at least 1MB" });
+    return bytes ?? 0;
+  }).optional(),
   clientMaxBodySize: z.string().regex(/^\d{1,4}[km]?$/, "expected an nginx size, e.g. 10m").default("10m"),
   proxyTimeoutSeconds: z.coerce.number().int().min(1).max(3600).default(60),
   tls: tlsSchema.optional(),

@@ -206,7 +206,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     const canary = canarySettings(cfg);
     if (canary) pulumi.log.info(describeCanary(canary));
     const migrationArgs = (dir: string) => ({
-      ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups, staging,
+      ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes, staging,
     });
     const activationArgs = {
       ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
@@ -230,7 +230,7 @@ export class FlaskApp extends pulumi.ComponentResource {
       }, child("migrations")) : undefined;
       // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
       const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands(n("release-commands"), {
-        ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups,
+        ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes,
         docker: docker ? { envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs } : undefined,
         after: [...switchAfter, ...loaded, ...(migrations ? [migrations.step] : [])],
       }, child("release-commands")) : undefined;

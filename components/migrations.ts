@@ -77,6 +77,11 @@ export function checkMigrationsCached(dir: string, stack: string = pulumi.getSta
   return migrations;
 }
 
+/** The KEEP_BACKUPS_BYTES parameter, only when set (unset: the step's inputs stay as they were). */
+export function budget(keepBackupsBytes: number | undefined): { KEEP_BACKUPS_BYTES?: number } {
+  return keepBackupsBytes === undefined ? {} : { KEEP_BACKUPS_BYTES: keepBackupsBytes };
+}
+
 export interface MigrationRunnerArgs {
   connection: Connection;
   bundle: ScriptBundle;
@@ -85,6 +90,8 @@ export interface MigrationRunnerArgs {
   /** The folder's migrations, as checkMigrations() returned them. */
   migrations: Migration[];
   keepBackups: number;
+  /** The kept backups' disk budget in bytes (flask-deploy:keepBackupsBytes); unset: the server's default. */
+  keepBackupsBytes?: number;
   /** A rollback: bring the schema down to the version this kept release ran with, nothing uploaded. */
   downToSchemaOf?: string;
   /** The app's staging folder (stagingKey); default: the stack's. */
@@ -106,7 +113,7 @@ export class MigrationRunner extends pulumi.ComponentResource {
         connection: args.connection,
         bundle: args.bundle,
         script: "migrate.sh",
-        params: scriptParams({ APP: args.appName, DOWN_TO_SCHEMA_OF: args.downToSchemaOf, KEEP_BACKUPS: args.keepBackups }),
+        params: scriptParams({ APP: args.appName, DOWN_TO_SCHEMA_OF: args.downToSchemaOf, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes) }),
         triggers: [`down to the schema of release ${args.downToSchemaOf}`],
         after: args.after,
       }, this);
@@ -120,7 +127,7 @@ export class MigrationRunner extends pulumi.ComponentResource {
         connection: args.connection,
         bundle: args.bundle,
         script: "migrate.sh",
-        params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups }),
+        params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes) }),
         // one readable entry per migration: a new or changed one shows up in `pulumi preview`
         triggers: this.migrations.map((m) => `${String(m.version).padStart(4, "0")}_${m.name} ${m.checksum.slice(0, 12)}`),
         after: [upload, ...args.after],

@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
+import { budget } from "./migrations";
 import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface ReleaseCommandsArgs {
@@ -14,6 +15,8 @@ export interface ReleaseCommandsArgs {
   releaseId: string;
   commands: string[];
   keepBackups: number;
+  /** flask-deploy:keepBackupsBytes (unset: the server's default budget). */
+  keepBackupsBytes?: number;
   /** runtime docker: run them in a container of the release's image (names as GunicornService's). */
   docker?: { envNames: string[]; sharedDirs: string[] };
   after: pulumi.Resource[];
@@ -31,6 +34,7 @@ export class ReleaseCommands extends pulumi.ComponentResource {
       limit: "releaseCommands",
       params: scriptParams({
         APP: args.appName, RELEASE_ID: args.releaseId, COMMANDS: JSON.stringify(args.commands), KEEP_BACKUPS: args.keepBackups,
+        ...budget(args.keepBackupsBytes),
         ...(args.docker ? { RUNTIME: "docker", ENV_NAMES: [...args.docker.envNames].sort().join(" "), SHARED_DIRS: args.docker.sharedDirs.join(" ") } : {}),
       }),
       after: args.after,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """SQLite migration runner (standard library only; runs on the server).
 
-usage: migrate.py [--db PATH] --dir DIR [--backup-dir DIR] [--keep N] check|status|up|down --to N|loss --to N
+usage: migrate.py [--db PATH] --dir DIR [--backup-dir DIR] [--keep N] [--keep-bytes N] check|status|up|down --to N|loss --to N
 
 Exit codes: 0 ok (also "nothing to do"), 1 a migration or the database failed
 (the failing migration was rolled back), 2 bad usage or invalid migrations
@@ -226,28 +226,50 @@ def has_data(db):
     return any(os.path.exists(p) and os.path.getsize(p) > 0 for p in (db, f"{db}-wal"))
 
 
-def backup(conn, db, backup_dir, keep, version):
-    """Online backup via the SQLite backup API, then keep only the newest `keep`."""
+def budget_module():
+    """backup_budget.py, from beside this file (migrate.sh installs the two together; -I leaves this
+    folder off sys.path, so by its path)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("backup_budget", Path(__file__).resolve().with_name("backup_budget.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def backup(conn, db, backup_dir, keep, version, keep_bytes, take=True):
+    """Online backup via the SQLite backup API (in steps, with progress), after the kept backups are
+    pruned to the budget (backup_budget.py; refused with the numbers when it cannot fit, before any
+    change); then only the newest `keep` of this kind stay. TAKE False: only the pruning."""
+    budget = budget_module()
     stem = Path(db).stem
     bdir = Path(backup_dir)
     bdir.mkdir(mode=0o770, parents=True, exist_ok=True)
     for stale in bdir.glob(f".{stem}-*.partial"):  # left by a crash; we hold the lock
         stale.unlink()
+    need = budget.size_of(conn) if take else 0
+    try:
+        budget.make_room(str(bdir), need, keep_bytes, f"the backup of {Path(db).name} before the schema change",
+                         "the schema, the data and the live release are unchanged", log)
+    except budget.NoRoom as e:
+        raise Exit(EXIT_REFUSED, str(e))
+    if not take:
+        return
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     final = bdir / f"{stem}-{stamp}-v{version}.sqlite3"
     tmp = bdir / f".{final.name}.partial"  # renamed only when complete
+    start = time.monotonic()
     try:
         dst = sqlite3.connect(tmp, isolation_level=None)
         try:
             os.chmod(tmp, 0o660)
-            conn.backup(dst)  # one step: a consistent snapshot while the app runs
+            budget.copy(conn, dst, Path(db).name, log)
             dst.execute("PRAGMA journal_mode=DELETE")  # self-contained single file
         finally:
             dst.close()
         os.replace(tmp, final)
     except (sqlite3.Error, OSError) as e:
         raise Exit(EXIT_FAILED, f"backup of {db} to {final} failed, nothing was changed: {e}")
-    log(f"backup: {final}")
+    log(f"backup: {Path(db).name}, {budget.human(final.stat().st_size)} in {time.monotonic() - start:.1f} s -> {final}")
     pattern = re.compile(re.escape(stem) + r"-\d{8}T\d{12}Z-v\d+\.sqlite3$")
     backups = sorted(p for p in bdir.iterdir() if pattern.match(p.name))  # name order = time order
     for old in backups[:-keep]:
@@ -325,8 +347,8 @@ def cmd_up(args):
         raise Exit(EXIT_REFUSED, "refusing to migrate {}:\n  {}".format(args.db, "\n  ".join(problems)))
     version = current_version(applied)
     pending = [m for m in migrations if m.version not in applied]
-    if pending and existed:
-        backup(conn, args.db, args.backup_dir, args.keep, version)
+    if existed:   # nothing pending: only the kept backups over the budget go
+        backup(conn, args.db, args.backup_dir, args.keep, version, args.keep_bytes, take=bool(pending))
     conn.execute(TABLE_SQL)
     if not pending:
         log(f"{args.db}: up to date")
@@ -373,7 +395,7 @@ def cmd_down(args):
     if not revert:
         log(f"{args.db}: already at or below version {args.to}")
     elif existed:
-        backup(conn, args.db, args.backup_dir, args.keep, version)
+        backup(conn, args.db, args.backup_dir, args.keep, version, args.keep_bytes)
     for m in revert:
         log(f"reverting {m.down_path.name} ...")
         try:
@@ -475,6 +497,8 @@ def parse_args(argv):
     p.add_argument("--dir", required=True, help="migrations directory")
     p.add_argument("--backup-dir", help="where backups go (default: <db dir>/backups)")
     p.add_argument("--keep", type=int, default=10, help="backups to keep (default 10)")
+    p.add_argument("--keep-bytes", type=int, default=0,
+                   help="disk budget of all kept backups in bytes (default 0: half of the free space plus the kept backups)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate the migrations directory")
     sub.add_parser("status", help="show applied and pending migrations")
@@ -488,6 +512,8 @@ def parse_args(argv):
         p.error(f"--db is required for {args.command}")
     if args.keep < 1:
         p.error("--keep must be at least 1")
+    if args.keep_bytes < 0:
+        p.error("--keep-bytes must be 0 (the default budget) or more")
     if args.db and not args.backup_dir:
         args.backup_dir = str(Path(args.db).resolve().parent / "backups")
     return args

@@ -128,4 +128,55 @@ def pinned():
     assert.strictEqual(schema(), "5");
     assert.strictEqual(server.trySsh(`test -e ${marker}`).status, 0, "the release command ran once the release loads");
   });
+
+  // issue 29: the pre-change backups within a disk budget (keepBackupsBytes), with MB-sized copies
+  const DB = "/srv/flaskapp/shared/db/app.sqlite3";
+  const schemaOf = () => server.ssh(`sqlite3 ${DB} 'SELECT max(version) FROM schema_migrations'`).trim();
+  const stampOf = (n: string) => /(\d{8}T\d{6})\d*Z/.exec(n)![1] + n;
+  const kept = () => server.ssh("ls -1 /srv/flaskapp/shared/backups").split("\n").filter((n) => /^(app|pre-release)-/.test(n))
+    .sort((a, b) => stampOf(a).localeCompare(stampOf(b)));   // oldest first, both kinds
+  const removed = (out: string) => [...out.matchAll(/backup: removed (\S+) \(oldest first/g)].map((m) => m[1]);
+
+  it("a deploy whose backup would not fit keepBackupsBytes is refused with the numbers; release, schema, data and backups unchanged", async () => {
+    // ~8 MB of ballast, written as the database's owner
+    server.ssh(`runuser -u "$(stat -c %U ${DB})" -- sqlite3 ${DB} "CREATE TABLE ballast (b); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 80) INSERT INTO ballast SELECT randomblob(100000) FROM c;"`);
+    const live = stack.outputs().releaseId;
+    const before = { notes: (await get(`${base}/api/notes`)).text, schema: schemaOf(), backups: kept() };
+    addMigration("0006_notes_tag", "ALTER TABLE notes ADD COLUMN tag TEXT;\n", "ALTER TABLE notes DROP COLUMN tag;\n");
+    app.edit("wsgi.py", (s) => s + "\n# the release with 0006\n");
+    stack.setConfig("keepBackupsBytes", "5MB");
+    const r = stack.up();
+    assert.notStrictEqual(r.status, 0, "the deploy must be refused");
+    assert.match(r.output, /the backup of app\.sqlite3 before the schema change needs 8\.\d MB, which does not fit: the budget for kept backups is 5\.0 MB \(flask-deploy:keepBackupsBytes\), the disk has \d+\.\d [MGT]B free \(\d+\.\d [MGT]B if every kept backup went\)/);
+    assert.match(r.output, /the schema, the data and the live release are unchanged: raise flask-deploy:keepBackupsBytes, free disk space on the server, or lower flask-deploy:keepBackups/);
+    assert.doesNotMatch(r.output, /activation-switch\s+(updated|created)/);
+    assert.strictEqual((await get(`${base}/health`)).json().release, live, "the live release still serves");
+    assert.strictEqual(schemaOf(), before.schema, "the schema did not change");
+    assert.strictEqual((await get(`${base}/api/notes`)).text, before.notes, "data intact");
+    assert.strictEqual(server.ssh(`sqlite3 ${DB} 'SELECT count(*) FROM ballast'`).trim(), "80");
+    assert.deepStrictEqual(kept(), before.backups, "no backup was taken or removed");
+  });
+
+  it("within keepBackupsBytes: the deploy says how big the backup is and how long it took; the oldest kept backups go first", () => {
+    const old = kept();
+    stack.setConfig("keepBackupsBytes", "20MB");   // two copies of the ~8 MB database and the small ones
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(schemaOf(), "6");
+    assert.match(r.output, /backup: app\.sqlite3, 8\.\d MB in \d+\.\d s -> \/srv\/flaskapp\/shared\/backups\/app-\d{8}T\d{12}Z-v5\.sqlite3/);
+    assert.match(r.output, /backup before the release commands: 1 database\(s\), 8\.\d MB in \d+\.\d s, in \/srv\/flaskapp\/shared\/backups\/pre-release-/);
+    assert.deepStrictEqual(removed(r.output), [], "within the budget nothing goes");
+    const mid = kept();
+    assert.strictEqual(mid.length, old.length + 2);
+    // the next migration: room is made oldest first, across both kinds, until each copy fits the budget
+    addMigration("0007_notes_rank", "ALTER TABLE notes ADD COLUMN rank INTEGER;\n", "ALTER TABLE notes DROP COLUMN rank;\n");
+    app.edit("wsgi.py", (s) => s + "\n# the release with 0007\n");
+    const next = stack.up();
+    assert.strictEqual(next.status, 0, next.output);
+    assert.strictEqual(schemaOf(), "7");
+    assert.deepStrictEqual(removed(next.output), mid, "every earlier backup went, oldest first");
+    assert.strictEqual(kept().length, 2, "the new pre-migration and pre-release backups stay");
+    const used = Number(server.ssh("du -sb /srv/flaskapp/shared/backups | cut -f1"));
+    assert.ok(used <= 20e6, `kept backups use ${used} bytes, over the 20MB budget`);
+  });
 });

@@ -4,6 +4,7 @@ migrate-plan (migrate.sh's schema target)."""
 import io
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def test_prepare_takes_the_other_slot_user_and_backs_up_as_it(root):
     rc, out, err = verb(Fake(root=root), root, "release-commands-prepare", params())
     assert out["saved"] == 1 and out["backup"].startswith("/srv/shop/shared/backups/pre-release-")
     assert "A backup taken before the release commands is in %s: to restore it" % out["backup"] in out["restore"]
-    assert "1 database(s) in " + out["backup"] in err
+    assert re.search(r"^backup before the release commands: 1 database\(s\), 8\.2 kB in \d+\.\d s, in %s$" % re.escape(out["backup"]), err, re.M), err
     c = sqlite3.connect(str(root) + out["backup"] + "/db/app.sqlite3")
     assert c.execute("SELECT count(*) FROM t").fetchone() == (2,)
     c.close()
@@ -91,8 +92,8 @@ def test_the_backup_runs_as_the_slot_user_under_a_time_limit_and_never_as_root(r
     verb(fake, root, "release-commands-prepare", params())
     argv = next(c for c in fake.calls if c[0] == "runuser")
     assert argv[:4] == ["runuser", "-u", "shop_1", "--"] and argv[4:8] == ["timeout", "-k", "10", "300"]
-    assert argv[8:12] == ["python3", "-I", "-B", "-c"] and argv[-3] == "/srv/shop/shared"
-    assert argv[-2].startswith("/srv/shop/shared/backups/pre-release-") and argv[-2].endswith("-" + RID) and argv[-1] == "2"
+    assert argv[8:12] == ["python3", "-I", "-B", "-c"] and argv[-4] == "/srv/shop/shared"
+    assert argv[-3].startswith("/srv/shop/shared/backups/pre-release-") and argv[-3].endswith("-" + RID) and argv[-2:] == ["2", "0"]
 
 
 @pytest.mark.parametrize("rc,message", [(124, "did not finish within 300s"), (137, "did not finish within 300s"),
@@ -127,7 +128,7 @@ def test_the_backup_program_runs_standalone_as_minus_c(tmp_path):
     argv = release_commands.backup_argv("u", str(shared), str(dest), 5)
     r = subprocess.run([sys.executable] + argv[argv.index("python3") + 1:], capture_output=True, text=True, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "1"
+    assert json.loads(r.stdout)["saved"] == 1
     c = sqlite3.connect(str(dest / "db/app.sqlite3"))
     assert c.execute("SELECT count(*) FROM t").fetchone() == (3,)
     c.close()
@@ -138,7 +139,7 @@ def test_fifos_sockets_and_links_in_shared(tmp_path):
     (shared / "backups").mkdir(parents=True)
     db(shared / "app.db")
     (shared / "evil.db").symlink_to("/etc/shadow")   # a symlink: not backed up
-    assert prerelease_backup.backup(str(shared), str(tmp_path / "out"), 3) == 1
+    assert prerelease_backup.backup(str(shared), str(tmp_path / "out"), 3)["saved"] == 1
     os.mkfifo(str(shared / "app.db-wal"))              # SQLite would open it: refused, naming it
     with pytest.raises(prerelease_backup.Refused, match=r"shared/app.db-wal is a FIFO"):
         prerelease_backup.backup(str(shared), str(tmp_path / "out2"), 3)
@@ -173,7 +174,8 @@ def test_the_schema_a_rollback_goes_down_to(root):
     (root / "srv/shop/migrations/0123456789ab").mkdir(parents=True)
     (root / "srv/shop/migrations/current").symlink_to("/srv/shop/migrations/0123456789ab")
     p = {"APP": "shop", "DOWN_TO_SCHEMA_OF": RID, "KEEP_BACKUPS": 3}
-    assert verb(Fake(), root, "migrate-plan", p)[1] == {"mode": "down", "dir": "/srv/shop/migrations/current", "schema": 1, "ok": True}
+    assert verb(Fake(), root, "migrate-plan", p)[1] == {"mode": "down", "dir": "/srv/shop/migrations/current", "schema": 1,
+                                                           "keep_bytes": 0, "ok": True}
     rc, out, _ = verb(Fake(), root, "migrate-plan", dict(p, DOWN_TO_SCHEMA_OF="c" * 12))
     assert rc == 1 and "the schema version of release cccccccccccc is unknown (it never went live here)" in out["error"]
     (root / "srv/shop/migrations/current").unlink()   # no set was ever applied
@@ -182,7 +184,11 @@ def test_the_schema_a_rollback_goes_down_to(root):
 
 def test_up_copies_a_set_only_once(root):
     p = {"APP": "shop", "MIGRATIONS": "migrations-0123456789ab", "KEEP_BACKUPS": "3"}
-    assert verb(Fake(), root, "migrate-plan", p)[1] == {"mode": "up", "dir": "/srv/shop/migrations/0123456789ab", "copy": True, "ok": True}
+    assert verb(Fake(), root, "migrate-plan", p)[1] == {"mode": "up", "dir": "/srv/shop/migrations/0123456789ab", "copy": True,
+                                                           "keep_bytes": 0, "ok": True}
+    assert verb(Fake(), root, "migrate-plan", dict(p, KEEP_BACKUPS_BYTES=5000000))[1]["keep_bytes"] == 5000000
+    rc, out, _ = verb(Fake(), root, "migrate-plan", dict(p, KEEP_BACKUPS_BYTES="5MB"))
+    assert rc == 1 and "flask-deploy:keepBackupsBytes: a size like 2GB" in out["error"]
     (root / "srv/shop/migrations/0123456789ab").mkdir(parents=True)
     assert verb(Fake(), root, "migrate-plan", p)[1]["copy"] is False
     for bad in ("migrations-../../x", "0123456789ab", 5):

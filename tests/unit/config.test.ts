@@ -15,6 +15,13 @@ describe("config schema", () => {
     assert.deepStrictEqual(cfg.secrets, { SECRET_KEY: "s3cr3t-value" });
   });
 
+  it("keepBackupsBytes: unset by default (the server's budget); sizes in decimal or binary units, or bytes", () => {
+    assert.strictEqual(parseConfig(rawConfig(), PROJECT_DIR).keepBackupsBytes, undefined);
+    for (const [v, bytes] of [["2GB", 2e9], ["500 MB", 5e8], ["750MiB", 750 * 2 ** 20], ["1.5gb", 1.5e9], ["3000000", 3e6], [3000000, 3e6]] as [string | number, number][]) {
+      assert.strictEqual(parseConfig(rawConfig({ keepBackupsBytes: v }), PROJECT_DIR).keepBackupsBytes, bytes, String(v));
+    }
+  });
+
   it("strategy canary: defaults, and steps given as one text", () => {
     const cfg = parseConfig(rawConfig({ strategy: "canary" }), PROJECT_DIR);
     assert.deepStrictEqual(canarySettings(cfg), {
@@ -116,6 +123,9 @@ describe("config schema", () => {
     ["bad app name", { appName: "My App" }, /appName: expected 2-31 chars/],
     ["bad health path", { healthPath: "health" }, /healthPath: expected a URL path/],
     ["bad body size", { clientMaxBodySize: "lots" }, /clientMaxBodySize: expected an nginx size/],
+    ["a backup budget without a size", { keepBackupsBytes: "lots" }, /flask-deploy:keepBackupsBytes: expected a size like 2GB, 500MB or 750MiB, or a byte count/],
+    ["a backup budget below 1MB", { keepBackupsBytes: "500kB" }, /keepBackupsBytes: expected a size .* of at least 1MB/],
+    ["a backup budget with an unknown unit", { keepBackupsBytes: "2 GBs" }, /keepBackupsBytes: expected a size/],
     ["bad boolean", { keepDataOnDestroy: "maybe" }, /keepDataOnDestroy: expected true or false/],
     ["keepDataOnDestroy false (destroy never deletes data)", { keepDataOnDestroy: "false" }, /keepDataOnDestroy: false is no longer supported: pulumi destroy always keeps the database[\s\S]*npm run purge/],
     ["missing key file", { server: { host: "10.0.0.1", hostKey: HOST_KEY, privateKeyPath: "/nonexistent/key" } }, /server\.privateKeyPath: '\/nonexistent\/key' does not exist/],

@@ -1,10 +1,11 @@
 """The schema step's decisions (migrate.sh); the bash copies the upload and runs migrate.py as the
 new release's slot user.
-  migrate-plan  params APP, MIGRATIONS (migrations-<hash>), KEEP_BACKUPS: {"mode": "up", "dir",
-                "copy" (the set is not on the server yet)}
+  migrate-plan  params APP, MIGRATIONS (migrations-<hash>), KEEP_BACKUPS, KEEP_BACKUPS_BYTES (optional):
+                {"mode": "up", "dir", "copy" (the set is not on the server yet)}
                 or APP, DOWN_TO_SCHEMA_OF (a release id), KEEP_BACKUPS (a rollback, after the
                 switch): {"mode": "down", "dir" (the set in force), "schema" (the version that
-                release last went live with)}, or {"mode": "none"} when no set was ever applied
+                release last went live with)}, or {"mode": "none"} when no set was ever applied;
+                each with "keep_bytes" (the backups' budget in bytes, 0: the default)
 """
 import os
 import re
@@ -14,11 +15,15 @@ from . import app as apps, history
 from .errors import AgentError
 from .host import Host
 from .release import check_id, server_link
-from .release_commands import check_keep
+from .release_commands import check_keep, check_keep_bytes
 
 
 def plan(host: Host, app: apps.App, params: Dict[str, Any]) -> Dict[str, Any]:
     check_keep(params.get("KEEP_BACKUPS"))
+    return dict(decide(host, app, params), keep_bytes=check_keep_bytes(params.get("KEEP_BACKUPS_BYTES")))
+
+
+def decide(host: Host, app: apps.App, params: Dict[str, Any]) -> Dict[str, Any]:
     migrations = app.root + "/migrations"
     if params.get("DOWN_TO_SCHEMA_OF"):
         rid = check_id(params.get("DOWN_TO_SCHEMA_OF"))

@@ -1,17 +1,34 @@
 """The online backup before the release commands (release-commands.sh): every SQLite database in
 shared/ (not backups/) by SQLite's backup API, into DEST; the oldest pre-release backups beyond
 KEEP go. It runs as the new release's slot user, never root (root follows no path in shared/): the
-agent starts it as `python3 -I -B -c <this file> SHARED DEST KEEP` under runuser and timeout, so it
-imports nothing of the agent. Nothing the app put there can hang it: each file's type is checked
-before it is opened (a FIFO, socket or device is refused, naming it; a symlink is not backed up),
-opened O_NONBLOCK|O_NOFOLLOW and checked again. Prints how many databases it saved."""
+agent starts it as `python3 -I -B -c <backup_budget.py, then this file> SHARED DEST KEEP KEEP_BYTES`
+under runuser and timeout, so it imports nothing of the agent. The kept backups are pruned to their
+disk budget first, and a copy that would not fit is refused with the numbers before anything is
+copied (backup_budget.py); the copy goes in steps, with progress on stderr. Nothing the app put
+there can hang it: each file's type is checked before it is opened (a FIFO, socket or device is refused, naming it; a symlink is not backed up),
+opened O_NONBLOCK|O_NOFOLLOW and checked again. Prints {"saved": databases, "bytes", "seconds"}."""
 import errno
+import json
 import os
 import shutil
 import sqlite3
 import stat
 import sys
-from typing import List, Optional
+import time
+from typing import Any, Dict, List, Optional
+
+
+def load_budget() -> Any:
+    """backup_budget: the -c text defines it first; within the agent it is <bundle>/backup_budget.py,
+    loaded only when used (the copy of the agent backup.sh installs has no bundle beside it)."""
+    if "backup_budget" not in sys.modules:
+        import importlib.util
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "backup_budget.py")
+        spec = importlib.util.spec_from_file_location("backup_budget", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["backup_budget"] = mod
+    return sys.modules["backup_budget"]
 
 KIND = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
         stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink"}
@@ -72,18 +89,36 @@ def databases(shared: str) -> List[str]:
     return dbs
 
 
-def backup(shared: str, dest: str, keep: int) -> int:
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def backup(shared: str, dest: str, keep: int, keep_bytes: int = 0) -> Dict[str, Any]:
+    budget = load_budget()
     dbs = databases(shared)
-    for p in dbs:
-        out = os.path.join(dest, os.path.relpath(p, shared))
-        os.makedirs(os.path.dirname(out), mode=0o770, exist_ok=True)
-        src, dst = sqlite3.connect("file:%s?mode=ro" % p, uri=True), sqlite3.connect(out)
-        with dst:
-            src.backup(dst)
-        src.close()
-        dst.close()
+    sources = [sqlite3.connect("file:%s?mode=ro" % p, uri=True) for p in dbs]
+    try:
+        need = sum(budget.size_of(c) for c in sources)
+        try:
+            budget.make_room(os.path.join(shared, "backups"), need, keep_bytes,
+                             "the backup of %d database(s) in shared/ before the release commands" % len(dbs),
+                             "no release command ran, the live release keeps serving", log)
+        except budget.NoRoom as e:
+            raise Refused(str(e))
+        start = time.monotonic()
+        for p, src in zip(dbs, sources):
+            out = os.path.join(dest, os.path.relpath(p, shared))
+            os.makedirs(os.path.dirname(out), mode=0o770, exist_ok=True)
+            dst = sqlite3.connect(out)
+            try:
+                budget.copy(src, dst, os.path.relpath(p, shared), log)
+            finally:
+                dst.close()
+    finally:
+        for c in sources:
+            c.close()
     prune(os.path.join(shared, "backups"), keep)
-    return len(dbs)
+    return {"saved": len(dbs), "bytes": need, "seconds": round(time.monotonic() - start, 1) if dbs else 0}
 
 
 def prune(backups: str, keep: int) -> None:
@@ -100,7 +135,7 @@ def main(argv: List[str]) -> int:
     os.umask(0o007)   # what it creates in shared/ is the app's group's (the slot users share it)
     os.chdir("/")
     try:
-        print(backup(argv[0], argv[1], int(argv[2])))
+        print(json.dumps(backup(argv[0], argv[1], int(argv[2]), int(argv[3]))))
     except Refused as e:
         print(e, file=sys.stderr)
         return 3

@@ -1,13 +1,14 @@
 """The app's release commands (release-commands.sh): what runs them is decided here, the bash runs
 each in a transient unit.
   release-commands-prepare  params APP, RELEASE_ID, COMMANDS (JSON list of command lines),
-      KEEP_BACKUPS: the new release's slot user (slotuser.new_release_user: its leftovers ended),
+      KEEP_BACKUPS, KEEP_BACKUPS_BYTES (optional; 0: the default budget): the new release's slot user (slotuser.new_release_user: its leftovers ended),
       then, as that user under a time limit, the online backup of shared/'s databases
       (prerelease_backup.py); {"user", "backup" ("" when no database was saved), "saved",
       "commands", "restore" (what to do when a command fails), "shell" (all of it as shell
       assignments, quoted by shlex, for release-commands.sh to eval)}
 """
 import json
+import os
 import re
 import shlex
 import time
@@ -39,31 +40,52 @@ def check_keep(raw: Any) -> int:
     return int(raw)
 
 
-def backup_argv(user: str, shared: str, dest: str, keep: int) -> List[str]:
+def check_keep_bytes(raw: Any) -> int:
+    if raw in (None, ""):
+        return 0
+    if isinstance(raw, bool) or not re.fullmatch(r"[0-9]{1,16}", str(raw)):
+        raise AgentError("bad backup budget %r (flask-deploy:keepBackupsBytes: a size like 2GB or 500MB, or a byte count)" % (raw,))
+    return int(raw)
+
+
+BUDGET = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "backup_budget.py")
+
+
+def backup_argv(user: str, shared: str, dest: str, keep: int, keep_bytes: int = 0) -> List[str]:
     """The backup as USER: this package's prerelease_backup.py, given as -c (the slot user cannot read
-    the SSH user's bundle), under timeout (SIGKILL 10 s after the limit's SIGTERM)."""
+    the SSH user's bundle) after the bundle's backup_budget.py (made a module first), under timeout
+    (SIGKILL 10 s after the limit's SIGTERM)."""
+    with open(BUDGET, encoding="utf-8") as fh:
+        budget = fh.read()
     with open(prerelease_backup.__file__, encoding="utf-8") as fh:
         source = fh.read()
+    prelude = ("import sys, types\nbackup_budget = types.ModuleType('backup_budget')\n"
+               "exec(compile(%r, 'backup_budget.py', 'exec'), backup_budget.__dict__)\n"
+               "sys.modules['backup_budget'] = backup_budget\ndel backup_budget, sys, types\n" % budget)
     return ["runuser", "-u", user, "--", "timeout", "-k", "10", str(LIMIT),
-            "python3", "-I", "-B", "-c", source, shared, dest, str(keep)]
+            "python3", "-I", "-B", "-c", prelude + source, shared, dest, str(keep), str(keep_bytes)]
 
 
-def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, log: Callable[[str], None]) -> Dict[str, Any]:
+def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, keep_bytes: int, log: Callable[[str], None]) -> Dict[str, Any]:
     shared = app.root + "/shared"
     dest = "%s/backups/pre-release-%s-%s" % (shared, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), rid)
-    r = host.run(backup_argv(user, shared, dest, keep))
+    r = host.run(backup_argv(user, shared, dest, keep, keep_bytes))
     for line in (r.stderr or "").splitlines():
         log(line)
     if r.returncode in (124, 137):
         raise AgentError("the backup of the databases in shared/ before the release commands did not finish within %ds; deploy again\n"
                          "no release command ran, the live release keeps serving (is a database locked by the app for that long?)" % LIMIT)
-    saved = (r.stdout or "").strip()
-    if r.returncode != 0 or not saved.isdigit():
+    try:
+        done = json.loads(r.stdout or "") if r.returncode == 0 else None
+    except ValueError:
+        done = None
+    if not isinstance(done, dict) or not isinstance(done.get("saved"), int):
         raise AgentError("could not back up the databases in shared/ before the release commands; no release command ran,"
                          " the live release keeps serving\n%s" % ((r.stderr or "").strip().splitlines() or ["see above"])[-1])
-    if int(saved):
-        log("backup before the release commands: %s database(s) in %s" % (saved, dest))
-    return {"backup": dest if int(saved) else "", "saved": int(saved)}
+    if done["saved"]:
+        log("backup before the release commands: %d database(s), %s in %.1f s, in %s"
+            % (done["saved"], prerelease_backup.load_budget().human(done.get("bytes", 0)), done.get("seconds", 0), dest))
+    return {"backup": dest if done["saved"] else "", "saved": done["saved"]}
 
 
 def restore_hint(app: apps.App, backup_dir: str) -> str:
@@ -78,11 +100,12 @@ def prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock
     """Verb (under the deploy lock): see the module's docstring. Refusals come before anything changes."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     rid, keep = check_id(params.get("RELEASE_ID")), check_keep(params.get("KEEP_BACKUPS"))
+    keep_bytes = check_keep_bytes(params.get("KEEP_BACKUPS_BYTES"))
     commands = parse_commands(params.get("COMMANDS"))
     if read_regular(host.path("%s/releases/%s/%s" % (app.root, rid, MARKER))) is None:
         raise AgentError("release %s is not installed on this server (pulumi up installs it)" % rid)
     user = slotuser.new_release_user(host, {"APP": app.name}, log, lock_wait)["user"]
-    result = dict(backup(host, app, user, rid, keep, log), user=user, commands=commands)
+    result = dict(backup(host, app, user, rid, keep, keep_bytes, log), user=user, commands=commands)
     result["restore"] = restore_hint(app, result["backup"])
     result["shell"] = ["%s=%s" % (k, shlex.quote(str(result[k]))) for k in ("user", "restore")] + \
         ["commands=(%s)" % " ".join(shlex.quote(c) for c in commands)]
