@@ -5,7 +5,8 @@
 # Slots are instances of the units fdeploy-<app>@<slot> (service.sh); slots/<slot> -> a release,
 # slots/live names the slot nginx proxies to. After a successful switch: APP_ROOT/current -> the
 # release, an entry in APP_ROOT/history.jsonl (the agent's history.py), and old releases pruned
-# (slot targets always kept). Its one line on stdout: the agent's JSON result, the history after it.
+# (slot targets always kept; the agent's prune). Its one line on stdout: the agent's JSON result,
+# the history after it.
 # params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE,
 #         ROLLBACK (1: a rollback pinned this kept release; the history records it as one, with the
 #         schema version the release went live with, which migrate.sh brings the database down to)
@@ -169,49 +170,6 @@ point_nginx() {
     write_if_changed "/etc/tmpfiles.d/fdeploy-$P_APP.conf" 0644 || true
   install -d -m 0755 "$dir"
   atomic_symlink "$(socket_path "$P_APP" "$1")" "$(live_socket_path "$P_APP")"
-}
-
-prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot points at
-  local keep=() id
-  for s in "$slots"/*; do [ -L "$s" ] && keep+=("$(basename "$(readlink -f "$s")")"); done
-  mapfile -t healthy < <(agent history --field keep <<<"$P_RAW")
-  keep+=("${healthy[@]}")
-  for d in "$APP_ROOT"/releases/*/; do
-    id=$(basename "$d")
-    [[ " ${keep[*]} " == *" $id "* ]] && continue
-    [ "$(stat -c %Y "$d")" -gt $(( $(date +%s) - 60 )) ] && continue   # being installed right now
-    rm -rf "$d" "$FDEPLOY_HOME/uploads/$id"; log "pruned release $id"
-  done
-  # runtime docker: the images of releases no longer kept (a kept release keeps its image for rollbacks)
-  if command -v docker >/dev/null; then
-    local tag
-    for tag in $(docker image ls --format '{{.Tag}}' "fdeploy-$P_APP" 2>/dev/null); do
-      [[ $tag =~ ^[0-9a-f]{12}$ ]] && [ ! -d "$APP_ROOT/releases/$tag" ] || continue
-      docker image rm "fdeploy-$P_APP:$tag" >/dev/null 2>&1 && log "pruned image fdeploy-$P_APP:$tag"
-    done
-  fi
-  # the shared venvs (release.sh) that no kept release links to; one built this minute may be about
-  # to be linked by an install that waits for the lock
-  local used=" " v
-  for d in "$APP_ROOT"/releases/*/; do used+="$(readlink "$d.venv" 2>/dev/null || true) "; done
-  for v in "$APP_ROOT"/venvs/*/; do
-    v=${v%/}
-    [ -d "$v" ] && [[ $used != *" $v "* ]] || continue
-    [ "$(stat -c %Y "$v")" -gt $(( $(date +%s) - 60 )) ] && continue
-    rm -rf "$v"; log "pruned venv $(basename "$v")"
-  done
-}
-
-prune_uploads() { # older script bundles and migration sets in the SSH user's home, unused for an hour
-  local d keep_scripts keep_migrations
-  keep_scripts=$(basename "$(cd "$(dirname "$0")" && pwd -P)")   # this bundle: went-live points live-scripts at it
-  keep_migrations=migrations-$(basename "$(readlink -f "$APP_ROOT/migrations/current" 2>/dev/null)")
-  for d in "$FDEPLOY_HOME"/scripts-* "$FDEPLOY_HOME"/migrations-*; do
-    [ -d "$d" ] || continue
-    case $(basename "$d") in "$keep_scripts" | "$keep_migrations") continue ;; esac
-    [ -n "$(find "$d" -maxdepth 0 -mmin +60)" ] && rm -rf "$d" && log "pruned upload $(basename "$d")"
-  done
-  return 0
 }
 
 live_slot() { # the slot nginx proxies to now ("" before the first activation)
@@ -573,8 +531,9 @@ agent went-live <<<"$P_RAW" >/dev/null   # state.json, and the bundle fdeploy ru
 # the parameters of the activation that went live: what state.sh repairs to
 printf '%s' "$P_RAW" | write_if_changed "$slots/activation.live.json" 0600 || true
 rm -f "$slots/activation.json"   # written by older versions
-prune
-prune_uploads
+# old releases (slot targets and the newest KEEP_RELEASES that went live kept), their images and
+# venvs, and this user's uploads unused for an hour (the agent's prune)
+agent prune <<<"$P_RAW" >/dev/null || log "warning: pruning old releases failed (see above); the next deploy tries again"
 # the environment file used to live in the app-writable shared/ (the app could swap it for a
 # symlink that systemd, reading as root, followed); the units now read /etc/fdeploy/<app>/env, so
 # whatever is left there goes (unlink never follows a symlink)

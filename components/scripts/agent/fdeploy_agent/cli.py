@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, base, gunicorn, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
+from . import backup, base, gunicorn, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, prune, release, release_commands, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -82,6 +82,7 @@ VERBS: Dict[str, Verb] = {
     "history-live": history.record_live,
     "history-failed": history.record_failed,
     "rollback-plan": history.rollback_plan,
+    "prune": prune.prune,
 }
 
 
