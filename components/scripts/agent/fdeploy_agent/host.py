@@ -8,7 +8,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from .errors import AgentError
@@ -39,11 +38,11 @@ def _unmount(target: str) -> bool:
 
 
 class Spawned:
-    """A command running in the background (Host.spawn): its output goes to an unnamed file of
-    root's, so a chatty command never blocks on a full pipe."""
+    """A command running in the background (Host.spawn): its output goes to an anonymous memory
+    file (no path anyone could plant), so a chatty command never blocks on a full pipe."""
 
     def __init__(self, argv: Sequence[str]) -> None:
-        self._out = tempfile.TemporaryFile()
+        self._out = os.fdopen(os.memfd_create("fdeploy-spawned", os.MFD_CLOEXEC), "w+b")
         self._proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
                                       start_new_session=True)   # its own process group: stop() ends its children too
 
