@@ -1,10 +1,10 @@
-// Health check through nginx after every change that can affect serving (scripts/health.sh): a
+// Health check through nginx after every change that can affect serving (the server agent's health): a
 // request on the server to port 80 with the site's host name must answer 2xx within the timeout,
 // or the update fails with the HTTP status, a body excerpt and the service's journal.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface HealthCheckArgs {
   connection: Connection;
@@ -29,7 +29,8 @@ export class HealthCheck extends pulumi.ComponentResource {
     this.step = remoteStep(`${name}-probe`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "health.sh",
+      script: AGENT,
+      verb: "health",
       extraSeconds: args.timeoutSeconds,
       params: scriptParams({
         APP: args.appName,

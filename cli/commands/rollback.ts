@@ -1,7 +1,7 @@
 // fdeploy rollback [--to RELEASE] | --forward  (also: npm run rollback -- …)
 //
 // A rollback is a `pulumi up` with the release pinned to one the server still keeps: it asks the
-// server where to go (components/scripts/rollback.sh plan: one step back through the healthy
+// server where to go (the server agent's rollback-plan: one step back through the healthy
 // history, or --to), and runs `pulumi up --config release=<it>` (which sets the stack's `release`
 // setting, then deploys). That switches
 // to it with the stack's strategy and health check (nothing uploaded or installed), then brings the
@@ -44,7 +44,7 @@ export function register(program: Command): void {
       config.catch(() => undefined);   // its error is thrown below
       const fromFile = connectionFromFile(ref);
       const ask = (conn: Pick<DeployConfig, "appName" | "server">) =>
-        runOnServer(conn, "rollback.sh", "plan", { APP: conn.appName, TO: to }, { capture: true, keepStderr: true });
+        runOnServer(conn, "agent", "rollback-plan", { APP: conn.appName, TO: to }, { capture: true, keepStderr: true });
       let early: ReturnType<typeof ask> | undefined;
       try {
         early = fromFile ? ask(fromFile) : undefined;

@@ -5,7 +5,8 @@
 # Slots are instances of the units fdeploy-<app>@<slot> (service.sh); slots/<slot> -> a release,
 # slots/live names the slot nginx proxies to. After a successful switch: APP_ROOT/current -> the
 # release, an entry in APP_ROOT/history.jsonl (the agent's history.py), and old releases pruned
-# (slot targets always kept). Its one line on stdout: the agent's JSON result, the history after it.
+# (slot targets always kept; the agent's prune). Its one line on stdout: the agent's JSON result,
+# the history after it.
 # params: APP, RELEASE_ID, STRATEGY, HEALTH_PATH, HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE,
 #         ROLLBACK (1: a rollback pinned this kept release; the history records it as one, with the
 #         schema version the release went live with, which migrate.sh brings the database down to)
@@ -35,8 +36,6 @@ runtime=${P_RUNTIME:-python}
 if [ "$runtime" = docker ]; then
   docker image inspect "fdeploy-$P_APP:$P_RELEASE_ID" >/dev/null 2>&1 ||
     fail "the image of release $P_RELEASE_ID (fdeploy-$P_APP:$P_RELEASE_ID) is not on this server's Docker engine; a rollback can only pin a release whose image is kept"
-  # the health probe runs as nginx's user: the container's socket folder is the app's
-  HTTP_PROBE_USER=www-data
 else   # the release loads the rendered shared files, never stand-ins the live app put in their place
   agent shared-relink <<<"$P_RAW" >/dev/null || exit 1
 fi
@@ -54,97 +53,13 @@ point_slot() {
   atomic_symlink "$2" "$slots/$1"
 }
 
-# check_slot SLOT: the app answers its health path on the slot's own socket. A process that exits
-# (or whose unit fails, or that systemd is restarting) fails the check at once, with the journal
-# lines that say why; only a process that runs but does not answer gets the whole timeout.
+# check_slot SLOT: the app answers its health path on the slot's own socket; a process that exits
+# fails it at once with the journal's why (the agent's slot-check; every value checked above)
 check_slot() {
-  local unit="fdeploy-$P_APP@$1.service" result="" why="" pid probe n out started=$SECONDS deadline=$((SECONDS + P_HEALTH_TIMEOUT))
-  local cgroup_retried=""
-  pid=$(unit_prop "$unit" MainPID)
-  out=$(mktemp)
-  while :; do
-    # the probe waits in the background: systemd holds the socket, so a probe of a dead process
-    # would wait out its own timeout; the process dying is seen while it waits
-    http_probe "http://localhost$P_HEALTH_PATH" --unix-socket "$(socket_path "$P_APP" "$1")" >"$out" &
-    probe=$!
-    # (its end is seen within 0.05 s; whether the process died, every 0.2 s: three systemctl calls)
-    n=0
-    while kill -0 "$probe" 2>/dev/null; do
-      if [ $((n++ % 4)) = 0 ] && why=$(slot_died "$unit" "$pid"); then break; fi
-      sleep 0.05
-    done
-    if [ -n "$why" ]; then
-      kill_tree "$probe"; wait "$probe" 2>/dev/null || true
-      retry_cgroup_failure "$unit" "$1" && continue
-      break
-    fi
-    if wait "$probe"; then
-      result=$(cat "$out"); rm -f "$out"
-      log "health check of $1 passed: ${result%% *}"
-      return 0
-    fi
-    result=$(cat "$out")
-    # a client error (404: no such route) will not change by waiting
-    [[ ${result%% *} =~ ^4 ]] && { why="GET $P_HEALTH_PATH answered HTTP ${result%% *}; the health path (flask-deploy:healthPath) must answer 2xx: set it to a route of the app that does"; break; }
-    if why=$(slot_died "$unit" "$pid"); then retry_cgroup_failure "$unit" "$1" && continue; break; fi
-    [ $SECONDS -ge $deadline ] && break
-    sleep 0.5
-  done
-  rm -f "$out"
-  if [ -n "$why" ]; then
-    log "slot $1: $why after $((SECONDS - started))s; not waiting out the ${P_HEALTH_TIMEOUT}s health timeout"
-  else
-    log "health check of slot $1 ($P_HEALTH_PATH) failed within ${P_HEALTH_TIMEOUT}s: HTTP ${result%% *}; body: ${result#* }"
-  fi
-  log "--- last lines of the journal of $unit ---"
-  journal_tail "$unit" 30 >&2
-  app_error "$unit" >&2
-  return 1
-}
-
-unit_prop() { systemctl show -p "$2" --value "$1" 2>/dev/null; }
-
-# retry_cgroup_failure UNIT SLOT: once per check_slot, a start that systemd itself failed with
-# 219/CGROUP (it could not move the new process into the unit's cgroup; seen on a busy machine
-# while the old process's cgroup was still being torn down) is started once more: not the app's
-# doing. Then check_slot's pid is the new process's and its why empty again.
-retry_cgroup_failure() {
-  [ -z "$cgroup_retried" ] || return 1
-  # the main process, or one of the start's control processes (ExecStartPre: runtime docker's)
-  [ "$(unit_prop "$1" ExecMainStatus)" = 219 ] || [[ $(unit_prop "$1" ExecStartPre) =~ status=219([^0-9]|$) ]] || return 1
-  cgroup_retried=1
-  log "slot $2: systemd could not set up the new process (status 219/CGROUP, not the app's doing); starting it once more"
-  sleep 0.5; systemctl restart "$1" || return 1
-  pid=$(unit_prop "$1" MainPID); why=""
-}
-
-kill_tree() { # kill_tree PID: the process and all its descendants (the probe's curl is a grandchild)
-  local c
-  for c in $(pgrep -P "$1" || true); do kill_tree "$c"; done
-  kill "$1" 2>/dev/null || true
-}
-
-# slot_died UNIT PID: prints why and succeeds when the slot's process PID is gone: the unit failed,
-# stopped, is waiting to be restarted, or runs another process than the one started
-slot_died() {
-  local active sub main
-  active=$(unit_prop "$1" ActiveState); sub=$(unit_prop "$1" SubState); main=$(unit_prop "$1" MainPID)
-  case $active/$sub in
-    failed/* | inactive/*) echo "its process exited$(killed_why "$1") and the unit is $active"; return 0 ;;
-    */auto-restart) echo "its process exited$(killed_why "$1") (systemd is restarting it)"; return 0 ;;
-  esac
-  if [ "$main" != "$2" ]; then echo "its process $2 exited$(killed_why "$1") (now: ${main/#0/none})"; return 0; fi
-  return 1
-}
-
-# killed_why UNIT: " (killed by signal N …)" when the unit's last main process died of a signal:
-# another process, not an error of the code (which exits with a status)
-killed_why() {
-  local code sig
-  code=$(unit_prop "$1" ExecMainCode); sig=$(unit_prop "$1" ExecMainStatus)
-  [ "$code" = 2 ] || [ "$code" = 3 ] || return 0
-  printf ' (killed by signal %s (SIG%s) from outside: another process of the app, an operator or the OOM killer; not an error the code raised)' \
-    "$sig" "$(kill -l "$sig" 2>/dev/null || echo '?')"
+  local passed
+  passed=$(printf '{"APP": "%s", "SLOT": "%s", "HEALTH_PATH": "%s", "HEALTH_TIMEOUT": "%s", "RUNTIME": "%s"}' \
+    "$P_APP" "$1" "$P_HEALTH_PATH" "$P_HEALTH_TIMEOUT" "$runtime" | agent slot-check --field passed) || return 1
+  [ "$passed" = True ]
 }
 
 # record live|failed: the activation's entry in the history (the agent's history-live, history-failed).
@@ -169,49 +84,6 @@ point_nginx() {
     write_if_changed "/etc/tmpfiles.d/fdeploy-$P_APP.conf" 0644 || true
   install -d -m 0755 "$dir"
   atomic_symlink "$(socket_path "$P_APP" "$1")" "$(live_socket_path "$P_APP")"
-}
-
-prune() { # keep the newest KEEP_RELEASES healthy releases, plus whatever a slot points at
-  local keep=() id
-  for s in "$slots"/*; do [ -L "$s" ] && keep+=("$(basename "$(readlink -f "$s")")"); done
-  mapfile -t healthy < <(agent history --field keep <<<"$P_RAW")
-  keep+=("${healthy[@]}")
-  for d in "$APP_ROOT"/releases/*/; do
-    id=$(basename "$d")
-    [[ " ${keep[*]} " == *" $id "* ]] && continue
-    [ "$(stat -c %Y "$d")" -gt $(( $(date +%s) - 60 )) ] && continue   # being installed right now
-    rm -rf "$d" "$FDEPLOY_HOME/uploads/$id"; log "pruned release $id"
-  done
-  # runtime docker: the images of releases no longer kept (a kept release keeps its image for rollbacks)
-  if command -v docker >/dev/null; then
-    local tag
-    for tag in $(docker image ls --format '{{.Tag}}' "fdeploy-$P_APP" 2>/dev/null); do
-      [[ $tag =~ ^[0-9a-f]{12}$ ]] && [ ! -d "$APP_ROOT/releases/$tag" ] || continue
-      docker image rm "fdeploy-$P_APP:$tag" >/dev/null 2>&1 && log "pruned image fdeploy-$P_APP:$tag"
-    done
-  fi
-  # the shared venvs (release.sh) that no kept release links to; one built this minute may be about
-  # to be linked by an install that waits for the lock
-  local used=" " v
-  for d in "$APP_ROOT"/releases/*/; do used+="$(readlink "$d.venv" 2>/dev/null || true) "; done
-  for v in "$APP_ROOT"/venvs/*/; do
-    v=${v%/}
-    [ -d "$v" ] && [[ $used != *" $v "* ]] || continue
-    [ "$(stat -c %Y "$v")" -gt $(( $(date +%s) - 60 )) ] && continue
-    rm -rf "$v"; log "pruned venv $(basename "$v")"
-  done
-}
-
-prune_uploads() { # older script bundles and migration sets in the SSH user's home, unused for an hour
-  local d keep_scripts keep_migrations
-  keep_scripts=$(basename "$(cd "$(dirname "$0")" && pwd -P)")   # this bundle: went-live points live-scripts at it
-  keep_migrations=migrations-$(basename "$(readlink -f "$APP_ROOT/migrations/current" 2>/dev/null)")
-  for d in "$FDEPLOY_HOME"/scripts-* "$FDEPLOY_HOME"/migrations-*; do
-    [ -d "$d" ] || continue
-    case $(basename "$d") in "$keep_scripts" | "$keep_migrations") continue ;; esac
-    [ -n "$(find "$d" -maxdepth 0 -mmin +60)" ] && rm -rf "$d" && log "pruned upload $(basename "$d")"
-  done
-  return 0
 }
 
 live_slot() { # the slot nginx proxies to now ("" before the first activation)
@@ -372,18 +244,14 @@ activate_blue_green() {
 # canary: start the release on the idle slot (as blue-green) and check it there, then shift the
 # traffic to it in steps (CANARY_STEPS, percent): nginx's upstream for the app becomes the live and
 # the new slot with those weights (upstream.conf, `nginx -t`, a graceful reload). Each step runs
-# CANARY_STEP_SECONDS and is gated on what nginx logged for it (canary.py): the new release's 5xx
-# share and p95 upstream time; with fewer than CANARY_MIN_REQUESTS requests on it the step waits
+# CANARY_STEP_SECONDS and is gated on what nginx logged for it (the agent's canary-gate): the new
+# release's 5xx share and p95 upstream time; with fewer than CANARY_MIN_REQUESTS requests on it the step waits
 # (up to CANARY_MAX_WAIT_SECONDS more), fails or passes (CANARY_LOW_TRAFFIC). A tripped gate sends
 # all traffic back to the live slot at once, stops the new slot and fails the deploy with the
 # numbers; nothing touches the database. After the 100 % step the live link switches to the new
 # slot, the upstream goes back to it, and the old slot is drained and stopped, as in blue-green.
-# It falls back to blue-green (and says why) when there is nothing to compare with or to split:
-# no live slot running, a site that does not route through upstream.conf yet (the first deploy
-# with strategy canary installs it after the switch), a rollback (back to a release that already
-# ran here, at once), or a migration this deploy applied that is not marked `-- fdeploy: canary-safe`
-# (the old release would run for minutes on a schema nobody declared it can use; blue-green keeps
-# that overlap to a moment).
+# It falls back to blue-green (and says why: the agent's canary-plan) when there is nothing to
+# compare with or to split, a rollback, or a migration not marked `-- fdeploy: canary-safe`.
 canary_state() { echo "$slots/canary.json"; }
 
 # put_upstream TEXT: the app's upstream servers, tested with nginx -t, then a graceful reload
@@ -417,46 +285,17 @@ recover_canary() {
   rm -f "$f"
 }
 
-# canary_fallback: why this deploy cannot be a canary ("" when it can)
-canary_fallback() {
-  local live=$1 site; site=$(setting_path site)
-  if [ -z "$live" ]; then echo "no release is live yet"; return; fi
-  if ! systemctl is-active --quiet "fdeploy-$P_APP@$live.service"; then echo "the live slot $live does not run"; return; fi
-  if [ -n "${P_ROLLBACK:-}" ]; then echo "a rollback returns to a release that already ran here"; return; fi
-  if ! grep -qF "include $(upstream_conf "$P_APP");" "$site" 2>/dev/null || [ ! -L "/etc/nginx/sites-enabled/fdeploy-$P_APP.conf" ]; then
-    echo "the nginx site in force does not split traffic yet (this deploy installs it after the switch; the next one is a canary)"; return
-  fi
-  local unsafe; unsafe=$(unsafe_migrations | tr '\n' ' ')
-  if [ -n "$unsafe" ]; then echo "migrations applied for this release are not marked '-- fdeploy: canary-safe': ${unsafe% }"; fi
-}
-
-# unsafe_migrations: the migrations newer than the live release's schema without the marker
-unsafe_migrations() {
-  local live_schema f v
-  live_schema=$(agent history --field liveSchema <<<"$P_RAW")
-  [[ $live_schema =~ ^[0-9]+$ ]] || return 0
-  for f in "$APP_ROOT"/migrations/current/[0-9][0-9][0-9][0-9]_*.up.sql; do
-    [ -f "$f" ] || continue
-    v=$(basename "$f"); v=$((10#${v:0:4}))
-    [ "$v" -gt "$live_schema" ] || continue
-    grep -qiE '^[[:space:]]*--[[:space:]]*fdeploy:[[:space:]]*canary-safe([[:space:]]|$)' "$f" || basename "$f"
-  done
-}
-
 activate_canary() {
   local live new why
   live=$(live_slot)
-  why=$(canary_fallback "$live")
+  # why this deploy cannot be a canary ("" when it can: then its CANARY_* parameters are checked)
+  why=$(agent canary-plan --field fallback <<<"$P_RAW") || exit 1
   if [ -n "$why" ]; then
     log "canary: $why; going live blue-green instead"
     P_STRATEGY=blue-green
     activate_blue_green
     return
   fi
-  [[ ${P_CANARY_STEPS:-} =~ ^[0-9]{1,3}(,[0-9]{1,3})*$ && ${P_CANARY_STEP_SECONDS:-} =~ ^[0-9]{1,4}$ &&
-     ${P_CANARY_MIN_REQUESTS:-} =~ ^[0-9]{1,7}$ && ${P_CANARY_MAX_WAIT_SECONDS:-} =~ ^[0-9]{1,4}$ &&
-     ${P_CANARY_MAX_P95_MS:-} =~ ^[0-9]{1,6}$ && ${P_CANARY_MAX_ERROR_RATE:-} =~ ^(0|1)?(\.[0-9]+)?$ &&
-     ${P_CANARY_LOW_TRAFFIC:-} =~ ^(wait|fail|pass)$ ]] || fail "bad canary parameters"
   preflight light
   if [ "$live" = blue ]; then new=green; else new=blue; fi
   start_checked "$new" "slot $new; slot $live keeps serving"
@@ -482,9 +321,8 @@ activate_canary() {
     deadline=$((SECONDS + P_CANARY_STEP_SECONDS)); waited=$((SECONDS + P_CANARY_STEP_SECONDS + P_CANARY_MAX_WAIT_SECONDS))
     while :; do
       sleep 1
-      why=$(slot_died "fdeploy-$P_APP@$new.service" "$(unit_prop "fdeploy-$P_APP@$new.service" MainPID)") &&
-        canary_abort "the new release's process died at step $i/$n ($pct %): $why" ""
       rc=0; summary=$(canary_gate "$offset" early) || rc=$?
+      [ $rc != 5 ] || canary_abort "the new release's process died at step $i/$n ($pct %): $summary" ""
       [ $rc = 0 ] || canary_abort "step $i/$n ($pct %)" "$summary" $rc
       [ $SECONDS -ge $deadline ] || continue
       rc=0; summary=$(canary_gate "$offset" final) || rc=$?
@@ -506,11 +344,16 @@ activate_canary() {
   stop_slot "$live"                     # SIGTERM: Gunicorn finishes in-flight requests first
 }
 
-# canary_gate OFFSET MODE: the step's numbers so far (one line); exit status as canary.py's
+# canary_gate OFFSET MODE: the step's numbers so far (one line); exit status the gate's verdict
+# (the agent's canary-gate: 0 pass, 2 too few requests, 3 5xx share, 4 p95, 5 (early) the new
+# slot's process died, the line then says why; every value checked)
 canary_gate() {
-  python3 "$(dirname "$0")/canary.py" "$(upstream_log "$P_APP")" "$1" \
-    "$(socket_path "$P_APP" "$(live_slot)")" "$(socket_path "$P_APP" "$CANARY_SLOT")" \
-    "$P_CANARY_MAX_ERROR_RATE" "$P_CANARY_MAX_P95_MS" "$P_CANARY_MIN_REQUESTS" "$2"
+  local out
+  out=$(printf '{"APP": "%s", "SLOT": "%s", "OFFSET": "%s", "MODE": "%s", "CANARY_MAX_ERROR_RATE": "%s", "CANARY_MAX_P95_MS": "%s", "CANARY_MIN_REQUESTS": "%s"}' \
+    "$P_APP" "$CANARY_SLOT" "$1" "$2" "$P_CANARY_MAX_ERROR_RATE" "$P_CANARY_MAX_P95_MS" "$P_CANARY_MIN_REQUESTS" |
+    agent canary-gate --field line) || return 1
+  printf '%s\n' "${out#* }"
+  return "${out%% *}"
 }
 
 # canary_abort WHAT SUMMARY [GATE]: all traffic back to the live slot at once, the new slot stopped,
@@ -573,8 +416,9 @@ agent went-live <<<"$P_RAW" >/dev/null   # state.json, and the bundle fdeploy ru
 # the parameters of the activation that went live: what state.sh repairs to
 printf '%s' "$P_RAW" | write_if_changed "$slots/activation.live.json" 0600 || true
 rm -f "$slots/activation.json"   # written by older versions
-prune
-prune_uploads
+# old releases (slot targets and the newest KEEP_RELEASES that went live kept), their images and
+# venvs, and this user's uploads unused for an hour (the agent's prune)
+agent prune <<<"$P_RAW" >/dev/null || log "warning: pruning old releases failed (see above); the next deploy tries again"
 # the environment file used to live in the app-writable shared/ (the app could swap it for a
 # symlink that systemd, reading as root, followed); the units now read /etc/fdeploy/<app>/env, so
 # whatever is left there goes (unlink never follows a symlink)

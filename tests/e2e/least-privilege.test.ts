@@ -347,13 +347,13 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     server.ssh("command -v strace >/dev/null || { apt-get update -qq && apt-get install -y -qq strace >/dev/null; }");
     const traced = (name: string, script: string, verb: string, params: object | string) => {
       const r = server.trySsh(`strace -f -qq -s 512 -e trace=open,openat,creat -o /root/trace-${name}.txt ` +
-        `bash ${bundle(A)}${script} ${verb}`, typeof params === "string" ? params : JSON.stringify(params));
+        `${script === "agent" ? "python3 -I -B" : "bash"} ${bundle(A)}${script} ${verb}`, typeof params === "string" ? params : JSON.stringify(params));
       assert.strictEqual(r.status, 0, `${script}: ${r.stderr}`);
       return server.ssh(`cat /root/trace-${name}.txt; rm -f /root/trace-${name}.txt`);
     };
     const live = server.ssh(`cat /srv/${A}/slots/activation.live.json`);
     const traces = [
-      traced("health", "health.sh", "create", { APP: A, HOST_HEADER: "localhost", HEALTH_PATH: "/health", HEALTH_TIMEOUT: "15" }),
+      traced("health", "agent", "health", { APP: A, HOST_HEADER: "localhost", HEALTH_PATH: "/health", HEALTH_TIMEOUT: "15" }),
       traced("status", "ops.sh", "status", { APP: A }),
       traced("activate", "activate.sh", "create", live),
     ].join("\n");
@@ -370,7 +370,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       else if (!created.has(file) || file.endsWith(".err")) bad.push(`${file} ${flags}`);
     }
     assert.deepStrictEqual(bad, [], `root opened files in /tmp it did not create privately (fs.protected_symlinks=${protectedSymlinks})`);
-    rows.push(`| plant a file or symlink at a name root uses in /tmp (host fs.protected_symlinks=${protectedSymlinks}) | under strace, health.sh, ops.sh status and activate.sh open ${opens} paths in /tmp, each one created by them with O_EXCL: no predictable name |`);
+    rows.push(`| plant a file or symlink at a name root uses in /tmp (host fs.protected_symlinks=${protectedSymlinks}) | under strace, the agent's health, ops.sh status and activate.sh open ${opens} paths in /tmp, each one created by them with O_EXCL: no predictable name |`);
   });
 
   it("14. a FIFO in shared/ fails the backup before the release commands at once, naming it; the site keeps serving", async () => {

@@ -223,7 +223,7 @@ def record_failed(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) 
 
 
 def rollback_plan(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """`rollback-plan` (rollback.sh plan, `fdeploy rollback`): where a rollback goes; changes nothing.
+    """`rollback-plan` (`fdeploy rollback`): where a rollback goes; changes nothing.
     params: APP, TO (a release id, or "" for one step back through the healthy history). Result: the
     release to pin, the schema version it ran with, and the live release."""
     app = apps.load(host, apps.check_name(params.get("APP")))

@@ -37,6 +37,34 @@ def _unmount(target: str) -> bool:
     raise OSError(e, "unmount %s: %s" % (target, os.strerror(e)))
 
 
+class Spawned:
+    """A command running in the background (Host.spawn): its output goes to an anonymous memory
+    file (no path anyone could plant), so a chatty command never blocks on a full pipe."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self._out = os.fdopen(os.memfd_create("fdeploy-spawned", os.MFD_CLOEXEC), "w+b")
+        self._proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)   # its own process group: stop() ends its children too
+
+    def poll(self) -> Optional[int]:
+        return self._proc.poll()
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._proc.wait()
+        self._out.close()
+
+    def output(self) -> bytes:
+        self._proc.wait()
+        self._out.seek(0)
+        data = self._out.read()
+        self._out.close()
+        return data
+
+
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]   # (argv, merge_output=False[, input=TEXT])
 
 
@@ -79,7 +107,8 @@ class Host:
                  bind_mount: Optional[Callable[[str, str], None]] = None,
                  unmount: Optional[Callable[[str], bool]] = None,
                  kill_user: Optional[Callable[[int, int], None]] = None,
-                passwd: Optional[Callable[[str], Optional[Tuple[int, str, str]]]] = None) -> None:
+                passwd: Optional[Callable[[str], Optional[Tuple[int, str, str]]]] = None,
+                 spawn: Optional[Callable[[Sequence[str]], Spawned]] = None) -> None:
         self.root = root
         self._run = run or _run
         self._user_ids = user_ids or (lambda name: (pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid))
@@ -88,6 +117,7 @@ class Host:
         self._unmount = unmount or _unmount
         self._kill_user = kill_user or _kill_user
         self._passwd = passwd or _passwd
+        self._spawn = spawn or Spawned
         self.commands: List[List[str]] = []   # what ran, in order (tests read it)
 
     def path(self, p: str) -> str:
@@ -101,6 +131,11 @@ class Host:
         if input is None:
             return self._run(argv, merge_output=merge_output)
         return self._run(argv, merge_output=merge_output, input=input)
+
+    def spawn(self, argv: Sequence[str]) -> Spawned:
+        """ARGV started in the background (stdin /dev/null; poll, stop or read its output)."""
+        self.commands.append(list(argv))
+        return self._spawn(argv)
 
     def user_ids(self, name: str) -> Tuple[int, int]:
         return self._user_ids(name)
