@@ -25,7 +25,7 @@ with_deploy_lock
 
 release=$APP_ROOT/releases/$P_RELEASE_ID
 slots=$APP_ROOT/slots
-[ -f "$release/.fdeploy-release.json" ] || fail "release $P_RELEASE_ID is not installed"
+[ -f "$release/.fdeploy-release.json" ] || fail "release $P_RELEASE_ID is not installed on this server (pulumi up installs it)"
 if [ -n "${P_ROLLBACK:-}" ]; then
   [ -n "$(agent history --field schema <<<"$P_RAW")" ] ||
     fail "release $P_RELEASE_ID never went live on this server: a rollback (the stack's \`release\` setting) can only pin one that did (see the releaseHistory output)"
@@ -35,7 +35,7 @@ runtime=${P_RUNTIME:-python}
 [[ $runtime =~ ^(python|docker)$ ]] || fail "bad runtime '$runtime'"
 if [ "$runtime" = docker ]; then
   docker image inspect "fdeploy-$P_APP:$P_RELEASE_ID" >/dev/null 2>&1 ||
-    fail "the image of release $P_RELEASE_ID (fdeploy-$P_APP:$P_RELEASE_ID) is not on this server's Docker engine; a rollback can only pin a release whose image is kept"
+    fail "image fdeploy-$P_APP:$P_RELEASE_ID is not on this server's Docker engine: flask-deploy:release can pin only a release whose image is kept"
 else   # the release loads the rendered shared files, never stand-ins the live app put in their place
   agent shared-relink <<<"$P_RAW" >/dev/null || exit 1
 fi
@@ -169,7 +169,7 @@ activate_restart() {
       point_slot "$slot" "$previous" "$LIVE_USER"; start_slot "$slot"
       check_slot "$slot" || log "the previous release does not answer either"
     fi
-    fail "release $P_RELEASE_ID failed its health check; it is not live"
+    fail "release $P_RELEASE_ID failed its health check (flask-deploy:healthPath); it is not live"
   fi
   go_live "$slot"
 }
@@ -182,7 +182,7 @@ start_checked() {
   start_slot "$1"
   if ! check_slot "$1"; then
     stop_slot "$1"; record failed
-    fail "release $P_RELEASE_ID failed its health check on $2"
+    fail "release $P_RELEASE_ID failed its health check on $2 (flask-deploy:healthPath)"
   fi
 }
 
@@ -394,7 +394,7 @@ recover_canary
 # also ends what that user left running and makes shared/ group-writable for it)
 mapfile -t users < <(agent new-release-user --field users <<<"$P_RAW")
 NEW_USER=${users[0]:-}; LIVE_USER=${users[1]:-$APP_USER}
-[ -n "$NEW_USER" ] || fail "could not choose the user of the new release's slot (see above)"
+[ -n "$NEW_USER" ] || fail "could not choose the user of the new release's slot (see above); pulumi up tries again"
 
 case $P_STRATEGY in
   # runtime docker: no socket unit can hold the live slot's connections while its container is

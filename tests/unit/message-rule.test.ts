@@ -36,10 +36,10 @@ const FILE = new RegExp([
 // Internal assertions: the program's own parameters (validated before they are sent: the config schema, fdeploy's
 // options) or the agent's own output, refused on the server only if the program is broken; a user cannot cause them.
 const INTERNAL = [
-  /^bad (release id|slot|app user|app name|stack name|package name|runtime|job name|certificate name|shared (paths|file)|parameter name|schema version|migrations upload|replica kind|line count|command \(CMD|maintenance mode|lock action|INSTALL_SECONDS|timeout or keep|canary parameters|health path|host name)\b|^bad \{what\} /,
+  /^bad (release id|slot|app user|app name|stack name|package name|runtime|job name|certificate name|shared (paths|file)|parameter name|schema version|migrations upload|replica kind|line count|command \(CMD|maintenance mode|lock action|INSTALL_SECONDS|timeout or keep|canary parameters|canary-gate parameters|health check parameters|health path|host name)\b|^bad \{what\} /,
   /^(could not read the|no|the) parameters on stdin/, /^[A-Z]+( and [A-Z]+)? must be|^[A-Z]+ and [A-Z]+: expected/,
   /^unsafe word in a remote command line/, /^\{what\} at position/,     // app-module.ts: caught, becomes an appModule problem
-  /^unknown (shared step|migration mode)/, /^\{user\} is not a user of app/, /^the agent chose no user/, /^\{key\}: expected one line of text/,
+  /^unknown (shared step|migration mode|strategy)/, /^\{user\} is not a user of app/, /^the agent chose no user/, /^\{key\}: expected one line of text/,
 ];
 /** A message passed on from elsewhere ({e}, "$@"): checked where it is written. */
 const PASSED_ON = /^(\{(e|err|exc|@)\}|\$@|)$|^\$\(result_field error/;

@@ -39,8 +39,8 @@ def health(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_
             return {"status": int(code)}
         if code.startswith("4"):   # a client error (e.g. no such route) will not change by waiting
             log("body: " + body)
-            raise AgentError("GET %s through nginx answered HTTP %s (a client error: no such route?); the health path "
-                             "(flask-deploy:healthPath) must answer 2xx: set it to a route of the app that does" % (path, code))
+            raise AgentError("GET %s through nginx answered HTTP %s (a client error): set flask-deploy:healthPath to a route "
+                             "of the app that answers 2xx\n(no such route?)" % (path, code))
         if clock() >= deadline:
             break
         sleep(0.5)
