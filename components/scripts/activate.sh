@@ -46,10 +46,10 @@ fi
 # says otherwise (runtime docker: none, the unit runs docker as root, the container as the app user)
 point_slot() {
   local env user=${3-$NEW_USER}
-  env=$(printf '{"APP": "%s", "RELEASE_ID": "%s"}' "$P_APP" "$(basename "$2")" | agent slot-env --field text) || exit 1
+  env=$(agent slot-env --app "$P_APP" --set RELEASE_ID="$(basename "$2")" --field text) || exit 1
   printf '%s\n' "$env" | write_if_changed "$slots/$1.env" 0644 || true
   [ "$runtime" = docker ] && user=""
-  printf '{"APP": "%s", "SLOT": "%s", "USER": "%s"}' "$P_APP" "$1" "$user" | agent slot-user >/dev/null || exit 1
+  agent slot-user --app "$P_APP" --set SLOT="$1" --set USER="$user" >/dev/null || exit 1
   atomic_symlink "$2" "$slots/$1"
 }
 
@@ -57,8 +57,8 @@ point_slot() {
 # fails it at once with the journal's why (the agent's slot-check; every value checked above)
 check_slot() {
   local passed
-  passed=$(printf '{"APP": "%s", "SLOT": "%s", "HEALTH_PATH": "%s", "HEALTH_TIMEOUT": "%s", "RUNTIME": "%s"}' \
-    "$P_APP" "$1" "$P_HEALTH_PATH" "$P_HEALTH_TIMEOUT" "$runtime" | agent slot-check --field passed) || return 1
+  passed=$(agent slot-check --app "$P_APP" --set SLOT="$1" --set HEALTH_PATH="$P_HEALTH_PATH" \
+    --set HEALTH_TIMEOUT="$P_HEALTH_TIMEOUT" --set RUNTIME="$runtime" --field passed) || return 1
   [ "$passed" = True ]
 }
 
@@ -68,10 +68,8 @@ check_slot() {
 # down`). The strategy is the one that ran (a canary that fell back: blue-green); every value here
 # was checked above. The result of history-live (the history after it) is this step's stdout.
 record() {
-  local params
-  params=$(printf '{"APP": "%s", "RELEASE_ID": "%s", "STRATEGY": "%s", "ROLLBACK": "%s"}' \
-    "$P_APP" "$P_RELEASE_ID" "$P_STRATEGY" "${P_ROLLBACK:+1}")
-  if [ "$1" = live ]; then agent history-live <<<"$params"; else agent history-failed <<<"$params" >/dev/null; fi
+  local params=(--app "$P_APP" --set RELEASE_ID="$P_RELEASE_ID" --set STRATEGY="$P_STRATEGY" --set ROLLBACK="${P_ROLLBACK:+1}")
+  if [ "$1" = live ]; then agent history-live "${params[@]}"; else agent history-failed "${params[@]}" >/dev/null; fi
 }
 
 # point_nginx SLOT: nginx proxies to /run/fdeploy-<app>/live.sock, a symlink to the live slot's
@@ -349,9 +347,9 @@ activate_canary() {
 # slot's process died, the line then says why; every value checked)
 canary_gate() {
   local out
-  out=$(printf '{"APP": "%s", "SLOT": "%s", "OFFSET": "%s", "MODE": "%s", "CANARY_MAX_ERROR_RATE": "%s", "CANARY_MAX_P95_MS": "%s", "CANARY_MIN_REQUESTS": "%s"}' \
-    "$P_APP" "$CANARY_SLOT" "$1" "$2" "$P_CANARY_MAX_ERROR_RATE" "$P_CANARY_MAX_P95_MS" "$P_CANARY_MIN_REQUESTS" |
-    agent canary-gate --field line) || return 1
+  out=$(agent canary-gate --app "$P_APP" --set SLOT="$CANARY_SLOT" --set OFFSET="$1" --set MODE="$2" \
+    --set CANARY_MAX_ERROR_RATE="$P_CANARY_MAX_ERROR_RATE" --set CANARY_MAX_P95_MS="$P_CANARY_MAX_P95_MS" \
+    --set CANARY_MIN_REQUESTS="$P_CANARY_MIN_REQUESTS" --field line) || return 1
   printf '%s\n' "${out#* }"
   return "${out%% *}"
 }
