@@ -255,7 +255,7 @@ async function floorC(server: TestServer): Promise<Runner> {
 }
 
 /**
- * The Pulumi cases on one stack. `deployed` models the server's release history as rollback.sh reads
+ * The Pulumi cases on one stack. `deployed` models the server's release history as the agent's rollback-plan reads
  * it (a deploy pushes its release, a rollback pops back to the one before): what each deploy served.
  */
 function pulumiCases(d: Deployment): Record<"no-op" | "code" | "dependency" | "dependency-bump" | "dependency-removal" | "rollback", Runner> {

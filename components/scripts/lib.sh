@@ -211,52 +211,6 @@ ensure_upstream() {
   [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
 }
 
-# http_probe URL [curl options…]: prints "CODE BODY-EXCERPT"; exit 0 when CODE is 2xx.
-# No file: the body, curl's error and the code (-w, last line) come through one pipe, bounded (the
-# first 500 and last 300 bytes); a file in /tmp would be a name another user could plant first.
-http_probe() {
-  local url=$1; shift
-  local as=() out code
-  # HTTP_PROBE_USER (activate.sh, runtime docker): curl runs as that user, not root, since the
-  # socket's folder is the app's
-  [ -n "${HTTP_PROBE_USER:-}" ] && as=(run_as "$HTTP_PROBE_USER")
-  out=$("${as[@]}" curl -sS -w '\n%{http_code}' --max-time 5 "$@" "$url" 2>&1 </dev/null | tr -d '\000' |
-    { head -c 500; tail -c 300; }) || true
-  code=${out##*$'\n'}
-  if [[ $code =~ ^[0-9]{3}$ ]]; then out=${out%"$code"}; else code=000; fi
-  out=${out//$'\n'/ }; out=${out%"${out##*[! ]}"}
-  [ ${#out} -le 500 ] || out="${out:0:300} … ${out: -200}"   # the body's start, curl's error at the end
-  printf '%s %s' "$code" "$out"
-  [[ $code =~ ^2 ]]
-}
-
-# wait_healthy SECONDS URL [curl options…]: probe until 2xx or the deadline; last result on stdout.
-# A 4xx (a client error, e.g. no such route) returns 2 at once: waiting will not change it.
-wait_healthy() {
-  local timeout=$1 url=$2; shift 2
-  local deadline=$((SECONDS + timeout)) result
-  while :; do
-    result=$(http_probe "$url" "$@") && { echo "$result"; return 0; }
-    [[ ${result%% *} =~ ^4 ]] && { echo "$result"; return 2; }
-    [ $SECONDS -ge $deadline ] && { echo "$result"; return 1; }
-    sleep 0.5
-  done
-}
-
-# app_error UNIT: the app's own exception from the journal (not Gunicorn's "failed to boot"), or the
-# agent's refusal to mount a source the container would have had (runtime docker, mounts.py)
-app_error() {
-  local line
-  line=$(journalctl -u "$1" -n 300 --no-pager -o cat 2>/dev/null |
-    grep -E '^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)(:|$)|^error: .*refusing to mount' | grep -v HaltServer | tail -n 1 || true)
-  case $line in
-    "") ;;
-    error:*) echo "not started: ${line#error: }" ;;
-    *) echo "app error: $line" ;;
-  esac
-  return 0
-}
-
 journal_tail() { journalctl -u "$1" -n "${2:-30}" --no-pager -o cat 2>/dev/null || true; }
 
 # run_as USER CMD…: CMD as USER (runuser), with this script's stdin, stdout and stderr only. Every

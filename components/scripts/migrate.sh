@@ -48,6 +48,6 @@ if [ "$(plan copy)" = True ]; then
 fi
 runner
 migrate "$dir" up
-# the set the database is now at (root-owned: activate.sh records its version, rollback.sh runs its
+# the set the database is now at (root-owned: activate.sh records its version, a rollback runs its
 # down files); moved only after success, so a failed migration leaves the previous set current
 atomic_symlink "$dir" "$APP_ROOT/migrations/current"
