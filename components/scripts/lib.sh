@@ -211,6 +211,14 @@ ensure_upstream() {
   [ -e "$f" ] || install -m 0640 -o www-data -g adm /dev/null "$f"
 }
 
+# shutting_down: the server is stopping, or systemd no longer answers (the last seconds of a
+# shutdown): a step that failed then was stopped from outside, not by an error of its own
+shutting_down() {
+  case $(systemctl is-system-running 2>/dev/null) in
+    running|degraded|starting|initializing|maintenance) return 1 ;;
+  esac
+}
+
 journal_tail() { journalctl -u "$1" -n "${2:-30}" --no-pager -o cat 2>/dev/null || true; }
 
 # run_as USER CMD…: CMD as USER (runuser), with this script's stdin, stdout and stderr only. Every

@@ -110,6 +110,7 @@ else
   # with pip (ensurepip) is ~6 s of a dependency change; without, 0.1 s. A pip older than 22.3 has
   # no runner (no --python): then each venv gets its own pip, as before.
   log "creating venv $(basename "$venv") and installing requirements for $P_RELEASE_ID (as $builder)"
+  interrupted="the venv build of release $P_RELEASE_ID was interrupted before it finished (is the server shutting down?); run pulumi up again"
   out=""
   if [ "$(venvinfo pip_built)" != True ]; then
     install -d -m 0755 -o "$builder" -g "$builder" "$pipvenv"
@@ -152,11 +153,12 @@ BUILD
     printf '%s\n' "$out" | tail -n 20 >&2
     read -r avail _ < <(volume_free_kb) || true
     [ -n "$avail" ] && [ "$avail" -lt 204800 ] && exit 1   # the cleanup names the full volume
+    # pip killed by a shutdown fails too (seen in a full run): not an error of the requirements
+    shutting_down && die "$interrupted"
     die "pip install -r requirements.txt failed for release $P_RELEASE_ID; the live release is unchanged"
   fi
   # a build unit stopped from outside (a shutdown) can end "successfully" without finishing
-  [ -f "$venv/.fdeploy-built" ] ||
-    die "the venv build of release $P_RELEASE_ID was interrupted before it finished (is the server shutting down?); run pulumi up again"
+  [ -f "$venv/.fdeploy-built" ] || die "$interrupted"
 fi
 ln -sfn "$venv" "$dest/.venv"
 [ -x "$dest/.venv/bin/gunicorn" ] || die "gunicorn is not installed by requirements.txt (add gunicorn to it)"
