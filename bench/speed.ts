@@ -671,6 +671,20 @@ const ROWS: Row[] = [
 const fmt = (x: number) => x.toFixed(2);
 const ratio = (x: number) => `${x.toFixed(1)}×`;
 
+/** What the rows R say of their runs together: commits, dates, 1-min load range, other test servers up. */
+export function rowsProvenance(r: (CaseResult | undefined)[]): string {
+  const rows = r.filter((x): x is CaseResult => !!x);
+  if (!rows.length) return "no case measured";
+  const uniq = (xs: string[]) => [...new Set(xs)].sort();
+  const dates = rows.map((x) => x.date).sort();
+  const loads = rows.flatMap((x) => [x.loadBefore[0], x.loadAfter[0]]);
+  const others = uniq(rows.flatMap((x) => x.otherServers));
+  const [first, last] = [dates[0], dates[dates.length - 1]].map((d) => d.slice(0, 16).replace("T", " "));
+  const when = first.slice(0, 10) === last.slice(0, 10) ? `${first}–${last.slice(11)}` : `${first} – ${last}`;
+  return `commit ${uniq(rows.map((x) => x.commit.slice(0, 7))).join(", ")}, ${when} UTC, load (1 min) ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}, ` +
+    `other test servers up: ${others.length ? others.join(", ") : "none"}`;
+}
+
 export function renderMarkdown(raw: { machine?: any; provenance?: Provenance; cases: Partial<Record<CaseId, CaseResult>> }): string {
   const c = raw.cases;
   const med = (id: CaseId) => (c[id] ? stats(c[id]!.seconds).median : undefined);
@@ -680,7 +694,7 @@ export function renderMarkdown(raw: { machine?: any; provenance?: Provenance; ca
     "min / median / max; ratios are of medians. The runs go in rounds (every case once per round), so load swings weigh on",
     "cases and floors alike. Cases can be re-run alone (`--only`): each row below says when it ran and the machine's load.", "");
   lines.push(raw.provenance ? `Last run (the cases it ran; the others keep their own, below). ${provenanceLine(raw.provenance)}`
-    : "Provenance of the run as a whole: not recorded (written before issue #27); each row's commit, date, load and the other test servers up are below.", "");
+    : `Provenance of the run as a whole: not recorded (written before issue #27); from its rows: ${rowsProvenance(Object.values(c))}.`, "");
   lines.push("| case | runs | s (min / median / max) | floor (median s) | goal | ratio |", "|---|---:|---:|---|---|---:|");
   for (const row of ROWS) {
     const r = c[row.id];
