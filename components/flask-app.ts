@@ -70,19 +70,23 @@ export interface FlaskAppOutputs {
 
 type Out<K extends keyof FlaskAppOutputs> = pulumi.Output<pulumi.Unwrap<FlaskAppOutputs[K]>>;
 
+/** The outputs a FlaskApp registers (and a stack exports): every key of FlaskAppOutputs. */
+const OUTPUT_NAMES: (keyof FlaskAppOutputs)[] = ["url", "releaseId", "appDirRelease", "server", "appPath", "schemaVersion",
+  "migrationsDir", "strategy", "releaseHistory", "liveRelease", "running", "certificate"];
+
 export class FlaskApp extends pulumi.ComponentResource {
-  public readonly url: Out<"url">;
-  public readonly releaseId: Out<"releaseId">;
-  public readonly appDirRelease: Out<"appDirRelease">;
-  public readonly server: Out<"server">;
-  public readonly appPath: Out<"appPath">;
-  public readonly schemaVersion: Out<"schemaVersion">;
-  public readonly migrationsDir: Out<"migrationsDir">;
-  public readonly strategy: Out<"strategy">;
-  public readonly releaseHistory: Out<"releaseHistory">;
-  public readonly liveRelease: Out<"liveRelease">;
-  public readonly running: Out<"running">;
-  public readonly certificate: Out<"certificate">;
+  declare public readonly url: Out<"url">;
+  declare public readonly releaseId: Out<"releaseId">;
+  declare public readonly appDirRelease: Out<"appDirRelease">;
+  declare public readonly server: Out<"server">;
+  declare public readonly appPath: Out<"appPath">;
+  declare public readonly schemaVersion: Out<"schemaVersion">;
+  declare public readonly migrationsDir: Out<"migrationsDir">;
+  declare public readonly strategy: Out<"strategy">;
+  declare public readonly releaseHistory: Out<"releaseHistory">;
+  declare public readonly liveRelease: Out<"liveRelease">;
+  declare public readonly running: Out<"running">;
+  declare public readonly certificate: Out<"certificate">;
   /** This app's staging folder (.fdeploy-staging/<hash of project, stack and name>/). */
   public readonly stagingDir: string;
 
@@ -94,23 +98,9 @@ export class FlaskApp extends pulumi.ComponentResource {
     // registration goes to the engine first): the outputs follow them
     const done = this.deploy(name, args, staging).catch((e: unknown) => { throw quickError(e); });
     const out = <K extends keyof FlaskAppOutputs>(k: K): Out<K> => pulumi.output(done).apply((o) => o[k]) as unknown as Out<K>;
-    this.url = out("url");
-    this.releaseId = out("releaseId");
-    this.appDirRelease = out("appDirRelease");
-    this.server = out("server");
-    this.appPath = out("appPath");
-    this.schemaVersion = out("schemaVersion");
-    this.migrationsDir = out("migrationsDir");
-    this.strategy = out("strategy");
-    this.releaseHistory = out("releaseHistory");
-    this.liveRelease = out("liveRelease");
-    this.running = out("running");
-    this.certificate = out("certificate");
-    this.registerOutputs({
-      url: this.url, releaseId: this.releaseId, appDirRelease: this.appDirRelease, server: this.server, appPath: this.appPath,
-      schemaVersion: this.schemaVersion, migrationsDir: this.migrationsDir, strategy: this.strategy,
-      releaseHistory: this.releaseHistory, liveRelease: this.liveRelease, running: this.running, certificate: this.certificate,
-    });
+    const outputs = Object.fromEntries(OUTPUT_NAMES.map((k) => [k, out(k)]));
+    Object.assign(this, outputs);   // the readonly fields above, one per output
+    this.registerOutputs(outputs);
   }
 
   private async deploy(name: string, cfg: FlaskAppArgs, staging: string): Promise<FlaskAppOutputs> {
