@@ -11,8 +11,11 @@ cd "$ROOT"
 bash scripts/setup.sh
 . scripts/env.sh
 status=0
-LOG=$(mktemp); trap 'rm -f "$LOG"' EXIT   # runner output, for the closing count
-t0=$SECONDS
+LOG=$(mktemp); LOADS=$(mktemp)   # runner output, for the closing count; load samples, for the report
+# the run's provenance (scripts/test-run-report.sh): its load average every 60 s, from its start
+( while :; do cut -d' ' -f1 /proc/loadavg >>"$LOADS"; sleep 60; done ) & SAMPLER=$!
+trap 'kill "$SAMPLER" 2>/dev/null; rm -f "$LOG" "$LOADS"' EXIT
+t0=$SECONDS; started=$(date +%s); e2e_secs=0
 TIMES=()   # "section seconds", printed at the end
 last=""; last_t=0
 section() {
@@ -46,7 +49,9 @@ if [ "${FDEPLOY_E2E:-1}" != 0 ]; then
   section "E2E tests (real pulumi up against test servers)"
   bash tests/servers/testserver.sh wheelhouse app/requirements.txt
   before=$(bash tests/servers/testserver.sh list | sort)
+  e2e_t0=$SECONDS
   bash tests/run-e2e.sh 2>&1 | tee -a "$LOG" || status=1
+  e2e_secs=$((SECONDS - e2e_t0))
   section "Nothing left behind by the e2e tests"
   after=$(bash tests/servers/testserver.sh list | sort)
   # Only a server the tests added (or started) counts. One that was there before and is gone now is
@@ -73,5 +78,12 @@ sed 's/\x1b\[[0-9;]*m//g' "$LOG" | awk '
   # "after 10 failed attempts" in a test'"'"'s output
   /(passed|failed)[^|]* in [0-9.]+s/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   END { printf "tests: %d passed, %d failed\n", p, f }'
+
+# the run's entry for docs/test-runs.md (reports/ is ignored by git; `npm run record:test-run` adds it)
+cut -d' ' -f1 /proc/loadavg >>"$LOADS"
+mkdir -p reports
+bash scripts/test-run-report.sh entry "$LOG" "$started" "$(date +%s)" "$LOADS" "$e2e_secs" $((SECONDS - t0)) >reports/test-run.md
+printf '\n==== this run, for docs/test-runs.md (reports/test-run.md; npm run record:test-run adds it)\n'
+cat reports/test-run.md
 
 exit $status
