@@ -47,7 +47,7 @@ export interface AppChange {
   app: string;
   /** The release the up deploys, the one before (undefined on a first deploy), and whether it is a rollback's pin. */
   release?: { id: string; before?: string; pinned: boolean };
-  /** The app's steps that run, as "<step> (<op>)" (URN names without the app's prefix). */
+  /** The app's parts that change, as "<part> (<ops>)" (changedParts). */
   changes: string[];
   /** Migrations to apply ("0003_add_pinned"), changed ones ("0002_x (changed)"), or a rollback's "down to …". */
   migrations: string[];
@@ -144,7 +144,7 @@ function stdinParams(s?: State): Record<string, unknown> {
 
 /** The migration runner's triggers ("0003_name checksum", or "down to the schema of release X") that are new. */
 export function newMigrations(before: string[], after: string[]): string[] {
-  const had = new Map(before.map((t) => [t.split(" ")[0], t]));
+  const had = new Set(before.map((t) => t.split(" ")[0]));
   return after.filter((t) => !before.includes(t)).map((t) => {
     const [name] = t.split(" ");
     if (!/^\d+_/.test(name)) return t;   // a rollback's "down to the schema of release …"
@@ -155,11 +155,11 @@ export function newMigrations(before: string[], after: string[]): string[] {
 const code = (s: string) => `\`${s.replace(/`/g, "'")}\``;
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
-/** The Markdown summary of PREVIEW (STACK: the stack it must be of, when given). */
+/** The Markdown summary of PREVIEW (STACK: the stack it must be of, when given; an org/project/ prefix is not in URNs). */
 export function previewSummary(preview: Preview, stack?: string): string {
   const of = previewStack(preview);
   if (!of) throw new FdeployError("the preview has no steps: not the output of pulumi preview --json", 2);
-  if (stack && stack !== of) throw new FdeployError(`the preview is of stack ${of}, not ${stack}`, 2);
+  if (stack && stack.split("/").pop() !== of) throw new FdeployError(`--preview: a preview of stack ${of}, not ${stack} (pulumi preview --json --stack ${stack})`, 2);
   const totals = Object.entries(preview.changeSummary ?? {}).filter(([op, n]) => n > 0 && op !== "same")
     .map(([op, n]) => `${n} to ${op}`);
   const same = preview.changeSummary?.same ?? 0;

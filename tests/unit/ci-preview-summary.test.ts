@@ -45,6 +45,7 @@ describe("fdeploy preview-summary: a preview as a CI job summary", function () {
     assert.match(md, /\| release \| `496d998bf8a4` \(unchanged\) \|/);
     assert.match(md, /\| changes \| none \|/);
     assert.match(md, /\| migrations to apply \| none \|/);
+    assert.strictEqual(previewSummary(load("no-change"), "acme/flask-deploy/ci1"), md, "a fully qualified stack name");
   });
 
   it("a code change with a migration and a setting: the new release, only the new migration, the strategy set", () => {
@@ -93,7 +94,7 @@ describe("fdeploy preview-summary: a preview as a CI job summary", function () {
     assert.match(ok.out, /^### flask-deploy preview of stack `ci1`/);
     const other = await run("preview-summary", "--stack", "prod", "--preview", path.join(FIXTURES, "no-change.json"));
     assert.strictEqual(other.code, 2);
-    assert.match(other.err, /the preview is of stack ci1, not prod/);
+    assert.match(other.err, /--preview: a preview of stack ci1, not prod/);
     const bad = path.join(tempDir("ci-summary-"), "bad.json");
     fs.writeFileSync(bad, "error: preview failed\n");
     const r = await run("preview-summary", "--stack", "ci1", "--preview", bad);
