@@ -375,6 +375,11 @@ export type DeployConfig = Omit<z.infer<typeof configSchema>, "migrationsDir" | 
 };
 export type ServerConfig = DeployConfig["server"];
 export type Strategy = (typeof strategies)[number];
+
+/** The strategy of a stack that sets none: zero-downtime blue-green for production stacks (prod*), a simple restart elsewhere. */
+export function defaultStrategy(stack: string): Strategy {
+  return /^prod/.test(stack) ? "blue-green" : "restart";
+}
 export type TlsConfig = z.infer<typeof tlsSchema>;
 export type BackupConfig = NonNullable<DeployConfig["backup"]>;
 export type CanaryConfig = z.infer<typeof canarySchema>;
@@ -491,8 +496,7 @@ export function parseConfig(
   }
   if (problems.length) throw new ConfigError(problems);
   const cfg = result.data! as DeployConfig;
-  // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
-  if (input.strategy === undefined && /^prod/.test(stack)) cfg.strategy = "blue-green";
+  if (input.strategy === undefined) cfg.strategy = defaultStrategy(stack);
   problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg), ...checkDocker(cfg));
   if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
