@@ -8,6 +8,7 @@ import { z } from "zod";
 import { RunError } from "@pulumi/pulumi/errors";
 import { parseAppModule } from "./app-module";
 import { resolveAppLayout, SharedFile } from "./app-layout";
+import { appPinSchema, appsSchema } from "./config/pin";
 
 /** Config namespace: the project name in Pulumi.yaml. */
 export const NAMESPACE = "flask-deploy";
@@ -323,6 +324,8 @@ export const configSchema = z.strictObject({
     .string()
     .regex(/^[0-9a-f]{12}$/, "expected a kept release id (12 hex characters, fdeploy releases); fdeploy rollback sets it, `pulumi config rm release` unpins")
     .optional(),
+  // the release pins of the program's other FlaskApps (apps.<name>.release: components/config/pin.ts)
+  apps: appsSchema.optional(),
   keepReleases: z.coerce.number().int().min(2).max(50).default(5),
   keepBackups: z.coerce.number().int().min(1).max(100).default(10),
   // the disk budget of the kept pre-change backups (both kinds together), in bytes; unset: half of the
@@ -510,7 +513,7 @@ function splitKey(fullKey: string): [string, string] {
 function knownKeys(at: PropertyKey[]): string[] {
   const shape = at[0] === "server" ? serverSchema.shape : at[0] === "docker" ? dockerSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
     : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape
-    : at[0] === "jobs" && at.length === 2 ? jobSchema.shape : at[0] === "timeouts" ? timeoutsSchema.shape : configSchema.shape;
+    : at[0] === "jobs" && at.length === 2 ? jobSchema.shape : at[0] === "apps" && at.length === 2 ? appPinSchema.shape : at[0] === "timeouts" ? timeoutsSchema.shape : configSchema.shape;
   return Object.keys(shape);
 }
 
