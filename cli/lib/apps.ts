@@ -46,7 +46,7 @@ export function chooseApp(apps: StackApp[], wanted: string | undefined, stack: s
   let app: StackApp | undefined;
   if (wanted !== undefined) {
     app = apps.find((a) => a.name === wanted) ?? apps.find((a) => a.record?.appName === wanted);
-    if (!app) throw new FdeployError(`stack ${stack} holds no app '${wanted}'; its apps: ${list || "none"}`, 2);
+    if (!app) throw new FdeployError(`--app ${wanted}: stack ${stack} holds no such app; its apps: ${list || "none"}`, 2);
   } else if (apps.length > 1) {
     throw new FdeployError(`stack ${stack} holds ${apps.length} apps: ${list}; choose one with --app <name>`, 2);
   } else {

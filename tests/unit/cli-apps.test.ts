@@ -37,7 +37,7 @@ describe("fdeploy: the apps of a stack's state", () => {
       /^stack dev holds 2 apps: shop \(app shop on root@203\.0\.113\.20\), blog \(app blogapp on root@203\.0\.113\.20\); choose one with --app <name>$/);
     assert.strictEqual(chooseApp(apps, "blog", "dev").record.release, "bbbbbbbbbbbb");
     assert.strictEqual(chooseApp(apps, "blogapp", "dev").name, "blog");
-    refused(() => chooseApp(apps, "nope", "dev"), 2, /stack dev holds no app 'nope'; its apps: shop .*, blog /);
+    refused(() => chooseApp(apps, "nope", "dev"), 2, /^--app nope: stack dev holds no such app; its apps: shop .*, blog /);
   });
 
   it("a stack with no FlaskApp in its state (deployed before it) has no apps there", () => {
@@ -77,7 +77,8 @@ describe("fdeploy: the release pin per app", () => {
   });
 });
 
-describe("fdeploy: the user's project folder and the stack's state, through a fake pulumi", () => {
+describe("fdeploy: the user's project folder and the stack's state, through a fake pulumi", function () {
+  this.timeout(120000);   // the first command loads fdeploy's modules
   let bin: string, log: string;
   const saved = { path: process.env.PATH, cwd: process.cwd() };
   before(() => {

@@ -26,10 +26,11 @@ async function run(...args: string[]): Promise<{ code: number; out: string; err:
 
 describe("fdeploy command line", () => {
   for (const c of ["status", "releases", "logs", "exec", "console", "rollback", "purge", "maintenance", "lock status", "lock release", "jobs", "jobs run"]) {
-    it(`${c} --help names --stack`, async () => {
+    it(`${c} --help names --stack and --app`, async () => {
       const r = await run(...c.split(" "), "--help");
       assert.strictEqual(r.code, 0);
       assert.match(r.out, /-s, --stack <name>/);
+      assert.match(r.out, /-a, --app <name>/);
     });
   }
   it("refuses bad arguments before reading any stack", async () => {
