@@ -6,7 +6,7 @@
 import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { DeployConfig, NAMESPACE, parseConfig } from "../../components/config";
+import { DeployConfig, localEnv, NAMESPACE, parseConfig } from "../../components/config";
 import type { FdeployRecord } from "../../components/flask-app";
 import { pinnedSsh, SshTarget } from "../../components/pinned-ssh";
 import { appsInState, chooseApp } from "./apps";
@@ -109,7 +109,7 @@ function targetOf(ref: StackRef, exported: string, config: () => string): AppTar
     return { ...app.record, name: app.name };
   }
   const cfg = configFromJson(ref, config());
-  if (ref.app !== undefined && ref.app !== cfg.appName) throw new FdeployError(`stack ${ref.stack} holds no app '${ref.app}'; its app: ${cfg.appName}`, 2);
+  if (ref.app !== undefined && ref.app !== cfg.appName) throw new FdeployError(`--app ${ref.app}: stack ${ref.stack} holds no such app; its app: ${cfg.appName}`, 2);
   return {
     name: "app", appName: cfg.appName, server: cfg.server, releaseKey: `${NAMESPACE}:release`, ...(cfg.release ? { release: cfg.release } : {}),
     backup: cfg.backup !== undefined, jobs: Object.keys(cfg.jobs),
@@ -128,12 +128,6 @@ function configFromJson(ref: StackRef, text: string): DeployConfig {
   } catch (e: any) {
     throw new FdeployError(`stack ${ref.stack} (Pulumi.${ref.stack}.yaml): ${e.message}`, 2);
   }
-}
-
-function localEnv(dir: string): Record<string, string | undefined> {
-  const dotenv: Record<string, string> = {};
-  require("dotenv").config({ path: path.join(dir, ".env"), processEnv: dotenv, quiet: true });
-  return { ...dotenv, ...process.env };
 }
 
 /**
