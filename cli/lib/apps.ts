@@ -53,7 +53,8 @@ export function chooseApp(apps: StackApp[], wanted: string | undefined, stack: s
     app = apps[0];
   }
   if (!app.record) {
-    throw new FdeployError(`the state of stack ${stack} predates fdeploy's record of app ${app.name}: pulumi up --stack ${stack} once, then again`, 3);
+    throw new FdeployError(`app ${app.name} of stack ${stack} has no fdeploy record in its state yet (an older version deployed it, or its ` +
+      `first up failed): pulumi up --stack ${stack}`, 3);
   }
   return app as StackApp & { record: FdeployRecord };
 }

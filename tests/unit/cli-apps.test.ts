@@ -48,7 +48,7 @@ describe("fdeploy: the apps of a stack's state", () => {
   it("reads a record registered as a secret; an app registered before the record asks for an up", () => {
     const apps = appsInState(state("secret-and-old"));
     assert.strictEqual(chooseApp(apps, "shop", "dev").record.server.host, "203.0.113.20");
-    refused(() => chooseApp(apps, "old", "dev"), 3, /predates fdeploy's record of app old: pulumi up --stack dev/);
+    refused(() => chooseApp(apps, "old", "dev"), 3, /app old of stack dev has no fdeploy record in its state yet .*: pulumi up --stack dev/);
     const cipher = state("secret-and-old");
     cipher.deployment.resources[1].outputs.fdeploy = { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", ciphertext: "v1:x" };
     refused(() => appsInState(cipher), 1, /secret fdeploy could not read/);
