@@ -1,6 +1,6 @@
 // fdeploy — day-2 operations on a deployed app, so nobody needs to SSH in by hand. One small file
-// per command in cli/commands/; each acts on a stack's server through the stack's own config
-// (pulumi config, the user's login and secrets provider) and pinned host key.
+// per command in cli/commands/; each acts on an app of a stack (a FlaskApp its state holds, read with
+// the user's login and secrets provider in the user's project folder) through its pinned host key.
 import { Command, CommanderError } from "commander";
 import { FdeployError } from "./lib/errors";
 
@@ -9,7 +9,7 @@ COMMANDS.push("preview-summary");   // a CI job's summary of `pulumi preview --j
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command("fdeploy")
-    .description("Operate a Flask app deployed by flask-deploy (every command: --stack <name>, --help)")
+    .description("Operate a Flask app deployed by flask-deploy (every command: --stack <name>, --app <name>, --help)")
     .enablePositionalOptions()
     .showHelpAfterError()
     .exitOverride();

@@ -6,7 +6,8 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { canarySettings, DeployConfig, tlsSettings } from "./config";
+import { canarySettings, ConfigError, DeployConfig, NAMESPACE, ServerConfig, tlsSettings } from "./config";
+import { appPin, appPinKey } from "./config/pin";
 import { connectionFor } from "./connection";
 import { AppIdentity } from "./app-identity";
 import { ScriptBundle } from "./remote-script";
@@ -45,7 +46,22 @@ export type FlaskAppArgs = DeployConfig & {
   /** Alias the children to the names the single-app program before FlaskApp gave them (`release`, `base`, … with no
    * parent): a stack it deployed upgrades with no replacement. flaskAppArgsFromConfig() sets it. */
   legacyNames?: boolean;
+  /** The stack config key of this app's release pin, when `release` was read from it (flaskAppArgsFromConfig():
+   * `flask-deploy:release`). Unset: the component reads `flask-deploy:apps.<name>.release` itself (README "Releases,
+   * history and rollback"). */
+  releaseKey?: string;
 };
+
+/** What `fdeploy` reads from the stack's state to operate an app (a program need export nothing). */
+export interface FdeployRecord {
+  appName: string;
+  server: Pick<ServerConfig, "host" | "port" | "user" | "hostKey" | "privateKeyPath">;
+  /** The stack config key that pins this app's release (fdeploy rollback sets it), and the release it pinned. */
+  releaseKey: string;
+  release?: string;
+  backup: boolean;
+  jobs: string[];
+}
 
 /** The outputs a FlaskApp registers (the stack outputs of this repo's index.ts). */
 export interface FlaskAppOutputs {
@@ -66,13 +82,14 @@ export interface FlaskAppOutputs {
   /** With HTTPS: the certificate's state (valid, missing, expired, names-differ) and expiry, as of the last up or
    * refresh; with tls.mode off: state "off" (an undefined output would make Pulumi warn on every run). */
   certificate: pulumi.Input<{ state: string; notAfter?: string }>;
+  fdeploy: FdeployRecord;
 }
 
 type Out<K extends keyof FlaskAppOutputs> = pulumi.Output<pulumi.Unwrap<FlaskAppOutputs[K]>>;
 
 /** The outputs a FlaskApp registers (and a stack exports): every key of FlaskAppOutputs. */
 const OUTPUT_NAMES: (keyof FlaskAppOutputs)[] = ["url", "releaseId", "appDirRelease", "server", "appPath", "schemaVersion",
-  "migrationsDir", "strategy", "releaseHistory", "liveRelease", "running", "certificate"];
+  "migrationsDir", "strategy", "releaseHistory", "liveRelease", "running", "certificate", "fdeploy"];
 
 export class FlaskApp extends pulumi.ComponentResource {
   declare public readonly url: Out<"url">;
@@ -87,6 +104,7 @@ export class FlaskApp extends pulumi.ComponentResource {
   declare public readonly liveRelease: Out<"liveRelease">;
   declare public readonly running: Out<"running">;
   declare public readonly certificate: Out<"certificate">;
+  declare public readonly fdeploy: Out<"fdeploy">;
   /** This app's staging folder (.fdeploy-staging/<hash of project, stack and name>/). */
   public readonly stagingDir: string;
 
@@ -96,14 +114,17 @@ export class FlaskApp extends pulumi.ComponentResource {
     this.stagingDir = path.join(STAGING_ROOT, staging);
     // the steps are created asynchronously (the migrations default reads the stack's last outputs; the identity's
     // registration goes to the engine first): the outputs follow them
-    const done = this.deploy(name, args, staging).catch((e: unknown) => { throw quickError(e); });
+    const pinned = releasePin(name, args);
+    const done = this.deploy(name, { ...args, release: pinned.release }, staging)
+      .then((o) => ({ ...o, fdeploy: fdeployRecord(args, pinned) }))
+      .catch((e: unknown) => { throw quickError(e); });
     const out = <K extends keyof FlaskAppOutputs>(k: K): Out<K> => pulumi.output(done).apply((o) => o[k]) as unknown as Out<K>;
     const outputs = Object.fromEntries(OUTPUT_NAMES.map((k) => [k, out(k)]));
     Object.assign(this, outputs);   // the readonly fields above, one per output
     this.registerOutputs(outputs);
   }
 
-  private async deploy(name: string, cfg: FlaskAppArgs, staging: string): Promise<FlaskAppOutputs> {
+  private async deploy(name: string, cfg: FlaskAppArgs, staging: string): Promise<Omit<FlaskAppOutputs, "fdeploy">> {
     const projectDir = cfg.projectDir ?? process.cwd();
     // a child's options: this parent; with legacyNames, also its old top-level name
     const child = (step: string): { parent: pulumi.Resource; aliases?: pulumi.Alias[] } =>
@@ -304,4 +325,21 @@ export class FlaskApp extends pulumi.ComponentResource {
         : { state: "off" },
     };
   }
+}
+
+/** NAME's release pin: the key (args.releaseKey, else flask-deploy:apps.<name>.release, read here) and its release. */
+function releasePin(name: string, args: FlaskAppArgs): { key: string; release?: string } {
+  if (args.releaseKey) return { key: args.releaseKey, release: args.release };
+  const key = appPinKey(NAMESPACE, name);
+  const { release, problem } = appPin(new pulumi.Config(NAMESPACE).get("apps"), name, key);
+  if (problem) throw quickError(new ConfigError([problem]));
+  return { key, release: release ?? args.release };
+}
+
+function fdeployRecord(cfg: FlaskAppArgs, pin: { key: string; release?: string }): FdeployRecord {
+  const { host, port, user, hostKey, privateKeyPath } = cfg.server;
+  return {
+    appName: cfg.appName, server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
+    releaseKey: pin.key, ...(pin.release ? { release: pin.release } : {}), backup: cfg.backup !== undefined, jobs: Object.keys(cfg.jobs),
+  };
 }

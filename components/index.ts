@@ -3,10 +3,10 @@
 // values in the program (the same schema validates both).
 import * as pulumi from "@pulumi/pulumi";
 import { loadStackConfig, NAMESPACE, parseConfig } from "./config";
-import { FlaskApp, FlaskAppArgs, FlaskAppOutputs } from "./flask-app";
+import { FdeployRecord, FlaskApp, FlaskAppArgs, FlaskAppOutputs } from "./flask-app";
 import { quickError } from "./program";
 
-export { FlaskApp, FlaskAppArgs, FlaskAppOutputs };
+export { FdeployRecord, FlaskApp, FlaskAppArgs, FlaskAppOutputs };
 
 /**
  * The running stack's `flask-deploy:*` config, validated (a ConfigError naming each bad key), with the server falling
@@ -15,7 +15,7 @@ export { FlaskApp, FlaskAppArgs, FlaskAppOutputs };
  */
 export function flaskAppArgsFromConfig(projectDir: string = process.cwd()): FlaskAppArgs {
   try {
-    return { ...loadStackConfig(projectDir), projectDir, legacyNames: true };
+    return { ...loadStackConfig(projectDir), projectDir, legacyNames: true, releaseKey: `${NAMESPACE}:release` };
   } catch (e) {
     throw quickError(e);
   }

@@ -28,7 +28,7 @@ export function register(program: Command): void {
       const list: any[] = Array.isArray(answer) ? answer : answer.jobs;   // (a list: the scripts before the agent's jobs-list)
       if (opts.json) return printJson(list);
       if (!list.length) {
-        const configured = Object.keys(cfg.jobs);
+        const configured = cfg.jobs;
         return void console.log(configured.length
           ? `no jobs on ${cfg.server.host} yet; the stack configures ${configured.join(", ")}: pulumi up --stack ${ref.stack}`
           : `no scheduled jobs (set jobs.<name>.schedule and jobs.<name>.command in stack ${ref.stack}, see README "Scheduled jobs")`);

@@ -5,16 +5,15 @@ import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
 import { printJson, table } from "../lib/print";
-import { runOnServer, serverResult } from "../lib/stack";
-import { DeployConfig } from "../../components/config";
+import { AppTarget, runOnServer, serverResult } from "../lib/stack";
 
-function lockState(cfg: DeployConfig, action: "status" | "release"): any {
+function lockState(cfg: AppTarget, action: "status" | "release"): any {
   const r = runOnServer(cfg, "ops.sh", "lock", { APP: cfg.appName, ACTION: action }, { capture: true });
   if (r.status !== 0) throw new FdeployError(`lock ${action} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
   return serverResult(r.stdout);
 }
 
-function show(cfg: DeployConfig, st: any): void {
+function show(cfg: AppTarget, st: any): void {
   if (!st.held) return void console.log(`the deploy lock of ${cfg.appName} on ${cfg.server.host} is free`);
   const o = st.owner;
   console.log(`the deploy lock of ${cfg.appName} on ${cfg.server.host} is held${o ? ` since ${o.since} by ${o.user} (pid ${o.pid})` : ""}:`);

@@ -1,20 +1,20 @@
 // fdeploy rollback [--to RELEASE] | --forward  (also: npm run rollback -- …)
 //
-// A rollback is a `pulumi up` with the release pinned to one the server still keeps: it asks the
+// A rollback is a `pulumi up` with the app's release pinned to one the server still keeps: it asks the
 // server where to go (the server agent's rollback-plan: one step back through the healthy
-// history, or --to), and runs `pulumi up --config release=<it>` (which sets the stack's `release`
-// setting, then deploys). That switches
+// history, or --to), and runs `pulumi up --config <its pin key>=<it>` (which sets the app's release pin in
+// the stack's config — `release` for the app built from stack config, `apps.<name>.release` for another
+// FlaskApp: components/config/pin.ts — then deploys). That switches
 // to it with the stack's strategy and health check (nothing uploaded or installed), then brings the
 // schema down to the version it ran with (after a backup). State, outputs and preview stay true:
 // the pinned release is what the program deploys until `--forward` removes the pin.
 // Before it runs, the server measures what the down migrations would drop (the agent's
 // rollback-loss, on a copy of the database); a rollback that loses data asks first (--yes: don't ask).
 import { Command } from "commander";
-import { DeployConfig } from "../../components/config";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
 import { describeLoss, RollbackLoss } from "../lib/rollback-loss";
-import { connectionFromFile, pulumi, runOnServer, sameConnection, stackConfigAsync, stackRef } from "../lib/stack";
+import { appTargetAsync, configGet, Connection, connectionFromFile, pulumi, runOnServer, sameConnection, stackRef } from "../lib/stack";
 import * as readline from "readline";
 
 export function register(program: Command): void {
@@ -30,20 +30,22 @@ export function register(program: Command): void {
       if (opts.forward) {
         const { ref, cfg } = target(opts);
         const stack = ref.stack;
-        if (!cfg.release) throw new FdeployError(`stack ${stack} has no pinned release (the \`release\` setting): pulumi up deploys appDir already`, 2);
-        console.log(`rolling forward: unpinning release ${cfg.release}, deploying appDir's release on stack ${stack}…`);
-        pulumi(ref, ["config", "rm", "release"]);
+        const pinned = configGet(ref, cfg.releaseKey);
+        if (!pinned) throw new FdeployError(`app ${cfg.name} of stack ${stack} has no pinned release (${cfg.releaseKey}): pulumi up deploys appDir already`, 2);
+        console.log(`rolling forward: unpinning release ${pinned} (${cfg.releaseKey}), deploying appDir's release on stack ${stack}…`);
+        pulumi(ref, ["config", "rm", "--path", cfg.releaseKey]);
         pulumi(ref, ["up", "--yes", "--skip-preview"], { inherit: true });
         return;
       }
       const ref = stackRef(opts);
       const stack = ref.stack;
-      // The plan changes nothing: it is asked while `pulumi config` (a CLI start, 0.4 s) runs, of the server the
-      // stack's config file names, and used only if the stack's validated config names the same (else asked again).
-      const config = stackConfigAsync(ref);
+      const again = `fdeploy rollback --stack ${stack}${ref.app ? ` --app ${ref.app}` : ""}`;
+      // The plan changes nothing: it is asked while `pulumi stack export` (a CLI start, 0.4 s) runs, of the server the
+      // stack's config file names, and used only if the app found in the state is the same (else asked again).
+      const config = appTargetAsync(ref);
       config.catch(() => undefined);   // its error is thrown below
       const fromFile = connectionFromFile(ref);
-      const ask = (conn: Pick<DeployConfig, "appName" | "server">) =>
+      const ask = (conn: Connection) =>
         runOnServer(conn, "agent", "rollback-plan", { APP: conn.appName, TO: to }, { capture: true, keepStderr: true });
       let early: ReturnType<typeof ask> | undefined;
       try {
@@ -59,29 +61,29 @@ export function register(program: Command): void {
       if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`fdeploy rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
       const t: { release: string; schema: number; live: string } = JSON.parse(line);
       if (!/^[0-9a-f]{12}$/.test(t.release)) throw new FdeployError(`fdeploy rollback: the server named no release to go to (${line}); nothing changed`);
-      await confirmLoss(cfg, t.schema, !!opts.yes, stack);
-      console.log(`rolling back stack ${stack} on ${s.user}@${s.host}: ${t.live} -> ${t.release} (schema version ${t.schema})`);
+      await confirmLoss(cfg, t.schema, !!opts.yes, again);
+      console.log(`rolling back app ${cfg.name} of stack ${stack} on ${s.user}@${s.host}: ${t.live} -> ${t.release} (schema version ${t.schema})`);
       try {
         // one CLI start: `up --config` saves the pin to the stack's config first (also when the up fails), then deploys
-        pulumi(ref, ["up", "--yes", "--skip-preview", "--config", `release=${t.release}`], { inherit: true });
+        pulumi(ref, ["up", "--yes", "--skip-preview", "--config-path", "--config", `${cfg.releaseKey}=${t.release}`], { inherit: true });
       } catch {
-        throw new FdeployError(`the rollback's pulumi up failed; the stack pins release ${t.release}: \`pulumi up\` retries, ` +
-          `\`fdeploy rollback --stack ${stack} --forward\` unpins\nwhat serves is what the lines above say`);
+        throw new FdeployError(`the rollback's pulumi up failed; the stack pins release ${t.release} (${cfg.releaseKey}): \`pulumi up\` retries, ` +
+          `\`${again} --forward\` unpins\nwhat serves is what the lines above say`);
       }
-      console.log(`\nRelease ${t.release} is live and pinned by the stack's \`release\` setting; another rollback steps further back,`);
-      console.log(`\`fdeploy rollback --stack ${stack} --forward\` deploys appDir's release again.`);
+      console.log(`\nRelease ${t.release} is live and pinned by the stack's \`${cfg.releaseKey}\` setting; another rollback steps further back,`);
+      console.log(`\`${again} --forward\` deploys appDir's release again.`);
     });
 }
 
 /** Prints what the rollback's down migrations drop; when they lose data, asks (a terminal) or
  * stops before anything changed (no terminal, no --yes). */
-async function confirmLoss(cfg: Pick<DeployConfig, "appName" | "server">, schema: number, yes: boolean, stack: string): Promise<void> {
+async function confirmLoss(cfg: Connection, schema: number, yes: boolean, again: string): Promise<void> {
   const r = runOnServer(cfg, "agent", "rollback-loss", { APP: cfg.appName, TO: schema }, { capture: true, keepStderr: true });
   const line = r.stdout.trim().split("\n").pop() ?? "";
   if (r.status !== 0 || !line.startsWith("{")) {
     if (r.stderr) process.stderr.write(r.stderr);
     if (yes) return;
-    throw new FdeployError(`rollback: stopped before anything changed: what its down migrations drop is unknown; fdeploy rollback --yes skips that check\n` +
+    throw new FdeployError(`rollback: stopped before anything changed: what its down migrations drop is unknown; ${again} --yes skips that check\n` +
       `the server could not tell what the down migrations to schema version ${schema} drop (the lines above say why)`, 2);
   }
   const { lines, losesData } = describeLoss(JSON.parse(line) as RollbackLoss);
@@ -94,5 +96,5 @@ async function confirmLoss(cfg: Pick<DeployConfig, "appName" | "server">, schema
     if (answer.trim() === "yes") return;
   }
   throw new FdeployError(`rollback: stopped before anything changed: its down migrations drop the data listed above; to go on: ` +
-    `fdeploy rollback --stack ${stack} --yes\n(or deploy a fix forward instead)`, 2);
+    `${again} --yes\n(or deploy a fix forward instead)`, 2);
 }

@@ -1,11 +1,11 @@
-// What every fdeploy command shares: --stack and --config-file, and one way to act on the stack's
-// server (its config validated first, then SSH with the pinned host key).
+// What every fdeploy command shares: --stack, --app and --config-file, and one way to act on the app's
+// server (found in the stack's state, then SSH with the pinned host key).
 import { Command } from "commander";
-import { DeployConfig } from "../../components/config";
-import { StackRef, stackConfig, stackRef } from "./stack";
+import { AppTarget, appTarget, StackRef, stackRef } from "./stack";
 
 export interface StackOpts {
   stack?: string;
+  app?: string;
   configFile?: string;
   json?: boolean;
 }
@@ -14,11 +14,12 @@ export interface StackOpts {
 export function stackCommand(parent: Command, name: string, description: string): Command {
   return parent.command(name).description(description)
     .option("-s, --stack <name>", "the Pulumi stack (default: the selected one)")
+    .option("-a, --app <name>", "the FlaskApp (its name in the program, or its appName) when the stack holds several")
     .option("--config-file <path>", "the stack's config file, if not Pulumi.<stack>.yaml");
 }
 
-/** The stack and its validated config. */
-export function target(opts: StackOpts): { ref: StackRef; cfg: DeployConfig } {
+/** The stack and the app it acts on. */
+export function target(opts: StackOpts): { ref: StackRef; cfg: AppTarget } {
   const ref = stackRef(opts);
-  return { ref, cfg: stackConfig(ref) };
+  return { ref, cfg: appTarget(ref) };
 }

@@ -1,31 +1,48 @@
-// The server of a stack, for fdeploy's commands (everything outside `pulumi up`): the stack's
-// validated config (read with `pulumi config`, like the program, with the user's own login and
-// secrets provider) and one way to run a bundled script there (components/pinned-ssh.ts),
+// The app of a stack, for fdeploy's commands (everything outside `pulumi up`): the FlaskApp the stack's
+// state holds (cli/lib/apps.ts; read with `pulumi stack export`, the user's own login and secrets
+// provider, in the user's project folder), or for a stack no FlaskApp deployed yet its validated
+// `flask-deploy:*` config; and one way to run a bundled script on its server (components/pinned-ssh.ts),
 // parameters as JSON on stdin. SSH and Pulumi failures become FdeployErrors that say what to do.
 import { execFileSync, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { DeployConfig, parseConfig } from "../../components/config";
-import { pinnedSsh } from "../../components/pinned-ssh";
+import { DeployConfig, localEnv, NAMESPACE, parseConfig } from "../../components/config";
+import type { FdeployRecord } from "../../components/flask-app";
+import { pinnedSsh, SshTarget } from "../../components/pinned-ssh";
+import { appsInState, chooseApp } from "./apps";
 import { FdeployError } from "./errors";
 
-export const PROJECT_DIR = path.resolve(__dirname, "../..");
+/** The user's Pulumi project: the nearest folder from the working directory up that holds Pulumi.yaml. */
+export function projectDir(from: string = process.cwd()): string {
+  for (let dir = path.resolve(from); ; dir = path.dirname(dir)) {
+    if (["Pulumi.yaml", "Pulumi.yml"].some((f) => fs.existsSync(path.join(dir, f)))) return dir;
+    if (path.dirname(dir) === dir) {
+      throw new FdeployError(`no Pulumi project here: run fdeploy in your project's folder (where Pulumi.yaml is), not in ${from}`, 2);
+    }
+  }
+}
 
-/** Which stack a command acts on: --stack (else Pulumi's selected stack) and --config-file. */
+/** Which app a command acts on: --stack (else Pulumi's selected stack), --config-file and --app; the project it is in. */
 export interface StackRef {
   stack: string;
   configFile?: string;
+  app?: string;
+  dir: string;
 }
 
-export function stackRef(opts: { stack?: string; configFile?: string }): StackRef {
+export function stackRef(opts: { stack?: string; configFile?: string; app?: string }): StackRef {
+  const dir = projectDir();
   let stack = opts.stack;
   if (!stack) {
-    const r = spawnSync("pulumi", ["stack", "--show-name", "--non-interactive"], { cwd: PROJECT_DIR, encoding: "utf8" });
+    const r = spawnSync("pulumi", ["stack", "--show-name", "--non-interactive"], { cwd: dir, encoding: "utf8" });
     stack = r.status === 0 ? r.stdout.trim() : "";
     if (!stack) throw new FdeployError("no stack given and none selected: pass --stack <name> (pulumi stack ls lists them)", 2);
   }
-  return { stack, configFile: opts.configFile };
+  return { stack, dir, ...(opts.configFile ? { configFile: opts.configFile } : {}), ...(opts.app ? { app: opts.app } : {}) };
 }
+
+/** The app a command acts on, as fdeploy needs it (FdeployRecord, components/flask-app.ts) and its FlaskApp's name. */
+export type AppTarget = FdeployRecord & { name: string; server: SshTarget };
 
 /**
  * `pulumi ARGS --stack STACK` (with --config-file for a stack whose config lives elsewhere: tests);
@@ -34,12 +51,12 @@ export function stackRef(opts: { stack?: string; configFile?: string }): StackRe
 export function pulumi(ref: StackRef, args: string[], opts: { input?: string; inherit?: boolean } = {}): string {
   const argv = pulumiArgv(ref, args);
   if (opts.inherit) {
-    const r = spawnSync("pulumi", argv, { cwd: PROJECT_DIR, input: opts.input ?? "", stdio: ["pipe", "inherit", "inherit"] });
+    const r = spawnSync("pulumi", argv, { cwd: ref.dir, input: opts.input ?? "", stdio: ["pipe", "inherit", "inherit"] });
     if (r.status !== 0) throw new FdeployError(`pulumi ${args[0]} failed on stack ${ref.stack} (exit ${r.status}; see above)`);
     return "";
   }
   try {
-    return execFileSync("pulumi", argv, { cwd: PROJECT_DIR, encoding: "utf8", input: opts.input ?? "", stdio: "pipe" });
+    return execFileSync("pulumi", argv, { cwd: ref.dir, encoding: "utf8", input: opts.input ?? "", stdio: "pipe", maxBuffer: 1 << 30 });
   } catch (e: any) {
     throw pulumiError(ref, args, String(e.stderr ?? e.message));
   }
@@ -61,7 +78,7 @@ function pulumiError(ref: StackRef, args: string[], stderr: string): FdeployErro
 /** pulumi(), started now and awaited later: its stdout. */
 export function pulumiAsync(ref: StackRef, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn("pulumi", pulumiArgv(ref, args), { cwd: PROJECT_DIR, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("pulumi", pulumiArgv(ref, args), { cwd: ref.dir, stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [], err: Buffer[] = [];
     child.stdout.on("data", (d) => out.push(d));
     child.stderr.on("data", (d) => err.push(d));
@@ -71,14 +88,32 @@ export function pulumiAsync(ref: StackRef, args: string[]): Promise<string> {
   });
 }
 
-/** The stack's config, validated like the program does. */
-export function stackConfig(ref: StackRef): DeployConfig {
-  return configFromJson(ref, pulumi(ref, CONFIG_ARGS));
+const EXPORT_ARGS = ["stack", "export", "--show-secrets"];
+
+/** The app of the stack a command acts on (appTarget() without waiting). */
+export function appTarget(ref: StackRef): AppTarget {
+  return targetOf(ref, pulumi(ref, EXPORT_ARGS), () => pulumi(ref, CONFIG_ARGS));
 }
 
-/** stackConfig(), its `pulumi config` started now (beside other work: rollback). */
-export async function stackConfigAsync(ref: StackRef): Promise<DeployConfig> {
-  return configFromJson(ref, await pulumiAsync(ref, CONFIG_ARGS));
+/** appTarget(), its `pulumi stack export` started now (beside other work: rollback). */
+export async function appTargetAsync(ref: StackRef): Promise<AppTarget> {
+  const exported = await pulumiAsync(ref, EXPORT_ARGS);
+  return targetOf(ref, exported, () => pulumi(ref, CONFIG_ARGS));
+}
+
+/** The FlaskApp REF names in the state EXPORTED; a stack without one (deployed before FlaskApp, or not yet): its config. */
+function targetOf(ref: StackRef, exported: string, config: () => string): AppTarget {
+  const apps = appsInState(JSON.parse(exported));
+  if (apps.length) {
+    const app = chooseApp(apps, ref.app, ref.stack);
+    return { ...app.record, name: app.name };
+  }
+  const cfg = configFromJson(ref, config());
+  if (ref.app !== undefined && ref.app !== cfg.appName) throw new FdeployError(`--app ${ref.app}: stack ${ref.stack} holds no such app; its app: ${cfg.appName}`, 2);
+  return {
+    name: "app", appName: cfg.appName, server: cfg.server, releaseKey: `${NAMESPACE}:release`, ...(cfg.release ? { release: cfg.release } : {}),
+    backup: cfg.backup !== undefined, jobs: Object.keys(cfg.jobs),
+  };
 }
 
 const CONFIG_ARGS = ["config", "--json", "--show-secrets"];
@@ -89,16 +124,10 @@ function configFromJson(ref: StackRef, text: string): DeployConfig {
   for (const [k, v] of Object.entries<any>(json)) rawValues[k] = typeof v.value === "string" ? v.value : JSON.stringify(v.objectValue ?? v.value);
   const secretKeys = Object.entries<any>(json).filter(([, v]) => v.secret).map(([k]) => k);
   try {
-    return parseConfig({ values: rawValues, secretKeys }, PROJECT_DIR, localEnv());
+    return parseConfig({ values: rawValues, secretKeys }, ref.dir, localEnv(ref.dir));
   } catch (e: any) {
     throw new FdeployError(`stack ${ref.stack} (Pulumi.${ref.stack}.yaml): ${e.message}`, 2);
   }
-}
-
-function localEnv(): Record<string, string | undefined> {
-  const dotenv: Record<string, string> = {};
-  require("dotenv").config({ path: path.join(PROJECT_DIR, ".env"), processEnv: dotenv, quiet: true });
-  return { ...dotenv, ...process.env };
 }
 
 /**
@@ -107,9 +136,9 @@ function localEnv(): Record<string, string | undefined> {
  * nothing). Undefined when the file does not settle them alone: missing, imports an ESC environment, or its plain
  * values do not validate (e.g. a setting only a secret value satisfies).
  */
-export function connectionFromFile(ref: StackRef): Pick<DeployConfig, "appName" | "server"> | undefined {
+export function connectionFromFile(ref: StackRef): Connection | undefined {
   try {
-    const file = ref.configFile ?? path.join(PROJECT_DIR, `Pulumi.${ref.stack}.yaml`);
+    const file = ref.configFile ?? path.join(ref.dir, `Pulumi.${ref.stack}.yaml`);
     const doc = require("js-yaml").load(fs.readFileSync(file, "utf8"));
     if (!doc || typeof doc !== "object" || doc.environment !== undefined || typeof doc.config !== "object") return undefined;
     const values: Record<string, string> = {};
@@ -118,16 +147,20 @@ export function connectionFromFile(ref: StackRef): Pick<DeployConfig, "appName" 
       if (!secure(v)) values[k] = typeof v === "string" ? v : JSON.stringify(v);
       else if (/^flask-deploy:(server|appName)$/.test(k)) return undefined; // the connection needs a secret
     }
-    const cfg = parseConfig({ values, secretKeys: [] }, PROJECT_DIR, localEnv());
+    const cfg = parseConfig({ values, secretKeys: [] }, ref.dir, localEnv(ref.dir));
     return { appName: cfg.appName, server: cfg.server };
   } catch {
     return undefined;
   }
 }
 
+/** An app on its server, as runOnServer() reaches it. */
+export type Connection = { appName: string; server: SshTarget };
+
 /** Whether A and B name the same app on the same server, reached the same way. */
-export function sameConnection(a: Pick<DeployConfig, "appName" | "server">, b: Pick<DeployConfig, "appName" | "server">): boolean {
-  return a.appName === b.appName && JSON.stringify(a.server) === JSON.stringify(b.server);
+export function sameConnection(a: Connection, b: Connection): boolean {
+  const key = (c: Connection) => JSON.stringify([c.appName, c.server.host, c.server.port, c.server.user, c.server.hostKey, c.server.privateKeyPath ?? null]);
+  return key(a) === key(b);
 }
 
 export interface RunOpts {
@@ -147,7 +180,7 @@ export interface RunOpts {
  * Run SCRIPT VERB of the script bundle of the deploy that went live (~/.fdeploy/<app>/live-scripts) on the stack's server, as root (sudo -n for another SSH user), with PARAMS as
  * one JSON line on stdin. Exit 3: the app is not deployed there (no bundle, or the script says so).
  */
-export function runOnServer(cfg: Pick<DeployConfig, "appName" | "server">, script: string, verb: string, params: Record<string, unknown>,
+export function runOnServer(cfg: Connection, script: string, verb: string, params: Record<string, unknown>,
   opts: RunOpts = {}): { status: number; stdout: string; stderr: string } {
   // only fixed words here: the app name is validated by the config schema
   const app = cfg.appName;
@@ -167,7 +200,7 @@ export function runOnServer(cfg: Pick<DeployConfig, "appName" | "server">, scrip
 }
 
 /** Why ssh itself failed (exit 255): a changed host key, or an unreachable server. */
-function sshError(cfg: Pick<DeployConfig, "server">, stderr: string): FdeployError {
+function sshError(cfg: Pick<Connection, "server">, stderr: string): FdeployError {
   const s = cfg.server;
   const where = `${s.user}@${s.host}:${s.port}`;
   if (!stderr) stderr = pinnedSsh(s, "true", { input: "", timeoutMs: 30000 }).stderr;   // streamed: ask again
@@ -191,4 +224,12 @@ export function serverResult(stdout: string, field?: string): any {
   if (field !== undefined) return value[field];
   const { ok: _ok, ...rest } = value;
   return rest;
+}
+
+/** The value of config KEY (a path, e.g. flask-deploy:apps.shop.release) of the stack; undefined when unset. */
+export function configGet(ref: StackRef, key: string): string | undefined {
+  const r = spawnSync("pulumi", pulumiArgv(ref, ["config", "get", "--path", key]), { cwd: ref.dir, encoding: "utf8" });
+  if (r.status === 0) return r.stdout.trim() || undefined;
+  if (/not found|no value/i.test(r.stderr ?? "")) return undefined;
+  throw pulumiError(ref, ["config", "get"], r.stderr || r.error?.message || `exit ${r.status}`);
 }

@@ -35,6 +35,19 @@ describe("fdeploy: operating a deployed app", function () {
     assert.strictEqual(r.status, 0, r.output);
     return JSON.parse(r.stdout);
   }
+  /** F's result while the stack's state records the app (its FlaskApp's `fdeploy` output, what fdeploy reads) with
+   * EDIT applied; the state is restored after. */
+  function withRecord<T>(edit: (record: any) => void, f: () => T): T {
+    const original = stack.mustRun(["stack", "export"]).stdout;
+    const state = JSON.parse(original);
+    edit(state.deployment.resources.find((x: any) => x.type === "flaskdeploy:index:FlaskApp").outputs.fdeploy);
+    stack.mustRun(["stack", "import"], JSON.stringify(state));
+    try {
+      return f();
+    } finally {
+      stack.mustRun(["stack", "import"], original);
+    }
+  }
   /** A copy of the stack's config with KEY set to VALUE (same stack, same passphrase). */
   function configWith(key: string, value: string): string {
     const f = path.join(stack.dir, `variant-${key.replace(/\W/g, "_")}.yaml`);
@@ -303,16 +316,16 @@ describe("fdeploy: operating a deployed app", function () {
   });
 
   it("errors: unreachable server, host key mismatch, no app deployed; purge refuses a deployed app", () => {
-    let r = fdeploy(["status"], [], { configFile: configWith("server.host", "10.213.0.250") });
+    let r = withRecord((a) => { a.server.host = "10.213.0.250"; }, () => fdeploy(["status"]));
     assert.strictEqual(r.status, 5, r.output);
     assert.match(r.stderr, /cannot reach the server root@10\.213\.0\.250:22/);
     const keyFile = path.join(stack.dir, "other-host-key");
     spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", keyFile]);
     const otherKey = fs.readFileSync(`${keyFile}.pub`, "utf8").split(" ").slice(0, 2).join(" ");
-    r = fdeploy(["status"], [], { configFile: configWith("server.hostKey", otherKey) });
+    r = withRecord((a) => { a.server.hostKey = otherKey; }, () => fdeploy(["status"]));
     assert.strictEqual(r.status, 5, r.output);
     assert.match(r.stderr, new RegExp(`host key mismatch: root@${server.host.replace(/\./g, "\\.")}:22`));
-    r = fdeploy(["releases"], [], { configFile: configWith("appName", "otherapp") });
+    r = withRecord((a) => { a.appName = "otherapp"; }, () => fdeploy(["releases"]));
     assert.strictEqual(r.status, 3, r.output);
     assert.match(r.stderr, new RegExp(`no app 'otherapp' deployed on ${server.host.replace(/\./g, "\\.")}`));
     r = fdeploy(["purge"], ["--confirm", "wrong"]);
@@ -327,11 +340,14 @@ describe("fdeploy: operating a deployed app", function () {
     const scan = spawnSync("ssh-keyscan", ["-t", "ed25519", server.host], { encoding: "utf8", timeout: 30000 });
     const line = scan.stdout.split("\n").find((l) => l.startsWith(`${server.host} ssh-ed25519 `));
     assert.ok(line, `ssh-keyscan printed no ed25519 key line: ${scan.stdout}${scan.stderr}`);
-    let r = fdeploy(["status"], ["--json"], { configFile: configWith("server.hostKey", line) });
-    assert.strictEqual(r.status, 0, r.output);
-    assert.strictEqual(JSON.parse(r.stdout).release, json(["status"]).release);
-    r = fdeploy(["status"], [], { configFile: configWith("server.hostKey", line.replace(server.host, "other.example.com")) });
-    assert.strictEqual(r.status, 2, r.output);
-    assert.match(r.stderr, new RegExp(`flask-deploy:server\\.hostKey: the key was scanned from other\\.example\\.com, not from ${server.host.replace(/\./g, "\\.")} `));
+    // the program reads the config (fdeploy reads the state): a preview with each variant of the stack's config file
+    const preview = (file: string) => spawnSync("pulumi", ["preview", "--stack", stack.name, "--config-file", file, "--non-interactive"],
+      { cwd: PROJECT_DIR, env: stack.env, encoding: "utf8" });
+    let r = preview(configWith("server.hostKey", line));
+    assert.strictEqual(r.status, 0, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout, /[+~-] +command:remote/, "the same key: no step changes");
+    r = preview(configWith("server.hostKey", line.replace(server.host, "other.example.com")));
+    assert.notStrictEqual(r.status, 0, r.stdout);
+    assert.match(r.stdout + r.stderr, new RegExp(`flask-deploy:server\\.hostKey: the key was scanned from other\\.example\\.com, not from ${server.host.replace(/\./g, "\\.")} `));
   });
 });

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { bytes, table } from "../../cli/lib/print";
 import { connectionFromFile, sameConnection, serverResult } from "../../cli/lib/stack";
-import { HOST_KEY, tempKeyFile } from "./helpers";
+import { HOST_KEY, PROJECT_DIR, tempKeyFile } from "./helpers";
 import { tempDir } from "../tmpdir";
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -26,10 +26,11 @@ async function run(...args: string[]): Promise<{ code: number; out: string; err:
 
 describe("fdeploy command line", () => {
   for (const c of ["status", "releases", "logs", "exec", "console", "rollback", "purge", "maintenance", "lock status", "lock release", "jobs", "jobs run"]) {
-    it(`${c} --help names --stack`, async () => {
+    it(`${c} --help names --stack and --app`, async () => {
       const r = await run(...c.split(" "), "--help");
       assert.strictEqual(r.code, 0);
       assert.match(r.out, /-s, --stack <name>/);
+      assert.match(r.out, /-a, --app <name>/);
     });
   }
   it("refuses bad arguments before reading any stack", async () => {
@@ -63,7 +64,7 @@ describe("fdeploy: the connection a stack's config file names (connectionFromFil
   const file = (text: string) => {
     const p = path.join(tempDir("fdeploy-unit-"), "Pulumi.x.yaml");
     fs.writeFileSync(p, text);
-    return { stack: "x", configFile: p };
+    return { stack: "x", configFile: p, dir: PROJECT_DIR };
   };
   const server = () => `  flask-deploy:server:\n    host: 10.213.0.9\n    port: "2222"\n    user: root\n    privateKeyPath: ${tempKeyFile()}\n    hostKey: ${HOST_KEY}\n`;
   const withSecret = "  flask-deploy:secrets:\n    SECRET_KEY:\n      secure: v1:abc:def\n";
@@ -79,7 +80,7 @@ describe("fdeploy: the connection a stack's config file names (connectionFromFil
   });
 
   it("names none when the file does not settle it alone", () => {
-    assert.strictEqual(connectionFromFile({ stack: "x", configFile: "/nonexistent/Pulumi.x.yaml" }), undefined);
+    assert.strictEqual(connectionFromFile({ stack: "x", configFile: "/nonexistent/Pulumi.x.yaml", dir: PROJECT_DIR }), undefined);
     assert.strictEqual(connectionFromFile(file(`environment:\n  - prod-env\nconfig:\n${server()}`)), undefined, "an ESC environment");
     assert.strictEqual(connectionFromFile(file(`config:\n  flask-deploy:server:\n    host: 10.213.0.9\n    hostKey:\n      secure: v1:abc\n`)), undefined,
       "a server setting only a secret holds");

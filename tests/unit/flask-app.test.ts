@@ -11,7 +11,7 @@ import { HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
 interface Registered { type: string; name: string; parent: string; urn: string; aliases: any[]; create?: string }
 
 const FLASK_APP = "flaskdeploy:index:FlaskApp";
-const OUTPUTS = ["appDirRelease", "appPath", "certificate", "liveRelease", "migrationsDir", "releaseHistory", "releaseId",
+const OUTPUTS = ["appDirRelease", "appPath", "certificate", "fdeploy", "liveRelease", "migrationsDir", "releaseHistory", "releaseId",
   "running", "schemaVersion", "server", "strategy", "url"];
 
 describe("FlaskApp: two apps in one program (under mocks)", function () {
@@ -46,7 +46,7 @@ describe("FlaskApp: two apps in one program (under mocks)", function () {
     // two apps on the same server (two names, two sites); the first as the stack-config adapter builds it
     const cfg = (appName: string, serverName: string) => parseConfig(rawConfig({ appName, serverName, migrationsDir: "migrations" }), PROJECT_DIR);
     apps = [
-      new FlaskApp("web", { ...cfg("shop", "shop.example.com"), projectDir: PROJECT_DIR, legacyNames: true }),
+      new FlaskApp("web", { ...cfg("shop", "shop.example.com"), projectDir: PROJECT_DIR, legacyNames: true, releaseKey: "flask-deploy:release" }),
       new FlaskApp("admin", { ...cfg("backoffice", "admin.example.com"), projectDir: PROJECT_DIR }),
     ];
     for (const app of apps) await settle(app.url);
@@ -86,6 +86,14 @@ describe("FlaskApp: two apps in one program (under mocks)", function () {
     assert.strictEqual(await settle(apps[0].url), "http://shop.example.com/");
     assert.strictEqual(await settle(apps[1].url), "http://admin.example.com/");
     assert.strictEqual(await settle(apps[1].appPath), "/srv/backoffice");
+  });
+
+  it("each app registers what fdeploy reads from the state: app, server, its own release pin key", async () => {
+    const [web, admin] = [await settle(apps[0].fdeploy), await settle(apps[1].fdeploy)];
+    assert.deepStrictEqual([web.appName, web.releaseKey, web.release], ["shop", "flask-deploy:release", undefined]);
+    assert.deepStrictEqual([admin.appName, admin.releaseKey, admin.server.host, admin.server.port], ["backoffice", "flask-deploy:apps.admin.release", "10.213.0.10", 22]);
+    assert.deepStrictEqual([admin.backup, admin.jobs], [false, []]);
+    assert.strictEqual(admin.server.hostKey, HOST_KEY);
   });
 
   it("each app stages its uploads in its own folder beside Pulumi.yaml", () => {
