@@ -9,7 +9,9 @@ import { DeployConfig, parseConfig } from "../../components/config";
 import { pinnedSsh } from "../../components/pinned-ssh";
 import { FdeployError } from "./errors";
 
-export const PROJECT_DIR = path.resolve(__dirname, "../..");
+/** The Pulumi project: this repo's (cli/lib/ in the sources), or for the installed package (dist/cli/lib/) the
+ * user's, where fdeploy runs. */
+export const PROJECT_DIR = path.basename(path.resolve(__dirname, "../..")) === "dist" ? process.cwd() : path.resolve(__dirname, "../..");
 
 /** Which stack a command acts on: --stack (else Pulumi's selected stack) and --config-file. */
 export interface StackRef {
