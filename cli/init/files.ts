@@ -113,8 +113,9 @@ function addDependencies(projectDir: string, appName: string, v: Versions, resul
   };
   add("dependencies", "flask-deploy", `^${v.self}`);
   add("dependencies", "@pulumi/pulumi", `^${v.pulumi}`);
-  add("devDependencies", "typescript", `^${v.typescript}`);
-  add("devDependencies", "ts-node", `^${v.tsNode}`);
+  // `pulumi up` compiles index.ts with these: a deploy from `npm ci --omit=dev` needs them
+  add("dependencies", "typescript", `^${v.typescript}`);
+  add("dependencies", "ts-node", `^${v.tsNode}`);
   add("devDependencies", "@types/node", `^${v.typesNode}`);
   if (!exists) {
     fs.writeFileSync(file, JSON.stringify(pkg, null, 2) + "\n", { flag: "wx" });

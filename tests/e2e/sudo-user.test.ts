@@ -1,5 +1,5 @@
-// Deploying from a CI runner: a copy of the project with production dependencies only
-// (`npm ci --omit=dev`), as a non-root SSH user with passwordless sudo (`server.user: deploy`),
+// Deploying from a CI runner: a fresh copy of the project (`npm ci`: the program's TypeScript is a
+// dev dependency of the package), as a non-root SSH user with passwordless sudo (`server.user: deploy`),
 // on the official plugin: deploy, no-op, destroy.
 import * as assert from "assert";
 import { execFileSync } from "child_process";
@@ -10,7 +10,7 @@ import { get } from "./app-copy";
 import { changed, PROJECT_DIR, TestStack } from "./pulumi";
 import { tempDir } from "../tmpdir";
 
-/** The project's files (as git sees them, committed or not) in a new folder, with `npm ci --omit=dev`. */
+/** The project's files (as git sees them, committed or not) in a new folder, with `npm ci`. */
 function prodOnlyCopy(): string {
   const dir = tempDir("fdeploy-prod-only-");
   const files = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: PROJECT_DIR, encoding: "utf8" })
@@ -20,7 +20,7 @@ function prodOnlyCopy(): string {
     fs.copyFileSync(path.join(PROJECT_DIR, f), path.join(dir, f));
   }
   // --ignore-scripts: @pulumi/command's install hook would download its plugin (installed here already)
-  execFileSync("npm", ["ci", "--omit=dev", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"],
+  execFileSync("npm", ["ci", "--ignore-scripts", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"],
     { cwd: dir, stdio: ["ignore", "ignore", "inherit"] });
   return dir;
 }

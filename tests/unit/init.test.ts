@@ -98,8 +98,8 @@ describe("flask-deploy init: the files and the no-overwrite rule", () => {
     assert.match(fs.readFileSync(path.join(dir, "Pulumi.prod.yaml"), "utf8"), /flask-deploy:strategy: blue-green\n/);
     assert.match(fs.readFileSync(path.join(dir, "index.ts"), "utf8"), /new FlaskApp\("app", flaskAppArgsFromConfig\(\)\)/);
     const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8"));
-    assert.deepStrictEqual(pkg.dependencies, { "flask-deploy": "^0.1.0", "@pulumi/pulumi": "^3.248.0" });
-    assert.deepStrictEqual(Object.keys(pkg.devDependencies).sort(), ["@types/node", "ts-node", "typescript"]);
+    assert.deepStrictEqual(pkg.dependencies, { "flask-deploy": "^0.1.0", "@pulumi/pulumi": "^3.248.0", typescript: "^5.9.3", "ts-node": "^10.9.2" });
+    assert.deepStrictEqual(pkg.devDependencies, { "@types/node": "^20.19.43" });
     assert.strictEqual(fs.readFileSync(path.join(dir, ".gitignore"), "utf8"), "node_modules/\n.fdeploy-staging/\n.env\n");
   });
 
