@@ -25,7 +25,7 @@ function prodOnlyCopy(): string {
   return dir;
 }
 
-describe("sudo user: deploy as `deploy` with sudo, from production dependencies only", function () {
+describe("sudo user: deploy as `deploy` with sudo, from a fresh npm ci", function () {
   this.timeout(900000);
   let server: TestServer;
   let stack: TestStack;
@@ -44,10 +44,10 @@ describe("sudo user: deploy as `deploy` with sudo, from production dependencies 
     if (copy) fs.rmSync(copy, { recursive: true, force: true });
   });
 
-  it("the copy has no devDependencies, yet has what the deploy needs", () => {
-    assert.ok(!fs.existsSync(path.join(copy, "node_modules", "mocha")), "mocha is a devDependency");
-    for (const dep of ["typescript", "ts-node", "@pulumi/pulumi", "@pulumi/command"]) {
-      assert.ok(fs.existsSync(path.join(copy, "node_modules", dep)), `${dep} must be a dependency`);
+  // (a program of the user's own deploys from production dependencies only: tests/e2e/package.test.ts)
+  it("the copy has what the deploy needs", () => {
+    for (const dep of ["typescript", "@pulumi/pulumi", "@pulumi/command"]) {
+      assert.ok(fs.existsSync(path.join(copy, "node_modules", dep)), `${dep} is installed`);
     }
   });
 
