@@ -11,7 +11,10 @@ import { StepLimitName, StepLimits } from "./config";
 import { Connection } from "./connection";
 import { folderUpload, stageFolder } from "./upload";
 
-export const SCRIPTS_DIR = path.join(__dirname, "scripts");
+/** The package's folder: this file is components/remote-script.ts in the sources (ts-node, the repo's program) and
+ * dist/components/remote-script.js in the published package; the scripts ship beside the build, never compiled. */
+const PACKAGE_DIR = path.basename(path.dirname(__dirname)) === "dist" ? path.resolve(__dirname, "../..") : path.resolve(__dirname, "..");
+export const SCRIPTS_DIR = path.join(PACKAGE_DIR, "components", "scripts");
 /** The server agent's folder in the bundle: `remoteStep({script: AGENT, verb: "env-stage", …})`. */
 export const AGENT = "agent";
 
