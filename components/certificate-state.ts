@@ -1,7 +1,7 @@
 // The HTTPS certificate on the server as a Pulumi resource, so that a missing or expired
 // certificate (deleted by hand, renewals failing for months) is drift that Pulumi's own refresh
 // shows and `up --refresh` repairs, like ServerState does for the app (a dynamic resource whose
-// `read` runs scripts/tls.sh read and whose `update` runs tls.sh repair: issue again with the last
+// `read` runs the agent's tls-read and whose `update` runs tls-repair: issue again with the last
 // deployed parameters). A plain `up` never reads the server.
 import * as pulumi from "@pulumi/pulumi";
 import { scriptReport, SshTarget } from "./pinned-ssh";
@@ -19,7 +19,7 @@ export interface CertificateStateArgs {
 const WANTED = { certificate: "valid" };
 
 function tlsScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
-  const out = scriptReport(inputs.server, inputs.scriptsDir, "tls.sh", verb, inputs.appName);
+  const out = scriptReport(inputs.server, inputs.scriptsDir, "agent", `tls-${verb}`, inputs.appName);
   return { certificate: out.certificate, notAfter: out.notAfter, servedNames: out.names };
 }
 

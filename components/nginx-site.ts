@@ -136,7 +136,7 @@ ${appLocations(s)}
   }
   if (t.issuing) {
     return `${head}
-# HTTP only until the first certificate is issued (components/scripts/tls.sh)
+# HTTP only until the first certificate is issued (the agent's tls-create)
 server {
     listen 80;
     server_name ${s.serverName};

@@ -1,10 +1,10 @@
-// nginx site: renders the server block (nginx-site.ts) and installs it with scripts/nginx.sh,
+// nginx site: renders the server block (nginx-site.ts) and installs it with the agent's site-create,
 // which runs `nginx -t` before reloading and keeps the previous config if the test fails.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
 import { renderSite, SiteSettings } from "./nginx-site";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface NginxSiteArgs extends SiteSettings {
   connection: Connection;
@@ -22,8 +22,10 @@ export class NginxSite extends pulumi.ComponentResource {
     this.step = remoteStep(`${name}-site`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "nginx.sh",
+      script: AGENT,
+      verb: "site-create",
       deleteWith: args.appName,
+      deleteVerb: "site-delete",
       params: scriptParams({ APP: args.appName, SITE: this.config }),
       after: args.after,
     }, this);

@@ -70,7 +70,10 @@ export class ScriptBundle extends pulumi.ComponentResource {
     const seconds = this.limits[limit] + Math.max(0, Math.ceil(extraSeconds));
     const agent = `python3 -I -B ${this.remoteDir}/${AGENT}`;
     const program = script === AGENT ? agent : `bash ${this.remoteDir}/${script}`;
-    const run = [agent, "supervise", String(seconds), ...safeWords(step, `timeouts.${limit}`), "--lock-wait", String(this.limits.lockWait), "--", program, ...safeWords(script, verb, ...words).slice(1)].join(" ");
+    // the agent takes its one word (a delete step's app) as --app APP
+    const tail = safeWords(script, verb, ...words).slice(1);
+    if (script === AGENT && words.length > 0) tail.splice(1, words.length, ...words.flatMap((w) => ["--app", w]));
+    const run = [agent, "supervise", String(seconds), ...safeWords(step, `timeouts.${limit}`), "--lock-wait", String(this.limits.lockWait), "--", program, ...tail].join(" ");
     return this.sudo ? `sudo -n ${run}` : run;
   }
 }
@@ -103,6 +106,8 @@ export interface RemoteStepArgs {
   deleteWith?: string;
   /** The script whose `delete` runs then, when not `script` (an agent step whose delete is still bash). */
   deleteScript?: string;
+  /** An agent step's delete verb (`<verb> --app <deleteWith>`), instead of `delete`. */
+  deleteVerb?: string;
   /** A change here replaces the step (shown as a replacement in preview) instead of updating it. */
   triggers?: pulumi.Input<any[]>;
   /** Steps that must finish first (the script upload is always one). */
@@ -117,7 +122,7 @@ export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Re
   return new command.remote.Command(name, {
     connection: args.connection,
     create: args.bundle.stepLine(name, args.limit ?? "default", args.extraSeconds ?? 0, args.script, args.verb ?? "create"),
-    delete: args.deleteWith ? args.bundle.stepLine(name, "default", 0, args.deleteScript ?? args.script, "delete", args.deleteWith) : undefined,
+    delete: args.deleteWith ? args.bundle.stepLine(name, "default", 0, args.deleteScript ?? args.script, args.deleteVerb ?? "delete", args.deleteWith) : undefined,
     stdin: args.params,
     triggers: args.triggers,
     addPreviousOutputInEnv: false,

@@ -1,4 +1,4 @@
-// Shared paths (scripts/shared.sh): the release's folders and files that outlive it — Flask's
+// Shared paths (the agent's shared-create): the release's folders and files that outlive it — Flask's
 // instance folder by default (sharedDirs), and files (sharedFiles) that are either the app's own or
 // rendered from stack config and secrets (e.g. an instance config.py with SECRET_KEY), written
 // root:<app> 0640. Re-runs for each release and whenever the settings change; the rendered text
@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { renderTemplate, SharedFile } from "./app-layout";
 import { Connection } from "./connection";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, agentResult, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface SharedPathsArgs {
   connection: Connection;
@@ -34,15 +34,16 @@ export class SharedPaths extends pulumi.ComponentResource {
     this.step = remoteStep(`${name}-link`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "shared.sh",
+      script: AGENT,
+      verb: "shared-create",
       params: scriptParams({
         APP: args.appName, RELEASE_ID: args.releaseId, DIRS: JSON.stringify(args.dirs),
         FILES: rendered ? pulumi.secret(files) : files,
       }),
       after: args.after,
     }, this);
-    // "shared revision: <time>" or "… unchanged": no secret in it
-    this.revision = pulumi.unsecret(this.step.stdout).apply((s) => /shared revision: (\d+)/.exec(s ?? "")?.[1] ?? "");
+    // the agent's result: a time when a rendered file changed, else "" (no secret in it)
+    this.revision = agentResult(pulumi.unsecret(this.step.stdout)).apply((r) => String(r.revision ?? ""));
     this.registerOutputs({});
   }
 }

@@ -1,4 +1,4 @@
-// HTTPS certificate of the app's site (scripts/tls.sh): issued by an ACME CA (Let's Encrypt by
+// HTTPS certificate of the app's site (the agent's tls-create; agent/fdeploy_agent/tls.py): issued by an ACME CA (Let's Encrypt by
 // default; any ACME directory with tls.acmeServer, trusting tls.caBundle for its API) with
 // Debian's certbot over HTTP-01 through the app's own nginx site, renewed by certbot's systemd
 // timer, whose deploy hook reloads nginx. The step runs before NginxSite: it puts an HTTP site with
@@ -12,7 +12,7 @@ import * as command from "@pulumi/command";
 import { Connection } from "./connection";
 import { expandHome } from "./config";
 import { acmeWebroot, certName, customCertDir, renderSite, SiteSettings } from "./nginx-site";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface TlsCertificateArgs {
   connection: Connection;
@@ -49,8 +49,10 @@ export class TlsCertificate extends pulumi.ComponentResource {
     this.step = remoteStep(`${name}-certificate`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "tls.sh",
+      script: AGENT,
+      verb: "tls-create",
       deleteWith: app,
+      deleteVerb: "tls-delete",
       params: scriptParams({
         APP: app,
         ...(args.custom

@@ -2,7 +2,7 @@
 # state.sh read|repair — the app's live state on this server, as the stack's ServerState resource
 # sees it (`pulumi refresh`, `pulumi preview --refresh`), and the repair of what drifted
 # (`pulumi up --refresh`). What the stack wants is on the server already: the settings' .desired
-# copies in /etc/fdeploy/<app>/ (the agent's unit-stage, env-stage; nginx.sh) and the last activation's
+# copies in /etc/fdeploy/<app>/ (the agent's unit-stage, env-stage, site-create) and the last activation's
 # parameters that went live (slots/activation.live.json: the release, strategy and health check).
 #   read    prints one JSON object (the agent's state-report): release (the live slot's release),
 #           running (the live slot's service is active), and whether the unit, the environment

@@ -1,10 +1,11 @@
-"""shared-files and shared-steps (shared.sh's decisions): the rendered files in the root-owned
-APP_ROOT/files and whether they changed (the app restarts only then), the release's links and its
-manifest, links no longer configured removed, refusals before anything changes, and the app user's
-steps inside shared/."""
+"""shared-create (SharedPaths): the rendered files in the root-owned APP_ROOT/files and whether they
+changed (the app restarts only then), the release's links and its manifest, links no longer
+configured removed, refusals before anything changes, and the app user's steps inside shared/
+(runuser as the app user, stood in for here by the same operations under the temporary root)."""
 import io
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -19,16 +20,39 @@ RID = "a" * 12
 GID = os.getgid()
 
 
-def verb(root, name, params):
-    host = Host(root=str(root), user_ids=lambda name: (0, GID))
+def as_user(root, fail=""):
+    """runuser -u shop -- mkdir|touch|ln …, done under ROOT (the last argument is a server path);
+    FAIL: a command that fails (e.g. the app user may not write there)."""
+    def run(argv, merge_output=False, input=None):
+        assert argv[:4] == ["runuser", "-u", "shop", "--"] and os.umask(0o022) == 0o007, argv
+        cmd = argv[4:]
+        if cmd[0] == fail:
+            return subprocess.CompletedProcess(argv, 1, "%s: Permission denied" % cmd[0], "")
+        last = str(root) + cmd[-1]
+        if cmd[0] == "mkdir":
+            os.makedirs(last, exist_ok=True)
+        elif cmd[0] == "touch":
+            open(last, "a").close()
+        elif cmd[0] == "ln":
+            if os.path.lexists(last):
+                os.unlink(last)
+            os.symlink(cmd[-2], last)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    return run
+
+
+def verb(root, name, params, fail="", commands=None):
+    host = Host(root=str(root), user_ids=lambda name: (0, GID), run=as_user(root, fail))
     out, err = io.StringIO(), io.StringIO()
     rc = cli.main([name], stdin=io.StringIO(json.dumps(params)), stdout=out, stderr=err, host=host)
+    if commands is not None:
+        commands.extend(host.commands)
     return rc, json.loads(out.getvalue()), err.getvalue()
 
 
 @pytest.fixture
 def root(tmp_path):
-    r = app_root(tmp_path, "srv/shop/releases/%s/instance" % RID, "srv/shop/shared")
+    r = app_root(tmp_path, "srv/shop/releases/%s/instance" % RID, "srv/shop/shared", "run")
     (r / "srv/shop/releases" / RID / ".fdeploy-release.json").write_text("{}\n")
     return r
 
@@ -44,7 +68,7 @@ FILES = [{"path": "instance/config.py", "content": "SECRET = 's'\n"}, {"path": "
 def test_render_link_and_changed_only_when_content_changes(root):
     rel = root / "srv/shop/releases" / RID
     (rel / "instance").rmdir()
-    rc, out, err = verb(root, "shared-files", params(["instance"], FILES))
+    rc, out, err = verb(root, "shared-create", params(["instance"], FILES))
     assert rc == 0, err
     assert out["changed"] is True and out["revision"].isdigit()
     files = root / "srv/shop/files"
@@ -56,23 +80,40 @@ def test_render_link_and_changed_only_when_content_changes(root):
     assert not os.path.lexists(rel / "instance/config.py")   # inside a shared dir: the app user's link
     assert (rel / ".fdeploy-shared").read_text() == "instance\nconf/app.ini\nuploads.log\n"
     # the same again: nothing changed (a second up restarts nothing)
-    assert verb(root, "shared-files", params(["instance"], FILES))[1] == {"changed": False, "revision": "", "ok": True}
+    assert verb(root, "shared-create", params(["instance"], FILES))[1] == {"changed": False, "revision": "", "ok": True,
+                                                                             "summary": "1 dirs, 3 files"}
     # a changed content: changed; a file no longer configured: removed, its release link too
     files2 = [dict(FILES[0], content="SECRET = 't'\n"), FILES[2]]
-    out = verb(root, "shared-files", params(["instance"], files2))[1]
+    out = verb(root, "shared-create", params(["instance"], files2))[1]
     assert out["changed"] is True
     assert not (files / "conf/app.ini").exists() and not os.path.lexists(rel / "conf/app.ini")
     assert (rel / ".fdeploy-shared").read_text() == "instance\nuploads.log\n"
-    out = verb(root, "shared-files", params(["instance"], [FILES[2]]))[1]
+    out = verb(root, "shared-create", params(["instance"], [FILES[2]]))[1]
     assert out["changed"] is True and not (files / "instance/config.py").exists()
 
 
 def test_the_app_user_steps(root):
-    rc, out, _ = verb(root, "shared-steps", {"DIRS": json.dumps(["instance", "data"]), "FILES": json.dumps(
-        FILES + [{"path": "data/own.db", "content": None}])})
-    assert out["steps"] == ["mkdir instance", "mkdir data", "link instance/config.py", "touch uploads.log"]
+    (root / "srv/shop/releases" / RID / "instance").rmdir()
+    commands = []
+    files = FILES + [{"path": "data/own.db", "content": None}]
+    rc, out, err = verb(root, "shared-create", params(["instance", "data"], files), commands=commands)
+    assert rc == 0, err
     assert out["summary"] == "2 dirs, 4 files"
-    assert verb(root, "shared-steps", {"DIRS": "[]", "FILES": "[]"})[1]["steps"] == []
+    assert [c[4:] for c in commands] == [
+        ["mkdir", "-p", "-m", "0770", "/srv/shop/shared/instance"], ["mkdir", "-p", "-m", "0770", "/srv/shop/shared/data"],
+        ["mkdir", "-p", "-m", "0770", "/srv/shop/shared/instance"],
+        ["ln", "-sfn", "/srv/shop/files/instance/config.py", "/srv/shop/shared/instance/config.py"],
+        ["mkdir", "-p", "-m", "0770", "/srv/shop/shared"], ["touch", "/srv/shop/shared/uploads.log"]]
+    assert os.readlink(root / "srv/shop/shared/instance/config.py") == "/srv/shop/files/instance/config.py"
+    assert (root / "srv/shop/shared/uploads.log").is_file() and os.umask(0o022) == 0o022   # root's umask back
+    commands.clear()
+    assert verb(root, "shared-create", params([], []), commands=commands)[0] == 0 and commands == []
+
+
+def test_a_step_the_app_user_cannot_do_fails_naming_it(root):
+    (root / "srv/shop/releases" / RID / "instance").rmdir()
+    rc, out, _ = verb(root, "shared-create", params(["instance"], []), fail="mkdir")
+    assert rc == 1 and out["error"].startswith("could not mkdir as shop in /srv/shop/shared/: mkdir: Permission denied")
 
 
 @pytest.mark.parametrize("dirs,files,message", [
@@ -87,7 +128,7 @@ def test_bad_input_is_refused_before_anything_changes(root, dirs, files, message
     p = params(dirs, files)
     if isinstance(dirs, str):
         p["DIRS"] = dirs
-    rc, out, _ = verb(root, "shared-files", p)
+    rc, out, _ = verb(root, "shared-create", p)
     assert rc == 1 and message in out["error"]
     assert not (root / "srv/shop/files").exists()
 
@@ -95,17 +136,17 @@ def test_bad_input_is_refused_before_anything_changes(root, dirs, files, message
 def test_a_shipped_path_or_a_path_through_a_link_is_refused(root):
     rel = root / "srv/shop/releases" / RID
     (rel / "settings.py").write_text("x")
-    rc, out, _ = verb(root, "shared-files", params([], [{"path": "settings.py", "content": "y"}]))
+    rc, out, _ = verb(root, "shared-create", params([], [{"path": "settings.py", "content": "y"}]))
     assert rc == 1 and "the release ships 'settings.py'" in out["error"]
     assert not (root / "srv/shop/files").exists()   # refused before anything changed
     (rel / "instance").rmdir()
     (rel / "instance").symlink_to(root / "srv/shop/shared")   # e.g. an earlier shared dir: the app's folder
-    rc, out, _ = verb(root, "shared-files", params([], [{"path": "instance/x.py", "content": None}]))
+    rc, out, _ = verb(root, "shared-create", params([], [{"path": "instance/x.py", "content": None}]))
     assert rc == 1 and "'instance/x.py' is not inside the release" in out["error"]
     assert not (root / "srv/shop/shared/x.py").exists()
 
 
 def test_an_uninstalled_release_is_refused(root):
     (root / "srv/shop/releases" / RID / ".fdeploy-release.json").unlink()
-    rc, out, _ = verb(root, "shared-files", params([], []))
+    rc, out, _ = verb(root, "shared-create", params([], []))
     assert rc == 1 and "is not installed" in out["error"]

@@ -1,5 +1,6 @@
-"""The agent's TLS and nginx site decisions (tls.py, site.py) without a server: a temporary folder
-stands for /, certificates are real ones made by openssl, systemctl is recorded. What a user relies
+"""The agent's TLS and nginx site steps (tls.py, site.py) without a server: a temporary folder
+stands for /, certificates are real ones made by openssl; nginx -t, systemctl, apt and certbot are
+stood in for at the Host seam (certbot "issues" by leaving the files it would leave). What a user relies
 on: a certificate is issued only when the names or the ACME directory changed or it expired (a
 re-run issues nothing), certbot gets the wanted directory (staging or production), bad settings are
 refused naming them before anything changes, the site in force before a failure is put back."""
@@ -10,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import pytest
 
@@ -29,20 +31,56 @@ CREATE = {"APP": "shop", "CERT_NAME": "fdeploy-shop", "DOMAINS": "www.shop.test 
           "SITE_ISSUING": ISSUING}
 
 
-@pytest.fixture
-def host(tmp_path):
-    app_root(tmp_path, "etc/nginx/sites-available", "etc/nginx/sites-enabled", "etc/letsencrypt/renewal", LIVE)
+class Server:
+    """What the stand-ins answer: nginx -t passes unless NGINX_BAD is in the site in force (or BROKEN:
+    another file of nginx's is); certbot succeeds (leaving CERTBOT_NAMES' certificate) unless
+    CERTBOT_FAILS is set; certbot is installed when INSTALLED."""
 
-    def run(argv, merge_output=False):
+    def __init__(self, root):
+        self.root, self.broken, self.certbot_fails, self.installed = root, False, "", True
+        self.certbot_names = ["www.shop.test", "shop.test"]
+
+    def run(self, argv, merge_output=False, input=None):
+        ok = subprocess.CompletedProcess(argv, 0, "", "")
         if argv[0] == "openssl":   # the real one, on files under the temporary root
             return subprocess.run(argv, capture_output=True, text=True, check=False)
-        return subprocess.CompletedProcess(argv, 0, "", "")
-    return Host(root=str(tmp_path), run=run, user_ids=lambda name: (1001, 1001))
+        if argv[:2] == ["nginx", "-t"]:
+            site = self.root / "etc/nginx/sites-available/fdeploy-shop.conf"
+            bad = self.broken or (site.exists() and "NGINX_BAD" in site.read_text())
+            return subprocess.CompletedProcess(argv, 1 if bad else 0, "nginx: [emerg] bad" if bad else "syntax is ok", "")
+        if argv[0] == "install":
+            (self.root / argv[-1].lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / argv[-1].lstrip("/")).write_text("")
+        if argv[0] == "flock":
+            self.installed = True
+        if "certbot" in argv and "certonly" in argv:
+            if self.certbot_fails:
+                return subprocess.CompletedProcess(argv, 1, self.certbot_fails, "")
+            issued(self.root, self.certbot_names, server=argv[argv.index("--server") + 1])
+        return ok
+
+
+@pytest.fixture
+def server(tmp_path):
+    app_root(tmp_path, "etc/nginx/sites-available", "etc/nginx/sites-enabled", "etc/letsencrypt/renewal", LIVE, "run", "var/lib",
+             "var/log/nginx")
+    return Server(tmp_path)
+
+
+@pytest.fixture
+def host(tmp_path, server):
+    return Host(root=str(tmp_path), run=server.run, user_ids=lambda name: (1001, 1001),
+                which=lambda c: "/usr/bin/certbot" if c != "certbot" or server.installed else None)
+
+
+# steps of tls-create, each on its own (their decisions)
+INTERNAL = {"tls-plan": tls.tls_plan, "tls-trust": tls.tls_trust, "tls-issued": tls.tls_issued, "tls-forget": tls.tls_forget}
 
 
 def agent(host, verb, params):
     out, err = io.StringIO(), io.StringIO()
-    rc = cli.main([verb], stdin=io.StringIO(json.dumps(params)), stdout=out, stderr=err, host=host)
+    with mock.patch.dict(cli.VERBS, INTERNAL):
+        rc = cli.main([verb], stdin=io.StringIO(json.dumps(params)), stdout=out, stderr=err, host=host)
     return rc, json.loads(out.getvalue().strip().splitlines()[-1]), err.getvalue()
 
 
@@ -155,7 +193,7 @@ def test_from_custom_mode_https_stays_on_with_your_own_certificate(host, tmp_pat
     ({"WEBROOT": "/tmp"}, "/var/lib/fdeploy-acme/shop"),
 ])
 def test_bad_input_is_refused_before_anything_changes(host, tmp_path, change, setting):
-    for verb in ("tls-check", "tls-plan"):
+    for verb in ("tls-create", "tls-plan"):
         rc, res, err = agent(host, verb, dict(CREATE, **change))
         assert rc == 1 and setting in res["error"] and err.startswith("error: ")
     assert not list((tmp_path / "etc/nginx/sites-available").iterdir())
@@ -164,8 +202,8 @@ def test_bad_input_is_refused_before_anything_changes(host, tmp_path, change, se
 
 def test_no_base_system_yet(host, tmp_path):
     (tmp_path / "etc/fdeploy/shop.conf").unlink()
-    rc, res, _ = agent(host, "tls-check", CREATE)
-    assert rc == 1 and "no base system" in res["error"]
+    rc, res, _ = agent(host, "tls-create", CREATE)
+    assert rc == 1 and "no base system" in res["error"] and host.commands == []
 
 
 # ---- a failed issuance: the site before back, an error naming each refused name ----------------
@@ -184,42 +222,152 @@ Ask for help or search for solutions at https://community.letsencrypt.org. See t
 """
 
 
-def test_failure_puts_the_previous_site_back_and_names_the_refused_name(host, tmp_path):
-    issued(tmp_path, ["shop.test"])
-    (tmp_path / "etc/nginx/sites-available/fdeploy-shop.conf").write_text("the site before\n")
+def enable(tmp_path, text):
+    """TEXT is the app's site in force."""
+    (tmp_path / "etc/nginx/sites-available/fdeploy-shop.conf").write_text(text)
     os.symlink("/etc/nginx/sites-available/fdeploy-shop.conf", tmp_path / "etc/nginx/sites-enabled/fdeploy-shop.conf")
-    params = dict(CREATE, DOMAINS="shop.test nx.shop.test")
-    result(host, "tls-plan", params)
-    assert (tmp_path / "etc/nginx/sites-available/fdeploy-shop.conf").read_text() == SITE + "\n"
-    (tmp_path / "etc/fdeploy/shop/certbot.out").write_text(CERTBOT_OUT)
-    assert result(host, "site-restore", params)["restored"] == "site"
-    assert (tmp_path / "etc/nginx/sites-available/fdeploy-shop.conf").read_text() == "the site before\n"
-    r = result(host, "tls-failure", params)
-    assert "no certificate for nx.shop.test shop.test from %s: nx.shop.test (DNS problem: NXDOMAIN" % PROD in r["error"]
-    assert r["error"].endswith("stays in force with the previous certificate (shop.test).")
-    assert "  Domain: nx.shop.test" in r["why"] and "letsencrypt.log" not in r["why"]
-    assert not (tmp_path / "etc/fdeploy/shop/certbot.out").exists()
+
+
+def site_text(tmp_path):
+    return (tmp_path / "etc/nginx/sites-available/fdeploy-shop.conf").read_text()
+
+
+def ran(host, *words):
+    """The commands that ran which start with WORDS."""
+    return [c for c in host.commands if c[:len(words)] == list(words)]
+
+
+def test_failure_puts_the_previous_site_back_and_names_the_refused_name(host, tmp_path, server):
+    issued(tmp_path, ["shop.test"])
+    enable(tmp_path, "the site before\n")
+    server.certbot_fails = CERTBOT_OUT
+    rc, res, err = agent(host, "tls-create", dict(CREATE, DOMAINS="shop.test nx.shop.test"))
+    assert rc == 1
+    assert "no certificate for nx.shop.test shop.test from %s: nx.shop.test (DNS problem: NXDOMAIN" % PROD in res["error"]
+    assert res["error"].endswith("stays in force with the previous certificate (shop.test).")
+    assert "  Domain: nx.shop.test" in err
+    assert site_text(tmp_path) == "the site before\n"
+    assert not (tmp_path / "etc/fdeploy/shop/site.saved.json").exists()
     assert not (tmp_path / "etc/fdeploy/shop/tls.desired.json").exists(), "a failed create is not kept"
+    # the HTTPS site (names added) was tested and loaded for the validation, then the one before
+    assert len(ran(host, "nginx", "-t")) == 2 and len(ran(host, "systemctl", "reload", "nginx")) == 2
 
 
-def test_first_issuance_fails_the_http_site_stays(host, tmp_path):
-    result(host, "tls-plan", CREATE)
-    assert result(host, "site-restore", CREATE)["restored"] == "none"
+def test_first_issuance_fails_no_site_is_left(host, tmp_path, server):
+    server.certbot_fails = "An unexpected error occurred:\nConnection refused\n"
+    rc, res, err = agent(host, "tls-create", CREATE)
+    assert rc == 1 and "certbot failed, see above" in res["error"] and res["error"].endswith("stays in force (HTTP).")
+    assert "An unexpected error occurred" in err
     assert not (tmp_path / "etc/nginx/sites-available/fdeploy-shop.conf").exists()
     assert not os.path.lexists(tmp_path / "etc/nginx/sites-enabled/fdeploy-shop.conf")
-    r = result(host, "tls-failure", CREATE)
-    assert "certbot failed, see above" in r["error"] and r["error"].endswith("stays in force (HTTP).")
 
 
-def test_issued_puts_the_https_site_in_force_and_keeps_the_parameters(host, tmp_path):
+def test_previous_site_names_a_deleted_certificate_the_http_site_serves(host, tmp_path, server):
+    enable(tmp_path, "NGINX_BAD: names /etc/letsencrypt/live/fdeploy-shop/fullchain.pem, deleted by hand\n")
+    server.certbot_fails = "Some challenges have failed.\n"
+    rc, res, err = agent(host, "tls-create", CREATE)
+    assert rc == 1 and "the previous site's certificate files are missing; the HTTP site stays in force" in err
+    assert site_text(tmp_path) == ISSUING + "\n"
+
+
+def test_first_issuance_http_site_then_https_site_in_force(host, tmp_path, server):
+    server.installed = False
+    r = result(host, "tls-create", CREATE)
+    assert r["action"] == "issue" and r["notAfter"].endswith("GMT")
+    apt = ran(host, "flock")
+    assert apt and apt[0][:4] == ["flock", "-w", "900", "/var/lib/apt/lists"] and apt[0][-1] == "certbot"
+    assert (tmp_path / "var/lib/fdeploy-acme/shop").is_dir()
+    hook = tmp_path / tls.HOOK.lstrip("/")
+    assert "nginx -t -q && systemctl reload nginx" in hook.read_text() and stat.S_IMODE(hook.stat().st_mode) == 0o755
+    assert ran(host, "systemctl", "enable", "--now", "--quiet", "certbot.timer")
+    certbot = ran(host, "certbot")[0]
+    assert certbot[certbot.index("--server") + 1] == PROD and "--force-renewal" not in certbot
+    # the HTTP site was loaded before certbot ran, the HTTPS one after it
+    order = [c[0] if c[0] != "systemctl" else " ".join(c[:2]) for c in host.commands if c[0] in ("certbot", "nginx", "systemctl")]
+    assert order.index("certbot") > order.index("nginx") and "nginx" in order[order.index("certbot"):]
+    assert site_text(tmp_path) == SITE + "\n"
+    for log in ("access", "error", "upstream"):
+        assert (tmp_path / ("var/log/nginx/fdeploy-shop.%s.log" % log)).exists()
+    assert (tmp_path / "etc/fdeploy/shop/upstream.conf").read_text().endswith("server unix:/run/fdeploy-shop/live.sock;\n")
+    assert json.loads((tmp_path / "etc/fdeploy/shop/tls.desired.json").read_text()) == CREATE
+    assert not (tmp_path / "etc/fdeploy/shop/site.saved.json").exists()
+    # a re-run: nothing issued, installed, tested or reloaded
+    n = len(host.commands)
+    assert result(host, "tls-create", CREATE)["action"] == "keep"
+    assert [c for c in host.commands[n:] if c[0] in ("certbot", "nginx", "flock") or "reload" in c] == []
+
+
+def test_https_site_nginx_rejects_is_not_left_in_force(host, tmp_path, server):
+    enable(tmp_path, "the site before\n")
+    server.certbot_names = ["www.shop.test", "shop.test"]
+    rc, res, err = agent(host, "tls-create", dict(CREATE, SITE="NGINX_BAD " + SITE))
+    assert rc == 1 and res["error"].startswith("nginx -t rejected the site for HTTPS") and "[emerg]" in err
+    assert site_text(tmp_path) == "the site before\n"
+    assert not (tmp_path / "etc/fdeploy/shop/tls.desired.json").exists()
+
+
+def test_issuing_site_rejected_certbot_never_runs(host, tmp_path, server):
+    enable(tmp_path, "the site before\n")
+    rc, res, _ = agent(host, "tls-create", dict(CREATE, SITE_ISSUING="NGINX_BAD " + ISSUING))
+    assert rc == 1 and res["error"].startswith("nginx -t rejected") and not ran(host, "certbot")
+    assert site_text(tmp_path) == "the site before\n"
+
+
+def test_issued_puts_the_https_site_in_place_and_drops_your_own_certificate(host, tmp_path):
     result(host, "tls-plan", CREATE)
     issued(tmp_path, ["www.shop.test", "shop.test"])
     make_cert(tmp_path / "etc/fdeploy/shop/tls", ["shop.test"])
     r = result(host, "tls-issued", CREATE)
-    assert r["changed"] and (tmp_path / "etc/nginx/sites-available/fdeploy-shop.conf").read_text() == SITE + "\n"
-    assert not (tmp_path / "etc/fdeploy/shop/site.saved.json").exists()
+    assert r["changed"] and site_text(tmp_path) == SITE + "\n"
+    assert (tmp_path / "etc/fdeploy/shop/site.saved.json").exists(), "dropped once the HTTPS site passed nginx -t"
     assert not (tmp_path / "etc/fdeploy/shop/tls").exists(), "tls.mode custom's certificate is no longer used"
     assert result(host, "tls-plan", CREATE)["action"] == "keep", "a re-run issues nothing"
+
+
+# ---- tls.mode custom: your own certificate ----------------------------------------------------
+
+def own(tmp_path, names, where="own"):
+    make_cert(tmp_path / where, names)
+    cert, key = ((tmp_path / where / f).read_text().strip() for f in ("fullchain.pem", "privkey.pem"))
+    site = SITE.replace("/etc/letsencrypt/live/fdeploy-shop/", "/etc/fdeploy/shop/tls/")
+    return {"APP": "shop", "MODE": "custom", "CERT": cert, "KEY": key, "CERT_DIR": "/etc/fdeploy/shop/tls",
+            "CERT_NAME": "fdeploy-shop", "DOMAINS": "shop.test", "SITE": site}
+
+
+def test_custom_certificate_in_force_and_an_acme_one_deleted(host, tmp_path, server):
+    issued(tmp_path, ["shop.test"])
+    params = own(tmp_path, ["shop.test"])
+    r = result(host, "tls-create", params)
+    assert r["action"] == "custom" and r["changed"]
+    folder = tmp_path / "etc/fdeploy/shop/tls"
+    assert (folder / "privkey.pem").read_text() == params["KEY"] + "\n"
+    assert stat.S_IMODE((folder / "privkey.pem").stat().st_mode) == 0o600 and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert site_text(tmp_path) == params["SITE"] + "\n" and ran(host, "nginx", "-t")
+    assert ran(host, "certbot", "delete", "--non-interactive", "--cert-name", "fdeploy-shop")
+    assert result(host, "tls-read", {"APP": "shop"})["certificate"] == "valid"
+    n = len(host.commands)
+    assert not result(host, "tls-create", params)["changed"] and not ran(host, "nginx", "-t")[len(ran(host, "nginx", "-t")):]
+    assert [c for c in host.commands[n:] if c[0] == "nginx"] == [], "a re-run tests and reloads nothing"
+
+
+def test_custom_key_of_another_certificate_is_refused_before_anything_changes(host, tmp_path):
+    params = dict(own(tmp_path, ["shop.test"]), KEY=own(tmp_path, ["other.test"], "other")["KEY"])
+    rc, res, _ = agent(host, "tls-create", params)
+    assert rc == 1 and res["error"].startswith("tls.privateKey does not belong to the certificate in tls.certificate")
+    assert os.listdir(tmp_path / "etc/fdeploy/shop/tls") == [] and not ran(host, "nginx")
+    rc, res, _ = agent(host, "tls-create", dict(params, CERT="not a certificate"))
+    assert rc == 1 and res["error"].startswith("tls.certificate is not a PEM certificate")
+    assert "KEY" not in res["error"] and params["KEY"][30:60] not in res["error"]
+
+
+def test_custom_certificate_nginx_rejects_puts_the_previous_one_back(host, tmp_path, server):
+    first = own(tmp_path, ["shop.test"])
+    result(host, "tls-create", first)
+    second = own(tmp_path, ["shop.test", "www.shop.test"], "second")
+    rc, res, _ = agent(host, "tls-create", dict(second, SITE="NGINX_BAD " + second["SITE"]))
+    assert rc == 1 and res["error"].startswith("nginx -t rejected the site or the certificate in tls.certificate")
+    assert (tmp_path / "etc/fdeploy/shop/tls/fullchain.pem").read_text() == first["CERT"] + "\n"
+    assert site_text(tmp_path) == first["SITE"] + "\n"
 
 
 # ---- read, repair: the last create's parameters, Python's alone -------------------------------
@@ -228,7 +376,7 @@ def test_read_reports_missing_valid_names_differ_expired(host, tmp_path):
     assert result(host, "tls-read", {"APP": "shop"})["certificate"] == "missing"
     issued(tmp_path, ["www.shop.test", "shop.test"], days=1)
     (tmp_path / "etc/fdeploy/shop").mkdir(mode=0o700)
-    (tmp_path / "etc/fdeploy/shop/tls.desired.json").write_text(json.dumps(CREATE))   # as tls.sh wrote it
+    (tmp_path / "etc/fdeploy/shop/tls.desired.json").write_text(json.dumps(CREATE))   # as tls-create wrote it
     r = result(host, "tls-read", {"APP": "shop"})
     assert r["certificate"] == "valid" and r["names"] == "shop.test www.shop.test" and r["notAfter"]
     assert tls.read_state(host, "shop", now=time.time() + 3 * 86400)["certificate"] == "expired"
@@ -238,18 +386,22 @@ def test_read_reports_missing_valid_names_differ_expired(host, tmp_path):
 
 def test_read_of_your_own_certificate(host, tmp_path):
     custom = {"APP": "shop", "MODE": "custom", "CERT_DIR": "/etc/fdeploy/shop/tls", "DOMAINS": "shop.test", "SITE": SITE}
-    result(host, "tls-desired", custom)
+    tls.keep_desired(host, "shop", custom)
     assert result(host, "tls-read", {"APP": "shop"})["certificate"] == "missing"
     make_cert(tmp_path / "etc/fdeploy/shop/tls", ["other.test"])
     assert result(host, "tls-read", {"APP": "shop"})["certificate"] == "valid", "its names are checked at preview"
 
 
-def test_repair_gets_the_last_parameters(host, tmp_path):
-    rc, res, _ = agent(host, "tls-desired", {"APP": "shop"})
-    assert rc == 1 and "tls.sh create never ran" in res["error"]
-    issued(tmp_path, ["www.shop.test", "shop.test"])
-    result(host, "tls-plan", CREATE)
-    assert json.loads(result(host, "tls-desired", {"APP": "shop"})["raw"]) == CREATE
+def test_repair_issues_again_with_the_last_parameters(host, tmp_path):
+    rc, res, _ = agent(host, "tls-repair", {"APP": "shop"})
+    assert rc == 1 and "TlsCertificate never ran" in res["error"]
+    assert result(host, "tls-create", CREATE)["action"] == "issue"
+    for f in ("cert", "fullchain", "privkey"):   # deleted by hand
+        (tmp_path / LIVE / (f + ".pem")).unlink()
+    assert result(host, "tls-read", {"APP": "shop"})["certificate"] == "missing"
+    n = len(ran(host, "certbot"))
+    r = result(host, "tls-repair", {"APP": "shop"})
+    assert r["certificate"] == "valid" and r["names"] == "shop.test www.shop.test" and len(ran(host, "certbot")) == n + 1
     (tmp_path / "etc/fdeploy/shop/tls.desired.json").write_text("{not json")
     rc, res, _ = agent(host, "tls-read", {"APP": "shop"})
     assert rc == 1 and "tls.desired.json is damaged" in res["error"]
@@ -288,7 +440,7 @@ def test_forget_keeps_a_certificate_the_site_still_uses(host, tmp_path):
     assert not (tmp_path / "etc/fdeploy/shop/tls.desired.json").exists()
 
 
-# ---- the nginx site (nginx.sh) ---------------------------------------------------------------
+# ---- the nginx site (site-create) --------------------------------------------------------------
 
 def test_site_stage_keeps_desired_and_restores_the_site_before(host, tmp_path):
     site = tmp_path / "etc/nginx/sites-available/fdeploy-shop.conf"
@@ -304,3 +456,48 @@ def test_site_stage_keeps_desired_and_restores_the_site_before(host, tmp_path):
     assert result(host, "site-restore", {"APP": "shop"})["restored"] == "", "nothing recorded: nothing to put back"
     rc, res, _ = agent(host, "site-stage", {"APP": "shop", "SITE": ""})
     assert rc == 1 and "SITE" in res["error"]
+
+
+def test_site_create_tests_loads_and_a_rerun_changes_nothing(host, tmp_path):
+    r = result(host, "site-create", {"APP": "shop", "SITE": "one"})
+    assert r["changed"] and len(r["revision"]) == 16 and site_text(tmp_path) == "one\n"
+    assert ran(host, "nginx", "-t") and ran(host, "systemctl", "reload", "nginx")
+    assert (tmp_path / "etc/fdeploy/shop/site.desired").read_text() == "one\n"
+    assert not (tmp_path / "etc/fdeploy/shop/site.saved.json").exists()
+    assert [c[-1] for c in ran(host, "install")] == ["/var/log/nginx/fdeploy-shop.%s.log" % k for k in ("access", "error", "upstream")]
+    n = len(host.commands)
+    again = result(host, "site-create", {"APP": "shop", "SITE": "one"})
+    assert not again["changed"] and again["revision"] == r["revision"]
+    assert [c for c in host.commands[n:] if c[0] in ("nginx", "systemctl", "install")] == []
+
+
+def test_site_create_nginx_rejects_the_new_site_the_previous_stays(host, tmp_path):
+    result(host, "site-create", {"APP": "shop", "SITE": "one"})
+    rc, res, err = agent(host, "site-create", {"APP": "shop", "SITE": "NGINX_BAD two"})
+    assert rc == 1 and res["error"].startswith("nginx rejected the new site config (nginx -t above)") and "[emerg]" in err
+    assert site_text(tmp_path) == "one\n" and not (tmp_path / "etc/fdeploy/shop/site.saved.json").exists()
+    assert len(ran(host, "systemctl", "reload", "nginx")) == 1, "nothing new loaded"
+
+
+def test_site_create_another_file_of_nginx_at_fault_is_named(host, tmp_path, server):
+    result(host, "site-create", {"APP": "shop", "SITE": "one"})
+    server.broken = True
+    rc, res, _ = agent(host, "site-create", {"APP": "shop", "SITE": "two"})
+    assert rc == 1 and res["error"].startswith("nginx's configuration is invalid apart from this site") and site_text(tmp_path) == "one\n"
+    first = tmp_path / "etc/fdeploy/other.conf"   # no base system: refused before anything changes
+    rc, res, _ = agent(host, "site-create", {"APP": "other", "SITE": "x"})
+    assert rc == 1 and "no base system" in res["error"] and not first.exists()
+
+
+def test_site_delete_and_tls_delete(host, tmp_path):
+    result(host, "tls-create", CREATE)
+    (tmp_path / "etc/fdeploy/shop/maintenance.conf").write_text("x")
+    r = result(host, "tls-delete", {"APP": "shop"})
+    assert r["kept"] and not ran(host, "certbot", "delete"), "the site still uses the certificate"
+    result(host, "site-delete", {"APP": "shop"})
+    for p in ("etc/nginx/sites-available/fdeploy-shop.conf", "etc/nginx/sites-enabled/fdeploy-shop.conf",
+              "etc/fdeploy/shop/maintenance.conf", "etc/fdeploy/shop/upstream.conf"):
+        assert not os.path.lexists(tmp_path / p), p
+    assert not result(host, "tls-delete", {"APP": "shop"})["kept"]
+    assert ran(host, "certbot", "delete", "--non-interactive", "--cert-name", "fdeploy-shop")
+    assert not (tmp_path / "var/lib/fdeploy-acme/shop").exists() and not (tmp_path / "etc/fdeploy/shop/tls.desired.json").exists()

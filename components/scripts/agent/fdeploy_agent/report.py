@@ -42,7 +42,7 @@ def state_report(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
         and in_force(host, conf + "/socket.desired", app.unit_path("socket")),
         "envInForce": in_force(host, conf + "/env.desired", app.env_file),
         "siteInForce": site_ok,
-        # the rendered shared files' links in shared/ are the ones shared.sh made (not the app's stand-ins)
+        # the rendered shared files' links in shared/ are the ones shared-create made (not the app's stand-ins)
         "sharedFilesInForce": not release or not shared_links.wrong_links(host, app, release),
         # what the last switch activated (state.sh repair activates it again)
         "deployedRelease": str(deployed.get("RELEASE_ID", "")),

@@ -1,15 +1,15 @@
-"""Shared paths (Capistrano's linked_dirs/linked_files), shared.sh's decisions:
+"""Shared paths (Capistrano's linked_dirs/linked_files): the SharedPaths step:
   DIRS   release/<d> -> APP_ROOT/shared/<d>        (the app user makes the folder)
   FILES  plain: release/<f> -> APP_ROOT/shared/<f> (the app user makes and owns the file)
          rendered (content): APP_ROOT/files/<f>, root:<app> 0640, linked from the release or,
          inside a shared dir, from shared/<f> (a link the app user makes)
 Root writes only into root-owned folders (the release, APP_ROOT/files); what is to be done inside
-shared/ is returned as steps for the app user (shared.sh runs them), so root follows no path the
+shared/ runs as the app user (runuser, umask 0007: mkdir, touch, ln), so root follows no path the
 app can write. The release's links are listed in its manifest .fdeploy-shared (shared_links.py
 reads it); a link this step made earlier and no longer configured goes.
-  shared-files  params APP, RELEASE_ID, DIRS (JSON list), FILES (JSON list of {path, content|null}):
-                root's part; {"changed": a rendered file changed, "revision": "<ns>" or ""}
-  shared-steps  params DIRS, FILES: {"steps": ["mkdir|touch|link <path>", …], "summary"}, the app user's part
+  shared-create  params APP, RELEASE_ID, DIRS (JSON list), FILES (JSON list of {path, content|null};
+                 secret), under the deploy lock: {"changed": a rendered file changed, "revision":
+                 "<ns>" or "" (the activation restarts the app when it is set), "summary"}
 """
 import json
 import os
@@ -21,7 +21,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import app as apps
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
+from . import lease
 from .host import Host
+from .lock import deploy_lock
 from .release import MARKER, check_id
 
 PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
@@ -144,11 +146,52 @@ def link(host: Host, app: apps.App, rid: str, dirs: List[str], files: Files) -> 
     write_atomic(manifest, "".join(p + "\n" for p in linked).encode(), 0o644)
 
 
-def shared_files(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """Verb (under the deploy lock): the rendered files, the release's links and manifest."""
+def app_argv(app: apps.App, step: str) -> List[List[str]]:
+    """The app user's commands for STEP ("<kind> <path>"); the path is checked (PATH: no space, no '..')."""
+    kind, _, p = step.partition(" ")
+    if not PATH.fullmatch(p):
+        raise AgentError("bad shared path %r (flask-deploy:sharedDirs/sharedFiles)" % p)
+    shared = "%s/shared/%s" % (app.root, p)
+    parent = ["mkdir", "-p", "-m", "0770", os.path.dirname(shared)]
+    if kind == "mkdir":
+        return [["mkdir", "-p", "-m", "0770", shared]]
+    if kind == "touch":
+        return [parent, ["touch", shared]]
+    if kind == "link":
+        return [parent, ["ln", "-sfn", "%s/files/%s" % (app.root, p), shared]]
+    raise AgentError("unknown shared step %r" % kind)
+
+
+def as_app(host: Host, app: apps.App, argv: List[str]) -> None:
+    """ARGV as the app user (runuser: root's descriptors, the deploy lock among them, are not passed
+    on), with umask 0007 as every file the app's group shares."""
+    old = os.umask(0o007)
+    try:
+        r = host.run(["runuser", "-u", app.user, "--"] + argv, merge_output=True)
+    finally:
+        os.umask(old)
+    if r.returncode != 0:
+        raise AgentError("could not %s as %s in %s/shared/: %s" % (argv[0], app.user, app.root, (r.stdout or "").strip()[-300:]))
+
+
+def shared_create(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
+    """SharedPaths' step: root's part (the rendered files, the release's links and manifest), then
+    the app user's steps inside shared/."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     rid = check_id(params.get("RELEASE_ID"))
     dirs, files = parse(params.get("DIRS", "[]"), params.get("FILES", "[]"))
+    with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)):
+        result = shared_files(host, app, rid, dirs, files)
+        for step in steps(dirs, files):
+            for argv in app_argv(app, step):
+                as_app(host, app, argv)
+    summary = "%d dirs, %d files" % (len(dirs), len(files))
+    log("shared paths of %s: %s; %s" % (rid, summary, "shared files changed" if result["changed"] else "shared files unchanged"))
+    return dict(result, summary=summary)
+
+
+def shared_files(host: Host, app: apps.App, rid: str, dirs: List[str], files: Files) -> Dict[str, Any]:
+    """Root's part: the rendered files, the release's links and manifest."""
     release = "%s/releases/%s" % (app.root, rid)
     if read_regular(host.path(release + "/" + MARKER)) is None or os.path.islink(host.path(release)):
         raise AgentError("release %s is not installed on this server (pulumi up installs it)" % rid)
@@ -157,9 +200,3 @@ def shared_files(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
     changed = render(host, app, files)
     link(host, app, rid, dirs, files)
     return {"changed": changed, "revision": str(time.time_ns()) if changed else ""}
-
-
-def shared_steps(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """Verb (changes nothing): the app user's steps inside shared/ for DIRS and FILES."""
-    dirs, files = parse(params.get("DIRS", "[]"), params.get("FILES", "[]"))
-    return {"steps": steps(dirs, files), "summary": "%d dirs, %d files" % (len(dirs), len(files))}

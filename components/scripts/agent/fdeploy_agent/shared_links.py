@@ -2,7 +2,7 @@
 folder, e.g. instance/config.py): the link shared/<f> -> APP_ROOT/files/<f> lives in a folder the
 app can write, so a hostile app can swap it for its own file — which the next release, a fix
 included, would load. Which links must exist follows from root-owned files only: the release's
-manifest (.fdeploy-shared, the paths shared.sh linked into shared/) and the rendered files in
+manifest (.fdeploy-shared, the paths shared-create linked into shared/) and the rendered files in
 APP_ROOT/files. They are checked without following any link, put back as the app user (root never
 writes in shared/) before a release loads (preflight) and before it goes live (the switch), and
 reported to ServerState (`sharedFilesInForce`)."""
@@ -29,7 +29,7 @@ def expected_links(host: Host, app: apps.App, release_id: str) -> List[str]:
             shared_dirs.append(entry)
     files_root = host.path(app.root + "/files")
     rendered = []
-    for folder, dirs, names in os.walk(files_root):   # root-owned (shared.sh): no link to follow
+    for folder, dirs, names in os.walk(files_root):   # root-owned (shared-create): no link to follow
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
         rendered += [os.path.relpath(os.path.join(folder, n), files_root) for n in names]
     return sorted(f for f in rendered if any(f.startswith(d + "/") for d in shared_dirs))

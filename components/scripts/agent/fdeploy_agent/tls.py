@@ -1,36 +1,42 @@
-"""The app's HTTPS certificate: the decisions of tls.sh (which certbot, nginx -t and reloads stay
-glue for). An ACME certificate is issued only when none covers exactly the wanted names from the
-wanted ACME directory and is still valid; the last successful create's parameters are kept
-root-only in /etc/fdeploy/<app>/tls.desired.json (read and written here only) for read and repair.
-  tls-check      create's params: refused before anything changes, naming the setting
-  tls-trust      create's params (CA_BUNDLE): the app's acme-ca.pem, and certbot.service's drop-in
-                 and bundle of every app's private ACME CA (renewals); daemon-reload when it changed
-  tls-plan       create's params (acme): {"action": keep|issue, "want", "have", "force", "certbot":
-                 certbot's argv, "caBundle", "changed"}; issue: the site to validate with is put in
-                 force (the one before recorded: site-restore puts it back when certbot fails)
-  tls-issued     create's params: the HTTPS site in force, the parameters kept
-  tls-failure    create's params: {"why": certbot's lines to show, "error"} from certbot's output
-                 (kept by tls.sh in /etc/fdeploy/<app>/certbot.out)
-  tls-desired    params APP: {"raw": the last create's parameters} (repair); create's params: kept
-  tls-fallback   create's params: SITE_ISSUING in force (no site put back passes nginx -t)
-  tls-read       params APP: {"certificate": valid|missing|expired|names-differ, "notAfter", "names"}
-  tls-forget     params APP: the app's ACME files go unless its site still uses the certificate;
-                 {"kept": bool, "certbotDelete": the certificate to delete with certbot, or ""}
+"""The app's HTTPS certificate (TlsCertificate, CertificateState), with Debian's certbot. An ACME
+certificate is issued only when none covers exactly the wanted names from the wanted ACME directory
+and is still valid; the last successful create's parameters are kept root-only in
+/etc/fdeploy/<app>/tls.desired.json (read and written here only) for read and repair. certbot,
+openssl, nginx and apt run through the Host seam.
+  tls-create  create's params: APP, MODE ("custom"; absent = acme), CERT and KEY (custom: PEM chain
+              and key, on stdin only), CERT_DIR, CERT_NAME, DOMAINS (space-separated), ACME_SERVER,
+              EMAIL ("" = none), CA_BUNDLE (PEM, "" = the system's CAs), WEBROOT, SITE (the HTTPS
+              site), SITE_ISSUING (the HTTP site with the challenge location; components/nginx-site.ts).
+              acme: certbot installed, the webroot, the renewal deploy hook, certbot.timer, a private
+              ACME CA's bundle; a certificate issued through HTTP-01 with the app's own site in force
+              meanwhile (HTTP-only before the first one), so nginx never stops; certbot refusing puts
+              the site before back and names each refused name and the CA's reason.
+              custom: your chain and key, checked to belong together, kept in /etc/fdeploy/<app>/tls/.
+  tls-read    --app APP: {"certificate": valid|missing|expired|names-differ, "notAfter", "names"}
+  tls-repair  --app APP: create again with the last create's parameters, then read (up --refresh)
+  tls-delete  --app APP: the app's certificate, webroot and CA bundle go, unless its site still
+              uses the certificate (tls.mode off, or destroy)
+Renewal is certbot.timer's (twice a day); HOOK reloads nginx after a renewal. The hook stays a
+two-line sh script: certbot runs the executables in renewal-hooks/deploy/, outside any deploy,
+and no agent bundle lives at a fixed path.
 """
 import calendar
 import json
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
+from . import apt, lease
 from . import site as sites
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
+from .lock import deploy_lock
 
 Log = Callable[[str], None]
 ACME_URL = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
@@ -39,7 +45,10 @@ DOMAIN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 RENEW_BUNDLE = "/etc/fdeploy/acme-ca-bundle.pem"
 DROPIN = "/etc/systemd/system/certbot.service.d/fdeploy-acme-ca.conf"
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
-DROPIN_TEXT = ("# flask-deploy (tls.sh): CAs of private ACME servers, for certbot renew only\n"
+HOOK = "/etc/letsencrypt/renewal-hooks/deploy/fdeploy-nginx-reload"
+HOOK_TEXT = (b"#!/bin/sh\n# flask-deploy (the agent's tls-create): a renewed certificate goes live with a graceful reload\n"
+             b"# (no dropped connection); a configuration nginx rejects is not loaded.\nnginx -t -q && systemctl reload nginx\n")
+DROPIN_TEXT = ("# flask-deploy (tls-create): CAs of private ACME servers, for certbot renew only\n"
                "[Service]\nEnvironment=REQUESTS_CA_BUNDLE=%s\n" % RENEW_BUNDLE)
 
 
@@ -265,12 +274,6 @@ def _app(params: Dict[str, Any]) -> str:
     return apps.check_name(params.get("APP"))
 
 
-def tls_check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    req = check(params)
-    apps.load(host, req.app)
-    return {"want": req.want, "mode": "custom" if req.custom else "acme"}
-
-
 def tls_plan(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """Keep: the parameters are kept (read, repair). Issue: the site in force is recorded (site.py)
     and the site to validate with goes in its place (bash then tests it and reloads nginx)."""
@@ -286,12 +289,11 @@ def tls_plan(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Di
 
 
 def tls_issued(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """After certbot issued: the HTTPS site in force (bash reloads: the certificate is new even when
-    the site is not), the record of the previous site and tls.mode custom's own certificate go."""
+    """After certbot issued: the HTTPS site in place (tested and loaded by the caller: the
+    certificate is new even when the site is not), tls.mode custom's own certificate gone. The
+    record of the site before this run stays until the caller drops it."""
     req = check(params)
     changed = sites.put(host, req.app, str(params.get("SITE", "")), save=False, desired=False)
-    sites.unlink(host, sites.saved_path(req.app))
-    keep_desired(host, req.app, params)
     if os.path.isdir(host.path(custom_dir(req.app))):
         shutil.rmtree(host.path(custom_dir(req.app)))
     cert = inspect(host, live_dir(req.app) + "/cert.pem")
@@ -323,20 +325,6 @@ def keep_desired(host: Host, app: str, params: Dict[str, Any]) -> None:
     write_atomic(host.path(desired_path(app)), json.dumps(params, sort_keys=True).encode(), 0o600)
 
 
-def tls_desired(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """params APP: the last create's parameters (repair runs create with them); create's parameters
-    (tls.mode custom, after its certificate went live): kept."""
-    app = _app(params)
-    if "DOMAINS" in params:
-        check(params)
-        keep_desired(host, app, params)
-        return {}
-    desired = load_desired(host, app)
-    if desired is None:
-        raise AgentError("no HTTPS certificate was deployed for '%s' on this server (tls.sh create never ran); run pulumi up" % app)
-    return {"raw": json.dumps(desired)}
-
-
 def tls_fallback(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """The site put back names a certificate that is gone (deleted by hand): the HTTP site with the
     challenge location (SITE_ISSUING) in force instead; bash tests and reloads."""
@@ -348,17 +336,8 @@ def tls_read(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Di
     return dict(read_state(host, _app(params)))
 
 
-def certbot_output(app: str) -> str:
-    """Where tls.sh keeps certbot's output of a failed issuance for tls-failure (root-only folder)."""
-    return "/etc/fdeploy/%s/certbot.out" % app
-
-
-def tls_failure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """After a failed issuance (and site-restore): certbot's lines worth showing, and the error."""
-    req = check(params)
-    path = host.path(certbot_output(req.app))
-    output = (read_regular(path) or b"").decode(errors="replace")
-    sites.unlink(host, certbot_output(req.app))
+def tls_failure(host: Host, req: Request, output: str) -> Dict[str, str]:
+    """After a failed issuance (the site before put back): certbot's lines worth showing, and the error."""
     cert = inspect(host, live_dir(req.app) + "/cert.pem")
     return failure(req, output, cert.names if cert and exists(host, live_dir(req.app) + "/fullchain.pem") else "")
 
@@ -379,3 +358,153 @@ def tls_forget(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
         host.run(["systemctl", "daemon-reload"])
     renewal = os.path.lexists(host.path("/etc/letsencrypt/renewal/%s.conf" % cert_name(app)))
     return {"kept": False, "certbotDelete": cert_name(app) if renewal else ""}
+
+
+def serial(host: Host, path: str) -> str:
+    """'serial=… notAfter=…' of the certificate in PATH, for the log."""
+    r = host.run(["openssl", "x509", "-in", host.path(path), "-noout", "-serial", "-enddate"])
+    return " ".join((r.stdout or "").split())
+
+
+def put_back(host: Host, req: Request, params: Dict[str, Any], issuing: str, log: Log) -> None:
+    """The site in force before this run back, tested and loaded; when it names a certificate that
+    is gone (deleted by hand) and none is left to serve HTTPS with, the HTTP site meanwhile."""
+    sites.restore(host, req.app)
+    if sites.test(host)[0]:
+        sites.reload(host)
+    elif issuing == "http":
+        log("the previous site's certificate files are missing; the HTTP site stays in force")
+        tls_fallback(host, params, log, 0)
+        if sites.test(host)[0]:
+            sites.reload(host)
+
+
+REJECTED = "nginx -t rejected the site for HTTPS (output above); the previous site stays in force"
+
+
+def create_acme(host: Host, req: Request, params: Dict[str, Any], log: Log) -> Dict[str, Any]:
+    apt.install_missing(host, "certbot", ["certbot"], log)
+    for d in ("/var/lib/fdeploy-acme", "/var/lib/fdeploy-acme/" + req.app):
+        own_dir(host.path(d), 0o755)
+    tls_trust(host, params, log, 0)
+    os.makedirs(host.path(os.path.dirname(HOOK)), 0o755, exist_ok=True)
+    write_atomic(host.path(HOOK), HOOK_TEXT, 0o755)
+    if host.run(["systemctl", "enable", "--now", "--quiet", "certbot.timer"]).returncode != 0:
+        log("warning: certbot.timer could not be enabled (systemctl enable --now certbot.timer); renewals need it")
+    decided = tls_plan(host, params, log, 0)
+    if decided["action"] == "keep":
+        log("certificate %s for %s: up to date, notAfter=%s" % (cert_name(req.app), req.want, decided["notAfter"]))
+        return {"action": "keep", "want": req.want, "notAfter": decided["notAfter"]}
+    issuing = decided["issuing"]
+    again = lambda: put_back(host, req, params, issuing, log)  # noqa: E731
+    if decided["changed"]:
+        sites.load_checked(host, req.app, log, REJECTED, again)
+    log("requesting a certificate for %s from %s (HTTP-01 through nginx)" % (req.want, req.server))
+    ca = decided["caBundle"]
+    old = os.umask(0o077)   # what certbot writes is root's alone
+    try:
+        r = host.run((["env", "REQUESTS_CA_BUNDLE=" + ca] if ca else []) + ["certbot"] + decided["certbot"], merge_output=True)
+    finally:
+        os.umask(old)
+    if r.returncode != 0:
+        again()
+        why = tls_failure(host, req, r.stdout or "")
+        log(why["why"])
+        raise AgentError(why["error"])
+    tls_issued(host, params, log, 0)
+    sites.load_checked(host, req.app, log, REJECTED, again)   # the site may be unchanged: the certificate is new
+    sites.unlink(host, sites.saved_path(req.app))
+    keep_desired(host, req.app, params)
+    log("certificate %s for %s issued by %s: %s" % (cert_name(req.app), req.want, req.server, serial(host, live_dir(req.app) + "/cert.pem")))
+    cert = inspect(host, live_dir(req.app) + "/cert.pem")
+    return {"action": "issue", "want": req.want, "notAfter": cert.not_after if cert else ""}
+
+
+def openssl_out(host: Host, argv: List[str]) -> Optional[str]:
+    r = host.run(["openssl"] + argv)
+    return (r.stdout or "") if r.returncode == 0 else None
+
+
+def create_custom(host: Host, req: Request, params: Dict[str, Any], log: Log) -> Dict[str, Any]:
+    """tls.mode custom: the chain and key checked (a PEM certificate, the key its own) in a new folder
+    beside the ones in force before anything changes, then swapped in; a site or certificate nginx
+    rejects puts the previous ones back. An ACME certificate of the app is no longer used."""
+    own_dir(host.path("/etc/fdeploy"), 0o755)
+    own_dir(host.path("/etc/fdeploy/" + req.app), 0o700)
+    folder = host.path(custom_dir(req.app))
+    own_dir(folder, 0o700)
+    names = ("fullchain.pem", "privkey.pem")
+    new = {"fullchain.pem": (str(params.get("CERT", "")) + "\n").encode(), "privkey.pem": (str(params.get("KEY", "")) + "\n").encode()}
+    tmp = tempfile.mkdtemp(prefix=".new.", dir=folder)
+    try:
+        for n in names:
+            write_atomic(os.path.join(tmp, n), new[n], 0o600)
+        if openssl_out(host, ["x509", "-in", os.path.join(tmp, names[0]), "-noout"]) is None:
+            raise AgentError("tls.certificate is not a PEM certificate (flask-deploy:tls.certificate: the chain, server certificate first)")
+        pub = openssl_out(host, ["x509", "-in", os.path.join(tmp, names[0]), "-noout", "-pubkey"])
+        if pub is None or pub != openssl_out(host, ["pkey", "-in", os.path.join(tmp, names[1]), "-pubout"]):
+            raise AgentError("tls.privateKey does not belong to the certificate in tls.certificate (flask-deploy:tls.privateKey)")
+    finally:
+        shutil.rmtree(tmp)
+    before = {n: read_regular(os.path.join(folder, n)) for n in names}
+
+    def again() -> None:
+        for n in names:
+            if before[n] is None:
+                sites.unlink(host, custom_dir(req.app) + "/" + n)
+            else:
+                write_atomic(os.path.join(folder, n), before[n], 0o600)
+        sites.restore(host, req.app)
+        if sites.test(host)[0]:
+            sites.reload(host)
+
+    changed = False
+    for n in names:
+        changed = write_atomic(os.path.join(folder, n), new[n], 0o600) or changed
+    site_changed = sites.put(host, req.app, str(params.get("SITE", "")), save=True, desired=False)
+    if changed or site_changed:
+        sites.load_checked(host, req.app, log, "nginx -t rejected the site or the certificate in tls.certificate (output above); "
+                           "the previous ones stay in force", again)
+    sites.unlink(host, sites.saved_path(req.app))
+    keep_desired(host, req.app, params)
+    if host.which("certbot") and os.path.lexists(host.path("/etc/letsencrypt/renewal/%s.conf" % cert_name(req.app))):
+        certbot_delete(host, cert_name(req.app), log)
+    log("certificate (your own) for %s in force: %s" % (req.want, serial(host, custom_dir(req.app) + "/fullchain.pem")))
+    return {"action": "custom", "want": req.want, "changed": changed}
+
+
+def certbot_delete(host: Host, name: str, log: Log) -> None:
+    if host.run(["certbot", "delete", "--non-interactive", "--cert-name", name], merge_output=True).returncode != 0:
+        log("warning: certbot delete --cert-name %s failed" % name)
+
+
+def tls_create(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """TlsCertificate's step: bad parameters are refused before anything changes."""
+    req = check(params)
+    apps.load(host, req.app)
+    with deploy_lock(host, req.app, lock_wait, log, deploy=lease.deploy_of(params)):
+        return (create_custom if req.custom else create_acme)(host, req, params, log)
+
+
+def tls_repair(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """`pulumi up --refresh` (CertificateState): a missing or expired certificate is issued again
+    with the last create's parameters; then what tls-read reports."""
+    app = _app(params)
+    desired = load_desired(host, app)
+    if desired is None:
+        raise AgentError("no HTTPS certificate was deployed for '%s' on this server (TlsCertificate never ran); run pulumi up" % app)
+    tls_create(host, desired, log, lock_wait)
+    return dict(read_state(host, app))
+
+
+def tls_delete(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """TlsCertificate's delete (tls.mode off, or destroy), after the site stopped using the certificate."""
+    forget = tls_forget(host, params, log, lock_wait)
+    app = _app(params)
+    if forget["kept"]:
+        log("the site of %s still uses the certificate %s; kept" % (app, cert_name(app)))
+    else:
+        if forget["certbotDelete"] and host.which("certbot"):
+            certbot_delete(host, forget["certbotDelete"], log)
+        log("HTTPS certificate of %s removed" % app)
+    return {"kept": forget["kept"]}
