@@ -47,12 +47,13 @@ export function pinnedSsh(target: SshTarget, command: string,
 }
 
 /**
- * SCRIPT VERB from the deploy's scripts folder on TARGET, with {APP} on stdin: the JSON object its
+ * SCRIPT VERB (SCRIPT "agent": the server agent) from the deploy's scripts folder on TARGET, with {APP} on stdin: the JSON object its
  * last line of output holds (what the dynamic resources ServerState and CertificateState read and
  * repair with). Throws with the script's last lines of errors when it fails.
  */
 export function scriptReport(target: SshTarget, scriptsDir: string, script: string, verb: string, app: string): Record<string, any> {
-  const r = pinnedSsh(target, `bash ${scriptsDir}/${script} ${verb}`, { input: JSON.stringify({ APP: app }), timeoutMs: 600000 });
+  const program = script === "agent" ? "python3 -I -B" : "bash";   // "agent": the server agent's VERB
+  const r = pinnedSsh(target, `${program} ${scriptsDir}/${script} ${verb}`, { input: JSON.stringify({ APP: app }), timeoutMs: 600000 });
   const last = r.stdout.trim().split("\n").pop() ?? "";
   if (r.status !== 0 || !last.startsWith("{")) {
     throw new Error(`components/scripts/${script} ${verb} on ${target.user}@${target.host} failed (exit ${r.status}):\n${r.stderr.trim().split("\n").slice(-30).join("\n")}`);

@@ -67,7 +67,9 @@ export class ScriptBundle extends pulumi.ComponentResource {
     const seconds = this.limits[limit] + Math.max(0, Math.ceil(extraSeconds));
     const agent = `python3 -I -B ${this.remoteDir}/${AGENT}`;
     const program = script === AGENT ? agent : `bash ${this.remoteDir}/${script}`;
-    const run = [agent, "supervise", String(seconds), ...safeWords(step, `timeouts.${limit}`), "--lock-wait", String(this.limits.lockWait), "--", program, ...safeWords(script, verb, ...words).slice(1)].join(" ");
+    const args = safeWords(script, verb, ...words).slice(1);
+    if (script === AGENT && words.length) args.splice(1, 0, "--app");   // the agent's delete verbs: `VERB --app APP` (no stdin)
+    const run = [agent, "supervise", String(seconds), ...safeWords(step, `timeouts.${limit}`), "--lock-wait", String(this.limits.lockWait), "--", program, ...args].join(" ");
     return this.sudo ? `sudo -n ${run}` : run;
   }
 }
@@ -96,8 +98,10 @@ export interface RemoteStepArgs {
   /** The script's verb on create and update (default: create). */
   verb?: string;
   params: pulumi.Input<string>;
-  /** Run `<script> delete <appName>` when the resource is deleted. */
+  /** Run `<script> delete <appName>` when the resource is deleted (the agent: `<deleteVerb> --app <appName>`). */
   deleteWith?: string;
+  /** The agent verb a delete runs (default: delete). */
+  deleteVerb?: string;
   /** The script whose `delete` runs then, when not `script` (an agent step whose delete is still bash). */
   deleteScript?: string;
   /** A change here replaces the step (shown as a replacement in preview) instead of updating it. */
@@ -114,7 +118,7 @@ export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Re
   return new command.remote.Command(name, {
     connection: args.connection,
     create: args.bundle.stepLine(name, args.limit ?? "default", args.extraSeconds ?? 0, args.script, args.verb ?? "create"),
-    delete: args.deleteWith ? args.bundle.stepLine(name, "default", 0, args.deleteScript ?? args.script, "delete", args.deleteWith) : undefined,
+    delete: args.deleteWith ? args.bundle.stepLine(name, "default", 0, args.deleteScript ?? args.script, args.deleteVerb ?? "delete", args.deleteWith) : undefined,
     stdin: args.params,
     triggers: args.triggers,
     addPreviousOutputInEnv: false,

@@ -9,7 +9,7 @@ import { runOnServer, serverResult } from "../lib/stack";
 import { DeployConfig } from "../../components/config";
 
 function lockState(cfg: DeployConfig, action: "status" | "release"): any {
-  const r = runOnServer(cfg, "ops.sh", "lock", { APP: cfg.appName, ACTION: action }, { capture: true });
+  const r = runOnServer(cfg, "agent", "ops-lock", { APP: cfg.appName, ACTION: action }, { capture: true });
   if (r.status !== 0) throw new FdeployError(`lock ${action} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
   return serverResult(r.stdout);
 }

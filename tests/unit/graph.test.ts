@@ -109,7 +109,7 @@ describe("resource graph (index.ts under mocks)", function () {
         const line: string | undefined = r.inputs[field];
         if (line === undefined) continue;
         const supervise = `python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent supervise \\d+ ${r.name} timeouts\\.(build|releaseCommands|default) --lock-wait 120 -- `;
-        assert.match(line, new RegExp(`^${supervise}(bash \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/[a-z]+\\.sh (create|delete flaskapp)|python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent [a-z-]+)$`), `${r.name}.${field}: ${line}`);
+        assert.match(line, new RegExp(`^${supervise}(bash \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/[a-z]+\\.sh (create|delete flaskapp)|python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent [a-z-]+( --app flaskapp)?)$`), `${r.name}.${field}: ${line}`);
         assert.ok(!line.includes("example.com") && !line.includes("s3cr3t"), `${r.name}.${field} holds a config value`);
       }
     }
@@ -122,7 +122,7 @@ describe("resource graph (index.ts under mocks)", function () {
     assert.strictEqual(limit("env-file"), 300);
     assert.strictEqual(limit("nginx-site"), 300);
     assert.ok(limit("activation-switch") > 300, "the switch gets its health timeouts on top");
-    assert.match(byName("base-setup").inputs.delete, / supervise 300 base-setup timeouts\.default --lock-wait 120 -- bash .*base\.sh delete flaskapp$/);
+    assert.match(byName("base-setup").inputs.delete, / supervise 300 base-setup timeouts\.default --lock-wait 120 -- python3 -I -B \S+\/agent base-delete --app flaskapp$/);
   });
 
   it("lists each migration in the migration step's triggers, so preview shows new ones", () => {
