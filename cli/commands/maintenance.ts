@@ -1,7 +1,7 @@
 // fdeploy maintenance on|off: nginx answers every request with 503 and a page (the app keeps
 // running; requests from the server itself, like the deploy's health check, still reach it). The
 // mode is a root-only file the app's nginx site includes (the server agent's maintenance): deploys keep it, and
-// drift checks (state.sh) treat it as intended.
+// drift checks (the agent's state-read) treat it as intended.
 import { Command } from "commander";
 import * as fs from "fs";
 import { stackCommand, StackOpts, target } from "../lib/command";

@@ -4,7 +4,7 @@ site in force before a change is recorded first (/etc/fdeploy/<app>/site.saved.j
 that a site nginx rejects, or a certificate the CA refuses, puts exactly that one back.
   site-put      params APP, SITE (the server block): what is in force recorded, SITE in its place;
                 {"changed"} (false: nothing to test or reload)
-  site-stage    the same, and SITE kept as the stack's wanted site (site.desired: state.sh's drift
+  site-stage    the same, and SITE kept as the stack's wanted site (site.desired: state-read's drift
                 check and repair) (nginx.sh)
   site-restore  params APP: the recorded site back in force (or none, if there was none):
                 {"restored": "site" | "none" | ""}
