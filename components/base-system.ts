@@ -1,11 +1,12 @@
 // Base system: OS packages, the unprivileged app and build users and the directory layout
-// (scripts/base.sh). Destroying it removes the app's code, never its data (`npm run purge` does).
+// (the agent's base-create: fdeploy_agent/base_system.py). Destroying it removes the app's code, never
+// its data (base-delete; `npm run purge` does: base-purge).
 import * as pulumi from "@pulumi/pulumi";
 import { Connection } from "./connection";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 /** What every app server needs; curl serves the on-server health checks. */
-// acl: setfacl, for the app root that only the app reads and nginx and the build user pass through (base.sh)
+// acl: setfacl, for the app root that only the app reads and nginx and the build user pass through (base-create)
 export const BASE_PACKAGES = ["python3", "python3-venv", "nginx", "sqlite3", "curl", "acl"];
 /** runtime docker: Debian's engine (and CLI, which the provider's ssh:// link runs: docker system dial-stdio). */
 export const DOCKER_PACKAGES = ["docker.io"];
@@ -35,7 +36,9 @@ export class BaseSystem extends pulumi.ComponentResource {
     this.ready = remoteStep(`${name}-setup`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "base.sh",
+      script: AGENT,
+      verb: "base-create",
+      deleteVerb: "base-delete",
       limit: "build",   // installs packages
       deleteWith: args.appName,
       params: scriptParams({

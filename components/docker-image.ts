@@ -2,7 +2,7 @@
 // official Docker provider (@pulumi/docker 5.0.0) on the server's own engine over ssh:// — no
 // registry (skipPush). The build context is the release's staged files (exactly what the release
 // ships, components/upload.ts), so the image holds the same code the release id names; the tag is
-// fdeploy-<app>:<release id>, which the slots' units run (scripts/service.sh). The app's own
+// fdeploy-<app>:<release id>, which the slots' units run (the agent's units.py). The app's own
 // Dockerfile is used when appDir has one, else a generated one (docker.baseImage, requirements.txt
 // into /venv, the code in /app). The provider shells out to `ssh`: the host key is pinned through a
 // known_hosts file made from server.hostKey at a stable path (so the provider's config does not

@@ -1,7 +1,7 @@
 // Gunicorn service: the systemd template units fdeploy-<app>@.service/.socket (the agent's unit-stage,
 // scripts/agent/fdeploy_agent/units.py). Runs as the app user, restarts on failure, logs to the journal,
 // listens on a unix socket per slot. This step only stages the units; the Activation puts them in force
-// (the one switch point). `pulumi destroy` removes them (service.sh delete).
+// (the one switch point). `pulumi destroy` removes them (the agent's service-delete).
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
@@ -41,7 +41,7 @@ export class GunicornService extends pulumi.ComponentResource {
       script: AGENT,
       verb: "unit-stage",
       deleteWith: args.appName,
-      deleteScript: "service.sh",
+      deleteVerb: "service-delete",
       params: scriptParams({
         APP: args.appName,
         WORKERS: args.workers,

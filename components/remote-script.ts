@@ -102,12 +102,12 @@ export interface RemoteStepArgs {
   /** The script's verb on create and update (default: create). */
   verb?: string;
   params: pulumi.Input<string>;
-  /** Run `<script> delete <appName>` when the resource is deleted. */
+  /** Run `<script> delete <appName>` when the resource is deleted (the agent: `<deleteVerb> --app <appName>`). */
   deleteWith?: string;
+  /** The agent verb a delete runs (default: delete). */
+  deleteVerb?: string;
   /** The script whose `delete` runs then, when not `script` (an agent step whose delete is still bash). */
   deleteScript?: string;
-  /** An agent step's delete verb (`<verb> --app <deleteWith>`), instead of `delete`. */
-  deleteVerb?: string;
   /** A change here replaces the step (shown as a replacement in preview) instead of updating it. */
   triggers?: pulumi.Input<any[]>;
   /** Steps that must finish first (the script upload is always one). */

@@ -1,7 +1,7 @@
 // What the server really runs, as a Pulumi resource, so that drift is visible and repaired with
-// Pulumi's own refresh: a dynamic resource whose `read` asks the server (scripts/state.sh read:
+// Pulumi's own refresh: a dynamic resource whose `read` asks the server (the agent's state-read:
 // the live release, whether it runs, whether the unit, environment file and nginx site in force are
-// the deployed ones) and whose `update` repairs what differs (state.sh repair).
+// the deployed ones) and whose `update` repairs what differs (state-fix).
 //   pulumi preview --refresh / pulumi refresh   show drift (a stopped app, a hand-edited site…): one
 //                                                line "server drift on <app>@<host>: …" without --diff
 //   pulumi up --refresh                          repairs it
@@ -47,18 +47,18 @@ function sayDrift(id: string, olds: any, news: any): void {
   said.add(line);
 }
 
-/** state.sh VERB on the server: its JSON report. */
-function stateScript(inputs: any, verb: "read" | "repair"): Record<string, unknown> {
-  return scriptReport(inputs.server, inputs.scriptsDir, "state.sh", verb, inputs.appName);
+/** The agent's VERB on the server (fdeploy_agent/server_state.py): its JSON report. */
+function stateScript(inputs: any, verb: "state-read" | "state-fix"): Record<string, unknown> {
+  return scriptReport(inputs.server, inputs.scriptsDir, "agent", verb, inputs.appName);
 }
 
 const provider: pulumi.dynamic.ResourceProvider = {
   async create(inputs: any) {
-    return { id: `${inputs.appName}@${inputs.server.host}`, outs: { ...inputs, ...stateScript(inputs, "read") } };
+    return { id: `${inputs.appName}@${inputs.server.host}`, outs: { ...inputs, ...stateScript(inputs, "state-read") } };
   },
   async read(id: string, props: any) {
     // refresh: what the server runs now (the inputs stay as deployed)
-    return { id, props: { ...props, ...stateScript(props, "read") } };
+    return { id, props: { ...props, ...stateScript(props, "state-read") } };
   },
   async diff(id: string, olds: any, news: any) {
     sayDrift(id, olds, news);
@@ -69,7 +69,7 @@ const provider: pulumi.dynamic.ResourceProvider = {
     return { changes: changed.length > 0, diffs: changed };
   },
   async update(_id: string, _olds: any, news: any) {
-    return { outs: { ...news, ...stateScript(news, "repair") } };
+    return { outs: { ...news, ...stateScript(news, "state-fix") } };
   },
 };
 

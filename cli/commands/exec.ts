@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .action((cmd: string[], opts: StackOpts & { stdin?: boolean }) => {
       const { cfg } = target(opts);
       const stdin = opts.stdin ? fs.readFileSync(0) : undefined;
-      const r = runOnServer(cfg, "ops.sh", "exec", { APP: cfg.appName, CMD: JSON.stringify(cmd) }, { stdin });
+      const r = runOnServer(cfg, "agent", "exec", { APP: cfg.appName, CMD: JSON.stringify(cmd) }, { stdin });
       process.exitCode = r.status;
     });
 
@@ -23,7 +23,7 @@ export function register(program: Command): void {
     .action((opts: StackOpts) => {
       if (!process.stdin.isTTY) throw new FdeployError("console needs a terminal; for a script use: fdeploy exec --stdin -- python", 2);
       const { cfg } = target(opts);
-      const r = runOnServer(cfg, "ops.sh", "console", {}, { tty: true, args: [cfg.appName] });
+      const r = runOnServer(cfg, "agent", "console", {}, { tty: true, args: ["--app", cfg.appName] });
       process.exitCode = r.status;
     });
 }

@@ -1,6 +1,6 @@
 // fdeploy jobs [--json]: the app's scheduled jobs (stack config `jobs`) as the server runs them —
 // schedule, last run (time, result, exit status), next run. fdeploy jobs run NAME: run one now,
-// wait for it, print its output (journal) and result; exit 1 when it failed. (components/scripts/jobs.sh: the agent's jobs.py)
+// wait for it, print its output (journal) and result; exit 1 when it failed. (the server agent's jobs-list, jobs-run: fdeploy_agent/jobs.py)
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
@@ -21,7 +21,7 @@ export function register(program: Command): void {
     .enablePositionalOptions()
     .action((opts: StackOpts) => {
       const { ref, cfg } = target(opts);
-      const r = runOnServer(cfg, "jobs.sh", "list", { APP: cfg.appName }, { capture: true });
+      const r = runOnServer(cfg, "agent", "jobs-list", { APP: cfg.appName }, { capture: true });
       if (r.status === 4) throw new FdeployError(`the scripts on ${cfg.server.host} predate scheduled jobs: pulumi up --stack ${ref.stack} once`);
       if (r.status !== 0) throw new FdeployError(`jobs failed on ${cfg.server.host} (exit ${r.status}; see above)`);
       const answer = JSON.parse(r.stdout.trim().split("\n").pop()!);
@@ -43,7 +43,7 @@ export function register(program: Command): void {
     .action((name: string, opts: StackOpts) => {
       if (!/^[a-z0-9][a-z0-9_-]{0,39}$/.test(name)) throw new FdeployError(`jobs run: '${name}' is not a job name (fdeploy jobs lists them)`, 2);
       const { ref, cfg } = target(opts);
-      const r = runOnServer(cfg, "jobs.sh", "run", { APP: cfg.appName, NAME: name }, { capture: true });
+      const r = runOnServer(cfg, "agent", "jobs-run", { APP: cfg.appName, NAME: name }, { capture: true });
       if (r.status === 4) throw new FdeployError(`the scripts on ${cfg.server.host} predate scheduled jobs: pulumi up --stack ${ref.stack} once`);
       if (r.status !== 0) throw new FdeployError(`jobs run ${name} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
       // the agent's jobs-run: {"output": [lines], "job": {…}}; the scripts before it: the lines, then the job's JSON

@@ -8,7 +8,7 @@ import { printJson, table } from "../lib/print";
 import { AppTarget, runOnServer, serverResult } from "../lib/stack";
 
 function lockState(cfg: AppTarget, action: "status" | "release"): any {
-  const r = runOnServer(cfg, "ops.sh", "lock", { APP: cfg.appName, ACTION: action }, { capture: true });
+  const r = runOnServer(cfg, "agent", "ops-lock", { APP: cfg.appName, ACTION: action }, { capture: true });
   if (r.status !== 0) throw new FdeployError(`lock ${action} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
   return serverResult(r.stdout);
 }

@@ -27,10 +27,10 @@ export function register(program: Command): void {
       if (opts.job && !/^[a-z0-9][a-z0-9_-]{0,39}$/.test(opts.job)) throw new FdeployError(`--job: expected a job name, got '${opts.job}'`, 2);
       if (opts.job && opts.nginx) throw new FdeployError("--job and --nginx: choose one", 2);
       const { cfg } = target(opts);
-      const r = runOnServer(cfg, "ops.sh", "logs", {
+      const r = runOnServer(cfg, "agent", "logs", {
         APP: cfg.appName, SINCE: opts.since ?? "", LINES: opts.lines, GREP: opts.grep ?? "", FOLLOW: !!opts.follow, NGINX: !!opts.nginx,
         ...(opts.job ? { JOB: opts.job } : {}),
-      });
+      }, { args: ["--field", "lines"] });   // (nginx's logs without --follow: the lines the agent read)
       // journalctl exits 1 when --grep matched nothing: not an error
       if (r.status !== 0 && r.status !== 1) throw new FdeployError(`logs failed on ${cfg.server.host} (exit ${r.status})`);
     });

@@ -1,7 +1,7 @@
 // fdeploy maintenance on|off: nginx answers every request with 503 and a page (the app keeps
 // running; requests from the server itself, like the deploy's health check, still reach it). The
-// mode is a root-only file the app's nginx site includes (ops.sh maintenance): deploys keep it, and
-// drift checks (state.sh) treat it as intended.
+// mode is a root-only file the app's nginx site includes (the server agent's maintenance): deploys keep it, and
+// drift checks (the agent's state-read) treat it as intended.
 import { Command } from "commander";
 import * as fs from "fs";
 import { stackCommand, StackOpts, target } from "../lib/command";
@@ -18,7 +18,7 @@ export function register(program: Command): void {
       const html = opts.html ? fs.readFileSync(opts.html, "utf8") : "";
       if (html.length > 256 * 1024) throw new FdeployError("--html: the page is larger than 256 KB", 2);
       const { cfg } = target(opts);
-      const r = runOnServer(cfg, "ops.sh", "maintenance", { APP: cfg.appName, MODE: mode, MESSAGE: opts.message ?? "", HTML: html });
+      const r = runOnServer(cfg, "agent", "maintenance", { APP: cfg.appName, MODE: mode, MESSAGE: opts.message ?? "", HTML: html }, { args: ["--field", "message"] });
       if (r.status !== 0) throw new FdeployError(`maintenance ${mode} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
     });
 }

@@ -1,5 +1,5 @@
 // fdeploy releases: the releases the server keeps or ran, newest first — which is live, which
-// failed, when each went live (components/scripts/ops.sh releases: the agent's ops-releases, from the release history).
+// failed, when each went live (the server agent's ops-releases, from the release history).
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .option("--json", "a JSON list, newest first")
     .action((opts: StackOpts) => {
       const { cfg } = target(opts);
-      const r = runOnServer(cfg, "ops.sh", "releases", { APP: cfg.appName }, { capture: true });
+      const r = runOnServer(cfg, "agent", "ops-releases", { APP: cfg.appName }, { capture: true });
       if (r.status !== 0) throw new FdeployError(`releases failed on ${cfg.server.host} (exit ${r.status})`);
       const list: any[] = serverResult(r.stdout, "releases");
       if (opts.json) return printJson(list);

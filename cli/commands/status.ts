@@ -1,5 +1,5 @@
 // fdeploy status: what the server runs now — live release and its age, slots and their units,
-// health now, last deploy, disk use, drift, maintenance (components/scripts/ops.sh status: the agent's ops-status).
+// health now, last deploy, disk use, drift, maintenance (the server agent's ops-status).
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .option("--json", "one JSON object")
     .action((opts: StackOpts) => {
       const { ref, cfg } = target(opts);
-      const r = runOnServer(cfg, "ops.sh", "status", { APP: cfg.appName }, { capture: true });
+      const r = runOnServer(cfg, "agent", "ops-status", { APP: cfg.appName }, { capture: true });
       if (r.status !== 0) throw new FdeployError(`status failed on ${cfg.server.host} (exit ${r.status})`);
       const st = { stack: ref.stack, app: cfg.appName, host: cfg.server.host, ...serverResult(r.stdout) };
       if (opts.json) return printJson(st);

@@ -189,6 +189,8 @@ export function runOnServer(cfg: Connection, script: string, verb: string, param
   const run = `bash -c 'd=.fdeploy/${app}/live-scripts/; [ -d "$d" ] || d=$(ls -td .fdeploy/${app}/scripts-*/ 2>/dev/null | head -n1); ` +
     `[ -n "$d" ] || { echo "error: app ${app} is not deployed on this server (no scripts in ~/.fdeploy/${app})" >&2; exit 3; }; ` +
     `[ -e "\${d}${script}" ] || { echo "error: the scripts on this server predate ${script}: run pulumi up once to upload the current ones" >&2; exit 4; }; ` +
+    // (an agent verb: one its version has; an older bundle's agent would only print its usage)
+    (script === "agent" ? `grep -qF "\\"${verb}\\":" "\${d}agent/fdeploy_agent/cli.py" || { echo "error: the scripts on this server predate ${verb}: run pulumi up once to upload the current ones" >&2; exit 4; }; ` : "") +
     `exec ${script === "agent" ? "python3 -I -B" : "bash"} "\${d}${script}" "$@"' fdeploy ${[verb, ...(opts.args ?? [])].join(" ")}`;
   const input = Buffer.concat([Buffer.from(opts.tty ? "" : JSON.stringify(params) + "\n"), opts.stdin ?? Buffer.alloc(0)]);
   const r = pinnedSsh(cfg.server, run, { input, inherit: !opts.capture, tty: opts.tty });

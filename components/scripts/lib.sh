@@ -4,7 +4,7 @@
 #
 # Parameters arrive as one JSON object on stdin (never spliced into shell text): load_params turns
 # {"APP": "x"} into the shell variable P_APP, quoted by Python's shlex. Server-side settings that
-# delete steps need (they get no stdin) are kept in /etc/fdeploy/<app>.conf by base.sh.
+# delete steps need (they get no stdin) are kept in /etc/fdeploy/<app>.conf by the agent's base-create.
 set -euo pipefail
 umask 022
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
@@ -50,7 +50,7 @@ check_app_name() {
   [[ $1 =~ ^[a-z][a-z0-9-]{1,30}$ ]] || fail "bad app name '$1'"
 }
 
-# The app's server-side settings written by base.sh: APP_ROOT, APP_USER (an older KEEP_DATA is ignored).
+# The app's server-side settings written by base-create: APP_ROOT, APP_USER (an older KEEP_DATA is ignored).
 settings_file() { echo "/etc/fdeploy/$1.conf"; }
 load_settings() {
   local f; f=$(settings_file "$1")

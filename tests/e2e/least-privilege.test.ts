@@ -33,12 +33,12 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   const bait = () => server.ssh("stat -c '%n %U:%G %a %Y' /var/lib/fdeploy-bait /root/bait-file /etc/shadow; sha256sum /root/bait-file /etc/shadow; " +
     "find /var/lib/fdeploy-bait -mindepth 1 -printf '%p %y %U:%G %m %T@\\n' | sort");
   /**
-   * A deploy that re-runs the base system: base.sh create exactly as the base step runs it (as
+   * A deploy that re-runs the base system: the agent's base-create exactly as the base step runs it (as
    * root, parameters on stdin), then a normal up under load.
    */
   async function redeploy(stack: TestStack, app: string, base: string): Promise<{ status: number; output: string; failed: number }> {
     const params = JSON.stringify({ APP: app, APP_ROOT: `/srv/${app}`, APP_USER: app, PACKAGES: BASE_PACKAGES.join(" ") });
-    const baseRun = server.trySsh(`bash "$(ls -td /root/.fdeploy/${app}/scripts-*/ | head -n1)base.sh" create`, params);
+    const baseRun = server.trySsh(`python3 -I -B "$(ls -td /root/.fdeploy/${app}/scripts-*/ | head -n1)agent" base-create`, params);
     const load = startLoad(`${base}/health`, { concurrency: 2, maxSeconds: 240 });
     const r = baseRun.status === 0 ? await stack.runAsync(["up", "--yes", "--skip-preview"]) : { status: 0, output: "" };
     const l = await load.stop();
@@ -200,7 +200,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
         s.remove();
       }
     }
-    rows.push("| appName of an existing account (victim), or whose slot user's name is one (victim2_1) | refused by base.sh before any account is made, naming appName; nothing runs as it |");
+    rows.push("| appName of an existing account (victim), or whose slot user's name is one (victim2_1) | refused by base-create before any account is made, naming appName; nothing runs as it |");
   });
 
   it("9. uploads are private to the SSH user and old ones are pruned", async () => {
@@ -227,7 +227,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   const bundle = (app: string) => `"$(ls -td /root/.fdeploy/${app}/scripts-*/ | head -n1)"`;
   /** `bash <the bundle>/SCRIPT ARGS…` as root, JSON parameters on stdin (as a deploy step runs it). */
   const step = (app: string, script: string, args: string[], params: object, prefix = "") =>
-    server.trySsh(`${prefix}bash ${bundle(app)}${script} ${args.join(" ")}`, JSON.stringify(params));
+    server.trySsh(`${prefix}${script === "agent" ? "python3 -I -B" : "bash"} ${bundle(app)}${script} ${args.join(" ")}`, JSON.stringify(params));
 
   it("11. a helper the deploy runs as the app user leaks it no descriptor: the app cannot take over the deploy lock", async () => {
     const dir = `/srv/${A}/shared`;
@@ -324,7 +324,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       `setsid runuser -u ${A} -- sh -c 'flock -n 9 && exec sleep 120' </dev/null >/dev/null 2>&1 & echo $!`).trim();
     try {
       server.ssh(`for i in $(seq 50); do flock -n ${lock} true || exit 0; sleep 0.1; done; exit 1`);
-      const r = step(A, "state.sh", ["read"], { APP: A }, "FDEPLOY_LOCK_WAIT=2 ");
+      const r = step(A, "agent", ["state-read"], { APP: A }, "FDEPLOY_LOCK_WAIT=2 ");
       assert.notStrictEqual(r.status, 0, r.stdout);
       // (runuser, root, shares the descriptor it passed on: a holder too)
       assert.match(r.stderr, new RegExp(`another deploy of '${A}' is running on this server: the lock ${lock} is held by .*pid \\d+ \\(user ${A}: sleep 120\\)`), r.stderr);
@@ -333,7 +333,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       server.trySsh(`kill -- -${pgid}`);
     }
     server.ssh(`for i in $(seq 50); do flock -n ${lock} true && exit 0; sleep 0.1; done; exit 1`);
-    const ok = step(A, "state.sh", ["read"], { APP: A }, "FDEPLOY_LOCK_WAIT=10 ");
+    const ok = step(A, "agent", ["state-read"], { APP: A }, "FDEPLOY_LOCK_WAIT=10 ");
     assert.strictEqual(ok.status, 0, ok.stderr);
     const files = server.ssh(`stat -c '%n %a' ${lock}; ls ${lock}.owner 2>&1 || true; cat ${lock}.last`);
     assert.match(files, new RegExp(`${lock} 700`), "the lock folder is root's alone");
@@ -354,7 +354,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     const live = server.ssh(`cat /srv/${A}/slots/activation.live.json`);
     const traces = [
       traced("health", "agent", "health", { APP: A, HOST_HEADER: "localhost", HEALTH_PATH: "/health", HEALTH_TIMEOUT: "15" }),
-      traced("status", "ops.sh", "status", { APP: A }),
+      traced("status", "agent", "ops-status", { APP: A }),
       traced("activate", "activate.sh", "create", live),
     ].join("\n");
     // every open of a path in a world-writable folder must be of a file this trace created itself
@@ -370,7 +370,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       else if (!created.has(file) || file.endsWith(".err")) bad.push(`${file} ${flags}`);
     }
     assert.deepStrictEqual(bad, [], `root opened files in /tmp it did not create privately (fs.protected_symlinks=${protectedSymlinks})`);
-    rows.push(`| plant a file or symlink at a name root uses in /tmp (host fs.protected_symlinks=${protectedSymlinks}) | under strace, the agent's health, ops.sh status and activate.sh open ${opens} paths in /tmp, each one created by them with O_EXCL: no predictable name |`);
+    rows.push(`| plant a file or symlink at a name root uses in /tmp (host fs.protected_symlinks=${protectedSymlinks}) | under strace, the agent's health and ops-status and activate.sh open ${opens} paths in /tmp, each one created by them with O_EXCL: no predictable name |`);
   });
 
   it("14. a FIFO in shared/ fails the backup before the release commands at once, naming it; the site keeps serving", async () => {

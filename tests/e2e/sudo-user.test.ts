@@ -82,4 +82,17 @@ describe("sudo user: deploy as `deploy` with sudo, from a fresh npm ci", functio
     // the uploads in the SSH user's home go too (under sudo, $HOME would have been root's)
     assert.strictEqual(server.ssh("ls /home/deploy/.fdeploy/flaskapp | grep -c -E '^(uploads|migrations-)' || true").trim(), "0");
   });
+
+  it("purge through sudo deletes the kept data, the app's users and the deploy user's upload folder", () => {
+    const r = stack.purge("flaskapp");
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.stdout, /^purged flaskapp: \/srv\/flaskapp \(database, backups\)/m);
+    assert.doesNotMatch(r.stdout, /"ok"/, "the agent's message, not its JSON");
+    for (const p of ["/srv/flaskapp", "/etc/fdeploy/flaskapp", "/etc/fdeploy/flaskapp.conf", "/home/deploy/.fdeploy/flaskapp"]) {
+      assert.strictEqual(server.trySsh(`test -e ${p}`).status, 1, `${p} is left`);
+    }
+    for (const u of ["flaskapp", "flaskapp_1", "flaskapp_2"]) assert.strictEqual(server.trySsh(`id ${u}`).status, 1, `the user ${u} is left`);
+    assert.strictEqual(server.ssh("getent passwd | grep -c '^fdbuild-' || true").trim(), "0", "the build user is left");
+    assert.strictEqual(server.trySsh("id deploy").status, 0, "the SSH user stays");
+  });
 });

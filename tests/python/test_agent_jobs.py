@@ -332,3 +332,11 @@ def test_transaction_job():
     assert jobs.transaction_job("Job for x failed.") is None
     with pytest.raises(AgentError):
         jobs.check_name("-x")
+
+
+def test_list_and_run_of_an_app_not_deployed_here_exit_3(host, tmp_path):
+    """fdeploy jobs (cli/lib/stack.ts) says "no app deployed" on exit 3."""
+    os.unlink(tmp_path / "etc/fdeploy/shop.conf")
+    for verb in ("jobs-list", "jobs-run"):
+        rc, out, err = agent(host, verb, {"APP": "shop", "NAME": "a"})
+        assert rc == 3 and "not deployed on this server" in out["error"], verb

@@ -122,7 +122,7 @@ describe("resource graph (index.ts under mocks)", function () {
     assert.strictEqual(limit("env-file"), 300);
     assert.strictEqual(limit("nginx-site"), 300);
     assert.ok(limit("activation-switch") > 300, "the switch gets its health timeouts on top");
-    assert.match(byName("base-setup").inputs.delete, / supervise 300 base-setup timeouts\.default --lock-wait 120 -- bash .*base\.sh delete flaskapp$/);
+    assert.match(byName("base-setup").inputs.delete, / supervise 300 base-setup timeouts\.default --lock-wait 120 -- python3 -I -B \S+\/agent base-delete --app flaskapp$/);
   });
 
   it("lists each migration in the migration step's triggers, so preview shows new ones", () => {

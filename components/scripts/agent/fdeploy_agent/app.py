@@ -1,4 +1,4 @@
-"""One app on this server: its name, the settings base.sh recorded, and where its files live."""
+"""One app on this server: its name, the settings the base step recorded (base-create), and where its files live."""
 import os
 import re
 import shlex
@@ -42,12 +42,24 @@ class App:
         return "/etc/systemd/system/fdeploy-%s@.%s" % (self.name, kind)
 
 
+class NotDeployed(AgentError):
+    exit_status = 3   # fdeploy (cli/lib/stack.ts): "no app deployed"
+
+
+def deployed(host: Host, name: object) -> App:
+    """The app, or NotDeployed (exit 3) when it has no base system here: what fdeploy's verbs load."""
+    name = check_name(name)
+    if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
+        raise NotDeployed("app '%s' is not deployed on this server (pulumi up deploys it)" % name)
+    return load(host, name)
+
+
 def load(host: Host, name: str) -> App:
-    """The app as base.sh set it up (/etc/fdeploy/<app>.conf: APP_ROOT, APP_USER)."""
+    """The app as the base step (base-create) set it up (/etc/fdeploy/<app>.conf: APP_ROOT, APP_USER)."""
     check_name(name)
     text = read_regular(host.path("/etc/fdeploy/%s.conf" % name))
     if text is None:
-        raise AgentError("app '%s' has no base system on this server yet (the base step, base.sh create, runs first)" % name)
+        raise AgentError("app '%s' has no base system on this server yet (the base step runs first: pulumi up)" % name)
     values = {}
     for line in text.decode().splitlines():
         key, sep, value = line.partition("=")

@@ -1,7 +1,6 @@
-"""The base system's decisions (base.sh): its settings checked, which accounts to create or adopt,
-which OS packages are missing, and the app's settings file. useradd, usermod, apt and the folders
-stay bash (glue).
-The accounts base.sh creates carry a mark (their comment field). An existing account is adopted
+"""The base system's decisions (base_system.py runs them): its settings checked, which accounts to
+create or adopt, which OS packages are missing, and the app's settings file.
+The accounts the base step creates carry a mark (their comment field). An existing account is adopted
 only with that mark, or when this app's root-owned settings file (written by an earlier version
 of base.sh, which did not mark accounts) already names it as the app user; never root, a system
 account or another app's user.
@@ -10,7 +9,7 @@ account or another app's user.
                  to mark (usermod --comment), each "name:home:group:mark" ("" group: its
                  own), "missing": packages to install, "slotUsers"}
   base-settings  the same params: /etc/fdeploy/<app>.conf (APP_ROOT, APP_USER, STACK: the stack
-                 kept when a caller does not say), which bash's load_settings sources
+                 kept when a caller does not say), which bash's load_settings and the agent's app.load read
 """
 import hashlib
 import re

@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, base, canary, gunicorn, health, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, prune, release, release_commands, repair, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
+from . import backup, base, base_system, canary, gunicorn, health, history, jobs, lease, live, lock, migrate_plan, mounts, ops, ops_commands, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -27,6 +27,8 @@ VERBS: Dict[str, Verb] = {
     "went-live": live.went_live,
     "state-report": report.state_report,
     "state-repair": repair.state_repair,
+    "state-read": server_state.state_read,
+    "state-fix": server_state.state_fix,
     "shell-params": shellparams.shell_params,
     "release-hash": release.release_hash,
     "canary-slot": report.canary_slot,
@@ -60,6 +62,9 @@ VERBS: Dict[str, Verb] = {
     "result-field": shellparams.result_field,
     "base-plan": base.base_plan,
     "base-settings": base.base_settings,
+    "base-create": base_system.base_create,
+    "base-delete": base_system.base_delete,
+    "base-purge": base_system.base_purge,
     "ops-status": ops.ops_status,
     "ops-releases": ops.ops_releases,
     "ops-logs": ops.ops_logs,
@@ -67,6 +72,10 @@ VERBS: Dict[str, Verb] = {
     "ops-exec": ops.ops_exec,
     "ops-maintenance": ops.ops_maintenance,
     "ops-lock": ops.ops_lock,
+    "logs": ops_commands.logs,
+    "exec": ops_commands.exec_verb,
+    "console": ops_commands.console,
+    "maintenance": ops_commands.maintenance,
     "jobs-check": jobs.jobs_check,
     "jobs-create": jobs.jobs_create,
     "jobs-delete": jobs.jobs_delete,
@@ -87,6 +96,24 @@ VERBS: Dict[str, Verb] = {
     "slot-check": slotcheck.slot_check,
     "health": health.health,
 }
+
+
+FIRST_LINE = {"exec"}   # their parameters are stdin's first line: the rest is the command's stdin
+
+
+def first_line(stdin: TextIO) -> str:
+    """Stdin's first line, read byte by byte from its descriptor: nothing after it is consumed."""
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stdin.readline()
+    out = b""
+    while not out.endswith(b"\n"):
+        b = os.read(fd, 1)
+        if not b:
+            break
+        out += b
+    return out.decode(errors="replace")
 
 
 def lock_wait() -> int:
@@ -124,7 +151,10 @@ def main(argv: List[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
         return 2
     try:
         try:
-            params = {"APP": app} if app is not None else json.loads(stdin.read() or "{}")
+            if app is not None:   # stdin is not read (a delete step has none; the console's is the terminal)
+                params: Any = {"APP": app}
+            else:
+                params = json.loads((first_line(stdin) if argv[0] in FIRST_LINE else stdin.read()) or "{}")
         except ValueError:
             raise AgentError("could not read the parameters on stdin (expected one JSON object)")
         if not isinstance(params, dict):

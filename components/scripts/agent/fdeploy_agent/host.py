@@ -8,7 +8,8 @@ import pwd
 import shutil
 import signal
 import subprocess
-from typing import Callable, List, Optional, Sequence, Tuple
+import sys
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import AgentError
 
@@ -92,6 +93,18 @@ def _kill_user(uid: int, gid: int) -> None:
     os.waitpid(pid, 0)
 
 
+def _exec(argv: Sequence[str]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], list(argv))   # this process's stdin, stdout, stderr (a terminal, or the rest of stdin)
+
+
+def _lines(argv: Sequence[str]) -> Iterator[str]:
+    with subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, errors="replace") as p:
+        assert p.stdout is not None
+        yield from p.stdout
+
+
 def _passwd(name: str) -> Optional[Tuple[int, str, str]]:
     try:
         p = pwd.getpwnam(name)
@@ -108,7 +121,9 @@ class Host:
                  unmount: Optional[Callable[[str], bool]] = None,
                  kill_user: Optional[Callable[[int, int], None]] = None,
                 passwd: Optional[Callable[[str], Optional[Tuple[int, str, str]]]] = None,
-                 spawn: Optional[Callable[[Sequence[str]], Spawned]] = None) -> None:
+                 spawn: Optional[Callable[[Sequence[str]], Spawned]] = None,
+                 exec_: Optional[Callable[[Sequence[str]], None]] = None,
+                 lines: Optional[Callable[[Sequence[str]], Iterator[str]]] = None) -> None:
         self.root = root
         self._run = run or _run
         self._user_ids = user_ids or (lambda name: (pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid))
@@ -118,6 +133,8 @@ class Host:
         self._kill_user = kill_user or _kill_user
         self._passwd = passwd or _passwd
         self._spawn = spawn or Spawned
+        self._exec = exec_ or _exec
+        self._lines = lines or _lines
         self.commands: List[List[str]] = []   # what ran, in order (tests read it)
 
     def path(self, p: str) -> str:
@@ -136,6 +153,16 @@ class Host:
         """ARGV started in the background (stdin /dev/null; poll, stop or read its output)."""
         self.commands.append(list(argv))
         return self._spawn(argv)
+
+    def exec(self, argv: Sequence[str]) -> None:
+        """Replace this process with ARGV (fdeploy exec, console, logs): it gets our stdin, stdout, stderr."""
+        self.commands.append(list(argv))
+        self._exec(argv)
+
+    def lines(self, argv: Sequence[str]) -> Iterator[str]:
+        """ARGV's stdout, line by line as it comes (stderr: ours), e.g. `tail -F`."""
+        self.commands.append(list(argv))
+        return self._lines(argv)
 
     def user_ids(self, name: str) -> Tuple[int, int]:
         return self._user_ids(name)

@@ -6,7 +6,8 @@
       (read by systemd) and the slots' sandbox; output to the journal. A oneshot unit has one run at
       a time: the timer firing while a run is going on starts no second one.
 Our units carry the line "# fdeploy-job app=<app> name=<name>"; nothing else is ever touched.
-Verbs (jobs.sh is their glue): jobs-check, jobs-create, jobs-delete, jobs-list, jobs-run."""
+Verbs (components/jobs.ts's steps and `fdeploy jobs` call them): jobs-check, jobs-create, jobs-delete
+(--app APP: the step's delete), jobs-list, jobs-run (exit 3: the app is not deployed here)."""
 import glob
 import json
 import os
@@ -29,7 +30,7 @@ Entry = Dict[str, Any]
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 SCHEDULE = re.compile(r"[A-Za-z0-9*:.,/~_+ -]{1,200}")
 SYSTEMD = "/etc/systemd/system"
-HEADER = "# Managed by flask-deploy (components/scripts/jobs.sh). Do not edit: the next deploy rewrites it.\n"
+HEADER = "# Managed by flask-deploy (components/scripts/jobs.sh). Do not edit: the next deploy rewrites it.\n"   # (the text of the bash that wrote the units first: an upgrade rewrites none)
 # `sh -c RUNNER <name> <command>`: the live release as the working directory systemd entered,
 # resolved once, so the whole run uses one release's code and venv
 RUNNER = ('r=$(pwd -P) && export PATH="$r/.venv/bin:/usr/local/bin:/usr/bin:/bin" VIRTUAL_ENV="$r/.venv" '
@@ -279,7 +280,7 @@ def _job_json(host: Host, app: str, name: str, sprops: Optional[Props] = None) -
 
 def jobs_list(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """params APP: the jobs, their schedule, last run and next run."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
+    app = apps.deployed(host, params.get("APP"))
     return {"jobs": [_job_json(host, app.name, n) for n in jobs_of(host, app.name)]}
 
 
@@ -413,7 +414,7 @@ def jobs_run(host: Host, params: Dict[str, Any], log: Log, lock_wait: int,
              sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
     """params APP, NAME: run the job now, after a run going on (the timer's) has ended, and wait for
     it; that run's output lines and its state (job_state)."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
+    app = apps.deployed(host, params.get("APP"))
     name = check_name(params.get("NAME"))
     names = jobs_of(host, app.name)
     if name not in names:

@@ -1,4 +1,4 @@
-"""Day-2 operations (`fdeploy`, cli/; ops.sh is their glue): read verbs change nothing, every verb is
+"""Day-2 operations (`fdeploy`, cli/; ops_commands.py runs what they decide): read verbs change nothing, every verb is
 idempotent. An app with no live release here is NotDeployed (exit 3: cli says "no app deployed").
   ops-status       live release and slots, health now, last deploy, disk, drift, maintenance, canary
   ops-releases     {"releases": [...]}: the kept and past releases, newest first
@@ -8,7 +8,7 @@ idempotent. An app with no live release here is NotDeployed (exit 3: cli says "n
   ops-exec         argvz: the command line (NUL-separated) that runs CMD, or with CONSOLE a shell,
                    in the live release (systemd-run in the slots' sandbox, or docker exec)
   ops-maintenance  MODE on|off: the page and the nginx snippet (503) the site includes; nginx -t
-                   checked, the previous state put back if it refuses (ops.sh reloads nginx)
+                   checked, the previous state put back if it refuses (ops_commands reloads nginx)
   ops-lock         ACTION status|release: who holds the deploy lock; release stops the holders
 """
 import calendar
@@ -33,8 +33,7 @@ Log = Callable[[str], None]
 TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
-class NotDeployed(AgentError):
-    exit_status = 3
+NotDeployed = apps.NotDeployed
 
 
 def _history_entries(host: Host, app: apps.App) -> List[Dict[str, Any]]:
@@ -51,10 +50,7 @@ def _json_file(path: str) -> Dict[str, Any]:
 
 
 def _deployed_app(host: Host, params: Dict[str, Any]) -> apps.App:
-    name = apps.check_name(params.get("APP"))
-    if read_regular(host.path("/etc/fdeploy/%s.conf" % name)) is None:
-        raise NotDeployed("app '%s' is not deployed on this server (pulumi up deploys it)" % name)
-    return apps.load(host, name)
+    return apps.deployed(host, params.get("APP"))
 
 
 class Live:
@@ -358,7 +354,7 @@ def ops_exec(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Di
 
 
 DEFAULT_MESSAGE = "The site is down for maintenance. Please try again shortly."
-SNIPPET = """# fdeploy maintenance: on since {since} by {by} (ops.sh; `fdeploy maintenance off` removes it)
+SNIPPET = """# fdeploy maintenance: on since {since} by {by} (`fdeploy maintenance off` removes it)
 set $fdeploy_maintenance 1;
 if ($remote_addr = 127.0.0.1) {{ set $fdeploy_maintenance 0; }}
 if ($uri = /fdeploy-maintenance.html) {{ set $fdeploy_maintenance 0; }}
@@ -379,7 +375,7 @@ def maintenance_page(message: str, page: str) -> bytes:
 def ops_maintenance(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """params APP, MODE on|off, MESSAGE or HTML (on). nginx includes the snippet in the app's site
     (nginx-site.ts): every request but the server's own (health checks) and ACME challenges
-    (certificate renewals) answers 503 with the page. ops.sh reloads nginx afterwards."""
+    (certificate renewals) answers 503 with the page. ops_commands.maintenance reloads nginx afterwards."""
     app = _deployed_app(host, params)
     mode = params.get("MODE")
     if mode not in ("on", "off"):

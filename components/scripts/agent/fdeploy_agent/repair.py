@@ -1,12 +1,12 @@
-"""The repair of drift (`pulumi up --refresh`: state.sh repair, under the deploy lock). What the
+"""The repair of drift (`pulumi up --refresh`: server_state.py's state-fix, under the deploy lock). What the
 stack wants is on the server already: the staged `.desired` copies and the last switch's parameters
 (slots/activation.live.json); report.py's state-report says what differs from them.
   state-repair  params APP: refuses first what it cannot repair (the deployed release deleted with
                 its upload); then puts the deployed nginx site back when it drifted (site.py records
-                the one in force: state.sh tests the site with nginx -t, then reloads or restores).
+                the one in force: state-fix tests the site with nginx -t, then reloads or restores).
                 {"site": true (test and reload), "install": "<release.sh create's JSON params>" or
                  "" (the deployed release was deleted; its upload is here), "activate": true
-                 (activate.sh create < slots/activation.live.json: the unit, environment or shared
+                 (state-fix runs activate.sh create < slots/activation.live.json: the unit, environment or shared
                  links drifted, or the app does not run the deployed release)}
 """
 import json

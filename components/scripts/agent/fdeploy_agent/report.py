@@ -1,7 +1,7 @@
 """What the server really runs (the stack's ServerState, `fdeploy status`): the live slot's
 release and whether it runs, and whether each setting in force is the deployed one — the unit and
 socket, the environment file, the nginx site — compared with the staged `.desired` copies. Read-only;
-state.sh takes the deploy lock around it for a settled read, and repairs with it."""
+state-read (server_state.py) takes the deploy lock around it for a settled read; state-fix repairs with it."""
 import json
 import os
 from typing import Any, Dict
@@ -44,7 +44,7 @@ def state_report(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
         "siteInForce": site_ok,
         # the rendered shared files' links in shared/ are the ones shared-create made (not the app's stand-ins)
         "sharedFilesInForce": not release or not shared_links.wrong_links(host, app, release),
-        # what the last switch activated (state.sh repair activates it again)
+        # what the last switch activated (state-fix activates it again)
         "deployedRelease": str(deployed.get("RELEASE_ID", "")),
         "deployedRuntime": str(deployed.get("RUNTIME", "python")),
     }

@@ -1,4 +1,4 @@
-"""service.sh delete APP (what `pulumi destroy` runs for the Gunicorn service): every slot of the
+"""service-delete --app APP (what `pulumi destroy` runs for the Gunicorn service): every slot of the
 app stopped and disabled, its containers (runtime docker) and mounts gone, its units, drop-ins,
 links and runtime folder removed. Writing the units is units.py's (unit-stage); putting them in
 force is the switch's.

@@ -12,7 +12,7 @@ A slot's user is a root-owned drop-in of its unit instance (slot_dropin), writte
                     with its leftover processes killed and shared/ group-writable; {"user", "live"}
   slot-user         params APP, SLOT, USER: SLOT runs as USER from its next start (drop-in; "": none)
   live-user         params APP: the user the live slot runs as (fdeploy exec, console)
-  slot-users        params APP_USER: the names of the two slot users (base.sh creates them)
+  slot-users        params APP_USER: the names of the two slot users (base-create creates them)
 """
 import hashlib
 import os
@@ -160,7 +160,7 @@ def _user(host: Host, name: str) -> None:
     try:
         host.user_ids(name)
     except KeyError:
-        raise AgentError("the slot user %s does not exist on this server (the base step, base.sh create, makes it; run pulumi up)" % name)
+        raise AgentError("the slot user %s does not exist on this server (the base step makes it; run pulumi up)" % name)
 
 
 def new_release_user(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
