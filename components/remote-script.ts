@@ -74,7 +74,7 @@ export class ScriptBundle extends pulumi.ComponentResource {
 
 function safeWords(...words: string[]): string[] {
   for (const w of words) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(w)) throw new Error(`unsafe word in a remote command line: ${w}`);
+    if (!/^(--)?[A-Za-z0-9][A-Za-z0-9._-]*$/.test(w)) throw new Error(`unsafe word in a remote command line: ${w}`);
   }
   return words;
 }
@@ -100,6 +100,8 @@ export interface RemoteStepArgs {
   deleteWith?: string;
   /** The script whose `delete` runs then, when not `script` (an agent step whose delete is still bash). */
   deleteScript?: string;
+  /** The agent verb that runs then instead, as `VERB --app <deleteWith>`. */
+  deleteVerb?: string;
   /** A change here replaces the step (shown as a replacement in preview) instead of updating it. */
   triggers?: pulumi.Input<any[]>;
   /** Steps that must finish first (the script upload is always one). */
@@ -114,7 +116,8 @@ export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Re
   return new command.remote.Command(name, {
     connection: args.connection,
     create: args.bundle.stepLine(name, args.limit ?? "default", args.extraSeconds ?? 0, args.script, args.verb ?? "create"),
-    delete: args.deleteWith ? args.bundle.stepLine(name, "default", 0, args.deleteScript ?? args.script, "delete", args.deleteWith) : undefined,
+    delete: !args.deleteWith ? undefined : args.deleteVerb ? args.bundle.stepLine(name, "default", 0, AGENT, args.deleteVerb, "--app", args.deleteWith)
+      : args.bundle.stepLine(name, "default", 0, args.deleteScript ?? args.script, "delete", args.deleteWith),
     stdin: args.params,
     triggers: args.triggers,
     addPreviousOutputInEnv: false,
