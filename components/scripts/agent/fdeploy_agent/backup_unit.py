@@ -118,6 +118,8 @@ def verify_lines(host: Host, conf: Dict[str, str], db: str, path: str, tmp: str)
             return False, lines
         tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
         counts = {t: con.execute("SELECT count(*) FROM %s" % _quote(t)).fetchone()[0] for t in tables}
+    except sqlite3.Error as e:
+        return False, lines + ["integrity_check: %s" % e]
     finally:
         con.close()
     for t in tables:
