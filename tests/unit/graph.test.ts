@@ -109,7 +109,7 @@ describe("resource graph (index.ts under mocks)", function () {
         const line: string | undefined = r.inputs[field];
         if (line === undefined) continue;
         const supervise = `python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent supervise \\d+ ${r.name} timeouts\\.(build|releaseCommands|default) --lock-wait 120 -- `;
-        assert.match(line, new RegExp(`^${supervise}(bash \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/[a-z]+\\.sh (create|delete flaskapp)|python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent [a-z-]+)$`), `${r.name}.${field}: ${line}`);
+        assert.match(line, new RegExp(`^${supervise}(bash \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/[a-z]+\\.sh (create|delete flaskapp)|python3 -I -B \\.fdeploy\\/flaskapp\\/scripts-[0-9a-f]{12}\\/agent [a-z-]+( --app flaskapp)?)$`), `${r.name}.${field}: ${line}`);
         assert.ok(!line.includes("example.com") && !line.includes("s3cr3t"), `${r.name}.${field} holds a config value`);
       }
     }
