@@ -49,7 +49,7 @@ def _active(host: Host, unit: str) -> str:
     return (host.run(["systemctl", "is-active", unit]).stdout or "").strip() or "unknown"
 
 
-def backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
+def backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """Verb (the Backup step). Result: say (the lines for the deploy's output; "warning: …" ones warn), changed."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     unit = backup.unit_names(app.name)["backup"]
@@ -76,7 +76,7 @@ def backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, 
                                  % (app.user, err.splitlines()[-1] if err else ""))
         if changed or _active(host, unit) != "active":
             host.systemctl("restart", unit)
-        sleep(1)
+        time.sleep(1)
         if _active(host, unit) != "active":
             last = (backup.journal(host, unit, 1) or [""])[-1][:200]
             say.append("warning: backup of '%s': Litestream is not running (%s); systemd restarts it" % (app.name, last))
@@ -112,7 +112,7 @@ def backup_verify(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
     failed = []
     for db in dbs:
         log("== %s" % db)
-        ok, result, err = as_app(host, app, "backup-verify-db", DB=db)
+        ok, _, err = as_app(host, app, "backup-verify-db", DB=db)
         for line in err.splitlines():
             log(line)
         if not ok:
