@@ -1,6 +1,6 @@
 // Continuous offsite backups (issue #14): Litestream replicates the app's SQLite databases to an
 // SFTP or S3-compatible target, as the systemd unit fdeploy-<app>-backup.service
-// (scripts/backup.sh). On a brand-new server (no database yet) the deploy restores every database
+// (the server agent's backup-deploy: scripts/agent/fdeploy_agent/backup_ops.py). On a brand-new server (no database yet) the deploy restores every database
 // from the replica before migrations run and before the app starts. A target that is down never
 // blocks a deploy of a server that has its database: the deploy warns, Litestream catches up.
 // The replica belongs to one server at a time (a lease in the replica: the server agent's backup_lease.py): a deploy to a
@@ -8,8 +8,8 @@
 // changes, naming both servers; `backup.takeover: <that server's id>` takes it over on purpose. A
 // brand-new server (no database) takes it over by itself: it restores from it (server loss).
 //
-// Litestream reaches the server from one of these sources, through one code path (backup.sh
-// install_litestream: a file + its sha256 -> /usr/local/lib/fdeploy/litestream-<version>/):
+// Litestream reaches the server from one of these sources, through one code path (the agent's
+// backup_install.py: a file + its sha256 -> /usr/local/lib/fdeploy/litestream-<version>/):
 //   download  the official release archive, fetched on the server, checksum pinned by
 //             FDEPLOY_LITESTREAM_SHA256;
 //   upload    the binary scripts/setup.sh built from the Go module proxy (toolchain/litestream.sh),
@@ -28,7 +28,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { BackupConfig, LITESTREAM_VERSION, parseReplicaUrl } from "./config";
 import { Connection } from "./connection";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, agentResult, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 import { folderUpload, stageFolder } from "./upload";
 
 /** The official release archive (linux amd64) and its sha256, pinned. */
@@ -201,8 +201,10 @@ export class Backup extends pulumi.ComponentResource {
     this.step = remoteStep(`${name}-litestream`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "backup.sh",
+      script: AGENT,
+      verb: "backup-deploy",
       deleteWith: args.appName,
+      deleteVerb: "backup-delete",
       params: scriptParams({
         APP: args.appName,
         VERSION: version,
@@ -225,9 +227,9 @@ export class Backup extends pulumi.ComponentResource {
       // server, which may be gone (server loss)
       after,
     }, this);
-    // the script reports a target it cannot reach as a warning; the deploy goes on
-    pulumi.unsecret(this.step.stdout).apply((out) => {
-      for (const line of (out ?? "").split("\n")) {
+    // the agent reports a target it cannot reach as a warning; the deploy goes on
+    agentResult(pulumi.unsecret(this.step.stdout)).apply((r) => {
+      for (const line of (r as { say?: string[] }).say ?? []) {
         if (line.startsWith("warning: ")) pulumi.log.warn(line.slice("warning: ".length), this);
       }
     });

@@ -1,6 +1,6 @@
 // fdeploy backup verify|restore|status [--timestamp T]  (also: npm run backup -- …)
 //
-// Offsite backups on the stack's server (components/scripts/backup.sh, README "Offsite backups"):
+// Offsite backups on the stack's server (the agent's backup-verify|restore|report, README "Offsite backups"):
 //   verify   restores the latest replica to a temporary file on the server, runs PRAGMA
 //            integrity_check and compares row counts with the live database (changes nothing)
 //   restore  stops the app and replication, restores every database from the replica (to
@@ -13,6 +13,8 @@ import { FdeployError } from "../lib/errors";
 import { runOnServer } from "../lib/stack";
 
 const VERBS = ["verify", "restore", "status"];
+/** The server agent's verb for each action (components/scripts/agent/fdeploy_agent/backup_ops.py). */
+const AGENT_VERBS: Record<string, string> = { verify: "backup-verify", restore: "backup-restore", status: "backup-report" };
 
 export function register(program: Command): void {
   stackCommand(program, "backup", "offsite backups: verify a restore, restore in place, or show replication status")
@@ -23,7 +25,7 @@ export function register(program: Command): void {
       const { ref, cfg } = target(opts);
       if (!cfg.backup) throw new FdeployError(`stack ${ref.stack} has no offsite backup (set backup.replica, see README "Offsite backups")`, 2);
       const params = { APP: cfg.appName, ...(opts.timestamp ? { TIMESTAMP: opts.timestamp } : {}) };
-      const { status } = runOnServer(cfg, "backup.sh", action, params);
+      const { status } = runOnServer(cfg, "agent", AGENT_VERBS[action], params, { args: ["--field", "summary"] });
       if (status !== 0) throw new FdeployError(`fdeploy backup ${action} failed (exit ${status}); the lines above say why`);
     });
 }

@@ -90,7 +90,7 @@ function drill(server: TestServer): string {
 /** What a deploy to SERVER must not touch when it is refused: the backup's units and config, the live release. */
 function backupState(server: TestServer): string {
   return server.ssh("sha256sum /etc/systemd/system/fdeploy-flaskapp-backup.service /etc/systemd/system/fdeploy-flaskapp-restore.service " +
-    "/etc/fdeploy/flaskapp.backup.conf /etc/fdeploy/flaskapp.litestream.yml /usr/local/lib/fdeploy/backup-run.sh; readlink /srv/flaskapp/current; " +
+    "/etc/fdeploy/flaskapp.backup.conf /etc/fdeploy/flaskapp.litestream.yml; readlink /srv/flaskapp/current /usr/local/lib/fdeploy/backup-agent; " +
     "systemctl show -p ActiveState -p InvocationID -p ExecMainStartTimestamp fdeploy-flaskapp-backup.service");
 }
 
@@ -185,6 +185,9 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.match(app.ssh("readlink /usr/local/lib/fdeploy/backup-agent"), /^\/usr\/local\/lib\/fdeploy\/agent-[0-9a-f]{16}\n$/);
     assert.strictEqual(app.ssh("find -L /usr/local/lib/fdeploy/backup-agent/ \\( ! -user root -o -perm /022 \\) -print"), "");
     assert.doesNotMatch(app.ssh("journalctl -u fdeploy-flaskapp-backup.service -o cat --no-pager"), /Traceback|server agent failed/);
+    // the unit's process: that copy's backup-run, as the app user (Litestream its child)
+    const main = app.ssh("ps -o user=,args= -p $(systemctl show -p MainPID --value fdeploy-flaskapp-backup.service)");
+    assert.match(main, /^flaskapp +\/usr\/bin\/python3 -I -B \/usr\/local\/lib\/fdeploy\/backup-agent backup-run --app flaskapp\n$/, main);
     // a row reaches the target within the sync interval (+ slack)
     const res = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"first"}' });
     assert.strictEqual(res.status, 201);
@@ -198,13 +201,23 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assertUnitExposures(app, "flaskapp", `backup.test.ts, ${kind} target`);
   });
 
-  it("a deploy with the target down warns and goes on; replication catches up", async () => {
+  it("a deploy with the target down warns and goes on; replication catches up; units of a server deployed before " +
+     "(/usr/local/lib/fdeploy/backup-run.sh) are rewritten", async () => {
+    // what the previous main installed: the units ran backup-run.sh (bash), which the agent's backup-run replaced
+    app.ssh("sed -i 's|^ExecStart=.* backup-run --app flaskapp$|ExecStart=/usr/local/lib/fdeploy/backup-run.sh run /etc/fdeploy/flaskapp.backup.conf|; " +
+      "s|^ExecStart=.* backup-verify-db --app flaskapp --set DB=\\(.*\\)$|ExecStart=/usr/local/lib/fdeploy/backup-run.sh verify /etc/fdeploy/flaskapp.backup.conf \\1|' " +
+      "/etc/systemd/system/fdeploy-flaskapp-backup.service /etc/systemd/system/fdeploy-flaskapp-backup-verify.service && " +
+      "printf '#!/bin/sh\\nexit 1\\n' > /usr/local/lib/fdeploy/backup-run.sh && chmod 755 /usr/local/lib/fdeploy/backup-run.sh && systemctl daemon-reload");
+    assert.strictEqual(app.ssh("grep -l backup-run.sh /etc/systemd/system/fdeploy-flaskapp-backup*.service | wc -l").trim(), "2");
     link("bkp-target", "down");
     try {
       stack.setConfig("backup.retention", "48h"); // re-runs the backup step
       const r = stack.up();
       assert.strictEqual(r.status, 0, r.output);
       assert.match(r.output, /warning.*replica cannot be reached/i);
+      assert.strictEqual(app.ssh("grep -l backup-run.sh /etc/systemd/system/fdeploy-flaskapp-backup* /etc/fdeploy/flaskapp.* | wc -l").trim(), "0");
+      assert.strictEqual(app.trySsh("test -e /usr/local/lib/fdeploy/backup-run.sh").status, 1, "backup-run.sh is still installed");
+      assert.match(app.ssh("ps -o args= -p $(systemctl show -p MainPID --value fdeploy-flaskapp-backup.service)"), /backup-agent backup-run --app flaskapp/);
       const res = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"while the target was down"}' });
       assert.strictEqual(res.status, 201);
     } finally {

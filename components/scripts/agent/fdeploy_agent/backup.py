@@ -1,12 +1,12 @@
-"""Offsite backups (Litestream, backup.sh): the decisions of the backup step, in typed Python.
+"""Offsite backups (Litestream): the decisions of the backup step (backup_ops.py backup-deploy runs
+them in this order, inside its deploy lock), in typed Python.
 
-  backup-claim      (root, backup.sh create, first): every setting checked, then the replica's
-                    lease decided (backup_lease.claim) before anything on the server changes
+  backup-claim      (root, first): every setting checked, then the replica's lease decided
+                    (backup_lease.claim) before anything on the server changes
   backup-start      (root, after the installs): the credentials (root-only), Litestream's config,
                     the run conf, the pinned host key and the units written; the restore of a new
                     server and what it means for the deploy
-  backup-settings   (root, fdeploy backup verify|restore|status): Litestream, its config, the databases
-  backup-check      (the backup unit, as the app user): the fence, every FENCE_EVERY seconds
+  backup-check      (as the app user): the fence (backup_unit.py backup-run: every FENCE_EVERY seconds)
   backup-status     (as the app user): the lease, each database's replication lag
 
 Files (their formats are kept: a server deployed before upgrades in place):
@@ -108,7 +108,7 @@ def server_id(host: Host, app: str) -> str:
 
 
 def run_conf_text(host: Host, p: Dict[str, Any], known_hosts: str) -> str:
-    """What the backup unit needs (no secret), as shell assignments (verify in backup-run.sh sources it)."""
+    """What the backup units need (no secret), as shell assignments (the format servers deployed before have)."""
     app = p["APP"]
     values = {"ME": server_id(host, app), "HOST": p.get("HOST", ""), "KIND": p["KIND"],
               "LITESTREAM": "/usr/local/lib/fdeploy/litestream-%s/litestream" % p["VERSION"], "CONFIG": paths(app)["config"],
@@ -170,14 +170,10 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _shell(values: Dict[str, Any]) -> List[str]:
-    return ["%s=%s" % (k, shlex.quote(str(v))) for k, v in values.items()]
-
-
 def backup_claim(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """Verb (backup.sh create, as root, inside its deploy lock, before anything changes). Result:
-    fresh (no database here: it restores from the replica), say (lines for the deploy's output),
-    shell (SAY= for the bash glue). Another server's replica: refused, naming both servers
+    """Verb (backup-deploy, as root, inside its deploy lock, before anything changes). Result:
+    fresh (no database here: it restores from the replica), say (lines for the deploy's output).
+    Another server's replica: refused, naming both servers
     and backup.takeover; an unreachable target: refused on a fresh server (it could not restore),
     else a warning (the unit's fence decides later)."""
     app = apps.load(host, apps.check_name(params.get("APP")))
@@ -209,10 +205,18 @@ def backup_claim(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
             t.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return {"fresh": fresh, "say": say, "shell": _shell({"SAY": "\n".join(say)})}
+    return {"fresh": fresh, "say": say}
 
 
-RUN = "/usr/local/lib/fdeploy/backup-run.sh"
+BACKUP_AGENT = "/usr/local/lib/fdeploy/backup-agent"   # root's copy of the agent (backup_install.py)
+OLD_RUN = "/usr/local/lib/fdeploy/backup-run.sh"   # the units' program before the agent's backup-run
+
+
+def as_app_argv(app: str, verb: str, **params: str) -> List[str]:
+    """The command line of VERB of backup_unit.py, as the units and transient runs start it (as the app user)."""
+    return ["/usr/bin/python3", "-I", "-B", BACKUP_AGENT, verb, "--app", app] + [a for k, v in sorted(params.items()) for a in ("--set", "%s=%s" % (k, v))]
+
+
 HEADER = "# Managed by flask-deploy (fdeploy-agent backup-start). Do not edit: the next deploy rewrites it.\n"
 
 
@@ -235,14 +239,14 @@ def render_units(app: apps.App, p: Dict[str, Any]) -> Dict[str, str]:
            + "".join("ExecStart=%s restore -config %s -if-db-not-exists -if-replica-exists %s\n" % (bin_, f["config"], d) for d in dbs),
            n["backup"]: HEADER + "[Unit]\nDescription=Offsite backup of %s's databases (Litestream)\nAfter=network-online.target %s\n"
            "StartLimitIntervalSec=0\n\n[Service]\nType=simple\n%s" % (app.name, n["restore"], common)
-           + "StandardInputText=%s\nExecStart=%s run %s\nRestart=always\nRestartSec=5\n"
-           "# 3: the replica belongs to another server now (backup-run.sh): stay stopped\nRestartPreventExitStatus=3\n"
-           "TimeoutStopSec=20\n\n[Install]\nWantedBy=multi-user.target\n" % (json.dumps({"APP": app.name}), RUN, f["conf"])}
+           + "ExecStart=%s\nRestart=always\nRestartSec=5\n"
+           "# 3: the replica belongs to another server now (the agent's backup-run): stay stopped\nRestartPreventExitStatus=3\n"
+           "TimeoutStopSec=20\n\n[Install]\nWantedBy=multi-user.target\n" % " ".join(as_app_argv(app.name, "backup-run"))}
     every = p.get("VERIFY_EVERY") or ""
     if every:
         out[n["verify"]] = (HEADER + "[Unit]\nDescription=Restore drill of %s's offsite backup (integrity check, row counts)\n\n"
                             "[Service]\nType=oneshot\n%s" % (app.name, common)
-                            + "".join("ExecStart=%s verify %s %s\n" % (RUN, f["conf"], d) for d in dbs))
+                            + "".join("ExecStart=%s\n" % " ".join(as_app_argv(app.name, "backup-verify-db", DB=d)) for d in dbs))
         out[n["timer"]] = (HEADER + "[Unit]\nDescription=Restore drill of %s's offsite backup, every %s\n\n[Timer]\nOnBootSec=%s\n"
                            "OnUnitActiveSec=%s\nRandomizedDelaySec=60\n\n[Install]\nWantedBy=timers.target\n" % (app.name, every, every, every))
     return out
@@ -278,17 +282,17 @@ def configure(host: Host, app: apps.App, params: Dict[str, Any], target: bl.Targ
     return changed
 
 
-def _journal(host: Host, unit: str, lines: int) -> List[str]:
+def journal(host: Host, unit: str, lines: int) -> List[str]:
     r = host.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"])
     return (r.stdout or "").splitlines()
 
 
 def backup_start(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """Verb (backup.sh create, as root, after backup-claim and the installs): the files and units
+    """Verb (backup-deploy, as root, after backup-claim and the installs): the files and units
     written, the units enabled, and on a server without its database the restore from the replica
     (a failure there stops the deploy: an empty database must never replace the backups; where the
-    database exists, a missing extra one the replica cannot bring only warns). Result (shell):
-    CHANGED (the backup unit restarts), DB_MISSING (backup.sh creates it, as the app user), SAY."""
+    database exists, a missing extra one the replica cannot bring only warns). Result: changed (the
+    backup unit restarts), missing (no database: backup-deploy creates it, as the app user), say."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     target, _ = check_params(params)
     db = host.path(app.root + "/shared/db/app.sqlite3")
@@ -304,31 +308,19 @@ def backup_start(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
     t0 = time.monotonic()
     if host.run(["systemctl", "start", n["restore"]], merge_output=True).returncode != 0:
         if fresh:
-            for line in _journal(host, n["restore"], 20):
+            for line in journal(host, n["restore"], 20):
                 log(line)
             raise AgentError("could not restore from the replica (%s, flask-deploy:backup.replica): the target is unreachable or refused\n"
                              "the deploy stops so that a fresh, empty database never replaces the backups. Fix the target and deploy again"
                              % target.name())
-        last = [x for x in _journal(host, n["restore"], 3) if not re.match(r"fdeploy|.*(Failed|Finished|Starting)", x)]
+        last = [x for x in journal(host, n["restore"], 3) if not re.match(r"fdeploy|.*(Failed|Finished|Starting)", x)]
         say.append("warning: backup of '%s': the replica cannot be reached to restore a database this server does not have yet; "
                    "replication retries and catches up when the target answers (%s)" % (app.name, (last[-1] if last else "")[:200]))
     missing = not os.path.lexists(db)
     if fresh:
         say.append("restore: the replica holds no database yet (a first deploy)" if missing
                    else "restore: database restored from the replica in %d s" % round(time.monotonic() - t0))
-    return {"changed": changed, "say": say,
-            "shell": _shell({"CHANGED": "1" if changed else "", "DB_MISSING": "1" if missing else "", "SAY": "\n".join(say)})}
-
-
-def backup_settings(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """Verb (fdeploy backup verify|restore|status, as root): Litestream, its config and the databases
-    it replicates (shell: LITESTREAM, CONFIG, DBS); restore's TIMESTAMP checked."""
-    app = apps.check_name(params.get("APP"))
-    _check(params, "TIMESTAMP", r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", "timestamp",
-           "expected e.g. 2026-12-05T07:00:00Z", optional=True)
-    conf = read_run_conf(host, app)
-    return {"shell": _shell({"LITESTREAM": conf.get("LITESTREAM", ""), "CONFIG": conf.get("CONFIG", ""),
-                             "DBS": " ".join(databases(host, conf.get("CONFIG", "")))})}
+    return {"changed": changed, "say": say, "missing": missing}
 
 
 def _unit_transport(host: Host, app: str) -> Tuple[bl.Transport, bl.Me, Dict[str, str]]:
@@ -344,16 +336,21 @@ def _unit_transport(host: Host, app: str) -> Tuple[bl.Transport, bl.Me, Dict[str
     return bl.Transport(host, target, creds), bl.Me(conf.get("ME", ""), conf.get("HOST", "")), conf
 
 
-def backup_check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """Verb (backup-run.sh run, the fence): status ours | other | unreachable; the reason logged."""
-    t, me, _ = _unit_transport(host, apps.check_name(params.get("APP")))
+def fence(host: Host, app: str, log: Log) -> str:
+    """The backup unit's fence (as the app user): ours | other | unreachable; the reason logged."""
+    t, me, _ = _unit_transport(host, app)
     try:
         status, why = bl.check(t, me, _now)
     finally:
         t.close()
     if why:
         log(why)
-    return {"status": status, "message": why}
+    return status
+
+
+def backup_check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """Verb (the fence, once): status ours | other | unreachable."""
+    return {"status": fence(host, apps.check_name(params.get("APP")), log)}
 
 
 def lag_lines(local_json: str, replica_json: str, now: Optional[float] = None) -> List[str]:

@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, base, base_system, canary, gunicorn, health, history, jobs, lease, live, lock, migrate_plan, mounts, ops, ops_commands, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, gunicorn, health, history, jobs, lease, live, lock, migrate_plan, mounts, ops, ops_commands, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -83,9 +83,18 @@ VERBS: Dict[str, Verb] = {
     "jobs-run": jobs.jobs_run,
     "backup-claim": backup.backup_claim,
     "backup-start": backup.backup_start,
-    "backup-settings": backup.backup_settings,
     "backup-check": backup.backup_check,
     "backup-status": backup.backup_status,
+    "backup-deploy": backup_ops.backup_deploy,
+    "backup-delete": backup_ops.backup_delete,
+    "backup-verify": backup_ops.backup_verify,
+    "backup-restore": backup_ops.backup_restore,
+    "backup-report": backup_ops.backup_report,
+    "backup-run": backup_unit.backup_run,
+    "backup-verify-db": backup_unit.backup_verify_db,
+    "backup-fetch": backup_unit.backup_fetch,
+    "backup-swap": backup_unit.backup_swap,
+    "backup-newdb": backup_unit.backup_newdb,
     "history": history.read_verb,
     "history-live": history.record_live,
     "history-failed": history.record_failed,

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 def load_budget() -> Any:
     """backup_budget: the -c text defines it first; within the agent it is <bundle>/backup_budget.py,
-    loaded only when used (the copy of the agent backup.sh installs has no bundle beside it)."""
+    loaded only when used (the copy of the agent backup-deploy installs has no bundle beside it)."""
     if "backup_budget" not in sys.modules:
         import importlib.util
         path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "backup_budget.py")
