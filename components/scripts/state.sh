@@ -38,9 +38,9 @@ repair() {
     agent site-saved-drop <<<"$P_RAW" >/dev/null
     systemctl reload nginx; log "repaired: the deployed nginx site is in force again"
   fi
-  exec 9>&-   # release.sh and activate.sh take the lock themselves
+  exec 9>&-   # the agent's release-install and activate.sh take the lock themselves
   install=$(result_field install <<<"$plan")
-  [ -z "$install" ] || bash "$(dirname "$0")/release.sh" create <<<"$install" >&2
+  [ -z "$install" ] || agent release-install <<<"$install" >&2
   if [ "$(result_field activate <<<"$plan")" = True ]; then
     bash "$(dirname "$0")/activate.sh" create <"$APP_ROOT/slots/activation.live.json" >&2
   fi

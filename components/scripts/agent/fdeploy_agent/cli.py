@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, base, canary, gunicorn, health, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, prune, release, release_commands, repair, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
+from . import backup, base, canary, gunicorn, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, preflight, prune, release, release_commands, repair, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -47,6 +47,9 @@ VERBS: Dict[str, Verb] = {
     "shared-files": shared_files.shared_files,
     "shared-steps": shared_files.shared_steps,
     "release-commands-prepare": release_commands.prepare,
+    "release-install": install.release_install,
+    "migrate": migrate_step.migrate,
+    "release-commands": release_commands.release_commands,
     "migrate-plan": migrate_plan.migrate_plan,
     "service-delete": service.service_delete,
     "tls-check": tls.tls_check,
