@@ -101,7 +101,7 @@ class Install:
             else:
                 venv = self.build()
                 link(venv, self.host.path(self.dest + "/.venv"))
-                gunicorn = self.host.path(self.dest + "/.venv/bin/gunicorn")
+                gunicorn = self.host.path(venv + "/bin/gunicorn")   # where .venv points
                 if not (os.path.isfile(gunicorn) and os.access(gunicorn, os.X_OK)):
                     raise AgentError("gunicorn is not installed by requirements.txt of release %s (add gunicorn to it)" % self.rid)
             seconds = int(self.clock() - self.started)
