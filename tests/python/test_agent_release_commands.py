@@ -199,11 +199,13 @@ def test_up_copies_a_set_only_once(root):
 # --- release-commands: each command in a transient unit as the slot user ---
 class UnitFake(Fake):
     """The backup for real; each release command's unit exits with RCS' next status."""
-    def __init__(self, root, rcs=()):
+    def __init__(self, root, rcs=(), expand_option=True):
         super().__init__(root=root)
-        self.rcs = list(rcs)
+        self.rcs, self.expand_option = list(rcs), expand_option
 
     def run(self, argv, merge_output=False, input=None):
+        if argv == ["systemd-run", "--help"]:   # systemd >= 254 has --expand-environment
+            return subprocess.CompletedProcess(argv, 0, "  --expand-environment=BOOL\n" if self.expand_option else "  --pipe\n", "")
         if argv[0] == "systemd-run":
             self.calls.append(list(argv))
             rc = self.rcs.pop(0) if self.rcs else 0
@@ -212,7 +214,22 @@ class UnitFake(Fake):
 
 
 def units(fake):
-    return [c for c in fake.calls if c[0] == "systemd-run"]
+    return [c for c in fake.calls if c[0] == "systemd-run" and c[1:] != ["--help"]]
+
+
+@pytest.mark.parametrize("expand_option", [True, False])
+def test_a_command_reaches_the_shell_as_written_not_expanded_by_systemd(root, expand_option):
+    """systemd expands $NAME and $$ in a unit's command line: `$$` (the shell's pid) would reach
+    /bin/sh as `$`, and '$HOME' (single-quoted: literal to sh) as the unit's HOME."""
+    (root / "run").mkdir()
+    fake = UnitFake(root, expand_option=expand_option)
+    rc, _, err = verb(fake, root, "release-commands", params(COMMANDS=json.dumps(["[ '$HOME' != /tmp ] && [ $$ -gt 1 ]"])))
+    assert rc == 0, err
+    argv = units(fake)[0]
+    if expand_option:
+        assert "--expand-environment=no" in argv and argv[-1] == "[ '$HOME' != /tmp ] && [ $$ -gt 1 ]"
+    else:   # systemd < 254 (Debian 12's 252): each $ written as $$, which systemd turns back into $
+        assert argv[-1] == "[ '$$HOME' != /tmp ] && [ $$$$ -gt 1 ]"
 
 
 def test_each_command_runs_in_a_sandboxed_unit_as_the_new_slot_user_with_the_staged_environment(root):

@@ -145,7 +145,8 @@ def release_commands(host: Host, params: Dict[str, Any], log: Callable[[str], No
             for n, cmd in enumerate(ready["commands"], 1):
                 log("release command %d: %s" % (n, cmd))
                 name, props, argv = command_unit(host, app, rid, user, cmd, n, args)
-                r = transient.run_unit(host, name, props, argv)
+                options, argv = transient.literal(host, argv)   # the command reaches /bin/sh as written
+                r = transient.run_unit(host, name, props, argv, options=options)
                 for line in (r.stdout or "").rstrip("\n").splitlines():
                     log(line)
                 if r.returncode != 0:
