@@ -4,7 +4,7 @@
 // schema version reached is an output. The folder is validated locally first by the same
 // migrate.py (`check`), so a bad file name stops `pulumi preview` before anything changes.
 // A rollback (stack config `release`) runs after the switch instead and brings the schema down to
-// the version the pinned release ran with (migrate.sh, from the server's history).
+// the version the pinned release ran with (the agent's migrate verb, from the server's history).
 import { execFileSync } from "child_process";
 import * as crypto from "crypto";
 import * as fs from "fs";
@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { folderUpload, stageFolder, STAGING_ROOT } from "./upload";
 import { Connection } from "./connection";
-import { remoteStep, SCRIPTS_DIR, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, agentResult, remoteStep, SCRIPTS_DIR, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface Migration {
   version: number;
@@ -112,7 +112,8 @@ export class MigrationRunner extends pulumi.ComponentResource {
       this.step = remoteStep(`${name}-apply`, {
         connection: args.connection,
         bundle: args.bundle,
-        script: "migrate.sh",
+        script: AGENT,
+        verb: "migrate",
         params: scriptParams({ APP: args.appName, DOWN_TO_SCHEMA_OF: args.downToSchemaOf, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes) }),
         triggers: [`down to the schema of release ${args.downToSchemaOf}`],
         after: args.after,
@@ -126,17 +127,17 @@ export class MigrationRunner extends pulumi.ComponentResource {
       this.step = remoteStep(`${name}-apply`, {
         connection: args.connection,
         bundle: args.bundle,
-        script: "migrate.sh",
+        script: AGENT,
+        verb: "migrate",
         params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes) }),
         // one readable entry per migration: a new or changed one shows up in `pulumi preview`
         triggers: this.migrations.map((m) => `${String(m.version).padStart(4, "0")}_${m.name} ${m.checksum.slice(0, 12)}`),
         after: [upload, ...args.after],
       }, this);
     }
-    this.schemaVersion = this.step.stdout.apply((out) => {
-      const m = /schema_version=(\d+)\s*$/.exec(out ?? "");
-      return m ? Number(m[1]) : 0;
-    });
+    // the agent's result; a step last run by an older bundle printed `schema_version=N`
+    this.schemaVersion = pulumi.all([agentResult(this.step.stdout), this.step.stdout]).apply(([r, out]) =>
+      Number((r as { schema_version?: number }).schema_version ?? /schema_version=(\d+)\s*$/.exec(out ?? "")?.[1] ?? 0));
     this.registerOutputs({ schemaVersion: this.schemaVersion });
   }
 }

@@ -1,4 +1,4 @@
-// The app's own release commands (scripts/release-commands.sh): e.g. `flask db upgrade`
+// The app's own release commands (the agent's release-commands, fdeploy_agent/release_commands.py): e.g. `flask db upgrade`
 // (Flask-Migrate/Alembic) or a guarded `flask init-db`, run in the new release as the app user with
 // its environment, after a backup and the SQL migrations, before the switch. They run again only
 // for a new release or changed commands, so they must be idempotent (and each one transactional).
@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
 import { budget } from "./migrations";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface ReleaseCommandsArgs {
   connection: Connection;
@@ -30,7 +30,8 @@ export class ReleaseCommands extends pulumi.ComponentResource {
     this.step = remoteStep(`${name}-run`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "release-commands.sh",
+      script: AGENT,
+      verb: "release-commands",
       limit: "releaseCommands",
       params: scriptParams({
         APP: args.appName, RELEASE_ID: args.releaseId, COMMANDS: JSON.stringify(args.commands), KEEP_BACKUPS: args.keepBackups,

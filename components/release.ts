@@ -1,14 +1,14 @@
 // Release: the app's files uploaded as a content-addressed folder and installed into
-// releases/<id> with a venv of its own (scripts/release.sh). The id is a hash of the files, so
+// releases/<id> with a venv of its own (the agent's release-install, fdeploy_agent/install.py). The id is a hash of the files, so
 // unchanged code uploads and installs nothing; changed code shows as a replacement in preview.
 // A rollback pins the release to one the server still keeps (stack config `release`): then nothing
-// is uploaded, release.sh only checks that it is there, and preview says which release appDir has.
+// is uploaded, the agent only checks that it is there, and preview says which release appDir has.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { folderUpload, stageFolder, StagedFolder } from "./upload";
 import { Connection } from "./connection";
 import { describeShipping } from "./ship-rules";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface ReleaseArgs {
   connection: Connection;
@@ -51,7 +51,8 @@ export class Release extends pulumi.ComponentResource {
     this.installed = remoteStep(`${name}-install`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "release.sh",
+      script: AGENT,
+      verb: "release-install",
       limit: "build",   // the venv (pip)
       params: scriptParams({
         APP: args.appName, RELEASE_ID: this.releaseId, ...(args.pinned ? { PINNED: 1 } : {}), ...(args.docker ? { RUNTIME: "docker" } : {}),

@@ -204,6 +204,14 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     assert.ok((Date.now() - t1) / 1000 < 60, "the next up waited");
   };
 
+  it("a release command reaches /bin/sh as written: systemd expands neither its $$ nor a single-quoted '$HOME'", () => {
+    const cmd = "[ '$HOME' != /tmp ] && [ $$ -gt 1 ] && echo release-command-as-written";
+    stack.setConfig("releaseCommands[0]", cmd);
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /release-command-as-written/);
+  });
+
   it("a release command that hangs is stopped at its time limit: the up fails naming the step, limit and setting; the site serves throughout; the next up runs at once", async () => {
     const live = stack.outputs().releaseId;
     stack.setConfig("releaseCommands[0]", "sleep 100000");

@@ -228,6 +228,8 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   /** `bash <the bundle>/SCRIPT ARGS…` as root, JSON parameters on stdin (as a deploy step runs it). */
   const step = (app: string, script: string, args: string[], params: object, prefix = "") =>
     server.trySsh(`${prefix}${script === "agent" ? "python3 -I -B" : "bash"} ${bundle(app)}${script} ${args.join(" ")}`, JSON.stringify(params));
+  /** `python3 -I -B <the bundle>/agent VERB` as root, JSON parameters on stdin (as a deploy step runs it). */
+  const agentStep = (app: string, verb: string, params: object) => step(app, "agent", [verb], params);
 
   it("11. a helper the deploy runs as the app user leaks it no descriptor: the app cannot take over the deploy lock", async () => {
     const dir = `/srv/${A}/shared`;
@@ -294,7 +296,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       pid = /ready pid (\d+)/.exec(report())![1];
       // the step as a deploy runs it: root, the deploy lock, the backup as the app user
       const id = a.outputs().releaseId;
-      const rc = step(A, "release-commands.sh", [], { APP: A, RELEASE_ID: id, COMMANDS: JSON.stringify(["true"]), KEEP_BACKUPS: 3 });
+      const rc = agentStep(A, "release-commands", { APP: A, RELEASE_ID: id, COMMANDS: JSON.stringify(["true"]), KEEP_BACKUPS: 3 });
       assert.strictEqual(rc.status, 0, rc.stderr + rc.stdout);
       const seen = report();
       assert.match(seen, /helper \/proc\/\d+: /, `the attacker never saw the helper: ${seen}`);

@@ -194,3 +194,85 @@ def test_up_copies_a_set_only_once(root):
     for bad in ("migrations-../../x", "0123456789ab", 5):
         rc, out, _ = verb(Fake(), root, "migrate-plan", dict(p, MIGRATIONS=bad))
         assert rc == 1 and "bad migrations upload" in out["error"]
+
+
+# --- release-commands: each command in a transient unit as the slot user ---
+class UnitFake(Fake):
+    """The backup for real; each release command's unit exits with RCS' next status."""
+    def __init__(self, root, rcs=(), expand_option=True):
+        super().__init__(root=root)
+        self.rcs, self.expand_option = list(rcs), expand_option
+
+    def run(self, argv, merge_output=False, input=None):
+        if argv == ["systemd-run", "--help"]:   # systemd >= 254 has --expand-environment
+            return subprocess.CompletedProcess(argv, 0, "  --expand-environment=BOOL\n" if self.expand_option else "  --pipe\n", "")
+        if argv[0] == "systemd-run":
+            self.calls.append(list(argv))
+            rc = self.rcs.pop(0) if self.rcs else 0
+            return subprocess.CompletedProcess(argv, rc, "output of %s\n" % argv[-1], None)
+        return super().run(argv, merge_output)
+
+
+def units(fake):
+    return [c for c in fake.calls if c[0] == "systemd-run" and c[1:] != ["--help"]]
+
+
+@pytest.mark.parametrize("expand_option", [True, False])
+def test_a_command_reaches_the_shell_as_written_not_expanded_by_systemd(root, expand_option):
+    """systemd expands $NAME and $$ in a unit's command line: `$$` (the shell's pid) would reach
+    /bin/sh as `$`, and '$HOME' (single-quoted: literal to sh) as the unit's HOME."""
+    (root / "run").mkdir()
+    fake = UnitFake(root, expand_option=expand_option)
+    rc, _, err = verb(fake, root, "release-commands", params(COMMANDS=json.dumps(["[ '$HOME' != /tmp ] && [ $$ -gt 1 ]"])))
+    assert rc == 0, err
+    argv = units(fake)[0]
+    if expand_option:
+        assert "--expand-environment=no" in argv and argv[-1] == "[ '$HOME' != /tmp ] && [ $$ -gt 1 ]"
+    else:   # systemd < 254 (Debian 12's 252): each $ written as $$, which systemd turns back into $
+        assert argv[-1] == "[ '$$HOME' != /tmp ] && [ $$$$ -gt 1 ]"
+
+
+def test_each_command_runs_in_a_sandboxed_unit_as_the_new_slot_user_with_the_staged_environment(root):
+    (root / "run").mkdir()
+    fake = UnitFake(root)
+    rc, out, err = verb(fake, root, "release-commands", params())
+    assert rc == 0, err
+    assert out["user"] == "shop_1" and out["passed"] == 2
+    first, second = units(fake)
+    assert first[-4:] == ["--", "/bin/sh", "-c", "flask db upgrade"] and second[-1] == "echo 'a b'\necho $HOME"
+    props = [first[i + 1] for i, a in enumerate(first) if a == "-p"]
+    assert {"User=shop_1", "Group=shop", "WorkingDirectory=/srv/shop/releases/" + RID, "EnvironmentFile=/etc/fdeploy/shop/env.desired",
+            "Environment=RELEASE_ID=" + RID, "Environment=HOME=/tmp", "NoNewPrivileges=yes"} <= set(props), props
+    assert "Environment=PATH=/srv/shop/releases/%s/.venv/bin:/usr/local/bin:/usr/bin:/bin" % RID in props
+    assert "release command 1: flask db upgrade" in err and "output of flask db upgrade" in err and "2 passed" in err
+    # the backup ran first, as the same user
+    assert fake.calls.index(next(c for c in fake.calls if c[0] == "runuser")) < fake.calls.index(first)
+
+
+def test_a_failing_command_stops_the_rest_and_names_the_backup(root):
+    (root / "run").mkdir()
+    db(root / "srv/shop/shared/db/app.sqlite3")
+    fake = UnitFake(root, rcs=[3])
+    rc, out, err = verb(fake, root, "release-commands", params())
+    assert rc == 1 and len(units(fake)) == 1
+    first = out["error"].split("\n")[0]
+    assert first == ("release command 1 ('flask db upgrade') failed (exit 3) for release %s (flask-deploy:releaseCommands); it is not live,"
+                     " the live release keeps serving" % RID)
+    assert "A backup taken before the release commands is in /srv/shop/shared/backups/pre-release-" in out["error"]
+
+
+def test_docker_runs_each_command_in_a_container_and_detaches_the_mounts(root, monkeypatch):
+    (root / "run").mkdir()
+    released = []
+    monkeypatch.setattr(release_commands.staging, "docker_args", lambda h, p, log, w: {"args": ["--user", "2001:2001", "--read-only"]})
+    monkeypatch.setattr(release_commands.mounts, "release", lambda h, app, slot: released.append(slot))
+    fake = UnitFake(root, rcs=[0, 1])
+    rc, out, _ = verb(fake, root, "release-commands", params(RUNTIME="docker", ENV_NAMES="A B", SHARED_DIRS="instance"))
+    assert rc == 1 and released == ["release-cmd"]
+    argv = units(fake)[0]
+    name = next(a for a in argv if a.startswith("--unit="))[len("--unit="):]
+    assert "ExecStopPost=-/usr/bin/docker rm -f " + name in argv
+    tail = argv[argv.index("--") + 1:]
+    assert tail == ["/usr/bin/docker", "run", "--rm", "--name", name, "--user", "2001:2001", "--read-only", "fdeploy-shop:" + RID,
+                    "/bin/sh", "-c", "flask db upgrade"]
+    assert not any(a.startswith("User=") for a in argv)

@@ -37,13 +37,18 @@ class Machine:
             rc = 0 if self.active else 3
         elif argv == ["nginx", "-t"]:
             rc, out = (0, "ok") if self.nginx_ok else (1, "nginx: [emerg] unknown directive in other.conf")
-        elif argv[0] == "bash":
-            self.inputs[os.path.basename(argv[1])] = input
+        elif self.step_of(argv):
+            self.inputs[self.step_of(argv)] = input
             rc, out = self.step_rc, "step output\n"
         return subprocess.CompletedProcess(argv, rc, out, "")
 
+    @staticmethod
+    def step_of(argv):
+        """The deploy step ARGV runs (server_state.STEPS: "install", "activate"), or None."""
+        return next((name for name, line in server_state.STEPS.items() if list(argv) == line), None)
+
     def steps(self):
-        return [os.path.basename(a[1]) for a in self.ran if a[0] == "bash"]
+        return [self.step_of(a) for a in self.ran if self.step_of(a)]
 
 
 @pytest.fixture(autouse=True)
@@ -114,17 +119,17 @@ def test_fix_with_a_site_nginx_rejects_restores_the_one_in_force(root):
 def test_fix_activates_a_stopped_app_again_with_the_recorded_parameters(root):
     m = Machine(active=False)
     rc, r, err = agent(root, "state-fix", m)
-    assert rc == 0 and m.steps() == ["activate.sh"] and "step output" in err
-    assert m.inputs["activate.sh"] == (root / "srv/shop/slots/activation.live.json").read_text()
-    assert [a[1] for a in m.ran if a[0] == "bash"] == [server_state.BUNDLE + "/activate.sh"]
+    assert rc == 0 and m.steps() == ["activate"] and "step output" in err
+    assert m.inputs["activate"] == (root / "srv/shop/slots/activation.live.json").read_text()
+    assert server_state.STEPS["activate"][-2].startswith(server_state.BUNDLE + "/")
 
 
 def test_fix_installs_a_deleted_release_from_its_upload_then_activates(root):
     os.unlink(root / "srv/shop/releases" / RID / ".fdeploy-release.json")
     m = Machine()
     rc, r, _ = agent(root, "state-fix", m)
-    assert rc == 0 and m.steps() == ["release.sh", "activate.sh"]
-    assert json.loads(m.inputs["release.sh"]) == {"APP": "shop", "RELEASE_ID": RID, "RUNTIME": "docker"}
+    assert rc == 0 and m.steps() == ["install", "activate"]
+    assert json.loads(m.inputs["install"]) == {"APP": "shop", "RELEASE_ID": RID, "RUNTIME": "docker"}
 
 
 def test_a_failed_activation_fails_the_repair_naming_it(root):

@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, backup_ops, backup_unit, base, base_system, canary, gunicorn, health, history, jobs, lease, live, lock, migrate_plan, mounts, ops, ops_commands, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, gunicorn, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
 from .errors import AgentError
 from .host import Host
 
@@ -48,6 +48,9 @@ VERBS: Dict[str, Verb] = {
     "release-mark": release.release_mark,
     "shared-create": shared_files.shared_create,
     "release-commands-prepare": release_commands.prepare,
+    "release-install": install.release_install,
+    "migrate": migrate_step.migrate,
+    "release-commands": release_commands.release_commands,
     "migrate-plan": migrate_plan.migrate_plan,
     "service-delete": service.service_delete,
     "tls-create": tls.tls_create,

@@ -69,10 +69,11 @@ class Spawned:
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]   # (argv, merge_output=False[, input=TEXT])
 
 
-def _run(argv: Sequence[str], merge_output: bool = False, input: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
+def _run(argv: Sequence[str], merge_output: bool = False, input: Optional[str] = None, umask: int = -1) -> "subprocess.CompletedProcess[str]":
     # close_fds (the default) keeps root's descriptors, the deploy lock among them, from any child
     return subprocess.run(list(argv), stdin=None if input is not None else subprocess.DEVNULL, input=input, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT if merge_output else subprocess.PIPE, text=True, errors="replace", check=False)
+                          stderr=subprocess.STDOUT if merge_output else subprocess.PIPE, text=True, errors="replace", check=False,
+                          umask=umask)
 
 
 def _kill_user(uid: int, gid: int) -> None:
@@ -141,10 +142,13 @@ class Host:
         """An absolute server path, under this host's root."""
         return os.path.join(self.root, p.lstrip("/"))
 
-    def run(self, argv: Sequence[str], merge_output: bool = False, input: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
+    def run(self, argv: Sequence[str], merge_output: bool = False, input: Optional[str] = None,
+            umask: Optional[int] = None) -> "subprocess.CompletedProcess[str]":
         """ARGV's exit status and output (stderr after stdout, or merged into it in order); INPUT
-        (e.g. a secret, never on a command line) on its stdin, else /dev/null."""
+        (e.g. a secret, never on a command line) on its stdin, else /dev/null; UMASK its umask."""
         self.commands.append(list(argv))
+        if umask is not None:
+            return self._run(argv, merge_output=merge_output, input=input, umask=umask)
         if input is None:
             return self._run(argv, merge_output=merge_output)
         return self._run(argv, merge_output=merge_output, input=input)

@@ -24,7 +24,7 @@ def tree_hash(folder: str) -> str:
 
 
 def release_hash(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """params APP, RELEASE_ID: the hash of releases/<id> as copied (release.sh checks it is the id)."""
+    """params APP, RELEASE_ID: the hash of releases/<id> as copied (release-install checks it is the id)."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     rid = str(params.get("RELEASE_ID", ""))
     if not re.fullmatch(r"[0-9a-f]{12}", rid):
@@ -32,7 +32,7 @@ def release_hash(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
     return {"hash": tree_hash(host.path("%s/releases/%s" % (app.root, rid)))}
 
 
-# --- installing a release (release.sh: the decisions; bash keeps cp, chown and the venv build) ---
+# --- installing a release (install.py: release-install) ---
 RUNTIMES = ("python", "docker")
 MARKER = ".fdeploy-release.json"
 
@@ -86,7 +86,7 @@ def installed(host: Host, dest: str, runtime: str) -> bool:
 
 
 def plan(host: Host, app: apps.App, rid: str, runtime: str, pinned: bool, upload: str) -> Dict[str, Any]:
-    """What release.sh does with release RID: nothing ("installed"), "copy" the upload, or only
+    """What release-install does with release RID: nothing ("installed"), "copy" the upload, or only
     build the "venv" of a release the docker runtime installed; refusals before anything changes."""
     dest = "%s/releases/%s" % (app.root, rid)
     if installed(host, dest, runtime):
@@ -168,11 +168,16 @@ def venv_plan(host: Host, app: apps.App, rid: str, python_vv: str) -> Dict[str, 
 def release_venv(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
     """Verb, params APP, RELEASE_ID (installed but for its venv): {"venv", "built", "seed", "pipvenv", "pip_built"}."""
     app = apps.load(host, apps.check_name(params.get("APP")))
+    return venv_plan(host, app, check_id(params.get("RELEASE_ID")), python_vv(host))
+
+
+def python_vv(host: Host) -> str:
+    """`python3 -VV` of the server (part of a venv's key: another Python, another venv)."""
     r = host.run(["python3", "-VV"])
     if r.returncode != 0 or not r.stdout.startswith("Python "):
         raise AgentError("python3 -VV failed on this server; install Debian's python3 (pulumi up's base step does) and deploy again\n%s"
                          % (r.stdout + r.stderr).strip())
-    return venv_plan(host, app, check_id(params.get("RELEASE_ID")), r.stdout)
+    return r.stdout
 
 
 def release_mark(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
@@ -183,8 +188,13 @@ def release_mark(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
     seconds = params.get("INSTALL_SECONDS", 0)
     if not isinstance(seconds, int) or seconds < 0:
         raise AgentError("bad INSTALL_SECONDS %r" % (seconds,))
+    return {"marker": write_mark(host, app, rid, runtime, seconds)}
+
+
+def write_mark(host: Host, app: apps.App, rid: str, runtime: str, seconds: int) -> Dict[str, Any]:
+    """The release's marker, written last: without it a release counts as half-installed."""
     mark: Dict[str, Any] = {"id": rid, "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "install_seconds": seconds}
     if runtime == "docker":
         mark["runtime"] = "docker"
     write_atomic(host.path("%s/releases/%s/%s" % (app.root, rid, MARKER)), (json.dumps(mark) + "\n").encode(), 0o644)
-    return {"marker": mark}
+    return mark

@@ -1,24 +1,32 @@
-"""The app's release commands (release-commands.sh): what runs them is decided here, the bash runs
-each in a transient unit.
-  release-commands-prepare  params APP, RELEASE_ID, COMMANDS (JSON list of command lines),
-      KEEP_BACKUPS, KEEP_BACKUPS_BYTES (optional; 0: the default budget): the new release's slot user (slotuser.new_release_user: its leftovers ended),
-      then, as that user under a time limit, the online backup of shared/'s databases
-      (prerelease_backup.py); {"user", "backup" ("" when no database was saved), "saved",
-      "commands", "restore" (what to do when a command fails), "shell" (all of it as shell
-      assignments, quoted by shlex, for release-commands.sh to eval)}
+"""The app's release commands (the ReleaseCommands step), run in the new release before it goes
+live: after the SQL migrations, as the new release's slot user (not the live release's), in the
+slots' sandbox, with the staged environment (env.desired: the one in force is the live release's
+until the switch), the release as working directory and its venv on PATH; with runtime docker each
+in a container of the release's image, fdeploy-<app>:<id>, with the slots' flags (units.py
+docker_app_args). First an online backup of every SQLite database in shared/ (as that user). A
+failing command stops the deploy before the switch: the live release keeps serving; the database
+is not restored (the live release kept writing meanwhile) and the message names the backup.
+  release-commands  params APP, RELEASE_ID, COMMANDS (JSON list of command lines, each run by
+      /bin/sh -c), KEEP_BACKUPS, KEEP_BACKUPS_BYTES (optional; 0: the default budget), RUNTIME,
+      ENV_NAMES, SHARED_DIRS (docker): {"user", "backup", "passed"}
+  release-commands-prepare  the same params: only the slot user (slotuser.new_release_user: its
+      leftovers ended) and, as that user under a time limit, the backup (prerelease_backup.py);
+      {"user", "backup" ("" when no database was saved), "saved", "commands", "restore" (what to
+      do when a command fails), "shell" (all of it as shell assignments, quoted by shlex)}
 """
 import json
 import os
 import re
 import shlex
 import time
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import prerelease_backup, slotuser
+from . import lease, mounts, prerelease_backup, slotuser, staging, transient, units
 from .errors import AgentError
 from .fsutil import read_regular
 from .host import Host
+from .lock import deploy_lock
 from .release import MARKER, check_id
 
 LIMIT = 300   # seconds the backup may take
@@ -110,3 +118,43 @@ def prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock
     result["shell"] = ["%s=%s" % (k, shlex.quote(str(result[k]))) for k in ("user", "restore")] + \
         ["commands=(%s)" % " ".join(shlex.quote(c) for c in commands)]
     return result
+
+
+def command_unit(host: Host, app: apps.App, rid: str, user: str, cmd: str, n: int, docker_args: Optional[List[str]]) -> "tuple[str, List[str], List[str]]":
+    """Command CMD's transient unit: (name, properties, command line)."""
+    release = "%s/releases/%s" % (app.root, rid)
+    name = "fdeploy-%s-release-cmd-%d-%d" % (app.name, os.getpid(), n)
+    env = ["EnvironmentFile=%s/env.desired" % app.config_dir, "Environment=RELEASE_ID=" + rid]
+    if docker_args is not None:   # a stopped unit stops the docker client; the container goes with ExecStopPost
+        return name, ["ExecStopPost=-/usr/bin/docker rm -f " + name] + env, \
+            ["/usr/bin/docker", "run", "--rm", "--name", name, *docker_args, "fdeploy-%s:%s" % (app.name, rid), "/bin/sh", "-c", cmd]
+    props = ["User=" + user, "Group=" + app.user, "WorkingDirectory=" + release] + env + [
+        "Environment=PATH=%s/.venv/bin:/usr/local/bin:/usr/bin:/bin" % release, "Environment=HOME=/tmp"]
+    return name, props + [line for line in units.hardening(app.root).splitlines() if line.strip()], ["/bin/sh", "-c", cmd]
+
+
+def release_commands(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
+    """Verb: see the module's docstring."""
+    app = apps.load(host, apps.check_name(params.get("APP")))
+    docker = params.get("RUNTIME", "python") == "docker"
+    with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)):
+        ready = prepare(host, params, log, lock_wait)
+        rid, user, n = params["RELEASE_ID"], ready["user"], 0
+        try:
+            args = staging.docker_args(host, params, log, lock_wait)["args"] if docker else None
+            for n, cmd in enumerate(ready["commands"], 1):
+                log("release command %d: %s" % (n, cmd))
+                name, props, argv = command_unit(host, app, rid, user, cmd, n, args)
+                options, argv = transient.literal(host, argv)   # the command reaches /bin/sh as written
+                r = transient.run_unit(host, name, props, argv, options=options)
+                for line in (r.stdout or "").rstrip("\n").splitlines():
+                    log(line)
+                if r.returncode != 0:
+                    raise AgentError("release command %d ('%s') failed (exit %d) for release %s (flask-deploy:releaseCommands); it is not live,"
+                                     " the live release keeps serving\nThe database may be partly changed and is not restored automatically"
+                                     " (the live release kept writing meanwhile). %s" % (n, cmd, r.returncode, rid, ready["restore"]))
+        finally:
+            if docker:   # the containers' mounts are detached however it ends
+                mounts.release(host, app, staging.RELEASE_COMMANDS_SLOT)
+        log("release commands of %s: %d passed" % (rid, n))
+        return {"user": user, "backup": ready["backup"], "passed": n}
