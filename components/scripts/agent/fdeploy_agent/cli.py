@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, base, canary, gunicorn, health, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, prune, release, release_commands, repair, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, tls
+from . import backup, base, canary, gunicorn, health, history, jobs, lease, live, lock, migrate_plan, mounts, ops, preflight, prune, release, release_commands, repair, report, rollback_loss, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
 from .errors import AgentError
 from .host import Host
 
@@ -91,6 +91,7 @@ VERBS: Dict[str, Verb] = {
     "canary-gate": canary.canary_gate,
     "slot-check": slotcheck.slot_check,
     "health": health.health,
+    "activate": switch.activate,
 }
 
 

@@ -8,6 +8,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from .errors import AgentError
@@ -108,7 +109,8 @@ class Host:
                  unmount: Optional[Callable[[str], bool]] = None,
                  kill_user: Optional[Callable[[int, int], None]] = None,
                 passwd: Optional[Callable[[str], Optional[Tuple[int, str, str]]]] = None,
-                 spawn: Optional[Callable[[Sequence[str]], Spawned]] = None) -> None:
+                 spawn: Optional[Callable[[Sequence[str]], Spawned]] = None,
+                 clock: Optional[Callable[[], float]] = None, sleep: Optional[Callable[[float], None]] = None) -> None:
         self.root = root
         self._run = run or _run
         self._user_ids = user_ids or (lambda name: (pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid))
@@ -118,6 +120,8 @@ class Host:
         self._kill_user = kill_user or _kill_user
         self._passwd = passwd or _passwd
         self._spawn = spawn or Spawned
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or time.sleep
         self.commands: List[List[str]] = []   # what ran, in order (tests read it)
 
     def path(self, p: str) -> str:
@@ -136,6 +140,13 @@ class Host:
         """ARGV started in the background (stdin /dev/null; poll, stop or read its output)."""
         self.commands.append(list(argv))
         return self._spawn(argv)
+
+    def clock(self) -> float:
+        """Seconds on a monotonic clock (tests: a fake one that sleep() advances)."""
+        return self._clock()
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
 
     def user_ids(self, name: str) -> Tuple[int, int]:
         return self._user_ids(name)
