@@ -64,10 +64,11 @@ def abort(sw: Any, what: str, summary: str = "", verdict: int = 0) -> None:
     reason = GATE_WHY[verdict] % sw.params if verdict in GATE_WHY else ("the gate check failed (%d)" % verdict if verdict else "")
     back(sw)
     sw.record("failed")
-    live = sw.slots.live()
-    raise AgentError("canary aborted at %s%s%s; all traffic is back on release %s (slot %s), the new slot is stopped, the database was not"
-                     " touched by the abort" % (what, ": " + reason if reason else "", " [%s]" % summary if summary else "",
-                                                os.path.basename(sw.slots.release_of(live)), live))
+    a = what + (": " + reason if reason else "") + (" [%s]" % summary if summary else "")
+    s = sw.slots.live()
+    r = os.path.basename(sw.slots.release_of(s))
+    raise AgentError("canary aborted at %s; all traffic is back on release %s (slot %s), the new slot is stopped, the database was not touched"
+                     " by the abort (see fdeploy logs)" % (a, r, s))
 
 
 def gate(sw: Any, offset: int, mode: str) -> Tuple[int, str]:

@@ -130,8 +130,13 @@ class Switch:
             shared_links.relink(self.host, self.app, self.rid, self.log)
 
     def remove(self, path: str) -> None:
-        if os.path.lexists(self.host.path(path)):
+        """rm -f PATH (unlink never follows a link); what cannot go (a folder) is left, said once."""
+        try:
             os.unlink(self.host.path(path))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log("warning: could not remove %s (%s)" % (path, e.strerror))
 
     def record(self, status: str) -> Dict[str, Any]:
         """The activation's entry in the history (history.py), with the strategy that ran."""
