@@ -438,8 +438,9 @@ def test_a_tripped_canary_sends_all_traffic_back_stops_the_new_slot_and_fails(se
         server.nginx_refuses_split = True
     elif kind == "dead":   # the process dies once the traffic reaches it
         server.traffic = lambda s: s.health.update({B: "dead"}) or []
-    sw, msg, _ = fails(server, B, "canary")
+    sw, msg, _ = fails(server, B, "canary", CANARY_STEP_SECONDS="60")
     assert msg.startswith(expect), msg
+    assert (server.now > 60) == (kind == "slow"), "the 5xx share and a dead process trip the step early; p95 at its end"
     assert msg.split("\n")[0].endswith("all traffic is back on release %s (slot blue), the new slot is stopped, the database was not touched by the abort (see fdeploy logs)" % A)
     assert "canary-back" in sw.trail and sw.trail[-3:] == ["recorded-failed", "failed", "settings-live"]
     assert server.file("/etc/fdeploy/shop/upstream.conf") == slotmod.default_upstream(slotmod_app())
@@ -606,3 +607,19 @@ def test_the_verb_takes_the_deploy_lock_with_the_deploys_lease_and_prints_the_hi
     assert result["ok"] and result["history"][-1]["releaseId"] == A and seen == [("shop", "proj/dev")]
     assert json.loads(server.file("/run/fdeploy/shop.lease"))["deploy"] == "proj/dev"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_slot_whose_start_fails_outright_is_checked_and_switched_back_like_one_that_exits(server):
+    deployed(server, A)
+    server.health[B] = "dead"
+    real = server.run
+
+    def run(argv, merge_output=False, input=None):
+        if list(argv[:2]) == ["systemctl", "restart"] and server.release(server.slot(argv[2])) == B:
+            server.calls.append(list(argv))
+            return Result(1, "Job for fdeploy-shop@main.service failed because the control process exited with error code.")
+        return real(argv, merge_output, input)
+    server.run = run
+    sw, msg, logs = fails(server, B)
+    assert "systemctl restart fdeploy-shop@main.service failed: Job for" in logs
+    assert "switched-back" in sw.trail and server.served() == A and "main" in server.active
