@@ -1,11 +1,11 @@
-// Activation: the one switch point of a deploy (scripts/activate.sh). Makes the release live with
+// Activation: the one switch point of a deploy (the agent's `activate` verb: fdeploy_agent/switch.py). Makes the release live with
 // the stack's strategy, health-checks it on its own socket, and keeps the previous release serving
 // if the check fails. Re-runs when the release, the unit or the .env changes.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { CanaryConfig, Strategy } from "./config";
 import { Connection } from "./connection";
-import { remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface ActivationArgs {
   connection: Connection;
@@ -39,7 +39,7 @@ export interface HistoryEntry {
   schemaVersion: string;
 }
 
-/** The history in the activation's result (its one JSON line on stdout: the agent's history-live,
+/** The history in the activation's result (its one JSON line on stdout: the agent's activate,
  * the newest 10 entries of the server's history.jsonl, newest last); [] at preview. */
 export function parseHistory(stdout: string): HistoryEntry[] {
   const line = stdout.trim().split("\n").pop() ?? "";
@@ -52,7 +52,7 @@ export function parseHistory(stdout: string): HistoryEntry[] {
     .map((e) => ({ time: e.time, releaseId: e.releaseId, status: e.status, schemaVersion: e.schemaVersion }));
 }
 
-/** The canary's settings as activate.sh's CANARY_* parameters. */
+/** The canary's settings as the switch's CANARY_* parameters. */
 export function canaryParams(c: CanaryConfig): Record<string, string | number> {
   return {
     CANARY_STEPS: c.steps.join(","),
@@ -89,7 +89,8 @@ export class Activation extends pulumi.ComponentResource {
     this.step = remoteStep(`${name}-switch`, {
       connection: args.connection,
       bundle: args.bundle,
-      script: "activate.sh",
+      script: AGENT,
+      verb: "activate",
       extraSeconds: switchWaits(args),
       params: scriptParams({
         APP: args.appName,

@@ -357,7 +357,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     const traces = [
       traced("health", "agent", "health", { APP: A, HOST_HEADER: "localhost", HEALTH_PATH: "/health", HEALTH_TIMEOUT: "15" }),
       traced("status", "agent", "ops-status", { APP: A }),
-      traced("activate", "activate.sh", "create", live),
+      traced("activate", "agent", "activate", live),
     ].join("\n");
     // every open of a path in a world-writable folder must be of a file this trace created itself
     // with O_EXCL (mktemp, Python's tempfile): any other name could be planted by another user
@@ -372,7 +372,7 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       else if (!created.has(file) || file.endsWith(".err")) bad.push(`${file} ${flags}`);
     }
     assert.deepStrictEqual(bad, [], `root opened files in /tmp it did not create privately (fs.protected_symlinks=${protectedSymlinks})`);
-    rows.push(`| plant a file or symlink at a name root uses in /tmp (host fs.protected_symlinks=${protectedSymlinks}) | under strace, the agent's health and ops-status and activate.sh open ${opens} paths in /tmp, each one created by them with O_EXCL: no predictable name |`);
+    rows.push(`| plant a file or symlink at a name root uses in /tmp (host fs.protected_symlinks=${protectedSymlinks}) | under strace, the agent's health, ops-status and activate open ${opens} paths in /tmp, each one created by them with O_EXCL: no predictable name |`);
   });
 
   it("14. a FIFO in shared/ fails the backup before the release commands at once, naming it; the site keeps serving", async () => {

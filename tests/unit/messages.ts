@@ -162,7 +162,7 @@ export function programMessages(): Message[] {
       ...calls(f, src, /new (?:pulumi\.)?\w*Error\(/g, false, firstString(false)),
       ...calls(f, src, /\bproblems\.push\(/g, false, firstString(false)),
     ];
-    if (f.endsWith("config.ts")) {
+    if (f.endsWith(path.join("config", "schema.ts"))) {
       // zod's messages: parseConfig prints each after its setting (flask-deploy:KEY: …)
       const zod: Message[] = [];
       for (const m of src.matchAll(/(?:\bmessage: |\.regex\(\/(?:\\.|[^/\n])+\/\w*,\s*)(?=["'`])/g)) {
@@ -196,20 +196,4 @@ export function agentMessages(): Message[] {
   const re = new RegExp(`\\b(?:${[...user].join("|")}|problems\\.append|bad\\.append)\\(`, "g");
   return srcs.filter(([f]) => !f.endsWith("backup_lease.py"))
     .flatMap(([f, src]) => calls(f, src.replace(/^class .*$/gm, (l) => " ".repeat(l.length)), re, true, firstString(true)));
-}
-
-/** The remote scripts' `fail "…"` (lib.sh prints it as `error: …`). */
-export function bashMessages(): Message[] {
-  return fs.readdirSync(SCRIPTS).filter((n) => n.endsWith(".sh")).flatMap((n) => {
-    const src = fs.readFileSync(path.join(SCRIPTS, n), "utf8");
-    const out: Message[] = [];
-    for (const m of src.matchAll(/\bfail ((?:"(?:\\.|[^"\\])*"|'[^']*'|[^\s;|&)]+)[ \t]*)+/g)) {
-      const text = m[0].slice(5).trim()
-        .replace(/"((?:\\.|[^"\\])*)"|'([^']*)'/g, (_, dq, sq) => sq ?? dq)
-        .replace(/\$\{([^}]+)\}|\$(\w+)|\$\(([^)]*)\)/g, (_, a, b, c) => `{${a ?? b ?? c}}`)
-        .replace(/\\(.)/g, "$1");
-      out.push({ file: `components/scripts/${n}`, line: lineOf(src, m.index!), text });
-    }
-    return out;
-  });
 }

@@ -1,4 +1,4 @@
-"""Strategy canary's decisions (activate.sh activate_canary): whether this deploy can be a canary
+"""Strategy canary's decisions (canary_flow.py): whether this deploy can be a canary
 or goes live blue-green (and why), its parameters checked, and each step's gate on the app's nginx
 upstream log (canary-gate).
 

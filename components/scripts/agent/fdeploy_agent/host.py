@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import AgentError
@@ -124,7 +125,8 @@ class Host:
                 passwd: Optional[Callable[[str], Optional[Tuple[int, str, str]]]] = None,
                  spawn: Optional[Callable[[Sequence[str]], Spawned]] = None,
                  exec_: Optional[Callable[[Sequence[str]], None]] = None,
-                 lines: Optional[Callable[[Sequence[str]], Iterator[str]]] = None) -> None:
+                 lines: Optional[Callable[[Sequence[str]], Iterator[str]]] = None,
+                 clock: Optional[Callable[[], float]] = None, sleep: Optional[Callable[[float], None]] = None) -> None:
         self.root = root
         self._run = run or _run
         self._user_ids = user_ids or (lambda name: (pwd.getpwnam(name).pw_uid, pwd.getpwnam(name).pw_gid))
@@ -136,6 +138,8 @@ class Host:
         self._spawn = spawn or Spawned
         self._exec = exec_ or _exec
         self._lines = lines or _lines
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or time.sleep
         self.commands: List[List[str]] = []   # what ran, in order (tests read it)
 
     def path(self, p: str) -> str:
@@ -167,6 +171,13 @@ class Host:
         """ARGV's stdout, line by line as it comes (stderr: ours), e.g. `tail -F`."""
         self.commands.append(list(argv))
         return self._lines(argv)
+
+    def clock(self) -> float:
+        """Seconds on a monotonic clock (tests: a fake one that sleep() advances)."""
+        return self._clock()
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
 
     def user_ids(self, name: str) -> Tuple[int, int]:
         return self._user_ids(name)

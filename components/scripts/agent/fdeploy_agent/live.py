@@ -1,4 +1,4 @@
-"""What went live: recorded by the switch (activate.sh, after its history line) in state.json, and
+"""What went live: recorded by the switch (switch.py, after its history line) in state.json, and
 the script bundle of that deploy pointed at by ~/.fdeploy/<app>/live-scripts of the SSH user, which
 `fdeploy` runs: the scripts that match the server's state, never the newest upload (a failed up
 leaves newer scripts behind)."""
@@ -16,7 +16,7 @@ BUNDLE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file
 
 
 def went_live(host: Host, params: Dict[str, Any], log: Any, lock_wait: int, bundle: str = BUNDLE) -> Dict[str, Any]:
-    """params (the activation's): APP, RELEASE_ID, STRATEGY. Runs inside activate.sh's lock."""
+    """params (the activation's): APP, RELEASE_ID, STRATEGY. Runs inside the switch's lock."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     rid = str(params.get("RELEASE_ID", ""))
     if not re.fullmatch(r"[0-9a-f]{12}", rid):

@@ -116,7 +116,7 @@ def _maintenance(host: Host, app: apps.App) -> Dict[str, Any]:
 
 
 def _canary(host: Host, app: apps.App) -> Optional[Dict[str, Any]]:
-    """The canary a deploy shifts traffic for, step by step (slots/canary.json, activate.sh)."""
+    """The canary a deploy shifts traffic for, step by step (slots/canary.json, canary_flow.py)."""
     canary = _json_file(host.path(app.slots + "/canary.json"))
     if not canary:
         return None

@@ -5,7 +5,7 @@ options (components/scripts/preflight.py runs inside) — and, in the switch, GE
                     environment: a release that does not load never touches the database (issue 24,
                     defect 2). It loads the app and calls no route: a request could write to a
                     database its release commands have not set up yet.
-  preflight-switch  in the switch (activate.sh) before the live slot restarts (restart, a first
+  preflight-switch  in the switch (switch.py) before the live slot restarts (restart, a first
                     deploy), with the settings in force: loads and GETs the health path (not 4xx)
   preflight-switch-light  the same beside a live slot, where only what the slot's own check cannot
                     catch fast fails it; skipped when the deploy's preflight passed for the same
@@ -88,7 +88,7 @@ def run(host: Host, app: apps.App, rid: str, target: str, health: str, timeout: 
 
 def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: str) -> Dict[str, Any]:
     app, rid, target, health, timeout = _params(host, params)
-    # the switch's preflight runs inside activate.sh, which holds the lock already
+    # the switch's preflight runs inside the switch, which holds the lock already
     with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)) if mode == "staged" else nullcontext():
         state = states.load(host, app)
         shared_links.relink(host, app, rid, log)   # the release loads the rendered files, never the app's stand-ins

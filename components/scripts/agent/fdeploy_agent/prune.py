@@ -1,4 +1,4 @@
-"""What an activation that went live removes (activate.sh, after its history entry): releases
+"""What an activation that went live removes (switch.py, after its history entry): releases
 outside the newest KEEP_RELEASES that went live and that no slot points at, their uploads, the
 Docker images and shared venvs no kept release uses, and the SSH user's old uploads of script
 bundles and migration sets. Anything made in the last minute (a release or venv being installed by
@@ -42,7 +42,7 @@ def kept_releases(host: Host, app: App, keep: int) -> Set[str]:
 
 
 def prune(host: Host, params: Dict[str, Any], log: Any, lock_wait: int, bundle: str = BUNDLE) -> Dict[str, Any]:
-    """`prune`, params (the activation's) APP, KEEP_RELEASES. Runs inside activate.sh's lock, after went-live."""
+    """`prune`, params (the activation's) APP, KEEP_RELEASES. Runs inside the switch's lock, after went-live."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     keep = str(params.get("KEEP_RELEASES", ""))
     if not re.fullmatch(r"[0-9]{1,2}", keep):

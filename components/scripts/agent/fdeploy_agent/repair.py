@@ -6,7 +6,7 @@ stack wants is on the server already: the staged `.desired` copies and the last 
                 the one in force: state-fix tests the site with nginx -t, then reloads or restores).
                 {"site": true (test and reload), "install": "<the agent's release-install JSON params>" or
                  "" (the deployed release was deleted; its upload is here), "activate": true
-                 (state-fix runs activate.sh create < slots/activation.live.json: the unit, environment or shared
+                 (state-fix runs the agent's activate < slots/activation.live.json: the unit, environment or shared
                  links drifted, or the app does not run the deployed release)}
 """
 import json

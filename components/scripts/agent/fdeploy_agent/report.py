@@ -51,7 +51,7 @@ def state_report(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
 
 
 def canary_slot(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """The slot a canary in progress started (slots/canary.json, written per step by activate.sh),
+    """The slot a canary in progress started (slots/canary.json, written per step by canary_flow.py),
     "" when none: the next activation stops it if the canary was interrupted."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     try:

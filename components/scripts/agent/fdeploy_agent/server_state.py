@@ -20,7 +20,7 @@ from .lock import deploy_lock
 Log = Callable[[str], None]
 BUNDLE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # scripts-<hash>/
 # the deploy steps a repair runs again, with their parameters' JSON on stdin (each takes the lock itself)
-STEPS = {"install": ["python3", "-I", "-B", BUNDLE + "/agent", "release-install"], "activate": ["bash", BUNDLE + "/activate.sh", "create"]}
+STEPS = {"install": ["python3", "-I", "-B", BUNDLE + "/agent", "release-install"], "activate": ["python3", "-I", "-B", BUNDLE + "/agent", "activate"]}
 
 
 def run_step(host: Host, step: str, params_text: str, log: Log) -> None:

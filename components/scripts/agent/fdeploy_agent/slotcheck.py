@@ -167,7 +167,7 @@ def check_slot(host: Host, app: App, slot: str, path: str, timeout: int, probe_u
 
 def slot_check(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
     """`slot-check`, params APP, SLOT, HEALTH_PATH, HEALTH_TIMEOUT, RUNTIME (python | docker). Runs
-    inside activate.sh's lock. passed: whether the slot answered 2xx; why not: on stderr."""
+    inside the switch's lock. passed: whether the slot answered 2xx; why not: on stderr."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     slot, path, timeout = str(params.get("SLOT", "")), str(params.get("HEALTH_PATH", "")), str(params.get("HEALTH_TIMEOUT", ""))
     runtime = str(params.get("RUNTIME") or "python")

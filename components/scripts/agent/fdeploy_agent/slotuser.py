@@ -55,7 +55,7 @@ def user_of_slot(host: Host, app: apps.App, slot: str) -> str:
 
 
 def live_slot(host: Host, app: apps.App) -> str:
-    """The slot nginx proxies to ("" before the first activation), as activate.sh's live_slot."""
+    """The slot nginx proxies to ("" before the first activation), as the switch reads it."""
     text = read_regular(host.path(app.slots + "/live"))
     if text is not None:
         return text.decode(errors="replace").strip()
@@ -176,7 +176,7 @@ def new_release_user(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
 
 
 def set_slot_user(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """Runs inside activate.sh's lock (no lock of its own)."""
+    """Runs inside the switch's lock (no lock of its own)."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     slot, user = str(params.get("SLOT", "")), str(params.get("USER", ""))
     if not SLOT.fullmatch(slot):

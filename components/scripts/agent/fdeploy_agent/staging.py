@@ -1,6 +1,6 @@
 """Staging the settings a release runs with: the environment file and the slots' units. A deploy
 only stages them here, as <name>.desired in /etc/fdeploy/<app>/ (root, 0600 in a 0700 folder);
-the switch (activate.sh: settings_from desired) puts them in force together with the release,
+the switch (slots.py settings_from desired) puts them in force together with the release,
 and puts the live ones back if the release fails. So a deploy that fails before the switch — in a
 migration, a release command — leaves in force exactly what served before."""
 import re

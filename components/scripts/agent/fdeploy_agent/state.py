@@ -6,7 +6,7 @@ existed gets one on the first verb that needs it (upgrade in place: today's file
      "key": "<hex>",                       revisions of staged settings are HMACs under it: they
                                            change with the content, yet say nothing about a secret
      "staged": {"env":  {"revision": …},   what the last deploy staged (not in force until the
-                "unit": {"revision": …,    switch puts it there: activate.sh settings_from desired)
+                "unit": {"revision": …,    switch puts it there: slots.py settings_from)
                          "gunicornArgs": […]}},
      "preflight": {"release", "env", "unit", "passed"}   the deploy's preflight that passed (preflight.py)
      "live": {"release", "strategy", "scripts", "at"}}    what the last switch put live (live.py)
