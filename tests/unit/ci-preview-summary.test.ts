@@ -6,27 +6,15 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { main } from "../../cli/main";
 import { appChanges, newMigrations, Preview, previewSummary } from "../../cli/commands/preview-summary";
 import { tempDir } from "../tmpdir";
+import { runFdeploy } from "./helpers";
 
 const FIXTURES = path.join(__dirname, "ci-preview");
 const load = (name: string): Preview => JSON.parse(fs.readFileSync(path.join(FIXTURES, `${name}.json`), "utf8"));
+const run = (...args: string[]) => runFdeploy(args);
 const FIRST = "496d998bf8a4", SECOND = "c2a14558f180";
 
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "", err = "";
-  const w = process.stdout.write, e = process.stderr.write;
-  process.stdout.write = ((s: string) => ((out += s), true)) as any;
-  process.stderr.write = ((s: string) => ((err += s), true)) as any;
-  try {
-    return { code: await main(["node", "fdeploy", ...args]), out, err };
-  } finally {
-    process.stdout.write = w;
-    process.stderr.write = e;
-    process.exitCode = undefined;
-  }
-}
 
 describe("fdeploy preview-summary: a preview as a CI job summary", function () {
   this.timeout(60000);   // the first main() loads every command (ts-node)

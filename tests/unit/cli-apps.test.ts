@@ -5,18 +5,19 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
-import { main } from "../../cli/main";
 import { appsInState, chooseApp } from "../../cli/lib/apps";
 import { FdeployError } from "../../cli/lib/errors";
 import { configSchema, parseConfig } from "../../components/config";
 import { appPin, appPinKey } from "../../components/config/pin";
-import { HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
+import { HOST_KEY, PROJECT_DIR, rawConfig, runFdeploy, tempKeyFile } from "./helpers";
 import { tempDir } from "../tmpdir";
 
 const FIXTURES = path.join(__dirname, "fixtures", "state");
 const state = (name: string) => JSON.parse(fs.readFileSync(path.join(FIXTURES, `${name}.json`), "utf8"));
 const refused = (f: () => unknown, code: number, msg: RegExp) =>
   assert.throws(f, (e: any) => e instanceof FdeployError && e.exitCode === code && msg.test(e.message));
+
+const run = (dir: string, ...args: string[]) => runFdeploy(args, dir);
 
 describe("fdeploy: the apps of a stack's state", () => {
   it("this repo's program: one FlaskApp, pinned by flask-deploy:release", () => {
@@ -103,21 +104,6 @@ esac
   beforeEach(() => fs.writeFileSync(log, ""));
   const calls = () => fs.readFileSync(log, "utf8").trim().split("\n").filter(Boolean).map((l) => l.split("|"));
 
-  async function run(dir: string, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = "", err = "";
-    const w = process.stdout.write, e = process.stderr.write;
-    process.stdout.write = ((s: string) => ((out += s), true)) as any;
-    process.stderr.write = ((s: string) => ((err += s), true)) as any;
-    process.chdir(dir);
-    try {
-      return { code: await main(["node", "fdeploy", ...args]), out, err };
-    } finally {
-      process.stdout.write = w;
-      process.stderr.write = e;
-      process.exitCode = undefined;
-      process.chdir(saved.cwd);
-    }
-  }
 
   const userProject = () => {
     const dir = tempDir("fdeploy-user-project-");

@@ -1,28 +1,15 @@
 // fdeploy's command line (cli/main.ts): every command has --help and --stack; bad arguments are
 // refused before any stack or server is touched; tables line up.
 import * as assert from "assert";
-import { main } from "../../cli/main";
 import * as fs from "fs";
 import * as path from "path";
 import { bytes, table } from "../../cli/lib/print";
 import { connectionFromFile, sameConnection, serverResult } from "../../cli/lib/stack";
-import { HOST_KEY, PROJECT_DIR, tempKeyFile } from "./helpers";
+import { HOST_KEY, PROJECT_DIR, runFdeploy, tempKeyFile } from "./helpers";
+
+const run = (...args: string[]) => runFdeploy(args);
 import { tempDir } from "../tmpdir";
 
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "", err = "";
-  const w = process.stdout.write, e = process.stderr.write;
-  process.stdout.write = ((s: string) => ((out += s), true)) as any;
-  process.stderr.write = ((s: string) => ((err += s), true)) as any;
-  try {
-    const code = await main(["node", "fdeploy", ...args]);
-    return { code, out, err };
-  } finally {
-    process.stdout.write = w;
-    process.stderr.write = e;
-    process.exitCode = undefined;
-  }
-}
 
 describe("fdeploy command line", () => {
   for (const c of ["status", "releases", "logs", "exec", "console", "rollback", "purge", "maintenance", "lock status", "lock release", "jobs", "jobs run"]) {

@@ -48,3 +48,21 @@ export function refusal(parse: () => unknown): string {
 export function errorOf(over: Record<string, unknown>, secret?: string[], dotenv: Record<string, string> = {}): string {
   return refusal(() => parseConfig(rawConfig(over, secret), PROJECT_DIR, dotenv));
 }
+
+/** `fdeploy ARGS…` in this process (cli/main.ts), in folder CWD if given: its exit code and what it printed. */
+export async function runFdeploy(args: string[], cwd?: string): Promise<{ code: number; out: string; err: string }> {
+  const { main } = await import("../../cli/main");
+  let out = "", err = "";
+  const w = process.stdout.write, e = process.stderr.write, dir = process.cwd();
+  process.stdout.write = ((s: string) => ((out += s), true)) as any;
+  process.stderr.write = ((s: string) => ((err += s), true)) as any;
+  if (cwd) process.chdir(cwd);
+  try {
+    return { code: await main(["node", "fdeploy", ...args]), out, err };
+  } finally {
+    process.stdout.write = w;
+    process.stderr.write = e;
+    process.exitCode = undefined;
+    process.chdir(dir);
+  }
+}
