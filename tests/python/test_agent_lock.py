@@ -72,3 +72,15 @@ def test_a_symlink_in_its_place_is_refused(host, tmp_path):
     os.symlink(tmp_path / "elsewhere", tmp_path / "run/fdeploy/shop.lock")
     with pytest.raises(AgentError, match="not the deploy lock this version uses"):
         lock.prepare(host, "shop")
+
+
+def test_the_deploy_that_holds_the_lock_is_recorded_then_kept_as_the_last(host, tmp_path, monkeypatch):
+    monkeypatch.setenv("SUDO_USER", "deploy")
+    (tmp_path / "run").mkdir()
+    record = tmp_path / "run/fdeploy/shop.lock.owner"
+    with lock.deploy_lock(host, "shop", 0, log=lambda _: None):
+        pid, since, user = record.read_text().split()
+        assert pid == str(os.getpid()) and since.endswith("Z") and user == "deploy"
+        assert (record.stat().st_mode & 0o777) == 0o600
+    assert not record.exists()
+    assert (tmp_path / "run/fdeploy/shop.lock.last").read_text().split()[2] == "deploy"

@@ -1,13 +1,16 @@
-"""One deploy at a time per app on this server: an flock on /run/fdeploy/<app>.lock, the same
-lock the bash steps take (lib.sh with_deploy_lock). /run/fdeploy is root's (0700): no app can
+"""One deploy at a time per app on this server: an flock on /run/fdeploy/<app>.lock, every
+step that changes the app takes it. /run/fdeploy is root's (0700): no app can
 open, hold or pre-create it.
+Whoever took it last is recorded beside it ("PID TIME USER" in <app>.lock.owner while held,
+<app>.lock.last after: fdeploy lock status, the status's "last deploy by"); only a record: who
+holds the lock is asked of the kernel.
 The lock is a FOLDER (flock on its read-only descriptor). Versions up to 1cda714 opened it as a
 file for writing: on a server this version has deployed to, a deploy by such a version fails at
 its first lock ("Is a directory") before it changes anything, instead of writing the old layout
 over the new one. prepare() converts the old lock file once, and a tmpfiles.d entry re-creates the
 folder at boot (/run is a tmpfs). The descriptor is close-on-exec: no child (least of all one that
 runs as the app user) inherits it. A message about a held lock names the process that really
-holds it, asked of the kernel (lock-holder: also what lib.sh prints)."""
+holds it, asked of the kernel (lock-holder)."""
 import fcntl
 import os
 import pwd
@@ -155,11 +158,18 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
                 logged = kind
             sleep(2)
             waited += 2
+        owner = "%d %s %s\n" % (os.getpid(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                 os.environ.get("SUDO_USER") or os.environ.get("USER") or "root")
+        write_atomic(path + ".owner", owner.encode(), 0o600)
         try:
             yield
         finally:
             if deploy:
                 lease.renew(host, app, deploy)
+            try:
+                os.replace(path + ".owner", path + ".last")
+            except OSError:
+                pass
     finally:
         os.close(fd)   # releases the flock
 
