@@ -113,7 +113,7 @@ def test_the_app_user_steps(root):
 def test_a_step_the_app_user_cannot_do_fails_naming_it(root):
     (root / "srv/shop/releases" / RID / "instance").rmdir()
     rc, out, _ = verb(root, "shared-create", params(["instance"], []), fail="mkdir")
-    assert rc == 1 and out["error"].startswith("could not mkdir as shop in /srv/shop/shared/: mkdir: Permission denied")
+    assert rc == 1 and out["error"].startswith("could not create shared/instance as shop (flask-deploy:sharedDirs/sharedFiles): mkdir: Permission denied")
 
 
 @pytest.mark.parametrize("dirs,files,message", [

@@ -95,9 +95,9 @@ export function concurrencyCases(ctx: Ctx): void {
       const owner = inside(ctx.server, "cat /run/fdeploy/flaskapp.lock.owner").trim();
       const pid = owner.split(" ")[0];
       const what = inside(ctx.server, `ps -o args= -p ${pid}`).trim();
-      assert.match(what, /release\.sh create/, `the lock owner is ${what}`);
+      assert.match(what, /agent release-install/, `the lock owner is ${what}`);
       inside(ctx.server, `kill -9 ${pid}`);
-      o.note(`kill -9 of the lock holder (${what.replace(/^bash \S+\//, "")})`);
+      o.note(`kill -9 of the lock holder (${what.replace(/^python3 -I -B \S+\//, "")})`);
       const r = await up;
       assert.notStrictEqual(r.status, 0, tail(r.output));
       o.note(`up exit ${r.status}: "${line(r.output, /(signal|exit|status)/i)}"`);
@@ -107,7 +107,7 @@ export function concurrencyCases(ctx: Ctx): void {
       o.note(`next up done in ${((Date.now() - t0) / 1000).toFixed(1)} s${/waiting for another deploy/.test(next.output) ? " (waited for the orphan first)" : ""}`);
       assert.strictEqual(polled.failures, 0, `requests failed: ${polled.errors.join(", ")}`);
       assert.strictEqual(await marker(ctx), "after kill -9");
-      assert.strictEqual(inside(ctx.server, "pgrep -f '[r]elease.sh create' || true").trim(), "", "a deploy process is left");
+      assert.strictEqual(inside(ctx.server, "pgrep -f '[a]gent release-install' || true").trim(), "", "a deploy process is left");
     });
 }
 
@@ -165,7 +165,7 @@ export function trustCases(ctx: Ctx): void {
 
 export function sandboxCases(ctx: Ctx): void {
   rcase("sandbox", "systemd-analyze security of the app unit (fdeploy-flaskapp@main.service)",
-    "exposure at most 2.5 (the unit's sandbox: components/scripts/lib.sh hardening)",
+    "exposure at most 2.5 (the unit's sandbox: the agent's hardening.conf)",
     (o) => {
       const { exposure, rating } = unitExposure(ctx.server, "fdeploy-flaskapp@main.service");
       assert.ok(exposure <= 2.5, `exposure ${exposure} ${rating}`);

@@ -55,7 +55,7 @@ function commandLines(state: string): string[] {
   return out;
 }
 // every step under the agent's supervisor: its time limit, its name and the limit's config key
-const SAFE_COMMAND = /^(sudo -n )?python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent supervise \d+ [a-z0-9-]+ timeouts\.[A-Za-z]+ --lock-wait \d+ -- (bash \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/[a-z-]+\.sh (create|delete)( [a-z0-9-]+)?|python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent [a-z-]+)$/;
+const SAFE_COMMAND = /^(sudo -n )?python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent supervise \d+ [a-z0-9-]+ timeouts\.[A-Za-z]+ --lock-wait \d+ -- python3 -I -B \.fdeploy\/flaskapp\/scripts-[0-9a-f]{12}\/agent [a-z-]+( --app [a-z0-9-]+)?$/;
 
 export function injectionCases(ctx: Ctx): void {
   const CATEGORY = "injection";
@@ -77,7 +77,7 @@ export function injectionCases(ctx: Ctx): void {
       const wrong = Object.keys(want).filter((k) => seen[k] !== want[k]).map((k) => `${k}: got ${JSON.stringify(seen[k])}`);
       assert.deepStrictEqual(wrong, [], "values the app sees differ");
       o.note(`app sees all ${Object.keys(want).length} values exactly`);
-      assert.match(psLog, /agent env-stage|activate\.sh create/, "the process list samples cover the deploy's remote steps");
+      assert.match(psLog, /agent (env-stage|activate)/, "the process list samples cover the deploy's remote steps");
       assert.ok(!psLog.includes("pwned"), "a value appeared in a process argument list on the server");
       const lines = commandLines(ctx.stack.stateText());
       assert.ok(lines.length >= 8, `remote commands in the state: ${lines.length}`);
@@ -165,7 +165,7 @@ export function secretCases(ctx: Ctx): void {
       await upConverges(ctx, "secret rotation", o, r);
       assert.ok(await fingerprintMatches(SECRET), "the app does not see the new secret");
       assert.ok(psLog.split("\n").length > 500, `the process list was sampled (${psLog.split("\n").length} lines)`);
-      assert.match(psLog, /agent env-stage|activate\.sh create/, "the samples cover the deploy's remote steps");
+      assert.match(psLog, /agent (env-stage|activate)/, "the samples cover the deploy's remote steps");
       const found = [
         ...(preview.output.includes(SECRET) ? ["preview --diff output"] : []),
         ...(r.output.includes(SECRET) ? ["up output"] : []),

@@ -32,7 +32,7 @@ interface Fault {
 
 /** How the official command plugin reports an SSH session that ended without an exit status. */
 // (the step's command line: the agent's supervisor, then the script)
-const LOST_SESSION = /error: wait: remote command exited without exit status or exit signal: running "python3 -I -B \S+\/agent supervise \d+ release-install timeouts\.build --lock-wait \d+ -- bash \S+\/release\.sh create"/;
+const LOST_SESSION = /error: wait: remote command exited without exit status or exit signal: running "python3 -I -B \S+\/agent supervise \d+ release-install timeouts\.build --lock-wait \d+ -- python3 -I -B \S+\/agent release-install"/;
 
 export function faultCases(ctx: Ctx): void {
   /** The common course of a fault case (see the file comment). */
@@ -107,7 +107,7 @@ export function faultCases(ctx: Ctx): void {
         setMarker(ctx, "requirement (broken)");
         ctx.app.edit("requirements.txt", (s) => s.trimEnd() + "\nfdeploy-no-such-package==9.9.9\n");
       },
-      expect: [/pip install -r requirements\.txt failed for release [0-9a-f]{12}; the live release is unchanged/, /fdeploy-no-such-package/],
+      expect: [/pip install -r requirements\.txt failed for release [0-9a-f]{12} .*the live release is unchanged/, /fdeploy-no-such-package/],
       afterFailure: (o) => {
         assert.strictEqual(halfInstalled(), "", "a half-installed release was left behind");
         o.note("no half-installed release left");

@@ -256,7 +256,7 @@ export function setMarker(ctx: Ctx, marker: string): void {
 }
 
 /** Makes the next release need a venv of its own, built from nothing (requirements that no venv was
- * built for, with an option line: release.sh starts a venv from a copy of the live one only when
+ * built for, with an option line: the agent's release-install starts a venv from a copy of the live one only when
  * plain requirement lines are added, and that pip is over too soon), so that pip runs for a
  * while: the faults injected "while pip installs" wait for it. */
 export function requireInstall(ctx: Ctx, tag: string): void {

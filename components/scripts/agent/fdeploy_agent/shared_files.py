@@ -162,16 +162,18 @@ def app_argv(app: apps.App, step: str) -> List[List[str]]:
     raise AgentError("unknown shared step %r" % kind)
 
 
-def as_app(host: Host, app: apps.App, argv: List[str]) -> None:
+def as_app(host: Host, app: apps.App, argv: List[str], what: str = "") -> None:
     """ARGV as the app user (runuser: root's descriptors, the deploy lock among them, are not passed
-    on), with umask 0007 as every file the app's group shares."""
+    on), with umask 0007 as every file the app's group shares. WHAT: the step, as its error says it
+    ("link shared/<path>")."""
     old = os.umask(0o007)
     try:
         r = host.run(["runuser", "-u", app.user, "--"] + argv, merge_output=True)
     finally:
         os.umask(old)
     if r.returncode != 0:
-        raise AgentError("could not %s as %s in %s/shared/: %s" % (argv[0], app.user, app.root, (r.stdout or "").strip()[-300:]))
+        raise AgentError("could not %s as %s (flask-deploy:sharedDirs/sharedFiles): %s" % (
+            what or "%s in %s/shared/" % (argv[0], app.root), app.user, (r.stdout or "").strip()[-300:]))
 
 
 def shared_create(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
@@ -183,8 +185,9 @@ def shared_create(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) 
     with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)):
         result = shared_files(host, app, rid, dirs, files)
         for step in steps(dirs, files):
+            kind, _, p = step.partition(" ")
             for argv in app_argv(app, step):
-                as_app(host, app, argv)
+                as_app(host, app, argv, "%s shared/%s" % ("create" if kind == "mkdir" else kind, p))
     summary = "%d dirs, %d files" % (len(dirs), len(files))
     log("shared paths of %s: %s; %s" % (rid, summary, "shared files changed" if result["changed"] else "shared files unchanged"))
     return dict(result, summary=summary)
