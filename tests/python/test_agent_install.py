@@ -104,6 +104,9 @@ def test_an_upload_is_installed_root_owned_with_a_venv_built_by_the_build_user(r
     assert pip[-4:] == ["pip", venv, "/srv/shop/venvs/.pip", "-"] and build[-4:] == ["venv", venv, "/srv/shop/venvs/.pip", "-"]
     assert all("def main" in i for i in fake.inputs)   # the program on stdin: the build user cannot read the bundle
     assert "release %s installed in" % rid in err
+    # a build unit a deploy killed outright left running is stopped before the venv is rebuilt
+    stop = fake.calls.index(["systemctl", "stop", "fdeploy-shop-build-*"])
+    assert stop < fake.calls.index(build)
     # installed: the next run does nothing, without the lock
     fake = Fake(root)
     rc, out, _ = verb(fake, {"APP": "shop", "RELEASE_ID": rid})

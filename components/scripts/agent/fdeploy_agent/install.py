@@ -169,6 +169,9 @@ class Install:
         uid, gid = self.host.user_ids(builder)
         own_dir(self.host.path(self.app.root + "/venvs"), 0o755)
         self.venv = venv
+        # a build unit left running by a deploy killed outright (kill -9: no stop of its unit) would
+        # go on writing into the venv rebuilt here; under the deploy lock no other build runs
+        self.host.run(["systemctl", "stop", "fdeploy-%s-build-*" % self.app.name])
         remove(self.host.path(venv))   # half built by an interrupted run: no marker
         self.builder_dir(venv, uid, gid)
         self.log("creating venv %s and installing requirements for %s (as %s)" % (os.path.basename(venv), self.rid, builder))
