@@ -175,6 +175,8 @@ export class TestStack {
 
   remove(): void {
     this.run(["stack", "rm", "--yes", "--force"]);
+    // the salt file stack init wrote, also when stack rm failed (e.g. the stack still locked by a failed case's up)
+    fs.rmSync(path.join(this.projectDir, `Pulumi.${this.name}.yaml`), { force: true });
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
