@@ -39,7 +39,7 @@ record() {
   entry=$(cat "$REPORT")
   head=$(sed -n '1,/^## /p' "$DOC" | sed '$d')
   if grep -qxF "$(head -n 1 "$REPORT")" "$DOC"; then echo "docs/test-runs.md has this run already"; exit 0; fi
-  { printf '%s\n' "$head"; printf '%s\n\n' "$entry"; sed -n '/^## /,$p' "$DOC"; } >"$DOC.tmp"
+  { printf '%s\n\n' "$head"; printf '%s\n\n' "$entry"; sed -n '/^## /,$p' "$DOC"; } >"$DOC.tmp"
   mv "$DOC.tmp" "$DOC"
   echo "docs/test-runs.md: added $(head -n 1 "$REPORT" | sed 's/^## //')"
 }
