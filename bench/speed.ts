@@ -681,7 +681,7 @@ export function rowsProvenance(r: (CaseResult | undefined)[]): string {
   const others = uniq(rows.flatMap((x) => x.otherServers));
   const [first, last] = [dates[0], dates[dates.length - 1]].map((d) => d.slice(0, 16).replace("T", " "));
   const when = first.slice(0, 10) === last.slice(0, 10) ? `${first}–${last.slice(11)}` : `${first} – ${last}`;
-  return `commit ${uniq(rows.map((x) => x.commit.slice(0, 7))).join(", ")}, ${when} UTC, load (1 min) ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}, ` +
+  return `commit ${uniq(rows.map((x) => `\`${x.commit.slice(0, 12)}\``)).join(", ")}, ${when} UTC; load average (1 min) ${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)} over its runs; ` +
     `other test servers up: ${others.length ? others.join(", ") : "none"}`;
 }
 
@@ -694,7 +694,7 @@ export function renderMarkdown(raw: { machine?: any; provenance?: Provenance; ca
     "min / median / max; ratios are of medians. The runs go in rounds (every case once per round), so load swings weigh on",
     "cases and floors alike. Cases can be re-run alone (`--only`): each row below says when it ran and the machine's load.", "");
   lines.push(raw.provenance ? `Last run (the cases it ran; the others keep their own, below). ${provenanceLine(raw.provenance)}`
-    : `Provenance of the run as a whole: not recorded (written before issue #27); from its rows: ${rowsProvenance(Object.values(c))}.`, "");
+    : `- **the run**: ${rowsProvenance(Object.values(c))} (from its rows below: the run as a whole was not recorded, it predates issue #27).`, "");
   lines.push("| case | runs | s (min / median / max) | floor (median s) | goal | ratio |", "|---|---:|---:|---|---|---:|");
   for (const row of ROWS) {
     const r = c[row.id];
