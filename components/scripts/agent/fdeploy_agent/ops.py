@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from . import app as apps
-from . import history, lock, report, slotuser, units
+from . import history, lock, report, slotuser, transient, units
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
@@ -324,11 +324,7 @@ def exec_argv(host: Host, live: Live, cmd: List[str], pty: bool) -> List[str]:
         if found is None:
             raise AgentError("command not found: %s (neither in the release's venv nor in /usr/local/bin, /usr/bin, /bin)" % cmd[0])
         cmd = [found] + cmd[1:]
-    # the words are data: systemd expands $VAR in a command line unless told not to (≥ 254), or $$
-    helps = "--expand-environment" in (host.run(["systemd-run", "--help"]).stdout or "")
-    literal = ["--expand-environment=no"] if helps else []
-    if not helps:
-        cmd = [a.replace("$", "$$") for a in cmd]
+    literal, cmd = transient.literal(host, cmd)   # the words are data: never expanded by systemd
     props = []
     for line in units.hardening(app.root).splitlines() + [
             "User=" + (slotuser.live_user(host, app) or app.user), "Group=" + app.user, "WorkingDirectory=" + rdir,
