@@ -26,13 +26,16 @@ export function unsecret(v: any): any {
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unsecret(x)]));
 }
 
-/** The FlaskApps in EXPORT (the JSON of `pulumi stack export`), in the state's order. */
+/**
+ * The FlaskApps in EXPORT (the JSON of `pulumi stack export`), sorted by name: the state's own order
+ * follows which resource finished first, which differs from one `up` to the next.
+ */
 export function appsInState(exported: any): StackApp[] {
   const resources: any[] = exported?.deployment?.resources ?? [];
   return resources.filter((r) => r.type === FLASK_APP_TYPE && !r.delete).map((r) => {
     const record = unsecret(r.outputs?.fdeploy);
     return { name: String(r.urn).split("::").pop()!, ...(record ? { record } : {}) };
-  });
+  }).sort((a, b) => a.name.localeCompare(b.name));
 }
 
 const label = (a: StackApp) => a.record ? `${a.name} (app ${a.record.appName} on ${a.record.server.user}@${a.record.server.host})` : a.name;

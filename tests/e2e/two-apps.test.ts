@@ -91,7 +91,7 @@ describe("two FlaskApps in one program, on one server", function () {
     first = { shop: out.shopRelease, blog: out.blogRelease };
     const r = fdeploy("status");
     assert.strictEqual(r.status, 2, r.output);
-    assert.match(r.stderr, /stack two-apps holds 2 apps: shop \(app shop on root@[\d.]+\), blog \(app blog on root@[\d.]+\); choose one with --app <name>/);
+    assert.match(r.stderr, /stack two-apps holds 2 apps: blog \(app blog on root@[\d.]+\), shop \(app shop on root@[\d.]+\); choose one with --app <name>/);
     for (const app of ["shop", "blog"]) {
       const st = status(app);
       assert.deepStrictEqual([st.app, st.release, st.health.ok], [app, first[app], true], JSON.stringify(st));

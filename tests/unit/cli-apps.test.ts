@@ -30,15 +30,15 @@ describe("fdeploy: the apps of a stack's state", () => {
     assert.strictEqual(chooseApp(apps, "notes", "prod").name, "app", "by its appName");
   });
 
-  it("a program with two apps that exports nothing: --app chooses (name or appName); without it, an error listing them", () => {
+  it("a program with two apps that exports nothing (the state lists shop first): --app chooses (name or appName); without it, an error listing them", () => {
     const apps = appsInState(state("two-apps"));
     assert.deepStrictEqual(apps.map((a) => [a.name, a.record?.releaseKey]),
-      [["shop", "flask-deploy:apps.shop.release"], ["blog", "flask-deploy:apps.blog.release"]]);
+      [["blog", "flask-deploy:apps.blog.release"], ["shop", "flask-deploy:apps.shop.release"]], "sorted by name, whatever the state's order");
     refused(() => chooseApp(apps, undefined, "dev"), 2,
-      /^stack dev holds 2 apps: shop \(app shop on root@203\.0\.113\.20\), blog \(app blogapp on root@203\.0\.113\.20\); choose one with --app <name>$/);
+      /^stack dev holds 2 apps: blog \(app blogapp on root@203\.0\.113\.20\), shop \(app shop on root@203\.0\.113\.20\); choose one with --app <name>$/);
     assert.strictEqual(chooseApp(apps, "blog", "dev").record.release, "bbbbbbbbbbbb");
     assert.strictEqual(chooseApp(apps, "blogapp", "dev").name, "blog");
-    refused(() => chooseApp(apps, "nope", "dev"), 2, /^--app nope: stack dev holds no such app; its apps: shop .*, blog /);
+    refused(() => chooseApp(apps, "nope", "dev"), 2, /^--app nope: stack dev holds no such app; its apps: blog .*, shop /);
   });
 
   it("a stack with no FlaskApp in its state (deployed before it) has no apps there", () => {
@@ -117,7 +117,7 @@ esac
     process.env.FAKE_STATE = path.join(FIXTURES, "two-apps.json");
     const r = await run(path.join(dir, "src", "deep"), "status", "--stack", "dev");
     assert.strictEqual(r.code, 2, r.err);
-    assert.match(r.err, /stack dev holds 2 apps: shop .*, blog .*; choose one with --app <name>/);
+    assert.match(r.err, /stack dev holds 2 apps: blog .*, shop .*; choose one with --app <name>/);
     assert.deepStrictEqual(calls(), [[fs.realpathSync(dir), "stack export --show-secrets --stack dev --non-interactive"]]);
   });
 
