@@ -9,7 +9,7 @@
 // change between runs), with the same key file or agent as every other step. The SSH user must be
 // root or in the docker group (root-equivalent); the provider cannot use sudo.
 // Deleting an image resource removes nothing on the server (the provider's Delete is a no-op):
-// kept releases keep their images for rollbacks; activate.sh prunes them with their releases.
+// kept releases keep their images for rollbacks; the agent's prune (prune.py) removes them with their releases.
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";

@@ -1,6 +1,6 @@
 // The nginx server block for an app, as a pure function of validated settings (unit-tested in
 // tests/unit/nginx-site.test.ts). It proxies to /run/fdeploy-<app>/live.sock, a symlink that
-// activate.sh points at the live slot's socket, so switching slots never touches nginx.
+// the agent's switch (activate: switch.py) points at the live slot's socket, so switching slots never touches nginx.
 // With TLS (components/tls.ts): port 80 answers ACME HTTP-01 challenges from the app's webroot and
 // redirects everything else to HTTPS; port 443 serves the app with the certificate certbot keeps in
 // /etc/letsencrypt/live/<certName>/. Without TLS the output is exactly what it always was.
@@ -31,7 +31,7 @@ export interface SiteSettings {
   static?: Record<string, string>;
   tls?: SiteTls;
   /**
-   * strategy canary: the upstream's servers come from a root-only file that activate.sh rewrites
+   * strategy canary: the upstream's servers come from a root-only file that the switch (canary_flow.py) rewrites
    * per step (the live slot alone, or the live and the new slot with weights), and every proxied
    * request is logged with the slot that answered, its status and time (the canary's gates read
    * that log). Other strategies: exactly the site as before.
@@ -39,7 +39,7 @@ export interface SiteSettings {
   canary?: boolean;
 }
 
-/** The upstream servers file of strategy canary (lib.sh upstream_conf) and its request log (upstream_log). */
+/** The upstream servers file of strategy canary (the agent's site.upstream_conf) and its request log (canary.upstream_log). */
 export function upstreamConf(appName: string): string {
   return `/etc/fdeploy/${appName}/upstream.conf`;
 }

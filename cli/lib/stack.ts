@@ -184,7 +184,7 @@ export function runOnServer(cfg: Connection, script: string, verb: string, param
   opts: RunOpts = {}): { status: number; stdout: string; stderr: string } {
   // only fixed words here: the app name is validated by the config schema
   const app = cfg.appName;
-  // the bundle of the deploy that went live (activate.sh: live-scripts), whose scripts match the server's state;
+  // the bundle of the deploy that went live (the agent's went-live step points live-scripts at it: live.py), whose scripts match the server's state;
   // only a server no deploy of this version switched yet has none: then the newest upload
   const run = `bash -c 'd=.fdeploy/${app}/live-scripts/; [ -d "$d" ] || d=$(ls -td .fdeploy/${app}/scripts-*/ 2>/dev/null | head -n1); ` +
     `[ -n "$d" ] || { echo "error: app ${app} is not deployed on this server (no scripts in ~/.fdeploy/${app})" >&2; exit 3; }; ` +
