@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-e2e.sh — every tests/e2e/*.test.ts file as its own mocha process, FDEPLOY_E2E_JOBS (3) at a
 # time: the suites wait on their own test servers, not on the CPU. The longest suites start
-# first. Each suite's output is printed whole when it ends, then one line per suite with its time.
+# first. Each suite's output is printed whole when it ends, then one line per suite with its time,
+# then each failed suite's failures (mocha's "N failing" part) once more.
 # Exit status: non-zero if any suite failed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,8 +37,15 @@ status=0
 printf '\n==== e2e suite times (%s at a time)\n' "$JOBS"
 for f in "${files[@]}"; do
   name=$(basename "$f" .test.ts)
-  read -r rc secs <"$OUT/$name.status" || { rc=1; secs=?; }
+  read -r rc secs <"$OUT/$name.status" || { rc=1; secs="?"; }
   printf '  %-14s %5ss  %s\n' "$name" "$secs" "$([ "$rc" = 0 ] && echo ok || echo FAILED)"
   [ "$rc" = 0 ] || status=1
+done
+# the failures again, last: a CI log shows its tail, and a suite's own output may be far above
+for f in "${files[@]}"; do
+  name=$(basename "$f" .test.ts)
+  read -r rc _ <"$OUT/$name.status" 2>/dev/null && [ "$rc" = 0 ] && continue
+  printf '\n==== failures of e2e suite %s\n' "$name"
+  sed -n '/^  [0-9]* failing/,$p' "$OUT/$name.log" | head -n 80
 done
 exit $status
