@@ -3,6 +3,7 @@
 // keys' schemas take the server schema as an argument (schema.ts holds it and spreads these in), and
 // checkFleet() refuses what a fleet cannot do (yet), naming the key and the way out.
 import { z } from "zod";
+import { NAMESPACE } from "./schema";
 import type { DeployConfig, ServerConfig } from "./schema";
 
 export function fleetKeys<S extends z.ZodTypeAny>(server: S) {
@@ -38,28 +39,26 @@ function usesSqlite(cfg: DeployConfig): boolean {
 
 /** What a stack with more than one app server cannot do (yet); INPUT: the raw keys (sharedDirs as set). */
 export function checkFleet(cfg: DeployConfig, input: Record<string, unknown>): string[] {
-  const ns = "flask-deploy";
   const servers = cfg.servers ?? [];
   const problems: string[] = [];
   const hosts = servers.map((s) => `${s.host}:${s.port}`);
   const dup = hosts.find((h, i) => hosts.indexOf(h) !== i);
-  if (dup) problems.push(`${ns}:servers: ${dup} is listed twice (expected each app server once)`);
+  if (dup) problems.push(`${NAMESPACE}:servers: ${dup} is listed twice (expected each app server once)`);
   if (servers.length <= 1) {
-    if (cfg.loadBalancer !== undefined && servers.length === 0) problems.push(`${ns}:loadBalancer: only with servers (a list of app servers behind it)`);
+    if (cfg.loadBalancer !== undefined && servers.length === 0) problems.push(`${NAMESPACE}:loadBalancer: only with servers (a list of app servers behind it)`);
     return problems;
   }
   const n = servers.length;
   if (usesSqlite(cfg)) {
-    problems.push(`${ns}:servers: ${n} app servers need the database off them: with SQLite each server would write its own ` +
-      `database file and users would see different data on each. Set flask-deploy:database (PostgreSQL, README "PostgreSQL"), ` +
-      `or keep one server (flask-deploy:server)`);
+    problems.push(`${NAMESPACE}:servers: ${n} app servers need the database off them: set flask-deploy:database (README "PostgreSQL") or use one server\n` +
+      `    (with SQLite each server would write its own database file, and users would see different data on each)`);
   }
   if (cfg.loadBalancer === undefined) {
-    problems.push(`${ns}:loadBalancer: required with ${n} servers: a server for HAProxy ({ host, hostKey, … }, like server) or "external" (README "Scale out")`);
+    problems.push(`${NAMESPACE}:loadBalancer: required with ${n} servers: a server for HAProxy ({ host, hostKey, … }, like server) or "external" (README "Scale out")`);
   } else if (cfg.loadBalancer !== "external" && servers.some((s) => s.host === (cfg.loadBalancer as ServerConfig).host)) {
-    problems.push(`${ns}:loadBalancer: ${cfg.loadBalancer.host} is also an app server; both serve port 80: expected a server of its own`);
+    problems.push(`${NAMESPACE}:loadBalancer: ${cfg.loadBalancer.host} is also an app server; both serve port 80: expected a server of its own`);
   }
-  const no = (key: string, why: string) => problems.push(`${ns}:${key}: not supported with ${n} servers yet: ${why} (README "Scale out")`);
+  const no = (key: string, why: string) => problems.push(`${NAMESPACE}:${key}: not supported with ${n} servers yet: ${why} (README "Scale out")`);
   if (Array.isArray(input.sharedDirs) && input.sharedDirs.length > 0) {
     no("sharedDirs", "files one host writes are not on the others; keep uploads in object storage (S3) or the database");
   }
@@ -67,6 +66,6 @@ export function checkFleet(cfg: DeployConfig, input: Record<string, unknown>): s
   if (cfg.runtime === "docker") no("runtime", "use runtime python");
   if (cfg.strategy === "canary") no("strategy", "the fleet rolls host by host; use restart, rolling or blue-green");
   if (cfg.tls !== undefined && cfg.tls.mode !== "off") no("tls", "HTTPS terminates at the balancer, which does not get certificates yet");
-  if (cfg.rollout.batchSize > n) problems.push(`${ns}:rollout.batchSize: ${cfg.rollout.batchSize} is more than the ${n} servers`);
+  if (cfg.rollout.batchSize > n) problems.push(`${NAMESPACE}:rollout.batchSize: ${cfg.rollout.batchSize} is more than the ${n} servers`);
   return problems;
 }

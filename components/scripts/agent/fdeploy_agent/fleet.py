@@ -62,7 +62,7 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
                 if h not in switched:
                     _quietly(lambda: fleet.ready(h, check=False), log)
             never = [h for h in sorted(hosts) if h not in switched and h != current]
-            raise HostFailed("the rollout of %s stopped at host %s: %s\n%s" % (
+            raise HostFailed("the rollout (flask-deploy:servers) of %s stopped at host %s: %s\n%s" % (
                 release, current, e, summary(went_back, never, now)))
     return now
 
@@ -106,7 +106,7 @@ SSH_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
 def ssh_argv(target: Dict[str, Any], known_hosts: str, command: str) -> List[str]:
     host, user, port = str(target.get("host", "")), str(target.get("user", "")), int(target.get("port", 22))
     if not SSH_HOST.fullmatch(host) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise AgentError("bad SSH target %r" % target)
+        raise AgentError("bad host name or user in the SSH target %r" % target)
     key = target.get("privateKeyPath")
     return ["ssh", "-p", str(port), "-o", "UserKnownHostsFile=" + known_hosts, "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR",
@@ -121,8 +121,9 @@ class SshFleet:
         self.app = str(params["APP"])
         self.health_timeout = int(params.get("HEALTH_TIMEOUT", 30))
         self.drain_wait = int(params.get("DRAIN_SECONDS", 30))
+        self.history: Optional[List[Any]] = None   # the first switched host's, from its activate
 
-    def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str) -> Dict[str, Any]:
+    def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, key: str = "servers") -> Dict[str, Any]:
         known = os.path.join(self.folder, "known_hosts-%s" % target["host"])
         host = target["host"] if int(target.get("port", 22)) == 22 else "[%s]:%s" % (target["host"], target["port"])
         with open(known, "w") as f:
@@ -136,7 +137,8 @@ class SshFleet:
         except ValueError:
             result = {}
         if r.returncode != 0:
-            raise HostFailed("%s on %s failed (exit %d): %s" % (what, name, r.returncode, result.get("error") or (r.stderr or "").strip()[-300:]))
+            raise HostFailed("%s on %s (flask-deploy:%s) failed (exit %d): %s" % (
+                what, name, key, r.returncode, result.get("error") or (r.stderr or "").strip()[-300:]))
         return result
 
     def previous(self, address: str) -> Optional[str]:
@@ -152,14 +154,16 @@ class SshFleet:
 
     def _lb(self, verb: str, params: Dict[str, Any], address: str) -> None:
         if self.balancer:
-            self._ssh(self.balancer["ssh"], self.balancer[verb], json.dumps(dict(params, APP=self.app, HOST=address)), verb, "the balancer (host %s)" % address)
+            self._ssh(self.balancer["ssh"], self.balancer[verb], json.dumps(dict(params, APP=self.app, HOST=address)), verb, "the balancer (host %s)" % address, "loadBalancer")
 
     def drain(self, address: str) -> None:
         self._lb("lb-drain", {"WAIT": self.drain_wait}, address)
 
     def switch(self, address: str) -> None:
         h = self.hosts[address]
-        self._ssh(h["ssh"], h["activate"], h["params"], "the switch (activate)", address)
+        r = self._ssh(h["ssh"], h["activate"], h["params"], "the switch (activate)", address)
+        if self.history is None and isinstance(r.get("history"), list):
+            self.history = r["history"]
 
     def ready(self, address: str, check: bool) -> None:
         self._lb("lb-ready", {"WAIT_UP": self.health_timeout if check else 0}, address)
@@ -183,4 +187,4 @@ def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
         fleet = SshFleet(host, params, folder, log)
         hosts = rollout(list(fleet.hosts), size, release, fleet, log)
     log("fleet: %s live on %s" % (release, ", ".join(sorted(hosts))))
-    return {"hosts": hosts}
+    return {"hosts": hosts, "history": fleet.history or []}

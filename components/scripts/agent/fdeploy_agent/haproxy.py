@@ -91,14 +91,14 @@ def server_of(host: Host, app: str, address: str) -> str:
     for f in fragments(host):
         if f.get("APP") == app and address in f.get("HOSTS", []):
             return "%s/%s" % (backend(app), server_name(f["HOSTS"].index(address)))
-    raise AgentError("the balancer has no host %s for %s (run the deploy's lb-configure first)" % (address, app))
+    raise AgentError("flask-deploy:servers: the balancer has no host %s for %s (the deploy's lb-configure step adds it)" % (address, app))
 
 
 def stats(api: Api, app: str) -> Dict[str, Dict[str, str]]:
     """server name -> its `show stat` fields, for APP's backend."""
     lines = api("show stat").splitlines()
     if not lines or not lines[0].startswith("# "):
-        raise AgentError("unexpected answer from HAProxy's runtime API: %r" % lines[:1])
+        raise AgentError("unexpected answer from HAProxy's runtime API at /run/haproxy/admin.sock: %r" % lines[:1])
     head = lines[0][2:].split(",")
     out = {}
     for line in lines[1:]:
@@ -111,13 +111,13 @@ def stats(api: Api, app: str) -> Dict[str, Dict[str, str]]:
 def _set_state(api: Api, target: str, state: str) -> None:
     answer = api("set server %s state %s" % (target, state)).strip()
     if answer:
-        raise AgentError("haproxy refused `set server %s state %s`: %s" % (target, state, answer))
+        raise AgentError("haproxy's runtime API (/run/haproxy/admin.sock) refused `set server %s state %s`: %s" % (target, state, answer))
 
 
-def _seconds(params: Dict[str, Any], key: str) -> int:
-    v = str(params.get(key, "0"))
+def _seconds(params: Dict[str, Any], what: str) -> int:
+    v = str(params.get(what, "0"))
     if not v.isdigit() or int(v) > 3600:
-        raise AgentError("bad %s %r" % (key, v))
+        raise AgentError("bad %s %r" % (what, v))
     return int(v)
 
 
@@ -162,8 +162,8 @@ def lb_ready(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: 
         code, body = probe(host, frag, address)
         while not code.startswith("2"):
             if host.clock() >= deadline:
-                raise AgentError("host %s failed its health check through its nginx: GET %s answered %s within %ss (flask-deploy:healthTimeoutSeconds): %s" % (
-                    address, frag["HEALTH_PATH"], "HTTP " + code if code and code != "000" else "nothing", wait, body.strip()))
+                raise AgentError("host %s failed its health check through its nginx (flask-deploy:healthPath) within %ss: %s\n%s" % (
+                    address, wait, "HTTP " + code if code and code != "000" else "no answer", body.strip()))
             host.sleep(0.5)
             code, body = probe(host, frag, address)
     _set_state(api, target, "ready")

@@ -23,7 +23,7 @@ def server_name(i: int) -> str:
 
 
 def check_fragment(frag: Dict[str, Any]) -> Dict[str, Any]:
-    """FRAG as lb-configure takes it: APP, SERVER_NAME (`_` or names), HEALTH_PATH, HOSTS [address…]."""
+    """FRAG as lb-configure takes it: APP, SERVER_NAME (`_` or names), HEALTH_PATH, HOSTS [address…] (or "a,b")."""
     app = str(frag.get("APP", ""))
     if not NAME.fullmatch(app):
         raise AgentError("bad app name %r" % app)
@@ -34,6 +34,7 @@ def check_fragment(frag: Dict[str, Any]) -> Dict[str, Any]:
     if names != ["_"] and not all(HOST.fullmatch(n.replace("*.", "", 1)) for n in names):
         raise AgentError("bad server name %r (flask-deploy:serverName)" % frag.get("SERVER_NAME"))
     hosts = frag.get("HOSTS")
+    hosts = hosts.split(",") if isinstance(hosts, str) else hosts   # the step sends "a,b"; fragments hold the list
     if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and HOST.fullmatch(h) for h in hosts):
         raise AgentError("bad hosts %r (flask-deploy:servers[].host: host names or IPv4 addresses)" % hosts)
     return {"APP": app, "HEALTH_PATH": path, "SERVER_NAME": " ".join(names), "HOSTS": list(hosts)}
