@@ -93,6 +93,7 @@ def test_a_new_host_has_nothing_to_go_back_to():
     with pytest.raises(fleet.HostFailed, match="went back to their previous release: none"):
         fleet.rollout(["10.0.0.1", "10.0.0.2"], 1, NEW, f, lambda s: None)
     assert not [e for e in f.events if e[0] == "back"]
+    assert ("ready", "10.0.0.1", False) in f.events   # no site before its first switch: activate's own check counts
 
 
 def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):

@@ -52,9 +52,9 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
                     fleet.switch(h)
                     switched.append(h)
                 now[h] = release
-            for h in group:
+            for h in group:   # a host's first release: its site comes after the switch; activate's own check counts
                 current = h
-                fleet.ready(h, check=True)
+                fleet.ready(h, check=before[h] is not None)
         except AgentError as e:
             log("host %s failed: %s" % (current, e))
             went_back = _go_back(switched, before, now, fleet, log)
