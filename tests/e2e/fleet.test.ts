@@ -112,11 +112,11 @@ describe("scale out: two app servers behind HAProxy", function () {
     const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
     const result = await load.stop();
     assert.notStrictEqual(r.status, 0, "the up fails");
+    // every host serves the previous release, directly and through the balancer
+    assert.strictEqual(await releaseOn(app1.host), good, "the first host went back");
+    assert.strictEqual(await releaseOn(app2.host), good);
     assert.match(r.output, new RegExp(`stopped at host ${app2.host.replace(/\./g, "\\.")}`));
     assert.match(r.output, new RegExp(`went back to their previous release: ${app1.host.replace(/\./g, "\\.")}`));
-    // every host serves the previous release, directly and through the balancer
-    assert.strictEqual(await releaseOn(app1.host), good);
-    assert.strictEqual(await releaseOn(app2.host), good);
     await waitBothUp();
     for (let i = 0; i < 4; i++) assert.strictEqual((await get(`http://${lb.host}/`)).json().release, good);
     console.log(`      failed rollout: ${result.requests} requests through the balancer, ${result.failures} failed`);
