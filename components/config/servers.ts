@@ -66,6 +66,8 @@ export function checkFleet(cfg: DeployConfig, input: Record<string, unknown>): s
   if (cfg.runtime === "docker") no("runtime", "use runtime python");
   if (cfg.strategy === "canary") no("strategy", "the fleet rolls host by host; use restart, rolling or blue-green");
   if (cfg.tls !== undefined && cfg.tls.mode !== "off") no("tls", "HTTPS terminates at the balancer, which does not get certificates yet");
-  if (cfg.rollout.batchSize > n) problems.push(`${NAMESPACE}:rollout.batchSize: ${cfg.rollout.batchSize} is more than the ${n} servers`);
+  if (cfg.rollout.batchSize >= n) {
+    problems.push(`${NAMESPACE}:rollout.batchSize: ${cfg.rollout.batchSize} would drain all ${n} servers at once (nothing left serving); expected at most ${n - 1}`);
+  }
   return problems;
 }

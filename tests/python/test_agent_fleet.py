@@ -75,11 +75,34 @@ def test_a_host_that_fails_its_check_through_nginx_goes_back_too():
     assert [e for e in f.events if e[0] == "back"] == [("back", "10.0.0.2", OLD), ("back", "10.0.0.1", OLD)]
 
 
-def test_batches_drain_and_switch_together():
+def test_batches_drain_switch_and_check_their_hosts_together():
     f = FakeFleet({h: OLD for h in HOSTS})
     fleet.rollout(HOSTS, 2, NEW, f, lambda s: None)
-    assert [e[:2] for e in f.events[:6]] == [("drain", "10.0.0.1"), ("drain", "10.0.0.2"), ("switch", "10.0.0.1"),
-                                             ("switch", "10.0.0.2"), ("ready", "10.0.0.1"), ("ready", "10.0.0.2")]
+    phases = [sorted(e[:2] for e in f.events[i:i + 2]) for i in (0, 2, 4)]
+    assert phases == [[("drain", "10.0.0.1"), ("drain", "10.0.0.2")], [("switch", "10.0.0.1"), ("switch", "10.0.0.2")],
+                      [("ready", "10.0.0.1"), ("ready", "10.0.0.2")]]
+    assert [e[:2] for e in f.events[6:]] == [("drain", "10.0.0.3"), ("switch", "10.0.0.3"), ("ready", "10.0.0.3")]
+
+
+def test_a_batch_with_a_failed_host_sends_its_switched_partner_and_earlier_batches_back():
+    f = FakeFleet({h: OLD for h in HOSTS + ["10.0.0.4"]}, fail_switch={"10.0.0.4"})
+    with pytest.raises(fleet.HostFailed, match="stopped at host 10.0.0.4") as e:
+        fleet.rollout(HOSTS + ["10.0.0.4"], 2, NEW, f, lambda s: None)
+    assert f.live == {h: OLD for h in HOSTS + ["10.0.0.4"]}
+    assert "went back to their previous release: 10.0.0.1, 10.0.0.2, 10.0.0.3" in str(e.value)
+
+
+def test_switches_of_a_batch_run_at_once():
+    import threading
+    barrier = threading.Barrier(3, timeout=5)   # each switch waits for the other two: only concurrent ones pass
+
+    class Together(FakeFleet):
+        def switch(self, h):
+            barrier.wait()
+            super().switch(h)
+
+    f = Together({h: OLD for h in HOSTS})
+    assert fleet.rollout(HOSTS, 3, NEW, f, lambda s: None) == {h: NEW for h in HOSTS}
 
 
 def test_a_host_already_on_the_release_is_not_switched_again():

@@ -20,8 +20,8 @@ describe("config: servers, loadBalancer, rollout", () => {
   });
 
   it("servers: the first is `server`; each gets server's defaults", () => {
-    const cfg = parseConfig(rawConfig(fleet({ rollout: { batchSize: "2" } })), PROJECT_DIR);
-    assert.deepStrictEqual(appServers(cfg).map((s) => `${s.user}@${s.host}:${s.port}`), ["root@10.0.0.1:22", "root@10.0.0.2:22"]);
+    const cfg = parseConfig(rawConfig(fleet({ servers: [srv("10.0.0.1"), srv("10.0.0.2"), srv("10.0.0.3")], rollout: { batchSize: "2" } })), PROJECT_DIR);
+    assert.deepStrictEqual(appServers(cfg).map((s) => `${s.user}@${s.host}:${s.port}`), ["root@10.0.0.1:22", "root@10.0.0.2:22", "root@10.0.0.3:22"]);
     assert.strictEqual(cfg.server.host, "10.0.0.1");
     assert.strictEqual((cfg.loadBalancer as any).host, "10.0.0.9");
     assert.deepStrictEqual(cfg.rollout, { batchSize: 2, drainSeconds: 30 });
@@ -41,6 +41,7 @@ describe("config: servers, loadBalancer, rollout", () => {
     assert.match(errorOf(fleet({ server: srv("10.0.0.5") })), /flask-deploy:servers: set either server \(one server\) or servers \(a list\), not both/);
     assert.match(errorOf(fleet({ servers: [srv("10.0.0.1"), srv("10.0.0.1")] })), /flask-deploy:servers: 10\.0\.0\.1:22 is listed twice/);
     assert.match(errorOf(fleet({ loadBalancer: srv("10.0.0.2") })), /flask-deploy:loadBalancer: 10\.0\.0\.2 is also an app server/);
+    assert.match(errorOf(fleet({ rollout: { batchSize: 2 } })), /flask-deploy:rollout\.batchSize: 2 would drain all 2 servers at once \(nothing left serving\); expected at most 1/);
     assert.match(errorOf(fleet({ rollout: { batchSize: 0 } })), /flask-deploy:rollout\.batchSize: expected a whole number from 1/);
     assert.match(errorOf(fleet({ rollout: { size: 1 } })), /flask-deploy:rollout\.size: unknown setting \(a typo\?\); known: batchSize, drainSeconds/);
     assert.match(errorOf(fleet({ servers: [{ host: "bad host", hostKey: HOST_KEY }] })), /flask-deploy:servers\.0\.host: expected a host name or IPv4 address/);

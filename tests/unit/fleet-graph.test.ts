@@ -96,6 +96,12 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     assert.deepStrictEqual(await settle(fleetApp.hosts!), { "10.0.0.1": "abc", "10.0.0.2": "abc" });
   });
 
+  it("the first host keeps a one-server app's resource names (server -> servers[0] upgrades in place), its Activation aside", () => {
+    const steps = (prefix: string) => names(prefix).map((k) => k.slice(prefix.length)).sort();
+    const firstHost = steps("fl-").filter((k) => !/-h2(-|$)|^fleet|^balancer/.test(k));
+    assert.deepStrictEqual(firstHost, steps("one-").filter((k) => !k.startsWith("activation")));
+  });
+
   it("a one-server app: its Activation, no fleet switch, no balancer, no -h2 names, no hosts output", () => {
     assert.ok(registered.has("one-activation-switch"));
     assert.ok(!names("one-").some((k) => /fleet|balancer|-h2/.test(k)));

@@ -9,7 +9,8 @@ import json
 import os
 import re
 import tempfile
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .errors import AgentError
 from .host import Host
@@ -34,29 +35,47 @@ def batches(hosts: Sequence[str], size: int) -> List[List[str]]:
     return [order[i:i + size] for i in range(0, len(order), max(1, size))]
 
 
+def each(step: Callable[[str], None], hosts: Sequence[str]) -> Optional[Tuple[str, AgentError]]:
+    """STEP on every host of a batch at once; the first host (sorted) that failed and its error, or None."""
+    if not hosts:
+        return None
+    if len(hosts) == 1:
+        try:
+            step(hosts[0])
+            return None
+        except AgentError as e:
+            return hosts[0], e
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        futures = [(h, pool.submit(step, h)) for h in hosts]
+    for h, f in futures:
+        e = f.exception()
+        if isinstance(e, AgentError):
+            return h, e
+        if e is not None:
+            raise e
+    return None
+
+
 def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Log) -> Dict[str, Optional[str]]:
     """Each host's release afterwards (all RELEASE); a failure raises HostFailed naming the host, after
-    every host that had switched went back (the failed one keeps what it ran: activate's own fallback)."""
+    every host that had switched went back (the failed one keeps what it ran: activate's own fallback).
+    The hosts of a batch are drained, switched and checked together."""
     before = {h: fleet.previous(h) for h in sorted(hosts)}
     now: Dict[str, Optional[str]] = dict(before)
     switched: List[str] = []
     for group in batches(hosts, size):
-        current = ""
-        try:
-            for h in group:
-                current = h
-                fleet.drain(h)
-            for h in group:
-                current = h
-                if before[h] != release:
-                    fleet.switch(h)
-                    switched.append(h)
-                now[h] = release
-            for h in group:   # a host's first release: its site comes after the switch; activate's own check counts
-                current = h
-                fleet.ready(h, check=before[h] is not None)
-        except AgentError as e:
+        def switch(h: str) -> None:
+            fleet.switch(h)
+            switched.append(h)
+            now[h] = release
+        # a host's first release: its site comes after the switch, so activate's own check is the check
+        failed = (each(fleet.drain, group)
+                  or each(switch, [h for h in group if before[h] != release])
+                  or each(lambda h: fleet.ready(h, check=before[h] is not None), group))
+        if failed:
+            current, e = failed
             log("host %s failed: %s" % (current, e))
+            switched.sort()
             went_back = _go_back(switched, before, now, fleet, log)
             for h in group:   # drained hosts of this batch that were not sent back: in the balancer again
                 if h not in switched:
