@@ -98,7 +98,8 @@ describe("scale out: two app servers behind HAProxy", function () {
     assert.strictEqual(r.status, 0, r.output);
     const out = stack.outputs();
     assert.notStrictEqual(out.releaseId, before);
-    console.log(`      code deploy: ${seconds} s; ${result.requests} requests through the balancer, ${result.failures} failed, max ${result.maxLatencyMs} ms`);
+    const rollout = /app-fleet-rollout updated \((\d+)s\)/.exec(r.output)?.[1];   // the switch phase: both hosts, one by one
+    console.log(`      code deploy: ${seconds} s (the fleet switch ${rollout} s); ${result.requests} requests through the balancer, ${result.failures} failed, max ${result.maxLatencyMs} ms`);
     assert.strictEqual(result.failures, 0, result.errors.join(", "));
     assert.ok(result.requests > 50, `${result.requests} requests`);
     assert.deepStrictEqual(out.hosts, { [app1.host]: out.releaseId, [app2.host]: out.releaseId });
