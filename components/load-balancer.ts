@@ -2,7 +2,8 @@
 // (README "Scale out"). One remote step (the agent's lb-configure) writes this app's part of haproxy.cfg
 // — every host with a health check through its nginx — validates the whole with `haproxy -c` and reloads
 // gracefully. The fleet switch drains and readies hosts through it (drainLine, readyLine). Its file is
-// per app (/etc/fdeploy/haproxy/<app>.json), so two FlaskApps can share one balancer.
+// per app (/etc/fdeploy/haproxy/<app>.json), so two FlaskApps can share one balancer; deleting the step
+// (the app leaves the balancer, or a destroy) removes that part, and stops HAProxy when none is left.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { ServerConfig, StepLimits } from "./config";
@@ -39,7 +40,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
       connection, appName: args.appName, sudo: user !== "root", limits: args.limits, staging: args.staging,
     }, { parent: this });
     this.step = remoteStep(`${name}-configure`, {
-      connection, bundle, script: AGENT, verb: "lb-configure", limit: "build",
+      connection, bundle, script: AGENT, verb: "lb-configure", limit: "build", deleteWith: args.appName, deleteVerb: "lb-delete",
       params: scriptParams({ APP: args.appName, SERVER_NAME: args.serverName, HEALTH_PATH: args.healthPath, HOSTS: args.hosts.join(",") }),
     }, this);
     this.drainLine = bundle.stepLine(`${name}-drain`, "default", args.drainSeconds, AGENT, "lb-drain");

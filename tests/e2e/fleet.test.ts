@@ -4,7 +4,7 @@
 // check on the second host stops the rollout, the first host goes back, and both hosts, the balancer, the
 // outputs and a preview show the previous release. The app keeps no data on its servers (its database
 // would be PostgreSQL: the stack says so with a DATABASE_URL secret the fixture app does not read).
-// Time: about 5 min warm (3 servers, 3 ups, 1 failed up, 1 preview).
+// Time: about 5 min warm (3 servers, 3 ups, 1 failed up, 1 preview, 1 destroy).
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
@@ -128,5 +128,12 @@ describe("scale out: two app servers behind HAProxy", function () {
     assert.strictEqual(p.status, 0, p.output);
     assert.match(p.output, /fleet-rollout/);
     app2.ssh(`rm -f ${UNHEALTHY}`);
+  });
+
+  it("destroy takes the app's part off the balancer, which stops with no app left", () => {
+    const r = stack.run(["destroy", "--yes", "--skip-preview"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.strictEqual(lb.trySsh("test -e /etc/fdeploy/haproxy/fleetapp.json").status, 1);
+    assert.strictEqual(lb.trySsh("systemctl is-active haproxy").stdout.trim(), "inactive");
   });
 });

@@ -113,3 +113,17 @@ def test_ready_checks_the_host_through_its_nginx_first(tmp_path):
     b.host._run = lambda argv, merge_output=False, input=None: subprocess.CompletedProcess(argv, 0, "ok\n200", "")
     haproxy.lb_ready(b.host, {"APP": "shop", "HOST": "10.0.0.2", "WAIT_UP": 3}, lambda s: None, 0, api=api)
     assert "set server app_shop/h2 state ready" in api.sent
+
+
+def test_delete_removes_this_apps_part_and_stops_haproxy_with_none_left(tmp_path):
+    b = Box(tmp_path)
+    blog = dict(FRAG, APP="blog", SERVER_NAME="blog.example", HOSTS=["10.0.0.3"])
+    haproxy.lb_configure(b.host, dict(FRAG), lambda s: None, 0)
+    haproxy.lb_configure(b.host, blog, lambda s: None, 0)
+    assert haproxy.lb_delete(b.host, {"APP": "shop"}, lambda s: None, 0) == {"changed": True}
+    assert (tmp_path / "etc/haproxy/haproxy.cfg").read_text() == haproxy_config.render([blog])
+    assert haproxy.lb_delete(b.host, {"APP": "shop"}, lambda s: None, 0) == {"changed": False}   # again: nothing to do
+    b.ran.clear()
+    haproxy.lb_delete(b.host, {"APP": "blog"}, lambda s: None, 0)
+    assert b.ran == [["systemctl", "disable", "--now", "haproxy"]]
+    assert not list((tmp_path / "etc/fdeploy/haproxy").iterdir())

@@ -113,6 +113,7 @@ VERBS: Dict[str, Verb] = {
     "lb-drain": haproxy.lb_drain,
     "lb-ready": haproxy.lb_ready,
     "lb-status": haproxy.lb_status,
+    "lb-delete": haproxy.lb_delete,
     "fleet-rollout": fleet.fleet_rollout,
 }
 

@@ -4,7 +4,8 @@ drained and put back through the runtime API socket.
   lb-configure  APP, SERVER_NAME, HEALTH_PATH, HOSTS: this app's fragment, then haproxy.cfg for all apps
   lb-drain      APP, HOST (an address of HOSTS), WAIT: no new requests to HOST; waits for in-flight ones
   lb-ready      APP, HOST, WAIT_UP (seconds, 0: none): HOST takes requests again; waits until its check passes
-  lb-status     APP: each host's state as HAProxy sees it"""
+  lb-status     APP: each host's state as HAProxy sees it
+  lb-delete     APP (the step's delete): this app's part goes; the others' stay, or haproxy stops with none left"""
 import json
 import os
 import socket
@@ -57,25 +58,46 @@ def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
     path = host.path("%s/%s.json" % (FRAGMENTS, frag["APP"]))
     old = read_regular(path)
     write_atomic(path, json.dumps(frag, sort_keys=True).encode(), 0o600)
+    changed = apply(host, log, restore=lambda: write_atomic(path, old, 0o600) if old is not None else os.unlink(path))
+    if changed:
+        log("haproxy: %s serves %s" % (backend(frag["APP"]), ", ".join(frag["HOSTS"])))
+    return {"changed": changed}
+
+
+def apply(host: Host, log: Log, restore: Callable[[], object]) -> bool:
+    """haproxy.cfg for every app's part, checked with `haproxy -c` first (refused: RESTORE puts the part
+    back, the running balancer is unchanged), then a graceful reload; False when it was in force already."""
     text = render(fragments(host)).encode()
     if read_regular(host.path(CONFIG)) == text:
         host.systemctl("enable", "--now", "haproxy")
-        return {"changed": False}
+        return False
     candidate = host.path(CONFIG + ".fdeploy-new")
     write_atomic(candidate, text, 0o644)
     r = host.run(["haproxy", "-c", "-q", "-f", candidate], merge_output=True)
     if r.returncode != 0:
         os.unlink(candidate)
-        if old is None:
-            os.unlink(path)
-        else:
-            write_atomic(path, old, 0o600)
+        restore()
         raise AgentError("the rendered haproxy.cfg fails `haproxy -c` (the running balancer is unchanged): %s" % (r.stdout or "").strip()[-600:])
     os.rename(candidate, host.path(CONFIG))
     host.systemctl("enable", "haproxy")
     # reload: the master starts new workers with the new config; the old ones finish their connections
     host.systemctl("reload-or-restart", "haproxy")
-    log("haproxy: %s serves %s" % (backend(frag["APP"]), ", ".join(frag["HOSTS"])))
+    return True
+
+
+def lb_delete(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    app = _target(params)
+    path = host.path("%s/%s.json" % (FRAGMENTS, app))
+    old = read_regular(path)
+    if old is None:
+        return {"changed": False}
+    os.unlink(path)
+    if not fragments(host):
+        log("haproxy: no app left on this balancer: stopped")
+        host.systemctl("disable", "--now", "haproxy")
+        return {"changed": True}
+    apply(host, log, restore=lambda: write_atomic(path, old, 0o600))
+    log("haproxy: %s removed" % backend(app))
     return {"changed": True}
 
 
