@@ -18,3 +18,5 @@ export const releaseHistory = app.releaseHistory;
 export const liveRelease = app.liveRelease;
 export const running = app.running;
 export const certificate = app.certificate;
+// a fleet (servers behind a loadBalancer): each app server's release after the last rollout that finished
+if (app.hosts) exports.hosts = app.hosts;

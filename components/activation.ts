@@ -79,6 +79,25 @@ export function switchWaits(args: { healthTimeoutSeconds: number; canary?: Canar
   return 3 * args.healthTimeoutSeconds + (c ? c.steps.length * (c.stepSeconds + (c.lowTraffic === "wait" ? c.maxWaitSeconds : 0)) : 0);
 }
 
+/** The `activate` verb's parameters (the fleet switch sends each host's the same way). */
+export function activationParams(args: Omit<ActivationArgs, "connection" | "bundle" | "after">): pulumi.Output<string> {
+  return scriptParams({
+    APP: args.appName,
+    RELEASE_ID: args.releaseId,
+    APP_MODULE: args.appModule,
+    STRATEGY: args.strategy,
+    ...(args.canary ? canaryParams(args.canary) : {}),
+    HEALTH_PATH: args.healthPath,
+    HEALTH_TIMEOUT: args.healthTimeoutSeconds,
+    KEEP_RELEASES: args.keepReleases,
+    ...(args.rollback ? { ROLLBACK: 1 } : {}),
+    SERVICE_REVISION: args.serviceRevision,
+    ENV_REVISION: args.envRevision,
+    ...(args.sharedRevision !== undefined ? { SHARED_REVISION: args.sharedRevision } : {}),
+    ...(args.docker ? { RUNTIME: "docker", IMAGE_ID: args.docker.imageId } : {}),
+  });
+}
+
 export class Activation extends pulumi.ComponentResource {
   public readonly step: command.remote.Command;
   /** The server's release history after this activation (newest last). */
@@ -92,21 +111,7 @@ export class Activation extends pulumi.ComponentResource {
       script: AGENT,
       verb: "activate",
       extraSeconds: switchWaits(args),
-      params: scriptParams({
-        APP: args.appName,
-        RELEASE_ID: args.releaseId,
-        APP_MODULE: args.appModule,
-        STRATEGY: args.strategy,
-        ...(args.canary ? canaryParams(args.canary) : {}),
-        HEALTH_PATH: args.healthPath,
-        HEALTH_TIMEOUT: args.healthTimeoutSeconds,
-        KEEP_RELEASES: args.keepReleases,
-        ...(args.rollback ? { ROLLBACK: 1 } : {}),
-        SERVICE_REVISION: args.serviceRevision,
-        ENV_REVISION: args.envRevision,
-        ...(args.sharedRevision !== undefined ? { SHARED_REVISION: args.sharedRevision } : {}),
-        ...(args.docker ? { RUNTIME: "docker", IMAGE_ID: args.docker.imageId } : {}),
-      }),
+      params: activationParams(args),
       after: args.after,
     }, this);
     this.history = this.step.stdout.apply((s) => parseHistory(s ?? ""));

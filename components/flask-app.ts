@@ -14,12 +14,11 @@ import { ScriptBundle } from "./remote-script";
 import { BaseSystem } from "./base-system";
 import { Release } from "./release";
 import { AppEnvironment, deployPaths, withDeployPaths } from "./environment";
-import { checkMigrationsCached, MigrationRunner } from "./migrations";
+import { checkMigrationsCached, Migration, MigrationRunner } from "./migrations";
 import { lastOutputs, resolveMigrationsDir } from "./migrations-default";
 import { warnRollbackLoss } from "./rollback-preview";
 import { appWarnings } from "./app-warnings";
 import { GunicornService } from "./gunicorn";
-import { Activation, describeCanary } from "./activation";
 import { NginxSite } from "./nginx";
 import { TlsCertificate } from "./tls";
 import { SiteSettings } from "./nginx-site";
@@ -34,6 +33,10 @@ import { JobScheduleCheck, ScheduledJobs } from "./jobs";
 import { DockerImage } from "./docker-image";
 import { quickError } from "./program";
 import { STAGING_ROOT, stagingKey } from "./upload";
+import { FleetHost, FleetSwitch } from "./fleet-switch";
+import { LoadBalancer } from "./load-balancer";
+import { Activation, activationParams, describeCanary, HistoryEntry, switchWaits } from "./activation";
+import { appServers } from "./config/servers";
 
 /**
  * A FlaskApp's settings: the validated config (components/config.ts: one schema, the keys README documents;
@@ -83,6 +86,8 @@ export interface FlaskAppOutputs {
    * refresh; with tls.mode off: state "off" (an undefined output would make Pulumi warn on every run). */
   certificate: pulumi.Input<{ state: string; notAfter?: string }>;
   fdeploy: FdeployRecord;
+  /** A fleet (loadBalancer set) only: each app server's release after the last rollout that finished. */
+  hosts?: pulumi.Input<Record<string, string>>;
 }
 
 type Out<K extends keyof FlaskAppOutputs> = pulumi.Output<pulumi.Unwrap<FlaskAppOutputs[K]>>;
@@ -105,6 +110,7 @@ export class FlaskApp extends pulumi.ComponentResource {
   declare public readonly running: Out<"running">;
   declare public readonly certificate: Out<"certificate">;
   declare public readonly fdeploy: Out<"fdeploy">;
+  declare public readonly hosts?: Out<"hosts">;
   /** This app's staging folder (.fdeploy-staging/<hash of project, stack and name>/). */
   public readonly stagingDir: string;
 
@@ -119,7 +125,7 @@ export class FlaskApp extends pulumi.ComponentResource {
       .then((o) => ({ ...o, fdeploy: fdeployRecord(args, pinned) }))
       .catch((e: unknown) => { throw quickError(e); });
     const out = <K extends keyof FlaskAppOutputs>(k: K): Out<K> => pulumi.output(done).apply((o) => o[k]) as unknown as Out<K>;
-    const outputs = Object.fromEntries(OUTPUT_NAMES.map((k) => [k, out(k)]));
+    const outputs = Object.fromEntries([...OUTPUT_NAMES, ...(args.loadBalancer !== undefined ? ["hosts" as const] : [])].map((k) => [k, out(k)]));
     Object.assign(this, outputs);   // the readonly fields above, one per output
     this.registerOutputs(outputs);
   }
@@ -142,6 +148,48 @@ export class FlaskApp extends pulumi.ComponentResource {
     const appRoot = `/srv/${app}`;
     // preview with a release pinned: the down migrations that up runs and what they drop
     await warnRollbackLoss(cfg.release, migrationsDir, appRoot, (keys) => lastOutputs(keys, n("previous-outputs"), child("previous-outputs")));
+    const tier = { projectDir, resolvedMigrations, migrationsDir, migrationFiles };
+    if (cfg.loadBalancer === undefined) return this.deployHost(name, cfg, staging, tier);
+    return this.deployFleet(name, cfg, staging, tier);
+  }
+
+  /** A fleet (servers behind loadBalancer): every host staged in parallel, one FleetSwitch, the balancer. */
+  private async deployFleet(name: string, cfg: FlaskAppArgs, staging: string, tier: AppTier): Promise<Omit<FlaskAppOutputs, "fdeploy">> {
+    const servers = appServers(cfg);
+    const balancer = cfg.loadBalancer === "external" || cfg.loadBalancer === undefined ? undefined : new LoadBalancer(`${name}-balancer`, {
+      server: cfg.loadBalancer, appName: cfg.appName, hosts: servers.map((s) => s.host), serverName: cfg.serverName, healthPath: cfg.healthPath,
+      limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging,
+    }, { parent: this });
+    const joined: { host: FleetHost; after: pulumi.Resource[] }[] = [];
+    let release!: (s: FleetSwitch) => void;
+    const fleetSwitch = new Promise<FleetSwitch>((resolve) => { release = resolve; });
+    const join = (i: number, host: FleetHost, after: pulumi.Resource[], releaseId: pulumi.Input<string>): Promise<FleetSwitch> => {
+      joined[i] = { host, after };
+      if (joined.filter(Boolean).length === servers.length) {
+        release(new FleetSwitch(`${name}-fleet`, {
+          appName: cfg.appName, releaseId, hosts: joined.map((j) => j.host), balancer, batchSize: cfg.rollout.batchSize,
+          drainSeconds: cfg.rollout.drainSeconds, healthTimeoutSeconds: cfg.healthTimeoutSeconds, after: joined.flatMap((j) => j.after),
+        }, { parent: this }));
+      }
+      return fleetSwitch;
+    };
+    const outs = await Promise.all(servers.map((server, index) => this.deployHost(name, { ...cfg, server }, staging, tier, { index, join })));
+    const fs = await fleetSwitch;
+    return { ...outs[0], server: servers.map((s) => `${s.user}@${s.host}:${s.port}`).join(", "), releaseHistory: fs.history, hosts: fs.hosts };
+  }
+
+  /** The app on one server: the whole graph for a single server; with FLEET, host FLEET.index of a fleet
+   * (names of hosts after the first end in -h2, -h3 …; the migrations, release commands and jobs run on the first). */
+  private async deployHost(name: string, cfg: FlaskAppArgs, staging: string, tier: AppTier, fleet?: FleetSlot): Promise<Omit<FlaskAppOutputs, "fdeploy">> {
+    const { projectDir, resolvedMigrations, migrationsDir: tierMigrations, migrationFiles } = tier;
+    const suffix = fleet && fleet.index > 0 ? `-h${fleet.index + 1}` : "";
+    const first = suffix === "";
+    const migrationsDir = first ? tierMigrations : undefined;
+    const child = (step: string): { parent: pulumi.Resource; aliases?: pulumi.Alias[] } =>
+      cfg.legacyNames && first ? { parent: this, aliases: [{ name: step, parent: pulumi.rootStackResource }] } : { parent: this };
+    const n = (step: string) => `${name}-${step}${suffix}`;
+    const app = cfg.appName;
+    const appRoot = `/srv/${app}`;
     const connection = connectionFor(cfg.server);
     const common = { connection, appName: app };
 
@@ -161,7 +209,7 @@ export class FlaskApp extends pulumi.ComponentResource {
         "the server's docker group, which is root-equivalent (README \"Docker runtime\")");
     }
     // scheduled jobs (optional, `jobs`): the server checks their schedules before anything changes
-    const hasJobs = Object.keys(cfg.jobs).length > 0;
+    const hasJobs = first && Object.keys(cfg.jobs).length > 0;
     const jobCheck = hasJobs ? new JobScheduleCheck(n("job-schedules"), { ...common, bundle, jobs: cfg.jobs }, child("job-schedules")) : undefined;
     const base = new BaseSystem(n("base"), {
       ...common, bundle, appRoot, appUser: app, docker: docker !== undefined, after: jobCheck ? [jobCheck.step] : [],
@@ -227,7 +275,15 @@ export class FlaskApp extends pulumi.ComponentResource {
       docker: docker ? { imageId: image ? image.imageId : `kept:${release.releaseId}` } : undefined,
     };
     const switchAfter = [release.installed, service.unit, environment, ...(shared ? [shared.step] : []), ...restored, ...(image ? [image.image] : [])];
-    let migrations: MigrationRunner | undefined, activation: Activation;
+    // one server: its Activation; a fleet: this host joins the one FleetSwitch (which waits for every host)
+    const { host: sshHost, port: sshPort, user: sshUser, hostKey: sshKey, privateKeyPath: sshKeyPath } = cfg.server;
+    const activate = async (after: pulumi.Resource[]): Promise<Switched> => fleet
+      ? fleet.join(fleet.index, {
+        target: { host: sshHost, port: sshPort, user: sshUser, hostKey: sshKey, ...(sshKeyPath ? { privateKeyPath: sshKeyPath } : {}) },
+        bundle, stepName: `${n("activation")}-switch`, extraSeconds: switchWaits(activationArgs), params: activationParams(activationArgs),
+      }, after, release.releaseId)
+      : new Activation(n("activation"), { ...activationArgs, after }, child("activation"));
+    let migrations: MigrationRunner | undefined, activation: Switched;
     if (cfg.release === undefined) {
       // the release loads with its staged settings before anything touches the database (python runtime)
       const preflight = docker ? undefined : new Preflight(n("preflight"), {
@@ -240,15 +296,15 @@ export class FlaskApp extends pulumi.ComponentResource {
         ...migrationArgs(migrationsDir), after: [release.installed, environment, ...restored, ...loaded],
       }, child("migrations")) : undefined;
       // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
-      const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands(n("release-commands"), {
+      const releaseCommands = first && cfg.releaseCommands.length ? new ReleaseCommands(n("release-commands"), {
         ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes,
         docker: docker ? { envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs } : undefined,
         after: [...switchAfter, ...loaded, ...(migrations ? [migrations.step] : [])],
       }, child("release-commands")) : undefined;
       const before = [...loaded, migrations?.step, releaseCommands?.step].filter((r): r is command.remote.Command => r !== undefined);
-      activation = new Activation(n("activation"), { ...activationArgs, after: [...switchAfter, ...before] }, child("activation"));
+      activation = await activate([...switchAfter, ...before]);
     } else {
-      activation = new Activation(n("activation"), { ...activationArgs, after: switchAfter }, child("activation"));
+      activation = await activate(switchAfter);
       migrations = migrationsDir ? new MigrationRunner(n("migrations"), {
         ...migrationArgs(migrationsDir), downToSchemaOf: cfg.release, after: [activation.step],
       }, child("migrations")) : undefined;
@@ -325,6 +381,16 @@ export class FlaskApp extends pulumi.ComponentResource {
         : { state: "off" },
     };
   }
+}
+
+/** What the rest of a host's graph waits for: its Activation, or the fleet's switch. */
+type Switched = { step: pulumi.Resource & { stdout: pulumi.Output<string> }; history: pulumi.Output<HistoryEntry[]> };
+/** What every host of the app tier shares (resolved once). */
+interface AppTier { projectDir: string; resolvedMigrations?: string; migrationsDir?: string; migrationFiles: Migration[] }
+/** A host's place in a fleet: its index in `servers`, and how it joins the one FleetSwitch. */
+interface FleetSlot {
+  index: number;
+  join: (i: number, host: FleetHost, after: pulumi.Resource[], releaseId: pulumi.Input<string>) => Promise<FleetSwitch>;
 }
 
 /** NAME's release pin: the key (args.releaseKey, else flask-deploy:apps.<name>.release, read here) and its release. */

@@ -7,6 +7,7 @@ import { checkBackup, checkCanary, checkDocker, checkEnvNames, checkFiles, check
 import { defaultStrategy } from "./defaults";
 import { serverFromDotenv } from "./dotenv";
 import { ConfigError } from "./errors";
+import { checkFleet } from "./servers";
 
 /**
  * A line as `ssh-keyscan -t ed25519 HOST` prints it (`HOST ssh-ed25519 AAAA…`; `[HOST]:PORT …` for another
@@ -86,6 +87,15 @@ export function parseConfig(
       (!raw.secretKeys.includes(`${NAMESPACE}:tls`) || raw.plaintextTlsKey)) {
     problems.push(`${NAMESPACE}:tls.privateKey: must be set as a secret: pulumi config set --secret --path tls.privateKey < key.pem`);
   }
+  if (Array.isArray(input.servers)) {
+    // scale out: the first of `servers` is the one every single-server step addresses (server keeps working alone)
+    if (input.server !== undefined) problems.push(`${NAMESPACE}:servers: set either server (one server) or servers (a list), not both`);
+    input.servers.forEach((s, i) => acceptKeyscanLine(s, s?.host, `servers[${i}].hostKey`, problems));
+    input.server = input.servers[0];
+  }
+  if (input.loadBalancer && typeof input.loadBalancer === "object") {
+    acceptKeyscanLine(input.loadBalancer as Record<string, any>, (input.loadBalancer as any).host, "loadBalancer.hostKey", problems);
+  }
   if (input.server === undefined) input.server = serverFromDotenv(dotenv);
   acceptKeyscanLine(input.server as Record<string, any> | undefined, (input.server as any)?.host, "server.hostKey", problems);
   const replica = (input.backup as any)?.replica;
@@ -103,7 +113,7 @@ export function parseConfig(
           const where = [...issue.path, k].join(".");
           problems.push(`${NAMESPACE}:${where}: unknown setting (a typo?); known: ${knownKeys(issue.path).join(", ")}`);
         }
-      } else if (!(issue.path[0] === "server" && input.server === undefined)) {
+      } else if (!(issue.path[0] === "server" && (input.server === undefined || Array.isArray(input.servers)))) {
         // a bad record key (env/secrets names) carries the key's own message inside
         const nested = (issue as { issues?: { message: string }[] }).issues?.[0]?.message;
         // commands in a message name this stack and app, not placeholders
@@ -117,7 +127,7 @@ export function parseConfig(
   const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined) cfg.strategy = defaultStrategy(stack);
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg), ...checkDocker(cfg));
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg), ...checkDocker(cfg), ...checkFleet(cfg, input));
   if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
   return cfg;

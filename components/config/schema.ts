@@ -6,6 +6,7 @@ import { z } from "zod";
 import { parseAppModule } from "../app-module";
 import { SharedFile } from "../app-layout";
 import { appPinSchema, appsSchema } from "./pin";
+import { fleetKeys } from "./servers";
 
 /** Config namespace: the project name in Pulumi.yaml. */
 export const NAMESPACE = "flask-deploy";
@@ -250,6 +251,8 @@ export const tlsSchema = z.strictObject({
 
 export const configSchema = z.strictObject({
   server: serverSchema,
+  // scale out: servers, loadBalancer, rollout (components/config/servers.ts)
+  ...fleetKeys(serverSchema),
   appName: z
     .string()
     .regex(/^[a-z][a-z0-9-]{1,30}$/, "expected 2-31 chars of a-z, 0-9, '-', starting with a letter")
@@ -365,7 +368,8 @@ export type DockerConfig = z.infer<typeof dockerSchema>;
 
 /** The keys known at PATH (an unknown key's message lists them). */
 export function knownKeys(at: PropertyKey[]): string[] {
-  const shape = at[0] === "server" ? serverSchema.shape : at[0] === "docker" ? dockerSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
+  const shape = at[0] === "server" || at[0] === "servers" || at[0] === "loadBalancer" ? serverSchema.shape
+    : at[0] === "rollout" ? (configSchema.shape.rollout as any).unwrap().shape : at[0] === "docker" ? dockerSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
     : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape
     : at[0] === "jobs" && at.length === 2 ? jobSchema.shape : at[0] === "apps" && at.length === 2 ? appPinSchema.shape : at[0] === "timeouts" ? timeoutsSchema.shape : configSchema.shape;
   return Object.keys(shape);

@@ -1,0 +1,50 @@
+// LoadBalancer: HAProxy (Debian's) on a server the stack manages, in front of a FlaskApp's app servers
+// (README "Scale out"). One remote step (the agent's lb-configure) writes this app's part of haproxy.cfg
+// — every host with a health check through its nginx — validates the whole with `haproxy -c` and reloads
+// gracefully. The fleet switch drains and readies hosts through it (drainLine, readyLine). Its file is
+// per app (/etc/fdeploy/haproxy/<app>.json), so two FlaskApps can share one balancer; deleting the step
+// (the app leaves the balancer, or a destroy) removes that part, and stops HAProxy when none is left.
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { ServerConfig, StepLimits } from "./config";
+import { connectionFor } from "./connection";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { SshTarget } from "./pinned-ssh";
+
+export interface LoadBalancerArgs {
+  server: ServerConfig;
+  appName: string;
+  /** The app servers' addresses, in `servers` order (h1, h2 … in HAProxy). */
+  hosts: string[];
+  serverName: string;
+  healthPath: string;
+  limits: StepLimits;
+  /** How long a drain waits for in-flight requests (rollout.drainSeconds). */
+  drainSeconds: number;
+  staging: string;
+}
+
+export class LoadBalancer extends pulumi.ComponentResource {
+  public readonly step: command.remote.Command;
+  public readonly target: SshTarget;
+  /** The supervised command lines of the drain and ready verbs on the balancer (the fleet switch runs them). */
+  public readonly drainLine: string;
+  public readonly readyLine: string;
+
+  constructor(name: string, args: LoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("flaskdeploy:index:LoadBalancer", name, {}, opts);
+    const { host, port, user, hostKey, privateKeyPath } = args.server;
+    this.target = { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) };
+    const connection = connectionFor(args.server);
+    const bundle = new ScriptBundle(`${name}-scripts`, {
+      connection, appName: args.appName, sudo: user !== "root", limits: args.limits, staging: args.staging,
+    }, { parent: this });
+    this.step = remoteStep(`${name}-configure`, {
+      connection, bundle, script: AGENT, verb: "lb-configure", limit: "build", deleteWith: args.appName, deleteVerb: "lb-delete",
+      params: scriptParams({ APP: args.appName, SERVER_NAME: args.serverName, HEALTH_PATH: args.healthPath, HOSTS: args.hosts.join(",") }),
+    }, this);
+    this.drainLine = bundle.stepLine(`${name}-drain`, "default", args.drainSeconds, AGENT, "lb-drain");
+    this.readyLine = bundle.stepLine(`${name}-ready`, "default", 0, AGENT, "lb-ready");
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,209 @@
+"""The fleet switch (components/fleet-switch.ts): one release goes live on every app host, host by host
+(or ROLLOUT batches), and a host that fails stops the rollout and sends every host that had switched
+back to the release it ran before. Runs on the deploying machine (`fleet-rollout`, a local step of the
+stack), reaching each host and the balancer over SSH with their pinned host keys; on each it runs the
+deploy's own agent verbs (activate, state-read; lb-drain/lb-ready on the balancer).
+
+rollout() holds the decisions and is pytest-tested with fake hosts; SshFleet is how they reach servers."""
+import json
+import os
+import re
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from .errors import AgentError
+from .host import Host
+
+Log = Callable[[str], None]
+
+
+class HostFailed(AgentError):
+    """A host's step failed; the message names the host."""
+
+
+class Fleet(Protocol):
+    def previous(self, host: str) -> Optional[str]: ...   # the host's live release now (None: none yet)
+    def drain(self, host: str) -> None: ...               # no new requests to it (in-flight ones finish)
+    def switch(self, host: str) -> None: ...              # the new release live on it (activate; its own check)
+    def ready(self, host: str, check: bool) -> None: ...  # back in the balancer (check: its health through its nginx first)
+    def back(self, host: str, release: str) -> None: ...  # RELEASE live again (activate's rollback path)
+
+
+def batches(hosts: Sequence[str], size: int) -> List[List[str]]:
+    order = sorted(hosts)   # sorted: two stacks sharing hosts take their locks in the same order
+    return [order[i:i + size] for i in range(0, len(order), max(1, size))]
+
+
+def each(step: Callable[[str], None], hosts: Sequence[str]) -> Optional[Tuple[str, AgentError]]:
+    """STEP on every host of a batch at once; the first host (sorted) that failed and its error, or None."""
+    if not hosts:
+        return None
+    if len(hosts) == 1:
+        try:
+            step(hosts[0])
+            return None
+        except AgentError as e:
+            return hosts[0], e
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        futures = [(h, pool.submit(step, h)) for h in hosts]
+    for h, f in futures:
+        e = f.exception()
+        if isinstance(e, AgentError):
+            return h, e
+        if e is not None:
+            raise e
+    return None
+
+
+def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Log) -> Dict[str, Optional[str]]:
+    """Each host's release afterwards (all RELEASE); a failure raises HostFailed naming the host, after
+    every host that had switched went back (the failed one keeps what it ran: activate's own fallback).
+    The hosts of a batch are drained, switched and checked together."""
+    before = {h: fleet.previous(h) for h in sorted(hosts)}
+    now: Dict[str, Optional[str]] = dict(before)
+    switched: List[str] = []
+    for group in batches(hosts, size):
+        def switch(h: str) -> None:
+            fleet.switch(h)
+            switched.append(h)
+            now[h] = release
+        # a host's first release: its site comes after the switch, so activate's own check is the check
+        failed = (each(fleet.drain, group)
+                  or each(switch, [h for h in group if before[h] != release])
+                  or each(lambda h: fleet.ready(h, check=before[h] is not None), group))
+        if failed:
+            current, e = failed
+            log("host %s failed: %s" % (current, e))
+            switched.sort()
+            went_back = _go_back(switched, before, now, fleet, log)
+            for h in group:   # drained hosts of this batch that were not sent back: in the balancer again
+                if h not in switched:
+                    _quietly(lambda: fleet.ready(h, check=False), log)
+            never = [h for h in sorted(hosts) if h not in switched and h != current]
+            raise HostFailed("the rollout (flask-deploy:servers) of %s stopped at host %s: %s\n%s" % (
+                release, current, e, summary(went_back, never, now)))
+    return now
+
+
+def _go_back(switched: List[str], before: Dict[str, Optional[str]], now: Dict[str, Optional[str]], fleet: Fleet, log: Log) -> List[str]:
+    went = []
+    for h in reversed(switched):
+        prev = before[h]
+        if prev is None:
+            log("host %s had no release before: it keeps this one, out of the balancer" % h)
+            continue
+        try:
+            fleet.back(h, prev)
+            now[h] = prev
+            went.append(h)
+            fleet.ready(h, check=True)
+        except AgentError as e:   # still tell what happened on the others
+            log("host %s could not go back to %s: %s" % (h, prev, e))
+    return sorted(went)
+
+
+def _quietly(step: Callable[[], None], log: Log) -> None:
+    try:
+        step()
+    except AgentError as e:
+        log(str(e))
+
+
+def summary(went_back: List[str], never: List[str], now: Dict[str, Optional[str]]) -> str:
+    parts = ["went back to their previous release: %s" % (", ".join(went_back) or "none"),
+             "never switched: %s" % (", ".join(never) or "none"),
+             "now: %s" % ", ".join("%s %s" % (h, r or "(none)") for h, r in sorted(now.items()))]
+    return "; ".join(parts)
+
+
+# --- the deploying machine's side: SSH to each host, the deploy's agent verbs there ---------------
+
+SSH_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
+
+
+def ssh_argv(target: Dict[str, Any], known_hosts: str, command: str) -> List[str]:
+    host, user, port = str(target.get("host", "")), str(target.get("user", "")), int(target.get("port", 22))
+    if not SSH_HOST.fullmatch(host) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise AgentError("bad host name or user in the SSH target %r" % target)
+    key = target.get("privateKeyPath")
+    return ["ssh", "-p", str(port), "-o", "UserKnownHostsFile=" + known_hosts, "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR",
+            *(["-i", os.path.expanduser(str(key))] if key else []), "%s@%s" % (user, host), command]
+
+
+class SshFleet:
+    def __init__(self, host: Host, params: Dict[str, Any], folder: str, log: Log) -> None:
+        self.host, self.log, self.folder = host, log, folder
+        self.hosts = {h["address"]: h for h in params["HOSTS"]}
+        self.balancer = params.get("BALANCER") or None
+        self.app = str(params["APP"])
+        self.health_timeout = int(params.get("HEALTH_TIMEOUT", 30))
+        self.drain_wait = int(params.get("DRAIN_SECONDS", 30))
+        self.history: Optional[List[Any]] = None   # the first switched host's, from its activate
+
+    def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, key: str = "servers") -> Dict[str, Any]:
+        known = os.path.join(self.folder, "known_hosts-%s" % target["host"])
+        host = target["host"] if int(target.get("port", 22)) == 22 else "[%s]:%s" % (target["host"], target["port"])
+        with open(known, "w") as f:
+            f.write("%s %s\n" % (host, " ".join(str(target["hostKey"]).split()[:2])))
+        r = self.host.run(ssh_argv(target, known, command), input=stdin)
+        for line in (r.stderr or "").splitlines():
+            self.log("  [%s] %s" % (name, line))
+        last = (r.stdout or "").strip().splitlines()[-1:] or [""]
+        try:
+            result = json.loads(last[0])
+        except ValueError:
+            result = {}
+        if r.returncode != 0:
+            raise HostFailed("%s on %s (flask-deploy:%s) failed (exit %d): %s" % (
+                what, name, key, r.returncode, result.get("error") or (r.stderr or "").strip()[-300:]))
+        return result
+
+    def previous(self, address: str) -> Optional[str]:
+        h = self.hosts[address]
+        try:
+            r = self._ssh(h["ssh"], h["read"], json.dumps({"APP": self.app}), "state-read", address)
+        except HostFailed as e:
+            if "exit 3" in str(e):   # nothing deployed there yet
+                return None
+            raise
+        rel = r.get("release")
+        return rel if isinstance(rel, str) and re.fullmatch(r"[0-9a-f]{12}", rel) else None
+
+    def _lb(self, verb: str, params: Dict[str, Any], address: str) -> None:
+        if self.balancer:
+            self._ssh(self.balancer["ssh"], self.balancer[verb], json.dumps(dict(params, APP=self.app, HOST=address)), verb, "the balancer (host %s)" % address, "loadBalancer")
+
+    def drain(self, address: str) -> None:
+        self._lb("lb-drain", {"WAIT": self.drain_wait}, address)
+
+    def switch(self, address: str) -> None:
+        h = self.hosts[address]
+        r = self._ssh(h["ssh"], h["activate"], h["params"], "the switch (activate)", address)
+        if self.history is None and isinstance(r.get("history"), list):
+            self.history = r["history"]
+
+    def ready(self, address: str, check: bool) -> None:
+        self._lb("lb-ready", {"WAIT_UP": self.health_timeout if check else 0}, address)
+
+    def back(self, address: str, release: str) -> None:
+        h = self.hosts[address]
+        params = dict(json.loads(h["params"]), RELEASE_ID=release, ROLLBACK=1)
+        self._ssh(h["ssh"], h["activate"], json.dumps(params), "going back to %s (activate)" % release, address)
+
+
+def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """params APP, RELEASE_ID, BATCH_SIZE, HEALTH_TIMEOUT, DRAIN_SECONDS, HOSTS [{address, ssh, read,
+    activate, params}], BALANCER {ssh, lb-drain, lb-ready} or null. Result: HOSTS address -> release."""
+    release = str(params.get("RELEASE_ID", ""))
+    if not re.fullmatch(r"[0-9a-f]{12}", release):
+        raise AgentError("bad release id %r" % release)
+    size = params.get("BATCH_SIZE", 1)
+    if not isinstance(size, int) or size < 1:
+        raise AgentError("bad batch size %r (flask-deploy:rollout.batchSize: a whole number from 1)" % size)
+    with tempfile.TemporaryDirectory(prefix="fdeploy-fleet-") as folder:
+        fleet = SshFleet(host, params, folder, log)
+        hosts = rollout(list(fleet.hosts), size, release, fleet, log)
+    log("fleet: %s live on %s" % (release, ", ".join(sorted(hosts))))
+    return {"hosts": hosts, "history": fleet.history or []}

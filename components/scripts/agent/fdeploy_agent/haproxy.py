@@ -1,0 +1,200 @@
+"""The balancer's verbs (components/load-balancer.ts, fleet.py): HAProxy from Debian, configured from
+data (haproxy_config.py), validated with `haproxy -c` before a graceful reload, and each app host
+drained and put back through the runtime API socket.
+  lb-configure  APP, SERVER_NAME, HEALTH_PATH, HOSTS: this app's fragment, then haproxy.cfg for all apps
+  lb-drain      APP, HOST (an address of HOSTS), WAIT: no new requests to HOST; waits for in-flight ones
+  lb-ready      APP, HOST, WAIT_UP (seconds, 0: none): HOST takes requests again; waits until its check passes
+  lb-status     APP: each host's state as HAProxy sees it
+  lb-delete     APP (the step's delete): this app's part goes; the others' stay, or haproxy stops with none left"""
+import json
+import os
+import socket
+from typing import Any, Callable, Dict, List, Optional
+
+from . import apt
+from .errors import AgentError
+from .fsutil import own_dir, read_regular, write_atomic
+from .haproxy_config import NAME, SOCKET, backend, check_fragment, render, server_name
+from .host import Host
+
+Log = Callable[[str], None]
+Api = Callable[[str], str]
+FRAGMENTS = "/etc/fdeploy/haproxy"
+CONFIG = "/etc/haproxy/haproxy.cfg"
+
+
+def runtime_api(command: str, path: str = SOCKET) -> str:
+    """One command on HAProxy's runtime API socket; its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        try:
+            s.connect(path)
+        except OSError as e:
+            raise AgentError("cannot reach HAProxy's runtime API at %s (%s): is haproxy running? (systemctl status haproxy)" % (path, e))
+        s.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return b"".join(chunks).decode(errors="replace")
+            chunks.append(b)
+
+
+def fragments(host: Host) -> List[Dict[str, Any]]:
+    folder = host.path(FRAGMENTS)
+    out = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        data = read_regular(os.path.join(folder, name)) if name.endswith(".json") else None
+        if data is not None:
+            out.append(json.loads(data))
+    return out
+
+
+def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    frag = check_fragment(params)   # bad input: refused before anything changes
+    apt.install_missing(host, "haproxy", ["haproxy"], log)
+    own_dir(host.path("/etc/fdeploy"), 0o755)
+    own_dir(host.path(FRAGMENTS), 0o700)
+    path = host.path("%s/%s.json" % (FRAGMENTS, frag["APP"]))
+    old = read_regular(path)
+    write_atomic(path, json.dumps(frag, sort_keys=True).encode(), 0o600)
+    changed = apply(host, log, restore=lambda: write_atomic(path, old, 0o600) if old is not None else os.unlink(path))
+    if changed:
+        log("haproxy: %s serves %s" % (backend(frag["APP"]), ", ".join(frag["HOSTS"])))
+    return {"changed": changed}
+
+
+def apply(host: Host, log: Log, restore: Callable[[], object]) -> bool:
+    """haproxy.cfg for every app's part, checked with `haproxy -c` first (refused: RESTORE puts the part
+    back, the running balancer is unchanged), then a graceful reload; False when it was in force already."""
+    text = render(fragments(host)).encode()
+    if read_regular(host.path(CONFIG)) == text:
+        host.systemctl("enable", "--now", "haproxy")
+        return False
+    candidate = host.path(CONFIG + ".fdeploy-new")
+    write_atomic(candidate, text, 0o644)
+    r = host.run(["haproxy", "-c", "-q", "-f", candidate], merge_output=True)
+    if r.returncode != 0:
+        os.unlink(candidate)
+        restore()
+        raise AgentError("the rendered haproxy.cfg fails `haproxy -c` (the running balancer is unchanged): %s" % (r.stdout or "").strip()[-600:])
+    os.rename(candidate, host.path(CONFIG))
+    host.systemctl("enable", "haproxy")
+    # reload: the master starts new workers with the new config; the old ones finish their connections
+    host.systemctl("reload-or-restart", "haproxy")
+    return True
+
+
+def lb_delete(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    app = _target(params)
+    path = host.path("%s/%s.json" % (FRAGMENTS, app))
+    old = read_regular(path)
+    if old is None:
+        return {"changed": False}
+    os.unlink(path)
+    if not fragments(host):
+        log("haproxy: no app left on this balancer: stopped")
+        host.systemctl("disable", "--now", "haproxy")
+        return {"changed": True}
+    apply(host, log, restore=lambda: write_atomic(path, old, 0o600))
+    log("haproxy: %s removed" % backend(app))
+    return {"changed": True}
+
+
+def _target(params: Dict[str, Any]) -> str:
+    """backend/server of params APP and HOST (HOSTS' order, from the app's fragment)."""
+    app = str(params.get("APP", ""))
+    if not NAME.fullmatch(app):
+        raise AgentError("bad app name %r" % app)
+    return app
+
+
+def server_of(host: Host, app: str, address: str) -> str:
+    for f in fragments(host):
+        if f.get("APP") == app and address in f.get("HOSTS", []):
+            return "%s/%s" % (backend(app), server_name(f["HOSTS"].index(address)))
+    raise AgentError("flask-deploy:servers: the balancer has no host %s for %s (the deploy's lb-configure step adds it)" % (address, app))
+
+
+def stats(api: Api, app: str) -> Dict[str, Dict[str, str]]:
+    """server name -> its `show stat` fields, for APP's backend."""
+    lines = api("show stat").splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise AgentError("unexpected answer from HAProxy's runtime API at /run/haproxy/admin.sock: %r" % lines[:1])
+    head = lines[0][2:].split(",")
+    out = {}
+    for line in lines[1:]:
+        row = dict(zip(head, line.split(",")))
+        if row.get("pxname") == backend(app) and row.get("svname") not in ("BACKEND", "FRONTEND"):
+            out[row["svname"]] = row
+    return out
+
+
+def _set_state(api: Api, target: str, state: str) -> None:
+    answer = api("set server %s state %s" % (target, state)).strip()
+    if answer:
+        raise AgentError("haproxy's runtime API (/run/haproxy/admin.sock) refused `set server %s state %s`: %s" % (target, state, answer))
+
+
+def _seconds(params: Dict[str, Any], what: str) -> int:
+    v = str(params.get(what, "0"))
+    if not v.isdigit() or int(v) > 3600:
+        raise AgentError("bad %s %r" % (what, v))
+    return int(v)
+
+
+def lb_drain(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[Api] = None) -> Dict[str, Any]:
+    api = api or runtime_api
+    app = _target(params)
+    target = server_of(host, app, str(params.get("HOST", "")))
+    wait = _seconds(params, "WAIT")
+    was = stats(api, app).get(target.split("/")[1], {}).get("status", "")
+    _set_state(api, target, "drain")
+    deadline = host.clock() + wait
+    while True:
+        cur = int(stats(api, app).get(target.split("/")[1], {}).get("scur") or 0)
+        if cur == 0 or host.clock() >= deadline:
+            break
+        host.sleep(0.2)
+    log("haproxy: %s drained (%s in flight left; it was %s)" % (target, cur, was or "unknown"))
+    return {"was": was, "inFlight": cur}
+
+
+def probe(host: Host, frag: Dict[str, Any], address: str) -> "tuple[str, str]":
+    """GET the app's health path on ADDRESS through its nginx, as the balancer's check does: (HTTP code, body)."""
+    header = frag["SERVER_NAME"].split()[0]
+    header = "localhost" if header == "_" else header.replace("*.", "www.", 1)
+    r = host.run(["curl", "-sS", "-w", "\n%{http_code}", "--max-time", "5", "-H", "Host: " + header,
+                  "http://%s%s" % (address, frag["HEALTH_PATH"])], merge_output=True)
+    body, _, code = (r.stdout or "").rstrip("\n").rpartition("\n")
+    return code.strip(), body[-300:]
+
+
+def lb_ready(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[Api] = None) -> Dict[str, Any]:
+    """WAIT_UP > 0: HOST's health path must answer 2xx through its nginx (from here) within WAIT_UP s first;
+    else the host stays drained and the step fails naming it."""
+    api = api or runtime_api
+    app = _target(params)
+    address = str(params.get("HOST", ""))
+    target = server_of(host, app, address)
+    wait = _seconds(params, "WAIT_UP")
+    if wait:
+        frag = next(f for f in fragments(host) if f.get("APP") == app)
+        deadline = host.clock() + wait
+        code, body = probe(host, frag, address)
+        while not code.startswith("2"):
+            if host.clock() >= deadline:
+                raise AgentError("host %s failed its health check through its nginx (flask-deploy:healthPath) within %ss: %s\n%s" % (
+                    address, wait, "HTTP " + code if code and code != "000" else "no answer", body.strip()))
+            host.sleep(0.5)
+            code, body = probe(host, frag, address)
+    _set_state(api, target, "ready")
+    status = stats(api, app).get(target.split("/")[1], {}).get("status", "")
+    log("haproxy: %s ready (%s)" % (target, status))
+    return {"status": status}
+
+
+def lb_status(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[Api] = None) -> Dict[str, Any]:
+    app = _target(params)
+    rows = stats(api or runtime_api, app)
+    return {"servers": {k: {"status": v.get("status", ""), "scur": v.get("scur", "")} for k, v in sorted(rows.items())}}

@@ -1,0 +1,93 @@
+"""The balancer's haproxy.cfg, rendered from data: one JSON fragment per app the balancer serves
+(/etc/fdeploy/haproxy/<app>.json, written by `lb-configure`), one frontend on :80 that routes by the
+Host header (an app with serverName `_` is the default), one backend per app with an HTTP health check
+per host through its nginx. Nothing the stack sets is spliced in unchecked: every value is validated."""
+import re
+from typing import Any, Dict, List
+
+from .errors import AgentError
+
+SOCKET = "/run/haproxy/admin.sock"
+HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
+NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
+PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+
+
+def backend(app: str) -> str:
+    return "app_" + app.replace("-", "_")
+
+
+def server_name(i: int) -> str:
+    """Host i's name in its backend (h1, h2 …: the order of `servers`)."""
+    return "h%d" % (i + 1)
+
+
+def check_fragment(frag: Dict[str, Any]) -> Dict[str, Any]:
+    """FRAG as lb-configure takes it: APP, SERVER_NAME (`_` or names), HEALTH_PATH, HOSTS [address…] (or "a,b")."""
+    app = str(frag.get("APP", ""))
+    if not NAME.fullmatch(app):
+        raise AgentError("bad app name %r" % app)
+    path = str(frag.get("HEALTH_PATH", ""))
+    if not PATH.fullmatch(path):
+        raise AgentError("bad health path %r (flask-deploy:healthPath: e.g. /health)" % path)
+    names = str(frag.get("SERVER_NAME", "_")).split(" ")
+    if names != ["_"] and not all(HOST.fullmatch(n.replace("*.", "", 1)) for n in names):
+        raise AgentError("bad server name %r (flask-deploy:serverName)" % frag.get("SERVER_NAME"))
+    hosts = frag.get("HOSTS")
+    hosts = hosts.split(",") if isinstance(hosts, str) else hosts   # the step sends "a,b"; fragments hold the list
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and HOST.fullmatch(h) for h in hosts):
+        raise AgentError("bad hosts %r (flask-deploy:servers[].host: host names or IPv4 addresses)" % hosts)
+    return {"APP": app, "HEALTH_PATH": path, "SERVER_NAME": " ".join(names), "HOSTS": list(hosts)}
+
+
+def render(fragments: List[Dict[str, Any]]) -> str:
+    """haproxy.cfg for FRAGMENTS (checked, sorted by app: the same inputs give the same bytes)."""
+    apps = sorted((check_fragment(f) for f in fragments), key=lambda f: f["APP"])
+    out = [
+        "# written by flask-deploy (lb-configure): edits are replaced on the next deploy",
+        "global",
+        "    log /dev/log local0",
+        "    stats socket %s mode 660 level admin" % SOCKET,
+        "    stats timeout 30s",
+        "    user haproxy",
+        "    group haproxy",
+        "    daemon",
+        "",
+        "defaults",
+        "    log global",
+        "    mode http",
+        "    option httplog",
+        "    option dontlognull",
+        "    timeout connect 5s",
+        "    timeout client 60s",
+        "    timeout server 60s",
+        "    timeout http-request 10s",
+        "    option redispatch",
+        "    retries 2",
+        "",
+        "frontend fdeploy",
+        "    bind :80",
+        "    option forwardfor",
+    ]
+    default = next((f for f in apps if f["SERVER_NAME"] == "_"), apps[0] if apps else None)
+    for f in apps:
+        if f is not default:
+            for n in f["SERVER_NAME"].split():
+                cond = "hdr_end(host) -i %s" % n[1:] if n.startswith("*.") else "hdr(host) -i %s" % n
+                out.append("    use_backend %s if { %s }" % (backend(f["APP"]), cond))
+    if default:
+        out.append("    default_backend %s" % backend(default["APP"]))
+    for f in apps:
+        header = f["SERVER_NAME"].split()[0]
+        header = "localhost" if header == "_" else header.replace("*.", "www.", 1)
+        out += [
+            "",
+            "backend %s" % backend(f["APP"]),
+            "    balance roundrobin",
+            "    option httpchk",
+            "    http-check send meth GET uri %s ver HTTP/1.1 hdr Host %s" % (f["HEALTH_PATH"], header),
+            "    http-check expect status 200",
+            "    default-server check inter 1s fall 2 rise 2",
+        ]
+        out += ["    server %s %s:80" % (server_name(i), h) for i, h in enumerate(f["HOSTS"])]
+    return "\n".join(out) + "\n"

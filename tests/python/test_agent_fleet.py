@@ -1,0 +1,152 @@
+"""The fleet switch's decisions (agent fleet.py): hosts switch in sorted order, batch by batch; a host
+that fails stops the rollout and every host that had switched goes back to its previous release.
+The hosts are fakes that record what happened to them."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "agent"))
+
+from fdeploy_agent import fleet  # noqa: E402
+from fdeploy_agent.errors import AgentError  # noqa: E402
+from fdeploy_agent.host import Host  # noqa: E402
+
+OLD, NEW = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
+
+
+class FakeFleet:
+    def __init__(self, live, fail_switch=(), fail_ready=()):
+        self.live, self.fail_switch, self.fail_ready = dict(live), set(fail_switch), set(fail_ready)
+        self.events = []
+
+    def previous(self, h):
+        return self.live.get(h)
+
+    def drain(self, h):
+        self.events.append(("drain", h))
+
+    def switch(self, h):
+        self.events.append(("switch", h))
+        if h in self.fail_switch:   # activate's own fallback: the host keeps what it ran
+            raise fleet.HostFailed("the switch (activate) on %s failed: health check" % h)
+        self.live[h] = NEW
+
+    def ready(self, h, check):
+        self.events.append(("ready", h, check))
+        if check and h in self.fail_ready and self.live[h] == NEW:
+            raise fleet.HostFailed("host %s failed its health check through its nginx" % h)
+
+    def back(self, h, release):
+        self.events.append(("back", h, release))
+        self.live[h] = release
+
+
+HOSTS = ["10.0.0.3", "10.0.0.1", "10.0.0.2"]
+
+
+def test_every_host_switches_in_sorted_order_one_at_a_time():
+    f = FakeFleet({h: OLD for h in HOSTS})
+    assert fleet.rollout(HOSTS, 1, NEW, f, lambda s: None) == {h: NEW for h in HOSTS}
+    assert f.events == [e for h in sorted(HOSTS) for e in (("drain", h), ("switch", h), ("ready", h, True))]
+
+
+def test_host_2_fails_its_switch_host_1_goes_back_host_3_never_switched():
+    f = FakeFleet({h: OLD for h in HOSTS}, fail_switch={"10.0.0.2"})
+    logs = []
+    with pytest.raises(fleet.HostFailed) as e:
+        fleet.rollout(HOSTS, 1, NEW, f, logs.append)
+    assert f.live == {h: OLD for h in HOSTS}
+    assert ("back", "10.0.0.1", OLD) in f.events
+    assert ("switch", "10.0.0.3") not in f.events and ("drain", "10.0.0.3") not in f.events
+    assert ("ready", "10.0.0.2", False) in f.events   # the failed host serves its old release again
+    msg = str(e.value)
+    assert "stopped at host 10.0.0.2" in msg and "went back to their previous release: 10.0.0.1" in msg
+    assert "never switched: 10.0.0.3" in msg
+
+
+def test_a_host_that_fails_its_check_through_nginx_goes_back_too():
+    f = FakeFleet({h: OLD for h in HOSTS}, fail_ready={"10.0.0.2"})
+    with pytest.raises(fleet.HostFailed, match="stopped at host 10.0.0.2"):
+        fleet.rollout(HOSTS, 1, NEW, f, lambda s: None)
+    assert f.live == {h: OLD for h in HOSTS}
+    assert [e for e in f.events if e[0] == "back"] == [("back", "10.0.0.2", OLD), ("back", "10.0.0.1", OLD)]
+
+
+def test_batches_drain_switch_and_check_their_hosts_together():
+    f = FakeFleet({h: OLD for h in HOSTS})
+    fleet.rollout(HOSTS, 2, NEW, f, lambda s: None)
+    phases = [sorted(e[:2] for e in f.events[i:i + 2]) for i in (0, 2, 4)]
+    assert phases == [[("drain", "10.0.0.1"), ("drain", "10.0.0.2")], [("switch", "10.0.0.1"), ("switch", "10.0.0.2")],
+                      [("ready", "10.0.0.1"), ("ready", "10.0.0.2")]]
+    assert [e[:2] for e in f.events[6:]] == [("drain", "10.0.0.3"), ("switch", "10.0.0.3"), ("ready", "10.0.0.3")]
+
+
+def test_a_batch_with_a_failed_host_sends_its_switched_partner_and_earlier_batches_back():
+    f = FakeFleet({h: OLD for h in HOSTS + ["10.0.0.4"]}, fail_switch={"10.0.0.4"})
+    with pytest.raises(fleet.HostFailed, match="stopped at host 10.0.0.4") as e:
+        fleet.rollout(HOSTS + ["10.0.0.4"], 2, NEW, f, lambda s: None)
+    assert f.live == {h: OLD for h in HOSTS + ["10.0.0.4"]}
+    assert "went back to their previous release: 10.0.0.1, 10.0.0.2, 10.0.0.3" in str(e.value)
+
+
+def test_switches_of_a_batch_run_at_once():
+    import threading
+    barrier = threading.Barrier(3, timeout=5)   # each switch waits for the other two: only concurrent ones pass
+
+    class Together(FakeFleet):
+        def switch(self, h):
+            barrier.wait()
+            super().switch(h)
+
+    f = Together({h: OLD for h in HOSTS})
+    assert fleet.rollout(HOSTS, 3, NEW, f, lambda s: None) == {h: NEW for h in HOSTS}
+
+
+def test_a_host_already_on_the_release_is_not_switched_again():
+    f = FakeFleet({"10.0.0.1": NEW, "10.0.0.2": OLD})
+    fleet.rollout(["10.0.0.1", "10.0.0.2"], 1, NEW, f, lambda s: None)
+    assert ("switch", "10.0.0.1") not in f.events and ("switch", "10.0.0.2") in f.events
+
+
+def test_a_new_host_has_nothing_to_go_back_to():
+    f = FakeFleet({"10.0.0.1": None, "10.0.0.2": None}, fail_switch={"10.0.0.2"})
+    with pytest.raises(fleet.HostFailed, match="went back to their previous release: none"):
+        fleet.rollout(["10.0.0.1", "10.0.0.2"], 1, NEW, f, lambda s: None)
+    assert not [e for e in f.events if e[0] == "back"]
+    assert ("ready", "10.0.0.1", False) in f.events   # no site before its first switch: activate's own check counts
+
+
+def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
+    ran = []
+
+    def run(argv, merge_output=False, input=None):
+        ran.append((argv, input))
+        cmd = argv[-1]
+        if cmd.endswith("state-read"):
+            return subprocess.CompletedProcess(argv, 0, json.dumps({"release": OLD, "ok": True}) + "\n", "")
+        if "activate" in cmd and json.loads(input)["RELEASE_ID"] == NEW and argv[-2] == "root@10.0.0.2":
+            return subprocess.CompletedProcess(argv, 1, json.dumps({"ok": False, "error": "unhealthy"}) + "\n", "error: unhealthy\n")
+        return subprocess.CompletedProcess(argv, 0, "{\"ok\": true}\n", "")
+
+    ssh = {"port": 22, "user": "root", "hostKey": "ssh-ed25519 AAAAkey"}
+    params = {
+        "APP": "shop", "RELEASE_ID": NEW, "BATCH_SIZE": 1, "HEALTH_TIMEOUT": 5, "DRAIN_SECONDS": 3,
+        "HOSTS": [{"address": a, "ssh": dict(ssh, host=a), "read": "python3 agent state-read", "activate": "python3 agent activate",
+                   "params": json.dumps({"APP": "shop", "RELEASE_ID": NEW})} for a in ("10.0.0.1", "10.0.0.2")],
+        "BALANCER": {"ssh": dict(ssh, host="10.0.0.9"), "lb-drain": "python3 agent lb-drain", "lb-ready": "python3 agent lb-ready"},
+    }
+    with pytest.raises(AgentError, match="stopped at host 10.0.0.2.*unhealthy"):
+        fleet.fleet_rollout(Host(root=str(tmp_path), run=run), params, lambda s: None, 0)
+    backs = [json.loads(i) for a, i in ran if a[-1].endswith("activate") and json.loads(i)["RELEASE_ID"] == OLD]
+    assert backs == [{"APP": "shop", "RELEASE_ID": OLD, "ROLLBACK": 1}]
+    assert all("StrictHostKeyChecking=yes" in a for a, _ in ran)
+    drains = [json.loads(i) for a, i in ran if a[-1].endswith("lb-drain")]
+    assert drains == [{"APP": "shop", "HOST": "10.0.0.1", "WAIT": 3}, {"APP": "shop", "HOST": "10.0.0.2", "WAIT": 3}]
+
+
+def test_bad_batch_size_is_refused_naming_the_setting(tmp_path):
+    with pytest.raises(AgentError, match="rollout.batchSize"):
+        fleet.fleet_rollout(Host(root=str(tmp_path)), {"RELEASE_ID": NEW, "BATCH_SIZE": 0, "HOSTS": []}, lambda s: None, 0)

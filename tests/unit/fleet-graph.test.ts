@@ -1,0 +1,110 @@
+// A FlaskApp on two servers behind a balancer, under Pulumi mocks: every host gets the whole app tier
+// (names of the second end in -h2), migrations run on the first only, one FleetSwitch waits for every
+// host's staging and drives the switch, and each host's site and state come after it. A one-server app
+// in the same program has none of it.
+import * as assert from "assert";
+import * as pulumi from "@pulumi/pulumi";
+import { parseConfig } from "../../components/config";
+import { FlaskApp } from "../../components";
+import { HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
+
+interface Registered { type: string; name: string; deps: string[]; inputs: any }
+
+describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function () {
+  this.timeout(60000);
+  const registered = new Map<string, Registered>();
+  let fleetApp: FlaskApp, single: FlaskApp;
+  const settle = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
+  const srv = (host: string) => ({ host, privateKeyPath: tempKeyFile(), hostKey: HOST_KEY });
+
+  before(async () => {
+    const raw = rawConfig({ migrationsDir: "migrations" });
+    pulumi.runtime.setAllConfig(raw.values, raw.secretKeys);
+    await pulumi.runtime.setMocks({
+      newResource: (args) => ({
+        id: `${args.name}-id`,
+        state: { running: true, ...args.inputs, stderr: "",
+          stdout: args.type === "command:local:Command" ? JSON.stringify({ ok: true, hosts: { "10.0.0.1": "abc", "10.0.0.2": "abc" }, history: [] }) : `${args.name} ok\nschema_version=2` },
+      }),
+      call: (args) => args.inputs,
+    }, "flask-deploy", "unit-fleet", false);
+    const monitor: any = (pulumi.runtime as any).getMonitor();
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: any, cb: any) => {
+      registered.set(req.getName(), {
+        type: req.getType(), name: req.getName(), inputs: req.getObject()?.toJavaScript(),
+        deps: req.getDependenciesList().map((d: string) => d.split("::").pop()!),
+      });
+      return register(req, cb);
+    };
+    const fleetCfg = parseConfig(rawConfig({
+      server: undefined, servers: [srv("10.0.0.1"), srv("10.0.0.2")], loadBalancer: srv("10.0.0.9"), appName: "shop",
+      migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/shop" },
+    }), PROJECT_DIR);
+    fleetApp = new FlaskApp("fl", { ...fleetCfg, projectDir: PROJECT_DIR });
+    single = new FlaskApp("one", { ...parseConfig(rawConfig({ appName: "solo", migrationsDir: "migrations" }), PROJECT_DIR), projectDir: PROJECT_DIR });
+    await settle(fleetApp.url);
+    await settle(single.url);
+    await new Promise((r) => setTimeout(r, 500));
+  });
+
+  const names = (prefix: string) => [...registered.keys()].filter((k) => k.startsWith(prefix));
+  const deps = (name: string) => {
+    const r = registered.get(name);
+    assert.ok(r, `no resource ${name}; have ${[...registered.keys()].join(", ")}`);
+    return r!.deps;
+  };
+
+  it("every server gets the app tier; the second's names end in -h2; migrations on the first only", () => {
+    for (const [first, second] of [["fl-identity", "fl-identity-h2"], ["fl-release-install", "fl-release-h2-install"], ["fl-env-file", "fl-env-h2-file"],
+      ["fl-gunicorn-unit", "fl-gunicorn-h2-unit"], ["fl-preflight-check", "fl-preflight-h2-check"], ["fl-server-state", "fl-server-state-h2"]]) {
+      assert.ok(registered.has(first), first);
+      assert.ok(registered.has(second), second);
+    }
+    assert.ok(registered.has("fl-migrations-apply"));
+    assert.ok(!names("fl-migrations").some((k) => k.includes("-h2")), "migrations on the first host only");
+    assert.ok(!names("fl-").some((k) => k.includes("activation")), "no per-host Activation in a fleet: the FleetSwitch switches");
+  });
+
+  it("one fleet switch: after both hosts' staging, the migrations and the balancer; both sites after it", () => {
+    const rollout = deps("fl-fleet-rollout");
+    for (const d of ["fl-preflight-check", "fl-preflight-h2-check", "fl-migrations-apply", "fl-balancer-configure", "fl-env-h2-file"]) {
+      assert.ok(rollout.includes(d), `fl-fleet-rollout waits for ${d}: ${rollout.join(", ")}`);
+    }
+    const nginx = names("fl-nginx").filter((k) => registered.get(k)!.type === "command:remote:Command");
+    assert.strictEqual(nginx.length, 2);
+    for (const k of nginx) assert.ok(deps(k).includes("fl-fleet-rollout"), `${k} after the fleet switch`);
+  });
+
+  it("the rollout's parameters: each host's activate line and its pinned key, the balancer's drain/ready; no secret", () => {
+    const r = registered.get("fl-fleet-rollout")!;
+    assert.strictEqual(r.type, "command:local:Command");
+    assert.match(r.inputs.create, /^python3 -I -B agent fleet-rollout$/);
+    const stdin = JSON.parse(r.inputs.stdin);
+    assert.deepStrictEqual(stdin.HOSTS.map((h: any) => h.address), ["10.0.0.1", "10.0.0.2"]);
+    assert.match(stdin.HOSTS[1].activate, /supervise \d+ activation-h2-switch timeouts\.default .* activate$/);
+    assert.strictEqual(stdin.HOSTS[0].ssh.hostKey, HOST_KEY);
+    assert.match(stdin.BALANCER["lb-drain"], /lb-drain$/);
+    assert.deepStrictEqual([stdin.BATCH_SIZE, stdin.DRAIN_SECONDS], [1, 30]);
+    assert.ok(!r.inputs.stdin.includes("postgresql://"), "the app's secrets never reach the rollout");
+  });
+
+  it("the balancer's configure step lists the hosts; the fleet's outputs name every host", async () => {
+    const lb = JSON.parse(registered.get("fl-balancer-configure")!.inputs.stdin);
+    assert.strictEqual(lb.HOSTS, "10.0.0.1,10.0.0.2");
+    assert.strictEqual(await settle(fleetApp.server), "root@10.0.0.1:22, root@10.0.0.2:22");
+    assert.deepStrictEqual(await settle(fleetApp.hosts!), { "10.0.0.1": "abc", "10.0.0.2": "abc" });
+  });
+
+  it("the first host keeps a one-server app's resource names (server -> servers[0] upgrades in place), its Activation aside", () => {
+    const steps = (prefix: string) => names(prefix).map((k) => k.slice(prefix.length)).sort();
+    const firstHost = steps("fl-").filter((k) => !/-h2(-|$)|^fleet|^balancer/.test(k));
+    assert.deepStrictEqual(firstHost, steps("one-").filter((k) => !k.startsWith("activation")));
+  });
+
+  it("a one-server app: its Activation, no fleet switch, no balancer, no -h2 names, no hosts output", () => {
+    assert.ok(registered.has("one-activation-switch"));
+    assert.ok(!names("one-").some((k) => /fleet|balancer|-h2/.test(k)));
+    assert.strictEqual(single.hosts, undefined);
+  });
+});
