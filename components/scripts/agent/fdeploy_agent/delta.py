@@ -40,9 +40,9 @@ def check_manifest(value: Any) -> Dict[str, str]:
     for p, h in value.items():
         parts = p.split("/") if isinstance(p, str) else []
         if not parts or any(x in ("", ".", "..") for x in parts) or "\0" in p or p in SKIP or p == DELTA_FILE:
-            raise AgentError("bad path %r in the release's manifest" % (p,))
+            raise AgentError("MANIFEST must be {relative path: sha256} (not %r)" % (p,))
         if not isinstance(h, str) or not re.fullmatch(r"[0-9a-f]{64}", h):
-            raise AgentError("bad content hash for %r in the release's manifest" % (p,))
+            raise AgentError("MANIFEST must be {relative path: sha256 in hex} (not %r for %r)" % (h, p))
     return value
 
 
@@ -174,9 +174,9 @@ def assemble(host: Host, app: apps.App, rid: str, upload: str, dest: str) -> Dic
                 os.link(os.path.join(base_dir, by_hash[manifest[p]]), target, follow_symlinks=False)
                 linked += 1
             else:
-                raise AgentError("release %s was uploaded as the files kept release %s lacks, and %s is gone or no longer matches"
-                                 " its content hash (%s is missing); upload it whole: pulumi up --replace the release's `-base` step"
-                                 " (pulumi stack --show-urns)" % (rid, base, base, p))
+                raise AgentError("delta base %s of release %s is gone or no longer matches its content hash: run `pulumi up --replace URN`"
+                                 " (the release's -base step)\n%s is neither uploaded nor in the base; `pulumi stack --show-urns` lists the URNs"
+                                 % (base, rid, p))
         got = release.tree_hash(tmp)
         if got != rid:
             raise AgentError("release %s assembled from kept release %s and the upload hashes to %s; nothing installed, run pulumi up again"
