@@ -99,6 +99,7 @@ export const DELTA_FILE = ".fdeploy-delta.json";
  * (hard links to FULL's: nothing is copied). Its name is a hash of what it holds, so the same
  * plan always gives the same folder (a second up changes nothing). */
 export function uploadFolder(full: string, manifest: Manifest, plan: BasePlan): { source: string; bytes: number; files: number } {
+  // bytes: what the folder holds (the files sent, and the delta's manifest)
   const bytesOf = (rels: string[]) => rels.reduce((n, f) => n + fs.statSync(path.join(full, f)).size, 0);
   if (!plan.base || plan.installed) {
     const all = Object.keys(manifest);
@@ -126,7 +127,7 @@ export function uploadFolder(full: string, manifest: Manifest, plan: BasePlan): 
   }
   const now = new Date();
   fs.utimesSync(dir, now, now);
-  return { source: `${dir}/`, bytes: bytesOf(need), files: need.length };
+  return { source: `${dir}/`, bytes: bytesOf(need) + Buffer.byteLength(meta) + 1, files: need.length };
 }
 
 /** A short hash of a manifest (the Release's output; the manifest itself is release-base's input). */

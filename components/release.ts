@@ -61,7 +61,7 @@ export class Release extends pulumi.ComponentResource {
       const upload = agentResult(base.stdout).apply((plan) => {
         const u = uploadFolder(files.source, files.manifest, plan as BasePlan);
         if (!(plan as BasePlan).installed) {
-          pulumi.log.info(`release ${files.hash}: uploading ${u.files} of ${files.files.length} files, ${u.bytes} bytes` +
+          pulumi.log.info(`release ${files.hash}: its upload holds ${u.files} of ${files.files.length} files, ${u.bytes} bytes` +
             ((plan as BasePlan).base ? ` (the rest from kept release ${(plan as BasePlan).base})` : " (no kept release to build on)"), this);
         }
         return u;

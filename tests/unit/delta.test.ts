@@ -82,7 +82,7 @@ describe("delta uploads (local side)", () => {
     const sent = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
       e.isDirectory() ? sent(path.join(dir, e.name)).map((f) => `${e.name}/${f}`) : [e.name]).sort();
     assert.deepStrictEqual(sent(up.source), [DELTA_FILE, "static/new.css", "wsgi.py"]);
-    assert.strictEqual(up.bytes, "app = 2\n".length + "new{}\n".length);
+    assert.strictEqual(up.bytes, "app = 2\n".length + "new{}\n".length + fs.statSync(path.join(up.source, DELTA_FILE)).size);
     assert.ok(up.bytes * 100 < fs.statSync(path.join(src, "static/big.bin")).size, "much smaller than the app");
     const meta = JSON.parse(fs.readFileSync(path.join(up.source, DELTA_FILE), "utf8"));
     assert.deepStrictEqual(meta, { base: a.hash, manifest: b.manifest });
