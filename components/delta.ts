@@ -92,6 +92,16 @@ export function scanFolder(dir: string, files: string[], cache?: string): Scan {
 /** What the agent's release-base answered (its stdout's last line). */
 export interface BasePlan { base?: string; need?: string[]; installed?: boolean }
 
+/** release-base's answer from its stdout (one JSON line, the last); {} when there is none. */
+export function basePlan(stdout: string): BasePlan {
+  try {
+    const r = JSON.parse(stdout.trim().split("\n").pop() ?? "");
+    return r && typeof r === "object" ? r : {};
+  } catch {
+    return {};
+  }
+}
+
 export const DELTA_FILE = ".fdeploy-delta.json";
 
 /** Which folder uploads the release: the full staged copy (FULL, ending in '/'), or, when the

@@ -8,8 +8,8 @@ import * as command from "@pulumi/command";
 import { folderUpload, stageFolder, StagedFolder } from "./upload";
 import { Connection } from "./connection";
 import { describeShipping } from "./ship-rules";
-import { AGENT, agentResult, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
-import { BasePlan, manifestHash, uploadFolder } from "./delta";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { basePlan, manifestHash, uploadFolder } from "./delta";
 
 export interface ReleaseArgs {
   connection: Connection;
@@ -58,14 +58,19 @@ export class Release extends pulumi.ComponentResource {
         triggers: [files.hash],
         after: args.after,
       }, this);
-      const upload = agentResult(base.stdout).apply((plan) => {
-        const u = uploadFolder(files.source, files.manifest, plan as BasePlan);
-        if (!(plan as BasePlan).installed) {
+      // a preview of a new release cannot know the answer yet, but the plugin refuses an unknown source:
+      // the whole staged folder stands in there (apply's second argument runs it with the unknown)
+      const runWithUnknowns = (base.stdout as any).apply.bind(base.stdout) as
+        (f: (s: unknown) => ReturnType<typeof uploadFolder>, unknowns: boolean) => pulumi.Output<ReturnType<typeof uploadFolder>>;
+      const upload = runWithUnknowns((stdout) => {
+        const plan = typeof stdout === "string" ? basePlan(stdout) : {};
+        const u = uploadFolder(files.source, files.manifest, plan);
+        if (typeof stdout === "string" && !plan.installed) {
           pulumi.log.info(`release ${files.hash}: its upload holds ${u.files} of ${files.files.length} files, ${u.bytes} bytes` +
-            ((plan as BasePlan).base ? ` (the rest from kept release ${(plan as BasePlan).base})` : " (no kept release to build on)"), this);
+            (plan.base ? ` (the rest from kept release ${plan.base})` : " (no kept release to build on)"), this);
         }
         return u;
-      });
+      }, true);
       this.uploadSource = upload.source;
       this.uploadBytes = upload.bytes;
       after = [folderUpload(`${name}-upload`, {

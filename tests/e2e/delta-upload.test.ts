@@ -70,6 +70,10 @@ describe("delta uploads: only what changed is sent, the server assembles and ver
     app.edit("notes/templates/index.html", (s) => s.replace("</body>", "<p>delta two</p></body>"));
     fs.writeFileSync(path.join(app.dir, "static", "new.css"), "p{color:red}\n");
     fs.rmSync(path.join(app.dir, "static", "old.txt"));
+    // the preview cannot know what the server lacks: the whole folder stands in for the upload's source
+    const p = stack.preview();
+    assert.strictEqual(p.status, 0, p.output);
+    assert.match(p.output, /\+-\s+command:remote:Command\s+app-release-base\s+replace/);
     const { r, sent } = up("one-line change + 1 added + 1 removed: delta");
     assert.ok(sent, r.output);
     assert.strictEqual(sent!.base, first);
