@@ -9,6 +9,7 @@ import { folderUpload, stageFolder, StagedFolder } from "./upload";
 import { Connection } from "./connection";
 import { describeShipping } from "./ship-rules";
 import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { basePlan, manifestHash, uploadFolder } from "./delta";
 
 export interface ReleaseArgs {
   connection: Connection;
@@ -33,6 +34,9 @@ export class Release extends pulumi.ComponentResource {
   public readonly installed: command.remote.Command;
   /** appDir's files as staged for the upload (runtime docker: the image's build context). */
   public readonly staged: StagedFolder;
+  /** The folder the upload sends (the staged copy, or only the files the server lacks) and its bytes; unset when pinned. */
+  public readonly uploadSource?: pulumi.Output<string>;
+  public readonly uploadBytes?: pulumi.Output<number>;
 
   constructor(name: string, args: ReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:Release", name, {}, opts);
@@ -41,9 +45,38 @@ export class Release extends pulumi.ComponentResource {
     if (!args.pinned) pulumi.log.info(describeShipping("appDir", files), this);
     this.appDirRelease = files.hash;
     this.releaseId = args.pinned ?? files.hash;
-    const after = args.pinned ? args.after : [folderUpload(`${name}-upload`, {
-      connection: args.connection, staged: files, remotePath: `.fdeploy/${args.appName}/uploads/${files.hash}`,
-    }, { parent: this, dependsOn: args.after })];
+    let after = args.after;
+    if (!args.pinned) {
+      // the server names the kept release it can build on and the files it lacks (agent release-base);
+      // the upload then carries only those (components/delta.ts)
+      const base = remoteStep(`${name}-base`, {
+        connection: args.connection,
+        bundle: args.bundle,
+        script: AGENT,
+        verb: "release-base",
+        params: scriptParams({ APP: args.appName, RELEASE_ID: files.hash, MANIFEST: JSON.stringify(files.manifest) }),
+        triggers: [files.hash],
+        after: args.after,
+      }, this);
+      // a preview of a new release cannot know the answer yet, but the plugin refuses an unknown source:
+      // the whole staged folder stands in there (apply's second argument runs it with the unknown)
+      const runWithUnknowns = (base.stdout as any).apply.bind(base.stdout) as
+        (f: (s: unknown) => ReturnType<typeof uploadFolder>, unknowns: boolean) => pulumi.Output<ReturnType<typeof uploadFolder>>;
+      const upload = runWithUnknowns((stdout) => {
+        const plan = typeof stdout === "string" ? basePlan(stdout) : {};
+        const u = uploadFolder(files.source, files.manifest, plan);
+        if (typeof stdout === "string" && !plan.installed) {
+          pulumi.log.info(`release ${files.hash}: its upload holds ${u.files} of ${files.files.length} files, ${u.bytes} bytes` +
+            (plan.base ? ` (the rest from kept release ${plan.base})` : " (no kept release to build on)"), this);
+        }
+        return u;
+      }, true);
+      this.uploadSource = upload.source;
+      this.uploadBytes = upload.bytes;
+      after = [folderUpload(`${name}-upload`, {
+        connection: args.connection, staged: files, source: upload.source, remotePath: `.fdeploy/${args.appName}/uploads/${files.hash}`,
+      }, { parent: this, dependsOn: [base] })];
+    }
     if (args.pinned && args.pinned !== files.hash) {
       pulumi.log.warn(`release pinned to ${args.pinned} by the stack's \`release\` setting (a rollback); appDir holds release ` +
         `${files.hash}, which \`npm run rollback -- --stack ${pulumi.getStack()} --forward\` (or \`pulumi config rm release\` and up) deploys`, this);
@@ -60,6 +93,6 @@ export class Release extends pulumi.ComponentResource {
       triggers: [this.releaseId],
       after,
     }, this);
-    this.registerOutputs({ releaseId: this.releaseId, appDirRelease: this.appDirRelease });
+    this.registerOutputs({ releaseId: this.releaseId, appDirRelease: this.appDirRelease, manifestHash: manifestHash(files.manifest), uploadBytes: this.uploadBytes });
   }
 }

@@ -21,6 +21,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
 import { Shipping, shippingList } from "./ship-rules";
+import { Manifest, scanFolder } from "./delta";
 
 /** Where staged copies live: beside the user's Pulumi.yaml (the program's working directory, never the
  * package's folder, which may be inside node_modules), git-ignored. */
@@ -53,20 +54,36 @@ export interface StagedFolder extends Shipping {
   hash: string;
   /** The staged copy, with a trailing slash: the plugin then copies its contents into remotePath. */
   source: string;
+  /** Each file's sha256 (components/delta.ts). */
+  manifest: Manifest;
+  /** How many files were read (the stat cache spares unchanged ones). */
+  read: number;
 }
 
-/** Copy DIR's shipped files to STAGING_ROOT/<key>/<kind>-<hash>/ (once) and mark it as used. */
+/** Copy DIR's shipped files to STAGING_ROOT/<key>/<kind>-<hash>/ (once) and mark it as used.
+ * Each file's content is copied once into <key>/objects/ (named by its sha256 and mode); a staged
+ * folder is hard links to those, so staging a change copies only the changed files. */
 export function stageFolder(dir: string, kind: string, key: string = pulumi.getStack(), root: string = STAGING_ROOT): StagedFolder {
   const shipping = shippingList(dir);
   const files = shipping.files;
-  const hash = hashFiles(dir, files);
   const stackDir = path.join(root, key);
+  const scan = scanFolder(dir, files, path.join(stackDir, `stat-${kind}.json`));
+  const hash = scan.hash;
   const staged = path.join(stackDir, `${kind}-${hash}`);
   if (!fs.existsSync(staged)) {
+    const objects = path.join(stackDir, "objects");
+    fs.mkdirSync(objects, { recursive: true });
     const tmp = `${staged}.tmp-${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
     for (const f of files) {
+      const src = path.join(dir, f);
+      const object = path.join(objects, `${scan.manifest[f]}-${(fs.statSync(src).mode & 0o777).toString(8)}`);
+      if (!fs.existsSync(object)) {
+        const part = `${object}.tmp-${process.pid}`;
+        fs.copyFileSync(src, part);
+        fs.renameSync(part, object);
+      }
       fs.mkdirSync(path.dirname(path.join(tmp, f)), { recursive: true });
-      fs.copyFileSync(path.join(dir, f), path.join(tmp, f));
+      fs.linkSync(object, path.join(tmp, f));
     }
     fs.mkdirSync(tmp, { recursive: true }); // an empty folder too
     try {
@@ -79,15 +96,26 @@ export function stageFolder(dir: string, kind: string, key: string = pulumi.getS
   const now = new Date();
   fs.utimesSync(staged, now, now);
   pruneStaging(stackDir, now.getTime());
-  return { ...shipping, hash, source: `${staged}/` };
+  return { ...shipping, hash, source: `${staged}/`, manifest: scan.manifest, read: scan.read };
 }
 
-/** Remove entries (and abandoned temporary copies) that no run has used for STALE_MS. */
+/** Remove entries (and abandoned temporary copies) that no run has used for STALE_MS, then the
+ * objects no staged folder links any more. */
 function pruneStaging(stackDir: string, now: number): void {
   for (const name of fs.readdirSync(stackDir)) {
     const p = path.join(stackDir, name);
+    if (name === "objects") continue;
     try {
       if (now - fs.statSync(p).mtimeMs > STALE_MS) fs.rmSync(p, { recursive: true, force: true });
+    } catch {
+      // removed meanwhile by a parallel run
+    }
+  }
+  const objects = path.join(stackDir, "objects");
+  for (const name of fs.existsSync(objects) ? fs.readdirSync(objects) : []) {
+    try {
+      const st = fs.statSync(path.join(objects, name));   // a link made or removed changes ctime
+      if (st.nlink === 1 && now - st.ctimeMs > 60_000) fs.rmSync(path.join(objects, name), { force: true });
     } catch {
       // removed meanwhile by a parallel run
     }
@@ -97,6 +125,8 @@ function pruneStaging(stackDir: string, now: number): void {
 export interface FolderUploadArgs {
   connection: Connection;
   staged: StagedFolder;
+  /** What is sent, when not the staged copy (a delta upload, components/delta.ts). */
+  source?: pulumi.Input<string>;
   /** The remote folder the staged files land in (relative: under the SSH user's home). */
   remotePath: string;
 }
@@ -109,7 +139,7 @@ export function folderUpload(name: string, args: FolderUploadArgs, opts: pulumi.
   const host = pulumi.interpolate`${c.user ?? "root"}@${c.host}:${c.port ?? 22} ${c.hostKey ?? ""}`;
   return new command.remote.CopyToRemote(name, {
     connection: args.connection,
-    source: new pulumi.asset.FileArchive(args.staged.source),
+    source: args.source === undefined ? new pulumi.asset.FileArchive(args.staged.source) : pulumi.output(args.source).apply((s) => new pulumi.asset.FileArchive(s)),
     remotePath: args.remotePath,
     triggers: [args.staged.hash, host],
   }, opts);

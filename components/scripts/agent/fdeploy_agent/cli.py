@@ -10,8 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import fleet, haproxy
-from . import backup, backup_ops, backup_unit, base, base_system, canary, gunicorn, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
 from .errors import AgentError
 from .host import Host
 
@@ -45,6 +44,7 @@ VERBS: Dict[str, Verb] = {
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
     "release-plan": release.release_plan,
+    "release-base": delta.release_base,
     "release-venv": release.release_venv,
     "release-mark": release.release_mark,
     "shared-create": shared_files.shared_create,

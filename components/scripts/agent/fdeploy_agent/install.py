@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from . import app as apps
-from . import lease, release, transient, venv_build
+from . import delta, lease, release, transient, venv_build
 from .base import build_user
 from .errors import AgentError
 from .fsutil import own_dir, read_regular
@@ -126,6 +126,11 @@ class Install:
 
     def copy(self, src: str) -> None:
         dest = self.host.path(self.dest)
+        if delta.is_delta(src):   # only the changed files were uploaded: the rest from a kept release
+            got = delta.assemble(self.host, self.app, self.rid, src, dest)
+            self.log("release %s assembled from kept release %s: %d files uploaded, %d linked" % (self.rid, got["base"], got["sent"], got["linked"]))
+            root_owned(dest)
+            return
         remove(dest)
         shutil.copytree(src, dest, symlinks=True)   # as cp -a: links as links, modes and times kept
         remove(os.path.join(dest, ".venv"))
