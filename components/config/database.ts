@@ -59,9 +59,10 @@ export const databaseSchema = z.unknown().transform((v, ctx): z.infer<typeof man
   }
   return r.data;
 });
-/** The role's password: at least 16 characters of one line (percent-encoded into DATABASE_URL). */
+/** The role's password: 16-200 printable ASCII characters (SCRAM's SASLprep leaves them as they are;
+ * percent-encoded into DATABASE_URL). */
 export const databasePasswordSchema = z.string()
-  .refine((p) => p.length >= 16 && p.length <= 200 && !/[\r\n\0]/.test(p), { message: "expected a password of 16-200 characters on one line, e.g. openssl rand -hex 24" });
+  .regex(/^[\x21-\x7e]{16,200}$/, "expected a password of 16-200 printable ASCII characters without spaces, e.g. openssl rand -hex 24");
 
 /** The keys of a managed `database` (an unknown key's message lists them). */
 export const DATABASE_KEYS = ["engine", "host", "name", "user", "url"];
