@@ -29,6 +29,9 @@ class Catalog:
 
     def __init__(self):
         self.roles, self.dbs, self.sql, self.reloads, self.restarts = {}, {}, [], 0, 0
+        self.settings = {"listen_addresses": "localhost", "hba_file": "/etc/postgresql/15/main/pg_hba.conf", "ssl": "on",
+                         "ssl_cert_file": "/etc/ssl/certs/ssl-cert-snakeoil.pem", "ssl_key_file": "/etc/ssl/private/ssl-cert-snakeoil.key",
+                         "ssl_min_protocol_version": "TLSv1.2", "password_encryption": "scram-sha-256"}
 
     def __call__(self, argv, merge_output=False, input=None, umask=-1):
         out = ""
@@ -44,6 +47,15 @@ class Catalog:
 
     def psql(self, sql):
         lit = lambda: re.search(r"= '([^']*)'", sql).group(1)   # noqa: E731
+        if sql.startswith("SELECT name, setting FROM pg_settings"):
+            return "\n".join("%s|%s" % kv for kv in sorted(self.settings.items()))
+        if sql.startswith("ALTER SYSTEM"):
+            for k, v in re.findall(r"ALTER SYSTEM SET (\w+) = '([^']*)';", sql):
+                self.settings[k] = v   # in force after the restart or reload that follows
+            return ""
+        if sql.startswith("SELECT pg_reload_conf()"):
+            self.reloads += 1
+            return "t"
         if sql.startswith("SELECT coalesce(rolpassword"):
             return self.roles.get(lit(), "")
         if sql.startswith("SELECT 1 FROM pg_roles"):
@@ -71,7 +83,7 @@ class Catalog:
 @pytest.fixture
 def server(tmp_path):
     cat = Catalog()
-    (tmp_path / "etc/postgresql/15/main").mkdir(parents=True)   # Debian's cluster
+    (tmp_path / "etc").mkdir()
     host = Host(root=str(tmp_path), run=cat, which=lambda c: "/usr/bin/" + c, sleep=lambda s: None)
     return host, cat, tmp_path
 
@@ -101,10 +113,11 @@ def test_a_new_app_gets_its_role_and_database_the_password_only_as_a_verifier(se
     assert cat.dbs["shop"] == ["shop", "{shop=CTc/shop}"]   # CONNECT revoked from PUBLIC
     assert not any(PW in " ".join(c) for c in host.commands), "the password on a command line"
     assert not any(PW in s for s in cat.sql), "the plaintext password in SQL"
-    hba = (root / "etc/postgresql/15/main/pg_hba.conf").read_text()
+    hba = (root / "etc/fdeploy/postgres/pg_hba.conf").read_text()
     assert "hostssl shop  shop  10.0.0.5/32  scram-sha-256" in hba
     assert not re.search(r"^(host|hostssl|local)\s+all\s+all", hba, re.M)
-    assert "listen_addresses = '*'" in (root / "etc/postgresql/15/main/conf.d/fdeploy.conf").read_text()
+    assert cat.settings["listen_addresses"] == "*" and cat.settings["hba_file"] == "/etc/fdeploy/postgres/pg_hba.conf"
+    assert cat.restarts == 1   # the listen address and the hba file: in force after a restart only
     entry = json.loads((root / "etc/fdeploy/postgres/apps/shop.json").read_text())
     assert PW not in json.dumps(entry) and oct((root / "etc/fdeploy/postgres/apps").stat().st_mode & 0o777) == "0o700"
 
@@ -125,7 +138,7 @@ def test_two_apps_each_reach_only_their_own_database(server):
     host, cat, root = server
     pg_server.pg_app(host, app(), print, 5)
     pg_server.pg_app(host, app("blog", "blog", "blog", allow="", local=True), print, 5)
-    hba = (root / "etc/postgresql/15/main/pg_hba.conf").read_text()
+    hba = (root / "etc/fdeploy/postgres/pg_hba.conf").read_text()
     rules = [l.split() for l in hba.splitlines() if l and not l.startswith("#")]
     assert rules == [["local", "all", "postgres", "peer"],
                      ["host", "blog", "blog", "127.0.0.1/32", "scram-sha-256"],
@@ -156,7 +169,7 @@ def test_bad_input_is_refused_before_anything_changes(server, change, message):
     host, cat, root = server
     with pytest.raises(AgentError, match=message):
         pg_server.pg_app(host, dict(app(), **change), print, 5)
-    assert cat.sql == [] and not (root / "etc/postgresql/15/main/pg_hba.conf").exists()
+    assert cat.sql == [] and not (root / "etc/fdeploy/postgres/pg_hba.conf").exists()
 
 
 def test_status_reports_version_running_and_size(server):
@@ -168,6 +181,10 @@ def test_status_reports_version_running_and_size(server):
     assert pg_server.pg_status(host, {"DB": "shop"}, print, 5)["installed"] is False
 
 
-def test_settings_listen_only_on_localhost_without_remote_apps():
-    assert b"listen_addresses = 'localhost'" in pg_server.conf_text(False)
-    assert b"ssl = on" in pg_server.conf_text(False)
+def test_settings_listen_only_on_localhost_without_remote_apps(server):
+    host, cat, _ = server
+    pg_server.pg_app(host, app(allow="", local=True), print, 5)
+    assert cat.settings["listen_addresses"] == "localhost" and cat.settings["ssl"] == "on"
+    assert cat.restarts == 1 and cat.reloads == 0   # hba_file changed: a restart (no reload besides)
+    pg_server.pg_app(host, app("blog", "blog", "blog", allow="10.0.0.7"), print, 5)
+    assert cat.settings["listen_addresses"] == "*" and cat.restarts == 2

@@ -29,7 +29,7 @@ from .host import Host
 Log = Callable[[str], None]
 ETC = "/etc/fdeploy/postgres"
 APPS = ETC + "/apps"
-CERT, KEY = ETC + "/server.crt", ETC + "/server.key"
+CERT, KEY, HBA = ETC + "/server.crt", ETC + "/server.key", ETC + "/pg_hba.conf"
 IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 RESERVED = ("postgres", "template0", "template1", "public")
 ADDRESS = re.compile(r"(\d{1,3}(\.\d{1,3}){3}|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)")
@@ -75,14 +75,15 @@ def quoted(name: str) -> str:
 
 # --- what the server's settings are, from the apps' entries (pure: pytest) ---
 
-def conf_text(remote: bool) -> bytes:
-    """conf.d/fdeploy.conf: TLS with the stack's certificate; listening beyond localhost only when an app
-    connects from another host."""
-    return ("# written by flask-deploy (pg-install/pg-app): do not edit\n"
-            "listen_addresses = '%s'\n"
-            "password_encryption = 'scram-sha-256'\n"
-            "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\nssl_min_protocol_version = 'TLSv1.2'\n"
-            % ("*" if remote else "localhost", CERT, KEY)).encode()
+def wanted_settings(remote: bool) -> Dict[str, str]:
+    """The server settings the stack sets (ALTER SYSTEM: PostgreSQL writes them itself, in its own
+    postgresql.auto.conf): TLS with the stack's certificate, pg_hba from a root-owned file, listening
+    beyond localhost only when an app connects from another host."""
+    return {"listen_addresses": "*" if remote else "localhost", "hba_file": HBA, "ssl": "on", "ssl_cert_file": CERT,
+            "ssl_key_file": KEY, "ssl_min_protocol_version": "TLSv1.2", "password_encryption": "scram-sha-256"}
+
+
+RESTART_SETTINGS = ("listen_addresses", "hba_file")   # context postmaster: in force after a restart only
 
 
 def hba_text(apps: List[Dict[str, Any]]) -> bytes:
@@ -209,21 +210,29 @@ def entries(host: Host) -> List[Dict[str, Any]]:
 
 
 def apply_settings(host: Host, log: Log) -> bool:
-    """conf.d/fdeploy.conf and pg_hba.conf as the apps' entries say; restart (listen address) or reload."""
+    """pg_hba.conf and the server settings as the apps' entries say; a restart when a setting that needs
+    one differs (the listen address, the hba file: the first configuration), else a reload when anything changed."""
     version, name, state = cluster(host)
-    etc = "/etc/postgresql/%s/%s" % (version, name)
-    apps = entries(host)
-    own_dir(host.path(etc + "/conf.d"), 0o755)
-    restart = write_atomic(host.path(etc + "/conf.d/fdeploy.conf"), conf_text(any(a.get("allow") for a in apps)), 0o644)
-    reload = write_atomic(host.path(etc + "/pg_hba.conf"), hba_text(apps), 0o644)
     unit = "postgresql@%s-%s" % (version, name)
-    if restart or state != "online":
-        log("%s PostgreSQL %s/%s" % ("restarting" if state == "online" else "starting", version, name))
+    if state != "online":
+        log("starting PostgreSQL %s/%s" % (version, name))
         host.systemctl("enable", "postgresql")
+        host.systemctl("start", unit)
+    apps = entries(host)
+    changed = write_atomic(host.path(HBA), hba_text(apps), 0o644)
+    wanted = wanted_settings(any(a.get("allow") for a in apps))
+    rows = psql(host, "SELECT name, setting FROM pg_settings WHERE name IN (%s);" % ", ".join(literal(k) for k in sorted(wanted)))
+    current = dict(line.split("|", 1) for line in rows.splitlines() if "|" in line)
+    differ = sorted(k for k, v in wanted.items() if current.get(k) != v)
+    if differ:
+        log("setting %s" % ", ".join(differ))
+        psql(host, "".join("ALTER SYSTEM SET %s = %s;\n" % (k, literal(wanted[k])) for k in differ))
+    if any(k in RESTART_SETTINGS for k in differ):
+        log("restarting PostgreSQL %s/%s (%s)" % (version, name, ", ".join(k for k in differ if k in RESTART_SETTINGS)))
         host.systemctl("restart", unit)
-    elif reload:
-        host.systemctl("reload", unit)
-    return restart or reload
+    elif differ or changed:
+        psql(host, "SELECT pg_reload_conf();")
+    return changed or bool(differ)
 
 
 def pg_install(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
