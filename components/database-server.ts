@@ -5,15 +5,15 @@
 // Destroy keeps the server, its roles and databases (like the SQLite database: README "Destroy and purge").
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { ServerConfig, StepLimits } from "./config";
+import { ServerConfig, StepLimits, timeoutsSchema } from "./config";
 import { Connection, connectionFor } from "./connection";
 import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface DatabaseServerArgs {
   /** The server PostgreSQL runs on. */
   server: ServerConfig;
-  /** Its steps' time limits (config `timeouts`). */
-  limits: StepLimits;
+  /** Its steps' time limits (config `timeouts`; default: the defaults). */
+  limits?: StepLimits;
   /** With the app's own server ("host: app"): its connection and script bundle, else made here. */
   connection?: Connection;
   bundle?: ScriptBundle;
@@ -41,6 +41,8 @@ export class DatabaseServer extends pulumi.ComponentResource {
   public readonly ready: command.remote.Command;
   /** The SHA-256 fingerprint of the server's TLS certificate (after the first up). */
   public readonly fingerprint: pulumi.Output<string>;
+  /** The agent's folder on the server (its bundle's remoteDir). */
+  public readonly scriptsDir: string;
   private readonly connection: Connection;
   private readonly bundle: ScriptBundle;
 
@@ -49,9 +51,10 @@ export class DatabaseServer extends pulumi.ComponentResource {
     this.host = args.server.host;
     this.connection = args.connection ?? connectionFor(args.server);
     this.bundle = args.bundle ?? new ScriptBundle(`${name}-scripts`, {
-      connection: this.connection, appName: args.bundleName ?? "postgres", sudo: args.server.user !== "root", limits: args.limits,
+      connection: this.connection, appName: args.bundleName ?? "postgres", sudo: args.server.user !== "root", limits: args.limits ?? timeoutsSchema.parse({}),
       staging: args.staging, after: args.after, stepPrefix: `${name}-`,
     }, { parent: this });
+    this.scriptsDir = this.bundle.remoteDir;
     this.ready = remoteStep(`${name}-install`, {
       connection: this.connection, bundle: this.bundle, script: AGENT, verb: "pg-install", limit: "build",
       params: scriptParams({ NAME: args.server.host }), after: args.after,

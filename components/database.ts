@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { databaseSettings, databaseUrl, DeployConfig } from "./config";
 import { Connection } from "./connection";
 import { DatabaseServer } from "./database-server";
+import { DatabaseState } from "./database-state";
 import { ScriptBundle } from "./remote-script";
 
 export interface DatabaseEnv {
@@ -40,5 +41,11 @@ export function databaseEnv(name: string, cfg: DeployConfig, args: DatabaseEnvAr
     appName: cfg.appName, db: s.name, role: s.user, password: s.password,
     allow: s.colocated ? [] : [cfg.server.host], local: s.colocated, after: args.after,
   }, parent);
+  // what the database server runs (refresh: drift), read once the app's database is there
+  const { host, port, user, hostKey, privateKeyPath } = s.server ?? cfg.server;
+  new DatabaseState(`${name}-state`, {
+    server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) }, appName: cfg.appName, scriptsDir: server.scriptsDir,
+  }, { parent, dependsOn: [step] });
   return { env, ready: [step] };
 }
+

@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { canarySettings, ConfigError, DeployConfig, NAMESPACE, ServerConfig, tlsSettings } from "./config";
 import { databaseEnv } from "./database";
+import { DatabaseRecord, databaseRecord } from "./config/database";
 import { DatabaseServer } from "./database-server";
 import { appPin, appPinKey } from "./config/pin";
 import { connectionFor } from "./connection";
@@ -66,6 +67,8 @@ export interface FdeployRecord {
   release?: string;
   backup: boolean;
   jobs: string[];
+  /** With `database` set: where its PostgreSQL runs (fdeploy status asks it). */
+  database?: DatabaseRecord;
 }
 
 /** The outputs a FlaskApp registers (the stack outputs of this repo's index.ts). */
@@ -348,5 +351,6 @@ function fdeployRecord(cfg: FlaskAppArgs, pin: { key: string; release?: string }
   return {
     appName: cfg.appName, server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
     releaseKey: pin.key, ...(pin.release ? { release: pin.release } : {}), backup: cfg.backup !== undefined, jobs: Object.keys(cfg.jobs),
+    ...databaseRecord(cfg),
   };
 }

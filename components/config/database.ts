@@ -162,3 +162,14 @@ export function checkDatabase(cfg: { database?: DatabaseConfig; databasePassword
   }
   return problems;
 }
+
+/** What `fdeploy status` reads of the app's database (FdeployRecord.database): where a managed one runs; no secret. */
+export type DatabaseRecord = { engine: "postgres"; server: Pick<ServerShape, "host" | "port" | "user" | "hostKey" | "privateKeyPath">; name: string } | { engine: "postgres"; url: true };
+
+export function databaseRecord(cfg: { database?: DatabaseConfig; databasePassword?: string; appName: string; server: ServerShape }): { database?: DatabaseRecord } {
+  const s = databaseSettings(cfg);
+  if (!s) return {};
+  if (s.kind === "url") return { database: { engine: "postgres", url: true } };
+  const { host, port, user, hostKey, privateKeyPath } = s.server ?? cfg.server;
+  return { database: { engine: "postgres", server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) }, name: s.name } };
+}

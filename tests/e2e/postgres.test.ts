@@ -2,12 +2,14 @@
 // database server (pgdb, .206, booted from the image with Debian's postgresql; the deploy configures it).
 // before() deploys the sample app on it; the cases check what a user relies on: notes kept in the app's
 // own PostgreSQL database over TLS, a second up that changes nothing, a second app on the same database
-// server that cannot reach the first one's data, a bad `database` value refused at preview.
+// server that cannot reach the first one's data, fdeploy status and refresh reporting the database server,
+// a bad `database` value refused at preview.
 // Time: ~3 min warm (two deploys of the sample app; the database server's first configuration).
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
 import { addWheels, startServer, TestServer } from "../servers";
+import { spawnSync } from "child_process";
 import * as http from "http";
 import { copyApp } from "./app-copy";
 import { changed, PROJECT_DIR, TestStack } from "./pulumi";
@@ -99,6 +101,28 @@ describe("postgres: the app's database on a PostgreSQL server the stack manages"
     const r = stacks[0].up();
     assert.strictEqual(r.status, 0, r.output);
     assert.deepStrictEqual(changed(r.output), []);
+  });
+
+  it("fdeploy status and a refresh report the database server: version, running, the app's database and its size", () => {
+    const fdeploy = (words: string[]) => spawnSync("bash", [path.join(PROJECT_DIR, "cli/fdeploy"), ...words, "--stack", stacks[0].name,
+      "--config-file", stacks[0].configFile], { cwd: PROJECT_DIR, env: stacks[0].env, encoding: "utf8" });
+    let st = fdeploy(["status"]);
+    assert.strictEqual(st.status, 0, st.stderr);
+    assert.match(st.stdout, new RegExp(`^database      postgres 15 on ${db.host.replace(/\./g, "\\.")}, running; database pga \\d+(\\.\\d+)? [KM]B$`, "m"));
+    const json = JSON.parse(fdeploy(["status", "--json"]).stdout).database;
+    assert.deepStrictEqual({ ...json, sizeBytes: json.sizeBytes > 1e6 }, {
+      engine: "postgres", host: db.host, name: "pga", reachable: true, installed: true, version: "15", running: true, exists: true, sizeBytes: true,
+    });
+    // the server stopped: status says so, a refresh shows it as drift
+    db.ssh("systemctl stop postgresql@15-main");
+    try {
+      st = fdeploy(["status"]);
+      assert.match(st.stdout, /^database      postgres 15 on \S+ NOT RUNNING/m);
+      const r = stacks[0].run(["preview", "--refresh"]);
+      assert.match(r.output, /database drift on pga@10\.213\.0\.206\/postgres: running \(false\)/);
+    } finally {
+      db.ssh("systemctl start postgresql@15-main");
+    }
   });
 
   it("a second app on the same database server gets its own role and database; neither reaches the other's", async () => {

@@ -174,11 +174,13 @@ def test_bad_input_is_refused_before_anything_changes(server, change, message):
 
 def test_status_reports_version_running_and_size(server):
     host, cat, _ = server
-    cat.psql = lambda sql: "8057327"
-    assert pg_server.pg_status(host, {"DB": "shop"}, print, 5) == {
+    pg_server.pg_app(host, app(), print, 5)
+    cat.psql = lambda sql: "8057327" if "pg_database_size" in sql and "'shop'" in sql else ""
+    assert pg_server.pg_status(host, {"APP": "shop"}, print, 5) == {
         "ok": True, "installed": True, "version": "15", "running": True, "exists": True, "sizeBytes": 8057327}
+    assert pg_server.pg_status(host, {"APP": "blog"}, print, 5)["exists"] is False   # no entry: no database of its own
     host._which = lambda c: None
-    assert pg_server.pg_status(host, {"DB": "shop"}, print, 5)["installed"] is False
+    assert pg_server.pg_status(host, {"APP": "shop"}, print, 5)["installed"] is False
 
 
 def test_settings_listen_only_on_localhost_without_remote_apps(server):

@@ -291,14 +291,18 @@ def pg_app(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict
 
 
 def pg_status(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """What fdeploy status and the drift check show: the server's version, whether it runs, the app's database size."""
-    db = ident(params.get("DB"), "database.name")
+    """What fdeploy status and the drift check show: the server's version, whether it runs, the app's
+    database (APP: the one its entry names; or DB) and its size."""
+    if "DB" in params:
+        db = ident(params.get("DB"), "database.name")
+    else:
+        data = read_regular(host.path("%s/%s.json" % (APPS, check_name(params.get("APP")))))
+        db = json.loads(data)["db"] if data else ""
     if not host.which("pg_lsclusters"):
-        return {"ok": True, "installed": False, "running": False}
+        return {"ok": True, "installed": False, "running": False, "exists": False}
     version, _, state = cluster(host)
-    out: Dict[str, Any] = {"ok": True, "installed": True, "version": version, "running": state == "online"}
-    if state == "online":
-        size = psql(host, "SELECT coalesce(pg_database_size(datname), 0) FROM pg_database WHERE datname = %s;" % literal(db))
-        out["exists"] = bool(size)
-        out["sizeBytes"] = int(size) if size.isdigit() else 0
+    out: Dict[str, Any] = {"ok": True, "installed": True, "version": version, "running": state == "online", "exists": False}
+    if state == "online" and db:
+        size = psql(host, "SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s;" % literal(db))
+        out.update(exists=size.isdigit(), sizeBytes=int(size) if size.isdigit() else 0)
     return out
