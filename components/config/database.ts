@@ -126,7 +126,7 @@ function withPassword(url: string, password: string | undefined): string {
 }
 
 /** Checks across keys: the password's presence, secrecy of what holds it, the app name as a default name. */
-export function checkDatabase(cfg: { database?: DatabaseConfig; databasePassword?: string; appName: string; env: Record<string, string>; secrets: Record<string, string> },
+export function checkDatabase(cfg: { database?: DatabaseConfig; databasePassword?: string; appName: string; runtime: string; env: Record<string, string>; secrets: Record<string, string> },
   secretKeys: string[]): string[] {
   const problems: string[] = [];
   const k = (key: string) => `${NAMESPACE}:${key}`;
@@ -150,6 +150,9 @@ export function checkDatabase(cfg: { database?: DatabaseConfig; databasePassword
     }
     if (u.password && cfg.databasePassword !== undefined) problems.push(`${k("databasePassword")}: database.url holds a password already; keep it in one place`);
     return problems;
+  }
+  if (d.host === "app" && cfg.runtime === "docker") {
+    problems.push(`${NAMESPACE}:database.host: "app" is not supported with runtime docker yet (a container's 127.0.0.1 is its own); use a database server of its own`);
   }
   if (cfg.databasePassword === undefined) {
     problems.push(`${k("databasePassword")}: required with database.engine postgres: the role's password (pulumi config set --secret databasePassword "$(openssl rand -hex 24)")`);
