@@ -3,7 +3,7 @@
 # python3-venv, sqlite3; each in its own network namespace on a private bridge with no route out,
 # booted by systemd-nspawn from a cached debootstrap image.
 #
-#   testserver.sh base                 build the cached image (once; ~60-90 s)
+#   testserver.sh base [postgres]      build the cached image (once; ~60-90 s; postgres: the variant, ~110 s)
 #   testserver.sh up NAME OCTET [--image postgres]
 #                                      boot root@10.213.0.OCTET (~2 s), print its address (--image
 #                                      postgres: from the image variant with Debian's postgresql 15); with
@@ -267,5 +267,5 @@ case ${1:-} in
   base) select_image "${2:-default}"; base ;;
   up) [ "${4:-}" = --image ] && select_image "${5:-}"; up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;; gc) gc ;; list) list ;; rm-disk) rm -rf "${W:?}/disks/${2:?}" ;;
   sh) shift; sh_in "$@" ;; ssh-config) ssh_config "$2" ;; wheelhouse) shift; wheelhouse "$@" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,20p' "$0"; exit 2 ;;
 esac
