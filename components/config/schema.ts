@@ -6,6 +6,7 @@ import { z } from "zod";
 import { parseAppModule } from "../app-module";
 import { SharedFile } from "../app-layout";
 import { appPinSchema, appsSchema } from "./pin";
+import { DATABASE_KEYS, databasePasswordSchema, databaseSchema } from "./database";
 import { fleetKeys } from "./servers";
 
 /** Config namespace: the project name in Pulumi.yaml. */
@@ -330,6 +331,9 @@ export const configSchema = z.strictObject({
   secrets: z
     .record(z.string().regex(envName, "expected an environment variable name like SECRET_KEY"), envValue)
     .default({}),
+  // PostgreSQL (config/database.ts: the contract); unset: SQLite, and nothing about the deploy changes.
+  database: z.lazy(() => databaseSchema).optional(),
+  databasePassword: z.lazy(() => databasePasswordSchema).optional(),
   // Continuous offsite backups (Litestream); unset: none, and nothing about the deploy changes.
   backup: backupSchema.optional(),
   backupSecrets: backupSecretsSchema.optional(),
@@ -368,6 +372,7 @@ export type DockerConfig = z.infer<typeof dockerSchema>;
 
 /** The keys known at PATH (an unknown key's message lists them). */
 export function knownKeys(at: PropertyKey[]): string[] {
+  if (at[0] === "database") return at[1] === "host" ? Object.keys(serverSchema.shape) : DATABASE_KEYS;
   const shape = at[0] === "server" || at[0] === "servers" || at[0] === "loadBalancer" ? serverSchema.shape
     : at[0] === "rollout" ? (configSchema.shape.rollout as any).unwrap().shape : at[0] === "docker" ? dockerSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
     : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape

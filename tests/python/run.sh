@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Run the Python tests (migrate.py + sample app) in a cached venv.
-# The venv is rebuilt only when app/requirements.txt, the pytest pin or the
-# python3 version change, so a second run takes seconds.
+# One venv per content of app/requirements.txt, the pytest pin and the python3
+# version (its name ends with their digest), so a second run takes seconds, and
+# work trees with other requirements never rebuild a venv another run is using.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="${FDEPLOY_PYTEST_VENV:-/var/cache/fdeploy/pytest-venv}"
 PYTEST_PIN="pytest==9.2.0"
 
 stamp_of() {
   { cat "$ROOT/app/requirements.txt"; echo "$PYTEST_PIN"; python3 --version; } | sha256sum | cut -d' ' -f1
 }
 
+want="$(stamp_of)"
+VENV="${FDEPLOY_PYTEST_VENV:-/var/cache/fdeploy/pytest-venv-${want:0:12}}"
 mkdir -p "$(dirname "$VENV")"
 exec 9>"$VENV.lock"
 flock 9  # two runs at once must not build the same venv concurrently
-want="$(stamp_of)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.fdeploy-stamp" 2>/dev/null)" != "$want" ]; then
   echo "run.sh: building $VENV" >&2
   python3 -m venv --clear "$VENV"
