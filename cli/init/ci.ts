@@ -26,8 +26,8 @@ export function ciFiles(root: string, provider: CiProvider): Record<string, stri
       else if (e.isFile()) files[path.relative(base, p).split(path.sep).join("/")] = p;
     }
   };
-  walk(base);
-  if (!Object.keys(files).length) throw new Error(`no CI files in ${base}: the package is incomplete`);
+  if (fs.existsSync(base)) walk(base);
+  if (!Object.keys(files).length) throw new Error(`no CI files in ${base}: the package is incomplete (npm install flask-deploy again)`);
   return files;
 }
 
