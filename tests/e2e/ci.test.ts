@@ -32,10 +32,15 @@ const GATE = `/srv/${APP}/shared/db/ci-gate`;
 
 interface Run { status: number; output: string; ms: number }
 
-/** ARGV in CWD with ENV, without blocking the event loop (the load runs meanwhile). */
+/** The runners still running: after() stops them (a failed case must not leave a deploy going). */
+const running = new Set<ChildProcess>();
+
+/** ARGV in CWD with ENV, in a process group of its own, without blocking the event loop (the load runs meanwhile). */
 function runAsync(argv: string[], cwd: string, env: NodeJS.ProcessEnv): { child: ChildProcess; done: Promise<Run> } {
   const t0 = Date.now();
-  const child = spawn(argv[0], argv.slice(1), { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(argv[0], argv.slice(1), { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  running.add(child);
+  child.on("close", () => running.delete(child));
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));
@@ -233,6 +238,7 @@ describe("CI: the pipelines init --ci writes, run by act and gitlab-ci-local", f
   });
 
   after(() => {
+    for (const c of running) try { process.kill(-c.pid!, "SIGTERM"); } catch { /* gone already */ }
     versitygw?.kill();
     agent?.kill();
     console.log(`      suite time: ${secs(Date.now() - t0)}`);
