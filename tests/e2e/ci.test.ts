@@ -11,7 +11,7 @@
 //   2. the merge (act push): dev deploys under load, 0 failed requests, the app serves the new code;
 //   3. gitlab-ci-local deploy-dev: the same for the next commit, while a second pipeline (act push)
 //      fails at once on the state backend's stack lock, naming the first.
-// Time: 411 s (488 s with mocha and the server) on 2 shared cores at load 13; README "Deploy from CI" has the parts.
+// Time: 198 s (223 s with mocha and the server) at load 6 on 2 shared cores, 411 s at load 13; README "Deploy from CI".
 import * as assert from "assert";
 import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
 import * as crypto from "crypto";
