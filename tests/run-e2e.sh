@@ -10,7 +10,7 @@ cd "$ROOT"
 JOBS=${FDEPLOY_E2E_JOBS:-3}
 OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
 # longest first (measured), then the rest in name order
-order=(reliability backup docker package least-privilege strategies canary any-app deploy ops jobs https upgrade official-cli migrations sudo-user smoke)
+order=(reliability backup docker ci package least-privilege strategies canary any-app deploy ops jobs https upgrade official-cli migrations sudo-user smoke)
 files=()
 for n in "${order[@]}"; do [ -f "tests/e2e/$n.test.ts" ] && files+=("tests/e2e/$n.test.ts"); done
 for f in tests/e2e/*.test.ts; do [[ " ${files[*]} " == *" $f "* ]] || files+=("$f"); done

@@ -1,19 +1,26 @@
 #!/usr/bin/env node
 // flask-deploy — the package's own command (`npx flask-deploy init`): turns a Flask app's repository
-// into a Pulumi program that deploys it (cli/init/files.ts), from what it detects (cli/init/detect.ts).
+// into a Pulumi program that deploys it (cli/init/files.ts), from what it detects (cli/init/detect.ts);
+// with --ci, the CI pipelines too (cli/init/ci.ts).
 import * as fs from "fs";
 import * as path from "path";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Option } from "commander";
+import { CI_PROVIDERS, CiProvider, ciReport, writeCi } from "./ci";
 import { detect, Detected, InitError } from "./detect";
 import { InitResult, Versions, writeProgram } from "./files";
 
 /** This package's version and the versions it is built and tested with (its package.json). */
 export function versions(): Versions {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, "package.json"))) dir = path.dirname(dir);
-  const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8"));
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot(), "package.json"), "utf8"));
   const v = { ...pkg.dependencies, ...pkg.devDependencies };
   return { self: pkg.version, pulumi: v["@pulumi/pulumi"], typescript: v.typescript, tsNode: v["ts-node"], typesNode: v["@types/node"] };
+}
+
+/** This package's folder (the repository, or node_modules/flask-deploy): the first with a package.json above this file. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, "package.json"))) dir = path.dirname(dir);
+  return dir;
 }
 
 export function report(d: Detected, r: InitResult): string {
@@ -44,10 +51,15 @@ export function main(argv: string[]): number {
     .option("--app-dir <dir>", "the app's folder (the one with requirements.txt; default: detected)")
     .option("--module <target>", "Gunicorn's target, e.g. wsgi:app or pkg:create_app() (default: detected)")
     .option("--name <appName>", "the app's name on the server (default: this folder's name)")
-    .action((o: { appDir?: string; module?: string; name?: string }) => {
+    .addOption(new Option("--ci <provider>", "also write the CI pipelines: preview on pull requests, up on main, prod behind an approval")
+      .choices(CI_PROVIDERS))
+    .option("--force", "with --ci: replace CI files that exist (the program's files are never overwritten)")
+    .action((o: { appDir?: string; module?: string; name?: string; ci?: CiProvider; force?: boolean }) => {
+      if (o.force && !o.ci) throw new InitError("--force replaces only the CI files: use it with --ci github|gitlab");
       const projectDir = process.cwd();
       const d = detect(projectDir, { appDir: o.appDir, appModule: o.module, appName: o.name });
       process.stdout.write(report(d, writeProgram(projectDir, d, versions())));
+      if (o.ci) process.stdout.write(ciReport(o.ci, writeCi(projectDir, packageRoot(), o.ci, !!o.force), !!o.force));
     });
   try {
     program.parse(argv);
