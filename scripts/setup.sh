@@ -48,6 +48,6 @@ if [ "$profile" = all ]; then
   step "Litestream (offsite backups)"
   bash toolchain/litestream.sh
   bash toolchain/versitygw.sh   # the S3-compatible target of the backup e2e
-  bash toolchain/ci-tools.sh    # actionlint and act: the tests of examples/ci/
+  bash toolchain/ci-tools.sh    # actionlint, act and gitlab-ci-local: the tests of examples/ci/
 fi
 echo "setup done in $((SECONDS - t0))s"
