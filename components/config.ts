@@ -13,3 +13,4 @@ export * from "./config/dotenv";
 export * from "./config/stack-file";
 export * from "./config/raw";
 export * from "./config/pin";
+export * from "./config/database";

@@ -7,6 +7,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { canarySettings, ConfigError, DeployConfig, NAMESPACE, ServerConfig, tlsSettings } from "./config";
+import { databaseEnv } from "./database";
 import { appPin, appPinKey } from "./config/pin";
 import { connectionFor } from "./connection";
 import { AppIdentity } from "./app-identity";
@@ -182,9 +183,11 @@ export class FlaskApp extends pulumi.ComponentResource {
     const paths = deployPaths(appRoot);
     const databasePath = paths.DATABASE_PATH;
     const env = withDeployPaths(cfg.env, paths);
-    const secrets = withDeployPaths(cfg.secrets, paths);
+    // with `database` set: DATABASE_URL (a secret), and the app's role and database on its server first
+    const database = databaseEnv(n("database"), cfg, { bundle, after: [base.ready] }, child("database"));
+    const secrets = { ...withDeployPaths(cfg.secrets, paths), ...database.env };
     const environment = new AppEnvironment(n("env"), {
-      ...common, bundle, after: [base.ready],
+      ...common, bundle, after: [base.ready, ...database.ready],
       plain: { ...env, DATABASE_PATH: databasePath },
       secrets: pulumi.secret(secrets),
     }, child("env"));
@@ -193,7 +196,7 @@ export class FlaskApp extends pulumi.ComponentResource {
       ...common, bundle, releaseId: release.releaseId, dirs: cfg.sharedDirs, files: cfg.sharedFiles,
       values: pulumi.secret({ ...env, DATABASE_PATH: databasePath, ...secrets }), after: [release.installed],
     }, child("shared")) : undefined;
-    const dockerEnvNames = [...Object.keys(cfg.env), ...Object.keys(cfg.secrets), "DATABASE_PATH"];
+    const dockerEnvNames = [...Object.keys(cfg.env), ...Object.keys(secrets), "DATABASE_PATH"];
     const service = new GunicornService(n("gunicorn"), {
       ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
       docker: docker ? {

@@ -23,14 +23,14 @@ export function flaskAppArgsFromConfig(projectDir: string = process.cwd()): Flas
 
 /**
  * SETTINGS (the config keys README documents, without the namespace; values as in `pulumi config`: strings or
- * objects), validated by the stack config's schema. `secrets`, `backupSecrets` and `tls` count as secret values.
+ * objects), validated by the stack config's schema. `secrets`, `backupSecrets`, `tls`, `database` and `databasePassword` count as secret values.
  */
 export function flaskAppArgs(settings: Record<string, unknown>, projectDir: string = process.cwd()): FlaskAppArgs {
   const values: Record<string, string> = {};
   for (const [k, v] of Object.entries(settings)) {
     if (v !== undefined) values[`${NAMESPACE}:${k}`] = typeof v === "string" ? v : JSON.stringify(v);
   }
-  const secretKeys = ["secrets", "backupSecrets", "tls"].map((k) => `${NAMESPACE}:${k}`);
+  const secretKeys = ["secrets", "backupSecrets", "tls", "database", "databasePassword"].map((k) => `${NAMESPACE}:${k}`);
   try {
     return { ...parseConfig({ values, secretKeys }, projectDir, {}, pulumi.getStack()), projectDir };
   } catch (e) {

@@ -7,6 +7,7 @@ import { checkBackup, checkCanary, checkDocker, checkEnvNames, checkFiles, check
 import { defaultStrategy } from "./defaults";
 import { serverFromDotenv } from "./dotenv";
 import { ConfigError } from "./errors";
+import { checkDatabase } from "./database";
 
 /**
  * A line as `ssh-keyscan -t ed25519 HOST` prints it (`HOST ssh-ed25519 AAAA…`; `[HOST]:PORT …` for another
@@ -117,7 +118,8 @@ export function parseConfig(
   const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined) cfg.strategy = defaultStrategy(stack);
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg), ...checkDocker(cfg));
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg), ...checkDocker(cfg),
+    ...checkDatabase(cfg, raw.secretKeys));
   if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);
   return cfg;

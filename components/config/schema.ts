@@ -6,6 +6,7 @@ import { z } from "zod";
 import { parseAppModule } from "../app-module";
 import { SharedFile } from "../app-layout";
 import { appPinSchema, appsSchema } from "./pin";
+import { DATABASE_KEYS, databasePasswordSchema, databaseSchema } from "./database";
 
 /** Config namespace: the project name in Pulumi.yaml. */
 export const NAMESPACE = "flask-deploy";
@@ -327,6 +328,9 @@ export const configSchema = z.strictObject({
   secrets: z
     .record(z.string().regex(envName, "expected an environment variable name like SECRET_KEY"), envValue)
     .default({}),
+  // PostgreSQL (config/database.ts: the contract); unset: SQLite, and nothing about the deploy changes.
+  database: z.lazy(() => databaseSchema).optional(),
+  databasePassword: z.lazy(() => databasePasswordSchema).optional(),
   // Continuous offsite backups (Litestream); unset: none, and nothing about the deploy changes.
   backup: backupSchema.optional(),
   backupSecrets: backupSecretsSchema.optional(),
@@ -365,6 +369,7 @@ export type DockerConfig = z.infer<typeof dockerSchema>;
 
 /** The keys known at PATH (an unknown key's message lists them). */
 export function knownKeys(at: PropertyKey[]): string[] {
+  if (at[0] === "database") return at[1] === "host" ? Object.keys(serverSchema.shape) : DATABASE_KEYS;
   const shape = at[0] === "server" ? serverSchema.shape : at[0] === "docker" ? dockerSchema.shape : at[0] === "tls" ? tlsSchema.shape : at[0] === "backup" ? backupSchema.shape
     : at[0] === "backupSecrets" ? backupSecretsSchema.shape : at[0] === "canary" ? canarySchema.shape
     : at[0] === "jobs" && at.length === 2 ? jobSchema.shape : at[0] === "apps" && at.length === 2 ? appPinSchema.shape : at[0] === "timeouts" ? timeoutsSchema.shape : configSchema.shape;
