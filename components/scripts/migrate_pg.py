@@ -183,7 +183,7 @@ class Session:
             self.proc = subprocess.Popen(
                 [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=default", "-P", "pager=off"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=psql_env(conn),
-                text=True, encoding="utf-8", bufsize=1)
+                text=True, encoding="utf-8", bufsize=1, cwd="/")   # (runuser keeps root's cwd, which psql cannot enter)
         except OSError as e:
             raise SessionError("cannot run psql (the postgresql-client package): %s" % e)
         self.errors: List[str] = []
@@ -201,8 +201,15 @@ class Session:
         return "\n".join(lines[-6:]) or "psql exited with status %s" % self.proc.returncode
 
     def run(self, sql: str) -> List[str]:
+        return self.stream(sql.rstrip() + "\n", (), "")
+
+    def stream(self, head: str, lines, tail: str) -> List[str]:
+        """HEAD, then LINES (e.g. the rows of a COPY … FROM STDIN, written as they come), then TAIL; the output."""
         try:
-            self.proc.stdin.write(sql.rstrip() + "\n\\echo " + self.marker + "\n")
+            self.proc.stdin.write(head)
+            for line in lines:
+                self.proc.stdin.write(line)
+            self.proc.stdin.write(tail + "\\echo " + self.marker + "\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise SessionError(self.error())
@@ -290,7 +297,7 @@ class Database:
 def dump(conn: Dict[str, str], dest: str, pg_dump: str = "pg_dump") -> Optional[str]:
     """pg_dump -Fc of the database into DEST (a new file, 0660); None when it worked, else psql's last words."""
     r = subprocess.run([pg_dump, "-Fc", "--no-owner", "-f", dest], env=psql_env(conn), stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
     if r.returncode != 0:
         return (r.stderr or "").strip()[-400:] or "pg_dump exited with status %d" % r.returncode
     return None

@@ -5,6 +5,8 @@
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
+import { spawnSync } from "child_process";
+import * as http from "http";
 import { addWheels, startServer, TestServer } from "../servers";
 import { get } from "./app-copy";
 import { startLoad } from "./load";
@@ -31,9 +33,10 @@ function installPostgres(server: TestServer, name: string): void {
     `CREATE ROLE ${name} LOGIN PASSWORD '${PASSWORD}';\nCREATE DATABASE ${name} OWNER ${name};\n`);
 }
 
+let server: TestServer;   // both describes: the first boots it
+
 describe("postgres migrations: the runner, its restore points and release commands on PostgreSQL", function () {
   this.timeout(900000);
-  let server: TestServer;
   let stack: TestStack;
   let files: ReturnType<typeof copyFixture>;
   let base: string;
@@ -99,7 +102,13 @@ describe("postgres migrations: the runner, its restore points and release comman
     const live = stack.outputs().releaseId;
     addMigration("0003_broken", "ALTER TABLE notes ADD COLUMN extra text;\nINSERT INTO no_such_table VALUES (1);\n", "SELECT 1;\n");
     fs.appendFileSync(path.join(files.dir, "app", "wsgi.py"), "\n# the release that needs 0003\n");
-    const r = stack.up();
+    let r;
+    try {
+      r = stack.up();
+    } finally {
+      fs.rmSync(path.join(files.dir, "migrations", "0003_broken.up.sql"));
+      fs.rmSync(path.join(files.dir, "migrations", "0003_broken.down.sql"));
+    }
     assert.notStrictEqual(r.status, 0, "the deploy must fail");
     assert.match(r.output, /0003_broken\.up\.sql failed and was rolled back: ERROR: +relation "no_such_table" does not exist/);
     assert.match(r.output, /database left at schema version 2/);
@@ -109,8 +118,6 @@ describe("postgres migrations: the runner, its restore points and release comman
     assert.strictEqual(psql("SELECT max(version) FROM schema_migrations"), "2");
     const health = (await get(`${base}/health`)).json();
     assert.deepStrictEqual([health.release, health.schema_version], [live, 2], "the old release serves on the old schema");
-    fs.rmSync(path.join(files.dir, "migrations", "0003_broken.up.sql"));
-    fs.rmSync(path.join(files.dir, "migrations", "0003_broken.down.sql"));
   });
 
   it("release commands run once against PostgreSQL after a pg_dump in the pre-release backup", async () => {
@@ -140,5 +147,88 @@ describe("postgres migrations: the runner, its restore points and release comman
     const fwd = stack.rollback("--forward");
     assert.strictEqual(fwd.status, 0, fwd.output);
     assert.strictEqual((await get(`${base}/health`)).json().schema_version, 2);
+  });
+});
+
+describe("postgres migrations: fdeploy db migrate-to-postgres moves an app's SQLite data, and --back", function () {
+  this.timeout(900000);
+  const NAME = "pmnotes";
+  let stack: TestStack;
+  const fdeploy = (words: string[]) => {
+    const r = spawnSync("bash", [path.join(PROJECT_DIR, "cli/fdeploy"), ...words, "--stack", stack.name, "--config-file", stack.configFile],
+      { cwd: PROJECT_DIR, env: stack.env, encoding: "utf8" });
+    return { status: r.status, output: (r.stdout ?? "") + (r.stderr ?? "") };
+  };
+  /** One request to this app's site (its domain in the Host header: two apps share the server). */
+  const call = (method: string, p: string, body?: string) => new Promise<{ status: number; json: any }>((resolve, reject) => {
+    const req = http.request({ host: server.host, port: 80, path: p, method, timeout: 10000,
+      headers: { host: `${NAME}.test`, connection: "close", ...(body ? { "content-type": "application/json" } : {}) } }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (text += d));
+      res.on("end", () => { try { resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) }); } catch { resolve({ status: res.statusCode ?? 0, json: text }); } });
+    });
+    req.on("error", reject);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.end(body);
+  });
+  const notes = async () => (await call("GET", "/api/notes")).json.notes;
+  const post = (body: string) => call("POST", "/api/notes", JSON.stringify({ body }));
+  const health = async () => (await call("GET", "/health")).json;
+  const BODIES = ["first", "", 'quotes " and , commas', "line\nbreak", "ünïcode ✓"];
+
+  before(async () => {
+    assert.ok(server, "the first describe booted the server");
+    const files = copyFixture("pmnotes", {
+      "0001_notes.up.sql": "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);\nCREATE INDEX notes_body ON notes (body);\n",
+      "0001_notes.down.sql": "DROP TABLE notes;\n",
+    });
+    stack = new TestStack("pmnotes");
+    stack.target(server, { appName: NAME, appDir: files.app, migrationsDir: files.migrations, healthTimeoutSeconds: "20", serverName: `${NAME}.test` });
+    stack.setConfig("secrets.SECRET_KEY", "pmnotes-test-secret", { secret: true });
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    for (const b of BODIES) assert.strictEqual((await post(b)).status, 201);
+    server.ssh(`runuser -u postgres -- psql -qX -v ON_ERROR_STOP=1 -f -`,
+      `CREATE ROLE ${NAME} LOGIN PASSWORD '${PASSWORD}';\nCREATE DATABASE ${NAME} OWNER ${NAME};\n`);
+  });
+  after(() => stack?.remove());
+
+  it("refuses before anything changes while the stack has no `database`", () => {
+    const r = fdeploy(["db", "migrate-to-postgres"]);
+    assert.notStrictEqual(r.status, 0);
+    assert.match(r.output, /flask-deploy:database is not set/);
+  });
+
+  it("copies the SQLite rows into PostgreSQL with equal row counts, switches DATABASE_URL, and the app serves from it", async () => {
+    assert.strictEqual((await health()).engine, "sqlite");
+    stack.setConfig("database.url", `postgresql://${NAME}:${PASSWORD}@127.0.0.1:5432/${NAME}`, { secret: true });
+    const t0 = Date.now();
+    const r = fdeploy(["db", "migrate-to-postgres"]);
+    assert.strictEqual(r.status, 0, r.output);
+    console.log(`      the move (maintenance on, up with the copy, maintenance off): ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    assert.match(r.output, /notes: 5 rows in SQLite, 5 in PostgreSQL/);
+    assert.match(r.output, /schema_migrations: 1 rows in SQLite, 1 in PostgreSQL/);
+    assert.match(r.output, /runs on PostgreSQL; row counts equal in every table; maintenance off/);
+    const h = await health();
+    assert.deepStrictEqual([h.engine, h.schema_version], ["postgres", 1]);
+    assert.deepStrictEqual(await notes(), BODIES, "every value as it was (empty string, quotes, newline, unicode)");
+    assert.strictEqual((await post("after the move")).status, 201, "new ids continue past the copied ones");
+    assert.strictEqual(server.ssh(`runuser -u postgres -- psql -qXAt -d ${NAME} -c "SELECT count(*) FROM notes"`).trim(), "6");
+    assert.match(server.ssh(`runuser -u postgres -- psql -qXAt -d ${NAME} -c "SELECT indexname FROM pg_indexes WHERE tablename = 'notes'"`), /notes_body/);
+    assert.strictEqual(server.trySsh(`test -e /etc/fdeploy/${NAME}/maintenance.conf`).status === 0, false, "maintenance is off");
+    const again = fdeploy(["db", "migrate-to-postgres"]);
+    assert.notStrictEqual(again.status, 0);
+    assert.match(again.output, /runs on PostgreSQL already/);
+  });
+
+  it("--back copies the PostgreSQL rows into the SQLite file and serves from it again", async () => {
+    const r = fdeploy(["db", "migrate-to-postgres", "--back"]);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /notes: 6 rows in SQLite, 6 in PostgreSQL/);
+    const h = await health();
+    assert.deepStrictEqual([h.engine, h.schema_version], ["sqlite", 1]);
+    assert.deepStrictEqual(await notes(), [...BODIES, "after the move"], "the row written on PostgreSQL came back");
+    assert.match(server.ssh(`ls /srv/${NAME}/shared/backups`), /app-\d{8}T\d{12}Z-v1\.sqlite3/, "a backup of the SQLite file before it");
   });
 });

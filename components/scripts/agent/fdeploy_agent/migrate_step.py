@@ -17,7 +17,7 @@ import shutil
 from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import lease, migrate_db, migrate_plan, slotuser
+from . import db_move, lease, migrate_db, migrate_plan, slotuser
 from .errors import AgentError
 from .fsutil import own_dir, write_atomic
 from .host import Host
@@ -33,7 +33,7 @@ SCRIPTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file
 def install_runner(host: Host, app: apps.App) -> None:
     """This bundle's migrate.py and the module it loads, the pair a down or an up runs."""
     own_dir(host.path(app.root + "/migrations"), 0o755)
-    for name, mode in (("backup_budget.py", 0o644), ("migrate_pg.py", 0o644), ("migrate.py", 0o755)):
+    for name, mode in (("backup_budget.py", 0o644), ("migrate_pg.py", 0o644), ("db_copy.py", 0o644), ("migrate.py", 0o755)):
         with open(os.path.join(SCRIPTS, name), "rb") as fh:
             write_atomic(host.path("%s/migrations/%s" % (app.root, name)), fh.read(), mode)
 
@@ -83,6 +83,8 @@ def migrate(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dic
             own_dir(host.path(app.root + "/migrations"), 0o755)
             copy_set(host, "%s/%s" % (bundle_home(), params["MIGRATIONS"]), plan["dir"])
         install_runner(host, app)
+        if plan["mode"] == "up":   # fdeploy db migrate-to-postgres: the data moved before the migrations
+            db_move.copy_pending(host, app, slotuser.new_release_user(host, {"APP": app.name}, log, 0)["user"], plan["keep_bytes"], log)
         url = migrate_db.postgres_url(host, app, staged=plan["mode"] == "up")
         if url:
             migrate_db.ensure_client(host, log)

@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import lease, migrate_db, mounts, prerelease_backup, slotuser, staging, transient, units
+from . import db_move, lease, migrate_db, mounts, prerelease_backup, slotuser, staging, transient, units
 from .errors import AgentError
 from .fsutil import read_regular
 from .host import Host
@@ -114,6 +114,10 @@ def prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock
     if read_regular(host.path("%s/releases/%s/%s" % (app.root, rid, MARKER))) is None:
         raise AgentError("release %s is not installed on this server (pulumi up installs it)" % rid)
     user = slotuser.new_release_user(host, {"APP": app.name}, log, lock_wait)["user"]
+    if db_move.pending(host, app):   # an app without migrationsDir: the move's copy here (else done already)
+        from .migrate_step import install_runner
+        install_runner(host, app)
+        db_move.copy_pending(host, app, user, keep_bytes, log)
     result = dict(backup(host, app, user, rid, keep, keep_bytes, log), user=user, commands=commands)
     result["restore"] = restore_hint(app, result["backup"] if result["saved"] else "") + (migrate_db.restore_hint(app, result["pgdump"]) if result["pgdump"] else "")
     result["shell"] = ["%s=%s" % (k, shlex.quote(str(result[k]))) for k in ("user", "restore")] + \
