@@ -495,6 +495,7 @@ def cmd_loss(core, args, conn: Dict[str, str]) -> int:
         if problems:
             raise core.Exit(core.EXIT_REFUSED, "cannot tell what a rollback of {} drops:\n  {}".format(label(conn), "\n  ".join(problems)))
         result["from"] = core.current_version(applied)
+        result["backupName"] = "%s-<time>-v%d.pgdump" % (re.sub(r"[^A-Za-z0-9_]", "_", conn["PGDATABASE"]), result["from"])
         try:
             db.session.run("BEGIN;\nSET LOCAL lock_timeout = '2s';")
             state = tables(db.session)
