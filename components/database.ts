@@ -1,8 +1,12 @@
 // The app's side of `database` (config/database.ts): DATABASE_URL for its environment file and, for a
-// PostgreSQL the stack manages, the steps that must finish before the environment is in force (the
-// server's install and the app's role and database: components/database-server.ts).
+// PostgreSQL the stack manages, the app's role and database on that server (components/database-server.ts),
+// which the environment waits for. A program may pass one DatabaseServer to several FlaskApps
+// (FlaskAppArgs.databaseServer); else each app makes its own for its `database.host`.
 import * as pulumi from "@pulumi/pulumi";
 import { databaseSettings, databaseUrl, DeployConfig } from "./config";
+import { Connection } from "./connection";
+import { DatabaseServer } from "./database-server";
+import { DatabaseState } from "./database-state";
 import { ScriptBundle } from "./remote-script";
 
 export interface DatabaseEnv {
@@ -12,10 +16,36 @@ export interface DatabaseEnv {
   ready: pulumi.Resource[];
 }
 
-export function databaseEnv(name: string, cfg: DeployConfig, args: { bundle: ScriptBundle; after: pulumi.Resource[] },
-  opts: pulumi.ComponentResourceOptions): DatabaseEnv {
+export interface DatabaseEnvArgs {
+  /** The app's own server's connection and scripts (database.host "app"). */
+  connection: Connection;
+  bundle: ScriptBundle;
+  staging: string;
+  after: pulumi.Resource[];
+  /** A DatabaseServer the program shares between apps. */
+  server?: DatabaseServer;
+}
+
+export function databaseEnv(name: string, cfg: DeployConfig, args: DatabaseEnvArgs, parent: pulumi.Resource): DatabaseEnv {
   const s = databaseSettings(cfg);
   if (!s) return { env: {}, ready: [] };
-  void name; void args; void opts;
-  return { env: { DATABASE_URL: databaseUrl(s) }, ready: [] };
+  const env = { DATABASE_URL: databaseUrl(s) };
+  if (s.kind === "url") return { env, ready: [] };
+  const server = args.server ?? new DatabaseServer(`${name}-server`, s.server
+    ? { server: s.server, limits: cfg.timeouts, bundleName: cfg.appName, staging: args.staging }
+    : { server: cfg.server, limits: cfg.timeouts, connection: args.connection, bundle: args.bundle, after: args.after }, { parent });
+  if (args.server && args.server.host !== (s.server ?? cfg.server).host) {
+    throw new pulumi.RunError(`flask-deploy:database.host: ${s.server?.host ?? "app"} differs from the DatabaseServer passed to this app (${args.server.host})`);
+  }
+  const step = server.appDatabase(`${name}-app`, {
+    appName: cfg.appName, db: s.name, role: s.user, password: s.password,
+    allow: s.colocated ? [] : [cfg.server.host], local: s.colocated, after: args.after,
+  }, parent);
+  // what the database server runs (refresh: drift), read once the app's database is there
+  const { host, port, user, hostKey, privateKeyPath } = s.server ?? cfg.server;
+  new DatabaseState(`${name}-state`, {
+    server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) }, appName: cfg.appName, scriptsDir: server.scriptsDir,
+  }, { parent, dependsOn: [step] });
+  return { env, ready: [step] };
 }
+

@@ -8,6 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { canarySettings, ConfigError, DeployConfig, NAMESPACE, ServerConfig, tlsSettings } from "./config";
 import { databaseEnv } from "./database";
+import { DatabaseRecord, databaseRecord } from "./config/database";
+import { DatabaseServer } from "./database-server";
 import { appPin, appPinKey } from "./config/pin";
 import { connectionFor } from "./connection";
 import { AppIdentity } from "./app-identity";
@@ -51,6 +53,9 @@ export type FlaskAppArgs = DeployConfig & {
    * `flask-deploy:release`). Unset: the component reads `flask-deploy:apps.<name>.release` itself (README "Releases,
    * history and rollback"). */
   releaseKey?: string;
+  /** The PostgreSQL server of `database` (engine postgres), when the program shares one between apps; unset: the
+   * app makes its own for `database.host` (README "PostgreSQL"). */
+  databaseServer?: DatabaseServer;
 };
 
 /** What `fdeploy` reads from the stack's state to operate an app (a program need export nothing). */
@@ -62,6 +67,8 @@ export interface FdeployRecord {
   release?: string;
   backup: boolean;
   jobs: string[];
+  /** With `database` set: where its PostgreSQL runs (fdeploy status asks it). */
+  database?: DatabaseRecord;
 }
 
 /** The outputs a FlaskApp registers (the stack outputs of this repo's index.ts). */
@@ -184,7 +191,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     const databasePath = paths.DATABASE_PATH;
     const env = withDeployPaths(cfg.env, paths);
     // with `database` set: DATABASE_URL (a secret), and the app's role and database on its server first
-    const database = databaseEnv(n("database"), cfg, { bundle, after: [base.ready] }, child("database"));
+    const database = databaseEnv(n("database"), cfg, { ...common, bundle, staging, server: cfg.databaseServer, after: [base.ready] }, this);
     const secrets = { ...withDeployPaths(cfg.secrets, paths), ...database.env };
     const environment = new AppEnvironment(n("env"), {
       ...common, bundle, after: [base.ready, ...database.ready],
@@ -344,5 +351,6 @@ function fdeployRecord(cfg: FlaskAppArgs, pin: { key: string; release?: string }
   return {
     appName: cfg.appName, server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
     releaseKey: pin.key, ...(pin.release ? { release: pin.release } : {}), backup: cfg.backup !== undefined, jobs: Object.keys(cfg.jobs),
+    ...databaseRecord(cfg),
   };
 }

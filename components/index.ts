@@ -7,6 +7,7 @@ import { FdeployRecord, FlaskApp, FlaskAppArgs, FlaskAppOutputs } from "./flask-
 import { quickError } from "./program";
 
 export { FdeployRecord, FlaskApp, FlaskAppArgs, FlaskAppOutputs };
+export { DatabaseServer, DatabaseServerArgs } from "./database-server";
 
 /**
  * The running stack's `flask-deploy:*` config, validated (a ConfigError naming each bad key), with the server falling

@@ -59,9 +59,10 @@ export const databaseSchema = z.unknown().transform((v, ctx): z.infer<typeof man
   }
   return r.data;
 });
-/** The role's password: at least 16 characters of one line (percent-encoded into DATABASE_URL). */
+/** The role's password: 16-200 printable ASCII characters (SCRAM's SASLprep leaves them as they are;
+ * percent-encoded into DATABASE_URL). */
 export const databasePasswordSchema = z.string()
-  .refine((p) => p.length >= 16 && p.length <= 200 && !/[\r\n\0]/.test(p), { message: "expected a password of 16-200 characters on one line, e.g. openssl rand -hex 24" });
+  .regex(/^[\x21-\x7e]{16,200}$/, "expected a password of 16-200 printable ASCII characters without spaces, e.g. openssl rand -hex 24");
 
 /** The keys of a managed `database` (an unknown key's message lists them). */
 export const DATABASE_KEYS = ["engine", "host", "name", "user", "url"];
@@ -125,7 +126,7 @@ function withPassword(url: string, password: string | undefined): string {
 }
 
 /** Checks across keys: the password's presence, secrecy of what holds it, the app name as a default name. */
-export function checkDatabase(cfg: { database?: DatabaseConfig; databasePassword?: string; appName: string; env: Record<string, string>; secrets: Record<string, string> },
+export function checkDatabase(cfg: { database?: DatabaseConfig; databasePassword?: string; appName: string; runtime: string; env: Record<string, string>; secrets: Record<string, string> },
   secretKeys: string[]): string[] {
   const problems: string[] = [];
   const k = (key: string) => `${NAMESPACE}:${key}`;
@@ -150,6 +151,9 @@ export function checkDatabase(cfg: { database?: DatabaseConfig; databasePassword
     if (u.password && cfg.databasePassword !== undefined) problems.push(`${k("databasePassword")}: database.url holds a password already; keep it in one place`);
     return problems;
   }
+  if (d.host === "app" && cfg.runtime === "docker") {
+    problems.push(`${NAMESPACE}:database.host: "app" is not supported with runtime docker yet (a container's 127.0.0.1 is its own); use a database server of its own`);
+  }
   if (cfg.databasePassword === undefined) {
     problems.push(`${k("databasePassword")}: required with database.engine postgres: the role's password (pulumi config set --secret databasePassword "$(openssl rand -hex 24)")`);
   }
@@ -160,4 +164,15 @@ export function checkDatabase(cfg: { database?: DatabaseConfig; databasePassword
     }
   }
   return problems;
+}
+
+/** What `fdeploy status` reads of the app's database (FdeployRecord.database): where a managed one runs; no secret. */
+export type DatabaseRecord = { engine: "postgres"; server: Pick<ServerShape, "host" | "port" | "user" | "hostKey" | "privateKeyPath">; name: string } | { engine: "postgres"; url: true };
+
+export function databaseRecord(cfg: { database?: DatabaseConfig; databasePassword?: string; appName: string; server: ServerShape }): { database?: DatabaseRecord } {
+  const s = databaseSettings(cfg);
+  if (!s) return {};
+  if (s.kind === "url") return { database: { engine: "postgres", url: true } };
+  const { host, port, user, hostKey, privateKeyPath } = s.server ?? cfg.server;
+  return { database: { engine: "postgres", server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) }, name: s.name } };
 }

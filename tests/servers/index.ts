@@ -25,10 +25,11 @@ export interface TestServer {
   trySsh(command: string, input?: string): { status: number; stdout: string; stderr: string };
 }
 
-/** opts.docker: a server that can run Docker (testserver.sh FDEPLOY_DOCKER=1; docker.io comes with the deploy). */
-export function startServer(name: string, octet: number, opts: { docker?: boolean } = {}): TestServer {
+/** opts.docker: a server that can run Docker (testserver.sh FDEPLOY_DOCKER=1; docker.io comes with the deploy);
+ * opts.image postgres: booted from the image with Debian's postgresql (a database server). */
+export function startServer(name: string, octet: number, opts: { docker?: boolean; image?: "postgres" } = {}): TestServer {
   started.add(name);
-  const lines = run(["up", name, String(octet)], undefined, opts.docker ? { ...process.env, FDEPLOY_DOCKER: "1" } : undefined).split("\n");
+  const lines = run(["up", name, String(octet), ...(opts.image ? ["--image", opts.image] : [])], undefined, opts.docker ? { ...process.env, FDEPLOY_DOCKER: "1" } : undefined).split("\n");
   const host = lines[lines.length - 1];
   const cfg = Object.fromEntries(run(["ssh-config", name]).split("\n").map((l) => l.split(/=(.*)/s).slice(0, 2)));
   const hostKey = fs.readFileSync(cfg.KNOWN_HOSTS, "utf8").split("\n")

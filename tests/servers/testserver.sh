@@ -3,8 +3,10 @@
 # python3-venv, sqlite3; each in its own network namespace on a private bridge with no route out,
 # booted by systemd-nspawn from a cached debootstrap image.
 #
-#   testserver.sh base                 build the cached image (once; ~60-90 s)
-#   testserver.sh up NAME OCTET        boot root@10.213.0.OCTET (~2 s), print its address; with
+#   testserver.sh base [postgres]      build the cached image (once; ~60-90 s; postgres: the variant, ~110 s)
+#   testserver.sh up NAME OCTET [--image postgres]
+#                                      boot root@10.213.0.OCTET (~2 s), print its address (--image
+#                                      postgres: from the image variant with Debian's postgresql 15); with
 #                                      FDEPLOY_KEEP_DISK=1 its disk survives down and restarts;
 #                                      with FDEPLOY_DOCKER=1 it can run Docker (see docker_args)
 #   testserver.sh down NAME            clean halt, unmount, remove netns/veth/state (a kept disk stays)
@@ -29,8 +31,17 @@ KEY=$W/id_ed25519 KH=$W/known_hosts
 MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)}
 PKGS=systemd,systemd-sysv,dbus,openssh-server,iproute2,python3,python3-venv,nginx,sqlite3,sudo,curl,ca-certificates,procps
 IMAGE_REV=1   # bump when base() changes, so cached images are rebuilt
-IMAGE_ID=$(printf '%s|%s' "$PKGS" "$IMAGE_REV" | sha256sum | cut -c1-12)
-IMAGE=$W/base-$IMAGE_ID.tar.zst
+# image variants (`up … --image NAME`, `base NAME`): the default, or postgres (database servers: its
+# install through the apt proxy would cost every run ~30 s). Content-addressed by their packages.
+select_image() {
+  case ${1:-default} in
+    default) ;; postgres) PKGS=$PKGS,postgresql ;;
+    *) echo "unknown image '$1' (expected default or postgres)" >&2; exit 2 ;;
+  esac
+  IMAGE_ID=$(printf '%s|%s' "$PKGS" "$IMAGE_REV" | sha256sum | cut -c1-12)
+  IMAGE=$W/base-$IMAGE_ID.tar.zst
+}
+select_image default
 SSH=(ssh -i "$KEY" -o UserKnownHostsFile="$KH" -o StrictHostKeyChecking=yes -o BatchMode=yes
      -o ConnectTimeout=2 -o LogLevel=ERROR)
 mkdir -p "$W"
@@ -50,10 +61,10 @@ need() {   # the host packages this harness uses (Debian names)
 base() {
   need
   [ -f "$IMAGE" ] && { echo "image $IMAGE (cached)"; return; }
-  local R=$W/rootfs.tmp
+  local R=$W/rootfs-$IMAGE_ID.tmp   # per image: two variants may build at once
   rm -rf "$R"
-  debootstrap --variant=minbase --include="$PKGS" bookworm "$R" "$MIRROR" >"$W/debootstrap.log" 2>&1 ||
-    { tail -20 "$W/debootstrap.log"; exit 1; }
+  debootstrap --variant=minbase --include="$PKGS" bookworm "$R" "$MIRROR" >"$W/debootstrap-$IMAGE_ID.log" 2>&1 ||
+    { tail -20 "$W/debootstrap-$IMAGE_ID.log"; exit 1; }
   chroot "$R" apt-get clean
   rm -f "$R"/etc/ssh/ssh_host_* "$R"/var/lib/dbus/machine-id; : >"$R/etc/machine-id" # per-host identity
   printf '# no DNS in the test net; apt goes through the host proxy\n' >"$R/etc/resolv.conf"
@@ -88,8 +99,8 @@ up() {
   mkdir -p "$W"; exec 8>"$W/.net.lock"; flock 8
   ensure_net; mkdir -p "$D"
   if [ ! -d "$W/base-$IMAGE_ID" ]; then
-    rm -rf "$W/base.tmp"; mkdir -p "$W/base.tmp"
-    zstd -dc "$IMAGE" | tar -C "$W/base.tmp" -xf -; mv "$W/base.tmp" "$W/base-$IMAGE_ID"
+    rm -rf "$W/base-$IMAGE_ID.tmp"; mkdir -p "$W/base-$IMAGE_ID.tmp"
+    zstd -dc "$IMAGE" | tar -C "$W/base-$IMAGE_ID.tmp" -xf -; mv "$W/base-$IMAGE_ID.tmp" "$W/base-$IMAGE_ID"
   fi
   # the server's disk: its own folder, or with FDEPLOY_KEEP_DISK=1 one that outlives `down` and a
   # machine restart (the dev server: its data and host key come back with it)
@@ -253,7 +264,8 @@ PY
 }
 
 case ${1:-} in
-  base) base ;; up) up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;; gc) gc ;; list) list ;; rm-disk) rm -rf "${W:?}/disks/${2:?}" ;;
+  base) select_image "${2:-default}"; base ;;
+  up) [ "${4:-}" = --image ] && select_image "${5:-}"; up "$2" "$3" ;; down) down "$2" ;; down-all) down_all ;; gc) gc ;; list) list ;; rm-disk) rm -rf "${W:?}/disks/${2:?}" ;;
   sh) shift; sh_in "$@" ;; ssh-config) ssh_config "$2" ;; wheelhouse) shift; wheelhouse "$@" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

@@ -53,6 +53,8 @@ describe("database config", () => {
     assert.match(errorOf({ database: { engine: "postgres", host: "app", port: 5 }, databasePassword: PW }), /flask-deploy:database\.port: unknown setting/);
     assert.match(errorOf({ database: { engine: "postgres", host: "app" }, databasePassword: PW, env: { DATABASE_URL: "x" } }),
       /flask-deploy:env\.DATABASE_URL: is set by the deploy itself when database is set/);
+    assert.match(errorOf({ runtime: "docker", database: { engine: "postgres", host: "app" }, databasePassword: PW }),
+      /flask-deploy:database\.host: "app" is not supported with runtime docker yet/);
     assert.match(errorOf({ appName: "pg-shop", database: { engine: "postgres", host: "app" }, databasePassword: PW }),
       /flask-deploy:database\.name: the default \(appName as pg_shop\) is not a usable PostgreSQL name/);
   });

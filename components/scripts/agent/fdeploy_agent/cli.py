@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, backup_ops, backup_unit, base, base_system, canary, gunicorn, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, gunicorn, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
 from . import db_move   # fdeploy db migrate-to-postgres
 from .errors import AgentError
 from .host import Host
@@ -110,6 +110,9 @@ VERBS: Dict[str, Verb] = {
     "slot-check": slotcheck.slot_check,
     "health": health.health,
     "activate": switch.activate,
+    "pg-install": pg_server.pg_install,
+    "pg-app": pg_server.pg_app,
+    "pg-status": pg_server.pg_status,
 }
 
 
