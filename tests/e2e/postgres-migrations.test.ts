@@ -1,8 +1,8 @@
 // Issue #31, part 2: the SQL migration runner on PostgreSQL (migrate.py --url-stdin, migrate_pg.py),
 // its pg_dump restore points, release commands against PostgreSQL, and the move from SQLite
 // (fdeploy db migrate-to-postgres) and back. One test server (pm, .216) with Debian's PostgreSQL 15
-// on it (apt, ~1 min: not yet in the cached image), reached as the user's own (`database.url`, a secret). About 8 min warm
-// (measured 2026-12-07: 8 passing in 8 min).
+// on it (apt, ~1 min: not yet in the cached image), reached as the user's own (`database.url`, a secret). About 4-8 min warm
+// (measured 2026-12-07: 8 passing in 8 min on a loaded machine, 4 min on a quiet one).
 import * as assert from "assert";
 import * as fs from "fs";
 import * as path from "path";
