@@ -5,6 +5,7 @@ import { Command, CommanderError } from "commander";
 import { FdeployError } from "./lib/errors";
 
 const COMMANDS = ["status", "releases", "logs", "exec", "rollback", "purge", "maintenance", "lock", "backup", "jobs"];
+COMMANDS.push("db");   // db migrate-to-postgres (README "PostgreSQL")
 COMMANDS.push("preview-summary");   // a CI job's summary of `pulumi preview --json` (examples/ci/)
 
 export async function main(argv: string[]): Promise<number> {

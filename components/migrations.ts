@@ -96,7 +96,15 @@ export interface MigrationRunnerArgs {
   downToSchemaOf?: string;
   /** The app's staging folder (stagingKey); default: the stack's. */
   staging?: string;
+  /** The PostgreSQL DATABASE_URL (flask-deploy:database); another one re-runs the step (a new database gets its
+   * schema, fdeploy db migrate-to-postgres its copy). Unset (SQLite): the step's triggers are as they were. */
+  databaseUrl?: string;
   after: pulumi.Resource[];
+}
+
+/** The step's trigger for DATABASE_URL: a digest, kept secret in the state (the URL holds the password). */
+function databaseTrigger(url: string | undefined): pulumi.Output<string>[] {
+  return url ? [pulumi.secret(`database ${crypto.createHash("sha256").update(url).digest("hex").slice(0, 16)}`)] : [];
 }
 
 export class MigrationRunner extends pulumi.ComponentResource {
@@ -131,7 +139,8 @@ export class MigrationRunner extends pulumi.ComponentResource {
         verb: "migrate",
         params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes) }),
         // one readable entry per migration: a new or changed one shows up in `pulumi preview`
-        triggers: this.migrations.map((m) => `${String(m.version).padStart(4, "0")}_${m.name} ${m.checksum.slice(0, 12)}`),
+        triggers: [...this.migrations.map((m) => `${String(m.version).padStart(4, "0")}_${m.name} ${m.checksum.slice(0, 12)}`),
+          ...databaseTrigger(args.databaseUrl)],
         after: [upload, ...args.after],
       }, this);
     }

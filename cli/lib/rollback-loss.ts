@@ -12,6 +12,8 @@ export interface RollbackLoss {
   from: number;
   to: number;
   downs: { version: number; name: string; lost: Lost[] }[];
+  /** PostgreSQL: the pg_dump's name (migrate_pg.py); unset: the SQLite copy's. */
+  backupName?: string;
   backupDir: string;
 }
 
@@ -37,6 +39,6 @@ export function describeLoss(loss: RollbackLoss): { lines: string[]; losesData: 
     const id = `${String(d.version).padStart(4, "0")}_${d.name}`;
     lines.push(what.length ? `  ${id}: ${what.map((w) => w.text).join("; ")}` : `  ${id}: drops no table or column`);
   }
-  lines.push(`Before them migrate.py backs the database up into ${loss.backupDir}/ (the newest app-<time>-v${loss.from}.sqlite3 there).`);
+  lines.push(`Before them migrate.py backs the database up into ${loss.backupDir}/ (the newest ${loss.backupName ?? `app-<time>-v${loss.from}.sqlite3`} there).`);
   return { lines, losesData };
 }

@@ -1,7 +1,8 @@
 """The pre-change backups' budget and copy (stdlib only, imports nothing of the agent): migrate.py
 loads it from beside itself, prerelease_backup.py gets it in its -c text (the slot user cannot read
 the bundle). Both kinds live in shared/backups/: `<db>-<time>-v<N>.sqlite3` (before a migration) and
-`pre-release-<time>-<release>/` (before the release commands). They are kept by count (per kind, by
+`pre-release-<time>-<release>/` (before the release commands); on PostgreSQL `<db>-<time>-v<N>.pgdump`
+(migrate_pg.py's pg_dump, before a migration; a pre-release folder holds one too). They are kept by count (per kind, by
 the caller) and by a disk budget (both kinds together): flask-deploy:keepBackupsBytes, by default half
 the space they could use (free space plus what they take): a copy that fits the disk always fits it.
 Before a copy, the oldest backups go until the budget holds; a copy that cannot fit even then is
@@ -16,7 +17,7 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 
 DEFAULT_SHARE = 50   # percent of the space the backups could use
 STAMP = r"(\d{8}T\d{6})\d*Z"
-NAMES = (re.compile(r"^.+-%s-v\d+\.sqlite3$" % STAMP), re.compile(r"^pre-release-%s-[0-9a-f]{12}$" % STAMP))
+NAMES = (re.compile(r"^.+-%s-v\d+\.(?:sqlite3|pgdump)$" % STAMP), re.compile(r"^pre-release-%s-[0-9a-f]{12}$" % STAMP))
 FIX = ("raise flask-deploy:keepBackupsBytes, free disk space on the server, or lower flask-deploy:keepBackups"
        " (fewer copies kept)")
 

@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """SQLite migration runner (standard library only; runs on the server).
 
-usage: migrate.py [--db PATH] --dir DIR [--backup-dir DIR] [--keep N] [--keep-bytes N] check|status|up|down --to N|loss --to N
+usage: migrate.py [--db PATH | --url-stdin] --dir DIR [--backup-dir DIR] [--keep N] [--keep-bytes N] check|status|up|down --to N|loss --to N|dump
+
+With --url-stdin the database is PostgreSQL: its postgresql:// URL is the first line of stdin (never
+on a command line) and migrate_pg.py beside this file does the engine's part (psql, an advisory lock
+instead of the lock file, pg_dump restore points); everything else here holds for both engines.
 
 Exit codes: 0 ok (also "nothing to do"), 1 a migration or the database failed
 (the failing migration was rolled back), 2 bad usage or invalid migrations
@@ -227,13 +231,8 @@ def has_data(db):
 
 
 def budget_module():
-    """backup_budget.py, from beside this file (migrate.sh installs the two together; -I leaves this
-    folder off sys.path, so by its path)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("backup_budget", Path(__file__).resolve().with_name("backup_budget.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """backup_budget.py, from beside this file (the migrate step installs them together)."""
+    return load_beside("backup_budget")
 
 
 def backup(conn, db, backup_dir, keep, version, keep_bytes, take=True):
@@ -491,10 +490,36 @@ def cmd_loss(args):
     return 0
 
 
+def load_beside(name):
+    """A module from beside this file (-I leaves this folder off sys.path, so by its path)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name(name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run_postgres(args):
+    """The command on the PostgreSQL database whose URL is stdin's first line."""
+    pg = load_beside("migrate_pg")
+    if args.command == "check":
+        return cmd_check(args)
+    try:
+        conn = pg.parse_url(sys.stdin.readline().strip())
+    except pg.UrlError as e:
+        raise Exit(EXIT_INVALID, str(e))
+    commands = {"status": pg.cmd_status, "up": pg.cmd_up, "down": pg.cmd_down, "loss": pg.cmd_loss, "dump": pg.cmd_dump}
+    try:
+        return commands[args.command](sys.modules[__name__], args, conn)
+    except pg.SessionError as e:   # a query of ours failed, or the connection went
+        raise Exit(EXIT_FAILED, f"{pg.label(conn)}: {e}")
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(description="Apply SQLite migrations safely.")
+    p = argparse.ArgumentParser(description="Apply SQLite or PostgreSQL migrations safely.")
     p.add_argument("--db", help="SQLite database file (not needed for check)")
-    p.add_argument("--dir", required=True, help="migrations directory")
+    p.add_argument("--url-stdin", action="store_true", help="PostgreSQL: the database's URL is the first line of stdin")
+    p.add_argument("--dir", help="migrations directory (not needed for dump)")
     p.add_argument("--backup-dir", help="where backups go (default: <db dir>/backups)")
     p.add_argument("--keep", type=int, default=10, help="backups to keep (default 10)")
     p.add_argument("--keep-bytes", type=int, default=0,
@@ -507,9 +532,19 @@ def parse_args(argv):
     down.add_argument("--to", type=int, required=True, help="target version")
     loss = sub.add_parser("loss", help="what down --to N would drop (run on a copy; one JSON line)")
     loss.add_argument("--to", type=int, required=True, help="target version")
+    dump = sub.add_parser("dump", help="PostgreSQL: a pg_dump restore point into --backup-dir (one JSON line)")
+    dump.add_argument("--into", help="a new folder in --backup-dir for it (the pre-release backup's)")
     args = p.parse_args(argv)
-    if args.command != "check" and not args.db:
-        p.error(f"--db is required for {args.command}")
+    if args.command != "dump" and not args.dir:
+        p.error(f"--dir is required for {args.command}")
+    if args.command != "check" and not args.db and not args.url_stdin:
+        p.error(f"--db or --url-stdin is required for {args.command}")
+    if args.db and args.url_stdin:
+        p.error("--db (SQLite) and --url-stdin (PostgreSQL) exclude each other")
+    if args.command == "dump" and not args.url_stdin:
+        p.error("dump is for PostgreSQL (--url-stdin)")
+    if args.url_stdin and not args.backup_dir and args.command not in ("check", "status"):
+        p.error(f"--backup-dir is required for {args.command} with --url-stdin")
     if args.keep < 1:
         p.error("--keep must be at least 1")
     if args.keep_bytes < 0:
@@ -523,7 +558,7 @@ def main(argv=None):
     args = parse_args(argv)
     commands = {"check": cmd_check, "status": cmd_status, "up": cmd_up, "down": cmd_down, "loss": cmd_loss}
     try:
-        return commands[args.command](args)
+        return run_postgres(args) if args.url_stdin else commands[args.command](args)
     except Exit as e:
         log(f"migrate: {e}")
         return e.code

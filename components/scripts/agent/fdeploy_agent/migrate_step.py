@@ -9,14 +9,15 @@ schema); only after success does migrations/current point at the set. "down": mi
 the schema the pinned release last went live with, with the set in force. migrate.py (standalone,
 with backup_budget.py beside it) runs as the new release's slot user, which no process of the live
 release can signal or trace, with umask 0007 (shared/ is the app's group's); it takes an online
-backup first when anything changes."""
+backup first when anything changes. An app on PostgreSQL (migrate_db.py): migrate.py --url-stdin
+with the URL on its stdin, postgresql-client installed first; a pg_dump is its backup."""
 import os
 import re
 import shutil
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import lease, migrate_plan, slotuser
+from . import db_move, lease, migrate_db, migrate_plan, slotuser
 from .errors import AgentError
 from .fsutil import own_dir, write_atomic
 from .host import Host
@@ -32,7 +33,7 @@ SCRIPTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file
 def install_runner(host: Host, app: apps.App) -> None:
     """This bundle's migrate.py and the module it loads, the pair a down or an up runs."""
     own_dir(host.path(app.root + "/migrations"), 0o755)
-    for name, mode in (("backup_budget.py", 0o644), ("migrate.py", 0o755)):
+    for name, mode in (("backup_budget.py", 0o644), ("migrate_pg.py", 0o644), ("db_copy.py", 0o644), ("migrate.py", 0o755)):
         with open(os.path.join(SCRIPTS, name), "rb") as fh:
             write_atomic(host.path("%s/migrations/%s" % (app.root, name)), fh.read(), mode)
 
@@ -46,15 +47,18 @@ def copy_set(host: Host, src: str, folder: str) -> None:
     os.rename(tmp, host.path(folder))
 
 
-def migrate_argv(app: apps.App, user: str, folder: str, keep: int, keep_bytes: int, args: List[str]) -> List[str]:
-    return ["runuser", "-u", user, "--", "python3", "%s/migrations/migrate.py" % app.root, "--db", "%s/shared/db/app.sqlite3" % app.root,
+def migrate_argv(app: apps.App, user: str, folder: str, keep: int, keep_bytes: int, args: List[str], postgres: bool = False) -> List[str]:
+    db = ["--url-stdin"] if postgres else ["--db", "%s/shared/db/app.sqlite3" % app.root]
+    return ["runuser", "-u", user, "--", "python3", "%s/migrations/migrate.py" % app.root, *db,
             "--dir", folder, "--backup-dir", "%s/shared/backups" % app.root, "--keep", str(keep), "--keep-bytes", str(keep_bytes), *args]
 
 
-def run_migrate(host: Host, app: apps.App, folder: str, keep: int, keep_bytes: int, args: List[str], log: Log) -> int:
-    """migrate.py ARGS as the new release's slot user (what that user left running ended first); the schema version it reached."""
+def run_migrate(host: Host, app: apps.App, folder: str, keep: int, keep_bytes: int, args: List[str], log: Log, url: Optional[str] = None) -> int:
+    """migrate.py ARGS as the new release's slot user (what that user left running ended first); the schema version it reached.
+    URL: the PostgreSQL database's (on stdin), None for SQLite."""
     user = slotuser.new_release_user(host, {"APP": app.name}, log, 0)["user"]
-    r = host.run(migrate_argv(app, user, folder, keep, keep_bytes, args), umask=0o007)
+    argv = migrate_argv(app, user, folder, keep, keep_bytes, args, url is not None)
+    r = host.run(argv, umask=0o007) if url is None else host.run(argv, input=url + "\n", umask=0o007)
     for line in (r.stderr or "").rstrip().splitlines():
         log(line)
     m = re.search(r"^schema_version=(\d+)\s*\Z", r.stdout or "", re.M)
@@ -79,8 +83,13 @@ def migrate(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dic
             own_dir(host.path(app.root + "/migrations"), 0o755)
             copy_set(host, "%s/%s" % (bundle_home(), params["MIGRATIONS"]), plan["dir"])
         install_runner(host, app)
+        if plan["mode"] == "up":   # fdeploy db migrate-to-postgres: the data moved before the migrations
+            db_move.copy_pending(host, app, slotuser.new_release_user(host, {"APP": app.name}, log, 0)["user"], plan["keep_bytes"], log)
+        url = migrate_db.postgres_url(host, app, staged=plan["mode"] == "up")
+        if url:
+            migrate_db.ensure_client(host, log)
         args = ["down", "--to", str(plan["schema"])] if plan["mode"] == "down" else ["up"]
-        version = run_migrate(host, app, plan["dir"], keep, plan["keep_bytes"], args, log)
+        version = run_migrate(host, app, plan["dir"], keep, plan["keep_bytes"], args, log, url)
         if plan["mode"] == "up":
             # the set the database is now at (root-owned: the switch records its version, a rollback
             # runs its down files); moved only after success: a failed migration leaves the previous set current

@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import lease, mounts, prerelease_backup, slotuser, staging, transient, units
+from . import db_move, lease, migrate_db, mounts, prerelease_backup, slotuser, staging, transient, units
 from .errors import AgentError
 from .fsutil import read_regular
 from .host import Host
@@ -93,7 +93,8 @@ def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, keep_bytes
     if done["saved"]:
         log("backup before the release commands: %d database(s), %s in %.1f s, in %s"
             % (done["saved"], prerelease_backup.load_budget().human(done.get("bytes", 0)), done.get("seconds", 0), dest))
-    return {"backup": dest if done["saved"] else "", "saved": done["saved"]}
+    dump = migrate_db.dump_before_release(host, app, user, dest, keep_bytes, log)   # an app on PostgreSQL
+    return {"backup": dest if done["saved"] or dump else "", "saved": done["saved"], "pgdump": dump or ""}
 
 
 def restore_hint(app: apps.App, backup_dir: str) -> str:
@@ -113,8 +114,12 @@ def prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock
     if read_regular(host.path("%s/releases/%s/%s" % (app.root, rid, MARKER))) is None:
         raise AgentError("release %s is not installed on this server (pulumi up installs it)" % rid)
     user = slotuser.new_release_user(host, {"APP": app.name}, log, lock_wait)["user"]
+    if db_move.pending(host, app):   # an app without migrationsDir: the move's copy here (else done already)
+        from .migrate_step import install_runner
+        install_runner(host, app)
+        db_move.copy_pending(host, app, user, keep_bytes, log)
     result = dict(backup(host, app, user, rid, keep, keep_bytes, log), user=user, commands=commands)
-    result["restore"] = restore_hint(app, result["backup"])
+    result["restore"] = restore_hint(app, result["backup"] if result["saved"] else "") + (migrate_db.restore_hint(app, result["pgdump"]) if result["pgdump"] else "")
     result["shell"] = ["%s=%s" % (k, shlex.quote(str(result[k]))) for k in ("user", "restore")] + \
         ["commands=(%s)" % " ".join(shlex.quote(c) for c in commands)]
     return result
