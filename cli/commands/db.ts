@@ -24,8 +24,8 @@ export function register(program: Command): void {
       const where = `app ${cfg.appName} on ${cfg.server.host}`;
       const again = `fdeploy db migrate-to-postgres --stack ${ref.stack}${ref.app ? ` --app ${ref.app}` : ""}${opts.back ? " --back" : ""}`;
       if (!opts.back && !configGet(ref, key)) {
-        throw new FdeployError(`${key} is not set: set the PostgreSQL database first (README "PostgreSQL": pulumi config set --path database.engine postgres, ` +
-          `database.host, and --secret databasePassword, or --secret database.url), then run ${again}; nothing changed`, 2);
+        throw new FdeployError(`${key} is not set (the database setting): set the PostgreSQL database first, then run ${again}; nothing changed\n` +
+          `(README "PostgreSQL": pulumi config set --path database.engine postgres, database.host, and --secret databasePassword, or --secret database.url)`, 2);
       }
       const direction = opts.back ? "to-sqlite" : "to-postgres";
       const start = runOnServer(cfg, "agent", "db-move-start", { APP: cfg.appName, DIRECTION: direction }, { capture: true });
@@ -38,11 +38,12 @@ export function register(program: Command): void {
       try {
         pulumi(ref, ["up", "--yes", "--skip-preview"], { inherit: true });
       } catch {
-        throw new FdeployError(`the up failed: the live release keeps serving on the database it had, behind the maintenance page, and the move stays ` +
-          `pending; fix what the lines above say and run ${again} again (a copy already made is kept), or \`fdeploy maintenance off\` to serve meanwhile`);
+        throw new FdeployError(`the up failed: fix what the lines above say and run ${again} again, or fdeploy maintenance off to serve meanwhile\n` +
+          `The live release keeps serving on the database it had, behind the maintenance page; the move stays pending (a copy already made is kept).`);
       }
       const done = runOnServer(cfg, "agent", "db-move-finish", { APP: cfg.appName }, { capture: true });
-      if (done.status !== 0) throw new FdeployError(`the up finished but the move did not go live on ${where} (the lines above say why); maintenance stays on`);
+      if (done.status !== 0) throw new FdeployError(`the up finished but the move did not go live on ${where}: run fdeploy db migrate-to-postgres again once the lines above are fixed\n` +
+        `Maintenance stays on: ${again}`);
       const r: { tables: Counts; skipped: string[] } = serverResult(done.stdout);
       for (const [t, c] of Object.entries(r.tables)) console.log(`  ${t}: ${c.sqlite} rows in SQLite, ${c.postgres} in PostgreSQL`);
       for (const s of r.skipped) console.log(`  not copied: ${s}`);

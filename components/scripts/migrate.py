@@ -512,7 +512,7 @@ def run_postgres(args):
     try:
         return commands[args.command](sys.modules[__name__], args, conn)
     except pg.SessionError as e:   # a query of ours failed, or the connection went
-        raise Exit(EXIT_FAILED, f"{pg.label(conn)}: {e}")
+        raise Exit(EXIT_FAILED, f"the PostgreSQL database {pg.label(conn)} (DATABASE_URL): {e}")
 
 
 def parse_args(argv):

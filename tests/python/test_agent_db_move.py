@@ -131,7 +131,7 @@ def test_a_move_is_copied_once_inside_the_up_and_finished_after_the_switch(root)
     argv, stdin = copies[0]
     assert argv[:4] == ["runuser", "-u", "shop_1", "--"] and argv[-1] == "to-postgres" and stdin == URL + "\n" and "pw" not in " ".join(argv)
     rc, out, _ = verb(host, "db-move-finish", {"APP": "shop"})
-    assert rc == 1 and "has not gone live yet" in out["error"], "the switch has not put the URL in force"
+    assert rc == 1 and "is not live yet" in out["error"], "the switch has not put the URL in force"
     env(root, "env", URL)   # the switch
     rc, out, _ = verb(host, "db-move-finish", {"APP": "shop"})
     assert rc == 0 and out["tables"] == {"notes": {"sqlite": 2, "postgres": 2}}

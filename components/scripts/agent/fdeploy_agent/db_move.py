@@ -60,12 +60,12 @@ def db_move_start(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
         on_pg = migrate_db.postgres_url(host, app, staged=False) is not None
         if direction == "to-postgres":
             if on_pg:
-                raise AgentError("app %s runs on PostgreSQL already (DATABASE_URL in its environment): nothing to move" % app.name)
+                raise AgentError("app %s runs on PostgreSQL already (flask-deploy:database sets DATABASE_URL in its environment): nothing to move" % app.name)
             st = os.lstat(host.path(sqlite_path(app))) if os.path.lexists(host.path(sqlite_path(app))) else None
             if st is None or not os.path.isfile(host.path(sqlite_path(app))) or os.path.islink(host.path(sqlite_path(app))):
                 raise AgentError("app %s has no SQLite database (%s): nothing to move; set `database` and pulumi up" % (app.name, sqlite_path(app)))
         elif not on_pg:
-            raise AgentError("app %s runs on SQLite (no PostgreSQL DATABASE_URL in its environment): nothing to move back" % app.name)
+            raise AgentError("app %s runs on SQLite (no flask-deploy:database, no PostgreSQL DATABASE_URL in its environment): nothing to move back" % app.name)
         write_atomic(host.path(move_file(app)), json.dumps({"direction": direction, "since": int(time.time())}).encode(), 0o600)
         return {"direction": direction, "retry": False}
 
@@ -78,13 +78,13 @@ def copy_pending(host: Host, app: apps.App, user: str, keep_bytes: int, log: Log
     staged = migrate_db.postgres_url(host, app, staged=True)
     if move["direction"] == "to-postgres":
         if staged is None:
-            raise AgentError("moving to PostgreSQL, but this up's environment has no PostgreSQL DATABASE_URL: set flask-deploy:database "
-                             "(fdeploy db migrate-to-postgres runs the up); nothing was changed")
+            raise AgentError("moving to PostgreSQL, but this up's environment has no PostgreSQL DATABASE_URL: set flask-deploy:database\n"
+                             "fdeploy db migrate-to-postgres runs the up; nothing was changed")
         url, args = staged, ["--db", sqlite_path(app), "to-postgres"]
     else:
         url = migrate_db.postgres_url(host, app, staged=False)
         if staged is not None or url is None:
-            raise AgentError("moving back to SQLite, but this up's environment still sets a PostgreSQL DATABASE_URL (flask-deploy:database): "
+            raise AgentError("moving back to SQLite, but flask-deploy:database still sets a PostgreSQL DATABASE_URL for this up\n"
                              "fdeploy db migrate-to-postgres --back removes it and runs the up; nothing was changed")
         args = ["--db", sqlite_path(app), "--backup-dir", "%s/shared/backups" % app.root, "--keep-bytes", str(keep_bytes), "to-sqlite"]
     migrate_db.ensure_client(host, log)
@@ -98,8 +98,8 @@ def copy_pending(host: Host, app: apps.App, user: str, keep_bytes: int, log: Log
         result = None
     if not isinstance(result, dict):
         last = ((r.stderr or "").strip().splitlines() or ["(no output)"])[-1]
-        raise AgentError("the copy %s failed (db_copy.py, exit %d); nothing was copied, the live release keeps serving on the database it had"
-                         " (behind the maintenance page)\n%s" % (move["direction"], r.returncode, last))
+        raise AgentError("the copy %s failed (db_copy.py, exit %d); nothing was copied\n"
+                         "The live release keeps serving on the database it had (behind the maintenance page).\n%s" % (move["direction"], r.returncode, last))
     write_atomic(host.path(move_file(app)), json.dumps(dict(move, copied=int(time.time()), **result)).encode(), 0o600)
 
 
@@ -112,7 +112,7 @@ def db_move_finish(host: Host, params: Dict[str, Any], log: Log, lock_wait: int)
         on_pg = migrate_db.postgres_url(host, app, staged=False) is not None
         done = bool(move.get("copied")) and on_pg == (move["direction"] == "to-postgres")
         if not done:
-            raise AgentError("the move %s has not gone live yet (the up failed or did not run): run fdeploy db migrate-to-postgres%s again"
-                             % (move["direction"], " --back" if move["direction"] == "to-sqlite" else ""))
+            back = " --back" if move["direction"] == "to-sqlite" else ""
+            raise AgentError("the move %s is not live yet (its up failed or did not run): run fdeploy db migrate-to-postgres%s" % (move["direction"], back))
         os.unlink(host.path(move_file(app)))
         return {"direction": move["direction"], "copied": True, "tables": move.get("tables", {}), "skipped": move.get("skipped", [])}

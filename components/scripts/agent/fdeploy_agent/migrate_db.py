@@ -68,8 +68,8 @@ def dump_before_release(host: Host, app: apps.App, user: str, dest: str, keep_by
         path = None
     if not isinstance(path, str):
         last = ((r.stderr or "").strip().splitlines() or ["(no output)"])[-1]
-        raise AgentError("the pg_dump of the app's PostgreSQL database before the release commands failed (exit %d); no release command ran,"
-                         " the live release keeps serving\n%s" % (r.returncode, last))
+        raise AgentError("the pg_dump of the app's PostgreSQL database (flask-deploy:database) before the release commands failed (exit %d)\n"
+                         "No release command ran; the live release keeps serving.\n%s" % (r.returncode, last))
     return path
 
 
