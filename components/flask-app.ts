@@ -217,7 +217,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     const canary = canarySettings(cfg);
     if (canary) pulumi.log.info(describeCanary(canary));
     const migrationArgs = (dir: string) => ({
-      ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes, staging,
+      ...common, bundle, migrationsDir: dir, migrations: migrationFiles, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes, beforeChange: cfg.backup?.beforeChange, staging,
     });
     const activationArgs = {
       ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
