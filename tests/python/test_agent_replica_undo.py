@@ -31,6 +31,9 @@ def test_the_covering_file_is_the_first_that_reaches_the_position():
     assert replica_point.covering(json.dumps(LTX), 5)["time"] == "2026-12-07T06:00:00Z"
     assert replica_point.covering(json.dumps(LTX), 10) is None
     assert replica_point.covering("[]", 1) is None and replica_point.covering("not json", 1) is None
+    # a replica beyond this database's own position holds another server's history: no point in it
+    assert replica_point.covering(json.dumps(LTX), 7, local_now=8) is None
+    assert replica_point.covering(json.dumps(LTX), 7, local_now=9)["txid"] == "0000000000000007"
     assert replica_point.local_txid(status("000000000000000a")) == 10 and replica_point.local_txid("") is None
 
 
@@ -45,7 +48,8 @@ class Clock:
 def test_the_point_waits_for_the_replica_to_catch_up_within_the_bound():
     clock = Clock()
     answers = iter([json.dumps(LTX[:1])] * 3 + [json.dumps(LTX)])
-    p = replica_point.wait_for_point(lambda: status("0000000000000007"), lambda: (True, next(answers)), 30, lambda: clock.now, clock.sleep)
+    local = iter(["0000000000000007"] + ["0000000000000009"] * 9)   # the app writes on meanwhile
+    p = replica_point.wait_for_point(lambda: status(next(local)), lambda: (True, next(answers)), 30, lambda: clock.now, clock.sleep)
     assert p["txid"] == "0000000000000007" and p["time"] == "2026-12-07T06:00:05Z" and p["waited"] == 3.0
 
 
@@ -53,6 +57,9 @@ def test_a_replica_that_does_not_catch_up_gives_no_point():
     clock = Clock()
     p = replica_point.wait_for_point(lambda: status("0000000000000010"), lambda: (True, json.dumps(LTX)), 5, lambda: clock.now, clock.sleep)
     assert p == {"why": "the replica did not reach the database's position 0000000000000010 within 5 s"} and clock.now <= 6
+    # another server's history (its replica ahead of this database) never passes for a point here
+    p = replica_point.wait_for_point(lambda: status("0000000000000003"), lambda: (True, json.dumps(LTX)), 5, lambda: clock.now, clock.sleep)
+    assert "within 5 s" in p["why"]
     p = replica_point.wait_for_point(lambda: "", lambda: (True, "[]"), 5, lambda: clock.now, clock.sleep)
     assert "no local position" in p["why"]
     p = replica_point.wait_for_point(lambda: status("01"), lambda: (False, "dial tcp: connection refused"), 5, lambda: clock.now, clock.sleep)

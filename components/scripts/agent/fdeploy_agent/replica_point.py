@@ -27,15 +27,22 @@ def local_txid(status_json: str) -> Optional[int]:
         return None
 
 
-def covering(ltx_json: str, txid: int) -> Optional[Dict[str, Any]]:
+def covering(ltx_json: str, txid: int, local_now: Optional[int] = None) -> Optional[Dict[str, Any]]:
     """`litestream ltx -json DB`: the replica's file that holds TXID (its first file whose range
-    reaches it), as {"txid", "time"}; None when the replica does not reach TXID yet."""
+    reaches it), as {"txid", "time"}; None when the replica does not reach TXID yet, or when it is
+    ahead of LOCAL_NOW (read after it): Litestream uploads only this database's positions, so a
+    replica beyond them holds another line of history (another server's, before this one's first
+    snapshot there) and TXID in it is not this database's state."""
     try:
-        files = [f for f in json.loads(ltx_json) or [] if int(f["max_txid"], 16) >= txid]
-        best = min(files, key=lambda f: (int(f["max_txid"], 16), str(f["timestamp"]))) if files else None
+        files = json.loads(ltx_json) or []
+        newest = max((int(f["max_txid"], 16) for f in files), default=0)
+        reach = [f for f in files if int(f["max_txid"], 16) >= txid]
+        best = min(reach, key=lambda f: (int(f["max_txid"], 16), str(f["timestamp"]))) if reach else None
     except (ValueError, LookupError, TypeError):
         return None
-    return None if best is None else {"txid": "%016x" % txid, "time": str(best["timestamp"])}
+    if best is None or (local_now is not None and newest > local_now):
+        return None
+    return {"txid": "%016x" % txid, "time": str(best["timestamp"])}
 
 
 def wait_for_point(read_local: Callable[[], str], read_replica: Callable[[], "tuple[bool, str]"], wait: float,
@@ -50,7 +57,7 @@ def wait_for_point(read_local: Callable[[], str], read_replica: Callable[[], "tu
         ok, out = read_replica()
         if not ok:
             return {"why": "the replica cannot be read (%s)" % out[:200]}
-        point = covering(out, txid)
+        point = covering(out, txid, local_txid(read_local()))
         if point is not None:
             return dict(point, waited=round(clock() - t0, 1))
         if clock() - t0 >= wait:
