@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { startServer, stopServer, TestServer } from "../servers";
-import { copyApp, copyMigrations } from "./app-copy";
+import { copyApp, copyMigrations, get } from "./app-copy";
 import { assertUnitExposures } from "./fixture";
 import { PROJECT_DIR, TestStack } from "./pulumi";
 import { tempDir } from "../tmpdir";
@@ -324,8 +324,8 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.match(out, new RegExp(`restore: done \\(to txid ${m![2]}\\)`), out);
     console.log(`restore --txid: ${((Date.now() - t1) / 1000).toFixed(1)} s`);
     assert.strictEqual(notes(), rows, out);
-    const back = await fetch(`http://${fresh.host}/api/notes`);
-    assert.ok(((await back.json()) as { body: string }[]).some((n) => n.body === "before the destructive migration"));
+    const back = await get(`http://${fresh.host}/api/notes`);   // a connection of its own: the app was just restarted
+    assert.ok((back.json() as { body: string }[]).some((n) => n.body === "before the destructive migration"), back.text);
     assert.match(fresh.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'SELECT max(version) FROM schema_migrations'"), /^2\n/);
     // replication not running: the next schema change takes the local copy, and says why
     fs.writeFileSync(path.join(migrationsDir, "0003_clear_notes.up.sql"), "CREATE TABLE undo_probe (id INTEGER);\n");
