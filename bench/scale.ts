@@ -117,6 +117,8 @@ async function main(): Promise<void> {
     randomFiles(path.join(app.dir, "static", "big"), BIG_MB);
     const ship = up(stack, `the up that ships the ${BIG_MB} MB app`);
     const sshOpts = `ssh -i ${server.keyPath} -o UserKnownHostsFile=${server.knownHostsPath} -o StrictHostKeyChecking=yes -o BatchMode=yes`;
+    // the floor needs rsync on the server too (the test image has none): installed untimed
+    if (server.trySsh("command -v rsync").status !== 0) server.ssh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsync >/dev/null");
     server.ssh("rm -rf /root/rsync-floor");
     const r0 = Date.now();
     const rs = spawnSync("rsync", ["-a", "-e", sshOpts, `${app.dir}/`, `root@${server.host}:/root/rsync-floor/`], { encoding: "utf8" });

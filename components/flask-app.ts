@@ -242,6 +242,7 @@ export class FlaskApp extends pulumi.ComponentResource {
       // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
       const releaseCommands = cfg.releaseCommands.length ? new ReleaseCommands(n("release-commands"), {
         ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes,
+        beforeChange: cfg.backup?.beforeChange,
         docker: docker ? { envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs } : undefined,
         after: [...switchAfter, ...loaded, ...(migrations ? [migrations.step] : [])],
       }, child("release-commands")) : undefined;

@@ -5,6 +5,7 @@ migrate.py run for real."""
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -171,3 +172,65 @@ def test_no_offsite_backup_on_the_server_falls_back(root):
     os.unlink(str(root / "etc/fdeploy/shop.backup.conf"))
     err, backups = first_and_destructive(root, Fake(root, point=POINT), BEFORE_CHANGE="replica")
     assert len(backups) == 1 and "no offsite backup is configured on this server" in err
+
+
+class ReleaseFake(Fake):
+    """release-commands-prepare: the backup program for real (runuser … python3 -c …), slot users free."""
+    def run(self, argv, merge_output=False, input=None, umask=None):
+        if argv[:2] == ["systemctl", "show"]:
+            return subprocess.CompletedProcess(argv, 0, "0\n", "")
+        return super().run(argv, merge_output, input, umask)
+
+    def host(self):
+        return Host(root=str(self.root), run=self.run, user_ids=lambda n: (0 if n == "shop" else 2001, 0), which=lambda c: None,
+                    kill_user=lambda uid, gid: None)
+
+
+def sqlite_file(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c = sqlite3.connect(str(path))
+    c.execute("CREATE TABLE IF NOT EXISTS t (x)")
+    c.execute("INSERT INTO t VALUES (1)")
+    c.commit()
+    c.close()
+
+
+def prepare(root, fake, **extra):
+    rid = "a" * 12
+    (root / "srv/shop/releases" / rid).mkdir(parents=True, exist_ok=True)
+    (root / "srv/shop/releases" / rid / ".fdeploy-release.json").write_text("{}\n")
+    (root / "etc/fdeploy/shop.litestream.yml").write_text('dbs:\n  - path: "/srv/shop/shared/db/app.sqlite3"\n')
+    sqlite_file(root / "srv/shop/shared/db/app.sqlite3")
+    sqlite_file(root / "srv/shop/shared/instance/extra.sqlite3")   # not replicated: always copied
+    out, err = io.StringIO(), io.StringIO()
+    params = dict({"APP": "shop", "RELEASE_ID": rid, "COMMANDS": json.dumps(["true"]), "KEEP_BACKUPS": 2}, **extra)
+    rc = cli.main(["release-commands-prepare"], stdin=io.StringIO(json.dumps(params)), stdout=out, stderr=err, host=fake.host())
+    assert rc == 0, err.getvalue()
+    result = json.loads(out.getvalue())
+    copied = sorted(str(p.relative_to(root / "srv/shop/shared/backups")).split("/", 1)[1]
+                    for p in (root / "srv/shop/shared/backups").glob("pre-release-*/**/*.sqlite3"))
+    return result, err.getvalue(), copied
+
+
+def test_before_the_release_commands_the_replicated_databases_use_their_points_the_others_are_copied(root):
+    result, err, copied = prepare(root, ReleaseFake(root, point=POINT), BEFORE_CHANGE="replica")
+    assert copied == ["instance/extra.sqlite3"] and result["saved"] == 1
+    assert "undo: the replica's restore point" in err and "no local copy of app.sqlite3" in err
+    assert "The replica's restore point of db/app.sqlite3: fdeploy backup restore --txid 0000000000000007." in result["restore"]
+    entry = json.loads((root / "etc/fdeploy/shop/undo-points.jsonl").read_text().splitlines()[-1])
+    assert entry["reason"] == "before the release commands of " + "a" * 12
+
+
+def test_before_the_release_commands_a_late_replica_means_every_database_is_copied(root):
+    late = {"why": "the replica did not reach the database's position 0000000000000009 within 30 s"}
+    result, err, copied = prepare(root, ReleaseFake(root, point=late), BEFORE_CHANGE="replica")
+    assert copied == ["db/app.sqlite3", "instance/extra.sqlite3"] and result["saved"] == 2
+    assert "undo: a local copy (backup.beforeChange: replica falls back): the replica did not reach" in err
+    assert "--txid" not in result["restore"]
+
+
+def test_before_the_release_commands_copy_is_as_before(root):
+    fake = ReleaseFake(root, point=POINT)
+    result, err, copied = prepare(root, fake)
+    assert copied == ["db/app.sqlite3", "instance/extra.sqlite3"] and "undo:" not in err
+    assert not any(c[0] == "systemd-run" for c in fake.calls)

@@ -106,6 +106,7 @@ def _settings(host: Host, params: Dict[str, Any]) -> Tuple[apps.App, List[str]]:
     backup._check(params, "TXID", r"[0-9a-f]{16}", "txid", "expected 16 hex digits, as the deploy's undo: line printed it", optional=True)
     if params.get("TIMESTAMP") and params.get("TXID"):
         raise AgentError("restore: either a timestamp or a txid, not both")
+    backup._check(params, "DB", r"(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9._/-]+\.(sqlite3?|db)", "database", "a path in shared/, e.g. db/app.sqlite3", optional=True)
     conf = backup.read_run_conf(host, app.name)
     return app, backup.databases(host, conf.get("CONFIG", ""))
 
@@ -132,8 +133,11 @@ def backup_restore(host: Host, params: Dict[str, Any], log: Log, lock_wait: int)
     nothing), then the app and replication stopped, the files swapped (as the app user), both started."""
     app, dbs = _settings(host, params)
     ts, txid = str(params.get("TIMESTAMP") or ""), str(params.get("TXID") or "")
-    if txid:   # a restore point is one database's (the app's: the undo of a schema change)
-        dbs = [d for d in dbs if d == app.root + "/shared/db/app.sqlite3"]
+    if txid:   # a restore point is one database's (by default the app's: the undo of a schema change)
+        want = app.root + "/shared/" + str(params.get("DB") or "db/app.sqlite3")
+        if want not in dbs:
+            raise AgentError("restore --txid: %s is not a database the replica holds (%s)" % (want, " ".join(dbs)))
+        dbs = [want]
     at = {"TIMESTAMP": ts} if ts else {"TXID": txid} if txid else {}
     with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)):
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
