@@ -117,21 +117,25 @@ async function main(): Promise<void> {
     randomFiles(path.join(app.dir, "static", "big"), BIG_MB);
     const ship = up(stack, `the up that ships the ${BIG_MB} MB app`);
     const sshOpts = `ssh -i ${server.keyPath} -o UserKnownHostsFile=${server.knownHostsPath} -o StrictHostKeyChecking=yes -o BatchMode=yes`;
-    // the floor needs rsync on the server too (the test image has none): installed untimed
-    if (server.trySsh("command -v rsync").status !== 0) server.ssh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsync >/dev/null");
-    server.ssh("rm -rf /root/rsync-floor");
+    // the floor needs rsync on the server too (the test image has none): installed untimed; where
+    // that fails, tar | ssh (the same bytes, one stream) stands in, and the row says so
+    if (server.trySsh("command -v rsync").status !== 0) server.trySsh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsync >/dev/null 2>&1");
+    const viaRsync = server.trySsh("command -v rsync").status === 0;
+    const floorName = viaRsync ? "`rsync -a`" : "`tar | ssh` (no rsync on the server)";
+    server.ssh("rm -rf /root/rsync-floor && mkdir /root/rsync-floor");
     const r0 = Date.now();
-    const rs = spawnSync("rsync", ["-a", "-e", sshOpts, `${app.dir}/`, `root@${server.host}:/root/rsync-floor/`], { encoding: "utf8" });
-    if (rs.status !== 0) throw new Error(`rsync: ${rs.stderr}`);
+    const rs = viaRsync ? spawnSync("rsync", ["-a", "-e", sshOpts, `${app.dir}/`, `root@${server.host}:/root/rsync-floor/`], { encoding: "utf8" })
+      : spawnSync("bash", ["-c", `tar -C "$1" -cf - . | ${sshOpts} root@${server.host} 'tar -x -C /root/rsync-floor'`, "floor", app.dir], { encoding: "utf8" });
+    if (rs.status !== 0) throw new Error(`floor: ${rs.stderr}`);
     const rsync = (Date.now() - r0) / 1000;
-    log(`rsync -a of the ${BIG_MB} MB app over ssh: ${rsync.toFixed(1)} s`);
+    log(`${floorName} of the ${BIG_MB} MB app over ssh: ${rsync.toFixed(1)} s`);
     server.ssh("rm -rf /root/rsync-floor");
     change();
     const codeBig = up(stack, `one-line change, ${BIG_MB} MB app`);
     const noopBig = up(stack, `no-op up, ${BIG_MB} MB app`);
     rows.push({ kind: `one-line code change, app with ${SMALL_MB} MB vs ${BIG_MB} MB of incompressible static files`, small: `${codeSmall.s.toFixed(1)} s`,
       big: `${codeBig.s.toFixed(1)} s`, ratio: `${(codeBig.s / codeSmall.s).toFixed(2)}×`, goal: "big ≤ 1.2× small", met: codeBig.s <= 1.2 * codeSmall.s });
-    rows.push({ kind: `the up that first ships the ${BIG_MB} MB app vs \`rsync -a\` of the same folder over ssh (the floor)`, small: `${rsync.toFixed(1)} s (rsync)`,
+    rows.push({ kind: `the up that first ships the ${BIG_MB} MB app vs ${floorName} of the same folder over ssh (the floor)`, small: `${rsync.toFixed(1)} s (floor)`,
       big: `${ship.s.toFixed(1)} s`, ratio: `${(ship.s / rsync).toFixed(2)}×`, goal: "≤ 1.5×", met: ship.s <= 1.5 * rsync,
       note: "a new release of a deployed app (its venv reused), not the server's first deploy (base system and venv build are not part of it)" });
 
