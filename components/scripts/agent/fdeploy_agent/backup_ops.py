@@ -105,7 +105,7 @@ def _settings(host: Host, params: Dict[str, Any]) -> Tuple[apps.App, List[str]]:
                   "expected e.g. 2026-12-05T07:00:00Z", optional=True)
     backup._check(params, "TXID", r"[0-9a-f]{16}", "txid", "expected 16 hex digits, as the deploy's undo: line printed it", optional=True)
     if params.get("TIMESTAMP") and params.get("TXID"):
-        raise AgentError("restore: either a timestamp or a txid, not both")
+        raise AgentError("fdeploy backup restore: --timestamp or --txid, not both")
     backup._check(params, "DB", r"(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9._/-]+\.(sqlite3?|db)", "database", "a path in shared/, e.g. db/app.sqlite3", optional=True)
     conf = backup.read_run_conf(host, app.name)
     return app, backup.databases(host, conf.get("CONFIG", ""))
