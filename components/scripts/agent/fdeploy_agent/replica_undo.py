@@ -10,6 +10,7 @@ Each point used is recorded (root-only) in /etc/fdeploy/<app>/undo-points.jsonl,
 brings the database back to it."""
 import json
 import os
+import stat
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -72,12 +73,20 @@ def replicated(host: Host, app: apps.App) -> List[str]:
         return [app.root + APP_DB]
 
 
+def _regular(path: str) -> bool:
+    """PATH is a regular file (lstat: root follows no link the app user could plant in shared/)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def points(host: Host, app: apps.App, params: Dict[str, Any], log: Log, dbs: List[str], reason: str) -> Optional[Dict[str, Dict[str, Any]]]:
     """The replica's point of each of DBS (those that exist) to use instead of local copies, or None
     (the copies): all or none, each logged and recorded."""
     if not wanted(params):
         return None
-    dbs = [d for d in dbs if os.path.isfile(host.path(d))]
+    dbs = [d for d in dbs if _regular(host.path(d))]
     if not dbs:
         return None   # nothing to undo yet (a first deploy)
     configured = read_regular(host.path(backup.paths(app.name)["conf"])) is not None
