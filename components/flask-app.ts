@@ -275,7 +275,8 @@ export class FlaskApp extends pulumi.ComponentResource {
     const canary = canarySettings(cfg);
     if (canary) pulumi.log.info(describeCanary(canary));
     const migrationArgs = (dir: string) => ({
-      ...common, bundle, migrationsDir: dir, databaseUrl: database.env.DATABASE_URL, migrations: migrationFiles, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes, staging,
+      ...common, bundle, migrationsDir: dir, databaseUrl: database.env.DATABASE_URL, migrations: migrationFiles, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes,
+      beforeChange: cfg.backup?.beforeChange, staging,
     });
     const activationArgs = {
       ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
@@ -308,6 +309,7 @@ export class FlaskApp extends pulumi.ComponentResource {
       // the app's own release commands (e.g. flask db upgrade): after the SQL migrations, before the switch
       const releaseCommands = first && cfg.releaseCommands.length ? new ReleaseCommands(n("release-commands"), {
         ...common, bundle, releaseId: release.releaseId, commands: cfg.releaseCommands, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes,
+        beforeChange: cfg.backup?.beforeChange,
         docker: docker ? { envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs } : undefined,
         after: [...switchAfter, ...loaded, ...(migrations ? [migrations.step] : [])],
       }, child("release-commands")) : undefined;

@@ -82,6 +82,11 @@ export function budget(keepBackupsBytes: number | undefined): { KEEP_BACKUPS_BYT
   return keepBackupsBytes === undefined ? {} : { KEEP_BACKUPS_BYTES: keepBackupsBytes };
 }
 
+/** BEFORE_CHANGE, only for backup.beforeChange replica (copy, the default: the step's inputs stay as they were). */
+export function beforeChange(mode: "copy" | "replica" | undefined): { BEFORE_CHANGE?: string } {
+  return mode === "replica" ? { BEFORE_CHANGE: mode } : {};
+}
+
 export interface MigrationRunnerArgs {
   connection: Connection;
   bundle: ScriptBundle;
@@ -92,6 +97,8 @@ export interface MigrationRunnerArgs {
   keepBackups: number;
   /** The kept backups' disk budget in bytes (flask-deploy:keepBackupsBytes); unset: the server's default. */
   keepBackupsBytes?: number;
+  /** backup.beforeChange: replica makes the replica's restore point the undo when it can (replica_undo.py). */
+  beforeChange?: "copy" | "replica";
   /** A rollback: bring the schema down to the version this kept release ran with, nothing uploaded. */
   downToSchemaOf?: string;
   /** The app's staging folder (stagingKey); default: the stack's. */
@@ -122,7 +129,7 @@ export class MigrationRunner extends pulumi.ComponentResource {
         bundle: args.bundle,
         script: AGENT,
         verb: "migrate",
-        params: scriptParams({ APP: args.appName, DOWN_TO_SCHEMA_OF: args.downToSchemaOf, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes) }),
+        params: scriptParams({ APP: args.appName, DOWN_TO_SCHEMA_OF: args.downToSchemaOf, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes), ...beforeChange(args.beforeChange) }),
         triggers: [`down to the schema of release ${args.downToSchemaOf}`],
         after: args.after,
       }, this);
@@ -137,7 +144,7 @@ export class MigrationRunner extends pulumi.ComponentResource {
         bundle: args.bundle,
         script: AGENT,
         verb: "migrate",
-        params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes) }),
+        params: scriptParams({ APP: args.appName, MIGRATIONS: folder, KEEP_BACKUPS: args.keepBackups, ...budget(args.keepBackupsBytes), ...beforeChange(args.beforeChange) }),
         // one readable entry per migration: a new or changed one shows up in `pulumi preview`
         triggers: [...this.migrations.map((m) => `${String(m.version).padStart(4, "0")}_${m.name} ${m.checksum.slice(0, 12)}`),
           ...databaseTrigger(args.databaseUrl)],

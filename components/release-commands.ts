@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { Connection } from "./connection";
-import { budget } from "./migrations";
+import { beforeChange, budget } from "./migrations";
 import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface ReleaseCommandsArgs {
@@ -17,6 +17,8 @@ export interface ReleaseCommandsArgs {
   keepBackups: number;
   /** flask-deploy:keepBackupsBytes (unset: the server's default budget). */
   keepBackupsBytes?: number;
+  /** backup.beforeChange: replica: the replicated databases' restore points instead of local copies when they can be had. */
+  beforeChange?: "copy" | "replica";
   /** runtime docker: run them in a container of the release's image (names as GunicornService's). */
   docker?: { envNames: string[]; sharedDirs: string[] };
   after: pulumi.Resource[];
@@ -35,7 +37,7 @@ export class ReleaseCommands extends pulumi.ComponentResource {
       limit: "releaseCommands",
       params: scriptParams({
         APP: args.appName, RELEASE_ID: args.releaseId, COMMANDS: JSON.stringify(args.commands), KEEP_BACKUPS: args.keepBackups,
-        ...budget(args.keepBackupsBytes),
+        ...budget(args.keepBackupsBytes), ...beforeChange(args.beforeChange),
         ...(args.docker ? { RUNTIME: "docker", ENV_NAMES: [...args.docker.envNames].sort().join(" "), SHARED_DIRS: args.docker.sharedDirs.join(" ") } : {}),
       }),
       after: args.after,

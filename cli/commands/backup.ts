@@ -4,7 +4,9 @@
 //   verify   restores the latest replica to a temporary file on the server, runs PRAGMA
 //            integrity_check and compares row counts with the live database (changes nothing)
 //   restore  stops the app and replication, restores every database from the replica (to
-//            --timestamp, or the latest), keeps the old files aside, starts both again
+//            --timestamp, or the latest), keeps the old files aside, starts both again; with
+//            --txid only the app's database (or --db's), to that restore point (a deploy's undo
+//            with backup.beforeChange: replica prints it)
 //   status   replication running, whose the replica is (the lease), each database's lag and the
 //            age of the replica's newest write, the last scheduled drill
 import { Command } from "commander";
@@ -20,11 +22,18 @@ export function register(program: Command): void {
   stackCommand(program, "backup", "offsite backups: verify a restore, restore in place, or show replication status")
     .argument("<action>", VERBS.join(" | "))
     .option("--timestamp <time>", "restore: the point in time, e.g. 2026-12-05T07:00:00Z (default: the latest)")
-    .action((action: string, opts: StackOpts & { timestamp?: string }) => {
+    .option("--txid <txid>", "restore: the app's database only, to this restore point (16 hex digits, as a deploy's `undo:` line printed it)")
+    .option("--db <path>", "restore --txid: the database, relative to shared/ (default db/app.sqlite3), as the undo: line named it")
+    .action((action: string, opts: StackOpts & { timestamp?: string; txid?: string; db?: string }) => {
       if (!VERBS.includes(action)) throw new FdeployError(`fdeploy backup: expected one of ${VERBS.join(", ")}, got '${action}'`, 2);
       const { ref, cfg } = target(opts);
       if (!cfg.backup) throw new FdeployError(`stack ${ref.stack} has no offsite backup (set backup.replica, see README "Offsite backups")`, 2);
-      const params = { APP: cfg.appName, ...(opts.timestamp ? { TIMESTAMP: opts.timestamp } : {}) };
+      if (opts.txid !== undefined && (action !== "restore" || opts.timestamp || !/^[0-9a-f]{16}$/.test(opts.txid))) {
+        throw new FdeployError("fdeploy backup: --txid is for restore, without --timestamp: 16 hex digits, e.g. 00000000000001a2", 2);
+      }
+      if (opts.db !== undefined && !opts.txid) throw new FdeployError("fdeploy backup: --db is for restore --txid", 2);
+      const params = { APP: cfg.appName, ...(opts.timestamp ? { TIMESTAMP: opts.timestamp } : {}), ...(opts.txid ? { TXID: opts.txid } : {}),
+        ...(opts.db ? { DB: opts.db } : {}) };
       const { status } = runOnServer(cfg, "agent", AGENT_VERBS[action], params, { args: ["--field", "summary"] });
       if (status !== 0) throw new FdeployError(`fdeploy backup ${action} failed (exit ${status}); the lines above say why`);
     });

@@ -3,6 +3,7 @@
 import * as path from "path";
 import { resolveAppLayout } from "../app-layout";
 import { configSchema, DeployConfig, hostKeyLine, knownKeys, NAMESPACE, parseReplicaUrl } from "./schema";
+import { checkBeforeChange } from "./before-change";
 import { checkBackup, checkCanary, checkDocker, checkEnvNames, checkFiles, checkTls } from "./checks";
 import { defaultStrategy } from "./defaults";
 import { serverFromDotenv } from "./dotenv";
@@ -106,6 +107,7 @@ export function parseConfig(
     problems.push(`${NAMESPACE}:server: missing; set server.host, server.hostKey (and server.privateKeyPath) with pulumi config set --path, or FDEPLOY_SERVER_* in .env`);
   }
 
+  problems.push(...checkBeforeChange(input.backup));
   const result = configSchema.safeParse(input);
   if (!result.success) {
     for (const issue of result.error.issues) {

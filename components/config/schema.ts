@@ -188,6 +188,9 @@ export const backupSchema = z
      * to a server with its own database claims a replica another server owns only with it, and only
      * while that server is the owner (a setting left in the stack never lets that server take it back).
      */
+    /** The undo of a schema change: a local copy (copy), or the replica's restore point when replication
+     * is healthy and caught up, else the copy (replica; README "Pre-change backups"). */
+    beforeChange: z.enum(["copy", "replica"], { message: "expected copy or replica" }).default("copy"),
     takeover: z.string().regex(/^[0-9a-f]{32}$/,
       "expected the id of the server that owns the replica, as the refused deploy printed it (32 hex digits; `fdeploy backup status` shows it)").optional(),
   })

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """SQLite migration runner (standard library only; runs on the server).
 
-usage: migrate.py [--db PATH | --url-stdin] --dir DIR [--backup-dir DIR] [--keep N] [--keep-bytes N] check|status|up|down --to N|loss --to N|dump
+usage: migrate.py [--db PATH | --url-stdin] --dir DIR [--backup-dir DIR] [--keep N] [--keep-bytes N] check|status|up [--no-copy]|down --to N [--no-copy]|loss --to N|dump
 
 With --url-stdin the database is PostgreSQL: its postgresql:// URL is the first line of stdin (never
 on a command line) and migrate_pg.py beside this file does the engine's part (psql, an advisory lock
 instead of the lock file, pg_dump restore points); everything else here holds for both engines.
+--no-copy (SQLite): the agent made the replica's restore point the undo (backup.beforeChange: replica).
 
 Exit codes: 0 ok (also "nothing to do"), 1 a migration or the database failed
 (the failing migration was rolled back), 2 bad usage or invalid migrations
@@ -347,7 +348,7 @@ def cmd_up(args):
     version = current_version(applied)
     pending = [m for m in migrations if m.version not in applied]
     if existed:   # nothing pending: only the kept backups over the budget go
-        backup(conn, args.db, args.backup_dir, args.keep, version, args.keep_bytes, take=bool(pending))
+        backup(conn, args.db, args.backup_dir, args.keep, version, args.keep_bytes, take=bool(pending) and not args.no_copy)
     conn.execute(TABLE_SQL)
     if not pending:
         log(f"{args.db}: up to date")
@@ -394,7 +395,7 @@ def cmd_down(args):
     if not revert:
         log(f"{args.db}: already at or below version {args.to}")
     elif existed:
-        backup(conn, args.db, args.backup_dir, args.keep, version, args.keep_bytes)
+        backup(conn, args.db, args.backup_dir, args.keep, version, args.keep_bytes, take=not args.no_copy)
     for m in revert:
         log(f"reverting {m.down_path.name} ...")
         try:
@@ -527,9 +528,11 @@ def parse_args(argv):
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate the migrations directory")
     sub.add_parser("status", help="show applied and pending migrations")
-    sub.add_parser("up", help="apply all pending migrations")
+    up = sub.add_parser("up", help="apply all pending migrations")
     down = sub.add_parser("down", help="revert migrations above --to")
     down.add_argument("--to", type=int, required=True, help="target version")
+    for cmd in (up, down):   # the agent made the replica's restore point the undo (backup.beforeChange: replica)
+        cmd.add_argument("--no-copy", action="store_true", help="no backup copy (the kept ones are still pruned to the budget)")
     loss = sub.add_parser("loss", help="what down --to N would drop (run on a copy; one JSON line)")
     loss.add_argument("--to", type=int, required=True, help="target version")
     dump = sub.add_parser("dump", help="PostgreSQL: a pg_dump restore point into --backup-dir (one JSON line)")

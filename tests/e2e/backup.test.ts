@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { startServer, stopServer, TestServer } from "../servers";
-import { copyApp, copyMigrations } from "./app-copy";
+import { copyApp, copyMigrations, get } from "./app-copy";
 import { assertUnitExposures } from "./fixture";
 import { PROJECT_DIR, TestStack } from "./pulumi";
 import { tempDir } from "../tmpdir";
@@ -69,10 +69,11 @@ function withKeptDisk<T>(f: () => T): T {
   try { return f(); } finally { delete process.env.FDEPLOY_KEEP_DISK; }
 }
 
-/** npm run backup -- VERB for the stack. */
-function backupCommand(stack: TestStack, verb: string): string {
-  const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts", "backup.ts"), verb, "--stack", stack.name,
-    "--config-file", stack.configFile], { cwd: PROJECT_DIR, env: stack.env, encoding: "utf8" });
+/** npm run backup -- VERB [ARGS] for the stack. */
+function backupCommand(stack: TestStack, verb: string, ...args: string[]): string {
+  const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts", "backup.ts"), verb, ...args, "--stack", stack.name,
+    // transpile only: tsc checks the types; a type-checking ts-node start takes ~30 s on the busy machine
+    "--config-file", stack.configFile], { cwd: PROJECT_DIR, env: { ...stack.env, TS_NODE_TRANSPILE_ONLY: "1" }, encoding: "utf8" });
   const out = (r.stdout ?? "") + (r.stderr ?? "");
   assert.strictEqual(r.status, 0, out);
   return out;
@@ -122,6 +123,7 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
   let stack: TestStack;
   let keyDir: string;
   let replica: string, replicaDir: string;
+  let migrationsDir: string;
 
   before(() => {
     const ls = path.join(CACHE, "litestream");
@@ -145,7 +147,7 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     app = withKeptDisk(() => startServer("backup", 151));
     stack = new TestStack("backup");
     stack.target(app, {
-      appDir: copyApp("backup").rel, migrationsDir: copyMigrations("backup").rel,
+      appDir: copyApp("backup").rel, migrationsDir: (() => { const m = copyMigrations("backup"); migrationsDir = m.dir; return m.rel; })(),
       "backup.replica": replica, "backup.litestream": "upload", "backup.verifyEvery": "24h",
       ...(kind === "sftp" ? { "backup.hostKey": target.hostKey } : { "backup.endpoint": `http://${target.host}:7070`, "backup.region": "us-east-1" }),
     });
@@ -294,6 +296,54 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.strictEqual(res.status, 200);
     assert.strictEqual(((await res.json()) as unknown[]).length, before);
     assert.match(fresh.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
+  });
+
+  it("backup.beforeChange: replica: a destructive migration's undo is the replica's restore point, no local copy; " +
+     "fdeploy backup restore --txid brings the rows back; replication stopped: the deploy falls back to a local copy, saying why", async () => {
+    const t0 = Date.now();
+    const notes = () => Number(fresh.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'SELECT count(*) FROM notes'").trim());
+    const copies = () => fresh.ssh("ls /srv/flaskapp/shared/backups | grep -c '^app-' || true").trim();
+    const res = await fetch(`http://${fresh.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"before the destructive migration"}' });
+    assert.strictEqual(res.status, 201);
+    const rows = notes(), kept = copies();
+    fs.writeFileSync(path.join(migrationsDir, "0003_clear_notes.up.sql"), "DELETE FROM notes;\n");
+    fs.writeFileSync(path.join(migrationsDir, "0003_clear_notes.down.sql"), "SELECT 1;\n");
+    stack.setConfig("backup.beforeChange", "replica");
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    const m = /undo: the replica's restore point \(backup\.beforeChange: replica; replication healthy, caught up in ([\d.]+) s\): txid ([0-9a-f]{16}), written (\S+); no local copy of app\.sqlite3/.exec(r.output);
+    assert.ok(m, r.output);
+    console.log(`undo = the replica's restore point: txid ${m![2]}, caught up in ${m![1]} s`);
+    assert.strictEqual(notes(), 0, "the destructive migration did not run");
+    assert.strictEqual(copies(), kept, "a local copy was taken although the replica's point was the undo");
+    const rec = JSON.parse(fresh.ssh("tail -n 1 /etc/fdeploy/flaskapp/undo-points.jsonl"));
+    assert.strictEqual(rec.txid, m![2]);
+    assert.strictEqual(fresh.ssh("stat -c '%a %U' /etc/fdeploy/flaskapp/undo-points.jsonl").trim(), "600 root");
+    // the undo: the app's database back to that point (the rows the migration deleted are back)
+    const t1 = Date.now();
+    const out = backupCommand(stack, "restore", "--txid", m![2]);
+    assert.match(out, new RegExp(`restore: done \\(to txid ${m![2]}\\)`), out);
+    console.log(`restore --txid: ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+    assert.strictEqual(notes(), rows, out);
+    const back = await get(`http://${fresh.host}/api/notes`);   // a connection of its own: the app was just restarted
+    assert.ok((back.json() as { body: string }[]).some((n) => n.body === "before the destructive migration"), back.text);
+    assert.match(fresh.ssh("sqlite3 /srv/flaskapp/shared/db/app.sqlite3 'SELECT max(version) FROM schema_migrations'"), /^2\n/);
+    // replication not running: the next schema change takes the local copy, and says why
+    fs.writeFileSync(path.join(migrationsDir, "0003_clear_notes.up.sql"), "CREATE TABLE undo_probe (id INTEGER);\n");
+    fs.writeFileSync(path.join(migrationsDir, "0003_clear_notes.down.sql"), "DROP TABLE undo_probe;\n");
+    fresh.ssh("systemctl stop fdeploy-flaskapp-backup.service");
+    try {
+      const f = stack.up();
+      assert.strictEqual(f.status, 0, f.output);
+      assert.match(f.output, /undo: a local copy \(backup\.beforeChange: replica falls back\): replication is not running \(its unit is inactive\)/, f.output);
+      assert.match(f.output, /backup: app\.sqlite3, .* in [\d.]+ s ->/, f.output);
+      assert.strictEqual(Number(copies()), Number(kept) + 1);
+      assert.strictEqual(notes(), rows);
+    } finally {
+      fresh.ssh("systemctl start fdeploy-flaskapp-backup.service");
+      stack.setConfig("backup.beforeChange", "copy");
+    }
+    console.log(`beforeChange: replica cases: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
 
   it("the old server comes back: it finds the replica claimed by the new one and does not replicate over it", async () => {

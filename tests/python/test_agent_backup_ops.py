@@ -245,6 +245,20 @@ def test_restore_failed_fetch_stops_nothing_failed_swap_starts_again(deployed):
     assert rc == 1 and res["error"] == "bad timestamp 'yesterday' (expected e.g. 2026-12-05T07:00:00Z)"
 
 
+def test_restore_to_a_txid_restores_one_database_to_that_point(deployed):
+    s, host, root = deployed
+    s.app_results["backup-swap"] = (0, {"kept": "/srv/shop/shared/db/app.sqlite3.before-restore-x"}, "")
+    rc, res, err = verb(host, ["backup-restore"], {"APP": "shop", "TXID": "00000000000000a3"})
+    assert rc == 0 and res["summary"].startswith("restore: done (to txid 00000000000000a3)"), err
+    fetch = s.systemd_runs()[0]
+    assert "TXID=00000000000000a3" in fetch and "DB=/srv/shop/shared/db/app.sqlite3" in fetch and len(s.systemd_runs()) == 2
+    for bad, message in (({"TXID": "a3"}, "bad txid 'a3'"), ({"TXID": "00000000000000a3", "TIMESTAMP": "2026-12-05T07:00:00Z"}, "not both"),
+                         ({"TXID": "00000000000000a3", "DB": "../etc/x.db"}, "bad database"),
+                         ({"TXID": "00000000000000a3", "DB": "instance/other.db"}, "is not a database the replica holds")):
+        rc, res, _ = verb(host, ["backup-restore"], dict({"APP": "shop"}, **bad))
+        assert rc == 1 and message in res["error"], res
+
+
 def test_report(deployed):
     s, host, root = deployed
     s.app_results["backup-status"] = (0, {"lines": ["lease: this server x", "lag: 0 transactions behind"]}, "")

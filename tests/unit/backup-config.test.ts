@@ -3,6 +3,7 @@
 import * as assert from "assert";
 import { parseConfig, parseReplicaUrl, plaintextSecretNames } from "../../components/config";
 import { renderLitestreamConfig } from "../../components/backup";
+import { beforeChange } from "../../components/migrations";
 import * as fs from "fs";
 import * as path from "path";
 import { HOST_KEY, PROJECT_DIR, rawConfig, refusal } from "./helpers";
@@ -53,6 +54,18 @@ describe("backup config", () => {
     const id = "0123456789abcdef0123456789abcdef";
     assert.strictEqual(parse({ backup: { ...SFTP, takeover: id }, backupSecrets: { sftpKey: KEY } }).backup!.takeover, id);
     assert.match(errorOf({ backup: { ...SFTP, retension: "1h" }, backupSecrets: { sftpKey: KEY } }), /known: .*takeover/);
+  });
+
+  it("backup.beforeChange: copy by default (the migrate step's inputs unchanged), replica only with backup.replica, naming both keys", () => {
+    assert.strictEqual(parse({ backup: SFTP, backupSecrets: { sftpKey: KEY } }).backup!.beforeChange, "copy");
+    assert.deepStrictEqual(beforeChange("copy"), {});
+    assert.deepStrictEqual(beforeChange(undefined), {});
+    const cfg = parse({ backup: { ...SFTP, beforeChange: "replica" }, backupSecrets: { sftpKey: KEY } });
+    assert.deepStrictEqual(beforeChange(cfg.backup!.beforeChange), { BEFORE_CHANGE: "replica" });
+    assert.match(errorOf({ backup: { beforeChange: "replica" } }),
+      /flask-deploy:backup\.beforeChange: replica needs flask-deploy:backup\.replica \(the offsite replica whose restore point is the undo/);
+    assert.match(errorOf({ backup: { ...SFTP, beforeChange: "snapshot" }, backupSecrets: { sftpKey: KEY } }),
+      /flask-deploy:backup\.beforeChange: expected copy or replica/);
   });
 
   it("parses replica URLs", () => {

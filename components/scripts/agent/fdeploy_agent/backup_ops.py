@@ -6,7 +6,8 @@
   backup-delete   (pulumi destroy, --app APP) the units and config removed; the replica and data stay
   backup-verify   each database's latest replica restored to a temporary file and checked (as the app user)
   backup-restore  the app and replication stopped, each database restored from the replica (to
-                  TIMESTAMP, or the latest), the old file kept aside, both started again
+                  TIMESTAMP, or the latest; with TXID the app's database only, to that restore
+                  point: replica_undo.py), the old file kept aside, both started again
   backup-report   replication running, the lease, each database's lag, the last scheduled drill
 The app user's part runs in a transient unit with the backup units' sandbox and credentials:
 root's copy of the agent (backup_unit.py), never a path the app user can write."""
@@ -102,6 +103,10 @@ def _settings(host: Host, params: Dict[str, Any]) -> Tuple[apps.App, List[str]]:
     app = apps.load(host, apps.check_name(params.get("APP")))
     backup._check(params, "TIMESTAMP", r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", "timestamp",
                   "expected e.g. 2026-12-05T07:00:00Z", optional=True)
+    backup._check(params, "TXID", r"[0-9a-f]{16}", "txid", "expected 16 hex digits, as the deploy's undo: line printed it", optional=True)
+    if params.get("TIMESTAMP") and params.get("TXID"):
+        raise AgentError("fdeploy backup restore: --timestamp or --txid, not both")
+    backup._check(params, "DB", r"(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9._/-]+\.(sqlite3?|db)", "database", "a path in shared/, e.g. db/app.sqlite3", optional=True)
     conf = backup.read_run_conf(host, app.name)
     return app, backup.databases(host, conf.get("CONFIG", ""))
 
@@ -127,13 +132,19 @@ def backup_restore(host: Host, params: Dict[str, Any], log: Log, lock_wait: int)
     """Verb (fdeploy backup restore [TIMESTAMP]): every database fetched first (a failure changes
     nothing), then the app and replication stopped, the files swapped (as the app user), both started."""
     app, dbs = _settings(host, params)
-    ts = str(params.get("TIMESTAMP") or "")
+    ts, txid = str(params.get("TIMESTAMP") or ""), str(params.get("TXID") or "")
+    if txid:   # a restore point is one database's (by default the app's: the undo of a schema change)
+        want = app.root + "/shared/" + str(params.get("DB") or "db/app.sqlite3")
+        if want not in dbs:
+            raise AgentError("restore --txid: %s is not a database the replica holds (%s)" % (want, " ".join(dbs)))
+        dbs = [want]
+    at = {"TIMESTAMP": ts} if ts else {"TXID": txid} if txid else {}
     with deploy_lock(host, app.name, lock_wait, log, deploy=lease.deploy_of(params)):
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         r = host.run(["systemctl", "list-units", "--plain", "--no-legend", "--state=active", "fdeploy-%s@*.service" % app.name])
         slots = [x.split()[0] for x in (r.stdout or "").splitlines() if x.split()]
         for db in dbs:
-            ok, _, err = as_app(host, app, "backup-fetch", DB=db, **({"TIMESTAMP": ts} if ts else {}))
+            ok, _, err = as_app(host, app, "backup-fetch", DB=db, **at)
             for line in err.splitlines():
                 log(line)
             if not ok:
@@ -148,7 +159,7 @@ def backup_restore(host: Host, params: Dict[str, Any], log: Log, lock_wait: int)
                 log("restored %s (the previous file: %s)" % (db, result["kept"]))
         finally:
             host.systemctl("start", *running)
-    return {"summary": "restore: done%s; the app runs again%s" % (" (to %s)" % ts if ts else "", ": " + " ".join(slots) if slots else "")}
+    return {"summary": "restore: done%s; the app runs again%s" % (" (to %s)" % (ts or "txid " + txid) if ts or txid else "", ": " + " ".join(slots) if slots else "")}
 
 
 def backup_report(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:

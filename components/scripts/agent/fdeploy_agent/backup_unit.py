@@ -152,14 +152,17 @@ def backup_verify_db(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
 
 
 def backup_fetch(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """Verb (fdeploy backup restore): params APP, DB, TIMESTAMP (optional, checked by the caller too)."""
+    """Verb (fdeploy backup restore): params APP, DB, TIMESTAMP or TXID (optional, checked by the caller too)."""
     conf, db, path = _db(host, params)
-    ts = str(params.get("TIMESTAMP") or "")
+    ts, txid = str(params.get("TIMESTAMP") or ""), str(params.get("TXID") or "")
     if ts and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", ts):
         raise AgentError("bad timestamp %r (fdeploy backup restore --timestamp: e.g. 2026-12-05T07:00:00Z)" % ts)
+    if txid and (ts or not re.fullmatch(r"[0-9a-f]{16}", txid)):
+        raise AgentError("bad txid %r (fdeploy backup restore --txid: 16 hex digits, without --timestamp)" % txid)
     if os.path.lexists(path + ".restoring"):   # a restore stopped half-way left it
         os.unlink(path + ".restoring")
-    r = host.run([conf["LITESTREAM"], "restore", "-config", conf["CONFIG"]] + (["-timestamp", ts] if ts else []) + ["-o", db + ".restoring", db],
+    at = ["-timestamp", ts] if ts else ["-txid", txid] if txid else []
+    r = host.run([conf["LITESTREAM"], "restore", "-config", conf["CONFIG"]] + at + ["-o", db + ".restoring", db],
                  merge_output=True)
     for line in (r.stdout or "").strip().splitlines()[-5:]:
         log(line)

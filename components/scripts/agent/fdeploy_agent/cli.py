@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
 from .errors import AgentError
 from .host import Host
 
@@ -100,6 +100,7 @@ VERBS: Dict[str, Verb] = {
     "backup-fetch": backup_unit.backup_fetch,
     "backup-swap": backup_unit.backup_swap,
     "backup-newdb": backup_unit.backup_newdb,
+    "backup-point": replica_point.backup_point,
     "history": history.read_verb,
     "history-live": history.record_live,
     "history-failed": history.record_failed,

@@ -9,15 +9,16 @@ schema); only after success does migrations/current point at the set. "down": mi
 the schema the pinned release last went live with, with the set in force. migrate.py (standalone,
 with backup_budget.py beside it) runs as the new release's slot user, which no process of the live
 release can signal or trace, with umask 0007 (shared/ is the app's group's); it takes an online
-backup first when anything changes. An app on PostgreSQL (migrate_db.py): migrate.py --url-stdin
-with the URL on its stdin, postgresql-client installed first; a pg_dump is its backup."""
+backup first when anything changes (with backup.beforeChange: replica, BEFORE_CHANGE, the replica's
+restore point instead when it can be had: replica_undo.py). An app on PostgreSQL (migrate_db.py):
+migrate.py --url-stdin with the URL on its stdin, postgresql-client installed first; a pg_dump is its backup."""
 import os
 import re
 import shutil
 from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import db_move, lease, migrate_db, migrate_plan, slotuser
+from . import db_move, lease, migrate_db, migrate_plan, replica_undo, slotuser
 from .errors import AgentError
 from .fsutil import own_dir, write_atomic
 from .host import Host
@@ -89,6 +90,8 @@ def migrate(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dic
         if url:
             migrate_db.ensure_client(host, log)
         args = ["down", "--to", str(plan["schema"])] if plan["mode"] == "down" else ["up"]
+        if url is None and replica_undo.undo_point(host, app, params, log) is not None:
+            args.append("--no-copy")   # the undo is the replica's restore point (logged and recorded)
         version = run_migrate(host, app, plan["dir"], keep, plan["keep_bytes"], args, log, url)
         if plan["mode"] == "up":
             # the set the database is now at (root-owned: the switch records its version, a rollback

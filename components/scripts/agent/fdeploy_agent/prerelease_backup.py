@@ -1,7 +1,8 @@
 """The online backup before the release commands (release-commands.sh): every SQLite database in
 shared/ (not backups/) by SQLite's backup API, into DEST; the oldest pre-release backups beyond
 KEEP go. It runs as the new release's slot user, never root (root follows no path in shared/): the
-agent starts it as `python3 -I -B -c <backup_budget.py, then this file> SHARED DEST KEEP KEEP_BYTES`
+agent starts it as `python3 -I -B -c <backup_budget.py, then this file> SHARED DEST KEEP KEEP_BYTES [SKIP]`
+(SKIP: a JSON list of paths in shared/ not to copy: backup.beforeChange replica, replica_undo.py)
 under runuser and timeout, so it imports nothing of the agent. The kept backups are pruned to their
 disk budget first, and a copy that would not fit is refused with the numbers before anything is
 copied (backup_budget.py); the copy goes in steps, with progress on stderr. Nothing the app put
@@ -93,9 +94,10 @@ def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def backup(shared: str, dest: str, keep: int, keep_bytes: int = 0) -> Dict[str, Any]:
+def backup(shared: str, dest: str, keep: int, keep_bytes: int = 0, skip: "tuple[str, ...]" = ()) -> Dict[str, Any]:
+    """SKIP: paths relative to SHARED whose undo is the replica's restore point (not copied)."""
     budget = load_budget()
-    dbs = databases(shared)
+    dbs = [p for p in databases(shared) if os.path.relpath(p, shared) not in skip]
     sources = [sqlite3.connect("file:%s?mode=ro" % p, uri=True) for p in dbs]
     try:
         need = sum(budget.size_of(c) for c in sources)
@@ -135,7 +137,7 @@ def main(argv: List[str]) -> int:
     os.umask(0o007)   # what it creates in shared/ is the app's group's (the slot users share it)
     os.chdir("/")
     try:
-        print(json.dumps(backup(argv[0], argv[1], int(argv[2]), int(argv[3]))))
+        print(json.dumps(backup(argv[0], argv[1], int(argv[2]), int(argv[3]), tuple(json.loads(argv[4])) if len(argv) > 4 else ())))
     except Refused as e:
         print(e, file=sys.stderr)
         return 3

@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import db_move, lease, migrate_db, mounts, prerelease_backup, slotuser, staging, transient, units
+from . import db_move, lease, migrate_db, mounts, prerelease_backup, replica_undo, slotuser, staging, transient, units
 from .errors import AgentError
 from .fsutil import read_regular
 from .host import Host
@@ -59,7 +59,7 @@ def check_keep_bytes(raw: Any) -> int:
 BUDGET = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "backup_budget.py")
 
 
-def backup_argv(user: str, shared: str, dest: str, keep: int, keep_bytes: int = 0) -> List[str]:
+def backup_argv(user: str, shared: str, dest: str, keep: int, keep_bytes: int = 0, skip: "tuple[str, ...]" = ()) -> List[str]:
     """The backup as USER: this package's prerelease_backup.py, given as -c (the slot user cannot read
     the SSH user's bundle) after the bundle's backup_budget.py (made a module first), under timeout
     (SIGKILL 10 s after the limit's SIGTERM)."""
@@ -71,13 +71,14 @@ def backup_argv(user: str, shared: str, dest: str, keep: int, keep_bytes: int = 
                "exec(compile(%r, 'backup_budget.py', 'exec'), backup_budget.__dict__)\n"
                "sys.modules['backup_budget'] = backup_budget\ndel backup_budget, sys, types\n" % budget)
     return ["runuser", "-u", user, "--", "timeout", "-k", "10", str(LIMIT),
-            "python3", "-I", "-B", "-c", prelude + source, shared, dest, str(keep), str(keep_bytes)]
+            "python3", "-I", "-B", "-c", prelude + source, shared, dest, str(keep), str(keep_bytes)] + ([json.dumps(list(skip))] if skip else [])
 
 
-def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, keep_bytes: int, log: Callable[[str], None]) -> Dict[str, Any]:
+def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, keep_bytes: int, log: Callable[[str], None],
+           skip: "tuple[str, ...]" = ()) -> Dict[str, Any]:
     shared = app.root + "/shared"
     dest = "%s/backups/pre-release-%s-%s" % (shared, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), rid)
-    r = host.run(backup_argv(user, shared, dest, keep, keep_bytes))
+    r = host.run(backup_argv(user, shared, dest, keep, keep_bytes, skip))
     for line in (r.stderr or "").splitlines():
         log(line)
     if r.returncode in (124, 137):
@@ -97,10 +98,13 @@ def backup(host: Host, app: apps.App, user: str, rid: str, keep: int, keep_bytes
     return {"backup": dest if done["saved"] or dump else "", "saved": done["saved"], "pgdump": dump or ""}
 
 
-def restore_hint(app: apps.App, backup_dir: str) -> str:
+def restore_hint(app: apps.App, backup_dir: str, points: Optional[Dict[str, Dict[str, Any]]] = None) -> str:
+    replica = "".join(" The replica's restore point of %s: fdeploy backup restore --txid %s%s." % (
+        db.split("/shared/", 1)[-1], p["txid"], "" if db.endswith("/shared/db/app.sqlite3") else " --db " + db.split("/shared/", 1)[-1])
+        for db, p in sorted((points or {}).items()))
     if not backup_dir:
-        return "No SQLite database was found in shared/ to back up."
-    return ("A backup taken before the release commands is in %s: to restore it, stop the app (systemctl stop 'fdeploy-%s@*.service'),"
+        return (replica.strip() + (" No other SQLite database was found in shared/." if replica else "")) or "No SQLite database was found in shared/ to back up."
+    return replica.strip() + (" " if replica else "") + ("A backup taken before the release commands is in %s: to restore it, stop the app (systemctl stop 'fdeploy-%s@*.service'),"
             " copy its files back over those in %s/shared/ as %s (keeping them group-writable), and deploy again."
             % (backup_dir, app.name, app.root, app.user))
 
@@ -118,8 +122,11 @@ def prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock
         from .migrate_step import install_runner
         install_runner(host, app)
         db_move.copy_pending(host, app, user, keep_bytes, log)
-    result = dict(backup(host, app, user, rid, keep, keep_bytes, log), user=user, commands=commands)
-    result["restore"] = restore_hint(app, result["backup"] if result["saved"] else "") + (migrate_db.restore_hint(app, result["pgdump"]) if result["pgdump"] else "")
+    found = replica_undo.points(host, app, params, log, replica_undo.replicated(host, app), "before the release commands of %s" % rid) or {}
+    skip = tuple(sorted(db.split("/shared/", 1)[-1] for db in found))
+    result = dict(backup(host, app, user, rid, keep, keep_bytes, log, skip), user=user, commands=commands)
+    result["restore"] = restore_hint(app, result["backup"] if result["saved"] else "", found) + \
+        (migrate_db.restore_hint(app, result["pgdump"]) if result["pgdump"] else "")
     result["shell"] = ["%s=%s" % (k, shlex.quote(str(result[k]))) for k in ("user", "restore")] + \
         ["commands=(%s)" % " ".join(shlex.quote(c) for c in commands)]
     return result
