@@ -84,3 +84,25 @@ def test_the_deploy_that_holds_the_lock_is_recorded_then_kept_as_the_last(host, 
         assert (record.stat().st_mode & 0o777) == 0o600
     assert not record.exists()
     assert (tmp_path / "run/fdeploy/shop.lock.last").read_text().split()[2] == "deploy"
+
+
+def test_a_server_wide_step_lock_waits_says_so_once_then_refuses_with_the_time_waited(tmp_path):
+    """flock_within (apt's lists folder, the PostgreSQL server's lock): a free lock at once; a held one
+    waited for second by second, ON_WAIT once; the refusal names how long it waited."""
+    path = str(tmp_path / "step.lock")
+    holder, waiter = os.open(path, os.O_RDWR | os.O_CREAT), os.open(path, os.O_RDWR)
+    told, slept = [], []
+    lock.flock_within(holder, 5, slept.append, lambda: told.append("wait"), lambda w: AgentError("waited %d" % w))
+    assert (told, slept) == ([], []), "a free lock is taken at once"
+    with pytest.raises(AgentError, match="waited 3"):
+        lock.flock_within(waiter, 3, slept.append, lambda: told.append("wait"), lambda w: AgentError("waited %d" % w))
+    assert (told, slept) == (["wait"], [1, 1, 1])
+
+    def release_on_second_sleep(s):
+        slept.append(s)
+        if len(slept) == 5:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+    lock.flock_within(waiter, 10, release_on_second_sleep, lambda: None, lambda w: AgentError("waited %d" % w))
+    assert len(slept) == 5, "taken once the holder let go"
+    os.close(holder)
+    os.close(waiter)

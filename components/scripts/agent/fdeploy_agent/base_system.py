@@ -11,7 +11,6 @@ user's, which shares shared/), the build user (pip runs as it) and the directory
   base-delete   --app APP (pulumi destroy): the app's code and uploads go, never its data
   base-purge    params APP (fdeploy purge, after destroy): the data, settings, logs and users too
 """
-import fcntl
 import glob
 import os
 import shutil
@@ -23,6 +22,7 @@ from . import base, release
 from .errors import AgentError
 from .fsutil import own_dir
 from .host import Host
+from .lock import flock_within
 from .slotuser import slot_users
 
 Log = Callable[[str], None]
@@ -42,16 +42,8 @@ def apt_install(host: Host, packages: List[str], log: Log, sleep: Callable[[floa
     log("installing %s" % " ".join(packages))
     fd = os.open(host.path(APT_LISTS), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        waited = 0.0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if waited >= wait:
-                    raise AgentError("another package installation held %s for %ds; run pulumi up again" % (APT_LISTS, wait))
-                sleep(1)
-                waited += 1
+        flock_within(fd, wait, sleep, lambda: None,
+                     lambda waited: AgentError("another package installation held %s for %ds; run pulumi up again" % (APT_LISTS, waited)))
         env = ["env", "DEBIAN_FRONTEND=noninteractive"]
         must(host, env + ["apt-get", "update", "-qq"], "apt-get update")
         must(host, env + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + packages,

@@ -130,6 +130,24 @@ def describe_pid(pid: str, proc: str = "/proc") -> str:
     return "pid %s (user %s: %s)" % (pid, user, cmd or "?")
 
 
+def flock_within(fd: int, wait_seconds: float, sleep: Callable[[float], None], on_wait: Callable[[], None],
+                 refusal: Callable[[float], AgentError]) -> None:
+    """An exclusive flock on FD, tried every second: ON_WAIT once when it must wait, REFUSAL(waited) raised
+    once WAIT_SECONDS went by (a server-wide step lock: apt's lists folder, the PostgreSQL server's)."""
+    waited = 0.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if waited >= wait_seconds:
+                raise refusal(waited)
+            if waited == 0:
+                on_wait()
+            sleep(1)
+            waited += 1
+
+
 @contextmanager
 def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], None],
                 sleep: Callable[[float], None] = time.sleep, deploy: str = "") -> Iterator[None]:

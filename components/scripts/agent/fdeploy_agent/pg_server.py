@@ -10,7 +10,6 @@ rebuilt from every app's entry: only the app's role, to its own database, from i
 Every app's entry is /etc/fdeploy/postgres/apps/<app>.json (root 0700 folder; no password); the
 steps of two apps on one server take /etc/fdeploy/postgres/.lock in turn."""
 import base64
-import fcntl
 import hashlib
 import hmac
 import json
@@ -25,6 +24,7 @@ from .apt import argv as apt_argv
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
+from .lock import flock_within
 
 Log = Callable[[str], None]
 ETC = "/etc/fdeploy/postgres"
@@ -130,18 +130,8 @@ def server_lock(host: Host, wait_seconds: int, log: Log) -> Iterator[None]:
     own_dir(host.path(ETC), 0o755)
     fd = os.open(host.path(ETC + "/.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        waited = 0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if waited >= wait_seconds:
-                    raise AgentError("another deploy's PostgreSQL step holds %s/.lock; waited %ds (timeouts.lockWait)" % (ETC, waited))
-                if waited == 0:
-                    log("waiting for another deploy's PostgreSQL step on this server…")
-                host.sleep(1)
-                waited += 1
+        flock_within(fd, wait_seconds, host.sleep, lambda: log("waiting for another deploy's PostgreSQL step on this server…"),
+                     lambda waited: AgentError("another deploy's PostgreSQL step holds %s/.lock; waited %ds (timeouts.lockWait)" % (ETC, waited)))
         yield
     finally:
         os.close(fd)
