@@ -10,7 +10,7 @@ cd "$ROOT"
 JOBS=${FDEPLOY_E2E_JOBS:-3}
 OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
 # longest first (measured), then the rest in name order
-order=(reliability backup docker ci package least-privilege strategies canary any-app deploy ops jobs https upgrade official-cli migrations sudo-user smoke)
+order=(reliability backup least-privilege docker deploy strategies any-app https canary upgrade postgres-migrations ops jobs ci fleet migrations postgres package delta-upload two-apps sudo-user official-cli smoke)
 files=()
 for n in "${order[@]}"; do [ -f "tests/e2e/$n.test.ts" ] && files+=("tests/e2e/$n.test.ts"); done
 for f in tests/e2e/*.test.ts; do [[ " ${files[*]} " == *" $f "* ]] || files+=("$f"); done
@@ -45,7 +45,8 @@ done
 for f in "${files[@]}"; do
   name=$(basename "$f" .test.ts)
   read -r rc _ <"$OUT/$name.status" 2>/dev/null && [ "$rc" = 0 ] && continue
-  printf '\n==== failures of e2e suite %s\n' "$name"
-  sed -n '/^  [0-9]* failing/,$p' "$OUT/$name.log" | head -n 80
+  # without mocha's own "N failing" line: scripts/test.sh counts those lines
+  printf '\n==== failures of e2e suite %s (%s)\n' "$name" "$(grep -m1 -o '[0-9]* failing' "$OUT/$name.log" || echo 'no mocha summary')"
+  sed -n '/^  [0-9]* failing/,$p' "$OUT/$name.log" | tail -n +2 | head -n 80
 done
 exit $status

@@ -98,7 +98,7 @@ describe("two FlaskApps in one program, on one server", function () {
     }
     const none = fdeploy("status", "--app", "nope");
     assert.strictEqual(none.status, 2);
-    assert.match(none.stderr, /--app nope: stack two-apps holds no such app; its apps: shop .*, blog /);
+    assert.match(none.stderr, /--app nope: stack two-apps holds no such app; its apps: blog .*, shop /);
   });
 
   it("a rollback of one app pins its own key (flask-deploy:apps.<name>.release) and leaves the other alone", async () => {
