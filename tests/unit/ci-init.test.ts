@@ -6,8 +6,8 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { ciFiles } from "../../cli/init/ci";
-import { main } from "../../cli/init/main";
 import { tempDir } from "../tmpdir";
+import { runInit } from "./init-run";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -19,23 +19,6 @@ function sample(): string {
   return dir;
 }
 
-/** `flask-deploy ARGS` in DIR: exit code, stdout, stderr. */
-function init(dir: string, ...args: string[]): { code: number; out: string; err: string } {
-  const cwd = process.cwd();
-  const out: string[] = [], err: string[] = [];
-  const w = [process.stdout.write, process.stderr.write];
-  process.stdout.write = ((s: string) => { out.push(s); return true; }) as any;
-  process.stderr.write = ((s: string) => { err.push(s); return true; }) as any;
-  try {
-    process.chdir(dir);
-    const code = main(["node", "flask-deploy", "init", ...args]);
-    return { code, out: out.join(""), err: err.join("") };
-  } finally {
-    process.chdir(cwd);
-    [process.stdout.write, process.stderr.write] = w;
-  }
-}
-
 const read = (dir: string, f: string) => fs.readFileSync(path.join(dir, f), "utf8");
 
 describe("flask-deploy init --ci", function () {
@@ -43,7 +26,7 @@ describe("flask-deploy init --ci", function () {
 
   it("github: the workflows and the setup action, equal to the examples; actionlint passes on them in the repo", () => {
     const dir = sample();
-    const r = init(dir, "--ci", "github");
+    const r = runInit(dir, "--ci", "github");
     assert.strictEqual(r.code, 0, r.err);
     const files = ciFiles(ROOT, "github");
     assert.deepStrictEqual(Object.keys(files).sort(), [
@@ -70,7 +53,7 @@ describe("flask-deploy init --ci", function () {
 
   it("gitlab: .gitlab-ci.yml equal to the example; what to set names File variables and the protected environment", () => {
     const dir = sample();
-    const r = init(dir, "--ci", "gitlab");
+    const r = runInit(dir, "--ci", "gitlab");
     assert.strictEqual(r.code, 0, r.err);
     assert.strictEqual(read(dir, ".gitlab-ci.yml"), fs.readFileSync(path.join(ROOT, "examples/ci/gitlab/.gitlab-ci.yml"), "utf8"));
     assert.ok(!fs.existsSync(path.join(dir, ".github")));
@@ -85,12 +68,12 @@ describe("flask-deploy init --ci", function () {
     const mine = "# the user's own deploy workflow\n";
     fs.writeFileSync(path.join(dir, ".github/workflows/flask-deploy.yml"), mine);
     fs.writeFileSync(path.join(dir, "index.ts"), "// the user's program\n");
-    const first = init(dir, "--ci", "github");
+    const first = runInit(dir, "--ci", "github");
     assert.strictEqual(first.code, 0, first.err);
     assert.strictEqual(read(dir, ".github/workflows/flask-deploy.yml"), mine);
     assert.match(first.out, /^left \.github\/workflows\/flask-deploy\.yml \(it exists; nothing changed; --force replaces it\)$/m);
     assert.match(first.out, /^wrote \.github\/workflows\/flask-deploy-preview\.yml$/m);
-    const forced = init(dir, "--ci", "github", "--force");
+    const forced = runInit(dir, "--ci", "github", "--force");
     assert.strictEqual(forced.code, 0, forced.err);
     assert.strictEqual(read(dir, ".github/workflows/flask-deploy.yml"), read(ROOT, "examples/ci/github/.github/workflows/flask-deploy.yml"));
     assert.match(forced.out, /^replaced \.github\/workflows\/flask-deploy\.yml \(--force\)$/m);
@@ -100,10 +83,10 @@ describe("flask-deploy init --ci", function () {
 
   it("a provider other than github or gitlab, or --force without --ci: an error naming the option, nothing written", () => {
     const dir = sample();
-    const bad = init(dir, "--ci", "jenkins");
+    const bad = runInit(dir, "--ci", "jenkins");
     assert.notStrictEqual(bad.code, 0);
     assert.match(bad.err, /--ci <provider>.*'jenkins' is invalid\. Allowed choices are github, gitlab/);
-    const force = init(dir, "--force");
+    const force = runInit(dir, "--force");
     assert.strictEqual(force.code, 2);
     assert.match(force.err, /--force replaces only the CI files: use it with --ci github\|gitlab/);
     assert.deepStrictEqual(fs.readdirSync(dir).sort(), ["app", "migrations"]);

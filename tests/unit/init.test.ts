@@ -6,8 +6,9 @@ import * as fs from "fs";
 import * as path from "path";
 import { appNameFrom, detect, InitError } from "../../cli/init/detect";
 import { programFiles, Versions, writeProgram } from "../../cli/init/files";
-import { main, report, versions } from "../../cli/init/main";
+import { report, versions } from "../../cli/init/main";
 import { tempDir } from "../tmpdir";
+import { runInit } from "./init-run";
 
 const ROOT = path.resolve(__dirname, "../..");
 const FIXTURES = path.join(ROOT, "tests/e2e/fixtures");
@@ -155,24 +156,14 @@ describe("flask-deploy init: the files and the no-overwrite rule", () => {
 
   it("the command: init in the current folder, the next three commands; a clear error otherwise", () => {
     const dir = sample();
-    const cwd = process.cwd();
-    const out: string[] = [], err: string[] = [];
-    const w = [process.stdout.write, process.stderr.write];
-    process.stdout.write = ((s: string) => { out.push(s); return true; }) as any;
-    process.stderr.write = ((s: string) => { err.push(s); return true; }) as any;
-    try {
-      process.chdir(dir);
-      assert.strictEqual(main(["node", "flask-deploy", "init"]), 0);
-      process.chdir(path.join(dir, "migrations"));
-      assert.strictEqual(main(["node", "flask-deploy", "init"]), 2);
-    } finally {
-      process.chdir(cwd);
-      [process.stdout.write, process.stderr.write] = w;
-    }
-    const text = out.join("");
+    const first = runInit(dir);
+    assert.strictEqual(first.code, 0);
+    const sub = runInit(path.join(dir, "migrations"));
+    assert.strictEqual(sub.code, 2);
+    const text = first.out + sub.out;
     const next = text.split("\n").slice(text.split("\n").findIndex((l) => l.startsWith("Next")) + 1).filter((l) => l.trim());
     assert.strictEqual(next.length, 3, text);
     assert.match(next[2], /pulumi up$/);
-    assert.match(err.join(""), /^flask-deploy init: no requirements\.txt/);
+    assert.match(first.err + sub.err, /^flask-deploy init: no requirements\.txt/);
   });
 });
