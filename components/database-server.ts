@@ -41,6 +41,8 @@ export class DatabaseServer extends pulumi.ComponentResource {
   public readonly ready: command.remote.Command;
   /** The SHA-256 fingerprint of the server's TLS certificate (after the first up). */
   public readonly fingerprint: pulumi.Output<string>;
+  /** The server's certificate (PEM, public): what the apps connecting from another host pin. */
+  public readonly certificate: pulumi.Output<string>;
   /** The agent's folder on the server (its bundle's remoteDir). */
   public readonly scriptsDir: string;
   private readonly connection: Connection;
@@ -59,9 +61,11 @@ export class DatabaseServer extends pulumi.ComponentResource {
       connection: this.connection, bundle: this.bundle, script: AGENT, verb: "pg-install", limit: "build",
       params: scriptParams({ NAME: args.server.host }), after: args.after,
     }, this);
-    this.fingerprint = this.ready.stdout.apply((s) => {
-      try { return String(JSON.parse((s ?? "").trim().split("\n").pop() ?? "").fingerprint ?? ""); } catch { return ""; }
+    const result = (key: string) => this.ready.stdout.apply((s) => {
+      try { return String(JSON.parse((s ?? "").trim().split("\n").pop() ?? "")[key] ?? ""); } catch { return ""; }
     });
+    this.fingerprint = result("fingerprint");
+    this.certificate = result("certificate");
     this.registerOutputs({ host: this.host });
   }
 

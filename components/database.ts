@@ -7,7 +7,7 @@ import { databaseSettings, databaseUrl, DeployConfig } from "./config";
 import { Connection } from "./connection";
 import { DatabaseServer } from "./database-server";
 import { DatabaseState } from "./database-state";
-import { ScriptBundle } from "./remote-script";
+import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 
 export interface DatabaseEnv {
   /** { DATABASE_URL } with `database` set, else {} (SQLite: the environment stays as it was). */
@@ -41,11 +41,16 @@ export function databaseEnv(name: string, cfg: DeployConfig, args: DatabaseEnvAr
     appName: cfg.appName, db: s.name, role: s.user, password: s.password,
     allow: s.colocated ? [] : [cfg.server.host], local: s.colocated, after: args.after,
   }, parent);
+  // from another host: the server's certificate pinned on the app server (pg-pin), the CA file DATABASE_URL names
+  const pin = s.pin ? remoteStep(`${name}-pin`, {
+    connection: args.connection, bundle: args.bundle, script: AGENT, verb: "pg-pin",
+    params: scriptParams({ APP: cfg.appName, CERT: server.certificate }), after: [...args.after, server.ready],
+  }, parent) : undefined;
   // what the database server runs (refresh: drift), read once the app's database is there
   const { host, port, user, hostKey, privateKeyPath } = s.server ?? cfg.server;
   new DatabaseState(`${name}-state`, {
     server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) }, appName: cfg.appName, scriptsDir: server.scriptsDir,
   }, { parent, dependsOn: [step] });
-  return { env, ready: [step] };
+  return { env, ready: pin ? [step, pin] : [step] };
 }
 

@@ -6,8 +6,8 @@
 //   flask-deploy:databasePassword: the role's password, a stack secret (engine postgres: required; url: when the
 //   url holds none).
 // Unset: SQLite exactly as before. Set: the app's root-only env file gets DATABASE_URL (databaseUrl() below):
-//   postgresql://user:pass@host:5432/name, with ?sslmode=require when the database server is another host
-//   ("app": 127.0.0.1, no TLS). The migration step finds the URL in the release's env file.
+//   postgresql://user:pass@host:5432/name, with ?sslmode=verify-full&sslrootcert=<pinPath(app)> when the database
+//   server is another host (its certificate pinned: components/database.ts), ("app": 127.0.0.1, no TLS). The migration step finds the URL in the release's env file.
 import { z } from "zod";
 // schema.ts imports this module: its names are read lazily here (z.lazy, in functions), never at load
 import { NAMESPACE, serverSchema } from "./schema";
@@ -89,7 +89,9 @@ export function parsePgUrl(u: string): PgUrl | undefined {
 
 /** What a validated `database` means for one app: where PostgreSQL runs (managed) and the URL the app gets. */
 export type DatabaseSettings =
-  | { kind: "managed"; server?: ServerShape; colocated: boolean; address: string; port: number; name: string; user: string; password: string }
+  | { kind: "managed"; server?: ServerShape; colocated: boolean; address: string; port: number; name: string; user: string; password: string;
+      /** The CA file on the app server pinning the database server's certificate (another host only). */
+      pin?: string }
   | { kind: "url"; url: string };
 
 /** The settings of CFG's database (undefined: SQLite). Call after checkDatabase() found no problem. */
@@ -102,7 +104,7 @@ export function databaseSettings(cfg: { database?: DatabaseConfig; databasePassw
   const name = d.name ?? dbIdent(cfg.appName);
   return {
     kind: "managed", server, colocated, address: server ? server.host : "127.0.0.1", port: PG_PORT,
-    name, user: d.user ?? dbIdent(cfg.appName), password: cfg.databasePassword!,
+    name, user: d.user ?? dbIdent(cfg.appName), password: cfg.databasePassword!, ...(server ? { pin: pinPath(cfg.appName) } : {}),
   };
 }
 
@@ -111,10 +113,16 @@ export function dbIdent(appName: string): string {
   return appName.replace(/-/g, "_");
 }
 
-/** The DATABASE_URL the app gets (holds the password: a secret). */
+/** The CA file pinning APP's managed database server's certificate (the agent's pg_pin.pin_path: the same). */
+export function pinPath(appName: string): string {
+  return `/etc/fdeploy/${appName}.pg-root.crt`;
+}
+
+/** The DATABASE_URL the app gets (holds the password: a secret). A server of its own: only the server holding
+ * the pinned certificate's key, under the name the app connects to (verify-full); a `url` keeps its own sslmode. */
 export function databaseUrl(s: DatabaseSettings): string {
   if (s.kind === "url") return s.url;
-  const q = s.colocated ? "" : "?sslmode=require";
+  const q = s.pin ? `?sslmode=verify-full&sslrootcert=${s.pin}` : "";
   return `postgresql://${encodeURIComponent(s.user)}:${encodeURIComponent(s.password)}@${s.address}:${s.port}/${encodeURIComponent(s.name)}${q}`;
 }
 

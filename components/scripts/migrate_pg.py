@@ -19,7 +19,7 @@ import time
 from typing import Dict, List, Optional
 from urllib.parse import unquote, urlsplit, parse_qs
 
-URL_FORM = "postgresql://USER:PASSWORD@HOST[:PORT]/DBNAME[?sslmode=MODE]"
+URL_FORM = "postgresql://USER:PASSWORD@HOST[:PORT]/DBNAME[?sslmode=MODE[&sslrootcert=/path/ca.crt]]"
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # Transaction control would end the runner's one transaction per migration.
 TXN_RE = re.compile(r"^(BEGIN|COMMIT|END|ROLLBACK|ABORT|START\s+TRANSACTION|PREPARE\s+TRANSACTION|"
@@ -62,6 +62,12 @@ def parse_url(url: str) -> Dict[str, str]:
         if mode not in SSLMODES:
             raise bad("has sslmode=%s (one of %s)" % (mode, ", ".join(SSLMODES)))
         env["PGSSLMODE"] = mode
+    # the CA file that pins the server's certificate (a managed server's: /etc/fdeploy/<app>.pg-root.crt)
+    root = query.get("sslrootcert", [None])[-1]
+    if root is not None:
+        if not root.startswith("/") or "\0" in root:
+            raise bad("has sslrootcert=%s (an absolute path to the server's CA certificate)" % root)
+        env["PGSSLROOTCERT"] = root
     return env
 
 

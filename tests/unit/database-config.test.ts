@@ -25,12 +25,12 @@ describe("database config", () => {
       `postgresql://my_shop:${PW}@127.0.0.1:5432/my_shop`);
   });
 
-  it("a server of its own: sslmode=require, the password percent-encoded, name and user as set", () => {
+  it("a server of its own: its certificate pinned (verify-full, the app's CA file), the password percent-encoded, name and user as set", () => {
     const cfg = parse({ database: { engine: "postgres", host: { host: "10.0.0.5", hostKey: HOST_KEY }, name: "shop", user: "shop_rw" },
       databasePassword: "p@ss:/word#1234567" });
     const s = databaseSettings(cfg)!;
     assert.strictEqual(s.kind === "managed" && s.server!.port, 22);
-    assert.strictEqual(databaseUrl(s), "postgresql://shop_rw:p%40ss%3A%2Fword%231234567@10.0.0.5:5432/shop?sslmode=require");
+    assert.strictEqual(databaseUrl(s), "postgresql://shop_rw:p%40ss%3A%2Fword%231234567@10.0.0.5:5432/shop?sslmode=verify-full&sslrootcert=/etc/fdeploy/flaskapp.pg-root.crt");
   });
 
   it("url: taken as it is, databasePassword filled in when it holds none", () => {

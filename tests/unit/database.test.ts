@@ -58,7 +58,7 @@ describe("database: the PostgreSQL steps under mocks", function () {
 
   it("two apps share one server: one install step there, a role-and-database step and a state reading each", () => {
     assert.deepStrictEqual(named(/^db-/), ["db-install", "db-scripts", "db-scripts-upload"]);
-    assert.deepStrictEqual(named(/^(shop|blog)-database/), ["blog-database-app", "blog-database-state", "shop-database-app", "shop-database-state"]);
+    assert.deepStrictEqual(named(/^(shop|blog)-database/), ["blog-database-app", "blog-database-pin", "blog-database-state", "shop-database-app", "shop-database-pin", "shop-database-state"]);
     assert.match(registered.find((r) => r.name === "db-install")!.create!, /\/agent pg-install$/);
     for (const app of ["shop", "blog"]) {
       const step = registered.find((r) => r.name === `${app}-database-app`)!;
@@ -68,6 +68,11 @@ describe("database: the PostgreSQL steps under mocks", function () {
       // the app's environment (DATABASE_URL) waits for its role and database
       const env = registered.find((r) => r.name === `${app}-env-file`)!;
       assert.ok(env.deps.includes(step.urn), `${app}-env-file waits for ${app}-database-app`);
+      // and for the database server's certificate pinned on the app server (pg-pin, after the server's install)
+      const pin = registered.find((r) => r.name === `${app}-database-pin`)!;
+      assert.match(pin.create!, /\/agent pg-pin$/);
+      assert.ok(env.deps.includes(pin.urn), `${app}-env-file waits for ${app}-database-pin`);
+      assert.ok(pin.deps.includes(registered.find((r) => r.name === "db-install")!.urn), `${app}-database-pin waits for db-install`);
     }
   });
 });

@@ -165,14 +165,33 @@ def ensure_installed(host: Host, log: Log) -> bool:
     return True
 
 
+def cert_names(host: Host) -> List[str]:
+    """The names (DNS and IP address) the server's certificate's subjectAltName covers; [] without one
+    (a certificate made before pinning: its CN only)."""
+    if not read_regular(host.path(CERT)):
+        return []
+    r = host.run(["openssl", "x509", "-in", host.path(CERT), "-noout", "-ext", "subjectAltName"])
+    return sorted(set(re.findall(r"(?:DNS|IP Address):([^,\s]+)", r.stdout or ""))) if r.returncode == 0 else []
+
+
+def san_line(names: List[str]) -> str:
+    """subjectAltName= for openssl req: an IP address as IP:, a host name as DNS: (libpq's verify-full
+    matches the host the app connects to against these)."""
+    return "subjectAltName=" + ",".join(("IP:" if re.fullmatch(r"[\d.]+", n) else "DNS:") + n for n in sorted(set(names)))
+
+
 def ensure_certificate(host: Host, name: str, log: Log) -> bool:
-    """A self-signed certificate for NAME (10 years), made once; the key root:postgres 0640."""
-    if read_regular(host.path(CERT)) and read_regular(host.path(KEY)):
+    """A self-signed certificate (10 years) whose subjectAltName covers NAME (the address apps connect
+    to: they pin this certificate, sslmode=verify-full), made when missing or when it does not cover NAME
+    (one made before pinning; a new name for the server: the names it had are kept). The key root:postgres 0640."""
+    have = cert_names(host)
+    if read_regular(host.path(KEY)) and name in have:
         return False
-    log("making the server's TLS certificate")
+    log("making the server's TLS certificate for %s" % ", ".join(sorted(set(have + [name]))))
     tmp = host.path(ETC + "/.new-%s" % secrets.token_hex(4))
     r = host.run(["openssl", "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "3650",
-                  "-subj", "/CN=%s" % name, "-keyout", tmp + ".key", "-out", tmp + ".crt"], merge_output=True, umask=0o077)
+                  "-subj", "/CN=%s" % name, "-addext", san_line(have + [name]), "-keyout", tmp + ".key", "-out", tmp + ".crt"],
+                 merge_output=True, umask=0o077)
     if r.returncode != 0:
         raise AgentError("openssl could not make the PostgreSQL certificate /etc/fdeploy/postgres/server.crt: %s" % (r.stdout or "").strip()[-300:])
     os.chown(tmp + ".key", 0, host.user_ids("postgres")[1])
@@ -181,6 +200,13 @@ def ensure_certificate(host: Host, name: str, log: Log) -> bool:
     os.rename(tmp + ".key", host.path(KEY))
     os.rename(tmp + ".crt", host.path(CERT))
     return True
+
+
+def certificate(host: Host) -> str:
+    """The server's certificate (PEM; public): what the apps pin."""
+    pem = (read_regular(host.path(CERT)) or b"").decode()
+    m = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+    return m.group(0) + "\n" if m else ""
 
 
 def fingerprint(host: Host) -> str:
@@ -231,11 +257,13 @@ def pg_install(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
         raise AgentError("the database server's name %r: expected a host name or IPv4 address (flask-deploy:database.host.host)" % (name,))
     with server_lock(host, lock_wait, log):
         changed = ensure_installed(host, log)
-        changed = ensure_certificate(host, name, log) or changed
+        renewed = ensure_certificate(host, name, log)
         own_dir(host.path(APPS), 0o700)
-        changed = apply_settings(host, log) or changed
+        changed = apply_settings(host, log) or renewed or changed
+        if renewed:
+            psql(host, "SELECT pg_reload_conf();")   # a running server takes the new certificate on a reload
         version, _, _ = cluster(host)
-        return {"ok": True, "changed": changed, "version": version, "fingerprint": fingerprint(host)}
+        return {"ok": True, "changed": changed, "version": version, "fingerprint": fingerprint(host), "certificate": certificate(host)}
 
 
 def pg_app(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict
 from . import app as apps
 from . import lease
 from . import state as states
-from . import mounts, units
+from . import mounts, pg_pin, units
 from .errors import AgentError
 from .fsutil import own_dir, write_atomic
 from .host import Host
@@ -65,7 +65,7 @@ def unit_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
                 raise AgentError("runtime docker: no docker on the server (the base system installs docker.io; run pulumi up again)")
             uid, gid = host.user_ids(app.user)
             dirs = mounts.check_shared_dirs(params.get("SHARED_DIRS"))
-            args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(), dirs, "%i")
+            args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(), dirs, "%i") + pg_pin.mount_args(host, app.name)
             service = units.docker_unit(app, workers, timeout, target, args, str(params.get("MEMORY", "")), str(params.get("CPUS", "")), dirs)
             options: list = []
         else:
@@ -86,6 +86,6 @@ def docker_args(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) ->
     app = apps.load(host, apps.check_name(params.get("APP")))
     uid, gid = host.user_ids(app.user)
     dirs = mounts.check_shared_dirs(params.get("SHARED_DIRS"))
-    args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(), dirs, RELEASE_COMMANDS_SLOT)
+    args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(), dirs, RELEASE_COMMANDS_SLOT) + pg_pin.mount_args(host, app.name)
     mounts.prepare(host, app, RELEASE_COMMANDS_SLOT, dirs)
     return {"args": args}
