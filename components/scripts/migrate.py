@@ -32,8 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 EXIT_FAILED, EXIT_INVALID, EXIT_REFUSED, EXIT_LOCKED = 1, 2, 3, 75
-NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
-EXPECTED = "expected NNNN_name.up.sql + NNNN_name.down.sql (4 digits from 0001, no gaps; name: a-z 0-9 _)"
+NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)(\.postgres)?\.(up|down)\.sql$")
+EXPECTED = ("expected NNNN_name.up.sql + NNNN_name.down.sql (4 digits from 0001, no gaps; name: a-z 0-9 _), "
+            "optionally with NNNN_name.postgres.up.sql + NNNN_name.postgres.down.sql: that version's SQL on PostgreSQL")
 TABLE_SQL = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,
     applied_at TEXT NOT NULL, duration_ms INTEGER NOT NULL)"""
@@ -54,23 +55,28 @@ def log(msg):
 # ---------------------------------------------------------------- migrations dir
 
 class Migration:
-    def __init__(self, version, name, up_path, down_path):
+    def __init__(self, version, name, up_path, down_path, other_up=None):
         self.version, self.name = version, name
         self.up_path, self.down_path = up_path, down_path
         # Read once: the checksum is of exactly the bytes that get executed.
         self.up_bytes = up_path.read_bytes()
         self.checksum = hashlib.sha256(self.up_bytes).hexdigest()
+        # a version with PostgreSQL's own pair: the other engine's up file's checksum stays valid too, for a
+        # history moved between the engines (fdeploy db migrate-to-postgres [--back]) or recorded before the pair
+        self.checksums = {self.checksum} | ({hashlib.sha256(other_up.read_bytes()).hexdigest()} if other_up else set())
 
     def info(self):
         return {"version": self.version, "name": self.name, "checksum": self.checksum}
 
 
-def load_migrations(directory):
-    """Validate the directory and return migrations sorted by version (exit 2 if invalid)."""
+def load_migrations(directory, engine="sqlite"):
+    """Validate the directory and return migrations sorted by version (exit 2 if invalid). ENGINE
+    postgres: a version's NNNN_name.postgres.{up,down}.sql pair, when there is one, instead of its
+    NNNN_name.{up,down}.sql (which every version has: SQLite's, and PostgreSQL's without a pair of its own)."""
     d = Path(directory)
     if not d.is_dir():
         raise Exit(EXIT_INVALID, f"migrations directory {d} does not exist")
-    errors, found = [], {}  # found: version -> {name: {"up": path, "down": path}}
+    errors, found = [], {}  # found: version -> {name: {"up"/"down" (+ ".postgres"): path}}
     for entry in sorted(d.iterdir()):
         if not entry.name.endswith(".sql"):
             continue  # README, .gitkeep, ... are allowed
@@ -78,7 +84,7 @@ def load_migrations(directory):
         if not m or not entry.is_file():
             errors.append(f"{entry.name}: bad migration file name; {EXPECTED}")
             continue
-        found.setdefault(int(m[1]), {}).setdefault(m[2], {})[m[3]] = entry
+        found.setdefault(int(m[1]), {}).setdefault(m[2], {})[(m[3] or "")[1:] + m[4]] = entry
     migrations = []
     for version in sorted(found):
         names = found[version]
@@ -87,11 +93,18 @@ def load_migrations(directory):
             errors.append(f"duplicate migration number {version:04d}: {files}; {EXPECTED}")
             continue
         (name, files), = names.items()
-        for have, missing in (("up", "down"), ("down", "up")):
-            if have in files and missing not in files:
-                errors.append(f"{files[have].name}: missing {version:04d}_{name}.{missing}.sql; {EXPECTED}")
-        if len(files) == 2:
-            migrations.append((version, name, files))
+        for tag in ("", "postgres"):
+            for have, missing in (("up", "down"), ("down", "up")):
+                if tag + have in files and tag + missing not in files:
+                    errors.append(f"{files[tag + have].name}: missing {version:04d}_{name}{'.' + tag if tag else ''}.{missing}.sql; {EXPECTED}")
+        if "postgresup" in files and "up" not in files:
+            errors.append(f"{files['postgresup'].name}: missing {version:04d}_{name}.up.sql + .down.sql "
+                          f"(every version has them; the .postgres pair replaces them on PostgreSQL); {EXPECTED}")
+        elif "up" in files and "down" in files:
+            if engine == "postgres" and "postgresup" in files and "postgresdown" in files:
+                migrations.append((version, name, files["postgresup"], files["postgresdown"], files["up"]))
+            else:
+                migrations.append((version, name, files["up"], files["down"], files.get("postgresup")))
     # Numbers must be exactly 1..N; name the first file after each gap.
     expected = 1
     for version in sorted(found):
@@ -102,7 +115,7 @@ def load_migrations(directory):
         expected = version + 1
     if errors:
         raise Exit(EXIT_INVALID, "invalid migrations in the folder {} (flask-deploy:migrationsDir):\n  {}".format(d, "\n  ".join(errors)))
-    return [Migration(v, n, f["up"], f["down"]) for v, n, f in migrations]
+    return [Migration(*m) for m in migrations]
 
 
 def split_statements(sql):
@@ -193,7 +206,7 @@ def find_problems(migrations, applied):
         elif m is None:
             problems.append(f"applied migration {version:04d}_{row['name']} has no files in the "
                             "migrations directory (flask-deploy:migrationsDir); restore them (never delete a migration)")
-        elif m.checksum != row["checksum"]:
+        elif row["checksum"] not in m.checksums:
             problems.append(f"{m.up_path.name} was changed after it was applied "
                             f"(checksum {row['checksum'][:12]}… now {m.checksum[:12]}…); "
                             "add a new migration instead")

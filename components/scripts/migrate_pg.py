@@ -384,7 +384,7 @@ def _sql(core, path, data: bytes) -> str:
 
 
 def cmd_status(core, args, conn: Dict[str, str]) -> int:
-    migrations = core.load_migrations(args.dir)
+    migrations = core.load_migrations(args.dir, "postgres")
     db = _open(core, conn, lock=False)
     try:
         applied = db.read_applied()
@@ -403,7 +403,7 @@ def cmd_status(core, args, conn: Dict[str, str]) -> int:
 
 
 def cmd_up(core, args, conn: Dict[str, str]) -> int:
-    migrations = core.load_migrations(args.dir)
+    migrations = core.load_migrations(args.dir, "postgres")
     os.umask(0o007)   # the dumps: the owner and the app's group (the slot users share it)
     db = _open(core, conn, lock=True)
     try:
@@ -442,7 +442,7 @@ def cmd_up(core, args, conn: Dict[str, str]) -> int:
 
 
 def cmd_down(core, args, conn: Dict[str, str]) -> int:
-    migrations = core.load_migrations(args.dir)
+    migrations = core.load_migrations(args.dir, "postgres")
     if args.to < 0:
         raise core.Exit(core.EXIT_INVALID, "--to must be >= 0")
     os.umask(0o007)
@@ -492,7 +492,7 @@ def cmd_loss(core, args, conn: Dict[str, str]) -> int:
     """What `down --to N` would drop: the down migrations run in a transaction that is rolled back,
     counting before and after each one. The database is unchanged; the tables a down alters stay
     locked until the rollback (lock_timeout 2 s: a busy table fails the count rather than stalling the app)."""
-    migrations = core.load_migrations(args.dir)
+    migrations = core.load_migrations(args.dir, "postgres")
     result = {"to": args.to, "downs": []}
     db = _open(core, conn, lock=False)
     try:

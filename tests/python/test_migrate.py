@@ -88,7 +88,7 @@ def test_fresh_db_applies_all(db, mdir):
     assert last_line(p) == "schema_version=2"
     rows = query(db, "SELECT version, name, checksum, applied_at, duration_ms FROM schema_migrations")
     assert [(r[0], r[1]) for r in rows] == [(1, "create_notes"), (2, "add_notes_created_at")]
-    for (version, _, checksum, applied_at, duration_ms), f in zip(rows, sorted(mdir.glob("*.up.sql"))):
+    for (version, _, checksum, applied_at, duration_ms), f in zip(rows, sorted(f for f in mdir.glob("*.up.sql") if ".postgres." not in f.name)):
         assert checksum == hashlib.sha256(f.read_bytes()).hexdigest()
         assert applied_at.endswith("Z") and duration_ms >= 0
     assert columns(db) == ["id", "body", "created_at"]
@@ -184,8 +184,8 @@ def test_changed_checksum_refused(db, mdir):
 def test_db_newer_than_release_refused(db, mdir):
     copy_real(mdir)
     run_migrate("up", db=db, dir=mdir)
-    (mdir / "0002_add_notes_created_at.up.sql").unlink()
-    (mdir / "0002_add_notes_created_at.down.sql").unlink()
+    for f in mdir.glob("0002_*"):
+        f.unlink()
     p = run_migrate("up", db=db, dir=mdir)
     assert p.returncode == 3
     assert "newer than this release's newest" in p.stderr
