@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, haproxy, health, history, install, jobs, live, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, site, slotcheck, slotuser, staging, supervise, switch, tls
 from .errors import AgentError
 from .host import Host
 
@@ -29,24 +29,11 @@ VERBS: Dict[str, Verb] = {
     "state-repair": repair.state_repair,
     "state-read": server_state.state_read,
     "state-fix": server_state.state_fix,
-    "shell-params": shellparams.shell_params,
-    "release-hash": release.release_hash,
     "canary-slot": report.canary_slot,
-    "slot-env": gunicorn.slot_env,
-    "lock-holder": lock.lock_holder,
-    "lock-prepare": lock.lock_prepare,
     "rollback-loss": rollback_loss.rollback_loss,
-    "shared-relink": shared_links.shared_relink,
-    "lease-take": lease.lease_take,
-    "lease-renew": lease.lease_renew,
     "new-release-user": slotuser.new_release_user,
     "slot-user": slotuser.set_slot_user,
-    "live-user": slotuser.live_user_verb,
-    "slot-users": slotuser.slot_users_verb,
-    "release-plan": release.release_plan,
     "release-base": delta.release_base,
-    "release-venv": release.release_venv,
-    "release-mark": release.release_mark,
     "shared-create": shared_files.shared_create,
     "release-commands-prepare": release_commands.prepare,
     "release-install": install.release_install,
@@ -63,7 +50,6 @@ VERBS: Dict[str, Verb] = {
     "site-stage": site.site_stage,
     "site-restore": site.site_restore,
     "site-saved-drop": site.site_saved_drop,
-    "result-field": shellparams.result_field,
     "base-plan": base.base_plan,
     "base-settings": base.base_settings,
     "base-create": base_system.base_create,
