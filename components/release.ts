@@ -66,7 +66,7 @@ export class Release extends pulumi.ComponentResource {
       // hands over, and isDryRun() alone cannot tell an unchanged release (stdout known from the
       // state: the upload's source must be the same delta folder, else the preview shows an update
       // the up does not make) from a new one. Computing the plan eagerly would need the server in a
-      // preview (CI previews have no SSH key). The unit tests (release-delta.test.ts) and the
+      // preview (CI previews have no SSH key). tests/unit/release-preview.test.ts and the
       // delta-upload e2e suite pin this behaviour, so an SDK that drops the argument fails them.
       const runWithUnknowns = (base.stdout as any).apply.bind(base.stdout) as
         (f: (s: unknown) => ReturnType<typeof uploadFolder>, unknowns: boolean) => pulumi.Output<ReturnType<typeof uploadFolder>>;
