@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { canarySettings, ConfigError, DeployConfig, NAMESPACE, ServerConfig, tlsSettings } from "./config";
 import { databaseEnv } from "./database";
+import { beforeChangeRecord } from "./config/before-change";
 import { DatabaseRecord, databaseRecord } from "./config/database";
 import { DatabaseServer } from "./database-server";
 import { appPin, appPinKey } from "./config/pin";
@@ -69,6 +70,8 @@ export interface FdeployRecord {
   releaseKey: string;
   release?: string;
   backup: boolean;
+  /** Only with backup.beforeChange replica: a rollback's undo is the replica's restore point (fdeploy rollback says so). */
+  beforeChange?: "replica";
   jobs: string[];
   /** With `database` set: where its PostgreSQL runs (fdeploy status asks it). */
   database?: DatabaseRecord;
@@ -418,7 +421,7 @@ function fdeployRecord(cfg: FlaskAppArgs, pin: { key: string; release?: string }
   const { host, port, user, hostKey, privateKeyPath } = cfg.server;
   return {
     appName: cfg.appName, server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
-    releaseKey: pin.key, ...(pin.release ? { release: pin.release } : {}), backup: cfg.backup !== undefined, jobs: Object.keys(cfg.jobs),
-    ...databaseRecord(cfg),
+    releaseKey: pin.key, ...(pin.release ? { release: pin.release } : {}), backup: cfg.backup !== undefined, ...beforeChangeRecord(cfg.backup),
+    jobs: Object.keys(cfg.jobs), ...databaseRecord(cfg),
   };
 }

@@ -59,7 +59,15 @@ export class Release extends pulumi.ComponentResource {
         after: args.after,
       }, this);
       // a preview of a new release cannot know the answer yet, but the plugin refuses an unknown source:
-      // the whole staged folder stands in there (apply's second argument runs it with the unknown)
+      // the whole staged folder stands in there (apply's second argument runs it with the unknown).
+      // That argument (runWithUnknowns) is not in @pulumi/pulumi's typed API, and no public one does
+      // the same: apply() skips its function while stdout is unknown, pulumi.all() and
+      // pulumi.output() keep the unknown, isUnknown()/containsUnknowns() need the value apply never
+      // hands over, and isDryRun() alone cannot tell an unchanged release (stdout known from the
+      // state: the upload's source must be the same delta folder, else the preview shows an update
+      // the up does not make) from a new one. Computing the plan eagerly would need the server in a
+      // preview (CI previews have no SSH key). tests/unit/release-preview.test.ts and the
+      // delta-upload e2e suite pin this behaviour, so an SDK that drops the argument fails them.
       const runWithUnknowns = (base.stdout as any).apply.bind(base.stdout) as
         (f: (s: unknown) => ReturnType<typeof uploadFolder>, unknowns: boolean) => pulumi.Output<ReturnType<typeof uploadFolder>>;
       const upload = runWithUnknowns((stdout) => {

@@ -1,6 +1,8 @@
 // fdeploy preview-summary: a stack's `pulumi preview --json` as a few Markdown lines for a CI job
 // summary (examples/ci/): per app the release it deploys, what changes, the migrations to apply and
 // the strategy. Reads only the preview (no Pulumi CLI, no server): the steps' inputs say it all.
+// --steps also lists each changing step on stderr (the job's log), so that one `preview --json` is the
+// CI job's only preview.
 import * as fs from "fs";
 import { Command } from "commander";
 import { defaultStrategy, NAMESPACE } from "../../components/config";
@@ -10,7 +12,8 @@ import { FdeployError } from "../lib/errors";
 export function register(program: Command): void {
   stackCommand(program, "preview-summary", "a `pulumi preview --json` of the stack as Markdown (release, changes, migrations, strategy)")
     .option("--preview <file>", "the output of `pulumi preview --json --stack <name>` (- : stdin)", "-")
-    .action((opts: StackOpts & { preview: string }) => {
+    .option("--steps", "also list each step that changes, with the inputs that differ, on stderr (the CI log)")
+    .action((opts: StackOpts & { preview: string; steps?: boolean }) => {
       let preview: Preview;
       try {
         preview = JSON.parse(fs.readFileSync(opts.preview === "-" ? 0 : opts.preview, "utf8"));
@@ -18,6 +21,7 @@ export function register(program: Command): void {
         throw new FdeployError(`--preview ${opts.preview}: not the output of pulumi preview --json (${e.message})`, 2);
       }
       process.stdout.write(previewSummary(preview, opts.stack));
+      if (opts.steps) process.stderr.write(changedSteps(preview).join("\n") + "\n");
     });
 }
 
@@ -31,6 +35,7 @@ interface State {
 interface Step {
   op: string;
   urn: string;
+  diffReasons?: string[];
   oldState?: State;
   newState?: State;
 }
@@ -150,6 +155,15 @@ export function newMigrations(before: string[], after: string[]): string[] {
     if (!/^\d+_/.test(name)) return t;   // a rollback's "down to the schema of release …"
     return had.has(name) ? `${name} (changed)` : name;
   });
+}
+
+const SIGN: Record<string, string> = { create: "+", delete: "-", update: "~", replace: "+-", "create-replacement": "++", "delete-replaced": "--", import: "=" };
+
+/** The preview's changing steps, one line each: "~ update <type> <name> (<inputs that differ>)". */
+export function changedSteps(preview: Preview): string[] {
+  const steps = (preview.steps ?? []).filter((s) => typeof s.urn === "string" && CHANGING.has(s.op));
+  if (!steps.length) return ["no resource changes"];
+  return steps.map((s) => `${SIGN[s.op] ?? "?"} ${s.op} ${typeOf(s.urn)} ${urnName(s.urn)}${s.diffReasons?.length ? ` (${s.diffReasons.join(", ")})` : ""}`);
 }
 
 const code = (s: string) => `\`${s.replace(/`/g, "'")}\``;

@@ -13,7 +13,7 @@
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
-import { describeLoss, RollbackLoss } from "../lib/rollback-loss";
+import { describeLoss, RollbackLoss, Undo } from "../lib/rollback-loss";
 import { appTargetAsync, configGet, Connection, connectionFromFile, pulumi, runOnServer, sameConnection, stackRef } from "../lib/stack";
 import * as readline from "readline";
 
@@ -21,7 +21,7 @@ export function register(program: Command): void {
   stackCommand(program, "rollback", "switch to an earlier kept release (a pulumi up with the release pinned)")
     .option("--to <release>", "this kept release (12 hex characters; see fdeploy releases) instead of one step back")
     .option("--forward", "remove the pin: deploy appDir's release again")
-    .option("--yes", "roll back even when its down migrations drop data (they are listed; a backup is taken first)")
+    .option("--yes", "roll back even when its down migrations drop data (they are listed; their undo is taken first)")
     .action(async (opts: StackOpts & { to?: string; forward?: boolean; yes?: boolean }) => {
       const to = opts.to ?? "";
       if (to && !/^[0-9a-f]{12}$/.test(to)) {
@@ -61,7 +61,7 @@ export function register(program: Command): void {
       if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`fdeploy rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
       const t: { release: string; schema: number; live: string } = JSON.parse(line);
       if (!/^[0-9a-f]{12}$/.test(t.release)) throw new FdeployError(`fdeploy rollback: the server named no release to go to (${line}); nothing changed`);
-      await confirmLoss(cfg, t.schema, !!opts.yes, again);
+      await confirmLoss(cfg, t.schema, !!opts.yes, again, { replica: cfg.beforeChange === "replica", restore: `--stack ${stack}${ref.app ? ` --app ${ref.app}` : ""}` });
       console.log(`rolling back app ${cfg.name} of stack ${stack} on ${s.user}@${s.host}: ${t.live} -> ${t.release} (schema version ${t.schema})`);
       try {
         // one CLI start: `up --config` saves the pin to the stack's config first (also when the up fails), then deploys
@@ -77,7 +77,7 @@ export function register(program: Command): void {
 
 /** Prints what the rollback's down migrations drop; when they lose data, asks (a terminal) or
  * stops before anything changed (no terminal, no --yes). */
-async function confirmLoss(cfg: Connection, schema: number, yes: boolean, again: string): Promise<void> {
+async function confirmLoss(cfg: Connection, schema: number, yes: boolean, again: string, undo: Undo): Promise<void> {
   const r = runOnServer(cfg, "agent", "rollback-loss", { APP: cfg.appName, TO: schema }, { capture: true, keepStderr: true });
   const line = r.stdout.trim().split("\n").pop() ?? "";
   if (r.status !== 0 || !line.startsWith("{")) {
@@ -86,7 +86,7 @@ async function confirmLoss(cfg: Connection, schema: number, yes: boolean, again:
     throw new FdeployError(`rollback: stopped before anything changed: what its down migrations drop is unknown; ${again} --yes skips that check\n` +
       `the server could not tell what the down migrations to schema version ${schema} drop (the lines above say why)`, 2);
   }
-  const { lines, losesData } = describeLoss(JSON.parse(line) as RollbackLoss);
+  const { lines, losesData } = describeLoss(JSON.parse(line) as RollbackLoss, undo);
   for (const l of lines) console.log(l);
   if (!losesData || yes) return;
   if (process.stdin.isTTY && process.stdout.isTTY) {

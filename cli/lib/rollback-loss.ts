@@ -28,8 +28,16 @@ function describe(l: Lost): { text: string; data: boolean } {
   return { text: `drops table ${l.table} (${rows(l.rows ?? 0)})`, data: (l.rows ?? 0) > 0 };
 }
 
+/** How the rollback's deploy undoes its down migrations: with backup.beforeChange replica (the app's
+ * fdeploy record), the replica's restore point, restored by `fdeploy backup restore RESTORE --txid`. */
+export interface Undo {
+  replica: boolean;
+  /** The options that name the stack (and app) to `fdeploy backup restore`. */
+  restore: string;
+}
+
 /** The lines to print, and whether any down migration loses data (then the rollback asks first). */
-export function describeLoss(loss: RollbackLoss): { lines: string[]; losesData: boolean } {
+export function describeLoss(loss: RollbackLoss, undo?: Undo): { lines: string[]; losesData: boolean } {
   if (!loss.downs.length) return { lines: [], losesData: false };
   let losesData = false;
   const lines = [`The rollback brings the database from schema version ${loss.from} down to ${loss.to} with these down migrations (newest first):`];
@@ -39,6 +47,13 @@ export function describeLoss(loss: RollbackLoss): { lines: string[]; losesData: 
     const id = `${String(d.version).padStart(4, "0")}_${d.name}`;
     lines.push(what.length ? `  ${id}: ${what.map((w) => w.text).join("; ")}` : `  ${id}: drops no table or column`);
   }
-  lines.push(`Before them migrate.py backs the database up into ${loss.backupDir}/ (the newest ${loss.backupName ?? `app-<time>-v${loss.from}.sqlite3`} there).`);
+  const copy = `${loss.backupDir}/ (the newest ${loss.backupName ?? `app-<time>-v${loss.from}.sqlite3`} there)`;
+  if (undo?.replica && !loss.backupName) {   // Litestream replicates SQLite only: PostgreSQL's undo stays its pg_dump
+    lines.push("Before them the deploy takes the replica's restore point as their undo (backup.beforeChange: replica) and prints it " +
+      `(undo: … txid <txid>); to go back to it: fdeploy backup restore ${undo.restore} --txid <txid>. When replication is not healthy ` +
+      `then, migrate.py backs the database up into ${copy} instead, and the undo: line says why.`);
+  } else {
+    lines.push(`Before them migrate.py backs the database up into ${copy}.`);
+  }
   return { lines, losesData };
 }

@@ -8,6 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { DeployConfig, localEnv, NAMESPACE, parseConfig } from "../../components/config";
 import type { FdeployRecord } from "../../components/flask-app";
+import { beforeChangeRecord } from "../../components/config/before-change";
 import { databaseRecord } from "../../components/config/database";
 import { pinnedSsh, SshTarget } from "../../components/pinned-ssh";
 import { appsInState, chooseApp } from "./apps";
@@ -113,7 +114,7 @@ function targetOf(ref: StackRef, exported: string, config: () => string): AppTar
   if (ref.app !== undefined && ref.app !== cfg.appName) throw new FdeployError(`--app ${ref.app}: stack ${ref.stack} holds no such app; its app: ${cfg.appName}`, 2);
   return {
     name: "app", appName: cfg.appName, server: cfg.server, releaseKey: `${NAMESPACE}:release`, ...(cfg.release ? { release: cfg.release } : {}),
-    backup: cfg.backup !== undefined, jobs: Object.keys(cfg.jobs), ...databaseRecord(cfg),
+    backup: cfg.backup !== undefined, ...beforeChangeRecord(cfg.backup), jobs: Object.keys(cfg.jobs), ...databaseRecord(cfg),
   };
 }
 

@@ -10,3 +10,8 @@ export function checkBeforeChange(backup: unknown): string[] {
   }
   return [];
 }
+
+/** The FdeployRecord's beforeChange: set only with replica, so that every other stack's record stays as it was. */
+export function beforeChangeRecord(backup: { beforeChange?: string } | undefined): { beforeChange?: "replica" } {
+  return backup?.beforeChange === "replica" ? { beforeChange: "replica" } : {};
+}

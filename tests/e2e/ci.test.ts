@@ -5,9 +5,9 @@
 // with init's program and pipelines; the state is in an S3-compatible bucket (versitygw on loopback);
 // the secrets reach the runners from 0600 files (act --secret-file, gitlab-ci-local's variables file),
 // never a command line; one test server (ci-deploy, 10.213.0.186). In order:
-//   1. a pull request (act pull_request): the preview of dev and prod runs, its summary names the
-//      change (the new release replacing the live one, the migration to apply), the server's sshd sees
-//      no connection (0 logins, 0 attempts);
+//   1. a pull request (act pull_request): the preview of dev and prod runs (one preview --json each),
+//      its summary names the change (the new release replacing the live one, the migration to apply)
+//      and its log the changing steps, the server's sshd sees no connection (0 logins, 0 attempts);
 //   2. the merge (act push): dev deploys under load, 0 failed requests, the app serves the new code;
 //   3. gitlab-ci-local deploy-dev: the same for the next commit, while a second pipeline (act push)
 //      fails at once on the state backend's stack lock, naming the first.
@@ -275,6 +275,10 @@ describe("CI: the pipelines init --ci writes, run by act and gitlab-ci-local", f
     assert.match(dev, /^\| migrations to apply \| `0003_add_notes_tag` \|$/m);
     assert.match(dev, /^\| strategy \| restart /m);
     assert.match(prod, /\(new: first deploy\)/, prod);
+    // one preview per job (--json): the log lists its changing steps (preview-summary --steps on stderr) beside the summary
+    const devLog = [...jobs.values()].find((lines) => lines.includes("### flask-deploy preview of stack `dev`"))!.join("\n");
+    assert.match(devLog, /^\+- replace command:remote:Command \S*release-install \(.*triggers.*\)$/m, devLog);
+    assert.match(devLog, /^\+- replace command:remote:Command \S*migrations-apply \(.*\)$/m, devLog);
     noSecrets(r.output);
   });
 

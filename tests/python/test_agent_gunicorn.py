@@ -1,7 +1,5 @@
 """The Gunicorn options that depend on the version a release installed: `--no-control-socket` only
 for Gunicorn 25.1 and later (an older pin refuses it), per slot (slots/<slot>.env)."""
-import io
-import json
 import os
 import sys
 
@@ -9,7 +7,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "agent"))
 
-from fdeploy_agent import cli, gunicorn  # noqa: E402
+from fdeploy_agent import gunicorn  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
 
 RID = "0123456789ab"
@@ -22,10 +20,7 @@ def release_with(tmp_path, version):
     site.mkdir(parents=True, exist_ok=True)
     if version:
         (site / ("gunicorn-%s.dist-info" % version)).mkdir()
-    out = io.StringIO()
-    assert cli.main(["slot-env"], stdin=io.StringIO(json.dumps({"APP": "shop", "RELEASE_ID": RID})), stdout=out,
-                    stderr=io.StringIO(), host=Host(root=str(tmp_path))) == 0
-    return json.loads(out.getvalue())
+    return gunicorn.slot_env(Host(root=str(tmp_path)), {"APP": "shop", "RELEASE_ID": RID}, lambda line: None, 0)   # slots.py writes it
 
 
 @pytest.mark.parametrize("version, flags", [

@@ -1,8 +1,6 @@
 """The deploy lease: one deploy's steps hold it from the first to LEASE_SECONDS after the last, so
 another stack's steps wait instead of running between them; a finished or crashed deploy's lease
 runs out on its own; steps that name no deploy (fdeploy commands, ServerState) take only the flock."""
-import io
-import json
 import os
 import sys
 
@@ -10,7 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "agent"))
 
-from fdeploy_agent import cli, lease, lock  # noqa: E402
+from fdeploy_agent import lease, lock  # noqa: E402
 from fdeploy_agent.errors import AgentError  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
 
@@ -61,20 +59,17 @@ def test_a_step_that_ends_renews_its_lease(host, monkeypatch):
     assert lease.read(host, "shop")["expires"] == before + 100 + lease.lease_seconds()
 
 
-@pytest.mark.parametrize("deploy,holder", [(B, "the deploy of stack proj/dev"), ("", "")])
-def test_the_verb_bash_calls(host, deploy, holder):
+def test_another_deploys_lease_is_named(host):
     lease.take(host, "shop", A)
-    out = io.StringIO()
-    assert cli.main(["lease-take", "--field", "holder"], stdin=io.StringIO(json.dumps({"APP": "shop", "DEPLOY": deploy})),
-                    stdout=out, stderr=io.StringIO(), host=host) == 0
-    assert out.getvalue().startswith(holder) and (holder or out.getvalue() == "\n")
+    assert lease.describe(lease.take(host, "shop", B)).startswith("the deploy of stack proj/dev")
+    assert lease.take(host, "shop", A) is None
 
 
-def test_a_bad_deploy_id_is_refused(host):
-    out = io.StringIO()
-    assert cli.main(["lease-take"], stdin=io.StringIO(json.dumps({"APP": "shop", "DEPLOY": "a b; rm"})),
-                    stdout=out, stderr=io.StringIO(), host=host) == 1
-    assert "bad deploy id" in json.loads(out.getvalue())["error"]
+def test_a_bad_deploy_id_is_refused():
+    """Every step's DEPLOY passes deploy_of (lock.deploy_lock's deploy=) before the lock is taken."""
+    with pytest.raises(AgentError, match=r"bad deploy id 'a b; rm' \(expected <project>/<stack>\)"):
+        lease.deploy_of({"APP": "shop", "DEPLOY": "a b; rm"})
+    assert lease.deploy_of({"APP": "shop"}) == "" and lease.deploy_of({"DEPLOY": A}) == A
 
 
 def test_a_wait_that_moves_from_the_lock_to_the_lease_says_so(host, tmp_path):

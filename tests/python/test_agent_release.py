@@ -1,5 +1,6 @@
-"""release-hash: the server's hash of a copied release is the id components/upload.ts gave it (the
-same files, paths and order), so an upload cut short or changed meanwhile is never installed."""
+"""release.py: the server's hash of a copied release is the id components/upload.ts gave it (the
+same files, paths and order), so an upload cut short or changed meanwhile is never installed; and
+release-install's decisions (install.py): plan, venv_plan, write_mark."""
 import os
 import re
 import subprocess
@@ -26,13 +27,12 @@ def test_the_same_hash_as_the_upload(tmp_path):
     assert tree_hash(str(tmp_path)) != r.stdout.strip()
 
 
-# --- release-plan, release-venv, release-mark: release.sh's decisions ---
-import io  # noqa: E402
+# --- release-install's decisions (release.sh's before the port) ---
 import json  # noqa: E402
 
 import pytest  # noqa: E402
 
-from fdeploy_agent import cli, release  # noqa: E402
+from fdeploy_agent import release  # noqa: E402
 from fdeploy_agent.app import App  # noqa: E402
 from fdeploy_agent.errors import AgentError  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
@@ -49,10 +49,10 @@ def fake_host(root, vv=VV):
     return Host(root=str(root), run=run)
 
 
-def verb(root, name, params, vv=VV):
-    out, err = io.StringIO(), io.StringIO()
-    rc = cli.main([name], stdin=io.StringIO(json.dumps(params)), stdout=out, stderr=err, host=fake_host(root, vv))
-    return rc, json.loads(out.getvalue()), err.getvalue()
+def venv(root, vv=VV):
+    """What release-install builds for release RID (install.py: venv_plan with the server's python3 -VV)."""
+    host = fake_host(root, vv)
+    return release.venv_plan(host, APP, RID, release.python_vv(host))
 
 
 def make_venv(root, key, version="3.11.2", built=True):
@@ -101,12 +101,11 @@ def test_release_venv_reuses_the_built_venv_of_the_same_requirements(root):
     key = release.venv_key(b"flask==3.0.0\ngunicorn==22.0.0\n", VV)
     make_venv(root, key)
     make_release(root, RID, marker=False)
-    rc, out, err = verb(root, "release-venv", {"APP": "shop", "RELEASE_ID": RID})
-    assert rc == 0, err
+    out = venv(root)
     assert out["venv"] == "/srv/shop/venvs/" + key and out["built"] is True and out["seed"] == ""
     assert out["pipvenv"] == "/srv/shop/venvs/.pip" and out["pip_built"] is False
     # another Python: another venv, not built
-    rc, out, _ = verb(root, "release-venv", {"APP": "shop", "RELEASE_ID": RID}, vv=VV.replace("3.11.2", "3.11.9"))
+    out = venv(root, vv=VV.replace("3.11.2", "3.11.9"))
     assert out["built"] is False and out["venv"] != "/srv/shop/venvs/" + key
 
 
@@ -127,29 +126,28 @@ def live(root, requirements, version="3.11.2", key="0123456789ab"):
     ("flask\n-r base.txt\n", "flask\n-r base.txt\nsix\n", False),                                 # the live one has an option
 ])
 def test_the_seed_is_the_live_venv_only_when_plain_lines_are_added(root, old, new, seeded):
-    venv = live(root, old)
+    live_venv = live(root, old)
     make_release(root, RID, new, marker=False)
-    rc, out, err = verb(root, "release-venv", {"APP": "shop", "RELEASE_ID": RID})
-    assert rc == 0, err
+    out = venv(root)
     assert out["built"] is False
-    assert out["seed"] == (venv if seeded else "")
+    assert out["seed"] == (live_venv if seeded else "")
 
 
 def test_no_seed_from_another_python_an_unbuilt_venv_or_nothing_live(root):
     make_release(root, RID, "flask\ngunicorn\nsix\n", marker=False)
-    assert verb(root, "release-venv", {"APP": "shop", "RELEASE_ID": RID})[1]["seed"] == ""        # nothing live
+    assert venv(root)["seed"] == ""        # nothing live
     live(root, "flask\ngunicorn\n", version="3.9.2")
-    assert verb(root, "release-venv", {"APP": "shop", "RELEASE_ID": RID})[1]["seed"] == ""        # another Python
+    assert venv(root)["seed"] == ""        # another Python
     (root / "srv/shop/venvs/0123456789ab/pyvenv.cfg").write_text("version_info = 3.11.2\n")
-    assert verb(root, "release-venv", {"APP": "shop", "RELEASE_ID": RID})[1]["seed"] != ""        # version_info counts
+    assert venv(root)["seed"] != ""        # version_info counts
     (root / "srv/shop/venvs/0123456789ab/.fdeploy-built").unlink()
-    assert verb(root, "release-venv", {"APP": "shop", "RELEASE_ID": RID})[1]["seed"] == ""        # half built
+    assert venv(root)["seed"] == ""        # half built
 
 
 def test_a_release_without_requirements_is_refused_by_name(root):
     (root / "srv/shop/releases" / RID).mkdir()
-    rc, out, err = verb(root, "release-venv", {"APP": "shop", "RELEASE_ID": RID})
-    assert rc == 1 and "has no requirements.txt" in out["error"]
+    with pytest.raises(AgentError, match="has no requirements.txt"):
+        venv(root)
 
 
 def test_plan_installed_copy_or_venv(root, tmp_path):
@@ -175,22 +173,20 @@ def test_plan_refuses_a_pinned_release_not_kept_and_a_missing_upload(root, tmp_p
         release.plan(host, APP, RID, "python", False, str(tmp_path / "none"))
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"RELEASE_ID": "../../etc"}, "bad release id"),
-    ({"RELEASE_ID": RID, "RUNTIME": "java"}, "bad runtime"),
-])
-def test_bad_parameters_are_refused(root, params, message):
-    rc, out, _ = verb(root, "release-plan", dict(params, APP="shop"))
-    assert rc == 1 and message in out["error"]
+def test_bad_parameters_are_refused():
+    with pytest.raises(AgentError, match="bad release id"):
+        release.check_id("../../etc")
+    with pytest.raises(AgentError, match="bad runtime"):
+        release.check_runtime("java")
+    assert release.check_runtime(None) == "python"
 
 
 def test_mark_writes_the_marker_release_sh_wrote(root):
     r = make_release(root, RID, marker=False)
-    rc, out, err = verb(root, "release-mark", {"APP": "shop", "RELEASE_ID": RID, "INSTALL_SECONDS": 7})
-    assert rc == 0, err
+    release.write_mark(fake_host(root), APP, RID, "python", 7)
     mark = json.loads((r / ".fdeploy-release.json").read_text())
     assert mark["id"] == RID and mark["install_seconds"] == 7 and "runtime" not in mark
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", mark["installed_at"])
     assert oct((r / ".fdeploy-release.json").stat().st_mode & 0o777) == "0o644"
-    verb(root, "release-mark", {"APP": "shop", "RELEASE_ID": RID, "RUNTIME": "docker", "INSTALL_SECONDS": 1})
+    release.write_mark(fake_host(root), APP, RID, "docker", 1)
     assert json.loads((r / ".fdeploy-release.json").read_text())["runtime"] == "docker"

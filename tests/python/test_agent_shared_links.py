@@ -1,8 +1,6 @@
 """Rendered shared files inside a shared folder: the app can swap their link in shared/ for its own
 file; the agent finds that without following links (root-owned manifest and files/ say what must
 be there) and links them again as the app user, before a release loads or goes live."""
-import io
-import json
 import os
 import subprocess
 import sys
@@ -11,8 +9,9 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "agent"))
 
-from fdeploy_agent import cli, shared_links  # noqa: E402
+from fdeploy_agent import shared_links  # noqa: E402
 from fdeploy_agent.app import App  # noqa: E402
+from fdeploy_agent.errors import AgentError  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
 
 RID = "0123456789ab"
@@ -85,11 +84,8 @@ def test_a_link_that_cannot_be_put_back_fails_naming_it(root):
     link.unlink()
     link.mkdir()
     (link / "keep").write_text("x")
-    out, err = io.StringIO(), io.StringIO()
-    rc = cli.main(["shared-relink"], stdin=io.StringIO(json.dumps({"APP": "shop", "RELEASE_ID": RID})), stdout=out, stderr=err,
-                  host=relinking_host(root, []))
-    assert rc == 1
-    assert "/srv/shop/shared/instance/config.py" in json.loads(out.getvalue())["error"]
+    with pytest.raises(AgentError, match="/srv/shop/shared/instance/config.py: the link to the rendered shared file could not be put back"):
+        shared_links.relink(relinking_host(root, []), APP, RID, lambda line: None)
 
 
 def test_the_report_says_whether_the_links_are_in_force(root):

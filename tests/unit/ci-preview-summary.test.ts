@@ -80,6 +80,17 @@ describe("fdeploy preview-summary: a preview as a CI job summary", function () {
     const ok = await run("preview-summary", "--stack", "ci1", "--preview", path.join(FIXTURES, "code-migration-strategy.json"));
     assert.strictEqual(ok.code, 0, ok.err);
     assert.match(ok.out, /^### flask-deploy preview of stack `ci1`/);
+    assert.strictEqual(ok.err, "", "without --steps: nothing on stderr");
+    // --steps: the log's list of what changes (the CI job's one preview is --json), the summary unchanged on stdout
+    const steps = await run("preview-summary", "--stack", "ci1", "--steps", "--preview", path.join(FIXTURES, "code-migration-strategy.json"));
+    assert.strictEqual(steps.code, 0, steps.err);
+    assert.strictEqual(steps.out, ok.out);
+    const lines = steps.err.trim().split("\n");
+    assert.strictEqual(lines.length, 9, steps.err);   // 4 to replace, 5 to update
+    assert.ok(lines.includes("+- replace command:remote:Command app-release-install (stdin, triggers)"), steps.err);
+    assert.ok(lines.includes("~ update command:remote:Command app-env-file (stdin)"), steps.err);
+    const none = await run("preview-summary", "--stack", "ci1", "--steps", "--preview", path.join(FIXTURES, "no-change.json"));
+    assert.strictEqual(none.err, "no resource changes\n");
     const other = await run("preview-summary", "--stack", "prod", "--preview", path.join(FIXTURES, "no-change.json"));
     assert.strictEqual(other.code, 2);
     assert.match(other.err, /--preview: a preview of stack ci1, not prod/);

@@ -66,8 +66,11 @@ describe("CI examples: GitHub Actions", function () {
     assert.deepStrictEqual(job.strategy.matrix.stack, ["dev", "prod"]);
     assert.strictEqual(job.environment, undefined, "no environment: its reviewers would gate every preview");
     const runs = job.steps.map((s: any) => s.run ?? "").join("\n");
-    assert.match(runs, /pulumi preview --diff --stack "\$STACK"/);
-    assert.match(runs, /fdeploy preview-summary --stack "\$STACK" --preview .*\$GITHUB_STEP_SUMMARY/);
+    // one preview per stack: its JSON yields the log's list of changes (--steps) and the summary
+    assert.strictEqual(runs.match(/pulumi preview/g)?.length, 1, runs);
+    assert.match(runs, /pulumi preview --json --stack "\$STACK" --non-interactive >"\$RUNNER_TEMP\/preview.json"/);
+    assert.match(runs, /fdeploy preview-summary --stack "\$STACK" --preview "\$RUNNER_TEMP\/preview.json" --steps \| tee -a "\$GITHUB_STEP_SUMMARY"/);
+    assert.strictEqual(shellcheck(runs), "");
     assert.doesNotMatch(JSON.stringify(w), /SSH_PRIVATE_KEY|pulumi up/);
   });
 
@@ -109,6 +112,10 @@ describe("CI examples: GitLab CI", () => {
     assert.strictEqual(ci["deploy-prod"].environment.name, "production");
     assert.deepStrictEqual(ci["deploy-prod"].script, ["pulumi up --yes --diff --stack prod --non-interactive"]);
     assert.match(ci[".drift"].script[0], /pulumi preview --refresh --expect-no-changes/);
+    const preview = ci.preview.script.join("\n");
+    assert.strictEqual(preview.match(/pulumi preview/g)?.length, 1, "one preview per stack: its JSON yields the list of changes and the summary");
+    assert.match(preview, /fdeploy preview-summary --stack "\$STACK" --preview "flask-deploy-preview\/\$STACK.json" --steps/);
+    assert.strictEqual(shellcheck(preview), "");
   });
   it("its setup script is shellcheck-clean and reads the key from stdin", () => {
     const setup = ci[".flask-deploy"].before_script.join("\n");

@@ -93,6 +93,7 @@ describe("FlaskApp: two apps in one program (under mocks)", function () {
     assert.deepStrictEqual([web.appName, web.releaseKey, web.release], ["shop", "flask-deploy:release", undefined]);
     assert.deepStrictEqual([admin.appName, admin.releaseKey, admin.server.host, admin.server.port], ["backoffice", "flask-deploy:apps.admin.release", "10.213.0.10", 22]);
     assert.deepStrictEqual([admin.backup, admin.jobs], [false, []]);
+    assert.ok(!("beforeChange" in web) && !("beforeChange" in admin), "no backup.beforeChange replica: the record as before");
     assert.strictEqual(admin.server.hostKey, HOST_KEY);
   });
 

@@ -1,5 +1,5 @@
 """One deploy at a time per app, across all its steps: the deploy lease. The flock (lock.py,
-lib.sh with_deploy_lock) serialises single steps; the lease keeps another stack's steps from
+deploy_lock) serialises single steps; the lease keeps another stack's steps from
 running between two steps of a deploy (one stack's staged env going live with another's release).
 A step that names its deploy (DEPLOY, "<project>/<stack>", in every step's parameters) takes the
 lease right after the flock, unless another deploy holds it, and renews it when it ends: the lease
@@ -10,9 +10,8 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
-from .app import check_name
 from .errors import AgentError
 from .fsutil import read_regular, write_atomic
 from .host import Host
@@ -72,18 +71,3 @@ def describe(lease: Dict[str, Any], now: Optional[float] = None) -> str:
     left = max(0, int(float(lease.get("expires", 0)) - now))
     return "the deploy of stack %s (between two of its steps; its lease runs out %ds after its last step, in %ds at most)" % (
         lease["deploy"], lease_seconds(), left)
-
-
-def lease_take(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
-    """Verb (lib.sh, right after its flock): {"holder": ""} when this deploy has the lease (or names
-    none), else {"holder": "<who>"}: the step lets the flock go and waits."""
-    app, deploy = check_name(params.get("APP")), deploy_of(params)
-    other = take(host, app, deploy) if deploy else None
-    return {"holder": describe(other) if other else ""}
-
-
-def lease_renew(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
-    app, deploy = check_name(params.get("APP")), deploy_of(params)
-    if deploy:
-        renew(host, app, deploy)
-    return {"renewed": bool(deploy)}

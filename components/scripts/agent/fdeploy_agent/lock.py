@@ -10,16 +10,15 @@ its first lock ("Is a directory") before it changes anything, instead of writing
 over the new one. prepare() converts the old lock file once, and a tmpfiles.d entry re-creates the
 folder at boot (/run is a tmpfs). The descriptor is close-on-exec: no child (least of all one that
 runs as the app user) inherits it. A message about a held lock names the process that really
-holds it, asked of the kernel (lock-holder)."""
+holds it, asked of the kernel (holder())."""
 import fcntl
 import os
 import pwd
 import stat
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Callable, Iterator, List
 
-from .app import check_name
 from .errors import AgentError
 from .fsutil import own_dir, write_atomic
 from .host import Host
@@ -190,13 +189,3 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
                 pass
     finally:
         os.close(fd)   # releases the flock
-
-
-def lock_holder(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
-    """params APP: who holds the app's deploy lock now (lib.sh with_deploy_lock's message, fdeploy lock)."""
-    return {"holder": holder(lock_path(host, check_name(params.get("APP"))))}
-
-
-def lock_prepare(host: Host, params: Dict[str, Any], log: Callable[[str], None], lock_wait: int) -> Dict[str, Any]:
-    """params APP: the app's lock folder, ready to flock (lib.sh with_deploy_lock opens it)."""
-    return {"path": prepare(host, check_name(params.get("APP")), wait_seconds=lock_wait)}

@@ -5,9 +5,9 @@ options (components/scripts/preflight.py runs inside) — and, in the switch, GE
                     environment: a release that does not load never touches the database (issue 24,
                     defect 2). It loads the app and calls no route: a request could write to a
                     database its release commands have not set up yet.
-  preflight-switch  in the switch (switch.py) before the live slot restarts (restart, a first
+  check(…, "switch")  in the switch (switch.py) before the live slot restarts (restart, a first
                     deploy), with the settings in force: loads and GETs the health path (not 4xx)
-  preflight-switch-light  the same beside a live slot, where only what the slot's own check cannot
+  check(…, "light")   the same beside a live slot, where only what the slot's own check cannot
                     catch fast fails it; skipped when the deploy's preflight passed for the same
                     release, environment and unit (state.json): the new slot's check decides
 """
@@ -142,11 +142,3 @@ def check(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, mode: st
 
 def preflight(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     return check(host, params, log, lock_wait, "staged")
-
-
-def preflight_switch(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    return check(host, params, log, lock_wait, "switch")
-
-
-def preflight_switch_light(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    return check(host, params, log, lock_wait, "light")

@@ -23,15 +23,6 @@ def tree_hash(folder: str) -> str:
     return h.hexdigest()[:12]
 
 
-def release_hash(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """params APP, RELEASE_ID: the hash of releases/<id> as copied (release-install checks it is the id)."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    rid = str(params.get("RELEASE_ID", ""))
-    if not re.fullmatch(r"[0-9a-f]{12}", rid):
-        raise AgentError("bad release id %r" % rid)
-    return {"hash": tree_hash(host.path("%s/releases/%s" % (app.root, rid)))}
-
-
 # --- installing a release (install.py: release-install) ---
 RUNTIMES = ("python", "docker")
 MARKER = ".fdeploy-release.json"
@@ -110,14 +101,6 @@ def bundle_home() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
-def release_plan(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """Verb, params APP, RELEASE_ID, RUNTIME, PINNED: {"action": "installed" | "copy" | "venv"}."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    rid, runtime = check_id(params.get("RELEASE_ID")), check_runtime(params.get("RUNTIME"))
-    src = "%s/uploads/%s" % (bundle_home(), rid)
-    return plan(host, app, rid, runtime, bool(params.get("PINNED")), src)
-
-
 def venv_key(requirements: bytes, python_vv: str) -> str:
     """The venv folder's name: a hash of requirements.txt and `python3 -VV`, exactly as release.sh
     computed it (`{ cat requirements.txt; python3 -VV; } | sha256sum | cut -c1-12`), so that a
@@ -165,12 +148,6 @@ def venv_plan(host: Host, app: apps.App, rid: str, python_vv: str) -> Dict[str, 
             "seed": "" if built else seed(host, app, venv, version, req.decode(errors="replace"))}
 
 
-def release_venv(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """Verb, params APP, RELEASE_ID (installed but for its venv): {"venv", "built", "seed", "pipvenv", "pip_built"}."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    return venv_plan(host, app, check_id(params.get("RELEASE_ID")), python_vv(host))
-
-
 def python_vv(host: Host) -> str:
     """`python3 -VV` of the server (part of a venv's key: another Python, another venv)."""
     r = host.run(["python3", "-VV"])
@@ -178,17 +155,6 @@ def python_vv(host: Host) -> str:
         raise AgentError("python3 -VV failed on this server; install Debian's python3 (pulumi up's base step does) and deploy again\n%s"
                          % (r.stdout + r.stderr).strip())
     return r.stdout
-
-
-def release_mark(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """Verb, params APP, RELEASE_ID, RUNTIME, INSTALL_SECONDS: the release's marker (written last:
-    without it a release counts as half-installed and is redone)."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    rid, runtime = check_id(params.get("RELEASE_ID")), check_runtime(params.get("RUNTIME"))
-    seconds = params.get("INSTALL_SECONDS", 0)
-    if not isinstance(seconds, int) or seconds < 0:
-        raise AgentError("bad INSTALL_SECONDS %r" % (seconds,))
-    return {"marker": write_mark(host, app, rid, runtime, seconds)}
 
 
 def write_mark(host: Host, app: apps.App, rid: str, runtime: str, seconds: int) -> Dict[str, Any]:

@@ -7,8 +7,7 @@ APP_ROOT/files. They are checked without following any link, put back as the app
 writes in shared/) before a release loads (preflight) and before it goes live (the switch), and
 reported to ServerState (`sharedFilesInForce`)."""
 import os
-import re
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from . import app as apps
 from .errors import AgentError
@@ -70,13 +69,3 @@ def relink(host: Host, app: apps.App, release_id: str, log: Any) -> None:
     if still:
         raise AgentError("%s: the link to the rendered shared file could not be put back; move it away and deploy again\n"
                          "(the app made it a folder, or made a folder on its way a link)" % ", ".join("%s/shared/%s" % (app.root, f) for f in still))
-
-
-def shared_relink(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """Verb (the switch, under its lock): put back the rendered files' links for RELEASE_ID."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    rid = str(params.get("RELEASE_ID", ""))
-    if not re.fullmatch(r"[0-9a-f]{12}", rid):
-        raise AgentError("bad release id %r" % rid)
-    relink(host, app, rid, log)
-    return {"relinked": True}

@@ -7,10 +7,9 @@ nginx itself runs through the Host seam: `nginx -t`, then a graceful reload.
                 and loaded; a rejected site puts the previous one back, the error saying whether the
                 new site or another file of nginx's is at fault. {"changed", "revision"}
   site-delete   --app APP: the site, its maintenance snippet and upstream file go (destroy)
-  site-stage    SITE in place and kept as wanted, the one in force recorded (no test, no reload)
-  site-restore  params APP: the recorded site back in force (or none, if there was none):
-                {"restored": "site" | "none" | ""}
-  site-saved-drop  params APP: the record goes (the change stays)
+Inside them: _site(…, desired=True) puts SITE in place, kept as wanted, the one in force recorded (no
+test, no reload); restore() puts the recorded site back in force ("site" | "none" | "");
+site_saved_drop() (also server_state.py's repair) drops the record (the change stays).
 """
 import hashlib
 import json
@@ -98,14 +97,6 @@ def _site(host: Host, params: Dict[str, Any], desired: bool) -> Dict[str, Any]:
     if not isinstance(site, str) or not site.strip() or "\0" in site:
         raise AgentError("SITE must be the site's nginx configuration (components/nginx-site.ts)")
     return {"changed": put(host, app, site, save=True, desired=desired)}
-
-
-def site_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    return _site(host, params, True)
-
-
-def site_restore(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    return {"restored": restore(host, apps.check_name(params.get("APP")))}
 
 
 def site_saved_drop(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:

@@ -5,11 +5,9 @@ whole timeout. A start systemd itself failed with 219/CGROUP is retried once: no
 import re
 import signal
 import time
-from typing import Any, Callable, Dict, Tuple
+from typing import Callable, Dict, Tuple
 
-from . import app as apps
 from .app import App
-from .errors import AgentError
 from .host import Host
 
 PROPS = ("ActiveState", "SubState", "MainPID", "ExecMainCode", "ExecMainStatus", "ExecStartPre")
@@ -163,18 +161,3 @@ def check_slot(host: Host, app: App, slot: str, path: str, timeout: int, probe_u
     if error:
         log(error)
     return False
-
-
-def slot_check(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
-    """`slot-check`, params APP, SLOT, HEALTH_PATH, HEALTH_TIMEOUT, RUNTIME (python | docker). Runs
-    inside the switch's lock. passed: whether the slot answered 2xx; why not: on stderr."""
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    slot, path, timeout = str(params.get("SLOT", "")), str(params.get("HEALTH_PATH", "")), str(params.get("HEALTH_TIMEOUT", ""))
-    runtime = str(params.get("RUNTIME") or "python")
-    if not SLOT.fullmatch(slot) or runtime not in ("python", "docker"):
-        raise AgentError("bad slot-check parameters (SLOT %r, RUNTIME %r)" % (slot, runtime))
-    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path):
-        raise AgentError("the health path is %r: flask-deploy:healthPath must be a URL path such as /health" % path)
-    if not re.fullmatch(r"[0-9]{1,3}", timeout):
-        raise AgentError("the health timeout is %r: flask-deploy:healthTimeoutSeconds must be a whole number of seconds" % timeout)
-    return {"passed": check_slot(host, app, slot, path, int(timeout), "www-data" if runtime == "docker" else "", log)}

@@ -11,8 +11,6 @@ A slot's user is a root-owned drop-in of its unit instance (slot_dropin), writte
   new-release-user  params APP: the slot user for a new release (the other one than the live slot's),
                     with its leftover processes killed and shared/ group-writable; {"user", "live"}
   slot-user         params APP, SLOT, USER: SLOT runs as USER from its next start (drop-in; "": none)
-  live-user         params APP: the user the live slot runs as (fdeploy exec, console)
-  slot-users        params APP_USER: the names of the two slot users (base-create creates them)
 """
 import hashlib
 import os
@@ -195,15 +193,3 @@ def set_slot_user(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
     if changed:
         host.run(["systemctl", "daemon-reload"])
     return {"changed": changed}
-
-
-def live_user_verb(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    return {"user": live_user(host, app) or app.user}
-
-
-def slot_users_verb(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    user = params.get("APP_USER")
-    if not isinstance(user, str) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise AgentError("bad app user %r" % (user,))
-    return {"users": slot_users(user)}
