@@ -40,6 +40,7 @@ import { FleetHost, FleetSwitch } from "./fleet-switch";
 import { LoadBalancer } from "./load-balancer";
 import { Activation, activationParams, describeCanary, HistoryEntry, switchWaits } from "./activation";
 import { appServers } from "./config/servers";
+import { FleetRecord, fleetRecord } from "./fleet-record";
 
 /**
  * A FlaskApp's settings: the validated config (components/config.ts: one schema, the keys README documents;
@@ -72,6 +73,8 @@ export interface FdeployRecord {
   jobs: string[];
   /** With `database` set: where its PostgreSQL runs (fdeploy status asks it). */
   database?: DatabaseRecord;
+  /** A fleet (loadBalancer set) only: its app servers (`servers` order) and balancer (fdeploy --host, status). */
+  fleet?: FleetRecord;
 }
 
 /** The outputs a FlaskApp registers (the stack outputs of this repo's index.ts). */
@@ -419,6 +422,6 @@ function fdeployRecord(cfg: FlaskAppArgs, pin: { key: string; release?: string }
   return {
     appName: cfg.appName, server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
     releaseKey: pin.key, ...(pin.release ? { release: pin.release } : {}), backup: cfg.backup !== undefined, jobs: Object.keys(cfg.jobs),
-    ...databaseRecord(cfg),
+    ...databaseRecord(cfg), ...fleetRecord(cfg),
   };
 }
