@@ -11,6 +11,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
+from . import lb_maintenance
 from .errors import AgentError
 from .host import Host
 
@@ -116,6 +117,7 @@ VERBS: Dict[str, Verb] = {
     "lb-ready": haproxy.lb_ready,
     "lb-status": haproxy.lb_status,
     "lb-delete": haproxy.lb_delete,
+    "lb-maintenance": lb_maintenance.lb_maintenance,
     "fleet-rollout": fleet.fleet_rollout,
     "pg-install": pg_server.pg_install,
     "pg-app": pg_server.pg_app,

@@ -3,7 +3,7 @@
 Host header (an app with serverName `_` is the default), one backend per app with an HTTP health check
 per host through its nginx. Nothing the stack sets is spliced in unchecked: every value is validated."""
 import re
-from typing import Any, Dict, List
+from typing import Any, Collection, Dict, List
 
 from .errors import AgentError
 
@@ -40,8 +40,14 @@ def check_fragment(frag: Dict[str, Any]) -> Dict[str, Any]:
     return {"APP": app, "HEALTH_PATH": path, "SERVER_NAME": " ".join(names), "HOSTS": list(hosts)}
 
 
-def render(fragments: List[Dict[str, Any]]) -> str:
-    """haproxy.cfg for FRAGMENTS (checked, sorted by app: the same inputs give the same bytes)."""
+def maintenance_page(app: str) -> str:
+    """The 503 page the balancer answers with while APP is in maintenance (lb_maintenance.py); root's."""
+    return "/etc/fdeploy/haproxy/%s.maintenance.html" % app
+
+
+def render(fragments: List[Dict[str, Any]], maintenance: Collection[str] = ()) -> str:
+    """haproxy.cfg for FRAGMENTS (checked, sorted by app: the same inputs give the same bytes); the apps
+    in MAINTENANCE answer every request with their page (HAProxy's own checks of the hosts go on)."""
     apps = sorted((check_fragment(f) for f in fragments), key=lambda f: f["APP"])
     out = [
         "# written by flask-deploy (lb-configure): edits are replaced on the next deploy",
@@ -89,5 +95,8 @@ def render(fragments: List[Dict[str, Any]]) -> str:
             "    http-check expect status 200",
             "    default-server check inter 1s fall 2 rise 2",
         ]
+        if f["APP"] in maintenance:
+            out.append('    http-request return status 503 content-type "text/html; charset=utf-8" hdr Retry-After 120 file %s'
+                       % maintenance_page(f["APP"]))
         out += ["    server %s %s:80" % (server_name(i), h) for i, h in enumerate(f["HOSTS"])]
     return "\n".join(out) + "\n"
