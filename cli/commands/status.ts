@@ -64,20 +64,23 @@ function fleetStatus(stack: string, cfg: AppTarget, json: boolean): void {
   const b = st.balancer;
   lines.push("", `balancer      ${b.host}${b.error ? `  UNREACHABLE: ${b.error}` : ""}`);
   for (const [address, s] of Object.entries<any>(b.hosts ?? {})) lines.push(`  ${address.padEnd(15)} ${s.status}${s.inFlight ? ` (${s.inFlight} in flight)` : ""}`);
+  if (b.maintenance?.on) lines.push(`  maintenance ON since ${b.maintenance.since} by ${b.maintenance.by}: every request gets the page (fdeploy maintenance off)`);
   if (st.database) lines.push("", `database      ${describeDatabase(st.database)}`);
   process.stdout.write(lines.join("\n") + "\n");
 }
 
 /** Each app server's state at the balancer (UP, DRAIN, DOWN, MAINT …: HAProxy's runtime API, the agent's lb-status). */
-export function balancerView(cfg: AppTarget): { host: string; hosts?: Record<string, { status: string; inFlight: number }>; error?: string } {
+export function balancerView(cfg: AppTarget): {
+  host: string; hosts?: Record<string, { status: string; inFlight: number }>; maintenance?: { on: boolean; since?: string; by?: string }; error?: string;
+} {
   const lb = cfg.fleet?.balancer;
   if (lb === undefined || lb === "external") return { host: "external", error: "not managed by the stack (loadBalancer: external)" };
   try {
     const r = runOnServer({ appName: cfg.appName, server: lb }, "agent", "lb-status", { APP: cfg.appName }, { capture: true, keepStderr: true });
     if (r.status !== 0) return { host: lb.host, error: r.stderr.trim().split("\n").pop() ?? `exit ${r.status}` };
-    const servers: Record<string, { status: string; scur: string }> = serverResult(r.stdout, "servers");
+    const { servers, maintenance } = serverResult(r.stdout) as { servers: Record<string, { status: string; scur: string }>; maintenance?: any };
     const hosts = hostsOf(cfg);
-    return { host: lb.host, hosts: Object.fromEntries(Object.entries(servers).map(([name, s]) => {
+    return { host: lb.host, ...(maintenance ? { maintenance } : {}), hosts: Object.fromEntries(Object.entries(servers).map(([name, s]) => {
       const i = Number(name.slice(1)) - 1;
       return [hosts[i]?.host ?? name, { status: s.status, inFlight: Number(s.scur) || 0 }];
     })) };
