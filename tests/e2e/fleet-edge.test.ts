@@ -22,9 +22,11 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
   const appDir = path.join(PROJECT_DIR, rel);
   const editApp = (f: (s: string) => string) => fs.writeFileSync(path.join(appDir, "wsgi.py"), f(fs.readFileSync(path.join(appDir, "wsgi.py"), "utf8")));
 
-  /** `fdeploy WORDS --stack … --config-file …` (the bin, as a user runs it). */
+  /** `fdeploy WORDS --stack … --config-file … [-- CMD]` (the bin, as a user runs it). */
   function fdeploy(...words: string[]): RunResult {
-    const r = spawnSync("bash", [path.join(PROJECT_DIR, "cli/fdeploy"), ...words, "--stack", stack.name, "--config-file", stack.configFile],
+    const cut = words.includes("--") ? words.indexOf("--") : words.length;
+    const argv = [...words.slice(0, cut), "--stack", stack.name, "--config-file", stack.configFile, ...words.slice(cut)];
+    const r = spawnSync("bash", [path.join(PROJECT_DIR, "cli/fdeploy"), ...argv],
       { cwd: PROJECT_DIR, env: stack.env, encoding: "utf8", input: "" });
     const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
     return { status: r.status ?? -1, stdout, stderr, output: stdout + stderr };
