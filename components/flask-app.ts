@@ -41,6 +41,7 @@ import { LoadBalancer } from "./load-balancer";
 import { Activation, activationParams, describeCanary, HistoryEntry, switchWaits } from "./activation";
 import { appServers } from "./config/servers";
 import { FleetRecord, fleetRecord } from "./fleet-record";
+import { balancerTls } from "./balancer-tls";
 
 /**
  * A FlaskApp's settings: the validated config (components/config.ts: one schema, the keys README documents;
@@ -169,7 +170,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     const servers = appServers(cfg);
     const balancer = cfg.loadBalancer === "external" || cfg.loadBalancer === undefined ? undefined : new LoadBalancer(`${name}-balancer`, {
       server: cfg.loadBalancer, appName: cfg.appName, hosts: servers.map((s) => s.host), serverName: cfg.serverName, healthPath: cfg.healthPath,
-      limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging,
+      limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging, ...balancerTls(cfg),
     }, { parent: this });
     const joined: { host: FleetHost; after: pulumi.Resource[] }[] = [];
     let release!: (s: FleetSwitch) => void;
@@ -184,7 +185,9 @@ export class FlaskApp extends pulumi.ComponentResource {
       }
       return fleetSwitch;
     };
-    const outs = await Promise.all(servers.map((server, index) => this.deployHost(name, { ...cfg, server }, staging, tier, { index, join })));
+    // HTTPS ends at the balancer (balancer-tls.ts): the hosts serve plain HTTP behind it
+    const hostCfg = balancerTls(cfg).tls ? { tls: undefined } : {};
+    const outs = await Promise.all(servers.map((server, index) => this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join })));
     const fs = await fleetSwitch;
     return { ...outs[0], server: servers.map((s) => `${s.user}@${s.host}:${s.port}`).join(", "), releaseHistory: fs.history, hosts: fs.hosts };
   }
