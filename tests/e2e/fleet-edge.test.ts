@@ -1,18 +1,51 @@
 // The balancer's edge (README "Scale out"): fdeploy on a fleet — status shows every host and the balancer's
 // view (UP/DRAIN from HAProxy's runtime API), --host picks one host, a command that needs one names the
-// choices — and maintenance mode at the balancer: one 503 page for every host, kept by a deploy, while the
-// hosts themselves keep serving (servers fe-app1, fe-app2, fe-lb: octets 233-235).
-// Time: about 4 min warm (3 servers, 2 ups, 1 destroy).
+// choices —, maintenance mode at the balancer (one 503 page for every host, kept by a deploy, while the
+// hosts themselves keep serving) and HTTPS at the balancer with the stack's own certificate (servers fe-app1,
+// fe-app2, fe-lb: octets 233-235).
+// Time: about 5 min warm (3 servers, 4 ups, 1 destroy).
 import * as assert from "assert";
-import { spawnSync } from "child_process";
+import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
+import * as http from "http";
+import * as https from "https";
 import * as path from "path";
+import { tempDir } from "../tmpdir";
 import { startServer, TestServer } from "../servers";
 import { get } from "./app-copy";
-import { PROJECT_DIR, RunResult, TestStack } from "./pulumi";
+import { changed, PROJECT_DIR, RunResult, TestStack } from "./pulumi";
 
 const FIXTURE = path.join(PROJECT_DIR, "tests/e2e/fixtures/fleet-app");
 const APP = "edgeapp";
+const NAME = "edge.fdeploy.test";
+
+/** GET P over HTTPS from HOST with SNI and Host NAME, trusting CA; the certificate's issuer and the HSTS header. */
+function getHttps(host: string, name: string, ca: string, p: string): Promise<{ status: number; body: string; issuer: string; hsts?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host, port: 443, path: p, servername: name, headers: { Host: name }, ca, agent: false, timeout: 10000 }, (res) => {
+      const issuer = String((res.socket as import("tls").TLSSocket).getPeerCertificate().issuer?.CN ?? "");
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, issuer, hsts: res.headers["strict-transport-security"] as string | undefined }));
+    });
+    req.on("error", reject);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.end();
+  });
+}
+
+/** GET P over plain HTTP from HOST with Host NAME; redirects are not followed. */
+function getHttp(host: string, name: string, p: string): Promise<{ status: number; location?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port: 80, path: p, headers: { Host: name }, agent: false, timeout: 10000 }, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, location: res.headers.location }));
+    });
+    req.on("error", reject);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.end();
+  });
+}
 
 describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet", function () {
   this.timeout(900000);
@@ -134,6 +167,46 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     assert.strictEqual(off.status, 0, off.output);
     for (let i = 0; i < 4; i++) assert.strictEqual((await get(`http://${lb.host}/`)).json().greeting, "hello from the edge");
     assert.strictEqual(status().balancer.maintenance.on, false);
+  });
+
+  it("HTTPS at the balancer with your own certificate: HAProxy terminates TLS, HTTP redirects, the hosts stay HTTP; a second up changes nothing", async () => {
+    const dir = tempDir("fdeploy-e2e-edge-cert-");
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
+      "-subj", "/CN=flask-deploy e2e balancer certificate", "-addext", `subjectAltName=DNS:${NAME}`,
+      "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")], { stdio: "ignore" });
+    const cert = fs.readFileSync(path.join(dir, "cert.pem"), "utf8"), key = fs.readFileSync(path.join(dir, "key.pem"), "utf8");
+    fs.rmSync(dir, { recursive: true, force: true });
+    stack.setConfig("serverName", NAME);
+    stack.setConfig("tls.mode", "custom");
+    stack.setConfig("tls.certificate", cert);
+    stack.setConfig("tls.privateKey", key, { secret: true });
+    stack.setConfig("tls.hstsMaxAgeSeconds", "600");
+    const t0 = Date.now();
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    console.log(`      up with HTTPS at the balancer: ${Math.round((Date.now() - t0) / 1000)} s`);
+    await waitBothUp();
+    const served = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const a = await getHttps(lb.host, NAME, cert, "/");
+      assert.strictEqual(a.status, 200, a.body);
+      assert.strictEqual(a.issuer, "flask-deploy e2e balancer certificate");
+      assert.strictEqual(a.hsts, "max-age=600");
+      served.add(JSON.parse(a.body).host);
+    }
+    assert.deepStrictEqual([...served].sort(), ["fe-app1", "fe-app2"], "both hosts behind HTTPS");
+    const plain = await getHttp(lb.host, NAME, "/x?y=1");
+    assert.strictEqual(plain.status, 301);
+    assert.strictEqual(plain.location, `https://${NAME}/x?y=1`);
+    // the key: root-only on the balancer, in no output or state; the hosts have no certificate and serve HTTP
+    assert.strictEqual(lb.ssh(`stat -c '%a %U' /etc/fdeploy/haproxy/certs/${APP}.pem /etc/fdeploy/haproxy/certs`).trim(), "600 root\n700 root");
+    const keyBody = key.split("\n")[1];
+    assert.ok(!r.output.includes(keyBody) && !stack.stateText().includes(keyBody), "the private key appeared in output or state");
+    assert.strictEqual(app1.trySsh(`test -e /etc/fdeploy/${APP}/tls`).status, 1);
+    assert.strictEqual((await getHttp(app2.host, NAME, "/health")).status, 200);
+    const again = stack.up();
+    assert.strictEqual(again.status, 0, again.output);
+    assert.deepStrictEqual(changed(again.output), []);
   });
 
   it("destroy takes the app and its maintenance page off the balancer", () => {
