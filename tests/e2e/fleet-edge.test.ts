@@ -74,10 +74,11 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     return lb.ssh(`python3 -I -B ${dir}/agent ${verb}`, JSON.stringify({ APP, ...params }));
   };
   const balancerView = () => Object.fromEntries(Object.entries<any>(status().balancer.hosts).map(([h, s]) => [h, s.status]));
-  const waitBothUp = async () => {   // the balancer checks each host every second and needs two passes
+  const waitBothUp = async () => {   // the balancer checks each host every second and needs two passes (asked directly: quicker)
+    const up = () => Object.values<any>(JSON.parse(lbAgent("lb-status", {}).trim().split("\n").pop()!).servers).every((s) => s.status === "UP");
     const deadline = Date.now() + 15000;
-    while (Object.values(balancerView()).some((s) => s !== "UP") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
-    assert.deepStrictEqual(balancerView(), { [app1.host]: "UP", [app2.host]: "UP" });
+    while (!up() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+    assert.ok(up(), "both hosts UP at the balancer");
   };
 
   before(() => {
