@@ -62,7 +62,8 @@ function fleetStatus(stack: string, cfg: AppTarget, json: boolean): void {
     lines.push("", `host ${h.index}  ${h.host}${h.error ? `  UNREACHABLE: ${h.error}` : ""}`, ...(h.error ? [] : statusLines(h, stack).map((l) => "  " + l)));
   }
   const b = st.balancer;
-  lines.push("", `balancer      ${b.host}${b.error ? `  UNREACHABLE: ${b.error}` : ""}`);
+  lines.push("", b.host === "external" ? "balancer      external (loadBalancer: external): its view is your balancer's"
+    : `balancer      ${b.host}${b.error ? `  UNREACHABLE: ${b.error}` : ""}`);
   for (const [address, s] of Object.entries<any>(b.hosts ?? {})) lines.push(`  ${address.padEnd(15)} ${s.status}${s.inFlight ? ` (${s.inFlight} in flight)` : ""}`);
   if (b.maintenance?.on) lines.push(`  maintenance ON since ${b.maintenance.since} by ${b.maintenance.by}: every request gets the page (fdeploy maintenance off)`);
   if (st.database) lines.push("", `database      ${describeDatabase(st.database)}`);
