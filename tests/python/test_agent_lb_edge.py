@@ -151,3 +151,18 @@ def test_haproxy_refusing_the_certificate_puts_the_previous_back(tmp_path):
     with pytest.raises(AgentError, match="haproxy -c"):
         haproxy.lb_configure(b.host, dict(FRAG, TLS_CERT=cert2, TLS_KEY=key2), quiet, 0)
     assert (tmp_path / "etc/fdeploy/haproxy/certs/shop.pem").read_text().startswith(cert.strip())
+
+
+# A rollout whose batch holds every host (a fleet of one behind the balancer) drains none: nothing would be
+# left serving (bench:fleet measured 2778 failed requests of 9878 in such a deploy); the host's own switch
+# keeps it serving, as on a single server.
+
+def test_a_batch_of_every_host_is_not_drained():
+    from fdeploy_agent import fleet
+    from test_agent_fleet import NEW, OLD, FakeFleet
+    f = FakeFleet({"10.0.0.1": OLD})
+    assert fleet.rollout(["10.0.0.1"], 1, NEW, f, quiet) == {"10.0.0.1": NEW}
+    assert f.events == [("switch", "10.0.0.1"), ("ready", "10.0.0.1", True)]
+    two = FakeFleet({"10.0.0.1": OLD, "10.0.0.2": OLD})
+    fleet.rollout(["10.0.0.1", "10.0.0.2"], 1, NEW, two, quiet)
+    assert ("drain", "10.0.0.1") in two.events and ("drain", "10.0.0.2") in two.events   # the other host serves meanwhile
