@@ -41,6 +41,8 @@ import { FleetHost, FleetSwitch } from "./fleet-switch";
 import { LoadBalancer } from "./load-balancer";
 import { Activation, activationParams, describeCanary, HistoryEntry, switchWaits } from "./activation";
 import { appServers } from "./config/servers";
+import { FleetRecord, fleetRecord } from "./fleet-record";
+import { balancerTls } from "./balancer-tls";
 
 /**
  * A FlaskApp's settings: the validated config (components/config.ts: one schema, the keys README documents;
@@ -75,6 +77,8 @@ export interface FdeployRecord {
   jobs: string[];
   /** With `database` set: where its PostgreSQL runs (fdeploy status asks it). */
   database?: DatabaseRecord;
+  /** A fleet (loadBalancer set) only: its app servers (`servers` order) and balancer (fdeploy --host, status). */
+  fleet?: FleetRecord;
 }
 
 /** The outputs a FlaskApp registers (the stack outputs of this repo's index.ts). */
@@ -169,7 +173,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     const servers = appServers(cfg);
     const balancer = cfg.loadBalancer === "external" || cfg.loadBalancer === undefined ? undefined : new LoadBalancer(`${name}-balancer`, {
       server: cfg.loadBalancer, appName: cfg.appName, hosts: servers.map((s) => s.host), serverName: cfg.serverName, healthPath: cfg.healthPath,
-      limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging,
+      limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging, ...balancerTls(cfg),
     }, { parent: this });
     const joined: { host: FleetHost; after: pulumi.Resource[] }[] = [];
     let release!: (s: FleetSwitch) => void;
@@ -184,7 +188,9 @@ export class FlaskApp extends pulumi.ComponentResource {
       }
       return fleetSwitch;
     };
-    const outs = await Promise.all(servers.map((server, index) => this.deployHost(name, { ...cfg, server }, staging, tier, { index, join })));
+    // HTTPS ends at the balancer (balancer-tls.ts): the hosts serve plain HTTP behind it
+    const hostCfg = balancerTls(cfg).tls ? { tls: undefined } : {};
+    const outs = await Promise.all(servers.map((server, index) => this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join })));
     const fs = await fleetSwitch;
     return { ...outs[0], server: servers.map((s) => `${s.user}@${s.host}:${s.port}`).join(", "), releaseHistory: fs.history, hosts: fs.hosts };
   }
@@ -422,6 +428,6 @@ function fdeployRecord(cfg: FlaskAppArgs, pin: { key: string; release?: string }
   return {
     appName: cfg.appName, server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) },
     releaseKey: pin.key, ...(pin.release ? { release: pin.release } : {}), backup: cfg.backup !== undefined, ...beforeChangeRecord(cfg.backup),
-    jobs: Object.keys(cfg.jobs), ...databaseRecord(cfg),
+    jobs: Object.keys(cfg.jobs), ...databaseRecord(cfg), ...fleetRecord(cfg),
   };
 }

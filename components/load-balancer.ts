@@ -10,6 +10,7 @@ import { ServerConfig, StepLimits } from "./config";
 import { connectionFor } from "./connection";
 import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 import { SshTarget } from "./pinned-ssh";
+import { BalancerTls, tlsParams } from "./balancer-tls";
 
 export interface LoadBalancerArgs {
   server: ServerConfig;
@@ -22,6 +23,8 @@ export interface LoadBalancerArgs {
   /** How long a drain waits for in-flight requests (rollout.drainSeconds). */
   drainSeconds: number;
   staging: string;
+  /** HTTPS at the balancer (balancer-tls.ts): the stack's own certificate. */
+  tls?: BalancerTls;
 }
 
 export class LoadBalancer extends pulumi.ComponentResource {
@@ -41,7 +44,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
     }, { parent: this });
     this.step = remoteStep(`${name}-configure`, {
       connection, bundle, script: AGENT, verb: "lb-configure", limit: "build", deleteWith: args.appName, deleteVerb: "lb-delete",
-      params: scriptParams({ APP: args.appName, SERVER_NAME: args.serverName, HEALTH_PATH: args.healthPath, HOSTS: args.hosts.join(",") }),
+      params: scriptParams({ APP: args.appName, SERVER_NAME: args.serverName, HEALTH_PATH: args.healthPath, HOSTS: args.hosts.join(","), ...tlsParams(args.tls) }),
     }, this);
     this.drainLine = bundle.stepLine(`${name}-drain`, "default", args.drainSeconds, AGENT, "lb-drain");
     this.readyLine = bundle.stepLine(`${name}-ready`, "default", 0, AGENT, "lb-ready");

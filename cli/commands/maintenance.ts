@@ -1,12 +1,13 @@
 // fdeploy maintenance on|off: nginx answers every request with 503 and a page (the app keeps
 // running; requests from the server itself, like the deploy's health check, still reach it). The
 // mode is a root-only file the app's nginx site includes (the server agent's maintenance): deploys keep it, and
-// drift checks (the agent's state-read) treat it as intended.
+// drift checks (the agent's state-read) treat it as intended. With several servers behind a balancer the
+// stack manages, the page is at the balancer, one place for every host (the agent's lb-maintenance there).
 import { Command } from "commander";
 import * as fs from "fs";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
-import { runOnServer } from "../lib/stack";
+import { AppTarget, runOnServer } from "../lib/stack";
 
 export function register(program: Command): void {
   stackCommand(program, "maintenance", "turn maintenance mode on or off: nginx answers 503 with a page, the app keeps running")
@@ -18,7 +19,19 @@ export function register(program: Command): void {
       const html = opts.html ? fs.readFileSync(opts.html, "utf8") : "";
       if (html.length > 256 * 1024) throw new FdeployError("--html: the page is larger than 256 KB", 2);
       const { cfg } = target(opts);
+      if (cfg.fleet) return atBalancer(cfg, mode, opts.message ?? "", html);
       const r = runOnServer(cfg, "agent", "maintenance", { APP: cfg.appName, MODE: mode, MESSAGE: opts.message ?? "", HTML: html }, { args: ["--field", "message"] });
       if (r.status !== 0) throw new FdeployError(`maintenance ${mode} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
     });
+}
+
+/** A fleet: the balancer answers 503 with the page for every host (its hosts keep serving its checks). */
+function atBalancer(cfg: AppTarget, mode: string, message: string, html: string): void {
+  const lb = cfg.fleet!.balancer;
+  if (lb === "external") {
+    throw new FdeployError(`fdeploy maintenance: loadBalancer is external: put the page up at your own balancer`, 2);
+  }
+  const r = runOnServer({ appName: cfg.appName, server: lb }, "agent", "lb-maintenance", { APP: cfg.appName, MODE: mode, MESSAGE: message, HTML: html },
+    { args: ["--field", "message"] });
+  if (r.status !== 0) throw new FdeployError(`maintenance ${mode} failed on the balancer ${lb.host} (loadBalancer.host; exit ${r.status}; see above)`);
 }

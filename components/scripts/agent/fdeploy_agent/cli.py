@@ -11,6 +11,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import backup, backup_ops, backup_unit, base_system, db_move, delta, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
+from . import lb_maintenance
 from .errors import AgentError
 from .host import Host
 
@@ -78,6 +79,7 @@ VERBS: Dict[str, Verb] = {
     "lb-ready": haproxy.lb_ready,
     "lb-status": haproxy.lb_status,
     "lb-delete": haproxy.lb_delete,
+    "lb-maintenance": lb_maintenance.lb_maintenance,
     "fleet-rollout": fleet.fleet_rollout,
     "pg-install": pg_server.pg_install,
     "pg-app": pg_server.pg_app,

@@ -69,7 +69,8 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
             switched.append(h)
             now[h] = release
         # a host's first release: its site comes after the switch, so activate's own check is the check
-        failed = (each(fleet.drain, group)
+        # a batch of every host (a fleet of one) is not drained: nothing would be left serving; its own switch serves on
+        failed = (each(fleet.drain, group if len(group) < len(hosts) else [])
                   or each(switch, [h for h in group if before[h] != release])
                   or each(lambda h: fleet.ready(h, check=before[h] is not None), group))
         if failed:

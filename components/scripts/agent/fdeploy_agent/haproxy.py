@@ -5,16 +5,17 @@ drained and put back through the runtime API socket.
   lb-drain      APP, HOST (an address of HOSTS), WAIT: no new requests to HOST; waits for in-flight ones
   lb-ready      APP, HOST, WAIT_UP (seconds, 0: none): HOST takes requests again; waits until its check passes
   lb-status     APP: each host's state as HAProxy sees it
-  lb-delete     APP (the step's delete): this app's part goes; the others' stay, or haproxy stops with none left"""
+  lb-delete     APP (the step's delete): this app's part goes; the others' stay, or haproxy stops with none left
+(lb-maintenance: lb_maintenance.py)"""
 import json
 import os
 import socket
 from typing import Any, Callable, Dict, List, Optional
 
-from . import apt
+from . import apt, lb_tls
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
-from .haproxy_config import NAME, SOCKET, backend, check_fragment, render, server_name
+from .haproxy_config import NAME, SOCKET, backend, check_fragment, maintenance_page, render, server_name
 from .host import Host
 
 Log = Callable[[str], None]
@@ -50,25 +51,37 @@ def fragments(host: Host) -> List[Dict[str, Any]]:
     return out
 
 
+def in_maintenance(host: Host) -> List[str]:
+    """The apps whose maintenance page is in place (lb_maintenance.py): every deploy's config keeps it."""
+    return [f["APP"] for f in fragments(host) if os.path.isfile(host.path(maintenance_page(f["APP"])))]
+
+
 def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    frag = check_fragment(params)   # bad input: refused before anything changes
+    frag = check_fragment(dict(params, **lb_tls.part(params)))   # bad input: refused before anything changes
+    pem = lb_tls.checked_pem(host, params)
     apt.install_missing(host, "haproxy", ["haproxy"], log)
     own_dir(host.path("/etc/fdeploy"), 0o755)
     own_dir(host.path(FRAGMENTS), 0o700)
     path = host.path("%s/%s.json" % (FRAGMENTS, frag["APP"]))
     old = read_regular(path)
     write_atomic(path, json.dumps(frag, sort_keys=True).encode(), 0o600)
-    changed = apply(host, log, restore=lambda: write_atomic(path, old, 0o600) if old is not None else os.unlink(path))
+    new_cert, restore_cert = lb_tls.put(host, frag["APP"], pem)
+
+    def restore() -> None:
+        restore_cert()
+        write_atomic(path, old, 0o600) if old is not None else os.unlink(path)
+    changed = apply(host, log, restore=restore, reload=new_cert)
     if changed:
         log("haproxy: %s serves %s" % (backend(frag["APP"]), ", ".join(frag["HOSTS"])))
     return {"changed": changed}
 
 
-def apply(host: Host, log: Log, restore: Callable[[], object]) -> bool:
+def apply(host: Host, log: Log, restore: Callable[[], object], reload: bool = False) -> bool:
     """haproxy.cfg for every app's part, checked with `haproxy -c` first (refused: RESTORE puts the part
-    back, the running balancer is unchanged), then a graceful reload; False when it was in force already."""
-    text = render(fragments(host)).encode()
-    if read_regular(host.path(CONFIG)) == text:
+    back, the running balancer is unchanged), then a graceful reload; False when it was in force already
+    (RELOAD: a file it loads changed, a certificate)."""
+    text = render(fragments(host), in_maintenance(host)).encode()
+    if read_regular(host.path(CONFIG)) == text and not reload:
         host.systemctl("enable", "--now", "haproxy")
         return False
     candidate = host.path(CONFIG + ".fdeploy-new")
@@ -92,6 +105,9 @@ def lb_delete(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> D
     if old is None:
         return {"changed": False}
     os.unlink(path)
+    for leftover in (maintenance_page(app), maintenance_page(app) + ".state", lb_tls.pem_path(app)):
+        if os.path.isfile(host.path(leftover)):
+            os.unlink(host.path(leftover))
     if not fragments(host):
         log("haproxy: no app left on this balancer: stopped")
         host.systemctl("disable", "--now", "haproxy")
@@ -197,4 +213,6 @@ def lb_ready(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: 
 def lb_status(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[Api] = None) -> Dict[str, Any]:
     app = _target(params)
     rows = stats(api or runtime_api, app)
-    return {"servers": {k: {"status": v.get("status", ""), "scur": v.get("scur", "")} for k, v in sorted(rows.items())}}
+    from .lb_maintenance import state   # (it builds on this module)
+    return {"servers": {k: {"status": v.get("status", ""), "scur": v.get("scur", "")} for k, v in sorted(rows.items())},
+            "maintenance": state(host, app)}

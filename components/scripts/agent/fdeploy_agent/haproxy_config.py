@@ -3,11 +3,12 @@
 Host header (an app with serverName `_` is the default), one backend per app with an HTTP health check
 per host through its nginx. Nothing the stack sets is spliced in unchecked: every value is validated."""
 import re
-from typing import Any, Dict, List
+from typing import Any, Collection, Dict, List
 
 from .errors import AgentError
 
 SOCKET = "/run/haproxy/admin.sock"
+TLS_CERTS = "/etc/fdeploy/haproxy/certs"   # lb_tls.py
 HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
@@ -37,11 +38,23 @@ def check_fragment(frag: Dict[str, Any]) -> Dict[str, Any]:
     hosts = hosts.split(",") if isinstance(hosts, str) else hosts   # the step sends "a,b"; fragments hold the list
     if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and HOST.fullmatch(h) for h in hosts):
         raise AgentError("bad hosts %r (flask-deploy:servers[].host: host names or IPv4 addresses)" % hosts)
-    return {"APP": app, "HEALTH_PATH": path, "SERVER_NAME": " ".join(names), "HOSTS": list(hosts)}
+    out = {"APP": app, "HEALTH_PATH": path, "SERVER_NAME": " ".join(names), "HOSTS": list(hosts)}
+    tls = frag.get("TLS")   # HTTPS at the balancer (lb_tls.py): {"HSTS": seconds}
+    if tls is not None:
+        if not isinstance(tls, dict) or not isinstance(tls.get("HSTS"), int) or not 0 <= tls["HSTS"] <= 63072000:
+            raise AgentError("bad TLS part %r (flask-deploy:tls.hstsMaxAgeSeconds: 0 to 63072000)" % (tls,))
+        out["TLS"] = {"HSTS": tls["HSTS"]}
+    return out
 
 
-def render(fragments: List[Dict[str, Any]]) -> str:
-    """haproxy.cfg for FRAGMENTS (checked, sorted by app: the same inputs give the same bytes)."""
+def maintenance_page(app: str) -> str:
+    """The 503 page the balancer answers with while APP is in maintenance (lb_maintenance.py); root's."""
+    return "/etc/fdeploy/haproxy/%s.maintenance.html" % app
+
+
+def render(fragments: List[Dict[str, Any]], maintenance: Collection[str] = ()) -> str:
+    """haproxy.cfg for FRAGMENTS (checked, sorted by app: the same inputs give the same bytes); the apps
+    in MAINTENANCE answer every request with their page (HAProxy's own checks of the hosts go on)."""
     apps = sorted((check_fragment(f) for f in fragments), key=lambda f: f["APP"])
     out = [
         "# written by flask-deploy (lb-configure): edits are replaced on the next deploy",
@@ -69,6 +82,9 @@ def render(fragments: List[Dict[str, Any]]) -> str:
         "    bind :80",
         "    option forwardfor",
     ]
+    if any("TLS" in f for f in apps):   # each app's certificate in one folder; HAProxy picks it by SNI
+        out += ["    bind :443 ssl crt %s alpn http/1.1" % TLS_CERTS,
+                "    http-request set-header X-Forwarded-Proto https if { ssl_fc }"]
     default = next((f for f in apps if f["SERVER_NAME"] == "_"), apps[0] if apps else None)
     for f in apps:
         if f is not default:
@@ -89,5 +105,12 @@ def render(fragments: List[Dict[str, Any]]) -> str:
             "    http-check expect status 200",
             "    default-server check inter 1s fall 2 rise 2",
         ]
+        if "TLS" in f:
+            out.append("    http-request redirect scheme https code 301 unless { ssl_fc }")
+            if f["TLS"]["HSTS"]:
+                out.append('    http-response set-header Strict-Transport-Security "max-age=%d" if { ssl_fc }' % f["TLS"]["HSTS"])
+        if f["APP"] in maintenance:
+            out.append('    http-request return status 503 content-type "text/html; charset=utf-8" hdr Retry-After 120 file %s'
+                       % maintenance_page(f["APP"]))
         out += ["    server %s %s:80" % (server_name(i), h) for i, h in enumerate(f["HOSTS"])]
     return "\n".join(out) + "\n"
