@@ -37,7 +37,7 @@ def check_certificate(text: object) -> bytes:
         except (binascii.Error, ValueError):
             pass
     raise AgentError("CERT: expected the database server's certificate in PEM (pg-install's result); "
-                     "run pulumi up again to read it from the database server (flask-deploy:database.host)")
+                     "run pulumi up again to read it from flask-deploy:database.host")
 
 
 def pg_pin(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
