@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
 from .errors import AgentError
 from .host import Host
 
@@ -44,7 +44,6 @@ VERBS: Dict[str, Verb] = {
     "live-user": slotuser.live_user_verb,
     "slot-users": slotuser.slot_users_verb,
     "release-plan": release.release_plan,
-    "release-base": delta.release_base,
     "release-venv": release.release_venv,
     "release-mark": release.release_mark,
     "shared-create": shared_files.shared_create,
