@@ -185,9 +185,9 @@ def assemble(host: Host, app: apps.App, rid: str, upload: str, dest: str, log: L
                 continue
             data = sources.uploaded(p, manifest[p])
             if data is None:
-                raise AgentError("release %s: %s is neither in its delta upload nor in a kept release that verifies (base %s is gone or"
-                                 " changed) nor in an earlier upload; nothing installed. `pulumi up --replace URN` of the release's -basis"
-                                 " step uploads every file (`pulumi stack --show-urns` lists the URNs)" % (rid, p, base))
+                raise AgentError("release %s: %s is neither in its delta upload nor in a kept release that verifies; `pulumi up --replace URN`"
+                                 " of the -basis step\n(base %s is gone or changed and no earlier upload holds the file; nothing installed."
+                                 " That up uploads every file; `pulumi stack --show-urns` lists the URNs)" % (rid, p, base))
             with open(target, "xb") as fh:
                 fh.write(data)
             os.chmod(target, 0o644)
