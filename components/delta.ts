@@ -4,9 +4,9 @@
 //   sha256, and the last trees' ids): an unchanged file is never read again; when no file changed
 //   nothing is read at all. A file changed within the last seconds is not cached (its mtime may not
 //   show a second change in the same tick).
-// - stageDelta: the upload of a release as only the files the server's base release cannot supply
-//   (the agent's release-base names them, fdeploy_agent/delta.py) and .fdeploy-delta.json
-//   ({base, manifest}); the server assembles the release from the base and checks it against its id.
+// - uploadFolder: the upload of a release as only the files its base (the release the stack deployed
+//   before, components/release-basis.ts) lacks and .fdeploy-delta.json ({base, manifest}); the server
+//   assembles the release (fdeploy_agent/delta.py) and checks it against its id.
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -89,18 +89,8 @@ export function scanFolder(dir: string, files: string[], cache?: string): Scan {
   return { hash, manifest, read };
 }
 
-/** What the agent's release-base answered (its stdout's last line). */
-export interface BasePlan { base?: string; need?: string[]; installed?: boolean }
-
-/** release-base's answer from its stdout (one JSON line, the last); {} when there is none. */
-export function basePlan(stdout: string): BasePlan {
-  try {
-    const r = JSON.parse(stdout.trim().split("\n").pop() ?? "");
-    return r && typeof r === "object" ? r : {};
-  } catch {
-    return {};
-  }
-}
+/** The base an upload builds on and the files it carries (components/release-basis.ts); {}: the whole folder. */
+export interface BasePlan { base?: string; need?: string[] }
 
 export const DELTA_FILE = ".fdeploy-delta.json";
 
@@ -111,7 +101,7 @@ export const DELTA_FILE = ".fdeploy-delta.json";
 export function uploadFolder(full: string, manifest: Manifest, plan: BasePlan): { source: string; bytes: number; files: number } {
   // bytes: what the folder holds (the files sent, and the delta's manifest)
   const bytesOf = (rels: string[]) => rels.reduce((n, f) => n + fs.statSync(path.join(full, f)).size, 0);
-  if (!plan.base || plan.installed) {
+  if (!plan.base) {
     const all = Object.keys(manifest);
     return { source: full, bytes: bytesOf(all), files: all.length };
   }
@@ -140,7 +130,7 @@ export function uploadFolder(full: string, manifest: Manifest, plan: BasePlan): 
   return { source: `${dir}/`, bytes: bytesOf(need) + Buffer.byteLength(meta) + 1, files: need.length };
 }
 
-/** A short hash of a manifest (the Release's output; the manifest itself is release-base's input). */
+/** A short hash of a manifest (the Release's output; the manifest itself is in the -basis step's state). */
 export function manifestHash(m: Manifest): string {
   return crypto.createHash("sha256").update(JSON.stringify(Object.keys(m).sort().map((f) => [f, m[f]]))).digest("hex").slice(0, 16);
 }

@@ -5,11 +5,12 @@
 // is uploaded, the agent only checks that it is there, and preview says which release appDir has.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { folderUpload, stageFolder, StagedFolder } from "./upload";
+import { folderUpload, stageFolder, StagedFolder, uploadTarget } from "./upload";
 import { Connection } from "./connection";
 import { describeShipping } from "./ship-rules";
 import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
-import { basePlan, manifestHash, uploadFolder } from "./delta";
+import { manifestHash, uploadFolder } from "./delta";
+import { ReleaseBasis } from "./release-basis";
 
 export interface ReleaseArgs {
   connection: Connection;
@@ -47,35 +48,31 @@ export class Release extends pulumi.ComponentResource {
     this.releaseId = args.pinned ?? files.hash;
     let after = args.after;
     if (!args.pinned) {
-      // the server names the kept release it can build on and the files it lacks (agent release-base);
-      // the upload then carries only those (components/delta.ts)
-      const base = remoteStep(`${name}-base`, {
-        connection: args.connection,
-        bundle: args.bundle,
-        script: AGENT,
-        verb: "release-base",
-        params: scriptParams({ APP: args.appName, RELEASE_ID: files.hash, MANIFEST: JSON.stringify(files.manifest) }),
-        triggers: [files.hash],
-        after: args.after,
-      }, this);
-      // a preview of a new release cannot know the answer yet, but the plugin refuses an unknown source:
+      // the base the upload builds on: the release this stack last deployed to this server, from the stack's
+      // state (components/release-basis.ts, a local step: no SSH before the upload); the upload then carries
+      // only the files that release lacks (components/delta.ts)
+      const basis = new ReleaseBasis(`${name}-basis`, {
+        releaseId: files.hash, manifest: files.manifest, target: uploadTarget(args.connection),
+      }, { parent: this, dependsOn: args.after });
+      // a preview of a new release cannot know the base yet, but the plugin refuses an unknown source:
       // the whole staged folder stands in there (apply's second argument runs it with the unknown).
       // That argument (runWithUnknowns) is not in @pulumi/pulumi's typed API, and no public one does
-      // the same: apply() skips its function while stdout is unknown, pulumi.all() and
+      // the same: apply() skips its function while the base is unknown, pulumi.all() and
       // pulumi.output() keep the unknown, isUnknown()/containsUnknowns() need the value apply never
-      // hands over, and isDryRun() alone cannot tell an unchanged release (stdout known from the
+      // hands over, and isDryRun() alone cannot tell an unchanged release (its base known from the
       // state: the upload's source must be the same delta folder, else the preview shows an update
-      // the up does not make) from a new one. Computing the plan eagerly would need the server in a
-      // preview (CI previews have no SSH key). tests/unit/release-preview.test.ts and the
+      // the up does not make) from a new one. tests/unit/release-preview.test.ts and the
       // delta-upload e2e suite pin this behaviour, so an SDK that drops the argument fails them.
-      const runWithUnknowns = (base.stdout as any).apply.bind(base.stdout) as
-        (f: (s: unknown) => ReturnType<typeof uploadFolder>, unknowns: boolean) => pulumi.Output<ReturnType<typeof uploadFolder>>;
-      const upload = runWithUnknowns((stdout) => {
-        const plan = typeof stdout === "string" ? basePlan(stdout) : {};
-        const u = uploadFolder(files.source, files.manifest, plan);
-        if (typeof stdout === "string" && !plan.installed) {
+      const plan = pulumi.all([basis.base, basis.need]);
+      const runWithUnknowns = (plan as any).apply.bind(plan) as
+        (f: (p: unknown) => ReturnType<typeof uploadFolder>, unknowns: boolean) => pulumi.Output<ReturnType<typeof uploadFolder>>;
+      const upload = runWithUnknowns((p) => {
+        const known = Array.isArray(p) && typeof p[0] === "string" && Array.isArray(p[1]);
+        const base = known ? { base: p[0] as string, need: p[1] as string[] } : {};
+        const u = uploadFolder(files.source, files.manifest, base);
+        if (known) {
           pulumi.log.info(`release ${files.hash}: its upload holds ${u.files} of ${files.files.length} files, ${u.bytes} bytes` +
-            (plan.base ? ` (the rest from kept release ${plan.base})` : " (no kept release to build on)"), this);
+            (base.base ? ` (the rest from kept release ${base.base})` : " (no release deployed before to build on)"), this);
         }
         return u;
       }, true);
@@ -83,7 +80,7 @@ export class Release extends pulumi.ComponentResource {
       this.uploadBytes = upload.bytes;
       after = [folderUpload(`${name}-upload`, {
         connection: args.connection, staged: files, source: upload.source, remotePath: `.fdeploy/${args.appName}/uploads/${files.hash}`,
-      }, { parent: this, dependsOn: [base] })];
+      }, { parent: this, dependsOn: [basis, ...args.after] })];
     }
     if (args.pinned && args.pinned !== files.hash) {
       pulumi.log.warn(`release pinned to ${args.pinned} by the stack's \`release\` setting (a rollback); appDir holds release ` +

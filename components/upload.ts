@@ -131,12 +131,15 @@ export interface FolderUploadArgs {
   remotePath: string;
 }
 
+/** The server an upload goes to: the host and its pinned host key (a rebuilt server at the same address
+ * has a new one); never the (secret) private key. */
+export function uploadTarget(c: Connection): pulumi.Output<string> {
+  return pulumi.interpolate`${c.user ?? "root"}@${c.host}:${c.port ?? 22} ${c.hostKey ?? ""}`;
+}
+
 /** CopyToRemote of a staged folder; a new hash or a new target host replaces (re-copies) it. */
 export function folderUpload(name: string, args: FolderUploadArgs, opts: pulumi.CustomResourceOptions): command.remote.CopyToRemote {
-  const c = args.connection;
-  // the host and its pinned host key (a rebuilt server at the same address has a new one); never
-  // the (secret) private key
-  const host = pulumi.interpolate`${c.user ?? "root"}@${c.host}:${c.port ?? 22} ${c.hostKey ?? ""}`;
+  const host = uploadTarget(args.connection);
   return new command.remote.CopyToRemote(name, {
     connection: args.connection,
     source: args.source === undefined ? new pulumi.asset.FileArchive(args.staged.source) : pulumi.output(args.source).apply((s) => new pulumi.asset.FileArchive(s)),

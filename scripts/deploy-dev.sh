@@ -5,6 +5,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# the local disposable server's name and address octet (10.213.0.<octet>); overridable so a second
+# checkout on the same machine (another engineer, a cold-start measurement) boots its own server
+DEV_SERVER=${FDEPLOY_DEV_SERVER:-dev} DEV_OCTET=${FDEPLOY_DEV_OCTET:-10}
 bash scripts/setup.sh deploy   # what a deploy needs; the tests' tools come with npm test
 # The dev stack's secrets are encrypted in the committed Pulumi.dev.yaml with a documented,
 # dev-only passphrase (README "The dev stack"), so this command never rewrites a tracked file. A
@@ -23,17 +26,17 @@ pulumi stack select dev 2>/dev/null || pulumi stack init dev
 if [ "$(pulumi config get runtime 2>/dev/null)" = docker ]; then bash toolchain/docker-plugin.sh; fi
 if pulumi config get --path server.host >/dev/null 2>&1; then
   :  # the dev stack has a server of its own
-elif grep -qx dev <<<"$(bash tests/servers/testserver.sh list)" && [ -f .env ] &&
-     grep -qx "FDEPLOY_SERVER_$(bash tests/servers/testserver.sh ssh-config dev | grep '^HOST=')" .env; then
+elif grep -qx "$DEV_SERVER" <<<"$(bash tests/servers/testserver.sh list)" && [ -f .env ] &&
+     grep -qx "FDEPLOY_SERVER_$(bash tests/servers/testserver.sh ssh-config "$DEV_SERVER" | grep '^HOST=')" .env; then
   # the server of the last run is still up: its data and host key stay
-  echo "reusing the local disposable server (stop it with: bash tests/servers/testserver.sh down dev)"
+  echo "reusing the local disposable server (stop it with: bash tests/servers/testserver.sh down $DEV_SERVER)"
 else
   echo
   echo "== local disposable server (the dev stack has no server configured)"
   bash tests/servers/testserver.sh wheelhouse "$ROOT/app/requirements.txt"
   # its disk is kept: a server stopped by a machine restart comes back with its data and host key
-  ip=$(FDEPLOY_KEEP_DISK=1 bash tests/servers/testserver.sh up dev 10 | tail -n1)
-  eval "$(bash tests/servers/testserver.sh ssh-config dev)"
+  ip=$(FDEPLOY_KEEP_DISK=1 bash tests/servers/testserver.sh up "$DEV_SERVER" "$DEV_OCTET" | tail -n1)
+  eval "$(bash tests/servers/testserver.sh ssh-config "$DEV_SERVER")"
   # machine-local settings: git-ignored .env, read by the program with dotenv
   umask 077
   cat >.env <<ENV
@@ -42,7 +45,7 @@ FDEPLOY_SERVER_USER=root
 FDEPLOY_SERVER_KEY_PATH=$KEY
 FDEPLOY_SERVER_HOST_KEY=$(awk -v ip="$ip" '$1 == ip {print $2" "$3}' "$KNOWN_HOSTS")
 ENV
-  echo "server up at root@$ip (stop it with: bash tests/servers/testserver.sh down dev; its disk stays until rm-disk dev)"
+  echo "server up at root@$ip (stop it with: bash tests/servers/testserver.sh down $DEV_SERVER; its disk stays until rm-disk $DEV_SERVER)"
 fi
 if ! pulumi config get --path secrets.SECRET_KEY >/dev/null 2>&1; then
   # (a dev stack configured without one; the committed Pulumi.dev.yaml has one)

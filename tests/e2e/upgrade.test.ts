@@ -60,8 +60,8 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
       assert.ok(planned(preview.output, /update/).length > 5, `the preview's steps were read:\n${preview.output}`);
       const replacedOrDeleted = planned(preview.output, /delete|replace/).filter((s) => !/^command:remote:CopyToRemote \S+ replace$/.test(s));
       assert.deepStrictEqual(replacedOrDeleted, [], preview.output);
-      // (and the release's base step, new: it names what a delta upload can leave out)
-      assert.deepStrictEqual(planned(preview.output, /create/), ["command:remote:Command app-release-base create", "flaskdeploy:index:FlaskApp app create"],
+      // (and the release's -basis step, new and local: it names the release a delta upload builds on)
+      assert.deepStrictEqual(planned(preview.output, /create/), ["flaskdeploy:index:FlaskApp app create", "pulumi-nodejs:dynamic:Resource app-release-basis create"],
         "every old resource adopted");
     }
     const load = startLoad(`${base()}/health`, { concurrency: 4, maxSeconds: 300 });

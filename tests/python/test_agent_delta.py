@@ -1,7 +1,8 @@
-"""Delta uploads (delta.py): release-base names a kept release that verifies and the files it lacks;
-release-install assembles a delta upload from that base in a temporary folder, checks it against the
-release id and only then puts it in place. A kept release that no longer matches its id, or holds a
-link or a file someone else could write, is never a base."""
+"""Delta uploads (delta.py): the client names the release it deployed before as the base and uploads
+the files that release lacks (components/release-basis.ts, no SSH step); release-install assembles the
+release from the upload, kept releases that verify and earlier uploads (each file checked by its hash)
+in a temporary folder, checks it against the release id and only then puts it in place. A kept release
+that no longer matches its id, or holds a link or a file someone else could write, is never used."""
 import hashlib
 import io
 import json
@@ -79,24 +80,30 @@ def delta_upload(root, files, base, need):
     return rid
 
 
-def base_of(root, files):
-    rid = rid_of(root.parent, files)
-    return call(Fake(root), "release-base", {"APP": "shop", "RELEASE_ID": rid, "MANIFEST": json.dumps(manifest(files))})
+def need_of(files, base_files):
+    """What the client uploads against BASE_FILES (components/release-basis.ts basisOf): by content."""
+    have = set(manifest(base_files).values())
+    return sorted(p for p, h in manifest(files).items() if h not in have)
+
+
+def install_of(root, rid):
+    return call(Fake(root), "release-install", {"APP": "shop", "RELEASE_ID": rid})
+
+
+def tree(dest):
+    return {os.path.relpath(os.path.join(d, n), str(dest)) for d, _, ns in os.walk(str(dest)) for n in ns} - {release.MARKER, ".venv"}
 
 
 def test_a_changed_an_added_and_a_removed_file_upload_only_the_changed_and_added(root):
     old = full_install(root, V1)
-    rc, out, err = base_of(root, V2)
-    assert rc == 0, err
-    assert (out["base"], out["need"], out["installed"]) == (old, ["static/new.css", "wsgi.py"], False)
-    assert "uploading 2 of 4 files; the rest from kept release %s" % old in err
-    rid = delta_upload(root, V2, out["base"], out["need"])
-    rc, res, err = call(Fake(root), "release-install", {"APP": "shop", "RELEASE_ID": rid})
+    need = need_of(V2, V1)
+    assert need == ["static/new.css", "wsgi.py"]
+    rid = delta_upload(root, V2, old, need)
+    rc, res, err = install_of(root, rid)
     assert rc == 0, err
     assert "assembled from kept release %s: 2 files uploaded, 2 linked" % old in err
     dest = root / "srv/shop/releases" / rid
-    got = {os.path.relpath(os.path.join(d, n), str(dest)) for d, _, ns in os.walk(str(dest)) for n in ns} - {release.MARKER, ".venv"}
-    assert got == set(V2), "exactly the new tree: the removed file is gone"
+    assert tree(dest) == set(V2), "exactly the new tree: the removed file is gone"
     assert all((dest / p).read_text() == t for p, t in V2.items())
     # unchanged files are hard links to the base's (no copy), root-owned, not writable by others
     big = os.stat(str(dest / "static/big.bin"))
@@ -104,12 +111,13 @@ def test_a_changed_an_added_and_a_removed_file_upload_only_the_changed_and_added
     assert stat.S_IMODE(big.st_mode) == 0o644
     # the assembled release verifies as a base itself
     assert delta.scan(str(dest)) == manifest(V2)
-    rc, out, _ = base_of(root, V2)
-    assert out["installed"] is True and out["need"] == []
+    # installed already: a second install (the same upload) changes nothing
+    rc, res, err = install_of(root, rid)
+    assert rc == 0 and res["action"] == "installed", err
 
 
 @pytest.mark.parametrize("damage", ["content", "link", "group-writable", "extra-file"])
-def test_a_kept_release_that_no_longer_verifies_is_never_a_base(root, damage):
+def test_a_kept_release_that_no_longer_verifies_is_never_used(root, damage):
     old = full_install(root, V1)
     base = root / "srv/shop/releases" / old
     if damage == "content":
@@ -122,44 +130,59 @@ def test_a_kept_release_that_no_longer_verifies_is_never_a_base(root, damage):
     else:
         (base / "static/extra.txt").write_text("x")
     assert delta.scan(str(base)) is None
-    rc, out, err = base_of(root, V2)
-    assert rc == 0, err
-    assert out["base"] == "" and out["need"] == sorted(V2), "everything is uploaded"
-    assert "kept release %s no longer matches its content hash" % old in err
+    install.remove(str(root.parent / "uploads" / old))   # its own upload would supply the files (checked by hash)
+    rid = delta_upload(root, V2, old, need_of(V2, V1))
+    rc, out, err = install_of(root, rid)
+    assert rc != 0 and "kept release %s no longer matches its content hash" % old in err
+    assert "requirements.txt is neither in its delta upload nor in a kept release" in out["error"]
+    assert "-basis" in out["error"], "the error names the way out: a whole upload"
+    assert os.listdir(str(root / "srv/shop/releases")) == [old], "no half-assembled release, no temporary folder"
 
 
-def test_an_older_kept_release_that_verifies_is_the_base_when_the_live_one_does_not(root):
+def test_another_kept_release_that_verifies_supplies_what_a_changed_base_lacks(root):
     first = full_install(root, V1)
     os.unlink(str(root / "srv/shop/current"))
     live = full_install(root, dict(V1, **{"wsgi.py": "app = 9\n"}))
     (root / "srv/shop/releases" / live / "static/big.bin").write_text("corrupt")
-    os.link(str(root / "srv/shop/releases" / first / "static/old.css"), str(root.parent / "keep"))   # unrelated
-    rc, out, err = base_of(root, V2)
-    assert rc == 0 and out["base"] == first, err
+    rid = delta_upload(root, V2, live, need_of(V2, V1))
+    rc, _, err = install_of(root, rid)
+    assert rc == 0, err
+    assert os.stat(str(root / "srv/shop/releases" / rid / "static/big.bin")).st_ino == \
+        os.stat(str(root / "srv/shop/releases" / first / "static/big.bin")).st_ino
 
 
-def test_a_deleted_base_means_a_whole_upload(root):
+def test_a_base_whose_install_failed_is_supplied_by_its_earlier_upload(root):
+    """The previous up uploaded V2 as a delta and failed before its install (e.g. pip): the stack's
+    state names V2 as the base of the next release V3, which the server never installed."""
     old = full_install(root, V1)
-    install.remove(str(root / "srv/shop/releases" / old))
-    rc, out, _ = base_of(root, V2)
-    assert rc == 0 and out["base"] == "" and out["need"] == sorted(V2)
+    v2 = delta_upload(root, V2, old, need_of(V2, V1))
+    v3_files = dict(V2, **{"requirements.txt": REQ + "six==1.17.0\n"})
+    rid = delta_upload(root, v3_files, v2, need_of(v3_files, V2))
+    assert need_of(v3_files, V2) == ["requirements.txt"]
+    rc, _, err = install_of(root, rid)
+    assert rc == 0, err
+    assert "1 files uploaded, 1 linked, 2 from earlier uploads" in err
+    dest = root / "srv/shop/releases" / rid
+    assert tree(dest) == set(v3_files) and all((dest / p).read_text() == t for p, t in v3_files.items())
+    assert delta.scan(str(dest)) == manifest(v3_files)
 
 
-def test_a_delta_whose_base_went_away_is_refused_and_nothing_is_left(root):
+def test_an_earlier_upload_whose_content_does_not_match_is_never_used(root):
     old = full_install(root, V1)
-    rid = delta_upload(root, V2, old, ["static/new.css", "wsgi.py"])
-    (root / "srv/shop/releases" / old / "static/big.bin").write_text("changed after release-base")
-    rc, out, err = call(Fake(root), "release-install", {"APP": "shop", "RELEASE_ID": rid})
-    assert rc != 0 and "is gone or no longer matches its content hash" in out["error"]
-    releases = os.listdir(str(root / "srv/shop/releases"))
-    assert releases == [old], "no half-assembled release, no temporary folder"
+    v2 = delta_upload(root, V2, old, need_of(V2, V1))
+    (root.parent / "uploads" / v2 / "wsgi.py").write_text("app = 666\n")
+    v3_files = dict(V2, **{"requirements.txt": REQ + "six==1.17.0\n"})
+    rid = delta_upload(root, v3_files, v2, need_of(v3_files, V2))
+    rc, out, _ = install_of(root, rid)
+    assert rc != 0 and "wsgi.py is neither in its delta upload" in out["error"]
+    assert os.listdir(str(root / "srv/shop/releases")) == [old]
 
 
 def test_an_assembled_tree_that_does_not_hash_to_the_id_never_goes_in_place(root):
     old = full_install(root, V1)
     rid = delta_upload(root, V2, old, ["static/new.css", "wsgi.py"])
     (root.parent / "uploads" / rid / "wsgi.py").write_text("overwritten meanwhile")
-    rc, out, _ = call(Fake(root), "release-install", {"APP": "shop", "RELEASE_ID": rid})
+    rc, out, _ = install_of(root, rid)
     assert rc != 0 and "hashes to" in out["error"]
     assert os.listdir(str(root / "srv/shop/releases")) == [old]
 
@@ -168,13 +191,18 @@ def test_a_whole_upload_over_a_stale_delta_still_installs(root):
     old = full_install(root, V1)
     rid = delta_upload(root, V2, old, sorted(V2))   # the base then vanished; the next up sent everything
     install.remove(str(root / "srv/shop/releases" / old))
-    rc, _, err = call(Fake(root), "release-install", {"APP": "shop", "RELEASE_ID": rid})
+    rc, _, err = install_of(root, rid)
     assert rc == 0, err
 
 
 @pytest.mark.parametrize("bad", [{"../x": "0" * 64}, {"/etc/x": "0" * 64}, {"a//b": "0" * 64}, {".venv": "0" * 64},
-                                 {"a": "xyz"}, {}, "not json"])
+                                 {"a": "xyz"}, {}, "not an object"])
 def test_a_bad_manifest_is_refused_before_anything(root, bad):
-    rc, out, _ = call(Fake(root), "release-base", {"APP": "shop", "RELEASE_ID": "0" * 12,
-                                                   "MANIFEST": bad if isinstance(bad, str) else json.dumps(bad)})
+    old = full_install(root, V1)
+    rid = "0" * 12
+    up = root.parent / "uploads" / rid
+    up.mkdir(parents=True)
+    (up / delta.DELTA_FILE).write_text(json.dumps({"base": old, "manifest": bad}))
+    rc, out, _ = install_of(root, rid)
     assert rc != 0 and "manifest" in out["error"].lower()
+    assert os.listdir(str(root / "srv/shop/releases")) == [old]

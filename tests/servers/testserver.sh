@@ -25,7 +25,9 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${FDEPLOY_CACHE:-/var/cache/fdeploy}
-W=$CACHE/servers
+# FDEPLOY_SERVERS: the servers' folder (image, keys, hosts) on its own, e.g. the machine's shared one
+# while FDEPLOY_CACHE points at a fresh toolchain cache (the bridge and apt proxy are machine-wide)
+W=${FDEPLOY_SERVERS:-$CACHE/servers}
 BR=fd-br0 NET=10.213.0
 KEY=$W/id_ed25519 KH=$W/known_hosts
 MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)}

@@ -1,10 +1,11 @@
 // Delta uploads, local side: the stat cache (scanFolder), the staged objects (stageFolder) and the
-// folder an upload sends (uploadFolder) for the agent's release-base answer.
+// folder an upload sends (uploadFolder) for the base the -basis step names (basisOf, components/release-basis.ts).
 import * as assert from "assert";
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { DELTA_FILE, scanFolder, uploadFolder } from "../../components/delta";
+import { basisOf } from "../../components/release-basis";
 import { hashFiles, listFiles, stageFolder } from "../../components/upload";
 import { tempDir } from "../tmpdir";
 
@@ -77,7 +78,8 @@ describe("delta uploads (local side)", () => {
     write("static/new.css", "new{}\n");                   // added
     fs.rmSync(path.join(src, "static/old.css"));          // removed
     const b = stageFolder(src, "release", "dev", root);
-    const plan = { base: a.hash, need: ["static/new.css", "wsgi.py"], installed: false };
+    const plan = basisOf({ releaseId: a.hash, manifest: a.manifest, target: "root@h:22 k" }, { releaseId: b.hash, manifest: b.manifest, target: "root@h:22 k" });
+    assert.deepStrictEqual(plan, { base: a.hash, need: ["static/new.css", "wsgi.py"] });
     const up = uploadFolder(b.source, b.manifest, plan);
     const sent = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
       e.isDirectory() ? sent(path.join(dir, e.name)).map((f) => `${e.name}/${f}`) : [e.name]).sort();
@@ -88,9 +90,21 @@ describe("delta uploads (local side)", () => {
     assert.deepStrictEqual(meta, { base: a.hash, manifest: b.manifest });
     assert.deepStrictEqual(Object.keys(meta.manifest).sort(), ["requirements.txt", "static/big.bin", "static/new.css", "wsgi.py"]);
     assert.strictEqual(uploadFolder(b.source, b.manifest, plan).source, up.source, "a second up: the same source");
-    // no base (or the release is there already): the whole staged copy, as before
+    // no base: the whole staged copy, as before
     assert.strictEqual(uploadFolder(b.source, b.manifest, { base: "", need: Object.keys(b.manifest) }).source, b.source);
-    assert.strictEqual(uploadFolder(b.source, b.manifest, { installed: true }).source, b.source);
-    assert.strictEqual(uploadFolder(b.source, b.manifest, {}).source, b.source, "no answer (an agent without release-base): whole");
+    assert.strictEqual(uploadFolder(b.source, b.manifest, {}).source, b.source, "unknown (a preview): whole");
+  });
+
+  it("the base: the release deployed before to the same server; none for a first deploy, a new server or nothing in common", () => {
+    const m1 = { "a.py": sha("1"), "b.py": sha("2") };
+    const m2 = { "a.py": sha("1"), "b.py": sha("3"), "c/moved.py": sha("2") };
+    const t = "deploy@h:22 ssh-ed25519 AAAA";
+    assert.deepStrictEqual(basisOf({ releaseId: "r1", manifest: m1, target: t }, { releaseId: "r2", manifest: m2, target: t }),
+      { base: "r1", need: ["b.py"] }, "by content: a moved file is not sent again");
+    const whole = { base: "", need: ["a.py", "b.py", "c/moved.py"] };
+    assert.deepStrictEqual(basisOf(undefined, { releaseId: "r2", manifest: m2, target: t }), whole, "first deploy");
+    assert.deepStrictEqual(basisOf({ releaseId: "r1", manifest: m1, target: t }, { releaseId: "r2", manifest: m2, target: "deploy@h:22 ssh-ed25519 BBBB" }),
+      whole, "a rebuilt server (new host key) has no releases of ours");
+    assert.deepStrictEqual(basisOf({ releaseId: "r1", manifest: { "x": sha("9") }, target: t }, { releaseId: "r2", manifest: m2, target: t }), whole);
   });
 });

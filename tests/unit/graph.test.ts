@@ -65,7 +65,7 @@ describe("resource graph (index.ts under mocks)", function () {
     const commands = [...registered.values()].filter((r) => r.type.startsWith("command:")).map((r) => r.name).sort();
     assert.deepStrictEqual(commands, [
       "activation-switch", "base-setup", "env-file", "gunicorn-unit", "health-probe", "migrations-apply",
-      "migrations-upload", "nginx-site", "preflight-check", "release-base", "release-install", "release-upload", "scripts-upload",
+      "migrations-upload", "nginx-site", "preflight-check", "release-install", "release-upload", "scripts-upload",
     ]);
   });
 
@@ -81,8 +81,9 @@ describe("resource graph (index.ts under mocks)", function () {
 
   it("orders the deploy: base, release, migrations, then the switch, nginx and the check", () => {
     assert.ok(depsOf("base-setup").includes("scripts-upload"));
-    assert.ok(depsOf("release-base").includes("base-setup"));
-    assert.ok(depsOf("release-upload").includes("release-base"), "the upload sends what the server's base release lacks");
+    assert.ok(depsOf("release-upload").includes("release-basis"), "the upload sends what the release deployed before lacks");
+    assert.ok(depsOf("release-upload").includes("base-setup"));
+    assert.strictEqual(registered.get("release-basis")?.type, "pulumi-nodejs:dynamic:Resource", "a local step: no SSH before the upload");
     assert.ok(depsOf("release-install").includes("release-upload"));
     assert.ok(depsOf("migrations-apply").includes("release-install"), "migrations run after the release is installed");
     assert.ok(depsOf("migrations-apply").includes("env-file"));

@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, backup_ops, backup_unit, base_system, db_move, delta, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
+from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
 from . import lb_maintenance
 from .errors import AgentError
 from .host import Host
@@ -26,7 +26,6 @@ VERBS: Dict[str, Verb] = {
     "state-fix": server_state.state_fix,
     "rollback-loss": rollback_loss.rollback_loss,
     "slot-user": slotuser.set_slot_user,
-    "release-base": delta.release_base,
     "shared-create": shared_files.shared_create,
     "release-install": install.release_install,
     "migrate": migrate_step.migrate,

@@ -1,14 +1,15 @@
-"""Delta uploads (components/delta.ts): a new release is uploaded as only the files a base release
-on this server cannot supply, and assembled here from that base.
-  release-base  params APP, RELEASE_ID, MANIFEST ({path: sha256 hex of the content} of every file
-                of the new release): {"base": a kept release that verifies ("" = none: upload
-                everything), "need": the paths to upload, "installed": the release is here already}
-A base is used only when every one of its files still hashes to its id (a release's id is the hash
-of its files), and only files that are root's regular files in root's folders, not writable by
-anyone else: the app can read a release, never plant a link or a file in one.
-The upload of a delta holds DELTA_FILE ({"base", "manifest"}) and the needed files; assemble()
-builds the release in a temporary folder beside releases/<id> (links to the base's files, copies
-of the uploaded ones), checks the whole tree against the id, and only then renames it in place."""
+"""Delta uploads (components/delta.ts): a new release is uploaded as only the files its base (the
+release the stack deployed before, components/release-basis.ts: chosen by the client, no SSH step)
+lacks, and assembled here by release-install.
+The upload of a delta holds DELTA_FILE ({"base", "manifest": {path: sha256 hex} of every file}) and
+the files the base lacks. assemble() builds the release in a temporary folder beside releases/<id>:
+each file from the upload, else linked from a kept release that verifies (the named base first, then
+the live one and the newest installed, at most MAX_BASES read), else copied from an earlier upload of
+this app when its content hashes to the manifest's (an up that failed before its install, e.g. on
+pip); it checks the whole tree against the id and only then renames it in place.
+A kept release is used only when every one of its files still hashes to its id (a release's id is the
+hash of its files), and only when it holds root's regular files in root's folders, not writable by
+anyone else: the app can read a release, never plant a link or a file in one."""
 import hashlib
 import json
 import os
@@ -30,11 +31,6 @@ MAX_BASES = 3                      # kept releases verified at most per deploy (
 
 
 def check_manifest(value: Any) -> Dict[str, str]:
-    if isinstance(value, str):   # release-base's MANIFEST is JSON text (the parameters' keys are sorted at every level)
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = None
     if not isinstance(value, dict) or not value:
         raise AgentError("MANIFEST must be an object {path: sha256}")
     for p, h in value.items():
@@ -112,43 +108,56 @@ def candidates(host: Host, app: apps.App, rid: str) -> List[str]:
     return [n for _, _, n in sorted(kept, reverse=True)]
 
 
-def find_base(host: Host, app: apps.App, rid: str, manifest: Dict[str, str], log: Log) -> Dict[str, Any]:
-    for n in candidates(host, app, rid)[:MAX_BASES]:
-        files = scan(host.path("%s/releases/%s" % (app.root, n)))
-        if files is None:
-            log("kept release %s no longer matches its content hash (or is not root's alone): never used as a base" % n)
-            continue
-        have = set(files.values())
-        need = sorted(p for p, h in manifest.items() if h not in have)
-        if len(need) == len(manifest):
-            continue
-        return {"base": n, "need": need}
-    return {"base": "", "need": sorted(manifest)}
-
-
-def release_base(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    app = apps.load(host, apps.check_name(params.get("APP")))
-    rid = release.check_id(params.get("RELEASE_ID"))
-    manifest = check_manifest(params.get("MANIFEST"))
-    if read_regular(host.path("%s/releases/%s/%s" % (app.root, rid, release.MARKER))) is not None:
-        log("release %s is installed already: nothing to upload" % rid)
-        return {"base": "", "need": [], "installed": True}
-    found = find_base(host, app, rid, manifest, log)
-    if found["base"]:
-        log("release %s: uploading %d of %d files; the rest from kept release %s" % (rid, len(found["need"]), len(manifest), found["base"]))
-    else:
-        log("release %s: no kept release to build on; uploading all %d files" % (rid, len(manifest)))
-    return dict(found, installed=False)
-
-
 def is_delta(upload: str) -> bool:
     return os.path.lexists(os.path.join(upload, DELTA_FILE))
 
 
-def assemble(host: Host, app: apps.App, rid: str, upload: str, dest: str) -> Dict[str, Any]:
-    """releases/<rid> (DEST, a local path) from the delta in UPLOAD and its base: built in a
-    temporary folder, checked against RID, renamed in place. Raises AgentError (nothing left
-    behind) when a file is neither uploaded nor in the base (gone, or no longer verifies)."""
+class Sources:
+    """Where a file of the new release can come from besides the upload, read lazily: the named base
+    first, then the other kept releases that verify, then earlier uploads (each file checked by hash)."""
+
+    def __init__(self, host: Host, app: apps.App, rid: str, base: str, upload: str, log: Log) -> None:
+        self.host, self.app, self.upload, self.log = host, app, upload, log
+        rest = [n for n in candidates(host, app, rid) if n != base]
+        self.pending = ([base] if base != rid else []) + rest
+        self.scanned = 0
+        self.by_hash: Dict[str, str] = {}   # sha256 -> a verified kept release's file
+        self.used: List[str] = []
+
+    def kept(self, h: str) -> Optional[str]:
+        while h not in self.by_hash and self.pending and self.scanned < MAX_BASES:
+            n = self.pending.pop(0)
+            folder = self.host.path("%s/releases/%s" % (self.app.root, n))
+            files = scan(folder)
+            self.scanned += 1
+            if files is None:
+                if os.path.lexists(folder):
+                    self.log("kept release %s no longer matches its content hash (or is not root's alone): never used as a base" % n)
+                continue
+            self.used.append(n)
+            for p, fh in sorted(files.items(), reverse=True):
+                self.by_hash[fh] = os.path.join(folder, p)
+        return self.by_hash.get(h)
+
+    def uploaded(self, p: str, h: str) -> Optional[bytes]:
+        """P's content from an earlier upload of this app when it hashes to H."""
+        parent = os.path.dirname(self.upload)
+        try:
+            names = sorted(os.listdir(parent))
+        except OSError:
+            return None
+        for n in names:
+            if re.fullmatch(r"[0-9a-f]{12}", n) and os.path.join(parent, n) != self.upload:
+                data = read_regular(os.path.join(parent, n, p))
+                if data is not None and hashlib.sha256(data).hexdigest() == h:
+                    return data
+        return None
+
+
+def assemble(host: Host, app: apps.App, rid: str, upload: str, dest: str, log: Log) -> Dict[str, Any]:
+    """releases/<rid> (DEST, a local path) from the delta in UPLOAD: built in a temporary folder,
+    checked against RID, renamed in place. Raises AgentError (nothing left behind) when a file is
+    neither uploaded nor anywhere it can come from."""
     raw = read_regular(os.path.join(upload, DELTA_FILE))
     try:
         delta = json.loads(raw or b"")
@@ -156,27 +165,33 @@ def assemble(host: Host, app: apps.App, rid: str, upload: str, dest: str) -> Dic
         manifest = check_manifest(delta.get("manifest"))
     except (ValueError, AttributeError) as e:
         raise AgentError("the delta upload of release %s is unreadable (%s); run pulumi up again" % (rid, e)) from e
-    base_dir = host.path("%s/releases/%s" % (app.root, base))
-    files = scan(base_dir) or {}   # gone or changed: only a whole upload (over this one) can still assemble
-    by_hash = {h: p for p, h in sorted(files.items())}
+    sources = Sources(host, app, rid, base, upload, log)
     tmp = "%s.assemble-%d" % (dest, os.getpid())
     remove(tmp)
     os.mkdir(tmp, 0o755)
     try:
-        linked = 0
+        linked = earlier = 0
         for p in sorted(manifest):
             target = os.path.join(tmp, p)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             sent = os.path.join(upload, p)
             if os.path.isfile(sent) and not os.path.islink(sent):
                 shutil.copy2(sent, target, follow_symlinks=False)
-            elif manifest[p] in by_hash:
-                os.link(os.path.join(base_dir, by_hash[manifest[p]]), target, follow_symlinks=False)
+                continue
+            kept = sources.kept(manifest[p])
+            if kept is not None:
+                os.link(kept, target, follow_symlinks=False)
                 linked += 1
-            else:
-                raise AgentError("delta base %s of release %s is gone or no longer matches its content hash: run `pulumi up --replace URN`"
-                                 " (the release's -base step)\n%s is neither uploaded nor in the base; `pulumi stack --show-urns` lists the URNs"
-                                 % (base, rid, p))
+                continue
+            data = sources.uploaded(p, manifest[p])
+            if data is None:
+                raise AgentError("release %s: %s is neither in its delta upload nor in a kept release that verifies; `pulumi up --replace URN`"
+                                 " of the -basis step\n(base %s is gone or changed and no earlier upload holds the file; nothing installed."
+                                 " That up uploads every file; `pulumi stack --show-urns` lists the URNs)" % (rid, p, base))
+            with open(target, "xb") as fh:
+                fh.write(data)
+            os.chmod(target, 0o644)
+            earlier += 1
         got = release.tree_hash(tmp)
         if got != rid:
             raise AgentError("release %s assembled from kept release %s and the upload hashes to %s; nothing installed, run pulumi up again"
@@ -185,7 +200,7 @@ def assemble(host: Host, app: apps.App, rid: str, upload: str, dest: str) -> Dic
         os.rename(tmp, dest)
     finally:
         remove(tmp)
-    return {"base": base, "linked": linked, "sent": len(manifest) - linked}
+    return {"base": ", ".join(sources.used) or base, "linked": linked, "earlier": earlier, "sent": len(manifest) - linked - earlier}
 
 
 def remove(path: str) -> None:

@@ -127,8 +127,9 @@ class Install:
     def copy(self, src: str) -> None:
         dest = self.host.path(self.dest)
         if delta.is_delta(src):   # only the changed files were uploaded: the rest from a kept release
-            got = delta.assemble(self.host, self.app, self.rid, src, dest)
-            self.log("release %s assembled from kept release %s: %d files uploaded, %d linked" % (self.rid, got["base"], got["sent"], got["linked"]))
+            got = delta.assemble(self.host, self.app, self.rid, src, dest, self.log)
+            self.log("release %s assembled from kept release %s: %d files uploaded, %d linked%s" % (
+                self.rid, got["base"], got["sent"], got["linked"], ", %d from earlier uploads" % got["earlier"] if got["earlier"] else ""))
             root_owned(dest)
             return
         remove(dest)
