@@ -1,5 +1,5 @@
 // The release upload in a preview (components/release.ts), under Pulumi mocks in preview mode: a new
-// release's release-base step has not run, so its stdout is unknown, yet the upload's source must be a
+// release's -basis step (components/release-basis.ts) has not run, so its answer is unknown, yet the upload's source must be a
 // known folder (the command plugin refuses an unknown one): the whole staged folder stands in. An
 // unchanged release's base answer is known (the state's), so the preview computes the same delta
 // folder the up would send. Fails if the apply stops running with the unknown (Output.apply(fn, true)).
@@ -20,10 +20,10 @@ describe("release upload in a preview (mocks, preview mode)", function () {
     await pulumi.runtime.setMocks({
       newResource: (args) => {
         if (args.name.endsWith("-upload") && args.name.includes("release")) uploads.set(args.name, args.inputs.source);
-        // fresh: a new release (its base step runs in the up: stdout unknown); kept: the state's answer
-        const stdout = args.name === "fresh-release-base" ? unknownValue
-          : args.name === "kept-release-base" ? `${JSON.stringify({ base: "0123456789ab", need: ["wsgi.py"] })}\n` : "ok\n";
-        return { id: `${args.name}-id`, state: { running: true, ...args.inputs, stdout, stderr: "" } };
+        // fresh: a new release (its -basis step's answer comes in the up: unknown); kept: the state's answer
+        const basis = args.name === "fresh-release-basis" ? { base: unknownValue, need: unknownValue }
+          : args.name === "kept-release-basis" ? { base: "0123456789ab", need: ["wsgi.py"] } : {};
+        return { id: `${args.name}-id`, state: { running: true, ...args.inputs, ...basis, stdout: "ok\n", stderr: "" } };
       },
       call: (args) => args.inputs,
     }, "flask-deploy", "unit-release-preview", true);
