@@ -141,7 +141,7 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
     with pytest.raises(AgentError, match="stopped at host 10.0.0.2.*unhealthy"):
         fleet.fleet_rollout(Host(root=str(tmp_path), run=run), params, lambda s: None, 0)
     backs = [json.loads(i) for a, i in ran if a[-1].endswith("activate") and json.loads(i)["RELEASE_ID"] == OLD]
-    assert backs == [{"APP": "shop", "RELEASE_ID": OLD, "ROLLBACK": 1}]
+    assert backs == [{"APP": "shop", "RELEASE_ID": OLD, "ROLLBACK": 1, "FLEET_BACK": 1}]
     assert all("StrictHostKeyChecking=yes" in a for a, _ in ran)
     drains = [json.loads(i) for a, i in ran if a[-1].endswith("lb-drain")]
     assert drains == [{"APP": "shop", "HOST": "10.0.0.1", "WAIT": 3}, {"APP": "shop", "HOST": "10.0.0.2", "WAIT": 3}]

@@ -189,7 +189,7 @@ class SshFleet:
 
     def back(self, address: str, release: str) -> None:
         h = self.hosts[address]
-        params = dict(json.loads(h["params"]), RELEASE_ID=release, ROLLBACK=1)
+        params = dict(json.loads(h["params"]), RELEASE_ID=release, ROLLBACK=1, FLEET_BACK=1)
         self._ssh(h["ssh"], h["activate"], json.dumps(params), "going back to %s (activate)" % release, address)
 
 
