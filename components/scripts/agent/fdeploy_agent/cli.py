@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, fleet_lease, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
 from .errors import AgentError
 from .host import Host
 
@@ -39,6 +39,7 @@ VERBS: Dict[str, Verb] = {
     "shared-relink": shared_links.shared_relink,
     "lease-take": lease.lease_take,
     "lease-renew": lease.lease_renew,
+    "fleet-lease": fleet_lease.fleet_lease,
     "new-release-user": slotuser.new_release_user,
     "slot-user": slotuser.set_slot_user,
     "live-user": slotuser.live_user_verb,
