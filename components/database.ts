@@ -17,13 +17,15 @@ export interface DatabaseEnv {
 }
 
 export interface DatabaseEnvArgs {
-  /** The app's own server's connection and scripts (database.host "app"). */
-  connection: Connection;
-  bundle: ScriptBundle;
+  /** The app's own server's connection and scripts (database.host "app"; a fleet's shared database: none). */
+  connection?: Connection;
+  bundle?: ScriptBundle;
   staging: string;
   after: pulumi.Resource[];
   /** A DatabaseServer the program shares between apps. */
   server?: DatabaseServer;
+  /** The addresses the app connects from (a fleet: every app server's); default: the app's server. */
+  allow?: string[];
 }
 
 export function databaseEnv(name: string, cfg: DeployConfig, args: DatabaseEnvArgs, parent: pulumi.Resource): DatabaseEnv {
@@ -39,7 +41,7 @@ export function databaseEnv(name: string, cfg: DeployConfig, args: DatabaseEnvAr
   }
   const step = server.appDatabase(`${name}-app`, {
     appName: cfg.appName, db: s.name, role: s.user, password: s.password,
-    allow: s.colocated ? [] : [cfg.server.host], local: s.colocated, after: args.after,
+    allow: s.colocated ? [] : args.allow ?? [cfg.server.host], local: s.colocated, after: args.after,
   }, parent);
   // what the database server runs (refresh: drift), read once the app's database is there
   const { host, port, user, hostKey, privateKeyPath } = s.server ?? cfg.server;
