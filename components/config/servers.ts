@@ -54,8 +54,8 @@ export function checkFleet(cfg: DeployConfig, input: Record<string, unknown>): s
       `    (with SQLite each server would write its own database file, and users would see different data on each)`);
   }
   if ((cfg as { database?: { host?: unknown } }).database?.host === "app") {
-    problems.push(`${NAMESPACE}:database.host: app would give each of the ${n} servers a PostgreSQL of its own (each its own data): ` +
-      `expected a database server of its own ({ host, hostKey, … }, like server) or database.url`);
+    problems.push(`${NAMESPACE}:database.host: app with ${n} servers: expected a database server of its own ({ host, hostKey, … }) or database.url\n` +
+      `    (each server would run its own PostgreSQL, with its own data)`);
   }
   if (cfg.loadBalancer === undefined) {
     problems.push(`${NAMESPACE}:loadBalancer: required with ${n} servers: a server for HAProxy ({ host, hostKey, … }, like server) or "external" (README "Scale out")`);
