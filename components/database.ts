@@ -14,16 +14,20 @@ export interface DatabaseEnv {
   env: Record<string, string>;
   /** What the app's environment waits for. */
   ready: pulumi.Resource[];
+  /** A remote managed server: pins its certificate on one app server (pg-pin; a fleet: on each host). */
+  pinOn?: (name: string, connection: Connection, bundle: ScriptBundle, after: pulumi.Resource[]) => pulumi.Resource;
 }
 
 export interface DatabaseEnvArgs {
-  /** The app's own server's connection and scripts (database.host "app"). */
-  connection: Connection;
-  bundle: ScriptBundle;
+  /** The app's own server's connection and scripts (database.host "app"; a fleet's shared database: none). */
+  connection?: Connection;
+  bundle?: ScriptBundle;
   staging: string;
   after: pulumi.Resource[];
   /** A DatabaseServer the program shares between apps. */
   server?: DatabaseServer;
+  /** The addresses the app connects from (a fleet: every app server's); default: the app's server. */
+  allow?: string[];
 }
 
 export function databaseEnv(name: string, cfg: DeployConfig, args: DatabaseEnvArgs, parent: pulumi.Resource): DatabaseEnv {
@@ -39,18 +43,19 @@ export function databaseEnv(name: string, cfg: DeployConfig, args: DatabaseEnvAr
   }
   const step = server.appDatabase(`${name}-app`, {
     appName: cfg.appName, db: s.name, role: s.user, password: s.password,
-    allow: s.colocated ? [] : [cfg.server.host], local: s.colocated, after: args.after,
+    allow: s.colocated ? [] : args.allow ?? [cfg.server.host], local: s.colocated, after: args.after,
   }, parent);
   // from another host: the server's certificate pinned on the app server (pg-pin), the CA file DATABASE_URL names
-  const pin = s.pin ? remoteStep(`${name}-pin`, {
-    connection: args.connection, bundle: args.bundle, script: AGENT, verb: "pg-pin",
-    params: scriptParams({ APP: cfg.appName, CERT: server.certificate }), after: [...args.after, server.ready],
+  const pinOn = s.pin ? (pinName: string, connection: Connection, bundle: ScriptBundle, after: pulumi.Resource[]) => remoteStep(pinName, {
+    connection, bundle, script: AGENT, verb: "pg-pin",
+    params: scriptParams({ APP: cfg.appName, CERT: server.certificate }), after: [...after, server.ready],
   }, parent) : undefined;
+  const pin = pinOn && args.connection && args.bundle ? pinOn(`${name}-pin`, args.connection, args.bundle, args.after) : undefined;
   // what the database server runs (refresh: drift), read once the app's database is there
   const { host, port, user, hostKey, privateKeyPath } = s.server ?? cfg.server;
   new DatabaseState(`${name}-state`, {
     server: { host, port, user, hostKey, ...(privateKeyPath ? { privateKeyPath } : {}) }, appName: cfg.appName, scriptsDir: server.scriptsDir,
   }, { parent, dependsOn: [step] });
-  return { env, ready: pin ? [step, pin] : [step] };
+  return { env, ready: pin ? [step, pin] : [step], pinOn };
 }
 

@@ -7,7 +7,7 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { canarySettings, ConfigError, DeployConfig, NAMESPACE, ServerConfig, tlsSettings } from "./config";
-import { databaseEnv } from "./database";
+import { DatabaseEnv, databaseEnv } from "./database";
 import { beforeChangeRecord } from "./config/before-change";
 import { DatabaseRecord, databaseRecord } from "./config/database";
 import { DatabaseServer } from "./database-server";
@@ -38,6 +38,7 @@ import { DockerImage } from "./docker-image";
 import { quickError } from "./program";
 import { STAGING_ROOT, stagingKey } from "./upload";
 import { FleetHost, FleetSwitch } from "./fleet-switch";
+import { fleetDatabase } from "./fleet-database";
 import { LoadBalancer } from "./load-balancer";
 import { Activation, activationParams, describeCanary, HistoryEntry, switchWaits } from "./activation";
 import { appServers } from "./config/servers";
@@ -190,7 +191,8 @@ export class FlaskApp extends pulumi.ComponentResource {
     };
     // HTTPS ends at the balancer (balancer-tls.ts): the hosts serve plain HTTP behind it
     const hostCfg = balancerTls(cfg).tls ? { tls: undefined } : {};
-    const outs = await Promise.all(servers.map((server, index) => this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join })));
+    const database = fleetDatabase(name, cfg, servers, staging, this);
+    const outs = await Promise.all(servers.map((server, index) => this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join, database })));
     const fs = await fleetSwitch;
     return { ...outs[0], server: servers.map((s) => `${s.user}@${s.host}:${s.port}`).join(", "), releaseHistory: fs.history, hosts: fs.hosts };
   }
@@ -248,7 +250,10 @@ export class FlaskApp extends pulumi.ComponentResource {
     const databasePath = paths.DATABASE_PATH;
     const env = withDeployPaths(cfg.env, paths);
     // with `database` set: DATABASE_URL (a secret), and the app's role and database on its server first
-    const database = databaseEnv(n("database"), cfg, { ...common, bundle, staging, server: cfg.databaseServer, after: [base.ready] }, this);
+    // (a fleet's one database: each host pins the server's certificate itself)
+    const fleetDb = fleet?.database;
+    const database = fleetDb ? { ...fleetDb, ready: [...fleetDb.ready, ...(fleetDb.pinOn ? [fleetDb.pinOn(n("database-pin"), connection, bundle, [base.ready])] : [])] }
+      : databaseEnv(n("database"), cfg, { ...common, bundle, staging, server: cfg.databaseServer, after: [base.ready] }, this);
     const secrets = { ...withDeployPaths(cfg.secrets, paths), ...database.env };
     const environment = new AppEnvironment(n("env"), {
       ...common, bundle, after: [base.ready, ...database.ready],
@@ -412,6 +417,8 @@ interface AppTier { projectDir: string; resolvedMigrations?: string; migrationsD
 interface FleetSlot {
   index: number;
   join: (i: number, host: FleetHost, after: pulumi.Resource[], releaseId: pulumi.Input<string>) => Promise<FleetSwitch>;
+  /** The fleet's one database env (fleet-database.ts), when the stack manages its PostgreSQL server. */
+  database?: DatabaseEnv;
 }
 
 /** NAME's release pin: the key (args.releaseKey, else flask-deploy:apps.<name>.release, read here) and its release. */

@@ -53,6 +53,10 @@ export function checkFleet(cfg: DeployConfig, input: Record<string, unknown>): s
     problems.push(`${NAMESPACE}:servers: ${n} app servers need the database off them: set flask-deploy:database (README "PostgreSQL") or use one server\n` +
       `    (with SQLite each server would write its own database file, and users would see different data on each)`);
   }
+  if ((cfg as { database?: { host?: unknown } }).database?.host === "app") {
+    problems.push(`${NAMESPACE}:database.host: app with ${n} servers: expected a database server of its own ({ host, hostKey, … }) or database.url\n` +
+      `    (each server would run its own PostgreSQL, with its own data)`);
+  }
   if (cfg.loadBalancer === undefined) {
     problems.push(`${NAMESPACE}:loadBalancer: required with ${n} servers: a server for HAProxy ({ host, hostKey, … }, like server) or "external" (README "Scale out")`);
   } else if (cfg.loadBalancer !== "external" && servers.some((s) => s.host === (cfg.loadBalancer as ServerConfig).host)) {

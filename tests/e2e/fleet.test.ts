@@ -1,64 +1,130 @@
-// Scale out (README "Scale out"): one app on two servers behind an HAProxy balancer the stack manages
-// (servers fl-app1, fl-app2, fl-lb: octets 225-227). One up deploys both hosts and the balancer; a code
-// deploy under a request loop through the balancer fails no request; a release that fails its health
-// check on the second host stops the rollout, the first host goes back, and both hosts, the balancer, the
-// outputs and a preview show the previous release. The app keeps no data on its servers (its database
-// would be PostgreSQL: the stack says so with a DATABASE_URL secret the fixture app does not read).
-// Time: about 5 min warm (3 servers, 3 ups, 1 failed up, 1 preview, 1 destroy).
+// Scale out (README "Scale out"): one app on two, then three servers behind an HAProxy balancer the stack
+// manages, its data on a PostgreSQL server the stack manages (servers fl-app1, fl-app2, fl-lb, fl-db,
+// fl-app3: octets 225-229). One up deploys both hosts, the balancer and the app's database; a code deploy
+// under a read and a write loop through the balancer fails no request, keeps every row either host wrote,
+// and holds every host's deploy lease for the whole rollout; a third server joins (no replace or delete of
+// the others, the live release on it, 0 failed requests); with three hosts in batches of two, a release
+// (with a new env value) that fails its health check on the third host stops the rollout, the first two
+// go back to their release AND their environment, no row is lost, and the outputs and a preview show the
+// previous release everywhere.
+// Time: 3 min 51 s warm (servers running, load average ~5): first up 39 s, code deploy 22 s, a third host
+// joining 43 s, the failed 3-host rollout 62 s. At load average 15-17 (other suites running) 10.5 min.
 import * as assert from "assert";
 import * as fs from "fs";
+import * as http from "http";
 import * as path from "path";
-import { startServer, TestServer } from "../servers";
+import { addWheels, startServer, TestServer } from "../servers";
 import { get } from "./app-copy";
 import { startLoad } from "./load";
 import { changed, PROJECT_DIR, TestStack } from "./pulumi";
 
 const FIXTURE = path.join(PROJECT_DIR, "tests/e2e/fixtures/fleet-app");
 const UNHEALTHY = "/etc/fl-unhealthy";   // the broken release fails its health check where this file exists
+const SCHEMA_COMMAND = "python -c \"import os, psycopg; c = psycopg.connect(os.environ['DATABASE_URL']); c.execute(open('pg-schema.sql').read()); c.commit()\"";
 
-describe("scale out: two app servers behind HAProxy", function () {
+/** POSTs of notes through URL, one at a time, until stopped: the ids the app acknowledged, what failed. */
+function startWrites(url: string, maxSeconds = 300) {
+  const acked: number[] = [], errors: string[] = [], hosts = new Set<string>();
+  const deadline = Date.now() + maxSeconds * 1000;
+  let stopped = false;
+  const one = () => new Promise<void>((resolve) => {
+    const req = http.request(url, { method: "POST", timeout: 10000, headers: { "content-type": "application/json", connection: "close" } }, (res) => {
+      let text = "";
+      res.on("data", (d) => (text += d));
+      res.on("end", () => {
+        if (res.statusCode === 201) {
+          const j = JSON.parse(text);
+          acked.push(j.id);
+          hosts.add(j.host);
+        } else errors.push(`${res.statusCode}: ${text.slice(0, 120)}`);
+        resolve();
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", (e) => { errors.push(e.message); resolve(); });
+    req.end(JSON.stringify({ body: `note ${acked.length}` }));
+  });
+  const loop = (async () => {
+    while (!stopped && Date.now() < deadline) {
+      await one();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  return { async stop() { stopped = true; await loop; return { acked, errors, hosts: [...hosts].sort() }; } };
+}
+
+describe("scale out: app servers behind HAProxy, the data on PostgreSQL", function () {
   this.timeout(900000);
-  let app1: TestServer, app2: TestServer, lb: TestServer;
+  let app1: TestServer, app2: TestServer, app3: TestServer, lb: TestServer, db: TestServer;
   let stack: TestStack;
   const rel = path.join(".e2e", "fleet", "app");
   const appDir = path.join(PROJECT_DIR, rel);
-  const editApp = (f: (s: string) => string) => fs.writeFileSync(path.join(appDir, "wsgi.py"), f(fs.readFileSync(path.join(appDir, "wsgi.py"), "utf8")));
+  const wsgi = path.join(appDir, "wsgi.py");
+  const editApp = (f: (s: string) => string) => fs.writeFileSync(wsgi, f(fs.readFileSync(wsgi, "utf8")));
   const releaseOn = async (host: string) => (await get(`http://${host}/health`)).json().release as string;
+  const quote = (s: string) => s.replace(/\./g, "\\.");
+  const agentDir = (s: TestServer) => s.ssh("ls -td /root/.fdeploy/fleetapp/scripts-* | head -1").trim();
   // the balancer's view: each host's state in HAProxy (the agent's lb-status on the balancer)
   const balancerStatus = (): Record<string, string> => {
-    const dir = lb.ssh("ls -d /root/.fdeploy/fleetapp/scripts-* | tail -1").trim();
-    const r = JSON.parse(lb.ssh(`python3 -I -B ${dir}/agent lb-status`, JSON.stringify({ APP: "fleetapp" })).trim().split("\n").pop()!);
+    const r = JSON.parse(lb.ssh(`python3 -I -B ${agentDir(lb)}/agent lb-status`, JSON.stringify({ APP: "fleetapp" })).trim().split("\n").pop()!);
     return Object.fromEntries(Object.entries(r.servers).map(([k, v]: [string, any]) => [k, v.status]));
   };
-  const waitBothUp = async () => {   // the balancer checks each host every second and needs two passes
+  const waitAllUp = async (names: string[]) => {   // the balancer checks each host every second and needs two passes
     const deadline = Date.now() + 15000;
     while (Object.values(balancerStatus()).some((s) => !s.startsWith("UP")) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
-    assert.deepStrictEqual(balancerStatus(), { h1: "UP", h2: "UP" });
+    assert.deepStrictEqual(balancerStatus(), Object.fromEntries(names.map((n) => [n, "UP"])));
+  };
+  const noteIds = () => new Set(db.ssh("runuser -u postgres -- psql -X -At -d fleetapp", "SELECT id FROM notes").trim().split("\n").filter(Boolean).map(Number));
+  const assertKept = (acked: number[]) => {
+    const ids = noteIds();
+    const lost = acked.filter((id) => !ids.has(id));
+    assert.deepStrictEqual(lost, [], `${lost.length} of ${acked.length} acknowledged notes are not in the database`);
+  };
+  const envOn = (s: TestServer) => s.ssh("cat /etc/fdeploy/fleetapp/env");
+  const setServer = (i: number, s: TestServer) => {
+    stack.setConfig(`servers[${i}].host`, s.host);
+    stack.setConfig(`servers[${i}].privateKeyPath`, s.keyPath);
+    stack.setConfig(`servers[${i}].hostKey`, s.hostKey);
+  };
+  /** A release that fails its health check where UNHEALTHY exists, with a new greeting in its environment. */
+  const breakRelease = () => {
+    editApp((s) => s.replace('def health():\n', `def health():\n    if os.path.exists("${UNHEALTHY}"):\n        return jsonify(status="error"), 503\n`));
+    stack.setConfig("env.APP_GREETING", "hello broken");
+  };
+  const unbreakRelease = (good: string) => {
+    fs.writeFileSync(wsgi, good);
+    stack.mustRun(["config", "rm", "--path", "env.APP_GREETING"]);
   };
 
   before(() => {
+    addWheels(path.join(FIXTURE, "requirements.txt"));
+    db = startServer("fl-db", 228, { image: "postgres" });
     app1 = startServer("fl-app1", 225);
     app2 = startServer("fl-app2", 226);
+    app3 = startServer("fl-app3", 229);
     lb = startServer("fl-lb", 227);
     fs.rmSync(appDir, { recursive: true, force: true });
     fs.mkdirSync(path.dirname(appDir), { recursive: true });
     fs.cpSync(FIXTURE, appDir, { recursive: true });
     stack = new TestStack("fleet");
-    const settings: Record<string, string> = { appName: "fleetapp", appDir: rel, migrationsDir: "none", healthTimeoutSeconds: "10", "rollout.drainSeconds": "5" };
-    [app1, app2].forEach((s, i) => Object.assign(settings, {
-      [`servers[${i}].host`]: s.host, [`servers[${i}].privateKeyPath`]: s.keyPath, [`servers[${i}].hostKey`]: s.hostKey,
-    }));
-    Object.assign(settings, { "loadBalancer.host": lb.host, "loadBalancer.privateKeyPath": lb.keyPath, "loadBalancer.hostKey": lb.hostKey });
+    const settings: Record<string, string> = {
+      appName: "fleetapp", appDir: rel, migrationsDir: "none", healthTimeoutSeconds: "5", "rollout.drainSeconds": "2",
+      "releaseCommands[0]": SCHEMA_COMMAND, "database.engine": "postgres",
+      "database.host.host": db.host, "database.host.privateKeyPath": db.keyPath, "database.host.hostKey": db.hostKey,
+      "loadBalancer.host": lb.host, "loadBalancer.privateKeyPath": lb.keyPath, "loadBalancer.hostKey": lb.hostKey,
+    };
     for (const [k, v] of Object.entries(settings)) stack.setConfig(k, v);
+    setServer(0, app1);
+    setServer(1, app2);
     stack.setConfig("secrets.SECRET_KEY", "fleet-secret", { secret: true });
-    stack.setConfig("secrets.DATABASE_URL", "postgresql://fleetapp:pw@10.213.0.228/fleetapp", { secret: true });
+    stack.setConfig("databasePassword", "fleet-db-password-0123456789", { secret: true });
   });
   after(() => {
     stack?.remove();
     fs.rmSync(path.dirname(appDir), { recursive: true, force: true });
   });
 
-  it("one up deploys the release on both servers and HAProxy in front; both serve through the balancer", async () => {
+  it("one up deploys the release on both servers, HAProxy in front and the app's database; both serve and write through the balancer", async () => {
     const t0 = Date.now();
     const r = stack.up();
     assert.strictEqual(r.status, 0, r.output);
@@ -68,7 +134,7 @@ describe("scale out: two app servers behind HAProxy", function () {
     assert.strictEqual(out.server, `root@${app1.host}:22, root@${app2.host}:22`);
     assert.strictEqual(await releaseOn(app1.host), out.releaseId);
     assert.strictEqual(await releaseOn(app2.host), out.releaseId);
-    await waitBothUp();
+    await waitAllUp(["h1", "h2"]);
     const served = new Set<string>();
     for (let i = 0; i < 6; i++) {
       const h = (await get(`http://${lb.host}/`)).json();
@@ -76,8 +142,14 @@ describe("scale out: two app servers behind HAProxy", function () {
       served.add(h.host);
     }
     assert.deepStrictEqual([...served].sort(), ["fl-app1", "fl-app2"], "round robin over both hosts");
-    // haproxy.cfg from the stack, checked by haproxy itself
-    assert.match(lb.ssh("haproxy -c -f /etc/haproxy/haproxy.cfg 2>&1; cat /etc/haproxy/haproxy.cfg"), new RegExp(`server h2 ${app2.host.replace(/\./g, "\\.")}:80`));
+    // both hosts write to the one database (pg_hba lets each host's address in)
+    const w = startWrites(`http://${lb.host}/notes`);
+    await new Promise((res) => setTimeout(res, 1500));
+    const written = await w.stop();
+    assert.deepStrictEqual(written.errors, []);
+    assert.deepStrictEqual(written.hosts, ["fl-app1", "fl-app2"]);
+    assertKept(written.acked);
+    assert.match(lb.ssh("haproxy -c -f /etc/haproxy/haproxy.cfg 2>&1; cat /etc/haproxy/haproxy.cfg"), new RegExp(`server h2 ${quote(app2.host)}:80`));
   });
 
   it("a second up changes nothing", () => {
@@ -87,47 +159,115 @@ describe("scale out: two app servers behind HAProxy", function () {
     assert.doesNotMatch(r.output, /fleet-rollout\s+(created|updated|replaced)/);
   });
 
-  it("a code deploy rolls host by host under load through the balancer: 0 failed requests", async () => {
+  it("a code deploy rolls host by host under load through the balancer: 0 failed requests, every row kept, one lease across the rollout", async () => {
     const before = stack.outputs().releaseId;
     editApp((s) => s.replace('"hello"', '"hello again"'));
     const load = startLoad(`http://${lb.host}/`, { concurrency: 4, maxSeconds: 240 });
+    const writes = startWrites(`http://${lb.host}/notes`);
     const t0 = Date.now();
-    const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);   // the load runs meanwhile
+    const up = stack.runAsync(["up", "--yes", "--skip-preview"]);   // the load runs meanwhile
+    // while the first host is drained, another deploy cannot take the lease of the last one (it waits, names this one, gives up)
+    let intruder = "";
+    let done = false;
+    up.then(() => { done = true; });
+    while (!done && !intruder) {
+      if (/DRAIN|MAINT/.test(balancerStatus().h1 ?? "")) {   // the first host switches; the second waits its turn
+        const dir = agentDir(app2);
+        const t = app2.trySsh(`FDEPLOY_LOCK_WAIT=2 python3 -I -B ${dir}/agent fleet-lease`, JSON.stringify({ APP: "fleetapp", DEPLOY: "other/stack" }));
+        intruder = `exit ${t.status}: ${t.stdout}${t.stderr}`;
+      }
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    const r = await up;
     const seconds = Math.round((Date.now() - t0) / 1000);
     const result = await load.stop();
+    const written = await writes.stop();
     assert.strictEqual(r.status, 0, r.output);
+    assert.match(intruder, /^exit [1-9]/, intruder);
+    assert.match(intruder, /waiting for another deploy of 'fleetapp' on this server to finish \(the deploy of stack [^ ]*\/fleet\b/, intruder);
+    assert.match(intruder, /another deploy of 'fleetapp' is running on this server: .*waited 2s/, intruder);
     const out = stack.outputs();
     assert.notStrictEqual(out.releaseId, before);
     const rollout = /app-fleet-rollout updated \((\d+)s\)/.exec(r.output)?.[1];   // the switch phase: both hosts, one by one
-    console.log(`      code deploy: ${seconds} s (the fleet switch ${rollout} s); ${result.requests} requests through the balancer, ${result.failures} failed, max ${result.maxLatencyMs} ms`);
+    console.log(`      code deploy: ${seconds} s (the fleet switch ${rollout} s); ${result.requests} reads and ${written.acked.length} writes through the balancer, ` +
+      `${result.failures + written.errors.length} failed, max ${result.maxLatencyMs} ms`);
     assert.strictEqual(result.failures, 0, result.errors.join(", "));
-    assert.ok(result.requests > 50, `${result.requests} requests`);
+    assert.deepStrictEqual(written.errors, []);
+    assert.ok(result.requests > 50 && written.acked.length > 20, `${result.requests} reads, ${written.acked.length} writes`);
+    assertKept(written.acked);
     assert.deepStrictEqual(out.hosts, { [app1.host]: out.releaseId, [app2.host]: out.releaseId });
   });
 
-  it("a release that fails its health check on the second host: the first goes back, the up fails naming the host", async () => {
+  it("a third server joins: nothing of the others replaced or deleted, the live release on it, the balancer adds it, 0 failed requests", async () => {
+    const live = stack.outputs().hosts[app1.host];
+    setServer(2, app3);
+    const p = stack.preview();
+    assert.strictEqual(p.status, 0, p.output);
+    const ops = p.output.split("\n").filter((l) => /replace|delete/i.test(l));   // asserted last (what else happened tells more)
+    if (ops.length) console.log(ops.join("\n"));
+    const load = startLoad(`http://${lb.host}/`, { concurrency: 4, maxSeconds: 240 });
+    const writes = startWrites(`http://${lb.host}/notes`);
+    const t0 = Date.now();
+    const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
+    const seconds = Math.round((Date.now() - t0) / 1000);
+    const result = await load.stop();
+    const written = await writes.stop();
+    assert.strictEqual(r.status, 0, r.output);
+    const out = stack.outputs();
+    assert.strictEqual(out.releaseId, live, "the code did not change: the fleet's live release");
+    assert.deepStrictEqual(out.hosts, { [app1.host]: live, [app2.host]: live, [app3.host]: live });
+    assert.strictEqual(await releaseOn(app3.host), live);
+    await waitAllUp(["h1", "h2", "h3"]);
+    console.log(`      a third host joins: ${seconds} s; ${result.requests} reads and ${written.acked.length} writes through the balancer, ${result.failures + written.errors.length} failed`);
+    assert.strictEqual(result.failures, 0, result.errors.join(", "));
+    assert.deepStrictEqual(written.errors, []);
+    assertKept(written.acked);
+    const w = startWrites(`http://${lb.host}/notes`);
+    await new Promise((res) => setTimeout(res, 2000));
+    const third = await w.stop();
+    assert.ok(third.hosts.includes("fl-app3"), `the third host writes too: ${third.hosts}`);
+    assertKept(third.acked);
+    assert.deepStrictEqual(ops, [], "the existing hosts keep every resource");
+  });
+
+  it("three hosts in batches of two: the third fails its check, the first two go back with their env, no row lost, the up fails naming the host", async () => {
     const good = stack.outputs().releaseId;
-    app2.ssh(`touch ${UNHEALTHY}`);
-    editApp((s) => s.replace('def health():\n', `def health():\n    if os.path.exists("${UNHEALTHY}"):\n        return jsonify(status="error"), 503\n`));
+    const goodCode = fs.readFileSync(wsgi, "utf8");
+    const goodEnv = envOn(app1);
+    stack.setConfig("rollout.batchSize", "2");
+    app3.ssh(`touch ${UNHEALTHY}`);
+    breakRelease();
     const load = startLoad(`http://${lb.host}/`, { concurrency: 2, maxSeconds: 240 });
+    const writes = startWrites(`http://${lb.host}/notes`);
     const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
     const result = await load.stop();
+    const written = await writes.stop();
     assert.notStrictEqual(r.status, 0, "the up fails");
-    // every host serves the previous release, directly and through the balancer
-    assert.strictEqual(await releaseOn(app1.host), good, "the first host went back");
-    assert.strictEqual(await releaseOn(app2.host), good);
-    assert.match(r.output, new RegExp(`stopped at host ${app2.host.replace(/\./g, "\\.")}`));
-    assert.match(r.output, new RegExp(`went back to their previous release: ${app1.host.replace(/\./g, "\\.")}`));
-    await waitBothUp();
-    for (let i = 0; i < 4; i++) assert.strictEqual((await get(`http://${lb.host}/`)).json().release, good);
-    console.log(`      failed rollout: ${result.requests} requests through the balancer, ${result.failures} failed`);
+    assert.match(r.output, new RegExp(`stopped at host ${quote(app3.host)}`));
+    assert.match(r.output, new RegExp(`went back to their previous release: ${quote(app1.host)}, ${quote(app2.host)}`));
+    // every host serves the previous release with its environment (the new greeting gone), directly and through the balancer
+    for (const s of [app1, app2, app3]) {
+      assert.strictEqual(await releaseOn(s.host), good, s.name);
+      const env = envOn(s);   // compared, never printed: it holds the secrets
+      assert.ok(env === goodEnv, `${s.name}'s environment file is not the one it ran with: ${env.split("\n").filter((l) => l.startsWith("APP_")).join(", ")}`);
+    }
+    await waitAllUp(["h1", "h2", "h3"]);
+    for (let i = 0; i < 6; i++) {
+      const { greeting, release } = (await get(`http://${lb.host}/`)).json();
+      assert.deepStrictEqual({ greeting, release }, { greeting: "hello again", release: good });
+    }
+    console.log(`      3 hosts, batches of 2, the third fails: ${result.requests} reads and ${written.acked.length} writes through the balancer, ` +
+      `${result.failures + written.errors.length} failed`);
     assert.strictEqual(result.failures, 0, result.errors.join(", "));
+    assert.deepStrictEqual(written.errors, []);
+    assertKept(written.acked);
     // state tells the truth: the outputs keep the previous release everywhere; a preview shows the rollout to do again
-    assert.deepStrictEqual(stack.outputs().hosts, { [app1.host]: good, [app2.host]: good });
+    assert.deepStrictEqual(stack.outputs().hosts, { [app1.host]: good, [app2.host]: good, [app3.host]: good });
     const p = stack.preview();
     assert.strictEqual(p.status, 0, p.output);
     assert.match(p.output, /fleet-rollout/);
-    app2.ssh(`rm -f ${UNHEALTHY}`);
+    app3.ssh(`rm -f ${UNHEALTHY}`);
+    unbreakRelease(goodCode);
   });
 
   it("destroy takes the app's part off the balancer, which stops with no app left", () => {

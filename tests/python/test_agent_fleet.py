@@ -125,6 +125,8 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
     def run(argv, merge_output=False, input=None):
         ran.append((argv, input))
         cmd = argv[-1]
+        if cmd.endswith("fleet-lease"):
+            return subprocess.CompletedProcess(argv, 0, json.dumps({"deploy": "proj/dev", "seconds": 30}) + "\n", "")
         if cmd.endswith("state-read"):
             return subprocess.CompletedProcess(argv, 0, json.dumps({"release": OLD, "ok": True}) + "\n", "")
         if "activate" in cmd and json.loads(input)["RELEASE_ID"] == NEW and argv[-2] == "root@10.0.0.2":
@@ -135,13 +137,17 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
     params = {
         "APP": "shop", "RELEASE_ID": NEW, "BATCH_SIZE": 1, "HEALTH_TIMEOUT": 5, "DRAIN_SECONDS": 3,
         "HOSTS": [{"address": a, "ssh": dict(ssh, host=a), "read": "python3 agent state-read", "activate": "python3 agent activate",
-                   "params": json.dumps({"APP": "shop", "RELEASE_ID": NEW})} for a in ("10.0.0.1", "10.0.0.2")],
+                   "lease": "python3 agent fleet-lease", "params": json.dumps({"APP": "shop", "RELEASE_ID": NEW, "DEPLOY": "proj/dev"})} for a in ("10.0.0.1", "10.0.0.2")],
         "BALANCER": {"ssh": dict(ssh, host="10.0.0.9"), "lb-drain": "python3 agent lb-drain", "lb-ready": "python3 agent lb-ready"},
     }
     with pytest.raises(AgentError, match="stopped at host 10.0.0.2.*unhealthy"):
         fleet.fleet_rollout(Host(root=str(tmp_path), run=run), params, lambda s: None, 0)
     backs = [json.loads(i) for a, i in ran if a[-1].endswith("activate") and json.loads(i)["RELEASE_ID"] == OLD]
-    assert backs == [{"APP": "shop", "RELEASE_ID": OLD, "ROLLBACK": 1}]
+    assert backs == [{"APP": "shop", "RELEASE_ID": OLD, "DEPLOY": "proj/dev", "ROLLBACK": 1, "FLEET_BACK": 1}]
+    # every host's lease, in sorted order, before the first host drained
+    verbs = [(a[-1].rsplit(" ", 1)[-1], a[-2]) for a, _ in ran]
+    assert verbs[:2] == [("fleet-lease", "root@10.0.0.1"), ("fleet-lease", "root@10.0.0.2")]
+    assert [json.loads(i) for a, i in ran if a[-1].endswith("fleet-lease")][0] == {"APP": "shop", "DEPLOY": "proj/dev"}
     assert all("StrictHostKeyChecking=yes" in a for a, _ in ran)
     drains = [json.loads(i) for a, i in ran if a[-1].endswith("lb-drain")]
     assert drains == [{"APP": "shop", "HOST": "10.0.0.1", "WAIT": 3}, {"APP": "shop", "HOST": "10.0.0.2", "WAIT": 3}]

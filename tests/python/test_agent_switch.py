@@ -623,3 +623,60 @@ def test_a_slot_whose_start_fails_outright_is_checked_and_switched_back_like_one
     sw, msg, logs = fails(server, B)
     assert "systemctl restart fdeploy-shop@main.service failed: Job for" in logs
     assert "switched-back" in sw.trail and server.served() == A and "main" in server.active
+
+
+# --- a fleet's way back (settings_back.py)
+
+def test_a_host_a_fleet_sends_back_runs_its_old_release_with_the_env_and_unit_it_ran_with(server):
+    deployed(server, A)
+    stage(server, module="newapp:app", env="GREETING=new\n")
+    activate(server, B)   # this host switched; a later host of the fleet failed
+    assert server.file("/etc/fdeploy/shop/env") == "GREETING=new\n"
+    logs = []
+    activate(server, A, "restart", logs, ROLLBACK=1, FLEET_BACK=1)
+    assert server.served() == A
+    assert server.file("/etc/fdeploy/shop/env") == "GREETING=hi\n"
+    assert server.file("/etc/systemd/system/fdeploy-shop@.service") == "[Service]\nExecStart=gunicorn app:app\n"
+    assert server.file("/etc/fdeploy/shop/env.live") == "GREETING=hi\n"
+    assert "going back to %s with the units and environment it ran with" % A in "\n".join(logs)
+    # the next up switches it forward again with the staged settings, and could send it back again
+    activate(server, B)
+    assert server.file("/etc/fdeploy/shop/env") == "GREETING=new\n"
+    activate(server, A, ROLLBACK=1, FLEET_BACK=1)
+    assert server.file("/etc/fdeploy/shop/env") == "GREETING=hi\n"
+
+
+def test_a_rollback_without_fleet_back_keeps_the_staged_settings(server):
+    deployed(server, A)
+    stage(server, module="newapp:app", env="GREETING=new\n")
+    activate(server, B)
+    activate(server, A, ROLLBACK=1)
+    assert server.file("/etc/fdeploy/shop/env") == "GREETING=new\n"
+
+
+def test_fleet_back_to_a_release_whose_settings_are_not_kept_says_so_and_uses_the_staged_ones(server):
+    deployed(server, A)
+    activate(server, B)
+    stage(server, module="newapp:app", env="GREETING=new\n")
+    activate(server, C)
+    logs = []
+    activate(server, A, "restart", logs, ROLLBACK=1, FLEET_BACK=1)   # the kept ones are B's, from before C
+    assert server.file("/etc/fdeploy/shop/env") == "GREETING=new\n"
+    assert "are not kept here" in "\n".join(logs)
+
+
+def test_a_crash_while_the_previous_settings_change_leaves_no_tag_naming_other_copies(server, monkeypatch):
+    from fdeploy_agent import settings_back
+    deployed(server, A)
+    stage(server, env="GREETING=new\n")
+    activate(server, B)
+    writes = []
+
+    def crash(path, data, mode):
+        writes.append(path)
+        raise OSError("disk gone")
+    monkeypatch.setattr(settings_back, "write_atomic", crash)
+    with pytest.raises(OSError):
+        settings_back.remember(server.host(), slotmod_app(), B, C)
+    assert not (server.root / "etc/fdeploy/shop/previous.json").exists()
+    assert not settings_back.usable(server.host(), slotmod_app(), A, B)

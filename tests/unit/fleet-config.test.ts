@@ -46,5 +46,7 @@ describe("config: servers, loadBalancer, rollout", () => {
     assert.match(errorOf(fleet({ rollout: { size: 1 } })), /flask-deploy:rollout\.size: unknown setting \(a typo\?\); known: batchSize, drainSeconds/);
     assert.match(errorOf(fleet({ servers: [{ host: "bad host", hostKey: HOST_KEY }] })), /flask-deploy:servers\.0\.host: expected a host name or IPv4 address/);
     assert.match(errorOf(fleet({ loadBalancer: "mine" })), /flask-deploy:loadBalancer: expected a server like server/);
+    assert.match(errorOf(fleet({ database: { engine: "postgres", host: "app" }, databasePassword: "p".repeat(20) })),
+      /flask-deploy:database\.host: app with 2 servers: expected a database server of its own .* or database\.url\n.*each server would run its own PostgreSQL/);
   });
 });

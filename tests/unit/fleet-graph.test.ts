@@ -42,9 +42,15 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
       migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/shop" },
     }), PROJECT_DIR);
     fleetApp = new FlaskApp("fl", { ...fleetCfg, projectDir: PROJECT_DIR });
+    const dbCfg = parseConfig(rawConfig({
+      server: undefined, servers: [srv("10.0.0.1"), srv("10.0.0.2")], loadBalancer: srv("10.0.0.9"), appName: "pgshop",
+      migrationsDir: "migrations", secrets: { SECRET_KEY: "s" }, database: { engine: "postgres", host: srv("10.0.0.5") }, databasePassword: "pw-0123456789abcdef",
+    }, ["secrets", "databasePassword"]), PROJECT_DIR);
+    const dbApp = new FlaskApp("fd", { ...dbCfg, projectDir: PROJECT_DIR });
     single = new FlaskApp("one", { ...parseConfig(rawConfig({ appName: "solo", migrationsDir: "migrations" }), PROJECT_DIR), projectDir: PROJECT_DIR });
     await settle(fleetApp.url);
     await settle(single.url);
+    await settle(dbApp.url);
     await new Promise((r) => setTimeout(r, 500));
   });
 
@@ -100,6 +106,18 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     const steps = (prefix: string) => names(prefix).map((k) => k.slice(prefix.length)).sort();
     const firstHost = steps("fl-").filter((k) => !/-h2(-|$)|^fleet|^balancer/.test(k));
     assert.deepStrictEqual(firstHost, steps("one-").filter((k) => !k.startsWith("activation")));
+  });
+
+  it("database.host a server: one role and database for the fleet, reached from every host; both hosts' env waits for it", () => {
+    const db = names("fd-database");
+    assert.deepStrictEqual(db.filter((k) => k.includes("-h2")), [], "no second DatabaseServer or pg-app for the second host");
+    const app = registered.get("fd-database-app")!;
+    assert.ok(app, db.join(", "));
+    const stdin = JSON.stringify(app.inputs.stdin);
+    assert.match(stdin, /ALLOW\\?":\s*\\?"10\.0\.0\.1 10\.0\.0\.2/);
+    for (const env of names("fd-env").filter((k) => k.endsWith("-file"))) {
+      assert.ok(deps(env).includes("fd-database-app"), `${env} waits for the database`);
+    }
   });
 
   it("a one-server app: its Activation, no fleet switch, no balancer, no -h2 names, no hosts output", () => {

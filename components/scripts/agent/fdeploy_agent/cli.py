@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
 from . import lb_maintenance
+from . import fleet_lease
 from .errors import AgentError
 from .host import Host
 
@@ -25,6 +26,7 @@ VERBS: Dict[str, Verb] = {
     "state-read": server_state.state_read,
     "state-fix": server_state.state_fix,
     "rollback-loss": rollback_loss.rollback_loss,
+    "fleet-lease": fleet_lease.fleet_lease,
     "slot-user": slotuser.set_slot_user,
     "shared-create": shared_files.shared_create,
     "release-install": install.release_install,

@@ -2,7 +2,8 @@
 (or ROLLOUT batches), and a host that fails stops the rollout and sends every host that had switched
 back to the release it ran before. Runs on the deploying machine (`fleet-rollout`, a local step of the
 stack), reaching each host and the balancer over SSH with their pinned host keys; on each it runs the
-deploy's own agent verbs (activate, state-read; lb-drain/lb-ready on the balancer).
+deploy's own agent verbs (fleet-lease, activate, state-read; lb-drain/lb-ready on the balancer). Every
+host's deploy lease is held from before the first drain to the end (fleet_lease.py).
 
 rollout() holds the decisions and is pytest-tested with fake hosts; SshFleet is how they reach servers."""
 import json
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .errors import AgentError
+from .fleet_lease import held
 from .host import Host
 
 Log = Callable[[str], None]
@@ -142,13 +144,16 @@ class SshFleet:
         self.health_timeout = int(params.get("HEALTH_TIMEOUT", 30))
         self.drain_wait = int(params.get("DRAIN_SECONDS", 30))
         self.history: Optional[List[Any]] = None   # the first switched host's, from its activate
+        for t in [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else []):
+            host = t["host"] if int(t.get("port", 22)) == 22 else "[%s]:%s" % (t["host"], t["port"])
+            with open(self._known(t), "a") as f:   # written once: lease renewals use them from other threads
+                f.write("%s %s\n" % (host, " ".join(str(t["hostKey"]).split()[:2])))
+
+    def _known(self, target: Dict[str, Any]) -> str:
+        return os.path.join(self.folder, "known_hosts-%s" % target["host"])
 
     def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, key: str = "servers") -> Dict[str, Any]:
-        known = os.path.join(self.folder, "known_hosts-%s" % target["host"])
-        host = target["host"] if int(target.get("port", 22)) == 22 else "[%s]:%s" % (target["host"], target["port"])
-        with open(known, "w") as f:
-            f.write("%s %s\n" % (host, " ".join(str(target["hostKey"]).split()[:2])))
-        r = self.host.run(ssh_argv(target, known, command), input=stdin)
+        r = self.host.run(ssh_argv(target, self._known(target), command), input=stdin)
         for line in (r.stderr or "").splitlines():
             self.log("  [%s] %s" % (name, line))
         last = (r.stdout or "").strip().splitlines()[-1:] or [""]
@@ -172,6 +177,13 @@ class SshFleet:
         rel = r.get("release")
         return rel if isinstance(rel, str) and re.fullmatch(r"[0-9a-f]{12}", rel) else None
 
+    def lease(self, address: str) -> int:
+        """This deploy's lease on the host taken or renewed (fleet_lease.py); how long it lasts."""
+        h = self.hosts[address]
+        deploy = json.loads(h["params"]).get("DEPLOY", "")
+        r = self._ssh(h["ssh"], h["lease"], json.dumps({"APP": self.app, "DEPLOY": deploy}), "the deploy lease (fleet-lease)", address)
+        return int(r.get("seconds") or 30)
+
     def _lb(self, verb: str, params: Dict[str, Any], address: str) -> None:
         if self.balancer:
             self._ssh(self.balancer["ssh"], self.balancer[verb], json.dumps(dict(params, APP=self.app, HOST=address)), verb, "the balancer (host %s)" % address, "loadBalancer")
@@ -190,13 +202,13 @@ class SshFleet:
 
     def back(self, address: str, release: str) -> None:
         h = self.hosts[address]
-        params = dict(json.loads(h["params"]), RELEASE_ID=release, ROLLBACK=1)
+        params = dict(json.loads(h["params"]), RELEASE_ID=release, ROLLBACK=1, FLEET_BACK=1)
         self._ssh(h["ssh"], h["activate"], json.dumps(params), "going back to %s (activate)" % release, address)
 
 
 def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """params APP, RELEASE_ID, BATCH_SIZE, HEALTH_TIMEOUT, DRAIN_SECONDS, HOSTS [{address, ssh, read,
-    activate, params}], BALANCER {ssh, lb-drain, lb-ready} or null. Result: HOSTS address -> release."""
+    lease, activate, params}], BALANCER {ssh, lb-drain, lb-ready} or null. Result: HOSTS address -> release."""
     release = str(params.get("RELEASE_ID", ""))
     if not re.fullmatch(r"[0-9a-f]{12}", release):
         raise AgentError("bad release id %r" % release)
@@ -205,6 +217,7 @@ def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
         raise AgentError("bad batch size %r (flask-deploy:rollout.batchSize: a whole number from 1)" % size)
     with tempfile.TemporaryDirectory(prefix="fdeploy-fleet-") as folder:
         fleet = SshFleet(host, params, folder, log)
-        hosts = rollout(list(fleet.hosts), size, release, fleet, log)
+        with held(list(fleet.hosts), fleet.lease, log):
+            hosts = rollout(list(fleet.hosts), size, release, fleet, log)
     log("fleet: %s live on %s" % (release, ", ".join(sorted(hosts))))
     return {"hosts": hosts, "history": fleet.history or []}

@@ -4,7 +4,8 @@ serving if it fails, and records the activation. One deploy lock around all of i
 
 params: APP, RELEASE_ID, STRATEGY (restart | rolling | blue-green | canary), HEALTH_PATH,
 HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE, ROLLBACK (a rollback pinned this kept release: recorded
-as one), CANARY_* (canary_flow.py), RUNTIME (python | docker: the slots are containers of the image
+as one), FLEET_BACK (a failed fleet rollout sends this host back: the settings RELEASE_ID ran with
+before, settings_back.py), CANARY_* (canary_flow.py), RUNTIME (python | docker: the slots are containers of the image
 fdeploy-<app>:<id>; no preflight, a new slot's own check catches what does not load); others (unit,
 env revisions, IMAGE_ID) only make Pulumi re-run it. Result: the history after it (history-live's).
 
@@ -26,7 +27,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import canary_flow, history, lease, live, preflight, prune, shared_links, slotuser
+from . import canary_flow, history, lease, live, preflight, prune, settings_back, shared_links, slotuser
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
@@ -79,7 +80,8 @@ class Switch:
 
     def run(self) -> Dict[str, Any]:
         self.check_release()
-        self.slots.settings_from("desired")
+        was_live = next(iter(history.live_ids(history.entries(self.host, self.app))), "")
+        self.slots.settings_from(self.settings_source(was_live))
         self.enter("settings-desired")
         try:
             self.recover_canary()
@@ -98,6 +100,7 @@ class Switch:
                     self.log("the settings the live release ran with are in force again")
                 self.enter("settings-live")
             raise
+        settings_back.remember(self.host, self.app, was_live, self.rid)
         self.slots.keep_live_settings()
         live.went_live(self.host, self.params, self.log, 0, bundle=self.bundle)
         # the parameters of the activation that went live: what state.sh repairs to
@@ -112,6 +115,17 @@ class Switch:
         self.log("live release: %s (%s), activated %s" % (self.rid, self.strategy, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
         self.enter("recorded")
         return result
+
+    def settings_source(self, was_live: str) -> str:
+        """desired (the staged settings), or with FLEET_BACK (a fleet rollout that failed sends this host
+        back) the ones this release ran with before WAS_LIVE replaced it (settings_back.py)."""
+        if not self.params.get("FLEET_BACK"):
+            return "desired"
+        if settings_back.usable(self.host, self.app, self.rid, was_live):
+            self.log("going back to %s with the units and environment it ran with" % self.rid)
+            return "previous"
+        self.log("warning: the settings %s ran with before %s are not kept here: it goes back with the staged ones" % (self.rid, was_live or "(none)"))
+        return "desired"
 
     def check_release(self) -> None:
         """What must hold before anything changes."""
