@@ -110,13 +110,16 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
 
   it("database.host a server: one role and database for the fleet, reached from every host; both hosts' env waits for it", () => {
     const db = names("fd-database");
-    assert.deepStrictEqual(db.filter((k) => k.includes("-h2")), [], "no second DatabaseServer or pg-app for the second host");
+    assert.deepStrictEqual(db.filter((k) => k.includes("-h2") && !k.startsWith("fd-database-pin")), [], "no second DatabaseServer or pg-app for the second host");
+    // each host pins the server's certificate itself (pg-pin writes the CA file DATABASE_URL names on that host)
+    assert.deepStrictEqual(db.filter((k) => k.startsWith("fd-database-pin")).sort(), ["fd-database-pin", "fd-database-pin-h2"]);
     const app = registered.get("fd-database-app")!;
     assert.ok(app, db.join(", "));
     const stdin = JSON.stringify(app.inputs.stdin);
     assert.match(stdin, /ALLOW\\?":\s*\\?"10\.0\.0\.1 10\.0\.0\.2/);
     for (const env of names("fd-env").filter((k) => k.endsWith("-file"))) {
       assert.ok(deps(env).includes("fd-database-app"), `${env} waits for the database`);
+      assert.ok(deps(env).includes(env.includes("-h2") ? "fd-database-pin-h2" : "fd-database-pin"), `${env} waits for its host's pinned certificate`);
     }
   });
 
