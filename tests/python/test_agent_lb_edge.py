@@ -111,6 +111,16 @@ def test_render_with_tls_binds_443_redirects_http_and_sends_hsts():
         haproxy_config.render([dict(FRAG, TLS={"HSTS": "600; bind"})])
 
 
+def test_every_request_gets_the_balancers_own_x_forwarded_proto():
+    """The hosts' nginx believes X-Forwarded-Proto from the balancer alone: HAProxy replaces a client's, with TLS
+    or without (another app on the balancer may have none)."""
+    for frags in ([FRAG], [dict(FRAG, TLS={"HSTS": 0})]):
+        front = haproxy_config.render(frags).split("\nfrontend fdeploy\n")[1].split("\n\n")[0]
+        assert "    http-request set-header X-Forwarded-Proto http\n" in front
+    front = haproxy_config.render([dict(FRAG, TLS={"HSTS": 0})]).split("\nfrontend fdeploy\n")[1]
+    assert front.index("X-Forwarded-Proto http\n") < front.index("set-header X-Forwarded-Proto https if { ssl_fc }")
+
+
 def test_configure_with_a_certificate_keeps_it_root_only_and_reloads_when_it_changes(tmp_path):
     b = TlsBox(tmp_path)
     cert, key = _cert(tmp_path, "a")

@@ -81,6 +81,8 @@ def render(fragments: List[Dict[str, Any]], maintenance: Collection[str] = ()) -
         "frontend fdeploy",
         "    bind :80",
         "    option forwardfor",
+        # the hosts believe this header from the balancer alone (their nginx): never a client's
+        "    http-request set-header X-Forwarded-Proto http",
     ]
     if any("TLS" in f for f in apps):   # each app's certificate in one folder; HAProxy picks it by SNI
         out += ["    bind :443 ssl crt %s alpn http/1.1" % TLS_CERTS,
