@@ -347,6 +347,8 @@ export class FlaskApp extends pulumi.ComponentResource {
     const siteSettings: SiteSettings = {
       appName: app, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
       proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, ...(canary ? { canary: true } : {}),
+      // a host behind the stack's balancer believes the client's address and scheme from it alone
+      ...(cfg.loadBalancer !== undefined && cfg.loadBalancer !== "external" ? { balancer: cfg.loadBalancer.host } : {}),
     };
     const tlsCfg = tlsSettings(cfg);
     const tls = tlsCfg.mode === "acme"

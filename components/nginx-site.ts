@@ -37,6 +37,13 @@ export interface SiteSettings {
    * that log). Other strategies: exactly the site as before.
    */
   canary?: boolean;
+  /**
+   * A host of a fleet behind the balancer the stack manages: its address (loadBalancer.host). From that peer
+   * alone nginx believes the client's address (realip: the last X-Forwarded-For entry, the one HAProxy adds)
+   * and scheme (X-Forwarded-Proto, which HAProxy always sets); a client talking to the host directly gets
+   * its own connection's. Unset: exactly the site as before.
+   */
+  balancer?: string;
 }
 
 /** The upstream servers file of strategy canary (the agent's site.upstream_conf) and its request log (canary.upstream_log). */
@@ -49,6 +56,32 @@ export function upstreamLog(appName: string): string {
 
 export function upstreamName(appName: string): string {
   return `fdeploy_${appName.replace(/-/g, "_")}`;
+}
+
+/** The variable a site behind the balancer passes as X-Forwarded-Proto. */
+function protoVar(appName: string): string {
+  return `$${upstreamName(appName)}_proto`;
+}
+
+/** Behind the balancer: the scheme the app is told. realip replaced the peer's address only when the peer is the
+ * balancer (set_real_ip_from), so an unchanged address is a direct client, whose own scheme counts. */
+function balancerHead(s: SiteSettings): string {
+  if (s.balancer === undefined) return "";
+  if (!/^[A-Za-z0-9.:-]+$/.test(s.balancer)) throw new Error(`loadBalancer.host: expected a host name or IPv4 address for the site, got ${JSON.stringify(s.balancer)}`);
+  return `
+# behind the stack's balancer (${s.balancer}): its X-Forwarded-Proto (http or https) counts, nobody else's
+map "$realip_remote_addr $remote_addr $http_x_forwarded_proto" ${protoVar(s.appName)} {
+    default $scheme;
+    "~^(\\S+) \\1 " $scheme;
+    "~ https$" https;
+    "~ http$" http;
+}`;
+}
+
+function realIp(s: SiteSettings): string {
+  return s.balancer === undefined ? "" : `
+    set_real_ip_from ${s.balancer};
+    real_ip_header X-Forwarded-For;`;
 }
 
 /** certbot's lineage name for an app's certificate. */
@@ -78,7 +111,7 @@ function common(s: SiteSettings): string {
     client_max_body_size ${s.clientMaxBodySize};
     access_log /var/log/nginx/fdeploy-${s.appName}.access.log;${s.canary ? `
     access_log ${upstreamLog(s.appName)} ${upstreamName(s.appName)}_upstream;` : ""}
-    error_log /var/log/nginx/fdeploy-${s.appName}.error.log;`;
+    error_log /var/log/nginx/fdeploy-${s.appName}.error.log;${realIp(s)}`;
 }
 
 function appLocations(s: SiteSettings): string {
@@ -97,7 +130,7 @@ ${staticLocations(s)}
         proxy_set_header Host $host;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Proto ${s.balancer === undefined ? "$scheme" : protoVar(s.appName)};
         proxy_connect_timeout 5s;
         proxy_send_timeout ${s.proxyTimeoutSeconds}s;
         proxy_read_timeout ${s.proxyTimeoutSeconds}s;
@@ -119,7 +152,7 @@ export function renderSite(s: SiteSettings): string {
   const head = `# Managed by flask-deploy (components/nginx-site.ts). Do not edit: the next deploy rewrites it.
 ${s.canary ? canaryHead(s.appName) : `upstream ${upstreamName(s.appName)} {
     server unix:/run/fdeploy-${s.appName}/live.sock;
-}`}
+}`}${balancerHead(s)}
 `;
   const t = s.tls;
   if (!t) {

@@ -47,10 +47,16 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
       migrationsDir: "migrations", secrets: { SECRET_KEY: "s" }, database: { engine: "postgres", host: srv("10.0.0.5") }, databasePassword: "pw-0123456789abcdef",
     }, ["secrets", "databasePassword"]), PROJECT_DIR);
     const dbApp = new FlaskApp("fd", { ...dbCfg, projectDir: PROJECT_DIR });
+    const extCfg = parseConfig(rawConfig({
+      server: undefined, servers: [srv("10.0.0.1"), srv("10.0.0.2")], loadBalancer: "external", appName: "extshop",
+      migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/extshop" },
+    }), PROJECT_DIR);
+    const extApp = new FlaskApp("ex", { ...extCfg, projectDir: PROJECT_DIR });
     single = new FlaskApp("one", { ...parseConfig(rawConfig({ appName: "solo", migrationsDir: "migrations" }), PROJECT_DIR), projectDir: PROJECT_DIR });
     await settle(fleetApp.url);
     await settle(single.url);
     await settle(dbApp.url);
+    await settle(extApp.url);
     await new Promise((r) => setTimeout(r, 500));
   });
 
@@ -100,6 +106,19 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     assert.strictEqual(lb.HOSTS, "10.0.0.1,10.0.0.2");
     assert.strictEqual(await settle(fleetApp.server), "root@10.0.0.1:22, root@10.0.0.2:22");
     assert.deepStrictEqual(await settle(fleetApp.hosts!), { "10.0.0.1": "abc", "10.0.0.2": "abc" });
+  });
+
+  it("each host's site believes the client's address and scheme from the stack's balancer alone; one server's and an external balancer's as before", () => {
+    const site = (name: string) => JSON.parse(registered.get(name)!.inputs.stdin).SITE as string;
+    for (const k of ["fl-nginx-site", "fl-nginx-h2-site"]) {
+      assert.deepStrictEqual(site(k).match(/set_real_ip_from .*;/g), ["set_real_ip_from 10.0.0.9;"], k);
+      assert.match(site(k), /proxy_set_header X-Forwarded-Proto \$fdeploy_shop_proto;/);
+    }
+    // one server, or loadBalancer external (its addresses are not the stack's to know): the site as before
+    for (const k of ["one-nginx-site", "ex-nginx-site", "ex-nginx-h2-site"]) {
+      assert.doesNotMatch(site(k), /real_ip|_proto /, k);
+      assert.match(site(k), /proxy_set_header X-Forwarded-Proto \$scheme;/, k);
+    }
   });
 
   it("the first host keeps a one-server app's resource names (server -> servers[0] upgrades in place), its Activation aside", () => {

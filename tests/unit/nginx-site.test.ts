@@ -46,4 +46,42 @@ describe("nginx site", () => {
     const any = renderSite({ appName: "a1", appRoot: "/srv/a1", serverName: "_", clientMaxBodySize: "1m", proxyTimeoutSeconds: 5 });
     assert.match(any, /listen 80 default_server;/);
   });
+
+  describe("a host behind the stack's balancer", () => {
+    const plain = { appName: "shop", appRoot: "/srv/shop", serverName: "_", clientMaxBodySize: "10m", proxyTimeoutSeconds: 60 };
+    const behind = renderSite({ ...plain, balancer: "10.0.0.10" });
+
+    it("takes the client's address from X-Forwarded-For only when the balancer's address is the peer", () => {
+      assert.deepStrictEqual(behind.match(/set_real_ip_from .*;/g), ["set_real_ip_from 10.0.0.10;"]);
+      assert.match(behind, /\n    real_ip_header X-Forwarded-For;\n/);
+      assert.doesNotMatch(behind, /real_ip_recursive/);   // the last entry: the one HAProxy adds, never a client's
+    });
+    it("passes the balancer's X-Forwarded-Proto (http or https), a direct client's own scheme", () => {
+      assert.match(behind, /proxy_set_header X-Forwarded-Proto \$fdeploy_shop_proto;/);
+      const map = /map "\$realip_remote_addr \$remote_addr \$http_x_forwarded_proto" \$fdeploy_shop_proto \{\n([^}]*)\}/.exec(behind);
+      assert.ok(map, behind);
+      // nginx's map: regexes in their order, first match wins, else the default
+      const entries = [...map![1].matchAll(/^\s+"~([^"]*)" (\S+);$/gm)].map(([, re, v]) => [new RegExp(re), v] as const);
+      assert.match(map![1], /default \$scheme;/);
+      const proto = (peer: string, realip: string, header: string) =>
+        entries.find(([re]) => re.test(`${peer} ${realip} ${header}`))?.[1] ?? "$scheme";
+      assert.strictEqual(proto("10.0.0.10", "198.51.100.7", "https"), "https", "through the balancer over HTTPS");
+      assert.strictEqual(proto("10.0.0.10", "198.51.100.7", "http"), "http");
+      assert.strictEqual(proto("10.0.0.10", "198.51.100.7", "gopher"), "$scheme");
+      // realip leaves a direct client's address as it is: its forged header counts for nothing
+      assert.strictEqual(proto("198.51.100.7", "198.51.100.7", "https"), "$scheme", "a direct client claims https");
+      assert.strictEqual(proto("10.0.0.10", "10.0.0.10", "https"), "$scheme", "the balancer's own probe");
+    });
+    it("every other site: not a byte of it", () => {
+      for (const s of [renderSite(plain), site, renderSite({ ...plain, canary: true })]) {
+        assert.doesNotMatch(s, /real_ip|_proto|map /);
+        assert.match(s, /proxy_set_header X-Forwarded-Proto \$scheme;/);
+      }
+      assert.strictEqual(behind.replace(/\n# behind the stack's balancer[^]*?\n\}/, "").replace(/\n    set_real_ip_from.*\n    real_ip_header.*/, "")
+        .replace("$fdeploy_shop_proto", "$scheme"), renderSite(plain));
+    });
+    it("refuses an address that is not one", () => {
+      assert.throws(() => renderSite({ ...plain, balancer: "10.0.0.10; include /tmp/x" }), /loadBalancer.host: expected a host name or IPv4 address/);
+    });
+  });
 });
