@@ -1,9 +1,10 @@
 // The balancer's edge (README "Scale out"): fdeploy on a fleet — status shows every host and the balancer's
 // view (UP/DRAIN from HAProxy's runtime API), --host picks one host, a command that needs one names the
 // choices —, maintenance mode at the balancer (one 503 page for every host, kept by a deploy, while the
-// hosts themselves keep serving) and HTTPS at the balancer with the stack's own certificate (servers fe-app1,
+// hosts themselves keep serving) and HTTPS at the balancer with the stack's own certificate, behind which the app
+// sees https and the client's address (a client at a host directly cannot claim either) (servers fe-app1,
 // fe-app2, fe-lb: octets 233-235).
-// Time: about 5 min warm (3 servers, 4 ups, 1 destroy).
+// Time: about 5 min warm (3 servers, 4 ups, 1 destroy); the forwarded-scheme case well under 1 s.
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
@@ -19,10 +20,10 @@ const FIXTURE = path.join(PROJECT_DIR, "tests/e2e/fixtures/fleet-app");
 const APP = "edgeapp";
 const NAME = "edge.fdeploy.test";
 
-/** GET P over HTTPS from HOST with SNI and Host NAME, trusting CA; the certificate's issuer and the HSTS header. */
-function getHttps(host: string, name: string, ca: string, p: string): Promise<{ status: number; body: string; issuer: string; hsts?: string }> {
+/** GET P over HTTPS from HOST with SNI and Host NAME (and HEADERS), trusting CA; the certificate's issuer and the HSTS header. */
+function getHttps(host: string, name: string, ca: string, p: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; issuer: string; hsts?: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.request({ host, port: 443, path: p, servername: name, headers: { Host: name }, ca, agent: false, timeout: 10000 }, (res) => {
+    const req = https.request({ host, port: 443, path: p, servername: name, headers: { ...headers, Host: name }, ca, agent: false, timeout: 10000 }, (res) => {
       const issuer = String((res.socket as import("tls").TLSSocket).getPeerCertificate().issuer?.CN ?? "");
       let body = "";
       res.on("data", (d) => (body += d));
@@ -34,12 +35,13 @@ function getHttps(host: string, name: string, ca: string, p: string): Promise<{ 
   });
 }
 
-/** GET P over plain HTTP from HOST with Host NAME; redirects are not followed. */
-function getHttp(host: string, name: string, p: string): Promise<{ status: number; location?: string }> {
+/** GET P over plain HTTP from HOST with Host NAME (and HEADERS); redirects are not followed. */
+function getHttp(host: string, name: string, p: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; location?: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port: 80, path: p, headers: { Host: name }, agent: false, timeout: 10000 }, (res) => {
-      res.resume();
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, location: res.headers.location }));
+    const req = http.request({ host, port: 80, path: p, headers: { ...headers, Host: name }, agent: false, timeout: 10000 }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, location: res.headers.location }));
     });
     req.on("error", reject);
     req.on("timeout", () => req.destroy(new Error("timeout")));
@@ -51,6 +53,7 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
   this.timeout(900000);
   let app1: TestServer, app2: TestServer, lb: TestServer;
   let stack: TestStack;
+  let tlsCa = "";   // the balancer's certificate, once HTTPS is on
   const rel = path.join(".e2e", "fleet-edge", "app");
   const appDir = path.join(PROJECT_DIR, rel);
   const editApp = (f: (s: string) => string) => fs.writeFileSync(path.join(appDir, "wsgi.py"), f(fs.readFileSync(path.join(appDir, "wsgi.py"), "utf8")));
@@ -208,6 +211,30 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     const again = stack.up();
     assert.strictEqual(again.status, 0, again.output);
     assert.deepStrictEqual(changed(again.output), []);
+    tlsCa = cert;
+  });
+
+  it("behind HTTPS at the balancer the app sees https and the client's address; a client at a host directly cannot claim either", async () => {
+    const forged = { "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9" };
+    // directly at a host (the fixture app: ProxyFix, one proxy): its own scheme and address, the forged headers not believed
+    const d = await getHttp(app1.host, NAME, "/whoami", forged);
+    assert.strictEqual(d.status, 200, d.body);
+    const direct = JSON.parse(d.body);
+    assert.strictEqual(direct.scheme, "http", "a client at a host directly claimed https");
+    assert.strictEqual(direct.url, `http://${NAME}/whoami`);
+    assert.notStrictEqual(direct.client, "203.0.113.9", "a client at a host directly forged its address");
+    const me = direct.client;   // this machine, as the servers see it
+    assert.ok(me !== lb.host && me !== app1.host, me);
+    // through the balancer over HTTPS (both hosts' turns, then with forged headers): https URLs and this machine's address
+    const seen = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const a = await getHttps(lb.host, NAME, tlsCa, "/whoami", i >= 2 ? forged : {});
+      assert.strictEqual(a.status, 200, a.body);
+      const w = JSON.parse(a.body);
+      assert.deepStrictEqual([w.scheme, w.url, w.client], ["https", `https://${NAME}/whoami`, me], a.body);
+      seen.add(w.host);
+    }
+    assert.deepStrictEqual([...seen].sort(), ["fe-app1", "fe-app2"]);
   });
 
   it("destroy takes the app and its maintenance page off the balancer", () => {
