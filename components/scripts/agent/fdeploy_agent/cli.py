@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
-from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
+from . import backup, backup_ops, backup_unit, base, base_system, canary, db_move, delta, fleet, gunicorn, haproxy, health, history, install, jobs, lease, live, lock, migrate_plan, migrate_step, mounts, ops, ops_commands, pg_backup_ops, pg_server, preflight, prune, release, release_commands, repair, replica_point, report, rollback_loss, server_state, service, shared_files, shared_links, shellparams, site, slotcheck, slotuser, staging, supervise, switch, tls
 from .errors import AgentError
 from .host import Host
 
@@ -120,6 +120,12 @@ VERBS: Dict[str, Verb] = {
     "pg-install": pg_server.pg_install,
     "pg-app": pg_server.pg_app,
     "pg-status": pg_server.pg_status,
+    "pg-backup-deploy": pg_backup_ops.pg_backup_deploy,
+    "pg-backup-restore": pg_backup_ops.pg_backup_restore,
+    "pg-backup-status": pg_backup_ops.pg_backup_status,
+    "pg-archive-push": pg_backup_ops.pg_archive_push,
+    "pg-backup-run": pg_backup_ops.pg_backup_run,
+    "pg-backup-drill": pg_backup_ops.pg_backup_drill,
 }
 
 
