@@ -20,6 +20,9 @@ export function checkPgBackup(cfg: DeployConfig): string[] {
       `${PGBACKREST_VERSION} and SFTP repositories need pgBackRest 2.46 or later; expected s3://bucket[/path] (an S3-compatible target; ` +
       "backup.endpoint and backup.region for one not on AWS)");
   }
+  if (b.endpoint?.startsWith("http://")) {
+    problems.push(`${NAMESPACE}:backup.endpoint: pgBackRest reaches S3 over HTTPS only; expected https://host[:port] (a certificate the database server trusts)`);
+  }
   if (b.databases.length) {
     problems.push(`${NAMESPACE}:backup.databases: lists SQLite files, which Litestream replicates; with database.engine postgres the backup is ` +
       "the PostgreSQL server's (pgBackRest): remove backup.databases");

@@ -7,7 +7,7 @@ import { HOST_KEY, PROJECT_DIR, rawConfig, refusal } from "./helpers";
 const PW = "correct-horse-battery-staple";
 const SECRET = ["secrets", "database", "databasePassword", "backupSecrets"];
 const PG = { database: { engine: "postgres", host: { host: "10.0.0.5", hostKey: HOST_KEY } }, databasePassword: PW };
-const S3 = { replica: "s3://backups/shop", endpoint: "http://10.0.0.9:7070", region: "us-east-1" };
+const S3 = { replica: "s3://backups/shop", endpoint: "https://10.0.0.9:7070", region: "us-east-1" };
 const KEYS = { accessKeyId: "AKIA", secretAccessKey: "s3cret-s3cret" };
 const parse = (over: Record<string, unknown>) => parseConfig(rawConfig(over, SECRET), PROJECT_DIR);
 const errorOf = (over: Record<string, unknown>) => refusal(() => parse(over));
@@ -23,6 +23,11 @@ describe("backup config with PostgreSQL (pgBackRest)", () => {
     const e = errorOf({ ...PG, backup: { replica: "sftp://backups@10.0.0.9/srv/b", hostKey: HOST_KEY },
       backupSecrets: { sftpKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n" } });
     assert.match(e, /flask-deploy:backup\.replica: an sftp:\/\/ target is not supported with database\.engine postgres: Debian 12's pgBackRest is 2\.45 and SFTP repositories need pgBackRest 2\.46 or later; expected s3:\/\/bucket/);
+  });
+
+  it("refuses a plain http endpoint: pgBackRest speaks HTTPS only", () => {
+    assert.match(errorOf({ ...PG, backup: { ...S3, endpoint: "http://10.0.0.9:7070" }, backupSecrets: KEYS }),
+      /flask-deploy:backup\.endpoint: pgBackRest reaches S3 over HTTPS only; expected https:\/\/host\[:port\]/);
   });
 
   it("refuses the SQLite-only keys: backup.databases, beforeChange replica", () => {

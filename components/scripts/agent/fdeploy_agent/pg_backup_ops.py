@@ -312,6 +312,18 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     to the live one; the folder removed."""
     app = check_name(params.get("APP"))
     _settings(host)
+    if os.geteuid() == 0:   # fdeploy backup verify (root over ssh): the drill runs as postgres, from root's copy of the agent
+        r = host.run(["runuser", "-u", "postgres", "--", "/usr/bin/python3", "-I", "-B", pb.BACKUP_AGENT, "pg-backup-drill", "--app", app])
+        for line in (r.stderr or "").splitlines():
+            log(line)
+        try:
+            result = json.loads((r.stdout or "").strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {}
+        if r.returncode != 0 or not result.get("ok"):
+            raise AgentError("the restore drill failed: %s" % result.get("error", "exit %d" % r.returncode))
+        result.pop("ok", None)
+        return result
     version, _, _ = cluster(host)
     work = host.path("/var/lib/postgresql/.fdeploy-drill")
     shutil.rmtree(work, ignore_errors=True)
