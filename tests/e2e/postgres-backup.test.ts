@@ -19,6 +19,8 @@ import { killHard, SERVERS, startWriter, withKeptDisk } from "./server-loss";
 import { tempDir } from "../tmpdir";
 
 const CACHE = process.env.FDEPLOY_CACHE || "/var/cache/fdeploy";
+// pgBackRest 2.45 matches the endpoint's certificate by name (CN or a DNS SAN), not by IP address
+const S3_NAME = "pb-s3.test";
 const S3_KEY = "pbtestkey", S3_SECRET = "pb-test-secret-0123456789";
 const PASSWORD = "pb-role-password-0123456789";
 const SYNC_INTERVAL_S = 1;
@@ -33,8 +35,8 @@ function startS3(target: TestServer, dir: string): string {
   const ossl = (...a: string[]) => execFileSync("openssl", a, { cwd: dir, stdio: "pipe" });
   ossl("req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "2", "-subj", "/CN=pb test CA",
     "-keyout", "ca.key", "-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign");
-  ossl("req", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj", `/CN=${target.host}`, "-keyout", "s3.key", "-out", "s3.csr");
-  fs.writeFileSync(path.join(dir, "ext"), `subjectAltName=IP:${target.host}\n`);
+  ossl("req", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj", `/CN=${S3_NAME}`, "-keyout", "s3.key", "-out", "s3.csr");
+  fs.writeFileSync(path.join(dir, "ext"), `subjectAltName=DNS:${S3_NAME},IP:${target.host}\n`);
   ossl("x509", "-req", "-in", "s3.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "s3.crt");
   const scp = (f: string, to: string) => execFileSync("scp", ["-q", "-i", target.keyPath, "-o", `UserKnownHostsFile=${target.knownHostsPath}`,
     "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f, `root@${target.host}:${to}`]);
@@ -51,9 +53,9 @@ function startS3(target: TestServer, dir: string): string {
   return fs.readFileSync(path.join(dir, "ca.crt"), "utf8");
 }
 
-/** The test CA trusted on a database server (what a real S3 endpoint's public CA is). */
-function trust(server: TestServer, ca: string): void {
-  server.ssh("cat > /usr/local/share/ca-certificates/pb-test-ca.crt && update-ca-certificates >/dev/null", ca);
+/** The test CA trusted on a database server (what a real S3 endpoint's public CA is), the endpoint's name resolved. */
+function trust(server: TestServer, ca: string, target: TestServer): void {
+  server.ssh(`echo '${target.host} ${S3_NAME}' >> /etc/hosts && cat > /usr/local/share/ca-certificates/pb-test-ca.crt && update-ca-certificates >/dev/null`, ca);
 }
 
 /** fdeploy backup VERB [ARGS] for the stack (scripts/backup.ts, as backup.test.ts runs it). */
@@ -70,7 +72,7 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
   let certDir: string, ca: string;
   const report: string[] = [];
   const t0 = Date.now();
-  const superSql = (server: TestServer, sql: string) => server.ssh("runuser -u postgres -- psql -X -At -d pba", sql).trim();
+  const superSql = (server: TestServer, sql: string) => server.ssh("cd / && runuser -u postgres -- psql -X -At -d pba", sql).trim();
   const pointAt = (server: TestServer) => {
     for (const [k, v] of Object.entries({ "host.host": server.host, "host.privateKeyPath": server.keyPath, "host.hostKey": server.hostKey })) {
       stack.setConfig(`database.${k}`, v);
@@ -89,13 +91,13 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     ca = startS3(target, certDir);
     spawnSync("bash", [SERVERS, "rm-disk", "pb-db"]);
     db = withKeptDisk(() => startServer("pb-db", 208, { image: "postgres" }));
-    trust(db, ca);
+    trust(db, ca, target);
     app = startServer("pb-app", 209);
     const copy = copyApp("pba");
     fs.writeFileSync(path.join(copy.dir, "pg-schema.sql"), SCHEMA);
     stack = new TestStack("pba");
     stack.target(app, { appDir: copy.rel, appName: "pba", migrationsDir: "none", "backup.replica": "s3://backups/pba",
-      "backup.endpoint": `https://${target.host}:7070`, "backup.region": "us-east-1", "backup.verifyEvery": "24h" });
+      "backup.endpoint": `https://${S3_NAME}:7070`, "backup.region": "us-east-1", "backup.verifyEvery": "24h" });
     stack.setConfig("releaseCommands[0]", SCHEMA_COMMAND);
     stack.setConfig("secrets.SECRET_KEY", "pb-test-secret", { secret: true });
     stack.setConfig("database.engine", "postgres");
@@ -122,7 +124,7 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     report.push(`first up (app, database server, pgBackRest, first full backup): ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.match(r.output, /first full backup taken/);
     assert.strictEqual(db.ssh("stat -c '%U:%G %a' /etc/fdeploy/postgres/pgbackrest.conf").trim(), "root:postgres 640");
-    assert.match(superSql(db, "SHOW archive_command;"), /backup-agent pg-archive-push --app pba/);
+    assert.match(superSql(db, "SHOW archive_command;"), /backup-agent pgbackrest-archive-push --app pba/);
     assert.strictEqual(superSql(db, "SHOW archive_timeout;"), "1s");
     assert.doesNotMatch(db.ssh("grep -rl --exclude=pgbackrest.conf -- '" + S3_SECRET + "' /etc /var/log /var/lib/postgresql/15/main/postgresql.auto.conf || true"), /\S/);
     assert.ok(!stack.stateText().includes(S3_SECRET), "the S3 secret in the state in plaintext");
@@ -164,7 +166,7 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
 
     const bootAt = Date.now();
     db2 = startServer("pb-db2", 210, { image: "postgres" });
-    trust(db2, ca);
+    trust(db2, ca, target);
     const booted = Date.now();
     pointAt(db2);
     const r = stack.up();

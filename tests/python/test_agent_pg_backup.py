@@ -53,7 +53,7 @@ def test_the_config_names_the_repository_the_keys_only_there():
 def test_archiving_settings_and_the_fenced_archive_command():
     w = pb.wanted_settings("shop", 1)
     assert w["archive_mode"] == "on" and w["archive_timeout"] == "1" and w["wal_level"] == "replica"
-    assert w["archive_command"] == "/usr/bin/python3 -I -B /usr/local/lib/fdeploy/backup-agent pg-archive-push --app shop --set WAL=%p"
+    assert w["archive_command"] == "/usr/bin/python3 -I -B /usr/local/lib/fdeploy/backup-agent pgbackrest-archive-push --app shop --set WAL=%p"
 
 
 @pytest.mark.parametrize("fresh,info,step", [

@@ -123,7 +123,7 @@ VERBS: Dict[str, Verb] = {
     "pg-backup-deploy": pg_backup_ops.pg_backup_deploy,
     "pg-backup-restore": pg_backup_ops.pg_backup_restore,
     "pg-backup-status": pg_backup_ops.pg_backup_status,
-    "pg-archive-push": pg_backup_ops.pg_archive_push,
+    "pgbackrest-archive-push": pg_backup_ops.pg_archive_push,
     "pg-backup-run": pg_backup_ops.pg_backup_run,
     "pg-backup-drill": pg_backup_ops.pg_backup_drill,
 }

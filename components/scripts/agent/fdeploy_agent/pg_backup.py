@@ -126,8 +126,9 @@ def pgbackrest(app: str, *args: str) -> List[str]:
 
 
 def archive_command(app: str) -> str:
-    """archive_command: the fenced push (the agent as postgres, then pgbackrest archive-push)."""
-    return "/usr/bin/python3 -I -B %s pg-archive-push --app %s --set WAL=%%p" % (BACKUP_AGENT, app)
+    """archive_command: the fenced push (the agent as postgres, then pgbackrest archive-push). pgBackRest's
+    backup refuses an archive_command without the word pgbackrest in it: the verb's name has it."""
+    return "/usr/bin/python3 -I -B %s pgbackrest-archive-push --app %s --set WAL=%%p" % (BACKUP_AGENT, app)
 
 
 def wanted_settings(app: str, archive_timeout: int) -> Dict[str, str]:

@@ -7,7 +7,7 @@ As root on the database server (the deploy, fdeploy backup):
   pg-backup-restore  point-in-time restore (TIMESTAMP): postgres stopped, pgbackrest restore --type=time, started
   pg-backup-status   the last backup, the archive's lag, the lease
 As postgres (archive_command, the timer units, from root's copy of the agent):
-  pg-archive-push    the fence (the lease is this server's, checked at most every 10 s), then archive-push
+  pgbackrest-archive-push    the fence (the lease is this server's, checked at most every 10 s), then archive-push
   pg-backup-run      the fence, then a full (weekly) or differential backup; retention expires old ones
   pg-backup-drill    the latest backup restored into a temporary folder, started on a socket of its own,
                      every table counted next to the live database; then removed"""
