@@ -29,6 +29,7 @@ export function register(program: Command): void {
         `drift         ${st.drift.length ? `${st.drift.join(", ")} (pulumi up --refresh --stack ${st.stack} repairs it)` : "none"}`,
         `maintenance   ${m.on ? `ON since ${m.since} by ${m.by} (fdeploy maintenance off)` : "off"}`,
         ...(st.database ? [`database      ${describeDatabase(st.database)}`] : []),
+        ...(st.database?.backup ? [`backup        pgBackRest: ${st.database.backup.lines.join("; ")}`] : []),
       ];
       process.stdout.write(lines.join("\n") + "\n");
     });

@@ -81,8 +81,9 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
   };
   const post = async (body: string) => {
     const r = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body }) });
-    assert.strictEqual(r.status, 201, await r.text());
-    return (await r.json()).id as number;
+    const text = await r.text();
+    assert.strictEqual(r.status, 201, text);
+    return JSON.parse(text).id as number;
   };
 
   before(() => {
@@ -112,6 +113,7 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     console.log(figures);
     fs.mkdirSync(path.join(__dirname, "../../.e2e/reports"), { recursive: true });
     fs.writeFileSync(path.join(__dirname, "../../.e2e/reports/postgres-backup.md"), figures + "\n");
+    if (process.env.PB_KEEP) return;   // debugging: the servers and the stack stay
     stack?.remove();
     for (const name of ["pb-app", "pb-db", "pb-db2", "pb-s3"]) spawnSync("bash", [SERVERS, "down", name]);
     spawnSync("bash", [SERVERS, "rm-disk", "pb-db"]);

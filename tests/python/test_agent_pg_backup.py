@@ -138,7 +138,10 @@ def test_a_brand_new_server_restores_before_archiving_and_takes_no_new_stanza(ho
     r = ops.pg_backup_deploy(host, PARAMS, print, 5)
     assert any(s.startswith("restored from the repository") for s in r["say"])
     order = [c for c in srv.ran if "restore" in c or c.startswith("systemctl stop") or c.startswith("systemctl start")]
-    assert order[0] == "systemctl stop postgresql@15-main" and "--delta restore" in order[1] and order[2] == "systemctl start postgresql@15-main"
+    assert order[0] == "systemctl stop postgresql@15-main" and order[1].endswith(" restore") and "--delta" in order[1]
+    assert order[2] == "systemctl start postgresql@15-main"
+    # the recovery fetches WAL with the stack's config (pgBackRest's default config has no such stanza)
+    assert '--recovery-option=restore_command=pgbackrest --config=/etc/fdeploy/postgres/pgbackrest.conf --stanza=shop archive-get %f "%p"' in order[1]
     assert not any("stanza-create" in c or "--type=full" in c for c in srv.ran)
     conf = tmp_path / "etc/fdeploy/postgres/pgbackrest.conf"
     assert stat.S_IMODE(conf.stat().st_mode) == 0o640 and SECRET in conf.read_text()

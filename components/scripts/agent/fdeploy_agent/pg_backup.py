@@ -131,6 +131,11 @@ def archive_command(app: str) -> str:
     return "/usr/bin/python3 -I -B %s pgbackrest-archive-push --app %s --set WAL=%%p" % (BACKUP_AGENT, app)
 
 
+def restore_command(app: str) -> str:
+    """restore_command after a restore: archive-get with the stack's config (pgBackRest's own would use its default config)."""
+    return 'pgbackrest --config=%s --stanza=%s archive-get %%f "%%p"' % (CONF, stanza(app))
+
+
 def wanted_settings(app: str, archive_timeout: int) -> Dict[str, str]:
     """The server settings WAL archiving needs (ALTER SYSTEM), as pg_settings shows them."""
     return {"archive_mode": "on", "archive_command": archive_command(app), "archive_timeout": str(archive_timeout), "wal_level": "replica"}

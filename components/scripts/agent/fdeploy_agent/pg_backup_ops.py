@@ -102,7 +102,7 @@ def restore(host: Host, app: str, log: Log, args: List[str]) -> float:
     unit = "postgresql@%s-%s" % (version, name)
     t0 = time.monotonic()
     host.systemctl("stop", unit)
-    _run(host, pb.pgbackrest(app, "--delta", *args, "restore"), "pgbackrest restore")
+    _run(host, pb.pgbackrest(app, "--delta", "--recovery-option=restore_command=" + pb.restore_command(app), *args, "restore"), "pgbackrest restore")
     host.systemctl("start", unit)
     wait_primary(host, log)
     return time.monotonic() - t0
@@ -235,8 +235,9 @@ def pg_archive_push(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     wal = params.get("WAL")
     if not isinstance(wal, str) or not re.fullmatch(r"pg_wal/[0-9A-F]{24}(\.partial|\.history|\.[0-9A-F]{8}\.backup)?|pg_wal/[0-9A-F]{8}\.history", wal):
         raise AgentError("bad WAL %r (archive_command passes %%p: pg_wal/<segment>)" % (wal,))
-    if fence(host, app, log, cache=True) == "other":
-        raise Fenced("not archiving %s: the repository belongs to another server (see above)" % wal)
+    status = fence(host, app, log, cache=True)
+    if status != "ours":   # unreachable: the push would fail too; PostgreSQL keeps the segment and retries
+        raise Fenced("not archiving %s: %s (see above)" % (wal, "the repository belongs to another server" if status == "other" else "the repository cannot be reached"))
     _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "archive-push", wal], "pgbackrest archive-push")
     return {"archived": wal}
 
@@ -281,15 +282,34 @@ def pg_backup_restore(host: Host, params: Dict[str, Any], log: Log, lock_wait: i
         return {"summary": line, "seconds": round(took, 1)}
 
 
+def _archiver(host: Host) -> Dict[str, str]:
+    rows = psql(host, "SELECT coalesce(last_archived_wal, ''), coalesce(extract(epoch FROM last_archived_time)::text, ''), "
+                      "coalesce(last_failed_wal, ''), coalesce(extract(epoch FROM last_failed_time)::text, '') FROM pg_stat_archiver;")
+    return dict(zip(["last_archived_wal", "last_archived_epoch", "last_failed_wal", "last_failed_epoch"], rows.split("|")))
+
+
+def brief_status(host: Host) -> Dict[str, Any]:
+    """For pg-status (fdeploy status, the drift check): {} without pgBackRest here, else {"backup": the
+    last backup and the archive's age, "archiving": False when archive_command fails}."""
+    raw = read_regular(host.path(pb.SETTINGS))
+    if raw is None:
+        return {}
+    app = json.loads(raw).get("app", "")
+    try:
+        repo = info(host, app)
+    except bl.Unreachable:
+        repo = None
+    lines, out = pb.status_lines(repo, _archiver(host), time.time())
+    out["lines"] = lines
+    return {"backup": out, "archiving": not out.get("archiveFailing", False)}
+
+
 def pg_backup_status(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     app = check_name(params.get("APP"))
     if read_regular(host.path(pb.SETTINGS)) is None:
         return {"configured": False, "summary": "no pgBackRest backup on this server"}
     s = _settings(host)
-    rows = psql(host, "SELECT coalesce(last_archived_wal, ''), coalesce(extract(epoch FROM last_archived_time)::text, ''), "
-                      "coalesce(last_failed_wal, ''), coalesce(extract(epoch FROM last_failed_time)::text, '') FROM pg_stat_archiver;")
-    keys = ["last_archived_wal", "last_archived_epoch", "last_failed_wal", "last_failed_epoch"]
-    archiver = dict(zip(keys, rows.split("|")))
+    archiver = _archiver(host)
     try:
         repo = info(host, app)
     except bl.Unreachable as e:
