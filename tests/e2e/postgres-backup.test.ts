@@ -153,7 +153,7 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     for (const id of before) assert.ok(ids.includes(id), `row ${id} written before ${instant} is missing`);
     for (const id of after) assert.ok(!ids.includes(id), `row ${id} written after ${instant} is still there`);
     const health = await fetch(`http://${app.host}/health`);
-    assert.strictEqual(health.status, 200, "maintenance is off again and the app serves");
+    assert.strictEqual(health.status, 200, `maintenance is off again and the app serves: ${await health.text()}\n${r.out}`);
     assert.ok((await post("after the restore")) > 0, "the restored database takes writes");
   });
 

@@ -108,6 +108,7 @@ class Server:
         if argv[0] == "pg_lsclusters":
             out = "15 main 5432 online postgres /var/lib/postgresql/15/main x\n"
         elif "psql" in argv:
+            self.ran.append("SQL " + input)
             if "pg_database" in input:
                 out = "0" if self.fresh else "1"
             elif input.startswith("SELECT name, setting"):
@@ -143,6 +144,9 @@ def test_a_brand_new_server_restores_before_archiving_and_takes_no_new_stanza(ho
     # the recovery fetches WAL with the stack's config (pgBackRest's default config has no such stanza)
     assert '--recovery-option=restore_command=pgbackrest --config=/etc/fdeploy/postgres/pgbackrest.conf --stanza=shop archive-get %f "%p"' in order[1]
     assert not any("stanza-create" in c or "--type=full" in c for c in srv.ran)
+    # postgresql.auto.conf is the backup's: the server settings (listen address, pg_hba, TLS) set again after it
+    at = next(i for i, c in enumerate(srv.ran) if c.endswith(" restore"))
+    assert any(c.startswith("SQL ALTER SYSTEM") and "hba_file" in c for c in srv.ran[at:])
     conf = tmp_path / "etc/fdeploy/postgres/pgbackrest.conf"
     assert stat.S_IMODE(conf.stat().st_mode) == 0o640 and SECRET in conf.read_text()
     assert not any(SECRET in c for c in srv.ran), "an S3 key on a command line"

@@ -27,7 +27,7 @@ from .backup_install import agent_copy
 from .errors import AgentError
 from .fsutil import read_regular, write_atomic
 from .host import Host
-from .pg_server import PSQL, cluster, literal, psql, server_lock
+from .pg_server import PSQL, apply_settings, cluster, literal, psql, server_lock
 
 Log = Callable[[str], None]
 SYSTEM_DBS = ("postgres", "template0", "template1")
@@ -105,6 +105,8 @@ def restore(host: Host, app: str, log: Log, args: List[str]) -> float:
     _run(host, pb.pgbackrest(app, "--delta", "--recovery-option=restore_command=" + pb.restore_command(app), *args, "restore"), "pgbackrest restore")
     host.systemctl("start", unit)
     wait_primary(host, log)
+    # postgresql.auto.conf came back as the backup had it (ALTER SYSTEM is not in the WAL): the settings as now
+    apply_settings(host, log)
     return time.monotonic() - t0
 
 
