@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { addWheels, startServer, stopServer, TestServer } from "../servers";
-import { copyApp } from "./app-copy";
+import { copyApp, get } from "./app-copy";
 import { PROJECT_DIR, TestStack } from "./pulumi";
 import { killHard, SERVERS, startWriter, withKeptDisk } from "./server-loss";
 import { tempDir } from "../tmpdir";
@@ -56,7 +56,8 @@ function startS3(target: TestServer, dir: string): string {
 
 /** The test CA trusted on a database server (what a real S3 endpoint's public CA is), the endpoint's name resolved. */
 function trust(server: TestServer, ca: string, target: TestServer): void {
-  server.ssh(`echo '${target.host} ${S3_NAME}' >> /etc/hosts && cat > /usr/local/share/ca-certificates/pb-test-ca.crt && update-ca-certificates >/dev/null`, ca);
+  server.ssh(`(grep -q ' ${S3_NAME}$' /etc/hosts || echo '${target.host} ${S3_NAME}' >> /etc/hosts) && ` +
+    "cat > /usr/local/share/ca-certificates/pb-test-ca.crt && update-ca-certificates >/dev/null", ca);
 }
 
 /** fdeploy backup VERB [ARGS] for the stack (scripts/backup.ts, as backup.test.ts runs it). */
@@ -80,10 +81,9 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     }
   };
   const post = async (body: string) => {
-    const r = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body }) });
-    const text = await r.text();
-    assert.strictEqual(r.status, 201, text);
-    return JSON.parse(text).id as number;
+    const r = await get(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ body }) });
+    assert.strictEqual(r.status, 201, r.text);
+    return r.json().id as number;
   };
 
   before(() => {
@@ -152,8 +152,8 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     const ids = superSql(db, "SELECT id FROM notes ORDER BY id;").split("\n").map(Number);
     for (const id of before) assert.ok(ids.includes(id), `row ${id} written before ${instant} is missing`);
     for (const id of after) assert.ok(!ids.includes(id), `row ${id} written after ${instant} is still there`);
-    const health = await fetch(`http://${app.host}/health`);
-    assert.strictEqual(health.status, 200, `maintenance is off again and the app serves: ${await health.text()}\n${r.out}`);
+    const health = await get(`http://${app.host}/health`);
+    assert.strictEqual(health.status, 200, `maintenance is off again and the app serves: ${health.text}\n${r.out}`);
     assert.ok((await post("after the restore")) > 0, "the restored database takes writes");
   });
 
@@ -176,10 +176,10 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     assert.strictEqual(r.status, 0, r.output);
     assert.match(r.output, /restored from the repository/);
     assert.match(r.output, /took the replica over from server \S+ \(host 10\.213\.0\.208.*this server has no database/);
-    const res = await fetch(`http://${app.host}/api/notes`);
-    assert.strictEqual(res.status, 200);
+    const res = await get(`http://${app.host}/api/notes`);
+    assert.strictEqual(res.status, 200, res.text);
     const serving = Date.now();
-    const ids = new Set(((await res.json()) as { id: number }[]).map((n) => n.id));
+    const ids = new Set((res.json() as { id: number }[]).map((n) => n.id));
     const lost = acked.filter((w) => !ids.has(w.id));
     const missing = acked.filter((w) => w.at < killedAt - (SYNC_INTERVAL_S + 1) * 1000 && !ids.has(w.id));
     const lastBack = Math.max(...acked.filter((w) => ids.has(w.id)).map((w) => w.at));
@@ -194,6 +194,7 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
 
   it("the old database server comes back: it archives nothing into the repository, and a deploy to it is refused", async () => {
     db = withKeptDisk(() => startServer("pb-db", 208, { image: "postgres" }));
+    trust(db, ca, target);   // as it was (the harness may rewrite /etc/hosts at boot)
     const oldRows = superSql(db, "SELECT count(*) FROM notes;");
     // a write on the old server and a WAL switch: its archive_command must refuse (the lease is the new server's)
     superSql(db, "INSERT INTO notes (body) VALUES ('written on the old server'); SELECT pg_switch_wal();");
