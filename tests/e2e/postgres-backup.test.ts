@@ -7,7 +7,8 @@
 // .210): one `pulumi up` restores it from the repository and the app serves from it (recovery point:
 // rows and seconds lost; recovery time); the old server booted again with its disk does not archive into
 // the repository, and a deploy to it is refused naming both servers, changing nothing.
-// Time: see the README's table (each run prints its figures to .e2e/reports/postgres-backup.md).
+// Time: 167 s here with the four servers' boot (2026-12-07, load average 16-17; budget 6 min); each run writes its
+// figures to .e2e/reports/postgres-backup.md.
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
@@ -190,6 +191,17 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     console.log(report.join("\n"));
     assert.deepStrictEqual(missing.map((w) => w.id), [], `rows older than ${SYNC_INTERVAL_S + 1} s before the kill are missing`);
     assert.strictEqual(db2.ssh("stat -c '%U:%G %a' /etc/fdeploy/postgres/pgbackrest.conf").trim(), "root:postgres 640");
+  });
+
+  it("fdeploy backup verify: the drill restores the repository into a temporary server; its row count is the live one", async () => {
+    await sleep(3000);   // archive_timeout 1 s: the newest WAL is in the repository
+    const live = superSql(db2, "SELECT count(*) FROM notes;");
+    const started = Date.now();
+    const r = backupCommand(stack, "verify");
+    assert.strictEqual(r.status, 0, r.out);
+    report.push(`restore drill (fdeploy backup verify): ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.match(r.out, new RegExp(`pba\\.public\\.notes: ${live} rows in the backup, ${live} live`), r.out);
+    assert.strictEqual(db2.trySsh("test -e /var/lib/postgresql/.fdeploy-drill").status, 1, "the drill's folder is removed");
   });
 
   it("the old database server comes back: it archives nothing into the repository, and a deploy to it is refused", async () => {

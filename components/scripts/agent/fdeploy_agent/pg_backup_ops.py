@@ -353,8 +353,9 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     os.makedirs(work + "/run", 0o700)
     binary = "/usr/lib/postgresql/%s/bin" % version
     try:
+        # the newest backup and every archived WAL segment after it (what a server loss would restore)
         _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "--pg1-path=" + work + "/data",
-                    "--type=immediate", "--target-action=promote", "--archive-mode=off", "restore"], "pgbackrest restore (drill)")
+                    "--recovery-option=restore_command=" + pb.restore_command(app), "--archive-mode=off", "restore"], "pgbackrest restore (drill)")
         opts = "-c port=5499 -c listen_addresses='' -c unix_socket_directories=%s/run -c archive_mode=off -c hba_file=%s/data/pg_hba.conf " \
                "-c config_file=/dev/null -c ssl=off -c data_directory=%s/data" % (work, work, work)
         with open(work + "/data/pg_hba.conf", "w") as f:
