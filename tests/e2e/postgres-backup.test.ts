@@ -7,7 +7,7 @@
 // .210): one `pulumi up` restores it from the repository and the app serves from it (recovery point:
 // rows and seconds lost; recovery time); the old server booted again with its disk does not archive into
 // the repository, and a deploy to it is refused naming both servers, changing nothing.
-// Time: 167 s here with the four servers' boot (2026-12-07, load average 16-17; budget 6 min); each run writes its
+// Time: 167-182 s here with the four servers' boot (2026-12-07, load average 16-17; budget 6 min); each run writes its
 // figures to .e2e/reports/postgres-backup.md.
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";

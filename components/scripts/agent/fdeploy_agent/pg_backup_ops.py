@@ -362,8 +362,11 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
             f.write("local all postgres peer\n")
         with open(work + "/data/postgresql.conf", "w") as f:
             f.write("")
-        _run(host, [binary + "/pg_ctl", "-D", work + "/data", "-w", "-t", "300", "-o", opts.replace("-c config_file=/dev/null ", ""),
-                    "-l", work + "/log", "start"], "the drill's PostgreSQL")
+        r = host.run([binary + "/pg_ctl", "-D", work + "/data", "-w", "-t", "300", "-o", opts.replace("-c config_file=/dev/null ", ""),
+                      "-l", work + "/log", "start"], merge_output=True)
+        if r.returncode != 0:
+            tail = (read_regular(work + "/log") or b"").decode("utf-8", "replace").strip().splitlines()[-8:]
+            raise AgentError("the drill's PostgreSQL did not start (pg_ctl exit %d): %s" % (r.returncode, " | ".join(tail)))
         try:
             counts = _counts(host, ["psql", "-X", "-q", "-A", "-t", "-h", work + "/run", "-p", "5499"])
             live = _counts(host, ["psql", "-X", "-q", "-A", "-t"])
