@@ -138,7 +138,10 @@ def restore_command(app: str) -> str:
 
 def wanted_settings(app: str, archive_timeout: int) -> Dict[str, str]:
     """The server settings WAL archiving needs (ALTER SYSTEM), as pg_settings shows them."""
-    return {"archive_mode": "on", "archive_command": archive_command(app), "archive_timeout": str(archive_timeout), "wal_level": "replica"}
+    # wal_recycle off: a segment closed early by archive_timeout is zero-filled past its end, not a recycled
+    # segment's old bytes, so it compresses to almost nothing and the push keeps up at one segment a second
+    return {"archive_mode": "on", "archive_command": archive_command(app), "archive_timeout": str(archive_timeout), "wal_level": "replica",
+            "wal_recycle": "off"}
 
 
 RESTART_SETTINGS = ("archive_mode", "wal_level")
