@@ -132,7 +132,15 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     assert.strictEqual(superSql(db, "SHOW archive_timeout;"), "1s");
     assert.doesNotMatch(db.ssh("grep -rl --exclude=pgbackrest.conf -- '" + S3_SECRET + "' /etc /var/log /var/lib/postgresql/15/main/postgresql.auto.conf || true"), /\S/);
     assert.ok(!stack.stateText().includes(S3_SECRET), "the S3 secret in the state in plaintext");
+    // archive_timeout works right after the deploy's restarts: a write is in the repository within seconds
+    const archived = superSql(db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver;");
     assert.ok((await post("first")) > 0);
+    let now = archived;
+    for (let i = 0; i < 20 && now === archived; i++) {
+      await sleep(500);
+      now = superSql(db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver;");
+    }
+    assert.notStrictEqual(now, archived, `no WAL segment archived within 10 s of a write (archive_timeout 1 s; last ${archived})`);
     const status = backupCommand(stack, "status");
     assert.strictEqual(status.status, 0, status.out);
     assert.match(status.out, /last backup \S+F \(full\)/);
@@ -191,6 +199,18 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     console.log(report.join("\n"));
     assert.deepStrictEqual(missing.map((w) => w.id), [], `rows older than ${SYNC_INTERVAL_S + 1} s before the kill are missing`);
     assert.strictEqual(db2.ssh("stat -c '%U:%G %a' /etc/fdeploy/postgres/pgbackrest.conf").trim(), "root:postgres 640");
+  });
+
+  it("fdeploy backup verify: the drill restores the repository into a temporary server; its row count is the live one", async () => {
+    await sleep(3000);   // archive_timeout 1 s: the newest WAL is in the repository
+    const live = superSql(db2, "SELECT count(*) FROM notes;");
+    const started = Date.now();
+    const r = backupCommand(stack, "verify");
+    assert.strictEqual(r.status, 0, r.out);
+    report.push(`restore drill (fdeploy backup verify): ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.match(r.out, new RegExp(`pba\\.public\\.notes: ${live} rows in the backup, ${live} live`), r.out);
+    assert.strictEqual(db2.trySsh("test -e /var/lib/postgresql/.fdeploy-drill").status, 1, "the drill's folder is removed");
+    assert.strictEqual(db2.trySsh("test -e /var/lib/postgresql/15/main/pg_wal/RECOVERYXLOG").status, 1, "the drill fetched WAL into the live server");
   });
 
   it("the old database server comes back: it archives nothing into the repository, and a deploy to it is refused", async () => {

@@ -144,6 +144,9 @@ def test_a_brand_new_server_restores_before_archiving_and_takes_no_new_stanza(ho
     # the recovery fetches WAL with the stack's config (pgBackRest's default config has no such stanza)
     assert '--recovery-option=restore_command=pgbackrest --config=/etc/fdeploy/postgres/pgbackrest.conf --stanza=shop archive-get %f "%p"' in order[1]
     assert not any("stanza-create" in c or "--type=full" in c for c in srv.ran)
+    # once recovery is over, a reload: archive_timeout applies at once, not after the next checkpoint
+    at = next(i for i, c in enumerate(srv.ran) if "pg_is_in_recovery" in c)
+    assert any(c == "SQL SELECT pg_reload_conf();" for c in srv.ran[at:])
     # postgresql.auto.conf is the backup's: the server settings (listen address, pg_hba, TLS) set again after it
     at = next(i for i, c in enumerate(srv.ran) if c.endswith(" restore"))
     assert any(c.startswith("SQL ALTER SYSTEM") and "hba_file" in c for c in srv.ran[at:])
@@ -157,6 +160,10 @@ def test_a_first_deploy_creates_the_stanza_and_a_full_backup_a_second_changes_no
     host, srv = host_for(False, None)
     assert ops.pg_backup_deploy(host, PARAMS, print, 5)["changed"]
     assert any("stanza-create" in c for c in srv.ran) and any("--type=full backup" in c for c in srv.ran)
+    # every start of PostgreSQL ends with a reload (archive_timeout from the start), in place before the restart
+    dropin = host.path(pb.DROPIN)
+    assert "ExecStartPost=-/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i reload" in open(dropin).read()
+    assert srv.ran.index("systemctl daemon-reload") < next(i for i, c in enumerate(srv.ran) if c.startswith("systemctl restart"))
     srv.settings = pb.wanted_settings("shop", 1)
     srv.info, srv.ran = {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]}, []
     assert not ops.pg_backup_deploy(host, PARAMS, print, 5)["changed"]
@@ -207,3 +214,10 @@ def test_the_archive_push_is_fenced(host_for, tmp_path, monkeypatch):
     assert srv.ran[-1].endswith("archive-push pg_wal/000000010000000000000003")
     with pytest.raises(AgentError, match="bad WAL"):
         ops.pg_archive_push(host, {"APP": "shop", "WAL": "/etc/shadow"}, print, 5)
+
+
+def test_the_drills_wal_goes_to_its_own_folder():
+    # archive-get writes %p relative to pg1-path: the drill's restore_command names its folder, not the live one
+    assert pb.restore_command("shop", "/var/lib/postgresql/.fdeploy-drill/data") == (
+        'pgbackrest --config=/etc/fdeploy/postgres/pgbackrest.conf --stanza=shop --pg1-path=/var/lib/postgresql/.fdeploy-drill/data '
+        'archive-get %f "%p"')

@@ -131,9 +131,22 @@ def archive_command(app: str) -> str:
     return "/usr/bin/python3 -I -B %s pgbackrest-archive-push --app %s --set WAL=%%p" % (BACKUP_AGENT, app)
 
 
-def restore_command(app: str) -> str:
-    """restore_command after a restore: archive-get with the stack's config (pgBackRest's own would use its default config)."""
-    return 'pgbackrest --config=%s --stanza=%s archive-get %%f "%%p"' % (CONF, stanza(app))
+def restore_command(app: str, pgdata: str = "") -> str:
+    """restore_command after a restore: archive-get with the stack's config (pgBackRest's own would use its default
+    config). PGDATA: a restore into another folder than the config's pg1-path (the drill): archive-get writes %p
+    relative to pg1-path, so without it the drill's WAL would land in the live server's pg_wal."""
+    return 'pgbackrest --config=%s --stanza=%s%s archive-get %%f "%%p"' % (CONF, stanza(app), " --pg1-path=" + pgdata if pgdata else "")
+
+
+# PostgreSQL 15's checkpointer, started before the startup process has finished, can compute its first sleep
+# while recovery is still "in progress": it then skips archive_timeout and sleeps checkpoint_timeout (5 min)
+# unless woken, so a server (re)started by a deploy, a restore or a boot may close no WAL segment for minutes
+# and a server loss loses all of them. A reload once the server is up wakes it (seen on the test servers:
+# no segment switch in 30 s of writes after a restart, one a second after pg_reload_conf()).
+DROPIN = "/etc/systemd/system/postgresql@.service.d/fdeploy-archive-timeout.conf"
+DROPIN_TEXT = ("# Managed by flask-deploy (fdeploy-agent pg-backup-deploy): a reload once PostgreSQL is up, so that\n"
+               "# archive_timeout applies from the start (pg_backup.py says why).\n"
+               "[Service]\nExecStartPost=-/usr/bin/pg_ctlcluster --skip-systemctl-redirect %i reload\n")
 
 
 def wanted_settings(app: str, archive_timeout: int) -> Dict[str, str]:

@@ -105,9 +105,22 @@ def restore(host: Host, app: str, log: Log, args: List[str]) -> float:
     _run(host, pb.pgbackrest(app, "--delta", "--recovery-option=restore_command=" + pb.restore_command(app), *args, "restore"), "pgbackrest restore")
     host.systemctl("start", unit)
     wait_primary(host, log)
+    # the drop-in's reload may have come while recovery still ran (pg_ctl returns at consistency): again now
+    # that it is over, or archive_timeout waits for the next checkpoint (pg_backup.DROPIN says why)
+    psql(host, "SELECT pg_reload_conf();")
     # postgresql.auto.conf came back as the backup had it (ALTER SYSTEM is not in the WAL): the settings as now
     apply_settings(host, log)
     return time.monotonic() - t0
+
+
+def archive_timeout_dropin(host: Host) -> bool:
+    """The postgresql@ drop-in: a reload after every start (pg_backup.DROPIN says why)."""
+    path = host.path(pb.DROPIN)
+    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+    if not write_atomic(path, pb.DROPIN_TEXT.encode(), 0o644):
+        return False
+    host.systemctl("daemon-reload")
+    return True
 
 
 def apply_archiving(host: Host, app: str, archive_timeout: int, log: Log) -> bool:
@@ -154,6 +167,7 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
             t.close()
         changed = install_missing(host, "pgbackrest", ["pgbackrest"], log)
         changed = agent_copy(host) or changed
+        changed = archive_timeout_dropin(host) or changed
         data = pgdata(host)
         changed = _write_root_postgres(host, pb.CONF, pb.conf_text(p, data).encode()) or changed
         changed = _write_root_postgres(host, pb.SETTINGS, pb.settings_json(p, me.id)) or changed
@@ -346,6 +360,7 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
             raise AgentError("the restore drill failed: %s" % result.get("error", "exit %d" % r.returncode))
         result.pop("ok", None)
         return result
+    os.chdir("/")   # runuser kept root's working folder, which postgres cannot enter
     version, _, _ = cluster(host)
     work = host.path("/var/lib/postgresql/.fdeploy-drill")
     shutil.rmtree(work, ignore_errors=True)
@@ -355,7 +370,8 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     try:
         # the newest backup and every archived WAL segment after it (what a server loss would restore)
         _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "--pg1-path=" + work + "/data",
-                    "--recovery-option=restore_command=" + pb.restore_command(app), "--archive-mode=off", "restore"], "pgbackrest restore (drill)")
+                    "--recovery-option=restore_command=" + pb.restore_command(app, work + "/data"), "--archive-mode=off", "restore"],
+             "pgbackrest restore (drill)")
         opts = "-c port=5499 -c listen_addresses='' -c unix_socket_directories=%s/run -c archive_mode=off -c hba_file=%s/data/pg_hba.conf " \
                "-c config_file=/dev/null -c ssl=off -c data_directory=%s/data" % (work, work, work)
         with open(work + "/data/pg_hba.conf", "w") as f:
@@ -382,7 +398,11 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
 def _counts(host: Host, psql_argv: List[str]) -> Dict[str, str]:
     """database.schema.table -> row count, for every database but PostgreSQL's own."""
     def q(db: str, sql: str) -> str:
-        return _run(host, psql_argv + ["-d", db, "-v", "ON_ERROR_STOP=1"], "psql (drill)", input=sql).strip()
+        # stdout only: a warning on stderr (e.g. runuser's "could not change directory") is not a row
+        r = host.run(psql_argv + ["-d", db, "-v", "ON_ERROR_STOP=1"], input=sql)
+        if r.returncode != 0:
+            raise AgentError("psql (drill) failed (exit %d): %s" % (r.returncode, ((r.stderr or "") + (r.stdout or "")).strip()[-600:]))
+        return (r.stdout or "").strip()
     out: Dict[str, str] = {}
     for db in q("postgres", "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1;").split():
         tables = q(db, "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
