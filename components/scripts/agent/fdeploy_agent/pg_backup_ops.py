@@ -372,7 +372,9 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
         _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "--pg1-path=" + work + "/data",
                     "--recovery-option=restore_command=" + pb.restore_command(app, work + "/data"), "--archive-mode=off", "restore"],
              "pgbackrest restore (drill)")
-        opts = "-c port=5499 -c listen_addresses='' -c unix_socket_directories=%s/run -c archive_mode=off -c hba_file=%s/data/pg_hba.conf " \
+        # hot_standby off: pg_ctl -w returns once the whole archive is replayed, not at the backup's consistency point
+        opts = "-c port=5499 -c listen_addresses='' -c unix_socket_directories=%s/run -c archive_mode=off -c hot_standby=off " \
+               "-c hba_file=%s/data/pg_hba.conf " \
                "-c config_file=/dev/null -c ssl=off -c data_directory=%s/data" % (work, work, work)
         with open(work + "/data/pg_hba.conf", "w") as f:
             f.write("local all postgres peer\n")
