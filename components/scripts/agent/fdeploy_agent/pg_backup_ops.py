@@ -81,11 +81,11 @@ def _write_root_postgres(host: Host, path: str, data: bytes) -> bool:
     return changed
 
 
-def wait_primary(host: Host, log: Log, limit: float = 600) -> None:
-    """After a restore: until recovery has replayed the archive and the server accepts writes."""
+def wait_primary(host: Host, log: Log, limit: float = 600, argv: Optional[List[str]] = None) -> None:
+    """After a restore: until recovery has replayed the archive and the server accepts writes (ARGV: psql for another server)."""
     start = host.clock()
     while host.clock() - start < limit:
-        r = host.run(pb_psql_argv(), input="SELECT pg_is_in_recovery();")
+        r = host.run(argv or pb_psql_argv(), input="SELECT pg_is_in_recovery();")
         if r.returncode == 0 and (r.stdout or "").strip() == "f":
             return
         host.sleep(0.5)
@@ -372,9 +372,7 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
         _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "--pg1-path=" + work + "/data",
                     "--recovery-option=restore_command=" + pb.restore_command(app, work + "/data"), "--archive-mode=off", "restore"],
              "pgbackrest restore (drill)")
-        # hot_standby off: pg_ctl -w returns once the whole archive is replayed, not at the backup's consistency point
-        opts = "-c port=5499 -c listen_addresses='' -c unix_socket_directories=%s/run -c archive_mode=off -c hot_standby=off " \
-               "-c hba_file=%s/data/pg_hba.conf " \
+        opts = "-c port=5499 -c listen_addresses='' -c unix_socket_directories=%s/run -c archive_mode=off -c hba_file=%s/data/pg_hba.conf " \
                "-c config_file=/dev/null -c ssl=off -c data_directory=%s/data" % (work, work, work)
         with open(work + "/data/pg_hba.conf", "w") as f:
             f.write("local all postgres peer\n")
@@ -385,8 +383,11 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
         if r.returncode != 0:
             tail = (read_regular(work + "/log") or b"").decode("utf-8", "replace").strip().splitlines()[-8:]
             raise AgentError("the drill's PostgreSQL did not start (pg_ctl exit %d): %s" % (r.returncode, " | ".join(tail)))
+        drill_psql = ["psql", "-X", "-q", "-A", "-t", "-h", work + "/run", "-p", "5499"]
         try:
-            counts = _counts(host, ["psql", "-X", "-q", "-A", "-t", "-h", work + "/run", "-p", "5499"])
+            # pg_ctl -w returns at the backup's consistency point: the rest of the archive is replayed after it
+            wait_primary(host, log, 300, drill_psql + ["-d", "postgres"])
+            counts = _counts(host, drill_psql)
             live = _counts(host, ["psql", "-X", "-q", "-A", "-t"])
         finally:
             host.run([binary + "/pg_ctl", "-D", work + "/data", "-m", "immediate", "stop"])
