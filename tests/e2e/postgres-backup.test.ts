@@ -7,7 +7,7 @@
 // .210): one `pulumi up` restores it from the repository and the app serves from it (recovery point:
 // rows and seconds lost; recovery time); the restore drill (fdeploy backup verify) counts the new server's rows; the old server booted again with its disk does not archive into
 // the repository, and a deploy to it is refused naming both servers, changing nothing.
-// Time: 221-265 s here with the four servers' boot (2026-12-07, load average 7-11; budget 6 min); each run writes its
+// Time: 221-270 s here with the four servers' boot (2026-12-07, load average 7-11; budget 6 min); each run writes its
 // figures to .e2e/reports/postgres-backup.md.
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
