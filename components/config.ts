@@ -14,3 +14,4 @@ export * from "./config/stack-file";
 export * from "./config/raw";
 export * from "./config/pin";
 export * from "./config/database";
+export * from "./config/pg-backup";

@@ -45,8 +45,9 @@ export class DatabaseServer extends pulumi.ComponentResource {
   public readonly certificate: pulumi.Output<string>;
   /** The agent's folder on the server (its bundle's remoteDir). */
   public readonly scriptsDir: string;
-  private readonly connection: Connection;
-  private readonly bundle: ScriptBundle;
+  /** Its connection and script bundle (its other steps: PgBackup). */
+  public readonly connection: Connection;
+  public readonly bundle: ScriptBundle;
 
   constructor(name: string, args: DatabaseServerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:DatabaseServer", name, {}, opts);

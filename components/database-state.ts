@@ -12,7 +12,8 @@ export interface DatabaseStateArgs {
   scriptsDir: pulumi.Input<string>;
 }
 
-const WATCHED = ["running", "exists"] as const;
+// archiving: false only where pgBackRest archives WAL (backup with PostgreSQL) and archive_command fails
+const WATCHED = ["running", "exists", "archiving"] as const;
 
 function report(inputs: any): Record<string, unknown> {
   const { ok: _ok, ...r } = scriptReport(inputs.server, inputs.scriptsDir, "agent", "pg-status", inputs.appName);
@@ -31,6 +32,7 @@ const provider: pulumi.dynamic.ResourceProvider = {
     if (drifted.length) {
       const said: Set<string> = ((globalThis as any).fdeployDriftSaid ??= new Set<string>());
       const line = `database drift on ${id}: ${drifted.map((k) => `${k} (false)`).join(", ")} — pulumi up --refresh reads it again; ` +
+        (drifted.includes("archiving") ? "WAL archiving to the backup repository fails (fdeploy backup status says since when; the server's log says why); " : "") +
         `start the server (systemctl start postgresql) or restore the database`;
       if (!said.has(line)) console.error(line);
       said.add(line);

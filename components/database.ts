@@ -3,11 +3,12 @@
 // which the environment waits for. A program may pass one DatabaseServer to several FlaskApps
 // (FlaskAppArgs.databaseServer); else each app makes its own for its `database.host`.
 import * as pulumi from "@pulumi/pulumi";
-import { databaseSettings, databaseUrl, DeployConfig } from "./config";
+import { databaseSettings, databaseUrl, DeployConfig, pgBackupApplies } from "./config";
 import { Connection } from "./connection";
 import { DatabaseServer } from "./database-server";
 import { DatabaseState } from "./database-state";
 import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
+import { PgBackup } from "./pg-backup";
 
 export interface DatabaseEnv {
   /** { DATABASE_URL } with `database` set, else {} (SQLite: the environment stays as it was). */
@@ -41,9 +42,14 @@ export function databaseEnv(name: string, cfg: DeployConfig, args: DatabaseEnvAr
   if (args.server && args.server.host !== (s.server ?? cfg.server).host) {
     throw new pulumi.RunError(`flask-deploy:database.host: ${s.server?.host ?? "app"} differs from the DatabaseServer passed to this app (${args.server.host})`);
   }
+  // `backup` (pgBackRest): a brand-new database server restores from the repository before the app's database is made
+  const backup = pgBackupApplies(cfg) ? new PgBackup(`${name}-pgbackup`, {
+    connection: server.connection, bundle: server.bundle, appName: cfg.appName, backup: cfg.backup!,
+    secrets: pulumi.secret(cfg.backupSecrets ?? {}), after: [server.ready, ...args.after],
+  }, { parent }) : undefined;
   const step = server.appDatabase(`${name}-app`, {
     appName: cfg.appName, db: s.name, role: s.user, password: s.password,
-    allow: s.colocated ? [] : args.allow ?? [cfg.server.host], local: s.colocated, after: args.after,
+    allow: s.colocated ? [] : args.allow ?? [cfg.server.host], local: s.colocated, after: [...args.after, ...(backup ? [backup.step] : [])],
   }, parent);
   // from another host: the server's certificate pinned on the app server (pg-pin), the CA file DATABASE_URL names
   const pinOn = s.pin ? (pinName: string, connection: Connection, bundle: ScriptBundle, after: pulumi.Resource[]) => remoteStep(pinName, {

@@ -6,7 +6,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { canarySettings, ConfigError, DeployConfig, NAMESPACE, ServerConfig, tlsSettings } from "./config";
+import { canarySettings, ConfigError, DeployConfig, NAMESPACE, pgBackupApplies, ServerConfig, tlsSettings } from "./config";
 import { DatabaseEnv, databaseEnv } from "./database";
 import { beforeChangeRecord } from "./config/before-change";
 import { DatabaseRecord, databaseRecord } from "./config/database";
@@ -277,7 +277,8 @@ export class FlaskApp extends pulumi.ComponentResource {
 
     // 3b. Offsite backups (optional, `backup.replica`): on a brand-new server the databases are restored
     //     from the replica before migrations run and the app starts; then Litestream replicates them.
-    const backup = cfg.backup === undefined ? undefined : new Backup(n("backup"), {
+    //     With a PostgreSQL the stack manages, `backup` is pgBackRest's on the database server (components/database.ts).
+    const backup = cfg.backup === undefined || pgBackupApplies(cfg) ? undefined : new Backup(n("backup"), {
       ...common, bundle, appRoot, backup: cfg.backup, secrets: pulumi.secret(cfg.backupSecrets ?? {}), staging, after: [base.ready],
     }, child("backup"));
     const restored = backup ? [backup.step] : [];

@@ -13,6 +13,7 @@ import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
 import { runOnServer } from "../lib/stack";
+import { isPgBackup, pgBackup } from "./pg-backup";
 
 const VERBS = ["verify", "restore", "status"];
 /** The server agent's verb for each action (components/scripts/agent/fdeploy_agent/backup_ops.py). */
@@ -28,6 +29,10 @@ export function register(program: Command): void {
       if (!VERBS.includes(action)) throw new FdeployError(`fdeploy backup: expected one of ${VERBS.join(", ")}, got '${action}'`, 2);
       const { ref, cfg } = target(opts);
       if (!cfg.backup) throw new FdeployError(`stack ${ref.stack} has no offsite backup (set backup.replica, see README "Offsite backups")`, 2);
+      if (isPgBackup(cfg)) {
+        if (opts.txid !== undefined || opts.db !== undefined) throw new FdeployError("fdeploy backup: --txid and --db are for SQLite (Litestream); with PostgreSQL use --timestamp", 2);
+        return pgBackup(cfg, action, opts.timestamp);
+      }
       if (opts.txid !== undefined && (action !== "restore" || opts.timestamp || !/^[0-9a-f]{16}$/.test(opts.txid))) {
         throw new FdeployError("fdeploy backup: --txid is for restore, without --timestamp: 16 hex digits, e.g. 00000000000001a2", 2);
       }

@@ -19,7 +19,8 @@ export function register(program: Command): void {
       const st = { stack: ref.stack, app: one.appName, host: one.server.host, ...hostStatus(one), ...databaseStatus(one) };
       if (opts.json) return printJson(st);
       process.stdout.write([`app ${st.app} on ${one.server.user}@${st.host} (stack ${st.stack})`, ...statusLines(st, ref.stack),
-        ...(st.database ? [`database      ${describeDatabase(st.database)}`] : [])].join("\n") + "\n");
+        ...(st.database ? [`database      ${describeDatabase(st.database)}`] : []),
+        ...(st.database?.backup ? [`backup        pgBackRest: ${st.database.backup.lines.join("; ")}`] : [])].join("\n") + "\n");
     });
 }
 

@@ -4,6 +4,7 @@ import * as path from "path";
 import { resolveAppLayout } from "../app-layout";
 import { configSchema, DeployConfig, hostKeyLine, knownKeys, NAMESPACE, parseReplicaUrl } from "./schema";
 import { checkBeforeChange } from "./before-change";
+import { checkPgBackup } from "./pg-backup";
 import { checkBackup, checkCanary, checkDocker, checkEnvNames, checkFiles, checkTls } from "./checks";
 import { defaultStrategy } from "./defaults";
 import { serverFromDotenv } from "./dotenv";
@@ -130,7 +131,7 @@ export function parseConfig(
   const cfg = result.data! as DeployConfig;
   // unset strategy: zero-downtime blue-green for production stacks, a simple restart elsewhere
   if (input.strategy === undefined) cfg.strategy = defaultStrategy(stack);
-  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkCanary(cfg), ...checkDocker(cfg),
+  problems.push(...checkFiles(cfg, projectDir), ...checkEnvNames(cfg), ...checkTls(cfg, projectDir), ...checkBackup(cfg), ...checkPgBackup(cfg), ...checkCanary(cfg), ...checkDocker(cfg),
     ...checkDatabase(cfg, raw.secretKeys), ...checkFleet(cfg, input));
   if (!problems.length) problems.push(...resolveAppLayout(cfg as any, path.resolve(projectDir, cfg.appDir), (k) => `${NAMESPACE}:${k}`));
   if (problems.length) throw new ConfigError(problems);

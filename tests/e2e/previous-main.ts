@@ -12,15 +12,19 @@ import { tempDir } from "../tmpdir";
 export interface PreviousMain {
   commit: string;
   standIn: boolean;
+  /** Already on the agent's layout (issue 24: state.json, history.jsonl): nothing to convert. */
+  agentLayout?: boolean;
 }
 
 /** The mains an upgrade e2e starts from: the last one on the stand-in plugin (AssetArchive
  * uploads, the environment in shared/.env), the first on the official parts (before the
- * least-privilege users, shared venvs and maintenance mode), and the last one that landed (the
- * last to open the deploy lock as a file: it is refused on a server this tree converted). */
+ * least-privilege users, shared venvs and maintenance mode), the newest that landed before this
+ * tree (6b0a128: its delta upload's release-base step before the upload), and the last to open the
+ * deploy lock as a file (1cda714, last: it is refused on a server this tree converted). */
 export const PREVIOUS_MAINS: PreviousMain[] = [
   { commit: "6ffbd1e4207ac27080004bd0facdc0856893c7b9", standIn: true },
   { commit: "e175d17", standIn: false },
+  { commit: "6b0a128", standIn: false, agentLayout: true },
   { commit: "1cda714", standIn: false },
 ];
 const COMMAND_VERSION = "1.2.1";

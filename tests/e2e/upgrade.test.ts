@@ -50,7 +50,7 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
 
   it("one up with this tree's program on the official plugin: 0 failed requests, data kept", async () => {
     const releaseBefore = (await get(`${base()}/health`)).json().release;
-    const historyBefore = server.ssh("cat /srv/flaskapp/history.log");
+    const historyBefore = server.ssh(`cat /srv/flaskapp/${from.agentLayout ? "history.jsonl" : "history.log"}`);
     copyApp(name);
     copyMigrations(name);
     stack.projectDir = PROJECT_DIR;
@@ -76,15 +76,20 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
     const health = (await get(`${base()}/health`)).json();
     assert.strictEqual(health.release, releaseBefore, "the same code keeps serving");
     assert.strictEqual(stack.outputs().releaseId, releaseBefore);
-    // the release history moved to JSON lines, the old entries kept (and the old file, renamed)
-    assert.strictEqual(server.ssh("cat /srv/flaskapp/history.log.converted"), historyBefore);
-    assert.strictEqual(server.trySsh("test -e /srv/flaskapp/history.log").status, 1, "history.log is left");
-    assert.strictEqual(server.ssh("stat -c '%a %U' /srv/flaskapp/history.jsonl").trim(), "644 root");
-    const entries = server.ssh("cat /srv/flaskapp/history.jsonl").trim().split("\n").map((l) => JSON.parse(l));
-    const old = historyBefore.trim().split("\n").map((l) => l.split(" "));
-    assert.deepStrictEqual(entries.slice(0, old.length).map((e) => [e.time, e.release, e.status]), old.map((f) => [f[0], f[1], f[2]]));
-    assert.deepStrictEqual(entries.slice(old.length).map((e) => [e.release, e.status]), [[releaseBefore, "live"]]);
-    assert.deepStrictEqual(stack.outputs().releaseHistory.map((h: any) => h.releaseId), entries.map((e) => e.release));
+    if (from.agentLayout) {
+      // already JSON lines: every entry kept, in order
+      assert.ok(server.ssh("cat /srv/flaskapp/history.jsonl").startsWith(historyBefore), "the release history kept");
+    } else {
+      // the release history moved to JSON lines, the old entries kept (and the old file, renamed)
+      assert.strictEqual(server.ssh("cat /srv/flaskapp/history.log.converted"), historyBefore);
+      assert.strictEqual(server.trySsh("test -e /srv/flaskapp/history.log").status, 1, "history.log is left");
+      assert.strictEqual(server.ssh("stat -c '%a %U' /srv/flaskapp/history.jsonl").trim(), "644 root");
+      const entries = server.ssh("cat /srv/flaskapp/history.jsonl").trim().split("\n").map((l) => JSON.parse(l));
+      const old = historyBefore.trim().split("\n").map((l) => l.split(" "));
+      assert.deepStrictEqual(entries.slice(0, old.length).map((e) => [e.time, e.release, e.status]), old.map((f) => [f[0], f[1], f[2]]));
+      assert.deepStrictEqual(entries.slice(old.length).map((e) => [e.release, e.status]), [[releaseBefore, "live"]]);
+      assert.deepStrictEqual(stack.outputs().releaseHistory.map((h: any) => h.releaseId), entries.map((e) => e.release));
+    }
     const notes = (await get(`${base()}/api/notes`)).text;
     assert.match(notes, /written before the upgrade/, "data kept");
     // the least-privilege layout: the environment moved out of the app-writable shared/ into a

@@ -35,15 +35,19 @@ describe("database: the PostgreSQL steps under mocks", function () {
       });
       cb(err, resp);
     });
-    const cfg = (appName: string, over: Record<string, unknown> = {}) =>
-      parseConfig(rawConfig({ appName, serverName: `${appName}.example.com`, migrationsDir: "migrations", ...over },
-        ["secrets", "database", "databasePassword"]), PROJECT_DIR);
+    const cfg = (appName: string, over: Record<string, unknown> = {}, secret = ["secrets", "database", "databasePassword"]) =>
+      parseConfig(rawConfig({ appName, serverName: `${appName}.example.com`, migrationsDir: "migrations", ...over }, secret), PROJECT_DIR);
     const pg = { database: { engine: "postgres", host: DB } };
     const db = new DatabaseServer("db", { server: { ...DB, port: 22, user: "root" } });
     const apps = [
       new FlaskApp("lite", { ...cfg("lite"), projectDir: PROJECT_DIR }),
       new FlaskApp("shop", { ...cfg("shop", { ...pg, databasePassword: "shop-password-0123456789" }), projectDir: PROJECT_DIR, databaseServer: db }),
       new FlaskApp("blog", { ...cfg("blog", { ...pg, databasePassword: "blog-password-0123456789" }), projectDir: PROJECT_DIR, databaseServer: db }),
+      // `backup` with its own database server: pgBackRest there (issue 33), no Litestream on the app server
+      new FlaskApp("safe", { ...cfg("safe", { database: { engine: "postgres", host: { ...DB, host: "10.213.0.21" } },
+        databasePassword: "safe-password-0123456789", backup: { replica: "s3://backups/safe", endpoint: "https://10.213.0.9:7070" },
+        backupSecrets: { accessKeyId: "AKIA", secretAccessKey: "safe-s3-secret" } }, ["secrets", "database", "databasePassword", "backupSecrets"]),
+      projectDir: PROJECT_DIR }),
     ];
     for (const app of apps) await settle(app.url);
     await new Promise((r) => setTimeout(r, 500));
@@ -74,5 +78,16 @@ describe("database: the PostgreSQL steps under mocks", function () {
       assert.ok(env.deps.includes(pin.urn), `${app}-env-file waits for ${app}-database-pin`);
       assert.ok(pin.deps.includes(registered.find((r) => r.name === "db-install")!.urn), `${app}-database-pin waits for db-install`);
     }
+  });
+
+  it("backup with PostgreSQL: pgBackRest's step on the database server, before the app's database; no Litestream", () => {
+    const pgb = registered.find((r) => r.name === "safe-database-pgbackup-pgbackrest")!;
+    assert.ok(pgb, "the pgBackRest step");
+    assert.match(pgb.create!, /\/agent pg-backup-deploy$/);
+    assert.ok(pgb.stdinSecret, "the S3 keys' stdin is a secret");
+    const install = registered.find((r) => r.name === "safe-database-server-install")!;
+    assert.ok(pgb.deps.includes(install.urn), "after pg-install");
+    assert.ok(registered.find((r) => r.name === "safe-database-app")!.deps.includes(pgb.urn), "the app's database after it (a restore first)");
+    assert.ok(!registered.some((r) => /^safe-backup/.test(r.name) || /agent backup-deploy$/.test(r.create ?? "")), "no Litestream step");
   });
 });

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
 from . import lb_maintenance
 from . import fleet_lease
+from . import pg_backup_ops
 from .errors import AgentError
 from .host import Host
 
@@ -86,6 +87,12 @@ VERBS: Dict[str, Verb] = {
     "pg-app": pg_server.pg_app,
     "pg-status": pg_server.pg_status,
     "pg-pin": pg_pin.pg_pin,
+    "pg-backup-deploy": pg_backup_ops.pg_backup_deploy,
+    "pg-backup-restore": pg_backup_ops.pg_backup_restore,
+    "pg-backup-status": pg_backup_ops.pg_backup_status,
+    "pgbackrest-archive-push": pg_backup_ops.pg_archive_push,
+    "pg-backup-run": pg_backup_ops.pg_backup_run,
+    "pg-backup-drill": pg_backup_ops.pg_backup_drill,
 }
 
 

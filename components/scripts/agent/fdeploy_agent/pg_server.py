@@ -323,4 +323,7 @@ def pg_status(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> D
     if state == "online" and db:
         size = psql(host, "SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s;" % literal(db))
         out.update(exists=size.isdigit(), sizeBytes=int(size) if size.isdigit() else 0)
+    if state == "online":
+        from .pg_backup_ops import brief_status   # pgBackRest's (issue 33), when the server has it
+        out.update(brief_status(host))
     return out
