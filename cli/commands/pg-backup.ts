@@ -29,8 +29,8 @@ export function pgBackup(cfg: AppTarget, action: string, timestamp?: string): vo
   const { status } = runOnServer(db, "agent", AGENT_VERBS[action], { APP: cfg.appName, ...(timestamp ? { TIMESTAMP: timestamp } : {}) },
     { args: ["--field", "summary"] });
   if (status !== 0) {
-    throw new FdeployError(`fdeploy backup ${action} failed on the database server ${d.server.host} (exit ${status}); the lines above say why` +
-      (action === "restore" ? "; the app stays in maintenance (fdeploy maintenance off once the database serves)" : ""));
+    const stays = action === "restore" ? "\nthe app stays in maintenance: fdeploy maintenance off once the database serves" : "";
+    throw new FdeployError(`fdeploy backup ${action} failed on the database server ${d.server.host} (exit ${status}): the lines above say why${stays}`);
   }
   if (action === "restore") maintenance("off");
 }

@@ -16,20 +16,19 @@ export function checkPgBackup(cfg: DeployConfig): string[] {
   const b = cfg.backup!;
   const problems: string[] = [];
   if (parseReplicaUrl(b.replica)?.type === "sftp") {
-    problems.push(`${NAMESPACE}:backup.replica: an sftp:// target is not supported with database.engine postgres: Debian 12's pgBackRest is ` +
-      `${PGBACKREST_VERSION} and SFTP repositories need pgBackRest 2.46 or later; expected s3://bucket[/path] (an S3-compatible target; ` +
-      "backup.endpoint and backup.region for one not on AWS)");
+    problems.push(`${NAMESPACE}:backup.replica: sftp:// is not supported with database.engine postgres; expected s3://bucket[/path]\n` +
+      `Debian 12's pgBackRest is ${PGBACKREST_VERSION} and SFTP repositories need pgBackRest 2.46 or later: use an S3-compatible target ` +
+      "(backup.endpoint and backup.region for one not on AWS)");
   }
   if (b.endpoint?.startsWith("http://")) {
     problems.push(`${NAMESPACE}:backup.endpoint: pgBackRest reaches S3 over HTTPS only; expected https://host[:port] (a certificate the database server trusts)`);
   }
   if (b.databases.length) {
-    problems.push(`${NAMESPACE}:backup.databases: lists SQLite files, which Litestream replicates; with database.engine postgres the backup is ` +
-      "the PostgreSQL server's (pgBackRest): remove backup.databases");
+    problems.push(`${NAMESPACE}:backup.databases: remove it; with database.engine postgres pgBackRest backs up the whole server\n` +
+      "(backup.databases lists SQLite files, which Litestream replicates)");
   }
   if (b.beforeChange === "replica") {
-    problems.push(`${NAMESPACE}:backup.beforeChange: replica is for SQLite (Litestream's restore point); with database.engine postgres ` +
-      "expected copy (a pg_dump before each migration)");
+    problems.push(`${NAMESPACE}:backup.beforeChange: replica is for SQLite; with database.engine postgres expected copy (a pg_dump before each migration)`);
   }
   return problems;
 }

@@ -22,7 +22,7 @@ describe("backup config with PostgreSQL (pgBackRest)", () => {
   it("refuses an sftp target at preview, naming the key, the version and the expected form", () => {
     const e = errorOf({ ...PG, backup: { replica: "sftp://backups@10.0.0.9/srv/b", hostKey: HOST_KEY },
       backupSecrets: { sftpKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n" } });
-    assert.match(e, /flask-deploy:backup\.replica: an sftp:\/\/ target is not supported with database\.engine postgres: Debian 12's pgBackRest is 2\.45 and SFTP repositories need pgBackRest 2\.46 or later; expected s3:\/\/bucket/);
+    assert.match(e, /flask-deploy:backup\.replica: sftp:\/\/ is not supported with database\.engine postgres; expected s3:\/\/bucket\[\/path\]\nDebian 12's pgBackRest is 2\.45 and SFTP repositories need pgBackRest 2\.46 or later/);
   });
 
   it("refuses a plain http endpoint: pgBackRest speaks HTTPS only", () => {
@@ -31,7 +31,7 @@ describe("backup config with PostgreSQL (pgBackRest)", () => {
   });
 
   it("refuses the SQLite-only keys: backup.databases, beforeChange replica", () => {
-    assert.match(errorOf({ ...PG, backup: { ...S3, databases: ["x.sqlite3"] }, backupSecrets: KEYS }), /flask-deploy:backup\.databases: lists SQLite files/);
+    assert.match(errorOf({ ...PG, backup: { ...S3, databases: ["x.sqlite3"] }, backupSecrets: KEYS }), /flask-deploy:backup\.databases: remove it; with database\.engine postgres pgBackRest/);
     assert.match(errorOf({ ...PG, backup: { ...S3, beforeChange: "replica" }, backupSecrets: KEYS }), /flask-deploy:backup\.beforeChange: replica is for SQLite/);
   });
 

@@ -47,7 +47,7 @@ def _text(params: Dict[str, Any], key: str, pattern: str, what: str, optional: b
     v = params.get(key, "")
     if (v == "" and optional) or (isinstance(v, str) and re.fullmatch(pattern, v)):
         return v
-    raise AgentError("bad %s %r (%s)" % (key, v, what))
+    raise AgentError("bad %s %r for %s" % (what, v, key))
 
 
 def check_params(params: Dict[str, Any]) -> Dict[str, Any]:

@@ -53,7 +53,7 @@ def server_id(host: Host) -> str:
 def _run(host: Host, argv: List[str], what: str, input: Optional[str] = None) -> str:
     r = host.run(argv, merge_output=True, input=input)
     if r.returncode != 0:
-        raise AgentError("%s failed (exit %d): %s" % (what, r.returncode, (r.stdout or "").strip()[-600:]))
+        raise AgentError("%s failed (exit %d): fdeploy backup status shows the repository's state\n%s" % (what, r.returncode, (r.stdout or "").strip()[-600:]))
     return r.stdout or ""
 
 
@@ -148,8 +148,8 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
     with server_lock(host, lock_wait, log):
         other = pb.other_app(read_regular(host.path(pb.SETTINGS)), app)
         if other:
-            raise AgentError("this database server's backup is app '%s''s already (WAL archiving is the server's, one repository per server): "
-                             "remove backup from this stack, or give it a database server of its own (flask-deploy:database.host)" % other)
+            raise AgentError("this database server's backup is app '%s''s already: give this app its own flask-deploy:database.host\n"
+                             "(or remove backup from this stack: WAL archiving is the server's, one repository per server)" % other)
         me = bl.Me(server_id(host), p["host"])
         is_fresh = fresh(host)
         # the lease first: a refused deploy changes nothing here
@@ -160,8 +160,8 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
             raise AgentError(str(e))
         except bl.Unreachable as e:
             if is_fresh:
-                raise AgentError("cannot reach the repository %s (%s): a brand-new database server cannot tell whether it must restore "
-                                 "from it, so the deploy stops (an empty database must never replace the backups)" % (t.target.name(), e))
+                raise AgentError("cannot reach the repository %s (%s): the deploy stops (fdeploy backup status)\na brand-new database server cannot "
+                                 "tell whether it must restore from it, and an empty database must never replace the backups" % (t.target.name(), e))
             say.append("warning: cannot reach the repository %s (%s): WAL archiving catches up when it answers" % (t.target.name(), e))
         finally:
             t.close()
@@ -175,7 +175,7 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
             repo = info(host, app)
         except bl.Unreachable as e:
             if is_fresh:
-                raise AgentError("pgbackrest cannot read the repository: %s" % e)
+                raise AgentError("pgbackrest cannot read the repository (fdeploy backup status): %s" % e)
             repo, step = None, "unreachable"
             say.append("warning: pgbackrest cannot read the repository: %s" % e)
         else:
@@ -220,7 +220,7 @@ def fence(host: Host, app: str, log: Log, cache: bool) -> str:
     FENCE_EVERY seconds ago stands (archive_command runs per WAL segment)."""
     s = _settings(host)
     if s.get("app") != app:
-        raise AgentError("this server's backup is app %r's, not %r" % (s.get("app"), app))
+        raise AgentError("this server's backup is app %r's, not %r: check flask-deploy:database.host" % (s.get("app"), app))
     mark = host.path(pb.FENCE_CACHE)
     if cache:
         try:
@@ -253,7 +253,8 @@ def pg_archive_push(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
         raise AgentError("bad WAL %r (archive_command passes %%p: pg_wal/<segment>)" % (wal,))
     status = fence(host, app, log, cache=True)
     if status != "ours":   # unreachable: the push would fail too; PostgreSQL keeps the segment and retries
-        raise Fenced("not archiving %s: %s (see above)" % (wal, "the repository belongs to another server" if status == "other" else "the repository cannot be reached"))
+        why = "the repository belongs to another server" if status == "other" else "the repository cannot be reached"
+        raise Fenced("not archiving %s: %s (see above; fdeploy backup status)" % (wal, why))
     _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "archive-push", wal], "pgbackrest archive-push")
     return {"archived": wal}
 
@@ -261,7 +262,7 @@ def pg_archive_push(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
 def pg_backup_run(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     app = check_name(params.get("APP"))
     if fence(host, app, log, cache=False) == "other":
-        raise Fenced("no backup: the repository belongs to another server (see above)")
+        raise Fenced("no backup: the repository belongs to another server (see above; fdeploy backup status)")
     argv = lambda *a: ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), *a]   # noqa: E731
     r = host.run(argv("--output=json", "info"))
     kind = pb.backup_type(pb.parse_info(r.stdout, app) if r.returncode == 0 else None, time.time())
@@ -290,7 +291,7 @@ def pg_backup_restore(host: Host, params: Dict[str, Any], log: Log, lock_wait: i
         finally:
             t.close()
         if lease is not None and lease.id != s["id"]:
-            raise AgentError("the repository belongs to another server %s: restore there" % lease.describe())
+            raise AgentError("the repository belongs to another server %s: restore there (flask-deploy:database.host)" % lease.describe())
         args = ["--type=time", "--target=" + target, "--target-action=promote"] if target else []
         log("restoring %s" % ("to %s" % target if target else "the latest"))
         took = restore(host, app, log, args)
@@ -357,7 +358,7 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
         except (ValueError, IndexError):
             result = {}
         if r.returncode != 0 or not result.get("ok"):
-            raise AgentError("the restore drill failed: %s" % result.get("error", "exit %d" % r.returncode))
+            raise AgentError("the restore drill failed (fdeploy backup verify): %s" % result.get("error", "exit %d" % r.returncode))
         result.pop("ok", None)
         return result
     os.chdir("/")   # runuser kept root's working folder, which postgres cannot enter
@@ -382,7 +383,7 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
                       "-l", work + "/log", "start"], merge_output=True)
         if r.returncode != 0:
             tail = (read_regular(work + "/log") or b"").decode("utf-8", "replace").strip().splitlines()[-8:]
-            raise AgentError("the drill's PostgreSQL did not start (pg_ctl exit %d): %s" % (r.returncode, " | ".join(tail)))
+            raise AgentError("the drill's PostgreSQL did not start (pg_ctl exit %d; fdeploy backup verify): %s" % (r.returncode, " | ".join(tail)))
         drill_psql = ["psql", "-X", "-q", "-A", "-t", "-h", work + "/run", "-p", "5499"]
         try:
             # pg_ctl -w returns at the backup's consistency point: the rest of the archive is replayed after it
@@ -404,7 +405,7 @@ def _counts(host: Host, psql_argv: List[str]) -> Dict[str, str]:
         # stdout only: a warning on stderr (e.g. runuser's "could not change directory") is not a row
         r = host.run(psql_argv + ["-d", db, "-v", "ON_ERROR_STOP=1"], input=sql)
         if r.returncode != 0:
-            raise AgentError("psql (drill) failed (exit %d): %s" % (r.returncode, ((r.stderr or "") + (r.stdout or "")).strip()[-600:]))
+            raise AgentError("psql (drill) failed (exit %d; fdeploy backup verify): %s" % (r.returncode, ((r.stderr or "") + (r.stdout or "")).strip()[-600:]))
         return (r.stdout or "").strip()
     out: Dict[str, str] = {}
     for db in q("postgres", "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') ORDER BY 1;").split():
