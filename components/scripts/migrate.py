@@ -177,8 +177,20 @@ def connect(db):
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA journal_mode=WAL")  # the live app keeps reading meanwhile
     except sqlite3.Error as e:
-        raise Exit(EXIT_FAILED, f"cannot open database {db}: {e}")
+        raise Exit(EXIT_FAILED, f"cannot open database {db}: {e} (running as uid {os.getuid()}, gid {os.getgid()}; {file_modes(db)})")
     return conn
+
+
+def file_modes(db):
+    """Who owns the database's folder and files, and their modes: what an "unable to open" hinges on."""
+    out = []
+    for p in (os.path.dirname(db) or ".", db, db + "-wal", db + "-shm", db + "-journal"):
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        out.append(f"{os.path.basename(p) or p} {stat.S_IMODE(st.st_mode):04o} {st.st_uid}:{st.st_gid}")
+    return ", ".join(out)
 
 
 def read_applied(conn):

@@ -140,10 +140,34 @@ def test_shared_modes_mirror_the_owner_bits_and_follow_no_link(root, tmp_path):
     (shared / "db").chmod(0o700)
     shared.chmod(0o750)
     logs = []
-    assert slotuser.shared_modes(Fake().host(root), APP, logs.append) == 4
+    assert slotuser.shared_modes(Fake().host(root), APP, logs.append) == 6   # 4 modes, 2 folders' default ACL
     mode = lambda p: oct(os.lstat(p).st_mode & 0o7777)
     assert mode(shared) == "0o770" and mode(shared / "db") == "0o770" and mode(db) == "0o660"
     assert mode(shared / "readonly") == "0o440"
     assert mode(outside) == "0o600" and mode(tmp_path / "srv") == "0o755"   # no link followed
     assert mode(foreign) == "0o600" and mode(shared / "fifo") == "0o600"   # not the app's, not a file
     assert slotuser.shared_modes(Fake().host(root), APP, logs.append) == 0   # idempotent
+
+
+def made_with_umask_0077(folder):
+    """The mode of a file a process with umask 0077 creates in FOLDER asking for 0660 (as SQLite asks
+    for a -shm with its database's mode)."""
+    code = "import os,sys; os.umask(0o077); os.close(os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o660))"
+    subprocess.run([sys.executable, "-c", code, str(folder / "app.sqlite3-shm")], check=True)
+    return oct(os.stat(folder / "app.sqlite3-shm").st_mode & 0o777)
+
+
+def test_shared_folders_make_new_files_group_writable_whatever_the_makers_umask(root, tmp_path):
+    # the previous main's live release runs with UMask=0077 until the switch; its SQLite can leave a
+    # -shm 0600 that the new release's migration (a slot user) cannot open: "unable to open database file"
+    db = root / "srv/shop/shared/db"
+    db.mkdir(parents=True, mode=0o700)
+    elsewhere = tmp_path / "not-shared"
+    elsewhere.mkdir()
+    assert made_with_umask_0077(elsewhere) == "0o600"   # what the umask does without the folder's ACL
+    slotuser.shared_modes(Fake().host(root), APP, [].append)
+    assert made_with_umask_0077(db) == "0o660"
+    sub = db / "later"
+    sub.mkdir()   # a folder made afterwards inherits it
+    assert made_with_umask_0077(sub) == "0o660"
+    assert slotuser.shared_modes(Fake().host(root), APP, [].append) == 0   # idempotent

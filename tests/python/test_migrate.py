@@ -351,3 +351,34 @@ def test_custom_backup_dir(db, mdir, tmp_path):
     p = run_migrate("up", db=db, dir=mdir, extra=["--backup-dir", str(bdir)])
     assert p.returncode == 0, p.stderr
     assert len(os.listdir(bdir)) == 1 and backups(db) == []
+
+
+
+def test_a_database_it_cannot_open_is_named_with_its_files_owners_and_modes():
+    # what an "unable to open database file" hinges on, in the error: here a -shm another user left 0600
+    # (the database itself is writable), opened by another user (nobody) as a slot user meets it
+    import shutil
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="fdeploy-migrate-")
+    try:
+        os.chmod(folder, 0o777)
+        db = os.path.join(folder, "app.sqlite3")
+        c = sqlite3.connect(db)
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("CREATE TABLE t(x)")
+        c.close()
+        os.chmod(db, 0o666)
+        os.close(os.open(db + "-shm", os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(db + "-shm", 0o600)
+        runner = os.path.join(folder, "runner")   # where nobody can read it (this checkout may sit in a private home)
+        shutil.copytree(MIGRATE.parent, runner, ignore=shutil.ignore_patterns("agent", "__pycache__"))
+        shutil.copytree(REAL_MIGRATIONS, os.path.join(runner, "migrations"))
+        os.chmod(runner, 0o755)
+        p = subprocess.run(["/usr/bin/python3", "-B", os.path.join(runner, "migrate.py"), "--db", db, "--dir", os.path.join(runner, "migrations"), "up"],
+                           capture_output=True, text=True,
+                           timeout=60, preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+        assert p.returncode == 1, p.stderr
+        assert f"cannot open database {db}: unable to open database file (running as uid 65534, gid 65534;" in p.stderr, p.stderr
+        assert "app.sqlite3 0666 0:0, " in p.stderr and "app.sqlite3-shm 0600 0:0)" in p.stderr, p.stderr
+    finally:
+        shutil.rmtree(folder)

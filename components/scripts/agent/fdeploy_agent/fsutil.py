@@ -74,3 +74,27 @@ def own_dir(path: str, mode: int) -> None:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+# A POSIX default ACL (the kernel's xattr form: version 2, then tag, permissions, id per entry) of
+# user::rwx group::rwx other::---. In a folder that has one, a new file gets the mode its creator
+# asked for less the other bits, whatever the creator's umask: the umask is not applied.
+_UNDEFINED_ID = 0xFFFFFFFF
+GROUP_DEFAULT_ACL = (2).to_bytes(4, "little") + b"".join(
+    tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + _UNDEFINED_ID.to_bytes(4, "little")
+    for tag, perm in ((0x01, 7), (0x04, 7), (0x20, 0)))   # ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_OTHER
+
+
+def group_default_acl(dir_fd: int) -> bool:
+    """The folder open as DIR_FD gets GROUP_DEFAULT_ACL, through the descriptor (no path followed).
+    True when it changed; False when it had it, or the file system keeps no ACLs."""
+    try:
+        if os.getxattr(dir_fd, "system.posix_acl_default") == GROUP_DEFAULT_ACL:
+            return False
+    except OSError:
+        pass   # none yet (ENODATA), or no ACLs here (EOPNOTSUPP: the set below says so)
+    try:
+        os.setxattr(dir_fd, "system.posix_acl_default", GROUP_DEFAULT_ACL)
+    except OSError:
+        return False
+    return True

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Set
 
 from . import app as apps
 from .errors import AgentError
-from .fsutil import own_dir, read_regular, write_atomic
+from .fsutil import group_default_acl, own_dir, read_regular, write_atomic
 from .host import Host
 
 Log = Callable[[str], None]
@@ -107,6 +107,12 @@ def app_uids(host: Host, app: apps.App) -> Set[int]:
 def shared_modes(host: Host, app: apps.App, log: Log) -> int:
     """Every folder and regular file in shared/ owned by one of the app's users gets the group bits
     its owner has (0700 -> 0770, 0600 -> 0660): the slot users share it through the app's group.
+    Each such folder also gets the default ACL group::rwx other::--- (fsutil.GROUP_DEFAULT_ACL), so
+    what is made there later is group-writable whatever its maker's umask: a release of a main before
+    slot users runs with UMask=0077 until the switch, and SQLite creates a database's -shm with the
+    database's mode less that umask (it puts the mode back only while the file is empty, which another
+    worker can beat), a -shm the new release's migration, as a slot user, could not open.
+    A folder gets its ACL before it is listed: what is made in it after the listing inherits it.
     Root never follows a link here: each entry is opened O_NOFOLLOW relative to its folder's
     descriptor and changed through that descriptor; what is neither a folder nor a regular file is
     left alone. Returns how many entries changed."""
@@ -121,6 +127,8 @@ def shared_modes(host: Host, app: apps.App, log: Log) -> int:
             want = mode | ((mode & 0o700) >> 3)
             if want != mode:
                 os.fchmod(fd, want)
+                changed += 1
+            if stat.S_ISDIR(st.st_mode) and group_default_acl(fd):
                 changed += 1
 
     def walk(dfd: int, depth: int) -> None:
