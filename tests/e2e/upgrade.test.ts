@@ -110,6 +110,8 @@ PREVIOUS_MAINS.forEach((from, i) => describe(`upgrade from main ${from.commit.sl
       const [mode, kind] = line.split(" ");
       assert.ok((parseInt(mode, 8) & (kind === "d" ? 0o070 : 0o060)) === (kind === "d" ? 0o070 : 0o060), `not group-writable after the upgrade: ${line}`);
     }
+    // and what is made there later, whatever its maker's umask (the previous main's slots ran with UMask=0077)
+    assert.match(server.ssh("getfacl -cp /srv/flaskapp/shared/db"), /^default:group::rwx$[\s\S]*^default:other::---$/m);
     // the uploads moved to staged FileArchives: their state no longer holds inline assets
     const state = JSON.parse(stack.stateText());
     for (const res of state.deployment.resources.filter((x: any) => x.type === "command:remote:CopyToRemote")) {
