@@ -6,8 +6,8 @@
 // powered off mid-deploy under a read loop through the balancer: HAProxy routes around it, the up fails
 // naming it, the first host goes back, and once the server is back (its disk kept) the next up converges
 // (servers fe-app1, fe-app2, fe-lb: octets 233-235).
-// Time: 4 min 51 s warm (load ~6; 4 min 11 s before the hard-stop case, which takes about 2 min: 3 servers,
-// 6 ups, 1 destroy); the forwarded-scheme case well under 1 s.
+// Time: 4.5-6 min warm at load ~6 (3 servers, 6 ups, 1 destroy; 4 min 11 s before the hard-stop case, which
+// takes 111-126 s); the forwarded-scheme case well under 1 s.
 import * as assert from "assert";
 import { execFile, execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
@@ -305,7 +305,8 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     const host2 = app2.host.replace(/\./g, "\\.");
     assert.match(r.output, new RegExp(`stopped at host ${host2}: .*did not answer over SSH`), r.output);
     assert.match(r.output, new RegExp(`went back to their previous release: ${app1.host.replace(/\./g, "\\.")}; never switched: none`), r.output);
-    assert.ok(failedAfter < 60, `the up failed ${failedAfter.toFixed(1)} s after the stop`);
+    // bounded: the drain (rollout.drainSeconds 5), SSH's 15 s connect, host 1's way back, a lease renewal's 15 s (28-41 s measured)
+    assert.ok(failedAfter < 90, `the up failed ${failedAfter.toFixed(1)} s after the stop`);
     // the first host serves the previous release again; the stack output says so for both
     const first = JSON.parse((await getHttp(app1.host, NAME, "/")).body);
     assert.deepStrictEqual([first.greeting, first.release], ["hello from the edge", old]);
@@ -318,7 +319,7 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     console.log(`      hard stop: the up failed ${failedAfter.toFixed(1)} s after it (${((Date.now() - t0) / 1000).toFixed(0)} s in all); h2 DOWN at the balancer ` +
       `${((downAt - stoppedAt) / 1000).toFixed(1)} s after it; reads ${all.length}, failed ${failed.length} ` +
       `(${failed.map((x) => `${x.error} sent ${((x.at - stoppedAt) / 1000).toFixed(1)} s after the stop`).join(", ") || "none"}); ` +
-      `slowest read ${Math.max(...all.map((x) => x.ms))} ms\n      ${r.output.split("\n").filter((l) => /stopped at host|went back to their/.test(l)).map((l) => l.trim()).join("\n      ")}`);
+      `slowest read ${Math.max(...all.map((x) => x.ms))} ms\n      ${r.output.split("\n").filter((l) => /^\s*(error: the rollout|went back to their)/.test(l)).map((l) => l.trim()).join("\n      ")}`);
     assert.deepStrictEqual(late, [], "reads sent after the balancer marked the host DOWN failed");
     // a request in flight on the host when it died is lost with it (at most one per reader); none sent before the stop or after DOWN
     assert.ok(failed.length <= 2 && failed.every((x) => x.at >= stoppedAt - 1000), JSON.stringify(failed));
