@@ -156,3 +156,41 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
 def test_bad_batch_size_is_refused_naming_the_setting(tmp_path):
     with pytest.raises(AgentError, match="rollout.batchSize"):
         fleet.fleet_rollout(Host(root=str(tmp_path)), {"RELEASE_ID": NEW, "BATCH_SIZE": 0, "HOSTS": []}, lambda s: None, 0)
+
+
+def test_ssh_to_a_host_is_bounded_connecting_and_mid_step():
+    argv = fleet.ssh_argv({"host": "10.0.0.2", "user": "root", "port": 22}, "/k", "python3 agent activate")
+    opts = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "-o")
+    assert opts["ConnectTimeout"] == str(fleet.CONNECT_SECONDS)
+    # a host that dies mid-step (its packets gone, no FIN) ends the call after ServerAliveInterval x CountMax
+    assert int(opts["ServerAliveInterval"]) * int(opts["ServerAliveCountMax"]) == fleet.SILENT_SECONDS <= 30
+
+
+@pytest.mark.parametrize("stderr", [
+    "ssh: connect to host 10.0.0.2 port 22: No route to host",
+    "ssh: connect to host 10.0.0.2 port 22: Connection timed out",
+    "ssh: connect to host 10.0.0.2 port 22: Connection refused",
+    "Timeout, server 10.0.0.2 not responding.",
+    "client_loop: send disconnect: Broken pipe",
+])
+def test_a_host_gone_fails_its_step_naming_it_and_the_bound(tmp_path, stderr):
+    def run(argv, merge_output=False, input=None):
+        return subprocess.CompletedProcess(argv, 255, "", stderr + "\n")
+    params = {"APP": "shop", "HOSTS": [{"address": "10.0.0.2", "ssh": {"host": "10.0.0.2", "user": "root", "hostKey": "ssh-ed25519 AAAAkey"},
+                                        "activate": "python3 agent activate", "params": "{}"}]}
+    f = fleet.SshFleet(Host(root=str(tmp_path), run=run), params, str(tmp_path), lambda s: None)
+    with pytest.raises(fleet.HostFailed) as e:
+        f.switch("10.0.0.2")
+    msg = str(e.value)
+    assert msg.startswith("the switch (activate) on 10.0.0.2 (flask-deploy:servers) failed: the host did not answer over SSH")
+    assert stderr in msg and "15 s" in msg
+
+
+def test_other_ssh_failures_keep_their_own_message(tmp_path):
+    def run(argv, merge_output=False, input=None):
+        return subprocess.CompletedProcess(argv, 255, "", "root@10.0.0.2: Permission denied (publickey).\n")
+    params = {"APP": "shop", "HOSTS": [{"address": "10.0.0.2", "ssh": {"host": "10.0.0.2", "user": "root", "hostKey": "ssh-ed25519 AAAAkey"},
+                                        "activate": "python3 agent activate", "params": "{}"}]}
+    f = fleet.SshFleet(Host(root=str(tmp_path), run=run), params, str(tmp_path), lambda s: None)
+    with pytest.raises(fleet.HostFailed, match=r"failed \(exit 255\): root@10.0.0.2: Permission denied"):
+        f.switch("10.0.0.2")

@@ -123,6 +123,13 @@ def summary(went_back: List[str], never: List[str], now: Dict[str, Optional[str]
 # --- the deploying machine's side: SSH to each host, the deploy's agent verbs there ---------------
 
 SSH_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
+# A host that is gone (powered off: no answer at all) must not hold the rollout: its connect gives up after
+# CONNECT_SECONDS, and a call in progress when it died (no FIN ever comes) after SILENT_SECONDS of silence.
+CONNECT_SECONDS, ALIVE_EVERY, ALIVE_MISSED = 15, 5, 3
+SILENT_SECONDS = ALIVE_EVERY * ALIVE_MISSED
+GONE = re.compile(r"connect to host .*: (No route to host|Connection timed out|Connection refused|Network is unreachable)"
+                  r"|Timeout, server .* not responding|Broken pipe|Connection reset|Connection closed by|closed by remote host"
+                  r"|Connection timed out during banner exchange")
 
 
 def ssh_argv(target: Dict[str, Any], known_hosts: str, command: str) -> List[str]:
@@ -131,7 +138,8 @@ def ssh_argv(target: Dict[str, Any], known_hosts: str, command: str) -> List[str
         raise AgentError("bad host name or user in the SSH target %r" % target)
     key = target.get("privateKeyPath")
     return ["ssh", "-p", str(port), "-o", "UserKnownHostsFile=" + known_hosts, "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % CONNECT_SECONDS, "-o", "ServerAliveInterval=%d" % ALIVE_EVERY,
+            "-o", "ServerAliveCountMax=%d" % ALIVE_MISSED, "-o", "LogLevel=ERROR",
             *(["-i", os.path.expanduser(str(key))] if key else []), "%s@%s" % (user, host), command]
 
 
@@ -161,6 +169,11 @@ class SshFleet:
             result = json.loads(last[0])
         except ValueError:
             result = {}
+        said = (r.stderr or "").strip()
+        if r.returncode == 255 and GONE.search(said):   # ssh's own failure: the host, not the step
+            raise HostFailed("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH (%s); a step gives up on a host "
+                             "after %d s connecting, or %d s without an answer once connected" % (
+                                 what, name, key, said.splitlines()[-1][-200:], CONNECT_SECONDS, SILENT_SECONDS))
         if r.returncode != 0:
             raise HostFailed("%s on %s (flask-deploy:%s) failed (exit %d): %s" % (
                 what, name, key, r.returncode, result.get("error") or (r.stderr or "").strip()[-300:]))
