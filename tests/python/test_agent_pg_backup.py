@@ -221,3 +221,20 @@ def test_the_drills_wal_goes_to_its_own_folder():
     assert pb.restore_command("shop", "/var/lib/postgresql/.fdeploy-drill/data") == (
         'pgbackrest --config=/etc/fdeploy/postgres/pgbackrest.conf --stanza=shop --pg1-path=/var/lib/postgresql/.fdeploy-drill/data '
         'archive-get %f "%p"')
+
+
+def test_a_backup_on_a_server_another_app_uses_is_refused(host_for, tmp_path, monkeypatch):
+    # the backup is the whole cluster's: a restore for shop would rewind blog's database too
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    host, srv = host_for(False, None)
+    (tmp_path / "etc/fdeploy/postgres/apps").mkdir(parents=True)
+    (tmp_path / "etc/fdeploy/postgres/apps/shop.json").write_text('{"app": "shop"}')
+    (tmp_path / "etc/fdeploy/postgres/apps/blog.json").write_text('{"app": "blog"}')
+    with pytest.raises(AgentError) as e:
+        ops.pg_backup_deploy(host, PARAMS, print, 5)
+    first = str(e.value).splitlines()[0]
+    assert "'blog'" in first and "flask-deploy:database.host" in first and len(first) < 160
+    assert "remove backup from this stack" in str(e.value)
+    assert not (tmp_path / "etc/fdeploy/postgres/pgbackrest.conf").exists() and not any("pgbackrest" in c or "systemctl" in c for c in srv.ran)
+    os.unlink(tmp_path / "etc/fdeploy/postgres/apps/blog.json")
+    assert ops.pg_backup_deploy(host, PARAMS, print, 5)["changed"]   # its own entry alone: the backup goes on

@@ -171,6 +171,17 @@ def other_app(existing: Optional[bytes], app: str) -> Optional[str]:
     return owner if isinstance(owner, str) and owner != app else None
 
 
+def shared_refusal(app: str, apps: List[str]) -> Optional[str]:
+    """pgBackRest backs up and restores the whole cluster: a backup only on a server no other app's database is on."""
+    others = sorted(set(a for a in apps if a != app))
+    if not others:
+        return None
+    names = ", ".join("'%s'" % a for a in others)
+    return ("backup refused: app %s also uses this database server (flask-deploy:database.host); pgBackRest covers the whole server\n"
+            "a restore for '%s' would rewind %s too. Give this app a database server of its own (database.host), or remove backup from "
+            "this stack. An app no longer deployed there: drop its database and remove %s/apps/<app>.json" % (names, app, names, ETC))
+
+
 def plan(fresh: bool, info: Optional[Dict[str, Any]]) -> str:
     """What the deploy does with the repository: restore (a brand-new server, and the repository has a
     backup: server loss), create (no stanza yet: stanza-create, then a first full backup), backup (a

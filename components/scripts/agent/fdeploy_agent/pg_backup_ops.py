@@ -27,7 +27,7 @@ from .backup_install import agent_copy
 from .errors import AgentError
 from .fsutil import read_regular, write_atomic
 from .host import Host
-from .pg_server import PSQL, apply_settings, cluster, literal, psql, server_lock
+from .pg_server import PSQL, apply_settings, cluster, entries, literal, psql, server_lock
 
 Log = Callable[[str], None]
 SYSTEM_DBS = ("postgres", "template0", "template1")
@@ -150,6 +150,9 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
         if other:
             raise AgentError("this database server's backup is app '%s''s already: give this app its own flask-deploy:database.host\n"
                              "(or remove backup from this stack: WAL archiving is the server's, one repository per server)" % other)
+        problem = pb.shared_refusal(app, [e.get("app", "") for e in entries(host)])
+        if problem:
+            raise AgentError(problem)
         me = bl.Me(server_id(host), p["host"])
         is_fresh = fresh(host)
         # the lease first: a refused deploy changes nothing here

@@ -121,6 +121,22 @@ def conflict(entry: Dict[str, Any], others: List[Dict[str, Any]]) -> Optional[st
     return None
 
 
+BACKUP_SETTINGS = ETC + "/backup.json"   # pgBackRest's (pg_backup.SETTINGS): which app's backup covers this server
+
+
+def backup_owner(app: str, settings: Optional[bytes]) -> Optional[str]:
+    """Another app's pgBackRest backup covers this server (the whole cluster): APP's database may not join it."""
+    try:
+        owner = json.loads(settings).get("app") if settings else None
+    except ValueError:
+        owner = None
+    if not isinstance(owner, str) or owner in ("", app):
+        return None
+    return ("app '%s' refused: app '%s''s backup (flask-deploy:backup) covers this whole database server; set another database.host\n"
+            "pgBackRest backs up and restores the whole PostgreSQL server: a restore for '%s' would rewind '%s' too. Point this stack's "
+            "database.host at another server, or remove backup from app '%s''s stack first" % (app, owner, owner, app, owner))
+
+
 # --- the server ---
 
 @contextmanager
@@ -274,6 +290,9 @@ def pg_app(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict
     db, role = entry["db"], entry["role"]
     with server_lock(host, lock_wait, log):
         problem = conflict(entry, entries(host))
+        if problem:
+            raise AgentError(problem)
+        problem = backup_owner(entry["app"], read_regular(host.path(BACKUP_SETTINGS)))
         if problem:
             raise AgentError(problem)
         changed = False
