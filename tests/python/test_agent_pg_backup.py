@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "componen
 
 from fdeploy_agent import backup_lease as bl  # noqa: E402
 from fdeploy_agent import pg_backup as pb  # noqa: E402
+from fdeploy_agent import pg_backup_delete  # noqa: E402
 from fdeploy_agent import pg_backup_ops as ops  # noqa: E402
 from fdeploy_agent.errors import AgentError  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
@@ -115,6 +116,10 @@ class Server:
                 out = "\n".join("%s|%s" % kv for kv in self.settings.items())
             elif "pg_is_in_recovery" in input:
                 out = "f"
+            elif input.startswith("SELECT setting FROM pg_settings WHERE name = 'archive_mode'"):
+                out = self.settings["archive_mode"]
+            elif input.startswith("ALTER SYSTEM RESET"):
+                self.settings["archive_mode"] = "off"
         elif "pgbackrest" in argv and "info" in argv:
             out = json.dumps([self.info]) if self.info else "[]"
         return subprocess.CompletedProcess(argv, 0, out, "")
@@ -238,3 +243,33 @@ def test_a_backup_on_a_server_another_app_uses_is_refused(host_for, tmp_path, mo
     assert not (tmp_path / "etc/fdeploy/postgres/pgbackrest.conf").exists() and not any("pgbackrest" in c or "systemctl" in c for c in srv.ran)
     os.unlink(tmp_path / "etc/fdeploy/postgres/apps/blog.json")
     assert ops.pg_backup_deploy(host, PARAMS, print, 5)["changed"]   # its own entry alone: the backup goes on
+
+
+def test_removing_the_backup_turns_archiving_off_and_removes_the_timers_and_keys(host_for, tmp_path, monkeypatch):
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    host, srv = host_for(False, None)
+    ops.pg_backup_deploy(host, PARAMS, print, 5)
+    srv.settings, srv.ran = dict(pb.wanted_settings("shop", 1)), []
+    etc = tmp_path / "etc/fdeploy/postgres"
+    (tmp_path / "etc/fdeploy/postgres/other").write_text("kept")
+    assert pg_backup_delete.pg_backup_delete(host, {"APP": "shop"}, print, 5)["removed"]
+    # archive_mode off needs a restart (with it on, an empty archive_command still keeps every WAL segment)
+    reset = next(i for i, c in enumerate(srv.ran) if c.startswith("SQL ALTER SYSTEM RESET"))
+    assert all("ALTER SYSTEM RESET %s;" % k in srv.ran[reset] for k in ("archive_mode", "archive_command", "archive_timeout", "wal_recycle"))
+    assert srv.ran.index("systemctl restart postgresql@15-main") > reset
+    assert any(c.startswith("systemctl disable --now") and pb.UNITS["timer"] in c and pb.UNITS["verify-timer"] in c for c in srv.ran)
+    assert not any((tmp_path / ("etc/systemd/system/" + n)).exists() for n in pb.UNITS.values())
+    assert not any(os.path.exists(host.path(p)) for p in (pb.CONF, pb.SETTINGS, pb.DROPIN))
+    assert (etc / "backup-id").exists() and (etc / "other").exists()
+    assert not any("pgbackrest" in c.split()[:5] or "repo" in c for c in srv.ran), "the repository is left as it is"
+    srv.ran = []   # a re-run (after a crash) changes nothing more: no restart
+    assert pg_backup_delete.pg_backup_delete(host, {"APP": "shop"}, print, 5)["removed"]
+    assert not any(c.startswith("systemctl restart") for c in srv.ran)
+
+
+def test_removing_the_backup_leaves_another_apps_alone(host_for, tmp_path):
+    host, srv = host_for(False, None)
+    (tmp_path / "etc/fdeploy/postgres").mkdir(parents=True)
+    (tmp_path / "etc/fdeploy/postgres/backup.json").write_text('{"app": "blog"}')
+    assert not pg_backup_delete.pg_backup_delete(host, {"APP": "shop"}, print, 5)["removed"]
+    assert srv.ran == [] and (tmp_path / "etc/fdeploy/postgres/backup.json").exists()
