@@ -16,6 +16,7 @@ from fdeploy_agent import backup_lease as bl  # noqa: E402
 from fdeploy_agent import pg_backup as pb  # noqa: E402
 from fdeploy_agent import pg_backup_delete  # noqa: E402
 from fdeploy_agent import pg_backup_ops as ops  # noqa: E402
+from fdeploy_agent import pg_server  # noqa: E402
 from fdeploy_agent.errors import AgentError  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
 
@@ -96,18 +97,28 @@ def test_timestamps_and_units():
     assert pb.UNITS["verify"] not in pb.render_units("shop", pb.check_params(dict(PARAMS, VERIFY_EVERY="")))
 
 
+class Crash(Exception):
+    """The agent killed at this command (a lost SSH session, a reboot)."""
+
+
 class Server:
     """pg_lsclusters, psql (fresh or not), runuser pgbackrest, systemctl, apt: what ran, in order."""
 
     def __init__(self, fresh, info):
-        self.fresh, self.info, self.ran = fresh, info, []
+        self.fresh, self.info, self.ran, self.state, self.crash_at = fresh, info, [], "online", None
         self.settings = {"archive_mode": "off", "archive_command": "(disabled)", "archive_timeout": "0", "wal_level": "replica"}
 
     def __call__(self, argv, merge_output=False, input=None, umask=-1):
         self.ran.append(" ".join(argv))
+        if self.crash_at and self.crash_at in " ".join(argv) + " " + (input or ""):
+            raise Crash(self.crash_at)
         out = ""
         if argv[0] == "pg_lsclusters":
-            out = "15 main 5432 online postgres /var/lib/postgresql/15/main x\n"
+            out = "15 main 5432 %s postgres /var/lib/postgresql/15/main x\n" % self.state
+        elif argv[0] == "systemctl" and argv[1] in ("stop", "start", "restart") and argv[2].startswith("postgresql@"):
+            self.state = "down" if argv[1] == "stop" else "online"
+        elif "psql" in argv and self.state != "online":
+            return subprocess.CompletedProcess(argv, 2, "", "psql: error: connection to server on socket failed")
         elif "psql" in argv:
             self.ran.append("SQL " + input)
             if "pg_database" in input:
@@ -273,3 +284,50 @@ def test_removing_the_backup_leaves_another_apps_alone(host_for, tmp_path):
     (tmp_path / "etc/fdeploy/postgres/backup.json").write_text('{"app": "blog"}')
     assert not pg_backup_delete.pg_backup_delete(host, {"APP": "shop"}, print, 5)["removed"]
     assert srv.ran == [] and (tmp_path / "etc/fdeploy/postgres/backup.json").exists()
+
+
+@pytest.mark.parametrize("crash_at,state", [
+    ("systemctl stop", "online"),            # the marker written, PostgreSQL not stopped yet
+    (" restore", "down"),                    # pgbackrest restore --delta half done: the data folder is neither
+    ("systemctl start", "down"),
+    ("pg_is_in_recovery", "online"),         # started, still replaying the archive
+])
+def test_an_interrupted_restore_is_run_again_and_nothing_starts_postgresql_before(host_for, tmp_path, monkeypatch, crash_at, state):
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    monkeypatch.setattr(pg_server, "ensure_installed", lambda host, log: False)
+    monkeypatch.setattr(pg_server, "ensure_certificate", lambda host, name, log: False)
+    host, srv = host_for(True, {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]})
+    marker = tmp_path / "etc/fdeploy/postgres/restore-pending"
+    srv.crash_at = crash_at
+    with pytest.raises(Crash):
+        ops.pg_backup_deploy(host, PARAMS, print, 5)
+    assert marker.exists() and srv.state == state
+    # the server's next deploy: pg-install leaves PostgreSQL as it is, pg-app refuses to start it
+    srv.crash_at, srv.ran, srv.fresh = None, [], False   # no longer fresh: part of the data is there
+    pg_server.pg_install(host, {"NAME": "10.0.0.5"}, print, 5)
+    assert not any(c.startswith("systemctl start") or c.startswith("SQL ALTER SYSTEM") for c in srv.ran) and srv.state == state
+    if state == "down":
+        with pytest.raises(AgentError, match="restore from the backup is pending"):
+            pg_server.apply_settings(host, print)
+    # PgBackup restores again, then the marker goes
+    r = ops.pg_backup_deploy(host, PARAMS, print, 5)
+    assert any(s.startswith("restored from the repository") for s in r["say"]) and not marker.exists() and srv.state == "online"
+    assert any(c.endswith(" restore") and "--delta" in c for c in srv.ran)
+    srv.ran = []   # done: the next deploy keeps the data
+    ops.pg_backup_deploy(host, PARAMS, print, 5)
+    assert not any(c.endswith(" restore") for c in srv.ran)
+
+
+def test_an_interrupted_point_in_time_restore_is_run_again_to_the_same_point(host_for, tmp_path, monkeypatch):
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    host, srv = host_for(False, {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]})
+    ops.pg_backup_deploy(host, PARAMS, print, 5)
+    monkeypatch.setattr(bl.Transport, "read", lambda self: (None, ""))
+    srv.crash_at = " restore"
+    with pytest.raises(Crash):
+        ops.pg_backup_restore(host, {"APP": "shop", "TIMESTAMP": "2026-12-05T07:00:00Z"}, print, 5)
+    srv.crash_at, srv.ran = None, []
+    ops.pg_backup_deploy(host, PARAMS, print, 5)
+    again = [c for c in srv.ran if c.endswith(" restore")]
+    assert len(again) == 1 and "--type=time --target=2026-12-05 07:00:00+00 --target-action=promote" in again[0]
+    assert pb.pending_args(b'{"args": ["--target=x; rm -rf /"]}') == [] and pb.pending_args(None) is None

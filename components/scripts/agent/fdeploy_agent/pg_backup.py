@@ -182,17 +182,32 @@ def shared_refusal(app: str, apps: List[str]) -> Optional[str]:
             "this stack. An app no longer deployed there: drop its database and remove %s/apps/<app>.json" % (names, app, names, ETC))
 
 
-def plan(fresh: bool, info: Optional[Dict[str, Any]]) -> str:
+def plan(fresh: bool, info: Optional[Dict[str, Any]], pending: bool = False) -> str:
     """What the deploy does with the repository: restore (a brand-new server, and the repository has a
-    backup: server loss), create (no stanza yet: stanza-create, then a first full backup), backup (a
-    stanza without any backup: a first full backup), or keep."""
+    backup: server loss; or a restore was interrupted: PENDING), create (no stanza yet: stanza-create,
+    then a first full backup), backup (a stanza without any backup: a first full backup), or keep."""
     backups = (info or {}).get("backup") or []
     has_stanza = bool(info) and (info.get("status") or {}).get("code") in (0, 2)   # 2: no valid backups
-    if fresh and backups:
+    if (fresh and backups) or pending:
         return "restore"
     if not has_stanza:
         return "create"
     return "keep" if backups else "backup"
+
+
+PENDING_ARG = re.compile(r"--type=time|--target=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00|--target-action=promote")
+
+
+def pending_args(raw: Optional[bytes]) -> Optional[List[str]]:
+    """The restore-pending marker's pgbackrest restore arguments (the interrupted restore's: [] the newest,
+    else a point in time), None without a marker; a marker not ours: the newest."""
+    if raw is None:
+        return None
+    try:
+        args = json.loads(raw).get("args")
+    except (ValueError, AttributeError):
+        return []
+    return args if isinstance(args, list) and all(isinstance(a, str) and PENDING_ARG.fullmatch(a) for a in args) else []
 
 
 def parse_info(stdout: str, app: str) -> Optional[Dict[str, Any]]:

@@ -27,7 +27,7 @@ from .backup_install import agent_copy
 from .errors import AgentError
 from .fsutil import read_regular, write_atomic
 from .host import Host
-from .pg_server import PSQL, apply_settings, cluster, entries, literal, psql, server_lock
+from .pg_server import PSQL, RESTORE_PENDING, apply_settings, cluster, entries, literal, psql, server_lock
 
 Log = Callable[[str], None]
 SYSTEM_DBS = ("postgres", "template0", "template1")
@@ -101,10 +101,14 @@ def restore(host: Host, app: str, log: Log, args: List[str]) -> float:
     version, name, _ = cluster(host)
     unit = "postgresql@%s-%s" % (version, name)
     t0 = time.monotonic()
+    # until recovery is over, the data folder may be half restored: the marker keeps pg-install from starting
+    # it and makes the next deploy restore again (ARGS: the same point)
+    write_atomic(host.path(RESTORE_PENDING), (json.dumps({"args": args, "since": _now()}) + "\n").encode(), 0o600)
     host.systemctl("stop", unit)
     _run(host, pb.pgbackrest(app, "--delta", "--recovery-option=restore_command=" + pb.restore_command(app), *args, "restore"), "pgbackrest restore")
     host.systemctl("start", unit)
     wait_primary(host, log)
+    os.unlink(host.path(RESTORE_PENDING))
     # the drop-in's reload may have come while recovery still ran (pg_ctl returns at consistency): again now
     # that it is over, or archive_timeout waits for the next checkpoint (pg_backup.DROPIN says why)
     psql(host, "SELECT pg_reload_conf();")
@@ -154,7 +158,8 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
         if problem:
             raise AgentError(problem)
         me = bl.Me(server_id(host), p["host"])
-        is_fresh = fresh(host)
+        pending = pb.pending_args(read_regular(host.path(RESTORE_PENDING)))   # an interrupted restore: PostgreSQL may be stopped
+        is_fresh = pending is not None or fresh(host)
         # the lease first: a refused deploy changes nothing here
         t = bl.Transport(host, pb.target_of(p), bl.Credentials(access_key_id=p["key"], secret_access_key=p["secret"]))
         try:
@@ -182,10 +187,10 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
             repo, step = None, "unreachable"
             say.append("warning: pgbackrest cannot read the repository: %s" % e)
         else:
-            step = pb.plan(is_fresh, repo)
+            step = pb.plan(is_fresh, repo, pending is not None)
         if step == "restore":
-            log("restoring the database server from the repository (a new server: server loss)")
-            took = restore(host, app, log, [])
+            log("restoring the database server from the repository (%s)" % ("an interrupted restore, again" if pending is not None else "a new server: server loss"))
+            took = restore(host, app, log, pending or [])
             say.append("restored from the repository %s in %.1f s (the newest archived WAL)" % (pb.target_of(p).name(), took))
             changed = True
         changed = apply_archiving(host, app, p["archive_timeout"], log) or changed

@@ -122,6 +122,9 @@ def conflict(entry: Dict[str, Any], others: List[Dict[str, Any]]) -> Optional[st
 
 
 BACKUP_SETTINGS = ETC + "/backup.json"   # pgBackRest's (pg_backup.SETTINGS): which app's backup covers this server
+# a pgBackRest restore under way (pg_backup_ops.restore): the data folder may be half restored; while it is
+# here nothing starts PostgreSQL but the restore, which the next PgBackup step runs again
+RESTORE_PENDING = ETC + "/restore-pending"
 
 
 def backup_owner(app: str, settings: Optional[bytes]) -> Optional[str]:
@@ -246,6 +249,9 @@ def apply_settings(host: Host, log: Log) -> bool:
     one differs (the listen address, the hba file: the first configuration), else a reload when anything changed."""
     version, name, state = cluster(host)
     unit = "postgresql@%s-%s" % (version, name)
+    if state != "online" and os.path.lexists(host.path(RESTORE_PENDING)):
+        raise AgentError("PostgreSQL stays stopped: a restore from the backup is pending (%s); pulumi up runs it again\n"
+                         "an interrupted restore left the data folder half restored (fdeploy backup status)" % RESTORE_PENDING)
     if state != "online":
         log("starting PostgreSQL %s/%s" % (version, name))
         host.systemctl("enable", "postgresql")
@@ -275,6 +281,11 @@ def pg_install(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
         changed = ensure_installed(host, log)
         renewed = ensure_certificate(host, name, log)
         own_dir(host.path(APPS), 0o700)
+        if os.path.lexists(host.path(RESTORE_PENDING)):
+            # an interrupted restore: the PgBackup step after this one restores again, then sets the settings
+            log("a restore from the backup is pending (%s): PostgreSQL is left to the PgBackup step" % RESTORE_PENDING)
+            version, _, _ = cluster(host)
+            return {"ok": True, "changed": renewed or changed, "version": version, "fingerprint": fingerprint(host), "certificate": certificate(host)}
         changed = apply_settings(host, log) or renewed or changed
         if renewed:
             psql(host, "SELECT pg_reload_conf();")   # a running server takes the new certificate on a reload
