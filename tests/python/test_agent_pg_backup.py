@@ -150,7 +150,7 @@ def host_for(tmp_path, monkeypatch):
 
 
 def test_a_brand_new_server_restores_before_archiving_and_takes_no_new_stanza(host_for, tmp_path, monkeypatch):
-    monkeypatch.setattr(bl, "claim", lambda t, me, fresh, takeover, now: ["lease: took over"] if fresh else [])
+    monkeypatch.setattr(bl, "claim", lambda t, me, fresh, takeover, *a: ["lease: took over"] if fresh else [])
     host, srv = host_for(True, {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]})
     r = ops.pg_backup_deploy(host, PARAMS, print, 5)
     assert any(s.startswith("restored from the repository") for s in r["say"])
@@ -331,3 +331,16 @@ def test_an_interrupted_point_in_time_restore_is_run_again_to_the_same_point(hos
     again = [c for c in srv.ran if c.endswith(" restore")]
     assert len(again) == 1 and "--type=time --target=2026-12-05 07:00:00+00 --target-action=promote" in again[0]
     assert pb.pending_args(b'{"args": ["--target=x; rm -rf /"]}') == [] and pb.pending_args(None) is None
+
+
+def test_the_lease_refusal_names_database_host_on_its_short_first_line(host_for, tmp_path, monkeypatch):
+    other = "b" * 32
+    monkeypatch.setattr(bl.Transport, "read", lambda self: (bl.Lease(other, "10.0.0.7", "2026-12-06T10:00:00Z"), "etag"))
+    host, srv = host_for(False, None)
+    with pytest.raises(AgentError) as e:
+        ops.pg_backup_deploy(host, PARAMS, print, 5)
+    first, rest = str(e.value).split("\n", 1)
+    assert len(first) < 160 and "another server's (host 10.0.0.7)" in first and "flask-deploy:database.host" in first
+    assert "server.host" not in str(e.value).replace("database.host", "")
+    assert "point database.host (its host and hostKey) back at 10.0.0.7" in rest and "pulumi config set --path backup.takeover " + other in rest
+    assert not (tmp_path / "etc/fdeploy/postgres/pgbackrest.conf").exists()

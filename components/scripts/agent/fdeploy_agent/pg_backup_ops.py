@@ -163,7 +163,7 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
         # the lease first: a refused deploy changes nothing here
         t = bl.Transport(host, pb.target_of(p), bl.Credentials(access_key_id=p["key"], secret_access_key=p["secret"]))
         try:
-            say += bl.claim(t, me, is_fresh, p["takeover"], _now)
+            say += bl.claim(t, me, is_fresh, p["takeover"], _now, "database.host")
         except bl.Refused as e:
             raise AgentError(str(e))
         except bl.Unreachable as e:
