@@ -241,7 +241,7 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     report.push(`deploy to the old database server refused in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.notStrictEqual(r.status, 0, r.output);
     assert.match(r.output, /belongs to another server: \S+ \(host 10\.213\.0\.210/);
-    assert.match(r.output, /another server's \(host 10\.213\.0\.210\): deploy refused, nothing changed; check flask-deploy:database\.host\n/);
+    assert.match(r.output, /another server's \(host 10\.213\.0\.210\): deploy refused, nothing changed; check flask-deploy:database\.host/);
     assert.match(r.output, /backup\.takeover/);
     assert.strictEqual(db.ssh("sha256sum /etc/fdeploy/postgres/pgbackrest.conf /etc/fdeploy/postgres/backup.json /etc/fdeploy/postgres/apps/*.json"), before);
     assert.strictEqual(superSql(db, "SELECT count(*) FROM notes;"), String(Number(oldRows) + 1));
