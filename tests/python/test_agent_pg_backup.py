@@ -344,3 +344,18 @@ def test_the_lease_refusal_names_database_host_on_its_short_first_line(host_for,
     assert "server.host" not in str(e.value).replace("database.host", "")
     assert "point database.host (its host and hostKey) back at 10.0.0.7" in rest and "pulumi config set --path backup.takeover " + other in rest
     assert not (tmp_path / "etc/fdeploy/postgres/pgbackrest.conf").exists()
+
+
+def test_a_point_in_time_restore_sets_the_archiving_settings_again(host_for, tmp_path, monkeypatch):
+    # postgresql.auto.conf comes back as the backup had it: archive_timeout (backup.syncInterval) and wal_recycle as now
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    monkeypatch.setattr(bl.Transport, "read", lambda self: (None, ""))
+    host, srv = host_for(False, {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]})
+    ops.pg_backup_deploy(host, dict(PARAMS, SYNC_INTERVAL="5s"), print, 5)
+    assert json.loads((tmp_path / "etc/fdeploy/postgres/backup.json").read_text())["archive_timeout"] == 5
+    srv.settings = dict(pb.wanted_settings("shop", 60), wal_recycle="on")   # what the backup had
+    srv.ran = []
+    ops.pg_backup_restore(host, {"APP": "shop", "TIMESTAMP": "2026-12-05T07:00:00Z"}, print, 5)
+    at = next(i for i, c in enumerate(srv.ran) if c.endswith(" restore"))
+    sql = [c for c in srv.ran[at:] if c.startswith("SQL ALTER SYSTEM")]
+    assert any("ALTER SYSTEM SET archive_timeout = '5';" in c and "ALTER SYSTEM SET wal_recycle = 'off';" in c for c in sql), sql

@@ -103,9 +103,9 @@ def stanza(app: str) -> str:
 
 
 def settings_json(p: Dict[str, Any], server_id: str) -> bytes:
-    """backup.json: what the fence and the units read (no secret)."""
+    """backup.json: what the fence and the units read, and the archiving settings a restore sets again (no secret)."""
     return (json.dumps({"app": p["app"], "host": p["host"], "id": server_id, "bucket": p["bucket"], "path": p["path"],
-                        "endpoint": p["endpoint"], "region": p["region"]}, sort_keys=True) + "\n").encode()
+                        "endpoint": p["endpoint"], "region": p["region"], "archive_timeout": p["archive_timeout"]}, sort_keys=True) + "\n").encode()
 
 
 def target_of(s: Dict[str, Any]) -> bl.Target:

@@ -114,6 +114,11 @@ def restore(host: Host, app: str, log: Log, args: List[str]) -> float:
     psql(host, "SELECT pg_reload_conf();")
     # postgresql.auto.conf came back as the backup had it (ALTER SYSTEM is not in the WAL): the settings as now
     apply_settings(host, log)
+    timeout = json.loads(read_regular(host.path(pb.SETTINGS)) or b"{}").get("archive_timeout")
+    if isinstance(timeout, int) and timeout > 0:
+        apply_archiving(host, app, timeout, log)
+    else:   # a backup.json written before it held archive_timeout: the next deploy sets it
+        log("backup.json has no archive_timeout: the archiving settings are the backup's until the next deploy")
     return time.monotonic() - t0
 
 
