@@ -359,3 +359,27 @@ def test_a_point_in_time_restore_sets_the_archiving_settings_again(host_for, tmp
     at = next(i for i, c in enumerate(srv.ran) if c.endswith(" restore"))
     sql = [c for c in srv.ran[at:] if c.startswith("SQL ALTER SYSTEM")]
     assert any("ALTER SYSTEM SET archive_timeout = '5';" in c and "ALTER SYSTEM SET wal_recycle = 'off';" in c for c in sql), sql
+
+
+def test_a_second_drill_at_once_is_refused_and_leaves_the_first_ones_folder(host_for, tmp_path, monkeypatch):
+    import fcntl
+    host, srv = host_for(False, None)
+    (tmp_path / "etc/fdeploy/postgres").mkdir(parents=True)
+    (tmp_path / "etc/fdeploy/postgres/backup.json").write_bytes(pb.settings_json(pb.check_params(PARAMS), "a" * 32))
+    work = tmp_path / pb.DRILL.lstrip("/")
+    (work / "data").mkdir(parents=True)
+    (work / "data/PG_VERSION").write_text("15")   # the first drill's restore, under way
+    monkeypatch.setattr(os, "geteuid", lambda: 110)
+    monkeypatch.setattr(os, "chdir", lambda p: None)
+    first = os.open(str(work) + ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(first, fcntl.LOCK_EX)
+    os.write(first, b"2026-12-07T13:00:00Z")
+    try:
+        with pytest.raises(AgentError, match=r"a restore drill is running since 2026-12-07T13:00:00Z"):
+            ops.pg_backup_drill(host, {"APP": "shop"}, print, 5)
+    finally:
+        os.close(first)
+    assert (work / "data/PG_VERSION").exists() and srv.ran == []
+    # the first one over: the next drill takes the lock
+    monkeypatch.setattr(ops, "_drill", lambda host, app, log: {"summary": "ok"})
+    assert ops.pg_backup_drill(host, {"APP": "shop"}, print, 5) == {"summary": "ok"}

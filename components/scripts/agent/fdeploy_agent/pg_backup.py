@@ -27,6 +27,7 @@ SETTINGS = ETC + "/backup.json"
 ID = ETC + "/backup-id"
 BACKUP_AGENT = "/usr/local/lib/fdeploy/backup-agent"   # root's copy of the agent (backup_install.agent_copy)
 FENCE_CACHE = "/var/lib/postgresql/.fdeploy-fence"     # postgres's: when the lease was last seen to be ours
+DRILL = "/var/lib/postgresql/.fdeploy-drill"           # postgres's: the restore drill's folder (and DRILL.lock)
 FULL_EVERY_DAYS = 7
 UNITS = {"backup": "fdeploy-pg-backup.service", "timer": "fdeploy-pg-backup.timer",
          "verify": "fdeploy-pg-backup-verify.service", "verify-timer": "fdeploy-pg-backup-verify.timer"}

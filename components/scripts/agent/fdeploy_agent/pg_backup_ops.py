@@ -12,6 +12,7 @@ As postgres (archive_command, the timer units, from root's copy of the agent):
   pg-backup-drill    the latest backup restored into a temporary folder, started on a socket of its own,
                      every table counted next to the live database; then removed"""
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -375,8 +376,16 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
         result.pop("ok", None)
         return result
     os.chdir("/")   # runuser kept root's working folder, which postgres cannot enter
+    lock = drill_lock(host)
+    try:
+        return _drill(host, app, log)
+    finally:
+        os.close(lock)
+
+
+def _drill(host: Host, app: str, log: Log) -> Dict[str, Any]:
     version, _, _ = cluster(host)
-    work = host.path("/var/lib/postgresql/.fdeploy-drill")
+    work = host.path(pb.DRILL)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work + "/data", 0o700)
     os.makedirs(work + "/run", 0o700)
@@ -410,6 +419,21 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     lines = ["%s: %s rows in the backup, %s live" % (k, counts[k], live.get(k, "?")) for k in sorted(counts)]
     log("\n".join(["restore drill: the latest backup restored and started"] + lines))
     return {"summary": "\n".join(["restore drill passed: the latest backup starts"] + lines), "counts": counts, "live": live}
+
+
+def drill_lock(host: Host) -> int:
+    """One drill at a time (the timer's and fdeploy backup verify share the folder and port 5499): a flock
+    beside the folder, which says since when the drill holding it runs."""
+    fd = os.open(host.path(pb.DRILL + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        since = os.read(fd, 100).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise AgentError("a restore drill is running since %s (%s.lock): run fdeploy backup verify again once it is over" % (since, pb.DRILL))
+    os.ftruncate(fd, 0)
+    os.write(fd, _now().encode())
+    return fd
 
 
 def _counts(host: Host, psql_argv: List[str]) -> Dict[str, str]:
