@@ -121,9 +121,10 @@ def credentials_of(conf: str) -> bl.Credentials:
     return bl.Credentials(access_key_id=g.get("repo1-s3-key", ""), secret_access_key=g.get("repo1-s3-key-secret", ""))
 
 
-def pgbackrest(app: str, *args: str) -> List[str]:
-    """A pgBackRest command as the postgres user, with the stack's config (no secret on the line)."""
-    return ["runuser", "-u", "postgres", "--", "pgbackrest", "--config=" + CONF, "--stanza=" + stanza(app)] + list(args)
+def pgbackrest(app: str, *args: str, as_root: bool = True) -> List[str]:
+    """A pgBackRest command with the stack's config (no secret on the line), as the postgres user: from root
+    through runuser (AS_ROOT), else the agent runs as postgres already (archive_command, the units)."""
+    return (["runuser", "-u", "postgres", "--"] if as_root else []) + ["pgbackrest", "--config=" + CONF, "--stanza=" + stanza(app)] + list(args)
 
 
 def archive_command(app: str) -> str:

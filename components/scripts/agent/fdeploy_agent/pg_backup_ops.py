@@ -28,7 +28,7 @@ from .backup_install import agent_copy
 from .errors import AgentError
 from .fsutil import read_regular, write_atomic
 from .host import Host
-from .pg_server import PSQL, RESTORE_PENDING, apply_settings, cluster, entries, literal, psql, server_lock
+from .pg_server import PSQL, RESTORE_PENDING, alter_system, apply_settings, cluster, entries, psql, server_lock
 
 Log = Callable[[str], None]
 SYSTEM_DBS = ("postgres", "template0", "template1")
@@ -134,21 +134,7 @@ def archive_timeout_dropin(host: Host) -> bool:
 
 
 def apply_archiving(host: Host, app: str, archive_timeout: int, log: Log) -> bool:
-    version, name, _ = cluster(host)
-    wanted = pb.wanted_settings(app, archive_timeout)
-    rows = psql(host, "SELECT name, setting FROM pg_settings WHERE name IN (%s);" % ", ".join(literal(k) for k in sorted(wanted)))
-    current = dict(line.split("|", 1) for line in rows.splitlines() if "|" in line)
-    differ = sorted(k for k, v in wanted.items() if current.get(k) != v)
-    if not differ:
-        return False
-    log("setting %s" % ", ".join(differ))
-    psql(host, "".join("ALTER SYSTEM SET %s = %s;\n" % (k, literal(wanted[k])) for k in differ))
-    if any(k in pb.RESTART_SETTINGS for k in differ):
-        log("restarting PostgreSQL %s/%s (%s)" % (version, name, ", ".join(k for k in differ if k in pb.RESTART_SETTINGS)))
-        host.systemctl("restart", "postgresql@%s-%s" % (version, name))
-    else:
-        psql(host, "SELECT pg_reload_conf();")
-    return True
+    return alter_system(host, pb.wanted_settings(app, archive_timeout), pb.RESTART_SETTINGS, log)
 
 
 def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
@@ -269,7 +255,7 @@ def pg_archive_push(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     if status != "ours":   # unreachable: the push would fail too; PostgreSQL keeps the segment and retries
         why = "the repository belongs to another server" if status == "other" else "the repository cannot be reached"
         raise Fenced("not archiving %s: %s (see above; fdeploy backup status)" % (wal, why))
-    _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "archive-push", wal], "pgbackrest archive-push")
+    _run(host, pb.pgbackrest(app, "archive-push", wal, as_root=False), "pgbackrest archive-push")
     return {"archived": wal}
 
 
@@ -277,7 +263,7 @@ def pg_backup_run(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
     app = check_name(params.get("APP"))
     if fence(host, app, log, cache=False) == "other":
         raise Fenced("no backup: the repository belongs to another server (see above; fdeploy backup status)")
-    argv = lambda *a: ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), *a]   # noqa: E731
+    argv = lambda *a: pb.pgbackrest(app, *a, as_root=False)   # noqa: E731
     r = host.run(argv("--output=json", "info"))
     kind = pb.backup_type(pb.parse_info(r.stdout, app) if r.returncode == 0 else None, time.time())
     log("pgbackrest backup --type=%s" % kind)
@@ -392,9 +378,8 @@ def _drill(host: Host, app: str, log: Log) -> Dict[str, Any]:
     binary = "/usr/lib/postgresql/%s/bin" % version
     try:
         # the newest backup and every archived WAL segment after it (what a server loss would restore)
-        _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "--pg1-path=" + work + "/data",
-                    "--recovery-option=restore_command=" + pb.restore_command(app, work + "/data"), "--archive-mode=off", "restore"],
-             "pgbackrest restore (drill)")
+        _run(host, pb.pgbackrest(app, "--pg1-path=" + work + "/data", "--recovery-option=restore_command=" + pb.restore_command(app, work + "/data"),
+                                 "--archive-mode=off", "restore", as_root=False), "pgbackrest restore (drill)")
         opts = "-c port=5499 -c listen_addresses='' -c unix_socket_directories=%s/run -c archive_mode=off -c hba_file=%s/data/pg_hba.conf " \
                "-c config_file=/dev/null -c ssl=off -c data_directory=%s/data" % (work, work, work)
         with open(work + "/data/pg_hba.conf", "w") as f:

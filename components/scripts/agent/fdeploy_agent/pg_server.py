@@ -258,19 +258,26 @@ def apply_settings(host: Host, log: Log) -> bool:
         host.systemctl("start", unit)
     apps = entries(host)
     changed = write_atomic(host.path(HBA), hba_text(apps), 0o644)
-    wanted = wanted_settings(any(a.get("allow") for a in apps))
+    return alter_system(host, wanted_settings(any(a.get("allow") for a in apps)), RESTART_SETTINGS, log, reload=changed) or changed
+
+
+def alter_system(host: Host, wanted: Dict[str, str], restart_keys: Tuple[str, ...], log: Log, reload: bool = False) -> bool:
+    """ALTER SYSTEM for each WANTED setting pg_settings shows otherwise; then a restart when one of RESTART_KEYS
+    (context postmaster) differs, else a reload when anything differs (or RELOAD). Whether any differed."""
     rows = psql(host, "SELECT name, setting FROM pg_settings WHERE name IN (%s);" % ", ".join(literal(k) for k in sorted(wanted)))
     current = dict(line.split("|", 1) for line in rows.splitlines() if "|" in line)
     differ = sorted(k for k, v in wanted.items() if current.get(k) != v)
     if differ:
         log("setting %s" % ", ".join(differ))
         psql(host, "".join("ALTER SYSTEM SET %s = %s;\n" % (k, literal(wanted[k])) for k in differ))
-    if any(k in RESTART_SETTINGS for k in differ):
-        log("restarting PostgreSQL %s/%s (%s)" % (version, name, ", ".join(k for k in differ if k in RESTART_SETTINGS)))
-        host.systemctl("restart", unit)
-    elif differ or changed:
+    restart = [k for k in differ if k in restart_keys]
+    if restart:
+        version, name, _ = cluster(host)
+        log("restarting PostgreSQL %s/%s (%s)" % (version, name, ", ".join(restart)))
+        host.systemctl("restart", "postgresql@%s-%s" % (version, name))
+    elif differ or reload:
         psql(host, "SELECT pg_reload_conf();")
-    return changed or bool(differ)
+    return bool(differ)
 
 
 def pg_install(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
