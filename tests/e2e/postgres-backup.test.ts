@@ -6,7 +6,8 @@
 // database server killed hard under a write loop and the same stack pointed at a brand-new one (pb-db2,
 // .210): one `pulumi up` restores it from the repository and the app serves from it (recovery point:
 // rows and seconds lost; recovery time); the restore drill (fdeploy backup verify) counts the new server's rows; the old server booted again with its disk does not archive into
-// the repository, and a deploy to it is refused naming both servers, changing nothing.
+// the repository, and a deploy to it is refused naming both servers, changing nothing; a second app's database on the
+// backed-up server is refused (the backup is the whole cluster's); removing backup turns archiving off and removes the timers.
 // Time: 221-270 s here with the four servers' boot (2026-12-07, load average 7-11; budget 6 min); each run writes its
 // figures to .e2e/reports/postgres-backup.md.
 import * as assert from "assert";
@@ -149,6 +150,17 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     assert.strictEqual(status.status, 0, status.out);
     assert.match(status.out, /last backup \S+F \(full\)/);
     assert.match(status.out, /lease: this server/);
+
+    // the backup covers the whole server: another app's role and database there are refused (its pg-app step), nothing changed
+    const files = "sha256sum /etc/fdeploy/postgres/pg_hba.conf /etc/fdeploy/postgres/apps/*.json";
+    const before = db.ssh(files);
+    const r2 = db.trySsh("python3 -I -B $(ls -td /root/.fdeploy/*/scripts-*/ | head -1)agent pg-app",
+      JSON.stringify({ APP: "pbb", DB: "pbb", ROLE: "pbb", ALLOW: app.host, LOCAL: false, PASSWORD: "pbb-role-password-0123456789" }));
+    const second = { status: r2.status, output: r2.stdout + r2.stderr };
+    assert.notStrictEqual(second.status, 0, second.output);
+    assert.match(second.output, /app 'pbb' refused: app 'pba''s backup \(flask-deploy:backup\) covers this whole database server; set another database\.host/);
+    assert.strictEqual(db.ssh(files), before);
+    assert.strictEqual(superSql(db, "SELECT count(*) FROM pg_roles WHERE rolname = 'pbb';"), "0");
   });
 
   it("restores to a chosen instant: the rows before it are back, those after it are not", async () => {
@@ -246,5 +258,20 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     assert.strictEqual(db.ssh("sha256sum /etc/fdeploy/postgres/pgbackrest.conf /etc/fdeploy/postgres/backup.json /etc/fdeploy/postgres/apps/*.json"), before);
     assert.strictEqual(superSql(db, "SELECT count(*) FROM notes;"), String(Number(oldRows) + 1));
     pointAt(db2);
+  });
+
+  it("removing backup: archiving off (archive_mode, a restart), the timers and the S3 keys gone, the repository kept", async () => {
+    stack.mustRun(["config", "rm", "backup"]);
+    stack.mustRun(["config", "rm", "backupSecrets"]);
+    const started = Date.now();
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    report.push(`up removing backup (pg-backup-delete): ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.strictEqual(superSql(db2, "SHOW archive_mode;"), "off");
+    assert.strictEqual(db2.ssh("systemctl list-unit-files 'fdeploy-pg-backup*' --no-legend | wc -l").trim(), "0");
+    assert.strictEqual(db2.ssh("ls /etc/fdeploy/postgres/pgbackrest.conf /etc/fdeploy/postgres/backup.json " +
+      "/etc/systemd/system/postgresql@.service.d/fdeploy-archive-timeout.conf 2>/dev/null | wc -l").trim(), "0");
+    assert.match(target.ssh("ls /srv/s3/backups/pba"), /fdeploy-owner/, "the repository is left as it is");
+    assert.ok((await post("after backup removed")) > 0, "the app serves and writes");
   });
 });
