@@ -8,7 +8,8 @@
 // rows and seconds lost; recovery time); the restore drill (fdeploy backup verify) counts the new server's rows; the old server booted again with its disk does not archive into
 // the repository, and a deploy to it is refused naming both servers, changing nothing; a second app's database on the
 // backed-up server is refused (the backup is the whole cluster's); removing backup turns archiving off and removes the timers.
-// Time: 221-270 s here with the four servers' boot (2026-12-07, load average 7-11; budget 6 min); each run writes its
+// Time: 221-270 s here with the four servers' boot (2026-12-07, load average 7-11; budget 6 min); with the removal case
+// (+19-25 s) and the second app's refusal (~1 s): 215 s and 301 s (2026-12-07, load 6-9); each run writes its
 // figures to .e2e/reports/postgres-backup.md.
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
