@@ -44,6 +44,8 @@ export class PgBackup extends pulumi.ComponentResource {
     const creds = pulumi.secret(pulumi.output(args.secrets).apply((s) => JSON.stringify({ accessKeyId: s.accessKeyId ?? "", secretAccessKey: s.secretAccessKey ?? "" })));
     this.step = remoteStep(`${name}-pgbackrest`, {
       connection: args.connection, bundle: args.bundle, script: AGENT, verb: "pg-backup-deploy", limit: "build",
+      // backup removed: archiving off, timers and the S3 keys gone (pg_backup_delete.py); the repository stays
+      deleteWith: args.appName, deleteVerb: "pg-backup-delete",
       params: scriptParams({ ...pgBackupParams(args), CREDENTIALS: creds }),
       // no triggers: a new database server (connection) or new settings (stdin) run create again there
       after: args.after,

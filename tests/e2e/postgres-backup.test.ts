@@ -6,8 +6,10 @@
 // database server killed hard under a write loop and the same stack pointed at a brand-new one (pb-db2,
 // .210): one `pulumi up` restores it from the repository and the app serves from it (recovery point:
 // rows and seconds lost; recovery time); the restore drill (fdeploy backup verify) counts the new server's rows; the old server booted again with its disk does not archive into
-// the repository, and a deploy to it is refused naming both servers, changing nothing.
-// Time: 221-270 s here with the four servers' boot (2026-12-07, load average 7-11; budget 6 min); each run writes its
+// the repository, and a deploy to it is refused naming both servers, changing nothing; a second app's database on the
+// backed-up server is refused (the backup is the whole cluster's); removing backup turns archiving off and removes the timers.
+// Time: 221-270 s here with the four servers' boot (2026-12-07, load average 7-11; budget 6 min); with the removal case
+// (+19-25 s) and the second app's refusal (~1 s): 215 s and 301 s (2026-12-07, load 6-9); each run writes its
 // figures to .e2e/reports/postgres-backup.md.
 import * as assert from "assert";
 import { execFileSync, spawnSync } from "child_process";
@@ -149,6 +151,17 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     assert.strictEqual(status.status, 0, status.out);
     assert.match(status.out, /last backup \S+F \(full\)/);
     assert.match(status.out, /lease: this server/);
+
+    // the backup covers the whole server: another app's role and database there are refused (its pg-app step), nothing changed
+    const files = "sha256sum /etc/fdeploy/postgres/pg_hba.conf /etc/fdeploy/postgres/apps/*.json";
+    const before = db.ssh(files);
+    const r2 = db.trySsh("python3 -I -B $(ls -td /root/.fdeploy/*/scripts-*/ | head -1)agent pg-app",
+      JSON.stringify({ APP: "pbb", DB: "pbb", ROLE: "pbb", ALLOW: app.host, LOCAL: false, PASSWORD: "pbb-role-password-0123456789" }));
+    const second = { status: r2.status, output: r2.stdout + r2.stderr };
+    assert.notStrictEqual(second.status, 0, second.output);
+    assert.match(second.output, /app 'pbb' refused: app 'pba''s backup \(flask-deploy:backup\) covers this whole database server; set another database\.host/);
+    assert.strictEqual(db.ssh(files), before);
+    assert.strictEqual(superSql(db, "SELECT count(*) FROM pg_roles WHERE rolname = 'pbb';"), "0");
   });
 
   it("restores to a chosen instant: the rows before it are back, those after it are not", async () => {
@@ -241,9 +254,26 @@ describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the
     report.push(`deploy to the old database server refused in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     assert.notStrictEqual(r.status, 0, r.output);
     assert.match(r.output, /belongs to another server: \S+ \(host 10\.213\.0\.210/);
+    assert.match(r.output, /another server's \(host 10\.213\.0\.210\): deploy refused, nothing changed; check flask-deploy:database\.host/);
     assert.match(r.output, /backup\.takeover/);
     assert.strictEqual(db.ssh("sha256sum /etc/fdeploy/postgres/pgbackrest.conf /etc/fdeploy/postgres/backup.json /etc/fdeploy/postgres/apps/*.json"), before);
     assert.strictEqual(superSql(db, "SELECT count(*) FROM notes;"), String(Number(oldRows) + 1));
     pointAt(db2);
+  });
+
+  it("removing backup: archiving off (archive_mode, a restart), the timers and the S3 keys gone, the repository kept", async () => {
+    stack.mustRun(["config", "rm", "backup"]);
+    stack.mustRun(["config", "rm", "backupSecrets"]);
+    const started = Date.now();
+    const r = stack.up();
+    assert.strictEqual(r.status, 0, r.output);
+    report.push(`up removing backup (pg-backup-delete): ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const live = db2 ?? db;   // pb-db2 after the server-loss case (pb-db when --grep skips it)
+    assert.strictEqual(superSql(live, "SHOW archive_mode;"), "off");
+    assert.strictEqual(live.ssh("systemctl list-unit-files 'fdeploy-pg-backup*' --no-legend | wc -l").trim(), "0");
+    assert.strictEqual(live.ssh("ls /etc/fdeploy/postgres/pgbackrest.conf /etc/fdeploy/postgres/backup.json " +
+      "/etc/systemd/system/postgresql@.service.d/fdeploy-archive-timeout.conf 2>/dev/null | wc -l").trim(), "0");
+    assert.match(target.ssh("ls /srv/s3/backups/pba"), /fdeploy-owner/, "the repository is left as it is");
+    assert.ok((await post("after backup removed")) > 0, "the app serves and writes");
   });
 });

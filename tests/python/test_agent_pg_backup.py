@@ -14,7 +14,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "componen
 
 from fdeploy_agent import backup_lease as bl  # noqa: E402
 from fdeploy_agent import pg_backup as pb  # noqa: E402
+from fdeploy_agent import pg_backup_delete  # noqa: E402
 from fdeploy_agent import pg_backup_ops as ops  # noqa: E402
+from fdeploy_agent import pg_server  # noqa: E402
 from fdeploy_agent.errors import AgentError  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
 
@@ -95,18 +97,28 @@ def test_timestamps_and_units():
     assert pb.UNITS["verify"] not in pb.render_units("shop", pb.check_params(dict(PARAMS, VERIFY_EVERY="")))
 
 
+class Crash(Exception):
+    """The agent killed at this command (a lost SSH session, a reboot)."""
+
+
 class Server:
     """pg_lsclusters, psql (fresh or not), runuser pgbackrest, systemctl, apt: what ran, in order."""
 
     def __init__(self, fresh, info):
-        self.fresh, self.info, self.ran = fresh, info, []
+        self.fresh, self.info, self.ran, self.state, self.crash_at = fresh, info, [], "online", None
         self.settings = {"archive_mode": "off", "archive_command": "(disabled)", "archive_timeout": "0", "wal_level": "replica"}
 
     def __call__(self, argv, merge_output=False, input=None, umask=-1):
         self.ran.append(" ".join(argv))
+        if self.crash_at and self.crash_at in " ".join(argv) + " " + (input or ""):
+            raise Crash(self.crash_at)
         out = ""
         if argv[0] == "pg_lsclusters":
-            out = "15 main 5432 online postgres /var/lib/postgresql/15/main x\n"
+            out = "15 main 5432 %s postgres /var/lib/postgresql/15/main x\n" % self.state
+        elif argv[0] == "systemctl" and argv[1] in ("stop", "start", "restart") and argv[2].startswith("postgresql@"):
+            self.state = "down" if argv[1] == "stop" else "online"
+        elif "psql" in argv and self.state != "online":
+            return subprocess.CompletedProcess(argv, 2, "", "psql: error: connection to server on socket failed")
         elif "psql" in argv:
             self.ran.append("SQL " + input)
             if "pg_database" in input:
@@ -115,6 +127,10 @@ class Server:
                 out = "\n".join("%s|%s" % kv for kv in self.settings.items())
             elif "pg_is_in_recovery" in input:
                 out = "f"
+            elif input.startswith("SELECT setting FROM pg_settings WHERE name = 'archive_mode'"):
+                out = self.settings["archive_mode"]
+            elif input.startswith("ALTER SYSTEM RESET"):
+                self.settings["archive_mode"] = "off"
         elif "pgbackrest" in argv and "info" in argv:
             out = json.dumps([self.info]) if self.info else "[]"
         return subprocess.CompletedProcess(argv, 0, out, "")
@@ -134,7 +150,7 @@ def host_for(tmp_path, monkeypatch):
 
 
 def test_a_brand_new_server_restores_before_archiving_and_takes_no_new_stanza(host_for, tmp_path, monkeypatch):
-    monkeypatch.setattr(bl, "claim", lambda t, me, fresh, takeover, now: ["lease: took over"] if fresh else [])
+    monkeypatch.setattr(bl, "claim", lambda t, me, fresh, takeover, *a: ["lease: took over"] if fresh else [])
     host, srv = host_for(True, {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]})
     r = ops.pg_backup_deploy(host, PARAMS, print, 5)
     assert any(s.startswith("restored from the repository") for s in r["say"])
@@ -221,3 +237,149 @@ def test_the_drills_wal_goes_to_its_own_folder():
     assert pb.restore_command("shop", "/var/lib/postgresql/.fdeploy-drill/data") == (
         'pgbackrest --config=/etc/fdeploy/postgres/pgbackrest.conf --stanza=shop --pg1-path=/var/lib/postgresql/.fdeploy-drill/data '
         'archive-get %f "%p"')
+
+
+def test_a_backup_on_a_server_another_app_uses_is_refused(host_for, tmp_path, monkeypatch):
+    # the backup is the whole cluster's: a restore for shop would rewind blog's database too
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    host, srv = host_for(False, None)
+    (tmp_path / "etc/fdeploy/postgres/apps").mkdir(parents=True)
+    (tmp_path / "etc/fdeploy/postgres/apps/shop.json").write_text('{"app": "shop"}')
+    (tmp_path / "etc/fdeploy/postgres/apps/blog.json").write_text('{"app": "blog"}')
+    with pytest.raises(AgentError) as e:
+        ops.pg_backup_deploy(host, PARAMS, print, 5)
+    first = str(e.value).splitlines()[0]
+    assert "'blog'" in first and "flask-deploy:database.host" in first and len(first) < 160
+    assert "remove backup from this stack" in str(e.value)
+    assert not (tmp_path / "etc/fdeploy/postgres/pgbackrest.conf").exists() and not any("pgbackrest" in c or "systemctl" in c for c in srv.ran)
+    os.unlink(tmp_path / "etc/fdeploy/postgres/apps/blog.json")
+    assert ops.pg_backup_deploy(host, PARAMS, print, 5)["changed"]   # its own entry alone: the backup goes on
+
+
+def test_removing_the_backup_turns_archiving_off_and_removes_the_timers_and_keys(host_for, tmp_path, monkeypatch):
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    host, srv = host_for(False, None)
+    ops.pg_backup_deploy(host, PARAMS, print, 5)
+    srv.settings, srv.ran = dict(pb.wanted_settings("shop", 1)), []
+    etc = tmp_path / "etc/fdeploy/postgres"
+    (tmp_path / "etc/fdeploy/postgres/other").write_text("kept")
+    assert pg_backup_delete.pg_backup_delete(host, {"APP": "shop"}, print, 5)["removed"]
+    # archive_mode off needs a restart (with it on, an empty archive_command still keeps every WAL segment)
+    reset = next(i for i, c in enumerate(srv.ran) if c.startswith("SQL ALTER SYSTEM RESET"))
+    assert all("ALTER SYSTEM RESET %s;" % k in srv.ran[reset] for k in ("archive_mode", "archive_command", "archive_timeout", "wal_recycle"))
+    assert srv.ran.index("systemctl restart postgresql@15-main") > reset
+    assert any(c.startswith("systemctl disable --now") and pb.UNITS["timer"] in c and pb.UNITS["verify-timer"] in c for c in srv.ran)
+    assert not any((tmp_path / ("etc/systemd/system/" + n)).exists() for n in pb.UNITS.values())
+    assert not any(os.path.exists(host.path(p)) for p in (pb.CONF, pb.SETTINGS, pb.DROPIN))
+    assert (etc / "backup-id").exists() and (etc / "other").exists()
+    assert not any("pgbackrest" in c.split()[:5] or "repo" in c for c in srv.ran), "the repository is left as it is"
+    srv.ran = []   # a re-run (after a crash) changes nothing more: no restart
+    assert pg_backup_delete.pg_backup_delete(host, {"APP": "shop"}, print, 5)["removed"]
+    assert not any(c.startswith("systemctl restart") for c in srv.ran)
+
+
+def test_removing_the_backup_leaves_another_apps_alone(host_for, tmp_path):
+    host, srv = host_for(False, None)
+    (tmp_path / "etc/fdeploy/postgres").mkdir(parents=True)
+    (tmp_path / "etc/fdeploy/postgres/backup.json").write_text('{"app": "blog"}')
+    assert not pg_backup_delete.pg_backup_delete(host, {"APP": "shop"}, print, 5)["removed"]
+    assert srv.ran == [] and (tmp_path / "etc/fdeploy/postgres/backup.json").exists()
+
+
+@pytest.mark.parametrize("crash_at,state", [
+    ("systemctl stop", "online"),            # the marker written, PostgreSQL not stopped yet
+    (" restore", "down"),                    # pgbackrest restore --delta half done: the data folder is neither
+    ("systemctl start", "down"),
+    ("pg_is_in_recovery", "online"),         # started, still replaying the archive
+])
+def test_an_interrupted_restore_is_run_again_and_nothing_starts_postgresql_before(host_for, tmp_path, monkeypatch, crash_at, state):
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    monkeypatch.setattr(pg_server, "ensure_installed", lambda host, log: False)
+    monkeypatch.setattr(pg_server, "ensure_certificate", lambda host, name, log: False)
+    host, srv = host_for(True, {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]})
+    marker = tmp_path / "etc/fdeploy/postgres/restore-pending"
+    srv.crash_at = crash_at
+    with pytest.raises(Crash):
+        ops.pg_backup_deploy(host, PARAMS, print, 5)
+    assert marker.exists() and srv.state == state
+    # the server's next deploy: pg-install leaves PostgreSQL as it is, pg-app refuses to start it
+    srv.crash_at, srv.ran, srv.fresh = None, [], False   # no longer fresh: part of the data is there
+    pg_server.pg_install(host, {"NAME": "10.0.0.5"}, print, 5)
+    assert not any(c.startswith("systemctl start") or c.startswith("SQL ALTER SYSTEM") for c in srv.ran) and srv.state == state
+    if state == "down":
+        with pytest.raises(AgentError, match="restore from the backup is pending"):
+            pg_server.apply_settings(host, print)
+    # PgBackup restores again, then the marker goes
+    r = ops.pg_backup_deploy(host, PARAMS, print, 5)
+    assert any(s.startswith("restored from the repository") for s in r["say"]) and not marker.exists() and srv.state == "online"
+    assert any(c.endswith(" restore") and "--delta" in c for c in srv.ran)
+    srv.ran = []   # done: the next deploy keeps the data
+    ops.pg_backup_deploy(host, PARAMS, print, 5)
+    assert not any(c.endswith(" restore") for c in srv.ran)
+
+
+def test_an_interrupted_point_in_time_restore_is_run_again_to_the_same_point(host_for, tmp_path, monkeypatch):
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    host, srv = host_for(False, {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]})
+    ops.pg_backup_deploy(host, PARAMS, print, 5)
+    monkeypatch.setattr(bl.Transport, "read", lambda self: (None, ""))
+    srv.crash_at = " restore"
+    with pytest.raises(Crash):
+        ops.pg_backup_restore(host, {"APP": "shop", "TIMESTAMP": "2026-12-05T07:00:00Z"}, print, 5)
+    srv.crash_at, srv.ran = None, []
+    ops.pg_backup_deploy(host, PARAMS, print, 5)
+    again = [c for c in srv.ran if c.endswith(" restore")]
+    assert len(again) == 1 and "--type=time --target=2026-12-05 07:00:00+00 --target-action=promote" in again[0]
+    assert pb.pending_args(b'{"args": ["--target=x; rm -rf /"]}') == [] and pb.pending_args(None) is None
+
+
+def test_the_lease_refusal_names_database_host_on_its_short_first_line(host_for, tmp_path, monkeypatch):
+    other = "b" * 32
+    monkeypatch.setattr(bl.Transport, "read", lambda self: (bl.Lease(other, "10.0.0.7", "2026-12-06T10:00:00Z"), "etag"))
+    host, srv = host_for(False, None)
+    with pytest.raises(AgentError) as e:
+        ops.pg_backup_deploy(host, PARAMS, print, 5)
+    first, rest = str(e.value).split("\n", 1)
+    assert len(first) < 160 and "another server's (host 10.0.0.7)" in first and "flask-deploy:database.host" in first
+    assert "server.host" not in str(e.value).replace("database.host", "")
+    assert "point database.host (its host and hostKey) back at 10.0.0.7" in rest and "pulumi config set --path backup.takeover " + other in rest
+    assert not (tmp_path / "etc/fdeploy/postgres/pgbackrest.conf").exists()
+
+
+def test_a_point_in_time_restore_sets_the_archiving_settings_again(host_for, tmp_path, monkeypatch):
+    # postgresql.auto.conf comes back as the backup had it: archive_timeout (backup.syncInterval) and wal_recycle as now
+    monkeypatch.setattr(bl, "claim", lambda *a: [])
+    monkeypatch.setattr(bl.Transport, "read", lambda self: (None, ""))
+    host, srv = host_for(False, {"name": "shop", "status": {"code": 0}, "backup": [{"label": "F"}]})
+    ops.pg_backup_deploy(host, dict(PARAMS, SYNC_INTERVAL="5s"), print, 5)
+    assert json.loads((tmp_path / "etc/fdeploy/postgres/backup.json").read_text())["archive_timeout"] == 5
+    srv.settings = dict(pb.wanted_settings("shop", 60), wal_recycle="on")   # what the backup had
+    srv.ran = []
+    ops.pg_backup_restore(host, {"APP": "shop", "TIMESTAMP": "2026-12-05T07:00:00Z"}, print, 5)
+    at = next(i for i, c in enumerate(srv.ran) if c.endswith(" restore"))
+    sql = [c for c in srv.ran[at:] if c.startswith("SQL ALTER SYSTEM")]
+    assert any("ALTER SYSTEM SET archive_timeout = '5';" in c and "ALTER SYSTEM SET wal_recycle = 'off';" in c for c in sql), sql
+
+
+def test_a_second_drill_at_once_is_refused_and_leaves_the_first_ones_folder(host_for, tmp_path, monkeypatch):
+    import fcntl
+    host, srv = host_for(False, None)
+    (tmp_path / "etc/fdeploy/postgres").mkdir(parents=True)
+    (tmp_path / "etc/fdeploy/postgres/backup.json").write_bytes(pb.settings_json(pb.check_params(PARAMS), "a" * 32))
+    work = tmp_path / pb.DRILL.lstrip("/")
+    (work / "data").mkdir(parents=True)
+    (work / "data/PG_VERSION").write_text("15")   # the first drill's restore, under way
+    monkeypatch.setattr(os, "geteuid", lambda: 110)
+    monkeypatch.setattr(os, "chdir", lambda p: None)
+    first = os.open(str(work) + ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(first, fcntl.LOCK_EX)
+    os.write(first, b"2026-12-07T13:00:00Z")
+    try:
+        with pytest.raises(AgentError, match=r"a restore drill is running since 2026-12-07T13:00:00Z"):
+            ops.pg_backup_drill(host, {"APP": "shop"}, print, 5)
+    finally:
+        os.close(first)
+    assert (work / "data/PG_VERSION").exists() and srv.ran == []
+    # the first one over: the next drill takes the lock
+    monkeypatch.setattr(ops, "_drill", lambda host, app, log: {"summary": "ok"})
+    assert ops.pg_backup_drill(host, {"APP": "shop"}, print, 5) == {"summary": "ok"}

@@ -190,3 +190,16 @@ def test_settings_listen_only_on_localhost_without_remote_apps(server):
     assert cat.restarts == 1 and cat.reloads == 0   # hba_file changed: a restart (no reload besides)
     pg_server.pg_app(host, app("blog", "blog", "blog", allow="10.0.0.7"), print, 5)
     assert cat.settings["listen_addresses"] == "*" and cat.restarts == 2
+
+
+def test_a_new_app_on_a_server_another_apps_backup_covers_is_refused(server):
+    # pgBackRest backs up and restores the whole cluster: app shop's restore would rewind blog's database too
+    host, cat, root = server
+    pg_server.pg_app(host, app(), print, 5)
+    (root / "etc/fdeploy/postgres/backup.json").write_text('{"app": "shop"}')
+    with pytest.raises(AgentError) as e:
+        pg_server.pg_app(host, app("blog", "blog", "blog"), print, 5)
+    first = str(e.value).splitlines()[0]
+    assert "'blog'" in first and "'shop'" in first and "flask-deploy:backup" in first and "database.host" in first and len(first) < 160
+    assert "blog" not in cat.dbs and "blog" not in cat.roles and not (root / "etc/fdeploy/postgres/apps/blog.json").exists()
+    assert pg_server.pg_app(host, app(), print, 5)["changed"] is False   # the backed-up app itself goes on

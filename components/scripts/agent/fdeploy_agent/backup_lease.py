@@ -204,22 +204,25 @@ def write_lease(t: Transport, me: Me, replace: bool, etag: str, now: str) -> Tup
     return (lease is not None and lease.id == me.id), lease
 
 
-def refusal(target: Target, owner: Lease, me: Me, takeover: str) -> str:
+def refusal(target: Target, owner: Lease, me: Me, takeover: str, host_key: str = "server.host") -> str:
+    """HOST_KEY: the setting that points the deploy at this server (server.host; database.host for PostgreSQL's)."""
     other = owner.host if owner.host and owner.host != "-" else ""
     setting = ""
     if takeover == me.id:
         setting = " (backup.takeover names this server itself: it takes over only from the server it names, the owner)"
     elif takeover:
         setting = " (backup.takeover is set to %s, which is not the owner: it takes over only from the server it names)" % takeover
-    return ("the replica %s belongs to another server: %s; this server is %s and has a database of its own%s. Deploying here would let "
+    hostkey = " (and server.hostKey)" if host_key == "server.host" else " (its host and hostKey)"
+    return ("the replica %s is another server's (host %s): deploy refused, nothing changed; check flask-deploy:%s\n"
+            "the replica belongs to another server: %s; this server is %s and has a database of its own%s. Deploying here would let "
             "this server replicate its own, older database over the other server's newer writes, so the deploy stops; nothing on this "
-            "server was changed. If the other server is the live one: point server.host (and server.hostKey) back at %s and deploy again. "
+            "server was changed. If the other server is the live one: point %s%s back at %s and deploy again. "
             "To make this server the owner on purpose (the other server stops replicating; its writes that this server does not have "
             "can no longer be restored): pulumi config set --path backup.takeover %s, then pulumi up"
-            % (target.name(), owner.describe(), me.describe(), setting, other or "it", owner.id))
+            % (target.name(), other or "?", host_key, owner.describe(), me.describe(), setting, host_key, hostkey, other or "it", owner.id))
 
 
-def claim(t: Transport, me: Me, fresh: bool, takeover: str, now: Callable[[], str]) -> List[str]:
+def claim(t: Transport, me: Me, fresh: bool, takeover: str, now: Callable[[], str], host_key: str = "server.host") -> List[str]:
     """The deploy's decision: the lines to show when the replica is ME's now; Refused when it is
     another server's (or changed hands during the deploy); Unreachable when the target does not
     answer. A takeover applies to the owner seen first: when another write wins meanwhile, the new
@@ -252,7 +255,7 @@ def claim(t: Transport, me: Me, fresh: bool, takeover: str, now: Callable[[], st
         elif takeover and takeover == lease.id:
             reason = "backup.takeover names that server"
         else:
-            raise Refused(refusal(t.target, lease, me, takeover))
+            raise Refused(refusal(t.target, lease, me, takeover, host_key))
         ours, _ = write_lease(t, me, True, etag, now())
         if ours:
             return ["lease: this server %s took the replica over from server %s: %s; that server stops replicating within %d s"

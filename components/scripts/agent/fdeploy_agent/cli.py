@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
 from . import lb_maintenance
 from . import fleet_lease
-from . import pg_backup_ops
+from . import pg_backup_delete, pg_backup_ops
 from .errors import AgentError
 from .host import Host
 
@@ -93,6 +93,7 @@ VERBS: Dict[str, Verb] = {
     "pgbackrest-archive-push": pg_backup_ops.pg_archive_push,
     "pg-backup-run": pg_backup_ops.pg_backup_run,
     "pg-backup-drill": pg_backup_ops.pg_backup_drill,
+    "pg-backup-delete": pg_backup_delete.pg_backup_delete,
 }
 
 

@@ -27,6 +27,7 @@ SETTINGS = ETC + "/backup.json"
 ID = ETC + "/backup-id"
 BACKUP_AGENT = "/usr/local/lib/fdeploy/backup-agent"   # root's copy of the agent (backup_install.agent_copy)
 FENCE_CACHE = "/var/lib/postgresql/.fdeploy-fence"     # postgres's: when the lease was last seen to be ours
+DRILL = "/var/lib/postgresql/.fdeploy-drill"           # postgres's: the restore drill's folder (and DRILL.lock)
 FULL_EVERY_DAYS = 7
 UNITS = {"backup": "fdeploy-pg-backup.service", "timer": "fdeploy-pg-backup.timer",
          "verify": "fdeploy-pg-backup-verify.service", "verify-timer": "fdeploy-pg-backup-verify.timer"}
@@ -103,9 +104,9 @@ def stanza(app: str) -> str:
 
 
 def settings_json(p: Dict[str, Any], server_id: str) -> bytes:
-    """backup.json: what the fence and the units read (no secret)."""
+    """backup.json: what the fence and the units read, and the archiving settings a restore sets again (no secret)."""
     return (json.dumps({"app": p["app"], "host": p["host"], "id": server_id, "bucket": p["bucket"], "path": p["path"],
-                        "endpoint": p["endpoint"], "region": p["region"]}, sort_keys=True) + "\n").encode()
+                        "endpoint": p["endpoint"], "region": p["region"], "archive_timeout": p["archive_timeout"]}, sort_keys=True) + "\n").encode()
 
 
 def target_of(s: Dict[str, Any]) -> bl.Target:
@@ -120,9 +121,10 @@ def credentials_of(conf: str) -> bl.Credentials:
     return bl.Credentials(access_key_id=g.get("repo1-s3-key", ""), secret_access_key=g.get("repo1-s3-key-secret", ""))
 
 
-def pgbackrest(app: str, *args: str) -> List[str]:
-    """A pgBackRest command as the postgres user, with the stack's config (no secret on the line)."""
-    return ["runuser", "-u", "postgres", "--", "pgbackrest", "--config=" + CONF, "--stanza=" + stanza(app)] + list(args)
+def pgbackrest(app: str, *args: str, as_root: bool = True) -> List[str]:
+    """A pgBackRest command with the stack's config (no secret on the line), as the postgres user: from root
+    through runuser (AS_ROOT), else the agent runs as postgres already (archive_command, the units)."""
+    return (["runuser", "-u", "postgres", "--"] if as_root else []) + ["pgbackrest", "--config=" + CONF, "--stanza=" + stanza(app)] + list(args)
 
 
 def archive_command(app: str) -> str:
@@ -171,17 +173,43 @@ def other_app(existing: Optional[bytes], app: str) -> Optional[str]:
     return owner if isinstance(owner, str) and owner != app else None
 
 
-def plan(fresh: bool, info: Optional[Dict[str, Any]]) -> str:
+def shared_refusal(app: str, apps: List[str]) -> Optional[str]:
+    """pgBackRest backs up and restores the whole cluster: a backup only on a server no other app's database is on."""
+    others = sorted(set(a for a in apps if a != app))
+    if not others:
+        return None
+    names = ", ".join("'%s'" % a for a in others)
+    return ("backup refused: app %s also uses this database server (flask-deploy:database.host); pgBackRest covers the whole server\n"
+            "a restore for '%s' would rewind %s too. Give this app a database server of its own (database.host), or remove backup from "
+            "this stack. An app no longer deployed there: drop its database and remove %s/apps/<app>.json" % (names, app, names, ETC))
+
+
+def plan(fresh: bool, info: Optional[Dict[str, Any]], pending: bool = False) -> str:
     """What the deploy does with the repository: restore (a brand-new server, and the repository has a
-    backup: server loss), create (no stanza yet: stanza-create, then a first full backup), backup (a
-    stanza without any backup: a first full backup), or keep."""
+    backup: server loss; or a restore was interrupted: PENDING), create (no stanza yet: stanza-create,
+    then a first full backup), backup (a stanza without any backup: a first full backup), or keep."""
     backups = (info or {}).get("backup") or []
     has_stanza = bool(info) and (info.get("status") or {}).get("code") in (0, 2)   # 2: no valid backups
-    if fresh and backups:
+    if (fresh and backups) or pending:
         return "restore"
     if not has_stanza:
         return "create"
     return "keep" if backups else "backup"
+
+
+PENDING_ARG = re.compile(r"--type=time|--target=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00|--target-action=promote")
+
+
+def pending_args(raw: Optional[bytes]) -> Optional[List[str]]:
+    """The restore-pending marker's pgbackrest restore arguments (the interrupted restore's: [] the newest,
+    else a point in time), None without a marker; a marker not ours: the newest."""
+    if raw is None:
+        return None
+    try:
+        args = json.loads(raw).get("args")
+    except (ValueError, AttributeError):
+        return []
+    return args if isinstance(args, list) and all(isinstance(a, str) and PENDING_ARG.fullmatch(a) for a in args) else []
 
 
 def parse_info(stdout: str, app: str) -> Optional[Dict[str, Any]]:

@@ -12,6 +12,7 @@ As postgres (archive_command, the timer units, from root's copy of the agent):
   pg-backup-drill    the latest backup restored into a temporary folder, started on a socket of its own,
                      every table counted next to the live database; then removed"""
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from .backup_install import agent_copy
 from .errors import AgentError
 from .fsutil import read_regular, write_atomic
 from .host import Host
-from .pg_server import PSQL, apply_settings, cluster, literal, psql, server_lock
+from .pg_server import PSQL, RESTORE_PENDING, alter_system, apply_settings, cluster, entries, psql, server_lock
 
 Log = Callable[[str], None]
 SYSTEM_DBS = ("postgres", "template0", "template1")
@@ -101,15 +102,24 @@ def restore(host: Host, app: str, log: Log, args: List[str]) -> float:
     version, name, _ = cluster(host)
     unit = "postgresql@%s-%s" % (version, name)
     t0 = time.monotonic()
+    # until recovery is over, the data folder may be half restored: the marker keeps pg-install from starting
+    # it and makes the next deploy restore again (ARGS: the same point)
+    write_atomic(host.path(RESTORE_PENDING), (json.dumps({"args": args, "since": _now()}) + "\n").encode(), 0o600)
     host.systemctl("stop", unit)
     _run(host, pb.pgbackrest(app, "--delta", "--recovery-option=restore_command=" + pb.restore_command(app), *args, "restore"), "pgbackrest restore")
     host.systemctl("start", unit)
     wait_primary(host, log)
+    os.unlink(host.path(RESTORE_PENDING))
     # the drop-in's reload may have come while recovery still ran (pg_ctl returns at consistency): again now
     # that it is over, or archive_timeout waits for the next checkpoint (pg_backup.DROPIN says why)
     psql(host, "SELECT pg_reload_conf();")
     # postgresql.auto.conf came back as the backup had it (ALTER SYSTEM is not in the WAL): the settings as now
     apply_settings(host, log)
+    timeout = json.loads(read_regular(host.path(pb.SETTINGS)) or b"{}").get("archive_timeout")
+    if isinstance(timeout, int) and timeout > 0:
+        apply_archiving(host, app, timeout, log)
+    else:   # a backup.json written before it held archive_timeout: the next deploy sets it
+        log("backup.json has no archive_timeout: the archiving settings are the backup's until the next deploy")
     return time.monotonic() - t0
 
 
@@ -124,21 +134,7 @@ def archive_timeout_dropin(host: Host) -> bool:
 
 
 def apply_archiving(host: Host, app: str, archive_timeout: int, log: Log) -> bool:
-    version, name, _ = cluster(host)
-    wanted = pb.wanted_settings(app, archive_timeout)
-    rows = psql(host, "SELECT name, setting FROM pg_settings WHERE name IN (%s);" % ", ".join(literal(k) for k in sorted(wanted)))
-    current = dict(line.split("|", 1) for line in rows.splitlines() if "|" in line)
-    differ = sorted(k for k, v in wanted.items() if current.get(k) != v)
-    if not differ:
-        return False
-    log("setting %s" % ", ".join(differ))
-    psql(host, "".join("ALTER SYSTEM SET %s = %s;\n" % (k, literal(wanted[k])) for k in differ))
-    if any(k in pb.RESTART_SETTINGS for k in differ):
-        log("restarting PostgreSQL %s/%s (%s)" % (version, name, ", ".join(k for k in differ if k in pb.RESTART_SETTINGS)))
-        host.systemctl("restart", "postgresql@%s-%s" % (version, name))
-    else:
-        psql(host, "SELECT pg_reload_conf();")
-    return True
+    return alter_system(host, pb.wanted_settings(app, archive_timeout), pb.RESTART_SETTINGS, log)
 
 
 def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
@@ -150,12 +146,16 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
         if other:
             raise AgentError("this database server's backup is app '%s''s already: give this app its own flask-deploy:database.host\n"
                              "(or remove backup from this stack: WAL archiving is the server's, one repository per server)" % other)
+        problem = pb.shared_refusal(app, [e.get("app", "") for e in entries(host)])
+        if problem:
+            raise AgentError(problem)
         me = bl.Me(server_id(host), p["host"])
-        is_fresh = fresh(host)
+        pending = pb.pending_args(read_regular(host.path(RESTORE_PENDING)))   # an interrupted restore: PostgreSQL may be stopped
+        is_fresh = pending is not None or fresh(host)
         # the lease first: a refused deploy changes nothing here
         t = bl.Transport(host, pb.target_of(p), bl.Credentials(access_key_id=p["key"], secret_access_key=p["secret"]))
         try:
-            say += bl.claim(t, me, is_fresh, p["takeover"], _now)
+            say += bl.claim(t, me, is_fresh, p["takeover"], _now, "database.host")
         except bl.Refused as e:
             raise AgentError(str(e))
         except bl.Unreachable as e:
@@ -179,10 +179,10 @@ def pg_backup_deploy(host: Host, params: Dict[str, Any], log: Log, lock_wait: in
             repo, step = None, "unreachable"
             say.append("warning: pgbackrest cannot read the repository: %s" % e)
         else:
-            step = pb.plan(is_fresh, repo)
+            step = pb.plan(is_fresh, repo, pending is not None)
         if step == "restore":
-            log("restoring the database server from the repository (a new server: server loss)")
-            took = restore(host, app, log, [])
+            log("restoring the database server from the repository (%s)" % ("an interrupted restore, again" if pending is not None else "a new server: server loss"))
+            took = restore(host, app, log, pending or [])
             say.append("restored from the repository %s in %.1f s (the newest archived WAL)" % (pb.target_of(p).name(), took))
             changed = True
         changed = apply_archiving(host, app, p["archive_timeout"], log) or changed
@@ -255,7 +255,7 @@ def pg_archive_push(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     if status != "ours":   # unreachable: the push would fail too; PostgreSQL keeps the segment and retries
         why = "the repository belongs to another server" if status == "other" else "the repository cannot be reached"
         raise Fenced("not archiving %s: %s (see above; fdeploy backup status)" % (wal, why))
-    _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "archive-push", wal], "pgbackrest archive-push")
+    _run(host, pb.pgbackrest(app, "archive-push", wal, as_root=False), "pgbackrest archive-push")
     return {"archived": wal}
 
 
@@ -263,7 +263,7 @@ def pg_backup_run(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
     app = check_name(params.get("APP"))
     if fence(host, app, log, cache=False) == "other":
         raise Fenced("no backup: the repository belongs to another server (see above; fdeploy backup status)")
-    argv = lambda *a: ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), *a]   # noqa: E731
+    argv = lambda *a: pb.pgbackrest(app, *a, as_root=False)   # noqa: E731
     r = host.run(argv("--output=json", "info"))
     kind = pb.backup_type(pb.parse_info(r.stdout, app) if r.returncode == 0 else None, time.time())
     log("pgbackrest backup --type=%s" % kind)
@@ -362,17 +362,24 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
         result.pop("ok", None)
         return result
     os.chdir("/")   # runuser kept root's working folder, which postgres cannot enter
+    lock = drill_lock(host)
+    try:
+        return _drill(host, app, log)
+    finally:
+        os.close(lock)
+
+
+def _drill(host: Host, app: str, log: Log) -> Dict[str, Any]:
     version, _, _ = cluster(host)
-    work = host.path("/var/lib/postgresql/.fdeploy-drill")
+    work = host.path(pb.DRILL)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work + "/data", 0o700)
     os.makedirs(work + "/run", 0o700)
     binary = "/usr/lib/postgresql/%s/bin" % version
     try:
         # the newest backup and every archived WAL segment after it (what a server loss would restore)
-        _run(host, ["pgbackrest", "--config=" + pb.CONF, "--stanza=" + pb.stanza(app), "--pg1-path=" + work + "/data",
-                    "--recovery-option=restore_command=" + pb.restore_command(app, work + "/data"), "--archive-mode=off", "restore"],
-             "pgbackrest restore (drill)")
+        _run(host, pb.pgbackrest(app, "--pg1-path=" + work + "/data", "--recovery-option=restore_command=" + pb.restore_command(app, work + "/data"),
+                                 "--archive-mode=off", "restore", as_root=False), "pgbackrest restore (drill)")
         opts = "-c port=5499 -c listen_addresses='' -c unix_socket_directories=%s/run -c archive_mode=off -c hba_file=%s/data/pg_hba.conf " \
                "-c config_file=/dev/null -c ssl=off -c data_directory=%s/data" % (work, work, work)
         with open(work + "/data/pg_hba.conf", "w") as f:
@@ -397,6 +404,21 @@ def pg_backup_drill(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
     lines = ["%s: %s rows in the backup, %s live" % (k, counts[k], live.get(k, "?")) for k in sorted(counts)]
     log("\n".join(["restore drill: the latest backup restored and started"] + lines))
     return {"summary": "\n".join(["restore drill passed: the latest backup starts"] + lines), "counts": counts, "live": live}
+
+
+def drill_lock(host: Host) -> int:
+    """One drill at a time (the timer's and fdeploy backup verify share the folder and port 5499): a flock
+    beside the folder, which says since when the drill holding it runs."""
+    fd = os.open(host.path(pb.DRILL + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        since = os.read(fd, 100).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise AgentError("a restore drill is running since %s (%s.lock): run fdeploy backup verify again once it is over" % (since, pb.DRILL))
+    os.ftruncate(fd, 0)
+    os.write(fd, _now().encode())
+    return fd
 
 
 def _counts(host: Host, psql_argv: List[str]) -> Dict[str, str]:

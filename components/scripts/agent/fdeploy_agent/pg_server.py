@@ -121,6 +121,25 @@ def conflict(entry: Dict[str, Any], others: List[Dict[str, Any]]) -> Optional[st
     return None
 
 
+BACKUP_SETTINGS = ETC + "/backup.json"   # pgBackRest's (pg_backup.SETTINGS): which app's backup covers this server
+# a pgBackRest restore under way (pg_backup_ops.restore): the data folder may be half restored; while it is
+# here nothing starts PostgreSQL but the restore, which the next PgBackup step runs again
+RESTORE_PENDING = ETC + "/restore-pending"
+
+
+def backup_owner(app: str, settings: Optional[bytes]) -> Optional[str]:
+    """Another app's pgBackRest backup covers this server (the whole cluster): APP's database may not join it."""
+    try:
+        owner = json.loads(settings).get("app") if settings else None
+    except ValueError:
+        owner = None
+    if not isinstance(owner, str) or owner in ("", app):
+        return None
+    return ("app '%s' refused: app '%s''s backup (flask-deploy:backup) covers this whole database server; set another database.host\n"
+            "pgBackRest backs up and restores the whole PostgreSQL server: a restore for '%s' would rewind '%s' too. Point this stack's "
+            "database.host at another server, or remove backup from app '%s''s stack first" % (app, owner, owner, app, owner))
+
+
 # --- the server ---
 
 @contextmanager
@@ -230,25 +249,35 @@ def apply_settings(host: Host, log: Log) -> bool:
     one differs (the listen address, the hba file: the first configuration), else a reload when anything changed."""
     version, name, state = cluster(host)
     unit = "postgresql@%s-%s" % (version, name)
+    if state != "online" and os.path.lexists(host.path(RESTORE_PENDING)):
+        raise AgentError("PostgreSQL stays stopped: a restore from the backup is pending (%s); pulumi up runs it again\n"
+                         "an interrupted restore left the data folder half restored (fdeploy backup status)" % RESTORE_PENDING)
     if state != "online":
         log("starting PostgreSQL %s/%s" % (version, name))
         host.systemctl("enable", "postgresql")
         host.systemctl("start", unit)
     apps = entries(host)
     changed = write_atomic(host.path(HBA), hba_text(apps), 0o644)
-    wanted = wanted_settings(any(a.get("allow") for a in apps))
+    return alter_system(host, wanted_settings(any(a.get("allow") for a in apps)), RESTART_SETTINGS, log, reload=changed) or changed
+
+
+def alter_system(host: Host, wanted: Dict[str, str], restart_keys: Tuple[str, ...], log: Log, reload: bool = False) -> bool:
+    """ALTER SYSTEM for each WANTED setting pg_settings shows otherwise; then a restart when one of RESTART_KEYS
+    (context postmaster) differs, else a reload when anything differs (or RELOAD). Whether any differed."""
     rows = psql(host, "SELECT name, setting FROM pg_settings WHERE name IN (%s);" % ", ".join(literal(k) for k in sorted(wanted)))
     current = dict(line.split("|", 1) for line in rows.splitlines() if "|" in line)
     differ = sorted(k for k, v in wanted.items() if current.get(k) != v)
     if differ:
         log("setting %s" % ", ".join(differ))
         psql(host, "".join("ALTER SYSTEM SET %s = %s;\n" % (k, literal(wanted[k])) for k in differ))
-    if any(k in RESTART_SETTINGS for k in differ):
-        log("restarting PostgreSQL %s/%s (%s)" % (version, name, ", ".join(k for k in differ if k in RESTART_SETTINGS)))
-        host.systemctl("restart", unit)
-    elif differ or changed:
+    restart = [k for k in differ if k in restart_keys]
+    if restart:
+        version, name, _ = cluster(host)
+        log("restarting PostgreSQL %s/%s (%s)" % (version, name, ", ".join(restart)))
+        host.systemctl("restart", "postgresql@%s-%s" % (version, name))
+    elif differ or reload:
         psql(host, "SELECT pg_reload_conf();")
-    return changed or bool(differ)
+    return bool(differ)
 
 
 def pg_install(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
@@ -259,6 +288,11 @@ def pg_install(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
         changed = ensure_installed(host, log)
         renewed = ensure_certificate(host, name, log)
         own_dir(host.path(APPS), 0o700)
+        if os.path.lexists(host.path(RESTORE_PENDING)):
+            # an interrupted restore: the PgBackup step after this one restores again, then sets the settings
+            log("a restore from the backup is pending (%s): PostgreSQL is left to the PgBackup step" % RESTORE_PENDING)
+            version, _, _ = cluster(host)
+            return {"ok": True, "changed": renewed or changed, "version": version, "fingerprint": fingerprint(host), "certificate": certificate(host)}
         changed = apply_settings(host, log) or renewed or changed
         if renewed:
             psql(host, "SELECT pg_reload_conf();")   # a running server takes the new certificate on a reload
@@ -274,6 +308,9 @@ def pg_app(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict
     db, role = entry["db"], entry["role"]
     with server_lock(host, lock_wait, log):
         problem = conflict(entry, entries(host))
+        if problem:
+            raise AgentError(problem)
+        problem = backup_owner(entry["app"], read_regular(host.path(BACKUP_SETTINGS)))
         if problem:
             raise AgentError(problem)
         changed = False
