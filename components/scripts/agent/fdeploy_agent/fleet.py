@@ -171,8 +171,8 @@ class SshFleet:
             result = {}
         said = (r.stderr or "").strip()
         if r.returncode == 255 and GONE.search(said):   # ssh's own failure: the host, not the step
-            raise HostFailed("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH (%s); a step gives up on a host "
-                             "after %d s connecting, or %d s without an answer once connected" % (
+            raise HostFailed("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH\n%s\n(a step gives up on a host "
+                             "after %d s connecting, or %d s without an answer once connected)" % (
                                  what, name, key, said.splitlines()[-1][-200:], CONNECT_SECONDS, SILENT_SECONDS))
         if r.returncode != 0:
             raise HostFailed("%s on %s (flask-deploy:%s) failed (exit %d): %s" % (
