@@ -2,13 +2,18 @@
 // manages, its data on a PostgreSQL server the stack manages (servers fl-app1, fl-app2, fl-lb, fl-db,
 // fl-app3: octets 225-229). One up deploys both hosts, the balancer and the app's database; a code deploy
 // under a read and a write loop through the balancer fails no request, keeps every row either host wrote,
-// and holds every host's deploy lease for the whole rollout; a third server joins (no replace or delete of
+// and holds every host's deploy lease for the whole rollout; under the same loops, a release with a PostgreSQL
+// migration (its .postgres pair run once, by the first host, before the switch), `fdeploy rollback` to the
+// release before (every host switched, then the schema brought down, the rows kept) and `--forward` fail no
+// request and lose no row; a third server joins (no replace or delete of
 // the others, the live release on it, 0 failed requests); with three hosts in batches of two, a release
 // (with a new env value) that fails its health check on the third host stops the rollout, the first two
 // go back to their release AND their environment, no row is lost, and the outputs and a preview show the
 // previous release everywhere.
-// Time: 3 min 51 s warm (servers running, load average ~5): first up 39 s, code deploy 22 s, a third host
-// joining 43 s, the failed 3-host rollout 62 s. At load average 15-17 (other suites running) 10.5 min.
+// Time: 8 min 7 s at load average 7-10 (other suites running; 5 min 39 s there without the migration and
+// rollback cases): first up 51 s, code deploy 52 s, the deploy with a migration 45 s, rollback and
+// --forward 109 s, a third host joining 85 s, the failed 3-host rollout 79 s. Without the migration and
+// rollback cases: 3 min 51 s to 5 min 20 s at load average ~5, 10.5 min at 15-17.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as http from "http";
@@ -16,7 +21,7 @@ import * as path from "path";
 import { addWheels, startServer, TestServer } from "../servers";
 import { get } from "./app-copy";
 import { startLoad } from "./load";
-import { changed, PROJECT_DIR, TestStack } from "./pulumi";
+import { changed, PROJECT_DIR, RunResult, TestStack } from "./pulumi";
 
 const FIXTURE = path.join(PROJECT_DIR, "tests/e2e/fixtures/fleet-app");
 const UNHEALTHY = "/etc/fl-unhealthy";   // the broken release fails its health check where this file exists
@@ -61,6 +66,17 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
   const appDir = path.join(PROJECT_DIR, rel);
   const wsgi = path.join(appDir, "wsgi.py");
   const editApp = (f: (s: string) => string) => fs.writeFileSync(wsgi, f(fs.readFileSync(wsgi, "utf8")));
+  /** Migration NNNN_NAME in the app's migrations folder: its plain pair (SQLite's) and its PostgreSQL pair. */
+  const addMigration = (name: string, sql: { up: string; down: string; pgUp: string; pgDown: string }) => {
+    const dir = path.join(appDir, "migrations");
+    fs.mkdirSync(dir, { recursive: true });
+    for (const [suffix, text] of [["up", sql.up], ["down", sql.down], ["postgres.up", sql.pgUp], ["postgres.down", sql.pgDown]]) {
+      fs.writeFileSync(path.join(dir, `${name}.${suffix}.sql`), `${text}\n`);
+    }
+  };
+  const psql = (sql: string) => db.ssh("runuser -u postgres -- psql -X -At -d fleetapp", sql).trim();
+  const hasTag = () => psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes' AND column_name = 'tag'") === "1";
+  const dumpsOn = (s: TestServer) => Number(s.ssh("ls /srv/fleetapp/shared/backups/ | grep -c '\\.pgdump$' || true").trim());
   const releaseOn = async (host: string) => (await get(`http://${host}/health`)).json().release as string;
   const quote = (s: string) => s.replace(/\./g, "\\.");
   const agentDir = (s: TestServer) => s.ssh("ls -td /root/.fdeploy/fleetapp/scripts-* | head -1").trim();
@@ -81,6 +97,31 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     assert.deepStrictEqual(lost, [], `${lost.length} of ${acked.length} acknowledged notes are not in the database`);
   };
   const envOn = (s: TestServer) => s.ssh("cat /etc/fdeploy/fleetapp/env");
+  /** RUN (an up, a rollback) under a read loop and a write loop through the balancer: its result, its seconds, what the loops saw. */
+  const underLoad = async (run: () => Promise<RunResult>) => {
+    const load = startLoad(`http://${lb.host}/`, { concurrency: 4, maxSeconds: 240 });
+    const writes = startWrites(`http://${lb.host}/notes`);
+    const t0 = Date.now();
+    const r = await run();
+    const seconds = Math.round((Date.now() - t0) / 1000);
+    return { r, seconds, reads: await load.stop(), written: await writes.stop() };
+  };
+  const assertNoneFailed = (what: string, l: Awaited<ReturnType<typeof underLoad>>) => {
+    console.log(`      ${what}: ${l.seconds} s; ${l.reads.requests} reads and ${l.written.acked.length} writes through the balancer, ` +
+      `${l.reads.failures + l.written.errors.length} failed, max ${l.reads.maxLatencyMs} ms`);
+    assert.strictEqual(l.reads.failures, 0, l.reads.errors.join(", "));
+    assert.deepStrictEqual(l.written.errors, []);
+    assert.ok(l.reads.requests > 50 && l.written.acked.length > 10, `${l.reads.requests} reads, ${l.written.acked.length} writes`);
+    assertKept(l.written.acked);
+  };
+  /** Every host (and the hosts output) on RELEASE, at schema version SCHEMA in the database. */
+  const assertFleetOn = async (release: string, schema: number) => {
+    const out = stack.outputs();
+    assert.deepStrictEqual([out.releaseId, out.schemaVersion], [release, schema]);
+    assert.deepStrictEqual(out.hosts, { [app1.host]: release, [app2.host]: release });
+    for (const s of [app1, app2]) assert.strictEqual(await releaseOn(s.host), release, s.name);
+    assert.strictEqual(psql("SELECT max(version) FROM schema_migrations"), String(schema));
+  };
   const setServer = (i: number, s: TestServer) => {
     stack.setConfig(`servers[${i}].host`, s.host);
     stack.setConfig(`servers[${i}].privateKeyPath`, s.keyPath);
@@ -106,9 +147,13 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     fs.rmSync(appDir, { recursive: true, force: true });
     fs.mkdirSync(path.dirname(appDir), { recursive: true });
     fs.cpSync(FIXTURE, appDir, { recursive: true });
+    addMigration("0001_create_notes", {
+      up: "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, host TEXT NOT NULL);", down: "DROP TABLE notes;",
+      pgUp: fs.readFileSync(path.join(FIXTURE, "pg-schema.sql"), "utf8").trim(), pgDown: "DROP TABLE notes;",
+    });
     stack = new TestStack("fleet");
     const settings: Record<string, string> = {
-      appName: "fleetapp", appDir: rel, migrationsDir: "none", healthTimeoutSeconds: "5", "rollout.drainSeconds": "2",
+      appName: "fleetapp", appDir: rel, migrationsDir: path.join(rel, "migrations"), healthTimeoutSeconds: "5", "rollout.drainSeconds": "2",
       "releaseCommands[0]": SCHEMA_COMMAND, "database.engine": "postgres",
       "database.host.host": db.host, "database.host.privateKeyPath": db.keyPath, "database.host.hostKey": db.hostKey,
       "loadBalancer.host": lb.host, "loadBalancer.privateKeyPath": lb.keyPath, "loadBalancer.hostKey": lb.hostKey,
@@ -196,6 +241,51 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     assert.ok(result.requests > 50 && written.acked.length > 20, `${result.requests} reads, ${written.acked.length} writes`);
     assertKept(written.acked);
     assert.deepStrictEqual(out.hosts, { [app1.host]: out.releaseId, [app2.host]: out.releaseId });
+  });
+
+  it("a deploy with a PostgreSQL migration under load: 0 failed requests, every row kept, migrated once on the first host, every host on it", async () => {
+    const live = stack.outputs().releaseId;
+    const dumps = [dumpsOn(app1), dumpsOn(app2)];
+    // expand: a nullable column and an index, which the new release writes (its id in each note)
+    addMigration("0002_add_notes_tag", {
+      up: "ALTER TABLE notes ADD COLUMN tag TEXT;\nCREATE INDEX notes_tag ON notes (tag);", down: "DROP INDEX notes_tag;\nALTER TABLE notes DROP COLUMN tag;",
+      pgUp: "ALTER TABLE notes ADD COLUMN tag text;\nCREATE INDEX notes_tag ON notes (tag);", pgDown: "DROP INDEX notes_tag;\nALTER TABLE notes DROP COLUMN tag;",
+    });
+    editApp((s) => s.replace('"INSERT INTO notes (body, host) VALUES (%s, %s) RETURNING id", (body, socket.gethostname())',
+      '"INSERT INTO notes (body, host, tag) VALUES (%s, %s, %s) RETURNING id", (body, socket.gethostname(), RELEASE)'));
+    const l = await underLoad(() => stack.runAsync(["up", "--yes", "--skip-preview"]));
+    assert.strictEqual(l.r.status, 0, l.r.output);
+    assertNoneFailed("a deploy with a PostgreSQL migration", l);
+    const out = stack.outputs();
+    assert.notStrictEqual(out.releaseId, live);
+    await assertFleetOn(out.releaseId, 2);
+    assert.ok(hasTag(), "the new column");
+    assert.ok(Number(psql(`SELECT count(*) FROM notes WHERE tag = '${out.releaseId}'`)) > 0, "the new release wrote the new column");
+    // migrated once, by the first host (a restore point there first); the second host never ran the runner
+    assert.strictEqual(psql("SELECT count(*) FROM schema_migrations WHERE version = 2"), "1");
+    assert.match(l.r.output, /app-migrations-apply [^\n]*applied 0002_add_notes_tag\.postgres\.up\.sql/);
+    assert.doesNotMatch(l.r.output, /migrations[\w-]*-h2/);
+    assert.deepStrictEqual([dumpsOn(app1), dumpsOn(app2)], [dumps[0] + 1, 0], "one pg_dump, on the first host");
+    assert.strictEqual(app2.trySsh("test -e /srv/fleetapp/migrations/current").status, 1, "the second host never migrated");
+  });
+
+  it("fdeploy rollback on the fleet under load: every host on the previous release, the schema down, the rows kept; --forward returns, 0 failed", async () => {
+    const newest = stack.outputs().releaseId;
+    const previous = stack.outputs().releaseHistory.filter((e: { status: string }) => e.status === "live").map((e: { releaseId: string }) => e.releaseId)
+      .filter((id: string) => id !== newest).pop();
+    const kept = noteIds();
+    const back = await underLoad(() => stack.rollbackAsync("--yes"));
+    assert.strictEqual(back.r.status, 0, back.r.output);
+    assert.match(back.r.output, /0002_add_notes_tag: drops column notes\.tag/);
+    assertNoneFailed("fdeploy rollback", back);
+    await assertFleetOn(previous, 1);
+    assert.ok(!hasTag(), "the down migration dropped the column");
+    assertKept([...kept]);   // and no row
+    const fwd = await underLoad(() => stack.rollbackAsync("--forward"));
+    assert.strictEqual(fwd.r.status, 0, fwd.r.output);
+    assertNoneFailed("fdeploy rollback --forward", fwd);
+    await assertFleetOn(newest, 2);
+    assert.ok(hasTag(), "the column is back");
   });
 
   it("a third server joins: nothing of the others replaced or deleted, the live release on it, the balancer adds it, 0 failed requests", async () => {

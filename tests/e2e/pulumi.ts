@@ -156,6 +156,17 @@ export class TestStack {
     return this.command("rollback.ts", args);
   }
 
+  /** rollback(), without blocking the event loop (a load runs meanwhile). */
+  rollbackAsync(...args: string[]): Promise<RunResult> {
+    return new Promise((resolve) => {
+      const child = spawn("npx", this.commandArgv("rollback.ts", args), { cwd: this.projectDir, env: this.env, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "", stderr = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      child.stderr.on("data", (d) => (stderr += d));
+      child.on("close", (code) => resolve({ status: code ?? -1, stdout, stderr, output: stdout + stderr }));
+    });
+  }
+
   /** `npm run purge` for this stack. */
   purge(confirm: string): RunResult {
     return this.command("purge.ts", ["--confirm", confirm]);
@@ -163,10 +174,13 @@ export class TestStack {
 
   /** One of the project's commands in scripts/ (rollback, purge) for this stack. */
   private command(script: string, args: string[]): RunResult {
-    const r = spawnSync("npx", ["ts-node", "--transpile-only", path.join(PROJECT_DIR, "scripts", script), "--stack", this.name,
-      "--config-file", this.configFile, ...args], { cwd: this.projectDir, env: this.env, encoding: "utf8" });
+    const r = spawnSync("npx", this.commandArgv(script, args), { cwd: this.projectDir, env: this.env, encoding: "utf8" });
     const stdout = r.stdout ?? "", stderr = r.stderr ?? "";
     return { status: r.status ?? -1, stdout, stderr, output: stdout + stderr };
+  }
+
+  private commandArgv(script: string, args: string[]): string[] {
+    return ["ts-node", "--transpile-only", path.join(PROJECT_DIR, "scripts", script), "--stack", this.name, "--config-file", this.configFile, ...args];
   }
 
   destroy(): RunResult {
