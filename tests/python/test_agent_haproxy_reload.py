@@ -1,6 +1,5 @@
 """haproxy.cfg changes one at a time, and the servers' states across a reload (agent haproxy_reload.py)."""
 import os
-import subprocess
 import sys
 import threading
 import time
