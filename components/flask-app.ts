@@ -9,7 +9,7 @@ import * as command from "@pulumi/command";
 import { canarySettings, ConfigError, DeployConfig, NAMESPACE, pgBackupApplies, ServerConfig, tlsSettings } from "./config";
 import { DatabaseEnv, databaseEnv } from "./database";
 import { beforeChangeRecord } from "./config/before-change";
-import { DatabaseRecord, databaseRecord } from "./config/database";
+import { DatabaseRecord, databaseRecord, pinnedCaFile } from "./config/database";
 import { DatabaseServer } from "./database-server";
 import { appPin, appPinKey } from "./config/pin";
 import { connectionFor } from "./connection";
@@ -270,7 +270,7 @@ export class FlaskApp extends pulumi.ComponentResource {
       ...common, bundle, workers: cfg.workers, appModule: cfg.appModule, timeoutSeconds: cfg.proxyTimeoutSeconds,
       docker: docker ? {
         envNames: dockerEnvNames, sharedDirs: cfg.sharedDirs,
-        memory: docker.memory, cpus: docker.cpus,
+        memory: docker.memory, cpus: docker.cpus, pgPin: pinnedCaFile(cfg),
       } : undefined,
       after: [base.ready, environment], // the unit reads the environment file
     }, child("gunicorn"));

@@ -24,8 +24,28 @@ export interface GunicornServiceArgs {
     sharedDirs: string[];
     memory?: string;
     cpus?: number;
+    /** The pinned CA file of a managed database server (config pinnedCaFile), mounted read-only. */
+    pgPin?: string;
   };
   after: pulumi.Resource[];
+}
+
+/** The unit-stage step's parameters (its inputs: a change re-stages the unit). */
+export function unitStageParams(args: Pick<GunicornServiceArgs, "appName" | "workers" | "appModule" | "timeoutSeconds" | "docker">): Record<string, string | number> {
+  return {
+    APP: args.appName,
+    WORKERS: args.workers,
+    APP_MODULE: args.appModule,
+    TIMEOUT: args.timeoutSeconds,
+    ...(args.docker ? {
+      RUNTIME: "docker",
+      ENV_NAMES: [...args.docker.envNames].sort().join(" "),
+      SHARED_DIRS: args.docker.sharedDirs.join(" "),
+      ...(args.docker.memory ? { MEMORY: args.docker.memory } : {}),
+      ...(args.docker.cpus !== undefined ? { CPUS: String(args.docker.cpus) } : {}),
+      ...(args.docker.pgPin ? { PG_PIN: args.docker.pgPin } : {}),
+    } : {}),
+  };
 }
 
 export class GunicornService extends pulumi.ComponentResource {
@@ -42,19 +62,7 @@ export class GunicornService extends pulumi.ComponentResource {
       verb: "unit-stage",
       deleteWith: args.appName,
       deleteVerb: "service-delete",
-      params: scriptParams({
-        APP: args.appName,
-        WORKERS: args.workers,
-        APP_MODULE: args.appModule,
-        TIMEOUT: args.timeoutSeconds,
-        ...(args.docker ? {
-          RUNTIME: "docker",
-          ENV_NAMES: [...args.docker.envNames].sort().join(" "),
-          SHARED_DIRS: args.docker.sharedDirs.join(" "),
-          ...(args.docker.memory ? { MEMORY: args.docker.memory } : {}),
-          ...(args.docker.cpus !== undefined ? { CPUS: String(args.docker.cpus) } : {}),
-        } : {}),
-      }),
+      params: scriptParams(unitStageParams(args)),
       after: args.after,
     }, this);
     this.revision = agentResult(this.unit.stdout).apply((r) => String(r.revision ?? ""));

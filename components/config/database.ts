@@ -118,6 +118,13 @@ export function pinPath(appName: string): string {
   return `/etc/fdeploy/${appName}.pg-root.crt`;
 }
 
+/** The CA file APP's DATABASE_URL names when the stack pins its database server's certificate (runtime docker
+ * mounts it into the containers: the unit step gets it, so pinning starting or stopping re-stages the unit). */
+export function pinnedCaFile(cfg: { database?: DatabaseConfig; databasePassword?: string; appName: string }): string | undefined {
+  const s = databaseSettings(cfg);
+  return s?.kind === "managed" ? s.pin : undefined;
+}
+
 /** The DATABASE_URL the app gets (holds the password: a secret). A server of its own: only the server holding
  * the pinned certificate's key, under the name the app connects to (verify-full); a `url` keeps its own sslmode. */
 export function databaseUrl(s: DatabaseSettings): string {

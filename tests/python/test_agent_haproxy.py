@@ -59,7 +59,9 @@ def test_configure_validates_then_reloads_and_a_second_run_changes_nothing(tmp_p
     b = Box(tmp_path)
     assert haproxy.lb_configure(b.host, dict(FRAG), lambda s: None, 0) == {"changed": True}
     assert (tmp_path / "etc/haproxy/haproxy.cfg").read_text() == haproxy_config.render([FRAG])
-    assert ["haproxy", "-c", "-q", "-f", str(tmp_path / "etc/haproxy/haproxy.cfg.fdeploy-new")] in b.ran
+    assert [a[:4] for a in b.ran if a[0] == "haproxy"] == [["haproxy", "-c", "-q", "-f"]]
+    assert b.ran[0][4].startswith(str(tmp_path / "etc/haproxy/haproxy.cfg.fdeploy-new-"))   # checked, then renamed
+    assert sorted(p.name for p in (tmp_path / "etc/haproxy").iterdir()) == ["haproxy.cfg"]
     assert ["systemctl", "reload-or-restart", "haproxy"] in b.ran
     b.ran.clear()
     assert haproxy.lb_configure(b.host, dict(FRAG), lambda s: None, 0) == {"changed": False}

@@ -100,6 +100,33 @@ def test_docker_unit(host, tmp_path):
     assert "--memory 512m --cpus 1.5" in service and "fdeploy-shop:${RELEASE_ID}" in service
 
 
+PIN = "/etc/fdeploy/shop.pg-root.crt"
+PIN_MOUNT = "--mount type=bind,source=%s,target=%s,readonly" % (PIN, PIN)
+
+
+def test_docker_unit_mounts_the_pinned_ca_file_the_stack_names(host, tmp_path):
+    """database.url -> a managed server: ENV_NAMES stay the same, PG_PIN is what changes the step's inputs;
+    the mount follows PG_PIN, not what happens to be on disk when the unit is staged."""
+    docker = dict(UNIT, RUNTIME="docker", ENV_NAMES="DATABASE_URL", SHARED_DIRS="")
+    service = tmp_path / "etc/fdeploy/shop/service.desired"
+    before = result(host, "unit-stage", docker)["revision"]
+    assert PIN_MOUNT not in service.read_text()
+    (tmp_path / PIN.lstrip("/")).write_text("-----BEGIN CERTIFICATE-----\n")   # pg-pin wrote it (the unit waits for it)
+    assert result(host, "unit-stage", dict(docker, PG_PIN=PIN))["revision"] != before
+    assert PIN_MOUNT in service.read_text()
+    # the stack stops pinning (back to a url): the stale file on disk is no longer mounted
+    assert result(host, "unit-stage", docker)["revision"] == before
+    assert PIN_MOUNT not in service.read_text()
+
+
+def test_a_pin_the_step_names_but_the_server_lacks_is_refused(host, tmp_path):
+    rc, out, _ = agent(host, "unit-stage", dict(UNIT, RUNTIME="docker", ENV_NAMES="DATABASE_URL", PG_PIN=PIN))
+    assert rc == 1 and "%s is missing" % PIN in json.loads(out)["error"]
+    rc, out, _ = agent(host, "unit-stage", dict(UNIT, RUNTIME="docker", ENV_NAMES="DATABASE_URL", PG_PIN="/etc/shadow"))
+    assert rc == 1 and "bad PG_PIN '/etc/shadow': expected %s" % PIN in json.loads(out)["error"]
+    assert not (tmp_path / "etc/fdeploy/shop/service.desired").exists()
+
+
 @pytest.mark.parametrize("change, setting", [
     ({"APP": "Bad_Name"}, "flask-deploy:appName"),
     ({"WORKERS": "2; rm -rf /"}, "flask-deploy:workers"),

@@ -2,6 +2,8 @@
 // the app gets, and every refusal naming its key and the expected form.
 import * as assert from "assert";
 import { databaseSettings, databaseUrl, parseConfig } from "../../components/config";
+import { pinnedCaFile } from "../../components/config/database";
+import { unitStageParams } from "../../components/gunicorn";
 import { HOST_KEY, PROJECT_DIR, rawConfig, refusal } from "./helpers";
 
 const PW = "correct-horse-battery-staple";
@@ -57,6 +59,22 @@ describe("database config", () => {
       /flask-deploy:database\.host: "app" is not supported with runtime docker yet/);
     assert.match(errorOf({ appName: "pg-shop", database: { engine: "postgres", host: "app" }, databasePassword: PW }),
       /flask-deploy:database\.name: the default \(appName as pg_shop\) is not a usable PostgreSQL name/);
+  });
+
+  it("runtime docker: the unit step's inputs name the pinned CA file, so moving from a url to a managed server re-stages the unit", () => {
+    // the same environment names either way (DATABASE_URL): before, nothing in the step's inputs changed, and the
+    // unit staged without the pin never mounted it into the container (verify-full failed there)
+    const unit = (over: Record<string, unknown>) => {
+      const cfg = parse({ runtime: "docker", ...over });
+      return unitStageParams({ appName: cfg.appName, workers: 2, appModule: "wsgi:app", timeoutSeconds: 60,
+        docker: { envNames: ["DATABASE_URL", "DATABASE_PATH"], sharedDirs: [], pgPin: pinnedCaFile(cfg) } });
+    };
+    const managed = unit({ database: { engine: "postgres", host: { host: "10.0.0.5", hostKey: HOST_KEY } }, databasePassword: PW });
+    const viaUrl = unit({ database: { url: "postgresql://u:pw@db.example/shop?sslmode=require" } });
+    assert.strictEqual(managed.PG_PIN, "/etc/fdeploy/flaskapp.pg-root.crt");
+    assert.ok(!("PG_PIN" in viaUrl) && !("PG_PIN" in unit({})), "no pin: no PG_PIN (the unit's inputs as before)");
+    assert.deepStrictEqual({ ...viaUrl, PG_PIN: managed.PG_PIN }, managed, "PG_PIN is the one difference");
+    assert.strictEqual(pinnedCaFile(parse({ database: { engine: "postgres", host: "app" }, databasePassword: PW })), undefined);
   });
 
   it("a url or password in plaintext is refused: they must be secrets", () => {

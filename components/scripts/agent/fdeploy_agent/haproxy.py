@@ -9,18 +9,19 @@ drained and put back through the runtime API socket.
 (lb-maintenance: lb_maintenance.py)"""
 import json
 import os
+import secrets
 import socket
 from typing import Any, Callable, Dict, List, Optional
 
-from . import apt, lb_tls
+from . import apt, haproxy_reload, lb_tls
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
-from .haproxy_config import NAME, SOCKET, backend, check_fragment, maintenance_page, render, server_name
+from .haproxy_config import NAME, SERVER_STATE, SOCKET, backend, check_fragment, maintenance_page, render, server_name
+from .haproxy_reload import FRAGMENTS, Unreachable, config_lock
 from .host import Host
 
 Log = Callable[[str], None]
 Api = Callable[[str], str]
-FRAGMENTS = "/etc/fdeploy/haproxy"
 CONFIG = "/etc/haproxy/haproxy.cfg"
 
 
@@ -31,7 +32,7 @@ def runtime_api(command: str, path: str = SOCKET) -> str:
         try:
             s.connect(path)
         except OSError as e:
-            raise AgentError("cannot reach HAProxy's runtime API at %s (%s): is haproxy running? (systemctl status haproxy)" % (path, e))
+            raise Unreachable("cannot reach HAProxy's runtime API at %s (%s): is haproxy running? (systemctl status haproxy)" % (path, e))
         s.sendall(command.encode() + b"\n")
         chunks = []
         while True:
@@ -56,12 +57,20 @@ def in_maintenance(host: Host) -> List[str]:
     return [f["APP"] for f in fragments(host) if os.path.isfile(host.path(maintenance_page(f["APP"])))]
 
 
-def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[Api] = None) -> Dict[str, Any]:
     frag = check_fragment(dict(params, **lb_tls.part(params)))   # bad input: refused before anything changes
     pem = lb_tls.checked_pem(host, params)
     apt.install_missing(host, "haproxy", ["haproxy"], log)
     own_dir(host.path("/etc/fdeploy"), 0o755)
     own_dir(host.path(FRAGMENTS), 0o700)
+    with config_lock(host, lock_wait, log):
+        changed = _configure(host, frag, pem, log, api or runtime_api)
+    if changed:
+        log("haproxy: %s serves %s" % (backend(frag["APP"]), ", ".join(frag["HOSTS"])))
+    return {"changed": changed}
+
+
+def _configure(host: Host, frag: Dict[str, Any], pem: Any, log: Log, api: Api) -> bool:
     path = host.path("%s/%s.json" % (FRAGMENTS, frag["APP"]))
     old = read_regular(path)
     write_atomic(path, json.dumps(frag, sort_keys=True).encode(), 0o600)
@@ -70,49 +79,61 @@ def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -
     def restore() -> None:
         restore_cert()
         write_atomic(path, old, 0o600) if old is not None else os.unlink(path)
-    changed = apply(host, log, restore=restore, reload=new_cert)
-    if changed:
-        log("haproxy: %s serves %s" % (backend(frag["APP"]), ", ".join(frag["HOSTS"])))
-    return {"changed": changed}
+    return apply(host, log, restore=restore, reload=new_cert, api=api)
 
 
-def apply(host: Host, log: Log, restore: Callable[[], object], reload: bool = False) -> bool:
+def apply(host: Host, log: Log, restore: Callable[[], object], reload: bool = False, api: Api = runtime_api) -> bool:
     """haproxy.cfg for every app's part, checked with `haproxy -c` first (refused: RESTORE puts the part
-    back, the running balancer is unchanged), then a graceful reload; False when it was in force already
-    (RELOAD: a file it loads changed, a certificate)."""
+    back, the running balancer is unchanged), then a graceful reload that keeps the servers' states
+    (haproxy_reload.py); False when it was in force already (RELOAD: a file it loads changed, a
+    certificate). The caller holds config_lock from its change of the parts on."""
     text = render(fragments(host), in_maintenance(host)).encode()
-    if read_regular(host.path(CONFIG)) == text and not reload:
+    old = read_regular(host.path(CONFIG))
+    if old == text and not reload:
         host.systemctl("enable", "--now", "haproxy")
         return False
-    candidate = host.path(CONFIG + ".fdeploy-new")
+    candidate = host.path("%s.fdeploy-new-%s" % (CONFIG, secrets.token_hex(6)))
     write_atomic(candidate, text, 0o644)
-    r = host.run(["haproxy", "-c", "-q", "-f", candidate], merge_output=True)
-    if r.returncode != 0:
-        os.unlink(candidate)
-        restore()
-        raise AgentError("the rendered haproxy.cfg fails `haproxy -c` (the running balancer is unchanged): %s" % (r.stdout or "").strip()[-600:])
-    os.rename(candidate, host.path(CONFIG))
+    try:
+        r = host.run(["haproxy", "-c", "-q", "-f", candidate], merge_output=True)
+        if r.returncode != 0:
+            restore()
+            raise AgentError("the rendered haproxy.cfg fails `haproxy -c` (the running balancer is unchanged): %s" % (r.stdout or "").strip()[-600:])
+        haproxy_reload.save_state(host, api, (old or b"").decode(errors="replace"), text.decode())
+        pid = haproxy_reload.worker_pid(api)
+        os.rename(candidate, host.path(CONFIG))
+    finally:
+        if os.path.lexists(candidate):
+            os.unlink(candidate)
     host.systemctl("enable", "haproxy")
     # reload: the master starts new workers with the new config; the old ones finish their connections
     host.systemctl("reload-or-restart", "haproxy")
+    haproxy_reload.wait_new_worker(host, api, pid)
     return True
 
 
-def lb_delete(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+def lb_delete(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[Api] = None) -> Dict[str, Any]:
     app = _target(params)
+    if not os.path.isdir(host.path(FRAGMENTS)):
+        return {"changed": False}
+    with config_lock(host, lock_wait, log):
+        return _delete(host, app, log, api or runtime_api)
+
+
+def _delete(host: Host, app: str, log: Log, api: Api) -> Dict[str, Any]:
     path = host.path("%s/%s.json" % (FRAGMENTS, app))
     old = read_regular(path)
     if old is None:
         return {"changed": False}
     os.unlink(path)
-    for leftover in (maintenance_page(app), maintenance_page(app) + ".state", lb_tls.pem_path(app)):
+    for leftover in (maintenance_page(app), maintenance_page(app) + ".state", lb_tls.pem_path(app)) + (() if fragments(host) else (SERVER_STATE,)):
         if os.path.isfile(host.path(leftover)):
             os.unlink(host.path(leftover))
     if not fragments(host):
         log("haproxy: no app left on this balancer: stopped")
         host.systemctl("disable", "--now", "haproxy")
         return {"changed": True}
-    apply(host, log, restore=lambda: write_atomic(path, old, 0o600))
+    apply(host, log, restore=lambda: write_atomic(path, old, 0o600), api=api)
     log("haproxy: %s removed" % backend(app))
     return {"changed": True}
 
@@ -146,10 +167,14 @@ def stats(api: Api, app: str) -> Dict[str, Dict[str, str]]:
     return out
 
 
-def _set_state(api: Api, target: str, state: str) -> None:
-    answer = api("set server %s state %s" % (target, state)).strip()
-    if answer:
-        raise AgentError("haproxy's runtime API (/run/haproxy/admin.sock) refused `set server %s state %s`: %s" % (target, state, answer))
+def _set_state(host: Host, api: Api, target: str, state: str, log: Log, lock_wait: int) -> None:
+    """TARGET's state, saved for the next reload; never between a reload's save and its new worker."""
+    with config_lock(host, lock_wait, log):
+        answer = api("set server %s state %s" % (target, state)).strip()
+        if answer:
+            raise AgentError("haproxy's runtime API (/run/haproxy/admin.sock) refused `set server %s state %s`: %s" % (target, state, answer))
+        live = haproxy_reload.live_config(host, CONFIG)
+        haproxy_reload.save_state(host, api, live, live)
 
 
 def _seconds(params: Dict[str, Any], what: str) -> int:
@@ -165,7 +190,7 @@ def lb_drain(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: 
     target = server_of(host, app, str(params.get("HOST", "")))
     wait = _seconds(params, "WAIT")
     was = stats(api, app).get(target.split("/")[1], {}).get("status", "")
-    _set_state(api, target, "drain")
+    _set_state(host, api, target, "drain", log, lock_wait)
     deadline = host.clock() + wait
     while True:
         cur = int(stats(api, app).get(target.split("/")[1], {}).get("scur") or 0)
@@ -204,7 +229,7 @@ def lb_ready(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: 
                     address, wait, "HTTP " + code if code and code != "000" else "no answer", body.strip()))
             host.sleep(0.5)
             code, body = probe(host, frag, address)
-    _set_state(api, target, "ready")
+    _set_state(host, api, target, "ready", log, lock_wait)
     status = stats(api, app).get(target.split("/")[1], {}).get("status", "")
     log("haproxy: %s ready (%s)" % (target, status))
     return {"status": status}

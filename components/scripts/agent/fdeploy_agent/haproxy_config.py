@@ -8,6 +8,9 @@ from typing import Any, Collection, Dict, List
 from .errors import AgentError
 
 SOCKET = "/run/haproxy/admin.sock"
+# the servers' states (drain, maint, weight…) as the agent saved them before a reload (haproxy.py);
+# the new worker starts with them instead of every server ready
+SERVER_STATE = "/etc/fdeploy/haproxy/server-state"
 TLS_CERTS = "/etc/fdeploy/haproxy/certs"   # lb_tls.py
 HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
@@ -62,12 +65,14 @@ def render(fragments: List[Dict[str, Any]], maintenance: Collection[str] = ()) -
         "    log /dev/log local0",
         "    stats socket %s mode 660 level admin" % SOCKET,
         "    stats timeout 30s",
+        "    server-state-file %s" % SERVER_STATE,
         "    user haproxy",
         "    group haproxy",
         "    daemon",
         "",
         "defaults",
         "    log global",
+        "    load-server-state-from-file global",
         "    mode http",
         "    option httplog",
         "    option dontlognull",

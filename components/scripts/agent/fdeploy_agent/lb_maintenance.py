@@ -8,12 +8,13 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from . import haproxy
 from .errors import AgentError
 from .fsutil import read_regular, write_atomic
 from .haproxy_config import maintenance_page
+from .haproxy_reload import config_lock
 from .host import Host
 from .ops import TIME, maintenance_page as page_bytes
 
@@ -33,8 +34,15 @@ def state(host: Host, app: str) -> Dict[str, Any]:
     return {"on": True, "since": st.get("since"), "by": st.get("by")}
 
 
-def lb_maintenance(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+def lb_maintenance(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[haproxy.Api] = None) -> Dict[str, Any]:
     app = haproxy._target(params)
+    if not os.path.isdir(host.path(haproxy.FRAGMENTS)):
+        raise AgentError("app %s has no part on this balancer (/etc/fdeploy/haproxy/%s.json): pulumi up deploys it" % (app, app))
+    with config_lock(host, lock_wait, log):   # the page and the config it goes in: one change at a time
+        return _maintenance(host, app, params, log, api or haproxy.runtime_api)
+
+
+def _maintenance(host: Host, app: str, params: Dict[str, Any], log: Log, api: haproxy.Api) -> Dict[str, Any]:
     if not any(f.get("APP") == app for f in haproxy.fragments(host)):
         raise AgentError("app %s has no part on this balancer (/etc/fdeploy/haproxy/%s.json): pulumi up deploys it" % (app, app))
     mode = params.get("MODE")
@@ -68,6 +76,6 @@ def lb_maintenance(host: Host, params: Dict[str, Any], log: Log, lock_wait: int)
             elif os.path.exists(p):
                 os.unlink(p)
 
-    haproxy.apply(host, log, restore)
+    haproxy.apply(host, log, restore, api=api)
     return {"mode": mode, "changed": (old_page is None) == (mode == "on"),
             "message": "maintenance %s at the balancer (every host of %s)" % (mode, app)}

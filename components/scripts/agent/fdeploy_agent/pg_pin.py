@@ -54,9 +54,28 @@ def pg_pin(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict
 
 
 def mount_args(host: Host, app: str) -> List[str]:
-    """runtime docker: the pinned CA file read-only at its own path in the app's containers (their
-    DATABASE_URL names it); [] when the app pins none."""
+    """runtime docker (release commands): the pinned CA file read-only at its own path in the app's
+    containers (their DATABASE_URL names it); [] when the app pins none."""
     path = pin_path(app)
     if not os.path.isfile(host.path(path)):
         return []
+    return _mount(path)
+
+
+def unit_mount_args(host: Host, app: str, pin: object) -> List[str]:
+    """runtime docker's unit (unit-stage): the CA file the stack pins, params PG_PIN (components/gunicorn.ts),
+    mounted by that parameter, not by what is on disk now: the step's inputs change when pinning starts or
+    stops, so the unit is staged again then. None/"": the stack pins nothing."""
+    if pin in (None, ""):
+        return []
+    path = pin_path(app)
+    if pin != path:
+        raise AgentError("bad PG_PIN %r: expected %s (the CA file of flask-deploy:database.host's certificate)" % (pin, path))
+    if not os.path.isfile(host.path(path)):
+        raise AgentError("the database server's pinned certificate %s is missing (the app's database pin step writes it): "
+                         "run pulumi up again" % path)
+    return _mount(path)
+
+
+def _mount(path: str) -> List[str]:
     return ["--mount", "type=bind,source=%s,target=%s,readonly" % (path, path)]

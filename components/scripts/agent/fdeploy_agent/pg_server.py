@@ -30,6 +30,7 @@ Log = Callable[[str], None]
 ETC = "/etc/fdeploy/postgres"
 APPS = ETC + "/apps"
 CERT, KEY, HBA = ETC + "/server.crt", ETC + "/server.key", ETC + "/pg_hba.conf"
+ROOT = ETC + "/root.crt"   # the self-signed certificate the apps pin, once CERT is one it issued (ensure_certificate)
 IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 RESERVED = ("postgres", "template0", "template1", "public")
 ADDRESS = re.compile(r"(\d{1,3}(\.\d{1,3}){3}|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)")
@@ -200,19 +201,35 @@ def san_line(names: List[str]) -> str:
 
 
 def ensure_certificate(host: Host, name: str, log: Log) -> bool:
-    """A self-signed certificate (10 years) whose subjectAltName covers NAME (the address apps connect
-    to: they pin this certificate, sslmode=verify-full), made when missing or when it does not cover NAME
-    (one made before pinning; a new name for the server: the names it had are kept). The key root:postgres 0640."""
+    """A certificate (10 years) whose subjectAltName covers NAME (the address apps connect to: they pin the
+    server's self-signed certificate, sslmode=verify-full), made when missing or when it does not cover NAME
+    (one made before pinning; a new name for the server: the names it had are kept).
+    A new name keeps the key: the served certificate is then issued by the self-signed one the apps pinned
+    (kept as ROOT), so every stack still pinned to it goes on connecting. A self-signed certificate made
+    again, even with the same key and subject, would not do: OpenSSL trusts a self-signed server
+    certificate only when it is the very one pinned (tests/python/test_agent_pg_cert.py). Only without a
+    usable key and anchor is a new key made (every stack pins the new one at its next up). The key root:postgres 0640."""
     have = cert_names(host)
     if read_regular(host.path(KEY)) and name in have:
         return False
-    log("making the server's TLS certificate for %s" % ", ".join(sorted(set(have + [name]))))
+    names = sorted(set(have + [name]))
+    anchor = _anchor(host)
     tmp = host.path(ETC + "/.new-%s" % secrets.token_hex(4))
-    r = host.run(["openssl", "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "3650",
-                  "-subj", "/CN=%s" % name, "-addext", san_line(have + [name]), "-keyout", tmp + ".key", "-out", tmp + ".crt"],
-                 merge_output=True, umask=0o077)
-    if r.returncode != 0:
-        raise AgentError("openssl could not make the PostgreSQL certificate /etc/fdeploy/postgres/server.crt: %s" % (r.stdout or "").strip()[-300:])
+    if anchor:
+        log("the server's TLS certificate for %s: issued with its key by the pinned one (stacks that pinned it keep connecting)" % ", ".join(names))
+        if anchor != ROOT:
+            write_atomic(host.path(ROOT), read_regular(host.path(anchor)) or b"", 0o644)
+        _openssl(host, ["req", "-x509", "-new", "-key", host.path(KEY), "-CA", host.path(ROOT), "-CAkey", host.path(KEY),
+                        "-days", "3650", "-subj", "/CN=%s/OU=server" % name, "-addext", san_line(names),
+                        "-addext", "basicConstraints=critical,CA:FALSE", "-out", tmp + ".crt"])
+        os.chmod(tmp + ".crt", 0o644)
+        os.rename(tmp + ".crt", host.path(CERT))
+        return True
+    log("making the server's TLS certificate for %s (a new key)" % ", ".join(names))
+    _openssl(host, ["req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "3650",
+                    "-subj", "/CN=%s" % name, "-addext", san_line(names), "-keyout", tmp + ".key", "-out", tmp + ".crt"])
+    if os.path.lexists(host.path(ROOT)):
+        os.unlink(host.path(ROOT))   # another key's: the new certificate is its own anchor again
     os.chown(tmp + ".key", 0, host.user_ids("postgres")[1])
     os.chmod(tmp + ".key", 0o640)
     os.chmod(tmp + ".crt", 0o644)
@@ -221,15 +238,45 @@ def ensure_certificate(host: Host, name: str, log: Log) -> bool:
     return True
 
 
+def _openssl(host: Host, args: List[str]) -> str:
+    r = host.run(["openssl"] + args, merge_output=True, umask=0o077)
+    if r.returncode != 0:
+        raise AgentError("openssl could not make the PostgreSQL certificate /etc/fdeploy/postgres/server.crt: %s" % (r.stdout or "").strip()[-300:])
+    return r.stdout or ""
+
+
+def _anchor(host: Host) -> Optional[str]:
+    """The self-signed certificate the apps pin (ROOT, else CERT: the layout before, and one made before
+    pinning) when it can issue with KEY: its own key, a CA; None when a new key must be made."""
+    if not read_regular(host.path(KEY)):
+        return None
+    for path in (ROOT, CERT):
+        if not read_regular(host.path(path)):
+            continue
+        r = host.run(["openssl", "verify", "-CAfile", host.path(path), host.path(path)], merge_output=True)
+        own = host.run(["openssl", "x509", "-in", host.path(path), "-noout", "-pubkey"])
+        key = host.run(["openssl", "pkey", "-in", host.path(KEY), "-pubout"])
+        ca = host.run(["openssl", "x509", "-in", host.path(path), "-noout", "-ext", "basicConstraints"])
+        if r.returncode == 0 and own.returncode == 0 and own.stdout and own.stdout == key.stdout and "CA:TRUE" in (ca.stdout or ""):
+            return path
+    return None
+
+
+def pinned(host: Host) -> bytes:
+    """The certificate the apps pin: ROOT once the served one is issued by it, else the served one."""
+    return read_regular(host.path(ROOT)) or read_regular(host.path(CERT)) or b""
+
+
 def certificate(host: Host) -> str:
-    """The server's certificate (PEM; public): what the apps pin."""
-    pem = (read_regular(host.path(CERT)) or b"").decode()
+    """The server's pinned certificate (PEM; public): what the apps pin."""
+    pem = pinned(host).decode()
     m = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
     return m.group(0) + "\n" if m else ""
 
 
 def fingerprint(host: Host) -> str:
-    pem = (read_regular(host.path(CERT)) or b"").decode()
+    """SHA-256 of the pinned certificate (it stays the same when the server gets a new name)."""
+    pem = pinned(host).decode()
     m = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", pem, re.S)
     return hashlib.sha256(base64.b64decode("".join(m.group(1).split()))).hexdigest() if m else ""
 

@@ -51,7 +51,8 @@ def _int(params: Dict[str, Any], key: str, pattern: str, setting: str) -> int:
 
 def unit_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """params: APP, WORKERS, APP_MODULE, TIMEOUT; RUNTIME docker with ENV_NAMES (space-separated
-    names the environment file sets), SHARED_DIRS (space-separated), MEMORY, CPUS (optional)."""
+    names the environment file sets), SHARED_DIRS (space-separated), MEMORY, CPUS, PG_PIN (optional: the
+    pinned CA file, pg_pin.unit_mount_args)."""
     app = apps.load(host, apps.check_name(params.get("APP")))
     workers = _int(params, "WORKERS", r"[0-9]{1,2}", "workers")
     timeout = _int(params, "TIMEOUT", r"[0-9]{1,4}", "proxyTimeoutSeconds")
@@ -65,7 +66,7 @@ def unit_stage(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
                 raise AgentError("runtime docker: no docker on the server (the base system installs docker.io; run pulumi up again)")
             uid, gid = host.user_ids(app.user)
             dirs = mounts.check_shared_dirs(params.get("SHARED_DIRS"))
-            args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(), dirs, "%i") + pg_pin.mount_args(host, app.name)
+            args = units.docker_app_args(app, uid, gid, str(params.get("ENV_NAMES", "")).split(), dirs, "%i") + pg_pin.unit_mount_args(host, app.name, params.get("PG_PIN"))
             service = units.docker_unit(app, workers, timeout, target, args, str(params.get("MEMORY", "")), str(params.get("CPUS", "")), dirs)
             options: list = []
         else:
