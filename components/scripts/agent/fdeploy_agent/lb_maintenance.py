@@ -34,17 +34,21 @@ def state(host: Host, app: str) -> Dict[str, Any]:
     return {"on": True, "since": st.get("since"), "by": st.get("by")}
 
 
+def no_part(app: str) -> AgentError:
+    return AgentError("app %s has no part on this balancer (/etc/fdeploy/haproxy/%s.json): pulumi up deploys it" % (app, app))
+
+
 def lb_maintenance(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[haproxy.Api] = None) -> Dict[str, Any]:
     app = haproxy._target(params)
     if not os.path.isdir(host.path(haproxy.FRAGMENTS)):
-        raise AgentError("app %s has no part on this balancer (/etc/fdeploy/haproxy/%s.json): pulumi up deploys it" % (app, app))
+        raise no_part(app)
     with config_lock(host, lock_wait, log):   # the page and the config it goes in: one change at a time
         return _maintenance(host, app, params, log, api or haproxy.runtime_api)
 
 
 def _maintenance(host: Host, app: str, params: Dict[str, Any], log: Log, api: haproxy.Api) -> Dict[str, Any]:
     if not any(f.get("APP") == app for f in haproxy.fragments(host)):
-        raise AgentError("app %s has no part on this balancer (/etc/fdeploy/haproxy/%s.json): pulumi up deploys it" % (app, app))
+        raise no_part(app)
     mode = params.get("MODE")
     if mode not in ("on", "off"):
         raise AgentError("bad maintenance mode %r (MODE: on or off)" % (mode,))
