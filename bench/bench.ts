@@ -150,7 +150,8 @@ class WorkingCopy {
     this.migrationsDir = path.join(root, "migrations");
     fs.cpSync(path.join(PROJECT, "app"), this.appDir, { recursive: true, filter: (s) => !s.includes("__pycache__") });
     fs.cpSync(path.join(PROJECT, "migrations"), this.migrationsDir, { recursive: true });
-    this.baseSchema = fs.readdirSync(this.migrationsDir).filter((f) => f.endsWith(".up.sql")).length;
+    // the schema version is the highest NNNN of the migrations (a version may also have its .postgres.up.sql)
+    this.baseSchema = Math.max(0, ...fs.readdirSync(this.migrationsDir).filter((f) => /^\d{4}_[a-z0-9_]+\.up\.sql$/.test(f)).map((f) => Number(f.slice(0, 4))));
   }
 
   /** Deploy n's change: always code (the marker), every 3rd a dependency, every 3rd from the 2nd a migration. */
