@@ -108,7 +108,7 @@ def provenance(what, commit, date, run):
 def write_markdown(raw, rows, out):
     m, p, src = raw["machine"], raw["parameters"], raw["source"]
     L = []
-    L.append("# Downtime benchmark: flask-deploy strategies vs. a conventional Ansible deploy\n")
+    L.append("# Downtime benchmark: flask-deploy strategies vs. Ansible (a conventional and a tuned playbook)\n")
     L.append(f"Run {raw['date'][:19].replace('T', ' ')} UTC, {raw.get('totalMinutes', '?')} min, "
              f"project commit `{src['commit'][:12]}` "
              + ("(git HEAD; uncommitted edits elsewhere in the tree were not benchmarked). " if src["mode"] == "head"
