@@ -409,6 +409,10 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     console.log(`      a server removed: ${took.toFixed(0)} s; reads ${all.length} (fe-app2 ${all.filter((x) => x.host === "fe-app2").length}), failed ${failed.length}`);
     assert.deepStrictEqual(failed, []);
     assert.match(r.output, new RegExp(`app_edgeapp/h2 \\(${app2.host.replace(/\./g, "\\.")}\\) drained before it leaves`));
+    // the balancer's change (drain, then the reload without it) finished before the first of its deletes began
+    const configured = r.output.search(new RegExp(`app-balancer-configure-${lb.host.replace(/\./g, "\\.")} updated`));
+    const firstDelete = r.output.search(/ app-[\w-]*-h2\b[\w.-]* deleting/);
+    assert.ok(configured > 0 && firstDelete > configured, `balancer updated at ${configured}, first delete at ${firstDelete}`);
     // the balancer without it; its app stopped and disabled, its site gone; its data and app user stay
     assert.doesNotMatch(lb.ssh("cat /etc/haproxy/haproxy.cfg"), new RegExp(app2.host.replace(/\./g, "\\.")));
     assert.strictEqual(app2.ssh(`systemctl list-units --all --plain --no-legend 'fdeploy-${APP}@*' | grep -v ' inactive ' || true`).trim(), "");
