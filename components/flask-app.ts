@@ -44,6 +44,7 @@ import { Activation, activationParams, describeCanary, HistoryEntry, switchWaits
 import { appServers } from "./config/servers";
 import { FleetRecord, fleetRecord } from "./fleet-record";
 import { balancerTls } from "./balancer-tls";
+import { previousHosts, serverOrderProblem } from "./server-order";
 
 /**
  * A FlaskApp's settings: the validated config (components/config.ts: one schema, the keys README documents;
@@ -166,12 +167,16 @@ export class FlaskApp extends pulumi.ComponentResource {
     await warnRollbackLoss(cfg.release, migrationsDir, appRoot, (keys) => lastOutputs(keys, n("previous-outputs"), child("previous-outputs")));
     const tier = { projectDir, resolvedMigrations, migrationsDir, migrationFiles };
     if (cfg.loadBalancer === undefined) return this.deployHost(name, cfg, staging, tier);
-    return this.deployFleet(name, cfg, staging, tier);
+    return this.deployFleet(name, cfg, staging, tier, (keys) => lastOutputs(keys, n("previous-outputs"), child("previous-outputs")));
   }
 
   /** A fleet (servers behind loadBalancer): every host staged in parallel, one FleetSwitch, the balancer. */
-  private async deployFleet(name: string, cfg: FlaskAppArgs, staging: string, tier: AppTier): Promise<Omit<FlaskAppOutputs, "fdeploy">> {
+  private async deployFleet(name: string, cfg: FlaskAppArgs, staging: string, tier: AppTier,
+    last: (keys: string[]) => Promise<Record<string, unknown>>): Promise<Omit<FlaskAppOutputs, "fdeploy">> {
     const servers = appServers(cfg);
+    // each server keeps its place in `servers` (its resources are named by it): checked against the last up
+    const moved = serverOrderProblem(previousHosts((await last(["server"])).server), servers.map((s) => s.host));
+    if (moved) throw quickError(new ConfigError([moved]));
     const balancer = cfg.loadBalancer === "external" || cfg.loadBalancer === undefined ? undefined : new LoadBalancer(`${name}-balancer`, {
       server: cfg.loadBalancer, appName: cfg.appName, hosts: servers.map((s) => s.host), serverName: cfg.serverName, healthPath: cfg.healthPath,
       limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging, ...balancerTls(cfg),

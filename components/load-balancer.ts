@@ -4,6 +4,9 @@
 // gracefully. The fleet switch drains and readies hosts through it (drainLine, readyLine). Its file is
 // per app (/etc/fdeploy/haproxy/<app>.json), so two FlaskApps can share one balancer; deleting the step
 // (the app leaves the balancer, or a destroy) removes that part, and stops HAProxy when none is left.
+// The step's name carries the balancer's host: a `loadBalancer.host` changed is a new step on the new host
+// and the old one's delete (lb-delete, with its last inputs: on the old host), not an update that would
+// leave the app's part on the old balancer. A host that leaves `servers` is drained there first (lb-configure).
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { ServerConfig, StepLimits } from "./config";
@@ -42,10 +45,15 @@ export class LoadBalancer extends pulumi.ComponentResource {
     const bundle = new ScriptBundle(`${name}-scripts`, {
       connection, appName: args.appName, sudo: user !== "root", limits: args.limits, staging: args.staging,
     }, { parent: this });
-    this.step = remoteStep(`${name}-configure`, {
+    // a stack deployed before the name carried the host keeps its step (the alias) until the host changes
+    this.step = remoteStep(`${name}-configure-${host}`, {
       connection, bundle, script: AGENT, verb: "lb-configure", limit: "build", deleteWith: args.appName, deleteVerb: "lb-delete",
-      params: scriptParams({ APP: args.appName, SERVER_NAME: args.serverName, HEALTH_PATH: args.healthPath, HOSTS: args.hosts.join(","), ...tlsParams(args.tls) }),
-    }, this);
+      label: `${name}-configure`,
+      params: scriptParams({
+        APP: args.appName, SERVER_NAME: args.serverName, HEALTH_PATH: args.healthPath, HOSTS: args.hosts.join(","),
+        DRAIN_SECONDS: args.drainSeconds, ...tlsParams(args.tls),
+      }),
+    }, this, [{ name: `${name}-configure` }]);
     this.drainLine = bundle.stepLine(`${name}-drain`, "default", args.drainSeconds, AGENT, "lb-drain");
     this.readyLine = bundle.stepLine(`${name}-ready`, "default", 0, AGENT, "lb-ready");
     this.registerOutputs({});

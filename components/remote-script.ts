@@ -115,16 +115,19 @@ export interface RemoteStepArgs {
   /** Which time limit applies (config `timeouts.<limit>`; default: `default`), plus EXTRA seconds. */
   limit?: StepLimitName;
   extraSeconds?: number;
+  /** The step's name in its command line, when the resource's name is another (default: the resource's). */
+  label?: string;
 }
 
 /** One remote.Command that runs a bundled script; its parent is the component that owns it. */
-export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Resource): command.remote.Command {
+export function remoteStep(name: string, args: RemoteStepArgs, parent: pulumi.Resource, aliases?: pulumi.Alias[]): command.remote.Command {
+  const label = args.label ?? name;
   return new command.remote.Command(name, {
     connection: args.connection,
-    create: args.bundle.stepLine(name, args.limit ?? "default", args.extraSeconds ?? 0, args.script, args.verb ?? "create"),
-    delete: args.deleteWith ? args.bundle.stepLine(name, "default", 0, args.deleteScript ?? args.script, args.deleteVerb ?? "delete", args.deleteWith) : undefined,
+    create: args.bundle.stepLine(label, args.limit ?? "default", args.extraSeconds ?? 0, args.script, args.verb ?? "create"),
+    delete: args.deleteWith ? args.bundle.stepLine(label, "default", 0, args.deleteScript ?? args.script, args.deleteVerb ?? "delete", args.deleteWith) : undefined,
     stdin: args.params,
     triggers: args.triggers,
     addPreviousOutputInEnv: false,
-  }, { parent, dependsOn: [...(args.after ?? []), args.bundle.upload] });
+  }, { parent, dependsOn: [...(args.after ?? []), args.bundle.upload], ...(aliases ? { aliases } : {}) });
 }

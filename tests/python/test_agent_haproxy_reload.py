@@ -1,4 +1,5 @@
 """haproxy.cfg changes one at a time, and the servers' states across a reload (agent haproxy_reload.py)."""
+import json
 import os
 import sys
 import threading
@@ -143,3 +144,34 @@ def test_configure_and_maintenance_at_once_both_land(tmp_path):
     live = (tmp_path / "etc/haproxy/haproxy.cfg").read_text()
     assert "server h3 10.0.0.3:80" in live and "http-request return status 503" in live
     assert sorted(p.name for p in (tmp_path / "etc/haproxy").iterdir()) == ["haproxy.cfg"]
+
+
+def test_a_host_leaving_the_app_is_drained_before_the_reload_that_takes_it_out(tmp_path):
+    """A server removed from `servers` (issue 32): drained, its in-flight requests waited for (DRAIN_SECONDS),
+    then the reload without it; the host that stays is untouched. haproxy -c refusing: it serves again."""
+    b = ReloadBox(tmp_path)
+    haproxy.lb_configure(b.host, dict(FRAG), quiet, 0, api=b.api)
+    events, in_flight = [], [2, 1, 0]
+
+    def api(cmd):
+        answer = b.api(cmd)
+        if cmd.startswith("set server"):
+            events.append(cmd)
+        if cmd == "show stat" and b.api.admin.get(("app_shop", "h2")) == DRAIN:   # h2's requests finish while it drains
+            answer = answer.replace("app_shop,h2,0,", "app_shop,h2,%d," % (in_flight.pop(0) if len(in_flight) > 1 else in_flight[0]))
+        return answer
+    reload_run = b.run
+    b.host._run = lambda argv, merge_output=False, input=None: (events.append(" ".join(argv[-2:])), reload_run(argv, merge_output, input))[1]
+    log = []
+    assert haproxy.lb_configure(b.host, dict(FRAG, HOSTS=["10.0.0.1"], DRAIN_SECONDS=5), log.append, 0, api=api) == {"changed": True}
+    assert events[0] == "set server app_shop/h2 state drain" and events.index("reload-or-restart haproxy") > 0, events
+    assert not [e for e in events if "app_shop/h1" in e]
+    assert in_flight == [0] and any("h2 (10.0.0.2) drained before it leaves (0 in flight left)" in m for m in log), log
+    assert " h2 " not in b.saved[-1] and "server h2" not in (tmp_path / "etc/haproxy/haproxy.cfg").read_text()
+    # refused by haproxy -c: the part as it was, and the leaving host back in service
+    haproxy.lb_configure(b.host, dict(FRAG), quiet, 0, api=b.api)
+    b.check = 1
+    with pytest.raises(AgentError, match="haproxy -c"):
+        haproxy.lb_configure(b.host, dict(FRAG, HOSTS=["10.0.0.1"], DRAIN_SECONDS=0), quiet, 0, api=b.api)
+    assert b.api.admin[("app_shop", "h2")] == 0
+    assert json.loads((tmp_path / "etc/fdeploy/haproxy/shop.json").read_text())["HOSTS"] == FRAG["HOSTS"]

@@ -8,7 +8,7 @@ import { parseConfig } from "../../components/config";
 import { FlaskApp } from "../../components";
 import { HOST_KEY, PROJECT_DIR, rawConfig, tempKeyFile } from "./helpers";
 
-interface Registered { type: string; name: string; deps: string[]; inputs: any }
+interface Registered { type: string; name: string; deps: string[]; inputs: any; aliases: string[] }
 
 describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function () {
   this.timeout(60000);
@@ -23,17 +23,18 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     await pulumi.runtime.setMocks({
       newResource: (args) => ({
         id: `${args.name}-id`,
-        state: { running: true, ...args.inputs, stderr: "",
+        state: { running: true, ...args.inputs, stderr: "", outputs: {},   // outputs: the stack's last (a StackReference: server-order.ts)
           stdout: args.type === "command:local:Command" ? JSON.stringify({ ok: true, hosts: { "10.0.0.1": "abc", "10.0.0.2": "abc" }, history: [] }) : `${args.name} ok\nschema_version=2` },
       }),
       call: (args) => args.inputs,
-    }, "flask-deploy", "unit-fleet", false);
+    }, "flask-deploy", "unit-fleet", false, "organization");   // the organization: the stack reads its last outputs (server-order.ts)
     const monitor: any = (pulumi.runtime as any).getMonitor();
     const register = monitor.registerResource.bind(monitor);
     monitor.registerResource = (req: any, cb: any) => {
       registered.set(req.getName(), {
         type: req.getType(), name: req.getName(), inputs: req.getObject()?.toJavaScript(),
         deps: req.getDependenciesList().map((d: string) => d.split("::").pop()!),
+        aliases: req.getAliasesList().map((a: any) => a.getSpec()?.getName() ?? a.getUrn()),
       });
       return register(req, cb);
     };
@@ -80,7 +81,7 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
 
   it("one fleet switch: after both hosts' staging, the migrations and the balancer; both sites after it", () => {
     const rollout = deps("fl-fleet-rollout");
-    for (const d of ["fl-preflight-check", "fl-preflight-h2-check", "fl-migrations-apply", "fl-balancer-configure", "fl-env-h2-file"]) {
+    for (const d of ["fl-preflight-check", "fl-preflight-h2-check", "fl-migrations-apply", "fl-balancer-configure-10.0.0.9", "fl-env-h2-file"]) {
       assert.ok(rollout.includes(d), `fl-fleet-rollout waits for ${d}: ${rollout.join(", ")}`);
     }
     const nginx = names("fl-nginx").filter((k) => registered.get(k)!.type === "command:remote:Command");
@@ -102,8 +103,15 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
   });
 
   it("the balancer's configure step lists the hosts; the fleet's outputs name every host", async () => {
-    const lb = JSON.parse(registered.get("fl-balancer-configure")!.inputs.stdin);
+    const step = registered.get("fl-balancer-configure-10.0.0.9")!;
+    const lb = JSON.parse(step.inputs.stdin);
     assert.strictEqual(lb.HOSTS, "10.0.0.1,10.0.0.2");
+    assert.strictEqual(lb.DRAIN_SECONDS, 30, "a host leaving servers is drained for rollout.drainSeconds first");
+    // its name carries the balancer's host (another host: a new step there, the old one's delete on the old:
+    // the app's part leaves it); a stack deployed before keeps its step (the alias) and its command line
+    assert.deepStrictEqual(step.aliases, ["fl-balancer-configure"]);
+    assert.match(step.inputs.create, / fl-balancer-configure timeouts\.build .* lb-configure$/);
+    assert.match(step.inputs.delete, / fl-balancer-configure timeouts\.default .* lb-delete --app shop$/);
     assert.strictEqual(await settle(fleetApp.server), "root@10.0.0.1:22, root@10.0.0.2:22");
     assert.deepStrictEqual(await settle(fleetApp.hosts!), { "10.0.0.1": "abc", "10.0.0.2": "abc" });
   });

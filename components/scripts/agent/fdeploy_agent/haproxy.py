@@ -1,7 +1,8 @@
 """The balancer's verbs (components/load-balancer.ts, fleet.py): HAProxy from Debian, configured from
 data (haproxy_config.py), validated with `haproxy -c` before a graceful reload, and each app host
 drained and put back through the runtime API socket.
-  lb-configure  APP, SERVER_NAME, HEALTH_PATH, HOSTS: this app's fragment, then haproxy.cfg for all apps
+  lb-configure  APP, SERVER_NAME, HEALTH_PATH, HOSTS, DRAIN_SECONDS: this app's fragment, then haproxy.cfg for all
+                apps; a host that leaves HOSTS is drained (up to DRAIN_SECONDS for its in-flight requests) first
   lb-drain      APP, HOST (an address of HOSTS), WAIT: no new requests to HOST; waits for in-flight ones
   lb-ready      APP, HOST, WAIT_UP (seconds, 0: none): HOST takes requests again; waits until its check passes
   lb-status     APP: each host's state as HAProxy sees it
@@ -59,27 +60,57 @@ def in_maintenance(host: Host) -> List[str]:
 
 def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[Api] = None) -> Dict[str, Any]:
     frag = check_fragment(dict(params, **lb_tls.part(params)))   # bad input: refused before anything changes
+    drain = _seconds(params, "DRAIN_SECONDS")
     pem = lb_tls.checked_pem(host, params)
     apt.install_missing(host, "haproxy", ["haproxy"], log)
     own_dir(host.path("/etc/fdeploy"), 0o755)
     own_dir(host.path(FRAGMENTS), 0o700)
     with config_lock(host, lock_wait, log):
-        changed = _configure(host, frag, pem, log, api or runtime_api)
+        changed = _configure(host, frag, pem, log, api or runtime_api, drain)
     if changed:
         log("haproxy: %s serves %s" % (backend(frag["APP"]), ", ".join(frag["HOSTS"])))
     return {"changed": changed}
 
 
-def _configure(host: Host, frag: Dict[str, Any], pem: Any, log: Log, api: Api) -> bool:
+def _configure(host: Host, frag: Dict[str, Any], pem: Any, log: Log, api: Api, drain: int) -> bool:
     path = host.path("%s/%s.json" % (FRAGMENTS, frag["APP"]))
     old = read_regular(path)
+    drained = _drain_leaving(host, json.loads(old)["HOSTS"] if old else [], frag, log, api, drain)
     write_atomic(path, json.dumps(frag, sort_keys=True).encode(), 0o600)
     new_cert, restore_cert = lb_tls.put(host, frag["APP"], pem)
 
     def restore() -> None:
         restore_cert()
         write_atomic(path, old, 0o600) if old is not None else os.unlink(path)
+        for target in drained:   # the running balancer as it was: the leaving hosts serve again
+            try:
+                _state_now(host, api, target, "ready")
+            except AgentError as e:
+                log("haproxy: %s stays drained: %s" % (target, e))
     return apply(host, log, restore=restore, reload=new_cert, api=api)
+
+
+def _drain_leaving(host: Host, was: List[str], frag: Dict[str, Any], log: Log, api: Api, wait: int) -> List[str]:
+    """Each host of WAS that leaves the app's backend (removed from `servers`, or another address at its
+    place) drained first, up to WAIT s for its in-flight requests: the reload that takes it out (and the
+    later delete that stops its app) then cuts no request. HAProxy not running: nothing to drain. The
+    servers drained (backend/server)."""
+    drained: List[str] = []
+    for i, address in enumerate(was):
+        if i < len(frag["HOSTS"]) and frag["HOSTS"][i] == address:
+            continue
+        target = "%s/%s" % (backend(frag["APP"]), server_name(i))
+        try:
+            _state_now(host, api, target, "drain")
+        except Unreachable:
+            return drained
+        except AgentError as e:   # not in the running config (a change that failed before): nothing to drain
+            log("haproxy: %s (%s) not drained: %s" % (target, address, e))
+            continue
+        drained.append(target)
+        left = _wait_idle(host, api, target, wait)
+        log("haproxy: %s (%s) drained before it leaves (%d in flight left)" % (target, address, left))
+    return drained
 
 
 def apply(host: Host, log: Log, restore: Callable[[], object], reload: bool = False, api: Api = runtime_api) -> bool:
@@ -155,6 +186,10 @@ def server_of(host: Host, app: str, address: str) -> str:
 
 def stats(api: Api, app: str) -> Dict[str, Dict[str, str]]:
     """server name -> its `show stat` fields, for APP's backend."""
+    return _rows(api, backend(app))
+
+
+def _rows(api: Api, be: str) -> Dict[str, Dict[str, str]]:
     lines = api("show stat").splitlines()
     if not lines or not lines[0].startswith("# "):
         raise AgentError("unexpected answer from HAProxy's runtime API at /run/haproxy/admin.sock: %r" % lines[:1])
@@ -162,7 +197,7 @@ def stats(api: Api, app: str) -> Dict[str, Dict[str, str]]:
     out = {}
     for line in lines[1:]:
         row = dict(zip(head, line.split(",")))
-        if row.get("pxname") == backend(app) and row.get("svname") not in ("BACKEND", "FRONTEND"):
+        if row.get("pxname") == be and row.get("svname") not in ("BACKEND", "FRONTEND"):
             out[row["svname"]] = row
     return out
 
@@ -170,11 +205,27 @@ def stats(api: Api, app: str) -> Dict[str, Dict[str, str]]:
 def _set_state(host: Host, api: Api, target: str, state: str, log: Log, lock_wait: int) -> None:
     """TARGET's state, saved for the next reload; never between a reload's save and its new worker."""
     with config_lock(host, lock_wait, log):
-        answer = api("set server %s state %s" % (target, state)).strip()
-        if answer:
-            raise AgentError("haproxy's runtime API (/run/haproxy/admin.sock) refused `set server %s state %s`: %s" % (target, state, answer))
-        live = haproxy_reload.live_config(host, CONFIG)
-        haproxy_reload.save_state(host, api, live, live)
+        _state_now(host, api, target, state)
+
+
+def _state_now(host: Host, api: Api, target: str, state: str) -> None:
+    """_set_state with config_lock held by the caller."""
+    answer = api("set server %s state %s" % (target, state)).strip()
+    if answer:
+        raise AgentError("haproxy's runtime API (/run/haproxy/admin.sock) refused `set server %s state %s`: %s" % (target, state, answer))
+    live = haproxy_reload.live_config(host, CONFIG)
+    haproxy_reload.save_state(host, api, live, live)
+
+
+def _wait_idle(host: Host, api: Api, target: str, wait: int) -> int:
+    """Until TARGET (backend/server) has no request in flight, at most WAIT s; how many are left."""
+    be, srv = target.split("/")
+    deadline = host.clock() + wait
+    while True:
+        cur = int(_rows(api, be).get(srv, {}).get("scur") or 0)
+        if cur == 0 or host.clock() >= deadline:
+            return cur
+        host.sleep(0.2)
 
 
 def _seconds(params: Dict[str, Any], what: str) -> int:
@@ -191,12 +242,7 @@ def lb_drain(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: 
     wait = _seconds(params, "WAIT")
     was = stats(api, app).get(target.split("/")[1], {}).get("status", "")
     _set_state(host, api, target, "drain", log, lock_wait)
-    deadline = host.clock() + wait
-    while True:
-        cur = int(stats(api, app).get(target.split("/")[1], {}).get("scur") or 0)
-        if cur == 0 or host.clock() >= deadline:
-            break
-        host.sleep(0.2)
+    cur = _wait_idle(host, api, target, wait)
     log("haproxy: %s drained (%s in flight left; it was %s)" % (target, cur, was or "unknown"))
     return {"was": was, "inFlight": cur}
 
