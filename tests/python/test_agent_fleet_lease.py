@@ -133,3 +133,81 @@ def test_the_verb_waits_for_another_deploys_lease_then_names_it(tmp_path):
 def test_the_verb_needs_a_deploy_id(tmp_path):
     with pytest.raises(AgentError, match="needs DEPLOY"):
         fleet_lease.fleet_lease(Host(root=str(tmp_path)), {"APP": "shop"}, lambda line: None, 0)
+
+
+# --- fdeploy on a fleet (fleet-hold): a changing command holds the same leases for its whole run -------------
+FDEPLOY = ME + "/fdeploy-rollback"
+
+
+def test_an_fdeploy_command_holds_every_hosts_lease_in_sorted_order_until_it_ends_then_gives_them_up(tmp_path):
+    s, ended, ready = Servers(tmp_path), [], []
+
+    def end(h, to):
+        ended.append((h, lease.end(s.hosts[h], "shop", FDEPLOY, to)))
+        return ended[-1][1]
+
+    def take(h):
+        return s.take(h, FDEPLOY)
+
+    def work():   # what the command does once every lease is held: another stack and this stack's own up wait
+        ready.append([lease.read(s.hosts[h], "shop")["deploy"] for h in sorted(HOSTS)])
+        for h in HOSTS:
+            for other in (OTHER, ME):
+                assert lease.take(s.hosts[h], "shop", other)["deploy"] == FDEPLOY
+    done = fleet_lease.hold(HOSTS, take, end, lambda line: None, "fdeploy maintenance", iter(["end\n"]), work)
+    assert s.events == [("lease", "10.0.0.1"), ("lease", "10.0.0.2"), ("lease", "10.0.0.3")]
+    assert ready == [[FDEPLOY] * 3]
+    assert done == {h: "released" for h in HOSTS} and [h for h, _ in ended] == sorted(HOSTS)
+    for h in HOSTS:   # given up: the next deploy goes on at once, not 30 s later
+        assert lease.read(s.hosts[h], "shop") is None and lease.take(s.hosts[h], "shop", OTHER) is None
+
+
+def test_a_rollback_hands_every_lease_over_to_its_own_up_and_nothing_gets_in_between(tmp_path):
+    s = Servers(tmp_path)
+    done = fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, to: lease.end(s.hosts[h], "shop", FDEPLOY, to),
+                            lambda line: None, "fdeploy rollback", iter(["handover\n"]), lambda: None, to=ME)
+    assert done == {h: "handed over" for h in HOSTS}
+    for h in HOSTS:
+        assert lease.take(s.hosts[h], "shop", OTHER)["deploy"] == ME, "another stack still waits"
+        assert lease.take(s.hosts[h], "shop", ME) is None, "the rollback's own up goes on"
+
+
+def test_a_command_ending_without_a_word_gives_its_leases_up_too(tmp_path):
+    s = Servers(tmp_path)
+    fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, to: lease.end(s.hosts[h], "shop", FDEPLOY, to),
+                     lambda line: None, "fdeploy rollback", iter([]), lambda: None, to=ME)   # fdeploy died: stdin closed
+    assert all(lease.read(s.hosts[h], "shop") is None for h in HOSTS)
+
+
+def test_an_fdeploy_command_waits_for_a_running_rollout_and_names_it_then_gives_back_what_it_took(tmp_path):
+    s = Servers(tmp_path)
+    lease.take(s.hosts["10.0.0.2"], "shop", ME)   # this stack's up is rolling out
+    ready = []
+    with pytest.raises(AgentError, match="the deploy of stack proj/fleet "):
+        fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, to: lease.end(s.hosts[h], "shop", FDEPLOY, to),
+                         lambda line: None, "fdeploy rollback", iter(["handover\n"]), lambda: ready.append(1), to=ME)
+    assert ready == [] and s.events == [("lease", "10.0.0.1")]
+    assert lease.read(s.hosts["10.0.0.1"], "shop") is None, "the host taken before is given back"
+    assert lease.read(s.hosts["10.0.0.2"], "shop")["deploy"] == ME, "the rollout's lease is untouched"
+
+
+def test_an_up_waiting_for_an_fdeploy_command_is_told_which_command_of_which_stack(tmp_path):
+    (tmp_path / "run/fdeploy").mkdir(parents=True, mode=0o700)
+    host = Host(root=str(tmp_path))
+    lease.take(host, "shop", ME + "/fdeploy-jobs-run")
+    with pytest.raises(AgentError, match=r"running on this server: fdeploy jobs-run of stack proj/fleet \(it holds the lease while it runs"):
+        fleet_lease.fleet_lease(host, {"APP": "shop", "DEPLOY": ME}, lambda line: None, 0)
+
+
+def test_the_verb_waits_no_longer_than_its_wait_and_ends_or_hands_over_only_its_own_lease(tmp_path):
+    (tmp_path / "run/fdeploy").mkdir(parents=True, mode=0o700)
+    host = Host(root=str(tmp_path))
+    lease.take(host, "shop", OTHER)
+    t0 = time.monotonic()
+    with pytest.raises(AgentError, match="the deploy of stack proj/other"):
+        fleet_lease.fleet_lease(host, {"APP": "shop", "DEPLOY": FDEPLOY, "WAIT": 0}, lambda line: None, 120)
+    assert time.monotonic() - t0 < 1.5
+    assert fleet_lease.fleet_lease_end(host, {"APP": "shop", "DEPLOY": FDEPLOY}, lambda line: None, 0) == {"lease": "not held"}
+    assert lease.read(host, "shop")["deploy"] == OTHER, "another deploy's lease is never given up"
+    with pytest.raises(AgentError, match="lost before its handover to proj/fleet: the deploy of stack proj/other"):
+        fleet_lease.fleet_lease_end(host, {"APP": "shop", "DEPLOY": FDEPLOY, "TO": ME}, lambda line: None, 0)

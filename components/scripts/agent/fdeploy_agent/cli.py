@@ -28,6 +28,8 @@ VERBS: Dict[str, Verb] = {
     "state-fix": server_state.state_fix,
     "rollback-loss": rollback_loss.rollback_loss,
     "fleet-lease": fleet_lease.fleet_lease,
+    "fleet-lease-end": fleet_lease.fleet_lease_end,
+    "fleet-hold": fleet_lease.fleet_hold,   # on the deploying machine (fdeploy on a fleet)
     "slot-user": slotuser.set_slot_user,
     "shared-create": shared_files.shared_create,
     "release-install": install.release_install,
@@ -97,7 +99,7 @@ VERBS: Dict[str, Verb] = {
 }
 
 
-FIRST_LINE = {"exec"}   # their parameters are stdin's first line: the rest is the command's stdin
+FIRST_LINE = {"exec", "fleet-hold"}   # their parameters are stdin's first line: the rest is the command's stdin (fleet-hold: its control)
 
 
 def first_line(stdin: TextIO) -> str:

@@ -4,10 +4,18 @@ deadlock — and renews each until the rollout ends: another stack's step on any
 for it (naming this deploy) from the first host's drain to the last host's check, instead of running
 between two hosts. A host whose lease another deploy holds past timeouts.lockWait fails the rollout
 before anything changed, naming that deploy.
-held() holds the decisions (pytest with fakes); the verb fleet-lease takes or renews one host's lease."""
+An fdeploy command that changes a fleet (rollback, maintenance, jobs run) holds the same leases the same
+way for its whole run (fleet-hold, on the deploying machine), as "<project>/<stack>/fdeploy-<command>":
+an up of any stack waits for it, and it for an up (naming it); a rollback hands every lease over to its
+own up ("<project>/<stack>") right before that up starts, so nothing gets in between.
+held() holds the decisions (pytest with fakes); the verb fleet-lease takes or renews one host's lease,
+fleet-lease-end gives it up or hands it over."""
+import json
+import sys
+import tempfile
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO
 
 from . import lease
 from .app import check_name
@@ -19,7 +27,7 @@ Log = Callable[[str], None]
 
 
 @contextmanager
-def held(hosts: Sequence[str], take: Callable[[str], int], log: Log) -> Iterator[None]:
+def held(hosts: Sequence[str], take: Callable[[str], int], log: Log, what: str = "the whole rollout") -> Iterator[None]:
     """TAKE(host) takes or renews HOST's lease (waiting for another deploy within its bound) and says how
     long it lasts in seconds. Every host's lease taken in sorted order, each renewed (by a thread of its own:
     a host whose step holds its flock delays no other host's renewal) at a third of that until the end."""
@@ -38,7 +46,7 @@ def held(hosts: Sequence[str], take: Callable[[str], int], log: Log) -> Iterator
             t = threading.Thread(target=renew, args=(h, seconds), name="lease-%s" % h, daemon=True)
             t.start()
             threads.append(t)
-        log("fleet: the deploy lease of %s held for the whole rollout" % ", ".join(sorted(hosts)))
+        log("fleet: the deploy lease of %s held for %s" % (", ".join(sorted(hosts)), what))
         yield
     finally:
         stop.set()
@@ -47,11 +55,93 @@ def held(hosts: Sequence[str], take: Callable[[str], int], log: Log) -> Iterator
 
 
 def fleet_lease(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
-    """Verb: params APP, DEPLOY. Takes (or renews) this deploy's lease on the app, waiting up to
-    LOCK_WAIT for another deploy's flock and lease (the error names it). Result: its length in seconds."""
+    """Verb: params APP, DEPLOY, WAIT (seconds, at most LOCK_WAIT; default LOCK_WAIT). Takes (or renews) this
+    deploy's lease on the app, waiting up to WAIT for another deploy's flock and lease (the error names it).
+    Result: its length in seconds."""
     app, deploy = check_name(params.get("APP")), lease.deploy_of(params)
     if not deploy:
         raise AgentError("fleet-lease needs DEPLOY (<project>/<stack>)")
-    with deploy_lock(host, app, lock_wait, log, deploy=deploy):
+    wait = params.get("WAIT", lock_wait)
+    wait = min(wait, lock_wait) if isinstance(wait, int) and wait >= 0 else lock_wait
+    with deploy_lock(host, app, wait, log, deploy=deploy):
         pass
     return {"deploy": deploy, "seconds": lease.lease_seconds()}
+
+
+def fleet_lease_end(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """Verb: params APP, DEPLOY, TO (optional). DEPLOY's lease given up, or handed over to TO (lease.end)."""
+    app, deploy = check_name(params.get("APP")), lease.deploy_of(params)
+    to = lease.deploy_of({"DEPLOY": params.get("TO") or ""})
+    if not deploy:
+        raise AgentError("fleet-lease-end needs DEPLOY (<project>/<stack>)")
+    with deploy_lock(host, app, lock_wait, log):
+        return {"lease": lease.end(host, app, deploy, to)}
+
+
+def hold(hosts: Sequence[str], take: Callable[[str], int], end: Callable[[str, str], str], log: Log, what: str,
+         control: TextIO, ready: Callable[[], None], to: str = "") -> Dict[str, str]:
+    """Every host's lease held (held(), sorted order) while the caller works: READY() once all are held,
+    then until CONTROL says "handover" (with TO: each lease handed over to TO), "end" or ends (each given
+    up). A host that cannot be taken gives back those taken before it. Result: host -> what END did."""
+    taken: List[str] = []
+
+    def take_one(h: str) -> int:
+        seconds = take(h)
+        if h not in taken:
+            taken.append(h)
+        return seconds
+
+    handover = False
+    try:
+        with held(hosts, take_one, log, what):
+            ready()
+            for line in control:
+                if line.strip() in ("handover", "end"):
+                    handover = line.strip() == "handover"
+                    break
+    finally:
+        done: Dict[str, str] = {}
+        for h in sorted(taken):
+            try:
+                done[h] = end(h, to if handover else "")
+            except AgentError as e:   # it runs out on its own (an up waits LEASE_SECONDS at most)
+                log("the deploy lease of host %s was not %s (it runs out on its own): %s" % (h, "handed over" if handover else "given up", e))
+                done[h] = "runs out"
+    return done
+
+
+def fleet_hold(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
+    """Verb, on the deploying machine (fdeploy): params (stdin's first line) APP, DEPLOY (<project>/<stack>/
+    fdeploy-<command>), WHAT (the command, for the log), TO (a rollback: its up's deploy), WAIT, HOSTS
+    [{address, ssh, lease, end}] (each host's fleet-lease and fleet-lease-end command lines). Every host's
+    lease held until stdin says "handover" or "end", or ends; {"held": [hosts]} is printed once they are."""
+    from .fleet import HostFailed, known_hosts, ssh_json
+    app = check_name(params.get("APP"))
+    deploy, to = lease.deploy_of(params), lease.deploy_of({"DEPLOY": params.get("TO") or ""})
+    if not deploy:
+        raise AgentError("fleet-hold needs DEPLOY (<project>/<stack>/fdeploy-<command>)")
+    wait = params.get("WAIT") if isinstance(params.get("WAIT"), int) else lock_wait
+    hosts = {h["address"]: h for h in params.get("HOSTS") or []}
+    with tempfile.TemporaryDirectory(prefix="fdeploy-hold-") as folder:
+        known_hosts(folder, [h["ssh"] for h in hosts.values()])
+
+        def call(h: str, line: str, body: Dict[str, Any], what: str) -> Dict[str, Any]:
+            return ssh_json(host, folder, hosts[h]["ssh"], hosts[h][line], json.dumps(dict(body, APP=app, DEPLOY=deploy)), what, h, log)
+
+        def take(h: str) -> int:
+            try:   # at once if free; else say who holds it, then wait for it
+                return int(call(h, "lease", {"WAIT": 0}, "the deploy lease (fleet-lease)").get("seconds") or 30)
+            except HostFailed as e:
+                if "another deploy" not in str(e):
+                    raise
+                log("fdeploy: host %s: %s; waiting for it (up to %ds)…" % (h, str(e).split(": ", 1)[-1].split("; waited")[0], wait))
+            return int(call(h, "lease", {"WAIT": wait}, "the deploy lease (fleet-lease)").get("seconds") or 30)
+
+        def end(h: str, to_: str) -> str:
+            return str(call(h, "end", {"TO": to_}, "the deploy lease's end (fleet-lease-end)").get("lease") or "")
+
+        def ready() -> None:
+            print(json.dumps({"held": sorted(hosts)}), flush=True)
+
+        done = hold(list(hosts), take, end, log, str(params.get("WHAT") or "fdeploy"), sys.stdin, ready, to)
+    return {"hosts": done}
