@@ -68,7 +68,8 @@ export async function holdFleet(ref: StackRef, cfg: AppTarget, command: string):
   };
   child.on("error", () => undefined);   // no python3: closed resolves, the error says so
   if (!(await held)) {
-    throw new FdeployError(`fdeploy ${command}: nothing changed: the fleet's deploy lease could not be held: ${error() || "the lines above say why"}`);
+    throw new FdeployError(`nothing changed: the deploy lease /run/fdeploy/${cfg.appName}.lease of the fleet's hosts could not be held for fdeploy ${command}\n` +
+      (error() || "the lines above say why"));
   }
   let ended: Promise<void> | undefined;
   const finish = (how: string) => ended ??= (async () => {

@@ -209,5 +209,5 @@ def test_the_verb_waits_no_longer_than_its_wait_and_ends_or_hands_over_only_its_
     assert time.monotonic() - t0 < 1.5
     assert fleet_lease.fleet_lease_end(host, {"APP": "shop", "DEPLOY": FDEPLOY}, lambda line: None, 0) == {"lease": "not held"}
     assert lease.read(host, "shop")["deploy"] == OTHER, "another deploy's lease is never given up"
-    with pytest.raises(AgentError, match="lost before its handover to proj/fleet: the deploy of stack proj/other"):
+    with pytest.raises(AgentError, match="lost before its handover to proj/fleet \\(its up waits for the holder\\)\nheld by: the deploy of stack proj/other"):
         fleet_lease.fleet_lease_end(host, {"APP": "shop", "DEPLOY": FDEPLOY, "TO": ME}, lambda line: None, 0)

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
 from . import lb_maintenance
-from . import fleet_lease
+from . import fleet_lease, release_peer
 from . import pg_backup_delete, pg_backup_ops
 from .errors import AgentError
 from .host import Host
@@ -33,6 +33,8 @@ VERBS: Dict[str, Verb] = {
     "slot-user": slotuser.set_slot_user,
     "shared-create": shared_files.shared_create,
     "release-install": install.release_install,
+    "release-export": release_peer.release_export, "release-import": release_peer.release_import,   # a release a host never ran
+    "release-copy": release_peer.release_copy,   # on the deploying machine
     "migrate": migrate_step.migrate,
     "release-commands": release_commands.release_commands,
     "service-delete": service.service_delete,

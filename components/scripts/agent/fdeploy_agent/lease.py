@@ -79,7 +79,8 @@ def end(host: Host, app: str, deploy: str, to: str = "", now: Optional[float] = 
     mine = bool(lease) and lease["deploy"] in (deploy, to)
     if not mine and lease and float(lease.get("expires", 0)) > now:
         if to:
-            raise AgentError("the deploy lease was lost before its handover to %s: %s holds it" % (to, describe(lease, now)))
+            raise AgentError("the deploy lease %s/%s.lease was lost before its handover to %s (its up waits for the holder)\nheld by: %s" % (
+                LOCK_DIR, app, to, describe(lease, now)))
         return "not held"
     if to:
         _write(host, app, to, now)
