@@ -6,7 +6,7 @@ import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
 import { printJson, table } from "../lib/print";
-import { holdFleet } from "../lib/fleet-lease";
+import { holdCurrent } from "../lib/fleet-lease";
 import { runOnServer } from "../lib/stack";
 
 function lastRun(j: any): string {
@@ -44,8 +44,8 @@ export function register(program: Command): void {
     .option("--json", "the result as one JSON object (the job's output still goes to stderr)")
     .action(async (name: string, opts: StackOpts) => {
       if (!/^[a-z0-9][a-z0-9_-]{0,39}$/.test(name)) throw new FdeployError(`jobs run: '${name}' is not a job name (fdeploy jobs lists them)`, 2);
-      const { ref, cfg } = target(opts);
-      const lease = await holdFleet(ref, cfg, "jobs run");
+      const { ref, cfg: read } = target(opts);
+      const { cfg, lease } = await holdCurrent(ref, read, "jobs run");
       let r: ReturnType<typeof runOnServer>;
       try {
         r = runOnServer(cfg, "agent", "jobs-run", { APP: cfg.appName, NAME: name }, { capture: true });

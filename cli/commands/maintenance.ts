@@ -8,7 +8,7 @@ import { Command } from "commander";
 import * as fs from "fs";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
-import { holdFleet } from "../lib/fleet-lease";
+import { holdCurrent } from "../lib/fleet-lease";
 import { AppTarget, runOnServer, StackRef } from "../lib/stack";
 
 export function register(program: Command): void {
@@ -28,13 +28,14 @@ export function register(program: Command): void {
 }
 
 /** A fleet: the balancer answers 503 with the page for every host (its hosts keep serving its checks). */
-async function atBalancer(ref: StackRef, cfg: AppTarget, mode: string, message: string, html: string): Promise<void> {
-  const lb = cfg.fleet!.balancer;
-  if (lb === "external") {
+async function atBalancer(ref: StackRef, read: AppTarget, mode: string, message: string, html: string): Promise<void> {
+  if (read.fleet!.balancer === "external") {
     throw new FdeployError(`fdeploy maintenance: loadBalancer is external: put the page up at your own balancer`, 2);
   }
-  const lease = await holdFleet(ref, cfg, "maintenance");
+  const { cfg, lease } = await holdCurrent(ref, read, "maintenance");
   try {
+    const lb = cfg.fleet?.balancer;
+    if (!lb || lb === "external") throw new FdeployError(`fdeploy maintenance: stack ${ref.stack} has no balancer of its own any more (loadBalancer); nothing changed`, 2);
     const r = runOnServer({ appName: cfg.appName, server: lb }, "agent", "lb-maintenance", { APP: cfg.appName, MODE: mode, MESSAGE: message, HTML: html },
       { args: ["--field", "message"] });
     if (r.status !== 0) throw new FdeployError(`maintenance ${mode} failed on the balancer ${lb.host} (loadBalancer.host; exit ${r.status}; see above)`);

@@ -15,7 +15,7 @@
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
-import { FleetLease, holdFleet } from "../lib/fleet-lease";
+import { FleetLease, holdCurrent } from "../lib/fleet-lease";
 import { describeLoss, RollbackLoss, Undo } from "../lib/rollback-loss";
 import { AppTarget, appTargetAsync, configGet, Connection, connectionFromFile, pulumi, runOnServer, sameConnection, StackRef, stackRef } from "../lib/stack";
 import * as readline from "readline";
@@ -35,7 +35,7 @@ export function register(program: Command): void {
         const stack = ref.stack;
         const pinned = configGet(ref, cfg.releaseKey);
         if (!pinned) throw new FdeployError(`app ${cfg.name} of stack ${stack} has no pinned release (${cfg.releaseKey}): pulumi up deploys appDir already`, 2);
-        await underLease(await holdFleet(ref, cfg, "rollback"), async (lease) => {
+        await underLease(await holdCurrent(ref, cfg, "rollback"), async (_, lease) => {
           console.log(`rolling forward: unpinning release ${pinned} (${cfg.releaseKey}), deploying appDir's release on stack ${stack}…`);
           pulumi(ref, ["config", "rm", "--path", cfg.releaseKey]);
           await lease?.handover();
@@ -59,17 +59,16 @@ export function register(program: Command): void {
       } catch {
         early = undefined;   // asked again below, where its error counts
       }
-      const cfg = await config;
-      // a fleet: the plan is asked again once its lease is held (an up running meanwhile may change what serves)
-      await underLease(await holdFleet(ref, cfg, "rollback"), (lease) =>
+      // a fleet: the app and its plan are read again once its lease is held (an up it waited for may have changed them)
+      await underLease(await holdCurrent(ref, await config, "rollback"), (cfg, lease) =>
         rollBack(ref, cfg, lease, !lease && early && fromFile && sameConnection(fromFile, cfg) ? early : ask(cfg), to, !!opts.yes, again));
     });
 }
 
-/** WORK while LEASE is held (if any); the lease given up after it, whatever happened. */
-async function underLease(lease: FleetLease | undefined, work: (lease: FleetLease | undefined) => Promise<void>): Promise<void> {
+/** WORK on the app CFG while its fleet's LEASE is held (if any); the lease given up after it, whatever happened. */
+async function underLease({ cfg, lease }: { cfg: AppTarget; lease?: FleetLease }, work: (cfg: AppTarget, lease?: FleetLease) => Promise<void>): Promise<void> {
   try {
-    await work(lease);
+    await work(cfg, lease);
   } finally {
     await lease?.end();
   }

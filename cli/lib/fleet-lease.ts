@@ -8,7 +8,7 @@ import * as path from "path";
 import { SCRIPTS_DIR } from "../../components/scripts-dir";
 import type { SshTarget } from "../../components/pinned-ssh";
 import { FdeployError } from "./errors";
-import { AppTarget, StackRef } from "./stack";
+import { AppTarget, appTarget, StackRef } from "./stack";
 
 export interface FleetLease {
   /** The leases handed over to the stack's own deploy (a rollback's up, which starts next). */
@@ -77,4 +77,19 @@ export async function holdFleet(ref: StackRef, cfg: AppTarget, command: string):
     if (await closed !== 0) process.stderr.write(`fdeploy: the fleet's deploy lease was not given back (it runs out on its own in 30 s): ${error()}\n`);
   })();
   return { handover: () => finish("handover"), end: () => finish("end") };
+}
+
+/** holdFleet() over the fleet as the stack's state says it once the lease is held (an up it waited for may have
+ * changed it: a host joined): the app read again then, and the lease taken again over a changed set of hosts. */
+export async function holdCurrent(ref: StackRef, cfg: AppTarget, command: string): Promise<{ cfg: AppTarget; lease?: FleetLease }> {
+  const hosts = (c: AppTarget) => JSON.stringify((c.fleet?.hosts ?? []).map((h) => [h.host, h.port]).sort());
+  let lease = await holdFleet(ref, cfg, command);
+  for (let tries = 0; lease && tries < 3; tries++) {
+    const now = appTarget(ref);
+    if (hosts(now) === hosts(cfg)) return { cfg: now, lease };
+    await lease.end();
+    cfg = now;
+    lease = await holdFleet(ref, cfg, command);
+  }
+  return { cfg, lease };
 }
