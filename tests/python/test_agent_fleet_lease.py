@@ -211,3 +211,36 @@ def test_the_verb_waits_no_longer_than_its_wait_and_ends_or_hands_over_only_its_
     assert lease.read(host, "shop")["deploy"] == OTHER, "another deploy's lease is never given up"
     with pytest.raises(AgentError, match="lost before its handover to proj/fleet \\(its up waits for the holder\\)\nheld by: the deploy of stack proj/other"):
         fleet_lease.fleet_lease_end(host, {"APP": "shop", "DEPLOY": FDEPLOY, "TO": ME}, lambda line: None, 0)
+
+
+def test_fleet_hold_says_which_deploy_it_waits_for_then_holds_every_host_and_gives_them_up(tmp_path, monkeypatch, capsys):
+    """The verb over SSH (faked): a host whose flock a step holds is asked again until the lease's holder shows."""
+    import io
+    import json
+    import types
+    answers = {"10.0.0.1": [(1, "the lock /run/fdeploy/shop.lock is held by pid 7 (user root: agent activate)"),
+                            (1, "the deploy of stack proj/fleet (between two of its steps)"), (0, "")], "10.0.0.2": [(0, "")]}
+    calls = []
+
+    def run(argv, input=None, **kw):
+        addr, verb, p = argv[-2].split("@")[1], argv[-1].split()[-1], json.loads(input)
+        calls.append((addr, verb, p.get("WAIT"), p.get("TO")))
+        if verb == "fleet-lease-end":
+            return types.SimpleNamespace(returncode=0, stdout=json.dumps({"ok": True, "lease": "released"}), stderr="")
+        rc, who = answers[addr].pop(0)
+        out = {"ok": True, "seconds": 30} if rc == 0 else {"ok": False, "error": "another deploy of 'shop' is running on this server: %s; waited 0s. Wait" % who}
+        return types.SimpleNamespace(returncode=rc, stdout=json.dumps(out), stderr="")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("end\n"))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    t = {"user": "root", "port": 22, "hostKey": "ssh-ed25519 AAAA"}
+    hosts = [{"address": a, "ssh": dict(t, host=a), "lease": "agent fleet-lease", "end": "agent fleet-lease-end"} for a in ("10.0.0.2", "10.0.0.1")]
+    logs = []
+    r = fleet_lease.fleet_hold(Host(root=str(tmp_path), run=run), {"APP": "shop", "DEPLOY": FDEPLOY, "TO": ME, "WAIT": 300, "HOSTS": hosts,
+                                                                     "WHAT": "fdeploy rollback"}, logs.append, 120)
+    assert r == {"hosts": {"10.0.0.1": "released", "10.0.0.2": "released"}}
+    assert [c[:3] for c in calls[:5]] == [("10.0.0.1", "fleet-lease", 0), ("10.0.0.1", "fleet-lease", 0), ("10.0.0.1", "fleet-lease", 300),
+                                         ("10.0.0.2", "fleet-lease", 0), ("10.0.0.1", "fleet-lease-end", None)], calls
+    said = [line for line in logs if line.startswith("fdeploy: host")]
+    assert said == ["fdeploy: host 10.0.0.1: another deploy of 'shop' is running on this server: the deploy of stack proj/fleet "
+                    "(between two of its steps); waiting for it (up to 300s)…"]
+    assert json.loads(capsys.readouterr().out.splitlines()[0]) == {"held": ["10.0.0.1", "10.0.0.2"]}

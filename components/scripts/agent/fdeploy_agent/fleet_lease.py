@@ -14,6 +14,7 @@ import json
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO
 
@@ -24,6 +25,7 @@ from .host import Host
 from .lock import deploy_lock
 
 Log = Callable[[str], None]
+PROBES = 5   # fleet-hold: times a host is asked at once whose flock a step holds, before the wait (1 s apart)
 
 
 @contextmanager
@@ -129,12 +131,19 @@ def fleet_hold(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
             return ssh_json(host, folder, hosts[h]["ssh"], hosts[h][line], json.dumps(dict(body, APP=app, DEPLOY=deploy)), what, h, log)
 
         def take(h: str) -> int:
-            try:   # at once if free; else say who holds it, then wait for it
-                return int(call(h, "lease", {"WAIT": 0}, "the deploy lease (fleet-lease)").get("seconds") or 30)
-            except HostFailed as e:
-                if "another deploy" not in str(e):
-                    raise
-                log("fdeploy: host %s: %s; waiting for it (up to %ds)…" % (h, str(e).split(": ", 1)[-1].split("; waited")[0], wait))
+            # at once if free; else say who holds it (the deploy whose lease it is, rather than a step that holds the
+            # flock for a moment: asked again up to PROBES times), then wait for it
+            for probe in range(PROBES):
+                try:
+                    return int(call(h, "lease", {"WAIT": 0}, "the deploy lease (fleet-lease)").get("seconds") or 30)
+                except HostFailed as e:
+                    if "another deploy" not in str(e):
+                        raise
+                    who = str(e).split(": ", 1)[-1].split("; waited")[0]
+                if " is held by " not in who:
+                    break
+                time.sleep(1)
+            log("fdeploy: host %s: %s; waiting for it (up to %ds)…" % (h, who, wait))
             return int(call(h, "lease", {"WAIT": wait}, "the deploy lease (fleet-lease)").get("seconds") or 30)
 
         def end(h: str, to_: str) -> str:
