@@ -3,13 +3,14 @@
 // fl-app3: octets 225-229). One up deploys both hosts, the balancer and the app's database; a code deploy
 // under a read and a write loop through the balancer fails no request, keeps every row either host wrote,
 // and holds every host's deploy lease for the whole rollout; under the same loops, a release with a PostgreSQL
-// migration (its .postgres pair run once, by the first host, before the switch), `fdeploy rollback` to the
-// release before (every host switched, then the schema brought down, the rows kept) and `--forward` fail no
-// request and lose no row; a third server joins (no replace or delete of
-// the others, the live release on it, 0 failed requests); with three hosts in batches of two, a release
-// (with a new env value) that fails its health check on the third host stops the rollout, the first two
-// go back to their release AND their environment, no row is lost, and the outputs and a preview show the
-// previous release everywhere.
+// migration (its .postgres pair run once, by the first host, before the switch) fails no request and loses no
+// row; a third server joins (no replace or delete of the others) while `fdeploy rollback --to` the release
+// before the migration, started once the join's fleet switch runs, waits for it (naming that deploy: the
+// fdeploy lease), then moves every host to that release — the third, which never ran it, gets it copied from
+// the first — and brings the schema down, then `--forward` returns: 0 failed requests, no row lost; with
+// three hosts in batches of two, a release (with a new env value) that fails its health check on the third
+// host stops the rollout, the first two go back to their release AND their environment, no row is lost, and
+// the outputs and a preview show the previous release everywhere.
 // Time: 8 min 7 s at load average 7-10 (other suites running; 5 min 39 s there without the migration and
 // rollback cases): first up 51 s, code deploy 52 s, the deploy with a migration 45 s, rollback and
 // --forward 109 s, a third host joining 85 s, the failed 3-host rollout 79 s. Without the migration and
