@@ -13,7 +13,7 @@ import { AppTarget, appTarget, StackRef } from "./stack";
 export interface FleetLease {
   /** The leases handed over to the stack's own deploy (a rollback's up, which starts next). */
   handover(): Promise<void>;
-  /** The leases given up (also when the command failed). */
+  /** The leases given up (also when the command failed; after a handover: that up's, which has ended). */
   end(): Promise<void>;
 }
 
@@ -49,34 +49,43 @@ export async function holdFleet(ref: StackRef, cfg: AppTarget, command: string):
     })),
   };
   const child = spawn("python3", ["-I", "-B", path.join(SCRIPTS_DIR, "agent"), "fleet-hold"], { stdio: ["pipe", "pipe", "inherit"] });
+  child.on("error", () => undefined);   // no python3: it closes at once, and the error says so
+  child.stdin.on("error", () => undefined);   // it ended early: said below
   child.stdin.write(JSON.stringify(params) + "\n");
+  // its stdout: {"lease": "held" | "handed over", …} as that happens, then its one result
   const lines: string[] = [];
   let buffered = "";
   const closed = new Promise<number>((resolve) => child.on("close", (code) => resolve(code ?? 1)));
-  const held = new Promise<boolean>((resolve) => {
-    child.stdout.on("data", (d) => {
-      buffered += d;
-      const parts = buffered.split("\n");
-      buffered = parts.pop()!;
-      lines.push(...parts);
-      if (parts.some((l) => l.startsWith('{"held"'))) resolve(true);
-    });
-    closed.then(() => resolve(false));
+  const waiters: [string, (ok: boolean) => void][] = [];
+  child.stdout.on("data", (d) => {
+    const parts = (buffered + d).split("\n");
+    buffered = parts.pop()!;
+    lines.push(...parts);
+    for (const [event, resolve] of waiters) if (parts.some((l) => l.startsWith(`{"lease": "${event}"`))) resolve(true);
+  });
+  closed.then(() => waiters.forEach(([, resolve]) => resolve(false)));
+  const told = (event: string) => new Promise<boolean>((resolve) => {
+    if (lines.some((l) => l.startsWith(`{"lease": "${event}"`))) return resolve(true);
+    waiters.push([event, resolve]);
   });
   const error = () => {
     try { return String(JSON.parse([...lines, buffered].filter(Boolean).pop() ?? "{}").error ?? ""); } catch { return ""; }
   };
-  child.on("error", () => undefined);   // no python3: closed resolves, the error says so
-  if (!(await held)) {
+  if (!(await told("held"))) {
     throw new FdeployError(`nothing changed: the deploy lease /run/fdeploy/${cfg.appName}.lease of the fleet's hosts could not be held for fdeploy ${command}\n` +
       (error() || "the lines above say why"));
   }
   let ended: Promise<void> | undefined;
-  const finish = (how: string) => ended ??= (async () => {
-    child.stdin.end(`${how}\n`);
-    if (await closed !== 0) process.stderr.write(`fdeploy: the fleet's deploy lease was not given back (it runs out on its own in 30 s): ${error()}\n`);
-  })();
-  return { handover: () => finish("handover"), end: () => finish("end") };
+  return {
+    handover: async () => {
+      child.stdin.write("handover\n");
+      if (!(await told("handed over"))) process.stderr.write(`fdeploy: the fleet's deploy lease was not handed over (the up waits until it runs out, 30 s): ${error()}\n`);
+    },
+    end: () => ended ??= (async () => {
+      child.stdin.end("end\n");
+      if (await closed !== 0) process.stderr.write(`fdeploy: the fleet's deploy lease was not given back (it runs out on its own in 30 s): ${error()}\n`);
+    })(),
+  };
 }
 
 /** holdFleet() over the fleet as the stack's state says it once the lease is held (an up it waited for may have

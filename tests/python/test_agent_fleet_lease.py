@@ -142,19 +142,19 @@ FDEPLOY = ME + "/fdeploy-rollback"
 def test_an_fdeploy_command_holds_every_hosts_lease_in_sorted_order_until_it_ends_then_gives_them_up(tmp_path):
     s, ended, ready = Servers(tmp_path), [], []
 
-    def end(h, to):
-        ended.append((h, lease.end(s.hosts[h], "shop", FDEPLOY, to)))
+    def end(h, holder, to):
+        ended.append((h, lease.end(s.hosts[h], "shop", holder, to)))
         return ended[-1][1]
 
     def take(h):
         return s.take(h, FDEPLOY)
 
-    def work():   # what the command does once every lease is held: another stack and this stack's own up wait
+    def work(event):   # what the command does once every lease is held: another stack and this stack's own up wait
         ready.append([lease.read(s.hosts[h], "shop")["deploy"] for h in sorted(HOSTS)])
         for h in HOSTS:
             for other in (OTHER, ME):
                 assert lease.take(s.hosts[h], "shop", other)["deploy"] == FDEPLOY
-    done = fleet_lease.hold(HOSTS, take, end, lambda line: None, "fdeploy maintenance", iter(["end\n"]), work)
+    done = fleet_lease.hold(HOSTS, take, end, lambda line: None, "fdeploy maintenance", iter(["end\n"]), work, FDEPLOY)
     assert s.events == [("lease", "10.0.0.1"), ("lease", "10.0.0.2"), ("lease", "10.0.0.3")]
     assert ready == [[FDEPLOY] * 3]
     assert done == {h: "released" for h in HOSTS} and [h for h, _ in ended] == sorted(HOSTS)
@@ -162,20 +162,26 @@ def test_an_fdeploy_command_holds_every_hosts_lease_in_sorted_order_until_it_end
         assert lease.read(s.hosts[h], "shop") is None and lease.take(s.hosts[h], "shop", OTHER) is None
 
 
-def test_a_rollback_hands_every_lease_over_to_its_own_up_and_nothing_gets_in_between(tmp_path):
-    s = Servers(tmp_path)
-    done = fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, to: lease.end(s.hosts[h], "shop", FDEPLOY, to),
-                            lambda line: None, "fdeploy rollback", iter(["handover\n"]), lambda: None, to=ME)
-    assert done == {h: "handed over" for h in HOSTS}
-    for h in HOSTS:
-        assert lease.take(s.hosts[h], "shop", OTHER)["deploy"] == ME, "another stack still waits"
-        assert lease.take(s.hosts[h], "shop", ME) is None, "the rollback's own up goes on"
+def test_a_rollback_hands_every_lease_over_to_its_own_up_nothing_gets_in_between_and_it_is_given_up_when_that_up_ends(tmp_path):
+    s, said = Servers(tmp_path), []
+
+    def work(event):
+        said.append(event)
+        if event == "handed over":   # the rollback's own up runs now
+            for h in HOSTS:
+                assert lease.take(s.hosts[h], "shop", OTHER)["deploy"] == ME, "another stack still waits"
+                assert lease.take(s.hosts[h], "shop", ME) is None, "the rollback's own up goes on"
+    done = fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
+                            lambda line: None, "fdeploy rollback", iter(["handover\n", "end\n"]), work, FDEPLOY, to=ME)
+    assert said == ["held", "handed over"]
+    assert done == {h: "released" for h in HOSTS}, "its up ended: the next command need not wait for the lease to run out"
+    assert all(lease.take(s.hosts[h], "shop", OTHER) is None for h in HOSTS)
 
 
 def test_a_command_ending_without_a_word_gives_its_leases_up_too(tmp_path):
     s = Servers(tmp_path)
-    fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, to: lease.end(s.hosts[h], "shop", FDEPLOY, to),
-                     lambda line: None, "fdeploy rollback", iter([]), lambda: None, to=ME)   # fdeploy died: stdin closed
+    fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
+                     lambda line: None, "fdeploy rollback", iter([]), lambda e: None, FDEPLOY, to=ME)   # fdeploy died: stdin closed
     assert all(lease.read(s.hosts[h], "shop") is None for h in HOSTS)
 
 
@@ -184,8 +190,8 @@ def test_an_fdeploy_command_waits_for_a_running_rollout_and_names_it_then_gives_
     lease.take(s.hosts["10.0.0.2"], "shop", ME)   # this stack's up is rolling out
     ready = []
     with pytest.raises(AgentError, match="the deploy of stack proj/fleet "):
-        fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, to: lease.end(s.hosts[h], "shop", FDEPLOY, to),
-                         lambda line: None, "fdeploy rollback", iter(["handover\n"]), lambda: ready.append(1), to=ME)
+        fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
+                         lambda line: None, "fdeploy rollback", iter(["handover\n"]), lambda e: ready.append(1), FDEPLOY, to=ME)
     assert ready == [] and s.events == [("lease", "10.0.0.1")]
     assert lease.read(s.hosts["10.0.0.1"], "shop") is None, "the host taken before is given back"
     assert lease.read(s.hosts["10.0.0.2"], "shop")["deploy"] == ME, "the rollout's lease is untouched"
@@ -243,4 +249,4 @@ def test_fleet_hold_says_which_deploy_it_waits_for_then_holds_every_host_and_giv
     said = [line for line in logs if line.startswith("fdeploy: host")]
     assert said == ["fdeploy: host 10.0.0.1: another deploy of 'shop' is running on this server: the deploy of stack proj/fleet "
                     "(between two of its steps); waiting for it (up to 300s)…"]
-    assert json.loads(capsys.readouterr().out.splitlines()[0]) == {"held": ["10.0.0.1", "10.0.0.2"]}
+    assert json.loads(capsys.readouterr().out.splitlines()[0]) == {"lease": "held", "hosts": ["10.0.0.1", "10.0.0.2"]}

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence
 
 from . import lease
 from .app import check_name
@@ -80,11 +80,14 @@ def fleet_lease_end(host: Host, params: Dict[str, Any], log: Log, lock_wait: int
         return {"lease": lease.end(host, app, deploy, to)}
 
 
-def hold(hosts: Sequence[str], take: Callable[[str], int], end: Callable[[str, str], str], log: Log, what: str,
-         control: TextIO, ready: Callable[[], None], to: str = "") -> Dict[str, str]:
-    """Every host's lease held (held(), sorted order) while the caller works: READY() once all are held,
-    then until CONTROL says "handover" (with TO: each lease handed over to TO), "end" or ends (each given
-    up). A host that cannot be taken gives back those taken before it. Result: host -> what END did."""
+def hold(hosts: Sequence[str], take: Callable[[str], int], end: Callable[[str, str, str], str], log: Log, what: str,
+         control: Iterable[str], say: Callable[[str], None], deploy: str, to: str = "") -> Dict[str, str]:
+    """Every host's lease held for DEPLOY (held(), sorted order) while the caller works: SAY("held") once all
+    are, then until CONTROL says "end" or ends (each given up: END(host, DEPLOY, "")) or "handover" (each handed
+    over to TO, the command's own up: END(host, DEPLOY, TO); then SAY("handed over"), and once CONTROL says
+    "end" or ends, that up has ended: TO's lease given up at once, END(host, TO, ""), so that the next command
+    need not wait for it to run out). A host that cannot be taken gives back those taken before it.
+    Result: host -> what the last END did."""
     taken: List[str] = []
 
     def take_one(h: str) -> int:
@@ -96,19 +99,30 @@ def hold(hosts: Sequence[str], take: Callable[[str], int], end: Callable[[str, s
     handover = False
     try:
         with held(hosts, take_one, log, what):
-            ready()
+            say("held")
             for line in control:
                 if line.strip() in ("handover", "end"):
                     handover = line.strip() == "handover"
                     break
     finally:
-        done: Dict[str, str] = {}
-        for h in sorted(taken):
-            try:
-                done[h] = end(h, to if handover else "")
-            except AgentError as e:   # it runs out on its own (an up waits LEASE_SECONDS at most)
-                log("the deploy lease of host %s was not %s (it runs out on its own): %s" % (h, "handed over" if handover else "given up", e))
-                done[h] = "runs out"
+        done = _end_each(taken, lambda h: end(h, deploy, to if handover else ""), "handed over" if handover else "given up", log)
+    if handover:
+        say("handed over")
+        for line in control:
+            if line.strip() == "end":
+                break
+        done = _end_each(taken, lambda h: end(h, to, ""), "given up", log)
+    return done
+
+
+def _end_each(hosts: Sequence[str], end: Callable[[str], str], what: str, log: Log) -> Dict[str, str]:
+    done: Dict[str, str] = {}
+    for h in sorted(hosts):
+        try:
+            done[h] = end(h)
+        except AgentError as e:   # it runs out on its own (an up waits LEASE_SECONDS at most)
+            log("the deploy lease of host %s was not %s (it runs out on its own): %s" % (h, what, e))
+            done[h] = "runs out"
     return done
 
 
@@ -116,7 +130,8 @@ def fleet_hold(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
     """Verb, on the deploying machine (fdeploy): params (stdin's first line) APP, DEPLOY (<project>/<stack>/
     fdeploy-<command>), WHAT (the command, for the log), TO (a rollback: its up's deploy), WAIT, HOSTS
     [{address, ssh, lease, end}] (each host's fleet-lease and fleet-lease-end command lines). Every host's
-    lease held until stdin says "handover" or "end", or ends; {"held": [hosts]} is printed once they are."""
+    lease held until stdin says "handover" or "end", or ends (hold()); {"lease": "held" | "handed over",
+    "hosts": […]} printed when that happened."""
     from .fleet import HostFailed, known_hosts, ssh_json
     app = check_name(params.get("APP"))
     deploy, to = lease.deploy_of(params), lease.deploy_of({"DEPLOY": params.get("TO") or ""})
@@ -128,7 +143,7 @@ def fleet_hold(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
         known_hosts(folder, [h["ssh"] for h in hosts.values()])
 
         def call(h: str, line: str, body: Dict[str, Any], what: str) -> Dict[str, Any]:
-            return ssh_json(host, folder, hosts[h]["ssh"], hosts[h][line], json.dumps(dict(body, APP=app, DEPLOY=deploy)), what, h, log)
+            return ssh_json(host, folder, hosts[h]["ssh"], hosts[h][line], json.dumps(dict({"APP": app, "DEPLOY": deploy}, **body)), what, h, log)
 
         def take(h: str) -> int:
             # at once if free; else say who holds it (the deploy whose lease it is, rather than a step that holds the
@@ -146,11 +161,11 @@ def fleet_hold(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
             log("fdeploy: host %s: %s; waiting for it (up to %ds)…" % (h, who, wait))
             return int(call(h, "lease", {"WAIT": wait}, "the deploy lease (fleet-lease)").get("seconds") or 30)
 
-        def end(h: str, to_: str) -> str:
-            return str(call(h, "end", {"TO": to_}, "the deploy lease's end (fleet-lease-end)").get("lease") or "")
+        def end(h: str, holder: str, to_: str) -> str:
+            return str(call(h, "end", {"DEPLOY": holder, "TO": to_}, "the deploy lease's end (fleet-lease-end)").get("lease") or "")
 
-        def ready() -> None:
-            print(json.dumps({"held": sorted(hosts)}), flush=True)
+        def say(event: str) -> None:   # fdeploy goes on when it reads this line (cli/lib/fleet-lease.ts)
+            print(json.dumps({"lease": event, "hosts": sorted(hosts)}), flush=True)
 
-        done = hold(list(hosts), take, end, log, str(params.get("WHAT") or "fdeploy"), sys.stdin, ready, to)
+        done = hold(list(hosts), take, end, log, str(params.get("WHAT") or "fdeploy"), sys.stdin, say, deploy, to)
     return {"hosts": done}
