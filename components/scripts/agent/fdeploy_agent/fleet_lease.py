@@ -142,15 +142,15 @@ def fleet_hold(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> 
     with tempfile.TemporaryDirectory(prefix="fdeploy-hold-") as folder:
         known_hosts(folder, [h["ssh"] for h in hosts.values()])
 
-        def call(h: str, line: str, body: Dict[str, Any], what: str) -> Dict[str, Any]:
-            return ssh_json(host, folder, hosts[h]["ssh"], hosts[h][line], json.dumps(dict({"APP": app, "DEPLOY": deploy}, **body)), what, h, log)
+        def call(h: str, line: str, body: Dict[str, Any], what: str, said: Log = log) -> Dict[str, Any]:
+            return ssh_json(host, folder, hosts[h]["ssh"], hosts[h][line], json.dumps(dict({"APP": app, "DEPLOY": deploy}, **body)), what, h, said)
 
         def take(h: str) -> int:
             # at once if free; else say who holds it (the deploy whose lease it is, rather than a step that holds the
             # flock for a moment: asked again up to PROBES times), then wait for it
             for probe in range(PROBES):
                 try:
-                    return int(call(h, "lease", {"WAIT": 0}, "the deploy lease (fleet-lease)").get("seconds") or 30)
+                    return int(call(h, "lease", {"WAIT": 0}, "the deploy lease (fleet-lease)", lambda line: None).get("seconds") or 30)
                 except HostFailed as e:
                     if "another deploy" not in str(e):
                         raise
