@@ -286,7 +286,7 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     let back: Promise<RunResult> | undefined;
     let upEnded = 0;
     const r = await stack.runAsync(["up", "--yes", "--skip-preview"], (out) => {
-      if (!back && /app-fleet-rollout (creating|updating)/.test(out)) back = stack.rollbackAsync("--to", previous, "--yes");
+      if (!back && /app-fleet-rollout\s+(creating|updating)/.test(out)) back = stack.rollbackAsync("--to", previous, "--yes");
     }).then((res) => { upEnded = Date.now(); return res; });
     const seconds = Math.round((upEnded - t0) / 1000);
     assert.strictEqual(r.status, 0, r.output);
