@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "components", "scripts", "agent"))
 
-from fdeploy_agent import fleet, fleet_lease, lease, lock  # noqa: E402
+from fdeploy_agent import fleet, fleet_hold, fleet_lease, lease, lock  # noqa: E402
 from fdeploy_agent.errors import AgentError  # noqa: E402
 from fdeploy_agent.host import Host  # noqa: E402
 
@@ -154,7 +154,7 @@ def test_an_fdeploy_command_holds_every_hosts_lease_in_sorted_order_until_it_end
         for h in HOSTS:
             for other in (OTHER, ME):
                 assert lease.take(s.hosts[h], "shop", other)["deploy"] == FDEPLOY
-    done = fleet_lease.hold(HOSTS, take, end, lambda line: None, "fdeploy maintenance", iter(["end\n"]), work, FDEPLOY)
+    done = fleet_hold.hold(HOSTS, take, end, lambda line: None, "fdeploy maintenance", iter(["end\n"]), work, FDEPLOY)
     assert s.events == [("lease", "10.0.0.1"), ("lease", "10.0.0.2"), ("lease", "10.0.0.3")]
     assert ready == [[FDEPLOY] * 3]
     assert done == {h: "released" for h in HOSTS} and [h for h, _ in ended] == sorted(HOSTS)
@@ -171,7 +171,7 @@ def test_a_rollback_hands_every_lease_over_to_its_own_up_nothing_gets_in_between
             for h in HOSTS:
                 assert lease.take(s.hosts[h], "shop", OTHER)["deploy"] == ME, "another stack still waits"
                 assert lease.take(s.hosts[h], "shop", ME) is None, "the rollback's own up goes on"
-    done = fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
+    done = fleet_hold.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
                             lambda line: None, "fdeploy rollback", iter(["handover\n", "end\n"]), work, FDEPLOY, to=ME)
     assert said == ["held", "handed over"]
     assert done == {h: "released" for h in HOSTS}, "its up ended: the next command need not wait for the lease to run out"
@@ -180,7 +180,7 @@ def test_a_rollback_hands_every_lease_over_to_its_own_up_nothing_gets_in_between
 
 def test_a_command_ending_without_a_word_gives_its_leases_up_too(tmp_path):
     s = Servers(tmp_path)
-    fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
+    fleet_hold.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
                      lambda line: None, "fdeploy rollback", iter([]), lambda e: None, FDEPLOY, to=ME)   # fdeploy died: stdin closed
     assert all(lease.read(s.hosts[h], "shop") is None for h in HOSTS)
 
@@ -190,7 +190,7 @@ def test_an_fdeploy_command_waits_for_a_running_rollout_and_names_it_then_gives_
     lease.take(s.hosts["10.0.0.2"], "shop", ME)   # this stack's up is rolling out
     ready = []
     with pytest.raises(AgentError, match="the deploy of stack proj/fleet "):
-        fleet_lease.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
+        fleet_hold.hold(HOSTS, lambda h: s.take(h, FDEPLOY), lambda h, holder, to: lease.end(s.hosts[h], "shop", holder, to),
                          lambda line: None, "fdeploy rollback", iter(["handover\n"]), lambda e: ready.append(1), FDEPLOY, to=ME)
     assert ready == [] and s.events == [("lease", "10.0.0.1")]
     assert lease.read(s.hosts["10.0.0.1"], "shop") is None, "the host taken before is given back"
@@ -241,7 +241,7 @@ def test_fleet_hold_says_which_deploy_it_waits_for_then_holds_every_host_and_giv
     t = {"user": "root", "port": 22, "hostKey": "ssh-ed25519 AAAA"}
     hosts = [{"address": a, "ssh": dict(t, host=a), "lease": "agent fleet-lease", "end": "agent fleet-lease-end"} for a in ("10.0.0.2", "10.0.0.1")]
     logs = []
-    r = fleet_lease.fleet_hold(Host(root=str(tmp_path), run=run), {"APP": "shop", "DEPLOY": FDEPLOY, "TO": ME, "WAIT": 300, "HOSTS": hosts,
+    r = fleet_hold.fleet_hold(Host(root=str(tmp_path), run=run), {"APP": "shop", "DEPLOY": FDEPLOY, "TO": ME, "WAIT": 300, "HOSTS": hosts,
                                                                      "WHAT": "fdeploy rollback"}, logs.append, 120)
     assert r == {"hosts": {"10.0.0.1": "released", "10.0.0.2": "released"}}
     assert [c[:3] for c in calls[:5]] == [("10.0.0.1", "fleet-lease", 0), ("10.0.0.1", "fleet-lease", 0), ("10.0.0.1", "fleet-lease", 300),

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
 from . import lb_maintenance
-from . import fleet_lease, release_peer
+from . import fleet_hold, fleet_lease, release_peer
 from . import pg_backup_delete, pg_backup_ops
 from .errors import AgentError
 from .host import Host
@@ -29,7 +29,7 @@ VERBS: Dict[str, Verb] = {
     "rollback-loss": rollback_loss.rollback_loss,
     "fleet-lease": fleet_lease.fleet_lease,
     "fleet-lease-end": fleet_lease.fleet_lease_end,
-    "fleet-hold": fleet_lease.fleet_hold,   # on the deploying machine (fdeploy on a fleet)
+    "fleet-hold": fleet_hold.fleet_hold,   # on the deploying machine (fdeploy on a fleet)
     "slot-user": slotuser.set_slot_user,
     "shared-create": shared_files.shared_create,
     "release-install": install.release_install,
