@@ -302,7 +302,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     });
     const activationArgs = {
       ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
-      healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
+      healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined, ...(peer ? { fleetPeer: true } : {}),
       serviceRevision: service.revision, envRevision: environment.revision,
       sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
       docker: docker ? { imageId: image ? image.imageId : `kept:${release.releaseId}` } : undefined,
