@@ -85,6 +85,12 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
       assert.ok(deps(`pn-release-${h}-install`).includes(`pn-release-${h}-peer`), "installed after the copy");
     }
     assert.deepStrictEqual(names("fl-release").filter((n) => n.endsWith("-peer")), [], "no pin: no copy");
+    // their switch may take a release the first host's history vouches for (FLEET_PEER); the first host's may not
+    const hosts = JSON.parse(registered.get("pn-fleet-rollout")!.inputs.stdin).HOSTS;
+    assert.deepStrictEqual(hosts.map((h: any) => [h.address, JSON.parse(h.params).ROLLBACK, JSON.parse(h.params).FLEET_PEER]),
+      [["10.0.0.1", 1, undefined], ["10.0.0.2", 1, 1], ["10.0.0.3", 1, 1]]);
+    const unpinned = JSON.parse(registered.get("fl-fleet-rollout")!.inputs.stdin).HOSTS;
+    assert.ok(unpinned.every((h: any) => JSON.parse(h.params).FLEET_PEER === undefined && JSON.parse(h.params).ROLLBACK === undefined));
   });
 
   it("every server gets the app tier; the second's names end in -h2; migrations on the first only", () => {
