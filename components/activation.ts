@@ -22,6 +22,9 @@ export interface ActivationArgs {
   keepReleases: number;
   /** The release is pinned by a rollback (recorded as one; its schema comes down afterwards). */
   rollback: boolean;
+  /** A fleet's later host under a rollback: the pinned release may have come from the first host (release-peer.ts),
+   * whose history vouches for it. */
+  fleetPeer?: boolean;
   /** Revisions of what the running service reads; a change restarts it. */
   serviceRevision: pulumi.Input<string>;
   envRevision: pulumi.Input<string>;
@@ -91,6 +94,7 @@ export function activationParams(args: Omit<ActivationArgs, "connection" | "bund
     HEALTH_TIMEOUT: args.healthTimeoutSeconds,
     KEEP_RELEASES: args.keepReleases,
     ...(args.rollback ? { ROLLBACK: 1 } : {}),
+    ...(args.rollback && args.fleetPeer ? { FLEET_PEER: 1 } : {}),
     SERVICE_REVISION: args.serviceRevision,
     ENV_REVISION: args.envRevision,
     ...(args.sharedRevision !== undefined ? { SHARED_REVISION: args.sharedRevision } : {}),

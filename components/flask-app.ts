@@ -42,7 +42,8 @@ import { fleetDatabase } from "./fleet-database";
 import { LoadBalancer } from "./load-balancer";
 import { Activation, activationParams, describeCanary, HistoryEntry, switchWaits } from "./activation";
 import { appServers } from "./config/servers";
-import { FleetRecord, fleetRecord } from "./fleet-record";
+import { FleetRecord, fleetRecord, sshTarget } from "./fleet-record";
+import type { PeerHost } from "./release-peer";
 import { balancerTls } from "./balancer-tls";
 import { previousHosts, serverOrderProblem } from "./server-order";
 
@@ -197,7 +198,10 @@ export class FlaskApp extends pulumi.ComponentResource {
     // HTTPS ends at the balancer (balancer-tls.ts): the hosts serve plain HTTP behind it
     const hostCfg = balancerTls(cfg).tls ? { tls: undefined } : {};
     const database = fleetDatabase(name, cfg, servers, staging, this);
-    const outs = await Promise.all(servers.map((server, index) => this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join, database })));
+    let firstHost!: (h: PeerHost) => void;
+    const first = new Promise<PeerHost>((resolve) => { firstHost = resolve; });
+    const outs = await Promise.all(servers.map((server, index) =>
+      this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join, database, first, firstHost })));
     const fs = await fleetSwitch;
     return { ...outs[0], server: servers.map((s) => `${s.user}@${s.host}:${s.port}`).join(", "), releaseHistory: fs.history, hosts: fs.hosts };
   }
@@ -240,9 +244,12 @@ export class FlaskApp extends pulumi.ComponentResource {
     }, child("base"));
 
     // 3. The release (code + venv; or a kept one that a rollback pinned), its environment, its shared
-    //    paths and the service that runs it.
+    //    paths and the service that runs it. A fleet's later hosts copy a pinned release they never ran from the first.
+    const here: PeerHost = { target: sshTarget(cfg.server), bundle };
+    if (fleet && first) fleet.firstHost(here);
+    const peer = fleet && !first && cfg.release !== undefined ? { from: await fleet.first, to: here } : undefined;
     const release = new Release(n("release"), {
-      ...common, bundle, appDir: path.resolve(projectDir, cfg.appDir), pinned: cfg.release, docker: docker !== undefined, staging,
+      ...common, bundle, appDir: path.resolve(projectDir, cfg.appDir), pinned: cfg.release, peer, docker: docker !== undefined, staging,
       after: [base.ready],
     }, child("release"));
     // runtime docker: the release as an image built on the server's engine (a rollback runs a kept one)
@@ -300,7 +307,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     });
     const activationArgs = {
       ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
-      healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined,
+      healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined, ...(peer ? { fleetPeer: true } : {}),
       serviceRevision: service.revision, envRevision: environment.revision,
       sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
       docker: docker ? { imageId: image ? image.imageId : `kept:${release.releaseId}` } : undefined,
@@ -424,6 +431,10 @@ interface AppTier { projectDir: string; resolvedMigrations?: string; migrationsD
 /** A host's place in a fleet: its index in `servers`, and how it joins the one FleetSwitch. */
 interface FleetSlot {
   index: number;
+  /** The first host (its SSH target and scripts), which the first host's deployHost gives: the others copy a pinned
+   * release they never ran from it (release-peer.ts). */
+  first: Promise<PeerHost>;
+  firstHost: (h: PeerHost) => void;
   join: (i: number, host: FleetHost, after: pulumi.Resource[], releaseId: pulumi.Input<string>) => Promise<FleetSwitch>;
   /** The fleet's one database env (fleet-database.ts), when the stack manages its PostgreSQL server. */
   database?: DatabaseEnv;

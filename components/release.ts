@@ -11,6 +11,7 @@ import { describeShipping } from "./ship-rules";
 import { AGENT, remoteStep, ScriptBundle, scriptParams } from "./remote-script";
 import { manifestHash, uploadFolder } from "./delta";
 import { ReleaseBasis } from "./release-basis";
+import { PeerHost, releasePeer } from "./release-peer";
 
 export interface ReleaseArgs {
   connection: Connection;
@@ -20,6 +21,9 @@ export interface ReleaseArgs {
   appDir: string;
   /** A kept release to run instead of appDir's (a rollback). */
   pinned?: string;
+  /** A fleet's host after the first, under a pin: this host and the first, from which a pinned release it never
+   * ran is copied (release-peer.ts). */
+  peer?: { from: PeerHost; to: PeerHost };
   /** runtime docker: the release folder holds the code only (the image holds the venv). */
   docker?: boolean;
   /** The app's staging folder (stagingKey); default: the stack's. */
@@ -81,6 +85,9 @@ export class Release extends pulumi.ComponentResource {
       after = [folderUpload(`${name}-upload`, {
         connection: args.connection, staged: files, source: upload.source, remotePath: `.fdeploy/${args.appName}/uploads/${files.hash}`,
       }, { parent: this, dependsOn: [basis, ...args.after] })];
+    }
+    if (args.pinned && args.peer) {
+      after = [releasePeer(`${name}-peer`, { appName: args.appName, releaseId: args.pinned, ...args.peer, after: args.after }, this)];
     }
     if (args.pinned && args.pinned !== files.hash) {
       pulumi.log.warn(`release pinned to ${args.pinned} by the stack's \`release\` setting (a rollback); appDir holds release ` +

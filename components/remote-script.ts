@@ -4,17 +4,14 @@
 // values are data, never spliced into shell text. Secret parameters keep the whole stdin secret.
 // Every step runs under the agent's supervisor (agent/fdeploy_agent/supervise.py) with a time limit
 // (config `timeouts`); it also stops the step when its SSH session ends (the provider never cancels it).
-import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { StepLimitName, StepLimits } from "./config";
 import { Connection } from "./connection";
 import { folderUpload, stageFolder } from "./upload";
+import { SCRIPTS_DIR } from "./scripts-dir";
 
-/** The package's folder: this file is components/remote-script.ts in the sources (ts-node, the repo's program) and
- * dist/components/remote-script.js in the published package; the scripts ship beside the build, never compiled. */
-const PACKAGE_DIR = path.basename(path.dirname(__dirname)) === "dist" ? path.resolve(__dirname, "../..") : path.resolve(__dirname, "..");
-export const SCRIPTS_DIR = path.join(PACKAGE_DIR, "components", "scripts");
+export { SCRIPTS_DIR };
 /** The server agent's folder in the bundle: `remoteStep({script: AGENT, verb: "env-stage", …})`. */
 export const AGENT = "agent";
 

@@ -1,10 +1,12 @@
 // fdeploy jobs [--json]: the app's scheduled jobs (stack config `jobs`) as the server runs them —
 // schedule, last run (time, result, exit status), next run. fdeploy jobs run NAME: run one now,
 // wait for it, print its output (journal) and result; exit 1 when it failed. (the server agent's jobs-list, jobs-run: fdeploy_agent/jobs.py)
+// On a fleet, `run` holds the fleet's deploy lease while the job runs (cli/lib/fleet-lease.ts): never mid-rollout.
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
 import { printJson, table } from "../lib/print";
+import { holdCurrent } from "../lib/fleet-lease";
 import { runOnServer } from "../lib/stack";
 
 function lastRun(j: any): string {
@@ -40,10 +42,16 @@ export function register(program: Command): void {
   stackCommand(jobs, "run", "run a job now in the live release and wait for it: its output and result (exit 1 if it failed)")
     .argument("<name>", "the job's name (fdeploy jobs lists them)")
     .option("--json", "the result as one JSON object (the job's output still goes to stderr)")
-    .action((name: string, opts: StackOpts) => {
+    .action(async (name: string, opts: StackOpts) => {
       if (!/^[a-z0-9][a-z0-9_-]{0,39}$/.test(name)) throw new FdeployError(`jobs run: '${name}' is not a job name (fdeploy jobs lists them)`, 2);
-      const { ref, cfg } = target(opts);
-      const r = runOnServer(cfg, "agent", "jobs-run", { APP: cfg.appName, NAME: name }, { capture: true });
+      const { ref, cfg: read } = target(opts);
+      const { cfg, lease } = await holdCurrent(ref, read, "jobs run");
+      let r: ReturnType<typeof runOnServer>;
+      try {
+        r = runOnServer(cfg, "agent", "jobs-run", { APP: cfg.appName, NAME: name }, { capture: true });
+      } finally {
+        await lease?.end();
+      }
       if (r.status === 4) throw new FdeployError(`the scripts on ${cfg.server.host} predate scheduled jobs: pulumi up --stack ${ref.stack} once`);
       if (r.status !== 0) throw new FdeployError(`jobs run ${name} failed on ${cfg.server.host} (exit ${r.status}; see above)`);
       // the agent's jobs-run: {"output": [lines], "job": {…}}; the scripts before it: the lines, then the job's JSON

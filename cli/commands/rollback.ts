@@ -10,11 +10,14 @@
 // the pinned release is what the program deploys until `--forward` removes the pin.
 // Before it runs, the server measures what the down migrations would drop (the agent's
 // rollback-loss, on a copy of the database); a rollback that loses data asks first (--yes: don't ask).
+// On a fleet it holds every host's deploy lease from before the plan to its up (cli/lib/fleet-lease.ts), which it
+// hands over to: an up running meanwhile is waited for, and nothing runs between the plan and the switch.
 import { Command } from "commander";
 import { stackCommand, StackOpts, target } from "../lib/command";
 import { FdeployError } from "../lib/errors";
+import { FleetLease, holdCurrent } from "../lib/fleet-lease";
 import { describeLoss, RollbackLoss, Undo } from "../lib/rollback-loss";
-import { appTargetAsync, configGet, Connection, connectionFromFile, pulumi, runOnServer, sameConnection, stackRef } from "../lib/stack";
+import { AppTarget, appTargetAsync, configGet, Connection, connectionFromFile, pulumi, runOnServer, sameConnection, StackRef, stackRef } from "../lib/stack";
 import * as readline from "readline";
 
 export function register(program: Command): void {
@@ -32,9 +35,12 @@ export function register(program: Command): void {
         const stack = ref.stack;
         const pinned = configGet(ref, cfg.releaseKey);
         if (!pinned) throw new FdeployError(`app ${cfg.name} of stack ${stack} has no pinned release (${cfg.releaseKey}): pulumi up deploys appDir already`, 2);
-        console.log(`rolling forward: unpinning release ${pinned} (${cfg.releaseKey}), deploying appDir's release on stack ${stack}…`);
-        pulumi(ref, ["config", "rm", "--path", cfg.releaseKey]);
-        pulumi(ref, ["up", "--yes", "--skip-preview"], { inherit: true });
+        await underLease(await holdCurrent(ref, cfg, "rollback"), async (_, lease) => {
+          console.log(`rolling forward: unpinning release ${pinned} (${cfg.releaseKey}), deploying appDir's release on stack ${stack}…`);
+          pulumi(ref, ["config", "rm", "--path", cfg.releaseKey]);
+          await lease?.handover();
+          pulumi(ref, ["up", "--yes", "--skip-preview"], { inherit: true });
+        });
         return;
       }
       const ref = stackRef(opts);
@@ -53,26 +59,44 @@ export function register(program: Command): void {
       } catch {
         early = undefined;   // asked again below, where its error counts
       }
-      const cfg = await config;
-      const s = cfg.server;
-      const plan = early && fromFile && sameConnection(fromFile, cfg) ? early : ask(cfg);
-      if (plan.stderr) process.stderr.write(plan.stderr);
-      const line = plan.stdout.trim().split("\n").pop() ?? "";
-      if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`fdeploy rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
-      const t: { release: string; schema: number; live: string } = JSON.parse(line);
-      if (!/^[0-9a-f]{12}$/.test(t.release)) throw new FdeployError(`fdeploy rollback: the server named no release to go to (${line}); nothing changed`);
-      await confirmLoss(cfg, t.schema, !!opts.yes, again, { replica: cfg.beforeChange === "replica", restore: `--stack ${stack}${ref.app ? ` --app ${ref.app}` : ""}` });
-      console.log(`rolling back app ${cfg.name} of stack ${stack} on ${s.user}@${s.host}: ${t.live} -> ${t.release} (schema version ${t.schema})`);
-      try {
-        // one CLI start: `up --config` saves the pin to the stack's config first (also when the up fails), then deploys
-        pulumi(ref, ["up", "--yes", "--skip-preview", "--config-path", "--config", `${cfg.releaseKey}=${t.release}`], { inherit: true });
-      } catch {
-        throw new FdeployError(`the rollback's pulumi up failed; the stack pins release ${t.release} (${cfg.releaseKey}): \`pulumi up\` retries, ` +
-          `\`${again} --forward\` unpins\nwhat serves is what the lines above say`);
-      }
-      console.log(`\nRelease ${t.release} is live and pinned by the stack's \`${cfg.releaseKey}\` setting; another rollback steps further back,`);
-      console.log(`\`${again} --forward\` deploys appDir's release again.`);
+      // a fleet: the app and its plan are read again once its lease is held (an up it waited for may have changed them)
+      await underLease(await holdCurrent(ref, await config, "rollback"), (cfg, lease) =>
+        rollBack(ref, cfg, lease, !lease && early && fromFile && sameConnection(fromFile, cfg) ? early : ask(cfg), to, !!opts.yes, again));
     });
+}
+
+/** WORK on the app CFG while its fleet's LEASE is held (if any); the lease given up after it, whatever happened. */
+async function underLease({ cfg, lease }: { cfg: AppTarget; lease?: FleetLease }, work: (cfg: AppTarget, lease?: FleetLease) => Promise<void>): Promise<void> {
+  try {
+    await work(cfg, lease);
+  } finally {
+    await lease?.end();
+  }
+}
+
+/** The rollback once its plan is known (PLAN: the server's answer): the loss asked about, then the up (after the
+ * fleet's LEASE is handed over to it). */
+async function rollBack(ref: StackRef, cfg: AppTarget, lease: FleetLease | undefined, plan: ReturnType<typeof runOnServer>, to: string,
+  yes: boolean, again: string): Promise<void> {
+  const stack = ref.stack;
+  const s = cfg.server;
+  if (plan.stderr) process.stderr.write(plan.stderr);
+  const line = plan.stdout.trim().split("\n").pop() ?? "";
+  if (plan.status !== 0 || !line.startsWith("{")) throw new FdeployError(`fdeploy rollback: nothing changed on ${s.user}@${s.host} (the lines above say why)`);
+  const t: { release: string; schema: number; live: string } = JSON.parse(line);
+  if (!/^[0-9a-f]{12}$/.test(t.release)) throw new FdeployError(`fdeploy rollback: the server named no release to go to (${line}); nothing changed`);
+  await confirmLoss(cfg, t.schema, yes, again, { replica: cfg.beforeChange === "replica", restore: `--stack ${stack}${ref.app ? ` --app ${ref.app}` : ""}` });
+  console.log(`rolling back app ${cfg.name} of stack ${stack} on ${s.user}@${s.host}: ${t.live} -> ${t.release} (schema version ${t.schema})`);
+  await lease?.handover();
+  try {
+    // one CLI start: `up --config` saves the pin to the stack's config first (also when the up fails), then deploys
+    pulumi(ref, ["up", "--yes", "--skip-preview", "--config-path", "--config", `${cfg.releaseKey}=${t.release}`], { inherit: true });
+  } catch {
+    throw new FdeployError(`the rollback's pulumi up failed; the stack pins release ${t.release} (${cfg.releaseKey}): \`pulumi up\` retries, ` +
+      `\`${again} --forward\` unpins\nwhat serves is what the lines above say`);
+  }
+  console.log(`\nRelease ${t.release} is live and pinned by the stack's \`${cfg.releaseKey}\` setting; another rollback steps further back,`);
+  console.log(`\`${again} --forward\` deploys appDir's release again.`);
 }
 
 /** Prints what the rollback's down migrations drop; when they lose data, asks (a terminal) or

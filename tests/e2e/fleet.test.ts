@@ -3,17 +3,17 @@
 // fl-app3: octets 225-229). One up deploys both hosts, the balancer and the app's database; a code deploy
 // under a read and a write loop through the balancer fails no request, keeps every row either host wrote,
 // and holds every host's deploy lease for the whole rollout; under the same loops, a release with a PostgreSQL
-// migration (its .postgres pair run once, by the first host, before the switch), `fdeploy rollback` to the
-// release before (every host switched, then the schema brought down, the rows kept) and `--forward` fail no
-// request and lose no row; a third server joins (no replace or delete of
-// the others, the live release on it, 0 failed requests); with three hosts in batches of two, a release
-// (with a new env value) that fails its health check on the third host stops the rollout, the first two
-// go back to their release AND their environment, no row is lost, and the outputs and a preview show the
-// previous release everywhere.
-// Time: 8 min 7 s at load average 7-10 (other suites running; 5 min 39 s there without the migration and
-// rollback cases): first up 51 s, code deploy 52 s, the deploy with a migration 45 s, rollback and
-// --forward 109 s, a third host joining 85 s, the failed 3-host rollout 79 s. Without the migration and
-// rollback cases: 3 min 51 s to 5 min 20 s at load average ~5, 10.5 min at 15-17.
+// migration (its .postgres pair run once, by the first host, before the switch) fails no request and loses no
+// row; a third server joins (no replace or delete of the others) while `fdeploy rollback --to` the release
+// before the migration, started once the join's fleet switch runs, waits for it (naming that deploy: the
+// fdeploy lease), then moves every host to that release — the third, which never ran it, gets it copied from
+// the first — and brings the schema down, then `--forward` returns: 0 failed requests, no row lost; with
+// three hosts in batches of two, a release (with a new env value) that fails its health check on the third
+// host stops the rollout, the first two go back to their release AND their environment, no row is lost, and
+// the outputs and a preview show the previous release everywhere.
+// Time: 7 min at load average ~5-6 (other suites running): first up 57 s, code deploy 24 s, the deploy with a
+// migration 28 s, the join with the rollback waiting for it, then --forward, 185 s (the rollback done 77 s after
+// the join's up), the failed 3-host rollout 40 s. Before the rollback case moved after the join: 8 min 7 s at 7-10.
 import * as assert from "assert";
 import * as fs from "fs";
 import * as http from "http";
@@ -114,12 +114,12 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     assert.ok(l.reads.requests > 50 && l.written.acked.length > 10, `${l.reads.requests} reads, ${l.written.acked.length} writes`);
     assertKept(l.written.acked);
   };
-  /** Every host (and the hosts output) on RELEASE, at schema version SCHEMA in the database. */
-  const assertFleetOn = async (release: string, schema: number) => {
+  /** Every host of SERVERS (and the hosts output) on RELEASE, at schema version SCHEMA in the database. */
+  const assertFleetOn = async (release: string, schema: number, servers = [app1, app2]) => {
     const out = stack.outputs();
     assert.deepStrictEqual([out.releaseId, out.schemaVersion], [release, schema]);
-    assert.deepStrictEqual(out.hosts, { [app1.host]: release, [app2.host]: release });
-    for (const s of [app1, app2]) assert.strictEqual(await releaseOn(s.host), release, s.name);
+    assert.deepStrictEqual(out.hosts, Object.fromEntries(servers.map((s) => [s.host, release])));
+    for (const s of servers) assert.strictEqual(await releaseOn(s.host), release, s.name);
     assert.strictEqual(psql("SELECT max(version) FROM schema_migrations"), String(schema));
   };
   const setServer = (i: number, s: TestServer) => {
@@ -269,54 +269,56 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     assert.strictEqual(app2.trySsh("test -e /srv/fleetapp/migrations/current").status, 1, "the second host never migrated");
   });
 
-  it("fdeploy rollback on the fleet under load: every host on the previous release, the schema down, the rows kept; --forward returns, 0 failed", async () => {
-    const newest = stack.outputs().releaseId;
-    const previous = stack.outputs().releaseHistory.filter((e: { status: string }) => e.status === "live").map((e: { releaseId: string }) => e.releaseId)
-      .filter((id: string) => id !== newest).pop();
-    const kept = noteIds();
-    const back = await underLoad(() => stack.rollbackAsync("--yes"));
-    assert.strictEqual(back.r.status, 0, back.r.output);
-    assert.match(back.r.output, /0002_add_notes_tag: drops column notes\.tag/);
-    assertNoneFailed("fdeploy rollback", back);
-    await assertFleetOn(previous, 1);
-    assert.ok(!hasTag(), "the down migration dropped the column");
-    assertKept([...kept]);   // and no row
-    const fwd = await underLoad(() => stack.rollbackAsync("--forward"));
-    assert.strictEqual(fwd.r.status, 0, fwd.r.output);
-    assertNoneFailed("fdeploy rollback --forward", fwd);
-    await assertFleetOn(newest, 2);
-    assert.ok(hasTag(), "the column is back");
-  });
-
-  it("a third server joins: nothing of the others replaced or deleted, the live release on it, the balancer adds it, 0 failed requests", async () => {
+  it("a third server joins under load; `fdeploy rollback` started during its rollout waits for it, then moves every host (the new one to a release it never ran) and --forward returns: 0 failed, no row lost", async () => {
     const live = stack.outputs().hosts[app1.host];
+    const previous = stack.outputs().releaseHistory.filter((e: { status: string }) => e.status === "live").map((e: { releaseId: string }) => e.releaseId)
+      .filter((id: string) => id !== live).pop();   // schema 1: from before the third host joined
     setServer(2, app3);
     const p = stack.preview();
     assert.strictEqual(p.status, 0, p.output);
     const ops = p.output.split("\n").filter((l) => /replace|delete/i.test(l));   // asserted last (what else happened tells more)
     if (ops.length) console.log(ops.join("\n"));
-    const load = startLoad(`http://${lb.host}/`, { concurrency: 4, maxSeconds: 240 });
-    const writes = startWrites(`http://${lb.host}/notes`);
+    const load = startLoad(`http://${lb.host}/`, { concurrency: 4, maxSeconds: 400 });
+    const writes = startWrites(`http://${lb.host}/notes`, 400);
     const t0 = Date.now();
-    const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
-    const seconds = Math.round((Date.now() - t0) / 1000);
+    // the rollback starts once the join's fleet switch runs (its output says so): it must wait for that rollout's lease
+    let back: Promise<RunResult> | undefined;
+    let upEnded = 0;
+    const r = await stack.runAsync(["up", "--yes", "--skip-preview"], (out) => {
+      if (!back && /app-fleet-rollout\s+(creating|updating)/.test(out)) back = stack.rollbackAsync("--to", previous, "--yes");
+    }).then((res) => { upEnded = Date.now(); return res; });
+    const seconds = Math.round((upEnded - t0) / 1000);
+    assert.strictEqual(r.status, 0, r.output);
+    assert.match(r.output, /app-fleet-rollout updated/);
+    assert.ok(back, "the rollback started during the join's rollout");
+    const b = await back!;
+    const backSeconds = Math.round((Date.now() - upEnded) / 1000);
     const result = await load.stop();
     const written = await writes.stop();
-    assert.strictEqual(r.status, 0, r.output);
-    const out = stack.outputs();
-    assert.strictEqual(out.releaseId, live, "the code did not change: the fleet's live release");
-    assert.deepStrictEqual(out.hosts, { [app1.host]: live, [app2.host]: live, [app3.host]: live });
-    assert.strictEqual(await releaseOn(app3.host), live);
-    await waitAllUp(["h1", "h2", "h3"]);
-    console.log(`      a third host joins: ${seconds} s; ${result.requests} reads and ${written.acked.length} writes through the balancer, ${result.failures + written.errors.length} failed`);
+    console.log(`      a third host joins: ${seconds} s; fdeploy rollback started during its rollout, done ${backSeconds} s after it; ` +
+      `${result.requests} reads and ${written.acked.length} writes through the balancer, ${result.failures + written.errors.length} failed`);
+    assert.strictEqual(b.status, 0, b.output);
+    // it waited for the join's rollout (naming it) before its plan, and its own up ran after it (no stack lock refused it)
+    assert.match(b.output, new RegExp(`fdeploy: host ${quote(app1.host)}: another deploy of 'fleetapp' is running on this server: the deploy of stack [^ ]*/fleet \\(`), b.output);
+    assert.match(b.output, new RegExp(`the deploy lease of ${[app1, app2, app3].map((s) => quote(s.host)).join(", ")} held for fdeploy rollback`));
+    assert.match(b.output, new RegExp(`release ${previous} copied from ${quote(app1.host)} to ${quote(app3.host)}`), b.output);
+    assert.match(b.output, /0002_add_notes_tag: drops column notes\.tag/);
     assert.strictEqual(result.failures, 0, result.errors.join(", "));
     assert.deepStrictEqual(written.errors, []);
     assertKept(written.acked);
+    await assertFleetOn(previous, 1, [app1, app2, app3]);
+    await waitAllUp(["h1", "h2", "h3"]);
+    assert.ok(!hasTag(), "the down migration dropped the column");
     const w = startWrites(`http://${lb.host}/notes`);
     await new Promise((res) => setTimeout(res, 2000));
     const third = await w.stop();
-    assert.ok(third.hosts.includes("fl-app3"), `the third host writes too: ${third.hosts}`);
+    assert.ok(third.hosts.includes("fl-app3"), `the third host writes too, on the release it never ran before: ${third.hosts}`);
     assertKept(third.acked);
+    const fwd = await underLoad(() => stack.rollbackAsync("--forward"));
+    assert.strictEqual(fwd.r.status, 0, fwd.r.output);
+    assertNoneFailed("fdeploy rollback --forward (3 hosts)", fwd);
+    await assertFleetOn(live, 2, [app1, app2, app3]);
+    assert.ok(hasTag(), "the column is back");
     assert.deepStrictEqual(ops, [], "the existing hosts keep every resource");
   });
 

@@ -86,12 +86,12 @@ export class TestStack {
     return stackArgv(this.name, this.configFile, args);
   }
 
-  /** Like run(), without blocking the event loop (for watching the server while Pulumi runs). */
-  runAsync(args: string[]): Promise<RunResult> {
+  /** Like run(), without blocking the event loop (for watching the server while Pulumi runs); ON_OUTPUT: its stdout so far, as it grows. */
+  runAsync(args: string[], onOutput?: (stdout: string) => void): Promise<RunResult> {
     return new Promise((resolve) => {
       const child = spawn("pulumi", this.argv(args), { cwd: this.projectDir, env: this.env, stdio: ["ignore", "pipe", "pipe"] });
       let stdout = "", stderr = "";
-      child.stdout.on("data", (d) => (stdout += d));
+      child.stdout.on("data", (d) => { stdout += d; onOutput?.(stdout); });
       child.stderr.on("data", (d) => (stderr += d));
       child.on("close", (code) => resolve({ status: code ?? -1, stdout, stderr, output: stdout + stderr }));
     });

@@ -275,6 +275,13 @@ def test_a_release_that_is_not_installed_or_a_rollback_to_one_never_live_changes
     assert server.calls == [] or all(c[:2] != ["systemctl", "restart"] for c in server.calls)
 
 
+def test_a_fleets_later_host_rolls_back_to_a_release_the_first_host_ran_and_it_never_did(server):
+    deployed(server, A)   # it joined the fleet with A; B went live on the first host before
+    activate(server, B, ROLLBACK=1, FLEET_PEER=1)   # the first host's history vouches for B (release_peer.py copied it)
+    assert server.served() == B
+    assert [(e["release"], e["strategy"], e["schema"]) for e in server.history()][-1] == (B, "rollback", None)
+
+
 @pytest.mark.parametrize("key, value, words", [
     ("RELEASE_ID", "xyz", "bad release id"), ("HEALTH_PATH", "health", "bad health path"), ("HEALTH_TIMEOUT", "5s", "bad timeout"),
     ("STRATEGY", "big-bang", "unknown strategy"), ("RUNTIME", "podman", "bad runtime")])

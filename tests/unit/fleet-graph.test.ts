@@ -53,11 +53,17 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
       migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/extshop" },
     }), PROJECT_DIR);
     const extApp = new FlaskApp("ex", { ...extCfg, projectDir: PROJECT_DIR });
+    const pinCfg = parseConfig(rawConfig({
+      server: undefined, servers: [srv("10.0.0.1"), srv("10.0.0.2"), srv("10.0.0.3")], loadBalancer: srv("10.0.0.9"), appName: "pinshop",
+      migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/pinshop" }, release: "0123456789ab",
+    }), PROJECT_DIR);
+    const pinApp = new FlaskApp("pn", { ...pinCfg, projectDir: PROJECT_DIR });
     single = new FlaskApp("one", { ...parseConfig(rawConfig({ appName: "solo", migrationsDir: "migrations" }), PROJECT_DIR), projectDir: PROJECT_DIR });
     await settle(fleetApp.url);
     await settle(single.url);
     await settle(dbApp.url);
     await settle(extApp.url);
+    await settle(pinApp.url);
     await new Promise((r) => setTimeout(r, 500));
   });
 
@@ -67,6 +73,26 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     assert.ok(r, `no resource ${name}; have ${[...registered.keys()].join(", ")}`);
     return r!.deps;
   };
+
+  it("a pinned release (a rollback): each later host first copies it from the first if it never ran it, before its install", () => {
+    assert.deepStrictEqual(names("pn-release-").filter((n) => n.endsWith("-peer")), ["pn-release-h2-peer", "pn-release-h3-peer"]);
+    for (const h of ["h2", "h3"]) {
+      const peer = registered.get(`pn-release-${h}-peer`)!;
+      assert.strictEqual(peer.type, "command:local:Command");
+      const p = JSON.parse(peer.inputs.stdin);
+      assert.deepStrictEqual([p.RELEASE_ID, p.FROM.address, p.TO.address], ["0123456789ab", "10.0.0.1", `10.0.0.${h.slice(1)}`]);
+      assert.match(p.FROM.export, /agent supervise \d+ release-\w+-peer timeouts\.default .* release-export$/);
+      assert.match(p.TO.import, /scripts-[0-9a-f]+\/agent release-import$/);
+      assert.ok(deps(`pn-release-${h}-install`).includes(`pn-release-${h}-peer`), "installed after the copy");
+    }
+    assert.deepStrictEqual(names("fl-release").filter((n) => n.endsWith("-peer")), [], "no pin: no copy");
+    // their switch may take a release the first host's history vouches for (FLEET_PEER); the first host's may not
+    const hosts = JSON.parse(registered.get("pn-fleet-rollout")!.inputs.stdin).HOSTS;
+    assert.deepStrictEqual(hosts.map((h: any) => [h.address, JSON.parse(h.params).ROLLBACK, JSON.parse(h.params).FLEET_PEER]),
+      [["10.0.0.1", 1, undefined], ["10.0.0.2", 1, 1], ["10.0.0.3", 1, 1]]);
+    const unpinned = JSON.parse(registered.get("fl-fleet-rollout")!.inputs.stdin).HOSTS;
+    assert.ok(unpinned.every((h: any) => JSON.parse(h.params).FLEET_PEER === undefined && JSON.parse(h.params).ROLLBACK === undefined));
+  });
 
   it("every server gets the app tier; the second's names end in -h2; migrations on the first only", () => {
     for (const [first, second] of [["fl-identity", "fl-identity-h2"], ["fl-release-install", "fl-release-h2-install"], ["fl-env-file", "fl-env-h2-file"],

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
 from . import lb_maintenance
-from . import fleet_lease
+from . import fleet_hold, fleet_lease, release_peer
 from . import pg_backup_delete, pg_backup_ops
 from .errors import AgentError
 from .host import Host
@@ -28,9 +28,13 @@ VERBS: Dict[str, Verb] = {
     "state-fix": server_state.state_fix,
     "rollback-loss": rollback_loss.rollback_loss,
     "fleet-lease": fleet_lease.fleet_lease,
+    "fleet-lease-end": fleet_lease.fleet_lease_end,
+    "fleet-hold": fleet_hold.fleet_hold,   # on the deploying machine (fdeploy on a fleet)
     "slot-user": slotuser.set_slot_user,
     "shared-create": shared_files.shared_create,
     "release-install": install.release_install,
+    "release-export": release_peer.release_export, "release-import": release_peer.release_import,   # a release a host never ran
+    "release-copy": release_peer.release_copy,   # on the deploying machine
     "migrate": migrate_step.migrate,
     "release-commands": release_commands.release_commands,
     "service-delete": service.service_delete,
@@ -97,7 +101,7 @@ VERBS: Dict[str, Verb] = {
 }
 
 
-FIRST_LINE = {"exec"}   # their parameters are stdin's first line: the rest is the command's stdin
+FIRST_LINE = {"exec", "fleet-hold"}   # their parameters are stdin's first line: the rest is the command's stdin (fleet-hold: its control)
 
 
 def first_line(stdin: TextIO) -> str:

@@ -143,6 +143,41 @@ def ssh_argv(target: Dict[str, Any], known_hosts: str, command: str) -> List[str
             *(["-i", os.path.expanduser(str(key))] if key else []), "%s@%s" % (user, host), command]
 
 
+def known_hosts(folder: str, targets: Sequence[Dict[str, Any]]) -> None:
+    """Each TARGET's pinned host key in FOLDER/known_hosts-<host> (written once: other threads read them)."""
+    for t in targets:
+        host = t["host"] if int(t.get("port", 22)) == 22 else "[%s]:%s" % (t["host"], t["port"])
+        with open(known_path(folder, t), "a") as f:
+            f.write("%s %s\n" % (host, " ".join(str(t["hostKey"]).split()[:2])))
+
+
+def known_path(folder: str, target: Dict[str, Any]) -> str:
+    return os.path.join(folder, "known_hosts-%s" % target["host"])
+
+
+def ssh_json(host: Host, folder: str, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, log: Log,
+             key: str = "servers") -> Dict[str, Any]:
+    """COMMAND (an agent verb's line) on TARGET with STDIN: its JSON result; its log lines as "  [NAME] …". A failure
+    raises HostFailed naming WHAT, NAME and the setting KEY (a host that does not answer: said so)."""
+    r = host.run(ssh_argv(target, known_path(folder, target), command), input=stdin)
+    for line in (r.stderr or "").splitlines():
+        log("  [%s] %s" % (name, line))
+    last = (r.stdout or "").strip().splitlines()[-1:] or [""]
+    try:
+        result = json.loads(last[0])
+    except ValueError:
+        result = {}
+    said = (r.stderr or "").strip()
+    if r.returncode == 255 and GONE.search(said):   # ssh's own failure: the host, not the step
+        raise HostFailed("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH\n%s\n(a step gives up on a host "
+                         "after %d s connecting, or %d s without an answer once connected)" % (
+                             what, name, key, said.splitlines()[-1][-200:], CONNECT_SECONDS, SILENT_SECONDS))
+    if r.returncode != 0:
+        raise HostFailed("%s on %s (flask-deploy:%s) failed (exit %d): %s" % (
+            what, name, key, r.returncode, result.get("error") or (r.stderr or "").strip()[-300:]))
+    return result if isinstance(result, dict) else {}
+
+
 class SshFleet:
     def __init__(self, host: Host, params: Dict[str, Any], folder: str, log: Log) -> None:
         self.host, self.log, self.folder = host, log, folder
@@ -152,32 +187,10 @@ class SshFleet:
         self.health_timeout = int(params.get("HEALTH_TIMEOUT", 30))
         self.drain_wait = int(params.get("DRAIN_SECONDS", 30))
         self.history: Optional[List[Any]] = None   # the first switched host's, from its activate
-        for t in [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else []):
-            host = t["host"] if int(t.get("port", 22)) == 22 else "[%s]:%s" % (t["host"], t["port"])
-            with open(self._known(t), "a") as f:   # written once: lease renewals use them from other threads
-                f.write("%s %s\n" % (host, " ".join(str(t["hostKey"]).split()[:2])))
-
-    def _known(self, target: Dict[str, Any]) -> str:
-        return os.path.join(self.folder, "known_hosts-%s" % target["host"])
+        known_hosts(folder, [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else []))
 
     def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, key: str = "servers") -> Dict[str, Any]:
-        r = self.host.run(ssh_argv(target, self._known(target), command), input=stdin)
-        for line in (r.stderr or "").splitlines():
-            self.log("  [%s] %s" % (name, line))
-        last = (r.stdout or "").strip().splitlines()[-1:] or [""]
-        try:
-            result = json.loads(last[0])
-        except ValueError:
-            result = {}
-        said = (r.stderr or "").strip()
-        if r.returncode == 255 and GONE.search(said):   # ssh's own failure: the host, not the step
-            raise HostFailed("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH\n%s\n(a step gives up on a host "
-                             "after %d s connecting, or %d s without an answer once connected)" % (
-                                 what, name, key, said.splitlines()[-1][-200:], CONNECT_SECONDS, SILENT_SECONDS))
-        if r.returncode != 0:
-            raise HostFailed("%s on %s (flask-deploy:%s) failed (exit %d): %s" % (
-                what, name, key, r.returncode, result.get("error") or (r.stderr or "").strip()[-300:]))
-        return result
+        return ssh_json(self.host, self.folder, target, command, stdin, what, name, self.log, key)
 
     def previous(self, address: str) -> Optional[str]:
         h = self.hosts[address]

@@ -4,7 +4,10 @@ running between two steps of a deploy (one stack's staged env going live with an
 A step that names its deploy (DEPLOY, "<project>/<stack>", in every step's parameters) takes the
 lease right after the flock, unless another deploy holds it, and renews it when it ends: the lease
 lasts LEASE_SECONDS after a deploy's last step, so a crashed or finished deploy's lease runs out
-on its own. Steps without DEPLOY (fdeploy commands, ServerState's read) take only the flock.
+on its own. Steps without DEPLOY (fdeploy commands, ServerState's read) take only the flock. On a fleet,
+an fdeploy command that changes it holds every host's lease for its whole run as "<project>/<stack>/
+fdeploy-<command>" (fleet_lease.py, fleet-hold): an up waits for it, and it for an up; a rollback hands
+its lease over to its own up ("<project>/<stack>") before that up starts (end(), verb fleet-lease-end).
 /run/fdeploy/<app>.lease, root's (0600), read and written only under the flock."""
 import json
 import os
@@ -18,6 +21,7 @@ from .host import Host
 from .lock import LOCK_DIR
 
 DEPLOY = re.compile(r"[A-Za-z0-9._/-]{1,200}")
+FDEPLOY = re.compile(r"(.+)/fdeploy-([a-z-]+)")   # the lease of an fdeploy command (fleet-hold)
 
 
 def lease_seconds() -> int:
@@ -66,8 +70,33 @@ def renew(host: Host, app: str, deploy: str, now: Optional[float] = None) -> Non
         _write(host, app, deploy, time.time() if now is None else now)
 
 
+def end(host: Host, app: str, deploy: str, to: str = "", now: Optional[float] = None) -> str:
+    """Under the flock: DEPLOY's lease given up ("released"), or with TO handed over to TO ("handed over",
+    for LEASE_SECONDS, which TO's steps renew); "not held" when it is not DEPLOY's any more (ran out, and
+    maybe taken by another: a handover then fails, naming it)."""
+    now = time.time() if now is None else now
+    lease = read(host, app)
+    mine = bool(lease) and lease["deploy"] in (deploy, to)
+    if not mine and lease and float(lease.get("expires", 0)) > now:
+        if to:
+            raise AgentError("the deploy lease %s/%s.lease was lost before its handover to %s (its up waits for the holder)\nheld by: %s" % (
+                LOCK_DIR, app, to, describe(lease, now)))
+        return "not held"
+    if to:
+        _write(host, app, to, now)
+        return "handed over"
+    if mine:
+        os.unlink(_path(host, app))
+        return "released"
+    return "not held"
+
+
 def describe(lease: Dict[str, Any], now: Optional[float] = None) -> str:
     now = time.time() if now is None else now
     left = max(0, int(float(lease.get("expires", 0)) - now))
+    command = FDEPLOY.fullmatch(lease["deploy"])
+    if command:
+        return "fdeploy %s of stack %s (it holds the lease while it runs; it runs out %ds after it ended, in %ds at most)" % (
+            command.group(2), command.group(1), lease_seconds(), left)
     return "the deploy of stack %s (between two of its steps; its lease runs out %ds after its last step, in %ds at most)" % (
         lease["deploy"], lease_seconds(), left)

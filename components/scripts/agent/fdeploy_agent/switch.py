@@ -132,7 +132,9 @@ class Switch:
         if read_regular(self.host.path(self.release + "/.fdeploy-release.json")) is None:
             raise AgentError("release %s is not installed on this server (pulumi up installs it)" % self.rid)
         entries = history.entries(self.host, self.app)
-        if self.rollback and history.schema_of(entries, self.rid) is None:
+        # FLEET_PEER: a fleet's later host whose pinned release came from the first host (release_peer.py): the
+        # first host's history vouches for it (the rollback's plan came from there)
+        if self.rollback and not self.params.get("FLEET_PEER") and history.schema_of(entries, self.rid) is None:
             raise AgentError("release %s never went live on this server: a rollback (the stack's `release` setting) can only pin one that did"
                              " (see the releaseHistory output)" % self.rid)
         own_dir(self.host.path(self.app.slots), 0o755)
