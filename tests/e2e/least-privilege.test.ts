@@ -103,8 +103,12 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     assert.strictEqual(bait(), before);
     assert.strictEqual(server.trySsh(`test -L /srv/${A}/shared/.env`).status, 1, "the planted .env symlink is gone");
     // kill the app: systemd restarts it; its environment must hold its own secret, never B's
-    server.ssh(`systemctl kill -s KILL fdeploy-${A}@main.service; sleep 4`);
-    const environ = server.ssh(`cat /proc/$(systemctl show -p MainPID --value fdeploy-${A}@main.service)/environ | tr '\\0' '\\n'`);
+    // (RestartSec=2): wait for the restarted process, a main PID that is not the killed one
+    const unit = `fdeploy-${A}@main.service`;
+    const killed = server.ssh(`systemctl show -p MainPID --value ${unit}`).trim();
+    server.ssh(`systemctl kill -s KILL ${unit}; for i in $(seq 100); do p=$(systemctl show -p MainPID --value ${unit}); ` +
+      `[ "$p" != 0 ] && [ "$p" != ${killed} ] && systemctl is-active --quiet ${unit} && exit 0; sleep 0.1; done; exit 1`);
+    const environ = server.ssh(`cat /proc/$(systemctl show -p MainPID --value ${unit})/environ | tr '\\0' '\\n'`);
     assert.ok(!environ.includes(SECRET_B), "app A got app B's secret");
     assert.ok(environ.includes(`${SECRET_A}-2`), "app A lost its own secret");
     assert.strictEqual(r.failed, 0);
