@@ -92,8 +92,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const NEW = `rotated-${crypto.randomBytes(8).toString("hex")}`;
     stack.setConfig("secrets.SECRET_KEY", NEW, { secret: true });
     // env values may name the deploy's paths (issue 26): only these three names are replaced
-    stack.setConfig("env.DATABASE_URL", "sqlite:///${DATABASE_PATH}");
-    stack.setConfig("env.UPLOADS", "${SHARED}/uploads in ${APP_ROOT}, not ${HOME}");
+    stack.setPlainConfigs({ "env.DATABASE_URL": "sqlite:///${DATABASE_PATH}", "env.UPLOADS": "${SHARED}/uploads in ${APP_ROOT}, not ${HOME}" });
     const watcher = watchProcessList(server, 600);
     const up = await stack.runAsync(["up", "--yes", "--skip-preview"]);
     const psLog = watcher.stop();
@@ -212,8 +211,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
 
   it("a release command that hangs is stopped at its time limit: the up fails naming the step, limit and setting; the site serves throughout; the next up runs at once", async () => {
     const live = stack.outputs().releaseId;
-    stack.setConfig("releaseCommands[0]", "sleep 100000");
-    stack.setConfig("timeouts.releaseCommands", "15s");
+    stack.setPlainConfigs({ "releaseCommands[0]": "sleep 100000", "timeouts.releaseCommands": "15s" });
     const watch = serving(`${base}/health`);
     const t0 = Date.now();
     const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);

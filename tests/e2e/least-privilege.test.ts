@@ -53,13 +53,12 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       if (app === A) codeA = code;
       const migrations = copyMigrations(name);
       const s = new TestStack(name);
-      s.target(server, { appName: app, appDir: code.rel, migrationsDir: migrations.rel, serverName, healthTimeoutSeconds: "15" });
+      s.target(server, {
+        appName: app, appDir: code.rel, migrationsDir: migrations.rel, serverName, healthTimeoutSeconds: "15",
+        // a rendered file inside a shared folder (case 15)
+        ...(app === A ? { "sharedDirs[0]": "instance", "sharedFiles[0].path": "instance/settings.cfg", "sharedFiles[0].content": "RENDERED = True\n" } : {}),
+      });
       s.setConfig("secrets.SECRET_KEY", secret, { secret: true });
-      if (app === A) {   // a rendered file inside a shared folder (case 15)
-        s.setConfig("sharedDirs[0]", "instance");
-        s.setConfig("sharedFiles[0].path", "instance/settings.cfg");
-        s.setConfig("sharedFiles[0].content", "RENDERED = True\n");
-      }
       const r = s.up();
       assert.strictEqual(r.status, 0, r.output);
       if (app === A) a = s; else b = s;

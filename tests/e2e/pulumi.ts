@@ -126,7 +126,17 @@ export class TestStack {
     const all: Record<string, string> = {
       "server.host": server.host, "server.privateKeyPath": server.keyPath, "server.hostKey": server.hostKey, ...settings,
     };
-    for (const [k, v] of Object.entries(all)) this.setConfig(k, v);
+    this.setPlainConfigs(all);
+  }
+
+  /**
+   * Plain (not secret) keys in one `pulumi config set-all --path` (one CLI start, ~0.2 s of CPU each on a
+   * quiet machine, instead of one per key). The values go on its command line, so never a secret;
+   * each is stored as `config set` stores it from stdin (which drops one trailing newline).
+   */
+  setPlainConfigs(values: Record<string, string>): void {
+    const pairs = Object.entries(values).flatMap(([k, v]) => ["--plaintext", `${k}=${v.replace(/\n$/, "")}`]);
+    if (pairs.length) this.mustRun(["config", "set-all", "--path", ...pairs]);
   }
 
   setConfig(key: string, value: string, opts: { secret?: boolean } = {}): void {
