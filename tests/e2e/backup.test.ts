@@ -16,20 +16,17 @@ import { startServer, stopServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { assertUnitExposures } from "./fixture";
 import { killHard, link, SERVERS, startWriter, withKeptDisk } from "./server-loss";
-import { PROJECT_DIR, TestStack } from "./pulumi";
+import { TestStack } from "./pulumi";
 import { tempDir } from "../tmpdir";
 
 const CACHE = process.env.FDEPLOY_CACHE || "/var/cache/fdeploy";
 const SYNC_INTERVAL_S = 1;
 
-/** npm run backup -- VERB [ARGS] for the stack. */
+/** npm run backup -- VERB [ARGS] for the stack: its output; it must succeed. */
 function backupCommand(stack: TestStack, verb: string, ...args: string[]): string {
-  const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts", "backup.ts"), verb, ...args, "--stack", stack.name,
-    // transpile only: tsc checks the types; a type-checking ts-node start takes ~30 s on the busy machine
-    "--config-file", stack.configFile], { cwd: PROJECT_DIR, env: { ...stack.env, TS_NODE_TRANSPILE_ONLY: "1" }, encoding: "utf8" });
-  const out = (r.stdout ?? "") + (r.stderr ?? "");
-  assert.strictEqual(r.status, 0, out);
-  return out;
+  const r = stack.backup(verb, ...args);
+  assert.strictEqual(r.status, 0, r.output);
+  return r.output;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
