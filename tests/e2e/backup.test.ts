@@ -16,23 +16,30 @@ import { startServer, stopServer, TestServer } from "../servers";
 import { copyApp, copyMigrations, get } from "./app-copy";
 import { assertUnitExposures } from "./fixture";
 import { killHard, link, SERVERS, startWriter, withKeptDisk } from "./server-loss";
-import { PROJECT_DIR, TestStack } from "./pulumi";
+import { TestStack } from "./pulumi";
 import { tempDir } from "../tmpdir";
 
 const CACHE = process.env.FDEPLOY_CACHE || "/var/cache/fdeploy";
 const SYNC_INTERVAL_S = 1;
 
-/** npm run backup -- VERB [ARGS] for the stack. */
+/** npm run backup -- VERB [ARGS] for the stack: its output; it must succeed. */
 function backupCommand(stack: TestStack, verb: string, ...args: string[]): string {
-  const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts", "backup.ts"), verb, ...args, "--stack", stack.name,
-    // transpile only: tsc checks the types; a type-checking ts-node start takes ~30 s on the busy machine
-    "--config-file", stack.configFile], { cwd: PROJECT_DIR, env: { ...stack.env, TS_NODE_TRANSPILE_ONLY: "1" }, encoding: "utf8" });
-  const out = (r.stdout ?? "") + (r.stderr ?? "");
-  assert.strictEqual(r.status, 0, out);
-  return out;
+  const r = stack.backup(verb, ...args);
+  assert.strictEqual(r.status, 0, r.output);
+  return r.output;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls PRED every EVERYMS until it holds (true) or SECONDS went by (false): a wait on the condition, not a fixed sleep. */
+async function within(seconds: number, pred: () => boolean, everyMs = 500): Promise<boolean> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    if (pred()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(everyMs);
+  }
+}
 
 /** The scheduled drill, run now on SERVER: its output (the latest replica restored, row counts). */
 function drill(server: TestServer): string {
@@ -146,8 +153,10 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     // a row reaches the target within the sync interval (+ slack)
     const res = await fetch(`http://${app.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"first"}' });
     assert.strictEqual(res.status, 201);
-    await sleep(3000);
-    assert.match(target.ssh(`find ${replicaDir} -type f | head -50`), /db\/app\.sqlite3\/.*\.ltx/);
+    const ltx = /db\/app\.sqlite3\/.*\.ltx/;
+    const replicated = () => target.ssh(`find ${replicaDir} -type f | head -50`);
+    await within(3, () => ltx.test(replicated()));
+    assert.match(replicated(), ltx);
     // the scheduled drill runs (here: by hand) and passes
     assert.match(app.ssh("systemctl is-enabled fdeploy-flaskapp-backup-verify.timer"), /^enabled/);
     app.ssh("systemctl start fdeploy-flaskapp-backup-verify.service");
@@ -301,9 +310,13 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
 
   it("the old server comes back: it finds the replica claimed by the new one and does not replicate over it", async () => {
     old = withKeptDisk(() => startServer("backup", 151));
-    await sleep(8000);
-    const journal = old.ssh("journalctl -u fdeploy-flaskapp-backup.service --no-pager -o cat | tail -n 20");
-    assert.match(journal, /the replica now belongs to server/, journal);
+    // its unit checks the lease when it starts and stays stopped (exit 3) once it finds it taken
+    const journal = () => old.ssh("journalctl -u fdeploy-flaskapp-backup.service --no-pager -o cat | tail -n 20");
+    const booted = Date.now();
+    await within(8, () => /the replica now belongs to server/.test(journal()) &&
+      old.trySsh("systemctl is-active --quiet fdeploy-flaskapp-backup.service").status !== 0);
+    console.log(`old server: replica found claimed, replication stopped ${((Date.now() - booted) / 1000).toFixed(1)} s after its boot (was a fixed 8 s wait)`);
+    assert.match(journal(), /the replica now belongs to server/, journal());
     assert.notStrictEqual(old.trySsh("systemctl is-active --quiet fdeploy-flaskapp-backup.service").status, 0);
     // the new server's rows are still what the replica holds
     const res = await fetch(`http://${fresh.host}/api/notes`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"body":"after the old server came back"}' });
@@ -358,7 +371,7 @@ describe(`offsite backups (Litestream, ${kind} target): surviving the loss of th
     assert.match(old.ssh("systemctl is-active fdeploy-flaskapp-backup.service"), /^active/);
     // the server it was taken from finds out at its next check (every 10 s) and stays stopped
     let state = "";
-    for (let i = 0; i < 30 && (state = fresh.trySsh("systemctl is-active fdeploy-flaskapp-backup.service").stdout.trim()) === "active"; i++) await sleep(1000);
+    await within(30, () => (state = fresh.trySsh("systemctl is-active fdeploy-flaskapp-backup.service").stdout.trim()) !== "active");
     assert.notStrictEqual(state, "active");
     const why = fresh.ssh("journalctl -u fdeploy-flaskapp-backup.service --no-pager -o cat | grep 'the replica now belongs' | tail -n 1");
     assert.match(why, new RegExp(`the replica now belongs to server ${oldId} \\(host ${esc(old.host)}`), why);

@@ -3,9 +3,10 @@
 // change, secret, failing health check, destroy.
 import * as assert from "assert";
 import * as crypto from "crypto";
-import { execFileSync, spawn } from "child_process";
+import { execFileSync } from "child_process";
 import { startServer, TestServer } from "../servers";
 import { copyApp, get } from "./app-copy";
+import { watchProcessList } from "./process-list";
 import { changed, TestStack } from "./pulumi";
 
 describe("deploy: the Flask app on a bare server (restart strategy)", function () {
@@ -91,14 +92,10 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
     const NEW = `rotated-${crypto.randomBytes(8).toString("hex")}`;
     stack.setConfig("secrets.SECRET_KEY", NEW, { secret: true });
     // env values may name the deploy's paths (issue 26): only these three names are replaced
-    stack.setConfig("env.DATABASE_URL", "sqlite:///${DATABASE_PATH}");
-    stack.setConfig("env.UPLOADS", "${SHARED}/uploads in ${APP_ROOT}, not ${HOME}");
-    const watcher = spawn("ssh", ["-i", server.keyPath, "-o", `UserKnownHostsFile=${server.knownHostsPath}`, "-o", "BatchMode=yes",
-      `root@${server.host}`, "for i in $(seq 1 600); do ps -eo args; sleep 0.05; done"], { stdio: ["ignore", "pipe", "ignore"] });
-    let psLog = "";
-    watcher.stdout.on("data", (d) => (psLog += d));
+    stack.setPlainConfigs({ "env.DATABASE_URL": "sqlite:///${DATABASE_PATH}", "env.UPLOADS": "${SHARED}/uploads in ${APP_ROOT}, not ${HOME}" });
+    const watcher = watchProcessList(server, 600);
     const up = await stack.runAsync(["up", "--yes", "--skip-preview"]);
-    watcher.kill();
+    const psLog = watcher.stop();
     assert.strictEqual(up.status, 0, up.output);
     assert.ok(psLog.length > 1000, "the process list was sampled");
     assert.ok(!psLog.includes(NEW), "the secret appeared in a process argument list");
@@ -214,8 +211,7 @@ describe("deploy: the Flask app on a bare server (restart strategy)", function (
 
   it("a release command that hangs is stopped at its time limit: the up fails naming the step, limit and setting; the site serves throughout; the next up runs at once", async () => {
     const live = stack.outputs().releaseId;
-    stack.setConfig("releaseCommands[0]", "sleep 100000");
-    stack.setConfig("timeouts.releaseCommands", "15s");
+    stack.setPlainConfigs({ "releaseCommands[0]": "sleep 100000", "timeouts.releaseCommands": "15s" });
     const watch = serving(`${base}/health`);
     const t0 = Date.now();
     const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);

@@ -119,8 +119,7 @@ def marker():
     await addNote("written by the python runtime");
     releases.push(stack.outputs().releaseId);
 
-    stack.setConfig("runtime", "docker");
-    stack.setConfig("docker.baseImage", BASE_IMAGE);
+    stack.setPlainConfigs({ runtime: "docker", "docker.baseImage": BASE_IMAGE });
     const r = await upUnderLoad();
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(r.load.failures, 0, `requests failed: ${r.load.errors.join(", ")}`);

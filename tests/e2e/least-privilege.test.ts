@@ -53,13 +53,12 @@ describe("least privilege: a hostile app on a server with two apps", function ()
       if (app === A) codeA = code;
       const migrations = copyMigrations(name);
       const s = new TestStack(name);
-      s.target(server, { appName: app, appDir: code.rel, migrationsDir: migrations.rel, serverName, healthTimeoutSeconds: "15" });
+      s.target(server, {
+        appName: app, appDir: code.rel, migrationsDir: migrations.rel, serverName, healthTimeoutSeconds: "15",
+        // a rendered file inside a shared folder (case 15)
+        ...(app === A ? { "sharedDirs[0]": "instance", "sharedFiles[0].path": "instance/settings.cfg", "sharedFiles[0].content": "RENDERED = True\n" } : {}),
+      });
       s.setConfig("secrets.SECRET_KEY", secret, { secret: true });
-      if (app === A) {   // a rendered file inside a shared folder (case 15)
-        s.setConfig("sharedDirs[0]", "instance");
-        s.setConfig("sharedFiles[0].path", "instance/settings.cfg");
-        s.setConfig("sharedFiles[0].content", "RENDERED = True\n");
-      }
       const r = s.up();
       assert.strictEqual(r.status, 0, r.output);
       if (app === A) a = s; else b = s;
@@ -103,8 +102,12 @@ describe("least privilege: a hostile app on a server with two apps", function ()
     assert.strictEqual(bait(), before);
     assert.strictEqual(server.trySsh(`test -L /srv/${A}/shared/.env`).status, 1, "the planted .env symlink is gone");
     // kill the app: systemd restarts it; its environment must hold its own secret, never B's
-    server.ssh(`systemctl kill -s KILL fdeploy-${A}@main.service; sleep 4`);
-    const environ = server.ssh(`cat /proc/$(systemctl show -p MainPID --value fdeploy-${A}@main.service)/environ | tr '\\0' '\\n'`);
+    // (RestartSec=2): wait for the restarted process, a main PID that is not the killed one
+    const unit = `fdeploy-${A}@main.service`;
+    const killed = server.ssh(`systemctl show -p MainPID --value ${unit}`).trim();
+    server.ssh(`systemctl kill -s KILL ${unit}; for i in $(seq 100); do p=$(systemctl show -p MainPID --value ${unit}); ` +
+      `[ "$p" != 0 ] && [ "$p" != ${killed} ] && systemctl is-active --quiet ${unit} && exit 0; sleep 0.1; done; exit 1`);
+    const environ = server.ssh(`cat /proc/$(systemctl show -p MainPID --value ${unit})/environ | tr '\\0' '\\n'`);
     assert.ok(!environ.includes(SECRET_B), "app A got app B's secret");
     assert.ok(environ.includes(`${SECRET_A}-2`), "app A lost its own secret");
     assert.strictEqual(r.failed, 0);

@@ -2,7 +2,7 @@
 // test server and stack the cases share, cases that record a row of docs/reliability.md, "up and
 // prove the next up changes nothing", server snapshots, an HTTP poller and a process-list watcher.
 import * as assert from "assert";
-import { ChildProcess, execFileSync, spawn, spawnSync } from "child_process";
+import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { TestServer } from "../../servers";
@@ -311,20 +311,7 @@ export function poll(ctx: Ctx, everyMs = 150) {
   };
 }
 
-/** Samples the server's process argument lists (`ps -eo args`) every 50 ms, over one SSH session. */
-export function watchProcessList(server: TestServer): { stop(): string } {
-  const child: ChildProcess = spawn("ssh", ["-i", server.keyPath, "-o", `UserKnownHostsFile=${server.knownHostsPath}`, "-o", "BatchMode=yes",
-    "-o", "StrictHostKeyChecking=yes", `root@${server.host}`, "for i in $(seq 1 2400); do ps -eo args; sleep 0.05; done"],
-  { stdio: ["ignore", "pipe", "ignore"] });
-  let log = "";
-  child.stdout!.on("data", (d) => (log += d));
-  return {
-    stop() {
-      child.kill();
-      return log;
-    },
-  };
-}
+export { watchProcessList } from "../process-list";
 
 /** Every file under `dir` whose content contains `needle` (a plain recursive grep). */
 export function filesContaining(dir: string, needle: string): string[] {
