@@ -437,7 +437,9 @@ describe("least privilege: a hostile app on a server with two apps", function ()
   async function startKiller(how: "shell" | "exec"): Promise<{ stop(): Promise<string> }> {
     server.ssh(`rm -f ${stopFile}`);
     if (how === "shell") {
-      const pgid = server.ssh(`setsid runuser -u ${liveUser(A)} -- python3 -c "$(cat)" ${stopFile} </dev/null >/root/killer.log 2>&1 & echo $!`, KILLER).trim();
+      // the script read in the foreground: a "$(cat)" inside the background job raced the session's end
+      // (its stdin closed with the shell that started it: an empty program, no "ready", 6 of 40 tries)
+      const pgid = server.ssh(`k=$(cat); setsid runuser -u ${liveUser(A)} -- python3 -c "$k" ${stopFile} </dev/null >/root/killer.log 2>&1 & echo $!`, KILLER).trim();
       server.ssh("for i in $(seq 100); do grep -qs ready /root/killer.log && exit 0; sleep 0.1; done; exit 1");
       return {
         async stop() {
