@@ -13,8 +13,10 @@ profile=${1:-all}
 step() { printf '\n== %s (setup at %ss)\n' "$*" $((SECONDS - t0)); }
 
 step "Debian packages"
-need=()
-for p in debootstrap systemd-container zstd iproute2 openssh-client python3 curl; do
+need=() pkgs=(debootstrap systemd-container zstd iproute2 openssh-client python3 curl)
+# the tests' own: gitlab-ci-local (tests/e2e/ci.test.ts) copies the repository with rsync
+[ "$profile" = all ] && pkgs+=(rsync)
+for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
