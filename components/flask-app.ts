@@ -157,7 +157,9 @@ export class FlaskApp extends pulumi.ComponentResource {
 
     // 1. Migration files: validated before any resource exists.
     // unset migrationsDir: <appDir>/migrations; a stack deployed under the old default keeps it (with a warning)
-    const resolvedMigrations = await resolveMigrationsDir(cfg, () => lastOutputs(undefined, n("previous-outputs"), child("previous-outputs")));
+    // the stack's outputs of its last up (one StackReference, cached by lastOutputs)
+    const last = (keys?: string[]) => lastOutputs(keys, n("previous-outputs"), child("previous-outputs"));
+    const resolvedMigrations = await resolveMigrationsDir(cfg, () => last());
     // an app that would run unsafely (no SECRET_KEY; debug on in production): warnings naming the fix
     for (const w of appWarnings(cfg, path.resolve(projectDir, cfg.appDir), pulumi.getStack())) pulumi.log.warn(w);
     const migrationsDir = resolvedMigrations ? path.resolve(projectDir, resolvedMigrations) : undefined;
@@ -165,10 +167,10 @@ export class FlaskApp extends pulumi.ComponentResource {
     const app = cfg.appName;
     const appRoot = `/srv/${app}`;
     // preview with a release pinned: the down migrations that up runs and what they drop
-    await warnRollbackLoss(cfg.release, migrationsDir, appRoot, (keys) => lastOutputs(keys, n("previous-outputs"), child("previous-outputs")));
+    await warnRollbackLoss(cfg.release, migrationsDir, appRoot, last);
     const tier = { projectDir, resolvedMigrations, migrationsDir, migrationFiles };
     if (cfg.loadBalancer === undefined) return this.deployHost(name, cfg, staging, tier);
-    return this.deployFleet(name, cfg, staging, tier, (keys) => lastOutputs(keys, n("previous-outputs"), child("previous-outputs")));
+    return this.deployFleet(name, cfg, staging, tier, last);
   }
 
   /** A fleet (servers behind loadBalancer): every host staged in parallel, one FleetSwitch, the balancer. */

@@ -67,11 +67,10 @@ function trust(server: TestServer, ca: string, target: TestServer): void {
     "cat > /usr/local/share/ca-certificates/pb-test-ca.crt && update-ca-certificates >/dev/null", ca);
 }
 
-/** fdeploy backup VERB [ARGS] for the stack (scripts/backup.ts, as backup.test.ts runs it). */
+/** fdeploy backup VERB [ARGS] for the stack (TestStack.backup, as backup.test.ts runs it). */
 function backupCommand(stack: TestStack, verb: string, ...args: string[]): { status: number; out: string } {
-  const r = spawnSync("npx", ["ts-node", path.join(PROJECT_DIR, "scripts", "backup.ts"), verb, ...args, "--stack", stack.name,
-    "--config-file", stack.configFile], { cwd: PROJECT_DIR, env: { ...stack.env, TS_NODE_TRANSPILE_ONLY: "1" }, encoding: "utf8" });
-  return { status: r.status ?? -1, out: (r.stdout ?? "") + (r.stderr ?? "") };
+  const r = stack.backup(verb, ...args);
+  return { status: r.status, out: r.output };
 }
 
 describe("postgres-backup: pgBackRest, point-in-time restore and the loss of the database server", function () {
