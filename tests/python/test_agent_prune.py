@@ -98,14 +98,14 @@ def test_a_link_in_releases_is_never_followed(root, home, tmp_path):
 
 def test_venvs_no_kept_release_links_to_go(root, home):
     venvs = root / "srv/shop/venvs"
-    for name in ("used", "unused", "fresh"):
+    for name in ("used", "unused", "fresh", ".pip"):
         (venvs / name).mkdir()
     (root / "srv/shop/releases" / D / ".venv").symlink_to("/srv/shop/venvs/used")
     (root / "srv/shop/releases" / C / ".venv").symlink_to("/srv/shop/venvs/unused")   # C is pruned first
     aged(root, home)
     age(venvs / "fresh", time.time())
     out, _, _ = run(root, home)
-    assert sorted(os.listdir(venvs)) == ["fresh", "used"]
+    assert sorted(os.listdir(venvs)) == [".pip", "fresh", "used"]   # the app's pip stays: every build runs it
     assert out["venvs"] == ["unused"]
 
 

@@ -15,6 +15,7 @@ from .app import App
 from .errors import AgentError
 from .host import Host
 from .live import BUNDLE
+from .release import PIP_VENV
 
 RID = re.compile(r"[0-9a-f]{12}")
 
@@ -81,7 +82,8 @@ def _prune_images(host: Host, app: App, releases: str, log: Any) -> List[str]:
 
 
 def _prune_venvs(host: Host, app: App, releases: str, now: float, log: Any) -> List[str]:
-    """The shared venvs (release.sh) no kept release links to (its .venv), unless made this minute."""
+    """The shared venvs (release.sh) no kept release links to (its .venv), unless made this minute; never
+    the app's pip (PIP_VENV), which no release links to."""
     used = set()
     for rid in _entries(releases):
         try:
@@ -91,7 +93,7 @@ def _prune_venvs(host: Host, app: App, releases: str, now: float, log: Any) -> L
     venvs, pruned = host.path(app.root + "/venvs"), []
     for name in _entries(venvs):
         v = os.path.join(venvs, name)
-        if (os.path.isdir(v) and not os.path.islink(v) and os.path.normpath("%s/venvs/%s" % (app.root, name)) not in used
+        if (name != PIP_VENV and os.path.isdir(v) and not os.path.islink(v) and os.path.normpath("%s/venvs/%s" % (app.root, name)) not in used
                 and _older(v, 60, now)):
             shutil.rmtree(v)
             pruned.append(name)

@@ -133,6 +133,11 @@ def seed(host: Host, app: apps.App, venv: str, version: str, requirements: str) 
     return old if o is not None and n is not None and o <= n else ""
 
 
+# venvs/<this>: the app's one pip (venv_build.py "pip"), which every venv build runs; no release links
+# to it, and prune keeps it (rebuilding it costs an ensurepip, ~3-6 s, in the next deploy's build)
+PIP_VENV = ".pip"
+
+
 def venv_plan(host: Host, app: apps.App, rid: str, python_vv: str) -> Dict[str, Any]:
     dest = "%s/releases/%s" % (app.root, rid)
     req = read_regular(host.path(dest + "/requirements.txt"))
@@ -143,8 +148,8 @@ def venv_plan(host: Host, app: apps.App, rid: str, python_vv: str) -> Dict[str, 
     venv = "%s/%s" % (venvs, venv_key(req, python_vv))
     built = read_regular(host.path(venv + "/.fdeploy-built")) is not None
     version = python_vv.split()[1] if len(python_vv.split()) > 1 else ""
-    return {"venv": venv, "built": built, "pipvenv": venvs + "/.pip",
-            "pip_built": read_regular(host.path(venvs + "/.pip/.fdeploy-built")) is not None,
+    return {"venv": venv, "built": built, "pipvenv": "%s/%s" % (venvs, PIP_VENV),
+            "pip_built": read_regular(host.path("%s/%s/.fdeploy-built" % (venvs, PIP_VENV))) is not None,
             "seed": "" if built else seed(host, app, venv, version, req.decode(errors="replace"))}
 
 
