@@ -82,7 +82,7 @@ async function main(): Promise<void> {
       // a code deploy under a request loop through the balancer
       const wsgi = path.join(appDir, "wsgi.py");
       fs.writeFileSync(wsgi, fs.readFileSync(wsgi, "utf8").replace(/"hello[^"]*"/, `"hello ${++edits}"`));
-      const load = startLoad(`http://${lb.host}/`, { concurrency: 4, maxSeconds: 300 });
+      const load = startLoad(`http://${lb.host}/`, { concurrency: 4, maxSeconds: 300, pauseMs: 10 });
       const t1 = Date.now();
       const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
       const deployS = (Date.now() - t1) / 1000;

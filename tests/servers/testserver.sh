@@ -31,7 +31,9 @@ W=${FDEPLOY_SERVERS:-$CACHE/servers}
 BR=fd-br0 NET=10.213.0
 KEY=$W/id_ed25519 KH=$W/known_hosts
 MIRROR=${MIRROR:-$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)}
-PKGS=systemd,systemd-sysv,dbus,openssh-server,iproute2,python3,python3-venv,nginx,sqlite3,sudo,curl,ca-certificates,procps
+# acl (a base package the product installs: components/base-system.ts) and strace (least-privilege's
+# probes) are in the image: through the apt proxy each fresh server's first deploy spent seconds on them
+PKGS=systemd,systemd-sysv,dbus,openssh-server,iproute2,python3,python3-venv,nginx,sqlite3,sudo,curl,ca-certificates,procps,acl,strace
 IMAGE_REV=1   # bump when base() changes, so cached images are rebuilt
 # image variants (`up … --image NAME`, `base NAME`): the default, or postgres (database servers: its
 # install through the apt proxy would cost every run ~30 s). Content-addressed by their packages.
