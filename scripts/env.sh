@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # env.sh — the one place that sets the Pulumi environment for this project's scripts and tests.
 # Source it:  . scripts/env.sh
 #

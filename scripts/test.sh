@@ -27,8 +27,9 @@ section() {
 section "Python tests (migration runner, sample app)"
 bash tests/python/run.sh 2>&1 | tee -a "$LOG" || status=1
 
-section "Scripts: bash -n; no bash on servers; the agent: pyflakes"
-for f in tests/*.sh tests/servers/*.sh scripts/*.sh toolchain/*.sh; do bash -n "$f" || { echo "syntax error in $f"; status=1; }; done
+section "Scripts: bash -n and shellcheck; no bash on servers; the agent: pyflakes"
+glue=(tests/*.sh tests/python/*.sh tests/servers/*.sh scripts/*.sh toolchain/*.sh bench/*.sh .ci/run cli/fdeploy)
+for f in "${glue[@]}"; do bash -n "$f" || { echo "syntax error in $f"; status=1; }; done
 # the linters are the tests' own (Debian packages), not the deploy's: installed here, not by setup.sh
 lint=()
 command -v shellcheck >/dev/null || lint+=(shellcheck)
@@ -42,6 +43,8 @@ if [ -n "$server_sh" ]; then
   # shellcheck disable=SC2086
   shellcheck -S warning -x -P components/scripts $server_sh || echo "shellcheck: see above"
 fi
+# the deploy machine's glue (setup, toolchain, test harness): warnings and errors fail
+shellcheck -S warning "${glue[@]}" || { echo "shellcheck: see above"; status=1; }
 pyflakes3 components/scripts/*.py components/scripts/agent tests/python || { echo "pyflakes: see above"; status=1; }
 echo "ok"
 

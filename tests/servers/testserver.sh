@@ -111,7 +111,7 @@ up() {
   local disk=$D
   [ "${FDEPLOY_KEEP_DISK:-}" = 1 ] && disk=$W/disks/$N
   mkdir -p "$disk/upper" "$disk/work" "$R"
-  mount -t overlay "fd-$N" -o lowerdir="$W/base-$IMAGE_ID",upperdir="$disk/upper",workdir="$disk/work" "$R"
+  mount -t overlay "fd-$N" -o "lowerdir=$W/base-$IMAGE_ID,upperdir=$disk/upper,workdir=$disk/work" "$R"
   echo "$N" >"$R/etc/hostname"; printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$N" >"$R/etc/hosts"
   install -d -m700 "$R/root/.ssh"; install -m600 "$KEY.pub" "$R/root/.ssh/authorized_keys"
   [ -s "$R/etc/ssh/ssh_host_ed25519_key" ] && [ "$disk" != "$D" ] ||
@@ -135,9 +135,9 @@ up() {
     --network-namespace-path="/run/netns/fd-$N" --bind-ro="$W/wheelhouse:/opt/wheelhouse" "${extra[@]}" \
     >"$D/console.log" 2>&1 </dev/null &
   echo $! >"$D/loop.pid"
-  local st="" i
+  local st=""
   sleep 0.2
-  for i in $(seq 1 300); do # ready = sshd answers AND systemd finished booting
+  for _ in $(seq 1 300); do # ready = sshd answers AND systemd finished booting
     st=$("${SSH[@]}" root@"$IP" 'systemctl is-system-running --wait || true' 2>/dev/null) && [ -n "$st" ] && break
     kill -0 "$(cat "$D/nspawn.pid")" 2>/dev/null || { cat "$D/console.log" >&2; exit 1; }
     sleep 0.2
@@ -179,12 +179,12 @@ leader() { pgrep -P "$(cat "$W/hosts/$1/nspawn.pid")" | head -1; }
 sh_in() { local N=$1; shift; nsenter -t "$(leader "$N")" -a "${@:-/bin/bash}"; }
 
 down() {
-  local N=$1; local D=$W/hosts/$N P L i
+  local N=$1; local D=$W/hosts/$N P L
   P=$(cat "$D/nspawn.pid" 2>/dev/null || true); L=$(cat "$D/loop.pid" 2>/dev/null || true)
   [ -n "$L" ] && kill -TERM "$L" 2>/dev/null || true # stop the reboot loop first
   if [ -n "$P" ] && kill -0 "$P" 2>/dev/null; then     # SIGTERM: nspawn asks systemd inside to halt
     kill -TERM "$P"
-    for i in $(seq 1 100); do kill -0 "$P" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do kill -0 "$P" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$P" 2>/dev/null && kill -KILL "$P" || true
   fi
   mountpoint -q "$D/root" 2>/dev/null && { umount "$D/root" 2>/dev/null || umount -l "$D/root"; }
