@@ -30,7 +30,7 @@ def checked(host: Host, app: str, rid: str, params: Dict[str, Any]) -> str:
     found = (r.stdout or "").strip()
     built = str(params.get("IMAGE_ID") or "")
     if not params.get("ROLLBACK") and IMAGE_ID.fullmatch(built) and found != built:
-        raise AgentError("image %s here is %s, not %s, which this deploy built: its tag was moved since; nothing changed\n"
-                         "build it again: pulumi up --replace <the image's URN> (pulumi stack --show-urns: its -image step)" % (
+        raise AgentError("image %s is not what this deploy built here (its tag was moved); nothing changed: pulumi up --replace its image\n"
+                         "the tag names %s, the build made %s (pulumi stack --show-urns: the URN ending in -image, -image-h2 …)" % (
                              image, found[:19], built[:19]))
     return found
