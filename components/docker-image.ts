@@ -6,8 +6,10 @@
 // Dockerfile is used when appDir has one, else a generated one (docker.baseImage, requirements.txt
 // into /venv, the code in /app). The provider shells out to `ssh`: the host key is pinned through a
 // known_hosts file made from server.hostKey at a stable path (so the provider's config does not
-// change between runs), with the same key file or agent as every other step. The SSH user must be
-// root or in the docker group (root-equivalent); the provider cannot use sudo.
+// change between runs; a fleet's later hosts each have their own: docker-h2/ …), with the same key
+// file or agent as every other step. The SSH user must be root or in the docker group
+// (root-equivalent); the provider cannot use sudo. On a fleet every host's engine builds the image
+// from the same context; the switch checks each host runs its own build (the agent's release_image.py).
 // Deleting an image resource removes nothing on the server (the provider's Delete is a no-op):
 // kept releases keep their images for rollbacks; the agent's prune (prune.py) removes them with their releases.
 import * as fs from "fs";
@@ -69,6 +71,9 @@ export interface DockerImageArgs {
   baseImage: string;
   /** The app's staging folder (stagingKey); default: the stack's. */
   staging?: string;
+  /** A fleet's later host: its resources' suffix (-h2 …), which names its own known_hosts folder (docker-h2/); the first
+   * host keeps a one-server stack's (docker/), so its provider's configuration is unchanged. */
+  hostSuffix?: string;
   after: pulumi.Resource[];
 }
 
@@ -85,7 +90,8 @@ export class DockerImage extends pulumi.ComponentResource {
     // stable paths per app (not content-addressed): the provider's config and the image's inputs
     // stay the same from run to run
     const dir = path.join(STAGING_ROOT, args.staging ?? pulumi.getStack(), "docker");
-    const knownHosts = path.join(dir, "known_hosts");
+    // each host's engine pinned to its own key (the hosts of a fleet build in parallel)
+    const knownHosts = path.join(`${dir}${args.hostSuffix ?? ""}`, "known_hosts");
     writeIfChanged(knownHosts, knownHostsLine(s));
     const own = fs.existsSync(path.join(args.staged.source, "Dockerfile"));
     const dockerfile = own ? path.join(args.staged.source, "Dockerfile") : path.join(dir, "Dockerfile");

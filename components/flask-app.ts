@@ -257,7 +257,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     // runtime docker: the release as an image built on the server's engine (a rollback runs a kept one)
     const image = docker && cfg.release === undefined ? new DockerImage(n("image"), {
       server: cfg.server, appName: app, staged: release.staged, releaseId: release.releaseId, baseImage: docker.baseImage, staging,
-      after: [base.ready],
+      hostSuffix: suffix, after: [base.ready],
     }, child("image")) : undefined;
     // env and secrets values may name the deploy's paths: ${APP_ROOT}, ${SHARED}, ${DATABASE_PATH}
     const paths = deployPaths(appRoot);

@@ -14,14 +14,15 @@ export interface PeerHost {
   bundle: ScriptBundle;
 }
 
-export function releasePeer(name: string, args: { appName: string; releaseId: string; from: PeerHost; to: PeerHost; after: pulumi.Resource[] },
+/** DOCKER (runtime docker): a host that lacks the release is refused (its image is not copied), before any host switches. */
+export function releasePeer(name: string, args: { appName: string; releaseId: string; from: PeerHost; to: PeerHost; docker?: boolean; after: pulumi.Resource[] },
   parent: pulumi.Resource): command.local.Command {
   const line = (h: PeerHost, verb: string) => h.bundle.stepLine(name, "default", 0, AGENT, verb);
   return new command.local.Command(name, {
     create: `python3 -I -B ${AGENT} release-copy`,
     dir: SCRIPTS_DIR,
     stdin: JSON.stringify({
-      APP: args.appName, RELEASE_ID: args.releaseId,
+      APP: args.appName, RELEASE_ID: args.releaseId, ...(args.docker ? { RUNTIME: "docker" } : {}),
       FROM: { address: args.from.target.host, ssh: args.from.target, export: line(args.from, "release-export") },
       TO: { address: args.to.target.host, ssh: args.to.target, import: line(args.to, "release-import") },
     }),

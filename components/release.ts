@@ -87,7 +87,7 @@ export class Release extends pulumi.ComponentResource {
       }, { parent: this, dependsOn: [basis, ...args.after] })];
     }
     if (args.pinned && args.peer) {
-      after = [releasePeer(`${name}-peer`, { appName: args.appName, releaseId: args.pinned, ...args.peer, after: args.after }, this)];
+      after = [releasePeer(`${name}-peer`, { appName: args.appName, releaseId: args.pinned, ...args.peer, docker: args.docker, after: args.after }, this)];
     }
     if (args.pinned && args.pinned !== files.hash) {
       pulumi.log.warn(`release pinned to ${args.pinned} by the stack's \`release\` setting (a rollback); appDir holds release ` +

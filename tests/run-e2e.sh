@@ -13,7 +13,7 @@ JOBS=${FDEPLOY_E2E_JOBS:-3}
 export TS_NODE_TRANSPILE_ONLY=1
 OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT
 # longest first (measured), then the rest in name order
-order=(reliability backup postgres-backup least-privilege docker deploy strategies any-app https canary upgrade postgres-migrations ops jobs ci fleet fleet-edge migrations postgres package delta-upload two-apps sudo-user official-cli smoke)
+order=(reliability backup postgres-backup least-privilege docker deploy strategies any-app https canary upgrade postgres-migrations ops jobs ci fleet fleet-edge fleet-docker migrations postgres package delta-upload two-apps sudo-user official-cli smoke)
 files=()
 for n in "${order[@]}"; do [ -f "tests/e2e/$n.test.ts" ] && files+=("tests/e2e/$n.test.ts"); done
 for f in tests/e2e/*.test.ts; do [[ " ${files[*]} " == *" $f "* ]] || files+=("$f"); done

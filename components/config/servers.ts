@@ -67,7 +67,6 @@ export function checkFleet(cfg: DeployConfig, input: Record<string, unknown>): s
     no("sharedDirs", "files one host writes are not on the others; keep uploads in object storage (S3) or the database");
   }
   if (cfg.backup !== undefined) no("backup", "Litestream replicates SQLite; PostgreSQL has its own backups");
-  if (cfg.runtime === "docker") no("runtime", "use runtime python");
   if (cfg.strategy === "canary") no("strategy", "the fleet rolls host by host; use restart, rolling or blue-green");
   // HTTPS ends at the balancer with your own certificate (balancer-tls.ts); ACME there is not done yet
   if (cfg.tls?.mode === "acme") no("tls.mode", "acme at the balancer is not done yet; use tls.mode custom (your certificate, at the balancer)");

@@ -106,3 +106,21 @@ def test_release_copy_asks_the_host_first_and_copies_only_what_it_lacks(hosts, t
     calls.clear()
     assert release_peer.release_copy(Host(root=str(tmp_path), run=run), params, logs.append, 0) == {"action": "kept"}
     assert [c[1] for c in calls] == ["release-import"], "a host that keeps it: one question, nothing copied"
+
+
+def test_release_copy_under_docker_refuses_a_release_the_host_never_ran_before_anything_changes(hosts, tmp_path):
+    calls = []
+
+    def run(argv, input=None, **kw):
+        calls.append(argv[-1].split()[-1])
+        return types.SimpleNamespace(returncode=0, stdout=json.dumps({"action": "missing" if len(calls) == 1 else "kept"}), stderr="")
+    t = {"user": "root", "port": 22, "hostKey": "ssh-ed25519 AAAA"}
+    params = dict(SHOP, RELEASE_ID=hosts.rid, RUNTIME="docker", FROM={"address": "10.0.0.1", "ssh": dict(t, host="10.0.0.1"), "export": "agent release-export"},
+                  TO={"address": "10.0.0.3", "ssh": dict(t, host="10.0.0.3"), "import": "agent release-import"})
+    with pytest.raises(AgentError) as e:
+        release_peer.release_copy(Host(root=str(tmp_path), run=run), params, print, 0)
+    first = str(e.value).splitlines()[0]
+    assert first.startswith("release %s never ran on 10.0.0.3 and runtime docker cannot copy its image there yet" % hosts.rid) and len(first) < 160
+    assert calls == ["release-import"], "asked, nothing exported or imported"
+    # a host that keeps it (its image with it): as under python
+    assert release_peer.release_copy(Host(root=str(tmp_path), run=run), params, print, 0) == {"action": "kept"}

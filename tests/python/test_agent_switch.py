@@ -18,6 +18,7 @@ from fdeploy_agent.host import Host  # noqa: E402
 from helpers import app_root  # noqa: E402
 
 A, B, C = "a" * 12, "b" * 12, "c" * 12
+IMG1, IMG2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 UIDS = {"shop": 1000, "shop_1": 1001, "shop_2": 1002, "www-data": 33}
 CANARY = {"CANARY_STEPS": "10,100", "CANARY_STEP_SECONDS": "4", "CANARY_MIN_REQUESTS": "2", "CANARY_MAX_WAIT_SECONDS": "4",
           "CANARY_MAX_P95_MS": "100", "CANARY_MAX_ERROR_RATE": "0.1", "CANARY_LOW_TRAFFIC": "wait"}
@@ -54,6 +55,7 @@ class Server:
         self.nginx_refuses_split = False
         self.preflight = (0, "GET /health: HTTP 200\n")
         self.images = set()
+        self.image_ids = {}   # image name -> id (default IMG1)
         self.legacy_enabled = False
         self.traffic = None   # called on each sleep: (server) -> upstream log lines to append
         self.calls = []
@@ -95,8 +97,9 @@ class Server:
         if argv[0] == "nginx":
             split = b"weight" in (self.root / "etc/fdeploy/shop/upstream.conf").read_bytes()
             return Result(1, "nginx: [emerg] no such socket") if split and self.nginx_refuses_split else Result()
-        if argv[:3] == ["docker", "image", "inspect"]:
-            return Result(0 if argv[3] in self.images else 1)
+        if argv[:3] == ["docker", "image", "inspect"]:   # --format {{.Id}} NAME: the id the tag names
+            name = argv[-1]
+            return Result(0, self.image_ids.get(name, IMG1) + "\n") if name in self.images else Result(1)
         if argv[0] == "systemd-run":
             return Result(*self.preflight)
         return Result()   # systemctl enable/reload/daemon-reload, journalctl, runuser
@@ -371,6 +374,36 @@ def test_docker_restart_goes_through_a_probe_container_and_needs_the_image(serve
     assert ["systemctl", "disable", "--now", "--quiet", "fdeploy-shop@probe.socket"] in server.calls
     _, msg, _ = fails(server, B, RUNTIME="docker")
     assert msg.startswith("image fdeploy-shop:%s is not on this server's Docker engine" % B)
+
+
+def test_docker_runs_the_image_this_hosts_build_made_else_refuses_before_anything_changes(server):
+    # IMAGE_ID: the id the Docker provider recorded for this host's build; a tag moved since (another build) is refused
+    server.images = {"fdeploy-shop:" + A, "fdeploy-shop:" + B}
+    server.image_ids = {"fdeploy-shop:" + A: IMG1, "fdeploy-shop:" + B: IMG1}
+    deployed(server, A, "blue-green", RUNTIME="docker", IMAGE_ID=IMG1)
+    before = (server.active, server.served(), list(server.calls))
+    sw, msg, _ = fails(server, B, "blue-green", RUNTIME="docker", IMAGE_ID=IMG2)
+    assert msg.splitlines()[0] == ("image fdeploy-shop:%s is not what this deploy built here (its tag was moved); nothing changed: "
+                                   "pulumi up --replace its image" % B)
+    assert "the tag names %s, the build made %s" % (IMG1[:19], IMG2[:19]) in msg
+    assert sw.trail == [] and server.served() == A and server.active == before[0]
+    assert not any(c[:2] == ["systemctl", "restart"] for c in server.calls[len(before[2]):])
+    # the id this host's build made: it switches
+    server.image_ids["fdeploy-shop:" + B] = IMG2
+    activate(server, B, "blue-green", RUNTIME="docker", IMAGE_ID=IMG2)
+    assert server.served() == B
+
+
+def test_docker_going_back_runs_the_kept_image_whatever_the_deploys_image_id(server):
+    # a fleet host going back (FLEET_BACK, ROLLBACK) gets the failed deploy's parameters: IMAGE_ID names the new image
+    server.images = {"fdeploy-shop:" + A, "fdeploy-shop:" + B}
+    server.image_ids = {"fdeploy-shop:" + A: IMG1, "fdeploy-shop:" + B: IMG2}
+    deployed(server, A, "blue-green", RUNTIME="docker", IMAGE_ID=IMG1)
+    activate(server, B, "blue-green", RUNTIME="docker", IMAGE_ID=IMG2)
+    activate(server, A, "blue-green", RUNTIME="docker", IMAGE_ID=IMG2, ROLLBACK=1, FLEET_BACK=1)
+    assert server.served() == A
+    activate(server, B, "blue-green", RUNTIME="docker", IMAGE_ID="kept:" + B, ROLLBACK=1)   # a rollback's pin
+    assert server.served() == B
 
 
 def test_docker_to_python_under_restart_goes_rolling_while_the_live_socket_is_the_containers_link(server):

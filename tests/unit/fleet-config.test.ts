@@ -34,6 +34,11 @@ describe("config: servers, loadBalancer, rollout", () => {
     assert.match(e, /with SQLite each server would write its own database file/);
   });
 
+  it("runtime docker on a fleet is taken (each host builds the release's image)", () => {
+    const cfg = parseConfig(rawConfig(fleet({ runtime: "docker" })), PROJECT_DIR);
+    assert.deepStrictEqual([cfg.runtime, cfg.servers?.length], ["docker", 2]);
+  });
+
   it("refuses what a fleet cannot do yet, naming the key", () => {
     assert.match(errorOf(fleet({ loadBalancer: undefined })), /flask-deploy:loadBalancer: required with 2 servers/);
     assert.match(errorOf(fleet({ sharedDirs: ["uploads"] })), /flask-deploy:sharedDirs: not supported with 2 servers yet: files one host writes are not on the others/);

@@ -3,6 +3,7 @@
 // host's staging and drives the switch, and each host's site and state come after it. A one-server app
 // in the same program has none of it.
 import * as assert from "assert";
+import * as fs from "fs";
 import * as pulumi from "@pulumi/pulumi";
 import { parseConfig } from "../../components/config";
 import { FlaskApp } from "../../components";
@@ -13,7 +14,7 @@ interface Registered { type: string; name: string; deps: string[]; inputs: any; 
 describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function () {
   this.timeout(60000);
   const registered = new Map<string, Registered>();
-  let fleetApp: FlaskApp, single: FlaskApp;
+  let fleetApp: FlaskApp, single: FlaskApp, dockerApp: FlaskApp;
   const settle = <T>(o: pulumi.Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
   const srv = (host: string) => ({ host, privateKeyPath: tempKeyFile(), hostKey: HOST_KEY });
 
@@ -23,7 +24,7 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     await pulumi.runtime.setMocks({
       newResource: (args) => ({
         id: `${args.name}-id`,
-        state: { running: true, ...args.inputs, stderr: "", outputs: {},   // outputs: the stack's last (a StackReference: server-order.ts)
+        state: { running: true, ...args.inputs, stderr: "", outputs: {}, repoDigest: `sha256:id-of-${args.name}`,   // outputs: the stack's last (a StackReference: server-order.ts)
           stdout: args.type === "command:local:Command" ? JSON.stringify({ ok: true, hosts: { "10.0.0.1": "abc", "10.0.0.2": "abc" }, history: [] }) : `${args.name} ok\nschema_version=2` },
       }),
       call: (args) => args.inputs,
@@ -58,12 +59,18 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
       migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/pinshop" }, release: "0123456789ab",
     }), PROJECT_DIR);
     const pinApp = new FlaskApp("pn", { ...pinCfg, projectDir: PROJECT_DIR });
+    const dockerCfg = parseConfig(rawConfig({
+      server: undefined, servers: [srv("10.0.0.1"), srv("10.0.0.2")], loadBalancer: srv("10.0.0.9"), appName: "dockshop", runtime: "docker",
+      migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/dockshop" },
+    }), PROJECT_DIR);
+    dockerApp = new FlaskApp("dk", { ...dockerCfg, projectDir: PROJECT_DIR });
     single = new FlaskApp("one", { ...parseConfig(rawConfig({ appName: "solo", migrationsDir: "migrations" }), PROJECT_DIR), projectDir: PROJECT_DIR });
     await settle(fleetApp.url);
     await settle(single.url);
     await settle(dbApp.url);
     await settle(extApp.url);
     await settle(pinApp.url);
+    await settle(dockerApp.url);
     await new Promise((r) => setTimeout(r, 500));
   });
 
@@ -174,6 +181,27 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
       assert.ok(deps(env).includes("fd-database-app"), `${env} waits for the database`);
       assert.ok(deps(env).includes(env.includes("-h2") ? "fd-database-pin-h2" : "fd-database-pin"), `${env} waits for its host's pinned certificate`);
     }
+  });
+
+  it("runtime docker: each host's engine builds the image (its own provider, pinned to its own host key); the switch sends each host its build's id", () => {
+    // a provider's configuration arrives as strings (a list: its JSON)
+    const opts = (engine: string): string[] => JSON.parse(registered.get(engine)!.inputs.sshOpts);
+    const knownHosts = (engine: string) => opts(engine).find((o) => o.startsWith("UserKnownHostsFile="))!.slice("UserKnownHostsFile=".length);
+    assert.strictEqual(registered.get("dk-image-engine")!.inputs.host, "ssh://root@10.0.0.1:22");
+    assert.strictEqual(registered.get("dk-image-h2-engine")!.inputs.host, "ssh://root@10.0.0.2:22");
+    // the first host's file is where a one-server stack has it (its provider unchanged); the second has its own
+    assert.match(knownHosts("dk-image-engine"), /\/docker\/known_hosts$/);
+    assert.match(knownHosts("dk-image-h2-engine"), /\/docker-h2\/known_hosts$/);
+    assert.match(fs.readFileSync(knownHosts("dk-image-engine"), "utf8"), /^10\.0\.0\.1 /);
+    assert.match(fs.readFileSync(knownHosts("dk-image-h2-engine"), "utf8"), /^10\.0\.0\.2 /);
+    for (const image of ["dk-image", "dk-image-h2"]) {
+      assert.match(registered.get(image)!.inputs.imageName, /^fdeploy-dockshop:[0-9a-f]{12}$/);
+      assert.ok(deps("dk-fleet-rollout").includes(image), `the rollout waits for ${image}`);
+    }
+    const hosts = JSON.parse(registered.get("dk-fleet-rollout")!.inputs.stdin).HOSTS;
+    assert.deepStrictEqual(hosts.map((h: any) => [h.address, JSON.parse(h.params).RUNTIME, JSON.parse(h.params).IMAGE_ID]),
+      [["10.0.0.1", "docker", "sha256:id-of-dk-image"], ["10.0.0.2", "docker", "sha256:id-of-dk-image-h2"]]);
+    assert.ok(!names("dk-").some((k) => k.startsWith("dk-preflight")), "no preflight under docker, on any host");
   });
 
   it("a one-server app: its Activation, no fleet switch, no balancer, no -h2 names, no hosts output", () => {

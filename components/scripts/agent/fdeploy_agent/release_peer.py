@@ -8,7 +8,8 @@ found built, as for a new release. The live release is not touched until the fle
   release-import  (on the host) params APP, RELEASE_ID, CHECK (1: only say whether it is needed), FILES, LINKS:
                   {"action": "kept" (installed here), "uploaded" (its upload is here) or "missing"/"copied"}
   release-copy    (on the deploying machine: a local step of the stack) params APP, RELEASE_ID, FROM, TO ({address,
-                  ssh, export | import}): asks TO, and only when it lacks the release exports it on FROM into TO."""
+                  ssh, export | import}), RUNTIME: asks TO, and only when it lacks the release exports it on FROM into TO;
+                  runtime docker refuses then (the image is not copied), before any host switches."""
 import base64
 import json
 import os
@@ -118,6 +119,9 @@ def release_copy(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -
         need = call(dst, "import", {"CHECK": 1}, "release-import").get("action")
         if need != "missing":
             return {"action": need}
+        if params.get("RUNTIME") == "docker":   # the files alone would not run: its image is the first host's engine's
+            raise AgentError("release %s never ran on %s and runtime docker cannot copy its image there yet: pin a release every host ran "
+                             "(fdeploy releases)\nnothing changed on any host" % (rid, dst["address"]))
         got = call(src, "export", {}, "release-export (the release's files)")
         call(dst, "import", {"FILES": got.get("files"), "LINKS": got.get("links")}, "release-import")
     log("release %s copied from %s to %s (it never ran there: the host joined later)" % (rid, src["address"], dst["address"]))

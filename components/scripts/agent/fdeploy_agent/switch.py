@@ -7,7 +7,7 @@ HEALTH_TIMEOUT, KEEP_RELEASES, APP_MODULE, ROLLBACK (a rollback pinned this kept
 as one), FLEET_BACK (a failed fleet rollout sends this host back: the settings RELEASE_ID ran with
 before, settings_back.py), CANARY_* (canary_flow.py), RUNTIME (python | docker: the slots are containers of the image
 fdeploy-<app>:<id>; no preflight, a new slot's own check catches what does not load); others (unit,
-env revisions, IMAGE_ID) only make Pulumi re-run it. Result: the history after it (history-live's).
+env revisions) only make Pulumi re-run it; IMAGE_ID (docker) is the image this host's build made (release_image.py). Result: the history after it (history-live's).
 
 The transaction rule: the staged settings go in force together with the release (slots.py
 settings_from desired); any failure puts the live ones back and leaves the release, slot, live link
@@ -27,7 +27,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from . import app as apps
-from . import canary_flow, history, lease, live, preflight, prune, settings_back, shared_links, slotuser
+from . import canary_flow, history, lease, live, preflight, prune, release_image, settings_back, shared_links, slotuser
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
@@ -138,10 +138,8 @@ class Switch:
             raise AgentError("release %s never went live on this server: a rollback (the stack's `release` setting) can only pin one that did"
                              " (see the releaseHistory output)" % self.rid)
         own_dir(self.host.path(self.app.slots), 0o755)
-        if self.runtime == "docker":
-            image = "fdeploy-%s:%s" % (self.app.name, self.rid)
-            if self.host.run(["docker", "image", "inspect", image]).returncode != 0:
-                raise AgentError("image %s is not on this server's Docker engine: flask-deploy:release can pin only a release whose image is kept" % image)
+        if self.runtime == "docker":   # the image this host's engine built for the release (release_image.py)
+            release_image.checked(self.host, self.app.name, self.rid, self.params)
         else:   # the release loads the rendered shared files, never stand-ins the live app put in their place
             shared_links.relink(self.host, self.app, self.rid, self.log)
 
