@@ -61,11 +61,16 @@ def back(sw: Any) -> None:
     sw.enter("canary-back")
 
 
+def aborted_at(what: str, summary: str, verdict: int, params: Any) -> str:
+    """Where a canary stopped and why, with its numbers (the single server's and the fleet's abort)."""
+    reason = GATE_WHY[verdict] % params if verdict in GATE_WHY else ("the gate check failed (%d)" % verdict if verdict else "")
+    return what + (": " + reason if reason else "") + (" [%s]" % summary if summary else "")
+
+
 def abort(sw: Any, what: str, summary: str = "", verdict: int = 0) -> NoReturn:
-    reason = GATE_WHY[verdict] % sw.params if verdict in GATE_WHY else ("the gate check failed (%d)" % verdict if verdict else "")
+    a = aborted_at(what, summary, verdict, sw.params)
     back(sw)
     sw.record("failed")
-    a = what + (": " + reason if reason else "") + (" [%s]" % summary if summary else "")
     s = sw.slots.live()
     r = os.path.basename(sw.slots.release_of(s))
     raise AgentError("canary aborted at %s; all traffic is back on release %s (slot %s), the new slot is stopped, the database was not touched"
