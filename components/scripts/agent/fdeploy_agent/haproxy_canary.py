@@ -41,7 +41,8 @@ def kept_path(app: str) -> str:
 
 def weights(n: int, index: int, pct: int) -> List[int]:
     """The weights of N servers that send server INDEX PCT % of the requests and the others equal shares
-    of the rest (each at most HAProxy's 256; a share of 0 or 100 is exact, others within a percent)."""
+    of the rest (HAProxy's 1-256: within a percent, but at most 256 / (255 + N), e.g. 96.6 % of 10 hosts;
+    0 and 100 % exact)."""
     if n < 2 or pct >= 100:
         return [1 if i == index else (0 if pct >= 100 else 1) for i in range(n)]
     if pct <= 0:
@@ -154,6 +155,8 @@ def lb_canary(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api:
     api = api or haproxy.runtime_api
     app = haproxy._target(params)
     action = params.get("ACTION")
+    if action not in ("weights", "mark", "gate", "restore"):
+        raise AgentError("bad canary parameters (ACTION %r: weights, mark, gate or restore)" % (action,))
     if action == "restore":
         with config_lock(host, lock_wait, log):
             return {"restored": restore(host, api, app, log)}
@@ -168,12 +171,10 @@ def lb_canary(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api:
         with config_lock(host, lock_wait, log):
             table = set_share(host, api, app, address, int(pct), log)
         return {"weights": table}
-    if action == "gate":
-        mode = params.get("MODE")
-        if mode not in ("early", "final"):
-            raise AgentError("bad canary parameters (MODE %r: early or final)" % (mode,))
-        max_err, max_p95, min_req = canary.limits(params)
-        stats = canary.tally(samples(since(host, str(params.get("MARK", ""))), backend(app), target.split("/")[1]))
-        rc, line = canary.verdict(stats, max_err, max_p95, min_req, mode)
-        return {"verdict": rc, "summary": line}
-    raise AgentError("bad canary parameters (ACTION %r: weights, mark, gate or restore)" % (action,))
+    mode = params.get("MODE")   # gate
+    if mode not in ("early", "final"):
+        raise AgentError("bad canary parameters (MODE %r: early or final)" % (mode,))
+    max_err, max_p95, min_req = canary.limits(params)
+    stats = canary.tally(samples(since(host, str(params.get("MARK", ""))), backend(app), target.split("/")[1]))
+    rc, line = canary.verdict(stats, max_err, max_p95, min_req, mode)
+    return {"verdict": rc, "summary": line}
