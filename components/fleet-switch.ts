@@ -59,6 +59,8 @@ export class FleetSwitch extends pulumi.ComponentResource {
       address: h.target.host,
       ssh: h.target,
       read: `${sudo(h.target)}python3 -I -B ${h.bundle.remoteDir}/${AGENT} state-read`,
+      // strategy canary: the first host's new migrations not marked canary-safe make it a plain rollout
+      ...(args.canary ? { migrations: `${sudo(h.target)}python3 -I -B ${h.bundle.remoteDir}/${AGENT} canary-migrations` } : {}),
       lease: h.bundle.stepLine(h.stepName, "default", 0, AGENT, "fleet-lease"),
       activate: h.bundle.stepLine(h.stepName, "default", h.extraSeconds, AGENT, "activate"),
       params,

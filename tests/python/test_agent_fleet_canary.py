@@ -21,8 +21,8 @@ PASS = (0, "new 30 requests, 0 5xx (0.0 %), p95 4 ms | old 120 requests, 0 5xx (
 class FakeCanaryFleet:
     """Hosts and a balancer: GATES(step, mode, call) -> (verdict, numbers)."""
 
-    def __init__(self, live, gates=lambda step, mode, n: PASS, fail_switch=()):
-        self.live, self.gates, self.fail_switch = dict(live), gates, set(fail_switch)
+    def __init__(self, live, gates=lambda step, mode, n: PASS, fail_switch=(), unsafe=()):
+        self.live, self.gates, self.fail_switch, self.unsafe_ones = dict(live), gates, set(fail_switch), list(unsafe)
         self.events, self.weights, self.step, self.calls = [], None, 0, 0
 
     def previous(self, h):
@@ -43,6 +43,9 @@ class FakeCanaryFleet:
     def back(self, h, release):
         self.events.append(("back", h, release))
         self.live[h] = release
+
+    def unsafe(self, h):
+        return self.unsafe_ones
 
     def share(self, h, pct):
         self.events.append(("share", h, pct))
@@ -163,9 +166,10 @@ def test_a_later_host_failing_after_the_canary_passed_sends_the_canary_host_back
     ({h: NEW for h in HOSTS}, PARAMS, False, "10.0.0.1 runs release %s already" % NEW),
     ({h: OLD for h in HOSTS}, PARAMS, True, "a rollback returns to a release that already ran"),
     ({h: OLD for h in HOSTS}, dict(PARAMS, CANARY_STEPS="100"), False, "canary.steps has no step before 100 %"),
+    ({h: OLD for h in HOSTS}, PARAMS, False, "migrations applied for this release are not marked '-- fdeploy: canary-safe': 0003_drop.up.sql"),
 ])
 def test_no_canary_to_run_rolls_host_by_host_and_says_why(live, params, rollback, why):
-    f = FakeCanaryFleet(live)
+    f = FakeCanaryFleet(live, unsafe=["0003_drop.up.sql"] if why.startswith("migrations") else [])
     logs = []
     run(f, params=params, rollback=rollback, logs=logs)
     assert not [e for e in f.events if e[0] in ("share", "mark", "restore")]

@@ -51,6 +51,11 @@ def unsafe_migrations(host: Host, app: App) -> List[str]:
     return out
 
 
+def canary_migrations(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
+    """`canary-migrations`, params APP: unsafe_migrations() (a fleet's canary asks its first host, fleet_canary.py)."""
+    return {"unsafe": unsafe_migrations(host, apps.load(host, apps.check_name(params.get("APP"))))}
+
+
 def fallback(host: Host, app: App, params: Dict[str, Any]) -> str:
     """Why this deploy cannot be a canary ("" when it can)."""
     live = slotuser.live_slot(host, app)

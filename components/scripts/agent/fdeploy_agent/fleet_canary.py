@@ -9,7 +9,7 @@ before the last step): the weights back to what they were, the first host back t
 
 rollout() holds the decisions and is pytest-tested with fake hosts; SshCanaryFleet is how it reaches them."""
 import json
-from typing import Any, Callable, Dict, NoReturn, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Protocol, Sequence, Tuple
 
 from . import fleet as plain
 from .canary import checked, PARAMS
@@ -21,6 +21,7 @@ Log = Callable[[str], None]
 
 
 class CanaryFleet(plain.Fleet, Protocol):
+    def unsafe(self, host: str) -> List[str]: ...                  # HOST's new migrations not marked canary-safe
     def share(self, host: str, pct: int) -> None: ...              # HOST gets PCT % of the app's requests (weights)
     def mark(self) -> str: ...                                     # where the balancer's log is now
     def gate(self, host: str, mark: str, mode: str) -> Tuple[int, str]: ...   # canary.verdict on HOST's requests since MARK
@@ -46,6 +47,11 @@ def why_not(steps: Sequence[int], hosts: Sequence[str], before: Optional[str], r
     return ""
 
 
+def unsafe_why(unsafe: Sequence[str]) -> str:
+    # as on one server: the other hosts would run the old release on the new schema for minutes, and for good after an abort
+    return "migrations applied for this release are not marked '-- fdeploy: canary-safe': %s" % " ".join(unsafe) if unsafe else ""
+
+
 def rollout(hosts: Sequence[str], size: int, release: str, fleet: CanaryFleet, params: Dict[str, Any], log: Log,
             clock: Callable[[], float], sleep: Callable[[float], None], rollback: bool = False) -> Dict[str, Optional[str]]:
     """Each host's release afterwards (all RELEASE), as fleet.rollout; the canary's steps first on the first host."""
@@ -54,7 +60,7 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: CanaryFleet, p
     first = sorted(hosts)[0]
     was = {h: fleet.previous(h) for h in sorted(hosts)}
     before = was[first]
-    why = why_not(steps, hosts, before, release, rollback)
+    why = why_not(steps, hosts, before, release, rollback) or unsafe_why(fleet.unsafe(first))
     if why:
         log("canary: %s; the hosts switch one batch after another instead" % why)
         return plain.rollout(hosts, size, release, fleet, log)
@@ -118,6 +124,11 @@ class SshCanaryFleet(plain.SshFleet):
         assert self.balancer is not None
         return self._ssh(self.balancer["ssh"], self.balancer["lb-canary"], json.dumps(dict(params, APP=self.app, ACTION=action)),
                          "the canary's %s (lb-canary)" % what, "the balancer", "loadBalancer")
+
+    def unsafe(self, address: str) -> List[str]:
+        h = self.hosts[address]
+        r = self._ssh(h["ssh"], h["migrations"], json.dumps({"APP": self.app}), "the canary's migration check (canary-migrations)", address)
+        return [str(x) for x in r.get("unsafe") or []]
 
     def share(self, host: str, pct: int) -> None:
         self._canary("weights", {"HOST": host, "PERCENT": pct}, "weights")
