@@ -139,12 +139,13 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     assert.deepStrictEqual([stdin.CANARY_STEPS, stdin.CANARY_STEP_SECONDS], ["20,100", 5]);
     assert.match(stdin.BALANCER["lb-canary"], /supervise \d+ cy-balancer-canary timeouts\.default .* lb-canary$/);
     for (const h of stdin.HOSTS) {
+      assert.match(h.migrations, /agent canary-migrations$/);   // the first host's, asked before the canary
       const p = JSON.parse(h.params);
       assert.deepStrictEqual([p.STRATEGY, p.CANARY_STEPS], ["blue-green", undefined], h.address);
     }
     for (const site of ["cy-nginx-site", "cy-nginx-h2-site"]) assert.doesNotMatch(JSON.parse(registered.get(site)!.inputs.stdin).SITE, /upstream\.conf/, site);
     const plain = JSON.parse(registered.get("fl-fleet-rollout")!.inputs.stdin);
-    assert.ok(!("CANARY_STEPS" in plain) && !("lb-canary" in plain.BALANCER), "other strategies' rollout as before");
+    assert.ok(!("CANARY_STEPS" in plain) && !("lb-canary" in plain.BALANCER) && !("migrations" in plain.HOSTS[0]), "other strategies' rollout as before");
   });
 
   it("the balancer's configure step lists the hosts; the fleet's outputs name every host", async () => {
