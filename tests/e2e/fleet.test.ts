@@ -408,7 +408,8 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     const m = /canary step 1\/2 \(20 %\) passed: new (\d+) requests, 0 5xx \(0\.0 %\), p95 \d+ ms \| old (\d+) requests/.exec(ok.r.output);
     assert.ok(m, ok.r.output);
     const share = Number(m![1]) / (Number(m![1]) + Number(m![2]));
-    console.log(`      canary, good release: ${ok.seconds} s; the first host's share in the step ${(100 * share).toFixed(1)} % (${m![1]} of ` +
+    const rollout = /app-fleet-rollout updated \((\d+)s\)/.exec(ok.r.output)?.[1];
+    console.log(`      canary, good release: ${ok.seconds} s (the fleet switch ${rollout} s); the first host's share in the step ${(100 * share).toFixed(1)} % (${m![1]} of ` +
       `${Number(m![1]) + Number(m![2])}); weights seen ${ok.seen.join(" → ")}; ${ok.reads.requests} reads, ${ok.reads.failures} failed, max ${ok.reads.maxLatencyMs} ms`);
     assert.strictEqual(ok.reads.failures, 0, ok.reads.errors.join(", "));
     assert.ok(share > 0.12 && share < 0.28, `the canary host's share ${share} for a weight of 20 %`);
