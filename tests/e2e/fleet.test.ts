@@ -10,8 +10,11 @@
 // the first — and brings the schema down, then `--forward` returns: 0 failed requests, no row lost; with
 // three hosts in batches of two, a release (with a new env value) that fails its health check on the third
 // host stops the rollout, the first two go back to their release AND their environment, no row is lost, and
-// the outputs and a preview show the previous release everywhere.
-// Time: 7 min at load average ~5-6 (other suites running): first up 57 s, code deploy 24 s, the deploy with a
+// the outputs and a preview show the previous release everywhere; strategy canary across the hosts: the first
+// host takes 20 % of the requests at the balancer (HAProxy's weights) for a 5 s step gated on HAProxy's log, then
+// the others roll (0 failed reads, its share in the step 12-28 %), and a release answering 500 to 3 in 10 requests
+// of one route aborts at that step with every host and weight back (96 s for both, at load ~9-15).
+// Time: 14 min at load average ~9-15 with the canary case (2026-12-07); 7 min at load average ~5-6 (other suites running): first up 57 s, code deploy 24 s, the deploy with a
 // migration 28 s, the join with the rollback waiting for it, then --forward, 185 s (the rollback done 77 s after
 // the join's up), the failed 3-host rollout 40 s. Before the rollback case moved after the join: 8 min 7 s at 7-10.
 import * as assert from "assert";
