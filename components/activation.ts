@@ -68,9 +68,9 @@ export function canaryParams(c: CanaryConfig): Record<string, string | number> {
   };
 }
 
-/** One line that says what a canary deploy will do (printed at preview). */
-export function describeCanary(c: CanaryConfig): string {
-  return `strategy canary: ${c.steps.map((p) => `${p} %`).join(" → ")} of requests to the new release, ${c.stepSeconds} s per step; ` +
+/** One line that says what a canary deploy will do (printed at preview); FLEET: across hosts, at the balancer. */
+export function describeCanary(c: CanaryConfig, fleet = false): string {
+  return `strategy canary: ${c.steps.map((p) => `${p} %`).join(" → ")} of requests to the new release${fleet ? " (the first host's share at the balancer)" : ""}, ${c.stepSeconds} s per step; ` +
     `each step needs ≥ ${c.minRequests} requests on it (else ${c.lowTraffic}${c.lowTraffic === "wait" ? ` up to ${c.maxWaitSeconds} s more, then fail` : ""}), ` +
     `a 5xx share ≤ ${c.maxErrorRate} and p95 ≤ ${c.maxP95Ms} ms, or all traffic goes back to the live release`;
 }

@@ -184,6 +184,7 @@ export class FlaskApp extends pulumi.ComponentResource {
       server: cfg.loadBalancer, appName: cfg.appName, hosts: servers.map((s) => s.host), serverName: cfg.serverName, healthPath: cfg.healthPath,
       limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging, ...balancerTls(cfg),
     }, { parent: this });
+    const canaryAtBalancer = balancer !== undefined && servers.length > 1 && canarySettings(cfg) !== undefined;
     const joined: { host: FleetHost; after: pulumi.Resource[] }[] = [];
     let release!: (s: FleetSwitch) => void;
     const fleetSwitch = new Promise<FleetSwitch>((resolve) => { release = resolve; });
@@ -192,6 +193,7 @@ export class FlaskApp extends pulumi.ComponentResource {
       if (joined.filter(Boolean).length === servers.length) {
         release(new FleetSwitch(`${name}-fleet`, {
           appName: cfg.appName, releaseId, hosts: joined.map((j) => j.host), balancer, batchSize: cfg.rollout.batchSize,
+          ...(canaryAtBalancer ? { canary: canarySettings(cfg) } : {}),
           drainSeconds: cfg.rollout.drainSeconds, healthTimeoutSeconds: cfg.healthTimeoutSeconds, after: joined.flatMap((j) => j.after),
         }, { parent: this }));
       }
@@ -203,7 +205,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     let firstHost!: (h: PeerHost) => void;
     const first = new Promise<PeerHost>((resolve) => { firstHost = resolve; });
     const outs = await Promise.all(servers.map((server, index) =>
-      this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join, database, first, firstHost })));
+      this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join, database, first, firstHost, canaryAtBalancer })));
     const fs = await fleetSwitch;
     return { ...outs[0], server: servers.map((s) => `${s.user}@${s.host}:${s.port}`).join(", "), releaseHistory: fs.history, hosts: fs.hosts };
   }
@@ -302,13 +304,16 @@ export class FlaskApp extends pulumi.ComponentResource {
     //    then brings the schema down to the pinned release's version. Migrations are expand/contract
     //    (README), so either way the code that runs in between works with the schema it meets.
     const canary = canarySettings(cfg);
-    if (canary) pulumi.log.info(describeCanary(canary));
+    // a fleet's canary is at its balancer (weights across hosts): each host itself switches blue-green
+    const hostCanary = fleet?.canaryAtBalancer ? undefined : canary;
+    if (canary && (!fleet || fleet.index === 0)) pulumi.log.info(describeCanary(canary, fleet?.canaryAtBalancer));
     const migrationArgs = (dir: string) => ({
       ...common, bundle, migrationsDir: dir, databaseUrl: database.env.DATABASE_URL, migrations: migrationFiles, keepBackups: cfg.keepBackups, keepBackupsBytes: cfg.keepBackupsBytes,
       beforeChange: cfg.backup?.beforeChange, staging,
     });
     const activationArgs = {
-      ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule, strategy: cfg.strategy, canary, healthPath: cfg.healthPath,
+      ...common, bundle, releaseId: release.releaseId, appModule: cfg.appModule,
+      strategy: hostCanary || !canary ? cfg.strategy : "blue-green" as const, canary: hostCanary, healthPath: cfg.healthPath,
       healthTimeoutSeconds: cfg.healthTimeoutSeconds, keepReleases: cfg.keepReleases, rollback: cfg.release !== undefined, ...(peer ? { fleetPeer: true } : {}),
       serviceRevision: service.revision, envRevision: environment.revision,
       sharedRevision: cfg.sharedFiles.some((f) => f.content !== undefined) ? shared?.revision : undefined,
@@ -361,7 +366,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     //    comes first: the site then serves it.
     const siteSettings: SiteSettings = {
       appName: app, appRoot, serverName: cfg.serverName, clientMaxBodySize: cfg.clientMaxBodySize,
-      proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, ...(canary ? { canary: true } : {}),
+      proxyTimeoutSeconds: cfg.proxyTimeoutSeconds, static: cfg.static, ...(hostCanary ? { canary: true } : {}),
       // a host behind the stack's balancer believes the client's address and scheme from it alone
       ...(cfg.loadBalancer !== undefined && cfg.loadBalancer !== "external" ? { balancer: cfg.loadBalancer.host } : {}),
     };
@@ -440,6 +445,8 @@ interface FleetSlot {
   join: (i: number, host: FleetHost, after: pulumi.Resource[], releaseId: pulumi.Input<string>) => Promise<FleetSwitch>;
   /** The fleet's one database env (fleet-database.ts), when the stack manages its PostgreSQL server. */
   database?: DatabaseEnv;
+  /** strategy canary on several hosts behind the stack's balancer: the steps are HAProxy's weights (the FleetSwitch's). */
+  canaryAtBalancer?: boolean;
 }
 
 /** NAME's release pin: the key (args.releaseKey, else flask-deploy:apps.<name>.release, read here) and its release. */

@@ -8,7 +8,8 @@
 // so `hosts` (each host's release) and a preview tell the truth.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { parseHistory, HistoryEntry } from "./activation";
+import { canaryParams, parseHistory, HistoryEntry } from "./activation";
+import { CanaryConfig } from "./config";
 import { LoadBalancer } from "./load-balancer";
 import { SshTarget } from "./pinned-ssh";
 import { AGENT, ScriptBundle, SCRIPTS_DIR } from "./remote-script";
@@ -32,6 +33,8 @@ export interface FleetSwitchArgs {
   batchSize: number;
   drainSeconds: number;
   healthTimeoutSeconds: number;
+  /** strategy canary across hosts (the agent's fleet_canary.py): the first host's steps at the balancer. */
+  canary?: CanaryConfig;
   after: pulumi.Resource[];
 }
 
@@ -56,6 +59,8 @@ export class FleetSwitch extends pulumi.ComponentResource {
       address: h.target.host,
       ssh: h.target,
       read: `${sudo(h.target)}python3 -I -B ${h.bundle.remoteDir}/${AGENT} state-read`,
+      // strategy canary: the first host's new migrations not marked canary-safe make it a plain rollout
+      ...(args.canary ? { migrations: `${sudo(h.target)}python3 -I -B ${h.bundle.remoteDir}/${AGENT} canary-migrations` } : {}),
       lease: h.bundle.stepLine(h.stepName, "default", 0, AGENT, "fleet-lease"),
       activate: h.bundle.stepLine(h.stepName, "default", h.extraSeconds, AGENT, "activate"),
       params,
@@ -63,8 +68,8 @@ export class FleetSwitch extends pulumi.ComponentResource {
     const b = args.balancer;
     const stdin = pulumi.all([args.releaseId, pulumi.all(hosts)]).apply(([release, hs]) => JSON.stringify({
       APP: args.appName, RELEASE_ID: release, BATCH_SIZE: args.batchSize, DRAIN_SECONDS: args.drainSeconds,
-      HEALTH_TIMEOUT: args.healthTimeoutSeconds, HOSTS: hs,
-      BALANCER: b ? { ssh: b.target, "lb-drain": b.drainLine, "lb-ready": b.readyLine } : null,
+      HEALTH_TIMEOUT: args.healthTimeoutSeconds, HOSTS: hs, ...(args.canary ? canaryParams(args.canary) : {}),
+      BALANCER: b ? { ssh: b.target, "lb-drain": b.drainLine, "lb-ready": b.readyLine, ...(args.canary ? { "lb-canary": b.canaryLine } : {}) } : null,
     }, undefined, 1));
     this.step = new command.local.Command(`${name}-rollout`, {
       create: `python3 -I -B ${AGENT} fleet-rollout`,

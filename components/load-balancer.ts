@@ -36,6 +36,8 @@ export class LoadBalancer extends pulumi.ComponentResource {
   /** The supervised command lines of the drain and ready verbs on the balancer (the fleet switch runs them). */
   public readonly drainLine: string;
   public readonly readyLine: string;
+  /** strategy canary across hosts: weights, log marks and gates at the balancer (haproxy_canary.py). */
+  public readonly canaryLine: string;
 
   constructor(name: string, args: LoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:LoadBalancer", name, {}, opts);
@@ -56,6 +58,7 @@ export class LoadBalancer extends pulumi.ComponentResource {
     }, this, [{ name: `${name}-configure` }]);
     this.drainLine = bundle.stepLine(`${name}-drain`, "default", args.drainSeconds, AGENT, "lb-drain");
     this.readyLine = bundle.stepLine(`${name}-ready`, "default", 0, AGENT, "lb-ready");
+    this.canaryLine = bundle.stepLine(`${name}-canary`, "default", 0, AGENT, "lb-canary");
     this.registerOutputs({});
   }
 }

@@ -67,7 +67,8 @@ export function checkFleet(cfg: DeployConfig, input: Record<string, unknown>): s
     no("sharedDirs", "files one host writes are not on the others; keep uploads in object storage (S3) or the database");
   }
   if (cfg.backup !== undefined) no("backup", "Litestream replicates SQLite; PostgreSQL has its own backups");
-  if (cfg.strategy === "canary") no("strategy", "the fleet rolls host by host; use restart, rolling or blue-green");
+  // canary across hosts: HAProxy's weights (fleet_canary.py); an external balancer's are not ours to set
+  if (cfg.strategy === "canary" && cfg.loadBalancer === "external") no("strategy", "canary sets the weights of the balancer the stack manages: loadBalancer.host");
   // HTTPS ends at the balancer with your own certificate (balancer-tls.ts); ACME there is not done yet
   if (cfg.tls?.mode === "acme") no("tls.mode", "acme at the balancer is not done yet; use tls.mode custom (your certificate, at the balancer)");
   if (cfg.tls?.mode === "custom" && cfg.loadBalancer === "external") no("tls.mode", "with loadBalancer external, HTTPS is your balancer's: tls.mode off");

@@ -10,8 +10,11 @@
 // the first — and brings the schema down, then `--forward` returns: 0 failed requests, no row lost; with
 // three hosts in batches of two, a release (with a new env value) that fails its health check on the third
 // host stops the rollout, the first two go back to their release AND their environment, no row is lost, and
-// the outputs and a preview show the previous release everywhere.
-// Time: 7 min at load average ~5-6 (other suites running): first up 57 s, code deploy 24 s, the deploy with a
+// the outputs and a preview show the previous release everywhere; strategy canary across the hosts: the first
+// host takes 20 % of the requests at the balancer (HAProxy's weights) for a 5 s step gated on HAProxy's log, then
+// the others roll (0 failed reads, its share in the step 12-28 %), and a release answering 500 to 3 in 10 requests
+// of one route aborts at that step with every host and weight back (96 s for both, at load ~9-15).
+// Time: 14 min at load average ~9-15 with the canary case (2026-12-07); 7 min at load average ~5-6 (other suites running): first up 57 s, code deploy 24 s, the deploy with a
 // migration 28 s, the join with the rollback waiting for it, then --forward, 185 s (the rollback done 77 s after
 // the join's up), the failed 3-host rollout 40 s. Before the rollback case moved after the join: 8 min 7 s at 7-10.
 import * as assert from "assert";
@@ -360,6 +363,83 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     assert.match(p.output, /fleet-rollout/);
     app3.ssh(`rm -f ${UNHEALTHY}`);
     unbreakRelease(goodCode);
+  });
+
+  it("strategy canary across hosts: the first host takes 20 % at the balancer, gated on HAProxy's log; a good release rolls on, one with 30 % 5xx on a route aborts at the first step with every host back", async () => {
+    const live = stack.outputs().hosts as Record<string, string>;
+    const servers = [app1, app2, app3].filter((s) => s.host in live);   // sorted by address: the canary host is the first
+    const goodCode = fs.readFileSync(wsgi, "utf8");
+    const weights = () => lb.ssh("python3 -", `import socket\nfor i in range(1, ${servers.length + 1}):\n    s = socket.socket(socket.AF_UNIX)\n` +
+      `    s.connect("/run/haproxy/admin.sock")\n    s.sendall(b"get weight app_fleetapp/h%d\\n" % i)\n    print(s.makefile().read().split()[0])\n`).trim().split("\n").join(" ");
+    const equal = servers.map(() => "1").join(" ");
+    assert.strictEqual(weights(), equal);
+    for (const [k, v] of Object.entries({ strategy: "canary", "canary.steps": "20,100", "canary.stepSeconds": "5", "canary.minRequests": "10", "canary.maxWaitSeconds": "30" })) {
+      stack.setConfig(k, v);
+    }
+    /** An up under reads of / and of /flaky through the balancer; the weights the balancer had meanwhile (each change once). */
+    const canaryUp = async () => {
+      const load = startLoad(`http://${lb.host}/`, { concurrency: 4, maxSeconds: 240 });
+      const flaky = { ok: 0, err: 0 };
+      let stop = false;
+      const flakyLoop = (async () => {
+        while (!stop) {
+          const st = await get(`http://${lb.host}/flaky`).then((a) => a.status, () => 0);
+          if (st >= 500 || st === 0) flaky.err++; else flaky.ok++;
+          await new Promise((res) => setTimeout(res, 20));
+        }
+      })();
+      const seen: string[] = [];
+      let done = false;
+      const t0 = Date.now();
+      const up = stack.runAsync(["up", "--yes", "--skip-preview"]).then((res) => { done = true; return res; });
+      while (!done) {
+        const w = weights();
+        if (w !== seen[seen.length - 1]) seen.push(w);
+        await new Promise((res) => setTimeout(res, 400));
+      }
+      const r = await up;
+      stop = true;
+      await flakyLoop;
+      return { r, seconds: Math.round((Date.now() - t0) / 1000), reads: await load.stop(), flaky, seen };
+    };
+    // the canary's weights: 20 % for the first host, the others equal shares of the rest (HAProxy's 1-256)
+    const step = servers.length === 2 ? "20 80" : "40 80 80";
+
+    editApp((s) => `${s}\n# a canary release\n`);
+    const ok = await canaryUp();
+    assert.strictEqual(ok.r.status, 0, ok.r.output);
+    const m = /canary step 1\/2 \(20 %\) passed: new (\d+) requests, 0 5xx \(0\.0 %\), p95 \d+ ms \| old (\d+) requests/.exec(ok.r.output);
+    assert.ok(m, ok.r.output);
+    const share = Number(m![1]) / (Number(m![1]) + Number(m![2]));
+    const rollout = /app-fleet-rollout updated \((\d+)s\)/.exec(ok.r.output)?.[1];
+    console.log(`      canary, good release: ${ok.seconds} s (the fleet switch ${rollout} s); the first host's share in the step ${(100 * share).toFixed(1)} % (${m![1]} of ` +
+      `${Number(m![1]) + Number(m![2])}); weights seen ${ok.seen.join(" → ")}; ${ok.reads.requests} reads, ${ok.reads.failures} failed, max ${ok.reads.maxLatencyMs} ms`);
+    assert.strictEqual(ok.reads.failures, 0, ok.reads.errors.join(", "));
+    assert.ok(share > 0.12 && share < 0.28, `the canary host's share ${share} for a weight of 20 %`);
+    assert.ok(ok.seen.includes(step), `weights seen: ${ok.seen.join(" → ")}`);
+    assert.strictEqual(weights(), equal, "equal weights after the rollout");
+    const good = stack.outputs().releaseId;
+    assert.notStrictEqual(good, live[app1.host]);
+    assert.deepStrictEqual(stack.outputs().hosts, Object.fromEntries(servers.map((s) => [s.host, good])));
+    for (const s of servers) assert.strictEqual(await releaseOn(s.host), good, s.name);
+
+    // a release that answers 500 to 3 of every 10 requests on /flaky (the balancer's checks, on /health, pass)
+    editApp((s) => s.replace('@app.get("/")', 'import itertools\n_n = itertools.count()\n\n\n@app.get("/flaky")\ndef flaky():\n' +
+      '    return (jsonify(error="flaky"), 500) if next(_n) % 10 < 3 else jsonify(ok=True)\n\n\n@app.get("/")'));
+    const bad = await canaryUp();
+    console.log(`      canary, a release with 30 % 5xx on /flaky: ${bad.seconds} s; weights seen ${bad.seen.join(" → ")}; ${bad.reads.requests} reads of /, ` +
+      `${bad.reads.failures} failed; /flaky ${bad.flaky.ok} ok, ${bad.flaky.err} 5xx`);
+    assert.notStrictEqual(bad.r.status, 0, "the up fails");
+    assert.match(bad.r.output, new RegExp(`stopped at host ${quote(app1.host)}: canary aborted at step 1/2 \\(20 %\\): the new release's 5xx share is over ` +
+      `canary\\.maxErrorRate \\(0\\.01\\) \\[new \\d+ requests, [1-9]\\d* 5xx \\([\\d.]+ %\\), p95 \\d+ ms \\| old \\d+ requests, 0 5xx`));
+    assert.match(bad.r.output, new RegExp(`host ${quote(app1.host)} is back on release ${good} at its weight before`));
+    assert.strictEqual(bad.reads.failures, 0, bad.reads.errors.join(", "));
+    assert.strictEqual(weights(), equal, "the weights the hosts had");
+    assert.strictEqual(lb.trySsh("test -e /etc/fdeploy/haproxy/fleetapp.canary-weights").status, 1, "nothing kept for a next up to undo");
+    for (const s of servers) assert.strictEqual(await releaseOn(s.host), good, s.name);
+    assert.deepStrictEqual(stack.outputs().hosts, Object.fromEntries(servers.map((s) => [s.host, good])));
+    fs.writeFileSync(wsgi, goodCode);
+    for (const k of ["strategy", "canary"]) stack.mustRun(["config", "rm", "--path", k]);
   });
 
   it("destroy takes the app's part off the balancer, which stops with no app left", () => {

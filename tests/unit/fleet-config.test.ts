@@ -42,7 +42,8 @@ describe("config: servers, loadBalancer, rollout", () => {
   it("refuses what a fleet cannot do yet, naming the key", () => {
     assert.match(errorOf(fleet({ loadBalancer: undefined })), /flask-deploy:loadBalancer: required with 2 servers/);
     assert.match(errorOf(fleet({ sharedDirs: ["uploads"] })), /flask-deploy:sharedDirs: not supported with 2 servers yet: files one host writes are not on the others/);
-    assert.match(errorOf(fleet({ strategy: "canary" })), /flask-deploy:strategy: not supported with 2 servers/);
+    assert.match(errorOf(fleet({ strategy: "canary", loadBalancer: "external" })),
+      /flask-deploy:strategy: not supported with 2 servers yet: canary sets the weights of the balancer the stack manages: loadBalancer\.host/);
     assert.match(errorOf(fleet({ server: srv("10.0.0.5") })), /flask-deploy:servers: set either server \(one server\) or servers \(a list\), not both/);
     assert.match(errorOf(fleet({ servers: [srv("10.0.0.1"), srv("10.0.0.1")] })), /flask-deploy:servers: 10\.0\.0\.1:22 is listed twice/);
     assert.match(errorOf(fleet({ loadBalancer: srv("10.0.0.2") })), /flask-deploy:loadBalancer: 10\.0\.0\.2 is also an app server/);

@@ -64,6 +64,11 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
       migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/dockshop" },
     }), PROJECT_DIR);
     dockerApp = new FlaskApp("dk", { ...dockerCfg, projectDir: PROJECT_DIR });
+    const canaryCfg = parseConfig(rawConfig({
+      server: undefined, servers: [srv("10.0.0.1"), srv("10.0.0.2")], loadBalancer: srv("10.0.0.9"), appName: "cyshop", strategy: "canary",
+      canary: { steps: [20, 100], stepSeconds: 5 }, migrationsDir: "migrations", secrets: { SECRET_KEY: "s", DATABASE_URL: "postgresql://u:p@db/cyshop" },
+    }), PROJECT_DIR);
+    const canaryApp = new FlaskApp("cy", { ...canaryCfg, projectDir: PROJECT_DIR });
     single = new FlaskApp("one", { ...parseConfig(rawConfig({ appName: "solo", migrationsDir: "migrations" }), PROJECT_DIR), projectDir: PROJECT_DIR });
     await settle(fleetApp.url);
     await settle(single.url);
@@ -71,6 +76,7 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     await settle(extApp.url);
     await settle(pinApp.url);
     await settle(dockerApp.url);
+    await settle(canaryApp.url);
     await new Promise((r) => setTimeout(r, 500));
   });
 
@@ -133,6 +139,20 @@ describe("FlaskApp on a fleet (servers + loadBalancer, under mocks)", function (
     assert.match(stdin.BALANCER["lb-drain"], /lb-drain$/);
     assert.deepStrictEqual([stdin.BATCH_SIZE, stdin.DRAIN_SECONDS], [1, 30]);
     assert.ok(!r.inputs.stdin.includes("postgresql://"), "the app's secrets never reach the rollout");
+  });
+
+  it("strategy canary on a fleet: the rollout gets the steps and the balancer's lb-canary; each host switches blue-green, its site unsplit", () => {
+    const stdin = JSON.parse(registered.get("cy-fleet-rollout")!.inputs.stdin);
+    assert.deepStrictEqual([stdin.CANARY_STEPS, stdin.CANARY_STEP_SECONDS], ["20,100", 5]);
+    assert.match(stdin.BALANCER["lb-canary"], /supervise \d+ cy-balancer-canary timeouts\.default .* lb-canary$/);
+    for (const h of stdin.HOSTS) {
+      assert.match(h.migrations, /agent canary-migrations$/);   // the first host's, asked before the canary
+      const p = JSON.parse(h.params);
+      assert.deepStrictEqual([p.STRATEGY, p.CANARY_STEPS], ["blue-green", undefined], h.address);
+    }
+    for (const site of ["cy-nginx-site", "cy-nginx-h2-site"]) assert.doesNotMatch(JSON.parse(registered.get(site)!.inputs.stdin).SITE, /upstream\.conf/, site);
+    const plain = JSON.parse(registered.get("fl-fleet-rollout")!.inputs.stdin);
+    assert.ok(!("CANARY_STEPS" in plain) && !("lb-canary" in plain.BALANCER) && !("migrations" in plain.HOSTS[0]), "other strategies' rollout as before");
   });
 
   it("the balancer's configure step lists the hosts; the fleet's outputs name every host", async () => {

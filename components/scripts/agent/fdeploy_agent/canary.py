@@ -11,7 +11,7 @@ old slot's or the live link (requests that began before the split). Requests ngi
 import math
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import app as apps
 from . import history, slotcheck, slotuser
@@ -51,6 +51,11 @@ def unsafe_migrations(host: Host, app: App) -> List[str]:
     return out
 
 
+def canary_migrations(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) -> Dict[str, Any]:
+    """`canary-migrations`, params APP: unsafe_migrations() (a fleet's canary asks its first host, fleet_canary.py)."""
+    return {"unsafe": unsafe_migrations(host, apps.load(host, apps.check_name(params.get("APP"))))}
+
+
 def fallback(host: Host, app: App, params: Dict[str, Any]) -> str:
     """Why this deploy cannot be a canary ("" when it can)."""
     live = slotuser.live_slot(host, app)
@@ -76,10 +81,7 @@ def canary_plan(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) ->
     app = apps.load(host, apps.check_name(params.get("APP")))
     why = fallback(host, app, params)
     if not why:
-        for key, (form, setting) in PARAMS.items():
-            if not re.fullmatch(form, str(params.get(key, ""))):
-                raise AgentError("the canary setting flask-deploy:%s is %r; expected the form %s (see the README's canary settings)"
-                                 % (setting, params.get(key), form))
+        checked(params, PARAMS)
     return {"fallback": why}
 
 
@@ -102,29 +104,24 @@ def p95(values: List[float]) -> Optional[float]:
     return values[max(0, math.ceil(0.95 * len(values)) - 1)]
 
 
-def gate(data: bytes, old: str, new: str, max_err: float, max_p95: float, min_req: int, mode: str) -> Tuple[int, str]:
-    """The step's verdict on the log bytes DATA since its start, and its numbers (one line).
-    0: the gates pass (early: nothing tripped yet); 2: fewer than MIN_REQ requests on the new
-    release (final only); 3: its 5xx share is over MAX_ERR; 4: its p95 is over MAX_P95 ms.
-    MODE final is the step's verdict; early only trips on a clear error share."""
-    live = os.path.join(os.path.dirname(old), "live.sock")
-    stats: Dict[str, Tuple[int, int, List[float]]] = {"new": (0, 0, []), "old": (0, 0, [])}
-    # a line still being written has no newline yet: the next read sees it
-    for raw in data.split(b"\n")[:-1]:
-        fields = raw.decode("utf-8", "replace").split("\t")
-        if len(fields) < 6:
-            continue
-        addr = _last(fields[2])
-        addr = addr[len("unix:"):] if addr.startswith("unix:") else addr
-        who = "new" if addr == new else "old" if addr in (old, live) else None
-        if who is None:
-            continue
-        n, e, times = stats[who]
-        t = _ms(_last(fields[4]))
-        if t is None:
-            t = _ms(fields[5])
-        stats[who] = (n + 1, e + fields[1].startswith("5"), times + [t] if t is not None else times)   # 5xx: what the user got
+Side = Tuple[int, int, List[float]]   # requests, 5xx, response times (ms)
 
+
+def tally(samples: Iterable[Tuple[str, bool, Optional[float]]]) -> Dict[str, Side]:
+    """Each side's (new, old) numbers from SAMPLES (side, 5xx, ms or None); other sides are not counted."""
+    stats: Dict[str, Side] = {"new": (0, 0, []), "old": (0, 0, [])}
+    for who, error, t in samples:
+        if who in stats:
+            n, e, times = stats[who]
+            stats[who] = (n + 1, e + error, times + [t] if t is not None else times)
+    return stats
+
+
+def verdict(stats: Dict[str, Side], max_err: float, max_p95: float, min_req: int, mode: str) -> Tuple[int, str]:
+    """The step's verdict on each side's numbers, and the numbers (one line). 0: the gates pass (early:
+    nothing tripped yet); 2: fewer than MIN_REQ requests on the new release (final only); 3: its 5xx
+    share is over MAX_ERR; 4: its p95 is over MAX_P95 ms. MODE final is the step's verdict; early only
+    trips on a clear error share. The single server's gate (nginx's log) and the fleet's (HAProxy's) share it."""
     def text(who: str) -> str:
         n, e, times = stats[who]
         rate = "%.1f %%" % (100.0 * e / n) if n else "-"
@@ -145,6 +142,42 @@ def gate(data: bytes, old: str, new: str, max_err: float, max_p95: float, min_re
     return 0, line
 
 
+def gate(data: bytes, old: str, new: str, max_err: float, max_p95: float, min_req: int, mode: str) -> Tuple[int, str]:
+    """verdict() on the nginx upstream log bytes DATA since the step's start (OLD, NEW: the slots' sockets)."""
+    live = os.path.join(os.path.dirname(old), "live.sock")
+
+    def samples() -> Iterator[Tuple[str, bool, Optional[float]]]:
+        # a line still being written has no newline yet: the next read sees it
+        for raw in data.split(b"\n")[:-1]:
+            fields = raw.decode("utf-8", "replace").split("\t")
+            if len(fields) < 6:
+                continue
+            addr = _last(fields[2])
+            addr = addr[len("unix:"):] if addr.startswith("unix:") else addr
+            t = _ms(_last(fields[4]))
+            # 5xx: what the user got
+            yield ("new" if addr == new else "old" if addr in (old, live) else ""), fields[1].startswith("5"), t if t is not None else _ms(fields[5])
+    return verdict(tally(samples()), max_err, max_p95, min_req, mode)
+
+
+def checked(params: Dict[str, Any], keys: Iterable[str]) -> None:
+    """The canary settings KEYS of PARAMS in their forms (PARAMS), else an error naming the setting."""
+    for key in keys:
+        form, setting = PARAMS[key]
+        if not re.fullmatch(form, str(params.get(key, ""))):
+            raise AgentError("the canary setting flask-deploy:%s is %r; expected the form %s (see the README's canary settings)"
+                             % (setting, params.get(key), form))
+
+
+GATES = ("CANARY_MAX_ERROR_RATE", "CANARY_MAX_P95_MS", "CANARY_MIN_REQUESTS")
+
+
+def limits(params: Dict[str, Any]) -> Tuple[float, float, int]:
+    """The gates' limits of PARAMS (checked first)."""
+    checked(params, GATES)
+    return float(params["CANARY_MAX_ERROR_RATE"] or 0), float(params["CANARY_MAX_P95_MS"]), int(params["CANARY_MIN_REQUESTS"])
+
+
 def socket_path(app: App, slot: str) -> str:
     return "/run/fdeploy-%s/%s.sock" % (app.name, slot)
 
@@ -162,10 +195,7 @@ def canary_gate(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) ->
     slot, offset, mode = str(params.get("SLOT", "")), str(params.get("OFFSET", "")), params.get("MODE")
     if slot not in ("blue", "green") or not offset.isdigit() or mode not in ("early", "final"):
         raise AgentError("bad canary-gate parameters (SLOT %r, OFFSET %r, MODE %r)" % (slot, offset, mode))
-    for key in ("CANARY_MAX_ERROR_RATE", "CANARY_MAX_P95_MS", "CANARY_MIN_REQUESTS"):
-        form, setting = PARAMS[key]
-        if not re.fullmatch(form, str(params.get(key, ""))):
-            raise AgentError("the canary setting flask-deploy:%s is %r; expected the form %s" % (setting, params.get(key), form))
+    max_err, max_p95, min_req = limits(params)
     if mode == "early":
         props = slotcheck.unit_props(host, "fdeploy-%s@%s.service" % (app.name, slot))
         why = slotcheck.died(props, props["MainPID"])
@@ -178,6 +208,5 @@ def canary_gate(host: Host, params: Dict[str, Any], log: Any, lock_wait: int) ->
     except FileNotFoundError:
         data = b""
     live = slotuser.live_slot(host, app)
-    verdict, line = gate(data, socket_path(app, live), socket_path(app, slot), float(params["CANARY_MAX_ERROR_RATE"] or 0),
-                         float(params["CANARY_MAX_P95_MS"]), int(params["CANARY_MIN_REQUESTS"]), mode)
-    return {"verdict": verdict, "summary": line, "line": "%d %s" % (verdict, line)}
+    rc, line = gate(data, socket_path(app, live), socket_path(app, slot), max_err, max_p95, min_req, mode)
+    return {"verdict": rc, "summary": line, "line": "%d %s" % (rc, line)}

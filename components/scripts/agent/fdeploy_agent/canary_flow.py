@@ -11,11 +11,12 @@ lets `fdeploy status` show the canary and the next activation undo one that was 
 import json
 import os
 import time
-from typing import Any, Tuple
+from typing import Any, NoReturn, Tuple
 
 from . import canary as decisions
 from .errors import AgentError
 from .fsutil import read_regular, write_atomic
+from .canary_step import watch
 from .slots import is_split, socket_path, upstream_conf
 
 GATE_WHY = {3: "the new release's 5xx share is over canary.maxErrorRate (%(CANARY_MAX_ERROR_RATE)s)",
@@ -60,11 +61,16 @@ def back(sw: Any) -> None:
     sw.enter("canary-back")
 
 
-def abort(sw: Any, what: str, summary: str = "", verdict: int = 0) -> None:
-    reason = GATE_WHY[verdict] % sw.params if verdict in GATE_WHY else ("the gate check failed (%d)" % verdict if verdict else "")
+def aborted_at(what: str, summary: str, verdict: int, params: Any) -> str:
+    """Where a canary stopped and why, with its numbers (the single server's and the fleet's abort)."""
+    reason = GATE_WHY[verdict] % params if verdict in GATE_WHY else ("the gate check failed (%d)" % verdict if verdict else "")
+    return what + (": " + reason if reason else "") + (" [%s]" % summary if summary else "")
+
+
+def abort(sw: Any, what: str, summary: str = "", verdict: int = 0) -> NoReturn:
+    a = aborted_at(what, summary, verdict, sw.params)
     back(sw)
     sw.record("failed")
-    a = what + (": " + reason if reason else "") + (" [%s]" % summary if summary else "")
     s = sw.slots.live()
     r = os.path.basename(sw.slots.release_of(s))
     raise AgentError("canary aborted at %s; all traffic is back on release %s (slot %s), the new slot is stopped, the database was not touched"
@@ -94,35 +100,10 @@ def step(sw: Any, i: int, n: int, pct: int, live: str, new: str) -> None:
     state = {"release": sw.rid, "slot": new, "from": os.path.basename(sw.slots.release_of(live)), "step": i, "steps": n, "percent": pct,
              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pid": os.getpid()}
     write_atomic(state_file(sw), (json.dumps(state) + "\n").encode(), 0o644)
-    seconds, low = int(p["CANARY_STEP_SECONDS"]), p["CANARY_LOW_TRAFFIC"]
-    sw.log("canary step %d/%d: %d %% of requests to the new release for %ds" % (i, n, pct, seconds))
+    sw.log("canary step %d/%d: %d %% of requests to the new release for %ss" % (i, n, pct, p["CANARY_STEP_SECONDS"]))
     at = "step %d/%d (%d %%)" % (i, n, pct)
-    deadline = sw.host.clock() + seconds
-    waited = deadline + int(p["CANARY_MAX_WAIT_SECONDS"])
-    few = "fewer than %s requests on the new release" % p["CANARY_MIN_REQUESTS"]
-    while True:
-        sw.host.sleep(1)
-        verdict, summary = checked_gate(sw, offset, "early", at)
-        if verdict == 5:
-            abort(sw, "the new release's process died at step %d/%d (%d %%): %s" % (i, n, pct, summary))
-        if verdict != 0:
-            abort(sw, at, summary, verdict)
-        if sw.host.clock() < deadline:
-            continue
-        verdict, summary = checked_gate(sw, offset, "final", at)
-        if verdict != 2:
-            break
-        if low == "pass":
-            sw.log("canary step %d/%d: %s; passing (canary.lowTraffic pass)" % (i, n, few))
-            verdict = 0
-            break
-        if low == "fail":
-            abort(sw, "%s: %s (canary.lowTraffic fail)" % (at, few), summary)
-        if sw.host.clock() >= waited:
-            abort(sw, "%s: %s after waiting %ss more (canary.maxWaitSeconds)" % (at, few, p["CANARY_MAX_WAIT_SECONDS"]), summary)
-    if verdict != 0:
-        abort(sw, at, summary, verdict)
-    sw.log("canary step %d/%d (%d %%) passed: %s" % (i, n, pct, summary))
+    watch(p, i, n, pct, sw.host.clock, sw.host.sleep, lambda mode: checked_gate(sw, offset, mode, at),
+          lambda what, summary="", verdict=0: abort(sw, what, summary, verdict), sw.log)
 
 
 def checked_gate(sw: Any, offset: int, mode: str, at: str) -> Tuple[int, str]:

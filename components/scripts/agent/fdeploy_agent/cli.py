@@ -11,7 +11,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
-from . import lb_maintenance
+from . import canary, haproxy_canary, lb_maintenance
 from . import fleet_hold, fleet_lease, release_peer
 from . import pg_backup_delete, pg_backup_ops
 from .errors import AgentError
@@ -86,6 +86,8 @@ VERBS: Dict[str, Verb] = {
     "lb-status": haproxy.lb_status,
     "lb-delete": haproxy.lb_delete,
     "lb-maintenance": lb_maintenance.lb_maintenance,
+    "canary-migrations": canary.canary_migrations,   # a fleet's canary asks its first host
+    "lb-canary": haproxy_canary.lb_canary,   # strategy canary on a fleet: weights and gates at the balancer
     "fleet-rollout": fleet.fleet_rollout,
     "pg-install": pg_server.pg_install,
     "pg-app": pg_server.pg_app,

@@ -58,14 +58,17 @@ def each(step: Callable[[str], None], hosts: Sequence[str]) -> Optional[Tuple[st
     return None
 
 
-def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Log) -> Dict[str, Optional[str]]:
+def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Log,
+            started: Optional[Dict[str, Optional[str]]] = None) -> Dict[str, Optional[str]]:
     """Each host's release afterwards (all RELEASE); a failure raises HostFailed naming the host, after
     every host that had switched went back (the failed one keeps what it ran: activate's own fallback).
-    The hosts of a batch are drained, switched and checked together."""
-    before = {h: fleet.previous(h) for h in sorted(hosts)}
-    now: Dict[str, Optional[str]] = dict(before)
-    switched: List[str] = []
-    for group in batches(hosts, size):
+    The hosts of a batch are drained, switched and checked together. STARTED: hosts a canary switched
+    already (fleet_canary.py), with their release before: they go back too."""
+    started = started or {}
+    before = {h: started[h] if h in started else fleet.previous(h) for h in sorted(hosts)}
+    now: Dict[str, Optional[str]] = dict(before, **{h: release for h in started})
+    switched: List[str] = sorted(started)
+    for group in batches([h for h in hosts if h not in started], size):
         def switch(h: str) -> None:
             fleet.switch(h)
             switched.append(h)
@@ -234,7 +237,8 @@ class SshFleet:
 
 def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """params APP, RELEASE_ID, BATCH_SIZE, HEALTH_TIMEOUT, DRAIN_SECONDS, HOSTS [{address, ssh, read,
-    lease, activate, params}], BALANCER {ssh, lb-drain, lb-ready} or null. Result: HOSTS address -> release."""
+    lease, activate, params}], BALANCER {ssh, lb-drain, lb-ready[, lb-canary]} or null, and strategy canary's
+    CANARY_* (fleet_canary.py). Result: HOSTS address -> release."""
     release = str(params.get("RELEASE_ID", ""))
     if not re.fullmatch(r"[0-9a-f]{12}", release):
         raise AgentError("bad release id %r" % release)
@@ -242,8 +246,12 @@ def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
     if not isinstance(size, int) or size < 1:
         raise AgentError("bad batch size %r (flask-deploy:rollout.batchSize: a whole number from 1)" % size)
     with tempfile.TemporaryDirectory(prefix="fdeploy-fleet-") as folder:
-        fleet = SshFleet(host, params, folder, log)
+        from . import fleet_canary   # (it builds on this module)
+        fleet = (fleet_canary.SshCanaryFleet if "CANARY_STEPS" in params else SshFleet)(host, params, folder, log)
         with held(list(fleet.hosts), fleet.lease, log):
-            hosts = rollout(list(fleet.hosts), size, release, fleet, log)
+            if isinstance(fleet, fleet_canary.SshCanaryFleet):
+                hosts = fleet_canary.rollout(list(fleet.hosts), size, release, fleet, params, log, host.clock, host.sleep, fleet.rollback)
+            else:
+                hosts = rollout(list(fleet.hosts), size, release, fleet, log)
     log("fleet: %s live on %s" % (release, ", ".join(sorted(hosts))))
     return {"hosts": hosts, "history": fleet.history or []}

@@ -75,6 +75,9 @@ def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, a
 def _configure(host: Host, frag: Dict[str, Any], pem: Any, log: Log, api: Api, drain: int) -> bool:
     path = host.path("%s/%s.json" % (FRAGMENTS, frag["APP"]))
     old = read_regular(path)
+    if old is not None:   # a killed canary's weights (on the servers the running config has)
+        from .haproxy_canary import restore   # (it builds on this module)
+        restore(host, api, frag["APP"], log)
     drained = _drain_leaving(host, json.loads(old)["HOSTS"] if old else [], frag, log, api, drain)
     write_atomic(path, json.dumps(frag, sort_keys=True).encode(), 0o600)
     new_cert, restore_cert = lb_tls.put(host, frag["APP"], pem)
@@ -157,7 +160,7 @@ def _delete(host: Host, app: str, log: Log, api: Api) -> Dict[str, Any]:
     if old is None:
         return {"changed": False}
     os.unlink(path)
-    for leftover in (maintenance_page(app), maintenance_page(app) + ".state", lb_tls.pem_path(app)) + (() if fragments(host) else (SERVER_STATE,)):
+    for leftover in (maintenance_page(app), maintenance_page(app) + ".state", lb_tls.pem_path(app), "%s/%s.canary-weights" % (FRAGMENTS, app)) + (() if fragments(host) else (SERVER_STATE,)):
         if os.path.isfile(host.path(leftover)):
             os.unlink(host.path(leftover))
     if not fragments(host):
@@ -241,6 +244,9 @@ def lb_drain(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: 
     target = server_of(host, app, str(params.get("HOST", "")))
     wait = _seconds(params, "WAIT")
     was = stats(api, app).get(target.split("/")[1], {}).get("status", "")
+    from .haproxy_canary import restore   # (it builds on this module)
+    with config_lock(host, lock_wait, log):   # a rollout's first drain: a killed canary's weights back first
+        restore(host, api, app, log)
     _set_state(host, api, target, "drain", log, lock_wait)
     cur = _wait_idle(host, api, target, wait)
     log("haproxy: %s drained (%s in flight left; it was %s)" % (target, cur, was or "unknown"))
