@@ -76,6 +76,8 @@ class Server:
         self.states, self.probes, self.journal, self.now, self.restarts = list(states), list(probes), journal, 0.0, 0
 
     def run(self, argv, merge_output=False, input=None):
+        if argv[0] == "journalctl" and argv[2].endswith(".socket"):
+            return subprocess.CompletedProcess(argv, 0, "Failed to create listening socket (/run/fdeploy-shop/blue.sock): Address in use\n", "")
         if argv[:2] == ["systemctl", "show"]:
             s = self.states.pop(0) if len(self.states) > 1 else self.states[0]
             return subprocess.CompletedProcess(argv, 0, "".join("%s=%s\n" % kv for kv in s.items()), "")
@@ -170,3 +172,17 @@ def test_a_mount_refusal_is_shown_as_not_started():
     dead = props(ActiveState="failed", SubState="failed", MainPID="0")
     s = Server([props(), dead], [(5, b"")], journal="error: refusing to mount /srv/shop/shared/x: a symlink\n")
     assert s.check()[1].endswith("not started: refusing to mount /srv/shop/shared/x: a symlink")
+
+
+def test_a_service_whose_socket_did_not_start_shows_the_sockets_journal_too():
+    dead = props(ActiveState="inactive", SubState="dead", MainPID="0")
+    s = Server([props(), dead], [(10 ** 6, b"")], journal="Dependency failed for fdeploy-shop@blue.service - Flask app shop, slot blue (Gunicorn).\n")
+    ok, logs, _ = s.check(timeout=60)
+    assert not ok
+    assert "--- last lines of the journal of fdeploy-shop@blue.socket ---\nFailed to create listening socket" in logs
+
+
+def test_a_service_that_ran_shows_only_its_own_journal():
+    dead = props(ActiveState="failed", SubState="failed", MainPID="0")
+    _, logs, _ = Server([props(), dead], [(10 ** 6, b"")]).check(timeout=60)
+    assert ".socket ---" not in logs

@@ -156,7 +156,13 @@ def check_slot(host: Host, app: App, slot: str, path: str, timeout: int, probe_u
     else:
         log("health check of slot %s (%s) failed within %ds: HTTP %s; body: %s" % (slot, path, timeout, code, body))
     log("--- last lines of the journal of %s ---" % unit)
-    log(journal(host, unit, 30).rstrip("\n"))
+    text = journal(host, unit, 30)
+    log(text.rstrip("\n"))
+    if "Dependency failed" in text and unit.endswith(".service"):
+        # the service never ran: its socket unit did not start; systemd says why in the socket's own journal
+        sock = unit[:-len(".service")] + ".socket"
+        log("--- last lines of the journal of %s ---" % sock)
+        log(journal(host, sock, 10).rstrip("\n"))
     error = app_error(host, unit)
     if error:
         log(error)
