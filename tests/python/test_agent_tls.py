@@ -56,7 +56,8 @@ class Server:
         if "certbot" in argv and "certonly" in argv:
             if self.certbot_fails:
                 return subprocess.CompletedProcess(argv, 1, self.certbot_fails, "")
-            issued(self.root, self.certbot_names, server=argv[argv.index("--server") + 1])
+            issued(self.root, self.certbot_names, server=argv[argv.index("--server") + 1],
+                   authenticator="standalone" if "--standalone" in argv else "webroot")
         return ok
 
 
@@ -100,7 +101,7 @@ def make_cert(folder, names, days=30):
     (folder / "fullchain.pem").write_bytes((folder / "cert.pem").read_bytes())
 
 
-def issued(tmp_path, names, server=PROD, days=30):
+def issued(tmp_path, names, server=PROD, days=30, authenticator="webroot"):
     """What certbot leaves after issuing: the files in archive/, links to them in live/, and the
     renewal config."""
     archive = tmp_path / "etc/letsencrypt/archive/fdeploy-shop"
@@ -111,7 +112,7 @@ def issued(tmp_path, names, server=PROD, days=30):
         if os.path.lexists(link):
             link.unlink()
         os.symlink("../../archive/fdeploy-shop/%s1.pem" % f, link)
-    (tmp_path / "etc/letsencrypt/renewal/fdeploy-shop.conf").write_text("version = 2.1.0\n[renewalparams]\nserver = %s\n" % server)
+    (tmp_path / "etc/letsencrypt/renewal/fdeploy-shop.conf").write_text("version = 2.1.0\n[renewalparams]\nauthenticator = %s\nserver = %s\n" % (authenticator, server))
 
 
 # ---- which certificate: keep, issue, force -------------------------------------------------
