@@ -16,6 +16,8 @@ openssl, nginx and apt run through the Host seam.
   tls-repair  --app APP: create again with the last create's parameters, then read (up --refresh)
   tls-delete  --app APP: the app's certificate, webroot and CA bundle go, unless its site still
               uses the certificate (tls.mode off, or destroy)
+The certbot parts (check_acme, decide, certbot_args, prepare_certbot, run_certbot, failure, tls_delete)
+serve tls.mode acme at a fleet's balancer too (lb_acme.py: HTTP-01 through HAProxy instead of the webroot).
 Renewal is certbot.timer's (twice a day); HOOK reloads nginx after a renewal. The hook stays a
 two-line sh script: certbot runs the executables in renewal-hooks/deploy/, outside any deploy,
 and no agent bundle lives at a fixed path.
