@@ -2,7 +2,8 @@
 // view (UP/DRAIN from HAProxy's runtime API), --host picks one host, a command that needs one names the
 // choices —, maintenance mode at the balancer (one 503 page for every host, kept by a deploy, while the
 // hosts themselves keep serving) and HTTPS at the balancer with the stack's own certificate, behind which the app
-// sees https and the client's address (a client at a host directly cannot claim either), and an app server
+// sees https and the client's address (a client at a host directly cannot claim either), then tls.mode acme at the
+// balancer against pebble (certbot there, HTTP-01 through HAProxy; the cases after it run on that certificate), and an app server
 // powered off mid-deploy under a read loop through the balancer: HAProxy routes around it, the up fails
 // naming it, the first host goes back, and once the server is back (its disk kept) the next up converges.
 // Membership (issue 32): a host drained by hand stays drained across the reloads of another stack's part and
