@@ -158,6 +158,14 @@ def test_staging_to_production_forces_a_new_certificate_from_production(host, tm
     assert staging["action"] == "keep"
 
 
+def test_a_certificate_a_balancer_validated_is_issued_again_through_the_webroot(host, tmp_path):
+    """A lineage certbot renews with its standalone server (this host was a fleet's balancer: lb_acme.py) would
+    fail its renewals behind nginx: issued again (forced), the webroot's way."""
+    issued(tmp_path, ["www.shop.test", "shop.test"], authenticator="standalone")
+    r = result(host, "tls-plan", CREATE)
+    assert r["action"] == "issue" and r["force"] and "--webroot" in r["certbot"] and "--standalone" not in r["certbot"]
+
+
 def test_expired_certificate_is_issued_again_forced(host, tmp_path):
     issued(tmp_path, ["www.shop.test", "shop.test"], days=1)
     req = tls.check(CREATE)
