@@ -187,6 +187,7 @@ def test_the_renewal_hook_rebuilds_the_pem_and_reloads_after_haproxy_accepts(tmp
     r, called, out = hook(tmp_path, dict(FRAG, ACME=True, TLS={"HSTS": 0}))
     assert r.returncode == 0, r.stderr
     assert out.read_text() == "CHAIN\nKEY\n" and oct(out.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["shop.pem"]   # HAProxy loads every file there
     assert called.splitlines() == ["haproxy -c -q -f %s/root/etc/haproxy/haproxy.cfg" % tmp_path, "systemctl reload haproxy"]
 
 

@@ -34,8 +34,9 @@ case $app in ''|*[!a-z0-9-]*) exit 0;; esac
 grep -qsF '"ACME": true' "/etc/fdeploy/haproxy/$app.json" || exit 0
 exec 9</etc/fdeploy/haproxy && flock -w 300 9 || exit 1
 umask 077
-pem=/etc/fdeploy/haproxy/certs/$app.pem
-cat "$RENEWED_LINEAGE/fullchain.pem" "$RENEWED_LINEAGE/privkey.pem" >"$pem.new" && mv "$pem.new" "$pem" &&
+# written beside the certificates' folder (HAProxy loads every file in it), then renamed in
+new=/etc/fdeploy/haproxy/.$app.pem.new
+cat "$RENEWED_LINEAGE/fullchain.pem" "$RENEWED_LINEAGE/privkey.pem" >"$new" && mv "$new" "/etc/fdeploy/haproxy/certs/$app.pem" &&
   haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy
 """
 
