@@ -319,7 +319,7 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     for (const k of ["tls.certificate", "tls.privateKey"]) stack.mustRun(["config", "rm", "--path", k]);
     stack.setConfig("tls.acmeServer", pebble.directory);
     stack.setConfig("tls.caBundle", caRel);
-    stack.setConfig("tls.email", "ops at fdeploy");   // bad: refused at preview naming the setting, nothing changed on the balancer
+    stack.setConfig("tls.email", "ops at fdeploy");   // bad: refused at preview, naming the setting
     const bad = stack.preview();
     assert.notStrictEqual(bad.status, 0, bad.output);
     assert.match(bad.output, /flask-deploy:tls\.email: expected an e-mail address/);
