@@ -343,8 +343,8 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     assert.strictEqual(a.san, `DNS:${NAME}`);
     assert.strictEqual(a.hsts, "max-age=600");
     assert.strictEqual((await getHttp(lb.host, NAME, "/x?y=1")).location, `https://${NAME}/x?y=1`);
-    // the challenge path of the name goes to certbot's port (not listening now: 503), not to the redirect
-    assert.strictEqual((await getHttp(lb.host, NAME, "/.well-known/acme-challenge/x")).status, 503);
+    // the challenge path of the name (with a port or not) goes to certbot's port (not listening now: 503), not to the redirect
+    for (const host of [NAME, `${NAME}:80`]) assert.strictEqual((await getHttp(lb.host, host, "/.well-known/acme-challenge/x")).status, 503, host);
     assert.strictEqual(lb.ssh(`stat -c '%a %U' /etc/fdeploy/haproxy/certs/${APP}.pem`).trim(), "600 root");
     const renewal = lb.ssh(`cat /etc/letsencrypt/renewal/fdeploy-${APP}.conf`);   // how certbot.timer validates again
     assert.match(renewal, /^authenticator = standalone$/m);

@@ -22,7 +22,7 @@ PEBBLE = "https://10.213.0.1:14230/dir"
 ACME = dict(FRAG, SERVER_NAME="shop.test www.shop.test", TLS_MODE="acme", ACME_SERVER=PEBBLE, EMAIL="ops@shop.test",
             CA_BUNDLE="", TLS_HSTS="300")
 ROUTE = ("    use_backend fdeploy_acme if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ } "
-         "{ hdr(host) -i shop.test www.shop.test }\n")
+         "{ req.hdr(host),field(1,:) -i shop.test www.shop.test }\n")
 
 
 class AcmeBox(Box):

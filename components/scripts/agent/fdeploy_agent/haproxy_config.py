@@ -100,8 +100,8 @@ def render(fragments: List[Dict[str, Any]], maintenance: Collection[str] = ()) -
         out += ["    bind :443 ssl crt %s alpn http/1.1" % TLS_CERTS,
                 "    http-request set-header X-Forwarded-Proto https if { ssl_fc }"]
     for f in apps:   # before any app's routing: HTTP-01 on port 80 is never redirected, nor in maintenance
-        if f.get("ACME"):
-            out.append("    use_backend %s if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ } { hdr(host) -i %s }"
+        if f.get("ACME"):   # the name without a port (a CA may send Host: name:80)
+            out.append("    use_backend %s if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ } { req.hdr(host),field(1,:) -i %s }"
                        % (CHALLENGE_BACKEND, f["SERVER_NAME"]))
     default = next((f for f in apps if f["SERVER_NAME"] == "_"), apps[0] if apps else None)
     for f in apps:
