@@ -182,7 +182,7 @@ export class FlaskApp extends pulumi.ComponentResource {
     if (moved) throw quickError(new ConfigError([moved]));
     const balancer = cfg.loadBalancer === "external" || cfg.loadBalancer === undefined ? undefined : new LoadBalancer(`${name}-balancer`, {
       server: cfg.loadBalancer, appName: cfg.appName, hosts: servers.map((s) => s.host), serverName: cfg.serverName, healthPath: cfg.healthPath,
-      limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging, ...balancerTls(cfg),
+      limits: cfg.timeouts, drainSeconds: cfg.rollout.drainSeconds, staging, ...balancerTls(cfg, tier.projectDir),
     }, { parent: this });
     const canaryAtBalancer = balancer !== undefined && servers.length > 1 && canarySettings(cfg) !== undefined;
     const joined: { host: FleetHost; after: pulumi.Resource[] }[] = [];
@@ -200,14 +200,19 @@ export class FlaskApp extends pulumi.ComponentResource {
       return fleetSwitch;
     };
     // HTTPS ends at the balancer (balancer-tls.ts): the hosts serve plain HTTP behind it
-    const hostCfg = balancerTls(cfg).tls ? { tls: undefined } : {};
+    const atBalancer = balancer !== undefined && cfg.tls !== undefined && cfg.tls.mode !== "off";
+    const hostCfg = atBalancer ? { tls: undefined } : {};
     const database = fleetDatabase(name, cfg, servers, staging, this);
     let firstHost!: (h: PeerHost) => void;
     const first = new Promise<PeerHost>((resolve) => { firstHost = resolve; });
     const outs = await Promise.all(servers.map((server, index) =>
       this.deployHost(name, { ...cfg, server, ...hostCfg }, staging, tier, { index, join, database, first, firstHost, canaryAtBalancer })));
     const fs = await fleetSwitch;
-    return { ...outs[0], server: servers.map((s) => `${s.user}@${s.host}:${s.port}`).join(", "), releaseHistory: fs.history, hosts: fs.hosts };
+    return {
+      ...outs[0], server: servers.map((s) => `${s.user}@${s.host}:${s.port}`).join(", "), releaseHistory: fs.history, hosts: fs.hosts,
+      // the hosts serve HTTP behind a balancer that serves HTTPS
+      ...(atBalancer ? { url: outs[0].url.replace(/^http:/, "https:") } : {}),
+    };
   }
 
   /** The app on one server: the whole graph for a single server; with FLEET, host FLEET.index of a fleet

@@ -43,9 +43,7 @@ export class TlsCertificate extends pulumi.ComponentResource {
       ...(args.custom ? { certDir: customCertDir(app) } : {}),
     };
     this.site = { ...args.site, tls };
-    const caBundle = args.caBundlePath
-      ? fs.readFileSync(path.resolve(args.projectDir, expandHome(args.caBundlePath)), "utf8").trim()
-      : "";
+    const caBundle = caBundleText(args.projectDir, args.caBundlePath);
     this.step = remoteStep(`${name}-certificate`, {
       connection: args.connection,
       bundle: args.bundle,
@@ -71,4 +69,9 @@ export class TlsCertificate extends pulumi.ComponentResource {
     }, this);
     this.registerOutputs({});
   }
+}
+
+/** The PEM of tls.caBundle (a private ACME server's CA; relative to PROJECTDIR), "" without one. */
+export function caBundleText(projectDir: string, caBundlePath: string | undefined): string {
+  return caBundlePath ? fs.readFileSync(path.resolve(projectDir, expandHome(caBundlePath)), "utf8").trim() : "";
 }

@@ -69,9 +69,10 @@ export function checkFleet(cfg: DeployConfig, input: Record<string, unknown>): s
   if (cfg.backup !== undefined) no("backup", "Litestream replicates SQLite; PostgreSQL has its own backups");
   // canary across hosts: HAProxy's weights (fleet_canary.py); an external balancer's are not ours to set
   if (cfg.strategy === "canary" && cfg.loadBalancer === "external") no("strategy", "canary sets the weights of the balancer the stack manages: loadBalancer.host");
-  // HTTPS ends at the balancer with your own certificate (balancer-tls.ts); ACME there is not done yet
-  if (cfg.tls?.mode === "acme") no("tls.mode", "acme at the balancer is not done yet; use tls.mode custom (your certificate, at the balancer)");
-  if (cfg.tls?.mode === "custom" && cfg.loadBalancer === "external") no("tls.mode", "with loadBalancer external, HTTPS is your balancer's: tls.mode off");
+  // HTTPS ends at the balancer (balancer-tls.ts): your own certificate, or ACME's, on the stack's balancer only
+  if (cfg.tls !== undefined && cfg.tls.mode !== "off" && cfg.loadBalancer === "external") {
+    no("tls.mode", "with loadBalancer external, HTTPS is your balancer's: tls.mode off");
+  }
   if (cfg.rollout.batchSize >= n) {
     problems.push(`${NAMESPACE}:rollout.batchSize: ${cfg.rollout.batchSize} would drain all ${n} servers at once (nothing left serving); expected at most ${n - 1}`);
   }

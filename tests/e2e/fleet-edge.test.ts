@@ -2,7 +2,8 @@
 // view (UP/DRAIN from HAProxy's runtime API), --host picks one host, a command that needs one names the
 // choices —, maintenance mode at the balancer (one 503 page for every host, kept by a deploy, while the
 // hosts themselves keep serving) and HTTPS at the balancer with the stack's own certificate, behind which the app
-// sees https and the client's address (a client at a host directly cannot claim either), and an app server
+// sees https and the client's address (a client at a host directly cannot claim either), then tls.mode acme at the
+// balancer against pebble (certbot there, HTTP-01 through HAProxy; the cases after it run on that certificate), and an app server
 // powered off mid-deploy under a read loop through the balancer: HAProxy routes around it, the up fails
 // naming it, the first host goes back, and once the server is back (its disk kept) the next up converges.
 // Membership (issue 32): a host drained by hand stays drained across the reloads of another stack's part and
@@ -10,7 +11,8 @@
 // in one up (only its resources deleted; the balancer drains it before its app stops: 0 failed reads; the
 // outputs drop it; a second up changes nothing); then the balancer moved to that freed server: the app's part
 // leaves the old balancer, another app's part stays there (servers fe-app1, fe-app2, fe-lb: octets 233-235).
-// Time: 9 min 9 s warm at load 2 rising to 11 (3 servers, 10 ups, 2 previews, 1 destroy): the membership cases 3 min 4 s of it
+// Time with the ACME case: 11 min 10 s at load 9-13 (the ACME case 43 s, its up 22 s; the balancer moved 62 s, an issuance in it).
+// Before it: 9 min 9 s warm at load 2 rising to 11 (3 servers, 10 ups, 2 previews, 1 destroy): the membership cases 3 min 4 s of it
 // (drained across reloads 36 s, removing a server 88 s, the balancer moved 60 s); before them 4.5-6 min at load ~6
 // (4 min 11 s before the hard-stop case, which takes 111-137 s); the forwarded-scheme case well under 1 s.
 import * as assert from "assert";
@@ -24,19 +26,22 @@ import { startServer, stopServer, TestServer } from "../servers";
 import { get } from "./app-copy";
 import { changed, planned, PROJECT_DIR, RunResult, TestStack } from "./pulumi";
 import { killHard, link, SERVERS, withKeptDisk } from "./server-loss";
+import { Pebble, startPebble } from "../servers/pebble";
 
 const FIXTURE = path.join(PROJECT_DIR, "tests/e2e/fixtures/fleet-app");
 const APP = "edgeapp";
 const NAME = "edge.fdeploy.test";
 
 /** GET P over HTTPS from HOST with SNI and Host NAME (and HEADERS), trusting CA; the certificate's issuer and the HSTS header. */
-function getHttps(host: string, name: string, ca: string, p: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; issuer: string; hsts?: string }> {
+function getHttps(host: string, name: string, ca: string, p: string, headers: Record<string, string> = {}):
+  Promise<{ status: number; body: string; issuer: string; serial: string; san: string; hsts?: string }> {
   return new Promise((resolve, reject) => {
     const req = https.request({ host, port: 443, path: p, servername: name, headers: { ...headers, Host: name }, ca, agent: false, timeout: 10000 }, (res) => {
-      const issuer = String((res.socket as import("tls").TLSSocket).getPeerCertificate().issuer?.CN ?? "");
+      const cert = (res.socket as import("tls").TLSSocket).getPeerCertificate();
+      const issuer = String(cert.issuer?.CN ?? ""), serial = cert.serialNumber, san = cert.subjectaltname ?? "";
       let body = "";
       res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, issuer, hsts: res.headers["strict-transport-security"] as string | undefined }));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, issuer, serial, san, hsts: res.headers["strict-transport-security"] as string | undefined }));
     });
     req.on("error", reject);
     req.on("timeout", () => req.destroy(new Error("timeout")));
@@ -85,7 +90,9 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
   this.timeout(900000);
   let app1: TestServer, app2: TestServer, lb: TestServer;
   let stack: TestStack;
-  let tlsCa = "";   // the balancer's certificate, once HTTPS is on
+  let tlsCa = "";   // the balancer's certificate, once HTTPS is on (from the ACME case on: pebble's root)
+  let pebble: Pebble | undefined;   // the ACME case's, serving the cases after it (the balancer moved: issued again)
+  const caRel = path.join(".e2e", "fleet-edge", "acme-api-ca.pem");
   const rel = path.join(".e2e", "fleet-edge", "app");
   const appDir = path.join(PROJECT_DIR, rel);
   const editApp = (f: (s: string) => string) => fs.writeFileSync(path.join(appDir, "wsgi.py"), f(fs.readFileSync(path.join(appDir, "wsgi.py"), "utf8")));
@@ -136,6 +143,7 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
   });
   after(() => {
     stack?.remove();
+    pebble?.stop();
     fs.rmSync(path.dirname(appDir), { recursive: true, force: true });
   });
 
@@ -301,6 +309,71 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     assert.deepStrictEqual([...seen].sort(), ["fe-app1", "fe-app2"]);
   });
 
+  it("tls.mode acme at the balancer: certbot there gets pebble's certificate through HAProxy (0 failed reads during the up); a re-run issues nothing; a renewal is served", async () => {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // pebble on its own ports (this suite's octet range: 14230…), so the https suite's may run beside it
+    pebble = await startPebble({ port: 14230 });
+    const root = await pebble.root();
+    await pebble.addName(NAME, lb.host);
+    fs.writeFileSync(path.join(PROJECT_DIR, caRel), pebble.apiCaPem);
+    stack.setConfig("tls.mode", "acme");
+    for (const k of ["tls.certificate", "tls.privateKey"]) stack.mustRun(["config", "rm", "--path", k]);
+    stack.setConfig("tls.acmeServer", pebble.directory);
+    stack.setConfig("tls.caBundle", caRel);
+    stack.setConfig("tls.email", "ops at fdeploy");   // bad: refused at preview, naming the setting
+    const bad = stack.preview();
+    assert.notStrictEqual(bad.status, 0, bad.output);
+    assert.match(bad.output, /flask-deploy:tls\.email: expected an e-mail address/);
+    stack.setConfig("tls.email", "ops@fdeploy.test");
+    // custom -> acme under a read loop over HTTPS through the balancer (it trusts either certificate)
+    const reads = startReads(lb.host, tlsCa + root);
+    await sleep(1000);
+    const t0 = Date.now();
+    const r = await stack.runAsync(["up", "--yes", "--skip-preview"]);
+    const took = (Date.now() - t0) / 1000;
+    await sleep(1000);
+    const all = await reads.stop();
+    assert.strictEqual(r.status, 0, r.output + pebble.log().slice(-3000));
+    assert.match(r.output, /requesting a certificate for edge\.fdeploy\.test .*HTTP-01 through HAProxy/);
+    const failed = all.filter((x) => !x.ok);
+    console.log(`      custom -> acme at the balancer: ${took.toFixed(0)} s; reads ${all.length}, failed ${failed.length}`);
+    assert.deepStrictEqual(failed, []);
+    const a = await getHttps(lb.host, NAME, root, "/");
+    assert.strictEqual(a.status, 200, a.body);
+    assert.match(a.issuer, /^Pebble Intermediate CA/);
+    assert.strictEqual(a.san, `DNS:${NAME}`);
+    assert.strictEqual(a.hsts, "max-age=600");
+    assert.strictEqual((await getHttp(lb.host, NAME, "/x?y=1")).location, `https://${NAME}/x?y=1`);
+    // the challenge path of the name (with a port or not) goes to certbot's port (not listening now: 503), not to the redirect
+    for (const host of [NAME, `${NAME}:80`]) assert.strictEqual((await getHttp(lb.host, host, "/.well-known/acme-challenge/x")).status, 503, host);
+    assert.strictEqual(lb.ssh(`stat -c '%a %U' /etc/fdeploy/haproxy/certs/${APP}.pem`).trim(), "600 root");
+    const renewal = lb.ssh(`cat /etc/letsencrypt/renewal/fdeploy-${APP}.conf`);   // how certbot.timer validates again
+    assert.match(renewal, /^authenticator = standalone$/m);
+    assert.match(renewal, /^http01_port = 8402$/m);
+    assert.strictEqual(app1.trySsh("test -e /etc/letsencrypt/live").status, 1, "an app host got a certificate");
+    assert.strictEqual(stack.outputs().url, `https://${NAME}/`);
+    // a re-run: nothing changes, nothing issued
+    const files = lb.ssh(`ls /etc/letsencrypt/archive/fdeploy-${APP}/`);
+    const again = stack.up();
+    assert.strictEqual(again.status, 0, again.output);
+    assert.deepStrictEqual(changed(again.output), []);
+    assert.strictEqual(lb.ssh(`ls /etc/letsencrypt/archive/fdeploy-${APP}/`), files, "a certificate was issued again");
+    // renewal as certbot.timer runs it (pebble's 20 days are inside certbot's 30-day window): through HAProxy again,
+    // then the deploy hook rebuilds the PEM and reloads HAProxy: the new serial is served
+    const renew = lb.trySsh("systemctl start certbot.service; systemctl show -p Result --value certbot.service; journalctl -u certbot.service -n 20 --no-pager -o cat");
+    assert.match(renew.stdout, /^success/m, renew.stdout + renew.stderr);
+    const hex = (serial: string) => serial.replace(/^serial=/, "").replace(/^0+/, "").toUpperCase();   // openssl pads, Node does not
+    const live = hex(lb.ssh(`openssl x509 -noout -serial -in /etc/letsencrypt/live/fdeploy-${APP}/cert.pem`).trim());
+    let served = "";
+    for (const end = Date.now() + 20000; Date.now() < end; await sleep(250)) {   // the reload's new worker takes the new connections
+      served = hex((await getHttps(lb.host, NAME, root, "/")).serial);
+      if (served === live) break;
+    }
+    assert.notStrictEqual(live, hex(a.serial), "certbot did not renew");
+    assert.strictEqual(served, live, "HAProxy does not serve the renewed certificate");
+    tlsCa = root;
+  });
+
   it("an app server stopped hard mid-deploy: the balancer routes around it, the up fails naming it, the first host goes back; back on, the next up converges", async () => {
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const before = stack.outputs();
@@ -434,6 +507,8 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     lbAgent("lb-configure", { APP: "edgeother", SERVER_NAME: "other.fdeploy.test", HEALTH_PATH: "/health", HOSTS: app1.host, DRAIN_SECONDS: "0" });
     // the new balancer: fe-app2, out of servers since the case above (its nginx stopped: HAProxy takes port 80)
     app2.ssh("systemctl disable --now nginx");
+    await pebble!.removeName(NAME);   // tls.mode acme: the new balancer gets its certificate through its own HAProxy
+    await pebble!.addName(NAME, app2.host);
     for (const [k, v] of Object.entries({ host: app2.host, privateKeyPath: app2.keyPath, hostKey: app2.hostKey })) stack.setConfig(`loadBalancer.${k}`, v);
     const t0 = Date.now();
     const r = stack.up();
@@ -451,6 +526,7 @@ describe("the balancer's edge: fdeploy --host, status and maintenance on a fleet
     assert.doesNotMatch(old, /app_edgeapp/);
     assert.match(old, /backend app_edgeother\n/);
     assert.strictEqual(lb.trySsh(`ls -R /etc/fdeploy/haproxy/ | grep ${APP}`).stdout, "");
+    assert.strictEqual(lb.trySsh(`test -e /etc/letsencrypt/renewal/fdeploy-${APP}.conf`).status, 1, "the old balancer renews the certificate");
     assert.strictEqual(lb.ssh("systemctl is-active haproxy").trim(), "active");
     lbAgent("lb-delete", { APP: "edgeother" });
     const again = stack.up();

@@ -56,7 +56,8 @@ class Server:
         if "certbot" in argv and "certonly" in argv:
             if self.certbot_fails:
                 return subprocess.CompletedProcess(argv, 1, self.certbot_fails, "")
-            issued(self.root, self.certbot_names, server=argv[argv.index("--server") + 1])
+            issued(self.root, self.certbot_names, server=argv[argv.index("--server") + 1],
+                   authenticator="standalone" if "--standalone" in argv else "webroot")
         return ok
 
 
@@ -100,7 +101,7 @@ def make_cert(folder, names, days=30):
     (folder / "fullchain.pem").write_bytes((folder / "cert.pem").read_bytes())
 
 
-def issued(tmp_path, names, server=PROD, days=30):
+def issued(tmp_path, names, server=PROD, days=30, authenticator="webroot"):
     """What certbot leaves after issuing: the files in archive/, links to them in live/, and the
     renewal config."""
     archive = tmp_path / "etc/letsencrypt/archive/fdeploy-shop"
@@ -111,7 +112,7 @@ def issued(tmp_path, names, server=PROD, days=30):
         if os.path.lexists(link):
             link.unlink()
         os.symlink("../../archive/fdeploy-shop/%s1.pem" % f, link)
-    (tmp_path / "etc/letsencrypt/renewal/fdeploy-shop.conf").write_text("version = 2.1.0\n[renewalparams]\nserver = %s\n" % server)
+    (tmp_path / "etc/letsencrypt/renewal/fdeploy-shop.conf").write_text("version = 2.1.0\n[renewalparams]\nauthenticator = %s\nserver = %s\n" % (authenticator, server))
 
 
 # ---- which certificate: keep, issue, force -------------------------------------------------
@@ -155,6 +156,14 @@ def test_staging_to_production_forces_a_new_certificate_from_production(host, tm
     assert r["certbot"][r["certbot"].index("--server") + 1] == PROD and "--force-renewal" in r["certbot"]
     staging = result(host, "tls-plan", dict(CREATE, ACME_SERVER=STAGING))
     assert staging["action"] == "keep"
+
+
+def test_a_certificate_a_balancer_validated_is_issued_again_through_the_webroot(host, tmp_path):
+    """A lineage certbot renews with its standalone server (this host was a fleet's balancer: lb_acme.py) would
+    fail its renewals behind nginx: issued again (forced), the webroot's way."""
+    issued(tmp_path, ["www.shop.test", "shop.test"], authenticator="standalone")
+    r = result(host, "tls-plan", CREATE)
+    assert r["action"] == "issue" and r["force"] and "--webroot" in r["certbot"] and "--standalone" not in r["certbot"]
 
 
 def test_expired_certificate_is_issued_again_forced(host, tmp_path):

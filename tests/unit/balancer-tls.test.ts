@@ -1,6 +1,6 @@
 // HTTPS at the balancer (components/balancer-tls.ts): a fleet with a managed balancer takes tls.mode custom
-// (the certificate ends in HAProxy; the hosts behind it serve HTTP); ACME at the balancer and HTTPS with an
-// external balancer are refused at preview naming tls.mode; the key goes to the balancer as a secret only.
+// or acme (the certificate ends in HAProxy; the hosts behind it serve HTTP); HTTPS with an external balancer is
+// refused at preview naming tls.mode, bad acme settings naming theirs; the key goes to the balancer as a secret only.
 import * as assert from "assert";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
@@ -28,12 +28,30 @@ describe("HTTPS at the balancer (tls on a fleet)", () => {
     const cfg = parseConfig(rawConfig(fleet(own), ["secrets", "tls"]), PROJECT_DIR);
     const t = balancerTls(cfg).tls!;
     assert.strictEqual(t.certificate, CERT.trim());
+    assert.strictEqual(t.acme, undefined);
     assert.strictEqual(t.hstsMaxAgeSeconds, 600);
   });
 
-  it("acme at the balancer and HTTPS with an external balancer: refused naming tls.mode", () => {
-    assert.match(errorOf(fleet({ mode: "acme" }), ["secrets", "tls"]),
-      /flask-deploy:tls\.mode: not supported with 2 servers yet: acme at the balancer is not done yet; use tls\.mode custom/);
+  it("tls.mode acme with a managed balancer: accepted; lb-configure gets the directory, e-mail and private CA, no key", async () => {
+    const ca = path.join(dir, "ca.pem");
+    fs.writeFileSync(ca, CERT);
+    const acme = { mode: "acme", acmeServer: "https://acme.example.net/dir", email: "ops@example.com", caBundle: ca, hstsMaxAgeSeconds: "300" };
+    const t = balancerTls(parseConfig(rawConfig(fleet(acme)), PROJECT_DIR), PROJECT_DIR).tls!;
+    assert.deepStrictEqual(t, { acme: { acmeServer: "https://acme.example.net/dir", email: "ops@example.com", caBundle: CERT.trim() }, hstsMaxAgeSeconds: 300 });
+    assert.deepStrictEqual(tlsParams(t), {
+      TLS_MODE: "acme", ACME_SERVER: "https://acme.example.net/dir", EMAIL: "ops@example.com", CA_BUNDLE: CERT.trim(), TLS_HSTS: "300",
+    });
+    // Let's Encrypt by default, no e-mail, no private CA
+    assert.deepStrictEqual(tlsParams(balancerTls(parseConfig(rawConfig(fleet({ mode: "acme" })), PROJECT_DIR)).tls), {
+      TLS_MODE: "acme", ACME_SERVER: "https://acme-v02.api.letsencrypt.org/directory", EMAIL: "", CA_BUNDLE: "", TLS_HSTS: "0",
+    });
+  });
+
+  it("acme at the balancer: bad settings refused at preview naming them, as on one server; with an external balancer: tls.mode", () => {
+    assert.match(errorOf(fleet({ mode: "acme" }, { serverName: "_" }), ["secrets"]), /flask-deploy:serverName: tls\.mode acme needs the site's DNS names/);
+    assert.match(errorOf(fleet({ mode: "acme", email: "ops at example" }), ["secrets"]), /flask-deploy:tls\.email: expected an e-mail address/);
+    assert.match(errorOf(fleet({ mode: "acme" }, { loadBalancer: "external" }), ["secrets"]),
+      /flask-deploy:tls\.mode: not supported with 2 servers yet: with loadBalancer external, HTTPS is your balancer's: tls\.mode off/);
     assert.match(errorOf(fleet(own, { loadBalancer: "external" }), ["secrets", "tls"]),
       /flask-deploy:tls\.mode: not supported with 2 servers yet: with loadBalancer external, HTTPS is your balancer's: tls\.mode off/);
   });

@@ -2,7 +2,8 @@
 data (haproxy_config.py), validated with `haproxy -c` before a graceful reload, and each app host
 drained and put back through the runtime API socket.
   lb-configure  APP, SERVER_NAME, HEALTH_PATH, HOSTS, DRAIN_SECONDS: this app's fragment, then haproxy.cfg for all
-                apps; a host that leaves HOSTS is drained (up to DRAIN_SECONDS for its in-flight requests) first
+                apps; a host that leaves HOSTS is drained (up to DRAIN_SECONDS for its in-flight requests) first;
+                HTTPS: lb_tls.py (your certificate), lb_acme.py (ACME)
   lb-drain      APP, HOST (an address of HOSTS), WAIT: no new requests to HOST; waits for in-flight ones
   lb-ready      APP, HOST, WAIT_UP (seconds, 0: none): HOST takes requests again; waits until its check passes
   lb-status     APP: each host's state as HAProxy sees it
@@ -14,7 +15,7 @@ import secrets
 import socket
 from typing import Any, Callable, Dict, List, Optional
 
-from . import apt, haproxy_reload, lb_tls
+from . import apt, haproxy_reload, lb_acme, lb_tls
 from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .haproxy_config import NAME, SERVER_STATE, SOCKET, backend, check_fragment, maintenance_page, render, server_name
@@ -60,13 +61,24 @@ def in_maintenance(host: Host) -> List[str]:
 
 def lb_configure(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, api: Optional[Api] = None) -> Dict[str, Any]:
     frag = check_fragment(dict(params, **lb_tls.part(params)))   # bad input: refused before anything changes
+    acme = lb_acme.request(params)
     drain = _seconds(params, "DRAIN_SECONDS")
     pem = lb_tls.checked_pem(host, params)
     apt.install_missing(host, "haproxy", ["haproxy"], log)
     own_dir(host.path("/etc/fdeploy"), 0o755)
     own_dir(host.path(FRAGMENTS), 0o700)
+    if acme:
+        lb_acme.prepare(host, params, log)
+    run = api or runtime_api
     with config_lock(host, lock_wait, log):
-        changed = _configure(host, frag, pem, log, api or runtime_api, drain)
+        if acme:   # certbot runs under the lock too: one issuance on this balancer at a time (one challenge port)
+            app, before = frag["APP"], read_regular(host.path("%s/%s.json" % (FRAGMENTS, frag["APP"])))
+            was = read_regular(host.path(lb_tls.pem_path(app)))
+            changed = lb_acme.certify(host, acme, frag, log, lambda f, p: _configure(host, f, p, log, run, drain),
+                                      lambda: _put_back(host, app, before, was, log, run))
+        else:
+            changed = _configure(host, frag, pem, log, run, drain)
+            lb_acme.forget(host, frag["APP"], log)
     if changed:
         log("haproxy: %s serves %s" % (backend(frag["APP"]), ", ".join(frag["HOSTS"])))
     return {"changed": changed}
@@ -91,6 +103,20 @@ def _configure(host: Host, frag: Dict[str, Any], pem: Any, log: Log, api: Api, d
             except AgentError as e:
                 log("haproxy: %s stays drained: %s" % (target, e))
     return apply(host, log, restore=restore, reload=new_cert, api=api)
+
+
+def _put_back(host: Host, app: str, frag: Optional[bytes], pem: Optional[bytes], log: Log, api: Api) -> None:
+    """The app's part and certificate as before this run (FRAG None: none), loaded; no part left: HAProxy stopped."""
+    path = host.path("%s/%s.json" % (FRAGMENTS, app))
+    if frag is not None:
+        write_atomic(path, frag, 0o600)
+    elif os.path.lexists(path):
+        os.unlink(path)
+    lb_tls.put(host, app, pem)
+    if fragments(host):
+        apply(host, log, restore=lambda: None, reload=True, api=api)
+    else:
+        host.systemctl("disable", "--now", "haproxy")
 
 
 def _drain_leaving(host: Host, was: List[str], frag: Dict[str, Any], log: Log, api: Api, wait: int) -> List[str]:
@@ -163,6 +189,7 @@ def _delete(host: Host, app: str, log: Log, api: Api) -> Dict[str, Any]:
     for leftover in (maintenance_page(app), maintenance_page(app) + ".state", lb_tls.pem_path(app), "%s/%s.canary-weights" % (FRAGMENTS, app)) + (() if fragments(host) else (SERVER_STATE,)):
         if os.path.isfile(host.path(leftover)):
             os.unlink(host.path(leftover))
+    lb_acme.forget(host, app, log)
     if not fragments(host):
         log("haproxy: no app left on this balancer: stopped")
         host.systemctl("disable", "--now", "haproxy")

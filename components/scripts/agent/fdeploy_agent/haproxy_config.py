@@ -12,6 +12,9 @@ SOCKET = "/run/haproxy/admin.sock"
 # the new worker starts with them instead of every server ready
 SERVER_STATE = "/etc/fdeploy/haproxy/server-state"
 TLS_CERTS = "/etc/fdeploy/haproxy/certs"   # lb_tls.py
+# tls.mode acme at the balancer (lb_acme.py): certbot's standalone HTTP-01 server, on loopback only while it runs
+CHALLENGE_PORT = 8402
+CHALLENGE_BACKEND = "fdeploy_acme"
 HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 PATH = re.compile(r"^/[A-Za-z0-9._~/-]*$")
@@ -47,6 +50,10 @@ def check_fragment(frag: Dict[str, Any]) -> Dict[str, Any]:
         if not isinstance(tls, dict) or not isinstance(tls.get("HSTS"), int) or not 0 <= tls["HSTS"] <= 63072000:
             raise AgentError("bad TLS part %r (flask-deploy:tls.hstsMaxAgeSeconds: 0 to 63072000)" % (tls,))
         out["TLS"] = {"HSTS": tls["HSTS"]}
+    if frag.get("ACME") is not None:   # its names' HTTP-01 challenges go to certbot (lb_acme.py)
+        if frag["ACME"] is not True or names == ["_"] or any(n.startswith("*.") for n in names):
+            raise AgentError("bad ACME part %r for %r (flask-deploy:serverName: DNS names, no wildcard)" % (frag["ACME"], frag.get("SERVER_NAME")))
+        out["ACME"] = True
     return out
 
 
@@ -92,6 +99,10 @@ def render(fragments: List[Dict[str, Any]], maintenance: Collection[str] = ()) -
     if any("TLS" in f for f in apps):   # each app's certificate in one folder; HAProxy picks it by SNI
         out += ["    bind :443 ssl crt %s alpn http/1.1" % TLS_CERTS,
                 "    http-request set-header X-Forwarded-Proto https if { ssl_fc }"]
+    for f in apps:   # before any app's routing: HTTP-01 on port 80 is never redirected, nor in maintenance
+        if f.get("ACME"):   # the name without a port (a CA may send Host: name:80)
+            out.append("    use_backend %s if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ } { req.hdr(host),field(1,:) -i %s }"
+                       % (CHALLENGE_BACKEND, f["SERVER_NAME"]))
     default = next((f for f in apps if f["SERVER_NAME"] == "_"), apps[0] if apps else None)
     for f in apps:
         if f is not default:
@@ -120,4 +131,6 @@ def render(fragments: List[Dict[str, Any]], maintenance: Collection[str] = ()) -
             out.append('    http-request return status 503 content-type "text/html; charset=utf-8" hdr Retry-After 120 file %s'
                        % maintenance_page(f["APP"]))
         out += ["    server %s %s:80" % (server_name(i), h) for i, h in enumerate(f["HOSTS"])]
+    if any(f.get("ACME") for f in apps):   # no check: certbot listens only while it validates
+        out += ["", "backend %s" % CHALLENGE_BACKEND, "    server certbot 127.0.0.1:%d" % CHALLENGE_PORT]
     return "\n".join(out) + "\n"

@@ -22,13 +22,17 @@ def pem_path(app: str) -> str:
 
 
 def part(params: Dict[str, Any]) -> Dict[str, Any]:
-    """The fragment's TLS part for PARAMS: {"TLS": {"HSTS": seconds}} with a certificate, else {}."""
-    if not params.get("TLS_CERT"):
+    """The fragment's TLS part for PARAMS: {"TLS": {"HSTS": seconds}} with a certificate (TLS_CERT, or
+    TLS_MODE acme: lb_acme.py, which adds "ACME": true), else {}."""
+    mode = params.get("TLS_MODE", "")
+    if mode not in ("", "acme") or (mode == "acme" and params.get("TLS_CERT")):
+        raise AgentError("bad TLS_MODE %r (flask-deploy:tls.mode: acme, custom or off)" % (mode,))
+    if not params.get("TLS_CERT") and mode != "acme":
         return {}
     hsts = str(params.get("TLS_HSTS", "0"))
     if not hsts.isdigit() or int(hsts) > 63072000:
         raise AgentError("bad HSTS max-age %r (flask-deploy:tls.hstsMaxAgeSeconds: 0 to 63072000)" % hsts)
-    return {"TLS": {"HSTS": int(hsts)}}
+    return dict({"TLS": {"HSTS": int(hsts)}}, **({"ACME": True} if mode == "acme" else {}))
 
 
 def checked_pem(host: Host, params: Dict[str, Any]) -> Optional[bytes]:

@@ -16,6 +16,8 @@ openssl, nginx and apt run through the Host seam.
   tls-repair  --app APP: create again with the last create's parameters, then read (up --refresh)
   tls-delete  --app APP: the app's certificate, webroot and CA bundle go, unless its site still
               uses the certificate (tls.mode off, or destroy)
+The certbot parts (check_acme, decide, certbot_args, prepare_certbot, run_certbot, failure, tls_delete)
+serve tls.mode acme at a fleet's balancer too (lb_acme.py: HTTP-01 through HAProxy instead of the webroot).
 Renewal is certbot.timer's (twice a day); HOOK reloads nginx after a renewal. The hook stays a
 two-line sh script: certbot runs the executables in renewal-hooks/deploy/, outside any deploy,
 and no agent bundle lives at a fixed path.
@@ -28,7 +30,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import app as apps
 from . import apt, lease
@@ -83,27 +85,40 @@ def check(params: Dict[str, Any]) -> Request:
     custom = params.get("MODE", "acme") == "custom"
     if params.get("MODE", "acme") not in ("acme", "custom", ""):
         raise AgentError("bad TLS mode %r (flask-deploy:tls.mode: acme, custom or off)" % (params.get("MODE"),))
-    raw = str(params.get("DOMAINS", ""))
-    for d in raw.split():
-        if not DOMAIN.fullmatch(d) or "." not in d:
-            raise AgentError("bad domain name %r (flask-deploy:serverName: DNS names like app.example.com, separated by spaces)" % d)
-    if not raw.split():
-        raise AgentError("no domain names for the certificate (flask-deploy:serverName: e.g. 'example.com www.example.com')")
+    wanted = domains(params.get("DOMAINS", ""))
     server, email = str(params.get("ACME_SERVER", "")), str(params.get("EMAIL", ""))
     if custom:
         if params.get("CERT_DIR") != custom_dir(app):
             raise AgentError("bad certificate folder %r (expected %s)" % (params.get("CERT_DIR"), custom_dir(app)))
-    else:
-        if params.get("CERT_NAME") != cert_name(app):
-            raise AgentError("bad certificate name %r (expected %s)" % (params.get("CERT_NAME"), cert_name(app)))
-        if params.get("WEBROOT") != "/var/lib/fdeploy-acme/" + app:
-            raise AgentError("bad webroot %r (expected /var/lib/fdeploy-acme/%s)" % (params.get("WEBROOT"), app))
-        if not ACME_URL.fullmatch(server):
-            raise AgentError("bad ACME directory URL %r (flask-deploy:tls.acmeServer: an https:// URL, e.g. "
-                             "https://acme-v02.api.letsencrypt.org/directory)" % server)
-        if email and not EMAIL.fullmatch(email):
-            raise AgentError("bad e-mail address %r (flask-deploy:tls.email: e.g. admin@example.com, or unset)" % email)
-    return Request(app=app, custom=custom, domains=sorted(set(raw.split())), server=server, email=email)
+        return Request(app=app, custom=True, domains=wanted, server=server, email=email)
+    if params.get("CERT_NAME") != cert_name(app):
+        raise AgentError("bad certificate name %r (expected %s)" % (params.get("CERT_NAME"), cert_name(app)))
+    if params.get("WEBROOT") != "/var/lib/fdeploy-acme/" + app:
+        raise AgentError("bad webroot %r (expected /var/lib/fdeploy-acme/%s)" % (params.get("WEBROOT"), app))
+    return check_acme(app, " ".join(wanted), server, email)
+
+
+def domains(raw: Any) -> List[str]:
+    """serverName's names for a certificate: sorted, unique; refused naming the setting."""
+    names = str(raw).split()
+    for d in names:
+        if not DOMAIN.fullmatch(d) or "." not in d:
+            raise AgentError("bad domain name %r (flask-deploy:serverName: DNS names like app.example.com, separated by spaces)" % d)
+    if not names:
+        raise AgentError("no domain names for the certificate (flask-deploy:serverName: e.g. 'example.com www.example.com')")
+    return sorted(set(names))
+
+
+def check_acme(app: str, names: Any, server: Any, email: Any) -> Request:
+    """An ACME request for APP (the site's, or the balancer's: lb_acme.py), refused with the setting to fix."""
+    wanted = domains(names)
+    server, email = str(server or ""), str(email or "")
+    if not ACME_URL.fullmatch(server):
+        raise AgentError("bad ACME directory URL %r (flask-deploy:tls.acmeServer: an https:// URL, e.g. "
+                         "https://acme-v02.api.letsencrypt.org/directory)" % server)
+    if email and not EMAIL.fullmatch(email):
+        raise AgentError("bad e-mail address %r (flask-deploy:tls.email: e.g. admin@example.com, or unset)" % email)
+    return Request(app=app, custom=False, domains=wanted, server=server, email=email)
 
 
 @dataclass(frozen=True)
@@ -146,18 +161,29 @@ def inspect(host: Host, path: str, now: Optional[float] = None) -> Optional[Cert
     return Cert(names=" ".join(names), not_after=not_after, valid=valid)
 
 
-def renewal_server(host: Host, app: str) -> Optional[str]:
-    """The ACME directory certbot renews the app's certificate from, None without a renewal config."""
+def renewal_value(host: Host, app: str, key: str) -> Optional[str]:
+    """KEY of certbot's renewal config of the app's certificate ("" unset), None without one."""
     text = read_regular(host.path("/etc/letsencrypt/renewal/%s.conf" % cert_name(app)))
     if text is None:
         return None
-    m = re.search(r"^server = (.*)$", text.decode(errors="replace"), re.M)
+    m = re.search(r"^%s = (.*)$" % re.escape(key), text.decode(errors="replace"), re.M)
     return m.group(1).strip() if m else ""
 
 
-def certbot_args(req: Request, force: bool) -> List[str]:
+def renewal_server(host: Host, app: str) -> Optional[str]:
+    """The ACME directory certbot renews the app's certificate from, None without a renewal config."""
+    return renewal_value(host, app, "server")
+
+
+def webroot(app: str) -> List[str]:
+    """certbot's HTTP-01 through the app's nginx site (the single server's)."""
+    return ["--webroot", "--webroot-path", "/var/lib/fdeploy-acme/" + app]
+
+
+def certbot_args(req: Request, force: bool, auth: Optional[List[str]] = None) -> List[str]:
+    """certonly for REQ; AUTH: how HTTP-01 is answered (default: the app's nginx webroot)."""
     args = ["certonly", "--non-interactive", "--agree-tos", "--no-eff-email", "--cert-name", cert_name(req.app),
-            "--server", req.server, "--webroot", "--webroot-path", "/var/lib/fdeploy-acme/" + req.app, "--key-type", "ecdsa"]
+            "--server", req.server] + (auth or webroot(req.app)) + ["--key-type", "ecdsa"]
     if force:
         args.append("--force-renewal")
     args += ["--email", req.email] if req.email else ["--register-unsafely-without-email"]
@@ -166,27 +192,32 @@ def certbot_args(req: Request, force: bool) -> List[str]:
     return args
 
 
-def plan(host: Host, req: Request, site: str, site_issuing: str, now: Optional[float] = None) -> Dict[str, Any]:
-    """Keep the certificate, or issue one (forced when certbot would keep it: same names, but
-    another directory or expired), and the site in force while the CA validates: the HTTPS site
-    with the current certificate, with tls.mode custom's own certificate, or HTTP only."""
-    live = live_dir(req.app)
-    cert = inspect(host, live + "/cert.pem", now)
+def decide(host: Host, req: Request, auth: List[str], now: Optional[float] = None) -> Dict[str, Any]:
+    """Keep the app's certificate (same names, directory and way of validating, still valid), or issue
+    one: forced when certbot would keep it (same names, but another directory, another AUTH, or expired)."""
+    cert = inspect(host, live_dir(req.app) + "/cert.pem", now)
     server = renewal_server(host, req.app)
     have = cert.names if cert else ""
-    if cert and server is not None:
-        if have == req.want and server == req.server and cert.valid:
-            return {"action": "keep", "want": req.want, "have": have, "notAfter": cert.not_after}
-    force = bool(cert and server is not None and have == req.want)
-    own = custom_dir(req.app)
+    same = cert is not None and server is not None and have == req.want
+    if same and cert and server == req.server and cert.valid and renewal_value(host, req.app, "authenticator") == auth[0][2:]:
+        return {"action": "keep", "want": req.want, "have": have, "notAfter": cert.not_after}
+    return {"action": "issue", "want": req.want, "have": have, "force": same, "certbot": certbot_args(req, same, auth)}
+
+
+def plan(host: Host, req: Request, site: str, site_issuing: str, now: Optional[float] = None) -> Dict[str, Any]:
+    """decide(), and the site in force while the CA validates: the HTTPS site with the current
+    certificate, with tls.mode custom's own certificate, or HTTP only."""
+    decided = decide(host, req, webroot(req.app), now)
+    if decided["action"] == "keep":
+        return decided
+    live, own = live_dir(req.app), custom_dir(req.app)
     if exists(host, live + "/fullchain.pem"):
         kind, issuing = "https", site
     elif exists(host, own + "/fullchain.pem") and exists(host, own + "/privkey.pem"):
         kind, issuing = "custom", site.replace(live + "/", own + "/")
     else:
         kind, issuing = "http", site_issuing
-    return {"action": "issue", "want": req.want, "have": have, "force": force, "issuing": kind,
-            "issuingSite": issuing, "certbot": certbot_args(req, force)}
+    return dict(decided, issuing=kind, issuingSite=issuing)
 
 
 def refused(output: str) -> str:
@@ -382,15 +413,32 @@ def put_back(host: Host, req: Request, params: Dict[str, Any], issuing: str, log
 REJECTED = "nginx -t rejected the site for HTTPS (output above); the previous site stays in force"
 
 
-def create_acme(host: Host, req: Request, params: Dict[str, Any], log: Log) -> Dict[str, Any]:
+def prepare_certbot(host: Host, params: Dict[str, Any], hook: str, hook_text: bytes, log: Log) -> None:
+    """certbot installed, the private ACME CA's bundle (CA_BUNDLE), the renewal deploy HOOK, certbot.timer on."""
     apt.install_missing(host, "certbot", ["certbot"], log)
-    for d in ("/var/lib/fdeploy-acme", "/var/lib/fdeploy-acme/" + req.app):
-        own_dir(host.path(d), 0o755)
     tls_trust(host, params, log, 0)
-    os.makedirs(host.path(os.path.dirname(HOOK)), 0o755, exist_ok=True)
-    write_atomic(host.path(HOOK), HOOK_TEXT, 0o755)
+    os.makedirs(host.path(os.path.dirname(hook)), 0o755, exist_ok=True)
+    write_atomic(host.path(hook), hook_text, 0o755)
     if host.run(["systemctl", "enable", "--now", "--quiet", "certbot.timer"]).returncode != 0:
         log("warning: certbot.timer could not be enabled (systemctl enable --now certbot.timer); renewals need it")
+
+
+def run_certbot(host: Host, argv: List[str], app: str, env: Sequence[str] = ()) -> Any:
+    """certbot ARGV (with ENV: NAME=value), trusting the app's private ACME CA if it has one; what certbot
+    writes is root's alone."""
+    ca = "/etc/fdeploy/%s/acme-ca.pem" % app
+    env = list(env) + (["REQUESTS_CA_BUNDLE=" + ca] if read_regular(host.path(ca)) is not None else [])
+    old = os.umask(0o077)
+    try:
+        return host.run((["env"] + env if env else []) + ["certbot"] + argv, merge_output=True)
+    finally:
+        os.umask(old)
+
+
+def create_acme(host: Host, req: Request, params: Dict[str, Any], log: Log) -> Dict[str, Any]:
+    for d in ("/var/lib/fdeploy-acme", "/var/lib/fdeploy-acme/" + req.app):
+        own_dir(host.path(d), 0o755)
+    prepare_certbot(host, params, HOOK, HOOK_TEXT, log)
     decided = tls_plan(host, params, log, 0)
     if decided["action"] == "keep":
         log("certificate %s for %s: up to date, notAfter=%s" % (cert_name(req.app), req.want, decided["notAfter"]))
@@ -400,12 +448,7 @@ def create_acme(host: Host, req: Request, params: Dict[str, Any], log: Log) -> D
     if decided["changed"]:
         sites.load_checked(host, req.app, log, REJECTED, again)
     log("requesting a certificate for %s from %s (HTTP-01 through nginx)" % (req.want, req.server))
-    ca = decided["caBundle"]
-    old = os.umask(0o077)   # what certbot writes is root's alone
-    try:
-        r = host.run((["env", "REQUESTS_CA_BUNDLE=" + ca] if ca else []) + ["certbot"] + decided["certbot"], merge_output=True)
-    finally:
-        os.umask(old)
+    r = run_certbot(host, decided["certbot"], req.app)
     if r.returncode != 0:
         again()
         why = tls_failure(host, req, r.stdout or "")
