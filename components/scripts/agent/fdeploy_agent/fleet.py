@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
@@ -62,7 +63,9 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
     """Each host's release afterwards (all RELEASE); a failure raises HostFailed naming the host, after
     every host that had switched went back (the failed one keeps what it ran: activate's own fallback).
     The hosts of a batch are drained, switched and checked together."""
+    t0 = time.monotonic()
     before = {h: fleet.previous(h) for h in sorted(hosts)}
+    log("fleet: each host's release read in %.1f s" % (time.monotonic() - t0))
     now: Dict[str, Optional[str]] = dict(before)
     switched: List[str] = []
     for group in batches(hosts, size):
@@ -72,9 +75,11 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
             now[h] = release
         # a host's first release: its site comes after the switch, so activate's own check is the check
         # a batch of every host (a fleet of one) is not drained: nothing would be left serving; its own switch serves on
-        failed = (each(fleet.drain, group if len(group) < len(hosts) else [])
-                  or each(switch, [h for h in group if before[h] != release])
-                  or each(lambda h: fleet.ready(h, check=before[h] is not None), group))
+        took = Phases()
+        failed = (took("drain", lambda: each(fleet.drain, group if len(group) < len(hosts) else []))
+                  or took("switch", lambda: each(switch, [h for h in group if before[h] != release]))
+                  or took("ready", lambda: each(lambda h: fleet.ready(h, check=before[h] is not None), group)))
+        log("fleet: %s: %s" % (", ".join(group), took))
         if failed:
             current, e = failed
             log("host %s failed: %s" % (current, e))
@@ -87,6 +92,22 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
             raise HostFailed("the rollout (flask-deploy:servers) of %s stopped at host %s: %s\n%s" % (
                 release, current, e, summary(went_back, never, now)))
     return now
+
+
+class Phases:
+    """How long each phase of a batch took, for the log: where a host's switch time goes."""
+    def __init__(self) -> None:
+        self.took: List[Tuple[str, float]] = []
+
+    def __call__(self, name: str, step: Callable[[], Any]) -> Any:
+        t0 = time.monotonic()
+        try:
+            return step()
+        finally:
+            self.took.append((name, time.monotonic() - t0))
+
+    def __str__(self) -> str:
+        return ", ".join("%s %.1f s" % t for t in self.took)
 
 
 def _go_back(switched: List[str], before: Dict[str, Optional[str]], now: Dict[str, Optional[str]], fleet: Fleet, log: Log) -> List[str]:
@@ -241,9 +262,11 @@ def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
     size = params.get("BATCH_SIZE", 1)
     if not isinstance(size, int) or size < 1:
         raise AgentError("bad batch size %r (flask-deploy:rollout.batchSize: a whole number from 1)" % size)
+    t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fdeploy-fleet-") as folder:
         fleet = SshFleet(host, params, folder, log)
         with held(list(fleet.hosts), fleet.lease, log):
+            log("fleet: leases held after %.1f s" % (time.monotonic() - t0))
             hosts = rollout(list(fleet.hosts), size, release, fleet, log)
-    log("fleet: %s live on %s" % (release, ", ".join(sorted(hosts))))
+    log("fleet: %s live on %s (the rollout took %.1f s)" % (release, ", ".join(sorted(hosts)), time.monotonic() - t0))
     return {"hosts": hosts, "history": fleet.history or []}
