@@ -1,7 +1,9 @@
 // FleetSwitch: the one switch of a FlaskApp on several servers (README "Scale out"). A local step of the
-// stack runs the agent's `fleet-rollout` on the deploying machine (fdeploy_agent/fleet.py): host by host in
-// sorted order (rollout.batchSize at a time) it drains the host at the balancer, runs the host's own
-// `activate` (the parameters and command line a single server's Activation would run), holding every
+// stack runs the agent's `fleet-rollout` on the deploying machine (fdeploy_agent/fleet.py): first on every host
+// at once `fleet-prepare` (the new release started and checked on the idle slot, serving nothing yet), then host
+// by host in sorted order (rollout.batchSize at a time) it drains the host at the balancer, runs the host's own
+// `activate` (the parameters and command line a single server's Activation would run; it makes the prepared
+// slot live), holding every
 // host's deploy lease (taken in sorted order, renewed) from the first drain to the end, checks the host
 // through its nginx and puts it back. A host that fails stops the rollout, every host that had switched
 // goes back to its previous release, and the up fails naming the host: this step keeps its last outputs,
@@ -57,6 +59,7 @@ export class FleetSwitch extends pulumi.ComponentResource {
       ssh: h.target,
       read: `${sudo(h.target)}python3 -I -B ${h.bundle.remoteDir}/${AGENT} state-read`,
       lease: h.bundle.stepLine(h.stepName, "default", 0, AGENT, "fleet-lease"),
+      prepare: h.bundle.stepLine(h.stepName, "default", h.extraSeconds, AGENT, "fleet-prepare"),
       activate: h.bundle.stepLine(h.stepName, "default", h.extraSeconds, AGENT, "activate"),
       params,
     })));

@@ -18,12 +18,23 @@ OLD, NEW = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
 
 
 class FakeFleet:
-    def __init__(self, live, fail_switch=(), fail_ready=()):
-        self.live, self.fail_switch, self.fail_ready = dict(live), set(fail_switch), set(fail_ready)
+    def __init__(self, live, fail_switch=(), fail_ready=(), fail_prepare=()):
+        self.live, self.fail_switch, self.fail_ready, self.fail_prepare = dict(live), set(fail_switch), set(fail_ready), set(fail_prepare)
         self.events = []
+        self.idle = set()   # hosts whose new release runs prepared beside the live one
 
     def previous(self, h):
         return self.live.get(h)
+
+    def prepare(self, h):
+        self.events.append(("prepare", h))
+        if h in self.fail_prepare:   # its own check failed: the idle slot stopped again
+            raise fleet.HostFailed("the new release beside the live one (fleet-prepare) on %s failed: health check" % h)
+        self.idle.add(h)
+
+    def unprepare(self, h):
+        self.events.append(("unprepare", h))
+        self.idle.discard(h)
 
     def drain(self, h):
         self.events.append(("drain", h))
@@ -33,6 +44,7 @@ class FakeFleet:
         if h in self.fail_switch:   # activate's own fallback: the host keeps what it ran
             raise fleet.HostFailed("the switch (activate) on %s failed: health check" % h)
         self.live[h] = NEW
+        self.idle.discard(h)
 
     def ready(self, h, check):
         self.events.append(("ready", h, check))
@@ -50,7 +62,8 @@ HOSTS = ["10.0.0.3", "10.0.0.1", "10.0.0.2"]
 def test_every_host_switches_in_sorted_order_one_at_a_time():
     f = FakeFleet({h: OLD for h in HOSTS})
     assert fleet.rollout(HOSTS, 1, NEW, f, lambda s: None) == {h: NEW for h in HOSTS}
-    assert f.events == [e for h in sorted(HOSTS) for e in (("drain", h), ("switch", h), ("ready", h, True))]
+    assert f.events == [("prepare", h) for h in sorted(HOSTS)] + [
+        e for h in sorted(HOSTS) for e in (("drain", h), ("switch", h), ("ready", h, True))]
 
 
 def test_host_2_fails_its_switch_host_1_goes_back_host_3_never_switched():
@@ -78,10 +91,11 @@ def test_a_host_that_fails_its_check_through_nginx_goes_back_too():
 def test_batches_drain_switch_and_check_their_hosts_together():
     f = FakeFleet({h: OLD for h in HOSTS})
     fleet.rollout(HOSTS, 2, NEW, f, lambda s: None)
-    phases = [sorted(e[:2] for e in f.events[i:i + 2]) for i in (0, 2, 4)]
+    events = [e for e in f.events if e[0] != "prepare"]
+    phases = [sorted(e[:2] for e in events[i:i + 2]) for i in (0, 2, 4)]
     assert phases == [[("drain", "10.0.0.1"), ("drain", "10.0.0.2")], [("switch", "10.0.0.1"), ("switch", "10.0.0.2")],
                       [("ready", "10.0.0.1"), ("ready", "10.0.0.2")]]
-    assert [e[:2] for e in f.events[6:]] == [("drain", "10.0.0.3"), ("switch", "10.0.0.3"), ("ready", "10.0.0.3")]
+    assert [e[:2] for e in events[6:]] == [("drain", "10.0.0.3"), ("switch", "10.0.0.3"), ("ready", "10.0.0.3")]
 
 
 def test_a_batch_with_a_failed_host_sends_its_switched_partner_and_earlier_batches_back():
@@ -111,6 +125,49 @@ def test_a_host_already_on_the_release_is_not_switched_again():
     assert ("switch", "10.0.0.1") not in f.events and ("switch", "10.0.0.2") in f.events
 
 
+def test_every_host_is_prepared_at_once_before_the_first_drain():
+    import threading
+    barrier = threading.Barrier(3, timeout=5)   # each prepare waits for the other two: only concurrent ones pass
+
+    class Together(FakeFleet):
+        def prepare(self, h):
+            barrier.wait()
+            super().prepare(h)
+
+    f = Together({h: OLD for h in HOSTS})
+    logs = []
+    assert fleet.rollout(HOSTS, 1, NEW, f, logs.append) == {h: NEW for h in HOSTS}
+    assert sorted(f.events[:3]) == [("prepare", h) for h in sorted(HOSTS)] and f.events[3] == ("drain", "10.0.0.1")
+    assert any(line.startswith("fleet: every host: read ") and ", prepare " in line for line in logs)
+
+
+def test_a_new_host_or_one_on_the_release_is_not_prepared():
+    f = FakeFleet({"10.0.0.1": None, "10.0.0.2": NEW, "10.0.0.3": OLD})
+    fleet.rollout(HOSTS, 1, NEW, f, lambda s: None)
+    assert [e for e in f.events if e[0] == "prepare"] == [("prepare", "10.0.0.3")]
+
+
+def test_a_host_that_fails_its_prepare_stops_the_rollout_before_any_drain_and_the_others_stop_theirs():
+    f = FakeFleet({h: OLD for h in HOSTS}, fail_prepare={"10.0.0.2"})
+    with pytest.raises(fleet.HostFailed) as e:
+        fleet.rollout(HOSTS, 1, NEW, f, lambda s: None)
+    assert not [x for x in f.events if x[0] in ("drain", "switch", "ready", "back")]
+    assert f.idle == set() and f.live == {h: OLD for h in HOSTS}
+    msg = str(e.value)
+    assert msg.startswith("the rollout (flask-deploy:servers) of %s stopped at host 10.0.0.2: the new release beside" % NEW)
+    assert "went back to their previous release: none; never switched: 10.0.0.1, 10.0.0.3" in msg
+
+
+def test_a_failed_switch_stops_the_prepared_slots_of_the_hosts_whose_turn_never_came():
+    f = FakeFleet({h: OLD for h in HOSTS}, fail_switch={"10.0.0.2"})
+    with pytest.raises(fleet.HostFailed, match="stopped at host 10.0.0.2"):
+        fleet.rollout(HOSTS, 1, NEW, f, lambda s: None)
+    assert f.idle == set() and f.live == {h: OLD for h in HOSTS}
+    assert ("unprepare", "10.0.0.3") in f.events and ("unprepare", "10.0.0.1") not in f.events
+    # after the hosts that had switched went back
+    assert f.events.index(("back", "10.0.0.1", OLD)) < f.events.index(("unprepare", "10.0.0.3"))
+
+
 def test_a_new_host_has_nothing_to_go_back_to():
     f = FakeFleet({"10.0.0.1": None, "10.0.0.2": None}, fail_switch={"10.0.0.2"})
     with pytest.raises(fleet.HostFailed, match="went back to their previous release: none"):
@@ -129,6 +186,8 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
             return subprocess.CompletedProcess(argv, 0, json.dumps({"deploy": "proj/dev", "seconds": 30}) + "\n", "")
         if cmd.endswith("state-read"):
             return subprocess.CompletedProcess(argv, 0, json.dumps({"release": OLD, "ok": True}) + "\n", "")
+        if cmd.endswith("fleet-prepare") and not json.loads(input).get("UNDO"):
+            return subprocess.CompletedProcess(argv, 0, json.dumps({"slot": "blue", "ok": True}) + "\n", "")
         if "activate" in cmd and json.loads(input)["RELEASE_ID"] == NEW and argv[-2] == "root@10.0.0.2":
             return subprocess.CompletedProcess(argv, 1, json.dumps({"ok": False, "error": "unhealthy"}) + "\n", "error: unhealthy\n")
         return subprocess.CompletedProcess(argv, 0, "{\"ok\": true}\n", "")
@@ -137,7 +196,7 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
     params = {
         "APP": "shop", "RELEASE_ID": NEW, "BATCH_SIZE": 1, "HEALTH_TIMEOUT": 5, "DRAIN_SECONDS": 3,
         "HOSTS": [{"address": a, "ssh": dict(ssh, host=a), "read": "python3 agent state-read", "activate": "python3 agent activate",
-                   "lease": "python3 agent fleet-lease", "params": json.dumps({"APP": "shop", "RELEASE_ID": NEW, "DEPLOY": "proj/dev"})} for a in ("10.0.0.1", "10.0.0.2")],
+                   "lease": "python3 agent fleet-lease", "prepare": "python3 agent fleet-prepare", "params": json.dumps({"APP": "shop", "RELEASE_ID": NEW, "DEPLOY": "proj/dev"})} for a in ("10.0.0.1", "10.0.0.2")],
         "BALANCER": {"ssh": dict(ssh, host="10.0.0.9"), "lb-drain": "python3 agent lb-drain", "lb-ready": "python3 agent lb-ready"},
     }
     with pytest.raises(AgentError, match="stopped at host 10.0.0.2.*unhealthy"):
@@ -151,6 +210,11 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
     assert all("StrictHostKeyChecking=yes" in a for a, _ in ran)
     drains = [json.loads(i) for a, i in ran if a[-1].endswith("lb-drain")]
     assert drains == [{"APP": "shop", "HOST": "10.0.0.1", "WAIT": 3}, {"APP": "shop", "HOST": "10.0.0.2", "WAIT": 3}]
+    # each host's turn makes the slot its prepare answered live; the failed host's slot is stopped if it still runs idle
+    turns = [(a[-2], json.loads(i).get("PREPARED")) for a, i in ran if a[-1].endswith("activate") and json.loads(i)["RELEASE_ID"] == NEW]
+    assert turns == [("root@10.0.0.1", "blue"), ("root@10.0.0.2", "blue")]
+    undo = [(a[-2], json.loads(i)) for a, i in ran if a[-1].endswith("fleet-prepare") and json.loads(i).get("UNDO")]
+    assert undo == [("root@10.0.0.2", {"APP": "shop", "RELEASE_ID": NEW, "DEPLOY": "proj/dev", "UNDO": 1, "SLOT": "blue"})]
 
 
 def test_bad_batch_size_is_refused_naming_the_setting(tmp_path):

@@ -2,7 +2,7 @@
 (or ROLLOUT batches), and a host that fails stops the rollout and sends every host that had switched
 back to the release it ran before. Runs on the deploying machine (`fleet-rollout`, a local step of the
 stack), reaching each host and the balancer over SSH with their pinned host keys; on each it runs the
-deploy's own agent verbs (fleet-lease, activate, state-read; lb-drain/lb-ready on the balancer). Every
+deploy's own agent verbs (fleet-lease, state-read, fleet-prepare, activate; lb-drain/lb-ready on the balancer). Every
 host's deploy lease is held from before the first drain to the end (fleet_lease.py).
 
 rollout() holds the decisions and is pytest-tested with fake hosts; SshFleet is how they reach servers."""
@@ -27,6 +27,8 @@ class HostFailed(AgentError):
 
 class Fleet(Protocol):
     def previous(self, host: str) -> Optional[str]: ...   # the host's live release now (None: none yet)
+    def prepare(self, host: str) -> None: ...             # the new release started and checked beside the live one (fleet_prepare.py)
+    def unprepare(self, host: str) -> None: ...           # what prepare started stopped (the host's turn never came)
     def drain(self, host: str) -> None: ...               # no new requests to it (in-flight ones finish)
     def switch(self, host: str) -> None: ...              # the new release live on it (activate; its own check)
     def ready(self, host: str, check: bool) -> None: ...  # back in the balancer (check: its health through its nginx first)
@@ -59,14 +61,30 @@ def each(step: Callable[[str], None], hosts: Sequence[str]) -> Optional[Tuple[st
     return None
 
 
+def each_result(step: Callable[[str], Any], hosts: Sequence[str]) -> Dict[str, Any]:
+    """STEP on every host at once: host -> its result (the first host's error, in HOSTS' order, raised)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        return dict(zip(hosts, pool.map(step, hosts)))
+
+
 def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Log) -> Dict[str, Optional[str]]:
     """Each host's release afterwards (all RELEASE); a failure raises HostFailed naming the host, after
     every host that had switched went back (the failed one keeps what it ran: activate's own fallback).
-    The hosts of a batch are drained, switched and checked together."""
-    t0 = time.monotonic()
-    before = {h: fleet.previous(h) for h in sorted(hosts)}
-    log("fleet: each host's release read in %.1f s" % (time.monotonic() - t0))
+    First, on every host at once, what changes nothing it serves: its release read, the new one prepared
+    beside it (a host that fails there stops the rollout before any host switched). Then the hosts of a
+    batch are drained, switched and checked together."""
+    took = Phases()
+    before: Dict[str, Optional[str]] = took("read", lambda: each_result(fleet.previous, sorted(hosts)))
+    todo = [h for h in sorted(hosts) if before[h] not in (None, release)]
+    failed = took("prepare", lambda: each(fleet.prepare, todo))
+    log("fleet: every host: %s" % took)
     now: Dict[str, Optional[str]] = dict(before)
+    if failed:
+        current, e = failed
+        log("host %s failed: %s" % (current, e))
+        each_result(lambda h: _quietly(lambda: fleet.unprepare(h), log), todo)
+        raise HostFailed("the rollout (flask-deploy:servers) of %s stopped at host %s: %s\n%s" % (
+            release, current, e, summary([], [h for h in sorted(hosts) if h != current], now)))
     switched: List[str] = []
     for group in batches(hosts, size):
         def switch(h: str) -> None:
@@ -85,6 +103,7 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
             log("host %s failed: %s" % (current, e))
             switched.sort()
             went_back = _go_back(switched, before, now, fleet, log)
+            each_result(lambda h: _quietly(lambda: fleet.unprepare(h), log), [h for h in todo if h not in switched])
             for h in group:   # drained hosts of this batch that were not sent back: in the balancer again
                 if h not in switched:
                     _quietly(lambda: fleet.ready(h, check=False), log)
@@ -208,6 +227,7 @@ class SshFleet:
         self.health_timeout = int(params.get("HEALTH_TIMEOUT", 30))
         self.drain_wait = int(params.get("DRAIN_SECONDS", 30))
         self.history: Optional[List[Any]] = None   # the first switched host's, from its activate
+        self.prepared: Dict[str, str] = {}          # address -> the slot fleet-prepare started the release on
         known_hosts(folder, [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else []))
 
     def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, key: str = "servers") -> Dict[str, Any]:
@@ -238,9 +258,24 @@ class SshFleet:
     def drain(self, address: str) -> None:
         self._lb("lb-drain", {"WAIT": self.drain_wait}, address)
 
+    def prepare(self, address: str) -> None:
+        h = self.hosts[address]
+        r = self._ssh(h["ssh"], h["prepare"], h["params"], "the new release beside the live one (fleet-prepare)", address)
+        if r.get("slot"):
+            self.prepared[address] = str(r["slot"])
+
+    def unprepare(self, address: str) -> None:
+        h, slot = self.hosts[address], self.prepared.pop(address, "")
+        if slot:
+            params = dict(json.loads(h["params"]), UNDO=1, SLOT=slot)
+            self._ssh(h["ssh"], h["prepare"], json.dumps(params), "stopping the prepared slot %s (fleet-prepare)" % slot, address)
+
     def switch(self, address: str) -> None:
         h = self.hosts[address]
-        r = self._ssh(h["ssh"], h["activate"], h["params"], "the switch (activate)", address)
+        slot = self.prepared.get(address, "")
+        params = json.dumps(dict(json.loads(h["params"]), PREPARED=slot)) if slot else h["params"]
+        r = self._ssh(h["ssh"], h["activate"], params, "the switch (activate)", address)
+        self.prepared.pop(address, None)   # live now (a failed switch: unprepare stops the slot if it still runs idle)
         if self.history is None and isinstance(r.get("history"), list):
             self.history = r["history"]
 
@@ -255,7 +290,7 @@ class SshFleet:
 
 def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) -> Dict[str, Any]:
     """params APP, RELEASE_ID, BATCH_SIZE, HEALTH_TIMEOUT, DRAIN_SECONDS, HOSTS [{address, ssh, read,
-    lease, activate, params}], BALANCER {ssh, lb-drain, lb-ready} or null. Result: HOSTS address -> release."""
+    lease, prepare, activate, params}], BALANCER {ssh, lb-drain, lb-ready} or null. Result: HOSTS address -> release."""
     release = str(params.get("RELEASE_ID", ""))
     if not re.fullmatch(r"[0-9a-f]{12}", release):
         raise AgentError("bad release id %r" % release)

@@ -16,6 +16,9 @@ the ones passed (tests read it):
   restart     preflight -> slot restarted -> checked -> live          (check failed -> switched back)
   rolling     preflight -> probe checked -> traffic on probe -> restart's chain -> probe stopped
   blue-green  preflight -> idle slot checked -> live -> old slot stopped
+  prepared    (a fleet host, PREPARED: fleet_prepare.py started and checked the release on the idle slot
+              before the host's turn) idle slot checked -> live -> old slot stopped; a slot that no longer
+              runs the release: the strategy's own chain
   canary      canary_flow.py; falls back to blue-green (and says why) when it cannot compare or split
 Runtime docker (or a live container replaced by the python runtime) under restart goes rolling: no
 socket unit can hold the live slot's connections while its container is replaced."""
@@ -32,7 +35,7 @@ from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
 from .lock import deploy_lock
-from .slots import Slots, link, socket_path, live_socket, target_of
+from .slots import Slots, is_split, link, socket_path, live_socket, target_of, upstream_conf
 
 Log = Callable[[str], None]
 STRATEGIES = ("restart", "rolling", "blue-green", "canary")
@@ -69,6 +72,7 @@ class Switch:
         self.trail: List[str] = []
         self.new_user = self.live_user = ""
         self.canary_slot = ""   # a canary's new slot while it takes traffic: a failure sends the traffic back
+        self.prepared = ""      # the idle slot fleet-prepare started this release on (PREPARED), once it is seen running it
 
     def enter(self, state: str) -> None:
         self.trail.append(state)
@@ -85,7 +89,10 @@ class Switch:
         self.enter("settings-desired")
         try:
             self.recover_canary()
-            users = slotuser.new_release_user(self.host, {"APP": self.app.name}, self.log, 0)["users"]
+            self.prepared = self.prepared_slot()
+            # a prepared slot runs as the new release's user already: new-release-user would kill it
+            users = ([slotuser.user_of_slot(self.host, self.app, self.prepared), slotuser.live_user(self.host, self.app)] if self.prepared
+                     else slotuser.new_release_user(self.host, {"APP": self.app.name}, self.log, 0)["users"])
             self.new_user, self.live_user = users[0], users[1] or self.app.user
             self.strategies()
             self.retire_legacy_probe()
@@ -161,7 +168,9 @@ class Switch:
         return (history.record_live if status == "live" else history.record_failed)(self.host, params, self.log, 0)
 
     def strategies(self) -> None:
-        if self.strategy == "restart":
+        if self.prepared:
+            self.blue_green(prepared=True)
+        elif self.strategy == "restart":
             if self.runtime == "docker" or self.slots.live_is_container():
                 self.rolling()
             else:
@@ -195,6 +204,10 @@ class Switch:
         SLOT, records the release failed and ends the deploy."""
         self.slots.point(slot, self.release, self.new_user)
         self.slots.start(slot)
+        self.checked(slot, where)
+
+    def checked(self, slot: str, where: str) -> None:
+        """start_checked's check of SLOT."""
         if not self.slots.check(slot, self.health, self.timeout):
             self.slots.stop(slot)
             self.record("failed")
@@ -259,19 +272,73 @@ class Switch:
         self.slots.stop("probe")
         self.enter("probe-stopped")
 
-    def blue_green(self) -> None:
+    def blue_green(self, prepared: bool = False) -> None:
         """The release on the idle slot, checked there, then nginx switched to it; the old slot drained
-        and stopped. A failed check stops the idle slot and leaves the live one untouched."""
+        and stopped. A failed check stops the idle slot and leaves the live one untouched. PREPARED: the
+        idle slot runs the release already (fleet-prepare): checked again (it answers at once), not restarted."""
         live_slot = self.slots.live()
-        self.preflight("light" if live_slot else "switch")
-        idle = "green" if live_slot == "blue" else "blue"
-        self.start_checked(idle, "slot %s; slot %s keeps serving" % (idle, live_slot or "none"))
+        idle = idle_slot(live_slot)
+        where = "slot %s; slot %s keeps serving" % (idle, live_slot or "none")
+        if prepared:
+            self.checked(idle, where)
+        else:
+            self.preflight("light" if live_slot else "switch")
+            self.start_checked(idle, where)
         self.slots.go_live(idle)
         self.enter("live-" + idle)
         if live_slot and live_slot != idle:
             self.drain()
             self.slots.stop(live_slot)   # SIGTERM: Gunicorn finishes in-flight requests first
             self.enter("stopped-" + live_slot)
+
+    # --- a fleet host's part before its turn (fleet_prepare.py)
+
+    def preparable(self) -> str:
+        """The idle slot fleet-prepare can start this release on, "" where the host's turn runs the whole switch:
+        strategy canary (it splits the live traffic), runtime docker, nothing live yet (its site comes with
+        the switch), this release live already, or traffic split by an interrupted canary."""
+        live_slot = self.slots.live()
+        if (self.strategy == "canary" or self.runtime == "docker" or not live_slot or self.slots.live_is_container()
+                or self.slots.release_of(live_slot) == self.release
+                or is_split(read_regular(self.host.path(upstream_conf(self.app))), self.app)):
+            return ""
+        return idle_slot(live_slot)
+
+    def prepare(self) -> str:
+        """The release started and checked on the idle slot (preflight first), which takes no traffic; then the
+        settings the live release runs with are in force again, so what the host serves is unchanged until its
+        turn. The slot ("" none: preparable); a failure stops it, records the release failed and raises."""
+        idle = self.preparable()
+        if not idle:
+            return ""
+        self.check_release()
+        self.slots.settings_from("desired")   # the idle slot starts with the deploy's staged settings
+        try:
+            self.new_user = slotuser.new_release_user(self.host, {"APP": self.app.name}, self.log, 0)["users"][0]
+            self.preflight("light")
+            self.start_checked(idle, "slot %s, prepared; slot %s keeps serving" % (idle, self.slots.live()))
+        finally:
+            self.slots.settings_from("live")
+        self.log("prepared: release %s runs on slot %s (checked), not live yet" % (self.rid, idle))
+        return idle
+
+    def unprepare(self, slot: str) -> bool:
+        """SLOT stopped when it runs this release and is not live (the rollout stopped before this host's turn)."""
+        if slot not in ("blue", "green") or slot == self.slots.live() or self.slots.release_of(slot) != self.release:
+            return False
+        self.slots.stop(slot)
+        self.log("prepared slot %s stopped: release %s did not go live here" % (slot, self.rid))
+        return True
+
+    def prepared_slot(self) -> str:
+        """PREPARED, when that slot is idle and runs this release; "" else (said when it was asked for)."""
+        slot = str(self.params.get("PREPARED") or "")
+        if not slot:
+            return ""
+        if slot == self.preparable() and self.slots.release_of(slot) == self.release and self.slots.is_active(slot):
+            return slot
+        self.log("the prepared slot %s does not run release %s idle: the whole switch (%s) runs" % (slot, self.rid, self.strategy))
+        return ""
 
     # --- leftovers of earlier runs
 
@@ -298,6 +365,11 @@ class Switch:
         self.enter("legacy-probe-retired")
 
 
+def idle_slot(live_slot: str) -> str:
+    """The slot blue-green starts a new release on beside LIVE_SLOT."""
+    return "green" if live_slot == "blue" else "blue"
+
+
 def _stopped(signum: int, frame: Optional[Any]) -> None:
     raise AgentError("the switch was stopped by signal %d (its time limit timeouts.default, or pulumi cancelled): the live release and its settings"
                      " are back in force" % signum)
@@ -307,10 +379,15 @@ def activate(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, bundl
     """The verb: validates, takes the deploy lock, runs the switch; a SIGTERM (the step's time limit,
     its SSH session gone) unwinds it like any failure."""
     sw = Switch(host, params, log, bundle)
+    return locked(sw, lock_wait, sw.run)
+
+
+def locked(sw: Switch, lock_wait: int, step: Callable[[], Any]) -> Any:
+    """STEP inside the deploy lock; a SIGTERM or SIGHUP unwinds it like any failure."""
     old = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        with deploy_lock(host, sw.app.name, lock_wait, log, deploy=lease.deploy_of(params)):
-            return sw.run()
+        with deploy_lock(sw.host, sw.app.name, lock_wait, sw.log, deploy=lease.deploy_of(sw.params)):
+            return step()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
