@@ -258,3 +258,67 @@ def test_other_ssh_failures_keep_their_own_message(tmp_path):
     f = fleet.SshFleet(Host(root=str(tmp_path), run=run), params, str(tmp_path), lambda s: None)
     with pytest.raises(fleet.HostFailed, match=r"failed \(exit 255\): root@10.0.0.2: Permission denied"):
         f.switch("10.0.0.2")
+
+
+def fleet_params(addresses, balancer=True):
+    ssh = {"port": 22, "user": "root", "hostKey": "ssh-ed25519 AAAAkey"}
+    return {"APP": "shop", "RELEASE_ID": NEW, "BATCH_SIZE": 1, "HEALTH_TIMEOUT": 5, "DRAIN_SECONDS": 3,
+            "HOSTS": [{"address": a, "ssh": dict(ssh, host=a), "read": "python3 agent state-read", "activate": "python3 agent activate",
+                       "lease": "python3 agent fleet-lease", "prepare": "python3 agent fleet-prepare",
+                       "params": json.dumps({"APP": "shop", "RELEASE_ID": NEW, "DEPLOY": "proj/dev"})} for a in addresses],
+            "BALANCER": {"ssh": dict(ssh, host="10.0.0.9"), "lb-drain": "python3 agent lb-drain", "lb-ready": "python3 agent lb-ready"} if balancer else None}
+
+
+def answers(argv, input):
+    cmd = argv[-1]
+    if cmd.endswith("fleet-lease"):
+        return subprocess.CompletedProcess(argv, 0, json.dumps({"seconds": 30}) + "\n", "")
+    if cmd.endswith("state-read"):
+        return subprocess.CompletedProcess(argv, 0, json.dumps({"release": OLD}) + "\n", "")
+    return subprocess.CompletedProcess(argv, 0, "{\"ok\": true}\n", "")
+
+
+def opts(argv):
+    return dict(argv[i + 1].split("=", 1) for i, x in enumerate(argv) if x == "-o")
+
+
+def test_each_host_has_one_connection_for_the_whole_rollout_ended_with_it(tmp_path, monkeypatch):
+    ran, folders = [], []
+
+    def run(argv, merge_output=False, input=None):
+        ran.append(argv)
+        return answers(argv, input)
+    real = fleet.tempfile.TemporaryDirectory
+
+    def tmp(prefix=""):
+        d = real(prefix=prefix, dir=str(tmp_path))
+        folders.append(d.name)
+        return d
+    monkeypatch.setattr(fleet.tempfile, "TemporaryDirectory", tmp)
+    fleet.fleet_rollout(Host(root=str(tmp_path), run=run), fleet_params(["10.0.0.1", "10.0.0.2"]), lambda s: None, 0)
+    calls = [a for a in ran if "-O" not in a]
+    paths = {}
+    for a in calls:
+        o = opts(a)
+        assert o["ControlMaster"] == "auto" and os.path.dirname(o["ControlPath"]) == folders[0]
+        assert int(o["ControlPersist"]) <= 30
+        paths.setdefault(a[-2], set()).add(o["ControlPath"])
+    assert sorted(paths) == ["root@10.0.0.1", "root@10.0.0.2", "root@10.0.0.9"] and all(len(p) == 1 for p in paths.values())
+    assert len({next(iter(p)) for p in paths.values()}) == 3   # one connection per host, the balancer its own
+    exits = [(a[-1], opts(a)["ControlPath"]) for a in ran if "-O" in a and a[a.index("-O") + 1] == "exit"]
+    assert sorted(exits) == sorted((d, next(iter(p))) for d, p in paths.items())
+    assert ran[-3:] == [a for a in ran if "-O" in a]   # after every step
+
+
+@pytest.mark.parametrize("master_alive, expect", [
+    (False, r"the switch \(activate\) on 10.0.0.2 \(flask-deploy:servers\) failed: the host did not answer over SSH\nits connection ended"),
+    (True, r"the switch \(activate\) on 10.0.0.2 \(flask-deploy:servers\) failed \(exit 255\)"),
+])
+def test_a_call_ended_without_a_word_is_the_host_gone_only_when_its_connection_is(tmp_path, master_alive, expect):
+    def run(argv, merge_output=False, input=None):
+        if "-O" in argv:
+            return subprocess.CompletedProcess(argv, 0 if master_alive else 255, "", "")
+        return subprocess.CompletedProcess(argv, 255, "", "")   # the master died of unanswered keepalives: its client says nothing
+    f = fleet.SshFleet(Host(root=str(tmp_path), run=run), fleet_params(["10.0.0.2"]), str(tmp_path), lambda s: None)
+    with pytest.raises(fleet.HostFailed, match=expect):
+        f.switch("10.0.0.2")

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .errors import AgentError
+from . import ssh_mux
 from .fleet_lease import held
 from .host import Host
 
@@ -172,14 +173,15 @@ GONE = re.compile(r"connect to host .*: (No route to host|Connection timed out|C
                   r"|Connection timed out during banner exchange")
 
 
-def ssh_argv(target: Dict[str, Any], known_hosts: str, command: str) -> List[str]:
+def ssh_argv(target: Dict[str, Any], known_hosts: str, command: str, control: str = "") -> List[str]:
+    """CONTROL: the control socket of the host's one connection (ssh_mux.py)."""
     host, user, port = str(target.get("host", "")), str(target.get("user", "")), int(target.get("port", 22))
     if not SSH_HOST.fullmatch(host) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
         raise AgentError("bad host name or user in the SSH target %r" % target)
     key = target.get("privateKeyPath")
     return ["ssh", "-p", str(port), "-o", "UserKnownHostsFile=" + known_hosts, "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % CONNECT_SECONDS, "-o", "ServerAliveInterval=%d" % ALIVE_EVERY,
-            "-o", "ServerAliveCountMax=%d" % ALIVE_MISSED, "-o", "LogLevel=ERROR",
+            "-o", "ServerAliveCountMax=%d" % ALIVE_MISSED, "-o", "LogLevel=ERROR", *(ssh_mux.options(control) if control else []),
             *(["-i", os.path.expanduser(str(key))] if key else []), "%s@%s" % (user, host), command]
 
 
@@ -196,10 +198,12 @@ def known_path(folder: str, target: Dict[str, Any]) -> str:
 
 
 def ssh_json(host: Host, folder: str, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, log: Log,
-             key: str = "servers") -> Dict[str, Any]:
+             key: str = "servers", mux: bool = False) -> Dict[str, Any]:
     """COMMAND (an agent verb's line) on TARGET with STDIN: its JSON result; its log lines as "  [NAME] …". A failure
-    raises HostFailed naming WHAT, NAME and the setting KEY (a host that does not answer: said so)."""
-    r = host.run(ssh_argv(target, known_path(folder, target), command), input=stdin)
+    raises HostFailed naming WHAT, NAME and the setting KEY (a host that does not answer: said so). MUX: over the
+    host's one connection (ssh_mux.py; SshFleet.close ends it)."""
+    argv = ssh_argv(target, known_path(folder, target), command, ssh_mux.control_path(folder, target) if mux else "")
+    r = host.run(argv, input=stdin)
     for line in (r.stderr or "").splitlines():
         log("  [%s] %s" % (name, line))
     last = (r.stdout or "").strip().splitlines()[-1:] or [""]
@@ -208,10 +212,11 @@ def ssh_json(host: Host, folder: str, target: Dict[str, Any], command: str, stdi
     except ValueError:
         result = {}
     said = (r.stderr or "").strip()
-    if r.returncode == 255 and GONE.search(said):   # ssh's own failure: the host, not the step
+    if r.returncode == 255 and (GONE.search(said) or (mux and ssh_mux.ended(host, argv, r.returncode, said))):   # ssh's own failure: the host, not the step
         raise HostFailed("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH\n%s\n(a step gives up on a host "
                          "after %d s connecting, or %d s without an answer once connected)" % (
-                             what, name, key, said.splitlines()[-1][-200:], CONNECT_SECONDS, SILENT_SECONDS))
+                             what, name, key, said.splitlines()[-1][-200:] if said else "its connection ended: no answer to its keepalives",
+                             CONNECT_SECONDS, SILENT_SECONDS))
     if r.returncode != 0:
         raise HostFailed("%s on %s (flask-deploy:%s) failed (exit %d): %s" % (
             what, name, key, r.returncode, result.get("error") or (r.stderr or "").strip()[-300:]))
@@ -231,7 +236,12 @@ class SshFleet:
         known_hosts(folder, [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else []))
 
     def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, key: str = "servers") -> Dict[str, Any]:
-        return ssh_json(self.host, self.folder, target, command, stdin, what, name, self.log, key)
+        return ssh_json(self.host, self.folder, target, command, stdin, what, name, self.log, key, mux=True)
+
+    def close(self) -> None:
+        """Each host's one connection ended (ssh_mux.py)."""
+        targets = [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else [])
+        ssh_mux.close(self.host, [ssh_argv(t, known_path(self.folder, t), "", ssh_mux.control_path(self.folder, t)) for t in targets])
 
     def previous(self, address: str) -> Optional[str]:
         h = self.hosts[address]
@@ -300,8 +310,11 @@ def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fdeploy-fleet-") as folder:
         fleet = SshFleet(host, params, folder, log)
-        with held(list(fleet.hosts), fleet.lease, log):
-            log("fleet: leases held after %.1f s" % (time.monotonic() - t0))
-            hosts = rollout(list(fleet.hosts), size, release, fleet, log)
+        try:
+            with held(list(fleet.hosts), fleet.lease, log):
+                log("fleet: leases held after %.1f s" % (time.monotonic() - t0))
+                hosts = rollout(list(fleet.hosts), size, release, fleet, log)
+        finally:
+            fleet.close()
     log("fleet: %s live on %s (the rollout took %.1f s)" % (release, ", ".join(sorted(hosts)), time.monotonic() - t0))
     return {"hosts": hosts, "history": fleet.history or []}
