@@ -322,3 +322,21 @@ def test_a_call_ended_without_a_word_is_the_host_gone_only_when_its_connection_i
     f = fleet.SshFleet(Host(root=str(tmp_path), run=run), fleet_params(["10.0.0.2"]), str(tmp_path), lambda s: None)
     with pytest.raises(fleet.HostFailed, match=expect):
         f.switch("10.0.0.2")
+
+
+def test_a_host_gone_mid_rollout_is_not_called_again_to_stop_its_prepared_slot(tmp_path):
+    ran = []
+
+    def run(argv, merge_output=False, input=None):
+        ran.append(argv)
+        if argv[-2] == "root@10.0.0.2" and argv[-1].endswith("activate"):
+            return subprocess.CompletedProcess(argv, 255, "", "Timeout, server 10.0.0.2 not responding.\n")
+        if argv[-1].endswith("fleet-prepare") and not json.loads(input).get("UNDO"):
+            return subprocess.CompletedProcess(argv, 0, json.dumps({"slot": "blue"}) + "\n", "")
+        return answers(argv, input)
+    logs = []
+    with pytest.raises(fleet.HostFailed, match="stopped at host 10.0.0.2: .*did not answer over SSH"):
+        fleet.fleet_rollout(Host(root=str(tmp_path), run=run), fleet_params(["10.0.0.1", "10.0.0.2"]), logs.append, 0)
+    after = ran[[i for i, a in enumerate(ran) if a[-2] == "root@10.0.0.2" and a[-1].endswith("activate")][0] + 1:]
+    assert not [a for a in after if a[-2] == "root@10.0.0.2" or a[-1] == "root@10.0.0.2" and "exit" not in a]
+    assert "host 10.0.0.2 did not answer: its prepared slot blue stays" in logs

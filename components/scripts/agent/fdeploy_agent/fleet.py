@@ -26,6 +26,10 @@ class HostFailed(AgentError):
     """A host's step failed; the message names the host."""
 
 
+class HostGone(HostFailed):
+    """A host did not answer over SSH."""
+
+
 class Fleet(Protocol):
     def previous(self, host: str) -> Optional[str]: ...   # the host's live release now (None: none yet)
     def prepare(self, host: str) -> None: ...             # the new release started and checked beside the live one (fleet_prepare.py)
@@ -213,7 +217,7 @@ def ssh_json(host: Host, folder: str, target: Dict[str, Any], command: str, stdi
         result = {}
     said = (r.stderr or "").strip()
     if r.returncode == 255 and (GONE.search(said) or (mux and ssh_mux.ended(host, argv, r.returncode, said))):   # ssh's own failure: the host, not the step
-        raise HostFailed("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH\n%s\n(a step gives up on a host "
+        raise HostGone("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH\n%s\n(a step gives up on a host "
                          "after %d s connecting, or %d s without an answer once connected)" % (
                              what, name, key, said.splitlines()[-1][-200:] if said else "its connection ended: no answer to its keepalives",
                              CONNECT_SECONDS, SILENT_SECONDS))
@@ -233,10 +237,15 @@ class SshFleet:
         self.drain_wait = int(params.get("DRAIN_SECONDS", 30))
         self.history: Optional[List[Any]] = None   # the first switched host's, from its activate
         self.prepared: Dict[str, str] = {}          # address -> the slot fleet-prepare started the release on
+        self.gone: List[str] = []                   # hosts that did not answer over SSH: no more calls to them
         known_hosts(folder, [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else []))
 
     def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, key: str = "servers") -> Dict[str, Any]:
-        return ssh_json(self.host, self.folder, target, command, stdin, what, name, self.log, key, mux=True)
+        try:
+            return ssh_json(self.host, self.folder, target, command, stdin, what, name, self.log, key, mux=True)
+        except HostGone:
+            self.gone.append(name)
+            raise
 
     def close(self) -> None:
         """Each host's one connection ended (ssh_mux.py)."""
@@ -276,7 +285,9 @@ class SshFleet:
 
     def unprepare(self, address: str) -> None:
         h, slot = self.hosts[address], self.prepared.pop(address, "")
-        if slot:
+        if slot and address in self.gone:   # another 15 s for nothing: its next rollout's prepare takes the slot over
+            self.log("host %s did not answer: its prepared slot %s stays" % (address, slot))
+        elif slot:
             params = dict(json.loads(h["params"]), UNDO=1, SLOT=slot)
             self._ssh(h["ssh"], h["prepare"], json.dumps(params), "stopping the prepared slot %s (fleet-prepare)" % slot, address)
 
