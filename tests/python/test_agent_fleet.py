@@ -32,8 +32,8 @@ class FakeFleet:
             raise fleet.HostFailed("the new release beside the live one (fleet-prepare) on %s failed: health check" % h)
         self.idle.add(h)
 
-    def unprepare(self, h):
-        self.events.append(("unprepare", h))
+    def tidy(self, h):
+        self.events.append(("tidy", h))
         self.idle.discard(h)
 
     def drain(self, h):
@@ -63,7 +63,7 @@ def test_every_host_switches_in_sorted_order_one_at_a_time():
     f = FakeFleet({h: OLD for h in HOSTS})
     assert fleet.rollout(HOSTS, 1, NEW, f, lambda s: None) == {h: NEW for h in HOSTS}
     assert f.events == [("prepare", h) for h in sorted(HOSTS)] + [
-        e for h in sorted(HOSTS) for e in (("drain", h), ("switch", h), ("ready", h, True))]
+        e for h in sorted(HOSTS) for e in (("drain", h), ("switch", h), ("ready", h, True))] + [("tidy", h) for h in sorted(HOSTS)]
 
 
 def test_host_2_fails_its_switch_host_1_goes_back_host_3_never_switched():
@@ -91,7 +91,7 @@ def test_a_host_that_fails_its_check_through_nginx_goes_back_too():
 def test_batches_drain_switch_and_check_their_hosts_together():
     f = FakeFleet({h: OLD for h in HOSTS})
     fleet.rollout(HOSTS, 2, NEW, f, lambda s: None)
-    events = [e for e in f.events if e[0] != "prepare"]
+    events = [e for e in f.events if e[0] not in ("prepare", "tidy")]
     phases = [sorted(e[:2] for e in events[i:i + 2]) for i in (0, 2, 4)]
     assert phases == [[("drain", "10.0.0.1"), ("drain", "10.0.0.2")], [("switch", "10.0.0.1"), ("switch", "10.0.0.2")],
                       [("ready", "10.0.0.1"), ("ready", "10.0.0.2")]]
@@ -152,20 +152,21 @@ def test_a_host_that_fails_its_prepare_stops_the_rollout_before_any_drain_and_th
     with pytest.raises(fleet.HostFailed) as e:
         fleet.rollout(HOSTS, 1, NEW, f, lambda s: None)
     assert not [x for x in f.events if x[0] in ("drain", "switch", "ready", "back")]
+    assert sorted(x for x in f.events if x[0] == "tidy") == [("tidy", h) for h in sorted(HOSTS)]
     assert f.idle == set() and f.live == {h: OLD for h in HOSTS}
     msg = str(e.value)
     assert msg.startswith("the rollout (flask-deploy:servers) of %s stopped at host 10.0.0.2: the new release beside" % NEW)
     assert "went back to their previous release: none; never switched: 10.0.0.1, 10.0.0.3" in msg
 
 
-def test_a_failed_switch_stops_the_prepared_slots_of_the_hosts_whose_turn_never_came():
+def test_a_failed_switch_tidies_every_prepared_host_after_the_switched_ones_went_back():
     f = FakeFleet({h: OLD for h in HOSTS}, fail_switch={"10.0.0.2"})
     with pytest.raises(fleet.HostFailed, match="stopped at host 10.0.0.2"):
         fleet.rollout(HOSTS, 1, NEW, f, lambda s: None)
     assert f.idle == set() and f.live == {h: OLD for h in HOSTS}
-    assert ("unprepare", "10.0.0.3") in f.events and ("unprepare", "10.0.0.1") not in f.events
-    # after the hosts that had switched went back
-    assert f.events.index(("back", "10.0.0.1", OLD)) < f.events.index(("unprepare", "10.0.0.3"))
+    tidied = [i for i, x in enumerate(f.events) if x[0] == "tidy"]
+    assert sorted(f.events[i] for i in tidied) == [("tidy", h) for h in sorted(HOSTS)]
+    assert f.events.index(("back", "10.0.0.1", OLD)) < min(tidied)   # the old slot it went back to ran until then
 
 
 def test_a_new_host_has_nothing_to_go_back_to():
@@ -186,7 +187,7 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
             return subprocess.CompletedProcess(argv, 0, json.dumps({"deploy": "proj/dev", "seconds": 30}) + "\n", "")
         if cmd.endswith("state-read"):
             return subprocess.CompletedProcess(argv, 0, json.dumps({"release": OLD, "ok": True}) + "\n", "")
-        if cmd.endswith("fleet-prepare") and not json.loads(input).get("UNDO"):
+        if cmd.endswith("fleet-prepare") and not json.loads(input).get("TIDY"):
             return subprocess.CompletedProcess(argv, 0, json.dumps({"slot": "blue", "ok": True}) + "\n", "")
         if "activate" in cmd and json.loads(input)["RELEASE_ID"] == NEW and argv[-2] == "root@10.0.0.2":
             return subprocess.CompletedProcess(argv, 1, json.dumps({"ok": False, "error": "unhealthy"}) + "\n", "error: unhealthy\n")
@@ -210,11 +211,11 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
     assert all("StrictHostKeyChecking=yes" in a for a, _ in ran)
     drains = [json.loads(i) for a, i in ran if a[-1].endswith("lb-drain")]
     assert drains == [{"APP": "shop", "HOST": "10.0.0.1", "WAIT": 3}, {"APP": "shop", "HOST": "10.0.0.2", "WAIT": 3}]
-    # each host's turn makes the slot its prepare answered live; the failed host's slot is stopped if it still runs idle
+    # each host's turn makes the slot its prepare answered live; at the end every host stops its other slots
     turns = [(a[-2], json.loads(i).get("PREPARED")) for a, i in ran if a[-1].endswith("activate") and json.loads(i)["RELEASE_ID"] == NEW]
     assert turns == [("root@10.0.0.1", "blue"), ("root@10.0.0.2", "blue")]
-    undo = [(a[-2], json.loads(i)) for a, i in ran if a[-1].endswith("fleet-prepare") and json.loads(i).get("UNDO")]
-    assert undo == [("root@10.0.0.2", {"APP": "shop", "RELEASE_ID": NEW, "DEPLOY": "proj/dev", "UNDO": 1, "SLOT": "blue"})]
+    tidy = sorted((a[-2], json.loads(i)) for a, i in ran if a[-1].endswith("fleet-prepare") and json.loads(i).get("TIDY"))
+    assert tidy == [(d, {"APP": "shop", "RELEASE_ID": NEW, "DEPLOY": "proj/dev", "TIDY": 1}) for d in ("root@10.0.0.1", "root@10.0.0.2")]
 
 
 def test_bad_batch_size_is_refused_naming_the_setting(tmp_path):
@@ -324,14 +325,14 @@ def test_a_call_ended_without_a_word_is_the_host_gone_only_when_its_connection_i
         f.switch("10.0.0.2")
 
 
-def test_a_host_gone_mid_rollout_is_not_called_again_to_stop_its_prepared_slot(tmp_path):
+def test_a_host_gone_mid_rollout_is_not_called_again_to_tidy_its_slots(tmp_path):
     ran = []
 
     def run(argv, merge_output=False, input=None):
         ran.append(argv)
         if argv[-2] == "root@10.0.0.2" and argv[-1].endswith("activate"):
             return subprocess.CompletedProcess(argv, 255, "", "Timeout, server 10.0.0.2 not responding.\n")
-        if argv[-1].endswith("fleet-prepare") and not json.loads(input).get("UNDO"):
+        if argv[-1].endswith("fleet-prepare") and not json.loads(input).get("TIDY"):
             return subprocess.CompletedProcess(argv, 0, json.dumps({"slot": "blue"}) + "\n", "")
         return answers(argv, input)
     logs = []
@@ -339,4 +340,4 @@ def test_a_host_gone_mid_rollout_is_not_called_again_to_stop_its_prepared_slot(t
         fleet.fleet_rollout(Host(root=str(tmp_path), run=run), fleet_params(["10.0.0.1", "10.0.0.2"]), logs.append, 0)
     after = ran[[i for i, a in enumerate(ran) if a[-2] == "root@10.0.0.2" and a[-1].endswith("activate")][0] + 1:]
     assert not [a for a in after if a[-2] == "root@10.0.0.2" or a[-1] == "root@10.0.0.2" and "exit" not in a]
-    assert "host 10.0.0.2 did not answer: its prepared slot blue stays" in logs
+    assert "host 10.0.0.2 did not answer: its slots beside the live one are left" in logs

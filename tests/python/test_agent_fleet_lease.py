@@ -50,7 +50,7 @@ class Servers:
     def prepare(self, h):   # a step on every host before the first drain: the lease holds from here on
         self.intrude()
 
-    def unprepare(self, h):
+    def tidy(self, h):
         pass
 
     def drain(self, h):

@@ -1,7 +1,8 @@
 """A fleet host's part before its turn (agent fleet_prepare.py, switch.py Switch.prepare) on the fake server of
 test_agent_switch.py: the new release started and checked on the idle slot while the live one serves with the
 settings in force unchanged; the host's turn (activate PREPARED) then only flips, neither restarting the slot
-nor killing its user's processes; a slot that no longer runs idle gets the whole switch."""
+nor killing its user's processes, and keeps the old slot running, which a fleet sending the host back flips
+back to; tidy stops every slot but the live one; a slot that no longer runs idle gets the whole switch."""
 import io
 import json
 import os
@@ -56,9 +57,10 @@ def test_the_turn_of_a_prepared_host_flips_without_a_restart_or_a_new_release_us
     users = []
     monkeypatch.setattr(switch.slotuser, "new_release_user", lambda *a: users.append(a) or {"users": ["shop_1", "shop_1"]})
     sw, _ = activate(server, B, PREPARED="blue")
-    assert sw.trail == ["settings-desired", "checked-blue", "live-blue", "stopped-main", "recorded-live", "recorded"]
+    assert sw.trail == ["settings-desired", "checked-blue", "live-blue", "recorded-live", "recorded"]
     assert server.restarted() == [] and users == []   # new-release-user would kill the prepared slot's processes
-    assert server.served() == B and server.live() == "blue" and server.active == {"blue"}
+    # the old slot runs on (its in-flight requests finish) until the rollout's tidy
+    assert server.served() == B and server.live() == "blue" and server.active == {"main", "blue"}
     assert server.file("/etc/systemd/system/fdeploy-shop@.service") == NEW_UNIT and server.file("/etc/fdeploy/shop/env.live") == "GREETING=new\n"
     assert [(e["release"], e["status"]) for e in server.history()][-1] == (B, "live")
 
@@ -95,16 +97,32 @@ def test_a_failed_prepare_stops_the_idle_slot_and_leaves_everything_in_force(ser
     assert server.file("/etc/systemd/system/fdeploy-shop@.service") == OLD_UNIT and server.file("/etc/fdeploy/shop/env") == "GREETING=hi\n"
 
 
-def test_undo_stops_only_an_idle_slot_running_the_release(server):
+def test_tidy_stops_every_slot_but_the_live_one(server):
     deployed(server, A)
     staged_new(server)
-    sw, slot = prepare(server)
-    assert not sw.unprepare("main") and server.active == {"main", "blue"}
-    assert sw.unprepare("blue") and server.active == {"main"}
+    sw, slot = prepare(server)   # the rollout stopped before this host's turn
+    assert sw.tidy() == ["blue"] and server.active == {"main"} and server.served() == A
     prepare(server)
     activate(server, B, PREPARED="blue")
-    sw, _ = prepare(server, A)   # B live on blue now: nothing idle runs A
-    assert not sw.unprepare("blue") and "blue" in server.active
+    sw, _ = prepare(server, B)
+    assert sw.tidy() == ["main"] and server.active == {"blue"} and server.served() == B
+    assert sw.tidy() == []
+
+
+def test_a_host_sent_back_flips_back_to_the_old_slot_with_the_settings_it_ran_with(server):
+    deployed(server, A)
+    staged_new(server)
+    prepare(server)
+    activate(server, B, PREPARED="blue")
+    server.calls.clear()
+    logs = []
+    sw, _ = activate(server, A, "restart", logs, ROLLBACK=1, FLEET_BACK=1)
+    assert sw.trail == ["settings-desired", "checked-main", "live-main", "recorded-live", "recorded"]
+    assert server.restarted() == [] and server.served() == A and server.live() == "main"
+    assert server.file("/etc/fdeploy/shop/env") == "GREETING=hi\n" and server.file("/etc/systemd/system/fdeploy-shop@.service") == OLD_UNIT
+    assert "going back to %s with the units and environment it ran with" % A in "\n".join(logs)
+    sw, _ = prepare(server, A)
+    assert sw.tidy() == ["blue"] and server.active == {"main"}
 
 
 @pytest.mark.parametrize("case", ["canary", "first release", "live already", "docker"])
@@ -130,7 +148,7 @@ def test_the_verb_holds_the_deploy_lock_with_the_deploys_lease_and_says_the_slot
     rc = cli.main(["fleet-prepare"], stdin=io.StringIO(json.dumps(params(B, DEPLOY="proj/dev"))), stdout=out, stderr=err, host=server.host())
     assert rc == 0, err.getvalue()
     assert json.loads(out.getvalue())["slot"] == "blue" and seen == ["proj/dev"]
-    undo = params(B, DEPLOY="proj/dev", UNDO=1, SLOT="blue")
-    rc = cli.main(["fleet-prepare"], stdin=io.StringIO(json.dumps(undo)), stdout=out, stderr=err, host=server.host())
-    assert rc == 0 and server.active == {"main"}
+    out = io.StringIO()
+    rc = cli.main(["fleet-prepare"], stdin=io.StringIO(json.dumps(params(B, DEPLOY="proj/dev", TIDY=1))), stdout=out, stderr=err, host=server.host())
+    assert rc == 0 and json.loads(out.getvalue())["stopped"] == ["blue"] and server.active == {"main"}
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

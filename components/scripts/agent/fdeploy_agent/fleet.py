@@ -33,7 +33,7 @@ class HostGone(HostFailed):
 class Fleet(Protocol):
     def previous(self, host: str) -> Optional[str]: ...   # the host's live release now (None: none yet)
     def prepare(self, host: str) -> None: ...             # the new release started and checked beside the live one (fleet_prepare.py)
-    def unprepare(self, host: str) -> None: ...           # what prepare started stopped (the host's turn never came)
+    def tidy(self, host: str) -> None: ...                # every slot but the live one stopped (the rollout ended)
     def drain(self, host: str) -> None: ...               # no new requests to it (in-flight ones finish)
     def switch(self, host: str) -> None: ...              # the new release live on it (activate; its own check)
     def ready(self, host: str, check: bool) -> None: ...  # back in the balancer (check: its health through its nginx first)
@@ -77,7 +77,8 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
     every host that had switched went back (the failed one keeps what it ran: activate's own fallback).
     First, on every host at once, what changes nothing it serves: its release read, the new one prepared
     beside it (a host that fails there stops the rollout before any host switched). Then the hosts of a
-    batch are drained, switched and checked together."""
+    batch are drained, switched (the prepared slot flipped live, the old one kept running) and checked
+    together. At the end, however it ends, every prepared host's other slots are stopped (tidy)."""
     took = Phases()
     before: Dict[str, Optional[str]] = took("read", lambda: each_result(fleet.previous, sorted(hosts)))
     todo = [h for h in sorted(hosts) if before[h] not in (None, release)]
@@ -87,7 +88,7 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
     if failed:
         current, e = failed
         log("host %s failed: %s" % (current, e))
-        each_result(lambda h: _quietly(lambda: fleet.unprepare(h), log), todo)
+        each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), todo)
         raise HostFailed("the rollout (flask-deploy:servers) of %s stopped at host %s: %s\n%s" % (
             release, current, e, summary([], [h for h in sorted(hosts) if h != current], now)))
     switched: List[str] = []
@@ -108,13 +109,16 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
             log("host %s failed: %s" % (current, e))
             switched.sort()
             went_back = _go_back(switched, before, now, fleet, log)
-            each_result(lambda h: _quietly(lambda: fleet.unprepare(h), log), [h for h in todo if h not in switched])
+            each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), todo)
             for h in group:   # drained hosts of this batch that were not sent back: in the balancer again
                 if h not in switched:
                     _quietly(lambda: fleet.ready(h, check=False), log)
             never = [h for h in sorted(hosts) if h not in switched and h != current]
             raise HostFailed("the rollout (flask-deploy:servers) of %s stopped at host %s: %s\n%s" % (
                 release, current, e, summary(went_back, never, now)))
+    took = Phases()
+    took("tidy", lambda: each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), todo))
+    log("fleet: every host: %s" % took)
     return now
 
 
@@ -283,20 +287,19 @@ class SshFleet:
         if r.get("slot"):
             self.prepared[address] = str(r["slot"])
 
-    def unprepare(self, address: str) -> None:
-        h, slot = self.hosts[address], self.prepared.pop(address, "")
-        if slot and address in self.gone:   # another 15 s for nothing: its next rollout's prepare takes the slot over
-            self.log("host %s did not answer: its prepared slot %s stays" % (address, slot))
-        elif slot:
-            params = dict(json.loads(h["params"]), UNDO=1, SLOT=slot)
-            self._ssh(h["ssh"], h["prepare"], json.dumps(params), "stopping the prepared slot %s (fleet-prepare)" % slot, address)
+    def tidy(self, address: str) -> None:
+        h = self.hosts[address]
+        if address in self.gone:   # another 15 s for nothing: its next rollout's tidy stops what runs there
+            self.log("host %s did not answer: its slots beside the live one are left" % address)
+        else:
+            params = dict(json.loads(h["params"]), TIDY=1)
+            self._ssh(h["ssh"], h["prepare"], json.dumps(params), "stopping the slots beside the live one (fleet-prepare)", address)
 
     def switch(self, address: str) -> None:
         h = self.hosts[address]
         slot = self.prepared.get(address, "")
         params = json.dumps(dict(json.loads(h["params"]), PREPARED=slot)) if slot else h["params"]
         r = self._ssh(h["ssh"], h["activate"], params, "the switch (activate)", address)
-        self.prepared.pop(address, None)   # live now (a failed switch: unprepare stops the slot if it still runs idle)
         if self.history is None and isinstance(r.get("history"), list):
             self.history = r["history"]
 

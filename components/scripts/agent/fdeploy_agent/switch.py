@@ -17,8 +17,10 @@ the ones passed (tests read it):
   rolling     preflight -> probe checked -> traffic on probe -> restart's chain -> probe stopped
   blue-green  preflight -> idle slot checked -> live -> old slot stopped
   prepared    (a fleet host, PREPARED: fleet_prepare.py started and checked the release on the idle slot
-              before the host's turn) idle slot checked -> live -> old slot stopped; a slot that no longer
-              runs the release: the strategy's own chain
+              before the host's turn) that slot checked -> live; the old slot keeps running (its in-flight
+              requests finish) until the rollout's tidy stops it, and a fleet that sends the host back
+              (FLEET_BACK) flips to it the same way. A slot that no longer runs the release: the strategy's
+              own chain
   canary      canary_flow.py; falls back to blue-green (and says why) when it cannot compare or split
 Runtime docker (or a live container replaced by the python runtime) under restart goes rolling: no
 socket unit can hold the live slot's connections while its container is replaced."""
@@ -72,7 +74,7 @@ class Switch:
         self.trail: List[str] = []
         self.new_user = self.live_user = ""
         self.canary_slot = ""   # a canary's new slot while it takes traffic: a failure sends the traffic back
-        self.prepared = ""      # the idle slot fleet-prepare started this release on (PREPARED), once it is seen running it
+        self.prepared = ""      # a slot running this release idle that goes live as it is (prepared_slot)
 
     def enter(self, state: str) -> None:
         self.trail.append(state)
@@ -169,7 +171,7 @@ class Switch:
 
     def strategies(self) -> None:
         if self.prepared:
-            self.blue_green(prepared=True)
+            self.flip(self.prepared)
         elif self.strategy == "restart":
             if self.runtime == "docker" or self.slots.live_is_container():
                 self.rolling()
@@ -272,18 +274,20 @@ class Switch:
         self.slots.stop("probe")
         self.enter("probe-stopped")
 
-    def blue_green(self, prepared: bool = False) -> None:
+    def flip(self, slot: str) -> None:
+        """SLOT, which runs the release already (prepared_slot), checked again (it answers at once) and made
+        live; the old slot keeps running until the fleet's tidy (fleet_prepare.py). A failed check stops SLOT."""
+        self.checked(slot, "slot %s; slot %s keeps serving" % (slot, self.slots.live() or "none"))
+        self.slots.go_live(slot)
+        self.enter("live-" + slot)
+
+    def blue_green(self) -> None:
         """The release on the idle slot, checked there, then nginx switched to it; the old slot drained
-        and stopped. A failed check stops the idle slot and leaves the live one untouched. PREPARED: the
-        idle slot runs the release already (fleet-prepare): checked again (it answers at once), not restarted."""
+        and stopped. A failed check stops the idle slot and leaves the live one untouched."""
         live_slot = self.slots.live()
+        self.preflight("light" if live_slot else "switch")
         idle = idle_slot(live_slot)
-        where = "slot %s; slot %s keeps serving" % (idle, live_slot or "none")
-        if prepared:
-            self.checked(idle, where)
-        else:
-            self.preflight("light" if live_slot else "switch")
-            self.start_checked(idle, where)
+        self.start_checked(idle, "slot %s; slot %s keeps serving" % (idle, live_slot or "none"))
         self.slots.go_live(idle)
         self.enter("live-" + idle)
         if live_slot and live_slot != idle:
@@ -298,11 +302,14 @@ class Switch:
         strategy canary (it splits the live traffic), runtime docker, nothing live yet (its site comes with
         the switch), this release live already, or traffic split by an interrupted canary."""
         live_slot = self.slots.live()
-        if (self.strategy == "canary" or self.runtime == "docker" or not live_slot or self.slots.live_is_container()
-                or self.slots.release_of(live_slot) == self.release
-                or is_split(read_regular(self.host.path(upstream_conf(self.app))), self.app)):
+        if not self.flippable() or self.slots.release_of(live_slot) == self.release:
             return ""
         return idle_slot(live_slot)
+
+    def flippable(self) -> bool:
+        """A slot running the release beside the live one can simply go live (not so for canary, docker, a split)."""
+        return not (self.strategy == "canary" or self.runtime == "docker" or not self.slots.live() or self.slots.live_is_container()
+                    or is_split(read_regular(self.host.path(upstream_conf(self.app))), self.app))
 
     def prepare(self) -> str:
         """The release started and checked on the idle slot (preflight first), which takes no traffic; then the
@@ -322,22 +329,31 @@ class Switch:
         self.log("prepared: release %s runs on slot %s (checked), not live yet" % (self.rid, idle))
         return idle
 
-    def unprepare(self, slot: str) -> bool:
-        """SLOT stopped when it runs this release and is not live (the rollout stopped before this host's turn)."""
-        if slot not in ("blue", "green") or slot == self.slots.live() or self.slots.release_of(slot) != self.release:
-            return False
-        self.slots.stop(slot)
-        self.log("prepared slot %s stopped: release %s did not go live here" % (slot, self.rid))
-        return True
+    def tidy(self) -> List[str]:
+        """Every slot but the live one stopped (the rollout ended: the old slots its flips kept, the prepared
+        ones of hosts whose turn never came); the slots stopped."""
+        live_slot, stopped = self.slots.live(), []
+        for slot in FLIP_SLOTS:
+            if slot != live_slot and self.slots.is_active(slot):
+                self.slots.stop(slot)
+                stopped.append(slot)
+        if stopped:
+            self.log("stopped slot %s (%s live on slot %s)" % (", ".join(stopped), os.path.basename(self.slots.release_of(live_slot)), live_slot))
+        return stopped
 
     def prepared_slot(self) -> str:
-        """PREPARED, when that slot is idle and runs this release; "" else (said when it was asked for)."""
-        slot = str(self.params.get("PREPARED") or "")
-        if not slot:
-            return ""
-        if slot == self.preparable() and self.slots.release_of(slot) == self.release and self.slots.is_active(slot):
-            return slot
-        self.log("the prepared slot %s does not run release %s idle: the whole switch (%s) runs" % (slot, self.rid, self.strategy))
+        """The slot that goes live as it is: PREPARED (fleet-prepare's), or for a fleet sending the host back
+        (FLEET_BACK) the old slot its flip kept, when it runs this release beside the live one; "" else (the
+        whole switch: said when PREPARED was asked for)."""
+        live_slot = self.slots.live()
+        asked = str(self.params.get("PREPARED") or "")
+        candidates = [asked] if asked else [s for s in FLIP_SLOTS if self.params.get("FLEET_BACK")]
+        if self.flippable():
+            for slot in candidates:
+                if slot in FLIP_SLOTS and slot != live_slot and self.slots.release_of(slot) == self.release and self.slots.is_active(slot):
+                    return slot
+        if asked:
+            self.log("the prepared slot %s does not run release %s idle: the whole switch (%s) runs" % (asked, self.rid, self.strategy))
         return ""
 
     # --- leftovers of earlier runs
@@ -363,6 +379,9 @@ class Switch:
         self.remove(slots + "/canary.env")
         self.log("removed the slot 'canary' left by an older version's rolling strategy")
         self.enter("legacy-probe-retired")
+
+
+FLIP_SLOTS = ("main", "blue", "green")   # the slots a release goes live on (probe and canary are a strategy's own)
 
 
 def idle_slot(live_slot: str) -> str:
