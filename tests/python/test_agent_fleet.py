@@ -141,10 +141,12 @@ def test_every_host_is_prepared_at_once_before_the_first_drain():
     assert any(line.startswith("fleet: every host: read ") and ", prepare " in line for line in logs)
 
 
-def test_a_new_host_or_one_on_the_release_is_not_prepared():
+def test_a_new_host_or_one_on_the_release_is_not_prepared_but_every_host_is_tidied():
     f = FakeFleet({"10.0.0.1": None, "10.0.0.2": NEW, "10.0.0.3": OLD})
     fleet.rollout(HOSTS, 1, NEW, f, lambda s: None)
     assert [e for e in f.events if e[0] == "prepare"] == [("prepare", "10.0.0.3")]
+    # one on the release already may run the old slot a rollout killed before its tidy left
+    assert sorted(e for e in f.events if e[0] == "tidy") == [("tidy", h) for h in sorted(HOSTS)]
 
 
 def test_a_host_that_fails_its_prepare_stops_the_rollout_before_any_drain_and_the_others_stop_theirs():

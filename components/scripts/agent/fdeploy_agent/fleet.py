@@ -78,7 +78,8 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
     First, on every host at once, what changes nothing it serves: its release read, the new one prepared
     beside it (a host that fails there stops the rollout before any host switched). Then the hosts of a
     batch are drained, switched (the prepared slot flipped live, the old one kept running) and checked
-    together. At the end, however it ends, every prepared host's other slots are stopped (tidy)."""
+    together. At the end, however it ends, every host's slots but the live one are stopped (tidy: also what
+    a rollout killed before its end left running)."""
     took = Phases()
     before: Dict[str, Optional[str]] = took("read", lambda: each_result(fleet.previous, sorted(hosts)))
     todo = [h for h in sorted(hosts) if before[h] not in (None, release)]
@@ -88,7 +89,7 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
     if failed:
         current, e = failed
         log("host %s failed: %s" % (current, e))
-        each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), todo)
+        each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), sorted(hosts))
         raise HostFailed("the rollout (flask-deploy:servers) of %s stopped at host %s: %s\n%s" % (
             release, current, e, summary([], [h for h in sorted(hosts) if h != current], now)))
     switched: List[str] = []
@@ -109,7 +110,7 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
             log("host %s failed: %s" % (current, e))
             switched.sort()
             went_back = _go_back(switched, before, now, fleet, log)
-            each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), todo)
+            each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), sorted(hosts))
             for h in group:   # drained hosts of this batch that were not sent back: in the balancer again
                 if h not in switched:
                     _quietly(lambda: fleet.ready(h, check=False), log)
@@ -117,7 +118,7 @@ def rollout(hosts: Sequence[str], size: int, release: str, fleet: Fleet, log: Lo
             raise HostFailed("the rollout (flask-deploy:servers) of %s stopped at host %s: %s\n%s" % (
                 release, current, e, summary(went_back, never, now)))
     took = Phases()
-    took("tidy", lambda: each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), todo))
+    took("tidy", lambda: each_result(lambda h: _quietly(lambda: fleet.tidy(h), log), sorted(hosts)))
     log("fleet: every host: %s" % took)
     return now
 
