@@ -208,7 +208,7 @@ def test_ssh_fleet_runs_the_deploys_verbs_with_the_pinned_key(tmp_path):
     assert backs == [{"APP": "shop", "RELEASE_ID": OLD, "DEPLOY": "proj/dev", "ROLLBACK": 1, "FLEET_BACK": 1}]
     # every host's lease, in sorted order, before the first host drained
     verbs = [(a[-1].rsplit(" ", 1)[-1], a[-2]) for a, _ in ran]
-    assert verbs[:2] == [("fleet-lease", "root@10.0.0.1"), ("fleet-lease", "root@10.0.0.2")]
+    assert verbs[3:5] == [("fleet-lease", "root@10.0.0.1"), ("fleet-lease", "root@10.0.0.2")]   # after the connections
     assert [json.loads(i) for a, i in ran if a[-1].endswith("fleet-lease")][0] == {"APP": "shop", "DEPLOY": "proj/dev"}
     assert all("StrictHostKeyChecking=yes" in a for a, _ in ran)
     drains = [json.loads(i) for a, i in ran if a[-1].endswith("lb-drain")]
@@ -311,6 +311,8 @@ def test_each_host_has_one_connection_for_the_whole_rollout_ended_with_it(tmp_pa
     exits = [(a[-1], opts(a)["ControlPath"]) for a in ran if "-O" in a and a[a.index("-O") + 1] == "exit"]
     assert sorted(exits) == sorted((d, next(iter(p))) for d, p in paths.items())
     assert ran[-3:] == [a for a in ran if "-O" in a]   # after every step
+    # opened all at once before the leases (taken one by one), each by a call that runs nothing
+    assert sorted(a[-2] for a in ran[:3]) == sorted(paths) and all(a[-1] == "true" for a in ran[:3])
 
 
 @pytest.mark.parametrize("master_alive, expect", [

@@ -252,10 +252,19 @@ class SshFleet:
             self.gone.append(name)
             raise
 
+    def _targets(self) -> List[Dict[str, Any]]:
+        return [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else [])
+
+    def connect(self) -> None:
+        """Each host's one connection opened, all at once (the leases are taken one by one: each would open its
+        own); one that fails is left to the first step, which says why."""
+        targets = self._targets()
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            list(pool.map(lambda t: self.host.run(ssh_argv(t, known_path(self.folder, t), "true", ssh_mux.control_path(self.folder, t))), targets))
+
     def close(self) -> None:
         """Each host's one connection ended (ssh_mux.py)."""
-        targets = [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else [])
-        ssh_mux.close(self.host, [ssh_argv(t, known_path(self.folder, t), "", ssh_mux.control_path(self.folder, t)) for t in targets])
+        ssh_mux.close(self.host, [ssh_argv(t, known_path(self.folder, t), "", ssh_mux.control_path(self.folder, t)) for t in self._targets()])
 
     def previous(self, address: str) -> Optional[str]:
         h = self.hosts[address]
@@ -326,8 +335,9 @@ def fleet_rollout(host: Host, params: Dict[str, Any], log: Log, lock_wait: int) 
     with tempfile.TemporaryDirectory(prefix="fdeploy-fleet-") as folder:
         fleet = SshFleet(host, params, folder, log)
         try:
+            fleet.connect()
             with held(list(fleet.hosts), fleet.lease, log):
-                log("fleet: leases held after %.1f s" % (time.monotonic() - t0))
+                log("fleet: connected and leases held after %.1f s" % (time.monotonic() - t0))
                 hosts = rollout(list(fleet.hosts), size, release, fleet, log)
         finally:
             fleet.close()
