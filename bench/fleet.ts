@@ -93,7 +93,8 @@ async function main(): Promise<void> {
       const rolloutS = Number(/the rollout took ([\d.]+) s/.exec(r.output)?.[1] ?? NaN);
       rows.push({ hosts: n, rps: tp.rps, deployS, switchS, rolloutS, requests: result.requests, failed: result.failures + tp.failed });
       log(`code deploy to ${n} host(s): ${deployS.toFixed(1)} s, switch ${switchS} s (rollout ${rolloutS} s); ${result.requests} requests, ${result.failures} failed`);
-      for (const l of r.output.split("\n").filter((x) => /fleet: /.test(x))) log(`  ${l.trim()}`);
+      // the rollout's own log (each phase's time, each host's lines), for where the time went
+      for (const l of r.output.split("\n").filter((x) => /fleet-rollout updat/.test(x))) log(`  ${l.replace(/^.*?\)( \[diff: [^\]]*\])?;? ?/, "")}`);
     }
   } catch (e) {
     notes.push(`**The run stopped early:** ${String((e as Error).message ?? e).split("\n")[0]}`);

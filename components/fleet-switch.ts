@@ -67,7 +67,7 @@ export class FleetSwitch extends pulumi.ComponentResource {
     const stdin = pulumi.all([args.releaseId, pulumi.all(hosts)]).apply(([release, hs]) => JSON.stringify({
       APP: args.appName, RELEASE_ID: release, BATCH_SIZE: args.batchSize, DRAIN_SECONDS: args.drainSeconds,
       HEALTH_TIMEOUT: args.healthTimeoutSeconds, HOSTS: hs,
-      BALANCER: b ? { ssh: b.target, "lb-drain": b.drainLine, "lb-ready": b.readyLine } : null,
+      BALANCER: b ? { ssh: b.target, "lb-drain": b.drainLine, "lb-ready": b.readyLine, "lb-session": b.sessionLine } : null,
     }, undefined, 1));
     this.step = new command.local.Command(`${name}-rollout`, {
       create: `python3 -I -B ${AGENT} fleet-rollout`,

@@ -36,6 +36,8 @@ export class LoadBalancer extends pulumi.ComponentResource {
   /** The supervised command lines of the drain and ready verbs on the balancer (the fleet switch runs them). */
   public readonly drainLine: string;
   public readonly readyLine: string;
+  /** The session line (agent lb_session.py): the rollout's drains and readies in one process on the balancer. */
+  public readonly sessionLine: string;
 
   constructor(name: string, args: LoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:LoadBalancer", name, {}, opts);
@@ -56,6 +58,8 @@ export class LoadBalancer extends pulumi.ComponentResource {
     }, this, [{ name: `${name}-configure` }]);
     this.drainLine = bundle.stepLine(`${name}-drain`, "default", args.drainSeconds, AGENT, "lb-drain");
     this.readyLine = bundle.stepLine(`${name}-ready`, "default", 0, AGENT, "lb-ready");
+    // its time limit: the default one and a drain and a minute per host (past it, the rollout starts another)
+    this.sessionLine = bundle.stepLine(`${name}-session`, "default", args.hosts.length * (args.drainSeconds + 60), AGENT, "lb-session");
     this.registerOutputs({});
   }
 }

@@ -345,3 +345,43 @@ def test_a_host_gone_mid_rollout_is_not_called_again_to_tidy_its_slots(tmp_path)
     after = ran[[i for i, a in enumerate(ran) if a[-2] == "root@10.0.0.2" and a[-1].endswith("activate")][0] + 1:]
     assert not [a for a in after if a[-2] == "root@10.0.0.2" or a[-1] == "root@10.0.0.2" and "exit" not in a]
     assert "host 10.0.0.2 did not answer: its slots beside the live one are left" in logs
+
+
+def test_the_balancers_drains_and_readies_go_through_one_session(tmp_path, monkeypatch):
+    """With the stack's lb-session line, every drain and ready is one request to one process on the balancer."""
+    import textwrap
+    script = tmp_path / "standin.py"
+    script.write_text(textwrap.dedent("""
+        import json, os, sys
+        log = open(sys.argv[1], "a")
+        log.write(json.dumps({"pid": os.getpid(), "first": json.loads(sys.stdin.readline())}) + "\\n")
+        for line in sys.stdin:
+            log.write(line)
+            log.flush()
+            print(json.dumps({"ok": True}), flush=True)
+    """))
+    seen = tmp_path / "seen"
+    started = []
+
+    def start(argv):
+        started.append(argv)
+        return lb_session_popen([sys.executable, str(script), str(seen)])
+    from fdeploy_agent import lb_session
+    lb_session_popen = lb_session.popen
+    monkeypatch.setattr(lb_session, "popen", start)
+    ran = []
+
+    def run(argv, merge_output=False, input=None):
+        ran.append(argv)
+        return answers(argv, input)
+    params = fleet_params(["10.0.0.1", "10.0.0.2"])
+    params["BALANCER"]["lb-session"] = "python3 agent lb-session"
+    fleet.fleet_rollout(Host(root=str(tmp_path), run=run), params, lambda s: None, 0)
+    assert len(started) == 1 and started[0][-1] == "python3 agent lb-session" and started[0][-2] == "root@10.0.0.9"
+    assert opts(started[0])["ControlMaster"] == "auto"   # over the balancer's one connection
+    lines = [json.loads(x) for x in seen.read_text().splitlines()]
+    assert lines[0]["first"] == {"APP": "shop"}
+    assert [(x["verb"], x["params"]["HOST"]) for x in lines[1:]] == [
+        ("lb-drain", "10.0.0.1"), ("lb-ready", "10.0.0.1"), ("lb-drain", "10.0.0.2"), ("lb-ready", "10.0.0.2")]
+    assert lines[1]["params"]["WAIT"] == 3 and lines[2]["params"]["WAIT_UP"] == 5
+    assert not [a for a in ran if a[-1].endswith(("lb-drain", "lb-ready"))]   # no call of its own

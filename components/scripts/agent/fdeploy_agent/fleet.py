@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .errors import AgentError
-from . import ssh_mux
+from . import lb_session, ssh_mux
 from .fleet_lease import held
 from .host import Host
 
@@ -220,15 +220,19 @@ def ssh_json(host: Host, folder: str, target: Dict[str, Any], command: str, stdi
         result = json.loads(last[0])
     except ValueError:
         result = {}
-    said = (r.stderr or "").strip()
-    if r.returncode == 255 and (GONE.search(said) or (mux and ssh_mux.ended(host, argv, r.returncode, said))):   # ssh's own failure: the host, not the step
+    return judged(host, argv, r.returncode, result, (r.stderr or "").strip(), what, name, key, mux)
+
+
+def judged(host: Host, argv: List[str], returncode: int, result: Any, said: str, what: str, name: str, key: str, mux: bool) -> Dict[str, Any]:
+    """ssh_json's verdict on a call ARGV that ended with RETURNCODE, its JSON RESULT and its stderr SAID."""
+    if returncode == 255 and (GONE.search(said) or (mux and ssh_mux.ended(host, argv, returncode, said))):   # ssh's own failure: the host, not the step
         raise HostGone("%s on %s (flask-deploy:%s) failed: the host did not answer over SSH\n%s\n(a step gives up on a host "
                          "after %d s connecting, or %d s without an answer once connected)" % (
                              what, name, key, said.splitlines()[-1][-200:] if said else "its connection ended: no answer to its keepalives",
                              CONNECT_SECONDS, SILENT_SECONDS))
-    if r.returncode != 0:
+    if returncode != 0:
         raise HostFailed("%s on %s (flask-deploy:%s) failed (exit %d): %s" % (
-            what, name, key, r.returncode, result.get("error") or (r.stderr or "").strip()[-300:]))
+            what, name, key, returncode, (result.get("error") if isinstance(result, dict) else "") or said[-300:]))
     return result if isinstance(result, dict) else {}
 
 
@@ -244,6 +248,10 @@ class SshFleet:
         self.prepared: Dict[str, str] = {}          # address -> the slot fleet-prepare started the release on
         self.gone: List[str] = []                   # hosts that did not answer over SSH: no more calls to them
         known_hosts(folder, [h["ssh"] for h in self.hosts.values()] + ([self.balancer["ssh"]] if self.balancer else []))
+        # the balancer's drains and readies in one agent process there (lb_session.py), when the stack gives its line
+        b = self.balancer if self.balancer and self.balancer.get("lb-session") else None
+        self.lb_argv = ssh_argv(b["ssh"], known_path(folder, b["ssh"]), b["lb-session"], ssh_mux.control_path(folder, b["ssh"])) if b else []
+        self.session = lb_session.Session(self.lb_argv, self.app, lambda line: log("  [the balancer] %s" % line)) if b else None
 
     def _ssh(self, target: Dict[str, Any], command: str, stdin: str, what: str, name: str, key: str = "servers") -> Dict[str, Any]:
         try:
@@ -263,7 +271,9 @@ class SshFleet:
             list(pool.map(lambda t: self.host.run(ssh_argv(t, known_path(self.folder, t), "true", ssh_mux.control_path(self.folder, t))), targets))
 
     def close(self) -> None:
-        """Each host's one connection ended (ssh_mux.py)."""
+        """The balancer's session and each host's one connection ended (ssh_mux.py)."""
+        if self.session:
+            self.session.close()
         ssh_mux.close(self.host, [ssh_argv(t, known_path(self.folder, t), "", ssh_mux.control_path(self.folder, t)) for t in self._targets()])
 
     def previous(self, address: str) -> Optional[str]:
@@ -285,7 +295,11 @@ class SshFleet:
         return int(r.get("seconds") or 30)
 
     def _lb(self, verb: str, params: Dict[str, Any], address: str) -> None:
-        if self.balancer:
+        what = "the balancer (host %s)" % address
+        if self.session:
+            code, answer, said = self.session.call(verb, dict(params, APP=self.app, HOST=address))
+            judged(self.host, self.lb_argv, code, answer, said, verb, what, "loadBalancer", True)
+        elif self.balancer:
             self._ssh(self.balancer["ssh"], self.balancer[verb], json.dumps(dict(params, APP=self.app, HOST=address)), verb, "the balancer (host %s)" % address, "loadBalancer")
 
     def drain(self, address: str) -> None:
