@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "componen
 from fdeploy_agent import cli, fleet_prepare, switch  # noqa: E402
 from fdeploy_agent.errors import AgentError  # noqa: E402
 import test_agent_switch  # noqa: E402
-from test_agent_switch import A, B, activate, deployed, params, stage  # noqa: E402
+from test_agent_switch import A, B, C, activate, deployed, params, stage  # noqa: E402
 
 server = test_agent_switch.server   # its fixture: the fake server
 
@@ -95,6 +95,21 @@ def test_a_failed_prepare_stops_the_idle_slot_and_leaves_everything_in_force(ser
         prepare(server)
     assert server.active == {"main"} and server.served() == A
     assert server.file("/etc/systemd/system/fdeploy-shop@.service") == OLD_UNIT and server.file("/etc/fdeploy/shop/env") == "GREETING=hi\n"
+
+
+def test_the_flip_leaves_pruning_to_the_tidy(server, monkeypatch):
+    deployed(server, A)
+    staged_new(server)
+    pruned = []
+    monkeypatch.setattr(switch.prune, "prune", lambda *a, **kw: pruned.append(a[1]["RELEASE_ID"]))
+    prepare(server)
+    activate(server, B, PREPARED="blue")
+    assert pruned == []   # a venv's removal takes seconds: not in the rollout's serial part
+    sw, _ = prepare(server, B)
+    sw.tidy()
+    assert pruned == [B]
+    activate(server, C)   # any other activation prunes as before
+    assert pruned == [B, C]
 
 
 def test_tidy_stops_every_slot_but_the_live_one(server):

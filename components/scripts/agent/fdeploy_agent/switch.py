@@ -115,10 +115,8 @@ class Switch:
         # the parameters of the activation that went live: what state.sh repairs to
         write_atomic(self.host.path(self.app.slots + "/activation.live.json"), json.dumps(self.params, indent=1, sort_keys=True).encode(), 0o600)
         self.remove(self.app.slots + "/activation.json")   # written by older versions
-        try:
-            prune.prune(self.host, self.params, self.log, 0, bundle=self.bundle)
-        except Exception as e:   # pruning is housekeeping: the next deploy tries again
-            self.log("warning: pruning old releases failed (%s); the next deploy tries again" % e)
+        if not self.prepared:   # a fleet's flip: its rollout's tidy prunes, after every host's turn (a venv's removal takes seconds)
+            self.prune_old()
         # the environment file used to live in the app-writable shared/; unlink never follows a link
         self.remove(self.app.root + "/shared/.env")
         self.log("live release: %s (%s), activated %s" % (self.rid, self.strategy, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
@@ -329,9 +327,15 @@ class Switch:
         self.log("prepared: release %s runs on slot %s (checked), not live yet" % (self.rid, idle))
         return idle
 
+    def prune_old(self) -> None:
+        try:
+            prune.prune(self.host, self.params, self.log, 0, bundle=self.bundle)
+        except Exception as e:   # pruning is housekeeping: the next deploy tries again
+            self.log("warning: pruning old releases failed (%s); the next deploy tries again" % e)
+
     def tidy(self) -> List[str]:
         """Every slot but the live one stopped (the rollout ended: the old slots its flips kept, the prepared
-        ones of hosts whose turn never came); the slots stopped."""
+        ones of hosts whose turn never came), then what the flip left to prune pruned; the slots stopped."""
         live_slot, stopped = self.slots.live(), []
         for slot in FLIP_SLOTS:
             if slot != live_slot and self.slots.is_active(slot):
@@ -339,6 +343,7 @@ class Switch:
                 stopped.append(slot)
         if stopped:
             self.log("stopped slot %s (%s live on slot %s)" % (", ".join(stopped), os.path.basename(self.slots.release_of(live_slot)), live_slot))
+        self.prune_old()
         return stopped
 
     def prepared_slot(self) -> str:
