@@ -1,13 +1,13 @@
 // FleetSwitch: the one switch of a FlaskApp on several servers (README "Scale out"). A local step of the
-// stack runs the agent's `fleet-rollout` on the deploying machine (fdeploy_agent/fleet.py): first on every host
-// at once `fleet-prepare` (the new release started and checked on the idle slot, serving nothing yet), then host
-// by host in sorted order (rollout.batchSize at a time) it drains the host at the balancer, runs the host's own
+// stack runs the agent's `fleet-rollout` on the deploying machine (fdeploy_agent/fleet.py), holding every
+// host's deploy lease (taken in sorted order, renewed) to the end: first on every host at once `fleet-prepare`
+// (the new release started and checked on the idle slot, serving nothing yet), then host by host in sorted
+// order (rollout.batchSize at a time) it drains the host at the balancer (lb-session), runs the host's own
 // `activate` (the parameters and command line a single server's Activation would run; it makes the prepared
-// slot live), holding every
-// host's deploy lease (taken in sorted order, renewed) from the first drain to the end, checks the host
-// through its nginx and puts it back. A host that fails stops the rollout, every host that had switched
-// goes back to its previous release, and the up fails naming the host: this step keeps its last outputs,
-// so `hosts` (each host's release) and a preview tell the truth.
+// slot live), checks the host through its nginx and puts it back; at the end `fleet-prepare` with TIDY stops
+// each host's other slots. A host that fails stops the rollout, every host that had switched goes back to
+// its previous release, and the up fails naming the host: this step keeps its last outputs, so `hosts`
+// (each host's release) and a preview tell the truth.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { parseHistory, HistoryEntry } from "./activation";
