@@ -350,9 +350,11 @@ class Switch:
         """The slot that goes live as it is: PREPARED (fleet-prepare's), or for a fleet sending the host back
         (FLEET_BACK) the old slot its flip kept, when it runs this release beside the live one; "" else (the
         whole switch: said when PREPARED was asked for)."""
-        live_slot = self.slots.live()
         asked = str(self.params.get("PREPARED") or "")
         candidates = [asked] if asked else [s for s in FLIP_SLOTS if self.params.get("FLEET_BACK")]
+        if not candidates:   # a single server's activation: nothing asked, nothing read
+            return ""
+        live_slot = self.slots.live()
         if self.flippable():
             for slot in candidates:
                 if slot in FLIP_SLOTS and slot != live_slot and self.slots.release_of(slot) == self.release and self.slots.is_active(slot):
