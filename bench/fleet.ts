@@ -1,8 +1,8 @@
 // npm run bench:fleet [-- --seconds 15 --connections 8]
 // Scale out (README "Scale out", issue #32): requests/s through the HAProxy balancer and a code deploy's time
-// (the whole `pulumi up` and its switch phase, the fleet-rollout step) with 1 app server, then with 2; not part
-// of npm test. Its own test servers (fe-b1, fe-b2 app servers, fe-blb the balancer: 10.213.0.236-238), one
-// stack: first one host behind the balancer, then the second added by one up. Bounded: each throughput window
+// (the whole `pulumi up` and its switch phase, the fleet-rollout step) with 1 app server, then 2, then 3; not part
+// of npm test. Its own test servers (fe-b1, fe-b2, fe-b3 app servers: 10.213.0.236, .237, .239; fe-blb the
+// balancer: .238), one stack: first one host behind the balancer, then each next added by one up. Bounded: each throughput window
 // SECONDS long with CONNECTIONS keep-alive connections, each deploy's request loop at most 300 s. Writes
 // bench/results/fleet.md with the commit, the dates, the load at start and end and the other test servers up.
 import * as fs from "fs";
@@ -44,13 +44,13 @@ async function throughput(url: string): Promise<{ rps: number; ok: number; faile
   return { rps: ok / ((Date.now() - t0) / 1000), ok, failed };
 }
 
-interface Row { hosts: number; rps: number; deployS: number; switchS: number; requests: number; failed: number }
+interface Row { hosts: number; rps: number; deployS: number; switchS: number; rolloutS: number; requests: number; failed: number }
 
 async function main(): Promise<void> {
   const own = (n: string) => /^fe-b/.test(n);
   const prov = provenanceStart(own);
   const t00 = Date.now();
-  const b1 = startServer("fe-b1", 236), b2 = startServer("fe-b2", 237), lb = startServer("fe-blb", 238);
+  const apps = [startServer("fe-b1", 236), startServer("fe-b2", 237), startServer("fe-b3", 239)], lb = startServer("fe-blb", 238);
   const appDir = path.join(PROJECT_DIR, REL);
   fs.rmSync(path.dirname(appDir), { recursive: true, force: true });
   fs.mkdirSync(path.dirname(appDir), { recursive: true });
@@ -68,10 +68,10 @@ async function main(): Promise<void> {
     for (const [k, v] of Object.entries({ appName: "benchfleet", appDir: REL, migrationsDir: "none", "rollout.drainSeconds": "5",
       "loadBalancer.host": lb.host, "loadBalancer.privateKeyPath": lb.keyPath, "loadBalancer.hostKey": lb.hostKey })) stack.setConfig(k, v);
     stack.setConfig("secrets.SECRET_KEY", "bench-fleet", { secret: true });
-    stack.setConfig("secrets.DATABASE_URL", "postgresql://benchfleet:pw@10.213.0.239/benchfleet", { secret: true });
-    host(0, b1);
-    for (const n of [1, 2]) {
-      if (n === 2) host(1, b2);
+    // never connected to (the bench reads `/` only)
+    stack.setConfig("secrets.DATABASE_URL", "postgresql://benchfleet:pw@127.0.0.1/benchfleet", { secret: true });
+    for (const n of [1, 2, 3]) {
+      host(n - 1, apps[n - 1]);
       const t0 = Date.now();
       const first = stack.up();
       if (first.status !== 0) throw new Error(`the up to ${n} host(s) failed\n${first.output.slice(-3000)}`);
@@ -89,8 +89,12 @@ async function main(): Promise<void> {
       const result = await load.stop();
       if (r.status !== 0) throw new Error(`the code deploy to ${n} host(s) failed\n${r.output.slice(-3000)}`);
       const switchS = Number(/fleet-rollout updated \((\d+)s\)/.exec(r.output)?.[1] ?? NaN);
-      rows.push({ hosts: n, rps: tp.rps, deployS, switchS, requests: result.requests, failed: result.failures + tp.failed });
-      log(`code deploy to ${n} host(s): ${deployS.toFixed(1)} s, switch ${switchS} s; ${result.requests} requests, ${result.failures} failed`);
+      // the rollout's own clock (agent fleet.py's last line), to a tenth of a second
+      const rolloutS = Number(/the rollout took ([\d.]+) s/.exec(r.output)?.[1] ?? NaN);
+      rows.push({ hosts: n, rps: tp.rps, deployS, switchS, rolloutS, requests: result.requests, failed: result.failures + tp.failed });
+      log(`code deploy to ${n} host(s): ${deployS.toFixed(1)} s, switch ${switchS} s (rollout ${rolloutS} s); ${result.requests} requests, ${result.failures} failed`);
+      // the rollout's own log (each phase's time, each host's lines), for where the time went
+      for (const l of r.output.split("\n").filter((x) => /fleet-rollout updat/.test(x))) log(`  ${l.replace(/^.*?\)( \[diff: [^\]]*\])?;? ?/, "")}`);
     }
   } catch (e) {
     notes.push(`**The run stopped early:** ${String((e as Error).message ?? e).split("\n")[0]}`);
@@ -98,24 +102,27 @@ async function main(): Promise<void> {
   } finally {
     stack.run(["destroy", "--yes", "--skip-preview"]);
     stack.remove();
-    for (const s of ["fe-b1", "fe-b2", "fe-blb"]) stopServer(s);
+    for (const s of ["fe-b1", "fe-b2", "fe-b3", "fe-blb"]) stopServer(s);
     fs.rmSync(path.dirname(appDir), { recursive: true, force: true });
   }
   provenanceEnd(prov, own);
-  const [one, two] = rows;
+  const [one, two, three] = rows;
+  const ratio = (r: Row, k: "switchS" | "rolloutS") => (r[k] / one[k]).toFixed(2);
   const lines = [
-    "# Scale out: 1 vs 2 app servers behind the balancer (`npm run bench:fleet`)", "",
-    "Written by `npm run bench:fleet` (bench/fleet.ts): one stack, first one app server behind HAProxy, then a second added by one up;",
-    "each side measured once in the same run. Every server is a systemd-nspawn machine on this one host, so the hosts share its CPUs:",
-    "a second host adds no CPU, and the requests/s show the balancer's overhead and spread, not a doubling.", "",
+    "# Scale out: 1, 2 and 3 app servers behind the balancer (`npm run bench:fleet`)", "",
+    "Written by `npm run bench:fleet` (bench/fleet.ts): one stack, first one app server behind HAProxy, then a second and a third, each added by one up;",
+    "each size measured once in the same run. Every server is a systemd-nspawn machine on this one host, so the hosts share its CPUs:",
+    "another host adds no CPU, and the requests/s show the balancer's overhead and spread, not a multiple.", "",
     `- **the run**: ${provenanceLine(prov)}`,
     `- **load**: requests/s: closed loop for ${SECONDS} s with ${CONNECTIONS} keep-alive connections through the balancer to \`/\`; ` +
       `during each code deploy: a loop of 4 connections through the balancer (at most 300 s); the whole run ${((Date.now() - t00) / 60000).toFixed(1)} min`,
     ...notes.map((x) => `- ${x}`), "",
-    "| app servers | requests/s through the balancer | code deploy (s) | switch phase (s) | requests during the deploy | failed requests |",
-    "|---|---:|---:|---:|---:|---:|",
-    ...rows.map((r) => `| ${r.hosts} | ${r.rps.toFixed(0)} | ${r.deployS.toFixed(1)} | ${r.switchS} | ${r.requests} | ${r.failed} |`), "",
-    ...(one && two ? [`The switch phase with 2 hosts takes ${(two.switchS / one.switchS).toFixed(2)}× that with 1 host (goal ≤ 1.5× for 3 hosts, issue #32).`, ""] : []),
+    "The switch phase is the fleet-rollout step as `pulumi up` reports it (whole seconds); the rollout, its own clock inside that step.", "",
+    "| app servers | requests/s through the balancer | code deploy (s) | switch phase (s) | the rollout (s) | requests during the deploy | failed requests |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    ...rows.map((r) => `| ${r.hosts} | ${r.rps.toFixed(0)} | ${r.deployS.toFixed(1)} | ${r.switchS} | ${r.rolloutS.toFixed(1)} | ${r.requests} | ${r.failed} |`), "",
+    ...(one && two ? [`The switch phase with 2 hosts takes ${ratio(two, "switchS")}× that with 1 host (the rollout ${ratio(two, "rolloutS")}×).`] : []),
+    ...(one && three ? [`The switch phase with 3 hosts takes ${ratio(three, "switchS")}× that with 1 host (the rollout ${ratio(three, "rolloutS")}×; goal ≤ 1.5×, issue #32).`] : []), "",
   ];
   fs.mkdirSync(RESULTS, { recursive: true });
   fs.writeFileSync(path.join(RESULTS, "fleet.md"), lines.join("\n"));

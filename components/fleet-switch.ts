@@ -1,11 +1,13 @@
 // FleetSwitch: the one switch of a FlaskApp on several servers (README "Scale out"). A local step of the
-// stack runs the agent's `fleet-rollout` on the deploying machine (fdeploy_agent/fleet.py): host by host in
-// sorted order (rollout.batchSize at a time) it drains the host at the balancer, runs the host's own
-// `activate` (the parameters and command line a single server's Activation would run), holding every
-// host's deploy lease (taken in sorted order, renewed) from the first drain to the end, checks the host
-// through its nginx and puts it back. A host that fails stops the rollout, every host that had switched
-// goes back to its previous release, and the up fails naming the host: this step keeps its last outputs,
-// so `hosts` (each host's release) and a preview tell the truth.
+// stack runs the agent's `fleet-rollout` on the deploying machine (fdeploy_agent/fleet.py), holding every
+// host's deploy lease (taken in sorted order, renewed) to the end: first on every host at once `fleet-prepare`
+// (the new release started and checked on the idle slot, serving nothing yet), then host by host in sorted
+// order (rollout.batchSize at a time) it drains the host at the balancer (lb-session), runs the host's own
+// `activate` (the parameters and command line a single server's Activation would run; it makes the prepared
+// slot live), checks the host through its nginx and puts it back; at the end `fleet-prepare` with TIDY stops
+// each host's other slots. A host that fails stops the rollout, every host that had switched goes back to
+// its previous release, and the up fails naming the host: this step keeps its last outputs, so `hosts`
+// (each host's release) and a preview tell the truth.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import { canaryParams, parseHistory, HistoryEntry } from "./activation";
@@ -62,6 +64,7 @@ export class FleetSwitch extends pulumi.ComponentResource {
       // strategy canary: the first host's new migrations not marked canary-safe make it a plain rollout
       ...(args.canary ? { migrations: `${sudo(h.target)}python3 -I -B ${h.bundle.remoteDir}/${AGENT} canary-migrations` } : {}),
       lease: h.bundle.stepLine(h.stepName, "default", 0, AGENT, "fleet-lease"),
+      prepare: h.bundle.stepLine(h.stepName, "default", h.extraSeconds, AGENT, "fleet-prepare"),
       activate: h.bundle.stepLine(h.stepName, "default", h.extraSeconds, AGENT, "activate"),
       params,
     })));
@@ -69,7 +72,8 @@ export class FleetSwitch extends pulumi.ComponentResource {
     const stdin = pulumi.all([args.releaseId, pulumi.all(hosts)]).apply(([release, hs]) => JSON.stringify({
       APP: args.appName, RELEASE_ID: release, BATCH_SIZE: args.batchSize, DRAIN_SECONDS: args.drainSeconds,
       HEALTH_TIMEOUT: args.healthTimeoutSeconds, HOSTS: hs, ...(args.canary ? canaryParams(args.canary) : {}),
-      BALANCER: b ? { ssh: b.target, "lb-drain": b.drainLine, "lb-ready": b.readyLine, ...(args.canary ? { "lb-canary": b.canaryLine } : {}) } : null,
+      BALANCER: b ? { ssh: b.target, "lb-drain": b.drainLine, "lb-ready": b.readyLine, "lb-session": b.sessionLine,
+        ...(args.canary ? { "lb-canary": b.canaryLine } : {}) } : null,
     }, undefined, 1));
     this.step = new command.local.Command(`${name}-rollout`, {
       create: `python3 -I -B ${AGENT} fleet-rollout`,

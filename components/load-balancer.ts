@@ -38,6 +38,8 @@ export class LoadBalancer extends pulumi.ComponentResource {
   public readonly readyLine: string;
   /** strategy canary across hosts: weights, log marks and gates at the balancer (haproxy_canary.py). */
   public readonly canaryLine: string;
+  /** The session line (agent lb_session.py): the rollout's drains and readies in one process on the balancer. */
+  public readonly sessionLine: string;
 
   constructor(name: string, args: LoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("flaskdeploy:index:LoadBalancer", name, {}, opts);
@@ -59,6 +61,8 @@ export class LoadBalancer extends pulumi.ComponentResource {
     this.drainLine = bundle.stepLine(`${name}-drain`, "default", args.drainSeconds, AGENT, "lb-drain");
     this.readyLine = bundle.stepLine(`${name}-ready`, "default", 0, AGENT, "lb-ready");
     this.canaryLine = bundle.stepLine(`${name}-canary`, "default", 0, AGENT, "lb-canary");
+    // its time limit: the default one and a drain and a minute per host (past it, the rollout starts another)
+    this.sessionLine = bundle.stepLine(`${name}-session`, "default", args.hosts.length * (args.drainSeconds + 60), AGENT, "lb-session");
     this.registerOutputs({});
   }
 }

@@ -21,12 +21,21 @@ PASS = (0, "new 30 requests, 0 5xx (0.0 %), p95 4 ms | old 120 requests, 0 5xx (
 class FakeCanaryFleet:
     """Hosts and a balancer: GATES(step, mode, call) -> (verdict, numbers)."""
 
-    def __init__(self, live, gates=lambda step, mode, n: PASS, fail_switch=(), unsafe=()):
+    def __init__(self, live, gates=lambda step, mode, n: PASS, fail_switch=(), unsafe=(), fail_prepare=()):
         self.live, self.gates, self.fail_switch, self.unsafe_ones = dict(live), gates, set(fail_switch), list(unsafe)
+        self.fail_prepare = set(fail_prepare)
         self.events, self.weights, self.step, self.calls = [], None, 0, 0
 
     def previous(self, h):
         return self.live.get(h)
+
+    def prepare(self, h):   # the rollout after the canary's steps (fleet.rollout): the other hosts first
+        self.events.append(("prepare", h))
+        if h in self.fail_prepare:
+            raise fleet.HostFailed("the new release beside the live one (fleet-prepare) on %s failed: health check" % h)
+
+    def tidy(self, h):
+        self.events.append(("tidy", h))
 
     def drain(self, h):
         self.events.append(("drain", h))
@@ -86,11 +95,14 @@ def test_the_first_host_takes_each_steps_share_then_the_others_roll_with_equal_w
     f = FakeCanaryFleet({h: OLD for h in HOSTS})
     logs = []
     assert run(f, logs=logs) == {h: NEW for h in HOSTS}
-    canary = [e for e in f.events if e[0] != "ready" or e[1] == "10.0.0.1"][:9]
-    assert canary == [("drain", "10.0.0.1"), ("switch", "10.0.0.1"), ("share", "10.0.0.1", 20), ("ready", "10.0.0.1", True),
-                      ("mark", 1), ("share", "10.0.0.1", 50), ("mark", 2), ("restore",), ("drain", "10.0.0.2")]
-    # the 100 % step: the other hosts as a plain rollout, the canary host neither drained nor switched again
-    assert f.events[8:] == [e for h in ["10.0.0.2", "10.0.0.3"] for e in (("drain", h), ("switch", h), ("ready", h, True))]
+    assert f.events[:8] == [("drain", "10.0.0.1"), ("switch", "10.0.0.1"), ("share", "10.0.0.1", 20), ("ready", "10.0.0.1", True),
+                            ("mark", 1), ("share", "10.0.0.1", 50), ("mark", 2), ("restore",)]
+    # the 100 % step: the other hosts as a plain rollout (prepared at once, then one by one), the canary host
+    # neither prepared, drained nor switched again; every host tidied at the end
+    rest = f.events[8:]
+    assert sorted(rest[:2]) == [("prepare", "10.0.0.2"), ("prepare", "10.0.0.3")]
+    assert rest[2:8] == [e for h in ["10.0.0.2", "10.0.0.3"] for e in (("drain", h), ("switch", h), ("ready", h, True))]
+    assert sorted(rest[8:]) == [("tidy", h) for h in sorted(HOSTS)]
     assert any(line.startswith("canary step 1/3 (20 %) passed: new 30 requests") for line in logs), logs
     assert f.weights is None
 
@@ -181,3 +193,14 @@ def test_bad_canary_settings_are_refused_naming_the_setting_before_anything_chan
     with pytest.raises(fleet.AgentError, match=r"flask-deploy:canary\.maxErrorRate is 'x'"):
         run(f, params=dict(PARAMS, CANARY_MAX_ERROR_RATE="x"))
     assert f.events == []
+
+
+def test_a_host_that_fails_its_prepare_after_the_steps_sends_the_canary_host_back():
+    f = FakeCanaryFleet({h: OLD for h in HOSTS}, fail_prepare={"10.0.0.3"})
+    with pytest.raises(fleet.HostFailed) as e:
+        run(f)
+    msg = str(e.value)
+    assert msg.startswith("the rollout (flask-deploy:servers) of %s stopped at host 10.0.0.3: the new release beside the live one" % NEW), msg
+    assert "went back to their previous release: 10.0.0.1; never switched: 10.0.0.2" in msg
+    assert f.live == {h: OLD for h in HOSTS}
+    assert ("back", "10.0.0.1", OLD) in f.events and not any(ev[0] == "switch" and ev[1] != "10.0.0.1" for ev in f.events)

@@ -47,6 +47,12 @@ class Servers:
     def previous(self, h):
         return self.live[h]
 
+    def prepare(self, h):   # a step on every host before the first drain: the lease holds from here on
+        self.intrude()
+
+    def tidy(self, h):
+        pass
+
     def drain(self, h):
         self.intrude()
         self.events.append(("drain", h))

@@ -172,7 +172,7 @@ def test_a_batch_of_every_host_is_not_drained():
     from test_agent_fleet import NEW, OLD, FakeFleet
     f = FakeFleet({"10.0.0.1": OLD})
     assert fleet.rollout(["10.0.0.1"], 1, NEW, f, quiet) == {"10.0.0.1": NEW}
-    assert f.events == [("switch", "10.0.0.1"), ("ready", "10.0.0.1", True)]
+    assert f.events == [("prepare", "10.0.0.1"), ("switch", "10.0.0.1"), ("ready", "10.0.0.1", True), ("tidy", "10.0.0.1")]
     two = FakeFleet({"10.0.0.1": OLD, "10.0.0.2": OLD})
     fleet.rollout(["10.0.0.1", "10.0.0.2"], 1, NEW, two, quiet)
     assert ("drain", "10.0.0.1") in two.events and ("drain", "10.0.0.2") in two.events   # the other host serves meanwhile

@@ -8,6 +8,11 @@ glue that still calls the agent (a list: one item a line).
 """
 import sys
 
-from fdeploy_agent.cli import main
+if sys.argv[1:2] == ["supervise"]:
+    # every remote step starts here: the supervisor alone, not every verb's module (-B: compiled each run)
+    from fdeploy_agent import supervise
+    sys.exit(supervise.main(sys.argv[2:]))
+
+from fdeploy_agent.cli import main  # noqa: E402
 
 sys.exit(main(sys.argv[1:]))

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO
 
 from . import backup, backup_ops, backup_unit, base_system, db_move, fleet, haproxy, health, history, install, jobs, migrate_step, mounts, ops, ops_commands, pg_pin, pg_server, preflight, prune, release_commands, replica_point, rollback_loss, server_state, service, shared_files, site, slotuser, staging, supervise, switch, tls
 from . import canary, haproxy_canary, lb_maintenance
-from . import fleet_hold, fleet_lease, release_peer
+from . import fleet_hold, fleet_lease, fleet_prepare, lb_session, release_peer
 from . import pg_backup_delete, pg_backup_ops
 from .errors import AgentError
 from .host import Host
@@ -80,10 +80,12 @@ VERBS: Dict[str, Verb] = {
     "prune": prune.prune,
     "health": health.health,
     "activate": switch.activate,
+    "fleet-prepare": fleet_prepare.fleet_prepare,   # a fleet host's idle slot before its turn (fleet.py)
     "lb-configure": haproxy.lb_configure,
     "lb-drain": haproxy.lb_drain,
     "lb-ready": haproxy.lb_ready,
     "lb-status": haproxy.lb_status,
+    "lb-session": lb_session.lb_session,   # a fleet rollout's drains and readies in one process (fleet.py)
     "lb-delete": haproxy.lb_delete,
     "lb-maintenance": lb_maintenance.lb_maintenance,
     "canary-migrations": canary.canary_migrations,   # a fleet's canary asks its first host
@@ -103,7 +105,7 @@ VERBS: Dict[str, Verb] = {
 }
 
 
-FIRST_LINE = {"exec", "fleet-hold"}   # their parameters are stdin's first line: the rest is the command's stdin (fleet-hold: its control)
+FIRST_LINE = {"exec", "fleet-hold", "lb-session"}   # their parameters are stdin's first line: the rest is the command's stdin (fleet-hold: its control; lb-session: its requests)
 
 
 def first_line(stdin: TextIO) -> str:

@@ -16,6 +16,11 @@ the ones passed (tests read it):
   restart     preflight -> slot restarted -> checked -> live          (check failed -> switched back)
   rolling     preflight -> probe checked -> traffic on probe -> restart's chain -> probe stopped
   blue-green  preflight -> idle slot checked -> live -> old slot stopped
+  prepared    (a fleet host, PREPARED: fleet_prepare.py started and checked the release on the idle slot
+              before the host's turn) that slot checked -> live; the old slot keeps running (its in-flight
+              requests finish) until the rollout's tidy stops it, and a fleet that sends the host back
+              (FLEET_BACK) flips to it the same way. A slot that no longer runs the release: the strategy's
+              own chain
   canary      canary_flow.py; falls back to blue-green (and says why) when it cannot compare or split
 Runtime docker (or a live container replaced by the python runtime) under restart goes rolling: no
 socket unit can hold the live slot's connections while its container is replaced."""
@@ -32,7 +37,7 @@ from .errors import AgentError
 from .fsutil import own_dir, read_regular, write_atomic
 from .host import Host
 from .lock import deploy_lock
-from .slots import Slots, link, socket_path, live_socket, target_of
+from .slots import Slots, is_split, link, socket_path, live_socket, target_of, upstream_conf
 
 Log = Callable[[str], None]
 STRATEGIES = ("restart", "rolling", "blue-green", "canary")
@@ -69,6 +74,7 @@ class Switch:
         self.trail: List[str] = []
         self.new_user = self.live_user = ""
         self.canary_slot = ""   # a canary's new slot while it takes traffic: a failure sends the traffic back
+        self.prepared = ""      # a slot running this release idle that goes live as it is (prepared_slot)
 
     def enter(self, state: str) -> None:
         self.trail.append(state)
@@ -85,7 +91,10 @@ class Switch:
         self.enter("settings-desired")
         try:
             self.recover_canary()
-            users = slotuser.new_release_user(self.host, {"APP": self.app.name}, self.log, 0)["users"]
+            self.prepared = self.prepared_slot()
+            # a prepared slot runs as the new release's user already: new-release-user would kill it
+            users = ([slotuser.user_of_slot(self.host, self.app, self.prepared), slotuser.live_user(self.host, self.app)] if self.prepared
+                     else slotuser.new_release_user(self.host, {"APP": self.app.name}, self.log, 0)["users"])
             self.new_user, self.live_user = users[0], users[1] or self.app.user
             self.strategies()
             self.retire_legacy_probe()
@@ -106,10 +115,8 @@ class Switch:
         # the parameters of the activation that went live: what state.sh repairs to
         write_atomic(self.host.path(self.app.slots + "/activation.live.json"), json.dumps(self.params, indent=1, sort_keys=True).encode(), 0o600)
         self.remove(self.app.slots + "/activation.json")   # written by older versions
-        try:
-            prune.prune(self.host, self.params, self.log, 0, bundle=self.bundle)
-        except Exception as e:   # pruning is housekeeping: the next deploy tries again
-            self.log("warning: pruning old releases failed (%s); the next deploy tries again" % e)
+        if not self.prepared:   # a fleet's flip: its rollout's tidy prunes, after every host's turn (a venv's removal takes seconds)
+            self.prune_old()
         # the environment file used to live in the app-writable shared/; unlink never follows a link
         self.remove(self.app.root + "/shared/.env")
         self.log("live release: %s (%s), activated %s" % (self.rid, self.strategy, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
@@ -159,7 +166,9 @@ class Switch:
         return (history.record_live if status == "live" else history.record_failed)(self.host, params, self.log, 0)
 
     def strategies(self) -> None:
-        if self.strategy == "restart":
+        if self.prepared:
+            self.flip(self.prepared)
+        elif self.strategy == "restart":
             if self.runtime == "docker" or self.slots.live_is_container():
                 self.rolling()
             else:
@@ -193,6 +202,10 @@ class Switch:
         SLOT, records the release failed and ends the deploy."""
         self.slots.point(slot, self.release, self.new_user)
         self.slots.start(slot)
+        self.checked(slot, where)
+
+    def checked(self, slot: str, where: str) -> None:
+        """start_checked's check of SLOT."""
         if not self.slots.check(slot, self.health, self.timeout):
             self.slots.stop(slot)
             self.record("failed")
@@ -257,12 +270,19 @@ class Switch:
         self.slots.stop("probe")
         self.enter("probe-stopped")
 
+    def flip(self, slot: str) -> None:
+        """SLOT, which runs the release already (prepared_slot), checked again (it answers at once) and made
+        live; the old slot keeps running until the fleet's tidy (fleet_prepare.py). A failed check stops SLOT."""
+        self.checked(slot, "slot %s; slot %s keeps serving" % (slot, self.slots.live() or "none"))
+        self.slots.go_live(slot)
+        self.enter("live-" + slot)
+
     def blue_green(self) -> None:
         """The release on the idle slot, checked there, then nginx switched to it; the old slot drained
         and stopped. A failed check stops the idle slot and leaves the live one untouched."""
         live_slot = self.slots.live()
         self.preflight("light" if live_slot else "switch")
-        idle = "green" if live_slot == "blue" else "blue"
+        idle = idle_slot(live_slot)
         self.start_checked(idle, "slot %s; slot %s keeps serving" % (idle, live_slot or "none"))
         self.slots.go_live(idle)
         self.enter("live-" + idle)
@@ -270,6 +290,76 @@ class Switch:
             self.drain()
             self.slots.stop(live_slot)   # SIGTERM: Gunicorn finishes in-flight requests first
             self.enter("stopped-" + live_slot)
+
+    # --- a fleet host's part before its turn (fleet_prepare.py)
+
+    def preparable(self) -> str:
+        """The idle slot fleet-prepare can start this release on, "" where the host's turn runs the whole switch:
+        strategy canary (it splits the live traffic), runtime docker, nothing live yet (its site comes with
+        the switch), this release live already, or traffic split by an interrupted canary."""
+        live_slot = self.slots.live()
+        if not self.flippable() or self.slots.release_of(live_slot) == self.release:
+            return ""
+        return idle_slot(live_slot)
+
+    def flippable(self) -> bool:
+        """A slot running the release beside the live one can simply go live (not so for canary, docker, a split)."""
+        return not (self.strategy == "canary" or self.runtime == "docker" or not self.slots.live() or self.slots.live_is_container()
+                    or is_split(read_regular(self.host.path(upstream_conf(self.app))), self.app))
+
+    def prepare(self) -> str:
+        """The release started and checked on the idle slot (preflight first), which takes no traffic; then the
+        settings the live release runs with are in force again, so what the host serves is unchanged until its
+        turn. The slot ("" none: preparable); a failure stops it, records the release failed and raises."""
+        idle = self.preparable()
+        if not idle:
+            return ""
+        self.check_release()
+        self.slots.settings_from("desired")   # the idle slot starts with the deploy's staged settings
+        try:
+            self.new_user = slotuser.new_release_user(self.host, {"APP": self.app.name}, self.log, 0)["users"][0]
+            self.preflight("light")
+            self.start_checked(idle, "slot %s, prepared; slot %s keeps serving" % (idle, self.slots.live()))
+        finally:
+            self.slots.settings_from("live")
+        self.log("prepared: release %s runs on slot %s (checked), not live yet" % (self.rid, idle))
+        return idle
+
+    def prune_old(self) -> None:
+        try:
+            prune.prune(self.host, self.params, self.log, 0, bundle=self.bundle)
+        except Exception as e:   # pruning is housekeeping: the next deploy tries again
+            self.log("warning: pruning old releases failed (%s); the next deploy tries again" % e)
+
+    def tidy(self) -> List[str]:
+        """Every slot but the live one stopped (the rollout ended: the old slots its flips kept, the prepared
+        ones of hosts whose turn never came), then what the flip left to prune pruned; the slots stopped."""
+        live_slot, stopped = self.slots.live(), []
+        for slot in FLIP_SLOTS:
+            if slot != live_slot and self.slots.is_active(slot):
+                self.slots.stop(slot)
+                stopped.append(slot)
+        if stopped:
+            self.log("stopped slot %s (%s live on slot %s)" % (", ".join(stopped), os.path.basename(self.slots.release_of(live_slot)), live_slot))
+        self.prune_old()
+        return stopped
+
+    def prepared_slot(self) -> str:
+        """The slot that goes live as it is: PREPARED (fleet-prepare's), or for a fleet sending the host back
+        (FLEET_BACK) the old slot its flip kept, when it runs this release beside the live one; "" else (the
+        whole switch: said when PREPARED was asked for)."""
+        asked = str(self.params.get("PREPARED") or "")
+        candidates = [asked] if asked else [s for s in FLIP_SLOTS if self.params.get("FLEET_BACK")]
+        if not candidates:   # a single server's activation: nothing asked, nothing read
+            return ""
+        live_slot = self.slots.live()
+        if self.flippable():
+            for slot in candidates:
+                if slot in FLIP_SLOTS and slot != live_slot and self.slots.release_of(slot) == self.release and self.slots.is_active(slot):
+                    return slot
+        if asked:
+            self.log("the prepared slot %s does not run release %s idle: the whole switch (%s) runs" % (asked, self.rid, self.strategy))
+        return ""
 
     # --- leftovers of earlier runs
 
@@ -296,6 +386,14 @@ class Switch:
         self.enter("legacy-probe-retired")
 
 
+FLIP_SLOTS = ("main", "blue", "green")   # the slots a release goes live on (probe and canary are a strategy's own)
+
+
+def idle_slot(live_slot: str) -> str:
+    """The slot blue-green starts a new release on beside LIVE_SLOT."""
+    return "green" if live_slot == "blue" else "blue"
+
+
 def _stopped(signum: int, frame: Optional[Any]) -> None:
     raise AgentError("the switch was stopped by signal %d (its time limit timeouts.default, or pulumi cancelled): the live release and its settings"
                      " are back in force" % signum)
@@ -305,10 +403,15 @@ def activate(host: Host, params: Dict[str, Any], log: Log, lock_wait: int, bundl
     """The verb: validates, takes the deploy lock, runs the switch; a SIGTERM (the step's time limit,
     its SSH session gone) unwinds it like any failure."""
     sw = Switch(host, params, log, bundle)
+    return locked(sw, lock_wait, sw.run)
+
+
+def locked(sw: Switch, lock_wait: int, step: Callable[[], Any]) -> Any:
+    """STEP inside the deploy lock; a SIGTERM or SIGHUP unwinds it like any failure."""
     old = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        with deploy_lock(host, sw.app.name, lock_wait, log, deploy=lease.deploy_of(params)):
-            return sw.run()
+        with deploy_lock(sw.host, sw.app.name, lock_wait, sw.log, deploy=lease.deploy_of(sw.params)):
+            return step()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
