@@ -65,7 +65,12 @@ need() {   # the host packages this harness uses (Debian names)
 base() {
   need
   [ -f "$IMAGE" ] && { echo "image $IMAGE (cached)"; return; }
-  local R=$W/rootfs-$IMAGE_ID.tmp   # per image: two variants may build at once
+  # one build of an image at a time: suites started together after a change of PKGS all need it (two
+  # builds in one folder failed one of them); a waiter finds it built. Other variants build beside it.
+  exec 8>"$W/base-$IMAGE_ID.lock"
+  flock 8
+  [ -f "$IMAGE" ] && { echo "image $IMAGE (built meanwhile)"; exec 8>&-; return; }
+  local R=$W/rootfs-$IMAGE_ID.tmp
   rm -rf "$R"
   debootstrap --variant=minbase --include="$PKGS" bookworm "$R" "$MIRROR" >"$W/debootstrap-$IMAGE_ID.log" 2>&1 ||
     { tail -20 "$W/debootstrap-$IMAGE_ID.log"; exit 1; }
@@ -79,6 +84,7 @@ base() {
   rm -f "$R"/etc/nginx/sites-enabled/default   # a bare server: nothing on port 80 until we deploy
   tar -C "$R" -cf - . | zstd -q -T0 -3 -f -o "$IMAGE.tmp" && mv "$IMAGE.tmp" "$IMAGE"
   rm -rf "$R"
+  exec 8>&-
   echo "image $IMAGE built"
 }
 
