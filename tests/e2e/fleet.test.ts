@@ -8,8 +8,9 @@
 // before the migration, started once the join's fleet switch runs, waits for it (naming that deploy: the
 // fdeploy lease), then moves every host to that release — the third, which never ran it, gets it copied from
 // the first — and brings the schema down, then `--forward` returns: 0 failed requests, no row lost; with
-// three hosts in batches of two, a release (with a new env value) that fails its health check on the third
-// host stops the rollout, the first two go back to their release AND their environment, no row is lost, and
+// three hosts in batches of two, a release (with a new env value) that fails its health check through the third
+// host's nginx once it switched stops the rollout, all three go back to their release AND their environment
+// (the fleet rollout flips each back to the slot it kept), no row is lost, and
 // the outputs and a preview show the previous release everywhere; strategy canary across the hosts: the first
 // host takes 20 % of the requests at the balancer (HAProxy's weights) for a 5 s step gated on HAProxy's log, then
 // the others roll (0 failed reads, its share in the step 12-28 %), and a release answering 500 to 3 in 10 requests
@@ -130,9 +131,16 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     stack.setConfig(`servers[${i}].privateKeyPath`, s.keyPath);
     stack.setConfig(`servers[${i}].hostKey`, s.hostKey);
   };
-  /** A release that fails its health check where UNHEALTHY exists, with a new greeting in its environment. */
+  /**
+   * A release that fails its health check where UNHEALTHY exists, with a new greeting in its environment —
+   * only through the host's nginx (which sets X-Forwarded-For): the balancer's check after the host's switch
+   * fails, while the rollout's prepare and flip, which ask the slot's own socket, pass. So the host fails
+   * after it switched, and every host that had switched goes back (a release failing the slot's own check
+   * fails at the prepare, before any host switched: pytest, test_agent_fleet.py).
+   */
   const breakRelease = () => {
-    editApp((s) => s.replace('def health():\n', `def health():\n    if os.path.exists("${UNHEALTHY}"):\n        return jsonify(status="error"), 503\n`));
+    editApp((s) => s.replace('def health():\n', `def health():\n    if os.path.exists("${UNHEALTHY}") and __import__("flask").request.headers.get("X-Forwarded-For"):\n` +
+      `        return jsonify(status="error"), 503\n`));
     stack.setConfig("env.APP_GREETING", "hello broken");
   };
   const unbreakRelease = (good: string) => {
@@ -215,16 +223,20 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     const t0 = Date.now();
     const up = stack.runAsync(["up", "--yes", "--skip-preview"]);   // the load runs meanwhile
     // while the first host is drained, another deploy cannot take the lease of the last one (it waits, names this one, gives up)
+    // the rollout holds every lease from before the prepare to after the tidy: meanwhile each host runs
+    // two slots (the live one and the prepared one, or the old one its flip kept)
+    const twoSlots = () => app2.trySsh("systemctl is-active fdeploy-fleetapp@main.service fdeploy-fleetapp@blue.service fdeploy-fleetapp@green.service")
+      .stdout.split("\n").filter((l) => l === "active").length >= 2;
     let intruder = "";
     let done = false;
     up.then(() => { done = true; });
     while (!done && !intruder) {
-      if (/DRAIN|MAINT/.test(balancerStatus().h1 ?? "")) {   // the first host switches; the second waits its turn
+      if (twoSlots()) {   // the rollout runs; the second host's lease is this deploy's
         const dir = agentDir(app2);
         const t = app2.trySsh(`FDEPLOY_LOCK_WAIT=2 python3 -I -B ${dir}/agent fleet-lease`, JSON.stringify({ APP: "fleetapp", DEPLOY: "other/stack" }));
         intruder = `exit ${t.status}: ${t.stdout}${t.stderr}`;
       }
-      await new Promise((res) => setTimeout(res, 300));
+      await new Promise((res) => setTimeout(res, 100));
     }
     const r = await up;
     const seconds = Math.round((Date.now() - t0) / 1000);
@@ -325,7 +337,7 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     assert.deepStrictEqual(ops, [], "the existing hosts keep every resource");
   });
 
-  it("three hosts in batches of two: the third fails its check, the first two go back with their env, no row lost, the up fails naming the host", async () => {
+  it("three hosts in batches of two: the third fails its check through the balancer after its switch, all three go back with their env, no row lost, the up fails naming the host", async () => {
     const good = stack.outputs().releaseId;
     const goodCode = fs.readFileSync(wsgi, "utf8");
     const goodEnv = envOn(app1);
@@ -339,7 +351,7 @@ describe("scale out: app servers behind HAProxy, the data on PostgreSQL", functi
     const written = await writes.stop();
     assert.notStrictEqual(r.status, 0, "the up fails");
     assert.match(r.output, new RegExp(`stopped at host ${quote(app3.host)}`));
-    assert.match(r.output, new RegExp(`went back to their previous release: ${quote(app1.host)}, ${quote(app2.host)}`));
+    assert.match(r.output, new RegExp(`went back to their previous release: ${quote(app1.host)}, ${quote(app2.host)}, ${quote(app3.host)}`));
     // every host serves the previous release with its environment (the new greeting gone), directly and through the balancer
     for (const s of [app1, app2, app3]) {
       assert.strictEqual(await releaseOn(s.host), good, s.name);
