@@ -106,16 +106,23 @@ def test_a_batch_with_a_failed_host_sends_its_switched_partner_and_earlier_batch
     assert "went back to their previous release: 10.0.0.1, 10.0.0.2, 10.0.0.3" in str(e.value)
 
 
-def test_switches_of_a_batch_run_at_once():
+def together(step, n=3):
+    """A FakeFleet whose STEP (a method name) waits for N calls of it at once: only concurrent ones pass."""
     import threading
-    barrier = threading.Barrier(3, timeout=5)   # each switch waits for the other two: only concurrent ones pass
+    barrier = threading.Barrier(n, timeout=5)
 
     class Together(FakeFleet):
-        def switch(self, h):
-            barrier.wait()
-            super().switch(h)
+        pass
 
-    f = Together({h: OLD for h in HOSTS})
+    def waiting(self, h):
+        barrier.wait()
+        getattr(FakeFleet, step)(self, h)
+    setattr(Together, step, waiting)
+    return Together
+
+
+def test_switches_of_a_batch_run_at_once():
+    f = together("switch")({h: OLD for h in HOSTS})
     assert fleet.rollout(HOSTS, 3, NEW, f, lambda s: None) == {h: NEW for h in HOSTS}
 
 
@@ -126,15 +133,7 @@ def test_a_host_already_on_the_release_is_not_switched_again():
 
 
 def test_every_host_is_prepared_at_once_before_the_first_drain():
-    import threading
-    barrier = threading.Barrier(3, timeout=5)   # each prepare waits for the other two: only concurrent ones pass
-
-    class Together(FakeFleet):
-        def prepare(self, h):
-            barrier.wait()
-            super().prepare(h)
-
-    f = Together({h: OLD for h in HOSTS})
+    f = together("prepare")({h: OLD for h in HOSTS})
     logs = []
     assert fleet.rollout(HOSTS, 1, NEW, f, logs.append) == {h: NEW for h in HOSTS}
     assert sorted(f.events[:3]) == [("prepare", h) for h in sorted(HOSTS)] and f.events[3] == ("drain", "10.0.0.1")
