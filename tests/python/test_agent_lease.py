@@ -86,3 +86,17 @@ def test_a_wait_that_moves_from_the_lock_to_the_lease_says_so(host, tmp_path):
             pass
     os.close(fd)
     assert len(lines) == 2 and "the lock" in lines[0] and "the deploy of stack proj/dev" in lines[1]
+    assert lines[0].endswith(", a step of the deploy of stack proj/dev)…"), "the step that holds the lock is named by its deploy"
+
+
+def test_a_lock_held_with_no_lease_names_only_its_holder(host):
+    import fcntl
+    fd = os.open(lock.prepare(host, "shop"), os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)          # a step that names no deploy (an fdeploy command, ServerState)
+    lease.take(host, "shop", A, now=1000)   # a lease that ran out long ago
+    lines = []
+    with pytest.raises(AgentError, match=r"held by pid %d \([^)]*\); waited 2s" % os.getpid()):
+        with lock.deploy_lock(host, "shop", 2, log=lines.append, sleep=lambda _: None, deploy=B):
+            pass
+    os.close(fd)
+    assert len(lines) == 1 and "a step of" not in lines[0]

@@ -8,7 +8,7 @@ on its own. Steps without DEPLOY (fdeploy commands, ServerState's read) take onl
 an fdeploy command that changes it holds every host's lease for its whole run as "<project>/<stack>/
 fdeploy-<command>" (fleet_lease.py, fleet-hold): an up waits for it, and it for an up; a rollback hands
 its lease over to its own up ("<project>/<stack>") before that up starts (end(), verb fleet-lease-end).
-/run/fdeploy/<app>.lease, root's (0600), read and written only under the flock."""
+/run/fdeploy/<app>.lease, root's (0600), written only under the flock (and read outside it only for a message)."""
 import json
 import os
 import re
@@ -91,12 +91,25 @@ def end(host: Host, app: str, deploy: str, to: str = "", now: Optional[float] = 
     return "not held"
 
 
+def whose(lease: Dict[str, Any]) -> str:
+    """Who holds LEASE: "the deploy of stack S" or "fdeploy C of stack S"."""
+    command = FDEPLOY.fullmatch(lease["deploy"])
+    return "fdeploy %s of stack %s" % (command.group(2), command.group(1)) if command else "the deploy of stack %s" % lease["deploy"]
+
+
 def describe(lease: Dict[str, Any], now: Optional[float] = None) -> str:
     now = time.time() if now is None else now
     left = max(0, int(float(lease.get("expires", 0)) - now))
-    command = FDEPLOY.fullmatch(lease["deploy"])
-    if command:
-        return "fdeploy %s of stack %s (it holds the lease while it runs; it runs out %ds after it ended, in %ds at most)" % (
-            command.group(2), command.group(1), lease_seconds(), left)
-    return "the deploy of stack %s (between two of its steps; its lease runs out %ds after its last step, in %ds at most)" % (
-        lease["deploy"], lease_seconds(), left)
+    if FDEPLOY.fullmatch(lease["deploy"]):
+        return "%s (it holds the lease while it runs; it runs out %ds after it ended, in %ds at most)" % (
+            whose(lease), lease_seconds(), left)
+    return "%s (between two of its steps; its lease runs out %ds after its last step, in %ds at most)" % (
+        whose(lease), lease_seconds(), left)
+
+
+def step_of(host: Host, app: str, now: Optional[float] = None) -> str:
+    """For a message while another step holds the flock: ", a step of <whose>" when a lease still holds, else "".
+    Read without the flock: the lease file is only ever replaced whole (write_atomic)."""
+    now = time.time() if now is None else now
+    lease = read(host, app)
+    return ", a step of %s" % whose(lease) if lease and float(lease.get("expires", 0)) > now else ""

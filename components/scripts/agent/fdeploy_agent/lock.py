@@ -166,7 +166,7 @@ def deploy_lock(host: Host, app: str, wait_seconds: int, log: Callable[[str], No
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 kind, who = "lease", lease.describe(other)
             except BlockingIOError:
-                kind, who = "lock", "the lock %s/%s.lock is held by %s" % (LOCK_DIR, app, holder(path))
+                kind, who = "lock", "the lock %s/%s.lock is held by %s%s" % (LOCK_DIR, app, holder(path), lease.step_of(host, app))
             if waited >= wait_seconds:
                 raise AgentError("another deploy of '%s' is running on this server: %s; waited %ds. "
                                  "Wait, or wait longer: pulumi config set --path timeouts.lockWait 10m" % (app, who, waited))
