@@ -90,8 +90,9 @@ def servers(xs):
 
 def request_load(p):
     """The request load and counts a run used (its parameters)."""
-    return (f"request load {p['rateRps']} requests/s over {p['connections']} connections, {p['deploysPerTarget']} deploys, "
-            f"{p['rollbacksPerStrategy']} rollbacks")
+    n, k = p["deploysPerTarget"], p["rollbacksPerStrategy"]
+    return (f"request load {p['rateRps']} requests/s over {p['connections']} connections, {n} deploy{'s' * (n != 1)}, "
+            f"{k} rollback{'s' * (k != 1)}")
 
 
 def provenance(what, commit, date, run, params=None):
