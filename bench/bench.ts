@@ -413,7 +413,7 @@ async function setHost(stack: Stack, key: string, s: Server): Promise<void> {
 async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
   log(`== ${t.id}: booting test server${t.fleet ? "s" : ""} ${serversOf(t).join(", ")}`);
   const db = t.fleet && startServer(...t.fleet.database, false, "postgres");
-  // the servers the app runs on (a fleet's app servers; else the one server): each is checked after every step
+  // a fleet's app servers, each checked after every step (none: the app runs on `server`)
   const apps = t.fleet?.apps.map(([n, o]) => startServer(n, o));
   const server = startServer(t.server, t.octet, t.docker);
   const result: TargetResult = { id: t.id, kind: t.kind, server: t.server, host: server.host, steps: [] };
