@@ -3,7 +3,7 @@
 // down whatever happens). See bench/README.md for what is measured and how.
 //
 //   node -r ts-node/register/transpile-only bench/bench.ts --project DIR --work DIR --out raw.json
-//     [--deploys 10] [--rollbacks 3] [--rate 50] [--connections 4] [--only restart,rolling,blue-green,canary,ansible,ansible-tuned]
+//     [--deploys 10] [--rollbacks 3] [--rate 50] [--connections 4] [--only restart,rolling,blue-green,canary,ansible,ansible-tuned,fleet]
 //     [--merge raw.json]
 //
 // For each Pulumi strategy (restart, rolling, blue-green, canary) and for the two Ansible playbooks
@@ -12,7 +12,9 @@
 // change (every 3rd also a dependency change, every 3rd from the 2nd a new migration). For the
 // Pulumi strategies also `npm run rollback` (timed) followed by its roll-forward (`--forward`), at
 // least --rollbacks times. Canary also deploys, last, a release that answers 500 to 30 % of real
-// requests: it must abort at its first step, and the failed requests users saw are counted.
+// requests: it must abort at its first step, and the failed requests users saw are counted. `fleet`: the same
+// deploys and rollbacks to 3 app servers behind an HAProxy balancer, the data on a PostgreSQL server (the load
+// goes through the balancer; each app server is checked after every step).
 // --merge: the targets run now replace those of an earlier run's raw.json, the others are kept
 // (each target records when and from which commit it ran).
 import { spawn, spawnSync } from "child_process";
@@ -40,7 +42,7 @@ const RATE = Number(arg("rate", "50"));
 const CONNECTIONS = Number(arg("connections", "4"));
 const LOAD_PATHS = "/,/health";
 const REQUEST_TIMEOUT_S = 10;
-const ONLY = arg("only", "restart,rolling,blue-green,canary,ansible,ansible-tuned").split(",");
+const ONLY = arg("only", "restart,rolling,blue-green,canary,ansible,ansible-tuned,fleet").split(",");
 const MERGE = arg("merge", "");
 const BENCH = __dirname;
 const ROOT = path.resolve(BENCH, "..");   // node_modules (ts-node) for the load generator
@@ -53,8 +55,11 @@ const DEP_NAMES = [...new Set(DEP_STEPS.map((s) => s.split("==")[0]))];
 // docker-*: runtime docker (README "Docker runtime") on a server that can run Docker, one at a time
 // on the same address; the base image is the harness's (testserver.sh docker_args)
 // ansible-tuned: bench/ansible/deploy-tuned.yml, the careful operator's playbook (bench/README.md)
+// fleet: three app servers behind an HAProxy balancer and a PostgreSQL server, all managed by the stack (README
+// "Scale out"); `server` is the balancer, where the load and the checks through it go
+interface Fleet { apps: [string, number][]; database: [string, number] }
 const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: number; strategy?: string; docker?: boolean;
-  playbook?: AnsiblePeer }[] = [
+  playbook?: AnsiblePeer; fleet?: Fleet }[] = [
   { id: "restart", kind: "pulumi", server: "bench-rst", octet: 70 },
   { id: "rolling", kind: "pulumi", server: "bench-roll", octet: 71 },
   { id: "blue-green", kind: "pulumi", server: "bench-bg", octet: 72 },
@@ -63,7 +68,11 @@ const TARGETS: { id: string; kind: "pulumi" | "ansible"; server: string; octet: 
   { id: "ansible-tuned", kind: "ansible", server: "ha-tuned", octet: 240, playbook: "deploy-tuned.yml" },
   { id: "docker-blue-green", kind: "pulumi", server: "bench-dkr", octet: 76, strategy: "blue-green", docker: true },
   { id: "docker-rolling", kind: "pulumi", server: "bench-dkr", octet: 76, strategy: "rolling", docker: true },
+  { id: "fleet", kind: "pulumi", server: "bf-lb", octet: 238, strategy: "rolling",
+    fleet: { apps: [["bf-app1", 236], ["bf-app2", 237], ["bf-app3", 239]], database: ["bf-db", 246] } },
 ];
+/** Every test server of target T: its own, and a fleet's app and database servers. */
+const serversOf = (t: (typeof TARGETS)[number]): string[] => [t.server, ...(t.fleet ? [...t.fleet.apps, t.fleet.database].map(([n]) => n) : [])];
 const DOCKER_BASE_IMAGE = "fdeploy-test/python:bookworm";
 
 const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
@@ -109,10 +118,10 @@ function must(r: Run, what: string): Run {
 }
 
 // ------------------------------------------------------------------------------ test servers
-interface Server { name: string; host: string; key: string; knownHosts: string; hostKey: string; ssh(cmd: string): string }
+interface Server { name: string; host: string; key: string; knownHosts: string; hostKey: string; ssh(cmd: string, input?: string): string }
 
-function startServer(name: string, octet: number, docker = false): Server {
-  const up = spawnSync("bash", [TESTSERVER, "up", name, String(octet)],
+function startServer(name: string, octet: number, docker = false, image?: "postgres"): Server {
+  const up = spawnSync("bash", [TESTSERVER, "up", name, String(octet), ...(image ? ["--image", image] : [])],
     { encoding: "utf8", env: docker ? { ...process.env, FDEPLOY_DOCKER: "1" } : process.env });
   if (up.status !== 0) throw new Error(`testserver.sh up ${name} failed: ${up.stderr}${up.stdout}`);
   const host = up.stdout.trim().split("\n").pop()!;
@@ -121,9 +130,9 @@ function startServer(name: string, octet: number, docker = false): Server {
     .stdout.trim().split("\n").map((l) => l.split(/=(.*)/s).slice(0, 2)));
   const hostKey = fs.readFileSync(cfg.KNOWN_HOSTS, "utf8").split("\n").map((l) => l.split(" "))
     .find((f) => f[0] === host)!.slice(1, 3).join(" ");
-  const ssh = (command: string) => {
+  const ssh = (command: string, input?: string) => {
     const r = spawnSync("ssh", ["-i", cfg.KEY, "-o", `UserKnownHostsFile=${cfg.KNOWN_HOSTS}`, "-o", "StrictHostKeyChecking=yes",
-      "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", `root@${host}`, command], { encoding: "utf8" });
+      "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", `root@${host}`, command], { encoding: "utf8", input });
     if (r.status !== 0) throw new Error(`ssh ${host} '${command}': exit ${r.status}: ${r.stderr}`);
     return r.stdout;
   };
@@ -132,6 +141,20 @@ function startServer(name: string, octet: number, docker = false): Server {
 
 function stopServer(name: string): void {
   spawnSync("bash", [TESTSERVER, "down", name], { stdio: "inherit" });
+}
+
+/** Waits until the balancer LB has every app server of APP up (it checks each every second and needs two passes). */
+async function balancerUp(lb: Server, app: string, hosts: number): Promise<void> {
+  const deadline = Date.now() + 30000;
+  let states: string[] = [];
+  while (Date.now() < deadline) {
+    const agent = lb.ssh(`ls -td /root/.fdeploy/${app}/scripts-* | head -1`).trim();
+    const r = JSON.parse(lb.ssh(`python3 -I -B ${agent}/agent lb-status`, JSON.stringify({ APP: app })).trim().split("\n").pop()!);
+    states = Object.values(r.servers as Record<string, { status: string }>).map((x) => x.status);
+    if (states.length === hosts && states.every((x) => x.startsWith("UP"))) return;
+    await sleep(500);
+  }
+  throw new Error(`the balancer ${lb.host} did not have all ${hosts} app servers up within 30 s: ${states.join(", ")}`);
 }
 
 // ----------------------------------------------------------------------- the changes deployed
@@ -357,8 +380,8 @@ interface StepRecord {
 interface TargetResult {
   id: string; kind: string; server: string; host: string; initialSeconds?: number;
   steps: StepRecord[]; error?: string; serverInfo?: Record<string, string>;
-  /** when and from which commit this target ran (targets of a merged raw.json differ) */
-  runDate?: string; source?: object;
+  /** when, from which commit and with which request load this target ran (targets of a merged raw.json differ) */
+  runDate?: string; source?: object; parameters?: object;
   /** the machine's 1/5/15-minute load averages and other users' test servers when this target started and ended */
   loadAvgAtStart?: number[]; loadAvgAtEnd?: number[]; otherServersAtStart?: string[]; otherServersAtEnd?: string[];
   /** canary: the deploy of a release failing 30 % of requests, which must abort at its first step */
@@ -380,8 +403,18 @@ function checkSame(a: any, b: any): boolean {
   return JSON.stringify(canon(a)) === JSON.stringify(canon(b));
 }
 
+/** Sets the stack's KEY (`server`, `servers[i]`, `loadBalancer`, `database.host`) to test server S. */
+async function setHost(stack: Stack, key: string, s: Server): Promise<void> {
+  await stack.set(`${key}.host`, s.host);
+  await stack.set(`${key}.privateKeyPath`, s.key);
+  await stack.set(`${key}.hostKey`, s.hostKey);
+}
+
 async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
-  log(`== ${t.id}: booting test server ${t.server} (10.213.0.${t.octet})`);
+  log(`== ${t.id}: booting test server${t.fleet ? "s" : ""} ${serversOf(t).join(", ")}`);
+  const db = t.fleet && startServer(...t.fleet.database, false, "postgres");
+  // a fleet's app servers, each checked after every step (none: the app runs on `server`)
+  const apps = t.fleet?.apps.map(([n, o]) => startServer(n, o));
   const server = startServer(t.server, t.octet, t.docker);
   const result: TargetResult = { id: t.id, kind: t.kind, server: t.server, host: server.host, steps: [] };
   const push = result.steps.push.bind(result.steps);
@@ -394,9 +427,16 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
     if (t.kind === "pulumi") {
       stack = new Stack(`bench-${t.id}`);
       await stack.init();
-      await stack.set("server.host", server.host);
-      await stack.set("server.privateKeyPath", server.key);
-      await stack.set("server.hostKey", server.hostKey);
+      if (apps && db) {
+        // README "Scale out": the app servers, the balancer (this target's server) and the database server the stack manages
+        for (const [i, a] of apps.entries()) await setHost(stack, `servers[${i}]`, a);
+        await setHost(stack, "loadBalancer", server);
+        await stack.set("database.engine", "postgres");
+        await setHost(stack, "database.host", db);
+        await stack.set("databasePassword", crypto.randomBytes(24).toString("hex"), true);
+      } else {
+        await setHost(stack, "server", server);
+      }
       await stack.set("appDir", path.relative(PROJECT, wc.appDir));
       await stack.set("migrationsDir", path.relative(PROJECT, wc.migrationsDir));
       await stack.set("strategy", t.strategy ?? t.id);
@@ -418,10 +458,15 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
     }
     const prefix = (n: string) => `${t.id}-${n}`;
 
+    // what the app serves now: on one server its probe; on a fleet each app server's, by address
+    const observe = async (): Promise<any> => (apps
+      ? Object.fromEntries(await Promise.all(apps.map(async (a) => [a.host, await probe(a.host)]))) : probe(server.host));
+    const serves = (observed: any, marker: object, schema: number) => (apps ? Object.values(observed) : [observed])
+      .every((o: any) => checkSame(o.marker, marker) && o.health?.schema_version === schema);
     const verify = async (n: number, schema: number) => {
-      const observed = await probe(server.host);
+      const observed = await observe();
       const expected = { marker: wc.expected(n), schema };
-      return { verified: checkSame(observed.marker, expected.marker) && observed.health?.schema_version === schema, observed, expected };
+      return { verified: serves(observed, expected.marker, schema), observed, expected };
     };
     // the expected state after each step, so that rollbacks can be checked against it
     const markerAfter: ReturnType<WorkingCopy["expected"]>[] = [];
@@ -433,9 +478,12 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
     const v0 = await verify(0, wc.schemaAfter[0]);
     if (!v0.verified) throw new Error(`${t.id}: the initial deploy is not serving the expected code: ${JSON.stringify(v0.observed)}`);
     markerAfter[0] = wc.expected(0);
+    // the load goes through the balancer: it must have taken every app server in first
+    if (apps) await balancerUp(server, "flaskapp", apps.length);
+    const appServer = apps?.[0] ?? server;
     result.serverInfo = {
-      nginx: server.ssh("nginx -v 2>&1").trim(),
-      python: server.ssh("python3 --version").trim(),
+      nginx: appServer.ssh("nginx -v 2>&1").trim(),
+      python: appServer.ssh("python3 --version").trim(),
       gunicorn: (/gunicorn==([\d.]+)/i.exec(fs.readFileSync(path.join(wc.appDir, "requirements.txt"), "utf8")) ?? [])[1] ?? "?",
     };
 
@@ -447,8 +495,8 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
       // rollback (timed): the previous deploy's release and schema are live again
       const rb = await underLoad(server.host, prefix(`rollback-${k}`), () => stack!.rollback(prefix(`rollback-${k}`)));
       const prev = markerAfter[n - 1];
-      const rv = await probe(server.host);
-      const rbOk = rb.value.status === 0 && checkSame(rv.marker, prev) && rv.health?.schema_version === wc.schemaAfter[n - 1];
+      const rv = await observe();
+      const rbOk = rb.value.status === 0 && serves(rv, prev, wc.schemaAfter[n - 1]);
       result.steps.push({ n: k, kind: "rollback", seconds: rb.value.seconds, status: rb.value.status, verified: rbOk,
         observed: rv, expected: { marker: prev, schema: wc.schemaAfter[n - 1] }, log: `${prefix(`rollback-${k}`)}.log`, load: record(rb.load) });
       log(`${t.id}: rollback ${k} (to deploy ${n - 1}) ${rb.value.status === 0 ? "ok" : "FAILED"} in ${rb.value.seconds.toFixed(1)}s, ` +
@@ -486,8 +534,8 @@ async function benchTarget(t: (typeof TARGETS)[number]): Promise<TargetResult> {
     log(`${t.id}: ERROR ${result.error.split("\n").slice(0, 12).join("\n")}\n(see ${path.join(WORK, "logs")})`);
   } finally {
     if (stack) fs.rmSync(stack.dir, { recursive: true, force: true });   // state holds encrypted secrets only
-    log(`${t.id}: stopping ${t.server}`);
-    stopServer(t.server);
+    log(`${t.id}: stopping ${serversOf(t).join(", ")}`);
+    for (const name of serversOf(t)) stopServer(name);
   }
   return result;
 }
@@ -528,7 +576,7 @@ function ansibleDeployer(server: Server, wc: WorkingCopy, playbook?: AnsiblePeer
 
 // ----------------------------------------------------------------------------------------- main
 /** Test servers of other users of this machine (e2e tests, a dev server): they share the CPUs. */
-const otherServers = () => otherServersThan("bench-").filter((n) => !TARGETS.some((t) => t.server === n));
+const otherServers = () => otherServersThan("bench-").filter((n) => !TARGETS.some((t) => serversOf(t).includes(n)));
 
 async function main(): Promise<void> {
   const started = new Date();
@@ -549,10 +597,14 @@ async function main(): Promise<void> {
     },
     targets: [] as TargetResult[],
   };
-  // --merge: an earlier run's targets stay, except those run now (its date and parameters head the report)
+  // --merge: an earlier run's targets stay, except those run now (its date and parameters head the report);
+  // each target keeps its own date, commit and request load (parameters), so a merged row names the run it came from
+  const parameters = raw.parameters;
   const base = MERGE && fs.existsSync(MERGE) ? JSON.parse(fs.readFileSync(MERGE, "utf8")) : undefined;
   if (base) {
-    for (const t of base.targets as TargetResult[]) { t.runDate ??= base.date; t.source ??= base.source; }
+    for (const t of base.targets as TargetResult[]) { t.runDate ??= base.date; t.source ??= base.source;
+      if (t.runDate === base.date) t.parameters ??= base.parameters;   // a target merged into it earlier may have run with others
+    }
     Object.assign(raw, { ...base, targets: base.targets.filter((t: TargetResult) => !ONLY.includes(t.id)) });
   }
   const order = (id: string) => TARGETS.findIndex((x) => x.id === id);
@@ -562,6 +614,7 @@ async function main(): Promise<void> {
     Object.assign(r, at, { loadAvgAtEnd: os.loadavg(), otherServersAtEnd: otherServers() });
     r.runDate = started.toISOString();
     r.source = JSON.parse(fs.readFileSync(path.join(WORK, "source.json"), "utf8"));
+    r.parameters = parameters;
     raw.targets = [...raw.targets.filter((x: TargetResult) => x.id !== r.id), r].sort((a: TargetResult, b: TargetResult) => order(a.id) - order(b.id));
     fs.writeFileSync(OUT, JSON.stringify(raw));   // partial results survive a later failure
   }

@@ -17,9 +17,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {"restart": "Pulumi · restart", "rolling": "Pulumi · rolling", "blue-green": "Pulumi · blue-green",
           "canary": "Pulumi · canary", "ansible": "Ansible (conventional)", "ansible-tuned": "Ansible (tuned)",
-          "docker-blue-green": "Pulumi · Docker runtime · blue-green", "docker-rolling": "Pulumi · Docker runtime · rolling"}
+          "docker-blue-green": "Pulumi · Docker runtime · blue-green", "docker-rolling": "Pulumi · Docker runtime · rolling",
+          "fleet": "Pulumi · fleet (3 hosts, rolling)"}
 COLORS = {"restart": "#e49b0f", "rolling": "#3a7dc9", "blue-green": "#2e9d5b", "canary": "#8a5cc2", "ansible": "#c23b3b",
-          "ansible-tuned": "#e0736e", "docker-blue-green": "#1b6e8f", "docker-rolling": "#7a4fb5"}
+          "ansible-tuned": "#e0736e", "docker-blue-green": "#1b6e8f", "docker-rolling": "#7a4fb5", "fleet": "#2b5f9e"}
 
 
 def ok(outcome):
@@ -87,9 +88,19 @@ def servers(xs):
     return f"{len(xs)}" + (f" ({', '.join(xs)})" if xs else "")
 
 
-def provenance(what, commit, date, run):
-    """One line: commit, date, the 1/5/15-min load averages and the other test servers at start and end (issue #27)."""
+def request_load(p):
+    """The request load and counts a run used (its parameters)."""
+    n, k = p["deploysPerTarget"], p["rollbacksPerStrategy"]
+    return (f"request load {p['rateRps']} requests/s over {p['connections']} connections, {n} deploy{'s' * (n != 1)}, "
+            f"{k} rollback{'s' * (k != 1)}")
+
+
+def provenance(what, commit, date, run, params=None):
+    """One line: commit, date, the 1/5/15-min load averages and the other test servers at start and end (issue #27);
+    PARAMS: the request load it ran with, for a target merged from another run."""
     line = f"- **{what}**: commit `{(commit or '?')[:12]}`, {date[:16].replace('T', ' ')} UTC; "
+    if params:
+        line += (request_load(params) if isinstance(params, dict) else f"request load {params}") + "; "
     if run.get("loadAvgAtStart") and run.get("loadAvgAtEnd"):
         line += f"load average (1 / 5 / 15 min) {loads(run['loadAvgAtStart'])} at start, {loads(run['loadAvgAtEnd'])} at end; "
     else:
@@ -119,7 +130,8 @@ def write_markdown(raw, rows, out):
     L.append(provenance("the run", src.get("commit"), raw["date"], raw))
     for t in raw["targets"]:
         if t.get("runDate") and t["runDate"][:16] != raw["date"][:16]:
-            L.append(provenance(f"{LABELS.get(t['id'], t['id'])} (run separately, merged)", (t.get("source") or {}).get("commit"), t["runDate"], t))
+            L.append(provenance(f"{LABELS.get(t['id'], t['id'])} (run separately, merged)", (t.get("source") or {}).get("commit"),
+                                t["runDate"], t, t.get("parameters") or "not recorded"))
     L.append("")
     L.append("| strategy / tool | deploys | requests | failed | max latency | p99 latency | deploy s (median / max) "
              "| rollback s (median, n) | failed during rollbacks + roll-forwards |")
@@ -235,7 +247,9 @@ def write_markdown(raw, rows, out):
                 f"gunicorn {targets[0]['serverInfo'].get('gunicorn', '')} with {p['workers']} workers"
                 if targets and targets[0].get("serverInfo") else "") + ".")
     L.append(f"- Load: {p['rateRps']} requests/s at a fixed rate (open loop), over at most {p['connections']} keep-alive "
-             f"connections, alternating {', '.join(p['paths'])} (both read SQLite), {p['requestTimeoutSeconds']} s "
+             f"connections, alternating {', '.join(p['paths'])} (both read the app's database: SQLite"
+             + (", the fleet's PostgreSQL through its balancer" if any(t["id"] == "fleet" for t in targets) else "")
+             + f"), {p['requestTimeoutSeconds']} s "
              f"request timeout, during {p['loadWindow']}.")
     L.append(f"- Deploys: {p['deploysPerTarget']} per strategy/tool after one unmeasured initial deploy. Changes: {p['changes']}.")
     L.append(f"- Rollbacks: {p['rollbacksPerStrategy']} per Pulumi strategy, {p['rollbacks']}.")

@@ -1,28 +1,29 @@
 #!/usr/bin/env bash
 # bench/run.sh [--deploys N] [--rollbacks N] [--only LIST] [--merge] [--worktree] — the downtime benchmark
 # (see bench/README.md). Sets up what is missing (idempotent), boots its own test servers
-# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, bench-cnry on .75, ha-tuned on .240, one at a time), deploys under load, writes
+# (bench-rst/-roll/-bg/-ans on 10.213.0.70-73, bench-cnry on .75, ha-tuned on .240; the fleet: bf-app1/-app2/-app3 on
+# .236/.237/.239, the balancer bf-lb on .238, the database server bf-db on .246; one target at a time), deploys under load, writes
 # bench/results/{raw.json,results.md,chart.png}, and tears every bench server down at the end,
 # also on failure or Ctrl-C.
 #   --deploys N    deploys per strategy/tool (default 10)
 #   --rollbacks N  timed rollbacks per Pulumi strategy (default 3)
-#   --only LIST    a subset of restart,rolling,blue-green,canary,ansible,ansible-tuned, or the Docker runtime's
+#   --only LIST    a subset of restart,rolling,blue-green,canary,ansible,ansible-tuned,fleet, or the Docker runtime's
 #                  targets docker-blue-green,docker-rolling (server bench-dkr, 10.213.0.76)
-#   --merge        keep the other targets of the existing results/raw.json (re-run one target alone)
+#   --merge        keep the other targets of the existing raw.json in the results folder (re-run one target alone)
 #   BENCH_RESULTS=DIR  write the results there (default bench/results; the Docker rows: bench/results/docker)
 #   --worktree     benchmark the working tree as it is (default: the committed HEAD)
 set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
-deploys=10 rollbacks=3 only=restart,rolling,blue-green,canary,ansible,ansible-tuned source=head merge=()
+deploys=10 rollbacks=3 only=restart,rolling,blue-green,canary,ansible,ansible-tuned,fleet source=head merge=()
 while [ $# -gt 0 ]; do
   case $1 in
     --deploys) deploys=$2; shift 2 ;;
     --rollbacks) rollbacks=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --worktree) source=worktree; shift ;;
-    --merge) merge=(--merge "$(cd "$(dirname "$0")" && pwd)/results/raw.json"); shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --merge) merge=(--merge); shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -32,14 +33,17 @@ done
 
 WORK=$BENCH/work                         # git-ignored scratch space, rebuilt by every run
 RESULTS=${BENCH_RESULTS:-$BENCH/results}
+# --merge keeps the other targets of the raw.json this run writes (the Docker rows' own with BENCH_RESULTS)
+[ ${#merge[@]} -eq 0 ] || merge+=("$RESULTS/raw.json")
 VENV=${BENCH_VENV:-/var/cache/fdeploy/bench-venv}
 # the servers of the selected targets only (another run may be using the others)
 declare -A SERVER_OF=([restart]=bench-rst [rolling]=bench-roll [blue-green]=bench-bg [canary]=bench-cnry [ansible]=bench-ans [ansible-tuned]=ha-tuned
-  [docker-blue-green]=bench-dkr [docker-rolling]=bench-dkr)
+  [docker-blue-green]=bench-dkr [docker-rolling]=bench-dkr [fleet]="bf-app1 bf-app2 bf-app3 bf-lb bf-db")
 SERVERS=()
 for t in ${only//,/ }; do
-  [ -n "${SERVER_OF[$t]:-}" ] || { echo "--only: unknown target '$t' (expected restart, rolling, blue-green, canary, ansible, ansible-tuned, docker-blue-green, docker-rolling)" >&2; exit 2; }
-  SERVERS+=("${SERVER_OF[$t]}")
+  [ -n "${SERVER_OF[$t]:-}" ] || { echo "--only: unknown target '$t' (expected restart, rolling, blue-green, canary, ansible, ansible-tuned, fleet, docker-blue-green, docker-rolling)" >&2; exit 2; }
+  read -ra names <<<"${SERVER_OF[$t]}"
+  SERVERS+=("${names[@]}")
 done
 step() { printf '\n== %s\n' "$*"; }
 
