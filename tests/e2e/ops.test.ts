@@ -7,12 +7,33 @@ import * as assert from "assert";
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { Worker } from "worker_threads";
 import { TestServer } from "../servers";
 import { copyApp, get } from "./app-copy";
 import { deployFresh } from "./fixture";
 import { PROJECT_DIR, RunResult, TestStack } from "./pulumi";
 
 const GREETING = "hello from ops";
+/** GET workerData.url every 20 ms (a new connection each) until told to stop, then posts the samples: t, status (0 and error: none). */
+const SAMPLER = `
+const { parentPort, workerData } = require("worker_threads");
+let stop = false;
+parentPort.on("message", () => { stop = true; });
+(async () => {
+  const samples = [];
+  while (!stop) {
+    const t = Date.now();
+    try {
+      const r = await fetch(workerData.url, { headers: { connection: "close" }, signal: AbortSignal.timeout(10000) });
+      await r.text();
+      samples.push({ t, status: r.status });
+    } catch (e) {
+      samples.push({ t, status: 0, error: String((e && e.cause && e.cause.code) || e) });
+    }
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  parentPort.postMessage(samples);
+})();`;
 const SECRET = "ops-test-secret";   // deployFresh's secrets.SECRET_KEY
 
 describe("fdeploy: operating a deployed app", function () {
@@ -67,9 +88,6 @@ describe("fdeploy: operating a deployed app", function () {
   /** GET like a browser: once more on a new connection if nginx closed an idle keep-alive one. */
   // one connection per request (get(): `connection: close`): a kept-alive connection that an nginx reload closes
   // between two requests is the client's race, not a failed request of the server's
-  async function fetchStatus(url: string): Promise<number> {
-    return (await get(url)).status;
-  }
   async function getRetry(url: string): ReturnType<typeof get> {
     try {
       return await get(url);
@@ -223,19 +241,14 @@ describe("fdeploy: operating a deployed app", function () {
   });
 
   it("maintenance on answers 503 with a page, kept by a deploy, no drift; off answers 200; no failure outside the window", async () => {
-    const samples: { t: number; status: number; error?: string }[] = [];
-    let stop = false;
-    const loader = (async () => {
-      while (!stop) {
-        const t = Date.now();
-        try {
-          samples.push({ t, status: await fetchStatus(`${base}/health`) });
-        } catch (e) {
-          samples.push({ t, status: 0, error: String((e as any)?.cause?.code ?? e) });
-        }
-        await new Promise((res) => setTimeout(res, 20));
-      }
-    })();
+    // the samples are taken by a thread of their own: this test's synchronous steps (fdeploy, pulumi preview and up
+    // by spawnSync) block this thread's event loop for seconds, and a request in flight here would then time out
+    // here, not at nginx (seen once: a 10 s timeout while the deploy below ran)
+    const sampler = new Worker(SAMPLER, { eval: true, workerData: { url: `${base}/health` } });
+    const collected = new Promise<{ t: number; status: number; error?: string }[]>((res, rej) => {
+      sampler.once("message", res);
+      sampler.once("error", rej);
+    });
     await new Promise((res) => setTimeout(res, 1500));
     const onStart = Date.now();
     let r = fdeploy(["maintenance", "on"], ["--message", "Back at 9 <soon>"]);
@@ -273,8 +286,9 @@ describe("fdeploy: operating a deployed app", function () {
     assert.strictEqual(r.status, 0, r.output);
     assert.strictEqual(fdeploy(["maintenance", "off"]).status, 0);   // idempotent
     await new Promise((res) => setTimeout(res, 1500));
-    stop = true;
-    await loader;
+    sampler.postMessage("stop");
+    const samples = await collected;
+    await sampler.terminate();
     assert.strictEqual((await getRetry(`${base}/health`)).json().release, released[2]);
     assert.strictEqual(json(["status"]).maintenance.on, false);
     const before = samples.filter((s) => s.t < onStart), during = samples.filter((s) => s.t > onDone && s.t < offStart);
