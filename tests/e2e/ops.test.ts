@@ -14,7 +14,7 @@ import { deployFresh } from "./fixture";
 import { PROJECT_DIR, RunResult, TestStack } from "./pulumi";
 
 const GREETING = "hello from ops";
-/** GET workerData.url every 20 ms (a new connection each) until told to stop, then posts the samples: t, status (0 and error: none). */
+/** GET workerData.url every 20 ms (a new connection each) until told to stop, then posts the samples: when each was sent, its status, or 0 and the error when no answer came. */
 const SAMPLER = `
 const { parentPort, workerData } = require("worker_threads");
 let stop = false;
