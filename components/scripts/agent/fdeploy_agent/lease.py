@@ -46,6 +46,11 @@ def read(host: Host, app: str) -> Optional[Dict[str, Any]]:
     return lease if isinstance(lease, dict) and isinstance(lease.get("deploy"), str) else None
 
 
+def holds(lease: Optional[Dict[str, Any]], now: float) -> bool:
+    """LEASE (read()) has not run out at NOW."""
+    return bool(lease) and float(lease.get("expires", 0)) > now
+
+
 def deploy_of(params: Dict[str, Any]) -> str:
     deploy = params.get("DEPLOY") or ""
     if deploy and not (isinstance(deploy, str) and DEPLOY.fullmatch(deploy)):
@@ -57,7 +62,7 @@ def take(host: Host, app: str, deploy: str, now: Optional[float] = None) -> Opti
     """Under the flock: the lease for DEPLOY (None), or the other deploy's lease that still holds."""
     now = time.time() if now is None else now
     lease = read(host, app)
-    if lease and lease["deploy"] != deploy and float(lease.get("expires", 0)) > now:
+    if lease and lease["deploy"] != deploy and holds(lease, now):
         return lease
     _write(host, app, deploy, now)
     return None
@@ -77,7 +82,7 @@ def end(host: Host, app: str, deploy: str, to: str = "", now: Optional[float] = 
     now = time.time() if now is None else now
     lease = read(host, app)
     mine = bool(lease) and lease["deploy"] in (deploy, to)
-    if not mine and lease and float(lease.get("expires", 0)) > now:
+    if not mine and holds(lease, now):
         if to:
             raise AgentError("the deploy lease %s/%s.lease was lost before its handover to %s (its up waits for the holder)\nheld by: %s" % (
                 LOCK_DIR, app, to, describe(lease, now)))
@@ -100,11 +105,9 @@ def whose(lease: Dict[str, Any]) -> str:
 def describe(lease: Dict[str, Any], now: Optional[float] = None) -> str:
     now = time.time() if now is None else now
     left = max(0, int(float(lease.get("expires", 0)) - now))
-    if FDEPLOY.fullmatch(lease["deploy"]):
-        return "%s (it holds the lease while it runs; it runs out %ds after it ended, in %ds at most)" % (
-            whose(lease), lease_seconds(), left)
-    return "%s (between two of its steps; its lease runs out %ds after its last step, in %ds at most)" % (
-        whose(lease), lease_seconds(), left)
+    how = ("it holds the lease while it runs; it runs out %ds after it ended" if FDEPLOY.fullmatch(lease["deploy"])
+           else "between two of its steps; its lease runs out %ds after its last step") % lease_seconds()
+    return "%s (%s, in %ds at most)" % (whose(lease), how, left)
 
 
 def step_of(host: Host, app: str, now: Optional[float] = None) -> str:
@@ -112,4 +115,4 @@ def step_of(host: Host, app: str, now: Optional[float] = None) -> str:
     Read without the flock: the lease file is only ever replaced whole (write_atomic)."""
     now = time.time() if now is None else now
     lease = read(host, app)
-    return ", a step of %s" % whose(lease) if lease and float(lease.get("expires", 0)) > now else ""
+    return ", a step of %s" % whose(lease) if lease and holds(lease, now) else ""
