@@ -51,6 +51,7 @@ class Session:
     def __init__(self, argv: List[str], app: str, log: Log, start: Optional[Callable[[List[str]], "subprocess.Popen[str]"]] = None) -> None:
         self.argv, self.app, self.log, self.start = argv, app, log, start or popen
         self.proc: Optional["subprocess.Popen[str]"] = None
+        self.reader: Optional[threading.Thread] = None   # the running process's stderr, read to its end
         self.said: List[str] = []
         self.lock = threading.Lock()
 
@@ -63,7 +64,8 @@ class Session:
     def _ask(self, verb: str, params: Dict[str, Any]) -> Tuple[int, Dict[str, Any], str]:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = self.start(self.argv)
-            threading.Thread(target=self._stderr, args=(self.proc,), daemon=True).start()
+            self.reader = threading.Thread(target=self._stderr, args=(self.proc,), daemon=True)
+            self.reader.start()
             self.proc.stdin.write(json.dumps({"APP": self.app}) + "\n")   # type: ignore[union-attr]
         proc, self.said = self.proc, []
         try:
@@ -74,6 +76,8 @@ class Session:
             line = ""
         if not line:
             code = proc.wait()
+            if self.reader is not None:   # its last words may still be in the pipe: read them before saying them
+                self.reader.join(timeout=5)
             self.proc = None
             return (code or 255), {}, "\n".join(self.said)
         try:
