@@ -14,6 +14,8 @@ import { deployFresh } from "./fixture";
 import { PROJECT_DIR, RunResult, TestStack } from "./pulumi";
 
 const GREETING = "hello from ops";
+// one connection per request (`connection: close`): a kept-alive connection that an nginx reload closes between two
+// requests is the client's race, not a failed request of the server's
 /** GET workerData.url every 20 ms (a new connection each) until told to stop, then posts the samples: when each was sent, its status, or 0 and the error when no answer came. */
 const SAMPLER = `
 const { parentPort, workerData } = require("worker_threads");
@@ -86,8 +88,6 @@ describe("fdeploy: operating a deployed app", function () {
   }
 
   /** GET like a browser: once more on a new connection if nginx closed an idle keep-alive one. */
-  // one connection per request (get(): `connection: close`): a kept-alive connection that an nginx reload closes
-  // between two requests is the client's race, not a failed request of the server's
   async function getRetry(url: string): ReturnType<typeof get> {
     try {
       return await get(url);
